@@ -1,0 +1,5 @@
+"""``python -m bottleneck``."""
+
+from bottleneck.cli import main
+
+main()

@@ -1,0 +1,84 @@
+"""The root ``bottleneck`` command group, error handling and command registration."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from bottleneck.errors import BottleneckError
+
+
+class _Group(click.Group):
+    """A group that turns library errors into one clean line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's own signature
+        try:
+            return super().invoke(ctx)
+        except BottleneckError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="bottleneck")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Transfer learning by cached bottleneck features.
+
+    Extract a frozen base's features once into an HDF5 cache, then train and compare
+    heads on the cache in seconds and export the winner as one Keras model.
+
+    \b
+    Example:
+      bottleneck extract fashion-mnist:train --base data/bases/fashion_mnist_0-4.keras \\
+          --classes 5-9 -o caches/fm-train.h5
+      bottleneck info caches/fm-train.h5
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    if not debug and ctx.invoked_subcommand and "--help" not in sys.argv:
+        _quiet_backend_start()
+
+
+def _quiet_backend_start() -> None:
+    """Start the Keras backend with its C++ start-up chatter (CUDA probes, oneDNN notes) muted.
+
+    TensorFlow logs these from C++ before any log level applies, so stderr is redirected
+    at the file-descriptor level for the import and the first op only.
+    """
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    try:
+        saved = os.dup(2)
+    except OSError:
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras
+
+            keras.ops.convert_to_numpy(keras.ops.zeros((1,)))
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _register() -> None:
+    from bottleneck.cli import extract_cmds
+
+    for module in (extract_cmds,):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(cli.main(prog_name="bottleneck", standalone_mode=True))

@@ -1,0 +1,43 @@
+"""Exceptions and warnings. Every error says what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class BottleneckError(Exception):
+    """Base class: the CLI prints these as one line and exits non-zero, without a traceback."""
+
+
+class ImageError(BottleneckError):
+    """An image could not be decoded (missing, empty, truncated, not an image, too large)."""
+
+
+class SourceError(BottleneckError):
+    """An image collection could not be read (missing path, bad manifest, no images)."""
+
+
+class BaseModelError(BottleneckError):
+    """A base model could not be built or loaded (unknown name, bad layer, offline weights)."""
+
+
+class CacheError(BottleneckError):
+    """A feature cache is missing, incomplete, malformed, or locked by another writer."""
+
+
+class StaleCacheError(CacheError):
+    """A cache exists for different inputs (base, weights, size, layer or images)."""
+
+
+class HeadError(BottleneckError):
+    """A head cannot be trained or used on the given data."""
+
+
+class BottleneckWarning(UserWarning):
+    """Base class of the warnings this package emits."""
+
+
+class SkippedImageWarning(BottleneckWarning):
+    """An image was skipped during extraction or prediction."""
+
+
+class SmallDataWarning(BottleneckWarning):
+    """Too few samples per class, or a strong imbalance, for a trustworthy comparison."""
