@@ -143,7 +143,11 @@ def weights_sha256(model: keras.Model) -> str:
 
 def _pool(tensor, pooling: str):
     if len(tensor.shape) == 4:
-        pool = keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
+        pool = (
+            keras.layers.GlobalAveragePooling2D
+            if pooling == "avg"
+            else keras.layers.GlobalMaxPooling2D
+        )
         return pool(name="bottleneck_pool")(tensor)
     if len(tensor.shape) != 2:
         return keras.layers.Flatten(name="bottleneck_flatten")(tensor)
@@ -320,7 +324,13 @@ def load_base(
         layer_ = _affine_layer(*affine)
         x = layer_(inputs) if layer_ is not None else inputs
         model = keras.Model(inputs, keras.layers.Flatten(name="flatten")(x), name="pixels")
-        name, origin, weights_id, layer, pooling = PIXELS, {"application": PIXELS}, "none", None, "none"
+        name, origin, weights_id, layer, pooling = (
+            PIXELS,
+            {"application": PIXELS},
+            "none",
+            None,
+            "none",
+        )
     else:
         name = resolve_application(str(base))
         size = size or (_DEFAULT_SIZES.get(_key(name), 224),) * 2

@@ -179,7 +179,8 @@ class CacheWriter:
         if failures:
             failed_ids, reasons = zip(*failures, strict=True)
             self._extend(
-                n_failed, [("failed/ids", _strings(failed_ids)), ("failed/reasons", _strings(reasons))]
+                n_failed,
+                [("failed/ids", _strings(failed_ids)), ("failed/reasons", _strings(reasons))],
             )
         self._consistent = (rows + n, n_failed + len(failures), items_done)
 

@@ -108,7 +108,9 @@ def _decode_batch(
             good.append(item)
         except ImageError as exc:
             if strict:
-                raise ImageError(f"{item.id}: {exc} (--strict stops at the first bad image)") from exc
+                raise ImageError(
+                    f"{item.id}: {exc} (--strict stops at the first bad image)"
+                ) from exc
             failures.append((item.id, str(exc)))
     return _Batch(pixels[: len(good)], good, failures, end)
 

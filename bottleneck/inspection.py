@@ -35,9 +35,7 @@ def cache_info(path: str | Path) -> dict:
             "layer": base.get("layer"),
             "pooling": base.get("pooling"),
             "input_shape": base.get("input_shape"),
-            "source": {
-                k: provenance.get("source", {}).get(k) for k in ("kind", "root", "n_items")
-            },
+            "source": {k: provenance.get("source", {}).get(k) for k in ("kind", "root", "n_items")},
             "software": provenance.get("software", {}),
             "extraction": provenance.get("extraction", {}),
             "created_at": provenance.get("created_at"),
@@ -73,8 +71,12 @@ def _source_changes(cache: FeatureCache) -> list[str]:
         keys = [k for k in now if k.endswith("sha256") and now[k] != described.get(k)]
         return [f"source arrays changed ({', '.join(keys)})"] if keys else []
     current = source.manifest() or {"ids": [], "size": [], "mtime_ns": []}
-    before = dict(zip(stored["ids"], zip(stored["size"], stored["mtime_ns"], strict=True), strict=True))
-    after = dict(zip(current["ids"], zip(current["size"], current["mtime_ns"], strict=True), strict=True))
+    before = dict(
+        zip(stored["ids"], zip(stored["size"], stored["mtime_ns"], strict=True), strict=True)
+    )
+    after = dict(
+        zip(current["ids"], zip(current["size"], current["mtime_ns"], strict=True), strict=True)
+    )
     added = sorted(set(after) - set(before))
     removed = sorted(set(before) - set(after))
     modified = sorted(k for k in set(before) & set(after) if tuple(before[k]) != tuple(after[k]))
@@ -86,7 +88,9 @@ def _source_changes(cache: FeatureCache) -> list[str]:
     return out
 
 
-def verify_cache(path: str | Path, *, check_source: bool = True, block_rows: int = 16384) -> VerifyReport:
+def verify_cache(
+    path: str | Path, *, check_source: bool = True, block_rows: int = 16384
+) -> VerifyReport:
     """Check format, completeness, shapes, label range, finite values and source changes."""
     report = VerifyReport(str(path))
     try:

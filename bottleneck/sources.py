@@ -159,9 +159,7 @@ def _select(
     if classes is not None:
         keep = _parse_classes(classes, names)
         remap = {old: new for new, old in enumerate(keep)}
-        items = [
-            Item(i.id, remap[i.label], i.path, i.index) for i in items if i.label in remap
-        ]
+        items = [Item(i.id, remap[i.label], i.path, i.index) for i in items if i.label in remap]
         names = [names[k] for k in keep]
     if limit is not None:
         if limit <= 0:
@@ -301,7 +299,9 @@ def open_source(
     if text.startswith("fashion-mnist:"):
         split = text.split(":", 1)[1]
         if split not in _FASHION_FILES:
-            raise SourceError(f"unknown Fashion-MNIST split {split!r}; use fashion-mnist:train|test")
+            raise SourceError(
+                f"unknown Fashion-MNIST split {split!r}; use fashion-mnist:train|test"
+            )
         folder = Path(os.environ.get("BOTTLENECK_FASHION_MNIST_DIR", FASHION_MNIST_DIR))
         images_path = folder / f"{_FASHION_FILES[split]}-images-idx3-ubyte.gz"
         labels_path = folder / f"{_FASHION_FILES[split]}-labels-idx1-ubyte.gz"
@@ -310,7 +310,10 @@ def open_source(
                 f"Fashion-MNIST not found at {folder}: install it with "
                 "`apt-get install dataset-fashion-mnist` or set BOTTLENECK_FASHION_MNIST_DIR"
             )
-        hashes = {"images_sha256": sha256_file(images_path), "labels_sha256": sha256_file(labels_path)}
+        hashes = {
+            "images_sha256": sha256_file(images_path),
+            "labels_sha256": sha256_file(labels_path),
+        }
         kind, root = "fashion-mnist", str(folder)
         items, names, arrays = _array_source(
             kind, text, read_idx(images_path), read_idx(labels_path), FASHION_MNIST_CLASSES, hashes

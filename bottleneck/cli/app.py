@@ -14,7 +14,7 @@ from bottleneck.errors import BottleneckError
 class _Group(click.Group):
     """A group that turns library errors into one clean line and a non-zero exit."""
 
-    def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's own signature
+    def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except BottleneckError as exc:
