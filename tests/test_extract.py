@@ -80,7 +80,7 @@ def test_rerun_is_up_to_date_and_changes_are_refused(folder, tiny_base, tmp_path
     again = extract(folder, tiny_base, out, progress=False)
     assert again.up_to_date and again.rows == 21
     other = load_base("mobilenet_v2", weights="none", image_size=SIZE, pooling="max")
-    with pytest.raises(StaleCacheError, match="base.pooling"):
+    with pytest.raises(StaleCacheError, match=r"base\.pooling"):
         extract(folder, other, out, progress=False)
     replaced = extract(folder, other, out, force=True, progress=False)
     assert not replaced.up_to_date
