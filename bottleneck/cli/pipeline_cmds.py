@@ -1,0 +1,105 @@
+"""``bottleneck run`` and ``bottleneck cache ls|prune``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Say what would be extracted or reused; run nothing.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    help="Cache store (default: $BOTTLENECK_CACHE_DIR, else caches/ beside the spec).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+def run(spec: str, dry_run: bool, cache_dir: str | None, quiet: bool, as_json: bool) -> None:
+    """Run a pipeline SPEC (TOML): extract → compare heads → export the winner → predict.
+
+    Every cache is keyed by its extraction fingerprint, so a second run extracts nothing
+    and a spec that changes only its heads reruns only the comparison.
+
+    \b
+    Examples:
+      bottleneck run pipelines/fashion_mnist.toml
+      bottleneck run pipelines/fashion_mnist.toml --dry-run
+    """
+    from bottleneck.pipeline import run_pipeline
+
+    echo = (lambda _text: None) if as_json else click.echo
+    record = run_pipeline(
+        spec, cache_dir=cache_dir, dry_run=dry_run, progress=False if quiet else None, echo=echo
+    )
+    if as_json:
+        click.echo(json.dumps(record, indent=2, default=str))
+
+
+@click.group()
+def cache() -> None:
+    """List and prune the cache store.
+
+    \b
+    Examples:
+      bottleneck cache ls --cache-dir pipelines/caches
+      bottleneck cache prune --older-than 30d
+    """
+
+
+_CACHE_DIR = click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    help="Store folder (default: $BOTTLENECK_CACHE_DIR, else ./caches).",
+)
+
+
+@cache.command("ls")
+@_CACHE_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def cache_ls(cache_dir: str | None, as_json: bool) -> None:
+    """List caches with their base, source, rows, size and last use.
+
+    \b
+    Example:
+      bottleneck cache ls --cache-dir pipelines/caches
+    """
+    from bottleneck.store import CacheStore, default_cache_dir
+
+    entries = CacheStore(cache_dir or default_cache_dir()).entries()
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    if not entries:
+        click.echo("no caches")
+    for e in entries:
+        click.echo(
+            f"{e['path']}  {e['status']:<8} {e['rows'] if e['rows'] is not None else '-':>7} rows  "
+            f"{e['size_bytes'] / 1e6:7.1f} MB  {e['last_used']}  {e['base'] or ''}  "
+            f"{e['source'] or ''}"
+        )
+
+
+@cache.command("prune")
+@_CACHE_DIR
+@click.option("--older-than", help="Remove caches not used for this long (30d, 12h, 2w).")
+@click.option("--partial", is_flag=True, help="Remove unfinished extractions.")
+def cache_prune(cache_dir: str | None, older_than: str | None, partial: bool) -> None:
+    """Remove caches unused for a while, and/or unfinished extractions.
+
+    \b
+    Example:
+      bottleneck cache prune --older-than 30d --partial
+    """
+    from bottleneck.store import CacheStore, default_cache_dir, parse_age
+
+    store = CacheStore(cache_dir or default_cache_dir())
+    removed = store.prune(older_than=parse_age(older_than) if older_than else None, partial=partial)
+    for path in removed:
+        click.echo(f"removed {path}")
+    click.echo(f"{len(removed)} removed")
+
+
+COMMANDS = [run, cache]
