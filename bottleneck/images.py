@@ -20,6 +20,8 @@ from bottleneck.errors import ImageError
 DEFAULT_MAX_PIXELS = 100_000_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
+_ORIENTATION = 0x0112  # EXIF tag
+
 # Pillow's own bomb check only warns below 2x its limit; ours runs on the declared size.
 Image.MAX_IMAGE_PIXELS = None
 
@@ -27,10 +29,13 @@ Image.MAX_IMAGE_PIXELS = None
 def _to_mode(image: Image.Image, channels: int) -> Image.Image:
     """Convert any Pillow mode to ``RGB`` (channels=3) or ``L`` (channels=1)."""
     target = "RGB" if channels == 3 else "L"
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit (or wider) samples: map the 16-bit range onto 8 bits; 8-bit data stays.
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16-bit samples: map the 16-bit range onto 8 bits, whatever the content (a dark
+        # 16-bit image stays dark). Modes I/F do not say their range: values above 255 are
+        # taken as 16-bit, otherwise as 8-bit data.
         array = np.asarray(image, dtype=np.float64)
-        scale = 1 / 257 if array.size and array.max() > 255 else 1.0
+        sixteen_bit = image.mode.startswith("I;16") or (array.size and array.max() > 255)
+        scale = 1 / 257 if sixteen_bit else 1.0
         image = Image.fromarray(np.clip(np.rint(array * scale), 0, 255).astype(np.uint8), "L")
     elif image.mode == "P":
         image = image.convert("RGBA")
@@ -89,8 +94,13 @@ def decode_file(
                     f"image too large: {width}x{height} = {width * height} pixels "
                     f"> limit {max_pixels} (possible decompression bomb; raise --max-pixels)"
                 )
-            if image.format == "JPEG" and width >= 2 * size[1] and height >= 2 * size[0]:
-                image.draft(image.mode, (2 * size[1], 2 * size[0]))
+            if image.format == "JPEG":
+                target_w, target_h = size[1], size[0]
+                if image.getexif().get(_ORIENTATION) in (5, 6, 7, 8):
+                    # Stored sideways: the target's axes swap before exif_transpose.
+                    target_w, target_h = target_h, target_w
+                if width >= 2 * target_w and height >= 2 * target_h:
+                    image.draft(image.mode, (2 * target_w, 2 * target_h))
             image.load()
             image = ImageOps.exif_transpose(image)
             return _finish(image, size, channels)

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import csv
 import gzip
+import math
 import os
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,11 +202,12 @@ def _folder_source(root: Path) -> tuple[str, list[Item], list[str]]:
 def _csv_source(path: Path) -> tuple[list[Item], list[str]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
-            columns = [c.strip() for c in (rows[0].keys() if rows else [])]
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SourceError(f"cannot read manifest {path}: {exc}") from exc
-    if rows and "path" not in columns:
+    if columns and "path" not in columns:
         raise SourceError(
             f"manifest {path} has no 'path' column (columns: {', '.join(columns)}); "
             "the header must be 'path,label' (label optional)"
@@ -229,16 +233,21 @@ def read_idx(path: str | Path) -> np.ndarray:
     try:
         with opener(path, "rb") as handle:
             data = handle.read()
-    except OSError as exc:
-        raise SourceError(f"cannot read IDX file {path}: {exc}") from exc
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SourceError(f"cannot read IDX file {path} (truncated or corrupt?): {exc}") from exc
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise SourceError(f"{path} is not an unsigned-byte IDX file")
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
     offset = 4 + 4 * ndim
-    count = int(np.prod(shape))
+    if len(data) < offset:
+        raise SourceError(f"{path} is truncated: its header declares {ndim} dimensions")
+    shape = tuple(int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
+    count = math.prod(shape)
     if len(data) - offset != count:
-        raise SourceError(f"{path} is truncated: header says {shape}, file is shorter")
+        raise SourceError(
+            f"{path} is truncated or corrupt: header says {shape} = {count} bytes of pixels, "
+            f"file has {len(data) - offset}"
+        )
     return np.frombuffer(data, np.uint8, count=count, offset=offset).reshape(shape)
 
 
@@ -262,6 +271,13 @@ def _array_source(
         raise SourceError(f"{root}: {len(images)} images but {len(labels)} labels")
     if labels is not None and not names:
         names = [str(v) for v in range(int(labels.max()) + 1)] if len(labels) else []
+    if labels is not None and len(labels):
+        low, high = int(labels.min()), int(labels.max())
+        if low < -1 or high >= len(names):
+            raise SourceError(
+                f"{root}: labels range {low}..{high} does not fit the {len(names)} class "
+                f"names (labels are indices 0-{len(names) - 1}, or -1 for unlabeled)"
+            )
     items = [
         Item(f"array:{i}", int(labels[i]) if labels is not None else -1, index=i)
         for i in range(len(images))
@@ -305,7 +321,7 @@ def open_source(
         folder = Path(os.environ.get("BOTTLENECK_FASHION_MNIST_DIR", FASHION_MNIST_DIR))
         images_path = folder / f"{_FASHION_FILES[split]}-images-idx3-ubyte.gz"
         labels_path = folder / f"{_FASHION_FILES[split]}-labels-idx1-ubyte.gz"
-        if not images_path.exists():
+        if not (images_path.exists() and labels_path.exists()):
             raise SourceError(
                 f"Fashion-MNIST not found at {folder}: install it with "
                 "`apt-get install dataset-fashion-mnist` or set BOTTLENECK_FASHION_MNIST_DIR"
@@ -324,6 +340,7 @@ def open_source(
             raise SourceError(f"source not found: {path}")
         root = str(path.resolve())
         options["spec"] = root
+        path = path.absolute()  # item paths must not depend on the working directory
         if path.is_dir():
             kind, items, names = _folder_source(path)
         elif path.suffix.lower() == ".csv":
@@ -356,9 +373,12 @@ def open_source(
 
 def _npz_source(path: Path) -> tuple[list[Item], list[str], np.ndarray, dict[str, str]]:
     try:
-        with np.load(path, allow_pickle=False) as data:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not named arrays")
+        with loaded as data:
             contents = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise SourceError(f"cannot read {path} as a NumPy .npz without pickle: {exc}") from exc
     images = next((contents[k] for k in ("images", "x", "X") if k in contents), None)
     if images is None:
