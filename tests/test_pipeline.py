@@ -1,0 +1,181 @@
+"""Pipeline specs: validation errors with key and line, cache reuse, invalidation, dry run."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from bottleneck.cli import cli
+from bottleneck.pipeline import run_pipeline
+from bottleneck.spec import SpecError, load_spec
+from bottleneck.store import CacheStore, parse_age
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """train/ and test/ class folders of real photo crops."""
+    from skimage import data
+
+    pictures = {"cat": data.chelsea(), "cup": data.coffee()}
+    for split, count in (("train", 6), ("test", 3)):
+        for name, photo in pictures.items():
+            folder = tmp_path / "photos" / split / name
+            folder.mkdir(parents=True)
+            for k in range(count):
+                crop = photo[k * 15 : k * 15 + 120, k * 10 : k * 10 + 150]
+                Image.fromarray(crop).save(folder / f"{k}.jpg")
+    return tmp_path / "photos"
+
+
+def _write_spec(tmp_path, body: str):
+    path = tmp_path / "spec.toml"
+    path.write_text(body)
+    return path
+
+
+SPEC = """
+[data]
+train = "photos/train"
+test = "photos/test"
+
+[base]
+name = "mobilenet_v2"
+weights = "none"
+image_size = 32
+pooling = "{pooling}"
+
+[baselines]
+use = ["raw-pixels"]
+
+[outputs]
+dir = "runs"
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            '[data]\ntrain = "x"\n[base]\nname = "resnet50"\ncolour = 1\n',
+            ":5: base.colour: unknown key",
+        ),
+        ('[dta]\ntrain = "x"\n', ":1: [dta]: unknown section"),
+        (
+            '[data]\ntrain = "photos/train"\ntest = "photos/test"\n[base]\nname = 5\n',
+            ":5: base.name: must be str",
+        ),
+        (
+            '[data]\ntrain = "photos/train"\ntest = "photos/test"\n[base]\nname = "resnet50"\n'
+            '[heads]\nuse = ["logreg", "forest"]\n',
+            ":7: heads.use: unknown value(s) ['forest']",
+        ),
+        (
+            '[data]\ntrain = "nowhere"\ntest = "photos/test"\n[base]\nname = "resnet50"\n',
+            ":2: data.train: source not found",
+        ),
+        (
+            '[data]\ntrain = "photos/train"\n[base]\nname = "resnet50"\n',
+            "give a 'test' source or set heads.cv",
+        ),
+        (
+            '[data]\ntrain = "photos/train"\ntest = "photos/test"\n',
+            "[base]: missing required key 'name'",
+        ),
+        (
+            '[data]\ntrain = "photos/train"\ntest = "photos/test"\n[base]\nname = "m.keras"\n',
+            "model file not found",
+        ),
+        (
+            '[data]\ntrain = "photos/train"\ntest = "photos/test"\n[base]\nname = "x"\n[extract]\nbatch_size = 0\n',
+            ":7: extract.batch_size: must be > 0",
+        ),
+        ("[data\n", "not valid TOML"),
+    ],
+)
+def test_spec_errors_name_key_and_line(tmp_path, photos, body, message):
+    path = _write_spec(tmp_path, body)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)
+
+
+def test_relative_paths_resolve_against_the_spec(tmp_path, photos):
+    spec = load_spec(_write_spec(tmp_path, SPEC.format(pooling="avg")))
+    assert spec["data"]["train"] == str(photos / "train")
+    assert spec["outputs"]["dir"] == str(tmp_path / "runs")
+    assert spec["heads"]["use"] == ["logreg", "linear-svm", "rbf-svm", "dense"]
+    assert spec["extract"]["batch_size"] == 64
+
+
+def _extracted(record):
+    return sorted((e["role"], e["split"]) for e in record["extractions"] if not e["cached"])
+
+
+def test_second_run_reuses_and_changes_invalidate_only_dependents(tmp_path, photos):
+    spec = _write_spec(tmp_path, SPEC.format(pooling="avg"))
+    store = tmp_path / "store"
+    dry = run_pipeline(spec, cache_dir=store, dry_run=True, echo=lambda _: None)
+    assert _extracted(dry) == [
+        ("main", "test"),
+        ("main", "train"),
+        ("raw-pixels", "test"),
+        ("raw-pixels", "train"),
+    ]
+    first = run_pipeline(spec, cache_dir=store, progress=False, echo=lambda _: None)
+    assert _extracted(first) == _extracted(dry)
+    assert [e["cache"] for e in first["extractions"]] == [e["cache"] for e in dry["extractions"]]
+    assert len(list(store.glob("*.h5"))) == 4
+    mtimes = {p: p.stat().st_mtime_ns for p in store.glob("*.h5")}
+    second = run_pipeline(spec, cache_dir=store, progress=False, echo=lambda _: None)
+    assert _extracted(second) == []
+    assert run_pipeline(spec, cache_dir=store, dry_run=True, echo=lambda _: None)[
+        "extractions"
+    ] == [{k: v for k, v in e.items() if k != "fingerprint"} for e in second["extractions"]]
+    assert {p: p.stat().st_size for p in store.glob("*.h5")} == {
+        p: p.stat().st_size for p in mtimes
+    }
+    # A changed test image invalidates the test caches only.
+    image = photos / "test" / "cup" / "1.jpg"
+    Image.new("RGB", (90, 90), "green").save(image)
+    os.utime(image, ns=(10**9, 10**9))
+    assert _extracted(run_pipeline(spec, cache_dir=store, dry_run=True, echo=lambda _: None)) == [
+        ("main", "test"),
+        ("raw-pixels", "test"),
+    ]
+    third = run_pipeline(spec, cache_dir=store, progress=False, echo=lambda _: None)
+    assert _extracted(third) == [("main", "test"), ("raw-pixels", "test")]
+    # A changed base invalidates the base's caches, not the raw-pixel baseline.
+    spec.write_text(SPEC.format(pooling="max"))
+    fourth = run_pipeline(spec, cache_dir=store, progress=False, echo=lambda _: None)
+    assert _extracted(fourth) == [("main", "test"), ("main", "train")]
+
+
+def test_store_ls_and_prune(tmp_path, photos):
+    spec = _write_spec(tmp_path, SPEC.format(pooling="avg"))
+    store_dir = tmp_path / "store"
+    run_pipeline(spec, cache_dir=store_dir, progress=False, echo=lambda _: None)
+    (store_dir / "dead.h5.partial").write_bytes(b"")
+    runner = CliRunner()
+    listing = json.loads(
+        runner.invoke(cli, ["cache", "ls", "--cache-dir", str(store_dir), "--json"]).output
+    )
+    assert len(listing) == 5
+    complete = [e for e in listing if e["status"] == "complete"]
+    assert sorted(e["rows"] for e in complete) == [6, 6, 12, 12]
+    assert {e["base"] for e in complete} == {"MobileNetV2 (none)", "pixels (none)"}
+    result = runner.invoke(cli, ["cache", "prune", "--cache-dir", str(store_dir), "--partial"])
+    assert result.exit_code == 0 and "1 removed" in result.output
+    old = sorted(store_dir.glob("*.h5"))[0]
+    os.utime(old, (1, 1))
+    removed = CacheStore(store_dir).prune(older_than=parse_age("30d"))
+    assert removed == [old]
+    assert len(list(store_dir.glob("*.h5"))) == 3
+    bad = runner.invoke(
+        cli, ["cache", "prune", "--cache-dir", str(store_dir), "--older-than", "soon"]
+    )
+    assert bad.exit_code == 1 and "invalid age 'soon'" in bad.output
