@@ -90,7 +90,8 @@ dir = "runs"
             "model file not found",
         ),
         (
-            '[data]\ntrain = "photos/train"\ntest = "photos/test"\n[base]\nname = "x"\n[extract]\nbatch_size = 0\n',
+            '[data]\ntrain = "photos/train"\ntest = "photos/test"\n[base]\nname = "x"\n'
+            "[extract]\nbatch_size = 0\n",
             ":7: extract.batch_size: must be > 0",
         ),
         ("[data\n", "not valid TOML"),
