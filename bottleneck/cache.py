@@ -1,18 +1,19 @@
-"""The HDF5 feature cache, format version 1: writing with resume, atomic finalize, reading.
+"""The HDF5 feature cache, format version 1: crash-safe writing with resume, reading.
 
 Layout (see README, "Cache format"):
 
-``/features`` float32 (N, D) · ``/labels`` int32 (N,) · ``/ids`` str (N,) ·
+``/features`` float32 (N, D), contiguous · ``/labels`` int32 (N,) · ``/ids`` str (N,) ·
 ``/failed/ids``, ``/failed/reasons`` str · ``/manifest/{ids,size,mtime_ns}`` (file sources) ·
 root attrs ``format``, ``format_version``, ``complete``, ``fingerprint``, ``identity``,
-``provenance``, ``class_names`` (JSON) and, while writing, ``rows_committed``,
-``failed_committed``, ``items_done``.
+``provenance``, ``class_names`` (JSON).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,17 +26,12 @@ from bottleneck.fingerprint import diff_keys
 
 FORMAT = "bottleneck-cache"
 FORMAT_VERSION = 1
-CHUNK_BYTES = 1 << 20
 _STR = h5py.string_dtype("utf-8")
 
 
 def partial_path(path: str | Path) -> Path:
-    """The path a cache is written to until it is complete."""
+    """The folder a cache is written to until it is complete."""
     return Path(f"{path}.partial")
-
-
-def _strings(values: Sequence[str]) -> np.ndarray:
-    return np.asarray(list(values), dtype=object)
 
 
 def _json_attr(handle: h5py.File, name: str, default: Any = None) -> Any:
@@ -50,21 +46,30 @@ def describe_difference(path: str | Path, old_identity: dict, new_identity: dict
 
 
 class CacheWriter:
-    """Append-only writer of a ``.partial`` cache, committed in consistent steps.
+    """Crash-safe writer: batches go to a ``<out>.partial/`` folder, assembled at the end.
 
-    Batches are appended in source order; :meth:`commit` records how many rows, failures
-    and source items are durable and flushes, so a crash or Ctrl-C at any point leaves a
-    file that :meth:`resume` truncates back to the last commit.
+    HDF5 is not crash-safe (a process killed mid-write can corrupt the file's heap, so the
+    rows it did commit are lost too). The partial state is therefore a folder: ``meta.json``
+    (fingerprint, identity, provenance, class names), ``manifest.npz``, and one
+    ``chunk-NNNNNN.npz`` per :meth:`commit`, each fsync'ed and renamed into place, so a chunk
+    is either wholly there or absent. :meth:`resume` continues after the last chunk;
+    :meth:`finalize` streams the chunks into one contiguous HDF5 file and renames it to the
+    final path. Nothing is pickled.
     """
 
-    def __init__(self, handle: h5py.File, path: Path) -> None:
-        self._h5 = handle
-        self.path = path
-        self._consistent = (
-            int(handle.attrs["rows_committed"]),
-            int(handle.attrs["failed_committed"]),
-            int(handle.attrs["items_done"]),
-        )
+    def __init__(self, folder: Path, meta: dict, chunks: list[Path]) -> None:
+        self.path = folder
+        self._meta = meta
+        self._chunks = chunks
+        self._pending: list[dict[str, np.ndarray]] = []
+        rows = failed = items = 0
+        for chunk in chunks:
+            with np.load(chunk, allow_pickle=False) as data:
+                rows += len(data["labels"])
+                failed += len(data["failed_ids"])
+                items = int(data["items_done"])
+        self._committed = (rows, failed, items)
+        self._consistent = self._committed
 
     @classmethod
     def create(
@@ -76,78 +81,56 @@ class CacheWriter:
         identity: dict,
         provenance: dict,
         class_names: Sequence[str],
-        manifest: dict[str, np.ndarray] | None = None,
+        manifest: dict[str, Sequence] | None = None,
     ) -> CacheWriter:
-        """Start a new ``.partial`` file at ``path`` (overwriting any old one)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        h5 = h5py.File(path, "w")
-        rows_per_chunk = max(1, min(CHUNK_BYTES // (4 * dim), 1 << 16))
-        h5.create_dataset(
-            "features", (0, dim), np.float32, maxshape=(None, dim), chunks=(rows_per_chunk, dim)
-        )
-        h5.create_dataset("labels", (0,), np.int32, maxshape=(None,), chunks=(1 << 14,))
-        h5.create_dataset("ids", (0,), _STR, maxshape=(None,), chunks=(1 << 12,))
-        failed = h5.create_group("failed")
-        for name in ("ids", "reasons"):
-            failed.create_dataset(name, (0,), _STR, maxshape=(None,), chunks=(256,))
+        """Start a new partial folder at ``path`` (discarding any old one)."""
+        folder = Path(path)
+        discard_partial(folder)
+        folder.mkdir(parents=True)
+        meta = {
+            "dim": int(dim),
+            "fingerprint": fingerprint,
+            "identity": identity,
+            "provenance": provenance,
+            "class_names": list(class_names),
+        }
         if manifest is not None:
-            group = h5.create_group("manifest")
-            group.create_dataset("ids", data=_strings(manifest["ids"]), dtype=_STR)
-            group.create_dataset("size", data=np.asarray(manifest["size"], np.int64))
-            group.create_dataset("mtime_ns", data=np.asarray(manifest["mtime_ns"], np.int64))
-        h5.attrs.update(
-            {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "complete": False,
-                "fingerprint": fingerprint,
-                "identity": json.dumps(identity, sort_keys=True),
-                "provenance": json.dumps(provenance, sort_keys=True),
-                "class_names": json.dumps(list(class_names)),
-                "rows_committed": 0,
-                "failed_committed": 0,
-                "items_done": 0,
-            }
-        )
-        h5.flush()
-        return cls(h5, path)
+            _atomic_npz(
+                folder / "manifest.npz",
+                ids=np.asarray(manifest["ids"], dtype=str),
+                size=np.asarray(manifest["size"], np.int64),
+                mtime_ns=np.asarray(manifest["mtime_ns"], np.int64),
+            )
+        _atomic_write(folder / "meta.json", json.dumps(meta, sort_keys=True).encode())
+        return cls(folder, meta, [])
 
     @classmethod
     def resume(cls, path: str | Path, fingerprint: str, identity: dict) -> CacheWriter:
-        """Reopen a ``.partial`` file made for the same fingerprint, truncated to its last commit.
+        """Reopen a partial folder made for the same fingerprint, after its last chunk.
 
         Raises
         ------
         StaleCacheError
-            If the partial file was started for different inputs.
+            If the partial extraction was started for different inputs.
         CacheError
-            If the file cannot be read (e.g. the crash damaged it); delete it to start over.
+            If it cannot be read; delete it (or use --force) to start over.
         """
-        path = Path(path)
+        folder = Path(path)
         try:
-            h5 = h5py.File(path, "r+")
-        except OSError as exc:
+            meta = json.loads((folder / "meta.json").read_text())
+            chunks = sorted(folder.glob("chunk-*.npz"))
+            writer = cls(folder, meta, chunks)
+        except (OSError, ValueError, KeyError) as exc:
             raise CacheError(
-                f"cannot reopen the interrupted extraction {path} ({exc}); delete it to start over"
+                f"cannot resume the unfinished extraction {folder} ({exc}); "
+                "delete it or rerun with --force to start over"
             ) from exc
-        if h5.attrs.get("fingerprint") != fingerprint:
-            old = _json_attr(h5, "identity", {})
-            h5.close()
+        if meta.get("fingerprint") != fingerprint:
             raise StaleCacheError(
-                describe_difference(path, old, identity)
+                describe_difference(folder, meta.get("identity", {}), identity)
                 + "; rerun with --force to discard it and start over"
             )
-        writer = cls(h5, path)
-        writer._truncate()
         return writer
-
-    def _truncate(self) -> None:
-        rows, n_failed, _ = self._consistent
-        for name in ("features", "labels", "ids"):
-            self._h5[name].resize(rows, axis=0)
-        for name in ("failed/ids", "failed/reasons"):
-            self._h5[name].resize(n_failed, axis=0)
 
     def write_batch(
         self,
@@ -157,77 +140,143 @@ class CacheWriter:
         failures: Sequence[tuple[str, str]],
         items_done: int,
     ) -> None:
-        """Append one batch's rows and failures; ``items_done`` source items are then handled.
+        """Add one batch's rows and failures; ``items_done`` source items are then handled.
 
-        Becomes durable at the next :meth:`commit`. An interruption inside this call leaves
-        the previous batch as the last consistent state.
+        Becomes durable at the next :meth:`commit`.
         """
         n = len(ids)
         if features.shape[0] != n or labels.shape[0] != n:
             raise ValueError(
                 f"rows disagree: {features.shape[0]} features, {labels.shape[0]} labels, {n} ids"
             )
-        rows, n_failed = self._consistent[0], self._consistent[1]
-        self._extend(
-            rows,
-            [
-                ("features", np.asarray(features, np.float32)),
-                ("labels", np.asarray(labels, np.int32)),
-                ("ids", _strings(ids)),
-            ],
+        failed_ids = [f[0] for f in failures]
+        self._pending.append(
+            {
+                "features": np.asarray(features, np.float32).reshape(n, self._meta["dim"]),
+                "labels": np.asarray(labels, np.int32),
+                "ids": np.asarray(list(ids), dtype=str).reshape(n),
+                "failed_ids": np.asarray(failed_ids, dtype=str).reshape(len(failures)),
+                "failed_reasons": np.asarray([f[1] for f in failures], dtype=str).reshape(
+                    len(failures)
+                ),
+            }
         )
-        if failures:
-            failed_ids, reasons = zip(*failures, strict=True)
-            self._extend(
-                n_failed,
-                [("failed/ids", _strings(failed_ids)), ("failed/reasons", _strings(reasons))],
-            )
-        self._consistent = (rows + n, n_failed + len(failures), items_done)
-
-    def _extend(self, start: int, columns: list[tuple[str, np.ndarray]]) -> None:
-        for name, values in columns:
-            dataset = self._h5[name]
-            stop = start + len(values)
-            if dataset.shape[0] != stop:
-                dataset.resize(stop, axis=0)
-            if len(values):
-                dataset[start:stop] = values
+        rows, failed, _ = self._consistent
+        self._consistent = (rows + n, failed + len(failures), items_done)
 
     @property
     def rows(self) -> int:
-        """Rows written up to the last complete batch."""
+        """Rows written so far (committed or pending)."""
         return self._consistent[0]
 
     @property
     def items_done(self) -> int:
-        """Source items handled (rows + failures) up to the last complete batch."""
+        """Source items handled (rows + failures), committed or pending."""
         return self._consistent[2]
 
     def commit(self) -> None:
-        """Make everything up to the last complete batch durable."""
-        rows, n_failed, items_done = self._consistent
-        self._h5.attrs.update(
-            {"rows_committed": rows, "failed_committed": n_failed, "items_done": items_done}
-        )
-        self._h5.flush()
+        """Make every batch written so far durable, as one atomically renamed chunk file."""
+        if not self._pending:
+            return
+        columns = {
+            key: np.concatenate([batch[key] for batch in self._pending]) for key in self._pending[0]
+        }
+        chunk = self.path / f"chunk-{len(self._chunks):06d}.npz"
+        _atomic_npz(chunk, items_done=np.int64(self._consistent[2]), **columns)
+        self._chunks.append(chunk)
+        self._pending = []
+        self._committed = self._consistent
 
     def finalize(self, final_path: str | Path, extraction: dict) -> Path:
-        """Mark complete, close and atomically move the file to ``final_path``."""
-        provenance = _json_attr(self._h5, "provenance", {})
-        provenance["extraction"] = extraction
-        self._h5.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
-        self._truncate()
-        for name in ("rows_committed", "failed_committed", "items_done"):
-            del self._h5.attrs[name]
-        self._h5.attrs["complete"] = True
-        self._h5.close()
-        os.replace(self.path, final_path)
-        return Path(final_path)
+        """Assemble the chunks into a complete HDF5 cache at ``final_path`` (atomically)."""
+        self.commit()
+        final_path = Path(final_path)
+        provenance = {**self._meta["provenance"], "extraction": extraction}
+        assembling = self.path / "assembled.h5"
+        rows, n_failed, _ = self._committed
+        dim = self._meta["dim"]
+        with h5py.File(assembling, "w") as h5:
+            features = h5.create_dataset("features", (rows, dim), np.float32)
+            labels = h5.create_dataset("labels", (rows,), np.int32)
+            ids = h5.create_dataset("ids", (rows,), _STR)
+            failed_ids = h5.create_dataset("failed/ids", (n_failed,), _STR)
+            failed_reasons = h5.create_dataset("failed/reasons", (n_failed,), _STR)
+            row = failure = 0
+            for chunk in self._chunks:
+                with np.load(chunk, allow_pickle=False) as data:
+                    n, k = len(data["labels"]), len(data["failed_ids"])
+                    if n:
+                        features[row : row + n] = data["features"]
+                        labels[row : row + n] = data["labels"]
+                        ids[row : row + n] = data["ids"].astype(object)
+                    if k:
+                        failed_ids[failure : failure + k] = data["failed_ids"].astype(object)
+                        failed_reasons[failure : failure + k] = data["failed_reasons"].astype(
+                            object
+                        )
+                row, failure = row + n, failure + k
+            manifest = self.path / "manifest.npz"
+            if manifest.exists():
+                with np.load(manifest, allow_pickle=False) as data:
+                    group = h5.create_group("manifest")
+                    group.create_dataset("ids", data=data["ids"].astype(object), dtype=_STR)
+                    group.create_dataset("size", data=data["size"])
+                    group.create_dataset("mtime_ns", data=data["mtime_ns"])
+            h5.attrs.update(
+                {
+                    "format": FORMAT,
+                    "format_version": FORMAT_VERSION,
+                    "fingerprint": self._meta["fingerprint"],
+                    "identity": json.dumps(self._meta["identity"], sort_keys=True),
+                    "provenance": json.dumps(provenance, sort_keys=True),
+                    "class_names": json.dumps(self._meta["class_names"]),
+                }
+            )
+            h5.attrs["complete"] = True
+        os.replace(assembling, final_path)
+        discard_partial(self.path)
+        return final_path
 
     def close(self) -> None:
-        """Close without finalizing (the partial file stays for a later resume)."""
-        if self._h5.id.valid:
-            self._h5.close()
+        """Drop batches not yet committed (the committed chunks stay for a resume)."""
+        self._pending = []
+        self._consistent = self._committed
+
+
+def partial_progress(path: str | Path) -> dict[str, int]:
+    """Committed rows, failures and source items of an unfinished extraction."""
+    rows = failed = items = 0
+    for chunk in sorted(Path(path).glob("chunk-*.npz")):
+        with np.load(chunk, allow_pickle=False) as data:
+            rows += len(data["labels"])
+            failed += len(data["failed_ids"])
+            items = int(data["items_done"])
+    return {"rows": rows, "failed": failed, "items_done": items}
+
+
+def discard_partial(path: str | Path) -> None:
+    """Remove an unfinished extraction's folder (or a stray file of that name)."""
+    path = Path(path)
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    """Write bytes to ``path`` via a temporary file, fsync and ``os.replace``."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    _atomic_write(path, buffer.getvalue())
 
 
 class FeatureCache:

@@ -8,7 +8,7 @@ import re
 import time
 from pathlib import Path
 
-from bottleneck.cache import FeatureCache
+from bottleneck.cache import FeatureCache, discard_partial
 from bottleneck.errors import BottleneckError, CacheError
 
 #: Environment variable naming the default store folder.
@@ -56,9 +56,10 @@ class CacheStore:
             if not (path.suffix == ".h5" or path.name.endswith(".h5.partial")):
                 continue
             stat = path.stat()
+            size = sum(p.stat().st_size for p in path.iterdir()) if path.is_dir() else stat.st_size
             entry = {
                 "path": str(path),
-                "size_bytes": stat.st_size,
+                "size_bytes": size,
                 "last_used": dt.datetime.fromtimestamp(stat.st_mtime).isoformat(timespec="seconds"),
                 "status": "partial" if path.name.endswith(".partial") else "complete",
                 "base": None,
@@ -91,6 +92,6 @@ class CacheStore:
             path = Path(entry["path"])
             old = older_than is not None and now - path.stat().st_mtime > older_than
             if old or (partial and entry["status"] == "partial"):
-                path.unlink()
+                discard_partial(path)
                 removed.append(path)
         return removed

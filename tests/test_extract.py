@@ -12,7 +12,7 @@ from PIL import Image
 
 from bottleneck import extract as extract_module
 from bottleneck.bases import load_base
-from bottleneck.cache import FeatureCache, partial_path
+from bottleneck.cache import FeatureCache, partial_path, partial_progress
 from bottleneck.errors import CacheError, ImageError, SourceError, StaleCacheError
 from bottleneck.extract import extract
 from bottleneck.sources import open_source
@@ -152,9 +152,8 @@ def test_resume_after_interruption_equals_uninterrupted_run(
     with pytest.raises(exc):
         extract(folder, tiny_base, out, batch_size=2, progress=False)
     assert not out.exists()
-    with h5py.File(partial_path(out), "r") as h5:
-        assert h5.attrs["items_done"] == 14  # 7 batches of 2 written, all committed
-        assert h5.attrs["complete"] == False  # noqa: E712 - numpy bool
+    # 7 batches of 2 written, all committed (3 chunks of 3, 3 and 1 batches).
+    assert partial_progress(partial_path(out)) == {"rows": 14, "failed": 0, "items_done": 14}
     monkeypatch.undo()
     result = extract(folder, tiny_base, out, batch_size=2, progress=False)
     assert result.resumed_from == 14
@@ -173,9 +172,7 @@ def test_uncommitted_rows_are_discarded_on_resume(folder, tiny_base, tmp_path, m
     _crash_after(monkeypatch, 5)
     with pytest.raises(_Crash):
         extract(folder, tiny_base, out, batch_size=2, progress=False)
-    with h5py.File(partial_path(out), "r") as h5:
-        assert h5.attrs["rows_committed"] == 0
-        assert h5["features"].shape[0] > 0  # rows on disk that were never committed
+    assert partial_progress(partial_path(out))["items_done"] == 0
     monkeypatch.setattr(extract_module.CacheWriter, "commit", real_commit)
     monkeypatch.undo()
     result = extract(folder, tiny_base, out, batch_size=2, progress=False)
@@ -260,3 +257,42 @@ def test_fashion_mnist_with_shipped_base(tmp_path):
         assert cache.provenance["base"]["input_shape"] == [28, 28, 1]
     # ReLU features of a trained base: non-negative, and not all zero.
     assert features.min() >= 0 and (features > 0).mean() > 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").exists(),
+    reason="needs apt-get install dataset-fashion-mnist",
+)
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
+    """A real crash: the CLI process is killed with SIGKILL mid-extraction, then rerun."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [
+        sys.executable, "-m", "bottleneck", "extract", "fashion-mnist:test", "--limit", "2000",
+        "--base", "mobilenet_v2", "--weights", "none", "--image-size", "48",
+        "--batch-size", "16", "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    out = tmp_path / "c.h5"
+    process = subprocess.Popen([*args, "-o", str(out)], env=env)
+    partial = partial_path(out)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(partial.glob("chunk-*.npz"))) < 2:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists(), "the run finished before it could be killed"
+    assert partial.exists()
+    subprocess.run([*args, "-o", str(out)], env=env, check=True)
+    subprocess.run([*args, "-o", str(tmp_path / "ref.h5")], env=env, check=True)
+    got, ref = _read(out), _read(tmp_path / "ref.h5")
+    assert got[2] == ref[2] and len(got[2]) == 2000
+    np.testing.assert_array_equal(got[1], ref[1])
+    np.testing.assert_array_equal(got[0], ref[0])
+    with FeatureCache.open(out) as cache:
+        assert cache.provenance["extraction"]["resumed_from"] > 0

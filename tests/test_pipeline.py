@@ -160,7 +160,8 @@ def test_store_ls_and_prune(tmp_path, photos):
     spec = _write_spec(tmp_path, SPEC.format(pooling="avg"))
     store_dir = tmp_path / "store"
     run_pipeline(spec, cache_dir=store_dir, progress=False, echo=lambda _: None)
-    (store_dir / "dead.h5.partial").write_bytes(b"")
+    (store_dir / "dead.h5.partial").mkdir()
+    (store_dir / "dead.h5.partial" / "meta.json").write_text("{}")
     runner = CliRunner()
     listing = json.loads(
         runner.invoke(cli, ["cache", "ls", "--cache-dir", str(store_dir), "--json"]).output
