@@ -248,7 +248,7 @@ def _load_model_file(path: Path, weights: str | None, seed: int) -> keras.Model:
             f"cannot load model file {path}: {exc}. It must be a Keras .keras/.h5 model "
             "loadable in safe mode (no Lambda layers)"
         ) from exc
-    if str(weights).lower() in ("none", "random"):
+    if weights is not None and str(weights).lower() in ("none", "random"):
         keras.utils.set_random_seed(seed)
         model = keras.models.clone_model(model)
     elif weights == "imagenet":

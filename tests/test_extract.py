@@ -255,8 +255,26 @@ def test_fashion_mnist_with_shipped_base(tmp_path):
     with FeatureCache.open(result.path) as cache:
         assert cache.class_names == ["Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
         assert cache.provenance["base"]["input_shape"] == [28, 28, 1]
-    # ReLU features of a trained base: non-negative, and not all zero.
-    assert features.min() >= 0 and (features > 0).mean() > 0.1
+    # The features are the trained model's own "bottleneck" layer output, not a re-init.
+    import keras
+
+    trained = keras.saving.load_model("data/bases/fashion_mnist_0-4.keras", compile=False)
+    cut = keras.Model(trained.inputs, trained.get_layer("bottleneck").output)
+    source = open_source("fashion-mnist:test", classes="5-9", limit=300)
+    pixels = np.stack([source.load(item, (28, 28), 1) for item in source.items[:32]])
+    np.testing.assert_allclose(
+        features[:32], np.asarray(cut(pixels.astype(np.float32))), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_random_weights_for_a_model_file_differ_from_its_own(tmp_path):
+    trained = load_base("data/bases/fashion_mnist_0-4.keras")
+    random = load_base("data/bases/fashion_mnist_0-4.keras", weights="none")
+    assert trained.description["weights"] == "file"
+    assert random.description["weights"] == "none"
+    assert trained.description["weights_sha256"] != random.description["weights_sha256"]
+    again = load_base("data/bases/fashion_mnist_0-4.keras", weights="none")
+    assert again.description["weights_sha256"] == random.description["weights_sha256"]
 
 
 @pytest.mark.slow
