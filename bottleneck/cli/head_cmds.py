@@ -1,0 +1,248 @@
+"""``bottleneck compare``, ``train`` and ``evaluate``: heads on cached features."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import warnings
+from collections.abc import Iterator
+
+import click
+
+from bottleneck.errors import BottleneckWarning, HeadError
+
+_DEFAULT_HEADS = "logreg,linear-svm,rbf-svm,dense"
+
+
+def _echo_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@contextlib.contextmanager
+def _warnings_in_output() -> Iterator[None]:
+    """Silence this package's warnings: the commands print them in their output instead."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BottleneckWarning)
+        yield
+
+
+def _parse_baseline(value: str) -> tuple[str, str, str | None]:
+    name, sep, paths = value.partition("=")
+    train, _, test = paths.partition(",")
+    if not sep or not name.strip() or not train.strip():
+        raise click.BadParameter(
+            f"expected NAME=TRAIN.h5 or NAME=TRAIN.h5,TEST.h5. Received: {value!r}",
+            param_hint="--baseline-cache",
+        )
+    return name.strip(), train.strip(), test.strip() or None
+
+
+@click.command()
+@click.argument("train_cache", type=click.Path(dir_okay=False))
+@click.option("--test", "test_cache", type=click.Path(dir_okay=False), help="Held-out cache.")
+@click.option(
+    "--cv",
+    type=click.IntRange(min=2),
+    help="Stratified K-fold cross-validation on TRAIN_CACHE (default: 5 without --test).",
+)
+@click.option(
+    "--heads",
+    default=_DEFAULT_HEADS,
+    show_default=True,
+    help="Comma-separated head specs: logreg, linear-svm, rbf-svm, dense, knn, with optional "
+    "parameters, e.g. logreg:C=0.1,dense:hidden=256,dropout=0.2",
+)
+@click.option("--tune", is_flag=True, help="Tune each head on a validation split of TRAIN only.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Report folder.")
+@click.option(
+    "--baseline-cache",
+    "baseline_caches",
+    multiple=True,
+    metavar="NAME=TRAIN[,TEST]",
+    help="Baseline features of the same images (e.g. raw-pixels=px-train.h5,px-test.h5) "
+    "to measure the transfer gain. Repeatable.",
+)
+@click.option(
+    "--baseline-heads",
+    type=click.Choice(["winner", "all"]),
+    default="winner",
+    show_default=True,
+    help="Run the winning head on each baseline, or every head (slower).",
+)
+@click.option("--bootstrap", type=click.IntRange(min=100), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Folds, heads, bootstrap.")
+@click.option("--jobs", type=int, default=-1, show_default=True, help="Parallel tuning trials.")
+@click.option(
+    "--assert-min-accuracy",
+    type=click.FloatRange(0, 1),
+    help="Exit non-zero when the winner's accuracy is below this.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare(
+    train_cache: str,
+    test_cache: str | None,
+    cv: int | None,
+    heads: str,
+    tune: bool,
+    report_dir: str | None,
+    baseline_caches: tuple[str, ...],
+    baseline_heads: str,
+    bootstrap: int,
+    seed: int,
+    jobs: int,
+    assert_min_accuracy: float | None,
+    as_json: bool,
+) -> None:
+    """Compare heads on TRAIN_CACHE: same splits, intervals, significance, a winner.
+
+    Scores on --test (bootstrap 95% intervals) or with --cv K folds (mean ± std). Every head
+    is tested against the winner with McNemar's test, and a sentence says whether the lead
+    is real. Baselines show the transfer gain, or warn of negative transfer.
+
+    \b
+    Examples:
+      bottleneck compare caches/train.h5 --test caches/test.h5 \\
+          --heads logreg,linear-svm,rbf-svm,dense
+      bottleneck compare caches/train.h5 --cv 5 --tune --report reports/run1
+      bottleneck compare caches/train.h5 --cv 5 --baseline-cache raw-pixels=caches/pixels.h5
+    """
+    from bottleneck.compare import compare_heads
+    from bottleneck.heads import split_specs
+    from bottleneck.report import format_table, write_report
+    from bottleneck.training import check_min_accuracy
+
+    baselines = {}
+    for value in baseline_caches:
+        name, train, test = _parse_baseline(value)
+        if name in baselines:
+            raise HeadError(f"baseline {name!r} is given twice")
+        if test_cache is not None and test is None:
+            raise HeadError(
+                f"baseline {name!r} needs its test cache too with --test: "
+                f"--baseline-cache {name}=TRAIN.h5,TEST.h5"
+            )
+        baselines[name] = (train, test if test_cache is not None else None)
+    with _warnings_in_output():
+        comparison = compare_heads(
+            train_cache,
+            test_cache,
+            heads=split_specs(heads),
+            cv=cv,
+            tune=tune,
+            baselines=baselines,
+            baseline_heads=baseline_heads,
+            n_bootstrap=bootstrap,
+            random_state=seed,
+            n_jobs=jobs,
+        )
+    files = write_report(comparison, report_dir) if report_dir else {}
+    if as_json:
+        _echo_json({**comparison.to_dict(), "files": {k: str(v) for k, v in files.items()}})
+    else:
+        click.echo(format_table(comparison))
+        if files:
+            click.echo(f"\nReport written to {report_dir}/ ({', '.join(files)})")
+    check_min_accuracy(
+        comparison.best.metrics["accuracy"],
+        assert_min_accuracy,
+        what=f"the winner {comparison.winner}",
+    )
+
+
+@click.command()
+@click.argument("cache", type=click.Path(dir_okay=False))
+@click.option("--head", "spec", default="logreg", show_default=True, help="Head spec.")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help=".skops file.")
+@click.option("--tune", is_flag=True, help="Tune on a validation split of CACHE first.")
+@click.option(
+    "--out-of-core",
+    is_flag=True,
+    help="Stream row blocks from the file (logreg, linear-svm) for caches larger than memory.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--jobs", type=int, default=-1, show_default=True, help="Parallel tuning trials.")
+@click.option("--json", "as_json", is_flag=True, help="Print the head's metadata as JSON.")
+def train(
+    cache: str,
+    spec: str,
+    out: str,
+    tune: bool,
+    out_of_core: bool,
+    seed: int,
+    jobs: int,
+    as_json: bool,
+) -> None:
+    """Fit one head on all of CACHE and save it (skops, with its provenance).
+
+    \b
+    Examples:
+      bottleneck train caches/train.h5 --head logreg -o heads/logreg.skops
+      bottleneck train caches/train.h5 --head dense:hidden=256,dropout=0.2 --tune -o heads/d.skops
+      bottleneck train caches/huge.h5 --head linear-svm --out-of-core -o heads/svm.skops
+    """
+    from bottleneck.cache import FeatureCache
+    from bottleneck.training import save_head, train_head
+
+    with FeatureCache.open(cache) as opened, _warnings_in_output():
+        trained = train_head(
+            opened, spec, tune=tune, out_of_core=out_of_core, random_state=seed, n_jobs=jobs
+        )
+    path = save_head(trained, out)
+    meta = trained.metadata
+    if as_json:
+        _echo_json({**meta, "path": str(path)})
+        return
+    click.echo(
+        f"Trained {meta['head']} on {meta['cache']['rows']} rows of {cache} in "
+        f"{meta['fit_seconds']:.2f} s{' (out of core)' if out_of_core else ''} -> {path}"
+    )
+    if meta["tuning"]:
+        tuning = meta["tuning"]
+        chosen = ", ".join(f"{k}={v:g}" for k, v in tuning["best_params"].items())
+        click.echo(
+            f"Tuned {', '.join(tuning['searched'])}: {chosen} (validation accuracy "
+            f"{tuning['best_validation_accuracy']:.4f}, {tuning['n_trials']} trials)"
+        )
+    for message in meta["warnings"]:
+        click.echo(f"Warning: {message}", err=True)
+
+
+@click.command()
+@click.argument("head_file", type=click.Path(dir_okay=False))
+@click.argument("cache", type=click.Path(dir_okay=False))
+@click.option("--bootstrap", type=click.IntRange(min=100), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--assert-min-accuracy",
+    type=click.FloatRange(0, 1),
+    help="Exit non-zero when the accuracy is below this.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+def evaluate(
+    head_file: str,
+    cache: str,
+    bootstrap: int,
+    seed: int,
+    assert_min_accuracy: float | None,
+    as_json: bool,
+) -> None:
+    """Score a saved head on a labeled CACHE from the same base and classes.
+
+    \b
+    Example:
+      bottleneck evaluate heads/logreg.skops caches/test.h5
+    """
+    from bottleneck.report import format_evaluation
+    from bottleneck.training import check_min_accuracy, evaluate_head
+
+    evaluation = evaluate_head(head_file, cache, n_bootstrap=bootstrap, random_state=seed)
+    if as_json:
+        _echo_json(evaluation.to_dict())
+    else:
+        click.echo(format_evaluation(evaluation))
+    check_min_accuracy(
+        evaluation.metrics["accuracy"], assert_min_accuracy, what=f"the head {head_file}"
+    )
+
+
+COMMANDS = [compare, train, evaluate]
