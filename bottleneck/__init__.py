@@ -34,6 +34,15 @@ _EXPORTS = {
     "StaleCacheError": "bottleneck.errors",
     "BaseModelError": "bottleneck.errors",
     "HeadError": "bottleneck.errors",
+    "compare_heads": "bottleneck.compare",
+    "make_head": "bottleneck.heads",
+    "train_head": "bottleneck.training",
+    "evaluate_head": "bottleneck.training",
+    "export": "bottleneck.export",
+    "load_exported": "bottleneck.export",
+    "predict": "bottleneck.predict",
+    "finetune": "bottleneck.finetune",
+    "run_pipeline": "bottleneck.pipeline",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

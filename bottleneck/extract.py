@@ -17,7 +17,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,13 @@ from bottleneck.sources import Item, Source, open_source
 
 #: Commit (flush) the partial file every this many batches.
 COMMIT_EVERY = 8
+#: Batches decoded ahead while the model runs (each batch is split over all workers).
+PREFETCH = 2
+#: Images per model call on a CPU at 224 x 224 (other sizes scale by pixel count).
+CPU_BATCH = 64
+#: Images per model call on an accelerator at 224 x 224 (other sizes scale by pixel count).
+ACCELERATOR_BATCH = 256
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -87,6 +95,71 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
+def accelerator_devices() -> list[str]:
+    """The accelerators (``gpu:0``, ``tpu:0``, ...) the Keras backend sees; empty on a CPU."""
+    try:
+        devices = keras.distribution.list_devices()
+    except Exception:  # a backend without device listing: assume a CPU
+        return []
+    return [d for d in devices if not str(d).lower().startswith("cpu")]
+
+
+def default_batch_size(
+    base: Base, n_items: int | None = None, accelerator: bool | None = None
+) -> int:
+    """Images per model call: 64 on a CPU, 256 on an accelerator, for 224 x 224 inputs.
+
+    Other input sizes scale by pixel count (a power of two between 16 and 1024), so small
+    inputs get bigger batches (less per-call overhead) and big ones smaller (memory); a
+    source of ``n_items`` images gets no bigger batch than it fills.
+    """
+    if accelerator is None:
+        accelerator = bool(accelerator_devices())
+    at_224 = ACCELERATOR_BATCH if accelerator else CPU_BATCH
+    scale = (224 * 224) / (base.image_size[0] * base.image_size[1])
+    size = int(min(1024, max(16, 2 ** round(np.log2(max(1.0, at_224 * scale))))))
+    if n_items:
+        size = min(size, 2 ** int(np.ceil(np.log2(max(1, n_items)))))
+    return size
+
+
+def _retyped_config(config, policy: str):
+    if isinstance(config, dict):
+        if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(
+            config.get("config"), dict
+        ):
+            return {**config, "config": {**config["config"], "name": policy}}
+        return {key: _retyped_config(value, policy) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_retyped_config(value, policy) for value in config]
+    return config
+
+
+def with_compute_dtype(base: Base, compute_dtype: str | None) -> Base:
+    """The base computing in ``bfloat16`` or ``float16`` (Keras mixed precision).
+
+    Weights stay float32 and features are still stored as float32; the dtype enters the
+    base's description (so the cache fingerprint), since the features differ slightly.
+    ``None`` or ``"float32"`` returns ``base`` unchanged. Meant for accelerators; on a CPU
+    it works but is rarely faster. float16 can overflow on bases without normalisation.
+    """
+    if compute_dtype in (None, "float32"):
+        return base
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"unknown compute dtype. Received: compute_dtype={compute_dtype!r}; "
+            f"valid: {', '.join(COMPUTE_DTYPES)}"
+        )
+    if base.description.get("compute_dtype", "float32") == compute_dtype:
+        return base
+    config = _retyped_config(base.model.get_config(), f"mixed_{compute_dtype}")
+    model = base.model.__class__.from_config(config)
+    model.set_weights(base.model.get_weights())
+    model.trainable = False
+    description = {**base.description, "compute_dtype": compute_dtype}
+    return Base(model, base.name, base.image_size, base.channels, description)
+
+
 def cache_identity(base: Base, source: Source, manifest: dict | None) -> dict:
     """Everything that determines a cache's features; its fingerprint is the hash of this."""
     return {
@@ -96,33 +169,159 @@ def cache_identity(base: Base, source: Source, manifest: dict | None) -> dict:
     }
 
 
-def _decode_batch(
-    source: Source, items: list[Item], end: int, base: Base, max_pixels: int, strict: bool
-) -> _Batch:
-    pixels = np.zeros((len(items), *base.image_size, base.channels), np.uint8)
-    good: list[Item] = []
+def _decode_into(
+    source: Source,
+    items: Sequence[Item],
+    out: np.ndarray,
+    base: Base,
+    max_pixels: int,
+    strict: bool,
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Decode ``items`` into the rows of ``out``; returns which rows are good, and failures."""
+    good = np.ones(len(items), bool)
     failures: list[tuple[str, str]] = []
-    for item in items:
+    for k, item in enumerate(items):
         try:
-            pixels[len(good)] = source.load(item, base.image_size, base.channels, max_pixels)
-            good.append(item)
+            out[k] = source.load(item, base.image_size, base.channels, max_pixels)
         except ImageError as exc:
             if strict:
                 raise ImageError(
                     f"{item.id}: {exc} (--strict stops at the first bad image)"
                 ) from exc
+            good[k] = False
             failures.append((item.id, str(exc)))
-    return _Batch(pixels[: len(good)], good, failures, end)
+    return good, failures
+
+
+def _gatherable(source: Source, base: Base) -> bool:
+    """Whether ``source``'s images are arrays already at the base's size (nothing to decode).
+
+    Only the cases where :func:`bottleneck.images.decode_array` is the identity (or a
+    grey-to-RGB copy) qualify, so gathered pixels equal the per-image decoder's.
+    """
+    arrays = source.arrays
+    if arrays is None or arrays.dtype != np.uint8 or arrays.ndim not in (3, 4):
+        return False
+    if tuple(arrays.shape[1:3]) != tuple(base.image_size):
+        return False
+    colours = 1 if arrays.ndim == 3 else arrays.shape[3]
+    return colours == 1 or (colours == 3 and base.channels == 3)
+
+
+def _gather_arrays(source: Source, items: Sequence[Item], base: Base) -> np.ndarray | None:
+    """Pixels of array ``items`` copied out in one go, or None if they need decoding."""
+    indices = [item.index for item in items]
+    if not _gatherable(source, base) or any(index is None for index in indices):
+        return None
+    assert source.arrays is not None
+    colours = 1 if source.arrays.ndim == 3 else source.arrays.shape[3]
+    pixels = source.arrays[np.asarray(indices, np.int64)]
+    pixels = pixels.reshape(len(items), *base.image_size, colours)
+    if base.channels == 3 and colours == 1:
+        pixels = np.repeat(pixels, 3, axis=3)
+    return pixels
+
+
+class _Decoder:
+    """Decodes batches on a thread pool, each batch split over the workers."""
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        source: Source,
+        base: Base,
+        workers: int,
+        max_pixels: int,
+        strict: bool,
+    ) -> None:
+        self.pool = pool
+        self.source = source
+        self.base = base
+        self.workers = workers
+        self.max_pixels = max_pixels
+        self.strict = strict
+        self.gather = _gatherable(source, base) and all(i.index is not None for i in source.items)
+
+    def submit(self, begin: int, end: int) -> tuple:
+        """Start decoding items ``begin:end``; returns a handle for :meth:`result`."""
+        items = self.source.items[begin:end]
+        if self.gather:
+            gathered = self.pool.submit(_gather_arrays, self.source, items, self.base)
+            return items, end, None, [(0, len(items), gathered)]
+        pixels = np.empty((len(items), *self.base.image_size, self.base.channels), np.uint8)
+        step = -(-len(items) // self.workers)
+        parts = [
+            (
+                lo,
+                min(lo + step, len(items)),
+                self.pool.submit(
+                    _decode_into,
+                    self.source,
+                    items[lo : lo + step],
+                    pixels[lo : lo + step],
+                    self.base,
+                    self.max_pixels,
+                    self.strict,
+                ),
+            )
+            for lo in range(0, len(items), step)
+        ]
+        return items, end, pixels, parts
+
+    def result(self, handle: tuple) -> _Batch:
+        """Wait for a batch; bad images are left out and reported as failures."""
+        items, end, pixels, parts = handle
+        if pixels is None:
+            return _Batch(parts[0][2].result(), list(items), [], end)
+        good = np.empty(len(items), bool)
+        failures = []
+        for lo, hi, future in parts:
+            good[lo:hi], part_failures = future.result()
+            failures += part_failures
+        if failures:
+            keep = np.flatnonzero(good)
+            return _Batch(pixels[keep], [items[k] for k in keep], failures, end)
+        return _Batch(pixels, list(items), failures, end)
+
+
+def _prefetch_batches(decoder: _Decoder, start: int, stop: int, batch_size: int, depth: int):
+    """Yield decoded batches in order, with ``depth`` more batches decoding meanwhile.
+
+    ``depth=0`` decodes each batch only when the model has finished the previous one
+    (decoding and the model take turns on the cores).
+    """
+    pending: collections.deque = collections.deque()
+    begins = iter(range(start, stop, batch_size))
+    try:
+        for begin in begins:
+            pending.append(decoder.submit(begin, min(begin + batch_size, stop)))
+            if len(pending) > depth:
+                yield decoder.result(pending.popleft())
+        while pending:
+            yield decoder.result(pending.popleft())
+    finally:
+        for _, _, _, parts in pending:
+            for _, _, future in parts:
+                future.cancel()
+
+
+def _decode_batch(
+    source: Source, items: list[Item], end: int, base: Base, max_pixels: int, strict: bool
+) -> _Batch:
+    """Decode one batch on the calling thread (``bottleneck.predict`` uses this)."""
+    pixels = np.empty((len(items), *base.image_size, base.channels), np.uint8)
+    good, failures = _decode_into(source, items, pixels, base, max_pixels, strict)
+    keep = np.flatnonzero(good)
+    return _Batch(pixels[keep], [items[k] for k in keep], failures, end)
 
 
 def _prefetch(
     pool: ThreadPoolExecutor, source: Source, start: int, batch_size: int, depth: int, decode
 ) -> Iterator[_Batch]:
-    """Yield decoded batches in order, keeping ``depth`` batches in flight."""
+    """Yield ``decode(items, end)`` batches in order, keeping ``depth`` batches in flight."""
     pending: collections.deque[Future] = collections.deque()
-    starts = iter(range(start, len(source), batch_size))
     try:
-        for begin in starts:
+        for begin in range(start, len(source), batch_size):
             end = min(begin + batch_size, len(source))
             pending.append(pool.submit(decode, source.items[begin:end], end))
             if len(pending) >= depth:
@@ -134,22 +333,52 @@ def _prefetch(
             future.cancel()
 
 
+_PIXEL_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _pixel_model(model: keras.Model) -> keras.Model | None:
+    """``model`` taking uint8 pixels and casting them inside its compiled graph.
+
+    Saves a float32 copy of every batch on the host (and 4x the bytes sent to an
+    accelerator). Cached per model so the compiled function is traced once per process.
+    """
+    if model in _PIXEL_MODELS:
+        return _PIXEL_MODELS[model]
+    wrapper = None
+    try:
+        if len(model.inputs) == 1 and "float" in str(model.inputs[0].dtype):
+            inputs = keras.Input(model.input_shape[1:], dtype="uint8", name="pixels_uint8")
+            outputs = model(keras.ops.cast(inputs, model.inputs[0].dtype), training=False)
+            wrapper = keras.Model(inputs, outputs, name=f"{model.name}_uint8")
+    except Exception:  # an unusual model: feed it float32 from the host instead
+        wrapper = None
+    _PIXEL_MODELS[model] = wrapper
+    return wrapper
+
+
 class BatchRunner:
-    """Runs a model on fixed-size batches: pads the last one so the compiled call is reused."""
+    """Runs a model on fixed-size batches: pads the last one so the compiled call is reused.
+
+    Takes uint8 pixels; the cast to the model's float input happens inside the graph.
+    """
 
     def __init__(self, model: keras.Model, batch_size: int) -> None:
         self.model = model
         self.batch_size = batch_size
+        self._pixel_model = _pixel_model(model)
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         n = len(pixels)
         if n == 0:
             return np.zeros((0, int(self.model.output_shape[-1])), np.float32)
-        batch = pixels.astype(np.float32)
         if n < self.batch_size:
-            pad = np.zeros((self.batch_size - n, *batch.shape[1:]), np.float32)
-            batch = np.concatenate([batch, pad])
-        out = self.model.predict_on_batch(batch)
+            batch = np.zeros((self.batch_size, *pixels.shape[1:]), pixels.dtype)
+            batch[:n] = pixels
+            pixels = batch
+        if self._pixel_model is not None and pixels.dtype == np.uint8:
+            out = self._pixel_model.predict_on_batch(pixels)
+        else:
+            out = self.model.predict_on_batch(pixels.astype(np.float32))
         return np.asarray(keras.ops.convert_to_numpy(out), np.float32)[:n]
 
 
@@ -194,7 +423,7 @@ def extract(
     preprocess: str | None = None,
     classes: str | list | None = None,
     limit: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     workers: int | None = None,
     strict: bool = False,
     force: bool = False,
@@ -214,8 +443,9 @@ def extract(
         The cache file. It appears only when complete; meanwhile ``<out>.partial`` grows.
     classes, limit
         Class subset and evenly spread sample of the source (when given by spec).
-    batch_size : int
-        Images per model call.
+    batch_size : int, optional
+        Images per model call. Default (:func:`default_batch_size`): 64 on a CPU and 256
+        on an accelerator for 224 x 224 inputs, scaled by pixel count for other sizes.
     workers : int, optional
         Decoding threads (default: all cores).
     strict : bool
@@ -241,7 +471,7 @@ def extract(
     ImageError
         With ``strict``, the first bad image, named.
     """
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
     out = Path(out)
     if not isinstance(source, Source):
@@ -255,6 +485,7 @@ def extract(
             layer=layer,
             preprocess=preprocess,
         )
+    batch_size = batch_size or default_batch_size(base, len(source))
     manifest = source.manifest()
     identity = cache_identity(base, source, manifest)
     print_fp = fingerprint(identity)
@@ -321,6 +552,7 @@ def _run(
     workers = workers or os.cpu_count() or 1
     run_model = BatchRunner(base.model, batch_size)
     failed: list[tuple[str, str]] = []
+    stage = {"wait_decode": 0.0, "model": 0.0, "write": 0.0}
     started = time.perf_counter()
     bar = tqdm(
         total=len(source),
@@ -331,20 +563,25 @@ def _run(
         dynamic_ncols=True,
     )
 
-    def decode(items: list[Item], end: int) -> _Batch:
-        return _decode_batch(source, items, end, base, max_pixels, strict)
-
     try:
         with _TermAsInterrupt(), ThreadPoolExecutor(workers, "decode") as pool:
-            batches = _prefetch(pool, source, resumed_from, batch_size, workers + 2, decode)
+            decoder = _Decoder(pool, source, base, workers, max_pixels, strict)
+            batches = _prefetch_batches(decoder, resumed_from, len(source), batch_size, PREFETCH)
+            tick = time.perf_counter()
             for count, batch in enumerate(batches, 1):
+                t0 = time.perf_counter()
+                stage["wait_decode"] += t0 - tick
                 features = run_model(batch.pixels)
+                t1 = time.perf_counter()
+                stage["model"] += t1 - t0
                 labels = np.asarray([item.label for item in batch.items], np.int32)
                 ids = [item.id for item in batch.items]
                 writer.write_batch(features, labels, ids, batch.failures, batch.end)
                 failed += batch.failures
                 if count % COMMIT_EVERY == 0:
                     writer.commit()
+                tick = time.perf_counter()
+                stage["write"] += tick - t1
                 bar.update(len(batch.items) + len(batch.failures))
                 if batch.failures:
                     bar.set_postfix(failed=len(failed))
@@ -363,6 +600,7 @@ def _run(
         "images_per_second": round(done / seconds, 2) if seconds > 0 else None,
         "resumed_from": resumed_from,
         "n_failed": len(failed),
+        "stage_seconds": {k: round(v, 4) for k, v in stage.items()},
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     writer.finalize(out, extraction)

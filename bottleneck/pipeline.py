@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,13 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from bottleneck.bases import Base, load_base
+from bottleneck.compare import Comparison, compare_heads
+from bottleneck.export import export
 from bottleneck.extract import cache_identity, extract, software_versions
 from bottleneck.fingerprint import fingerprint
+from bottleneck.predict import predict
+from bottleneck.report import format_table, write_report
 from bottleneck.sources import Source, open_source
 from bottleneck.spec import load_spec
 from bottleneck.store import CacheStore, default_cache_dir
 
 _PIXELS_MAX_SIZE = 32
+#: Heads that export as one ``.keras`` model; the others export as a folder.
+KERAS_HEADS = ("logreg", "linear-svm", "dense")
 
 
 @dataclass
@@ -117,40 +124,148 @@ def run_pipeline(
                 f"-> {step['cache']}"
             )
         return {"dry_run": True, "extractions": steps}
-    extract_options = spec["extract"]
     timings: dict[str, float] = {}
-    for p in planned:
+    caches = _run_extractions(planned, spec["extract"], store, steps, timings, progress, echo)
+    run_dir = Path(spec["outputs"]["dir"]) / (
+        dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{Path(spec_path).stem}"
+    )
+    run_dir.mkdir(parents=True, exist_ok=False)
+    shutil.copyfile(spec_path, run_dir / "spec.toml")
+    (run_dir / "spec.resolved.json").write_text(json.dumps(spec, indent=2))
+    record: dict[str, Any] = {
+        "spec": str(Path(spec_path).resolve()),
+        "run_dir": str(run_dir),
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "extractions": steps,
+        "software": software_versions(),
+    }
+    t0 = time.perf_counter()
+    comparison = _compare(spec, caches)
+    timings["compare"] = round(time.perf_counter() - t0, 3)
+    write_report(comparison, run_dir / "report")
+    echo(format_table(comparison))
+    record["compare"] = {
+        "winner": comparison.winner,
+        "verdict": comparison.verdict,
+        "transfer": comparison.transfer,
+        "rows": [
+            {"name": r.name, "spec": r.spec, **{k: r.metrics.get(k) for k in ("accuracy",)}}
+            for r in comparison.rows
+        ],
+    }
+    t0 = time.perf_counter()
+    exported = _export(spec, caches[("main", "train")], comparison, run_dir)
+    timings["export"] = round(time.perf_counter() - t0, 3)
+    record["export"] = {
+        "path": str(exported.path),
+        "head": exported.head,
+        "kind": exported.kind,
+        "parity": None if exported.parity is None else vars(exported.parity),
+    }
+    if spec["export"]["predict"] and spec["data"]["test"]:
+        t0 = time.perf_counter()
+        predicted = predict(
+            exported.path,
+            spec["data"]["test"],
+            out=run_dir / "predictions.csv",
+            classes=spec["data"]["classes"],
+            limit=spec["export"]["predict"],
+            progress=False,
+        )
+        timings["predict"] = round(time.perf_counter() - t0, 3)
+        record["predict"] = {
+            "path": str(run_dir / "predictions.csv"),
+            "images": len(predicted),
+            "accuracy": predicted.accuracy,
+        }
+    timings["total"] = round(time.perf_counter() - started, 3)
+    record["timings"] = timings
+    record["summary"] = _summary(comparison, exported, record)
+    write_record(record, run_dir)
+    echo("\n".join(record["summary"]) + f"\nRun record: {run_dir / 'run.json'}")
+    return record
+
+
+def _run_extractions(
+    planned: list[Extraction],
+    options: dict,
+    store: CacheStore,
+    steps: list[dict],
+    timings: dict[str, float],
+    progress: bool | None,
+    echo: Callable[[str], Any],
+) -> dict[tuple[str, str], Path]:
+    """Extract (or reuse) every planned cache; returns ``(role, split) -> cache path``."""
+    caches = {}
+    for p, step in zip(planned, steps, strict=True):
         t0 = time.perf_counter()
         result = extract(
             p.source,
             p.base,
             p.cache,
-            batch_size=extract_options["batch_size"],
-            strict=extract_options["strict"],
-            workers=extract_options["workers"],
+            batch_size=options["batch_size"],
+            strict=options["strict"],
+            workers=options["workers"],
             progress=progress,
         )
         store.touch(p.cache)
-        verb = "reused" if result.up_to_date else "extracted"
-        echo(
-            f"{verb} {p.role} {p.split}: {result.rows} rows -> {p.cache.name}"
-            + (f" ({len(result.failed)} skipped)" if result.failed else "")
-        )
-        for step in steps:
-            if step["cache"] == str(p.cache):
-                step["cached"] = result.up_to_date
-                step["fingerprint"] = result.fingerprint
+        verb = "reused   " if result.up_to_date else "extracted"
+        skipped = f" ({len(result.failed)} skipped)" if result.failed else ""
+        echo(f"{verb} {p.role:<12} {p.split:<5} {result.rows:>7} rows  {p.cache.name}{skipped}")
+        step.update(cached=result.up_to_date, fingerprint=result.fingerprint, rows=result.rows)
         timings[f"extract.{p.role}.{p.split}"] = round(time.perf_counter() - t0, 3)
-    record = {
-        "spec": str(Path(spec_path).resolve()),
-        "resolved_spec": spec,
-        "extractions": steps,
-        "timings": timings,
-        "software": software_versions(),
-        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        caches[(p.role, p.split)] = p.cache
+    return caches
+
+
+def _compare(spec: dict, caches: dict[tuple[str, str], Path]) -> Comparison:
+    holdout = ("main", "test") in caches and spec["heads"]["cv"] is None
+    baselines = {
+        role: (path, caches.get((role, "test")) if holdout else None)
+        for (role, split), path in caches.items()
+        if role != "main" and split == "train"
     }
-    record["timings"]["total"] = round(time.perf_counter() - started, 3)
-    return record
+    return compare_heads(
+        caches[("main", "train")],
+        caches[("main", "test")] if holdout else None,
+        heads=spec["heads"]["use"],
+        cv=spec["heads"]["cv"],
+        tune=spec["heads"]["tune"],
+        baselines=baselines or None,
+    )
+
+
+def _export(spec: dict, train_cache: Path, comparison: Comparison, run_dir: Path):
+    """Export the chosen head (``best``: the best head on the main features)."""
+    choice = spec["export"]["head"]
+    main_rows = [r for r in comparison.rows if not r.is_baseline]
+    row = main_rows[0] if choice == "best" else next(r for r in main_rows if r.name == choice)
+    name = row.spec.split(":", 1)[0]
+    out = run_dir / ("model.keras" if name in KERAS_HEADS else "model")
+    base = spec["base"]["name"] if Path(spec["base"]["name"]).exists() else None
+    return export(train_cache, out, head=row.spec, base=base)
+
+
+def _summary(comparison: Comparison, exported, record: dict) -> list[str]:
+    best = next(r for r in comparison.rows if not r.is_baseline)
+    accuracy = best.metrics["accuracy"]
+    low, high = best.intervals.get("accuracy") or (None, None)
+    scope = f"{comparison.mode}, {len(comparison.eval_labels)} rows"
+    interval = f" [{low:.3f}, {high:.3f}]" if low is not None else ""
+    lines = [
+        f"Winner: {best.name}  accuracy {accuracy:.3f}{interval} ({scope})",
+        comparison.verdict,
+    ]
+    if comparison.transfer:
+        lines.append(comparison.transfer["sentence"])
+    parity = exported.parity
+    checked = f", parity checked on {parity.n} images" if parity is not None else ""
+    lines.append(f"Exported: {exported.path}{checked}")
+    if "predict" in record:
+        p = record["predict"]
+        acc = "" if p["accuracy"] is None else f", accuracy {p['accuracy']:.3f}"
+        lines.append(f"Predictions: {p['path']} ({p['images']} images{acc})")
+    return lines
 
 
 def write_record(record: dict, run_dir: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -48,8 +49,14 @@ weights = "none"
 image_size = 32
 pooling = "{pooling}"
 
+[heads]
+use = ["logreg", "knn"]
+
 [baselines]
 use = ["raw-pixels"]
+
+[export]
+predict = 4
 
 [outputs]
 dir = "runs"
@@ -109,8 +116,9 @@ def test_relative_paths_resolve_against_the_spec(tmp_path, photos):
     spec = load_spec(_write_spec(tmp_path, SPEC.format(pooling="avg")))
     assert spec["data"]["train"] == str(photos / "train")
     assert spec["outputs"]["dir"] == str(tmp_path / "runs")
-    assert spec["heads"]["use"] == ["logreg", "linear-svm", "rbf-svm", "dense"]
+    assert spec["heads"]["use"] == ["logreg", "knn"]
     assert spec["extract"]["batch_size"] == 64
+    assert spec["export"]["head"] == "best"
 
 
 def _extracted(record):
@@ -136,7 +144,7 @@ def test_second_run_reuses_and_changes_invalidate_only_dependents(tmp_path, phot
     assert _extracted(second) == []
     assert run_pipeline(spec, cache_dir=store, dry_run=True, echo=lambda _: None)[
         "extractions"
-    ] == [{k: v for k, v in e.items() if k != "fingerprint"} for e in second["extractions"]]
+    ] == [{k: v for k, v in e.items() if k not in ("fingerprint", "rows")} for e in second["extractions"]]
     assert {p: p.stat().st_size for p in store.glob("*.h5")} == {
         p: p.stat().st_size for p in mtimes
     }
@@ -181,3 +189,31 @@ def test_store_ls_and_prune(tmp_path, photos):
         cli, ["cache", "prune", "--cache-dir", str(store_dir), "--older-than", "soon"]
     )
     assert bad.exit_code == 1 and "invalid age 'soon'" in bad.output
+
+
+def test_run_writes_a_complete_run_record(tmp_path, photos):
+    import keras
+
+    spec = _write_spec(tmp_path, SPEC.format(pooling="avg"))
+    lines: list[str] = []
+    record = run_pipeline(spec, cache_dir=tmp_path / "store", progress=False, echo=lines.append)
+    run_dir = tmp_path / "runs" / record["run_dir"].rsplit("/", 1)[-1]
+    assert run_dir.is_dir()
+    assert (run_dir / "spec.toml").read_text() == spec.read_text()
+    saved = json.loads((run_dir / "run.json").read_text())
+    assert saved["compare"]["winner"] in ("logreg", "knn")
+    assert {r["name"] for r in saved["compare"]["rows"]} >= {"logreg", "knn"}
+    assert any(r["name"].endswith("@raw-pixels") for r in saved["compare"]["rows"])
+    assert all(e["fingerprint"].startswith("sha256:") for e in saved["extractions"])
+    assert set(saved["timings"]) >= {"compare", "export", "predict", "total"}
+    assert saved["software"]["keras"] == keras.__version__
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    assert report["winner"] == saved["compare"]["winner"]
+    model = Path(saved["export"]["path"])
+    assert model.exists() and model.parent == run_dir
+    assert saved["export"]["parity"]["argmax_agreement"] == 1.0
+    predictions = (run_dir / "predictions.csv").read_text().splitlines()
+    assert len(predictions) == 1 + 4
+    assert saved["predict"]["images"] == 4
+    text = "\n".join(lines)
+    assert "Winner:" in text and "Exported:" in text and "Run record:" in text

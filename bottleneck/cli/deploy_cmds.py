@@ -1,0 +1,254 @@
+"""``bottleneck export``, ``predict`` and ``finetune``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+_SHOW_FAILED = 10
+
+
+def _echo_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _show_failed(failed: list[tuple[str, str]]) -> None:
+    for item_id, reason in failed[:_SHOW_FAILED]:
+        click.echo(f"  skipped {item_id}: {reason}", err=True)
+    if len(failed) > _SHOW_FAILED:
+        click.echo(f"  … and {len(failed) - _SHOW_FAILED} more", err=True)
+
+
+@click.command()
+@click.argument("cache", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(),
+    help="model.keras (one Keras model) or a folder (any head; rbf-svm and knn need one).",
+)
+@click.option(
+    "--head",
+    default="logreg",
+    show_default=True,
+    help="Head spec fitted on the whole cache: logreg, linear-svm, dense[:hidden=64], rbf-svm, "
+    "knn, with parameters as in 'logreg:C=0.1'.",
+)
+@click.option(
+    "--head-file",
+    type=click.Path(dir_okay=False),
+    help="A head saved by `bottleneck train` (.skops) instead of fitting --head.",
+)
+@click.option(
+    "--base",
+    "base_path",
+    type=click.Path(dir_okay=False),
+    help="The base model file the cache was made with (verified by sha256).",
+)
+@click.option("--weights", type=click.Path(dir_okay=False), help="The weights file, if any.")
+@click.option(
+    "--sample",
+    type=click.IntRange(min=0),
+    default=64,
+    show_default=True,
+    help="Source images the export is checked on (0: no check).",
+)
+@click.option("--atol", type=float, default=1e-4, show_default=True, help="Parity tolerance.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def export(
+    cache: str,
+    out: str,
+    head: str,
+    head_file: str | None,
+    base_path: str | None,
+    weights: str | None,
+    sample: int,
+    atol: float,
+    as_json: bool,
+) -> None:
+    """Export a head on CACHE's base as one deployable model.
+
+    Fits the head on the whole cache (or loads --head-file), rebuilds the base from the
+    cache's provenance (its weights must be the cache's), and writes a Keras model that
+    maps raw uint8 images of any size to class probabilities, loadable with plain
+    keras.saving.load_model. Before writing, it checks itself on --sample source images
+    against the head on the cached features.
+
+    \b
+    Examples:
+      bottleneck export caches/train.h5 --head logreg -o model.keras
+      bottleneck export caches/train.h5 --head-file heads/logreg.skops -o model.keras
+      bottleneck export caches/train.h5 --head rbf-svm -o exported/rbf
+      python -c "import keras; m = keras.saving.load_model('model.keras')"
+    """
+    from bottleneck.export import export as run_export
+
+    result = run_export(
+        cache,
+        out,
+        head=head,
+        head_file=head_file,
+        base=base_path,
+        weights=weights,
+        sample=sample,
+        atol=atol,
+    )
+    parity = result.parity
+    if as_json:
+        _echo_json(
+            {
+                "path": str(result.path),
+                "kind": result.kind,
+                "head": result.head,
+                "classes": result.classes,
+                "outputs": result.outputs,
+                "parity": None
+                if parity is None
+                else {
+                    "n": parity.n,
+                    "max_abs_diff": parity.max_abs_diff,
+                    "argmax_agreement": parity.argmax_agreement,
+                },
+                "seconds": round(result.seconds, 3),
+            }
+        )
+        return
+    checked = (
+        f"checked on {parity.n} source images (max difference {parity.max_abs_diff:.1e})"
+        if parity
+        else "not checked (--sample 0)"
+    )
+    what = "Keras model" if result.kind == "keras" else "folder (base.keras + head.skops)"
+    click.echo(
+        f"Wrote {result.path}: {what}, head {result.head}, {len(result.classes)} classes, "
+        f"outputs {result.outputs}; {checked}."
+    )
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@click.argument("images", nargs=-1, required=True)
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Output file (default: print).")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Write JSON instead of CSV.")
+@click.option("--classes", default=None, help="Class subset of a labelled source (5-9).")
+@click.option("--limit", type=click.IntRange(min=1), help="Use N images spread over the source.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), help="Decoding threads (default: cores).")
+@click.option("--strict", is_flag=True, help="Fail at the first bad image instead of skipping.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=100_000_000, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def predict(
+    model: str,
+    images: tuple[str, ...],
+    out: str | None,
+    top_k: int,
+    as_json: bool,
+    quiet: bool,
+    **options,
+) -> None:
+    """Predict the top-k classes of IMAGES with an exported MODEL.
+
+    MODEL is a .keras export or an export folder. IMAGES is one folder (class folders or
+    flat), CSV manifest, IDX/NPZ file or fashion-mnist:test, or image files. Writes one
+    row per image: id, label (if known), class_1, probability_1, ... Bad images are
+    reported and skipped.
+
+    \b
+    Examples:
+      bottleneck predict model.keras new_images/ -o predictions.csv --top-k 3
+      bottleneck predict exported/rbf a.jpg b.png --json
+      bottleneck predict model.keras fashion-mnist:test --classes 5-9 -o fm.csv
+    """
+    from bottleneck.predict import dump_predictions
+    from bottleneck.predict import predict as run_predict
+
+    result = run_predict(
+        model,
+        list(images),
+        out=out,
+        top_k=top_k,
+        fmt="json" if as_json else None,
+        progress=False if quiet else None,
+        **options,
+    )
+    if out is None:
+        dump_predictions(result, click.get_text_stream("stdout"), "json" if as_json else "csv")
+        _show_failed(result.failed)
+        return
+    accuracy = f", accuracy {result.accuracy:.4f} on labelled images" if result.accuracy else ""
+    click.echo(
+        f"Wrote {out}: {len(result)} images, {len(result.failed)} skipped, "
+        f"{result.seconds:.1f} s ({result.images_per_second:.1f} images/s){accuracy}."
+    )
+    _show_failed(result.failed)
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@click.argument("train")
+@click.option("--val", required=True, help="Labelled validation images (early stopping).")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="tuned.keras")
+@click.option(
+    "--unfreeze",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Base layers to train, from the top (BatchNorm stays frozen).",
+)
+@click.option("--lr", "learning_rate", type=float, default=1e-5, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), help="Decoding threads (default: cores).")
+@click.option("--classes", default=None, help="Class subset of both sets (names or 5-9).")
+@click.option("--limit", type=click.IntRange(min=1), help="Use N training images.")
+@click.option("--val-limit", type=click.IntRange(min=1), help="Use N validation images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def finetune(model: str, train: str, out: str, quiet: bool, as_json: bool, **options) -> None:
+    """Fine-tune an exported .keras MODEL on TRAIN images: unfreeze the top of the base.
+
+    Trains the top --unfreeze base layers and the head at a low learning rate with early
+    stopping on --val, keeps the best epoch (or the original weights if nothing beats
+    them), and reports validation accuracy before and after. Classes are matched by name.
+
+    \b
+    Example:
+      bottleneck finetune model.keras data/flowers/train --val data/flowers/val \\
+          --unfreeze 20 --lr 1e-5 -o tuned.keras
+    """
+    from bottleneck.finetune import finetune as run_finetune
+
+    result = run_finetune(model, train, out=out, progress=False if quiet else None, **options)
+    if as_json:
+        _echo_json(
+            {
+                "path": str(result.path),
+                "val_loss_before": result.val_loss_before,
+                "val_accuracy_before": result.val_accuracy_before,
+                "val_loss_after": result.val_loss_after,
+                "val_accuracy_after": result.val_accuracy_after,
+                "epochs_run": result.epochs_run,
+                "best_epoch": result.best_epoch,
+                "kept_original": result.kept_original,
+                "unfrozen": result.unfrozen,
+                "failed": [{"id": i, "reason": r} for i, r in result.failed],
+                "seconds": round(result.seconds, 3),
+            }
+        )
+        return
+    kept = " (no epoch beat the original: kept its weights)" if result.kept_original else ""
+    click.echo(
+        f"Wrote {result.path}: validation accuracy {result.val_accuracy_before:.4f} -> "
+        f"{result.val_accuracy_after:.4f}, loss {result.val_loss_before:.4f} -> "
+        f"{result.val_loss_after:.4f}; {len(result.unfrozen)} base layers unfrozen, "
+        f"{result.epochs_run} epochs (best {result.best_epoch}){kept}."
+    )
+    _show_failed(result.failed)
+
+
+COMMANDS = [export, predict, finetune]
