@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bottleneck.baselines import baseline_bases
 from bottleneck.bases import Base, load_base
 from bottleneck.compare import Comparison, compare_heads
 from bottleneck.export import export
@@ -28,7 +29,6 @@ from bottleneck.sources import Source, open_source
 from bottleneck.spec import load_spec
 from bottleneck.store import CacheStore, default_cache_dir
 
-_PIXELS_MAX_SIZE = 32
 #: Heads that export as one ``.keras`` model; the others export as a folder.
 KERAS_HEADS = ("logreg", "linear-svm", "dense")
 
@@ -52,14 +52,7 @@ def _bases(spec: dict) -> dict[str, Base]:
     """The base, plus the baselines' bases (same architecture random; raw pixels)."""
     options = {k: v for k, v in spec["base"].items() if k != "name" and v is not None}
     main = load_base(spec["base"]["name"], **options)
-    bases = {"main": main}
-    baselines = spec["baselines"]["use"] or []
-    if "random-base" in baselines:
-        bases["random-base"] = load_base(spec["base"]["name"], **{**options, "weights": "none"})
-    if "raw-pixels" in baselines:
-        size = tuple(min(s, _PIXELS_MAX_SIZE) for s in main.image_size)
-        bases["raw-pixels"] = load_base("pixels", image_size=size, channels=main.channels)
-    return bases
+    return {"main": main, **baseline_bases(main, spec["baselines"]["use"] or [])}
 
 
 def plan(spec: dict, store: CacheStore) -> list[Extraction]:

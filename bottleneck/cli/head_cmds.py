@@ -63,6 +63,25 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
     "to measure the transfer gain. Repeatable.",
 )
 @click.option(
+    "--baseline",
+    "baseline_names",
+    multiple=True,
+    type=click.Choice(["random-base", "raw-pixels"]),
+    help="Extract (or reuse) this baseline for the same images through the normal path: "
+    "the same architecture with random weights, or raw pixels. Repeatable.",
+)
+@click.option(
+    "--base",
+    "base_path",
+    type=click.Path(dir_okay=False),
+    help="The base model file, for --baseline on caches made from a model file.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    help="Where --baseline caches go (default: beside TRAIN_CACHE).",
+)
+@click.option(
     "--baseline-heads",
     type=click.Choice(["winner", "all"]),
     default="winner",
@@ -86,6 +105,9 @@ def compare(
     tune: bool,
     report_dir: str | None,
     baseline_caches: tuple[str, ...],
+    baseline_names: tuple[str, ...],
+    base_path: str | None,
+    cache_dir: str | None,
     baseline_heads: str,
     bootstrap: int,
     seed: int,
@@ -104,6 +126,8 @@ def compare(
       bottleneck compare caches/train.h5 --test caches/test.h5 \\
           --heads logreg,linear-svm,rbf-svm,dense
       bottleneck compare caches/train.h5 --cv 5 --tune --report reports/run1
+      bottleneck compare caches/train.h5 --test caches/test.h5 --baseline random-base \
+          --baseline raw-pixels
       bottleneck compare caches/train.h5 --cv 5 --baseline-cache raw-pixels=caches/pixels.h5
     """
     from bottleneck.compare import compare_heads
@@ -122,6 +146,18 @@ def compare(
                 f"--baseline-cache {name}=TRAIN.h5,TEST.h5"
             )
         baselines[name] = (train, test if test_cache is not None else None)
+    if baseline_names:
+        from bottleneck.baselines import extract_baselines
+
+        baselines.update(
+            extract_baselines(
+                train_cache,
+                test_cache,
+                [n for n in dict.fromkeys(baseline_names) if n not in baselines],
+                cache_dir=cache_dir,
+                base_path=base_path,
+            )
+        )
     with _warnings_in_output():
         comparison = compare_heads(
             train_cache,
