@@ -34,6 +34,7 @@ _EXPORTS = {
     "StaleCacheError": "bottleneck.errors",
     "BaseModelError": "bottleneck.errors",
     "HeadError": "bottleneck.errors",
+    "ExportError": "bottleneck.errors",
     "compare_heads": "bottleneck.compare",
     "make_head": "bottleneck.heads",
     "train_head": "bottleneck.training",

@@ -31,6 +31,10 @@ class HeadError(BottleneckError):
     """A head cannot be trained or used on the given data."""
 
 
+class ExportError(BottleneckError):
+    """A model cannot be exported, or a file is not a usable bottleneck export."""
+
+
 class BottleneckWarning(UserWarning):
     """Base class of the warnings this package emits."""
 

@@ -91,7 +91,7 @@ from bottleneck.bases import PREPROCESS_MODES, Base, _preprocess_affine, load_ba
 from bottleneck.cache import FeatureCache
 from bottleneck.errors import (
     BaseModelError,
-    BottleneckError,
+    ExportError,
     HeadError,
     ImageError,
     SourceError,
@@ -123,10 +123,6 @@ _BASE_KEYS = (
     "feature_dim",
     "compute_dtype",
 )
-
-
-class ExportError(BottleneckError):
-    """A model cannot be exported, or a file is not a usable bottleneck export."""
 
 
 @dataclass
