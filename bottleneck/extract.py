@@ -428,6 +428,7 @@ def extract(
     strict: bool = False,
     force: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    compute_dtype: str | None = None,
     progress: bool | None = None,
 ) -> ExtractResult:
     """Extract bottleneck features of every image of ``source`` into the cache ``out``.
@@ -454,6 +455,9 @@ def extract(
         Replace a cache (or discard a partial one) made from different inputs.
     max_pixels : int
         Refuse images declaring more pixels (decompression bombs).
+    compute_dtype : {"float32", "bfloat16", "float16"}, optional
+        Run the base in mixed precision (accelerators); features are stored as float32 and
+        the dtype is part of the fingerprint.
     progress : bool, optional
         Show a progress bar (default: only on a terminal).
 
@@ -485,6 +489,7 @@ def extract(
             layer=layer,
             preprocess=preprocess,
         )
+    base = with_compute_dtype(base, compute_dtype)
     batch_size = batch_size or default_batch_size(base, len(source))
     manifest = source.manifest()
     identity = cache_identity(base, source, manifest)

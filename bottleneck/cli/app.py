@@ -69,9 +69,9 @@ def _quiet_backend_start() -> None:
 
 
 def _register() -> None:
-    from bottleneck.cli import deploy_cmds, extract_cmds, head_cmds, pipeline_cmds
+    from bottleneck.cli import bench_cmds, deploy_cmds, extract_cmds, head_cmds, pipeline_cmds
 
-    for module in (extract_cmds, head_cmds, deploy_cmds, pipeline_cmds):
+    for module in (extract_cmds, head_cmds, deploy_cmds, pipeline_cmds, bench_cmds):
         for command in module.COMMANDS:
             cli.add_command(command)
 
