@@ -99,7 +99,8 @@ def limit_rate(r_model: float, r_decode: float, accelerator: bool) -> float:
 def _machine(workers: int) -> dict[str, Any]:
     import keras
 
-    from bottleneck.extract import accelerator_devices, software_versions
+    from bottleneck.extract import accelerator_devices
+    from bottleneck.versions import software_versions
 
     return {
         "host": platform.node(),

@@ -97,6 +97,7 @@ from bottleneck.errors import (
     SourceError,
 )
 from bottleneck.fingerprint import sha256_file
+from bottleneck.versions import software_versions
 
 FORMAT = "bottleneck-export"
 FORMAT_VERSION = 1
@@ -571,21 +572,6 @@ def build_base_model(base: Base) -> keras.Model:
     return keras.Model(inputs, features, name="bottleneck_base")
 
 
-def _versions() -> dict[str, str]:
-    from bottleneck.extract import software_versions
-
-    versions = software_versions()
-    try:
-        import sklearn
-        import skops
-
-        versions["scikit-learn"] = sklearn.__version__
-        versions["skops"] = skops.__version__
-    except ImportError:  # pragma: no cover - both are dependencies
-        pass
-    return versions
-
-
 # ----------------------------------------------------------------------------- loading
 
 
@@ -969,7 +955,7 @@ def export(
             "cache": opened.path.name,
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "host": platform.node(),
-            "versions": _versions(),
+            "versions": software_versions(),
         }
         metadata["outputs"] = outputs
         if as_keras:

@@ -14,7 +14,6 @@ import datetime as dt
 import os
 import platform
 import signal
-import sys
 import threading
 import time
 import weakref
@@ -23,7 +22,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
 from filelock import FileLock, Timeout
@@ -41,6 +39,7 @@ from bottleneck.errors import CacheError, ImageError, StaleCacheError
 from bottleneck.fingerprint import fingerprint
 from bottleneck.images import DEFAULT_MAX_PIXELS
 from bottleneck.sources import Item, Source, open_source
+from bottleneck.versions import software_versions
 
 #: Commit (flush) the partial file every this many batches.
 COMMIT_EVERY = 8
@@ -73,26 +72,6 @@ class _Batch:
     items: list[Item]
     failures: list[tuple[str, str]]
     end: int
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of everything that can change the features."""
-    from bottleneck import __version__
-
-    versions = {
-        "bottleneck": __version__,
-        "keras": keras.__version__,
-        "backend": keras.backend.backend(),
-        "h5py": h5py.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-    backend_module = sys.modules.get(
-        {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(versions["backend"], "")
-    )
-    if backend_module is not None:
-        versions[versions["backend"]] = getattr(backend_module, "__version__", "?")
-    return versions
 
 
 def accelerator_devices() -> list[str]:

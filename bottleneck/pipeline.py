@@ -21,13 +21,14 @@ from bottleneck.baselines import baseline_bases
 from bottleneck.bases import Base, load_base
 from bottleneck.compare import Comparison, compare_heads
 from bottleneck.export import export
-from bottleneck.extract import cache_identity, extract, software_versions
+from bottleneck.extract import cache_identity, extract
 from bottleneck.fingerprint import fingerprint
 from bottleneck.predict import predict
 from bottleneck.report import format_table, write_report
 from bottleneck.sources import Source, open_source
 from bottleneck.spec import load_spec
 from bottleneck.store import CacheStore, default_cache_dir
+from bottleneck.versions import software_versions
 
 #: Heads that export as one ``.keras`` model; the others export as a folder.
 KERAS_HEADS = ("logreg", "linear-svm", "dense")

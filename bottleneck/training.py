@@ -18,10 +18,8 @@ trusts only the types skops reports that belong to scikit-learn, NumPy, SciPy or
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 import time
 import warnings
 from collections.abc import Iterator
@@ -43,7 +41,6 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-import bottleneck
 from bottleneck.cache import FeatureCache
 from bottleneck.errors import HeadError, SmallDataWarning
 from bottleneck.fingerprint import diff_keys
@@ -55,6 +52,7 @@ from bottleneck.heads import (
     single_threaded,
 )
 from bottleneck.tuning import tune_head
+from bottleneck.versions import software_versions
 
 HEAD_FORMAT = "bottleneck-head"
 HEAD_FORMAT_VERSION = 1
@@ -351,21 +349,6 @@ class TrainedHead:
             self.metadata["class_names"],
             self.metadata["dim"],
         )
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of the software a saved head depends on."""
-    versions = {name: _version(name) for name in ("scikit-learn", "numpy", "skops", "keras")}
-    versions["bottleneck"] = bottleneck.__version__
-    versions["python"] = platform.python_version()
-    return versions
 
 
 def train_head(
