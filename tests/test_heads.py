@@ -191,7 +191,10 @@ def test_dense_survives_skops_and_pickle(digits, tmp_path):
     )
     assert "model_" in vars(head[-1]), "pickling must not strip the live model"
     unpickled = pickle.loads(pickle.dumps(head))
-    np.testing.assert_allclose(unpickled.predict_proba(X_test), head.predict_proba(X_test))
+    # float32 recomputed after reload: equal to within an ulp (JAX reorders some reductions)
+    np.testing.assert_allclose(
+        unpickled.predict_proba(X_test), head.predict_proba(X_test), rtol=1e-6, atol=1e-9
+    )
 
 
 def test_rbf_svm_switches_to_nystroem_above_the_documented_size():
