@@ -17,8 +17,8 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,7 +201,7 @@ def _gather_arrays(source: Source, items: Sequence[Item], base: Base) -> np.ndar
     return pixels
 
 
-class _Decoder:
+class Decoder:
     """Decodes batches on a thread pool, each batch split over the workers."""
 
     def __init__(
@@ -263,7 +263,7 @@ class _Decoder:
         return _Batch(pixels, list(items), failures, end)
 
 
-def _prefetch_batches(decoder: _Decoder, start: int, stop: int, batch_size: int, depth: int):
+def prefetch_batches(decoder: Decoder, start: int, stop: int, batch_size: int, depth: int):
     """Yield decoded batches in order, with ``depth`` more batches decoding meanwhile.
 
     ``depth=0`` decodes each batch only when the model has finished the previous one
@@ -282,34 +282,6 @@ def _prefetch_batches(decoder: _Decoder, start: int, stop: int, batch_size: int,
         for _, _, _, parts in pending:
             for _, _, future in parts:
                 future.cancel()
-
-
-def _decode_batch(
-    source: Source, items: list[Item], end: int, base: Base, max_pixels: int, strict: bool
-) -> _Batch:
-    """Decode one batch on the calling thread (``bottleneck.predict`` uses this)."""
-    pixels = np.empty((len(items), *base.image_size, base.channels), np.uint8)
-    good, failures = _decode_into(source, items, pixels, base, max_pixels, strict)
-    keep = np.flatnonzero(good)
-    return _Batch(pixels[keep], [items[k] for k in keep], failures, end)
-
-
-def _prefetch(
-    pool: ThreadPoolExecutor, source: Source, start: int, batch_size: int, depth: int, decode
-) -> Iterator[_Batch]:
-    """Yield ``decode(items, end)`` batches in order, keeping ``depth`` batches in flight."""
-    pending: collections.deque[Future] = collections.deque()
-    try:
-        for begin in range(start, len(source), batch_size):
-            end = min(begin + batch_size, len(source))
-            pending.append(pool.submit(decode, source.items[begin:end], end))
-            if len(pending) >= depth:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        for future in pending:
-            future.cancel()
 
 
 _PIXEL_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -549,8 +521,8 @@ def _run(
 
     try:
         with _TermAsInterrupt(), ThreadPoolExecutor(workers, "decode") as pool:
-            decoder = _Decoder(pool, source, base, workers, max_pixels, strict)
-            batches = _prefetch_batches(decoder, resumed_from, len(source), batch_size, PREFETCH)
+            decoder = Decoder(pool, source, base, workers, max_pixels, strict)
+            batches = prefetch_batches(decoder, resumed_from, len(source), batch_size, PREFETCH)
             tick = time.perf_counter()
             for count, batch in enumerate(batches, 1):
                 t0 = time.perf_counter()

@@ -4,7 +4,7 @@ Images are read like extraction reads them: any source :func:`bottleneck.sources
 understands (class-folder tree, flat folder, CSV manifest, IDX/NPZ arrays,
 ``fashion-mnist:test``) or a list of image files; decoded by Pillow at the model's base size
 in a thread pool, each batch split over the threads, a few batches ahead of the model (the
-same ``_Decoder``/``_prefetch_batches`` as ``bottleneck extract``); run in fixed-size
+same ``Decoder``/``prefetch_batches`` as ``bottleneck extract``); run in fixed-size
 batches (:class:`~bottleneck.extract.BatchRunner`: the last batch padded so one compiled call
 serves all, uint8 cast to float inside the graph) through the model minus its resize layer,
 which is the identity at the base size (:attr:`Exported.sized_model`). Bad images are
@@ -207,7 +207,7 @@ def _run(
     max_pixels: int,
     progress: bool | None,
 ) -> PredictResult:
-    from bottleneck.extract import PREFETCH, BatchRunner, _Decoder, _prefetch_batches
+    from bottleneck.extract import PREFETCH, BatchRunner, Decoder, prefetch_batches
 
     workers = workers or os.cpu_count() or 1
     run_model = BatchRunner(exported.sized_model, batch_size)
@@ -228,9 +228,9 @@ def _run(
 
     try:
         with ThreadPoolExecutor(workers, "decode") as pool:
-            # _Decoder reads only image_size and channels of its ``base``.
-            decoder = _Decoder(pool, source, geometry, workers, max_pixels, strict)
-            for batch in _prefetch_batches(decoder, 0, len(source), batch_size, PREFETCH):
+            # Decoder reads only image_size and channels of its ``base``.
+            decoder = Decoder(pool, source, geometry, workers, max_pixels, strict)
+            for batch in prefetch_batches(decoder, 0, len(source), batch_size, PREFETCH):
                 if len(batch.items):
                     out = run_model(batch.pixels)
                     scores = (
