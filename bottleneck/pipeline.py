@@ -32,6 +32,7 @@ from bottleneck.versions import software_versions
 
 #: Heads that export as one ``.keras`` model; the others export as a folder.
 KERAS_HEADS = ("logreg", "linear-svm", "dense")
+_SUMMARY_HEADS = ("Winner", "Exported", "Predictions")
 
 
 @dataclass
@@ -176,7 +177,9 @@ def run_pipeline(
     record["timings"] = timings
     record["summary"] = _summary(comparison, exported, record)
     write_record(record, run_dir)
-    echo("\n".join(record["summary"]) + f"\nRun record: {run_dir / 'run.json'}")
+    # The table above already printed the verdict and the transfer sentence.
+    shown = [line for line in record["summary"] if line.split(":", 1)[0] in _SUMMARY_HEADS]
+    echo("\n".join(shown) + f"\nRun record: {run_dir / 'run.json'}")
     return record
 
 
