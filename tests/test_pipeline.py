@@ -220,3 +220,27 @@ def test_run_writes_a_complete_run_record(tmp_path, photos):
     assert saved["predict"]["images"] == 4
     text = "\n".join(lines)
     assert "Winner:" in text and "Exported:" in text and "Run record:" in text
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist.toml", "flowers_mobilenet.toml"])
+def test_shipped_specs_are_valid(name):
+    spec = load_spec(Path("pipelines") / name)
+    assert spec["export"]["head"] == "best"
+    assert Path(spec["outputs"]["dir"]).name == "runs"
+
+
+def test_photo_spec_offline_stops_at_the_base_with_a_clear_message(monkeypatch, tmp_path):
+    import keras
+
+    def no_network(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_network)
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", no_network)
+    result = CliRunner().invoke(
+        cli, ["run", "pipelines/flowers_mobilenet.toml", "--cache-dir", str(tmp_path), "--quiet"]
+    )
+    assert result.exit_code == 1
+    assert "could not download the imagenet weights of MobileNetV2" in result.output
+    assert "--weights PATH" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
