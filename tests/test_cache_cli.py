@@ -156,8 +156,21 @@ def test_cli_errors_are_one_line(photo_dir, tmp_path, args, message):
     assert not (tmp_path / "c.h5").exists()
 
 
-def test_cli_help_has_examples():
-    for command in ("extract", "info", "verify"):
-        result = _run(command, "--help")
-        assert result.exit_code == 0
-        assert "Example" in result.output and f"bottleneck {command}" in result.output
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["extract"], ["info"], ["verify"], ["compare"], ["train"], ["evaluate"], ["export"],
+        ["predict"], ["finetune"], ["run"], ["bench"], ["cache", "ls"], ["cache", "prune"],
+    ],
+)  # fmt: skip
+def test_every_command_has_help_with_an_example(command):
+    result = _run(*command, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.output and f"bottleneck {command[0]}" in result.output
+
+
+def test_top_level_help_lists_every_command():
+    output = _run("--help").output
+    for command in ("extract", "info", "verify", "compare", "train", "evaluate", "export",
+                    "predict", "finetune", "run", "cache", "bench"):  # fmt: skip
+        assert f"  {command} " in output
