@@ -62,13 +62,7 @@ class CacheWriter:
         self._meta = meta
         self._chunks = chunks
         self._pending: list[dict[str, np.ndarray]] = []
-        rows = failed = items = 0
-        for chunk in chunks:
-            with np.load(chunk, allow_pickle=False) as data:
-                rows += len(data["labels"])
-                failed += len(data["failed_ids"])
-                items = int(data["items_done"])
-        self._committed = (rows, failed, items)
+        self._committed = _count_chunks(chunks)
         self._consistent = self._committed
 
     @classmethod
@@ -243,14 +237,20 @@ class CacheWriter:
         self._consistent = self._committed
 
 
-def partial_progress(path: str | Path) -> dict[str, int]:
-    """Committed rows, failures and source items of an unfinished extraction."""
+def _count_chunks(chunks: Sequence[Path]) -> tuple[int, int, int]:
+    """Rows, failures and source items handled, summed over committed chunk files."""
     rows = failed = items = 0
-    for chunk in sorted(Path(path).glob("chunk-*.npz")):
+    for chunk in chunks:
         with np.load(chunk, allow_pickle=False) as data:
             rows += len(data["labels"])
             failed += len(data["failed_ids"])
             items = int(data["items_done"])
+    return rows, failed, items
+
+
+def partial_progress(path: str | Path) -> dict[str, int]:
+    """Committed rows, failures and source items of an unfinished extraction."""
+    rows, failed, items = _count_chunks(sorted(Path(path).glob("chunk-*.npz")))
     return {"rows": rows, "failed": failed, "items_done": items}
 
 
