@@ -164,6 +164,11 @@ class CacheWriter:
         return self._consistent[0]
 
     @property
+    def n_failed(self) -> int:
+        """Items recorded as failed so far, this run and any run it resumes."""
+        return self._consistent[1]
+
+    @property
     def items_done(self) -> int:
         """Source items handled (rows + failures), committed or pending."""
         return self._consistent[2]

@@ -507,7 +507,6 @@ def _run(
     resumed_from = writer.items_done
     workers = workers or os.cpu_count() or 1
     run_model = BatchRunner(base.model, batch_size)
-    failed: list[tuple[str, str]] = []
     stage = {"wait_decode": 0.0, "model": 0.0, "write": 0.0}
     started = time.perf_counter()
     bar = tqdm(
@@ -533,14 +532,13 @@ def _run(
                 labels = np.asarray([item.label for item in batch.items], np.int32)
                 ids = [item.id for item in batch.items]
                 writer.write_batch(features, labels, ids, batch.failures, batch.end)
-                failed += batch.failures
                 if count % COMMIT_EVERY == 0:
                     writer.commit()
                 tick = time.perf_counter()
                 stage["write"] += tick - t1
                 bar.update(len(batch.items) + len(batch.failures))
                 if batch.failures:
-                    bar.set_postfix(failed=len(failed))
+                    bar.set_postfix(failed=writer.n_failed)
     except BaseException:
         writer.commit()
         writer.close()
@@ -555,7 +553,7 @@ def _run(
         "seconds": round(seconds, 3),
         "images_per_second": round(done / seconds, 2) if seconds > 0 else None,
         "resumed_from": resumed_from,
-        "n_failed": len(failed),
+        "n_failed": writer.n_failed,
         "stage_seconds": {k: round(v, 4) for k, v in stage.items()},
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -164,6 +164,22 @@ def test_resume_after_interruption_equals_uninterrupted_run(
     assert got[3] == ref[3]
 
 
+def test_failures_before_the_crash_are_counted_after_resume(
+    folder, tiny_base, tmp_path, monkeypatch
+):
+    out = tmp_path / "c.h5"
+    monkeypatch.setattr(extract_module, "COMMIT_EVERY", 1)
+    _crash_after(monkeypatch, 8)  # items 0-15 handled; dog/broken.jpg is item 14
+    with pytest.raises(_Crash):
+        extract(folder, tiny_base, out, batch_size=2, progress=False)
+    assert partial_progress(partial_path(out))["failed"] == 1
+    monkeypatch.undo()
+    result = extract(folder, tiny_base, out, batch_size=2, progress=False)
+    assert result.resumed_from == 16 and len(result.failed) == 1
+    with FeatureCache.open(out) as cache:
+        assert cache.provenance["extraction"]["n_failed"] == 1
+
+
 def test_uncommitted_rows_are_discarded_on_resume(folder, tiny_base, tmp_path, monkeypatch):
     out = tmp_path / "c.h5"
     monkeypatch.setattr(extract_module, "COMMIT_EVERY", 100)
