@@ -58,24 +58,6 @@ def _cross_entropy(proba: np.ndarray, y_index: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
 
 
-def _validation_loss_callback(X_val: np.ndarray, y_val: np.ndarray):
-    """A Keras callback adding ``val_loss`` to each epoch's logs.
-
-    It scores the validation rows with one compiled ``predict_on_batch`` call, which is
-    several times cheaper per epoch than ``fit(validation_data=...)`` (that builds a new
-    dataset iterator and runs an evaluation loop every epoch).
-    """
-    import keras
-
-    class ValidationLoss(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            proba = np.asarray(self.model.predict_on_batch(X_val))
-            if logs is not None:
-                logs["val_loss"] = _cross_entropy(proba, y_val)
-
-    return ValidationLoss()
-
-
 class DenseHead(ClassifierMixin, BaseEstimator):
     """A Keras softmax classifier on feature vectors, with the scikit-learn estimator API.
 
@@ -97,19 +79,25 @@ class DenseHead(ClassifierMixin, BaseEstimator):
     epochs : int, default=100
         Maximum number of passes over the training data.
     batch_size : int, default=128
-        Rows per gradient step.
+        Rows per gradient step (at most the number of training rows). Each epoch visits every
+        row once; its last batch is topped up with rows from the start of the epoch's
+        shuffle, so every step has the same shape.
     validation_fraction : float, default=0.1
         Fraction of the training rows held out for early stopping; 0 disables early stopping
         (all ``epochs`` are run). Ignored when the slice would hold fewer rows than classes.
     patience : int, default=5
         Epochs without improvement of the validation loss before training stops; the weights
         of the best epoch are restored.
+    tol : float, default=1e-3
+        Smallest decrease of the validation loss that counts as an improvement (as
+        :class:`~sklearn.neural_network.MLPClassifier`'s ``tol``); without it, a loss creeping
+        down on separable data keeps training for all ``epochs``.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout, shuffling and the validation split, through
         ``keras.utils.set_random_seed`` (which also seeds Python's and NumPy's global
         generators).
     verbose : int, default=0
-        Keras ``fit`` verbosity.
+        Print one line per epoch (training and validation loss) when positive.
 
     Attributes
     ----------
@@ -152,6 +140,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "patience": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -167,6 +156,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         batch_size: int = 128,
         validation_fraction: float = 0.1,
         patience: int = 5,
+        tol: float = 1e-3,
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
     ) -> None:
@@ -178,6 +168,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.tol = tol
         self.random_state = random_state
         self.verbose = verbose
 
@@ -217,34 +208,62 @@ class DenseHead(ClassifierMixin, BaseEstimator):
             loss="sparse_categorical_crossentropy",
             jit_compile=False,
         )
-        callbacks = []
-        if validation is not None:
-            stopper = keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=self.patience, restore_best_weights=True
-            )
-            callbacks = [_validation_loss_callback(*validation), stopper]
-        history = model.fit(
-            X_fit,
-            y_fit,
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            callbacks=callbacks,
-            shuffle=True,
-            verbose=self.verbose,
-        )
+        self._train(model, X_fit, y_fit, validation, seed)
         self.model_ = model
-        self.loss_curve_ = [float(v) for v in history.history["loss"]]
-        self.n_iter_ = len(self.loss_curve_)
-        if validation is None:
-            self.validation_loss_curve_ = None
-            self.best_epoch_ = self.n_iter_
-        else:
-            self.validation_loss_curve_ = [float(v) for v in history.history["val_loss"]]
-            self.best_epoch_ = stopper.best_epoch + 1
         dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
         self.coefs_ = [np.asarray(layer.kernel) for layer in dense]
         self.intercepts_ = [np.asarray(layer.bias) for layer in dense]
         return self
+
+    def _train(
+        self,
+        model,
+        X: np.ndarray,
+        y: np.ndarray,
+        validation: tuple[np.ndarray, np.ndarray] | None,
+        seed: int,
+    ) -> None:
+        """Mini-batch epochs with ``train_on_batch``; early stopping restores the best weights.
+
+        A plain loop over shuffled index batches instead of ``model.fit``: on small in-memory
+        feature sets ``fit``'s per-epoch dataset iterator costs more than the epoch's steps
+        (measured 3x slower on 819 x 2048 rows, batch 128, TensorFlow backend).
+        """
+        rng = np.random.default_rng(seed)
+        best_loss, best_weights, waited = math.inf, None, 0
+        self.loss_curve_, self.best_epoch_ = [], 0
+        self.validation_loss_curve_ = None if validation is None else []
+        batch_size = min(self.batch_size, len(y))
+        n_batches = math.ceil(len(y) / batch_size)
+        for epoch in range(1, self.epochs + 1):
+            # Every row once, the last batch topped up from the start of the same permutation:
+            # one batch shape, so one compiled step for the whole fit.
+            order = rng.permutation(len(y))
+            order = np.concatenate([order, order[: n_batches * batch_size - len(y)]])
+            losses = [
+                float(np.asarray(model.train_on_batch(X[rows], y[rows])))
+                for rows in order.reshape(n_batches, batch_size)
+            ]
+            self.loss_curve_.append(float(np.mean(losses)))
+            logs = f"epoch {epoch}/{self.epochs} - loss {self.loss_curve_[-1]:.4f}"
+            if validation is None:
+                self.best_epoch_ = epoch
+            else:
+                X_val, y_val = validation
+                val_loss = _cross_entropy(np.asarray(model.predict_on_batch(X_val)), y_val)
+                self.validation_loss_curve_.append(val_loss)
+                logs += f" - val_loss {val_loss:.4f}"
+                if val_loss < best_loss:
+                    best_weights, self.best_epoch_ = model.get_weights(), epoch
+                waited = 0 if val_loss < best_loss - self.tol else waited + 1
+                best_loss = min(best_loss, val_loss)
+            if self.verbose:
+                print(logs)
+            if validation is not None and waited >= self.patience:
+                break
+        self.n_iter_ = len(self.loss_curve_)
+        if best_weights is not None:
+            model.set_weights(best_weights)
 
     def _split_validation(
         self, X: np.ndarray, y_index: np.ndarray, seed: int

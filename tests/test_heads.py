@@ -163,6 +163,40 @@ def test_dense_hidden_layer_dropout_and_early_stopping(digits):
     assert no_validation.n_iter_ == 3 and no_validation.validation_loss_curve_ is None
 
 
+def test_dense_early_stopping_needs_an_improvement_larger_than_tol(digits):
+    X_train, _, y_train, _ = digits
+    never = DenseHead(epochs=50, patience=3, tol=10.0, random_state=0).fit(X_train / 16, y_train)
+    assert never.n_iter_ == 4, "no epoch improves by 10 nats: stop after patience epochs"
+    assert never.best_epoch_ == int(np.argmin(never.validation_loss_curve_)) + 1
+    exact = DenseHead(epochs=50, patience=3, tol=0.0, random_state=0).fit(X_train / 16, y_train)
+    assert exact.n_iter_ > 10, "with tol=0 the falling validation loss keeps training going"
+
+
+def test_dense_trains_with_one_batch_shape_and_reports_epochs(digits, monkeypatch, capsys):
+    import keras
+
+    X_train, _, y_train, _ = digits
+    shapes = []
+    original = keras.Model.train_on_batch
+
+    def recording(self, x, y=None, **kwargs):
+        shapes.append(x.shape)
+        return original(self, x, y, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "train_on_batch", recording)
+    rows = 130  # two batches of 128: the second is topped up, never a 2-row batch
+    head = DenseHead(epochs=3, validation_fraction=0, verbose=1, random_state=0)
+    head.fit(X_train[:rows] / 16, y_train[:rows])
+    assert shapes == [(128, 64)] * 6
+    assert len(head.loss_curve_) == 3 and all(np.isfinite(head.loss_curve_))
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split(" - ")[0] for line in printed] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    small = DenseHead(epochs=1, batch_size=512, validation_fraction=0, random_state=0)
+    shapes.clear()
+    small.fit(X_train[:40] / 16, y_train[:40])
+    assert shapes == [(40, 64)], "a batch is never larger than the training set"
+
+
 def test_dense_is_seeded_and_predicts_without_model_predict(digits, monkeypatch):
     import keras
 
