@@ -7,7 +7,9 @@ with the steps ``"scale"`` and ``"clf"``:
     StandardScaler + multinomial :class:`~sklearn.linear_model.LogisticRegression` (the classic
     linear probe). Has ``predict_proba``.
 ``linear-svm``
-    StandardScaler + :class:`~sklearn.svm.LinearSVC`. A margin classifier: it has
+    StandardScaler + :class:`~bottleneck.linear_svm.LinearSVM`, the squared-hinge linear SVM
+    of :class:`~sklearn.svm.LinearSVC`, solved on the Gram matrix when there are fewer rows
+    than features (about 100x faster there). A margin classifier: it has
     ``decision_function`` but deliberately **no** ``predict_proba`` (calibrating it would cost
     extra fits and is not an SVM any more), so its log-loss is reported as "not defined".
 ``rbf-svm``
@@ -40,7 +42,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
-from sklearn.svm import SVC, LinearSVC
+from sklearn.svm import SVC
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -48,6 +50,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from bottleneck.errors import HeadError
+from bottleneck.linear_svm import LinearSVM
 
 DEFAULT_HEAD = "logreg"
 _PREDICT_CHUNK_ROWS = 65536
@@ -504,7 +507,7 @@ class RBFSVC(ClassifierMixin, BaseEstimator):
 
 _ESTIMATORS: dict[str, Callable[[], BaseEstimator]] = {
     "logreg": lambda: LogisticRegression(max_iter=2000),
-    "linear-svm": lambda: LinearSVC(max_iter=5000),
+    "linear-svm": LinearSVM,
     "rbf-svm": RBFSVC,
     "dense": DenseHead,
     "knn": lambda: KNeighborsClassifier(n_neighbors=5),

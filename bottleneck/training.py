@@ -60,7 +60,11 @@ SMALL_CLASS_ROWS = 20
 IMBALANCE_RATIO = 10.0
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
 TRUSTED_ROOTS = ("sklearn", "numpy", "scipy")
-TRUSTED_OWN_TYPES = ("bottleneck.heads.DenseHead", "bottleneck.heads.RBFSVC")
+TRUSTED_OWN_TYPES = (
+    "bottleneck.heads.DenseHead",
+    "bottleneck.heads.RBFSVC",
+    "bottleneck.linear_svm.LinearSVM",
+)
 STREAMING_LOSSES = {"logreg": "log_loss", "linear-svm": "hinge"}
 
 

@@ -32,6 +32,7 @@ from bottleneck.export import (
     read_metadata,
 )
 from bottleneck.extract import extract
+from bottleneck.heads import make_head
 from bottleneck.sources import open_source
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,8 +131,6 @@ def test_linear_heads_round_trip_exactly(name, fm_cache, fm_features, fm_pixels,
 
 @pytest.mark.parametrize("spec", ["dense:epochs=3,random_state=0", "dense:hidden=16,epochs=3"])
 def test_dense_head_round_trip(spec, fm_cache, fm_features, fm_pixels, tmp_path):
-    from bottleneck.heads import make_head
-
     X, y, _ = fm_features
     head = make_head(spec).fit(X, y)
     result = export(fm_cache, tmp_path / "d.keras", head=head)
@@ -140,6 +139,18 @@ def test_dense_head_round_trip(spec, fm_cache, fm_features, fm_pixels, tmp_path)
     assert ("head_hidden" in layers) == ("hidden" in spec)
     _assert_same(model.predict(fm_pixels, verbose=0), head.predict_proba(X))
     assert result.outputs == "probabilities"
+
+
+def test_gram_solved_linear_svm_exports_exactly(fm_cache, fm_features, fm_pixels, tmp_path):
+    X, y, _ = fm_features
+    head = make_head("linear-svm").fit(X[:100], y[:100])  # 100 rows < 128 features
+    assert head[-1].solver_ == "gram"
+    result = export(fm_cache, tmp_path / "svm.keras", head=head)
+    assert result.kind == "keras" and result.outputs == "decision-softmax"
+    model = keras.saving.load_model(tmp_path / "svm.keras", safe_mode=True)
+    got = model.predict(fm_pixels, verbose=0)
+    _assert_same(got, head_scores(head, X))
+    assert (got.argmax(1) == head.predict(X)).all()
 
 
 def test_binary_heads_round_trip(tmp_path, fashion_mnist_available):
