@@ -57,6 +57,7 @@ def test_summary_limit_and_targets():
                 "extract_vs_limit": {"median": 0.97},
                 "extract_vs_peer": {"median": 1.2},
                 "dense": {"speedup": 150.0, "rows": 1000, "images_for_100x": 700},
+                "compare": {"rows": 256, "holdout_vs_extract": 0.04, "cv": 5, "cv_vs_extract": 0.2},
             }
         ],
         "cache_read": {"cache_vs_npy": 0.99},
@@ -67,9 +68,14 @@ def test_summary_limit_and_targets():
         "extract / L (resnet50@224)": True,
         "extract / peer (resnet50@224)": False,
         "dense head: frozen fit / cache fit (resnet50@224, 1000 images)": True,
+        "four-head compare / extraction (resnet50@224, 256 images, holdout)": True,
         "cache read / np.load": True,
         "peak memory 10000 / 60000 images": True,
     }
+    report["results"][0]["compare"]["holdout_vs_extract"] = 0.06
+    (compare,) = [r for r in bench_module.targets(report) if r["target"].startswith("four-head")]
+    assert compare["at_most"] and compare["goal"] == 0.05 and not compare["met"]
+    assert "5-fold CV fits each head 5×: 0.200" in compare["note"]
 
 
 def test_photo_folder_is_made_once(tmp_path):
@@ -111,7 +117,7 @@ def test_cli_bench_json_has_every_field_with_sane_values(tmp_path, monkeypatch):
             "--repeats",
             "2",
             "--parts",
-            "model,decode,extract,peer,predict_numpy,heads,dense,read",
+            "model,decode,extract,peer,predict_numpy,heads,compare,dense,read",
             "--quiet",
             "--json",
             "--out",
@@ -141,6 +147,12 @@ def test_cli_bench_json_has_every_field_with_sane_values(tmp_path, monkeypatch):
     assert any(word in entry["bottleneck"] for word in ("model", "decoding"))
     assert entry["heads"]["rows"] == 40
     assert any("fit_seconds" in v for v in entry["heads"].values() if isinstance(v, dict))
+    compare = entry["compare"]
+    assert compare["rows"] == 40 and compare["heads"] == list(bench_module.COMPARE_HEADS)
+    assert compare["holdout_seconds"] > 0 and compare["cv_seconds"] > 0
+    assert compare["holdout_vs_extract"] == pytest.approx(
+        compare["holdout_seconds"] / compare["extract_seconds"], rel=0.01
+    )
     dense = entry["dense"]
     assert dense["rows"] == 40 and len(dense["frozen_base_epoch_seconds"]) == 2
     assert dense["speedup"] > 1, dense  # >= 100x is for real bases; see the slow test

@@ -36,7 +36,7 @@ from bottleneck.errors import BottleneckError
 @click.option(
     "--parts",
     default=None,
-    help="Comma list of model,decode,extract,peer,predict_numpy,heads,dense,read,memory "
+    help="Comma list of model,decode,extract,peer,predict_numpy,heads,compare,dense,read,memory "
     "(default: all but predict_numpy and memory; --suite adds memory).",
 )
 @click.option(
@@ -78,7 +78,8 @@ def bench(
     Images/s of the base alone (R_model), decoding alone (R_decode), `extract` end to end
     and the usual Keras recipe (image_dataset_from_directory + predict); the limit
     L = 1/(1/R_model + 1/R_decode) on a CPU (min of the two with an accelerator); head
-    fit times on the cache; a dense head trained from the cache vs with the frozen base in
+    fit times on the cache; a four-head compare (holdout and 5-fold) against the time the
+    cache took to extract; a dense head trained from the cache vs with the frozen base in
     model.fit; cache read vs np.load; peak memory for 10k vs 60k images. Ratios are
     medians of per-round ratios (rounds interleave the paths). Run it on an idle machine.
 
