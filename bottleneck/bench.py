@@ -58,13 +58,24 @@ PARTS = (
     "extract",
     "peer",
     "predict_numpy",
+    "bfloat16",
     "heads",
     "compare",
     "dense",
     "read",
     "memory",
 )
-DEFAULT_PARTS = ("model", "decode", "extract", "peer", "heads", "compare", "dense", "read")
+DEFAULT_PARTS = (
+    "model",
+    "decode",
+    "extract",
+    "peer",
+    "bfloat16",
+    "heads",
+    "compare",
+    "dense",
+    "read",
+)
 SUITE_PARTS = (*DEFAULT_PARTS, "memory")
 #: The README table: base, input size and images (heads and the dense head use <= 10k rows).
 SUITE = (
@@ -356,7 +367,8 @@ def bench_dense(
     def from_cache(rows: int | None) -> tuple[float, float]:
         started = time.perf_counter()
         with FeatureCache.open(cache_path) as cache:
-            features, cache_labels = cache.features[:rows], cache.labels[:rows]
+            picked = spread_rows(len(cache), rows)
+            features, cache_labels = cache.features[picked], cache.labels[picked]
         head = DenseHead(
             epochs=epochs,
             batch_size=fit_batch_size,
@@ -386,8 +398,8 @@ def bench_dense(
     started = time.perf_counter()
     frozen_epochs = max(1, min(frozen_epochs, epochs))
     frozen.fit(
-        pixels[:rows],
-        labels[:rows],
+        pixels[spread_rows(len(labels), rows)],
+        labels[spread_rows(len(labels), rows)],
         epochs=frozen_epochs,
         batch_size=fit_batch_size,
         verbose=0,
@@ -418,10 +430,20 @@ def bench_dense(
     }
 
 
+def spread_rows(total: int, rows: int | None) -> np.ndarray:
+    """``rows`` row indices spread evenly over ``total`` (all of them when None or more).
+
+    Caches of class folders are sorted by class, so a prefix would hold one class only.
+    """
+    if rows is None or rows >= total:
+        return np.arange(total)
+    return np.linspace(0, total - 1, rows).round().astype(int)
+
+
 def bench_heads(
     cache_path: Path, names: Sequence[str] = HEAD_NAMES, *, max_rows: int | None = None
 ) -> dict[str, Any]:
-    """Seconds to fit each head on (the first ``max_rows`` rows of) a cache.
+    """Seconds to fit each head on (``max_rows`` evenly spread rows of) a cache.
 
     Heads fit with one BLAS thread, as :func:`~bottleneck.compare.compare_heads` fits them.
     """
@@ -429,7 +451,8 @@ def bench_heads(
     from bottleneck.heads import make_head, single_threaded
 
     with FeatureCache.open(cache_path) as cache:
-        features, labels = cache.features[:max_rows], cache.labels[:max_rows]
+        picked = spread_rows(len(cache), max_rows)
+        features, labels = cache.features[picked], cache.labels[picked]
     results: dict[str, Any] = {"rows": len(features)}
     for name in names:
         try:
@@ -474,8 +497,9 @@ def bench_compare(
     from bottleneck.training import LabeledData
 
     data = LabeledData.from_cache(cache_path)
-    rows = len(data) if max_rows is None else min(max_rows, len(data))
-    X, y = data.X[:rows], data.y[:rows]
+    picked = spread_rows(len(data), max_rows)
+    rows = len(picked)
+    X, y = data.X[picked], data.y[picked]
     names = data.class_names
     fit, test = train_test_split(
         np.arange(rows), test_size=test_fraction, stratify=y, random_state=0
@@ -705,10 +729,15 @@ def bench_base(
 ) -> dict[str, Any]:
     """Benchmark one base on one source; see the module docstring for what is measured.
 
-    Heads and the dense-head comparison use the first ``head_rows`` rows of the cache.
+    Heads and the dense-head comparison use ``head_rows`` rows spread evenly over the cache.
     """
     from bottleneck.cache import FeatureCache
-    from bottleneck.extract import accelerator_devices, default_batch_size, extract
+    from bottleneck.extract import (
+        accelerator_devices,
+        default_batch_size,
+        extract,
+        with_compute_dtype,
+    )
     from bottleneck.sources import open_source
 
     unknown = set(parts) - set(PARTS)
@@ -759,7 +788,7 @@ def bench_base(
         _decode_all(src, model_base, workers, per_image=True)
         entry["decode_per_image_pillow"] = round(n / (time.perf_counter() - started), 1)
     work = Path(tempfile.mkdtemp(prefix="bottleneck-bench-", dir=work_dir))
-    keys = ("model", "decode", "extract", "peer", "predict_numpy")
+    keys = ("model", "decode", "extract", "peer", "predict_numpy", "model_bf16", "extract_bf16")
     rates: dict[str, list[float]] = {k: [] for k in keys}
     cpu_ms: dict[str, list[float]] = {k: [] for k in keys}
     stages: list[dict] = []
@@ -772,6 +801,10 @@ def bench_base(
 
     def run_peer() -> None:
         model.predict(_peer_dataset(folder, model_base, batch_size), verbose=0)
+
+    bf16 = None
+    if "bfloat16" in parts and "extract" in parts and compute_dtype in (None, "float32"):
+        bf16 = with_compute_dtype(model_base, "bfloat16")
 
     # Warm-ups: trace every compiled call once, outside the timed rounds.
     log("warming up ...")
@@ -794,6 +827,17 @@ def bench_base(
             notes["peer"] = f"{type(exc).__name__}: {exc}"
     if "predict_numpy" in parts:
         model.predict(float_pixels[:batch_size], batch_size=batch_size, verbose=0)
+    if bf16 is not None:
+        bf16.model.predict_on_batch(model_pixels[:batch_size])
+        extract(
+            first_batch,
+            bf16,
+            work / "warm-bf16.h5",
+            batch_size=batch_size,
+            workers=workers,
+            progress=False,
+            force=True,
+        )
 
     def timed(key: str, fn: Callable[[], Any], images: int) -> Any:
         cpu, started = _cpu_seconds(), time.perf_counter()
@@ -803,10 +847,10 @@ def bench_base(
         cpu_ms[key].append(1000 * cpu / images)
         return result
 
-    def run_extract(out: Path) -> None:
+    def run_extract(out: Path, base=model_base) -> None:
         extract(
             src,
-            model_base,
+            base,
             out,
             batch_size=batch_size,
             workers=workers,
@@ -837,6 +881,14 @@ def bench_base(
                 lambda: model.predict(float_pixels, batch_size=batch_size, verbose=0),
                 n,
             )
+        if bf16 is not None:
+            timed(
+                "model_bf16",
+                lambda: _run_model(bf16.model, model_pixels, batch_size),
+                len(model_pixels),
+            )
+            out = work / ("bf16.h5" if round_ == 0 else "bf16-again.h5")
+            timed("extract_bf16", lambda out=out: run_extract(out, bf16), n)
 
     entry["rates"] = {k: summary(v) for k, v in rates.items() if v}
     entry["cpu_ms_per_image"] = {k: summary(v) for k, v in cpu_ms.items() if v}
@@ -851,12 +903,14 @@ def bench_base(
             entry["extract_vs_limit"] = _median_ratio(rates["extract"], limits)
             # CPU work of model + decode over CPU work of extract: < 1 means overhead or
             # contention waste; unlike wall time, load from other processes barely moves it.
-            work = [m + d for m, d in zip(cpu_ms["model"], cpu_ms["decode"], strict=True)]
-            entry["extract_cpu_efficiency"] = _median_ratio(work, cpu_ms["extract"])
+            cpu_work = [m + d for m, d in zip(cpu_ms["model"], cpu_ms["decode"], strict=True)]
+            entry["extract_cpu_efficiency"] = _median_ratio(cpu_work, cpu_ms["extract"])
     if rates["extract"] and rates["peer"]:
         entry["extract_vs_peer"] = _median_ratio(rates["extract"], rates["peer"])
     if stages:
         entry["extract_stages"] = _stage_summary(stages)
+    if rates["extract_bf16"] and cache_path.exists():
+        entry["bfloat16"] = _bfloat16_summary(rates, cache_path, work / "bf16.h5")
     entry["bottleneck"] = explain(entry)
 
     if "heads" in parts and cache_path.exists():
@@ -879,6 +933,29 @@ def bench_base(
         )
     shutil.rmtree(work, ignore_errors=True)
     return entry
+
+
+def _bfloat16_summary(rates: dict[str, list[float]], f32_cache: Path, bf16_cache: Path) -> dict:
+    """bfloat16 compute against float32: speed, and how far the stored features moved."""
+    from bottleneck.cache import FeatureCache
+
+    with FeatureCache.open(f32_cache) as a, FeatureCache.open(bf16_cache) as b:
+        exact, rounded = a.features.astype(np.float64), b.features.astype(np.float64)
+    norms = np.maximum(np.linalg.norm(exact, axis=1), 1e-12)
+    error = np.linalg.norm(rounded - exact, axis=1) / norms
+    out = {
+        "model": summary(rates["model_bf16"]),
+        "extract": summary(rates["extract_bf16"]),
+        "model_vs_float32": _median_ratio(rates["model_bf16"], rates["model"]),
+        "extract_vs_float32": _median_ratio(rates["extract_bf16"], rates["extract"]),
+        "feature_relative_error": {
+            "median": round(float(np.median(error)), 5),
+            "max": round(float(error.max()), 5),
+        },
+    }
+    if rates["peer"]:
+        out["extract_vs_peer"] = _median_ratio(rates["extract_bf16"], rates["peer"])
+    return out
 
 
 def _median_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> dict:
@@ -973,6 +1050,15 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         )
         if entry["base"] == "resnet50":
             add(f"extract / peer ({label})", entry.get("extract_vs_peer", {}).get("median"), 1.3)
+            bf16 = entry.get("bfloat16", {})
+            if "extract_vs_peer" in bf16:
+                error = bf16["feature_relative_error"]
+                add(
+                    f"extract --compute-dtype bfloat16 / peer ({label})",
+                    bf16["extract_vs_peer"]["median"],
+                    1.3,
+                    f"opt-in; features {100 * error['median']:.2f} % (median) from float32",
+                )
             compare = entry.get("compare")
             if compare:
                 add(
@@ -1127,6 +1213,18 @@ def format_table(report: dict[str, Any]) -> str:
                 if isinstance(v, dict) and "fit_seconds" in v
             )
             lines.append(f"  heads fit on {entry['n_images']} rows: {timed}")
+        bf16 = entry.get("bfloat16")
+        if bf16:
+            error = bf16["feature_relative_error"]
+            peer = bf16.get("extract_vs_peer", {}).get("median")
+            lines.append(
+                f"  bfloat16 compute: R_model {bf16['model']['median']:.1f}/s "
+                f"({bf16['model_vs_float32']['median']:.2f} × float32), extract "
+                f"{bf16['extract']['median']:.1f}/s ({bf16['extract_vs_float32']['median']:.2f} "
+                "× float32" + (f", {peer:.2f} × peer" if peer else "") + "); features "
+                f"{100 * error['median']:.2f} % from float32 (median; max "
+                f"{100 * error['max']:.2f} %)"
+            )
         compare = entry.get("compare")
         if compare:
             lines.append(

@@ -56,6 +56,10 @@ def test_summary_limit_and_targets():
                 "image_size": [224, 224],
                 "extract_vs_limit": {"median": 0.97},
                 "extract_vs_peer": {"median": 1.2},
+                "bfloat16": {
+                    "extract_vs_peer": {"median": 1.4},
+                    "feature_relative_error": {"median": 0.0035, "max": 0.005},
+                },
                 "dense": {"speedup": 150.0, "rows": 1000, "images_for_100x": 700},
                 "compare": {"rows": 256, "holdout_vs_extract": 0.04, "cv": 5, "cv_vs_extract": 0.2},
             }
@@ -67,6 +71,7 @@ def test_summary_limit_and_targets():
     assert met == {
         "extract / L (resnet50@224)": True,
         "extract / peer (resnet50@224)": False,
+        "extract --compute-dtype bfloat16 / peer (resnet50@224)": True,
         "dense head: frozen fit / cache fit (resnet50@224, 1000 images)": True,
         "four-head compare / extraction (resnet50@224, 256 images, holdout)": True,
         "cache read / np.load": True,
@@ -117,7 +122,7 @@ def test_cli_bench_json_has_every_field_with_sane_values(tmp_path, monkeypatch):
             "--repeats",
             "2",
             "--parts",
-            "model,decode,extract,peer,predict_numpy,heads,compare,dense,read",
+            "model,decode,extract,peer,predict_numpy,bfloat16,heads,compare,dense,read",
             "--quiet",
             "--json",
             "--out",
@@ -147,6 +152,9 @@ def test_cli_bench_json_has_every_field_with_sane_values(tmp_path, monkeypatch):
     assert any(word in entry["bottleneck"] for word in ("model", "decoding"))
     assert entry["heads"]["rows"] == 40
     assert any("fit_seconds" in v for v in entry["heads"].values() if isinstance(v, dict))
+    bf16 = entry["bfloat16"]
+    assert len(bf16["extract"]["runs"]) == 2 and bf16["extract_vs_float32"]["median"] > 0
+    assert 0 < bf16["feature_relative_error"]["median"] < 0.05, bf16  # bfloat16: ~3 digits
     compare = entry["compare"]
     assert compare["rows"] == 40 and compare["heads"] == list(bench_module.COMPARE_HEADS)
     assert compare["holdout_seconds"] > 0 and compare["cv_seconds"] > 0
@@ -259,3 +267,12 @@ def test_peak_memory_is_flat_in_the_number_of_images():
     assert "skipped" not in memory, memory
     assert memory["runs"]["20000"]["rows"] == 20_000
     assert memory["peak_ratio"] <= 1.1, memory
+
+
+def test_spread_rows_covers_every_class_of_a_class_sorted_cache():
+    labels = np.repeat(np.arange(4), 25)  # class folders: rows sorted by class
+    picked = bench_module.spread_rows(len(labels), 10)
+    assert len(picked) == 10 and picked[0] == 0 and picked[-1] == 99
+    assert set(labels[picked]) == {0, 1, 2, 3}
+    assert list(bench_module.spread_rows(5, None)) == list(range(5))
+    assert list(bench_module.spread_rows(5, 9)) == list(range(5))
