@@ -60,7 +60,12 @@ def test_summary_limit_and_targets():
                     "extract_vs_peer": {"median": 1.4},
                     "feature_relative_error": {"median": 0.0035, "max": 0.005},
                 },
-                "dense": {"speedup": 150.0, "rows": 1000, "images_for_100x": 700},
+                "dense": {
+                    "speedup": 150.0,
+                    "rows": 1000,
+                    "images_for_100x": 700,
+                    "quarter_rows": 250,
+                },
                 "compare": {"rows": 256, "holdout_vs_extract": 0.04, "cv": 5, "cv_vs_extract": 0.2},
             }
         ],
@@ -77,6 +82,13 @@ def test_summary_limit_and_targets():
         "cache read / np.load": True,
         "peak memory 10000 / 60000 images": True,
     }
+    notes = {row["target"]: row["note"] for row in bench_module.targets(report)}
+    dense_note = notes["dense head: frozen fit / cache fit (resnet50@224, 1000 images)"]
+    assert dense_note == "grows with N; 100× from about 700 images"
+    report["results"][0]["dense"]["images_for_100x"] = 0
+    notes = {row["target"]: row["note"] for row in bench_module.targets(report)}
+    dense_note = notes["dense head: frozen fit / cache fit (resnet50@224, 1000 images)"]
+    assert dense_note == "grows with N; 100× already at 250 images"
     report["results"][0]["compare"]["holdout_vs_extract"] = 0.06
     (compare,) = [r for r in bench_module.targets(report) if r["target"].startswith("four-head")]
     assert compare["at_most"] and compare["goal"] == 0.05 and not compare["met"]
