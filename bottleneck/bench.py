@@ -748,7 +748,6 @@ def bench_base(
     accelerator = bool(accelerator_devices())
     log(f"loading base {base} ...")
     model_base = _load_bench_base(base, image_size, weights, compute_dtype)
-    batch_size = batch_size or default_batch_size(model_base, n_images)
     if source is None:
         if base == "fashion-mnist":
             source = "fashion-mnist:train"
@@ -763,6 +762,7 @@ def bench_base(
             src = open_source(source, limit=n_images)
     folder = Path(str(source)) if Path(str(source)).is_dir() else None
     n = len(src)
+    batch_size = batch_size or default_batch_size(model_base, n)
     entry: dict[str, Any] = {
         "base": base,
         "model": model_base.name,

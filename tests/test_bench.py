@@ -243,8 +243,10 @@ def test_default_batch_size_scales_with_pixels_and_device(tiny_base):
     assert extract_module.default_batch_size(big, accelerator=False) == 64
     assert extract_module.default_batch_size(big, accelerator=True) == 256
     assert extract_module.default_batch_size(small, accelerator=False) == 1024
-    assert extract_module.default_batch_size(small, 300, accelerator=False) == 512
-    assert extract_module.default_batch_size(tiny_base, 3, accelerator=False) == 4
+    assert extract_module.default_batch_size(small, 5000, accelerator=False) == 1024
+    # A smaller source is one batch of exactly its size: no padded, wasted rows.
+    assert extract_module.default_batch_size(small, 300, accelerator=False) == 300
+    assert extract_module.default_batch_size(tiny_base, 3, accelerator=False) == 3
 
 
 def test_accelerator_devices_is_a_list():
