@@ -137,7 +137,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(
     reference = tmp_path / "ref.h5"
     extract(folder, tiny_base, reference, batch_size=2, progress=False)
     out = tmp_path / "c.h5"
-    monkeypatch.setattr(extract_module, "COMMIT_EVERY", 3)
+    monkeypatch.setattr(extract_module, "COMMIT_SECONDS", 0.0)
     _crash_after(monkeypatch, 7)
     if exc is KeyboardInterrupt:
         real = extract_module.BatchRunner.__call__
@@ -152,7 +152,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(
     with pytest.raises(exc):
         extract(folder, tiny_base, out, batch_size=2, progress=False)
     assert not out.exists()
-    # 7 batches of 2 written, all committed (3 chunks of 3, 3 and 1 batches).
+    # 7 batches of 2 written, all committed (one chunk per batch; the crash commits none).
     assert partial_progress(partial_path(out)) == {"rows": 14, "failed": 0, "items_done": 14}
     monkeypatch.undo()
     result = extract(folder, tiny_base, out, batch_size=2, progress=False)
@@ -168,7 +168,7 @@ def test_failures_before_the_crash_are_counted_after_resume(
     folder, tiny_base, tmp_path, monkeypatch
 ):
     out = tmp_path / "c.h5"
-    monkeypatch.setattr(extract_module, "COMMIT_EVERY", 1)
+    monkeypatch.setattr(extract_module, "COMMIT_SECONDS", 0.0)
     _crash_after(monkeypatch, 8)  # items 0-15 handled; dog/broken.jpg is item 14
     with pytest.raises(_Crash):
         extract(folder, tiny_base, out, batch_size=2, progress=False)
@@ -182,7 +182,7 @@ def test_failures_before_the_crash_are_counted_after_resume(
 
 def test_uncommitted_rows_are_discarded_on_resume(folder, tiny_base, tmp_path, monkeypatch):
     out = tmp_path / "c.h5"
-    monkeypatch.setattr(extract_module, "COMMIT_EVERY", 100)
+    monkeypatch.setattr(extract_module, "COMMIT_SECONDS", 1e9)
     real_commit = extract_module.CacheWriter.commit
     monkeypatch.setattr(extract_module.CacheWriter, "commit", lambda self: None)
     _crash_after(monkeypatch, 5)
@@ -311,7 +311,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
         "--base", "mobilenet_v2", "--weights", "none", "--image-size", "48",
         "--batch-size", "16", "--quiet",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "BOTTLENECK_COMMIT_SECONDS": "0"}
     out = tmp_path / "c.h5"
     process = subprocess.Popen([*args, "-o", str(out)], env=env)
     partial = partial_path(out)
@@ -330,3 +330,26 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
     np.testing.assert_array_equal(got[0], ref[0])
     with FeatureCache.open(out) as cache:
         assert cache.provenance["extraction"]["resumed_from"] > 0
+
+
+def test_commits_follow_seconds_of_work_not_batches(folder, tiny_base, tmp_path, monkeypatch):
+    commits = []
+    real_commit = extract_module.CacheWriter.commit
+
+    def counting(self):
+        commits.append(self.items_done)
+        return real_commit(self)
+
+    monkeypatch.setattr(extract_module.CacheWriter, "commit", counting)
+    monkeypatch.setenv("BOTTLENECK_COMMIT_SECONDS", "0")
+    extract(folder, tiny_base, tmp_path / "every.h5", batch_size=2, progress=False)
+    every = len(commits)
+    commits.clear()
+    monkeypatch.delenv("BOTTLENECK_COMMIT_SECONDS")
+    extract(folder, tiny_base, tmp_path / "timed.h5", batch_size=2, progress=False)
+    assert every >= 11, "0 s: a commit after every one of the 11 batches"
+    assert len(commits) < every, "the default 5 s: a quick run commits only at the end"
+    np.testing.assert_array_equal(_read(tmp_path / "every.h5")[0], _read(tmp_path / "timed.h5")[0])
+    monkeypatch.setenv("BOTTLENECK_COMMIT_SECONDS", "soon")
+    with pytest.raises(CacheError, match="BOTTLENECK_COMMIT_SECONDS must be a number"):
+        extract(folder, tiny_base, tmp_path / "bad.h5", batch_size=2, progress=False)
