@@ -169,6 +169,11 @@ class CacheWriter:
         return self._consistent[1]
 
     @property
+    def pending_bytes(self) -> int:
+        """Bytes held in memory for the next :meth:`commit` (features, labels and ids)."""
+        return sum(array.nbytes for batch in self._pending for array in batch.values())
+
+    @property
     def items_done(self) -> int:
         """Source items handled (rows + failures), committed or pending."""
         return self._consistent[2]

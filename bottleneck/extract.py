@@ -3,9 +3,9 @@
 Decoding runs in a thread pool (Pillow releases the GIL) a few batches ahead of the model;
 the model runs one fixed-size compiled call per batch (the last batch is padded, so there is
 no retracing and no per-call leak); rows are written to ``<out>.partial`` and committed once
-``COMMIT_SECONDS`` of work is uncommitted (and whenever the loop stops on an error, Ctrl-C or
-SIGTERM), so even a ``kill -9`` loses at most those seconds and the next run resumes.
-``os.replace`` moves the finished file into place.
+``COMMIT_SECONDS`` of work or ``COMMIT_BYTES`` of rows are uncommitted (and whenever the loop
+stops on an error, Ctrl-C or SIGTERM), so even a ``kill -9`` loses at most those seconds and
+the next run resumes. ``os.replace`` moves the finished file into place.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ from bottleneck.versions import software_versions
 #: variable ``BOTTLENECK_COMMIT_SECONDS`` overrides it.
 COMMIT_SECONDS = 5.0
 COMMIT_SECONDS_ENV = "BOTTLENECK_COMMIT_SECONDS"
+#: ... or once this many bytes of rows wait in memory, so a fast base's memory stays flat.
+COMMIT_BYTES = 8 * 2**20
 #: Batches decoded ahead while the model runs (each batch is split over all workers).
 PREFETCH = 2
 #: Images per model call on a CPU at 224 x 224 (other sizes scale by pixel count).
@@ -569,7 +571,10 @@ def _run(
                 labels = np.asarray([item.label for item in batch.items], np.int32)
                 ids = [item.id for item in batch.items]
                 writer.write_batch(features, labels, ids, batch.failures, batch.end)
-                if time.perf_counter() - last_commit >= every:
+                if (
+                    time.perf_counter() - last_commit >= every
+                    or writer.pending_bytes >= COMMIT_BYTES
+                ):
                     writer.commit()
                     last_commit = time.perf_counter()
                 tick = time.perf_counter()

@@ -350,6 +350,10 @@ def test_commits_follow_seconds_of_work_not_batches(folder, tiny_base, tmp_path,
     assert every >= 11, "0 s: a commit after every one of the 11 batches"
     assert len(commits) < every, "the default 5 s: a quick run commits only at the end"
     np.testing.assert_array_equal(_read(tmp_path / "every.h5")[0], _read(tmp_path / "timed.h5")[0])
+    commits.clear()
+    monkeypatch.setattr(extract_module, "COMMIT_BYTES", 1)
+    extract(folder, tiny_base, tmp_path / "small.h5", batch_size=2, progress=False)
+    assert len(commits) >= 11, "every batch exceeds a 1-byte memory bound"
     monkeypatch.setenv("BOTTLENECK_COMMIT_SECONDS", "soon")
     with pytest.raises(CacheError, match="BOTTLENECK_COMMIT_SECONDS must be a number"):
         extract(folder, tiny_base, tmp_path / "bad.h5", batch_size=2, progress=False)
