@@ -153,7 +153,7 @@ def with_compute_dtype(base: Base, compute_dtype: str | None) -> Base:
     base's description (so the cache fingerprint), since the features differ slightly.
     ``None`` or ``"float32"`` returns ``base`` unchanged. Meant for accelerators, but
     bfloat16 also pays on CPUs with AVX512-BF16 or AMX: measured on a 2-core AMD EPYC,
-    ResNet50 runs 1.3-1.4x faster with features 0.35 % (median relative error) from float32,
+    ResNet50 runs 1.15-1.5x faster with features 0.35 % (median relative error) from float32,
     while MobileNetV2 (depthwise convolutions) gains nothing. float16 can overflow on bases
     without normalisation.
     """

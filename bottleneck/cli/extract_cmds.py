@@ -47,7 +47,7 @@ def _echo_json(data: object) -> None:
     default=None,
     help="Mixed precision for the base; features are stored float32 and the dtype is part "
     "of the cache fingerprint. bfloat16 also pays on CPUs with AVX512-BF16/AMX (ResNet50: "
-    "1.4x, features within 0.5 %); measure yours with `bottleneck bench`.",
+    "1.15-1.5x, features within 0.5 %); measure yours with `bottleneck bench`.",
 )
 @click.option("--workers", type=click.IntRange(min=1), help="Decoding threads (default: cores).")
 @click.option("--strict", is_flag=True, help="Fail at the first bad image instead of skipping.")
