@@ -244,3 +244,19 @@ def test_photo_spec_offline_stops_at_the_base_with_a_clear_message(monkeypatch, 
     assert "could not download the imagenet weights of MobileNetV2" in result.output
     assert "--weights PATH" in result.output and "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_run_says_each_warning_once_in_its_output(tmp_path, photos):
+    import warnings
+
+    from bottleneck.errors import BottleneckWarning
+
+    spec = _write_spec(tmp_path, SPEC.format(pooling="avg"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(
+            cli, ["run", str(spec), "--cache-dir", str(tmp_path / "store"), "--quiet"]
+        )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("fewer than 20 rows in class 'cat'") == 1, result.output
+    assert not [w for w in caught if issubclass(w.category, BottleneckWarning)]

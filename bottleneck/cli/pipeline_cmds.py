@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import click
 
@@ -28,12 +29,20 @@ def run(spec: str, dry_run: bool, cache_dir: str | None, quiet: bool, as_json: b
       bottleneck run pipelines/fashion_mnist.toml
       bottleneck run pipelines/fashion_mnist.toml --dry-run
     """
+    from bottleneck.errors import BottleneckWarning
     from bottleneck.pipeline import run_pipeline
 
     echo = (lambda _text: None) if as_json else click.echo
-    record = run_pipeline(
-        spec, cache_dir=cache_dir, dry_run=dry_run, progress=False if quiet else None, echo=echo
-    )
+    with warnings.catch_warnings():
+        if not as_json:  # the printed comparison already says them, once
+            warnings.simplefilter("ignore", BottleneckWarning)
+        record = run_pipeline(
+            spec,
+            cache_dir=cache_dir,
+            dry_run=dry_run,
+            progress=False if quiet else None,
+            echo=echo,
+        )
     if as_json:
         click.echo(json.dumps(record, indent=2, default=str))
 
