@@ -397,9 +397,10 @@ def bench_dense(
     timer = _EpochTimer()
     started = time.perf_counter()
     frozen_epochs = max(1, min(frozen_epochs, epochs))
+    picked = spread_rows(len(labels), rows)
     frozen.fit(
-        pixels[spread_rows(len(labels), rows)],
-        labels[spread_rows(len(labels), rows)],
+        pixels[picked],
+        labels[picked],
         epochs=frozen_epochs,
         batch_size=fit_batch_size,
         verbose=0,
