@@ -290,3 +290,13 @@ def test_spread_rows_covers_every_class_of_a_class_sorted_cache():
     assert set(labels[picked]) == {0, 1, 2, 3}
     assert list(bench_module.spread_rows(5, None)) == list(range(5))
     assert list(bench_module.spread_rows(5, 9)) == list(range(5))
+
+
+def test_bfloat16_part_runs_without_the_float32_model_part(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOTTLENECK_BENCH_DIR", str(tmp_path / "photos"))
+    report = bench_module.run_bench(
+        "mobilenet_v2", image_size=SIZE, n_images=16, repeats=1, parts=["extract", "bfloat16"]
+    )
+    bf16 = report["results"][0]["bfloat16"]
+    assert "model_vs_float32" not in bf16 and bf16["extract_vs_float32"]["median"] > 0
+    assert "bfloat16 compute: R_model" in bench_module.format_table(report)
