@@ -13,37 +13,54 @@ import importlib
 import os
 from typing import Any
 
+if __name__ == "bottleneck":  # pragma: no cover - exercised in subprocesses by tests/test_name.py
+    # This source folder is named `bottleneck/`, the import name of the NumPy accelerator that
+    # pandas imports. Python finds the folder under that name only when the repository root is
+    # on sys.path (Python started there). Hand the import to the real package, or fail as a
+    # missing package does (pandas then treats it as absent), rather than shadow it.
+    import importlib.machinery
+    import importlib.util
+    import sys
+
+    _root = os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    _path = [p for p in sys.path if os.path.realpath(p or os.curdir) != _root]
+    _spec = importlib.machinery.PathFinder.find_spec("bottleneck", _path)
+    if _spec is None or _spec.loader is None:
+        raise ModuleNotFoundError("No module named 'bottleneck'", name="bottleneck")
+    sys.modules["bottleneck"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["bottleneck"])
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Base": "bottleneck.bases",
-    "load_base": "bottleneck.bases",
-    "FeatureCache": "bottleneck.cache",
-    "extract": "bottleneck.extract",
-    "ExtractResult": "bottleneck.extract",
-    "cache_info": "bottleneck.inspection",
-    "verify_cache": "bottleneck.inspection",
-    "Source": "bottleneck.sources",
-    "open_source": "bottleneck.sources",
-    "BottleneckError": "bottleneck.errors",
-    "CacheError": "bottleneck.errors",
-    "ImageError": "bottleneck.errors",
-    "SourceError": "bottleneck.errors",
-    "StaleCacheError": "bottleneck.errors",
-    "BaseModelError": "bottleneck.errors",
-    "HeadError": "bottleneck.errors",
-    "ExportError": "bottleneck.errors",
-    "compare_heads": "bottleneck.compare",
-    "make_head": "bottleneck.heads",
-    "train_head": "bottleneck.training",
-    "evaluate_head": "bottleneck.training",
-    "export": "bottleneck.export",
-    "load_exported": "bottleneck.export",
-    "predict": "bottleneck.predict",
-    "finetune": "bottleneck.finetune",
-    "run_pipeline": "bottleneck.pipeline",
+    "Base": "bottleneck_transfer.features.bases",
+    "load_base": "bottleneck_transfer.features.bases",
+    "FeatureCache": "bottleneck_transfer.features.cache",
+    "extract": "bottleneck_transfer.features.extract",
+    "ExtractResult": "bottleneck_transfer.features.extract",
+    "cache_info": "bottleneck_transfer.features.inspection",
+    "verify_cache": "bottleneck_transfer.features.inspection",
+    "Source": "bottleneck_transfer.features.sources",
+    "open_source": "bottleneck_transfer.features.sources",
+    "BottleneckError": "bottleneck_transfer.errors",
+    "CacheError": "bottleneck_transfer.errors",
+    "ImageError": "bottleneck_transfer.errors",
+    "SourceError": "bottleneck_transfer.errors",
+    "StaleCacheError": "bottleneck_transfer.errors",
+    "BaseModelError": "bottleneck_transfer.errors",
+    "HeadError": "bottleneck_transfer.errors",
+    "ExportError": "bottleneck_transfer.errors",
+    "compare_heads": "bottleneck_transfer.heads.compare",
+    "make_head": "bottleneck_transfer.heads.registry",
+    "train_head": "bottleneck_transfer.heads.training",
+    "evaluate_head": "bottleneck_transfer.heads.training",
+    "export": "bottleneck_transfer.deploy.export",
+    "load_exported": "bottleneck_transfer.deploy.export",
+    "predict": "bottleneck_transfer.deploy.predict",
+    "finetune": "bottleneck_transfer.deploy.finetune",
+    "run_pipeline": "bottleneck_transfer.pipeline.run",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
@@ -52,4 +69,4 @@ __all__ = [*sorted(_EXPORTS), "__version__"]
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'bottleneck' has no attribute {name!r}")
+    raise AttributeError(f"module 'bottleneck_transfer' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """``python -m bottleneck``."""
 
-from bottleneck.cli import main
+from bottleneck_transfer.cli import main
 
 main()

@@ -16,8 +16,7 @@ def _version(distribution: str) -> str:
 def software_versions() -> dict[str, str]:
     """bottleneck, Keras and its backend, h5py, NumPy, scikit-learn, skops and Python."""
     import keras
-
-    from bottleneck import __version__
+    from bottleneck_transfer import __version__
 
     backend = keras.backend.backend()
     versions = {

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from bottleneck_transfer.features.cache import CacheWriter, FeatureCache, partial_path
+from bottleneck_transfer.fingerprint import fingerprint
 from sklearn.datasets import load_digits, make_blobs
-
-from bottleneck.cache import CacheWriter, FeatureCache, partial_path
-from bottleneck.fingerprint import fingerprint
 
 BASE = {"name": "test-base", "weights_sha256": "sha256:aaaa", "layer": "avg_pool"}
 

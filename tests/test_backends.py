@@ -15,16 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bottleneck.cache import FeatureCache
+from bottleneck_transfer.features.cache import FeatureCache
 
 BACKENDS = ["tensorflow", "jax", "torch"]
 SCRIPT = """
 import json, sys
 import numpy as np
 import keras
-from bottleneck.extract import extract
-from bottleneck.export import export
+from bottleneck_transfer.features.extract import extract
+from bottleneck_transfer.deploy.export import export
 
 out, model_in = sys.argv[1], sys.argv[2]
 extract("fashion-mnist:test", "data/bases/fashion_mnist_0-4.keras", out + "/fm.h5",

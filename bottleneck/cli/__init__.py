@@ -7,6 +7,6 @@ and exit code 1; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
-from bottleneck.cli.app import cli, main
+from bottleneck_transfer.cli.app import cli, main
 
 __all__ = ["cli", "main"]

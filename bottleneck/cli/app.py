@@ -7,8 +7,7 @@ import os
 import sys
 
 import click
-
-from bottleneck.errors import BottleneckError
+from bottleneck_transfer.errors import BottleneckError
 
 
 class _Group(click.Group):
@@ -26,7 +25,7 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-@click.version_option(package_name="bottleneck")
+@click.version_option(package_name="bottleneck-transfer")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Transfer learning by cached bottleneck features.
@@ -69,7 +68,13 @@ def _quiet_backend_start() -> None:
 
 
 def _register() -> None:
-    from bottleneck.cli import bench_cmds, deploy_cmds, extract_cmds, head_cmds, pipeline_cmds
+    from bottleneck_transfer.cli import (
+        bench_cmds,
+        deploy_cmds,
+        extract_cmds,
+        head_cmds,
+        pipeline_cmds,
+    )
 
     for module in (extract_cmds, head_cmds, deploy_cmds, pipeline_cmds, bench_cmds):
         for command in module.COMMANDS:

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import click
-
-from bottleneck.errors import BottleneckError
+from bottleneck_transfer.errors import BottleneckError
 
 
 @click.command()
@@ -89,7 +88,7 @@ def bench(
       bottleneck bench --base resnet50 --images 256 --parts model,decode,extract,peer
       bottleneck bench --suite --json --out bench.json
     """
-    from bottleneck.bench import PARTS, format_table, run_bench
+    from bottleneck_transfer.bench.suite import PARTS, format_table, run_bench
 
     chosen = None
     if parts:

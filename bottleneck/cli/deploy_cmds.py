@@ -83,7 +83,7 @@ def export(
       bottleneck export caches/train.h5 --head rbf-svm -o exported/rbf
       python -c "import keras; m = keras.saving.load_model('model.keras')"
     """
-    from bottleneck.export import export as run_export
+    from bottleneck_transfer.deploy.export import export as run_export
 
     result = run_export(
         cache,
@@ -162,8 +162,8 @@ def predict(
       bottleneck predict exported/rbf a.jpg b.png --json
       bottleneck predict model.keras fashion-mnist:test --classes 5-9 -o fm.csv
     """
-    from bottleneck.predict import dump_predictions
-    from bottleneck.predict import predict as run_predict
+    from bottleneck_transfer.deploy.predict import dump_predictions
+    from bottleneck_transfer.deploy.predict import predict as run_predict
 
     result = run_predict(
         model,
@@ -221,7 +221,7 @@ def finetune(model: str, train: str, out: str, quiet: bool, as_json: bool, **opt
       bottleneck finetune model.keras data/flowers/train --val data/flowers/val \\
           --unfreeze 20 --lr 1e-5 -o tuned.keras
     """
-    from bottleneck.finetune import finetune as run_finetune
+    from bottleneck_transfer.deploy.finetune import finetune as run_finetune
 
     result = run_finetune(model, train, out=out, progress=False if quiet else None, **options)
     if as_json:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import click
-
-from bottleneck.errors import BottleneckError
+from bottleneck_transfer.errors import BottleneckError
 
 _SHOW_FAILED = 10
 
@@ -69,7 +68,7 @@ def extract(source: str, base: str, out: str, quiet: bool, as_json: bool, **opti
           --classes 5-9 -o caches/fm-train.h5
       bottleneck extract manifest.csv --base mobilenet_v2 --weights none --image-size 96 -o c.h5
     """
-    from bottleneck.extract import extract as run_extract
+    from bottleneck_transfer.features.extract import extract as run_extract
 
     result = run_extract(source, base, out, progress=False if quiet else None, **options)
     if as_json:
@@ -110,7 +109,7 @@ def info(cache: str, as_json: bool) -> None:
     Example:
       bottleneck info caches/fm-train.h5 --json
     """
-    from bottleneck.inspection import cache_info
+    from bottleneck_transfer.features.inspection import cache_info
 
     data = cache_info(cache)
     if as_json:
@@ -148,7 +147,7 @@ def verify(cache: str, no_source: bool, as_json: bool) -> None:
     Example:
       bottleneck verify caches/fm-train.h5
     """
-    from bottleneck.inspection import verify_cache
+    from bottleneck_transfer.features.inspection import verify_cache
 
     report = verify_cache(cache, check_source=not no_source)
     if as_json:

@@ -8,8 +8,7 @@ import warnings
 from collections.abc import Iterator
 
 import click
-
-from bottleneck.errors import BottleneckWarning, HeadError
+from bottleneck_transfer.errors import BottleneckWarning, HeadError
 
 _DEFAULT_HEADS = "logreg,linear-svm,rbf-svm,dense"
 
@@ -130,10 +129,10 @@ def compare(
           --baseline raw-pixels
       bottleneck compare caches/train.h5 --cv 5 --baseline-cache raw-pixels=caches/pixels.h5
     """
-    from bottleneck.compare import compare_heads
-    from bottleneck.heads import split_specs
-    from bottleneck.report import format_table, write_report
-    from bottleneck.training import check_min_accuracy
+    from bottleneck_transfer.heads.compare import compare_heads
+    from bottleneck_transfer.heads.registry import split_specs
+    from bottleneck_transfer.heads.report import format_table, write_report
+    from bottleneck_transfer.heads.training import check_min_accuracy
 
     baselines = {}
     for value in baseline_caches:
@@ -147,7 +146,7 @@ def compare(
             )
         baselines[name] = (train, test if test_cache is not None else None)
     if baseline_names:
-        from bottleneck.baselines import extract_baselines
+        from bottleneck_transfer.features.baselines import extract_baselines
 
         baselines.update(
             extract_baselines(
@@ -216,8 +215,8 @@ def train(
       bottleneck train caches/train.h5 --head dense:hidden=256,dropout=0.2 --tune -o heads/d.skops
       bottleneck train caches/huge.h5 --head linear-svm --out-of-core -o heads/svm.skops
     """
-    from bottleneck.cache import FeatureCache
-    from bottleneck.training import save_head, train_head
+    from bottleneck_transfer.features.cache import FeatureCache
+    from bottleneck_transfer.heads.training import save_head, train_head
 
     with FeatureCache.open(cache) as opened, _warnings_in_output():
         trained = train_head(
@@ -268,8 +267,8 @@ def evaluate(
     Example:
       bottleneck evaluate heads/logreg.skops caches/test.h5
     """
-    from bottleneck.report import format_evaluation
-    from bottleneck.training import check_min_accuracy, evaluate_head
+    from bottleneck_transfer.heads.report import format_evaluation
+    from bottleneck_transfer.heads.training import check_min_accuracy, evaluate_head
 
     evaluation = evaluate_head(head_file, cache, n_bootstrap=bootstrap, random_state=seed)
     if as_json:

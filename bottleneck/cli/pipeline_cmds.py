@@ -29,8 +29,8 @@ def run(spec: str, dry_run: bool, cache_dir: str | None, quiet: bool, as_json: b
       bottleneck run pipelines/fashion_mnist.toml
       bottleneck run pipelines/fashion_mnist.toml --dry-run
     """
-    from bottleneck.errors import BottleneckWarning
-    from bottleneck.pipeline import run_pipeline
+    from bottleneck_transfer.errors import BottleneckWarning
+    from bottleneck_transfer.pipeline.run import run_pipeline
 
     echo = (lambda _text: None) if as_json else click.echo
     with warnings.catch_warnings():
@@ -75,7 +75,7 @@ def cache_ls(cache_dir: str | None, as_json: bool) -> None:
     Example:
       bottleneck cache ls --cache-dir pipelines/caches
     """
-    from bottleneck.store import CacheStore, default_cache_dir
+    from bottleneck_transfer.features.store import CacheStore, default_cache_dir
 
     entries = CacheStore(cache_dir or default_cache_dir()).entries()
     if as_json:
@@ -102,7 +102,7 @@ def cache_prune(cache_dir: str | None, older_than: str | None, partial: bool) ->
     Example:
       bottleneck cache prune --older-than 30d --partial
     """
-    from bottleneck.store import CacheStore, default_cache_dir, parse_age
+    from bottleneck_transfer.features.store import CacheStore, default_cache_dir, parse_age
 
     store = CacheStore(cache_dir or default_cache_dir())
     removed = store.prune(older_than=parse_age(older_than) if older_than else None, partial=partial)

@@ -1,0 +1,1 @@
+"""Benchmarks (not imported by the library)."""

@@ -1,0 +1,381 @@
+"""Fine-tune an exported ``.keras`` model: unfreeze the top of the base, train at a low rate.
+
+The last step of the transfer-learning recipe: once a head is trained on frozen features,
+unfreeze the top ``N`` layers of the base and train base top + head together with a small
+learning rate (default 1e-5, Adam), early stopping on a validation set.
+
+* ``N`` counts the base's layers from the top (nested models flattened, input layers not
+  counted), as ``base.layers[-N:]`` in the Keras guide. Among them, ``BatchNormalization``
+  layers stay frozen, which in Keras 3 also keeps them in inference mode (moving statistics
+  untouched); the base's preprocessing layer is never trained. The head layers are trained.
+* Images stream from disk in batches through a :class:`keras.utils.PyDataset` (decoded by
+  Pillow at the base size in worker threads, like extraction); they are never all in memory.
+  Bad images are skipped and reported.
+* Labels are matched by class **name** between the model and the data: a class in the data
+  that the model does not know is an error naming it.
+* Validation loss and accuracy are measured before and after. The weights of the best epoch
+  (lowest validation loss) are kept; if no epoch beats the starting model, the starting
+  weights are kept (``kept_original``), so the saved model never has a higher validation
+  loss than the input model.
+
+The saved model is the same architecture (plain ``keras.saving.load_model``, safe mode), its
+base frozen again, with ``finetuned`` added to its metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+from bottleneck_transfer.deploy.export import METADATA_LAYER, Exported, ExportError, load_exported
+from bottleneck_transfer.errors import ImageError, SourceError
+from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
+from bottleneck_transfer.features.sources import Source, open_source
+
+DEFAULT_LEARNING_RATE = 1e-5
+DEFAULT_UNFREEZE = 20
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` did."""
+
+    path: Path
+    val_loss_before: float
+    val_accuracy_before: float
+    val_loss_after: float
+    val_accuracy_after: float
+    epochs_run: int
+    best_epoch: int
+    kept_original: bool
+    unfrozen: list[str]
+    trainable_weights: int
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    history: dict = field(default_factory=dict)
+
+
+class ImageBatches(keras.utils.PyDataset):
+    """Batches ``(uint8 pixels, class index)`` decoded from a source on demand.
+
+    Parameters
+    ----------
+    source : Source
+        A labelled image collection.
+    label_map : ndarray
+        Model class index of each source class index.
+    image_size, channels
+        Decoding geometry (the model's base size).
+    batch_size : int
+        Images per batch (bad images make a batch shorter).
+    shuffle : bool
+        Reshuffle the order every epoch (seeded by ``seed``).
+    workers : int
+        Threads decoding batches ahead of the model.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        label_map: np.ndarray,
+        image_size: tuple[int, int],
+        channels: int,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        workers: int = 1,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4)
+        self.source = source
+        self.items = list(source.items)
+        self.label_map = label_map
+        self.image_size = image_size
+        self.channels = channels
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.max_pixels = max_pixels
+        self.failed: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._rng = np.random.default_rng(seed)
+        self._order = np.arange(len(self.items))
+        if shuffle:
+            self._rng.shuffle(self._order)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.items) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        chosen = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        pixels = np.zeros((len(chosen), *self.image_size, self.channels), np.uint8)
+        labels = np.zeros(len(chosen), np.int32)
+        n = 0
+        for position in chosen:
+            item = self.items[int(position)]
+            try:
+                pixels[n] = self.source.load(item, self.image_size, self.channels, self.max_pixels)
+            except ImageError as exc:
+                with self._lock:
+                    self.failed[item.id] = str(exc)
+                continue
+            labels[n] = self.label_map[item.label]
+            n += 1
+        if n == 0:
+            shown = ", ".join(self.items[int(p)].id for p in chosen[:3])
+            raise ImageError(f"every image of a batch failed to decode ({shown}, ...)")
+        return pixels[:n], labels[:n]
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self._rng.shuffle(self._order)
+
+
+def label_map(model_classes: list[str], source: Source, spec: str) -> np.ndarray:
+    """Model class index of each source class index, matched by name.
+
+    Raises
+    ------
+    SourceError
+        If the source is unlabelled or has classes the model does not know (named).
+    """
+    if not source.class_names or any(item.label < 0 for item in source.items):
+        raise SourceError(
+            f"{spec} has unlabelled images; fine-tuning needs a labelled source "
+            "(class folders, a manifest with a label column, labelled arrays)"
+        )
+    unknown = [name for name in source.class_names if name not in model_classes]
+    if unknown:
+        raise SourceError(
+            f"{spec} has classes the model does not know: {', '.join(map(repr, unknown))}; "
+            f"the model's classes are {model_classes} (use --classes to pick a subset)"
+        )
+    return np.asarray([model_classes.index(name) for name in source.class_names], np.int32)
+
+
+def _leaves(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    if isinstance(layer, keras.Model):
+        out: list[keras.layers.Layer] = []
+        for child in layer.layers:
+            out += _leaves(child)
+        return out
+    if isinstance(layer, keras.layers.InputLayer):
+        return []
+    return [layer]
+
+
+def base_of(model: keras.Model, metadata: dict) -> keras.Model:
+    """The nested base model of an export."""
+    name = metadata.get("base_layer")
+    try:
+        base = model.get_layer(name)
+    except ValueError as exc:
+        raise ExportError(f"the export has no base layer {name!r}") from exc
+    if not isinstance(base, keras.Model):
+        raise ExportError(f"the export's base layer {name!r} is not a model")
+    return base
+
+
+def unfreeze_top(model: keras.Model, metadata: dict, n: int) -> list[keras.layers.Layer]:
+    """Freeze the base except its top ``n`` layers (BatchNorm and preprocessing stay frozen).
+
+    Returns the layers made trainable. Head layers are trainable; the metadata layer is not.
+    """
+    base = base_of(model, metadata)
+    model.trainable = True
+    leaves = _leaves(base)
+    preprocess = [layer for layer in base.layers if layer.name == "preprocess"]
+    for layer in leaves:
+        layer.trainable = False
+    candidates = [layer for layer in leaves if not any(layer is p for p in preprocess)]
+    top = candidates[len(candidates) - n :] if n > 0 else []
+    unfrozen = []
+    for layer in top:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        layer.trainable = True
+        unfrozen.append(layer)
+    model.get_layer(METADATA_LAYER).trainable = False
+    return unfrozen
+
+
+def _verbose(progress: bool | None) -> int:
+    if progress is None:
+        return 1 if sys.stdout.isatty() else 0
+    return 1 if progress else 0
+
+
+def _evaluate(model: keras.Model, data: ImageBatches, verbose: int) -> tuple[float, float]:
+    scores = model.evaluate(data, verbose=verbose, return_dict=True)
+    return float(scores["loss"]), float(scores["accuracy"])
+
+
+def finetune(
+    model: str | Path,
+    train: str | Path | Source,
+    *,
+    val: str | Path | Source,
+    out: str | Path,
+    unfreeze: int = DEFAULT_UNFREEZE,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    epochs: int = 10,
+    patience: int = 3,
+    batch_size: int = 32,
+    workers: int | None = None,
+    classes: str | None = None,
+    limit: int | None = None,
+    val_limit: int | None = None,
+    seed: int = 0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool | None = None,
+) -> FinetuneResult:
+    """Fine-tune an exported ``.keras`` model on labelled images and save it to ``out``.
+
+    Parameters
+    ----------
+    model : str or Path
+        A single-file export (``bottleneck export ... -o model.keras``).
+    train, val : str, Path or Source
+        Labelled image collections (class folders, manifests, arrays); their class names
+        must be among the model's.
+    out : str or Path
+        The tuned model (``.keras``).
+    unfreeze : int
+        Base layers to unfreeze, from the top (0 trains the head only).
+    learning_rate : float
+        Adam learning rate.
+    epochs, patience
+        At most ``epochs`` passes; stop after ``patience`` epochs without a lower
+        validation loss (the best epoch's weights are kept).
+    batch_size, workers
+        Images per step; decoding threads (default: all cores).
+    classes, limit, val_limit
+        Class subset (both sets) and evenly spread samples (as in ``extract``).
+    seed : int
+        Seeds shuffling and Keras.
+
+    Raises
+    ------
+    ExportError
+        ``model`` is missing, not an export, or a folder export (no Keras head to train).
+    SourceError
+        A data set is unlabelled or has classes the model does not know.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    if out.suffix != ".keras":
+        raise ExportError(f"the tuned model must be a .keras file. Received: out={out}")
+    if unfreeze < 0:
+        raise ValueError(f"unfreeze must be >= 0. Received: unfreeze={unfreeze}")
+    if learning_rate <= 0:
+        raise ValueError(f"learning_rate must be > 0. Received: learning_rate={learning_rate}")
+    exported = load_exported(model)
+    if exported.kind != "keras":
+        raise ExportError(
+            f"{exported.path} is a folder export (a {exported.metadata.get('head')} head saved "
+            "with skops): its head cannot be trained by gradient descent, so it cannot be "
+            "fine-tuned; export a logreg, linear-svm or dense head to a .keras file instead"
+        )
+    keras.utils.set_random_seed(seed)
+    workers = workers or os.cpu_count() or 1
+    names = exported.classes
+    data = {}
+    for role, spec, role_limit in (("train", train, limit), ("val", val, val_limit)):
+        source = (
+            spec
+            if isinstance(spec, Source)
+            else open_source(spec, classes=classes, limit=role_limit)
+        )
+        data[role] = ImageBatches(
+            source,
+            label_map(names, source, str(spec if not isinstance(spec, Source) else source.root)),
+            exported.image_size,
+            exported.channels,
+            batch_size,
+            shuffle=role == "train",
+            seed=seed,
+            workers=workers,
+            max_pixels=max_pixels,
+        )
+    net = exported.model
+    unfrozen = unfreeze_top(net, exported.metadata, unfreeze)
+    net.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    verbose = _verbose(progress)
+    loss_before, accuracy_before = _evaluate(net, data["val"], verbose)
+    initial = net.get_weights()
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True
+    )
+    history = net.fit(
+        data["train"],
+        validation_data=data["val"],
+        epochs=epochs,
+        callbacks=[stopper],
+        verbose=verbose,
+    )
+    loss_after, accuracy_after = _evaluate(net, data["val"], verbose)
+    kept_original = not loss_after <= loss_before
+    if kept_original:
+        net.set_weights(initial)
+        loss_after, accuracy_after = loss_before, accuracy_before
+    metadata = dict(exported.metadata)
+    metadata["finetuned"] = {
+        "from": exported.path.name,
+        "unfreeze": unfreeze,
+        "unfrozen_layers": [layer.name for layer in unfrozen],
+        "learning_rate": learning_rate,
+        "epochs_run": len(history.history.get("loss", [])),
+        "best_epoch": stopper.best_epoch + 1,
+        "kept_original": kept_original,
+        "val_loss": [loss_before, loss_after],
+        "val_accuracy": [accuracy_before, accuracy_after],
+    }
+    if metadata.get("outputs") == "decision-softmax" and not kept_original:
+        metadata["outputs"] = "probabilities"
+    _save(net, exported, metadata, out)
+    failed = {**data["train"].failed, **data["val"].failed}
+    return FinetuneResult(
+        path=out,
+        val_loss_before=loss_before,
+        val_accuracy_before=accuracy_before,
+        val_loss_after=loss_after,
+        val_accuracy_after=accuracy_after,
+        epochs_run=len(history.history.get("loss", [])),
+        best_epoch=stopper.best_epoch + 1,
+        kept_original=kept_original,
+        unfrozen=[layer.name for layer in unfrozen],
+        trainable_weights=int(sum(np.prod(w.shape) for w in net.trainable_weights)),
+        failed=sorted(failed.items()),
+        seconds=time.perf_counter() - started,
+        history={k: [float(v) for v in values] for k, values in history.history.items()},
+    )
+
+
+def _save(net: keras.Model, exported: Exported, metadata: dict, out: Path) -> None:
+    """Save an uncompiled copy (no optimizer state) with the base frozen and new metadata."""
+    carrier = net.get_layer(METADATA_LAYER)
+    carrier.bias_initializer = keras.initializers.Constant(json.dumps(metadata, sort_keys=True))
+    base_of(net, metadata).trainable = False
+    carrier.trainable = False
+    clean = keras.Model(net.inputs, net.outputs, name=net.name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        clean.save(tmp / out.name)
+        os.replace(tmp / out.name, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

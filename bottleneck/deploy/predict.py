@@ -1,0 +1,311 @@
+"""Run an export (``.keras`` file or folder) over an image collection, writing top-k classes.
+
+Images are read like extraction reads them: any source :func:`features.sources.open_source`
+understands (class-folder tree, flat folder, CSV manifest, IDX/NPZ arrays,
+``fashion-mnist:test``) or a list of image files; decoded by Pillow at the model's base size
+in a thread pool, each batch split over the threads, a few batches ahead of the model (the
+same ``Decoder``/``prefetch_batches`` as ``bottleneck extract``); run in fixed-size
+batches (:class:`~bottleneck.extract.BatchRunner`: the last batch padded so one compiled call
+serves all, uint8 cast to float inside the graph) through the model minus its resize layer,
+which is the identity at the base size (:attr:`Exported.sized_model`). Bad images are
+reported and skipped (``strict=True`` stops at the first one).
+
+Output (CSV, or JSON with ``fmt="json"``), one row per decoded image in source order::
+
+    id,label,class_1,probability_1,...,class_k,probability_k
+
+``id`` is the path relative to the source root (or ``array:<index>``), ``label`` the true
+class name when the source is labelled (empty otherwise), then the ``k`` most probable classes,
+best first. For heads without probabilities (``linear-svm``, ``rbf-svm``) the "probabilities"
+are a softmax of the decision values (see :mod:`deploy.export`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TextIO
+
+import numpy as np
+from bottleneck_transfer.deploy.export import Exported, ExportError, load_exported
+from bottleneck_transfer.errors import ImageError, SourceError
+from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from bottleneck_transfer.features.sources import Item, Source, open_source
+from tqdm.auto import tqdm
+
+FORMATS = ("csv", "json")
+
+
+@dataclass
+class PredictResult:
+    """Predictions of :func:`predict`, in source order (failed images left out)."""
+
+    ids: list[str]
+    classes: list[str]
+    top_indices: np.ndarray
+    top_probabilities: np.ndarray
+    labels: list[str | None]
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    out: Path | None = None
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def predicted(self) -> list[str]:
+        """Top-1 class name of each image."""
+        return [self.classes[i] for i in self.top_indices[:, 0]]
+
+    @property
+    def accuracy(self) -> float | None:
+        """Top-1 accuracy on the labelled images, else None (a class the model does not
+        know counts as an error)."""
+        pairs = [(p, t) for p, t in zip(self.predicted, self.labels, strict=True) if t]
+        if not pairs:
+            return None
+        return float(np.mean([p == t for p, t in pairs]))
+
+    def records(self) -> list[dict]:
+        """One dict per image: id, label and the top-k classes with probabilities."""
+        return [
+            {
+                "id": item_id,
+                "label": label,
+                "top_k": [
+                    {"class": self.classes[int(c)], "probability": round(float(p), 6)}
+                    for c, p in zip(self.top_indices[row], self.top_probabilities[row], strict=True)
+                ],
+            }
+            for row, (item_id, label) in enumerate(zip(self.ids, self.labels, strict=True))
+        ]
+
+
+def files_source(paths: list[str | Path]) -> Source:
+    """A source of explicit image files (ids are the paths as given)."""
+    items = []
+    for text in paths:
+        path = Path(text).expanduser()
+        if path.is_dir():
+            raise SourceError(
+                f"{path} is a folder: give one folder (or manifest) as the only IMAGES argument, "
+                "or image files"
+            )
+        items.append(Item(str(text), -1, path))
+    if not items:
+        raise SourceError("no images given")
+    root = os.path.commonpath([str(Path(p).expanduser().resolve().parent) for p in paths])
+    return Source("files", root, [], items, {"spec": [str(p) for p in paths]})
+
+
+def open_images(
+    images: str | Path | list | Source,
+    *,
+    classes: str | None = None,
+    limit: int | None = None,
+) -> Source:
+    """A source for ``images``: one folder / manifest / IDX / NPZ / spec, or image files."""
+    if isinstance(images, Source):
+        return images
+    if isinstance(images, (str, Path)):
+        images = [images]
+    images = list(images)
+    if len(images) == 1 and not str(images[0]).lower().endswith(IMAGE_EXTENSIONS):
+        return open_source(images[0], classes=classes, limit=limit)
+    if classes is not None:
+        raise SourceError("--classes applies to a labelled source, not to a list of files")
+    source = files_source(images)
+    if limit is not None and limit < len(source.items):
+        source.items = source.items[:limit]
+    return source
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(scores, order, axis=1)
+
+
+def predict(
+    model: str | Path | Exported,
+    images: str | Path | list | Source,
+    *,
+    out: str | Path | None = None,
+    top_k: int = 3,
+    fmt: str | None = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+    strict: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    classes: str | None = None,
+    limit: int | None = None,
+    progress: bool | None = None,
+) -> PredictResult:
+    """Predict the top-k classes of every image with an exported model.
+
+    Parameters
+    ----------
+    model : str, Path or Exported
+        A ``.keras`` export or an export folder (see :func:`deploy.export.export`).
+    images : str, Path, list or Source
+        A folder, CSV manifest, IDX/NPZ file or ``fashion-mnist:test``; or image files.
+    out : str or Path, optional
+        Write the predictions here (CSV, or JSON when ``fmt="json"`` or ``out`` ends in
+        ``.json``). The file appears complete or not at all.
+    top_k : int
+        Classes per image (capped at the number of classes).
+    batch_size, workers
+        Images per model call; decoding threads (default: all cores).
+    strict : bool
+        Stop at the first bad image instead of skipping it.
+    classes, limit
+        Class subset and evenly spread sample of a labelled source (as in ``extract``).
+    progress : bool, optional
+        Show a progress bar (default: only on a terminal).
+
+    Raises
+    ------
+    ExportError
+        The model is missing or not a bottleneck export (naming the file).
+    SourceError
+        The images cannot be read as a collection.
+    ImageError
+        With ``strict``, the first bad image.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1. Received: top_k={top_k}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+    out = Path(out) if out is not None else None
+    fmt = fmt or ("json" if out is not None and out.suffix.lower() == ".json" else "csv")
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {FORMATS}. Received: fmt={fmt!r}")
+    exported = model if isinstance(model, Exported) else load_exported(model)
+    source = open_images(images, classes=classes, limit=limit)
+    k = min(top_k, len(exported.classes))
+    result = _run(exported, source, k, batch_size, workers, strict, max_pixels, progress)
+    if out is not None:
+        write_predictions(result, out, fmt)
+        result.out = out
+    return result
+
+
+def _run(
+    exported: Exported,
+    source: Source,
+    k: int,
+    batch_size: int,
+    workers: int | None,
+    strict: bool,
+    max_pixels: int,
+    progress: bool | None,
+) -> PredictResult:
+    from bottleneck_transfer.features.extract import (
+        PREFETCH,
+        BatchRunner,
+        Decoder,
+        prefetch_batches,
+    )
+
+    workers = workers or os.cpu_count() or 1
+    run_model = BatchRunner(exported.sized_model, batch_size)
+    geometry = SimpleNamespace(image_size=exported.image_size, channels=exported.channels)
+    ids: list[str] = []
+    labels: list[str | None] = []
+    tops: list[np.ndarray] = []
+    probs: list[np.ndarray] = []
+    failed: list[tuple[str, str]] = []
+    started = time.perf_counter()
+    bar = tqdm(
+        total=len(source),
+        unit="img",
+        desc=f"predict {exported.path.name}",
+        disable=(None if progress is None else not progress),
+        dynamic_ncols=True,
+    )
+
+    try:
+        with ThreadPoolExecutor(workers, "decode") as pool:
+            # Decoder reads only image_size and channels of its ``base``.
+            decoder = Decoder(pool, source, geometry, workers, max_pixels, strict)
+            for batch in prefetch_batches(decoder, 0, len(source), batch_size, PREFETCH):
+                if len(batch.items):
+                    out = run_model(batch.pixels)
+                    scores = (
+                        exported.scores_from_features(out) if exported.kind == "folder" else out
+                    )
+                    top, top_p = _top_k(np.asarray(scores, np.float64), k)
+                    tops.append(top)
+                    probs.append(top_p)
+                    ids += [item.id for item in batch.items]
+                    labels += [
+                        source.class_names[item.label] if item.label >= 0 else None
+                        for item in batch.items
+                    ]
+                failed += batch.failures
+                bar.update(len(batch.items) + len(batch.failures))
+                if batch.failures:
+                    bar.set_postfix(failed=len(failed))
+    except ImageError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ExportError(
+            f"{exported.path} cannot take these images ({type(exc).__name__}: {exc})"
+        ) from exc
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+    return PredictResult(
+        ids=ids,
+        classes=exported.classes,
+        top_indices=np.concatenate(tops) if tops else np.zeros((0, k), np.int64),
+        top_probabilities=np.concatenate(probs) if probs else np.zeros((0, k)),
+        labels=labels,
+        failed=failed,
+        seconds=seconds,
+        images_per_second=(len(ids) + len(failed)) / seconds if seconds > 0 else 0.0,
+    )
+
+
+def dump_predictions(result: PredictResult, handle: TextIO, fmt: str = "csv") -> None:
+    """Write ``result`` to an open text handle as CSV or JSON."""
+    if fmt == "json":
+        json.dump(
+            {
+                "classes": result.classes,
+                "predictions": result.records(),
+                "failed": [{"id": i, "reason": r} for i, r in result.failed],
+            },
+            handle,
+            indent=1,
+            ensure_ascii=False,
+        )
+        handle.write("\n")
+        return
+    writer = csv.writer(handle, lineterminator="\n")
+    header = ["id", "label"]
+    for rank in range(1, result.top_indices.shape[1] + 1):
+        header += [f"class_{rank}", f"probability_{rank}"]
+    writer.writerow(header)
+    for row, item_id in enumerate(result.ids):
+        line = [item_id, result.labels[row] or ""]
+        for c, p in zip(result.top_indices[row], result.top_probabilities[row], strict=True):
+            line += [result.classes[int(c)], f"{float(p):.6f}"]
+        writer.writerow(line)
+
+
+def write_predictions(result: PredictResult, out: str | Path, fmt: str = "csv") -> Path:
+    """Write ``result`` as CSV or JSON via a temporary file renamed into place."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        dump_predictions(result, handle, fmt)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,1 @@
+"""Stage 1: sources, decoding, bases, extraction and the HDF5 feature caches."""

@@ -1,0 +1,92 @@
+"""Baselines that measure the transfer gain: the same architecture with random weights, and
+raw pixels. Each is extracted through the normal path and cached like any other base."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+from bottleneck_transfer.errors import BottleneckError
+from bottleneck_transfer.features.bases import PIXELS, Base, load_base, weights_sha256
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.extract import cache_identity, extract
+from bottleneck_transfer.features.sources import reopen_source
+from bottleneck_transfer.features.store import CacheStore
+from bottleneck_transfer.fingerprint import fingerprint
+
+BASELINES = ("random-base", "raw-pixels")
+#: Raw-pixel features are taken at most this many pixels a side (224x224x3 would be 150k).
+PIXELS_MAX_SIZE = 32
+
+
+def randomized(base: Base, seed: int = 0) -> Base:
+    """The same architecture and preprocessing with fresh (seeded) random weights."""
+    keras.utils.set_random_seed(seed)
+    model = keras.models.clone_model(base.model)
+    names = {layer.name for layer in model.layers}
+    if "preprocess" in names:  # the frozen preprocessing map is not a weight to randomise
+        model.get_layer("preprocess").set_weights(base.model.get_layer("preprocess").get_weights())
+    model.trainable = False
+    description = {
+        **base.description,
+        "weights": "none",
+        "weights_seed": seed,
+        "weights_sha256": weights_sha256(model),
+    }
+    return Base(model, base.name, base.image_size, base.channels, description)
+
+
+def raw_pixels(base: Base) -> Base:
+    """Raw pixels of the same images (at most :data:`PIXELS_MAX_SIZE` a side), scaled to 0..1."""
+    size = tuple(min(s, PIXELS_MAX_SIZE) for s in base.image_size)
+    return load_base(PIXELS, image_size=size, channels=base.channels)
+
+
+def baseline_bases(base: Base, names: Sequence[str]) -> dict[str, Base]:
+    """Build the named baselines of ``base``."""
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise BottleneckError(
+            f"unknown baseline {unknown[0]!r}. Received: baseline={unknown[0]!r}; "
+            f"valid: {', '.join(BASELINES)}"
+        )
+    builders = {"random-base": randomized, "raw-pixels": raw_pixels}
+    return {name: builders[name](base) for name in names}
+
+
+def extract_baselines(
+    train: str | Path,
+    test: str | Path | None,
+    names: Sequence[str],
+    *,
+    cache_dir: str | Path | None = None,
+    base_path: str | Path | None = None,
+    progress: bool | None = None,
+) -> dict[str, tuple[Path, Path | None]]:
+    """Extract (or reuse) baseline caches of the same images as ``train`` (and ``test``).
+
+    The base is rebuilt from the train cache's provenance (``base_path`` points at a model
+    file), the sources are reopened from it, and each baseline cache is keyed by its
+    fingerprint in ``cache_dir`` (default: the train cache's folder).
+    """
+    from bottleneck_transfer.features.rebuild import rebuild_base
+
+    with FeatureCache.open(train) as cache:
+        described = cache.provenance
+    base = rebuild_base(described["base"], base_path=base_path, cache_path=train)
+    store = CacheStore(cache_dir or Path(train).parent)
+    splits = {"train": Path(train), **({"test": Path(test)} if test else {})}
+    out: dict[str, tuple[Path, Path | None]] = {}
+    for name, baseline in baseline_bases(base, names).items():
+        paths: dict[str, Path] = {}
+        for split, cache_path in splits.items():
+            with FeatureCache.open(cache_path) as cache:
+                source = reopen_source(cache.provenance["source"])
+            identity = cache_identity(baseline, source, source.manifest())
+            path = store.path_for(fingerprint(identity))
+            extract(source, baseline, path, progress=progress)
+            store.touch(path)
+            paths[split] = path
+        out[name] = (paths["train"], paths.get("test"))
+    return out

@@ -1,0 +1,364 @@
+"""Base models: keras.applications by name, user model files, the layer cut, preprocessing.
+
+:func:`load_base` returns a :class:`Base` whose ``model`` maps raw pixels (float32 values
+0..255, shape ``(H, W, C)``) to bottleneck features ``(D,)``. The application's own
+``preprocess_input`` is measured once and rebuilt as a frozen per-channel affine ``Dense``
+layer inside the model, so the model is self-contained, backend-agnostic and loads in
+Keras safe mode (no Lambda layers). ``description`` identifies everything that
+determines the features, including a sha256 of the weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+from bottleneck_transfer.errors import BaseModelError
+from bottleneck_transfer.fingerprint import sha256_file
+
+POOLINGS = ("avg", "max")
+PREPROCESS_MODES = ("none", "unit", "tf", "torch", "caffe")
+#: Input sizes the applications were trained at (others: 224).
+_DEFAULT_SIZES = {
+    "inceptionv3": 299,
+    "inceptionresnetv2": 299,
+    "xception": 299,
+    "nasnetlarge": 331,
+    "efficientnetb1": 240,
+    "efficientnetb2": 260,
+    "efficientnetb3": 300,
+    "efficientnetb4": 380,
+    "efficientnetb5": 456,
+    "efficientnetb6": 528,
+    "efficientnetb7": 600,
+    "efficientnetv2b1": 240,
+    "efficientnetv2b2": 260,
+    "efficientnetv2b3": 300,
+    "efficientnetv2s": 384,
+    "efficientnetv2m": 480,
+    "efficientnetv2l": 480,
+}
+_MODE_AFFINE = {
+    "none": (np.eye(3), np.zeros(3)),
+    "unit": (np.eye(3) / 255.0, np.zeros(3)),
+    "tf": (np.eye(3) / 127.5, -np.ones(3)),
+    "torch": (
+        np.diag(1 / (255.0 * np.array([0.229, 0.224, 0.225]))),
+        -np.array([0.485, 0.456, 0.406]) / np.array([0.229, 0.224, 0.225]),
+    ),
+    "caffe": (np.eye(3)[::-1].copy(), -np.array([103.939, 116.779, 123.68])),
+}
+PIXELS = "pixels"
+
+
+@dataclass
+class Base:
+    """A frozen feature extractor: raw pixels in, bottleneck features out."""
+
+    model: keras.Model
+    name: str
+    image_size: tuple[int, int]
+    channels: int
+    description: dict
+
+    @property
+    def dim(self) -> int:
+        """Feature size D."""
+        return int(self.model.output_shape[-1])
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def application_names() -> list[str]:
+    """Names of every ``keras.applications`` model (``ResNet50``, ``MobileNetV2``, ...)."""
+    return sorted(n for n in dir(keras.applications) if n[:1].isupper())
+
+
+def resolve_application(name: str) -> str:
+    """Map ``resnet50`` / ``mobilenet_v2`` / ``ResNet50`` to the application's own name."""
+    matches = [n for n in application_names() if _key(n) == _key(name)]
+    if not matches:
+        raise BaseModelError(
+            f"unknown base {name!r}: not a model file and not a keras.applications name. "
+            f"Received: base={name!r}; valid names include {', '.join(application_names())}, "
+            f"{PIXELS!r}, or a path to a .keras/.h5 model"
+        )
+    return matches[0]
+
+
+def _measure_affine(preprocess) -> tuple[np.ndarray, np.ndarray]:
+    """Recover ``preprocess(x) == x @ W + b`` per pixel from probes, and check it holds."""
+    probes = np.zeros((4, 1, 1, 3), np.float32)
+    for c in range(3):
+        probes[c + 1, 0, 0, c] = 100.0
+    out = keras.ops.convert_to_numpy(preprocess(probes.copy())).astype(np.float64)
+    bias = out[0, 0, 0]
+    weight = np.stack([(out[c + 1, 0, 0] - bias) / 100.0 for c in range(3)])
+    check = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype(np.float32)
+    expected = keras.ops.convert_to_numpy(preprocess(check.copy()))
+    if not np.allclose(check @ weight + bias, expected, atol=1e-3):
+        raise BaseModelError("the application's preprocess_input is not a per-channel affine map")
+    return weight, bias
+
+
+def _affine_layer(weight: np.ndarray, bias: np.ndarray) -> keras.layers.Layer | None:
+    channels = weight.shape[0]
+    if np.allclose(weight, np.eye(channels)) and np.allclose(bias, 0):
+        return None
+    layer = keras.layers.Dense(channels, name="preprocess", trainable=False)
+    layer.build((None, channels))
+    layer.set_weights([weight.astype(np.float32), bias.astype(np.float32)])
+    return layer
+
+
+def _preprocess_affine(preprocess: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    if preprocess not in PREPROCESS_MODES:
+        raise BaseModelError(
+            f"unknown preprocessing {preprocess!r}. Received: preprocess={preprocess!r}; "
+            f"valid: {', '.join(PREPROCESS_MODES)} or a keras.applications name"
+        )
+    weight, bias = _MODE_AFFINE[preprocess]
+    if channels == 1 and preprocess not in ("none", "unit"):
+        raise BaseModelError(f"preprocessing {preprocess!r} needs 3 channels; the base has 1")
+    return weight[:channels, :channels], bias[:channels]
+
+
+def weights_sha256(model: keras.Model) -> str:
+    """sha256 over the model's weights (name, shape, bytes), independent of file format."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        array = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{weight.path}{array.dtype.str}{array.shape}".encode())
+        digest.update(memoryview(array).cast("B"))
+    return "sha256:" + digest.hexdigest()
+
+
+def _pool(tensor, pooling: str):
+    if len(tensor.shape) == 4:
+        pool = (
+            keras.layers.GlobalAveragePooling2D
+            if pooling == "avg"
+            else keras.layers.GlobalMaxPooling2D
+        )
+        return pool(name="bottleneck_pool")(tensor)
+    if len(tensor.shape) != 2:
+        return keras.layers.Flatten(name="bottleneck_flatten")(tensor)
+    return tensor
+
+
+def _cut(model: keras.Model, layer: str | None):
+    """The tensor at the cut: ``layer``'s output, or the input of the last layer."""
+    if layer is None:
+        return model.layers[-1].input
+    try:
+        return model.get_layer(layer).output
+    except ValueError as exc:
+        names = [lyr.name for lyr in model.layers]
+        shown = ", ".join(names[-12:])
+        raise BaseModelError(
+            f"layer {layer!r} not found in {model.name}. Received: layer={layer!r}; "
+            f"its last layers are: {shown} ({len(names)} layers in all)"
+        ) from exc
+
+
+def _assemble(
+    backbone: keras.Model,
+    layer: str | None,
+    pooling: str,
+    affine: tuple[np.ndarray, np.ndarray],
+    name: str,
+) -> keras.Model:
+    """raw pixels -> affine preprocessing -> backbone cut at ``layer`` -> pooled features."""
+    cut = _cut(backbone, layer) if layer is not None or _has_head(backbone) else backbone.output
+    trunk = keras.Model(backbone.inputs, cut, name=f"{backbone.name}_cut")
+    trunk.trainable = False
+    inputs = keras.Input(shape=backbone.input_shape[1:], name="pixels")
+    x = inputs
+    preprocess = _affine_layer(*affine)
+    if preprocess is not None:
+        x = preprocess(x)
+    features = _pool(trunk(x), pooling)
+    return keras.Model(inputs, features, name=f"{_key(name)}_features")
+
+
+def _has_head(model: keras.Model) -> bool:
+    """Whether a model ends in a classifier layer to remove (rank-2 output)."""
+    return len(model.output.shape) == 2
+
+
+def _check_enum(value: str, valid: tuple[str, ...], option: str) -> None:
+    if value not in valid:
+        raise BaseModelError(
+            f"invalid --{option}. Received: {option}={value!r}; valid: {', '.join(valid)}"
+        )
+
+
+def _weights_arg(weights: str | None) -> str | None:
+    if weights is None or str(weights).lower() in ("none", "random"):
+        return None
+    if weights == "imagenet":
+        return "imagenet"
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise BaseModelError(
+            f"weights file not found: {path}. Received: weights={weights!r}; "
+            "use imagenet, none, or a path to a weights file"
+        )
+    return str(path)
+
+
+def _build_application(
+    name: str, weights: str | None, size: tuple[int, int], seed: int
+) -> keras.Model:
+    builder = getattr(keras.applications, name)
+    keras.utils.set_random_seed(seed)
+    try:
+        return builder(include_top=False, weights=weights, input_shape=(*size, 3))
+    except ValueError as exc:
+        raise BaseModelError(f"cannot build {name} at {size[0]}x{size[1]}: {exc}") from exc
+    except Exception as exc:
+        if weights == "imagenet" and _looks_like_download_failure(exc):
+            raise BaseModelError(
+                f"could not download the imagenet weights of {name} (no internet?). "
+                f"Download them once on a connected machine (they are cached in "
+                f"~/.keras/models/), pass --weights PATH to a weights file, or use "
+                f"--weights none for random weights. ({type(exc).__name__}: {exc})"
+            ) from exc
+        raise
+
+
+def _looks_like_download_failure(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(word in text for word in ("url", "fetch", "download", "connection", "resolve"))
+
+
+def _load_model_file(path: Path, weights: str | None, seed: int) -> keras.Model:
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise BaseModelError(
+            f"cannot load model file {path}: {exc}. It must be a Keras .keras/.h5 model "
+            "loadable in safe mode (no Lambda layers)"
+        ) from exc
+    if weights is not None and str(weights).lower() in ("none", "random"):
+        keras.utils.set_random_seed(seed)
+        model = keras.models.clone_model(model)
+    elif weights == "imagenet":
+        raise BaseModelError(
+            f"--weights imagenet applies to keras.applications bases; {path.name} has its own "
+            "weights. Received: weights='imagenet'; omit --weights, or use none or a file"
+        )
+    elif weights not in (None, "file"):
+        model.load_weights(_weights_arg(weights))
+    return model
+
+
+def load_base(
+    base: str | Path,
+    *,
+    weights: str | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    pooling: str = "avg",
+    layer: str | None = None,
+    preprocess: str | None = None,
+    channels: int = 3,
+    seed: int = 0,
+) -> Base:
+    """Build a frozen feature extractor.
+
+    Parameters
+    ----------
+    base : str or Path
+        A ``keras.applications`` name in any spelling (``resnet50``, ``MobileNetV2``), a
+        ``.keras``/``.h5`` model file, or ``"pixels"`` (raw pixels, the no-transfer baseline).
+    weights : str, optional
+        ``"imagenet"`` (the default for applications), ``"none"`` (random, seeded by
+        ``seed``) or a weights file. Model files use their own weights by default.
+    image_size : int or (int, int), optional
+        Input ``(height, width)``; defaults to the application's training size, or the model
+        file's input size.
+    pooling : {"avg", "max"}
+        How a 4-D feature map at the cut is reduced to a vector.
+    layer : str, optional
+        Cut at this layer's output instead of the penultimate layer.
+    preprocess : str, optional
+        Override preprocessing: ``none``, ``unit`` (x/255), ``tf``, ``torch``, ``caffe``.
+        Defaults to the application's own; model files are assumed to include theirs.
+    channels : {1, 3}
+        Only for ``"pixels"``: grayscale or RGB.
+    seed : int
+        Seed for random weights, so that ``weights="none"`` is reproducible.
+    """
+    _check_enum(pooling, POOLINGS, "pooling")
+    size = (image_size, image_size) if isinstance(image_size, int) else image_size
+    path = Path(str(base)).expanduser()
+    if path.suffix in (".keras", ".h5") or path.exists():
+        if not path.exists():
+            raise BaseModelError(f"model file not found: {path}")
+        source = _load_model_file(path, weights, seed)
+        shape = source.input_shape
+        if size is not None and tuple(shape[1:3]) != tuple(size) and None not in shape[1:3]:
+            raise BaseModelError(
+                f"{path.name} takes {shape[1]}x{shape[2]} images. Received: "
+                f"image_size={size}; leave --image-size out for model files"
+            )
+        size = tuple(shape[1:3]) if None not in shape[1:3] else (size or (224, 224))
+        channels = int(shape[3])
+        affine = _preprocess_affine(preprocess or "none", channels)
+        model = _assemble(source, layer, pooling, affine, path.stem)
+        name = path.name
+        origin = {"file": path.name, "file_sha256": sha256_file(path)}
+        weights_id = "file" if weights in (None, "file") else str(weights)
+    elif _key(str(base)) == PIXELS:
+        size = size or (32, 32)
+        affine = _preprocess_affine(preprocess or "unit", channels)
+        inputs = keras.Input(shape=(*size, channels), name="pixels")
+        layer_ = _affine_layer(*affine)
+        x = layer_(inputs) if layer_ is not None else inputs
+        model = keras.Model(inputs, keras.layers.Flatten(name="flatten")(x), name="pixels")
+        name, origin, weights_id, layer, pooling = (
+            PIXELS,
+            {"application": PIXELS},
+            "none",
+            None,
+            "none",
+        )
+    else:
+        name = resolve_application(str(base))
+        size = size or (_DEFAULT_SIZES.get(_key(name), 224),) * 2
+        keras_weights = _weights_arg("imagenet" if weights is None else weights)
+        backbone = _build_application(name, keras_weights, size, seed)
+        module = importlib.import_module(getattr(keras.applications, name).__module__)
+        affine = (
+            _preprocess_affine(preprocess, 3)
+            if preprocess
+            else _measure_affine(module.preprocess_input)
+        )
+        model = _assemble(backbone, layer, pooling, affine, name)
+        origin = {"application": name}
+        weights_id = keras_weights if keras_weights in (None, "imagenet") else "file"
+        weights_id = weights_id or "none"
+        channels = 3
+    model.trainable = False
+    description = {
+        **origin,
+        "weights": weights_id,
+        "weights_sha256": weights_sha256(model),
+        "layer": layer or "penultimate",
+        "pooling": pooling,
+        "input_shape": [int(size[0]), int(size[1]), int(channels)],
+        "preprocess": {
+            "weight": np.round(affine[0], 8).tolist(),
+            "bias": np.round(affine[1], 8).tolist(),
+        },
+        "decoder": "pillow-bilinear-v1",
+        "feature_dim": int(model.output_shape[-1]),
+    }
+    return Base(model, name, (int(size[0]), int(size[1])), int(channels), description)

@@ -1,0 +1,175 @@
+"""Rebuild the base a cache was made with from the cache's provenance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from bottleneck_transfer.errors import BaseModelError
+from bottleneck_transfer.features.bases import PREPROCESS_MODES, Base, _preprocess_affine, load_base
+from bottleneck_transfer.features.extract import with_compute_dtype
+from bottleneck_transfer.fingerprint import sha256_file
+
+
+def _repo_bases_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "data" / "bases"
+
+
+def _resolve_base_file(described: dict, base_path: str | Path | None, cache_path: Path) -> Path:
+    """Find the base model file named in the provenance and verify its sha256."""
+    name = described["file"]
+    expected = described.get("file_sha256")
+    if base_path is not None:
+        path = Path(base_path).expanduser()
+        if not path.is_file():
+            raise BaseModelError(f"base model file not found: {path} (--base)")
+        actual = sha256_file(path)
+        if expected and actual != expected:
+            raise BaseModelError(
+                f"{path} is not the base the cache {cache_path} was made with: its sha256 is "
+                f"{actual}, the cache's base {name} has {expected}"
+            )
+        return path
+    candidates = [
+        Path.cwd() / name,
+        cache_path.parent / name,
+        cache_path.parent.parent / name,
+        _repo_bases_dir() / name,
+    ]
+    for path in candidates:
+        if path.is_file() and (not expected or sha256_file(path) == expected):
+            return path
+    raise BaseModelError(
+        f"the cache {cache_path} was made with the base model file {name} ({expected}), "
+        f"which is not in {', '.join(str(c.parent) for c in candidates)}; "
+        "point at it with --base PATH"
+    )
+
+
+def _preprocess_modes(described: dict, channels: int) -> list[str | None]:
+    """Preprocessing modes to try: the base's default first, then modes that match."""
+    stored = described.get("preprocess", {})
+    modes: list[str | None] = [None]
+    for mode in PREPROCESS_MODES:
+        try:
+            weight, bias = _preprocess_affine(mode, channels)
+        except BaseModelError:
+            continue
+        if np.round(weight, 8).tolist() == stored.get("weight") and np.round(
+            bias, 8
+        ).tolist() == stored.get("bias"):
+            modes.append(mode)
+    return modes
+
+
+def rebuild_base(
+    described: dict,
+    *,
+    base_path: str | Path | None = None,
+    weights: str | Path | None = None,
+    cache_path: str | Path = ".",
+) -> Base:
+    """Rebuild the base a cache was made with from its provenance ``base`` entry.
+
+    Parameters
+    ----------
+    described : dict
+        ``FeatureCache.provenance["base"]`` (application or file, weights, layer, pooling,
+        input shape, preprocessing, ``weights_sha256``).
+    base_path : str or Path, optional
+        The base model file, for caches made from a file (provenance holds only its name
+        and sha256; without it the file is looked for beside the cache, in the working
+        directory and in the package's ``data/bases``).
+    weights : str or Path, optional
+        The weights file, for caches made with ``--weights FILE``.
+    cache_path : str or Path
+        The cache (for messages and the file search).
+
+    Raises
+    ------
+    BaseModelError
+        If the base cannot be found or built, or its weights differ from the cache's.
+    """
+    cache_path = Path(cache_path)
+    shape = described.get("input_shape") or []
+    if len(shape) != 3:
+        raise BaseModelError(f"{cache_path}: the provenance has no base input shape")
+    size = (int(shape[0]), int(shape[1]))
+    channels = int(shape[2])
+    layer = described.get("layer")
+    layer = None if layer in (None, "penultimate") else layer
+    pooling = described.get("pooling") if described.get("pooling") in ("avg", "max") else "avg"
+    spec, weight_args = _base_spec(described, base_path, weights, cache_path)
+    expected = described.get("weights_sha256")
+    found: list[str] = []
+    for weights_arg in weight_args:
+        for mode in _preprocess_modes(described, channels):
+            base = load_base(
+                spec,
+                weights=weights_arg,
+                image_size=size,
+                pooling=pooling,
+                layer=layer,
+                preprocess=mode,
+                channels=channels,
+            )
+            if base.description.get("preprocess") != described.get("preprocess"):
+                continue
+            if base.description.get("weights_sha256") == expected:
+                return _with_compute_dtype(base, described.get("compute_dtype"))
+            found.append(str(base.description.get("weights_sha256")))
+            break
+    if not found:
+        raise BaseModelError(
+            f"cannot rebuild the preprocessing of the cache {cache_path}'s base "
+            f"({described.get('preprocess')})"
+        )
+    raise BaseModelError(
+        f"the rebuilt base {spec} has other weights than the ones the cache {cache_path} was "
+        f"made with (weights_sha256 {found[0]} != {expected}); point --base/--weights at the "
+        "exact model and weights used for extraction"
+    )
+
+
+def _with_compute_dtype(base: Base, compute_dtype: str | None) -> Base:
+    """Apply the mixed-precision compute dtype the cache was extracted with, if any."""
+    if compute_dtype in (None, "float32"):
+        return base
+    return with_compute_dtype(base, compute_dtype)
+
+
+def _base_spec(
+    described: dict,
+    base_path: str | Path | None,
+    weights: str | Path | None,
+    cache_path: Path,
+) -> tuple[str | Path, list[str | None]]:
+    """What to pass to ``load_base``: the base and the ``weights`` arguments to try in turn.
+
+    A model file's own weights are tried as ``"file"`` and as ``None`` (the default of
+    ``bottleneck extract``; both must give the same weights, and the sha256 check below
+    decides).
+    """
+    weights_id = described.get("weights")
+    if "file" in described:
+        spec: str | Path = _resolve_base_file(described, base_path, cache_path)
+        if weights is not None:
+            return spec, [str(weights)]
+        if weights_id == "file":
+            return spec, ["file", None]
+        if weights_id in ("none", "random"):
+            return spec, [weights_id]
+        raise BaseModelError(
+            f"the cache {cache_path} was made with the weights file {weights_id!r} for "
+            f"{described['file']}; pass it with --weights PATH"
+        )
+    if "application" not in described:
+        raise BaseModelError(f"{cache_path}: the provenance names no base (application or file)")
+    if weights is not None:
+        return described["application"], [str(weights)]
+    if weights_id == "file":
+        raise BaseModelError(
+            f"the cache {cache_path} was made with a weights file for "
+            f"{described['application']}; pass it with --weights PATH"
+        )
+    return described["application"], [weights_id]

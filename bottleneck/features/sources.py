@@ -1,0 +1,405 @@
+"""Image collections: class-folder trees, flat folders, CSV manifests, IDX and NPZ arrays.
+
+A source is an ordered list of :class:`Item` (id, label, where the pixels are) plus class
+names. The order is deterministic (sorted paths, array order) and is the row order of the
+cache. ``open_source(spec)`` understands:
+
+* a directory: one subfolder per class (nested files allowed), or a flat unlabeled folder;
+* a ``.csv`` manifest with a ``path`` column (relative to the CSV) and optional ``label``;
+* an IDX images file (``.gz`` or not), with labels found beside it; an ``.npz`` file with
+  ``images``/``x`` and optional ``labels``/``y`` and ``class_names`` arrays;
+* ``fashion-mnist:train`` / ``fashion-mnist:test``: the IDX files that
+  ``apt-get install dataset-fashion-mnist`` puts in ``/usr/share/datasets/fashion-mnist``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import os
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from bottleneck_transfer.errors import SourceError
+from bottleneck_transfer.features.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    decode_array,
+    decode_file,
+)
+from bottleneck_transfer.fingerprint import canonical_json, sha256_arrays, sha256_file, sha256_text
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+_FASHION_FILES = {"train": "train", "test": "t10k"}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image of a source: its id, class index (-1 if unlabeled) and location."""
+
+    id: str
+    label: int
+    path: Path | None = None
+    index: int | None = None
+
+
+@dataclass
+class Source:
+    """An ordered image collection. Build with :func:`open_source`."""
+
+    kind: str
+    root: str
+    class_names: list[str]
+    items: list[Item]
+    options: dict = field(default_factory=dict)
+    arrays: np.ndarray | None = None
+    array_hashes: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(
+        self,
+        item: Item,
+        size: tuple[int, int],
+        channels: int = 3,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> np.ndarray:
+        """Decode one item to uint8 ``(height, width, channels)``; raises ImageError."""
+        if item.path is not None:
+            return decode_file(item.path, size, channels, max_pixels=max_pixels)
+        assert self.arrays is not None and item.index is not None
+        return decode_array(self.arrays[item.index], size, channels)
+
+    def manifest(self) -> dict[str, list] | None:
+        """Per-item id, size and mtime (file sources); ``None`` for array sources."""
+        if self.arrays is not None:
+            return None
+        sizes, mtimes = [], []
+        for item in self.items:
+            try:
+                stat = os.stat(item.path)  # type: ignore[arg-type]
+                sizes.append(stat.st_size)
+                mtimes.append(stat.st_mtime_ns)
+            except OSError:
+                sizes.append(-1)
+                mtimes.append(-1)
+        return {"ids": [item.id for item in self.items], "size": sizes, "mtime_ns": mtimes}
+
+    def identity(self, manifest: dict[str, list] | None = None) -> dict:
+        """What about this source determines the features (not where it lives)."""
+        labels = [item.label for item in self.items]
+        if self.arrays is not None:
+            content = dict(self.array_hashes)
+            content["selection"] = sha256_arrays(
+                [np.asarray([i.index for i in self.items], np.int64), np.asarray(labels, np.int64)]
+            )
+        else:
+            manifest = manifest if manifest is not None else self.manifest()
+            assert manifest is not None
+            rows = zip(manifest["ids"], manifest["size"], manifest["mtime_ns"], labels, strict=True)
+            content = {"manifest_sha256": sha256_text(canonical_json(list(rows)))}
+        return {
+            "kind": self.kind,
+            "n_items": len(self.items),
+            "class_names": self.class_names,
+            **content,
+        }
+
+    def describe(self, manifest: dict[str, list] | None = None) -> dict:
+        """Provenance: the identity plus the root and the options needed to reopen it."""
+        return {**self.identity(manifest), "root": self.root, "options": self.options}
+
+
+def _parse_classes(classes: str | Sequence[str | int] | None, names: list[str]) -> list[int]:
+    """Resolve a class subset (names, indices, or ``"5-9"`` ranges) to sorted indices."""
+    if classes is None:
+        return list(range(len(names)))
+    tokens: list[str | int] = (
+        [t.strip() for t in classes.split(",") if t.strip()]
+        if isinstance(classes, str)
+        else list(classes)
+    )
+    chosen: set[int] = set()
+    for token in tokens:
+        text = str(token)
+        if text in names:
+            chosen.add(names.index(text))
+        elif text.isdigit() and int(text) < len(names):
+            chosen.add(int(text))
+        elif "-" in text and all(p.strip().isdigit() for p in text.split("-", 1)):
+            low, high = (int(p) for p in text.split("-", 1))
+            if not (0 <= low <= high < len(names)):
+                raise SourceError(f"class range {text!r} is outside 0-{len(names) - 1}")
+            chosen.update(range(low, high + 1))
+        else:
+            raise SourceError(
+                f"unknown class {text!r} in --classes. Received: classes={classes!r}; "
+                f"valid: {names} or indices 0-{len(names) - 1}"
+            )
+    if not chosen:
+        raise SourceError(f"--classes selects no class. Received: classes={classes!r}")
+    return sorted(chosen)
+
+
+def _select(
+    items: list[Item], names: list[str], classes, limit: int | None
+) -> tuple[list[Item], list[str]]:
+    """Apply a class subset (labels renumbered from 0) and an evenly spread ``limit``."""
+    if classes is not None:
+        keep = _parse_classes(classes, names)
+        remap = {old: new for new, old in enumerate(keep)}
+        items = [Item(i.id, remap[i.label], i.path, i.index) for i in items if i.label in remap]
+        names = [names[k] for k in keep]
+    if limit is not None:
+        if limit <= 0:
+            raise SourceError(f"--limit must be positive. Received: limit={limit}")
+        if limit < len(items):
+            picks = np.unique(np.linspace(0, len(items) - 1, limit).round().astype(int))
+            items = [items[k] for k in picks]
+    return items, names
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def _walk_images(folder: Path, root: Path) -> list[tuple[str, Path]]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if _is_image(name):
+                path = Path(dirpath) / name
+                found.append((path.relative_to(root).as_posix(), path))
+    return sorted(found)
+
+
+def _folder_source(root: Path) -> tuple[str, list[Item], list[str]]:
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subdirs:
+        files = [(rel, p) for rel, p in _walk_images(root, root)]
+        return "folder", [Item(rel, -1, path) for rel, path in files], []
+    items: list[Item] = []
+    for label, subdir in enumerate(subdirs):
+        items += [Item(rel, label, path) for rel, path in _walk_images(subdir, root)]
+    return "class-folders", items, [d.name for d in subdirs]
+
+
+def _csv_source(path: Path) -> tuple[list[Item], list[str]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SourceError(f"cannot read manifest {path}: {exc}") from exc
+    if columns and "path" not in columns:
+        raise SourceError(
+            f"manifest {path} has no 'path' column (columns: {', '.join(columns)}); "
+            "the header must be 'path,label' (label optional)"
+        )
+    rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in rows]
+    labelled = "label" in columns
+    values = sorted({r["label"] for r in rows if r.get("label")}) if labelled else []
+    if values and all(v.lstrip("-").isdigit() for v in values):
+        values = sorted(values, key=int)
+    index = {name: i for i, name in enumerate(values)}
+    items = [
+        Item(r["path"], index.get(r.get("label", ""), -1), path.parent / r["path"])
+        for r in rows
+        if r["path"]
+    ]
+    return items, values
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SourceError(f"cannot read IDX file {path} (truncated or corrupt?): {exc}") from exc
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise SourceError(f"{path} is not an unsigned-byte IDX file")
+    ndim = data[3]
+    offset = 4 + 4 * ndim
+    if len(data) < offset:
+        raise SourceError(f"{path} is truncated: its header declares {ndim} dimensions")
+    shape = tuple(int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
+    count = math.prod(shape)
+    if len(data) - offset != count:
+        raise SourceError(
+            f"{path} is truncated or corrupt: header says {shape} = {count} bytes of pixels, "
+            f"file has {len(data) - offset}"
+        )
+    return np.frombuffer(data, np.uint8, count=count, offset=offset).reshape(shape)
+
+
+def _idx_labels_path(images: Path) -> Path | None:
+    name = images.name.replace("images", "labels").replace("idx3", "idx1")
+    candidate = images.with_name(name)
+    return candidate if name != images.name and candidate.exists() else None
+
+
+def _array_source(
+    kind: str,
+    root: str,
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    names: list[str],
+    hashes: dict[str, str],
+) -> tuple[list[Item], list[str], np.ndarray]:
+    if images.ndim not in (3, 4):
+        raise SourceError(f"{root}: images array has shape {images.shape}; expected (N, H, W[, C])")
+    if labels is not None and len(labels) != len(images):
+        raise SourceError(f"{root}: {len(images)} images but {len(labels)} labels")
+    if labels is not None and not names:
+        names = [str(v) for v in range(int(labels.max()) + 1)] if len(labels) else []
+    if labels is not None and len(labels):
+        low, high = int(labels.min()), int(labels.max())
+        if low < -1 or high >= len(names):
+            raise SourceError(
+                f"{root}: labels range {low}..{high} does not fit the {len(names)} class "
+                f"names (labels are indices 0-{len(names) - 1}, or -1 for unlabeled)"
+            )
+    items = [
+        Item(f"array:{i}", int(labels[i]) if labels is not None else -1, index=i)
+        for i in range(len(images))
+    ]
+    return items, names, images
+
+
+def open_source(
+    spec: str | Path,
+    *,
+    classes: str | Sequence[str | int] | None = None,
+    limit: int | None = None,
+) -> Source:
+    """Open an image collection.
+
+    Parameters
+    ----------
+    spec : str or Path
+        A folder, a ``.csv`` manifest, an IDX/``.npz`` file, or ``fashion-mnist:train|test``.
+    classes : str or sequence, optional
+        Keep only these classes (names, indices or ranges such as ``"5-9"``); labels are
+        renumbered from 0 in class order.
+    limit : int, optional
+        Keep ``limit`` items spread evenly over the collection (quick trials).
+
+    Raises
+    ------
+    SourceError
+        If the source is missing, malformed or holds no images.
+    """
+    text = str(spec)
+    options = {"spec": text, "classes": classes, "limit": limit}
+    arrays = None
+    hashes: dict[str, str] = {}
+    if text.startswith("fashion-mnist:"):
+        split = text.split(":", 1)[1]
+        if split not in _FASHION_FILES:
+            raise SourceError(
+                f"unknown Fashion-MNIST split {split!r}; use fashion-mnist:train|test"
+            )
+        folder = Path(os.environ.get("BOTTLENECK_FASHION_MNIST_DIR", FASHION_MNIST_DIR))
+        images_path = folder / f"{_FASHION_FILES[split]}-images-idx3-ubyte.gz"
+        labels_path = folder / f"{_FASHION_FILES[split]}-labels-idx1-ubyte.gz"
+        if not (images_path.exists() and labels_path.exists()):
+            raise SourceError(
+                f"Fashion-MNIST not found at {folder}: install it with "
+                "`apt-get install dataset-fashion-mnist` or set BOTTLENECK_FASHION_MNIST_DIR"
+            )
+        hashes = {
+            "images_sha256": sha256_file(images_path),
+            "labels_sha256": sha256_file(labels_path),
+        }
+        kind, root = "fashion-mnist", str(folder)
+        items, names, arrays = _array_source(
+            kind, text, read_idx(images_path), read_idx(labels_path), FASHION_MNIST_CLASSES, hashes
+        )
+    else:
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise SourceError(f"source not found: {path}")
+        root = str(path.resolve())
+        options["spec"] = root
+        path = path.absolute()  # item paths must not depend on the working directory
+        if path.is_dir():
+            kind, items, names = _folder_source(path)
+        elif path.suffix.lower() == ".csv":
+            kind = "csv"
+            items, names = _csv_source(path)
+        elif path.suffix.lower() == ".npz":
+            kind = "npz"
+            items, names, arrays, hashes = _npz_source(path)
+        elif "idx" in path.name or path.suffix.lower() in (".idx", ".gz", ".ubyte"):
+            kind = "idx"
+            labels_path = _idx_labels_path(path)
+            labels = read_idx(labels_path) if labels_path else None
+            hashes = {"images_sha256": sha256_file(path)}
+            if labels_path:
+                hashes["labels_sha256"] = sha256_file(labels_path)
+            items, names, arrays = _array_source(kind, text, read_idx(path), labels, [], hashes)
+        else:
+            raise SourceError(
+                f"cannot tell what {path} is: give a folder, a .csv manifest, an IDX or .npz "
+                "file, or fashion-mnist:train|test"
+            )
+    items, names = _select(items, names, classes, limit)
+    if not items:
+        raise SourceError(
+            f"no images found in {text}"
+            + (f" (image extensions: {' '.join(IMAGE_EXTENSIONS)})" if arrays is None else "")
+        )
+    return Source(kind, root, names, items, options, arrays, hashes)
+
+
+def _npz_source(path: Path) -> tuple[list[Item], list[str], np.ndarray, dict[str, str]]:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not named arrays")
+        with loaded as data:
+            contents = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise SourceError(f"cannot read {path} as a NumPy .npz without pickle: {exc}") from exc
+    images = next((contents[k] for k in ("images", "x", "X") if k in contents), None)
+    if images is None:
+        raise SourceError(
+            f"{path} has no 'images' (or 'x') array; found: {', '.join(contents) or 'nothing'}"
+        )
+    labels = next((contents[k] for k in ("labels", "y") if k in contents), None)
+    names = [str(n) for n in contents.get("class_names", [])]
+    hashes = {"npz_sha256": sha256_file(path)}
+    items, names, arrays = _array_source("npz", str(path), images, labels, names, hashes)
+    return items, names, arrays, hashes
+
+
+def reopen_source(described: dict) -> Source:
+    """Reopen the source a cache was made from, from its provenance ``source`` entry."""
+    options = described.get("options") or {}
+    spec = options.get("spec") or described.get("root")
+    if not spec:
+        raise SourceError("the cache's provenance does not say where its source is")
+    return open_source(spec, classes=options.get("classes"), limit=options.get("limit"))

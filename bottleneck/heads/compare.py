@@ -1,0 +1,672 @@
+"""Honest comparison of heads on cached features.
+
+Every head is fitted and scored on the same rows: a held-out test cache (``test=``) or the
+same stratified K folds of the training cache (``cv=K``). Each row of the result has
+accuracy, balanced accuracy, macro-F1 and log-loss (where the head has probabilities), with
+paired bootstrap 95 % intervals (holdout) or mean ± standard deviation over folds (CV); fit
+seconds and predict milliseconds per 1,000 rows, measured with BLAS/OpenMP limited to one
+thread (:func:`~bottleneck.heads.single_threaded`) so that heads are timed alike. The best
+head is tested against every other row with McNemar's test (exact binomial when fewer than
+25 rows disagree, chi-square with continuity correction otherwise; Holm-adjusted over the
+comparisons), and a plain sentence says whether its lead is real.
+
+Baselines (transfer gain / negative transfer): extra feature sets of the same images, e.g.
+raw pixels or a randomly initialised base, given as ``baselines={name: (train, test)}``. By
+default the **winning head** is run on each baseline with the same splits (rows named
+``HEAD@NAME``): the classic transfer gain, same head on other features, at the cost of one
+head per baseline. ``baseline_heads="all"`` runs every head on every baseline, so the
+baseline gets every chance the transferred features get (raw pixels are often best served
+by another head), at the cost of a full comparison per baseline. The transfer gain is the
+winner's accuracy minus the best baseline row's, in points, with its interval and McNemar p.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bottleneck_transfer.errors import BottleneckWarning, HeadError
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.heads.registry import (
+    has_proba,
+    make_head,
+    set_random_state,
+    single_threaded,
+)
+from bottleneck_transfer.heads.training import (
+    METRICS,
+    LabeledData,
+    bootstrap,
+    check_compatible,
+    check_labels,
+    interval,
+    row_losses,
+    score,
+    warn_small_data,
+)
+from bottleneck_transfer.heads.tuning import TuneResult, tune_head
+from scipy.stats import binomtest, chi2
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import StratifiedKFold
+
+DEFAULT_HEADS = ("logreg", "linear-svm", "rbf-svm", "dense")
+BASELINE_HEADS = ("winner", "all")
+ALPHA = 0.05
+EXACT_BELOW = 25
+
+DataInput = FeatureCache | LabeledData | str | Path
+BaselineInput = DataInput | np.ndarray
+
+
+class NegativeTransferWarning(BottleneckWarning):
+    """A baseline (raw pixels, random base) beat the transferred features."""
+
+
+@dataclass
+class Row:
+    """One head on one feature set, scored on the comparison's rows."""
+
+    name: str
+    spec: str
+    features: str
+    metrics: dict[str, float | None]
+    intervals: dict[str, tuple[float, float] | None]
+    spread: dict[str, float | None]
+    fold_metrics: list[dict[str, float | None]]
+    fit_seconds: float
+    predict_ms_per_1k: float
+    tune_seconds: float
+    tuning: list[TuneResult]
+    notes: list[str]
+    predictions: np.ndarray
+    test: dict[str, Any] | None = None
+    rank: int = 0
+
+    @property
+    def is_baseline(self) -> bool:
+        """Whether the row is a head on baseline features."""
+        return self.features != "main"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready row (without per-row predictions)."""
+        return {
+            "name": self.name,
+            "spec": self.spec,
+            "features": self.features,
+            "rank": self.rank,
+            "metrics": self.metrics,
+            "intervals_95": {k: list(v) if v else None for k, v in self.intervals.items()},
+            "spread_std": self.spread,
+            "fold_metrics": self.fold_metrics,
+            "fit_seconds": self.fit_seconds,
+            "predict_ms_per_1k": self.predict_ms_per_1k,
+            "tune_seconds": self.tune_seconds,
+            "tuning": [t.to_dict() for t in self.tuning],
+            "notes": self.notes,
+            "vs_winner": self.test,
+        }
+
+
+@dataclass
+class Comparison:
+    """The result of :func:`compare_heads`; ``rows`` are ranked, main features first.
+
+    ``splits`` are ``(fit_rows, eval_rows)`` index pairs into the training cache (CV), or
+    one pair ``(all training rows, all test rows)`` where the second indexes the test cache
+    (holdout). ``eval_ids``/``eval_labels`` are the rows every head was scored on, in the
+    order of each row's ``predictions``.
+    """
+
+    mode: str
+    n_folds: int | None
+    class_names: list[str]
+    caches: dict[str, Any]
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    eval_ids: list[str]
+    eval_labels: np.ndarray
+    rows: list[Row]
+    winner: str
+    verdict: str
+    transfer: dict[str, Any] | None
+    warnings: list[str]
+    seconds: float
+    n_bootstrap: int
+    random_state: int
+    tuned: bool = False
+
+    def row(self, name: str) -> Row:
+        """The row named ``name`` (e.g. ``"logreg"`` or ``"logreg@raw-pixels"``)."""
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+    @property
+    def best(self) -> Row:
+        """The winning row."""
+        return self.row(self.winner)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "mode": self.mode,
+            "n_folds": self.n_folds,
+            "n_eval_rows": len(self.eval_labels),
+            "class_names": self.class_names,
+            "caches": self.caches,
+            "tuned": self.tuned,
+            "winner": self.winner,
+            "verdict": self.verdict,
+            "transfer": self.transfer,
+            "rows": [row.to_dict() for row in self.rows],
+            "warnings": self.warnings,
+            "seconds": self.seconds,
+            "n_bootstrap": self.n_bootstrap,
+            "random_state": self.random_state,
+        }
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
+    """Paired test of two classifiers on the same rows.
+
+    ``b`` counts rows only A gets right, ``c`` rows only B gets right. With fewer than 25
+    discordant rows the two-sided exact binomial test is used, otherwise the chi-square
+    test with continuity correction.
+    """
+    b = int(np.count_nonzero(correct_a & ~correct_b))
+    c = int(np.count_nonzero(~correct_a & correct_b))
+    n = b + c
+    if n == 0:
+        return {"b": b, "c": c, "p": 1.0, "method": "no discordant rows"}
+    if n < EXACT_BELOW:
+        return {"b": b, "c": c, "p": float(binomtest(b, n, 0.5).pvalue), "method": "exact"}
+    statistic = (abs(b - c) - 1) ** 2 / n
+    return {"b": b, "c": c, "p": float(chi2.sf(statistic, 1)), "method": "chi2"}
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the input order."""
+    order = np.argsort(pvalues)
+    m = len(pvalues)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
+@dataclass
+class _Fold:
+    predictions: np.ndarray
+    proba: np.ndarray | None
+    classes: np.ndarray
+    fit_seconds: float
+    predict_seconds: float
+    tuning: TuneResult | None
+    notes: list[str]
+
+
+def _fit_predict(
+    spec: str,
+    X_fit: np.ndarray,
+    y_fit: np.ndarray,
+    X_eval: np.ndarray,
+    *,
+    tune: bool,
+    random_state: int,
+    n_jobs: int | None,
+) -> _Fold:
+    tuning = None
+    params: dict[str, Any] = {}
+    if tune:
+        tuning = tune_head(spec, X_fit, y_fit, random_state=random_state, n_jobs=n_jobs)
+        params = tuning.best_params
+    head = set_random_state(make_head(spec, **params), random_state)
+    with single_threaded(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        start = time.perf_counter()
+        head.fit(X_fit, y_fit)
+        fit_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        predictions = head.predict(X_eval)
+        predict_seconds = time.perf_counter() - start
+        proba = head.predict_proba(X_eval) if has_proba(head) else None
+    notes = sorted({str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)})
+    approximation = getattr(head[-1], "approximation_", None)
+    if approximation:
+        notes.append(approximation)
+    return _Fold(predictions, proba, head.classes_, fit_seconds, predict_seconds, tuning, notes)
+
+
+def _remap(tuning: TuneResult | None, rows: np.ndarray) -> TuneResult | None:
+    if tuning is None:
+        return None
+    tuning.train_indices = rows[tuning.train_indices]
+    tuning.val_indices = rows[tuning.val_indices]
+    return tuning
+
+
+def _mean_metrics(folds: list[dict[str, float | None]]) -> tuple[dict, dict]:
+    means: dict[str, float | None] = {}
+    spread: dict[str, float | None] = {}
+    for metric in METRICS:
+        values = [f[metric] for f in folds]
+        if any(v is None for v in values):
+            means[metric] = spread[metric] = None
+        else:
+            means[metric] = float(np.mean(values))
+            spread[metric] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return means, spread
+
+
+def _evaluate(
+    spec: str,
+    features: str,
+    train: LabeledData,
+    test: LabeledData | None,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    tune: bool,
+    n_bootstrap: int,
+    random_state: int,
+    n_jobs: int | None,
+) -> tuple[Row, dict[str, np.ndarray]]:
+    n_classes = len(train.class_names)
+    name = spec if features == "main" else f"{spec}@{features}"
+    folds: list[_Fold] = []
+    if test is not None:
+        folds.append(
+            _fit_predict(
+                spec, train.X, train.y, test.X, tune=tune, random_state=random_state, n_jobs=n_jobs
+            )
+        )
+        _remap(folds[0].tuning, np.arange(len(train)))
+        y_eval = test.y
+        predictions = folds[0].predictions
+        fold_metrics = [
+            score(test.y, predictions, folds[0].proba, folds[0].classes),
+        ]
+    else:
+        predictions = np.empty_like(train.y)
+        fold_metrics = []
+        for fit_rows, eval_rows in splits:
+            fold = _fit_predict(
+                spec,
+                train.X[fit_rows],
+                train.y[fit_rows],
+                train.X[eval_rows],
+                tune=tune,
+                random_state=random_state,
+                n_jobs=n_jobs,
+            )
+            _remap(fold.tuning, fit_rows)
+            predictions[eval_rows] = fold.predictions
+            fold_metrics.append(
+                score(train.y[eval_rows], fold.predictions, fold.proba, fold.classes)
+            )
+            folds.append(fold)
+        y_eval = train.y
+    replicates: dict[str, np.ndarray] = {}
+    if test is not None:
+        metrics, spread = fold_metrics[0], dict.fromkeys(METRICS)
+        fold = folds[0]
+        losses = None if fold.proba is None else row_losses(y_eval, fold.proba, fold.classes)
+        replicates = bootstrap(
+            y_eval, predictions, n_classes, losses, n_boot=n_bootstrap, seed=random_state
+        )
+        intervals = {m: interval(replicates[m]) if m in replicates else None for m in METRICS}
+    else:
+        metrics, spread = _mean_metrics(fold_metrics)
+        intervals = dict.fromkeys(METRICS)
+    notes = sorted({note for fold in folds for note in fold.notes})
+    row = Row(
+        name=name,
+        spec=spec,
+        features=features,
+        metrics=metrics,
+        intervals=intervals,
+        spread=spread,
+        fold_metrics=fold_metrics if test is None else [],
+        fit_seconds=float(np.mean([f.fit_seconds for f in folds])),
+        predict_ms_per_1k=sum(f.predict_seconds for f in folds) / len(y_eval) * 1e6,
+        tune_seconds=sum(f.tuning.seconds for f in folds if f.tuning is not None),
+        tuning=[f.tuning for f in folds if f.tuning is not None],
+        notes=notes,
+        predictions=predictions,
+    )
+    return row, replicates
+
+
+def _as_data(value: DataInput) -> LabeledData:
+    return value if isinstance(value, LabeledData) else LabeledData.from_cache(value)
+
+
+def _baseline_data(
+    name: str, value: BaselineInput, reference: LabeledData, role: str
+) -> LabeledData:
+    if isinstance(value, np.ndarray):
+        if len(value) != len(reference):
+            raise HeadError(
+                f"baseline {name!r} ({role}) has {len(value)} rows; the {role} cache has "
+                f"{len(reference)}"
+            )
+        return LabeledData.from_arrays(
+            value,
+            reference.y,
+            ids=reference.ids,
+            class_names=reference.class_names,
+            source=f"baseline {name} ({role})",
+        )
+    data = _as_data(value)
+    if data.class_names != reference.class_names:
+        raise HeadError(
+            f"baseline {name!r} ({role}, {data.space.source}) has class names "
+            f"{data.class_names}; the {role} cache has {reference.class_names}"
+        )
+    if data.ids != reference.ids:
+        mismatch = next(
+            (i for i, (a, b) in enumerate(zip(data.ids, reference.ids, strict=False)) if a != b),
+            min(len(data.ids), len(reference.ids)),
+        )
+        raise HeadError(
+            f"baseline {name!r} ({role}, {data.space.source}) must hold the same images in the "
+            f"same order as the {role} cache: {len(data.ids)} vs {len(reference.ids)} rows, "
+            f"first difference at row {mismatch}"
+        )
+    if not np.array_equal(data.y, reference.y):
+        raise HeadError(f"baseline {name!r} ({role}) has other labels than the {role} cache")
+    return data
+
+
+def _cache_summary(data: LabeledData) -> dict[str, Any]:
+    return {
+        "path": data.space.source,
+        "fingerprint": data.fingerprint,
+        "rows": len(data),
+        "dim": data.space.dim,
+        "base": data.space.base,
+    }
+
+
+def _check_setup(specs: list[str], test: object, cv: int | None, baseline_heads: str) -> int | None:
+    if test is not None and cv is not None:
+        raise HeadError("give either a test cache or --cv K, not both")
+    if test is None:
+        cv = 5 if cv is None else cv
+        if cv < 2:
+            raise HeadError(f"--cv needs at least 2 folds. Received: cv={cv}")
+    if not specs:
+        raise HeadError("no heads to compare")
+    for spec in specs:
+        make_head(spec)
+    if len(set(specs)) != len(specs):
+        raise HeadError(f"each head may be listed once. Received: heads={specs}")
+    if baseline_heads not in BASELINE_HEADS:
+        raise HeadError(
+            f"baseline_heads must be one of {', '.join(BASELINE_HEADS)}. "
+            f"Received: baseline_heads={baseline_heads!r}"
+        )
+    return cv
+
+
+def _baseline_sets(
+    baselines: Mapping[str, tuple[BaselineInput, BaselineInput | None]],
+    train: LabeledData,
+    test: LabeledData | None,
+) -> list[tuple[str, LabeledData, LabeledData | None]]:
+    sets = []
+    for name, (base_train, base_test) in baselines.items():
+        if test is not None and base_test is None:
+            raise HeadError(
+                f"baseline {name!r} needs a test feature set too when comparing on a test cache"
+            )
+        sets.append(
+            (
+                name,
+                _baseline_data(name, base_train, train, "train"),
+                None if test is None else _baseline_data(name, base_test, test, "test"),
+            )
+        )
+    return sets
+
+
+def compare_heads(
+    train: DataInput,
+    test: DataInput | None = None,
+    *,
+    heads: Sequence[str] = DEFAULT_HEADS,
+    cv: int | None = None,
+    tune: bool = False,
+    baselines: Mapping[str, tuple[BaselineInput, BaselineInput | None]] | None = None,
+    baseline_heads: str = "winner",
+    n_bootstrap: int = 1000,
+    random_state: int = 0,
+    n_jobs: int | None = -1,
+) -> Comparison:
+    """Fit every head on the same splits and compare them honestly.
+
+    Parameters
+    ----------
+    train : FeatureCache, LabeledData or path
+        Training cache; its features are read once.
+    test : FeatureCache, LabeledData or path, optional
+        Held-out cache from the same base and classes. Without it, ``cv`` folds are used.
+    heads : sequence of str
+        Head specs, e.g. ``("logreg", "dense:hidden=256")``.
+    cv : int, optional
+        Number of stratified folds (default 5 when there is no ``test``).
+    tune : bool, default=False
+        Tune each head on a validation split of its training rows only (nested in CV).
+    baselines : mapping, optional
+        ``name -> (train, test)`` feature sets of the same images in the same order (caches,
+        LabeledData, or feature arrays); ``test`` is None in CV mode.
+    baseline_heads : {"winner", "all"}, default="winner"
+        Run the winning head on each baseline (the classic transfer gain: same head, other
+        features), or every head (the baseline's best head may differ; slower).
+    n_bootstrap : int, default=1000
+        Bootstrap resamples for holdout intervals.
+    random_state : int, default=0
+        Seeds folds, heads, tuning splits and the bootstrap.
+    n_jobs : int or None, default=-1
+        Parallel tuning trials.
+
+    Returns
+    -------
+    Comparison
+
+    Raises
+    ------
+    HeadError
+        For incompatible caches, unusable labels or bad head specs.
+    """
+    start = time.perf_counter()
+    specs = list(heads)
+    cv = _check_setup(specs, test, cv, baseline_heads)
+    train_data = _as_data(train)
+    test_data = _as_data(test) if test is not None else None
+    source = train_data.space.source
+    check_labels(train_data.y, train_data.class_names, source=source, min_per_class=cv or 1)
+    messages = warn_small_data(train_data.y, train_data.class_names, source=source)
+    if test_data is not None:
+        check_compatible(train_data.space, test_data.space, what="test cache")
+        check_labels(
+            test_data.y, test_data.class_names, source=test_data.space.source, min_classes=1
+        )
+    baseline_sets = _baseline_sets(baselines or {}, train_data, test_data)
+    if test_data is None:
+        folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=random_state)
+        splits = list(folds.split(np.zeros((len(train_data), 1)), train_data.y))
+    else:
+        splits = [(np.arange(len(train_data)), np.arange(len(test_data)))]
+    evaluate = functools.partial(
+        _evaluate,
+        splits=splits,
+        tune=tune,
+        n_bootstrap=n_bootstrap,
+        random_state=random_state,
+        n_jobs=n_jobs,
+    )
+    results = [evaluate(spec, "main", train_data, test_data) for spec in specs]
+    winner = _rank([row for row, _ in results])[0]
+    baseline_specs = specs if baseline_heads == "all" else [winner.spec]
+    for name, fit_data, eval_data in baseline_sets:
+        results += [evaluate(spec, name, fit_data, eval_data) for spec in baseline_specs]
+    rows = _rank([row for row, _ in results])
+    replicates = {row.name: reps for row, reps in results}
+    eval_labels = train_data.y if test_data is None else test_data.y
+    cv_mode = test_data is None
+    _test_against(winner, rows[1:], eval_labels)
+    main_rows = [r for r in rows if not r.is_baseline]
+    verdict = _verdict(winner, main_rows[1:], replicates, splits, eval_labels, cv_mode)
+    baseline_rows = [r for r in rows if r.is_baseline]
+    transfer = None
+    if baseline_rows:
+        transfer = _transfer(winner, baseline_rows[0], replicates, splits, eval_labels, cv_mode)
+        if transfer["verdict"] == "negative":
+            warnings.warn(transfer["sentence"], NegativeTransferWarning, stacklevel=2)
+    caches = {"train": _cache_summary(train_data)}
+    if test_data is not None:
+        caches["test"] = _cache_summary(test_data)
+    for name, fit_data, eval_data in baseline_sets:
+        caches[f"baseline:{name}"] = {
+            "train": _cache_summary(fit_data),
+            "test": None if eval_data is None else _cache_summary(eval_data),
+        }
+    return Comparison(
+        mode="cv" if cv_mode else "holdout",
+        n_folds=cv,
+        class_names=train_data.class_names,
+        caches=caches,
+        splits=splits,
+        eval_ids=train_data.ids if cv_mode else test_data.ids,
+        eval_labels=eval_labels,
+        rows=rows,
+        winner=winner.name,
+        verdict=verdict,
+        transfer=transfer,
+        warnings=messages,
+        seconds=time.perf_counter() - start,
+        n_bootstrap=n_bootstrap,
+        random_state=random_state,
+        tuned=tune,
+    )
+
+
+def _rank(rows: list[Row]) -> list[Row]:
+    def key(row: Row) -> tuple:
+        return (row.is_baseline, -row.metrics["accuracy"], -row.metrics["balanced_accuracy"])
+
+    ranked = sorted(rows, key=key)
+    for rank, row in enumerate(ranked, start=1):
+        row.rank = rank
+    return ranked
+
+
+def _test_against(winner: Row, others: list[Row], labels: np.ndarray) -> None:
+    correct = winner.predictions == labels
+    tests = [mcnemar(correct, other.predictions == labels) for other in others]
+    for test, adjusted in zip(tests, holm([t["p"] for t in tests]), strict=True):
+        test["p_holm"] = adjusted
+    for other, test in zip(others, tests, strict=True):
+        other.test = test
+
+
+def _gap(
+    a: Row,
+    b: Row,
+    replicates: dict[str, dict[str, np.ndarray]],
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    labels: np.ndarray,
+    cv: bool,
+) -> tuple[float, str, list[float]]:
+    """Accuracy gap a - b in points, its interval text, and the interval (or ±spread)."""
+    gap = 100 * (a.metrics["accuracy"] - b.metrics["accuracy"])
+    if cv:
+        per_fold = [
+            100 * (np.mean(a.predictions[e] == labels[e]) - np.mean(b.predictions[e] == labels[e]))
+            for _, e in splits
+        ]
+        spread = float(np.std(per_fold, ddof=1))
+        return gap, f"± {spread:.1f} over folds", [gap - spread, gap + spread]
+    diff = 100 * (replicates[a.name]["accuracy"] - replicates[b.name]["accuracy"])
+    low, high = interval(diff)
+    return gap, f"95% CI {low:+.1f} to {high:+.1f}", [low, high]
+
+
+def _verdict(
+    winner: Row,
+    others: list[Row],
+    replicates: dict[str, dict[str, np.ndarray]],
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    labels: np.ndarray,
+    cv: bool,
+) -> str:
+    accuracy = winner.metrics["accuracy"]
+    if not others:
+        return f"Only one head was compared: {winner.name} (accuracy {accuracy:.3f})."
+    runner = others[0]
+    gap, gap_text, _ = _gap(winner, runner, replicates, splits, labels, cv)
+    lead = (
+        f"{winner.name} ranks first (accuracy {accuracy:.3f}), {gap:.1f} points ahead of "
+        f"{runner.name} ({gap_text})"
+    )
+    tied = [row.name for row in others if row.test["p_holm"] >= ALPHA]
+    p = runner.test["p_holm"]
+    if not tied:
+        rest = " and every other head is significantly worse" if len(others) > 1 else ""
+        return f"{lead}. The lead is real: McNemar p = {p:.2g} (Holm-adjusted){rest}."
+    verb = "is" if len(tied) == 1 else "are"
+    return (
+        f"{lead}. The lead is NOT significant: {', '.join(tied)} {verb} statistically tied "
+        f"with {winner.name} (McNemar, Holm-adjusted p = {p:.2g} vs {runner.name} ≥ {ALPHA}); "
+        "pick among them on speed or simplicity."
+    )
+
+
+def _transfer(
+    winner: Row,
+    best_baseline: Row,
+    replicates: dict[str, dict[str, np.ndarray]],
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    labels: np.ndarray,
+    cv: bool,
+) -> dict[str, Any]:
+    gap, gap_text, bounds = _gap(winner, best_baseline, replicates, splits, labels, cv)
+    p = mcnemar(winner.predictions == labels, best_baseline.predictions == labels)["p"]
+    significant = p < ALPHA
+    if significant and gap > 0:
+        verdict = "gain"
+        sentence = (
+            f"Transfer gain: {winner.name} beats the best baseline {best_baseline.name} by "
+            f"{gap:.1f} accuracy points ({gap_text}; McNemar p = {p:.2g})."
+        )
+    elif significant:
+        verdict = "negative"
+        sentence = (
+            f"Negative transfer: the baseline {best_baseline.name} beats {winner.name} by "
+            f"{-gap:.1f} accuracy points ({gap_text}; McNemar p = {p:.2g}); the transferred "
+            "features hurt on this data."
+        )
+    else:
+        verdict = "inconclusive"
+        sentence = (
+            f"No significant transfer gain: {winner.name} vs the best baseline "
+            f"{best_baseline.name} is {gap:+.1f} accuracy points ({gap_text}; McNemar "
+            f"p = {p:.2g})."
+        )
+    return {
+        "baseline": best_baseline.name,
+        "gain_points": gap,
+        "interval_points": bounds,
+        "interval_kind": "spread over folds" if cv else "bootstrap 95% CI",
+        "p": p,
+        "verdict": verdict,
+        "sentence": sentence,
+    }

@@ -1,0 +1,250 @@
+"""Hyper-parameter search for heads, following published linear-probe practice.
+
+CLIP's linear probes (Radford et al., 2021, appendix A.3) pick the L2 strength on a
+validation split with a coarse log grid and then repeatedly halve the step around the best
+value. :func:`tune_head` does the same for every head: it evaluates the coarse grid of each
+searched parameter (:data:`SEARCH_SPACES`), then refines every parameter that has a
+``finest_step`` by halving its step in decades around the current best until the step
+reaches ``finest_step``. Each round is one :class:`~sklearn.model_selection.GridSearchCV` on
+a single stratified train/validation split carved from the training rows only, fitted in
+parallel with joblib (``n_jobs=-1``); the Keras ``dense`` head runs its few trials one after
+another because Keras already uses every core. Parameters fixed in the spec
+(``"logreg:C=0.1"``) are not searched.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from bottleneck_transfer.errors import HeadError
+from bottleneck_transfer.heads.registry import make_head, parse_spec, set_random_state
+from sklearn.exceptions import FitFailedWarning
+from sklearn.model_selection import GridSearchCV, StratifiedShuffleSplit
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One searched parameter of a head's ``clf`` step.
+
+    Parameters
+    ----------
+    param : str
+        Parameter name, e.g. ``"C"``.
+    grid : tuple of float
+        Coarse values, evenly spaced in log10 when ``finest_step`` is set.
+    finest_step : float or None
+        Refine around the best value until the step is at most this many decades;
+        None searches the grid only.
+    per_feature : bool
+        The values are multiples of ``1 / n_features`` (the RBF ``gamma="scale"`` value
+        on standardised features).
+    """
+
+    param: str
+    grid: tuple[float, ...]
+    finest_step: float | None = None
+    per_feature: bool = False
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The axes searched for one head, and whether its trials may run in parallel."""
+
+    axes: tuple[Axis, ...]
+    parallel: bool = True
+
+
+SEARCH_SPACES: dict[str, SearchSpace] = {
+    "logreg": SearchSpace((Axis("C", (1e-4, 1e-2, 1.0, 1e2, 1e4), finest_step=1 / 8),)),
+    "linear-svm": SearchSpace((Axis("C", (1e-4, 1e-2, 1.0, 1e2), finest_step=1 / 8),)),
+    "rbf-svm": SearchSpace(
+        (
+            Axis("C", (0.1, 1.0, 10.0, 100.0), finest_step=1 / 4),
+            Axis("gamma", (0.25, 1.0, 4.0), finest_step=1 / 4, per_feature=True),
+        )
+    ),
+    "dense": SearchSpace(
+        (Axis("learning_rate", (1e-3, 1e-2)), Axis("weight_decay", (1e-4, 1e-2))),
+        parallel=False,
+    ),
+    "knn": SearchSpace((Axis("n_neighbors", (1, 3, 5, 10, 20)),)),
+}
+
+
+@dataclass
+class TuneResult:
+    """What :func:`tune_head` tried and chose.
+
+    ``train_indices`` and ``val_indices`` index the rows of the ``X`` given to
+    :func:`tune_head`; no other row was used.
+    """
+
+    spec: str
+    best_params: dict[str, Any]
+    best_score: float
+    trials: list[dict[str, Any]]
+    train_indices: np.ndarray
+    val_indices: np.ndarray
+    seconds: float
+    searched: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (indices as counts, trials with their validation accuracy)."""
+        return {
+            "spec": self.spec,
+            "searched": self.searched,
+            "best_params": self.best_params,
+            "best_validation_accuracy": self.best_score,
+            "n_trials": len(self.trials),
+            "trials": self.trials,
+            "n_tune_train": len(self.train_indices),
+            "n_tune_validation": len(self.val_indices),
+            "seconds": self.seconds,
+        }
+
+
+def validation_split(
+    y: np.ndarray, val_fraction: float, random_state: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified (train, validation) split of the rows of ``y``.
+
+    Raises
+    ------
+    HeadError
+        If a class has fewer than 2 rows or the validation slice cannot hold every class.
+    """
+    splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_fraction, random_state=random_state)
+    try:
+        return next(splitter.split(np.zeros((len(y), 1)), y))
+    except ValueError as exc:
+        raise HeadError(
+            f"cannot carve a stratified validation split ({val_fraction:.0%}) for tuning from "
+            f"{len(y)} training rows: {exc}; add data or run without --tune"
+        ) from exc
+
+
+def tune_head(
+    spec: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    val_fraction: float = 0.2,
+    random_state: int = 0,
+    n_jobs: int | None = -1,
+) -> TuneResult:
+    """Search a head's hyper-parameters on a validation split of ``X`` (training rows only).
+
+    Parameters
+    ----------
+    spec : str
+        Head spec; parameters it sets are kept fixed.
+    X : ndarray of shape (n_samples, n_features)
+        Training features. Never pass test rows: everything here is for selection.
+    y : ndarray of shape (n_samples,)
+        Training labels.
+    val_fraction : float, default=0.2
+        Fraction of ``X`` held out (stratified) to score each trial.
+    random_state : int, default=0
+        Seeds the split and the heads.
+    n_jobs : int or None, default=-1
+        Parallel trials (joblib); -1 uses every core.
+
+    Returns
+    -------
+    TuneResult
+        Best parameters (validation accuracy), every trial, and the row indices used.
+
+    Raises
+    ------
+    HeadError
+        If no trial could be fitted, or the split is impossible.
+    """
+    start = time.perf_counter()
+    name, fixed = parse_spec(spec)
+    make_head(spec)  # validates the spec before any work
+    space = SEARCH_SPACES[name]
+    axes = [axis for axis in space.axes if axis.param not in fixed]
+    train_idx, val_idx = validation_split(y, val_fraction, random_state)
+    if not axes:
+        return TuneResult(spec, {}, math.nan, [], train_idx, val_idx, 0.0)
+    scale = {a.param: (1.0 / X.shape[1] if a.per_feature else 1.0) for a in axes}
+    base = set_random_state(make_head(spec), random_state)
+    search_jobs = n_jobs if space.parallel else 1
+    scores: dict[tuple, float] = {}
+
+    def evaluate(points: list[tuple]) -> None:
+        points = [p for p in dict.fromkeys(points) if p not in scores]
+        if not points:
+            return
+        grid = [
+            {f"clf__{name}": [value] for name, value in _params(axes, scale, p).items()}
+            for p in points
+        ]
+        search = GridSearchCV(
+            base,
+            grid,
+            scoring="accuracy",
+            cv=[(train_idx, val_idx)],
+            n_jobs=search_jobs,
+            refit=False,
+            error_score=np.nan,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitFailedWarning)
+            try:
+                search.fit(X, y)
+            except ValueError as exc:  # raised when every trial failed
+                raise HeadError(f"tuning {spec!r}: no trial could be fitted ({exc})") from exc
+        for point, score in zip(points, search.cv_results_["mean_test_score"], strict=True):
+            scores[point] = -math.inf if np.isnan(score) else float(score)
+
+    evaluate(_product([a.grid for a in axes]))
+    steps = [
+        math.log10(a.grid[1] / a.grid[0]) if a.finest_step and len(a.grid) > 1 else 0.0
+        for a in axes
+    ]
+    while any(a.finest_step and step > a.finest_step for a, step in zip(axes, steps, strict=True)):
+        best = max(scores, key=scores.__getitem__)
+        candidates = []
+        for i, axis in enumerate(axes):
+            if axis.finest_step and steps[i] > axis.finest_step:
+                steps[i] /= 2
+                for sign in (-1, 1):
+                    moved = list(best)
+                    moved[i] = float(f"{best[i] * 10 ** (sign * steps[i]):.6g}")
+                    candidates.append(tuple(moved))
+        evaluate(candidates)
+    best = max(scores, key=scores.__getitem__)
+    trials = [
+        {"params": _params(axes, scale, point), "validation_accuracy": score}
+        for point, score in scores.items()
+    ]
+    return TuneResult(
+        spec=spec,
+        best_params=_params(axes, scale, best),
+        best_score=scores[best],
+        trials=trials,
+        train_indices=train_idx,
+        val_indices=val_idx,
+        seconds=time.perf_counter() - start,
+        searched=[a.param for a in axes],
+    )
+
+
+def _params(axes: list[Axis], scale: dict[str, float], point: tuple) -> dict[str, Any]:
+    return {
+        a.param: (value * scale[a.param] if a.per_feature else value)
+        for a, value in zip(axes, point, strict=True)
+    }
+
+
+def _product(grids: list[tuple[float, ...]]) -> list[tuple]:
+    points: list[tuple] = [()]
+    for grid in grids:
+        points = [(*p, v) for p in points for v in grid]
+    return points

@@ -1,0 +1,1 @@
+"""Whole jobs as one typed, re-runnable spec."""

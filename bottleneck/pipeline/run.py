@@ -1,0 +1,273 @@
+"""``bottleneck run SPEC``: extract (reusing every cache it can) → compare → export → predict.
+
+Stage 1 plans one extraction per (split, base) and keys each cache by its fingerprint in a
+:class:`~bottleneck.store.CacheStore`, so a second run, or another spec with the same base
+and data, extracts nothing. Stage 2 reads only caches. Each run writes a record folder with
+the resolved spec, the comparison report, the exported model, predictions and ``run.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bottleneck_transfer.deploy.export import export
+from bottleneck_transfer.deploy.predict import predict
+from bottleneck_transfer.features.baselines import baseline_bases
+from bottleneck_transfer.features.bases import Base, load_base
+from bottleneck_transfer.features.extract import cache_identity, extract
+from bottleneck_transfer.features.sources import Source, open_source
+from bottleneck_transfer.features.store import CacheStore, default_cache_dir
+from bottleneck_transfer.fingerprint import fingerprint
+from bottleneck_transfer.heads.compare import Comparison, compare_heads
+from bottleneck_transfer.heads.report import format_table, write_report
+from bottleneck_transfer.pipeline.spec import load_spec
+from bottleneck_transfer.versions import software_versions
+
+#: Heads that export as one ``.keras`` model; the others export as a folder.
+KERAS_HEADS = ("logreg", "linear-svm", "dense")
+_SUMMARY_HEADS = ("Winner", "Exported", "Predictions")
+
+
+@dataclass
+class Extraction:
+    """One planned extraction: which split, through which base, into which cache."""
+
+    role: str
+    split: str
+    source: Source
+    base: Base
+    cache: Path
+
+    @property
+    def cached(self) -> bool:
+        return self.cache.exists()
+
+
+def _bases(spec: dict) -> dict[str, Base]:
+    """The base, plus the baselines' bases (same architecture random; raw pixels)."""
+    options = {k: v for k, v in spec["base"].items() if k != "name" and v is not None}
+    main = load_base(spec["base"]["name"], **options)
+    return {"main": main, **baseline_bases(main, spec["baselines"]["use"] or [])}
+
+
+def plan(spec: dict, store: CacheStore) -> list[Extraction]:
+    """Every extraction the spec needs, each keyed into ``store`` by its fingerprint."""
+    data = spec["data"]
+    splits = {"train": data["limit"], "test": data["test_limit"], "val": data["test_limit"]}
+    sources = {
+        split: open_source(data[split], classes=data["classes"], limit=limit)
+        for split, limit in splits.items()
+        if data[split] is not None
+    }
+    planned = []
+    for role, base in _bases(spec).items():
+        for split, source in sources.items():
+            if role != "main" and split == "val":
+                continue
+            identity = cache_identity(base, source, source.manifest())
+            planned.append(
+                Extraction(role, split, source, base, store.path_for(fingerprint(identity)))
+            )
+    return planned
+
+
+def describe_plan(planned: list[Extraction]) -> list[dict]:
+    """What would run: one entry per extraction, with whether its cache already exists."""
+    return [
+        {
+            "role": p.role,
+            "split": p.split,
+            "base": p.base.name,
+            "source": p.source.options.get("spec"),
+            "items": len(p.source),
+            "cache": str(p.cache),
+            "cached": p.cached,
+        }
+        for p in planned
+    ]
+
+
+def run_pipeline(
+    spec_path: str | Path,
+    *,
+    cache_dir: str | Path | None = None,
+    dry_run: bool = False,
+    progress: bool | None = None,
+    echo: Callable[[str], Any] = print,
+) -> dict:
+    """Run a pipeline spec end to end (or, with ``dry_run``, only say what would run).
+
+    Returns the run record (also written as ``run.json`` in the run folder).
+    """
+    started = time.perf_counter()
+    spec = load_spec(spec_path)
+    store = CacheStore(cache_dir or spec["outputs"]["cache_dir"] or default_cache_dir(spec_path))
+    planned = plan(spec, store)
+    steps = describe_plan(planned)
+    if dry_run:
+        for step in steps:
+            state = "cached" if step["cached"] else "extract"
+            echo(
+                f"{state:<8} {step['role']:<12} {step['split']:<6} {step['items']:>7} images "
+                f"-> {step['cache']}"
+            )
+        return {"dry_run": True, "extractions": steps}
+    timings: dict[str, float] = {}
+    caches = _run_extractions(planned, spec["extract"], store, steps, timings, progress, echo)
+    run_dir = Path(spec["outputs"]["dir"]) / (
+        dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{Path(spec_path).stem}"
+    )
+    run_dir.mkdir(parents=True, exist_ok=False)
+    shutil.copyfile(spec_path, run_dir / "spec.toml")
+    (run_dir / "spec.resolved.json").write_text(json.dumps(spec, indent=2))
+    record: dict[str, Any] = {
+        "spec": str(Path(spec_path).resolve()),
+        "run_dir": str(run_dir),
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "extractions": steps,
+        "software": software_versions(),
+    }
+    t0 = time.perf_counter()
+    comparison = _compare(spec, caches)
+    timings["compare"] = round(time.perf_counter() - t0, 3)
+    write_report(comparison, run_dir / "report")
+    echo(format_table(comparison))
+    record["compare"] = {
+        "winner": comparison.winner,
+        "verdict": comparison.verdict,
+        "transfer": comparison.transfer,
+        "rows": [
+            {"name": r.name, "spec": r.spec, **{k: r.metrics.get(k) for k in ("accuracy",)}}
+            for r in comparison.rows
+        ],
+    }
+    t0 = time.perf_counter()
+    exported = _export(spec, caches[("main", "train")], comparison, run_dir)
+    timings["export"] = round(time.perf_counter() - t0, 3)
+    record["export"] = {
+        "path": str(exported.path),
+        "head": exported.head,
+        "kind": exported.kind,
+        "parity": None if exported.parity is None else vars(exported.parity),
+    }
+    if spec["export"]["predict"] and spec["data"]["test"]:
+        t0 = time.perf_counter()
+        predicted = predict(
+            exported.path,
+            spec["data"]["test"],
+            out=run_dir / "predictions.csv",
+            classes=spec["data"]["classes"],
+            limit=spec["export"]["predict"],
+            progress=False,
+        )
+        timings["predict"] = round(time.perf_counter() - t0, 3)
+        record["predict"] = {
+            "path": str(run_dir / "predictions.csv"),
+            "images": len(predicted),
+            "accuracy": predicted.accuracy,
+        }
+    timings["total"] = round(time.perf_counter() - started, 3)
+    record["timings"] = timings
+    record["summary"] = _summary(comparison, exported, record)
+    write_record(record, run_dir)
+    # The table above already printed the verdict and the transfer sentence.
+    shown = [line for line in record["summary"] if line.split(":", 1)[0] in _SUMMARY_HEADS]
+    echo("\n".join(shown) + f"\nRun record: {run_dir / 'run.json'}")
+    return record
+
+
+def _run_extractions(
+    planned: list[Extraction],
+    options: dict,
+    store: CacheStore,
+    steps: list[dict],
+    timings: dict[str, float],
+    progress: bool | None,
+    echo: Callable[[str], Any],
+) -> dict[tuple[str, str], Path]:
+    """Extract (or reuse) every planned cache; returns ``(role, split) -> cache path``."""
+    caches = {}
+    for p, step in zip(planned, steps, strict=True):
+        t0 = time.perf_counter()
+        result = extract(
+            p.source,
+            p.base,
+            p.cache,
+            batch_size=options["batch_size"],
+            strict=options["strict"],
+            workers=options["workers"],
+            progress=progress,
+        )
+        store.touch(p.cache)
+        verb = "reused   " if result.up_to_date else "extracted"
+        skipped = f" ({len(result.failed)} skipped)" if result.failed else ""
+        echo(f"{verb} {p.role:<12} {p.split:<5} {result.rows:>7} rows  {p.cache.name}{skipped}")
+        step.update(cached=result.up_to_date, fingerprint=result.fingerprint, rows=result.rows)
+        timings[f"extract.{p.role}.{p.split}"] = round(time.perf_counter() - t0, 3)
+        caches[(p.role, p.split)] = p.cache
+    return caches
+
+
+def _compare(spec: dict, caches: dict[tuple[str, str], Path]) -> Comparison:
+    holdout = ("main", "test") in caches and spec["heads"]["cv"] is None
+    baselines = {
+        role: (path, caches.get((role, "test")) if holdout else None)
+        for (role, split), path in caches.items()
+        if role != "main" and split == "train"
+    }
+    return compare_heads(
+        caches[("main", "train")],
+        caches[("main", "test")] if holdout else None,
+        heads=spec["heads"]["use"],
+        cv=spec["heads"]["cv"],
+        tune=spec["heads"]["tune"],
+        baselines=baselines or None,
+    )
+
+
+def _export(spec: dict, train_cache: Path, comparison: Comparison, run_dir: Path):
+    """Export the chosen head (``best``: the best head on the main features)."""
+    choice = spec["export"]["head"]
+    main_rows = [r for r in comparison.rows if not r.is_baseline]
+    row = main_rows[0] if choice == "best" else next(r for r in main_rows if r.name == choice)
+    name = row.spec.split(":", 1)[0]
+    out = run_dir / ("model.keras" if name in KERAS_HEADS else "model")
+    base = spec["base"]["name"] if Path(spec["base"]["name"]).exists() else None
+    return export(train_cache, out, head=row.spec, base=base)
+
+
+def _summary(comparison: Comparison, exported, record: dict) -> list[str]:
+    best = next(r for r in comparison.rows if not r.is_baseline)
+    accuracy = best.metrics["accuracy"]
+    low, high = best.intervals.get("accuracy") or (None, None)
+    scope = f"{comparison.mode}, {len(comparison.eval_labels)} rows"
+    interval = f" [{low:.3f}, {high:.3f}]" if low is not None else ""
+    lines = [
+        f"Winner: {best.name}  accuracy {accuracy:.3f}{interval} ({scope})",
+        comparison.verdict,
+    ]
+    if comparison.transfer:
+        lines.append(comparison.transfer["sentence"])
+    parity = exported.parity
+    checked = f", parity checked on {parity.n} images" if parity is not None else ""
+    lines.append(f"Exported: {exported.path}{checked}")
+    if "predict" in record:
+        p = record["predict"]
+        acc = "" if p["accuracy"] is None else f", accuracy {p['accuracy']:.3f}"
+        lines.append(f"Predictions: {p['path']} ({p['images']} images{acc})")
+    return lines
+
+
+def write_record(record: dict, run_dir: Path) -> Path:
+    """Write ``run.json`` into ``run_dir``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "run.json"
+    path.write_text(json.dumps(record, indent=2, default=str))
+    return path

@@ -1,0 +1,210 @@
+"""Pipeline specs: TOML, validated against a schema that names the key and line of any error."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+from bottleneck_transfer.errors import BottleneckError
+
+HEAD_CHOICES = ("logreg", "linear-svm", "rbf-svm", "dense", "knn")
+BASELINE_CHOICES = ("random-base", "raw-pixels")
+
+
+class SpecError(BottleneckError):
+    """A pipeline spec is malformed; the message names the file, line and key."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One allowed key: its type(s), whether it is required, a check and a description."""
+
+    types: tuple[type, ...]
+    required: bool = False
+    check: Callable[[Any], str | None] | None = None
+    default: Any = None
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def _choice(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        values = value if isinstance(value, list) else [value]
+        bad = [v for v in values if _head_name(v) not in choices]
+        return f"unknown value(s) {bad}; valid: {', '.join(choices)}" if bad else None
+
+    return check
+
+
+def _head_name(value: Any) -> str:
+    return str(value).split(":", 1)[0]
+
+
+def _list_of_str(value: Any) -> str | None:
+    return None if all(isinstance(v, str) for v in value) else "must be a list of strings"
+
+
+def _export_head(value: Any) -> str | None:
+    return (
+        None
+        if value == "best" or value in HEAD_CHOICES
+        else (f"must be 'best' or one of {', '.join(HEAD_CHOICES)}")
+    )
+
+
+def _heads(value: Any) -> str | None:
+    return _list_of_str(value) or _choice(*HEAD_CHOICES)(value)
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "data": {
+        "train": Key((str,), required=True),
+        "test": Key((str,)),
+        "val": Key((str,)),
+        "classes": Key((str, list)),
+        "limit": Key((int,), check=_positive),
+        "test_limit": Key((int,), check=_positive),
+    },
+    "base": {
+        "name": Key((str,), required=True),
+        "weights": Key((str,)),
+        "image_size": Key((int,), check=_positive),
+        "pooling": Key((str,), check=_choice("avg", "max"), default="avg"),
+        "layer": Key((str,)),
+        "preprocess": Key((str,), check=_choice("none", "unit", "tf", "torch", "caffe")),
+    },
+    "extract": {
+        "batch_size": Key((int,), check=_positive, default=64),
+        "strict": Key((bool,), default=False),
+        "workers": Key((int,), check=_positive),
+    },
+    "heads": {
+        "use": Key((list,), check=_heads, default=["logreg", "linear-svm", "rbf-svm", "dense"]),
+        "tune": Key((bool,), default=False),
+        "cv": Key((int,), check=lambda v: None if v >= 2 else "must be >= 2"),
+    },
+    "baselines": {
+        "use": Key((list,), check=lambda v: _list_of_str(v) or _choice(*BASELINE_CHOICES)(v)),
+    },
+    "export": {
+        "head": Key((str,), check=_export_head, default="best"),
+        "predict": Key((int,), check=lambda v: None if v >= 0 else "must be >= 0", default=8),
+    },
+    "outputs": {
+        "dir": Key((str,), default="runs"),
+        "cache_dir": Key((str,)),
+    },
+}
+_PATH_KEYS = {("data", "train"), ("data", "test"), ("data", "val"), ("outputs", "dir")}
+
+
+def _line_of(text: str, section: str, key: str | None = None) -> int | None:
+    """1-based line of ``[section]`` or of ``key`` inside it, for error messages."""
+    lines = text.splitlines()
+    start = next(
+        (
+            i
+            for i, line in enumerate(lines)
+            if re.match(rf"\s*\[\s*{re.escape(section)}\s*\]", line)
+        ),
+        None,
+    )
+    if start is None or key is None:
+        return None if start is None else start + 1
+    for i in range(start + 1, len(lines)):
+        if re.match(r"\s*\[", lines[i]):
+            break
+        if re.match(rf"\s*{re.escape(key)}\s*=", lines[i]):
+            return i + 1
+    return start + 1
+
+
+def _looks_like_path(value: str) -> bool:
+    return not re.match(r"^[a-z][a-z0-9-]*:(?!//)", value) or len(value.split(":", 1)[0]) == 1
+
+
+def _resolve(value: str, folder: Path) -> str:
+    """Resolve a relative file path against the spec's folder; leave ``scheme:`` specs alone."""
+    if not _looks_like_path(value):
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (folder / path).resolve())
+
+
+def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read and validate a pipeline spec; fill defaults; resolve relative paths.
+
+    Raises
+    ------
+    SpecError
+        Naming ``file:line``, the key (``section.key``) and what is wrong.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read pipeline spec {path}: {exc}") from exc
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from exc
+
+    def fail(section: str, key: str | None, message: str) -> SpecError:
+        line = _line_of(text, section, key)
+        where = f"{path}:{line}" if line else str(path)
+        name = f"{section}.{key}" if key else f"[{section}]"
+        return SpecError(f"{where}: {name}: {message}")
+
+    spec: dict[str, dict[str, Any]] = {}
+    for section, value in raw.items():
+        if section not in SCHEMA:
+            raise fail(section, None, f"unknown section; valid: {', '.join(SCHEMA)}")
+        if not isinstance(value, dict):
+            raise fail(section, None, "must be a table ([section])")
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        for key in given:
+            if key not in keys:
+                raise fail(section, key, f"unknown key; valid keys: {', '.join(keys)}")
+        resolved: dict[str, Any] = {}
+        for key, rule in keys.items():
+            if key not in given:
+                if rule.required:
+                    raise fail(section, None, f"missing required key {key!r}")
+                resolved[key] = rule.default
+                continue
+            value = given[key]
+            if not isinstance(value, rule.types) or (
+                isinstance(value, bool) and bool not in rule.types
+            ):
+                wanted = " or ".join(t.__name__ for t in rule.types)
+                raise fail(section, key, f"must be {wanted}; got {value!r}")
+            problem = rule.check(value) if rule.check else None
+            if problem:
+                raise fail(section, key, f"{problem}. Received: {key}={value!r}")
+            resolved[key] = value
+        spec[section] = resolved
+    folder = path.resolve().parent
+    for section, key in _PATH_KEYS:
+        if spec[section][key] is not None:
+            spec[section][key] = _resolve(spec[section][key], folder)
+    name = spec["base"]["name"]
+    if name.endswith((".keras", ".h5")) or "/" in name:
+        spec["base"]["name"] = _resolve(name, folder)
+        if not Path(spec["base"]["name"]).exists():
+            raise fail("base", "name", f"model file not found: {spec['base']['name']}")
+    for key in ("train", "test", "val"):
+        value = spec["data"][key]
+        if value is not None and _looks_like_path(value) and not Path(value).exists():
+            raise fail("data", key, f"source not found: {value}")
+    if spec["outputs"]["cache_dir"] is not None:
+        spec["outputs"]["cache_dir"] = _resolve(spec["outputs"]["cache_dir"], folder)
+    if spec["data"]["test"] is None and spec["heads"]["cv"] is None:
+        raise fail("data", None, "give a 'test' source or set heads.cv for cross-validation")
+    return spec
