@@ -1,7 +1,7 @@
 """The ``bottleneck`` command line: a thin skin over the library.
 
 Each command module parses options, calls one library function and prints the result.
-Errors derived from :class:`~bottleneck.errors.BottleneckError` become one line on stderr
+Errors derived from :class:`~bottleneck_transfer.errors.BottleneckError` become one line on stderr
 and exit code 1; ``--debug`` shows the traceback instead.
 """
 

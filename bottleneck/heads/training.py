@@ -2,8 +2,8 @@
 
 * :class:`LabeledData` holds one cache's features, read once per run.
 * Guards: :func:`check_labels` (unlabeled rows, one class, too few rows per class) raise
-  :class:`~bottleneck.errors.HeadError`; :func:`warn_small_data` emits
-  :class:`~bottleneck.errors.SmallDataWarning`; :func:`check_compatible` refuses features
+  :class:`~bottleneck_transfer.errors.HeadError`; :func:`warn_small_data` emits
+  :class:`~bottleneck_transfer.errors.SmallDataWarning`; :func:`check_compatible` refuses features
   from another base, feature size or class list, naming the difference.
 * Metrics: :func:`score` (scikit-learn's own metric functions) and :func:`bootstrap`
   (paired bootstrap replicates for intervals).

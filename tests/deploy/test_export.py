@@ -450,7 +450,7 @@ def test_head_file_from_train_exports_exactly(fm_cache, fm_pixels, fm_features, 
     assert result.outputs == "probabilities"  # SGD log-loss: one-vs-rest sigmoids, exactly
 
 
-@pytest.mark.filterwarnings("ignore::bottleneck.errors.SmallDataWarning")
+@pytest.mark.filterwarnings("ignore::bottleneck_transfer.errors.SmallDataWarning")
 def test_head_file_from_other_data_is_refused(fm_cache, photo_cache, tmp_path):
     training = pytest.importorskip("bottleneck_transfer.heads.training")
     with FeatureCache.open(photo_cache) as cache:
