@@ -1,4 +1,4 @@
-"""The import name collides with nothing: NumPy's `bottleneck` and pandas work beside this package."""
+"""The import name collides with nothing: NumPy's `bottleneck` and pandas work beside us."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def test_the_source_folder_is_not_importable_as_bottleneck_without_the_real_one(
     code = (
         "import sys; sys.path = [p for p in sys.path if 'site-packages' not in p]\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
-        "try:\n    import bottleneck\nexcept ModuleNotFoundError as e:\n    print('missing', e.name)\n"
+        "try:\n    import bottleneck\n"
+        "except ModuleNotFoundError as e:\n    print('missing', e.name)\n"
         "else:\n    print('found', bottleneck.__file__)\n"
     )
     done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
