@@ -1,0 +1,89 @@
+"""The one atomic write: every file or folder the package writes appears by one rename.
+
+``with atomic_path(final) as tmp:`` hands out a path in a fresh hidden folder beside
+``final`` (same file system, same name, so writers that go by the suffix still work). Write a
+file *or* a folder there. When the block ends without an exception, everything under ``tmp``
+is fsync'ed, ``os.replace`` moves it to ``final`` and the folder holding ``final`` is
+fsync'ed, so after a crash ``final`` is either the old content or the whole new one. When the
+block raises, nothing reaches ``final`` and the temporary folder is removed.
+
+A folder cannot be renamed over a folder, so an existing folder (or a file replaced by a
+folder) at ``final`` is first moved into the temporary folder, then deleted: in between,
+``final`` is briefly absent, never partly written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+#: Suffix of the hidden temporary folders (``.<name>.<random>.tmp``) beside a final path.
+TEMP_SUFFIX = ".tmp"
+
+
+@contextmanager
+def atomic_path(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write instead of ``final``; move it into place on success.
+
+    Parameters
+    ----------
+    final : str or Path
+        Where the file or folder must appear. Its parent folder is created if missing.
+
+    Yields
+    ------
+    Path
+        ``<parent>/.<name>.<random>.tmp/<name>``: write a file or a folder there.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    holder = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=TEMP_SUFFIX, dir=final.parent))
+    try:
+        tmp = holder / final.name
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"nothing was written to {tmp} for {final}")
+        _fsync_tree(tmp)
+        if final.exists() and (final.is_dir() or tmp.is_dir()):
+            os.replace(final, holder / f"{final.name}.old")
+        os.replace(tmp, final)
+        _fsync(final.parent)
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_path`)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _fsync(path: Path) -> None:
+    """Flush one file's or folder's data and metadata to disk."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    """fsync a file, or every file and folder under a folder (folders after their entries)."""
+    if path.is_dir():
+        for root, folders, files in os.walk(path, topdown=False):
+            for name in files:
+                _fsync(Path(root, name))
+            for name in folders:
+                _fsync(Path(root, name))
+    _fsync(path)
