@@ -21,11 +21,11 @@ import os
 import zipfile
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from bottleneck_transfer.errors import SourceError
+from bottleneck_transfer.errors import ImageError, SourceError
 from bottleneck_transfer.features.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -58,6 +58,8 @@ class Item:
     label: int
     path: Path | None = None
     index: int | None = None
+    #: Why the item cannot be read, known when the source is listed (an unreadable folder).
+    error: str | None = None
 
 
 @dataclass
@@ -83,6 +85,8 @@ class Source:
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> np.ndarray:
         """Decode one item to uint8 ``(height, width, channels)``; raises ImageError."""
+        if item.error is not None:
+            raise ImageError(item.error)
         if item.path is not None:
             return decode_file(item.path, size, channels, max_pixels=max_pixels)
         assert self.arrays is not None and item.index is not None
@@ -166,7 +170,7 @@ def _select(
     if classes is not None:
         keep = _parse_classes(classes, names)
         remap = {old: new for new, old in enumerate(keep)}
-        items = [Item(i.id, remap[i.label], i.path, i.index) for i in items if i.label in remap]
+        items = [replace(i, label=remap[i.label]) for i in items if i.label in remap]
         names = [names[k] for k in keep]
     if limit is not None:
         if limit <= 0:
@@ -181,25 +185,45 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
-def _walk_images(folder: Path, root: Path) -> list[tuple[str, Path]]:
+def _walk_images(folder: Path, root: Path, label: int) -> list[Item]:
+    """Every image under ``folder``, sorted; a folder that cannot be listed is a failed item."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+
+    def unreadable(exc: OSError) -> None:
+        path = Path(exc.filename or folder)
+        rel = path.relative_to(root).as_posix() + "/"
+        reason = f"cannot list this folder ({exc.strerror or exc}); its images are not read"
+        found.append(Item(rel, label, path, error=reason))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             if _is_image(name):
                 path = Path(dirpath) / name
-                found.append((path.relative_to(root).as_posix(), path))
-    return sorted(found)
+                found.append(Item(path.relative_to(root).as_posix(), label, path))
+    return sorted(found, key=lambda item: item.id)
 
 
 def _folder_source(root: Path) -> tuple[str, list[Item], list[str]]:
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not subdirs:
-        files = [(rel, p) for rel, p in _walk_images(root, root)]
-        return "folder", [Item(rel, -1, path) for rel, path in files], []
-    items: list[Item] = []
-    for label, subdir in enumerate(subdirs):
-        items += [Item(rel, label, path) for rel, path in _walk_images(subdir, root)]
+    """A flat folder (unlabeled) or one subfolder per class; a mix of both is refused."""
+    try:
+        entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    except OSError as exc:
+        raise SourceError(f"cannot list the source folder {root}: {exc.strerror or exc}") from exc
+    subdirs = [p for p in entries if p.is_dir()]
+    top = [p.name for p in entries if not p.is_dir() and _is_image(p.name)]
+    classes = [(d, _walk_images(d, root, label)) for label, d in enumerate(subdirs)]
+    if top and any(item.error is None for _, found in classes for item in found):
+        shown = ", ".join(top[:3]) + (f" (+{len(top) - 3})" if len(top) > 3 else "")
+        folders = ", ".join(d.name for d, found in classes if found)
+        raise SourceError(
+            f"{root} holds images at its top level ({shown}) and image subfolders ({folders}): "
+            "move the top-level images into a class folder (or the subfolders out), or list "
+            "the images in a CSV manifest (path,label)"
+        )
+    if top:  # subfolders without images (e.g. the one `-o` writes caches to) are no classes
+        return "folder", _walk_images(root, root, -1), []
+    items = [item for _, found in classes for item in found]
     return "class-folders", items, [d.name for d in subdirs]
 
 
@@ -207,7 +231,7 @@ def _csv_source(path: Path) -> tuple[list[Item], list[str]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
-            rows = list(reader)
+            numbered = [(reader.line_num, row) for row in reader]  # line of each row's end
             columns = [c.strip() for c in (reader.fieldnames or [])]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SourceError(f"cannot read manifest {path}: {exc}") from exc
@@ -216,18 +240,39 @@ def _csv_source(path: Path) -> tuple[list[Item], list[str]]:
             f"manifest {path} has no 'path' column (columns: {', '.join(columns)}); "
             "the header must be 'path,label' (label optional)"
         )
-    rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in rows]
-    labelled = "label" in columns
-    values = sorted({r["label"] for r in rows if r.get("label")}) if labelled else []
+    rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for _, row in numbered]
+    # An empty label and -1 (the cache's own mark) both mean unlabeled.
+    values = sorted({r["label"] for r in rows if r.get("label") not in (None, "", "-1")})
     if values and all(v.lstrip("-").isdigit() for v in values):
         values = sorted(values, key=int)
     index = {name: i for i, name in enumerate(values)}
+    listed = [(line, r) for (line, _), r in zip(numbered, rows, strict=True) if r["path"]]
+    _refuse_duplicates(
+        path, [(line, os.path.normpath(path.parent / r["path"])) for line, r in listed]
+    )
     items = [
         Item(r["path"], index.get(r.get("label", ""), -1), path.parent / r["path"])
-        for r in rows
-        if r["path"]
+        for _, r in listed
     ]
     return items, values
+
+
+def _refuse_duplicates(manifest: Path, paths: list[tuple[int, str]]) -> None:
+    """Refuse a manifest listing one file twice (it would be two rows of one image)."""
+    lines: dict[str, list[int]] = {}
+    for line, where in paths:
+        lines.setdefault(where, []).append(line)
+    twice = {where: found for where, found in lines.items() if len(found) > 1}
+    if twice:
+        shown = "; ".join(
+            f"{Path(where).name} on lines {', '.join(map(str, found))}"
+            for where, found in list(twice.items())[:3]
+        )
+        more = f" (+{len(twice) - 3} more)" if len(twice) > 3 else ""
+        raise SourceError(
+            f"manifest {manifest} lists {len(twice)} file(s) more than once: {shown}{more}; "
+            "keep one line per image"
+        )
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -273,6 +318,16 @@ def _array_source(
         raise SourceError(f"{root}: images array has shape {images.shape}; expected (N, H, W[, C])")
     if labels is not None and len(labels) != len(images):
         raise SourceError(f"{root}: {len(images)} images but {len(labels)} labels")
+    if labels is not None and not np.issubdtype(labels.dtype, np.integer):
+        numeric = np.issubdtype(labels.dtype, np.floating)
+        fractional = np.flatnonzero(labels != np.round(labels)) if numeric else [0]
+        if len(fractional):
+            raise SourceError(
+                f"{root}: labels must be class indices (whole numbers); label {fractional[0]} "
+                f"is {labels[fractional[0]]} ({labels.dtype}): map the labels to 0..K-1, "
+                "or -1 for unlabeled"
+            )
+        labels = labels.astype(np.int64)
     if labels is not None and not names:
         names = [str(v) for v in range(int(labels.max()) + 1)] if len(labels) else []
     if labels is not None and len(labels):

@@ -90,17 +90,61 @@ def test_folder_order_is_deterministic(photo_folder):
         assert ids == sorted(ids)
 
 
-def test_root_files_ignored_when_class_folders_exist(tmp_path):
+def test_hidden_entries_are_ignored_in_class_folders(tmp_path):
     _png(tmp_path / "b" / "y.png")
     _png(tmp_path / "a" / "x.png")
     _png(tmp_path / "a" / "deep" / "deeper" / "z.png")
-    _png(tmp_path / "stray.png")
+    _png(tmp_path / ".stray.png")
     _png(tmp_path / ".cache" / "hidden-class.png")
     _png(tmp_path / "a" / ".thumbs" / "hidden-dir.png")
     source = open_source(tmp_path)
     assert source.class_names == ["a", "b"]
     assert _ids(source) == ["a/deep/deeper/z.png", "a/x.png", "b/y.png"]
     assert _labels(source) == [0, 0, 1]
+
+
+def test_top_level_images_beside_class_folders_are_refused(tmp_path):
+    _png(tmp_path / "a" / "x.png")
+    _png(tmp_path / "b" / "y.png")
+    _png(tmp_path / "stray.png")
+    with pytest.raises(SourceError, match=r"top level \(stray.png\) and image subfolders \(a, b\)"):
+        open_source(tmp_path)
+
+
+def test_flat_folder_with_a_subfolder_without_images_stays_flat(tmp_path):
+    # `bottleneck extract photos -o photos/caches/c.h5` puts a subfolder into the source.
+    _png(tmp_path / "b.png")
+    _png(tmp_path / "a.png")
+    (tmp_path / "caches" / "c.h5.partial").mkdir(parents=True)
+    (tmp_path / "caches" / "c.h5").write_bytes(b"not an image")
+    source = open_source(tmp_path)
+    assert source.kind == "folder"
+    assert _ids(source) == ["a.png", "b.png"] and _labels(source) == [-1, -1]
+
+
+def _listing_refused(monkeypatch, locked: str) -> None:
+    """Make listing the folder named ``locked`` fail as a permission error would."""
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path).name == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_unreadable_subfolder_is_a_named_failure(tmp_path, monkeypatch):
+    _png(tmp_path / "a" / "x.png")
+    _png(tmp_path / "b" / "y.png")
+    _png(tmp_path / "b" / "locked" / "z.png")
+    _listing_refused(monkeypatch, "locked")
+    source = open_source(tmp_path)
+    assert _ids(source) == ["a/x.png", "b/locked/", "b/y.png"]
+    assert _labels(source) == [0, 1, 1]
+    with pytest.raises(ImageError, match="cannot list this folder \\(Permission denied\\)"):
+        source.load(source.items[1], (4, 4))
+    assert source.load(source.items[2], (4, 4)).shape == (4, 4, 3)
 
 
 def test_flat_folder_is_unlabeled(tmp_path):
@@ -241,6 +285,23 @@ def test_csv_that_is_not_utf8_is_a_source_error(tmp_path):
         open_source(tmp_path / "m.csv")
 
 
+def test_csv_listing_a_file_twice_is_refused_naming_the_lines(tmp_path):
+    text = "path,label\na.png,cat\nb.png,dog\n./a.png,dog\nc.png,cat\nb.png,dog\n"
+    (tmp_path / "m.csv").write_text(text, "utf-8")
+    with pytest.raises(
+        SourceError,
+        match=r"lists 2 file\(s\) more than once: a.png on lines 2, 4; b.png on lines 3, 6",
+    ):
+        open_source(tmp_path / "m.csv")
+
+
+def test_csv_label_minus_one_means_unlabeled(tmp_path):
+    (tmp_path / "m.csv").write_text("path,label\na.png,1\nb.png,-1\nc.png,0\n", "utf-8")
+    source = open_source(tmp_path / "m.csv")
+    assert source.class_names == ["0", "1"]
+    assert _labels(source) == [1, -1, 0]
+
+
 # --- NPZ arrays ----------------------------------------------------------------------------
 
 
@@ -264,6 +325,22 @@ def test_npz_images_labels_and_class_names(tmp_path, npz_arrays):
     np.testing.assert_array_equal(source.load(source.items[3], (5, 7), 1)[:, :, 0], images[3])
     assert source.manifest() is None
     assert source.identity()["npz_sha256"].startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    ("labels", "words"), [([0.0, 1.5, 1.0], "label 1 is 1.5"), ([0, np.nan, 1], "label 1 is nan")]
+)
+def test_npz_fractional_labels_are_refused_not_truncated(tmp_path, labels, words):
+    path = tmp_path / "d.npz"
+    np.savez(path, images=np.zeros((3, 4, 4), np.uint8), labels=np.array(labels))
+    with pytest.raises(SourceError, match=words):
+        open_source(path)
+
+
+def test_npz_whole_float_labels_are_class_indices(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, images=np.zeros((3, 4, 4), np.uint8), labels=np.array([1.0, 0.0, -1.0]))
+    assert _labels(open_source(path)) == [1, 0, -1]
 
 
 def test_npz_x_y_keys_and_default_class_names(tmp_path, npz_arrays):
@@ -584,7 +661,7 @@ def test_identity_hidden_and_non_image_files_do_not_count(photo_copy):
     before = open_source(photo_copy).identity()
     (photo_copy / "objects" / "notes.txt").write_text("edited", encoding="utf-8")
     (photo_copy / "animals" / ".hidden.jpg").unlink()
-    (photo_copy / "stray-root-file.jpg").write_bytes(b"x")
+    (photo_copy / "stray-root-notes.md").write_bytes(b"x")
     assert open_source(photo_copy).identity() == before
 
 
