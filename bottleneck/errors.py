@@ -35,6 +35,10 @@ class ExportError(BottleneckError):
     """A model cannot be exported, or a file is not a usable bottleneck export."""
 
 
+class MissingDependencyError(BottleneckError, ImportError):
+    """An optional dependency (pyarrow, ...) is needed and not installed; says how to install it."""
+
+
 class BottleneckWarning(UserWarning):
     """Base class of the warnings this package emits."""
 

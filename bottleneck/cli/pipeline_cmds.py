@@ -1,4 +1,4 @@
-"""``bottleneck run`` and ``bottleneck cache ls|prune``."""
+"""``bottleneck run`` and ``bottleneck cache ls|prune|export``."""
 
 from __future__ import annotations
 
@@ -49,12 +49,13 @@ def run(spec: str, dry_run: bool, cache_dir: str | None, quiet: bool, as_json: b
 
 @click.group()
 def cache() -> None:
-    """List and prune the cache store.
+    """List, prune and export caches.
 
     \b
     Examples:
       bottleneck cache ls --cache-dir pipelines/caches
       bottleneck cache prune --older-than 30d
+      bottleneck cache export caches/train.h5 -o train.parquet
     """
 
 
@@ -109,6 +110,35 @@ def cache_prune(cache_dir: str | None, older_than: str | None, partial: bool) ->
     for path in removed:
         click.echo(f"removed {path}")
     click.echo(f"{len(removed)} removed")
+
+
+@cache.command("export")
+@click.argument("cache_path", metavar="CACHE", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="A .parquet, .arrow or .feather file.",
+)
+@click.option("--wide", is_flag=True, help="One float32 column per feature (f0, f1, ...).")
+def cache_export(cache_path: str, out: str, wide: bool) -> None:
+    """Write CACHE as a table for pandas, polars or DuckDB: id, label, class_name, features.
+
+    Features are one fixed-size list column of float32 (or one column each with --wide);
+    the cache's provenance is in the file's metadata. Needs pyarrow
+    (pip install 'bottleneck-transfer[arrow]').
+
+    \b
+    Examples:
+      bottleneck cache export caches/train.h5 -o train.parquet
+      bottleneck cache export caches/train.h5 -o train.feather --wide
+      duckdb -c "select class_name, count(*) from 'train.parquet' group by 1"
+    """
+    from bottleneck_transfer.features.tables import export_cache
+
+    path = export_cache(cache_path, out, wide=wide)
+    click.echo(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
 COMMANDS = [run, cache]

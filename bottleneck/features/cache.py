@@ -463,6 +463,31 @@ class FeatureCache:
             "mtime_ns": group["mtime_ns"][...],
         }
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, y)``: the float32 (N, D) features and int32 (N,) labels, for scikit-learn.
+
+        Example: ``X, y = FeatureCache.open("train.h5").arrays()``.
+        """
+        return self.features, self.labels
+
+    def to_arrow(self, *, wide: bool = False) -> Any:
+        """The cache as a ``pyarrow.Table``: id, label, class_name, features (needs pyarrow).
+
+        Features are one fixed-size list column of float32, or with ``wide`` one column per
+        feature (``f0``, ``f1``, ...); the schema metadata holds the provenance
+        (:mod:`~bottleneck_transfer.features.tables`).
+        """
+        from bottleneck_transfer.features.tables import cache_table
+
+        return cache_table(self, wide=wide)
+
+    def to_pandas(self, *, wide: bool = False) -> Any:
+        """The cache as a ``pandas.DataFrame`` (columns as :meth:`to_arrow`; needs pyarrow)."""
+        from bottleneck_transfer.features.tables import require
+
+        require("pandas", extra=None)
+        return self.to_arrow(wide=wide).to_pandas()
+
 
 def check_existing(path: str | Path, fingerprint: str, identity: dict) -> bool:
     """Whether a complete cache at ``path`` already holds exactly these inputs.
