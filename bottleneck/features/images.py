@@ -3,12 +3,20 @@
 Handles EXIF orientation, CMYK, palette, 16-bit, grayscale and RGBA images, and refuses
 decompression bombs by their declared size before any pixel is decoded. JPEGs much larger
 than the target are decoded at a reduced DCT scale (Pillow's ``draft``), which is several
-times faster and loses nothing visible once the image is resized down.
+times faster and loses nothing visible once the image is resized down. Animated and
+multi-page files (GIF, WebP, APNG, TIFF) give their first frame.
+
+Decoding memory is bounded across all threads by :data:`DECODE_BUDGET`: an image's pixels
+are reserved (at the size it decodes to) before it is decoded and released once it is
+resized, so a few small files declaring huge sizes cannot together exhaust memory.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +27,49 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 DEFAULT_MAX_PIXELS = 100_000_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
+#: How every file is decoded; extraction records it in the cache's provenance.
+DECODING = {
+    "frames": "first frame of animated or multi-page files (GIF, WebP, APNG, TIFF)",
+    "orientation": "EXIF orientation applied",
+    "transparency": "composited on white",
+    "resize": "bilinear to the base's input size, aspect ratio not kept",
+}
+#: Pixels all decoding threads may hold at once (two images at the default --max-pixels).
+DEFAULT_DECODE_BUDGET = 2 * DEFAULT_MAX_PIXELS
+
 _ORIENTATION = 0x0112  # EXIF tag
+
+
+class PixelBudget:
+    """Pixels that decoders may hold at once, across threads (a counting semaphore).
+
+    An image larger than the whole budget is decoded alone, once nothing else is held.
+    ``peak`` is the most ever held at once.
+    """
+
+    def __init__(self, pixels: int) -> None:
+        self.limit = int(pixels)
+        self.held = 0
+        self.peak = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        """Wait until ``pixels`` fit in the budget, hold them for the block, release them."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.held == 0 or self.held + pixels <= self.limit)
+            self.held += pixels
+            self.peak = max(self.peak, self.held)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.held -= pixels
+                self._changed.notify_all()
+
+
+#: The one budget all decoding threads share.
+DECODE_BUDGET = PixelBudget(DEFAULT_DECODE_BUDGET)
 
 # Pillow's own bomb check only warns below 2x its limit; ours runs on the declared size.
 Image.MAX_IMAGE_PIXELS = None
@@ -100,9 +150,10 @@ def decode_file(
                     target_w, target_h = target_h, target_w
                 if width >= 2 * target_w and height >= 2 * target_h:
                     image.draft(image.mode, (2 * target_w, 2 * target_h))
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            return _finish(image, size, channels)
+            with DECODE_BUDGET.hold(image.size[0] * image.size[1]):
+                image.load()  # the first frame: Image.open leaves a multi-frame file there
+                image = ImageOps.exif_transpose(image)
+                return _finish(image, size, channels)
     except FileNotFoundError as exc:
         raise ImageError("file not found") from exc
     except IsADirectoryError as exc:

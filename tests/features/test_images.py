@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from bottleneck_transfer.errors import BottleneckError, ImageError
+from bottleneck_transfer.features import images
 from bottleneck_transfer.features.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -350,3 +353,45 @@ def test_decode_array_accepts_non_contiguous_views():
 def test_decode_array_validates_dtype_and_shape(array, words):
     with pytest.raises(ImageError, match=words):
         decode_array(array, (4, 4))
+
+
+@pytest.mark.parametrize(("suffix", "options"), [(".gif", {"duration": 50}), (".tiff", {})])
+def test_animated_and_multi_page_files_give_their_first_frame(tmp_path, suffix, options):
+    frames = [Image.new("RGB", (6, 6), colour) for colour in ((200, 0, 0), (0, 0, 200))]
+    path = tmp_path / f"frames{suffix}"
+    frames[0].save(path, save_all=True, append_images=frames[1:], **options)
+    with Image.open(path) as image:
+        assert image.n_frames == 2
+    np.testing.assert_array_equal(decode_file(path, (6, 6)), np.asarray(frames[0]))
+    assert "first frame" in images.DECODING["frames"]
+
+
+def test_decoding_threads_share_one_pixel_budget(tmp_path, monkeypatch):
+    # Four files of 1200 x 1000 px: four threads may hold only 2.5 of them at once.
+    paths = []
+    for k in range(4):
+        paths.append(tmp_path / f"{k}.png")
+        Image.new("L", (1200, 1000), 40 * k).save(paths[-1])
+    budget = images.PixelBudget(2_500_000)
+    monkeypatch.setattr(images, "DECODE_BUDGET", budget)
+    with ThreadPoolExecutor(4) as pool:
+        decoded = list(pool.map(lambda p: decode_file(p, (4, 4), 1), paths))
+    assert [int(d[0, 0, 0]) for d in decoded] == [0, 40, 80, 120]
+    assert budget.peak == 2_400_000 and budget.held == 0
+
+
+def test_an_image_larger_than_the_budget_is_decoded_alone():
+    budget = images.PixelBudget(100)
+    order = []
+
+    def decode_big():
+        with budget.hold(500):
+            order.append(budget.held)
+
+    with budget.hold(60):
+        worker = threading.Thread(target=decode_big)
+        worker.start()
+        worker.join(0.2)
+        assert order == [] and worker.is_alive()  # waits while 60 px are held
+    worker.join(5)
+    assert order == [500] and budget.held == 0
