@@ -7,9 +7,10 @@ is fsync'ed, ``os.replace`` moves it to ``final`` and the folder holding ``final
 fsync'ed, so after a crash ``final`` is either the old content or the whole new one. When the
 block raises, nothing reaches ``final`` and the temporary folder is removed.
 
-A folder cannot be renamed over a folder, so an existing folder (or a file replaced by a
-folder) at ``final`` is first moved into the temporary folder, then deleted: in between,
-``final`` is briefly absent, never partly written.
+A folder cannot be renamed over a folder, so an existing folder at ``final`` is first moved
+into the temporary folder, then deleted: in between, ``final`` is briefly absent, never
+partly written. A file never replaces a folder, nor a folder a file (``OSError``, as
+``os.replace``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         if not tmp.exists():
             raise FileNotFoundError(f"nothing was written to {tmp} for {final}")
         _fsync_tree(tmp)
-        if final.exists() and (final.is_dir() or tmp.is_dir()):
+        if final.is_dir() and tmp.is_dir():
             os.replace(final, holder / f"{final.name}.old")
         os.replace(tmp, final)
         _fsync(final.parent)

@@ -112,3 +112,13 @@ def test_file_and_folder_are_fsynced(tmp_path, monkeypatch):
     names = [os.path.basename(p) for p in synced]
     assert names[:2] == ["f", "d"]  # the file, then its folder, before the rename
     assert synced[-1] == str(tmp_path)  # the parent, after the rename
+
+
+def test_a_file_never_replaces_a_folder(tmp_path):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep").write_text("k")
+    with pytest.raises(OSError):
+        atomic_write_text(out, "x")
+    assert (out / "keep").read_text() == "k"
+    assert _leftovers(tmp_path) == []

@@ -10,9 +10,7 @@ root attrs ``format``, ``format_version``, ``complete``, ``fingerprint``, ``iden
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from bottleneck_transfer.atomic import atomic_path, atomic_write_text
 from bottleneck_transfer.errors import CacheError, StaleCacheError
 from bottleneck_transfer.fingerprint import diff_keys
 
@@ -94,7 +93,7 @@ class CacheWriter:
                 size=np.asarray(manifest["size"], np.int64),
                 mtime_ns=np.asarray(manifest["mtime_ns"], np.int64),
             )
-        _atomic_write(folder / "meta.json", json.dumps(meta, sort_keys=True).encode())
+        atomic_write_text(folder / "meta.json", json.dumps(meta, sort_keys=True))
         return cls(folder, meta, [])
 
     @classmethod
@@ -195,10 +194,9 @@ class CacheWriter:
         self.commit()
         final_path = Path(final_path)
         provenance = {**self._meta["provenance"], "extraction": extraction}
-        assembling = self.path / "assembled.h5"
         rows, n_failed, _ = self._committed
         dim = self._meta["dim"]
-        with h5py.File(assembling, "w") as h5:
+        with atomic_path(final_path) as assembling, h5py.File(assembling, "w") as h5:
             features = h5.create_dataset("features", (rows, dim), np.float32)
             labels = h5.create_dataset("labels", (rows,), np.int32)
             ids = h5.create_dataset("ids", (rows,), _STR)
@@ -236,7 +234,6 @@ class CacheWriter:
                 }
             )
             h5.attrs["complete"] = True
-        os.replace(assembling, final_path)
         discard_partial(self.path)
         return final_path
 
@@ -272,20 +269,9 @@ def discard_partial(path: str | Path) -> None:
         path.unlink()
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    """Write bytes to ``path`` via a temporary file, fsync and ``os.replace``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    _atomic_write(path, buffer.getvalue())
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
 
 
 class FeatureCache:
