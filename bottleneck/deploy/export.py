@@ -74,10 +74,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import platform
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -86,6 +83,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.errors import (
     BaseModelError,
     ExportError,
@@ -677,20 +675,6 @@ def _check_out(out: Path, as_keras: bool) -> None:
             raise ExportError(f"{out} exists and is not an export folder; choose another -o")
 
 
-def _write_atomic(out: Path, write) -> None:
-    """Write ``out`` (file or folder) via a temporary sibling, then move it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        target = tmp / out.name
-        write(target)
-        if out.is_dir():
-            shutil.rmtree(out)
-        os.replace(target, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def export(
     cache: str | Path,
     out: str | Path,
@@ -812,7 +796,8 @@ def export(
                     json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8"
                 )
 
-        _write_atomic(out, write)
+        with atomic_path(out) as target:
+            write(target)
     return ExportResult(
         path=out,
         kind="keras" if as_keras else "folder",

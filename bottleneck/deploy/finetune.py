@@ -27,9 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.export import METADATA_LAYER, Exported, ExportError, load_exported
 from bottleneck_transfer.errors import ImageError, SourceError
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
@@ -372,10 +371,5 @@ def _save(net: keras.Model, exported: Exported, metadata: dict, out: Path) -> No
     base_of(net, metadata).trainable = False
     carrier.trainable = False
     clean = keras.Model(net.inputs, net.outputs, name=net.name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        clean.save(tmp / out.name)
-        os.replace(tmp / out.name, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_path(out) as tmp:
+        clean.save(tmp)

@@ -33,6 +33,7 @@ from types import SimpleNamespace
 from typing import TextIO
 
 import numpy as np
+from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.export import Exported, ExportError, load_exported
 from bottleneck_transfer.errors import ImageError, SourceError
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
@@ -301,11 +302,8 @@ def dump_predictions(result: PredictResult, handle: TextIO, fmt: str = "csv") ->
 
 
 def write_predictions(result: PredictResult, out: str | Path, fmt: str = "csv") -> Path:
-    """Write ``result`` as CSV or JSON via a temporary file renamed into place."""
+    """Write ``result`` as CSV or JSON; the file appears whole or not at all."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         dump_predictions(result, handle, fmt)
-    os.replace(tmp, out)
     return out

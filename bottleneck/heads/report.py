@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from bottleneck_transfer.atomic import atomic_path, atomic_write_text
 from bottleneck_transfer.heads.compare import Comparison, Row
 from bottleneck_transfer.heads.training import Evaluation
 from matplotlib.figure import Figure
@@ -202,7 +203,7 @@ def plot_accuracy(comparison: Comparison, path: Path) -> Path:
     lowest = float(np.min(values - errors[0]))
     axes.set_xlim(max(0.0, np.floor(lowest * 20 - 1) / 20), 1.0)
     axes.set_title("Heads compared on the same rows")
-    figure.savefig(path, dpi=120)
+    _save_figure(figure, path)
     return path
 
 
@@ -228,15 +229,20 @@ def plot_confusion(comparison: Comparison, path: Path) -> Path:
                 colour = "white" if share[i, j] > 0.5 else "black"
                 axes.text(j, i, str(matrix[i, j]), ha="center", va="center", color=colour)
     figure.colorbar(image, ax=axes, shrink=0.8)
-    figure.savefig(path, dpi=120)
+    _save_figure(figure, path)
     return path
+
+
+def _save_figure(figure: Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=120)
 
 
 def write_misclassified(comparison: Comparison, path: Path) -> Path:
     """``id,true,predicted`` for every row the winner gets wrong (class names)."""
     names = comparison.class_names
     predictions = comparison.best.predictions
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "true", "predicted"])
         for i in np.flatnonzero(predictions != comparison.eval_labels):
@@ -254,9 +260,9 @@ def write_report(comparison: Comparison, directory: str | Path) -> dict[str, Pat
     plot_accuracy(comparison, paths["accuracy.png"])
     plot_confusion(comparison, paths["confusion.png"])
     write_misclassified(comparison, paths["misclassified.csv"])
-    paths["report.md"].write_text(format_markdown(comparison), encoding="utf-8")
+    atomic_write_text(paths["report.md"], format_markdown(comparison))
     payload = {**comparison.to_dict(), "files": {k: str(v) for k, v in paths.items()}}
-    paths["report.json"].write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    atomic_write_text(paths["report.json"], json.dumps(payload, indent=2))
     return paths
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import skops.io
+from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.errors import HeadError, SmallDataWarning
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.fingerprint import diff_keys
@@ -439,10 +439,8 @@ def _json_params(estimator: BaseEstimator) -> dict[str, Any]:
 def save_head(head: TrainedHead, path: str | Path) -> Path:
     """Write a head and its metadata to one skops file (atomically; no pickle)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    skops.io.dump({"head": head.estimator, "meta": json.dumps(head.metadata)}, partial)
-    os.replace(partial, path)
+    with atomic_path(path) as tmp:
+        skops.io.dump({"head": head.estimator, "meta": json.dumps(head.metadata)}, tmp)
     return path
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bottleneck_transfer.atomic import atomic_write_bytes, atomic_write_text
 from bottleneck_transfer.deploy.export import export
 from bottleneck_transfer.deploy.predict import predict
 from bottleneck_transfer.features.baselines import baseline_bases
@@ -125,8 +125,8 @@ def run_pipeline(
         dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{Path(spec_path).stem}"
     )
     run_dir.mkdir(parents=True, exist_ok=False)
-    shutil.copyfile(spec_path, run_dir / "spec.toml")
-    (run_dir / "spec.resolved.json").write_text(json.dumps(spec, indent=2))
+    atomic_write_bytes(run_dir / "spec.toml", Path(spec_path).read_bytes())
+    atomic_write_text(run_dir / "spec.resolved.json", json.dumps(spec, indent=2))
     record: dict[str, Any] = {
         "spec": str(Path(spec_path).resolve()),
         "run_dir": str(run_dir),
@@ -266,8 +266,5 @@ def _summary(comparison: Comparison, exported, record: dict) -> list[str]:
 
 
 def write_record(record: dict, run_dir: Path) -> Path:
-    """Write ``run.json`` into ``run_dir``."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "run.json"
-    path.write_text(json.dumps(record, indent=2, default=str))
-    return path
+    """Write ``run.json`` into ``run_dir`` (atomically)."""
+    return atomic_write_text(run_dir / "run.json", json.dumps(record, indent=2, default=str))
