@@ -1,0 +1,600 @@
+"""Learning curves: accuracy against the number of labelled images per class.
+
+For each size n (labels per class), ``repeats`` seeded stratified subsets of the training
+rows are drawn (n rows of each class, all of a class that has fewer). Each subset goes
+through :func:`~bottleneck_transfer.heads.compare.compare_heads` with the same evaluation
+rows, so every head and baseline is fitted on the same subset (and tuned, where asked, on
+that subset only) and scored on the same rows: the test cache, or without one a stratified
+quarter of the training rows held out once. A point is the mean accuracy over the repeats
+with a 95 % t-interval over the subsets (the evaluation rows are fixed); the ``all`` size is
+one fit, with compare's 95 % bootstrap interval over the evaluation rows.
+
+The transfer gain at a size is compare's: the winning head on the transferred features minus
+the best baseline row, in accuracy points, paired subset by subset. Transfer is *worth it*
+at a size when the gain's 95 % interval lies above zero (at ``all``: McNemar p < 0.05), and
+the curve's sentence says from which size on that holds, or that it never does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bottleneck_transfer.atomic import atomic_path, atomic_write_text
+from bottleneck_transfer.errors import BottleneckWarning, HeadError
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.fingerprint import fingerprint, sha256_arrays
+from bottleneck_transfer.heads.compare import (
+    DEFAULT_HEADS,
+    Comparison,
+    Row,
+    compare_heads,
+)
+from bottleneck_transfer.heads.training import LabeledData, check_labels
+from matplotlib.figure import Figure
+from scipy.stats import t as student_t
+from sklearn.model_selection import train_test_split
+
+ALL = "all"
+#: Share of the training rows held out (stratified, seeded) when there is no test cache.
+HOLDOUT_FRACTION = 0.25
+#: Default repeats at n labels per class: ceil(REPEAT_ROWS / n), between these bounds.
+MIN_REPEATS, MAX_REPEATS, REPEAT_ROWS = 3, 10, 200
+#: Bootstrap resamples at sizes with several repeats (their intervals come from the repeats).
+_REPEAT_BOOTSTRAP = 100
+LEVEL = 0.95
+CURVE_FILES = ("learning_curve.png", "learning_curve.md", "learning_curve.json")
+
+Size = int | str
+DataInput = FeatureCache | LabeledData | str | Path
+
+
+def parse_sizes(sizes: str | Sequence[int | str]) -> list[Size]:
+    """``"5,10,50,all"`` or ``[5, 10, "all"]`` → sorted unique sizes, ``"all"`` last.
+
+    Raises
+    ------
+    HeadError
+        For anything but whole numbers >= 1 and ``all``.
+    """
+    values = sizes.split(",") if isinstance(sizes, str) else list(sizes)
+    out: set[int] = set()
+    has_all = False
+    for value in values:
+        text = str(value).strip().lower()
+        if text == ALL:
+            has_all = True
+        elif text.isdigit() and int(text) >= 1 and not isinstance(value, bool):
+            out.add(int(text))
+        else:
+            raise HeadError(
+                "learning-curve sizes are labels per class (whole numbers >= 1) or 'all', "
+                f"e.g. 5,10,50,all. Received: {value!r}"
+            )
+    if not out and not has_all:
+        raise HeadError("give at least one learning-curve size, e.g. 5,10,50,all")
+    return [*sorted(out), *([ALL] if has_all else [])]
+
+
+def default_repeats(n: int) -> int:
+    """Repeats at ``n`` labels per class: more for small subsets, whose accuracy varies most."""
+    return int(np.clip(math.ceil(REPEAT_ROWS / n), MIN_REPEATS, MAX_REPEATS))
+
+
+def stratified_subset(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted row indices: ``n`` rows of each class of ``y`` (all rows of a smaller class)."""
+    chosen = []
+    for label in np.unique(y):
+        rows = np.flatnonzero(y == label)
+        chosen.append(rng.choice(rows, size=min(n, len(rows)), replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def _take(data: LabeledData, rows: np.ndarray) -> LabeledData:
+    """The rows ``rows`` of ``data``; the fingerprint names the subset (memoized fits)."""
+    return LabeledData(
+        X=data.X[rows],
+        y=data.y[rows],
+        ids=[data.ids[i] for i in rows],
+        space=data.space,
+        fingerprint=fingerprint(
+            {"cache": data.fingerprint, "rows": sha256_arrays([np.asarray(rows, np.int64)])}
+        ),
+    )
+
+
+def _as_data(value: DataInput) -> LabeledData:
+    return value if isinstance(value, LabeledData) else LabeledData.from_cache(value)
+
+
+def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
+    """Student-t interval of the mean of ``values`` (at least two)."""
+    values = np.asarray(values, float)
+    half = student_t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1)
+    half /= math.sqrt(len(values))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+@dataclass
+class Point:
+    """One line (head or baseline) at one size: accuracy per repeat, mean and interval."""
+
+    line: str
+    size: Size
+    accuracies: list[float]
+    mean: float
+    interval: tuple[float, float]
+    baseline: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready point."""
+        return {
+            "line": self.line,
+            "baseline": self.baseline,
+            "size": self.size,
+            "accuracies": self.accuracies,
+            "mean": self.mean,
+            "interval_95": list(self.interval),
+        }
+
+
+@dataclass
+class Gain:
+    """The transfer gain at one size: winner minus best baseline, in accuracy points."""
+
+    size: Size
+    points: list[float]
+    mean: float
+    interval: tuple[float, float]
+    baseline: str
+    verdict: str
+
+    @property
+    def worth(self) -> bool:
+        """Whether the transferred features beat every baseline significantly at this size."""
+        return self.verdict == "gain"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready gain."""
+        return {
+            "size": self.size,
+            "gain_points": self.points,
+            "mean": self.mean,
+            "interval_95": list(self.interval),
+            "best_baseline": self.baseline,
+            "verdict": self.verdict,
+        }
+
+
+@dataclass
+class LearningCurve:
+    """The result of :func:`learning_curve`."""
+
+    sizes: list[Size]
+    per_class: dict[str, float]
+    repeats: dict[str, int]
+    lines: list[str]
+    baseline_lines: list[str]
+    points: list[Point]
+    gains: list[Gain]
+    worth_from: Size | None
+    sentence: str
+    evaluation: str
+    n_eval_rows: int
+    tuned: bool
+    seconds: float
+    seconds_per_size: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+    def point(self, line: str, size: Size) -> Point:
+        """The point of ``line`` at ``size``."""
+        for point in self.points:
+            if point.line == line and point.size == size:
+                return point
+        raise KeyError((line, size))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "sizes": self.sizes,
+            "labels_per_class": self.per_class,
+            "repeats": self.repeats,
+            "lines": self.lines,
+            "baseline_lines": self.baseline_lines,
+            "points": [p.to_dict() for p in self.points],
+            "transfer_gain": [g.to_dict() for g in self.gains],
+            "worth_from": self.worth_from,
+            "sentence": self.sentence,
+            "evaluation": self.evaluation,
+            "n_eval_rows": self.n_eval_rows,
+            "tuned": self.tuned,
+            "seconds": self.seconds,
+            "seconds_per_size": self.seconds_per_size,
+            "notes": self.notes,
+        }
+
+
+def _line(row: Row, baseline_heads: str) -> str:
+    """A row's line: the head, ``HEAD@BASELINE``, or (winner on baselines) the baseline."""
+    return row.features if row.is_baseline and baseline_heads == "winner" else row.name
+
+
+def _gain(size: Size, comparisons: list[Comparison], baseline_heads: str) -> Gain | None:
+    transfers = [c.transfer for c in comparisons if c.transfer is not None]
+    if not transfers:
+        return None
+    points = [t["gain_points"] for t in transfers]
+    names = [_line(c.row(c.transfer["baseline"]), baseline_heads) for c in comparisons]
+    baseline = Counter(names).most_common(1)[0][0]
+    if len(points) == 1:
+        low, high = transfers[0]["interval_points"]
+        verdict = transfers[0]["verdict"]
+    else:
+        low, high = t_interval(points)
+        verdict = "gain" if low > 0 else "negative" if high < 0 else "inconclusive"
+    return Gain(size, points, float(np.mean(points)), (low, high), baseline, verdict)
+
+
+def _points(size: Size, comparisons: list[Comparison], baseline_heads: str) -> list[Point]:
+    by_line: dict[str, list[Row]] = {}
+    for comparison in comparisons:
+        for row in comparison.rows:
+            by_line.setdefault(_line(row, baseline_heads), []).append(row)
+    points = []
+    for line, rows in by_line.items():
+        baseline = rows[0].is_baseline
+        accuracies = [row.metrics["accuracy"] for row in rows]
+        if len(rows) == 1:
+            interval = rows[0].intervals["accuracy"] or (accuracies[0], accuracies[0])
+        else:
+            low, high = t_interval(accuracies)
+            interval = (max(0.0, low), min(1.0, high))
+        mean = float(np.mean(accuracies))
+        points.append(Point(line, size, accuracies, mean, interval, baseline))
+    return points
+
+
+def size_label(size: Size) -> str:
+    """``"5 per class"`` or ``"all"``."""
+    return ALL if size == ALL else f"{size} per class"
+
+
+def _sentence(gains: list[Gain], best: dict[Size, Point]) -> tuple[Size | None, str]:
+    if not gains:
+        first, last = best[next(iter(best))], best[list(best)[-1]]
+        return None, (
+            f"No baseline was given, so the curve cannot say whether transfer is worth it "
+            f"(add --baseline random-base or raw-pixels). The best head goes from "
+            f"{first.mean:.3f} ({first.line}, {size_label(first.size)}) to {last.mean:.3f} "
+            f"({last.line}, {size_label(last.size)})."
+        )
+
+    def text(gain: Gain) -> str:
+        return (
+            f"{gain.mean:+.1f} points vs {gain.baseline} at {size_label(gain.size)}, "
+            f"95% CI {gain.interval[0]:+.1f} to {gain.interval[1]:+.1f}"
+        )
+
+    worth_from = None
+    for gain in reversed(gains):
+        if not gain.worth:
+            break
+        worth_from = gain.size
+    negative = [g for g in gains if g.verdict == "negative"]
+    hurt = ""
+    if negative:
+        where = ", ".join(size_label(g.size) for g in negative)
+        hurt = f" The baselines beat the transferred features at {where}."
+    if worth_from is None:
+        worth = [g for g in gains if g.worth]
+        largest = max(gains, key=lambda g: g.mean)
+        if worth:
+            return None, (
+                f"Transfer is worth it at {', '.join(size_label(g.size) for g in worth)} but "
+                f"not at the largest size ({text(gains[-1])}).{hurt}"
+            )
+        return None, (
+            f"Transfer is never worth it on these data: at no size does the best head on the "
+            f"transferred features beat the best baseline significantly (largest gain: "
+            f"{text(largest)}).{hurt}"
+        )
+    start = next(g for g in gains if g.size == worth_from)
+    if start is gains[0]:
+        return worth_from, (
+            f"Transfer is worth it at every size tried, from the smallest ({text(start)}) to "
+            f"the largest ({text(gains[-1])})."
+        )
+    below = gains[gains.index(start) - 1]
+    return worth_from, (
+        f"Transfer is worth it from {size_label(worth_from)} on ({text(start)}); below that "
+        f"it is not ({text(below)}).{hurt}"
+    )
+
+
+def learning_curve(
+    train: DataInput,
+    test: DataInput | None = None,
+    *,
+    sizes: str | Sequence[int | str] = (5, 10, 50, 200, ALL),
+    heads: Sequence[str] = DEFAULT_HEADS,
+    baselines: Mapping[str, tuple[DataInput, DataInput | None]] | None = None,
+    baseline_heads: str = "winner",
+    repeats: int | None = None,
+    tune: bool = False,
+    full: Comparison | None = None,
+    n_bootstrap: int = 1000,
+    random_state: int = 0,
+    n_jobs: int | None = -1,
+) -> LearningCurve:
+    """Accuracy of each head and baseline against the number of labels per class.
+
+    Parameters
+    ----------
+    train : FeatureCache, LabeledData or path
+        The training cache; subsets are drawn from its rows.
+    test : FeatureCache, LabeledData or path, optional
+        The evaluation rows. Without it, a stratified quarter of ``train`` is held out once
+        (seeded) and subsets are drawn from the rest.
+    sizes : str or sequence
+        Labels per class, and ``"all"``; e.g. ``"5,20,100,all"``.
+    heads : sequence of str
+        Head specs, as for :func:`~bottleneck_transfer.heads.compare.compare_heads`.
+    baselines : mapping, optional
+        ``name -> (train, test)`` baseline features of the same images (``test`` None
+        without a test cache); subsets take the same rows of them.
+    baseline_heads : {"winner", "all"}, default="winner"
+        As for compare: the winning head on each baseline (one line per baseline), or every
+        head (one line per head and baseline).
+    repeats : int, optional
+        Subsets per size (default: ``ceil(200 / n)`` between 3 and 10); ``all`` is one fit.
+    tune : bool, default=False
+        Tune each head on a validation split of each subset only.
+    full : Comparison, optional
+        A holdout comparison of the same heads and baselines on all training rows and the
+        same test rows, reused as the ``all`` point (the pipeline has one already).
+    n_bootstrap : int, default=1000
+        Bootstrap resamples for the single-fit ``all`` point.
+    random_state : int, default=0
+        Seeds the subsets, the holdout, the heads and the bootstrap.
+    n_jobs : int or None, default=-1
+        Parallel tuning trials.
+
+    Returns
+    -------
+    LearningCurve
+
+    Examples
+    --------
+    >>> curve = learning_curve("train.h5", "test.h5", sizes="5,20,all")  # doctest: +SKIP
+    >>> print(curve.sentence)  # doctest: +SKIP
+    """
+    start = time.perf_counter()
+    wanted = parse_sizes(sizes)
+    if repeats is not None and repeats < 1:
+        raise HeadError(f"repeats must be >= 1. Received: repeats={repeats}")
+    train_data = _as_data(train)
+    check_labels(train_data.y, train_data.class_names, source=train_data.space.source)
+    baseline_data = {
+        name: (_as_data(fit), None if evaluate is None else _as_data(evaluate))
+        for name, (fit, evaluate) in (baselines or {}).items()
+    }
+    for name, (fit, _) in baseline_data.items():
+        if len(fit) != len(train_data):
+            raise HeadError(
+                f"baseline {name!r} has {len(fit)} training rows; {train_data.space.source} has "
+                f"{len(train_data)}: a baseline must hold the same images in the same order"
+            )
+    if test is not None:
+        missing = [name for name, (_, evaluate) in baseline_data.items() if evaluate is None]
+        if missing:
+            raise HeadError(f"baseline {missing[0]!r} needs its test features with a test cache")
+        pool, evaluation = train_data, _as_data(test)
+        base_pool = {name: fit for name, (fit, _) in baseline_data.items()}
+        base_eval = {name: evaluate for name, (_, evaluate) in baseline_data.items()}
+        described = f"{len(evaluation)} rows of {evaluation.space.source}"
+    else:
+        fit_rows, eval_rows = (
+            np.sort(rows)
+            for rows in train_test_split(
+                np.arange(len(train_data)),
+                test_size=HOLDOUT_FRACTION,
+                stratify=train_data.y,
+                random_state=random_state,
+            )
+        )
+        pool, evaluation = _take(train_data, fit_rows), _take(train_data, eval_rows)
+        base_pool = {name: _take(fit, fit_rows) for name, (fit, _) in baseline_data.items()}
+        base_eval = {name: _take(fit, eval_rows) for name, (fit, _) in baseline_data.items()}
+        described = (
+            f"{len(evaluation)} rows of {train_data.space.source} held out (a stratified "
+            f"{HOLDOUT_FRACTION:.0%}, seed {random_state})"
+        )
+    if full is not None and (full.mode != "holdout" or len(full.eval_labels) != len(evaluation)):
+        raise HeadError("full= must be a holdout comparison on the same test rows")
+    counts = np.bincount(pool.y, minlength=len(pool.class_names))
+    largest = int(counts.max())
+    notes = []
+    plan: list[Size] = []
+    for size in wanted:
+        if size != ALL and size >= largest:
+            notes.append(f"{size} per class is every training row: shown as 'all'")
+            size = ALL
+        if size not in plan:
+            plan.append(size)
+    per_class: dict[str, float] = {}
+    repeat_counts: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    points: list[Point] = []
+    gains: list[Gain] = []
+    for size in plan:
+        t0 = time.perf_counter()
+        n_repeats = 1 if size == ALL else (repeats or default_repeats(size))
+        comparisons = []
+        for repeat in range(n_repeats):
+            if size == ALL and full is not None:
+                comparisons.append(full)
+                continue
+            if size == ALL:
+                rows = np.arange(len(pool))
+            else:
+                rng = np.random.default_rng([random_state, size, repeat])
+                rows = stratified_subset(pool.y, size, rng)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", BottleneckWarning)  # small by design
+                comparisons.append(
+                    compare_heads(
+                        _take(pool, rows),
+                        evaluation,
+                        heads=heads,
+                        tune=tune,
+                        baselines={
+                            name: (_take(base_pool[name], rows), base_eval[name])
+                            for name in base_pool
+                        }
+                        or None,
+                        baseline_heads=baseline_heads,
+                        n_bootstrap=n_bootstrap if n_repeats == 1 else _REPEAT_BOOTSTRAP,
+                        random_state=random_state,
+                        n_jobs=n_jobs,
+                    )
+                )
+        key = str(size)
+        per_class[key] = float((counts if size == ALL else np.minimum(counts, size)).mean())
+        repeat_counts[key] = n_repeats
+        points += _points(size, comparisons, baseline_heads)
+        gain = _gain(size, comparisons, baseline_heads)
+        if gain is not None:
+            gains.append(gain)
+        seconds[key] = round(time.perf_counter() - t0, 3)
+    baseline_lines = list(dict.fromkeys(p.line for p in points if p.baseline))
+    main_lines = list(dict.fromkeys(p.line for p in points if not p.baseline))
+    best = {
+        size: max((p for p in points if p.size == size and not p.baseline), key=lambda p: p.mean)
+        for size in plan
+    }
+    worth_from, sentence = _sentence(gains, best)
+    return LearningCurve(
+        sizes=plan,
+        per_class=per_class,
+        repeats=repeat_counts,
+        lines=[*main_lines, *baseline_lines],
+        baseline_lines=baseline_lines,
+        points=points,
+        gains=gains,
+        worth_from=worth_from,
+        sentence=sentence,
+        evaluation=described,
+        n_eval_rows=len(evaluation),
+        tuned=tune,
+        seconds=round(time.perf_counter() - start, 3),
+        seconds_per_size=seconds,
+        notes=notes,
+    )
+
+
+def _cell(point: Point) -> str:
+    return f"{point.mean:.3f} [{point.interval[0]:.3f}, {point.interval[1]:.3f}]"
+
+
+def curve_rows(curve: LearningCurve) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the curve's table: one row per line, one column per size."""
+    header = ["labels per class", *(str(s) for s in curve.sizes)]
+    cells = []
+    for line in curve.lines:
+        cells.append([line, *(_cell(curve.point(line, size)) for size in curve.sizes)])
+    if curve.gains:
+        by_size = {g.size: g for g in curve.gains}
+        cells.append(
+            [
+                "transfer gain (points)",
+                *(
+                    f"{by_size[s].mean:+.1f} [{by_size[s].interval[0]:+.1f}, "
+                    f"{by_size[s].interval[1]:+.1f}]"
+                    for s in curve.sizes
+                ),
+            ]
+        )
+    return header, cells
+
+
+def _legend(curve: LearningCurve) -> str:
+    repeats = ", ".join(f"{size}: {n}" for size, n in curve.repeats.items())
+    return (
+        f"Accuracy on {curve.evaluation}: mean over seeded stratified subsets of the training "
+        f"rows (repeats {repeats}) with a 95% t-interval over the subsets; a single fit shows "
+        "its 95% bootstrap interval. Transfer gain: the winning head minus the best baseline, "
+        "paired per subset." + (" Heads tuned on each subset only." if curve.tuned else "")
+    )
+
+
+def format_curve(curve: LearningCurve) -> str:
+    """The curve as a plain-text table, its legend and its sentence."""
+    header, cells = curve_rows(curve)
+    widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+    out = ["Learning curve", "", line(header), line(["-" * w for w in widths])]
+    out += [line(row) for row in cells]
+    out += ["", _legend(curve), *curve.notes, "", curve.sentence]
+    return "\n".join(out)
+
+
+def format_curve_markdown(curve: LearningCurve) -> str:
+    """The curve as a Markdown report."""
+    header, cells = curve_rows(curve)
+    out = ["# Learning curve", "", "![learning curve](learning_curve.png)", ""]
+    out += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in cells]
+    out += ["", _legend(curve), "", *[f"- {n}" for n in curve.notes], "", curve.sentence]
+    return "\n".join(out) + "\n"
+
+
+def plot_curve(curve: LearningCurve, path: str | Path) -> Path:
+    """Accuracy against labels per class (log x), one line per head and baseline, shaded CIs."""
+    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+    axes = figure.add_subplot()
+    x = np.asarray([curve.per_class[str(s)] for s in curve.sizes])
+    for k, line in enumerate(curve.lines):
+        points = [curve.point(line, size) for size in curve.sizes]
+        means = np.asarray([p.mean for p in points])
+        low = np.asarray([p.interval[0] for p in points])
+        high = np.asarray([p.interval[1] for p in points])
+        baseline = line in curve.baseline_lines
+        colour = f"C{k}"
+        label = f"baseline: {line}" if baseline else line
+        axes.plot(x, means, "o--" if baseline else "o-", color=colour, label=label, lw=1.6)
+        axes.fill_between(x, low, high, color=colour, alpha=0.15, lw=0)
+    axes.set_xscale("log")
+    labels = [f"all\n({x[i]:.0f})" if s == ALL else str(s) for i, s in enumerate(curve.sizes)]
+    axes.set_xticks(x, labels)
+    axes.minorticks_off()
+    axes.set_xlabel("labelled images per class (log scale)")
+    axes.set_ylabel("test accuracy (95% interval shaded)")
+    axes.set_title("Learning curve: heads on transferred features vs baselines")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right", fontsize="small")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=120)
+    return path
+
+
+def write_curve_report(curve: LearningCurve, directory: str | Path) -> dict[str, Path]:
+    """Write ``learning_curve.png``, ``.md`` and ``.json`` into ``directory``."""
+    directory = Path(directory)
+    paths = {name: directory / name for name in CURVE_FILES}
+    plot_curve(curve, paths["learning_curve.png"])
+    atomic_write_text(paths["learning_curve.md"], format_curve_markdown(curve))
+    payload = {**curve.to_dict(), "files": {k: str(v) for k, v in paths.items()}}
+    atomic_write_text(paths["learning_curve.json"], json.dumps(payload, indent=2))
+    return paths
