@@ -1,0 +1,299 @@
+"""Layer sweeps: which layer of one base transfers best, compared on the same rows.
+
+Each layer is a cache of the same images through the same base, cut at another layer (one
+``bottleneck extract --layer NAME`` per layer, until several layers are stored in one pass).
+Every layer's heads are compared by :func:`~bottleneck_transfer.heads.compare.compare_heads`
+on the same splits (the same test rows, or the same seeded stratified folds, since the rows
+and labels are checked equal), its winning head stands for the layer, and the best layer is
+tested against each other layer's winner with McNemar's test on the same rows,
+Holm-adjusted, so the sentence says whether its lead is real.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bottleneck_transfer.atomic import atomic_write_text
+from bottleneck_transfer.errors import HeadError
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.fingerprint import diff_keys
+from bottleneck_transfer.heads.compare import (
+    ALPHA,
+    DEFAULT_HEADS,
+    Comparison,
+    Row,
+    compare_heads,
+    holm,
+    mcnemar,
+)
+from bottleneck_transfer.heads.training import LabeledData
+
+#: Base description keys that may differ between layers of one base (the cut changes the
+#: feature size and which weights the truncated model holds).
+LAYER_KEYS = ("layer", "pooling", "feature_dim", "weights_sha256")
+SWEEP_FILES = ("layer_sweep.md", "layer_sweep.json")
+
+CachePath = str | Path
+
+
+@dataclass
+class Layer:
+    """One layer's comparison of heads; its winner stands for the layer."""
+
+    name: str
+    train: str
+    dim: int
+    comparison: Comparison
+    test: dict[str, Any] | None = None
+
+    @property
+    def best(self) -> Row:
+        """The layer's winning head."""
+        return self.comparison.best
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (the layer's full comparison included)."""
+        return {
+            "layer": self.name,
+            "train": self.train,
+            "dim": self.dim,
+            "best_head": self.best.name,
+            "accuracy": self.best.metrics["accuracy"],
+            "vs_best_layer": self.test,
+            "comparison": self.comparison.to_dict(),
+        }
+
+
+@dataclass
+class LayerSweep:
+    """The result of :func:`layer_sweep`: layers ranked by their winner's accuracy."""
+
+    layers: list[Layer]
+    verdict: str
+    mode: str
+    seconds: float
+
+    @property
+    def best(self) -> Layer:
+        """The layer that transfers best."""
+        return self.layers[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "best_layer": self.best.name,
+            "verdict": self.verdict,
+            "mode": self.mode,
+            "layers": [layer.to_dict() for layer in self.layers],
+            "seconds": self.seconds,
+        }
+
+
+def _read(path: CachePath) -> tuple[dict, LabeledData]:
+    with FeatureCache.open(path) as cache:
+        return cache.identity, LabeledData.from_cache(cache)
+
+
+def _check_same_images(
+    first: tuple[CachePath, dict, LabeledData], other: tuple[CachePath, dict, LabeledData]
+) -> None:
+    """Refuse a cache of other images, or of another base (anything but the cut may differ)."""
+    path, identity, data = other
+    reference_path, reference, reference_data = first
+    base = [
+        key
+        for key in diff_keys(reference.get("base", {}), identity.get("base", {}))
+        if key.split(".")[0] not in LAYER_KEYS
+    ]
+    if base:
+        raise HeadError(
+            f"{path} comes from another base than {reference_path} (differs in: "
+            f"{', '.join(base)}); a layer sweep compares layers of one base"
+        )
+    if reference.get("source") != identity.get("source") or data.ids != reference_data.ids:
+        raise HeadError(
+            f"{path} holds other images than {reference_path}; a layer sweep needs caches of "
+            "the same source in the same order (extract it with the same source and --layer)"
+        )
+
+
+def _layer_names(identities: list[dict], paths: list[CachePath]) -> list[str]:
+    """Each cache's layer (and pooling where layers repeat), else its file name."""
+    bases = [identity.get("base", {}) for identity in identities]
+    names = [str(base.get("layer", "penultimate")) for base in bases]
+    if len(set(names)) < len(names):
+        names = [f"{n} ({b.get('pooling')})" for n, b in zip(names, bases, strict=True)]
+    if len(set(names)) < len(names):
+        names = [Path(p).name for p in paths]
+    return names
+
+
+def layer_sweep(
+    caches: Sequence[tuple[CachePath, CachePath | None]],
+    *,
+    heads: Sequence[str] = DEFAULT_HEADS,
+    cv: int | None = None,
+    tune: bool = False,
+    n_bootstrap: int = 1000,
+    random_state: int = 0,
+    n_jobs: int | None = -1,
+) -> LayerSweep:
+    """Compare heads on each layer's cache and say which layer transfers best.
+
+    Parameters
+    ----------
+    caches : sequence of (train, test) paths
+        One pair per layer, all of the same images through the same base; ``test`` is None
+        in cross-validation mode (``cv``), and given for every layer otherwise.
+    heads, cv, tune, n_bootstrap, random_state, n_jobs
+        As for :func:`~bottleneck_transfer.heads.compare.compare_heads`, the same for every
+        layer (so the same splits).
+
+    Returns
+    -------
+    LayerSweep
+
+    Raises
+    ------
+    HeadError
+        Fewer than two layers, caches of other images or another base, or a missing test.
+
+    Examples
+    --------
+    >>> sweep = layer_sweep([("bottleneck.h5", "bottleneck-test.h5"),
+    ...                      ("pool2.h5", "pool2-test.h5")])  # doctest: +SKIP
+    >>> print(sweep.verdict)  # doctest: +SKIP
+    """
+    start = time.perf_counter()
+    if len(caches) < 2:
+        raise HeadError(f"a layer sweep needs at least two layer caches. Received: {len(caches)}")
+    holdout = caches[0][1] is not None
+    if any((test is not None) != holdout for _, test in caches):
+        raise HeadError(
+            "give a test cache for every layer (TRAIN.h5,TEST.h5) or for none (cross-validation)"
+        )
+    read = [(train, *_read(train)) for train, _ in caches]
+    tests = [(test, *_read(test)) for _, test in caches] if holdout else []
+    for other in read[1:]:
+        _check_same_images(read[0], other)
+    for other in tests[1:]:
+        _check_same_images(tests[0], other)
+    names = _layer_names([identity for _, identity, _ in read], [p for p, _ in caches])
+    layers = []
+    for index, (name, (path, _, data)) in enumerate(zip(names, read, strict=True)):
+        comparison = compare_heads(
+            data,
+            tests[index][2] if holdout else None,
+            heads=heads,
+            cv=cv,
+            tune=tune,
+            n_bootstrap=n_bootstrap,
+            random_state=random_state,
+            n_jobs=n_jobs,
+        )
+        layers.append(Layer(name, str(path), data.space.dim, comparison))
+    layers.sort(key=lambda layer: -layer.best.metrics["accuracy"])
+    labels = layers[0].comparison.eval_labels
+    correct = layers[0].best.predictions == labels
+    results = [mcnemar(correct, layer.best.predictions == labels) for layer in layers[1:]]
+    for result, adjusted in zip(results, holm([r["p"] for r in results]), strict=True):
+        result["p_holm"] = adjusted
+    for layer, result in zip(layers[1:], results, strict=True):
+        layer.test = result
+    mode = layers[0].comparison.mode
+    return LayerSweep(layers, _verdict(layers), mode, round(time.perf_counter() - start, 3))
+
+
+def _accuracy(layer: Layer) -> str:
+    """The winner's accuracy with its interval (holdout) or spread over folds (CV)."""
+    value = layer.best.metrics["accuracy"]
+    bounds = layer.best.intervals.get("accuracy")
+    spread = layer.best.spread.get("accuracy")
+    if bounds:
+        return f"{value:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
+    return f"{value:.3f} ± {spread:.3f}" if spread is not None else f"{value:.3f}"
+
+
+def _describe(layer: Layer) -> str:
+    return f"{layer.name} ({layer.best.name}, accuracy {_accuracy(layer)})"
+
+
+def _verdict(layers: list[Layer]) -> str:
+    best, runner = layers[0], layers[1]
+    lead = 100 * (best.best.metrics["accuracy"] - runner.best.metrics["accuracy"])
+    text = f"Layer {_describe(best)} transfers best, {lead:.1f} points ahead of {_describe(runner)}"
+    tied = [layer.name for layer in layers[1:] if layer.test["p_holm"] >= ALPHA]
+    p = runner.test["p_holm"]
+    if not tied:
+        return f"{text}. The lead is real: McNemar p = {p:.2g} (Holm-adjusted) vs every layer."
+    verb = "is" if len(tied) == 1 else "are"
+    return (
+        f"{text}. The lead is NOT significant: {', '.join(tied)} {verb} statistically tied "
+        f"with {best.name} (McNemar, Holm-adjusted p = {p:.2g} vs {runner.name} ≥ {ALPHA})."
+    )
+
+
+def sweep_rows(sweep: LayerSweep) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the sweep table: one row per layer, best first."""
+    header = ["#", "layer", "dim", "best head", "accuracy", "p vs best", "cache"]
+    cells = []
+    for rank, layer in enumerate(sweep.layers, start=1):
+        p = "best" if layer.test is None else f"{layer.test['p_holm']:.2g}"
+        cells.append(
+            [
+                str(rank),
+                layer.name,
+                str(layer.dim),
+                layer.best.name,
+                _accuracy(layer),
+                p,
+                layer.train,
+            ]
+        )
+    return header, cells
+
+
+def format_sweep(sweep: LayerSweep) -> str:
+    """The sweep as a plain-text table with the verdict below it."""
+    header, cells = sweep_rows(sweep)
+    widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+    kind = "95% bootstrap interval" if sweep.mode == "holdout" else "mean ± std over folds"
+    out = ["Layer sweep", "", line(header), line(["-" * w for w in widths])]
+    out += [line(row) for row in cells]
+    out += [
+        "",
+        f"Accuracy of each layer's winning head ({kind}); p: McNemar vs the best layer's "
+        "winner on the same rows, Holm-adjusted.",
+        "",
+        sweep.verdict,
+    ]
+    return "\n".join(out)
+
+
+def write_sweep_report(sweep: LayerSweep, directory: str | Path) -> dict[str, Path]:
+    """Write ``layer_sweep.md`` and ``layer_sweep.json`` into ``directory``."""
+    directory = Path(directory)
+    paths = {name: directory / name for name in SWEEP_FILES}
+    header, cells = sweep_rows(sweep)
+    markdown = [
+        "# Layer sweep",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(row) + " |" for row in cells),
+        "",
+        sweep.verdict,
+    ]
+    atomic_write_text(paths["layer_sweep.md"], "\n".join(markdown) + "\n")
+    payload = {**sweep.to_dict(), "files": {k: str(v) for k, v in paths.items()}}
+    atomic_write_text(paths["layer_sweep.json"], json.dumps(payload, indent=2))
+    return paths
