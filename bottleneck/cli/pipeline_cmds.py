@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 
 import click
+from bottleneck_transfer.cli import options
+from bottleneck_transfer.cli.backend import ModelCommand
 
 
-@click.command()
+@click.command(cls=ModelCommand)
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Say what would be extracted or reused; run nothing.")
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False),
-    help="Cache store (default: $BOTTLENECK_CACHE_DIR, else caches/ beside the spec).",
-)
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+@options.cache_dir("Cache store (default: $BOTTLENECK_CACHE_DIR, else caches/ beside the spec).")
+@options.quiet("No progress bars.")
+@options.json_flag("Print the run record as JSON.")
 def run(spec: str, dry_run: bool, cache_dir: str | None, quiet: bool, as_json: bool) -> None:
     """Run a pipeline SPEC (TOML): extract → compare heads → export the winner → predict.
 
@@ -44,7 +41,7 @@ def run(spec: str, dry_run: bool, cache_dir: str | None, quiet: bool, as_json: b
             echo=echo,
         )
     if as_json:
-        click.echo(json.dumps(record, indent=2, default=str))
+        options.echo_json(record)
 
 
 @click.group()
@@ -59,16 +56,12 @@ def cache() -> None:
     """
 
 
-_CACHE_DIR = click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False),
-    help="Store folder (default: $BOTTLENECK_CACHE_DIR, else ./caches).",
-)
+_CACHE_DIR = options.cache_dir("Store folder (default: $BOTTLENECK_CACHE_DIR, else ./caches).")
 
 
 @cache.command("ls")
 @_CACHE_DIR
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@options.json_flag()
 def cache_ls(cache_dir: str | None, as_json: bool) -> None:
     """List caches with their base, source, rows, size and last use.
 
@@ -80,7 +73,7 @@ def cache_ls(cache_dir: str | None, as_json: bool) -> None:
 
     entries = CacheStore(cache_dir or default_cache_dir()).entries()
     if as_json:
-        click.echo(json.dumps(entries, indent=2))
+        options.echo_json(entries)
         return
     if not entries:
         click.echo("no caches")
