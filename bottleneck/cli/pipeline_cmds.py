@@ -89,33 +89,40 @@ def cache_ls(cache_dir: str | None, as_json: bool) -> None:
 @_CACHE_DIR
 @click.option("--older-than", help="Remove caches not used for this long (30d, 12h, 2w).")
 @click.option("--partial", is_flag=True, help="Remove unfinished extractions.")
-def cache_prune(cache_dir: str | None, older_than: str | None, partial: bool) -> None:
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+def cache_prune(
+    cache_dir: str | None, older_than: str | None, partial: bool, dry_run: bool
+) -> None:
     """Remove caches unused for a while, and/or unfinished extractions.
 
+    Only what the store wrote is removed (store-named caches with a cache header, and
+    unfinished extractions with the writer's marker), never one a running extraction
+    holds; anything else is kept and named.
+
     \b
-    Example:
+    Examples:
       bottleneck cache prune --older-than 30d --partial
+      bottleneck cache prune --partial --dry-run
     """
     from bottleneck_transfer.features.store import CacheStore, default_cache_dir, parse_age
 
     store = CacheStore(cache_dir or default_cache_dir())
-    removed = store.prune(older_than=parse_age(older_than) if older_than else None, partial=partial)
-    for path in removed:
-        click.echo(f"removed {path}")
-    click.echo(f"{len(removed)} removed")
+    age = parse_age(older_than) if older_than else None
+    result = store.prune(older_than=age, partial=partial, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for path in result.removed:
+        click.echo(f"{verb} {path}")
+    for path, why in result.kept:
+        click.echo(f"kept {path}: {why}")
+    click.echo(f"{len(result.removed)} {verb}, {len(result.kept)} kept")
 
 
 @cache.command("export")
 @click.argument("cache_path", metavar="CACHE", type=click.Path(dir_okay=False))
-@click.option(
-    "-o",
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="A .parquet, .arrow or .feather file.",
-)
+@options.out("A .parquet, .arrow or .feather file.", required=True)
 @click.option("--wide", is_flag=True, help="One float32 column per feature (f0, f1, ...).")
-def cache_export(cache_path: str, out: str, wide: bool) -> None:
+@options.json_flag()
+def cache_export(cache_path: str, out: str, wide: bool, as_json: bool) -> None:
     """Write CACHE as a table for pandas, polars or DuckDB: id, label, class_name, features.
 
     Features are one fixed-size list column of float32 (or one column each with --wide);
@@ -131,7 +138,10 @@ def cache_export(cache_path: str, out: str, wide: bool) -> None:
     from bottleneck_transfer.features.tables import export_cache
 
     path = export_cache(cache_path, out, wide=wide)
-    click.echo(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if as_json:
+        options.echo_json({"path": str(path), "size_bytes": path.stat().st_size})
+    else:
+        click.echo(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
 COMMANDS = [run, cache]

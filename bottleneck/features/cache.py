@@ -264,7 +264,7 @@ class CacheWriter:
             If the folder is not this package's, or its ``meta.json`` cannot be read.
         """
         folder = Path(path)
-        _check_partial_folder(folder)
+        check_partial_folder(folder)
         chunk_files = sorted(folder.glob("chunk-*.npz"))
         if not (folder / "meta.json").exists() and not chunk_files:
             return None  # stopped while starting: nothing to keep
@@ -509,7 +509,7 @@ def partial_progress(path: str | Path) -> dict[str, int]:
     return {"rows": rows, "failed": failed, "items_done": items}
 
 
-def _check_partial_folder(folder: Path) -> None:
+def check_partial_folder(folder: Path) -> None:
     """Refuse anything but a partial folder this package wrote: never follow, never guess.
 
     Raises
@@ -552,12 +552,12 @@ def discard_partial(path: str | Path) -> None:
     ------
     CacheError
         If ``path`` is not a partial folder this package wrote (see
-        :func:`_check_partial_folder`); nothing is removed then.
+        :func:`check_partial_folder`); nothing is removed then.
     """
     folder = Path(path)
     if not (folder.exists() or folder.is_symlink()):
         return
-    _check_partial_folder(folder)
+    check_partial_folder(folder)
     with writing(folder):
         for entry in sorted(folder.iterdir(), key=lambda p: p.name == PARTIAL_MARKER):
             if entry.is_dir() and not entry.is_symlink():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from bottleneck_transfer.cli import cli
+from bottleneck_transfer.features.cache import PARTIAL_MARKER
 from bottleneck_transfer.features.store import CacheStore, parse_age
 from bottleneck_transfer.pipeline.run import run_pipeline
 from bottleneck_transfer.pipeline.spec import SpecError, load_spec
@@ -170,8 +171,9 @@ def test_store_ls_and_prune(tmp_path, photos):
     spec = _write_spec(tmp_path, SPEC.format(pooling="avg"))
     store_dir = tmp_path / "store"
     run_pipeline(spec, cache_dir=store_dir, progress=False, echo=lambda _: None)
-    (store_dir / "dead.h5.partial").mkdir()
-    (store_dir / "dead.h5.partial" / "meta.json").write_text("{}")
+    dead = store_dir / ("f" * 24 + ".h5.partial")  # an unfinished extraction of the store's
+    dead.mkdir()
+    (dead / PARTIAL_MARKER).write_text("{}")
     runner = CliRunner()
     listing = json.loads(
         runner.invoke(cli, ["cache", "ls", "--cache-dir", str(store_dir), "--json"]).output
@@ -184,7 +186,7 @@ def test_store_ls_and_prune(tmp_path, photos):
     assert result.exit_code == 0 and "1 removed" in result.output
     old = sorted(store_dir.glob("*.h5"))[0]
     os.utime(old, (1, 1))
-    removed = CacheStore(store_dir).prune(older_than=parse_age("30d"))
+    removed = CacheStore(store_dir).prune(older_than=parse_age("30d")).removed
     assert removed == [old]
     assert len(list(store_dir.glob("*.h5"))) == 3
     bad = runner.invoke(
