@@ -68,3 +68,15 @@ def test_the_layout_check_sees_a_backward_import(tmp_path):
     bad = tmp_path / "m.py"
     bad.write_text(f"from {NAME}.heads.registry import make_head\nimport {NAME}.deploy.export\n")
     assert [_part(name) for _, name in _imports(bad)] == ["heads", "heads", "deploy"]
+
+
+def test_no_private_name_is_imported_from_another_package():
+    bad = [
+        f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line, name in _imports(path)
+        if name.rsplit(".", 1)[-1][:1] == "_"
+        and not name.endswith("__")
+        and _part(name) != _module_part(path)
+    ]
+    assert not bad, "\n".join(bad)

@@ -45,7 +45,6 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -122,7 +121,7 @@ def limit_rate(r_model: float, r_decode: float, accelerator: bool) -> float:
 
 def _machine(workers: int) -> dict[str, Any]:
     import keras
-    from bottleneck_transfer.features.extract import accelerator_devices
+    from bottleneck_transfer.features.batches import accelerator_devices
     from bottleneck_transfer.versions import software_versions
 
     return {
@@ -241,21 +240,19 @@ def photo_folder(
 # ----------------------------------------------------------------------------- timing parts
 
 
-def _decode_all(source, base, workers: int, per_image: bool = False) -> np.ndarray:
-    """Decode a whole source the way extraction does: threads, or one gather for arrays."""
-    from bottleneck_transfer.features.extract import _gather_arrays
+def decode_source(
+    source, base, workers: int, batch_size: int, per_image: bool = False
+) -> np.ndarray:
+    """Decode a whole source through extraction's own pipeline, without the model.
 
-    if not per_image:
-        gathered = _gather_arrays(source, source.items, base)
-        if gathered is not None:
-            return gathered
-    size, channels = base.image_size, base.channels
-    with ThreadPoolExecutor(workers) as pool:
-        return np.stack(
-            list(
-                pool.map(lambda item: source.load(item, size, channels), source.items, chunksize=8)
-            )
-        )
+    ``per_image`` decodes array images one by one through Pillow instead of gathering them.
+    """
+    from bottleneck_transfer.features.batches import iter_batches
+
+    batches = iter_batches(
+        source, base.image_size, base.channels, batch_size, workers=workers, gather=not per_image
+    )
+    return np.concatenate([batch.pixels for batch in batches])
 
 
 def _run_model(model, pixels: np.ndarray, batch_size: int) -> None:
@@ -727,13 +724,9 @@ def bench_base(
 
     Heads and the dense-head comparison use ``head_rows`` rows spread evenly over the cache.
     """
+    from bottleneck_transfer.features.batches import accelerator_devices, default_batch_size
     from bottleneck_transfer.features.cache import FeatureCache
-    from bottleneck_transfer.features.extract import (
-        accelerator_devices,
-        default_batch_size,
-        extract,
-        with_compute_dtype,
-    )
+    from bottleneck_transfer.features.extract import extract, with_compute_dtype
     from bottleneck_transfer.features.sources import open_source
 
     unknown = set(parts) - set(PARTS)
@@ -757,7 +750,7 @@ def bench_base(
             src = open_source(source, limit=n_images)
     folder = Path(str(source)) if Path(str(source)).is_dir() else None
     n = len(src)
-    batch_size = batch_size or default_batch_size(model_base, n)
+    batch_size = batch_size or default_batch_size(model_base.image_size, n)
     entry: dict[str, Any] = {
         "base": base,
         "model": model_base.name,
@@ -774,14 +767,14 @@ def bench_base(
         "accelerator": accelerator,
     }
     log(f"decoding {n} images once to preload them ...")
-    pixels = _decode_all(src, model_base, workers)
+    pixels = decode_source(src, model_base, workers, batch_size)
     labels = np.asarray([item.label for item in src.items], np.int32)
     model = model_base.model
     float_pixels = pixels.astype(np.float32)
     model_pixels = _full_batches(float_pixels, batch_size)
     if src.arrays is not None and "decode" in parts:
         started = time.perf_counter()
-        _decode_all(src, model_base, workers, per_image=True)
+        decode_source(src, model_base, workers, batch_size, per_image=True)
         entry["decode_per_image_pillow"] = round(n / (time.perf_counter() - started), 1)
     work = Path(tempfile.mkdtemp(prefix="bottleneck-bench-", dir=work_dir))
     keys = ("model", "decode", "extract", "peer", "predict_numpy", "model_bf16", "extract_bf16")
@@ -859,7 +852,7 @@ def bench_base(
         if "model" in parts:
             timed("model", lambda: _run_model(model, model_pixels, batch_size), len(model_pixels))
         if "decode" in parts:
-            timed("decode", lambda: _decode_all(src, model_base, workers), n)
+            timed("decode", lambda: decode_source(src, model_base, workers, batch_size), n)
         if "extract" in parts:
             out = work / f"extract-{round_}.h5"
             timed("extract", lambda out=out: run_extract(out), n)

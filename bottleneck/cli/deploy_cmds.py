@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import click
-from bottleneck_transfer.cli import options
-from bottleneck_transfer.cli.backend import ModelCommand
 
 _SHOW_FAILED = 10
+
+
+def _echo_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
 
 
 def _show_failed(failed: list[tuple[str, str]]) -> None:
@@ -16,14 +20,15 @@ def _show_failed(failed: list[tuple[str, str]]) -> None:
         click.echo(f"  … and {len(failed) - _SHOW_FAILED} more", err=True)
 
 
-@click.command(cls=ModelCommand)
+@click.command()
 @click.argument("cache", type=click.Path(dir_okay=False))
-@options.out(
-    "model.keras (one Keras model) or a folder (any head; rbf-svm and knn need one).",
+@click.option(
+    "-o",
+    "--out",
     required=True,
-    dir_okay=True,
+    type=click.Path(),
+    help="model.keras (one Keras model) or a folder (any head; rbf-svm and knn need one).",
 )
-@options.force("Replace an existing --out.")
 @click.option(
     "--head",
     default="logreg",
@@ -51,11 +56,10 @@ def _show_failed(failed: list[tuple[str, str]]) -> None:
     help="Source images the export is checked on (0: no check).",
 )
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Parity tolerance.")
-@options.json_flag()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def export(
     cache: str,
     out: str,
-    force: bool,
     head: str,
     head_file: str | None,
     base_path: str | None,
@@ -81,7 +85,6 @@ def export(
     """
     from bottleneck_transfer.deploy.export import export as run_export
 
-    options.refuse_overwrite(out, force)
     result = run_export(
         cache,
         out,
@@ -94,7 +97,7 @@ def export(
     )
     parity = result.parity
     if as_json:
-        options.echo_json(
+        _echo_json(
             {
                 "path": str(result.path),
                 "kind": result.kind,
@@ -124,32 +127,31 @@ def export(
     )
 
 
-@click.command(cls=ModelCommand)
+@click.command()
 @click.argument("model", type=click.Path())
 @click.argument("images", nargs=-1, required=True)
-@options.out("Predictions file, .csv or .json (default: print them).")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["csv", "json"]),
-    help="Predictions format (default: from --out's extension, else csv).",
-)
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Output file (default: print).")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
-@options.classes("Class subset of a labelled source (5-9).")
-@options.limit()
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@options.image_reading()
-@options.quiet()
-@options.json_flag("Print the result as JSON: the predictions, or with --out a summary of the run.")
+@click.option("--json", "as_json", is_flag=True, help="Write JSON instead of CSV.")
+@click.option("--classes", default=None, help="Class subset of a labelled source (5-9).")
+@click.option("--limit", type=click.IntRange(min=1), help="Use N images spread over the source.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Images per model call (default: as extract, by device and input size).",
+)
+@click.option("--workers", type=click.IntRange(min=1), help="Decoding threads (default: cores).")
+@click.option("--strict", is_flag=True, help="Fail at the first bad image instead of skipping.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=100_000_000, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 def predict(
     model: str,
     images: tuple[str, ...],
     out: str | None,
-    fmt: str | None,
     top_k: int,
-    quiet: bool,
     as_json: bool,
-    **settings,
+    quiet: bool,
+    **options,
 ) -> None:
     """Predict the top-k classes of IMAGES with an exported MODEL.
 
@@ -162,7 +164,6 @@ def predict(
     Examples:
       bottleneck predict model.keras new_images/ -o predictions.csv --top-k 3
       bottleneck predict exported/rbf a.jpg b.png --json
-      bottleneck predict model.keras new_images/ -o predictions.json
       bottleneck predict model.keras fashion-mnist:test --classes 5-9 -o fm.csv
     """
     from bottleneck_transfer.deploy.predict import dump_predictions
@@ -173,26 +174,13 @@ def predict(
         list(images),
         out=out,
         top_k=top_k,
-        fmt=fmt,
+        fmt="json" if as_json else None,
         progress=False if quiet else None,
-        **settings,
+        **options,
     )
     if out is None:
-        printed = "json" if as_json else fmt or "csv"
-        dump_predictions(result, click.get_text_stream("stdout"), printed)
+        dump_predictions(result, click.get_text_stream("stdout"), "json" if as_json else "csv")
         _show_failed(result.failed)
-        return
-    if as_json:
-        options.echo_json(
-            {
-                "path": out,
-                "images": len(result),
-                "accuracy": result.accuracy,
-                "failed": [{"id": i, "reason": r} for i, r in result.failed],
-                "seconds": round(result.seconds, 3),
-                "images_per_second": result.images_per_second,
-            }
-        )
         return
     accuracy = f", accuracy {result.accuracy:.4f} on labelled images" if result.accuracy else ""
     click.echo(
@@ -202,12 +190,11 @@ def predict(
     _show_failed(result.failed)
 
 
-@click.command(cls=ModelCommand)
+@click.command()
 @click.argument("model", type=click.Path())
 @click.argument("train")
 @click.option("--val", required=True, help="Labelled validation images (early stopping).")
-@options.out("The fine-tuned .keras model.", required=True)
-@options.force("Replace an existing --out file.")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="tuned.keras")
 @click.option(
     "--unfreeze",
     type=click.IntRange(min=0),
@@ -219,16 +206,14 @@ def predict(
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@options.workers()
-@options.classes("Class subset of both sets (names or 5-9).")
-@options.limit("Use N training images.")
+@click.option("--workers", type=click.IntRange(min=1), help="Decoding threads (default: cores).")
+@click.option("--classes", default=None, help="Class subset of both sets (names or 5-9).")
+@click.option("--limit", type=click.IntRange(min=1), help="Use N training images.")
 @click.option("--val-limit", type=click.IntRange(min=1), help="Use N validation images.")
-@options.seed()
-@options.quiet("No progress output.")
-@options.json_flag()
-def finetune(
-    model: str, train: str, out: str, force: bool, quiet: bool, as_json: bool, **settings
-) -> None:
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def finetune(model: str, train: str, out: str, quiet: bool, as_json: bool, **options) -> None:
     """Fine-tune an exported .keras MODEL on TRAIN images: unfreeze the top of the base.
 
     Trains the top --unfreeze base layers and the head at a low learning rate with early
@@ -242,10 +227,9 @@ def finetune(
     """
     from bottleneck_transfer.deploy.finetune import finetune as run_finetune
 
-    options.refuse_overwrite(out, force)
-    result = run_finetune(model, train, out=out, progress=False if quiet else None, **settings)
+    result = run_finetune(model, train, out=out, progress=False if quiet else None, **options)
     if as_json:
-        options.echo_json(
+        _echo_json(
             {
                 "path": str(result.path),
                 "val_loss_before": result.val_loss_before,

@@ -8,8 +8,9 @@ learning rate (default 1e-5, Adam), early stopping on a validation set.
   counted), as ``base.layers[-N:]`` in the Keras guide. Among them, ``BatchNormalization``
   layers stay frozen, which in Keras 3 also keeps them in inference mode (moving statistics
   untouched); the base's preprocessing layer is never trained. The head layers are trained.
-* Images stream from disk in batches through a :class:`keras.utils.PyDataset` (decoded by
-  Pillow at the base size in worker threads, like extraction); they are never all in memory.
+* Images stream from disk in batches through a :class:`keras.utils.PyDataset` (decoded at
+  the base size by extraction's own :func:`features.batches.decode_batch`, in Keras' worker
+  threads); they are never all in memory.
   Bad images are skipped and reported.
 * Labels are matched by class **name** between the model and the data: a class in the data
   that the model does not know is an error naming it.
@@ -38,6 +39,7 @@ import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.export import METADATA_LAYER, Exported, ExportError, load_exported
 from bottleneck_transfer.errors import ImageError, SourceError
+from bottleneck_transfer.features.batches import decode_batch
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
 from bottleneck_transfer.features.sources import Source, open_source
 
@@ -117,23 +119,18 @@ class ImageBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         chosen = self._order[index * self.batch_size : (index + 1) * self.batch_size]
-        pixels = np.zeros((len(chosen), *self.image_size, self.channels), np.uint8)
-        labels = np.zeros(len(chosen), np.int32)
-        n = 0
-        for position in chosen:
-            item = self.items[int(position)]
-            try:
-                pixels[n] = self.source.load(item, self.image_size, self.channels, self.max_pixels)
-            except ImageError as exc:
-                with self._lock:
-                    self.failed[item.id] = str(exc)
-                continue
-            labels[n] = self.label_map[item.label]
-            n += 1
-        if n == 0:
-            shown = ", ".join(self.items[int(p)].id for p in chosen[:3])
+        items = [self.items[int(position)] for position in chosen]
+        batch = decode_batch(
+            self.source, items, self.image_size, self.channels, max_pixels=self.max_pixels
+        )
+        if batch.failures:
+            with self._lock:
+                self.failed.update(batch.failures)
+        if not batch.items:
+            shown = ", ".join(item.id for item in items[:3])
             raise ImageError(f"every image of a batch failed to decode ({shown}, ...)")
-        return pixels[:n], labels[:n]
+        labels = np.asarray([self.label_map[item.label] for item in batch.items], np.int32)
+        return batch.pixels, labels
 
     def on_epoch_end(self) -> None:
         if self.shuffle:

@@ -2,13 +2,11 @@
 
 Images are read like extraction reads them: any source :func:`features.sources.open_source`
 understands (class-folder tree, flat folder, CSV manifest, IDX/NPZ arrays,
-``fashion-mnist:test``) or a list of image files; decoded by Pillow at the model's base size
-in a thread pool, each batch split over the threads, a few batches ahead of the model (the
-same ``Decoder``/``prefetch_batches`` as ``bottleneck extract``); run in fixed-size
-batches (:class:`~bottleneck.extract.BatchRunner`: the last batch padded so one compiled call
-serves all, uint8 cast to float inside the graph) through the model minus its resize layer,
-which is the identity at the base size (:attr:`Exported.sized_model`). Bad images are
-reported and skipped (``strict=True`` stops at the first one).
+``fashion-mnist:test``) or a list of image files; decoded and batched by extraction's own
+pipeline (:mod:`features.batches`: a thread pool a few batches ahead of the model, one
+fixed-size compiled call per batch, uint8 cast to float inside the graph) through the model
+minus its resize layer, which is the identity at the base size (:attr:`Exported.sized_model`).
+Bad images are reported and skipped (``strict=True`` stops at the first one).
 
 Output (CSV, or JSON with ``fmt="json"``), one row per decoded image in source order::
 
@@ -22,20 +20,20 @@ are a softmax of the decision values (see :mod:`deploy.export`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TextIO
 
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.export import Exported, ExportError, load_exported
 from bottleneck_transfer.errors import ImageError, SourceError
+from bottleneck_transfer.features.batches import BatchRunner, default_batch_size, iter_batches
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from bottleneck_transfer.features.sources import Item, Source, open_source
 from tqdm.auto import tqdm
@@ -140,7 +138,7 @@ def predict(
     out: str | Path | None = None,
     top_k: int = 3,
     fmt: str | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     workers: int | None = None,
     strict: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -162,7 +160,8 @@ def predict(
     top_k : int
         Classes per image (capped at the number of classes).
     batch_size, workers
-        Images per model call; decoding threads (default: all cores).
+        Images per model call (default as in ``extract``: by device and input size);
+        decoding threads (default: all cores).
     strict : bool
         Stop at the first bad image instead of skipping it.
     classes, limit
@@ -181,7 +180,7 @@ def predict(
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1. Received: top_k={top_k}")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
     out = Path(out) if out is not None else None
     fmt = fmt or ("json" if out is not None and out.suffix.lower() == ".json" else "csv")
@@ -190,6 +189,7 @@ def predict(
     exported = model if isinstance(model, Exported) else load_exported(model)
     source = open_images(images, classes=classes, limit=limit)
     k = min(top_k, len(exported.classes))
+    batch_size = batch_size or default_batch_size(exported.image_size, len(source))
     result = _run(exported, source, k, batch_size, workers, strict, max_pixels, progress)
     if out is not None:
         write_predictions(result, out, fmt)
@@ -207,16 +207,7 @@ def _run(
     max_pixels: int,
     progress: bool | None,
 ) -> PredictResult:
-    from bottleneck_transfer.features.extract import (
-        PREFETCH,
-        BatchRunner,
-        Decoder,
-        prefetch_batches,
-    )
-
-    workers = workers or os.cpu_count() or 1
     run_model = BatchRunner(exported.sized_model, batch_size)
-    geometry = SimpleNamespace(image_size=exported.image_size, channels=exported.channels)
     ids: list[str] = []
     labels: list[str | None] = []
     tops: list[np.ndarray] = []
@@ -232,10 +223,17 @@ def _run(
     )
 
     try:
-        with ThreadPoolExecutor(workers, "decode") as pool:
-            # Decoder reads only image_size and channels of its ``base``.
-            decoder = Decoder(pool, source, geometry, workers, max_pixels, strict)
-            for batch in prefetch_batches(decoder, 0, len(source), batch_size, PREFETCH):
+        batches = iter_batches(
+            source,
+            exported.image_size,
+            exported.channels,
+            batch_size,
+            workers=workers,
+            strict=strict,
+            max_pixels=max_pixels,
+        )
+        with contextlib.closing(batches):
+            for batch in batches:
                 if len(batch.items):
                     out = run_model(batch.pixels)
                     scores = (

@@ -1,8 +1,8 @@
-"""The extraction loop: threaded decoding overlapped with batched model calls, resumable writes.
+"""The extraction loop: decoded batches through the base into a resumable cache.
 
-Decoding runs in a thread pool (Pillow releases the GIL) a few batches ahead of the model;
-the model runs one fixed-size compiled call per batch (the last batch is padded, so there is
-no retracing and no per-call leak); rows are written to ``<out>.partial`` and committed once
+Batches come from :mod:`features.batches` (decoded in a thread pool a few batches ahead of
+the model; one fixed-size compiled call per batch, the last one padded, so there is no
+retracing and no per-call leak); rows are written to ``<out>.partial`` and committed once
 ``COMMIT_SECONDS`` of work or ``COMMIT_BYTES`` of rows are uncommitted (and whenever the loop
 stops on an error, Ctrl-C or SIGTERM), so even a ``kill -9`` loses at most those seconds and
 the next run resumes. ``os.replace`` moves the finished file into place.
@@ -10,23 +10,20 @@ the next run resumes. ``os.replace`` moves the finished file into place.
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import datetime as dt
 import os
 import platform
 import signal
 import threading
 import time
-import weakref
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
-from bottleneck_transfer.errors import CacheError, ImageError, StaleCacheError
+from bottleneck_transfer.errors import CacheError, StaleCacheError
 from bottleneck_transfer.features.bases import Base, load_base
+from bottleneck_transfer.features.batches import BatchRunner, default_batch_size, iter_batches
 from bottleneck_transfer.features.cache import (
     FORMAT_VERSION,
     CacheWriter,
@@ -35,7 +32,7 @@ from bottleneck_transfer.features.cache import (
     partial_path,
 )
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
-from bottleneck_transfer.features.sources import Item, Source, open_source
+from bottleneck_transfer.features.sources import Source, open_source
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.versions import software_versions
 from filelock import FileLock, Timeout
@@ -49,12 +46,6 @@ COMMIT_SECONDS = 5.0
 COMMIT_SECONDS_ENV = "BOTTLENECK_COMMIT_SECONDS"
 #: ... or once this many bytes of rows wait in memory, so a fast base's memory stays flat.
 COMMIT_BYTES = 8 * 2**20
-#: Batches decoded ahead while the model runs (each batch is split over all workers).
-PREFETCH = 2
-#: Images per model call on a CPU at 224 x 224 (other sizes scale by pixel count).
-CPU_BATCH = 64
-#: Images per model call on an accelerator at 224 x 224 (other sizes scale by pixel count).
-ACCELERATOR_BATCH = 256
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -70,23 +61,6 @@ class ExtractResult:
     seconds: float = 0.0
     images_per_second: float = 0.0
     fingerprint: str = ""
-
-
-@dataclass
-class _Batch:
-    pixels: np.ndarray
-    items: list[Item]
-    failures: list[tuple[str, str]]
-    end: int
-
-
-def accelerator_devices() -> list[str]:
-    """The accelerators (``gpu:0``, ``tpu:0``, ...) the Keras backend sees; empty on a CPU."""
-    try:
-        devices = keras.distribution.list_devices()
-    except Exception:  # a backend without device listing: assume a CPU
-        return []
-    return [d for d in devices if not str(d).lower().startswith("cpu")]
 
 
 def commit_seconds() -> float:
@@ -110,27 +84,6 @@ def commit_seconds() -> float:
             f"batch). Received: {COMMIT_SECONDS_ENV}={text!r}"
         )
     return value
-
-
-def default_batch_size(
-    base: Base, n_items: int | None = None, accelerator: bool | None = None
-) -> int:
-    """Images per model call: 64 on a CPU, 256 on an accelerator, for 224 x 224 inputs.
-
-    Other input sizes scale by pixel count (a power of two between 16 and 1024), so small
-    inputs get bigger batches (less per-call overhead) and big ones smaller (memory); a
-    source of fewer than that many images runs as one batch of exactly its size, since the
-    last batch is padded to the batch size and padding is wasted compute (27 images in a
-    64-batch ran at 0.44 x the limit).
-    """
-    if accelerator is None:
-        accelerator = bool(accelerator_devices())
-    at_224 = ACCELERATOR_BATCH if accelerator else CPU_BATCH
-    scale = (224 * 224) / (base.image_size[0] * base.image_size[1])
-    size = int(min(1024, max(16, 2 ** round(np.log2(max(1.0, at_224 * scale))))))
-    if n_items:
-        size = min(size, n_items)
-    return size
 
 
 def _retyped_config(config, policy: str):
@@ -180,191 +133,6 @@ def cache_identity(base: Base, source: Source, manifest: dict | None) -> dict:
         "base": base.description,
         "source": source.identity(manifest),
     }
-
-
-def _decode_into(
-    source: Source,
-    items: Sequence[Item],
-    out: np.ndarray,
-    base: Base,
-    max_pixels: int,
-    strict: bool,
-) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """Decode ``items`` into the rows of ``out``; returns which rows are good, and failures."""
-    good = np.ones(len(items), bool)
-    failures: list[tuple[str, str]] = []
-    for k, item in enumerate(items):
-        try:
-            out[k] = source.load(item, base.image_size, base.channels, max_pixels)
-        except ImageError as exc:
-            if strict:
-                raise ImageError(
-                    f"{item.id}: {exc} (--strict stops at the first bad image)"
-                ) from exc
-            good[k] = False
-            failures.append((item.id, str(exc)))
-    return good, failures
-
-
-def _gatherable(source: Source, base: Base) -> bool:
-    """Whether ``source``'s images are arrays already at the base's size (nothing to decode).
-
-    Only the cases where :func:`features.images.decode_array` is the identity (or a
-    grey-to-RGB copy) qualify, so gathered pixels equal the per-image decoder's.
-    """
-    arrays = source.arrays
-    if arrays is None or arrays.dtype != np.uint8 or arrays.ndim not in (3, 4):
-        return False
-    if tuple(arrays.shape[1:3]) != tuple(base.image_size):
-        return False
-    colours = 1 if arrays.ndim == 3 else arrays.shape[3]
-    return colours == 1 or (colours == 3 and base.channels == 3)
-
-
-def _gather_arrays(source: Source, items: Sequence[Item], base: Base) -> np.ndarray | None:
-    """Pixels of array ``items`` copied out in one go, or None if they need decoding."""
-    indices = [item.index for item in items]
-    if not _gatherable(source, base) or any(index is None for index in indices):
-        return None
-    assert source.arrays is not None
-    colours = 1 if source.arrays.ndim == 3 else source.arrays.shape[3]
-    pixels = source.arrays[np.asarray(indices, np.int64)]
-    pixels = pixels.reshape(len(items), *base.image_size, colours)
-    if base.channels == 3 and colours == 1:
-        pixels = np.repeat(pixels, 3, axis=3)
-    return pixels
-
-
-class Decoder:
-    """Decodes batches on a thread pool, each batch split over the workers."""
-
-    def __init__(
-        self,
-        pool: ThreadPoolExecutor,
-        source: Source,
-        base: Base,
-        workers: int,
-        max_pixels: int,
-        strict: bool,
-    ) -> None:
-        self.pool = pool
-        self.source = source
-        self.base = base
-        self.workers = workers
-        self.max_pixels = max_pixels
-        self.strict = strict
-        self.gather = _gatherable(source, base) and all(i.index is not None for i in source.items)
-
-    def submit(self, begin: int, end: int) -> tuple:
-        """Start decoding items ``begin:end``; returns a handle for :meth:`result`."""
-        items = self.source.items[begin:end]
-        if self.gather:
-            gathered = self.pool.submit(_gather_arrays, self.source, items, self.base)
-            return items, end, None, [(0, len(items), gathered)]
-        pixels = np.empty((len(items), *self.base.image_size, self.base.channels), np.uint8)
-        step = -(-len(items) // self.workers)
-        parts = [
-            (
-                lo,
-                min(lo + step, len(items)),
-                self.pool.submit(
-                    _decode_into,
-                    self.source,
-                    items[lo : lo + step],
-                    pixels[lo : lo + step],
-                    self.base,
-                    self.max_pixels,
-                    self.strict,
-                ),
-            )
-            for lo in range(0, len(items), step)
-        ]
-        return items, end, pixels, parts
-
-    def result(self, handle: tuple) -> _Batch:
-        """Wait for a batch; bad images are left out and reported as failures."""
-        items, end, pixels, parts = handle
-        if pixels is None:
-            return _Batch(parts[0][2].result(), list(items), [], end)
-        good = np.empty(len(items), bool)
-        failures = []
-        for lo, hi, future in parts:
-            good[lo:hi], part_failures = future.result()
-            failures += part_failures
-        if failures:
-            keep = np.flatnonzero(good)
-            return _Batch(pixels[keep], [items[k] for k in keep], failures, end)
-        return _Batch(pixels, list(items), failures, end)
-
-
-def prefetch_batches(decoder: Decoder, start: int, stop: int, batch_size: int, depth: int):
-    """Yield decoded batches in order, with ``depth`` more batches decoding meanwhile.
-
-    ``depth=0`` decodes each batch only when the model has finished the previous one
-    (decoding and the model take turns on the cores).
-    """
-    pending: collections.deque = collections.deque()
-    begins = iter(range(start, stop, batch_size))
-    try:
-        for begin in begins:
-            pending.append(decoder.submit(begin, min(begin + batch_size, stop)))
-            if len(pending) > depth:
-                yield decoder.result(pending.popleft())
-        while pending:
-            yield decoder.result(pending.popleft())
-    finally:
-        for _, _, _, parts in pending:
-            for _, _, future in parts:
-                future.cancel()
-
-
-_PIXEL_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _pixel_model(model: keras.Model) -> keras.Model | None:
-    """``model`` taking uint8 pixels and casting them inside its compiled graph.
-
-    Saves a float32 copy of every batch on the host (and 4x the bytes sent to an
-    accelerator). Cached per model so the compiled function is traced once per process.
-    """
-    if model in _PIXEL_MODELS:
-        return _PIXEL_MODELS[model]
-    wrapper = None
-    try:
-        if len(model.inputs) == 1 and "float" in str(model.inputs[0].dtype):
-            inputs = keras.Input(model.input_shape[1:], dtype="uint8", name="pixels_uint8")
-            outputs = model(keras.ops.cast(inputs, model.inputs[0].dtype), training=False)
-            wrapper = keras.Model(inputs, outputs, name=f"{model.name}_uint8")
-    except Exception:  # an unusual model: feed it float32 from the host instead
-        wrapper = None
-    _PIXEL_MODELS[model] = wrapper
-    return wrapper
-
-
-class BatchRunner:
-    """Runs a model on fixed-size batches: pads the last one so the compiled call is reused.
-
-    Takes uint8 pixels; the cast to the model's float input happens inside the graph.
-    """
-
-    def __init__(self, model: keras.Model, batch_size: int) -> None:
-        self.model = model
-        self.batch_size = batch_size
-        self._pixel_model = _pixel_model(model)
-
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        n = len(pixels)
-        if n == 0:
-            return np.zeros((0, int(self.model.output_shape[-1])), np.float32)
-        if n < self.batch_size:
-            batch = np.zeros((self.batch_size, *pixels.shape[1:]), pixels.dtype)
-            batch[:n] = pixels
-            pixels = batch
-        if self._pixel_model is not None and pixels.dtype == np.uint8:
-            out = self._pixel_model.predict_on_batch(pixels)
-        else:
-            out = self.model.predict_on_batch(pixels.astype(np.float32))
-        return np.asarray(keras.ops.convert_to_numpy(out), np.float32)[:n]
 
 
 class _TermAsInterrupt:
@@ -476,7 +244,7 @@ def extract(
         )
     base = with_compute_dtype(base, compute_dtype)
     every = commit_seconds()
-    batch_size = batch_size or default_batch_size(base, len(source))
+    batch_size = batch_size or default_batch_size(base.image_size, len(source))
     manifest = source.manifest()
     identity = cache_identity(base, source, manifest)
     print_fp = fingerprint(identity)
@@ -557,9 +325,17 @@ def _run(
     )
 
     try:
-        with _TermAsInterrupt(), ThreadPoolExecutor(workers, "decode") as pool:
-            decoder = Decoder(pool, source, base, workers, max_pixels, strict)
-            batches = prefetch_batches(decoder, resumed_from, len(source), batch_size, PREFETCH)
+        batches = iter_batches(
+            source,
+            base.image_size,
+            base.channels,
+            batch_size,
+            start=resumed_from,
+            workers=workers,
+            strict=strict,
+            max_pixels=max_pixels,
+        )
+        with _TermAsInterrupt(), contextlib.closing(batches):
             tick = last_commit = time.perf_counter()
             for batch in batches:
                 t0 = time.perf_counter()

@@ -26,12 +26,6 @@ from bottleneck_transfer.features.sources import Source, open_source
 from bottleneck_transfer.features.store import CacheStore, default_cache_dir
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.heads.compare import Comparison, compare_heads
-from bottleneck_transfer.heads.learning_curve import (
-    LearningCurve,
-    format_curve,
-    learning_curve,
-    write_curve_report,
-)
 from bottleneck_transfer.heads.report import format_table, write_report
 from bottleneck_transfer.pipeline.spec import load_spec
 from bottleneck_transfer.versions import software_versions
@@ -154,13 +148,6 @@ def run_pipeline(
             for r in comparison.rows
         ],
     }
-    if spec["heads"]["learning_curve"]:
-        t0 = time.perf_counter()
-        curve = _learning_curve(spec, caches, comparison)
-        timings["learning_curve"] = round(time.perf_counter() - t0, 3)
-        write_curve_report(curve, run_dir / "report")
-        echo("\n" + format_curve(curve))
-        record["learning_curve"] = curve.to_dict()
     t0 = time.perf_counter()
     exported = _export(spec, caches[("main", "train")], comparison, run_dir)
     timings["export"] = round(time.perf_counter() - t0, 3)
@@ -228,42 +215,20 @@ def _run_extractions(
     return caches
 
 
-def _inputs(spec: dict, caches: dict[tuple[str, str], Path]) -> tuple[Path, Path | None, dict]:
-    """The train cache, the test cache (None in cross-validation) and the baselines."""
+def _compare(spec: dict, caches: dict[tuple[str, str], Path]) -> Comparison:
     holdout = ("main", "test") in caches and spec["heads"]["cv"] is None
     baselines = {
         role: (path, caches.get((role, "test")) if holdout else None)
         for (role, split), path in caches.items()
         if role != "main" and split == "train"
     }
-    return caches[("main", "train")], caches[("main", "test")] if holdout else None, baselines
-
-
-def _compare(spec: dict, caches: dict[tuple[str, str], Path]) -> Comparison:
-    train, test, baselines = _inputs(spec, caches)
     return compare_heads(
-        train,
-        test,
+        caches[("main", "train")],
+        caches[("main", "test")] if holdout else None,
         heads=spec["heads"]["use"],
         cv=spec["heads"]["cv"],
         tune=spec["heads"]["tune"],
         baselines=baselines or None,
-    )
-
-
-def _learning_curve(
-    spec: dict, caches: dict[tuple[str, str], Path], comparison: Comparison
-) -> LearningCurve:
-    """The spec's learning curve; its 'all' point is the comparison just run (holdout)."""
-    train, test, baselines = _inputs(spec, caches)
-    return learning_curve(
-        train,
-        test,
-        sizes=spec["heads"]["learning_curve"],
-        heads=spec["heads"]["use"],
-        tune=spec["heads"]["tune"],
-        baselines=baselines or None,
-        full=comparison if test is not None else None,
     )
 
 

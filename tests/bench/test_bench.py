@@ -1,7 +1,6 @@
 """The benchmark: report fields and sane values, stable ratios (never wall-clock times).
 
-Also the extraction internals it measures: the uint8 model input, the array fast path,
-default batch sizes and the compute dtype.
+Also the compute dtype it measures.
 """
 
 from __future__ import annotations
@@ -197,7 +196,7 @@ def test_dense_head_from_cache_is_much_faster_than_frozen_base_fit(bench_dir):
     source = open_source(folder)
     cache = bench_dir / "dense.h5"
     extract_module.extract(source, base, cache, progress=False)
-    pixels = bench_module._decode_all(source, base, 2).astype(np.float32)
+    pixels = bench_module.decode_source(source, base, 2, 32).astype(np.float32)
     labels = np.asarray([item.label for item in source.items])
     dense = bench_module.bench_dense(cache, base, pixels, labels, frozen_epochs=2)
     assert dense["rows"] == 128 and dense["epochs"] == 10
@@ -205,53 +204,6 @@ def test_dense_head_from_cache_is_much_faster_than_frozen_base_fit(bench_dir):
     # The target is 100x on real bases and data sets; on this small problem the cache side is
     # mostly Keras fixed cost per fit and epoch: 5-15x measured, 4x is the regression floor.
     assert dense["speedup"] >= 4, dense
-
-
-def test_uint8_model_input_equals_float_input(tiny_base):
-    pixels = np.random.default_rng(0).integers(0, 256, (5, SIZE, SIZE, 3), dtype=np.uint8)
-    runner = extract_module.BatchRunner(tiny_base.model, batch_size=8)
-    assert runner._pixel_model is not None
-    got = runner(pixels)
-    expected = np.asarray(tiny_base.model.predict_on_batch(pixels.astype(np.float32)))
-    assert got.dtype == np.float32 and got.shape == (5, tiny_base.dim)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize(
-    ("shape", "channels"),
-    [((9, 28, 28), 1), ((9, 28, 28), 3), ((9, 28, 28, 1), 3), ((9, 28, 28, 3), 3)],
-)
-def test_array_fast_path_equals_per_image_decoding(tmp_path, shape, channels):
-    images = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
-    np.savez(tmp_path / "a.npz", images=images, labels=np.arange(shape[0]) % 3)
-    source = open_source(tmp_path / "a.npz")
-    base = load_base("pixels", image_size=28, channels=channels)
-    items = source.items[2:7]
-    gathered = extract_module._gather_arrays(source, items, base)
-    assert gathered is not None and gathered.dtype == np.uint8
-    expected = np.stack([source.load(item, (28, 28), channels) for item in items])
-    np.testing.assert_array_equal(gathered, expected)
-    # Other sizes need a resize: the per-image decoder handles them.
-    other = load_base("pixels", image_size=32, channels=channels)
-    assert extract_module._gather_arrays(source, items, other) is None
-
-
-def test_default_batch_size_scales_with_pixels_and_device(tiny_base):
-    big = load_base("pixels", image_size=224)
-    small = load_base("pixels", image_size=28)
-    assert extract_module.default_batch_size(big, accelerator=False) == 64
-    assert extract_module.default_batch_size(big, accelerator=True) == 256
-    assert extract_module.default_batch_size(small, accelerator=False) == 1024
-    assert extract_module.default_batch_size(small, 5000, accelerator=False) == 1024
-    # A smaller source is one batch of exactly its size: no padded, wasted rows.
-    assert extract_module.default_batch_size(small, 300, accelerator=False) == 300
-    assert extract_module.default_batch_size(tiny_base, 3, accelerator=False) == 3
-
-
-def test_accelerator_devices_is_a_list():
-    devices = extract_module.accelerator_devices()
-    assert isinstance(devices, list)
-    assert all(not d.lower().startswith("cpu") for d in devices)
 
 
 def test_compute_dtype_changes_features_slightly_and_the_fingerprint(tiny_base, tmp_path):
