@@ -26,6 +26,12 @@ from bottleneck_transfer.features.sources import Source, open_source
 from bottleneck_transfer.features.store import CacheStore, default_cache_dir
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.heads.compare import Comparison, compare_heads
+from bottleneck_transfer.heads.learning_curve import (
+    LearningCurve,
+    format_curve,
+    learning_curve,
+    write_curve_report,
+)
 from bottleneck_transfer.heads.report import format_table, write_report
 from bottleneck_transfer.pipeline.spec import load_spec
 from bottleneck_transfer.versions import software_versions
@@ -109,6 +115,8 @@ def run_pipeline(
     started = time.perf_counter()
     spec = load_spec(spec_path)
     store = CacheStore(cache_dir or spec["outputs"]["cache_dir"] or default_cache_dir(spec_path))
+    for line in outside_lines(spec, spec_path):
+        echo(line)
     planned = plan(spec, store)
     steps = describe_plan(planned)
     if dry_run:
@@ -121,10 +129,7 @@ def run_pipeline(
         return {"dry_run": True, "extractions": steps}
     timings: dict[str, float] = {}
     caches = _run_extractions(planned, spec["extract"], store, steps, timings, progress, echo)
-    run_dir = Path(spec["outputs"]["dir"]) / (
-        dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{Path(spec_path).stem}"
-    )
-    run_dir.mkdir(parents=True, exist_ok=False)
+    run_dir = new_run_dir(Path(spec["outputs"]["dir"]), Path(spec_path).stem)
     atomic_write_bytes(run_dir / "spec.toml", Path(spec_path).read_bytes())
     atomic_write_text(run_dir / "spec.resolved.json", json.dumps(spec, indent=2))
     record: dict[str, Any] = {
@@ -148,6 +153,13 @@ def run_pipeline(
             for r in comparison.rows
         ],
     }
+    if spec["heads"]["learning_curve"]:
+        t0 = time.perf_counter()
+        curve = _learning_curve(spec, caches, comparison)
+        timings["learning_curve"] = round(time.perf_counter() - t0, 3)
+        write_curve_report(curve, run_dir / "report")
+        echo("\n" + format_curve(curve))
+        record["learning_curve"] = curve.to_dict()
     t0 = time.perf_counter()
     exported = _export(spec, caches[("main", "train")], comparison, run_dir)
     timings["export"] = round(time.perf_counter() - t0, 3)
@@ -215,20 +227,42 @@ def _run_extractions(
     return caches
 
 
-def _compare(spec: dict, caches: dict[tuple[str, str], Path]) -> Comparison:
+def _inputs(spec: dict, caches: dict[tuple[str, str], Path]) -> tuple[Path, Path | None, dict]:
+    """The train cache, the test cache (None in cross-validation) and the baselines."""
     holdout = ("main", "test") in caches and spec["heads"]["cv"] is None
     baselines = {
         role: (path, caches.get((role, "test")) if holdout else None)
         for (role, split), path in caches.items()
         if role != "main" and split == "train"
     }
+    return caches[("main", "train")], caches[("main", "test")] if holdout else None, baselines
+
+
+def _compare(spec: dict, caches: dict[tuple[str, str], Path]) -> Comparison:
+    train, test, baselines = _inputs(spec, caches)
     return compare_heads(
-        caches[("main", "train")],
-        caches[("main", "test")] if holdout else None,
+        train,
+        test,
         heads=spec["heads"]["use"],
         cv=spec["heads"]["cv"],
         tune=spec["heads"]["tune"],
         baselines=baselines or None,
+    )
+
+
+def _learning_curve(
+    spec: dict, caches: dict[tuple[str, str], Path], comparison: Comparison
+) -> LearningCurve:
+    """The spec's learning curve; its 'all' point is the comparison just run (holdout)."""
+    train, test, baselines = _inputs(spec, caches)
+    return learning_curve(
+        train,
+        test,
+        sizes=spec["heads"]["learning_curve"],
+        heads=spec["heads"]["use"],
+        tune=spec["heads"]["tune"],
+        baselines=baselines or None,
+        full=comparison if test is not None else None,
     )
 
 
@@ -263,6 +297,32 @@ def _summary(comparison: Comparison, exported, record: dict) -> list[str]:
         acc = "" if p["accuracy"] is None else f", accuracy {p['accuracy']:.3f}"
         lines.append(f"Predictions: {p['path']} ({p['images']} images{acc})")
     return lines
+
+
+def new_run_dir(parent: Path, name: str) -> Path:
+    """Create ``<parent>/<YYYYmmdd-HHMMSS>-<name>``, or ``...-<name>-2``, ``-3``... when runs
+    start in the same second (``mkdir`` is atomic: two runs never share a folder)."""
+    stem = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{name}"
+    parent.mkdir(parents=True, exist_ok=True)
+    count = 1
+    while True:
+        run_dir = parent / (stem if count == 1 else f"{stem}-{count}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            count += 1
+
+
+def outside_lines(spec: dict, spec_path: str | Path) -> list[str]:
+    """A line for each output folder of ``spec`` outside the spec's own folder (allowed)."""
+    folder = Path(spec_path).resolve().parent
+    outputs = {f"outputs.{key}": spec["outputs"][key] for key in ("dir", "cache_dir")}
+    return [
+        f"note: {key} is outside the spec's folder {folder}: {value}"
+        for key, value in outputs.items()
+        if value is not None and not Path(value).resolve().is_relative_to(folder)
+    ]
 
 
 def write_record(record: dict, run_dir: Path) -> Path:
