@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Mapping
+
 
 class BottleneckError(Exception):
     """Base class: the CLI prints these as one line and exits non-zero, without a traceback."""
@@ -39,6 +42,14 @@ class MissingDependencyError(BottleneckError, ImportError):
     """An optional dependency (pyarrow, ...) is needed and not installed; says how to install it."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a command; the message says what was kept and how to go on.
+
+    A ``KeyboardInterrupt`` (so ``except Exception`` does not swallow it); the CLI prints it
+    as one line and exits with status 130.
+    """
+
+
 class BottleneckWarning(UserWarning):
     """Base class of the warnings this package emits."""
 
@@ -49,3 +60,17 @@ class SkippedImageWarning(BottleneckWarning):
 
 class SmallDataWarning(BottleneckWarning):
     """Too few samples per class, or a strong imbalance, for a trustworthy comparison."""
+
+
+class ResumeWarning(BottleneckWarning):
+    """Part of an unfinished extraction was damaged or missing; those items are redone."""
+
+
+def did_you_mean(name: str, choices: Iterable[str] | Mapping[str, str]) -> str:
+    """``" Did you mean 'x'?"`` for the closest of ``choices`` to ``name``, else ``""``.
+
+    ``choices`` may map the spelling compared with ``name`` to the one shown.
+    """
+    shown = choices if isinstance(choices, Mapping) else {c: c for c in choices}
+    close = difflib.get_close_matches(name, list(shown), n=1)
+    return f" Did you mean {shown[close[0]]!r}?" if close else ""

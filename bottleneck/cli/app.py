@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 
 import click
@@ -41,30 +39,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    if not debug and ctx.invoked_subcommand and "--help" not in sys.argv:
-        _quiet_backend_start()
-
-
-def _quiet_backend_start() -> None:
-    """Start the Keras backend with its C++ start-up chatter (CUDA probes, oneDNN notes) muted.
-
-    TensorFlow logs these from C++ before any log level applies, so stderr is redirected
-    at the file-descriptor level for the import and the first op only.
-    """
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    try:
-        saved = os.dup(2)
-    except OSError:
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import keras
-
-            keras.ops.convert_to_numpy(keras.ops.zeros((1,)))
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _register() -> None:

@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 
 import click
+from bottleneck_transfer.atomic import atomic_write_text
+from bottleneck_transfer.cli import options
+from bottleneck_transfer.cli.backend import ModelCommand
 from bottleneck_transfer.errors import BottleneckError
 
 
-@click.command()
+@click.command(cls=ModelCommand)
 @click.option(
     "--base",
     default="mobilenet_v2",
@@ -38,12 +41,7 @@ from bottleneck_transfer.errors import BottleneckError
     help="Comma list of model,decode,extract,peer,predict_numpy,heads,compare,dense,read,memory "
     "(default: all but predict_numpy and memory; --suite adds memory).",
 )
-@click.option(
-    "--compute-dtype",
-    type=click.Choice(["float32", "bfloat16", "float16"]),
-    default=None,
-    help="Run the base in this precision (features are stored as float32).",
-)
+@options.compute_dtype("Run the base in this precision (features are stored as float32).")
 @click.option(
     "--frozen-epochs",
     type=click.IntRange(min=1),
@@ -52,9 +50,9 @@ from bottleneck_transfer.errors import BottleneckError
     help="Epochs actually run for the frozen-base fit; the rest of 10 are extrapolated.",
 )
 @click.option("--suite", is_flag=True, help="The README table: mobilenet_v2, resnet50, FM.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
-@click.option("--quiet", is_flag=True, help="No progress messages.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@options.out("Also write the JSON report here.")
+@options.quiet("No progress messages.")
+@options.json_flag("Print the report as JSON.")
 def bench(
     base: str,
     image_size: int,
@@ -120,11 +118,12 @@ def bench(
         compute_dtype=compute_dtype,
         frozen_epochs=frozen_epochs,
     )
-    text = json.dumps(report, indent=2, default=str)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text + "\n")
-    click.echo(text if as_json else format_table(report))
+        atomic_write_text(out, json.dumps(report, indent=2, default=str) + "\n")
+    if as_json:
+        options.echo_json(report)
+    else:
+        click.echo(format_table(report))
 
 
 COMMANDS = [bench]

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import click
+from bottleneck_transfer.cli import options
+from bottleneck_transfer.cli.backend import ModelCommand
 
 _SHOW_FAILED = 10
-
-
-def _echo_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
 
 
 def _show_failed(failed: list[tuple[str, str]]) -> None:
@@ -20,15 +16,14 @@ def _show_failed(failed: list[tuple[str, str]]) -> None:
         click.echo(f"  … and {len(failed) - _SHOW_FAILED} more", err=True)
 
 
-@click.command()
+@click.command(cls=ModelCommand)
 @click.argument("cache", type=click.Path(dir_okay=False))
-@click.option(
-    "-o",
-    "--out",
+@options.out(
+    "model.keras (one Keras model) or a folder (any head; rbf-svm and knn need one).",
     required=True,
-    type=click.Path(),
-    help="model.keras (one Keras model) or a folder (any head; rbf-svm and knn need one).",
+    dir_okay=True,
 )
+@options.force("Replace an existing --out.")
 @click.option(
     "--head",
     default="logreg",
@@ -56,10 +51,11 @@ def _show_failed(failed: list[tuple[str, str]]) -> None:
     help="Source images the export is checked on (0: no check).",
 )
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Parity tolerance.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@options.json_flag()
 def export(
     cache: str,
     out: str,
+    force: bool,
     head: str,
     head_file: str | None,
     base_path: str | None,
@@ -85,6 +81,7 @@ def export(
     """
     from bottleneck_transfer.deploy.export import export as run_export
 
+    options.refuse_overwrite(out, force)
     result = run_export(
         cache,
         out,
@@ -97,7 +94,7 @@ def export(
     )
     parity = result.parity
     if as_json:
-        _echo_json(
+        options.echo_json(
             {
                 "path": str(result.path),
                 "kind": result.kind,
@@ -127,31 +124,36 @@ def export(
     )
 
 
-@click.command()
+@click.command(cls=ModelCommand)
 @click.argument("model", type=click.Path())
 @click.argument("images", nargs=-1, required=True)
-@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Output file (default: print).")
+@options.out("Predictions file, .csv or .json (default: print them).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    help="Predictions format (default: from --out's extension, else csv).",
+)
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Write JSON instead of CSV.")
-@click.option("--classes", default=None, help="Class subset of a labelled source (5-9).")
-@click.option("--limit", type=click.IntRange(min=1), help="Use N images spread over the source.")
+@options.classes("Class subset of a labelled source (5-9).")
+@options.limit()
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     help="Images per model call (default: as extract, by device and input size).",
 )
-@click.option("--workers", type=click.IntRange(min=1), help="Decoding threads (default: cores).")
-@click.option("--strict", is_flag=True, help="Fail at the first bad image instead of skipping.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=100_000_000, show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@options.image_reading()
+@options.quiet()
+@options.json_flag("Print the result as JSON: the predictions, or with --out a summary of the run.")
 def predict(
     model: str,
     images: tuple[str, ...],
     out: str | None,
+    fmt: str | None,
     top_k: int,
-    as_json: bool,
     quiet: bool,
-    **options,
+    as_json: bool,
+    **settings,
 ) -> None:
     """Predict the top-k classes of IMAGES with an exported MODEL.
 
@@ -164,6 +166,7 @@ def predict(
     Examples:
       bottleneck predict model.keras new_images/ -o predictions.csv --top-k 3
       bottleneck predict exported/rbf a.jpg b.png --json
+      bottleneck predict model.keras new_images/ -o predictions.json
       bottleneck predict model.keras fashion-mnist:test --classes 5-9 -o fm.csv
     """
     from bottleneck_transfer.deploy.predict import dump_predictions
@@ -174,13 +177,26 @@ def predict(
         list(images),
         out=out,
         top_k=top_k,
-        fmt="json" if as_json else None,
+        fmt=fmt,
         progress=False if quiet else None,
-        **options,
+        **settings,
     )
     if out is None:
-        dump_predictions(result, click.get_text_stream("stdout"), "json" if as_json else "csv")
+        printed = "json" if as_json else fmt or "csv"
+        dump_predictions(result, click.get_text_stream("stdout"), printed)
         _show_failed(result.failed)
+        return
+    if as_json:
+        options.echo_json(
+            {
+                "path": out,
+                "images": len(result),
+                "accuracy": result.accuracy,
+                "failed": [{"id": i, "reason": r} for i, r in result.failed],
+                "seconds": round(result.seconds, 3),
+                "images_per_second": result.images_per_second,
+            }
+        )
         return
     accuracy = f", accuracy {result.accuracy:.4f} on labelled images" if result.accuracy else ""
     click.echo(
@@ -190,11 +206,12 @@ def predict(
     _show_failed(result.failed)
 
 
-@click.command()
+@click.command(cls=ModelCommand)
 @click.argument("model", type=click.Path())
 @click.argument("train")
 @click.option("--val", required=True, help="Labelled validation images (early stopping).")
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="tuned.keras")
+@options.out("The fine-tuned .keras model.", required=True)
+@options.force("Replace an existing --out file.")
 @click.option(
     "--unfreeze",
     type=click.IntRange(min=0),
@@ -206,14 +223,16 @@ def predict(
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), help="Decoding threads (default: cores).")
-@click.option("--classes", default=None, help="Class subset of both sets (names or 5-9).")
-@click.option("--limit", type=click.IntRange(min=1), help="Use N training images.")
+@options.workers()
+@options.classes("Class subset of both sets (names or 5-9).")
+@options.limit("Use N training images.")
 @click.option("--val-limit", type=click.IntRange(min=1), help="Use N validation images.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress output.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def finetune(model: str, train: str, out: str, quiet: bool, as_json: bool, **options) -> None:
+@options.seed()
+@options.quiet("No progress output.")
+@options.json_flag()
+def finetune(
+    model: str, train: str, out: str, force: bool, quiet: bool, as_json: bool, **settings
+) -> None:
     """Fine-tune an exported .keras MODEL on TRAIN images: unfreeze the top of the base.
 
     Trains the top --unfreeze base layers and the head at a low learning rate with early
@@ -227,9 +246,10 @@ def finetune(model: str, train: str, out: str, quiet: bool, as_json: bool, **opt
     """
     from bottleneck_transfer.deploy.finetune import finetune as run_finetune
 
-    result = run_finetune(model, train, out=out, progress=False if quiet else None, **options)
+    options.refuse_overwrite(out, force)
+    result = run_finetune(model, train, out=out, progress=False if quiet else None, **settings)
     if as_json:
-        _echo_json(
+        options.echo_json(
             {
                 "path": str(result.path),
                 "val_loss_before": result.val_loss_before,

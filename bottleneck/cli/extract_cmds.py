@@ -2,59 +2,34 @@
 
 from __future__ import annotations
 
-import json
-
 import click
+from bottleneck_transfer.cli import options
+from bottleneck_transfer.cli.backend import ModelCommand
 from bottleneck_transfer.errors import BottleneckError
 
 _SHOW_FAILED = 10
 
 
-def _echo_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
-@click.command()
+@click.command(cls=ModelCommand)
 @click.argument("source")
-@click.option(
-    "--base",
-    required=True,
-    help="keras.applications name (resnet50, mobilenet_v2, ...), a .keras/.h5 file, or pixels.",
+@options.base()
+@options.out("Cache file.", required=True)
+@options.classes()
+@options.limit()
+@options.batch_size(
+    "Images per model call (default: 64 on a CPU, 256 on an accelerator, at 224x224; "
+    "scaled by pixel count for other sizes)."
 )
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Cache file.")
-@click.option("--weights", default=None, help="imagenet (default for names), none, or a file.")
-@click.option("--image-size", type=click.IntRange(min=1), help="Input size (default: the base's).")
-@click.option("--pooling", type=click.Choice(["avg", "max"]), default="avg", show_default=True)
-@click.option("--layer", default=None, help="Cut at this layer (default: penultimate).")
-@click.option(
-    "--preprocess",
-    type=click.Choice(["none", "unit", "tf", "torch", "caffe"]),
-    default=None,
-    help="Override the base's preprocessing.",
-)
-@click.option("--classes", default=None, help="Class subset: names, indices or ranges (5-9).")
-@click.option("--limit", type=click.IntRange(min=1), help="Use N images spread over the source.")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    help="Images per model call (default: 64 on a CPU, 256 on an accelerator, at 224x224; "
-    "scaled by pixel count for other sizes).",
-)
-@click.option(
-    "--compute-dtype",
-    type=click.Choice(["float32", "bfloat16", "float16"]),
-    default=None,
-    help="Mixed precision for the base; features are stored float32 and the dtype is part "
+@options.compute_dtype(
+    "Mixed precision for the base; features are stored float32 and the dtype is part "
     "of the cache fingerprint. bfloat16 also pays on CPUs with AVX512-BF16/AMX (ResNet50: "
-    "1.15-1.5x, features within 0.5 %); measure yours with `bottleneck bench`.",
+    "1.15-1.5x, features within 0.5 %); measure yours with `bottleneck bench`."
 )
-@click.option("--workers", type=click.IntRange(min=1), help="Decoding threads (default: cores).")
-@click.option("--strict", is_flag=True, help="Fail at the first bad image instead of skipping.")
-@click.option("--force", is_flag=True, help="Replace a cache made from different inputs.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=100_000_000, show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def extract(source: str, base: str, out: str, quiet: bool, as_json: bool, **options) -> None:
+@options.image_reading()
+@options.force("Replace a cache made from different inputs.")
+@options.quiet()
+@options.json_flag()
+def extract(source: str, base: str, out: str, quiet: bool, as_json: bool, **settings) -> None:
     """Extract bottleneck features of SOURCE into an HDF5 cache.
 
     SOURCE is a class-folder tree, a flat folder, a CSV manifest (path,label), an IDX or
@@ -67,12 +42,15 @@ def extract(source: str, base: str, out: str, quiet: bool, as_json: bool, **opti
       bottleneck extract fashion-mnist:train --base data/bases/fashion_mnist_0-4.keras \\
           --classes 5-9 -o caches/fm-train.h5
       bottleneck extract manifest.csv --base mobilenet_v2 --weights none --image-size 96 -o c.h5
+      bottleneck extract data/big --base resnet50 -o big.h5 --engine dask --workers 4
+      bottleneck extract data/big --base resnet50 -o big.h5 --engine dask \\
+          --scheduler tcp://host:8786
     """
     from bottleneck_transfer.features.extract import extract as run_extract
 
-    result = run_extract(source, base, out, progress=False if quiet else None, **options)
+    result = run_extract(source, base, out, progress=False if quiet else None, **settings)
     if as_json:
-        _echo_json(
+        options.echo_json(
             {
                 "path": str(result.path),
                 "rows": result.rows,
@@ -101,7 +79,7 @@ def extract(source: str, base: str, out: str, quiet: bool, as_json: bool, **opti
 
 @click.command()
 @click.argument("cache", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@options.json_flag()
 def info(cache: str, as_json: bool) -> None:
     """Show what a cache holds: rows, classes, base, software, failures.
 
@@ -113,7 +91,7 @@ def info(cache: str, as_json: bool) -> None:
 
     data = cache_info(cache)
     if as_json:
-        _echo_json(data)
+        options.echo_json(data)
         return
     extraction = data["extraction"]
     lines = [
@@ -137,7 +115,7 @@ def info(cache: str, as_json: bool) -> None:
 @click.command()
 @click.argument("cache", type=click.Path(dir_okay=False))
 @click.option("--no-source", is_flag=True, help="Skip checking the source files for changes.")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@options.json_flag()
 def verify(cache: str, no_source: bool, as_json: bool) -> None:
     """Check a cache: format, completeness, shapes, finite values, source unchanged.
 
@@ -151,7 +129,7 @@ def verify(cache: str, no_source: bool, as_json: bool) -> None:
 
     report = verify_cache(cache, check_source=not no_source)
     if as_json:
-        _echo_json({"path": report.path, "ok": report.ok, "problems": report.problems})
+        options.echo_json({"path": report.path, "ok": report.ok, "problems": report.problems})
     else:
         for check in report.checks:
             click.echo(f"ok    {check}")

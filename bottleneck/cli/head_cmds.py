@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import warnings
 from collections.abc import Iterator
 
 import click
+from bottleneck_transfer.cli import options
+from bottleneck_transfer.cli.backend import ModelCommand
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
 
 _DEFAULT_HEADS = "logreg,linear-svm,rbf-svm,dense"
-
-
-def _echo_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
 
 
 @contextlib.contextmanager
@@ -36,7 +33,7 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
     return name.strip(), train.strip(), test.strip() or None
 
 
-@click.command()
+@click.command(cls=ModelCommand)
 @click.argument("train_cache", type=click.Path(dir_okay=False))
 @click.option("--test", "test_cache", type=click.Path(dir_okay=False), help="Held-out cache.")
 @click.option(
@@ -51,8 +48,15 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
     help="Comma-separated head specs: logreg, linear-svm, rbf-svm, dense, knn, with optional "
     "parameters, e.g. logreg:C=0.1,dense:hidden=256,dropout=0.2",
 )
-@click.option("--tune", is_flag=True, help="Tune each head on a validation split of TRAIN only.")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Report folder.")
+@options.tune("Tune each head on a validation split of TRAIN only.")
+@options.out("Report folder: tables, figures, report.md.", file_okay=False, dir_okay=True)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False),
+    deprecated="Use -o/--out.",
+    help="The report folder (old name of -o/--out).",
+)
 @click.option(
     "--baseline-cache",
     "baseline_caches",
@@ -75,11 +79,7 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
     type=click.Path(dir_okay=False),
     help="The base model file, for --baseline on caches made from a model file.",
 )
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False),
-    help="Where --baseline caches go (default: beside TRAIN_CACHE).",
-)
+@options.cache_dir("Where --baseline caches go (default: beside TRAIN_CACHE).")
 @click.option(
     "--baseline-heads",
     type=click.Choice(["winner", "all"]),
@@ -87,21 +87,18 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
     show_default=True,
     help="Run the winning head on each baseline, or every head (slower).",
 )
-@click.option("--bootstrap", type=click.IntRange(min=100), default=1000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Folds, heads, bootstrap.")
-@click.option("--jobs", type=int, default=-1, show_default=True, help="Parallel tuning trials.")
-@click.option(
-    "--assert-min-accuracy",
-    type=click.FloatRange(0, 1),
-    help="Exit non-zero when the winner's accuracy is below this.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@options.bootstrap()
+@options.seed("Folds, heads, bootstrap.")
+@options.jobs()
+@options.assert_min_accuracy("Exit non-zero when the winner's accuracy is below this.")
+@options.json_flag()
 def compare(
     train_cache: str,
     test_cache: str | None,
     cv: int | None,
     heads: str,
     tune: bool,
+    out: str | None,
     report_dir: str | None,
     baseline_caches: tuple[str, ...],
     baseline_names: tuple[str, ...],
@@ -124,8 +121,8 @@ def compare(
     Examples:
       bottleneck compare caches/train.h5 --test caches/test.h5 \\
           --heads logreg,linear-svm,rbf-svm,dense
-      bottleneck compare caches/train.h5 --cv 5 --tune --report reports/run1
-      bottleneck compare caches/train.h5 --test caches/test.h5 --baseline random-base \
+      bottleneck compare caches/train.h5 --cv 5 --tune -o reports/run1
+      bottleneck compare caches/train.h5 --test caches/test.h5 --baseline random-base \\
           --baseline raw-pixels
       bottleneck compare caches/train.h5 --cv 5 --baseline-cache raw-pixels=caches/pixels.h5
     """
@@ -134,6 +131,7 @@ def compare(
     from bottleneck_transfer.heads.report import format_table, write_report
     from bottleneck_transfer.heads.training import check_min_accuracy
 
+    out = out or report_dir
     baselines = {}
     for value in baseline_caches:
         name, train, test = _parse_baseline(value)
@@ -170,13 +168,13 @@ def compare(
             random_state=seed,
             n_jobs=jobs,
         )
-    files = write_report(comparison, report_dir) if report_dir else {}
+    files = write_report(comparison, out) if out else {}
     if as_json:
-        _echo_json({**comparison.to_dict(), "files": {k: str(v) for k, v in files.items()}})
+        options.echo_json({**comparison.to_dict(), "files": {k: str(v) for k, v in files.items()}})
     else:
         click.echo(format_table(comparison))
         if files:
-            click.echo(f"\nReport written to {report_dir}/ ({', '.join(files)})")
+            click.echo(f"\nReport written to {out}/ ({', '.join(files)})")
     check_min_accuracy(
         comparison.best.metrics["accuracy"],
         assert_min_accuracy,
@@ -184,23 +182,25 @@ def compare(
     )
 
 
-@click.command()
+@click.command(cls=ModelCommand)
 @click.argument("cache", type=click.Path(dir_okay=False))
 @click.option("--head", "spec", default="logreg", show_default=True, help="Head spec.")
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help=".skops file.")
-@click.option("--tune", is_flag=True, help="Tune on a validation split of CACHE first.")
+@options.out(".skops file.", required=True)
+@options.force("Replace an existing --out file.")
+@options.tune("Tune on a validation split of CACHE first.")
 @click.option(
     "--out-of-core",
     is_flag=True,
     help="Stream row blocks from the file (logreg, linear-svm) for caches larger than memory.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--jobs", type=int, default=-1, show_default=True, help="Parallel tuning trials.")
-@click.option("--json", "as_json", is_flag=True, help="Print the head's metadata as JSON.")
+@options.seed()
+@options.jobs()
+@options.json_flag("Print the head's metadata as JSON.")
 def train(
     cache: str,
     spec: str,
     out: str,
+    force: bool,
     tune: bool,
     out_of_core: bool,
     seed: int,
@@ -218,6 +218,7 @@ def train(
     from bottleneck_transfer.features.cache import FeatureCache
     from bottleneck_transfer.heads.training import save_head, train_head
 
+    options.refuse_overwrite(out, force)
     with FeatureCache.open(cache) as opened, _warnings_in_output():
         trained = train_head(
             opened, spec, tune=tune, out_of_core=out_of_core, random_state=seed, n_jobs=jobs
@@ -225,7 +226,7 @@ def train(
     path = save_head(trained, out)
     meta = trained.metadata
     if as_json:
-        _echo_json({**meta, "path": str(path)})
+        options.echo_json({**meta, "path": str(path)})
         return
     click.echo(
         f"Trained {meta['head']} on {meta['cache']['rows']} rows of {cache} in "
@@ -242,17 +243,13 @@ def train(
         click.echo(f"Warning: {message}", err=True)
 
 
-@click.command()
+@click.command(cls=ModelCommand)
 @click.argument("head_file", type=click.Path(dir_okay=False))
 @click.argument("cache", type=click.Path(dir_okay=False))
-@click.option("--bootstrap", type=click.IntRange(min=100), default=1000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--assert-min-accuracy",
-    type=click.FloatRange(0, 1),
-    help="Exit non-zero when the accuracy is below this.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+@options.bootstrap()
+@options.seed()
+@options.assert_min_accuracy("Exit non-zero when the accuracy is below this.")
+@options.json_flag("Print the scores as JSON.")
 def evaluate(
     head_file: str,
     cache: str,
@@ -272,7 +269,7 @@ def evaluate(
 
     evaluation = evaluate_head(head_file, cache, n_bootstrap=bootstrap, random_state=seed)
     if as_json:
-        _echo_json(evaluation.to_dict())
+        options.echo_json(evaluation.to_dict())
     else:
         click.echo(format_evaluation(evaluation))
     check_min_accuracy(

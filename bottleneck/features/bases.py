@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 from bottleneck_transfer.errors import BaseModelError
+from bottleneck_transfer.features import hub
 from bottleneck_transfer.fingerprint import sha256_file
 
 POOLINGS = ("avg", "max")
@@ -277,7 +278,9 @@ def load_base(
     ----------
     base : str or Path
         A ``keras.applications`` name in any spelling (``resnet50``, ``MobileNetV2``), a
-        ``.keras``/``.h5`` model file, or ``"pixels"`` (raw pixels, the no-transfer baseline).
+        ``.keras``/``.h5`` model file, ``"pixels"`` (raw pixels, the no-transfer baseline), or
+        a hub base (:mod:`features.hub`): ``keras-hub:NAME``, an ``hf://`` or ``kaggle://``
+        handle, a KerasHub preset folder, or a SavedModel folder.
     weights : str, optional
         ``"imagenet"`` (the default for applications), ``"none"`` (random, seeded by
         ``seed``) or a weights file. Model files use their own weights by default.
@@ -285,7 +288,8 @@ def load_base(
         Input ``(height, width)``; defaults to the application's training size, or the model
         file's input size.
     pooling : {"avg", "max"}
-        How a 4-D feature map at the cut is reduced to a vector.
+        How a 4-D feature map at the cut is reduced to a vector (hub bases also take
+        ``"token"``, a transformer's class token; see :mod:`features.hub`).
     layer : str, optional
         Cut at this layer's output instead of the penultimate layer.
     preprocess : str, optional
@@ -296,10 +300,25 @@ def load_base(
     seed : int
         Seed for random weights, so that ``weights="none"`` is reproducible.
     """
-    _check_enum(pooling, POOLINGS, "pooling")
+    kind = hub.hub_kind(base)
+    if kind is None:
+        _check_enum(pooling, POOLINGS, "pooling")
     size = (image_size, image_size) if isinstance(image_size, int) else image_size
     path = Path(str(base)).expanduser()
-    if path.suffix in (".keras", ".h5") or path.exists():
+    if kind is not None:
+        loaded = hub.load_hub(
+            kind,
+            base,
+            weights=weights,
+            image_size=size,
+            pooling=pooling,
+            layer=layer,
+            preprocess=preprocess,
+            seed=seed,
+        )
+        model, name, origin, weights_id = loaded.model, loaded.name, loaded.origin, loaded.weights
+        size, channels, affine, pooling = loaded.size, 3, loaded.affine, loaded.pooling
+    elif path.suffix in (".keras", ".h5") or path.exists():
         if not path.exists():
             raise BaseModelError(f"model file not found: {path}")
         source = _load_model_file(path, weights, seed)

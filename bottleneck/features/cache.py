@@ -10,21 +10,40 @@ root attrs ``format``, ``format_version``, ``complete``, ``fingerprint``, ``iden
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import re
 import shutil
-from collections.abc import Iterator, Sequence
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
-from bottleneck_transfer.atomic import atomic_path, atomic_write_text
-from bottleneck_transfer.errors import CacheError, StaleCacheError
+from bottleneck_transfer.atomic import TEMP_SUFFIX, atomic_path, atomic_write_text
+from bottleneck_transfer.errors import CacheError, ResumeWarning, StaleCacheError
 from bottleneck_transfer.fingerprint import diff_keys
+from filelock import FileLock, Timeout
 
 FORMAT = "bottleneck-cache"
 FORMAT_VERSION = 1
+#: The first file of every partial folder: only folders holding it are ever deleted.
+PARTIAL_MARKER = "bottleneck-partial.json"
 _STR = h5py.string_dtype("utf-8")
+_PIECE = r"bottleneck-partial\.json|meta\.json|manifest\.npz|chunk-\d{6}\.npz"
+#: What a partial folder may hold: its pieces, and atomic.py's temporaries of them.
+_PARTIAL_ENTRY = re.compile(rf"(?:{_PIECE})|\.(?:{_PIECE})\.\w+{re.escape(TEMP_SUFFIX)}")
+#: Features whose magnitude exceeds this overflow float32 once squared (scaling, kernels).
+FEATURE_LIMIT = float(np.sqrt(np.finfo(np.float32).max))
+
+
+class CacheBusyError(CacheError):
+    """Another process holds the lock of the cache (it is writing or pruning it)."""
 
 
 def partial_path(path: str | Path) -> Path:
@@ -32,36 +51,156 @@ def partial_path(path: str | Path) -> Path:
     return Path(f"{path}.partial")
 
 
+def write_error(path: str | Path, exc: OSError) -> CacheError:
+    """A one-line error for an ``OSError`` while writing ``path``, saying what to do."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        todo = "free some space, then rerun the same command: it resumes from what was kept"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        todo = "write the cache to a folder you can write to"
+    else:
+        todo = "fix the folder, then rerun the same command"
+    return CacheError(f"cannot write {path}: {reason}; {todo}")
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn an ``OSError`` raised in the block into :func:`write_error` for ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+
+
+@contextmanager
+def writer_lock(path: str | Path, wait: Callable[[str], Any] | None = None) -> Iterator[None]:
+    """Hold ``<path>.lock`` for the block: one process writes (or prunes) a cache at a time.
+
+    When another process holds it: with ``wait``, call ``wait(message)`` once and block until
+    it is free; without, raise :class:`CacheBusyError`.
+    """
+    lock = FileLock(f"{path}.lock")
+    with writing(lock.lock_file):
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            message = f"another process is writing {path} right now (lock {lock.lock_file})"
+            if wait is None:
+                raise CacheBusyError(message) from None
+            wait(f"{message}; waiting for it to finish")
+            lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+        Path(lock.lock_file).unlink(missing_ok=True)
+
+
 def _json_attr(handle: h5py.File, name: str, default: Any = None) -> Any:
     raw = handle.attrs.get(name)
-    return default if raw is None else json.loads(raw)
+    try:
+        return default if raw is None else json.loads(raw)
+    except (TypeError, ValueError) as exc:
+        raise CacheError(
+            f"{handle.filename}: attribute {name!r} is not valid JSON ({exc}); re-extract the "
+            "cache with --force"
+        ) from exc
 
 
-def describe_difference(path: str | Path, old_identity: dict, new_identity: dict) -> str:
-    """A sentence naming the fields in which two cache identities differ."""
+def manifest_changes(before: dict | None, after: dict | None) -> list[str]:
+    """Sentences naming the files added, removed or modified between two manifests."""
+    if before is None or after is None:
+        return []
+    old, new = (
+        dict(zip(m["ids"], zip(m["size"], m["mtime_ns"], strict=True), strict=True))
+        for m in (before, after)
+    )
+    changed = {
+        "added": sorted(set(new) - set(old)),
+        "removed": sorted(set(old) - set(new)),
+        "modified": sorted(k for k in set(old) & set(new) if tuple(old[k]) != tuple(new[k])),
+    }
+    return [
+        f"{len(ids)} file(s) {what}: "
+        + ", ".join(ids[:5])
+        + (f" … (+{len(ids) - 5})" if len(ids) > 5 else "")
+        for what, ids in changed.items()
+        if ids
+    ]
+
+
+def describe_difference(
+    path: str | Path,
+    old_identity: dict,
+    new_identity: dict,
+    old_manifest: dict | None = None,
+    new_manifest: dict | None = None,
+) -> str:
+    """A sentence naming the fields (and source files) in which two cache inputs differ."""
     keys = diff_keys(old_identity, new_identity) or ["fingerprint"]
-    return f"{path} was made from different inputs (differs in: {', '.join(keys)})"
+    files = manifest_changes(old_manifest, new_manifest)
+    changed = f"; {'; '.join(files)}" if files else ""
+    return f"{path} was made from different inputs (differs in: {', '.join(keys)}{changed})"
+
+
+def unusable_rows(features: np.ndarray) -> np.ndarray:
+    """Indices of the rows holding NaN, Inf, or values beyond :data:`FEATURE_LIMIT`."""
+    return np.flatnonzero(~(np.abs(features) <= FEATURE_LIMIT).all(axis=1))
+
+
+def describe_unusable(rows: np.ndarray, ids: Sequence[str]) -> str:
+    """``"3 rows hold NaN, Inf or overflowing ... features (rows 2, 7, 9: ids a, b, c)"``."""
+    shown = [int(r) for r in rows[:3]]
+    more = " …" if len(rows) > 3 else ""
+    return (
+        f"{len(rows)} rows hold NaN, Inf or overflowing (|x| > {FEATURE_LIMIT:.2g}) features "
+        f"(rows {', '.join(map(str, shown))}{more}: ids {', '.join(ids[r] for r in shown)}{more})"
+    )
+
+
+def check_features(features: np.ndarray, ids: Sequence[str], where: str | Path) -> None:
+    """Refuse features heads cannot use, naming the rows (one pass, by blocks of rows).
+
+    Raises
+    ------
+    CacheError
+        If any row holds NaN, Inf or a value beyond :data:`FEATURE_LIMIT`.
+    """
+    step = max(1, 2**22 // max(1, features[:1].size))  # 4M values (16 MB) at a time
+    starts = range(0, len(features), step)
+    bad = np.concatenate(
+        [np.zeros(0, np.int64)] + [s + unusable_rows(features[s : s + step]) for s in starts]
+    )
+    if bad.size:
+        raise CacheError(
+            f"{where}: {describe_unusable(bad, ids)}; re-extract those images (check the base "
+            "and its preprocessing) or drop the rows"
+        )
 
 
 class CacheWriter:
     """Crash-safe writer: batches go to a ``<out>.partial/`` folder, assembled at the end.
 
     HDF5 is not crash-safe (a process killed mid-write can corrupt the file's heap, so the
-    rows it did commit are lost too). The partial state is therefore a folder: ``meta.json``
-    (fingerprint, identity, provenance, class names), ``manifest.npz``, and one
-    ``chunk-NNNNNN.npz`` per :meth:`commit`, each fsync'ed and renamed into place, so a chunk
-    is either wholly there or absent. :meth:`resume` continues after the last chunk;
-    :meth:`finalize` streams the chunks into one contiguous HDF5 file and renames it to the
-    final path. Nothing is pickled.
+    rows it did commit are lost too). The partial state is therefore a folder: the marker
+    ``bottleneck-partial.json`` (written first), ``meta.json`` (fingerprint, identity,
+    provenance, class names), ``manifest.npz``, and one ``chunk-NNNNNN.npz`` per
+    :meth:`commit`, each fsync'ed and renamed into place, so a chunk is either wholly there
+    or absent. Each chunk records how many source items are handled after it; :meth:`resume`
+    keeps the chunks that are contiguous and account for every item (rows + failures) and
+    redoes the rest. :meth:`finalize` streams the chunks into one contiguous HDF5 file,
+    with its disk space reserved first, and renames it to the final path. Nothing is pickled.
     """
 
-    def __init__(self, folder: Path, meta: dict, chunks: list[Path]) -> None:
+    def __init__(
+        self, folder: Path, meta: dict, chunks: list[Path], committed: tuple[int, int, int]
+    ) -> None:
         self.path = folder
         self._meta = meta
         self._chunks = chunks
         self._pending: list[dict[str, np.ndarray]] = []
-        self._committed = _count_chunks(chunks)
-        self._consistent = self._committed
+        self._committed = committed
+        self._consistent = committed
 
     @classmethod
     def create(
@@ -75,10 +214,15 @@ class CacheWriter:
         class_names: Sequence[str],
         manifest: dict[str, Sequence] | None = None,
     ) -> CacheWriter:
-        """Start a new partial folder at ``path`` (discarding any old one)."""
+        """Start a new partial folder at ``path`` (discarding an old one this package wrote).
+
+        Raises
+        ------
+        CacheError
+            If ``path`` is something this package did not write, or cannot be written.
+        """
         folder = Path(path)
         discard_partial(folder)
-        folder.mkdir(parents=True)
         meta = {
             "dim": int(dim),
             "fingerprint": fingerprint,
@@ -86,43 +230,75 @@ class CacheWriter:
             "provenance": provenance,
             "class_names": list(class_names),
         }
-        if manifest is not None:
-            _atomic_npz(
-                folder / "manifest.npz",
-                ids=np.asarray(manifest["ids"], dtype=str),
-                size=np.asarray(manifest["size"], np.int64),
-                mtime_ns=np.asarray(manifest["mtime_ns"], np.int64),
-            )
-        atomic_write_text(folder / "meta.json", json.dumps(meta, sort_keys=True))
-        return cls(folder, meta, [])
+        with writing(folder):
+            folder.mkdir(parents=True)
+            atomic_write_text(folder / PARTIAL_MARKER, json.dumps({"format": FORMAT}))
+            if manifest is not None:
+                _write_manifest(folder, manifest)
+            atomic_write_text(folder / "meta.json", json.dumps(meta, sort_keys=True))
+        return cls(folder, meta, [], (0, 0, 0))
 
     @classmethod
-    def resume(cls, path: str | Path, fingerprint: str, identity: dict) -> CacheWriter:
-        """Reopen a partial folder made for the same fingerprint, after its last chunk.
+    def resume(
+        cls,
+        path: str | Path,
+        fingerprint: str,
+        identity: dict,
+        *,
+        item_ids: Sequence[str] | None = None,
+        manifest: dict[str, Sequence] | None = None,
+    ) -> CacheWriter | None:
+        """Reopen a partial folder made for the same fingerprint, after its last good chunk.
+
+        Chunks must be numbered without gaps, readable, and account for every item they
+        cover (rows + failures; with ``item_ids``, exactly those items): the first that does
+        not, and every chunk after it, are removed with a :class:`ResumeWarning`, and their
+        items are redone. A missing or damaged manifest is rewritten from ``manifest``.
+        Returns None when nothing was committed yet (start a new writer).
 
         Raises
         ------
         StaleCacheError
-            If the partial extraction was started for different inputs.
+            If the partial extraction was started for different inputs (changed files named).
         CacheError
-            If it cannot be read; delete it (or use --force) to start over.
+            If the folder is not this package's, or its ``meta.json`` cannot be read.
         """
         folder = Path(path)
+        check_partial_folder(folder)
+        chunk_files = sorted(folder.glob("chunk-*.npz"))
+        if not (folder / "meta.json").exists() and not chunk_files:
+            return None  # stopped while starting: nothing to keep
         try:
             meta = json.loads((folder / "meta.json").read_text())
-            chunks = sorted(folder.glob("chunk-*.npz"))
-            writer = cls(folder, meta, chunks)
-        except (OSError, ValueError, KeyError) as exc:
+            dim = int(meta["dim"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CacheError(
-                f"cannot resume the unfinished extraction {folder} ({exc}); "
-                "delete it or rerun with --force to start over"
+                f"cannot resume the unfinished extraction {folder}: its meta.json is unreadable "
+                f"({exc}); rerun with --force to start over"
             ) from exc
+        stored = _read_manifest(folder)
         if meta.get("fingerprint") != fingerprint:
             raise StaleCacheError(
-                describe_difference(folder, meta.get("identity", {}), identity)
+                "unfinished extraction: "
+                + describe_difference(folder, meta.get("identity", {}), identity, stored, manifest)
                 + "; rerun with --force to discard it and start over"
             )
-        return writer
+        if stored is None and manifest is not None:
+            with writing(folder / "manifest.npz"):
+                _write_manifest(folder, manifest)
+        chunks, committed, problem = _good_chunks(chunk_files, dim, item_ids)
+        if problem:
+            dropped = chunk_files[len(chunks) :]
+            warnings.warn(
+                f"{folder}: {problem}; redoing items from {committed[2]} "
+                f"({len(dropped)} chunk file(s) removed)",
+                ResumeWarning,
+                stacklevel=2,
+            )
+            with writing(folder):
+                for chunk in dropped:
+                    chunk.unlink()
+        return cls(folder, meta, chunks, committed)
 
     def write_batch(
         self,
@@ -141,6 +317,8 @@ class CacheWriter:
             raise ValueError(
                 f"rows disagree: {features.shape[0]} features, {labels.shape[0]} labels, {n} ids"
             )
+        if not np.issubdtype(np.asarray(labels).dtype, np.integer):
+            raise ValueError(f"labels must be integers. Received: labels.dtype={labels.dtype}")
         failed_ids = [f[0] for f in failures]
         self._pending.append(
             {
@@ -162,6 +340,11 @@ class CacheWriter:
         return self._consistent[0]
 
     @property
+    def committed_rows(self) -> int:
+        """Rows made durable by :meth:`commit` (what an interrupted run keeps)."""
+        return self._committed[0]
+
+    @property
     def n_failed(self) -> int:
         """Items recorded as failed so far, this run and any run it resumes."""
         return self._consistent[1]
@@ -177,34 +360,58 @@ class CacheWriter:
         return self._consistent[2]
 
     def commit(self) -> None:
-        """Make every batch written so far durable, as one atomically renamed chunk file."""
+        """Make every batch written so far durable, as one atomically renamed chunk file.
+
+        Raises
+        ------
+        CacheError
+            If the chunk cannot be written (disk full, ...); the batches stay pending.
+        """
         if not self._pending:
             return
         columns = {
             key: np.concatenate([batch[key] for batch in self._pending]) for key in self._pending[0]
         }
         chunk = self.path / f"chunk-{len(self._chunks):06d}.npz"
-        _atomic_npz(chunk, items_done=np.int64(self._consistent[2]), **columns)
+        with writing(chunk):
+            _atomic_npz(chunk, items_done=np.int64(self._consistent[2]), **columns)
         self._chunks.append(chunk)
         self._pending = []
         self._committed = self._consistent
 
     def finalize(self, final_path: str | Path, extraction: dict) -> Path:
-        """Assemble the chunks into a complete HDF5 cache at ``final_path`` (atomically)."""
+        """Assemble the chunks into a complete HDF5 cache at ``final_path`` (atomically).
+
+        The file's disk space is reserved before anything is written (HDF5 cannot recover
+        from a full disk), so a full disk is a :class:`CacheError` and the chunks stay.
+        """
         self.commit()
         final_path = Path(final_path)
         provenance = {**self._meta["provenance"], "extraction": extraction}
         rows, n_failed, _ = self._committed
         dim = self._meta["dim"]
-        with atomic_path(final_path) as assembling, h5py.File(assembling, "w") as h5:
-            features = h5.create_dataset("features", (rows, dim), np.float32)
-            labels = h5.create_dataset("labels", (rows,), np.int32)
-            ids = h5.create_dataset("ids", (rows,), _STR)
-            failed_ids = h5.create_dataset("failed/ids", (n_failed,), _STR)
-            failed_reasons = h5.create_dataset("failed/reasons", (n_failed,), _STR)
-            row = failure = 0
-            for chunk in self._chunks:
-                with np.load(chunk, allow_pickle=False) as data:
+        attrs = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "fingerprint": self._meta["fingerprint"],
+            "identity": json.dumps(self._meta["identity"], sort_keys=True),
+            "provenance": json.dumps(provenance, sort_keys=True),
+            "class_names": json.dumps(self._meta["class_names"]),
+        }
+        manifest = _read_manifest(self.path)
+        size = self._assembled_size(manifest, sum(len(str(v)) for v in attrs.values()))
+        _discard_stale_temps(final_path)
+        with writing(final_path), atomic_path(final_path) as assembling:
+            _reserve(assembling, size)
+            with h5py.File(assembling, "w") as h5:
+                _reserve(assembling, size, h5.id.get_vfd_handle())
+                features = h5.create_dataset("features", (rows, dim), np.float32)
+                labels = h5.create_dataset("labels", (rows,), np.int32)
+                ids = h5.create_dataset("ids", (rows,), _STR)
+                failed_ids = h5.create_dataset("failed/ids", (n_failed,), _STR)
+                failed_reasons = h5.create_dataset("failed/reasons", (n_failed,), _STR)
+                row = failure = 0
+                for data in map(_load_chunk, self._chunks):
                     n, k = len(data["labels"]), len(data["failed_ids"])
                     if n:
                         features[row : row + n] = data["features"]
@@ -212,30 +419,38 @@ class CacheWriter:
                         ids[row : row + n] = data["ids"].astype(object)
                     if k:
                         failed_ids[failure : failure + k] = data["failed_ids"].astype(object)
-                        failed_reasons[failure : failure + k] = data["failed_reasons"].astype(
-                            object
-                        )
-                row, failure = row + n, failure + k
-            manifest = self.path / "manifest.npz"
-            if manifest.exists():
-                with np.load(manifest, allow_pickle=False) as data:
+                        reasons = data["failed_reasons"].astype(object)
+                        failed_reasons[failure : failure + k] = reasons
+                    row, failure = row + n, failure + k
+                if manifest is not None:
                     group = h5.create_group("manifest")
-                    group.create_dataset("ids", data=data["ids"].astype(object), dtype=_STR)
-                    group.create_dataset("size", data=data["size"])
-                    group.create_dataset("mtime_ns", data=data["mtime_ns"])
-            h5.attrs.update(
-                {
-                    "format": FORMAT,
-                    "format_version": FORMAT_VERSION,
-                    "fingerprint": self._meta["fingerprint"],
-                    "identity": json.dumps(self._meta["identity"], sort_keys=True),
-                    "provenance": json.dumps(provenance, sort_keys=True),
-                    "class_names": json.dumps(self._meta["class_names"]),
-                }
-            )
-            h5.attrs["complete"] = True
-        discard_partial(self.path)
+                    group.create_dataset("ids", data=manifest["ids"].astype(object), dtype=_STR)
+                    group.create_dataset("size", data=manifest["size"])
+                    group.create_dataset("mtime_ns", data=manifest["mtime_ns"])
+                h5.attrs.update(attrs)
+                h5.attrs["complete"] = True
+                h5.flush()
+                end = h5.id.get_filesize()
+            os.truncate(assembling, end)  # give back what the reservation did not use
+            with h5py.File(assembling, "r") as h5:  # HDF5 refuses a file cut too short
+                h5.attrs["complete"]
+        with contextlib.suppress(CacheError):  # files someone else put there stay
+            discard_partial(self.path)
         return final_path
+
+    def _assembled_size(self, manifest: dict | None, attr_bytes: int) -> int:
+        """A generous bound on the assembled file's bytes (strings cost 40 bytes + text)."""
+        rows, failed, _ = self._committed
+        text = 0
+        for chunk in self._chunks:
+            with np.load(chunk, allow_pickle=False) as data:
+                text += sum(data[key].nbytes for key in ("ids", "failed_ids", "failed_reasons"))
+        strings = rows + 2 * failed
+        if manifest is not None:
+            text += manifest["ids"].nbytes + 16 * len(manifest["ids"])
+            strings += len(manifest["ids"])
+        data = rows * (4 * self._meta["dim"] + 4) + text + 40 * strings + attr_bytes
+        return int(1.1 * data) + 2**20
 
     def close(self) -> None:
         """Drop batches not yet committed (the committed chunks stay for a resume)."""
@@ -243,30 +458,157 @@ class CacheWriter:
         self._consistent = self._committed
 
 
-def _count_chunks(chunks: Sequence[Path]) -> tuple[int, int, int]:
-    """Rows, failures and source items handled, summed over committed chunk files."""
-    rows = failed = items = 0
-    for chunk in chunks:
+def _load_chunk(chunk: Path) -> dict[str, np.ndarray]:
+    """A committed chunk's arrays (CRC-checked), or a CacheError saying how to recover."""
+    try:
         with np.load(chunk, allow_pickle=False) as data:
-            rows += len(data["labels"])
-            failed += len(data["failed_ids"])
-            items = int(data["items_done"])
-    return rows, failed, items
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise CacheError(
+            f"{chunk} is damaged ({exc}); rerun the same command: it redoes that part"
+        ) from exc
+
+
+def _good_chunks(
+    files: Sequence[Path], dim: int, item_ids: Sequence[str] | None
+) -> tuple[list[Path], tuple[int, int, int], str | None]:
+    """The leading chunks that are numbered without gaps, readable and account for their
+    items; their rows, failures and items done; and what is wrong with the next one."""
+    good: list[Path] = []
+    rows = failed = done = 0
+    for number, chunk in enumerate(files):
+        expected = f"chunk-{number:06d}.npz"
+        if chunk.name != expected:
+            return good, (rows, failed, done), f"{expected} is missing"
+        try:
+            data = _load_chunk(chunk)
+            n, k, end = len(data["ids"]), len(data["failed_ids"]), int(data["items_done"])
+            shapes = (data["features"].shape, data["labels"].shape, data["failed_reasons"].shape)
+            if shapes != ((n, dim), (n,), (k,)):
+                raise ValueError(f"its arrays disagree: {shapes} for {n} ids, {k} failures")
+            if n + k != end - done:
+                raise ValueError(f"{n} rows + {k} failures for items {done}-{end}")
+            covered = data["ids"].tolist() + data["failed_ids"].tolist()
+            if item_ids is not None and sorted(covered) != sorted(item_ids[done:end]):
+                raise ValueError(f"its ids are not those of items {done}-{end}")
+        except (CacheError, KeyError, ValueError) as exc:
+            return good, (rows, failed, done), f"{chunk.name} is damaged or inconsistent ({exc})"
+        good.append(chunk)
+        rows, failed, done = rows + n, failed + k, end
+    return good, (rows, failed, done), None
 
 
 def partial_progress(path: str | Path) -> dict[str, int]:
-    """Committed rows, failures and source items of an unfinished extraction."""
-    rows, failed, items = _count_chunks(sorted(Path(path).glob("chunk-*.npz")))
+    """Committed rows, failures and source items of an unfinished extraction (good chunks)."""
+    folder = Path(path)
+    try:
+        dim = int(json.loads((folder / "meta.json").read_text())["dim"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"rows": 0, "failed": 0, "items_done": 0}
+    _, (rows, failed, items), _ = _good_chunks(sorted(folder.glob("chunk-*.npz")), dim, None)
     return {"rows": rows, "failed": failed, "items_done": items}
 
 
+def check_partial_folder(folder: Path) -> None:
+    """Refuse anything but a partial folder this package wrote: never follow, never guess.
+
+    Raises
+    ------
+    CacheError
+        For a symbolic link, a file, a folder without :data:`PARTIAL_MARKER` (unless
+        empty), or one holding files this package does not write.
+    """
+    if folder.is_symlink():
+        raise CacheError(
+            f"{folder} is a symbolic link; bottleneck does not follow links where it keeps "
+            "unfinished extractions: remove the link (what it points to is not touched)"
+        )
+    if not folder.is_dir():
+        raise CacheError(
+            f"{folder} is a file, not an unfinished extraction: move it away or write the "
+            "cache to another file"
+        )
+    try:
+        names = os.listdir(folder)
+    except OSError as exc:
+        raise CacheError(f"cannot list {folder}: {exc.strerror or exc}") from exc
+    if names and PARTIAL_MARKER not in names:
+        raise CacheError(
+            f"{folder} was not written by bottleneck (it has no {PARTIAL_MARKER}): move it "
+            "away or write the cache to another file"
+        )
+    unknown = sorted(name for name in names if not _PARTIAL_ENTRY.fullmatch(name))
+    if unknown:
+        raise CacheError(
+            f"{folder} holds files bottleneck did not write ({', '.join(unknown[:3])}): move "
+            "them out, then rerun"
+        )
+
+
 def discard_partial(path: str | Path) -> None:
-    """Remove an unfinished extraction's folder (or a stray file of that name)."""
-    path = Path(path)
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
+    """Remove an unfinished extraction's folder, entry by entry, its marker last.
+
+    Raises
+    ------
+    CacheError
+        If ``path`` is not a partial folder this package wrote (see
+        :func:`check_partial_folder`); nothing is removed then.
+    """
+    folder = Path(path)
+    if not (folder.exists() or folder.is_symlink()):
+        return
+    check_partial_folder(folder)
+    with writing(folder):
+        for entry in sorted(folder.iterdir(), key=lambda p: p.name == PARTIAL_MARKER):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)  # an atomic.py temporary, recognised by its name
+            else:
+                entry.unlink()
+        folder.rmdir()
+
+
+def _discard_stale_temps(final: Path) -> None:
+    """Remove atomic.py temporaries of ``final`` left by a killed assembly.
+
+    Only call while holding :func:`writer_lock` of ``final``: no one else writes them then.
+    """
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.\w+{re.escape(TEMP_SUFFIX)}")
+    for holder in final.parent.glob(f".{final.name}.*{TEMP_SUFFIX}"):
+        if pattern.fullmatch(holder.name) and holder.is_dir() and not holder.is_symlink():
+            shutil.rmtree(holder, ignore_errors=True)
+
+
+def _reserve(path: Path, size: int, fd: int | None = None) -> None:
+    """Reserve ``size`` bytes of disk for ``path`` (or the open ``fd``), or raise ENOSPC."""
+    if not hasattr(os, "posix_fallocate"):  # macOS, Windows: check the free space instead
+        if shutil.disk_usage(path.parent).free < size:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return
+    own = fd is None
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644) if own else fd
+    try:
+        os.posix_fallocate(fd, 0, size)
+    finally:
+        if own:
+            os.close(fd)
+
+
+def _write_manifest(folder: Path, manifest: dict[str, Sequence]) -> None:
+    _atomic_npz(
+        folder / "manifest.npz",
+        ids=np.asarray(manifest["ids"], dtype=str),
+        size=np.asarray(manifest["size"], np.int64),
+        mtime_ns=np.asarray(manifest["mtime_ns"], np.int64),
+    )
+
+
+def _read_manifest(folder: Path) -> dict[str, np.ndarray] | None:
+    """The partial folder's manifest, or None if it has none (or it is damaged)."""
+    try:
+        data = _load_chunk(folder / "manifest.npz")
+        return {key: data[key] for key in ("ids", "size", "mtime_ns")}
+    except (CacheError, KeyError):
+        return None
 
 
 def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -292,7 +634,8 @@ class FeatureCache:
         path = Path(path)
         if not path.exists():
             hint = (
-                "; an unfinished extraction is there: rerun `bottleneck extract` to resume it"
+                f"; an unfinished extraction is at {partial_path(path)}: rerun the `bottleneck "
+                "extract` command that started it (same source, base and options) to resume it"
                 if partial_path(path).exists()
                 else ""
             )
@@ -310,19 +653,30 @@ class FeatureCache:
         return cache
 
     def _validate(self) -> None:
+        """Check format, version, completeness, fingerprint, attributes, dtypes and shapes."""
         attrs = self._h5.attrs
         if attrs.get("format") != FORMAT:
             raise CacheError(f"{self.path} is not a bottleneck cache (no format={FORMAT!r})")
-        version = int(attrs.get("format_version", -1))
-        if version != FORMAT_VERSION:
+        version = attrs.get("format_version")
+        if not (isinstance(version, (int, np.integer)) and version == FORMAT_VERSION):
             raise CacheError(
                 f"{self.path} has cache format version {version}; this bottleneck reads "
                 f"version {FORMAT_VERSION}: re-extract it or use a matching bottleneck"
             )
-        if not bool(attrs.get("complete", False)):
-            raise CacheError(f"{self.path} is incomplete; rerun `bottleneck extract` to finish it")
+        redo = "re-extract it with `bottleneck extract ... --force`"
+        complete = attrs.get("complete")
+        if not (isinstance(complete, (bool, np.bool_)) and complete):
+            raise CacheError(
+                f"{self.path} is marked incomplete (no finished extraction wrote it): {redo}"
+            )
+        fingerprint = attrs.get("fingerprint")
+        if not (isinstance(fingerprint, str) and fingerprint.startswith("sha256:")):
+            raise CacheError(f"{self.path} has no valid fingerprint ({fingerprint!r}): {redo}")
+        for name, kind in (("identity", dict), ("provenance", dict), ("class_names", list)):
+            if not isinstance(_json_attr(self._h5, name, kind()), kind):
+                raise CacheError(f"{self.path}: attribute {name!r} is not a JSON {kind.__name__}")
         for name in ("features", "labels", "ids"):
-            if name not in self._h5:
+            if not isinstance(self._h5.get(name), h5py.Dataset):
                 raise CacheError(f"{self.path} has no /{name} dataset")
         features = self._h5["features"]
         if features.ndim != 2 or features.dtype != np.float32:
@@ -330,10 +684,25 @@ class FeatureCache:
                 f"{self.path}: /features must be float32 (N, D); got {features.dtype} "
                 f"{features.shape}"
             )
+        labels, ids = self._h5["labels"], self._h5["ids"]
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise CacheError(
+                f"{self.path}: /labels must be integer class indices; got {labels.dtype} "
+                f"{labels.shape} (float labels are refused, not truncated): {redo}"
+            )
+        if ids.ndim != 1 or h5py.check_string_dtype(ids.dtype) is None:
+            raise CacheError(f"{self.path}: /ids must be strings; got {ids.dtype}: {redo}")
         n = features.shape[0]
-        lengths = {name: self._h5[name].shape[0] for name in ("labels", "ids")}
+        lengths = {"labels": labels.shape[0], "ids": ids.shape[0]}
         if any(length != n for length in lengths.values()):
             raise CacheError(f"{self.path}: row counts disagree: features {n}, {lengths}")
+        failed = self._h5.get("failed")
+        if failed is not None and not (
+            isinstance(failed, h5py.Group)
+            and all(h5py.check_string_dtype(failed[k].dtype) for k in ("ids", "reasons"))
+            and failed["ids"].shape == failed["reasons"].shape
+        ):
+            raise CacheError(f"{self.path}: /failed must hold ids and reasons, as strings: {redo}")
 
     def __enter__(self) -> FeatureCache:
         return self
@@ -475,19 +844,29 @@ class FeatureCache:
         return self.to_arrow(wide=wide).to_pandas()
 
 
-def check_existing(path: str | Path, fingerprint: str, identity: dict) -> bool:
+def check_existing(
+    path: str | Path, fingerprint: str, identity: dict, manifest: dict | None = None
+) -> bool:
     """Whether a complete cache at ``path`` already holds exactly these inputs.
 
     Returns ``False`` when there is no cache. Raises :class:`StaleCacheError` when one
-    exists for other inputs, and :class:`CacheError` when it is unreadable.
+    exists for other inputs (naming the source files that changed, given ``manifest``), and
+    :class:`CacheError` when something else is there.
     """
     path = Path(path)
     if not path.exists():
         return False
-    with FeatureCache.open(path) as cache:
+    try:
+        cache = FeatureCache.open(path)
+    except CacheError as exc:
+        raise CacheError(
+            f"{exc}. Rerun with --force to replace it, or write to another file with -o"
+        ) from exc
+    with cache:
         if cache.fingerprint == fingerprint:
             return True
+        old_manifest = cache.manifest
         raise StaleCacheError(
-            describe_difference(path, cache.identity, identity)
+            describe_difference(path, cache.identity, identity, old_manifest, manifest)
             + "; rerun with --force to replace it, or write to another file with -o"
         )

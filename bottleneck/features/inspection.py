@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from bottleneck_transfer.errors import BottleneckError, CacheError
+from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.sources import reopen_source
 
@@ -29,7 +30,10 @@ def cache_info(path: str | Path) -> dict:
             "feature_dim": cache.dim,
             "classes": classes,
             "unlabeled": counts.get(-1, 0),
-            "base": base.get("application") or base.get("file"),
+            "base": next(
+                (base[k] for k in ("application", "file", *hub.NAME_KEYS) if k in base), None
+            ),
+            "hub": _hub_provenance(base),
             "weights": base.get("weights"),
             "layer": base.get("layer"),
             "pooling": base.get("pooling"),
@@ -42,6 +46,14 @@ def cache_info(path: str | Path) -> dict:
             "fingerprint": cache.fingerprint,
             "size_bytes": Path(path).stat().st_size,
         }
+
+
+def _hub_provenance(base: dict) -> dict:
+    """A hub base's class, config and weights sha256, converter or SavedModel ({} for others)."""
+    if not any(key in base for key in hub.NAME_KEYS):
+        return {}
+    keys = (*hub.DETAIL_KEYS, "weights_sha256")
+    return {key: base[key] for key in keys if key in base}
 
 
 @dataclass

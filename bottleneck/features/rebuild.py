@@ -6,7 +6,14 @@ from pathlib import Path
 
 import numpy as np
 from bottleneck_transfer.errors import BaseModelError
-from bottleneck_transfer.features.bases import PREPROCESS_MODES, Base, _preprocess_affine, load_base
+from bottleneck_transfer.features import hub
+from bottleneck_transfer.features.bases import (
+    POOLINGS,
+    PREPROCESS_MODES,
+    Base,
+    _preprocess_affine,
+    load_base,
+)
 from bottleneck_transfer.features.extract import with_compute_dtype
 from bottleneck_transfer.fingerprint import sha256_file
 
@@ -30,12 +37,7 @@ def _resolve_base_file(described: dict, base_path: str | Path | None, cache_path
                 f"{actual}, the cache's base {name} has {expected}"
             )
         return path
-    candidates = [
-        Path.cwd() / name,
-        cache_path.parent / name,
-        cache_path.parent.parent / name,
-        _repo_bases_dir() / name,
-    ]
+    candidates = _candidates(name, cache_path)
     for path in candidates:
         if path.is_file() and (not expected or sha256_file(path) == expected):
             return path
@@ -46,10 +48,37 @@ def _resolve_base_file(described: dict, base_path: str | Path | None, cache_path
     )
 
 
+def _candidates(name: str, cache_path: Path) -> list[Path]:
+    """Where a base named only by its file or folder name is looked for."""
+    folders = [Path.cwd(), cache_path.parent, cache_path.parent.parent, _repo_bases_dir()]
+    return [folder / name for folder in folders]
+
+
+def _hub_spec(
+    described: dict, base_path: str | Path | None, weights: str | Path | None, cache_path: Path
+) -> tuple[str | Path, list[str | None]]:
+    """A hub base: its handle, or its folder (``--base``, else found by name; the weights'
+    sha256 check in :func:`rebuild_base` decides whether it is the same)."""
+    weight_args = [str(weights) if weights is not None else described.get("weights")]
+    if base_path is not None:
+        return Path(base_path).expanduser(), weight_args
+    if "preset" in described:
+        return described["preset"], weight_args
+    name = described.get("preset_folder") or described["saved_model"]
+    for path in _candidates(name, cache_path):
+        if path.is_dir():
+            return path, weight_args
+    raise BaseModelError(
+        f"the cache {cache_path} was made with the hub base folder {name}, which is not beside "
+        "it or in the working directory; point at it with --base PATH"
+    )
+
+
 def _preprocess_modes(described: dict, channels: int) -> list[str | None]:
     """Preprocessing modes to try: the base's default first, then modes that match."""
     stored = described.get("preprocess", {})
-    modes: list[str | None] = [None]
+    # A SavedModel has no preprocessing of its own: one of the modes was given.
+    modes: list[str | None] = [] if "saved_model" in described else [None]
     for mode in PREPROCESS_MODES:
         try:
             weight, bias = _preprocess_affine(mode, channels)
@@ -98,7 +127,8 @@ def rebuild_base(
     channels = int(shape[2])
     layer = described.get("layer")
     layer = None if layer in (None, "penultimate") else layer
-    pooling = described.get("pooling") if described.get("pooling") in ("avg", "max") else "avg"
+    pooling = described.get("pooling")
+    pooling = pooling if pooling in (*POOLINGS, hub.TOKEN) else "avg"
     spec, weight_args = _base_spec(described, base_path, weights, cache_path)
     expected = described.get("weights_sha256")
     found: list[str] = []
@@ -151,6 +181,8 @@ def _base_spec(
     decides).
     """
     weights_id = described.get("weights")
+    if any(key in described for key in hub.NAME_KEYS):
+        return _hub_spec(described, base_path, weights, cache_path)
     if "file" in described:
         spec: str | Path = _resolve_base_file(described, base_path, cache_path)
         if weights is not None:

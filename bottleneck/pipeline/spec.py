@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import tomllib
-from bottleneck_transfer.errors import BottleneckError
+from bottleneck_transfer.errors import BottleneckError, HeadError
+from bottleneck_transfer.heads.learning_curve import parse_sizes
 
 HEAD_CHOICES = ("logreg", "linear-svm", "rbf-svm", "dense", "knn")
 BASELINE_CHOICES = ("random-base", "raw-pixels")
@@ -62,6 +63,14 @@ def _heads(value: Any) -> str | None:
     return _list_of_str(value) or _choice(*HEAD_CHOICES)(value)
 
 
+def _curve_sizes(value: Any) -> str | None:
+    try:
+        parse_sizes(value)
+    except HeadError as exc:
+        return str(exc).split(". Received", 1)[0]
+    return None
+
+
 SCHEMA: dict[str, dict[str, Key]] = {
     "data": {
         "train": Key((str,), required=True),
@@ -88,6 +97,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "use": Key((list,), check=_heads, default=["logreg", "linear-svm", "rbf-svm", "dense"]),
         "tune": Key((bool,), default=False),
         "cv": Key((int,), check=lambda v: None if v >= 2 else "must be >= 2"),
+        # Labels per class, e.g. [5, 20, 100, "all"]: a learning curve after the comparison.
+        "learning_curve": Key((list,), check=_curve_sizes),
     },
     "baselines": {
         "use": Key((list,), check=lambda v: _list_of_str(v) or _choice(*BASELINE_CHOICES)(v)),

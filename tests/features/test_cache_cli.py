@@ -72,7 +72,7 @@ def test_reader_rejects_malformed_caches(tmp_path, mutate, message):
 def test_missing_cache_points_to_partial(tmp_path):
     path = tmp_path / "c.h5"
     _small_cache(path, complete=False)
-    with pytest.raises(CacheError, match="rerun `bottleneck extract` to resume"):
+    with pytest.raises(CacheError, match="rerun the `bottleneck extract` command that started it"):
         FeatureCache.open(path)
 
 

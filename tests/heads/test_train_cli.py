@@ -244,5 +244,5 @@ def test_train_out_of_core_from_the_cli(cli, tmp_path):
     assert meta["out_of_core"] is True and meta["cache"]["rows"] == 1797
     evaluation = evaluate_head(out, path)
     assert evaluation.metrics["accuracy"] > 0.93
-    result = run(cli, "train", path, "--head", "dense", "--out-of-core", "-o", out)
+    result = run(cli, "train", path, "--head", "dense", "--out-of-core", "-o", out, "--force")
     assert isinstance(result.exception, HeadError)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from bottleneck_transfer.cli import cli
+from bottleneck_transfer.features.cache import PARTIAL_MARKER
 from bottleneck_transfer.features.store import CacheStore, parse_age
 from bottleneck_transfer.pipeline.run import run_pipeline
 from bottleneck_transfer.pipeline.spec import SpecError, load_spec
@@ -170,8 +171,9 @@ def test_store_ls_and_prune(tmp_path, photos):
     spec = _write_spec(tmp_path, SPEC.format(pooling="avg"))
     store_dir = tmp_path / "store"
     run_pipeline(spec, cache_dir=store_dir, progress=False, echo=lambda _: None)
-    (store_dir / "dead.h5.partial").mkdir()
-    (store_dir / "dead.h5.partial" / "meta.json").write_text("{}")
+    dead = store_dir / ("f" * 24 + ".h5.partial")  # an unfinished extraction of the store's
+    dead.mkdir()
+    (dead / PARTIAL_MARKER).write_text("{}")
     runner = CliRunner()
     listing = json.loads(
         runner.invoke(cli, ["cache", "ls", "--cache-dir", str(store_dir), "--json"]).output
@@ -184,7 +186,7 @@ def test_store_ls_and_prune(tmp_path, photos):
     assert result.exit_code == 0 and "1 removed" in result.output
     old = sorted(store_dir.glob("*.h5"))[0]
     os.utime(old, (1, 1))
-    removed = CacheStore(store_dir).prune(older_than=parse_age("30d"))
+    removed = CacheStore(store_dir).prune(older_than=parse_age("30d")).removed
     assert removed == [old]
     assert len(list(store_dir.glob("*.h5"))) == 3
     bad = runner.invoke(
@@ -259,3 +261,26 @@ def test_cli_run_says_each_warning_once_in_its_output(tmp_path, photos):
     assert result.exit_code == 0, result.output
     assert result.output.count("fewer than 20 rows in class 'cat'") == 1, result.output
     assert not [w for w in caught if issubclass(w.category, BottleneckWarning)]
+
+
+def test_spec_learning_curve_runs_after_the_comparison(tmp_path, photos):
+    body = SPEC.format(pooling="avg").replace(
+        'use = ["logreg", "knn"]', 'use = ["logreg", "knn"]\nlearning_curve = [3, "all"]'
+    )
+    spec = _write_spec(tmp_path, body)
+    lines: list[str] = []
+    record = run_pipeline(spec, cache_dir=tmp_path / "store", progress=False, echo=lines.append)
+    curve = record["learning_curve"]
+    assert curve["sizes"] == [3, "all"] and curve["repeats"] == {"3": 10, "all": 1}
+    assert curve["lines"] == ["logreg", "knn", "raw-pixels"]
+    at_all = {p["line"]: p["mean"] for p in curve["points"] if p["size"] == "all"}
+    compared = {r["name"]: r["accuracy"] for r in record["compare"]["rows"]}
+    assert at_all["logreg"] == compared["logreg"], "'all' is the comparison already run"
+    assert "learning_curve" in record["timings"]
+    report = Path(record["run_dir"]) / "report"
+    assert (report / "learning_curve.png").stat().st_size > 0
+    assert json.loads((report / "learning_curve.json").read_text())["sentence"]
+    assert curve["sentence"] in "\n".join(lines)
+    bad = _write_spec(tmp_path, body.replace('[3, "all"]', "[0]"))
+    with pytest.raises(SpecError, match=r":\d+: heads.learning_curve: learning-curve sizes"):
+        load_spec(bad)
