@@ -99,6 +99,7 @@ def info(cache: str, as_json: bool) -> None:
         f"rows         {data['rows']}  features {data['feature_dim']}",
         f"base         {data['base']}  weights {data['weights']}  layer {data['layer']}  "
         f"pooling {data['pooling']}  input {data['input_shape']}",
+        *(f"  {key:<22} {value}" for key, value in data["hub"].items()),
         f"source       {data['source']['kind']}  {data['source']['root']}",
         f"extracted    {data['created_at']}  {extraction.get('images_per_second')} images/s",
         "software     " + "  ".join(f"{k} {v}" for k, v in data["software"].items()),

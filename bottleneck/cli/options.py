@@ -178,7 +178,8 @@ def base() -> Decorator:
             "--base",
             required=True,
             help="keras.applications name (resnet50, mobilenet_v2, ...), a .keras/.h5 file, "
-            "or pixels.",
+            "pixels, a KerasHub preset (keras-hub:NAME, hf://..., kaggle://..., a preset "
+            "folder) or a SavedModel folder (with --preprocess).",
         ),
         click.option(
             "--weights", default=None, help="imagenet (default for names), none, or a file."
@@ -187,7 +188,12 @@ def base() -> Decorator:
             "--image-size", type=click.IntRange(min=1), help="Input size (default: the base's)."
         ),
         click.option(
-            "--pooling", type=click.Choice(["avg", "max"]), default="avg", show_default=True
+            "--pooling",
+            type=click.Choice(["avg", "max", "token"]),
+            default="avg",
+            show_default=True,
+            help="avg/max over a feature map's positions or a transformer's tokens (avg: the "
+            "mean token); token: a transformer's class token (KerasHub bases).",
         ),
         click.option("--layer", default=None, help="Cut at this layer (default: penultimate)."),
         click.option(

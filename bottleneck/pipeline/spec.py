@@ -84,7 +84,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "name": Key((str,), required=True),
         "weights": Key((str,)),
         "image_size": Key((int,), check=_positive),
-        "pooling": Key((str,), check=_choice("avg", "max"), default="avg"),
+        "pooling": Key((str,), check=_choice("avg", "max", "token"), default="avg"),
         "layer": Key((str,)),
         "preprocess": Key((str,), check=_choice("none", "unit", "tf", "torch", "caffe")),
     },

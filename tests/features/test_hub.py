@@ -4,6 +4,7 @@ SavedModel folders, all built here from tiny random configurations (no network).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from bottleneck_transfer.cli import cli
 from bottleneck_transfer.errors import BaseModelError, StaleCacheError
 from bottleneck_transfer.features.baselines import randomized
 from bottleneck_transfer.features.bases import load_base
@@ -20,6 +22,7 @@ from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.inspection import cache_info
 from bottleneck_transfer.features.rebuild import rebuild_base
 from bottleneck_transfer.features.sources import open_source
+from click.testing import CliRunner
 from PIL import Image
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -164,6 +167,18 @@ def test_extract_from_a_preset_caches_the_backbone_features(
     assert hub_info["preset_class"].endswith("Backbone")
     assert hub_info["preset_config_sha256"].startswith("sha256:")
     assert hub_info["weights_sha256"].startswith("sha256:")
+
+
+def test_cli_extracts_with_the_class_token_and_info_shows_the_preset(presets, images, tmp_path):
+    out = tmp_path / "c.h5"
+    args = ["extract", str(images), "--base", str(presets["vit"]), "--pooling", "token"]
+    result = CliRunner().invoke(cli, [*args, "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    shown = CliRunner().invoke(cli, ["info", str(out)]).output
+    assert "base         vit_tiny  weights preset" in shown and "pooling token" in shown
+    assert "preset_class           ViTBackbone" in shown
+    assert "image_converter        ViTImageConverter" in shown
+    assert re.search(r"preset_config_sha256 +sha256:[0-9a-f]{64}", shown)
 
 
 def test_layer_cuts_the_preset_backbone(presets):
