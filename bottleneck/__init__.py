@@ -57,7 +57,7 @@ _EXPORTS = {
     "train_head": "bottleneck_transfer.heads.training",
     "evaluate_head": "bottleneck_transfer.heads.training",
     "export": "bottleneck_transfer.deploy.export",
-    "load_exported": "bottleneck_transfer.deploy.export",
+    "load_exported": "bottleneck_transfer.deploy.exported",
     "predict": "bottleneck_transfer.deploy.predict",
     "finetune": "bottleneck_transfer.deploy.finetune",
     "run_pipeline": "bottleneck_transfer.pipeline.run",

@@ -37,8 +37,8 @@ from pathlib import Path
 import keras
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
-from bottleneck_transfer.deploy.export import METADATA_LAYER, Exported, ExportError, load_exported
-from bottleneck_transfer.errors import ImageError, SourceError
+from bottleneck_transfer.deploy.exported import METADATA_LAYER, Exported, load_exported
+from bottleneck_transfer.errors import ExportError, ImageError, SourceError
 from bottleneck_transfer.features.batches import decode_batch
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
 from bottleneck_transfer.features.sources import Source, open_source

@@ -15,7 +15,7 @@ Output (CSV, or JSON with ``fmt="json"``), one row per decoded image in source o
 ``id`` is the path relative to the source root (or ``array:<index>``), ``label`` the true
 class name when the source is labelled (empty otherwise), then the ``k`` most probable classes,
 best first. For heads without probabilities (``linear-svm``, ``rbf-svm``) the "probabilities"
-are a softmax of the decision values (see :mod:`deploy.export`).
+are a softmax of the decision values (see :mod:`deploy.keras_head`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import TextIO
 
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
-from bottleneck_transfer.deploy.export import Exported, ExportError, load_exported
-from bottleneck_transfer.errors import ImageError, SourceError
+from bottleneck_transfer.deploy.exported import Exported, load_exported
+from bottleneck_transfer.errors import ExportError, ImageError, SourceError
 from bottleneck_transfer.features.batches import BatchRunner, default_batch_size, iter_batches
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from bottleneck_transfer.features.sources import Item, Source, open_source

@@ -13,15 +13,10 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from bottleneck_transfer.deploy.export import (
-    METADATA_LAYER,
-    ExportError,
-    export,
-    head_scores,
-    load_exported,
-    read_metadata,
-)
-from bottleneck_transfer.errors import BaseModelError, BottleneckError, HeadError
+from bottleneck_transfer.deploy.export import export
+from bottleneck_transfer.deploy.exported import METADATA_LAYER, load_exported, read_metadata
+from bottleneck_transfer.deploy.keras_head import head_scores
+from bottleneck_transfer.errors import BaseModelError, BottleneckError, ExportError, HeadError
 from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import extract
@@ -237,7 +232,7 @@ model = keras.saving.load_model(sys.argv[1], safe_mode=True)
 meta = json.loads(model.get_layer("bottleneck_metadata").bias_initializer.value)
 probs = model.predict(np.load(sys.argv[2]), verbose=0)
 odd = model.predict(np.zeros((1, 45, 61, 3), np.uint8), verbose=0)
-assert "bottleneck" not in sys.modules, "bottleneck was imported"
+assert "bottleneck_transfer" not in sys.modules, "bottleneck_transfer was imported"
 print(json.dumps({"classes": meta["classes"], "probs": probs.tolist(), "odd": odd.shape}))
 """
 

@@ -11,9 +11,10 @@ import keras
 import numpy as np
 import pytest
 from bottleneck_transfer.cli.deploy_cmds import COMMANDS
-from bottleneck_transfer.deploy.export import METADATA_LAYER, ExportError, export, read_metadata
+from bottleneck_transfer.deploy.export import export
+from bottleneck_transfer.deploy.exported import METADATA_LAYER, read_metadata
 from bottleneck_transfer.deploy.finetune import ImageBatches, finetune, label_map
-from bottleneck_transfer.errors import SourceError
+from bottleneck_transfer.errors import ExportError, SourceError
 from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.sources import open_source

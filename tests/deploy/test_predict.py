@@ -12,9 +12,10 @@ import keras
 import numpy as np
 import pytest
 from bottleneck_transfer.cli.deploy_cmds import COMMANDS
-from bottleneck_transfer.deploy.export import ExportError, export, load_exported
+from bottleneck_transfer.deploy.export import export
+from bottleneck_transfer.deploy.exported import load_exported
 from bottleneck_transfer.deploy.predict import predict
-from bottleneck_transfer.errors import BottleneckError, ImageError, SourceError
+from bottleneck_transfer.errors import BottleneckError, ExportError, ImageError, SourceError
 from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.sources import open_source
