@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
 from bottleneck_transfer.cli import options
@@ -87,6 +88,27 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
     show_default=True,
     help="Run the winning head on each baseline, or every head (slower).",
 )
+@click.option(
+    "--learning-curve",
+    "curve_sizes",
+    metavar="SIZES",
+    help="Instead of one comparison, a learning curve: labels per class, e.g. 5,10,50,200,all. "
+    "Each size fits every head and baseline on seeded stratified subsets of TRAIN and "
+    "scores them on --test (or a held-out quarter of TRAIN).",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    help="Subsets per learning-curve size (default: ceil(200 / size), between 3 and 10).",
+)
+@click.option(
+    "--layer-sweep",
+    "layer_caches",
+    multiple=True,
+    metavar="TRAIN[,TEST]",
+    help="Another layer's cache of the same images and base (with its test cache with "
+    "--test): compare heads on every layer, say which transfers best. Repeatable.",
+)
 @options.bootstrap()
 @options.seed("Folds, heads, bootstrap.")
 @options.jobs()
@@ -105,6 +127,9 @@ def compare(
     base_path: str | None,
     cache_dir: str | None,
     baseline_heads: str,
+    curve_sizes: str | None,
+    repeats: int | None,
+    layer_caches: tuple[str, ...],
     bootstrap: int,
     seed: int,
     jobs: int,
@@ -116,6 +141,8 @@ def compare(
     Scores on --test (bootstrap 95% intervals) or with --cv K folds (mean ± std). Every head
     is tested against the winner with McNemar's test, and a sentence says whether the lead
     is real. Baselines show the transfer gain, or warn of negative transfer.
+    --learning-curve repeats this at several numbers of labels per class and says from
+    which size the transfer is worth it; --layer-sweep compares the layers of one base.
 
     \b
     Examples:
@@ -125,6 +152,10 @@ def compare(
       bottleneck compare caches/train.h5 --test caches/test.h5 --baseline random-base \\
           --baseline raw-pixels
       bottleneck compare caches/train.h5 --cv 5 --baseline-cache raw-pixels=caches/pixels.h5
+      bottleneck compare caches/train.h5 --test caches/test.h5 \\
+          --learning-curve 5,10,50,200,all --baseline random-base --baseline raw-pixels -o lc
+      bottleneck compare caches/pool.h5 --test caches/pool-test.h5 \\
+          --layer-sweep caches/conv.h5,caches/conv-test.h5
     """
     from bottleneck_transfer.heads.compare import compare_heads
     from bottleneck_transfer.heads.registry import split_specs
@@ -132,6 +163,32 @@ def compare(
     from bottleneck_transfer.heads.training import check_min_accuracy
 
     out = out or report_dir
+    specs = split_specs(heads)
+    if layer_caches:
+        if curve_sizes or baseline_caches or baseline_names:
+            raise HeadError(
+                "--layer-sweep compares layers on their own: run --learning-curve or "
+                "baselines in a separate compare"
+            )
+        _layer_sweep(
+            (train_cache, test_cache),
+            layer_caches,
+            heads=specs,
+            cv=cv,
+            tune=tune,
+            n_bootstrap=bootstrap,
+            random_state=seed,
+            n_jobs=jobs,
+            out=out,
+            as_json=as_json,
+            minimum=assert_min_accuracy,
+        )
+        return
+    if curve_sizes and cv is not None:
+        raise HeadError(
+            "--learning-curve scores on --test, or on a held-out quarter of TRAIN_CACHE "
+            "without it; drop --cv"
+        )
     baselines = {}
     for value in baseline_caches:
         name, train, test = _parse_baseline(value)
@@ -155,11 +212,41 @@ def compare(
                 base_path=base_path,
             )
         )
+    if curve_sizes:
+        from bottleneck_transfer.heads.learning_curve import (
+            format_curve,
+            learning_curve,
+            write_curve_report,
+        )
+
+        with _warnings_in_output():
+            curve = learning_curve(
+                train_cache,
+                test_cache,
+                sizes=curve_sizes,
+                heads=specs,
+                baselines=baselines or None,
+                baseline_heads=baseline_heads,
+                repeats=repeats,
+                tune=tune,
+                n_bootstrap=bootstrap,
+                random_state=seed,
+                n_jobs=jobs,
+            )
+        _show(curve, format_curve(curve), write_curve_report, out, as_json)
+        last = max(
+            (p for p in curve.points if p.size == curve.sizes[-1] and not p.baseline),
+            key=lambda p: p.mean,
+        )
+        check_min_accuracy(
+            last.mean, assert_min_accuracy, what=f"{last.line} at {last.size} labels per class"
+        )
+        return
     with _warnings_in_output():
         comparison = compare_heads(
             train_cache,
             test_cache,
-            heads=split_specs(heads),
+            heads=specs,
             cv=cv,
             tune=tune,
             baselines=baselines,
@@ -168,18 +255,56 @@ def compare(
             random_state=seed,
             n_jobs=jobs,
         )
-    files = write_report(comparison, out) if out else {}
-    if as_json:
-        options.echo_json({**comparison.to_dict(), "files": {k: str(v) for k, v in files.items()}})
-    else:
-        click.echo(format_table(comparison))
-        if files:
-            click.echo(f"\nReport written to {out}/ ({', '.join(files)})")
+    _show(comparison, format_table(comparison), write_report, out, as_json)
     check_min_accuracy(
         comparison.best.metrics["accuracy"],
         assert_min_accuracy,
         what=f"the winner {comparison.winner}",
     )
+
+
+def _show(
+    result: Any, text: str, write: Callable[[Any, str], dict], out: str | None, as_json: bool
+) -> None:
+    """Write the report folder (with -o) and print the result as text or JSON."""
+    files = write(result, out) if out else {}
+    if as_json:
+        options.echo_json({**result.to_dict(), "files": {k: str(v) for k, v in files.items()}})
+        return
+    click.echo(text)
+    if files:
+        click.echo(f"\nReport written to {out}/ ({', '.join(files)})")
+
+
+def _layer_sweep(
+    first: tuple[str, str | None],
+    values: tuple[str, ...],
+    *,
+    out: str | None,
+    as_json: bool,
+    minimum: float | None,
+    **settings: Any,
+) -> None:
+    """``compare --layer-sweep``: TRAIN_CACHE (and --test) first, then each given layer."""
+    from bottleneck_transfer.heads.layer_sweep import format_sweep, layer_sweep, write_sweep_report
+    from bottleneck_transfer.heads.training import check_min_accuracy
+
+    holdout = first[1] is not None
+    caches = [first]
+    for value in values:
+        train, _, test = (part.strip() for part in value.partition(","))
+        if not train or holdout != bool(test):
+            raise click.BadParameter(
+                "give TRAIN.h5,TEST.h5 for each layer with --test, and TRAIN.h5 alone "
+                f"without it. Received: {value!r}",
+                param_hint="--layer-sweep",
+            )
+        caches.append((train, test or None))
+    with _warnings_in_output():
+        sweep = layer_sweep(caches, **settings)
+    _show(sweep, format_sweep(sweep), write_sweep_report, out, as_json)
+    best = sweep.best.best.metrics["accuracy"]
+    check_min_accuracy(best, minimum, what=f"the best layer {sweep.best.name}")
 
 
 @click.command(cls=ModelCommand)
