@@ -143,9 +143,18 @@ def describe_difference(
     return f"{path} was made from different inputs (differs in: {', '.join(keys)}{changed})"
 
 
-def unusable_rows(features: np.ndarray) -> np.ndarray:
-    """Indices of the rows holding NaN, Inf, or values beyond :data:`FEATURE_LIMIT`."""
-    return np.flatnonzero(~(np.abs(features) <= FEATURE_LIMIT).all(axis=1))
+def unusable_rows(features: Any, block_rows: int | None = None) -> np.ndarray:
+    """Indices of the rows holding NaN, Inf, or values beyond :data:`FEATURE_LIMIT`.
+
+    ``features`` is an array or an HDF5 dataset, read ``block_rows`` rows at a time
+    (default: about 4M values).
+    """
+    step = block_rows or max(1, 2**22 // max(1, int(np.prod(features.shape[1:]))))
+    bad = [
+        start + np.flatnonzero(~(np.abs(features[start : start + step]) <= FEATURE_LIMIT).all(1))
+        for start in range(0, len(features), step)
+    ]
+    return np.concatenate(bad) if bad else np.zeros(0, np.int64)
 
 
 def describe_unusable(rows: np.ndarray, ids: Sequence[str]) -> str:
@@ -159,18 +168,14 @@ def describe_unusable(rows: np.ndarray, ids: Sequence[str]) -> str:
 
 
 def check_features(features: np.ndarray, ids: Sequence[str], where: str | Path) -> None:
-    """Refuse features heads cannot use, naming the rows (one pass, by blocks of rows).
+    """Refuse features heads cannot use, naming the rows.
 
     Raises
     ------
     CacheError
         If any row holds NaN, Inf or a value beyond :data:`FEATURE_LIMIT`.
     """
-    step = max(1, 2**22 // max(1, features[:1].size))  # 4M values (16 MB) at a time
-    starts = range(0, len(features), step)
-    bad = np.concatenate(
-        [np.zeros(0, np.int64)] + [s + unusable_rows(features[s : s + step]) for s in starts]
-    )
+    bad = unusable_rows(features)
     if bad.size:
         raise CacheError(
             f"{where}: {describe_unusable(bad, ids)}; re-extract those images (check the base "

@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 from bottleneck_transfer.errors import BottleneckError, CacheError
 from bottleneck_transfer.features import hub
-from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.cache import (
+    FeatureCache,
+    describe_unusable,
+    manifest_changes,
+    unusable_rows,
+)
 from bottleneck_transfer.features.sources import reopen_source
 
 
@@ -38,7 +43,10 @@ def cache_info(path: str | Path) -> dict:
             "layer": base.get("layer"),
             "pooling": base.get("pooling"),
             "input_shape": base.get("input_shape"),
-            "source": {k: provenance.get("source", {}).get(k) for k in ("kind", "root", "n_items")},
+            "source": {
+                **{k: provenance.get("source", {}).get(k) for k in ("kind", "root", "n_items")},
+                "split": (provenance.get("source", {}).get("options") or {}).get("split"),
+            },
             "software": provenance.get("software", {}),
             "extraction": provenance.get("extraction", {}),
             "created_at": provenance.get("created_at"),
@@ -57,16 +65,41 @@ def _hub_provenance(base: dict) -> dict:
 
 
 @dataclass
-class VerifyReport:
-    """The outcome of :func:`verify_cache`: ``ok`` when there are no problems."""
+class Check:
+    """One check of :func:`verify_cache`: its name and the problems it found."""
 
-    path: str
+    name: str
     problems: list[str] = field(default_factory=list)
-    checks: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of :func:`verify_cache`: one verdict per check; ``ok`` when all pass."""
+
+    path: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        """Every problem found, check by check."""
+        return [problem for check in self.checks for problem in check.problems]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def lines(self) -> list[str]:
+        """``ok    <check>`` or ``FAIL  <check>: <problem>``, one verdict per check."""
+        return [
+            f"ok    {check.name}"
+            if check.ok
+            else f"FAIL  {check.name}: {'; '.join(check.problems)}"
+            for check in self.checks
+        ]
 
 
 def _source_changes(cache: FeatureCache) -> list[str]:
@@ -82,62 +115,80 @@ def _source_changes(cache: FeatureCache) -> list[str]:
         keys = [k for k in now if k.endswith("sha256") and now[k] != described.get(k)]
         return [f"source arrays changed ({', '.join(keys)})"] if keys else []
     current = source.manifest() or {"ids": [], "size": [], "mtime_ns": []}
-    before = dict(
-        zip(stored["ids"], zip(stored["size"], stored["mtime_ns"], strict=True), strict=True)
-    )
-    after = dict(
-        zip(current["ids"], zip(current["size"], current["mtime_ns"], strict=True), strict=True)
-    )
-    added = sorted(set(after) - set(before))
-    removed = sorted(set(before) - set(after))
-    modified = sorted(k for k in set(before) & set(after) if tuple(before[k]) != tuple(after[k]))
-    out = []
-    for what, ids in (("added", added), ("removed", removed), ("modified", modified)):
-        if ids:
-            shown = ", ".join(ids[:5]) + (f" … (+{len(ids) - 5})" if len(ids) > 5 else "")
-            out.append(f"source changed since extraction: {len(ids)} file(s) {what}: {shown}")
-    return out
+    return [
+        f"source changed since extraction: {line}" for line in manifest_changes(stored, current)
+    ]
+
+
+def _accounting(cache: FeatureCache) -> list[str]:
+    """Whether rows + failures are exactly the source's items, each once."""
+    ids = cache.ids + [item for item, _ in cache.failed]
+    problems = []
+    repeated = sorted(k for k, n in Counter(ids).items() if n > 1)
+    if repeated:
+        problems.append(f"{len(repeated)} ids appear more than once: {_some(repeated)}")
+    manifest = cache.manifest
+    if manifest is None:
+        n_items = cache.identity.get("source", {}).get("n_items")
+        if n_items is not None and n_items != len(ids):
+            problems.append(f"{len(ids)} rows + failures for {n_items} source items")
+        return problems
+    expected = set(manifest["ids"].tolist())
+    missing = sorted(expected - set(ids))
+    extra = sorted(set(ids) - expected)
+    if missing:
+        problems.append(
+            f"{len(missing)} source items are neither rows nor failures: {_some(missing)}"
+        )
+    if extra:
+        problems.append(f"{len(extra)} rows or failures are not source items: {_some(extra)}")
+    return problems
+
+
+def _some(ids: list[str]) -> str:
+    return ", ".join(ids[:5]) + (f" … (+{len(ids) - 5})" if len(ids) > 5 else "")
 
 
 def verify_cache(
     path: str | Path, *, check_source: bool = True, block_rows: int = 16384
 ) -> VerifyReport:
-    """Check format, completeness, shapes, label range, finite values and source changes."""
+    """Check format, fingerprint, shapes, labels, ids, finite features, that rows + failures
+    are the source's items, and (``check_source``) that the source is unchanged."""
     report = VerifyReport(str(path))
+    opening = Check("format, version, completeness, fingerprint and row counts")
+    report.checks.append(opening)
     try:
         cache = FeatureCache.open(path)
     except CacheError as exc:
-        report.problems.append(str(exc))
+        opening.problems.append(str(exc))
         return report
     with cache:
-        report.checks.append("format, version, completeness and row counts")
         n_classes = len(cache.class_names)
         labels = cache.labels
         bad = np.flatnonzero((labels < -1) | (labels >= max(n_classes, 0)))
-        if bad.size:
-            report.problems.append(f"{bad.size} labels outside -1..{n_classes - 1} (row {bad[0]})")
-        report.checks.append("labels in range")
-        if len(set(cache.ids)) != len(cache):
-            report.problems.append("duplicate ids")
-        report.checks.append("ids unique")
-        expected_dim = cache.provenance.get("base", {}).get("feature_dim")
-        if expected_dim is not None and expected_dim != cache.dim:
-            report.problems.append(f"feature size {cache.dim} != base's {expected_dim}")
-        non_finite = 0
-        first = None
-        for start in range(0, len(cache), block_rows):
-            block = cache.features_dataset[start : start + block_rows]
-            rows = np.flatnonzero(~np.isfinite(block).all(axis=1))
-            if rows.size and first is None:
-                first = start + int(rows[0])
-            non_finite += int(rows.size)
-        if non_finite:
-            report.problems.append(
-                f"{non_finite} rows hold NaN or Inf features (first: row {first}, "
-                f"id {cache.ids[first]})"
+        report.checks.append(
+            Check(
+                "labels in range",
+                [f"{bad.size} labels outside -1..{n_classes - 1} (row {bad[0]})"]
+                if bad.size
+                else [],
             )
-        report.checks.append("features finite")
+        )
+        report.checks.append(
+            Check("rows + failures are the source's items, each once", _accounting(cache))
+        )
+        expected_dim = cache.provenance.get("base", {}).get("feature_dim")
+        wrong_dim = expected_dim is not None and expected_dim != cache.dim
+        report.checks.append(
+            Check(
+                "feature size is the base's",
+                [f"feature size {cache.dim} != base's {expected_dim}"] if wrong_dim else [],
+            )
+        )
+        rows = unusable_rows(cache.features_dataset, block_rows)
+        report.checks.append(
+            Check("features finite", [describe_unusable(rows, cache.ids)] if rows.size else [])
+        )
         if check_source:
-            report.problems += _source_changes(cache)
-            report.checks.append("source unchanged since extraction")
+            report.checks.append(Check("source unchanged since extraction", _source_changes(cache)))
     return report

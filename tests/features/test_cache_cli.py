@@ -84,7 +84,47 @@ def test_verify_flags_nan_rows(tmp_path):
         h5["features"][2, 1] = np.nan
     report = verify_cache(path, check_source=False)
     assert not report.ok
-    assert report.problems == ["1 rows hold NaN or Inf features (first: row 2, id i2)"]
+    assert report.problems == [
+        "1 rows hold NaN, Inf or overflowing (|x| > 1.8e+19) features (rows 2: ids i2)"
+    ]
+    assert report.lines()[-1].startswith("FAIL  features finite: 1 rows hold NaN")
+    assert [line[:6] for line in report.lines()] == ["ok    "] * 4 + ["FAIL  "]
+
+
+def test_verify_fails_a_cache_without_fingerprint(tmp_path):
+    path = tmp_path / "c.h5"
+    _small_cache(path)
+    with h5py.File(path, "r+") as h5:
+        del h5.attrs["fingerprint"]
+    report = verify_cache(path, check_source=False)
+    assert not report.ok
+    assert report.lines() == [
+        "FAIL  format, version, completeness, fingerprint and row counts: "
+        f"{path} has no valid fingerprint (None): re-extract it with `bottleneck extract ... "
+        "--force`"
+    ]
+
+
+def test_verify_checks_rows_and_failures_against_the_manifest(tmp_path):
+    path = tmp_path / "c.h5"
+    writer = CacheWriter.create(
+        f"{path}.partial",
+        dim=2,
+        fingerprint="sha256:x",
+        identity={},
+        provenance={},
+        class_names=["a"],
+        manifest={"ids": ["a.png", "b.png", "c.png"], "size": [1] * 3, "mtime_ns": [1] * 3},
+    )
+    rows = np.zeros((2, 2), np.float32)
+    writer.write_batch(rows, np.zeros(2, np.int32), ["a.png", "x.png"], [("a.png", "bad")], 3)
+    writer.finalize(path, {})
+    problems = verify_cache(path, check_source=False).problems
+    assert problems == [
+        "1 ids appear more than once: a.png",
+        "2 source items are neither rows nor failures: b.png, c.png",
+        "1 rows or failures are not source items: x.png",
+    ]
 
 
 @pytest.fixture
@@ -128,6 +168,8 @@ def test_cli_extract_info_verify(photo_dir, tmp_path):
     result = _run("verify", out)
     assert result.exit_code == 1
     assert "1 file(s) modified: c1/2.png" in result.output
+    assert "FAIL  source unchanged since extraction" in result.output
+    assert "ok    source unchanged" not in result.output  # one verdict per check
     shutil.rmtree(photo_dir / "c0")
     assert "3 file(s) removed" in _run("verify", out).output
 
