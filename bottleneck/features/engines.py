@@ -1,0 +1,350 @@
+"""Run an extraction as shards on a Dask cluster (a local one, or a scheduler's).
+
+The source's ordered items are cut into deterministic shards (:func:`plan_shards`). One
+function, :func:`extract_shard`, extracts one shard with the normal extraction path
+(:func:`features.extract.extract` on the shard's slice of the source) into its own
+crash-safe, resumable shard cache named by the whole cache's fingerprint and the shard
+number. The local engine is the case of a single shard written at the final path; the Dask
+engine submits one task per missing shard and joins the shard caches, in source order, into
+one version-1 cache equal to a local run's.
+
+On a worker the base is built once per process and reused by all its tasks, and the source is
+reopened once from the provenance (so workers must see the images at the same path: a shared
+filesystem). A task lost with its worker is run again elsewhere (and resumes that shard's
+partial file); a job whose client died resumes by running only the shards that are missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import platform
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bottleneck_transfer.errors import BottleneckError, SourceError
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.sources import Source, reopen_source
+from bottleneck_transfer.fingerprint import fingerprint
+from tqdm.auto import tqdm
+
+ENGINES = ("local", "dask")
+#: Images per shard by default: a few minutes of work for a heavy base on one CPU host,
+#: seconds on an accelerator; rounded to whole batches so shards batch like a local run.
+DEFAULT_SHARD_IMAGES = 4096
+TASK_RETRIES = 2
+MISSING_DASK = (
+    "--engine dask needs Dask's distributed scheduler, which is not installed; "
+    "pip install 'bottleneck-transfer[dask]'"
+)
+
+#: Per worker process: bases built (by recipe fingerprint) and sources reopened.
+_BASES: dict[str, Any] = {}
+_SOURCES: dict[str, Source] = {}
+#: How many times this process built a base (the tests count it: once per worker).
+BASE_BUILDS = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """Items ``[start, stop)`` of the source, the ``index``-th shard."""
+
+    index: int
+    start: int
+    stop: int
+
+
+def plan_shards(n_items: int, shard_images: int, batch_size: int) -> list[Shard]:
+    """Cut ``n_items`` into consecutive shards of whole batches (the last one shorter)."""
+    if shard_images < 1:
+        raise ValueError(f"shard_images must be >= 1. Received: shard_images={shard_images}")
+    size = max(batch_size, shard_images // batch_size * batch_size)
+    starts = range(0, n_items, size)
+    return [Shard(i, start, min(start + size, n_items)) for i, start in enumerate(starts)]
+
+
+def shard_folder(out: str | Path) -> Path:
+    """The folder beside ``out`` that holds its shard caches while a Dask job runs."""
+    out = Path(out)
+    return out.with_name(out.name + ".shards")
+
+
+def shard_path(out: str | Path, print_fp: str, shard: Shard) -> Path:
+    """The shard cache of ``shard``, named by the whole cache's fingerprint and the number."""
+    return shard_folder(out) / f"{print_fp.split(':')[-1][:16]}-{shard.index:05d}.h5"
+
+
+def shard_source(source: Source, shard: Shard) -> Source:
+    """The source restricted to the shard's items (same root, classes and arrays)."""
+    options = {**source.options, "shard": [shard.start, shard.stop]}
+    return dataclasses.replace(
+        source, items=source.items[shard.start : shard.stop], options=options
+    )
+
+
+def _worker_base(recipe: dict) -> Any:
+    """The base of ``recipe``, built once in this process."""
+    global BASE_BUILDS
+    key = fingerprint(recipe)
+    if key not in _BASES:
+        from bottleneck_transfer.features.bases import load_base
+        from bottleneck_transfer.features.extract import with_compute_dtype
+
+        options = {k: v for k, v in recipe.items() if k not in ("base", "compute_dtype")}
+        base = load_base(recipe["base"], **options)
+        _BASES[key] = with_compute_dtype(base, recipe.get("compute_dtype"))
+        BASE_BUILDS += 1
+    return _BASES[key]
+
+
+def _worker_source(described: dict, expected: str) -> Source:
+    """The source reopened from its provenance, checked to be the client's."""
+    if expected not in _SOURCES:
+        source = reopen_source(described)
+        seen = fingerprint(source.identity())
+        if seen != expected:
+            raise SourceError(
+                f"the worker on {platform.node()} sees other images under {described.get('root')} "
+                "than the client (a different file list, sizes or times); workers must read "
+                "the source from a path they all share"
+            )
+        _SOURCES[expected] = source
+    return _SOURCES[expected]
+
+
+def base_builds() -> int:
+    """How many bases this process built (run on workers with ``client.run``)."""
+    return BASE_BUILDS
+
+
+def extract_shard(
+    recipe: dict,
+    described: dict,
+    source_fp: str,
+    shard: Shard,
+    path: str,
+    settings: dict,
+) -> dict[str, Any]:
+    """Extract one shard into its own cache at ``path``; what a Dask task runs.
+
+    ``settings`` are the extraction options (batch size, decode threads, strict,
+    max_pixels). Resumes the shard's partial file if an earlier attempt died.
+    """
+    from bottleneck_transfer.features.extract import extract
+
+    base = _worker_base(recipe)
+    source = shard_source(_worker_source(described, source_fp), shard)
+    extract(source, base, path, progress=False, **settings)
+    return {"shard": shard.index, "items": shard.stop - shard.start, "host": platform.node()}
+
+
+@contextmanager
+def dask_client(scheduler: str | None, n_workers: int | None) -> Iterator[Any]:
+    """A client of ``scheduler``, or of a local cluster of ``n_workers`` processes."""
+    try:
+        import dask
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise BottleneckError(MISSING_DASK) from exc
+    if scheduler:
+        try:
+            timeout = dask.config.get("distributed.comm.timeouts.connect")
+            client = Client(scheduler, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise BottleneckError(
+                f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one with "
+                "`dask scheduler` and check --scheduler"
+            ) from exc
+        with client:
+            yield client
+        return
+    n = n_workers or max(1, min(4, os.cpu_count() or 1))
+    with (
+        LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def run_shards(
+    client: Any,
+    *,
+    recipe: dict,
+    source: Source,
+    out: Path,
+    print_fp: str,
+    shards: list[Shard],
+    settings: dict,
+    progress: bool | None,
+) -> dict[str, Any]:
+    """Submit every shard whose cache is missing; wait for all with a progress bar."""
+    described = source.describe(None)
+    source_fp = fingerprint(source.identity())
+    todo = [s for s in shards if not _shard_done(out, print_fp, s)]
+    shard_folder(out).mkdir(parents=True, exist_ok=True)
+    futures = [
+        client.submit(
+            extract_shard,
+            recipe,
+            described,
+            source_fp,
+            shard,
+            str(shard_path(out, print_fp, shard)),
+            settings,
+            key=f"bottleneck-shard-{print_fp.split(':')[-1][:16]}-{shard.index:05d}",
+            retries=TASK_RETRIES,
+            pure=False,
+        )
+        for shard in todo
+    ]
+    from distributed import as_completed
+
+    total = sum(s.stop - s.start for s in todo)
+    started = time.perf_counter()
+    bar = tqdm(
+        total=total,
+        unit="img",
+        desc=f"extract {out.name} ({len(todo)}/{len(shards)} shards)",
+        disable=(None if progress is None else not progress),
+        dynamic_ncols=True,
+    )
+    hosts: set[str] = set()
+    try:
+        for future in as_completed(futures):
+            done = future.result()
+            hosts.add(done["host"])
+            bar.update(done["items"])
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    finally:
+        bar.close()
+    workers = client.scheduler_info().get("workers", {})
+    return {
+        "engine": "dask",
+        "scheduler": client.scheduler.address,
+        "workers": len(workers),
+        "shards": len(shards),
+        "shards_run": len(todo),
+        "hosts": sorted(hosts),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _shard_done(out: Path, print_fp: str, shard: Shard) -> bool:
+    path = shard_path(out, print_fp, shard)
+    if not path.is_file():
+        return False
+    try:
+        with FeatureCache.open(path):
+            return True
+    except BottleneckError:
+        return False
+
+
+def join_shards(writer: Any, out: Path, print_fp: str, shards: list[Shard]) -> None:
+    """Append each shard cache, in source order, to ``writer`` (one committed chunk each)."""
+    for shard in shards:
+        with FeatureCache.open(shard_path(out, print_fp, shard)) as cache:
+            features = cache.features
+            ids = cache.ids
+            writer.write_batch(
+                np.asarray(features, np.float32),
+                np.asarray(cache.labels, np.int32),
+                ids,
+                cache.failed,
+                shard.stop,
+            )
+        writer.commit()
+
+
+def remove_shards(out: Path, print_fp: str, shards: list[Shard]) -> None:
+    """Delete the shard caches of this job (only those) and their folder once empty."""
+    for shard in shards:
+        path = shard_path(out, print_fp, shard)
+        path.unlink(missing_ok=True)
+        shutil.rmtree(path.with_name(path.name + ".partial"), ignore_errors=True)
+    folder = shard_folder(out)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def extract_on_dask(
+    source: Source,
+    base: Any,
+    recipe: dict | None,
+    out: Path,
+    *,
+    writer: Any,
+    print_fp: str,
+    settings: dict,
+    scheduler: str | None,
+    n_workers: int | None,
+    shard_images: int | None,
+    progress: bool | None,
+) -> Any:
+    """Extract ``source`` as shards on a Dask cluster and join them into the cache ``out``.
+
+    ``writer`` makes the final cache's writer (fingerprint and provenance of the whole
+    extraction); the shard caches are joined into it in source order, then removed.
+    """
+    from bottleneck_transfer.features.extract import ExtractResult
+
+    if recipe is None:
+        raise BottleneckError(
+            "--engine dask builds the base on every worker: give the base by name or model "
+            "path, not as a Base object"
+        )
+    shards = plan_shards(len(source), shard_images or DEFAULT_SHARD_IMAGES, settings["batch_size"])
+    decode_threads = 1 if scheduler is None else None
+    task_settings = {**settings, "workers": decode_threads}
+    started = time.perf_counter()
+    with dask_client(scheduler, n_workers) as client:
+        ran = run_shards(
+            client,
+            recipe=recipe,
+            source=source,
+            out=out,
+            print_fp=print_fp,
+            shards=shards,
+            settings=task_settings,
+            progress=progress,
+        )
+    joining = time.perf_counter()
+    final = writer()
+    join_shards(final, out, print_fp, shards)
+    seconds = time.perf_counter() - started
+    extraction = {
+        **ran,
+        "batch_size": settings["batch_size"],
+        "shard_images": shards[0].stop - shards[0].start if shards else 0,
+        "seconds": round(seconds, 3),
+        "join_seconds": round(time.perf_counter() - joining, 3),
+        "images_per_second": round(len(source) / seconds, 2) if seconds > 0 else None,
+        "n_failed": final.n_failed,
+    }
+    final.finalize(out, extraction)
+    remove_shards(out, print_fp, shards)
+    with FeatureCache.open(out) as cache:
+        return ExtractResult(
+            out,
+            len(cache),
+            failed=cache.failed,
+            seconds=seconds,
+            images_per_second=extraction["images_per_second"] or 0.0,
+            fingerprint=cache.fingerprint,
+        )

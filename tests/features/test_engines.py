@@ -1,0 +1,253 @@
+"""The Dask engine: shards on a cluster of real processes on 127.0.0.1 give a local run's cache."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bottleneck_transfer.errors import BottleneckError
+from bottleneck_transfer.features import engines
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.extract import extract
+from bottleneck_transfer.features.sources import open_source
+from bottleneck_transfer.fingerprint import fingerprint
+
+distributed = pytest.importorskip("distributed")
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = str(REPO / "data" / "bases" / "fashion_mnist_0-4.keras")
+N_IMAGES = 640
+BATCH = 32
+SHARD = 64  # 10 shards
+
+
+@pytest.fixture(scope="module")
+def source_spec(fashion_mnist_available) -> str:
+    return "fashion-mnist:test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _dask(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_" + args[0], *args[1:]],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = _dask("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
+    workers = [
+        _dask(
+            "worker",
+            address,
+            "--nthreads",
+            "1",
+            "--no-nanny",
+            "--host",
+            "127.0.0.1",
+            "--no-dashboard",
+            "--name",
+            f"w{i}",
+        )
+        for i in range(2)
+    ]
+    client = distributed.Client(address, timeout="60s")
+    client.wait_for_workers(2, timeout=120)
+    yield {"address": address, "client": client, "workers": workers}
+    client.close()
+    for proc in [*workers, scheduler]:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def local_cache(tmp_path_factory, source_spec) -> Path:
+    out = tmp_path_factory.mktemp("local") / "local.h5"
+    extract(source_spec, BASE, out, limit=N_IMAGES, batch_size=BATCH, progress=False)
+    return out
+
+
+def _assert_same_cache(path: Path, reference: Path) -> dict:
+    with FeatureCache.open(path) as got, FeatureCache.open(reference) as want:
+        assert got.ids == want.ids
+        np.testing.assert_array_equal(got.labels, want.labels)
+        np.testing.assert_allclose(got.features, want.features, rtol=1e-5, atol=1e-5)
+        assert got.fingerprint == want.fingerprint
+        assert got.failed == want.failed
+        return got.provenance["extraction"]
+
+
+def _run(cluster, source_spec, out: Path, shard_images: int = SHARD):
+    return extract(
+        source_spec,
+        BASE,
+        out,
+        limit=N_IMAGES,
+        batch_size=BATCH,
+        engine="dask",
+        scheduler=cluster["address"],
+        shard_images=shard_images,
+        progress=False,
+    )
+
+
+def test_plan_shards_cuts_whole_batches_in_order():
+    shards = engines.plan_shards(1000, 300, 64)
+    assert [(s.start, s.stop) for s in shards] == [(0, 256), (256, 512), (512, 768), (768, 1000)]
+    assert engines.plan_shards(10, 4096, 64) == [engines.Shard(0, 0, 10)]
+    assert engines.plan_shards(0, 64, 64) == []
+
+
+def test_cluster_cache_equals_a_local_run_and_builds_the_base_once_per_worker(
+    cluster, source_spec, local_cache, tmp_path
+):
+    client = cluster["client"]
+    before = client.run(engines.base_builds)
+    out = tmp_path / "dask.h5"
+    _run(cluster, source_spec, out)
+    extraction = _assert_same_cache(out, local_cache)
+    assert extraction["engine"] == "dask"
+    assert extraction["shards"] == extraction["shards_run"] == N_IMAGES // SHARD
+    assert extraction["workers"] == 2
+    assert not engines.shard_folder(out).exists()  # shard files joined, then removed
+    # A second job on the same workers reuses their bases: built once per worker in all.
+    _run(cluster, source_spec, tmp_path / "again.h5")
+    builds = client.run(engines.base_builds)
+    assert all(count <= 1 for count in builds.values()), builds
+    assert sum(builds.values()) - sum(before.values()) <= 2
+    assert sum(builds.values()) >= 1
+
+
+def test_a_resumed_job_runs_only_the_missing_shards(cluster, source_spec, local_cache, tmp_path):
+    out = tmp_path / "resumed.h5"
+    source = open_source(source_spec, limit=N_IMAGES)
+    from bottleneck_transfer.features.bases import load_base
+    from bottleneck_transfer.features.extract import cache_identity
+
+    base = load_base(BASE)
+    print_fp = fingerprint(cache_identity(base, source, source.manifest()))
+    shards = engines.plan_shards(len(source), SHARD, BATCH)
+    # A client died after three shards had finished: their shard caches are there.
+    for shard in shards[:3]:
+        path = engines.shard_path(out, print_fp, shard)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        extract(engines.shard_source(source, shard), base, path, batch_size=BATCH, progress=False)
+    extraction = _run(cluster, source_spec, out)
+    provenance = _assert_same_cache(out, local_cache)
+    assert provenance["shards_run"] == len(shards) - 3
+    assert extraction.rows == N_IMAGES
+
+
+def test_cli_runs_against_a_scheduler(cluster, source_spec, local_cache, tmp_path):
+    out = tmp_path / "cli.h5"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bottleneck_transfer",
+            "extract",
+            source_spec,
+            "--base",
+            BASE,
+            "--limit",
+            str(N_IMAGES),
+            "--batch-size",
+            str(BATCH),
+            "-o",
+            str(out),
+            "--engine",
+            "dask",
+            "--scheduler",
+            cluster["address"],
+            "--shard-images",
+            str(SHARD),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    _assert_same_cache(out, local_cache)
+
+
+def test_unreachable_scheduler_is_one_line(source_spec, tmp_path):
+    import dask
+
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "3s"}),
+        pytest.raises(
+            BottleneckError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1"
+        ),
+    ):
+        extract(
+            source_spec,
+            BASE,
+            tmp_path / "x.h5",
+            limit=64,
+            engine="dask",
+            scheduler=f"tcp://127.0.0.1:{_free_port()}",
+            progress=False,
+        )
+
+
+def test_a_base_object_is_refused_for_dask(source_spec, tmp_path):
+    from bottleneck_transfer.features.bases import load_base
+
+    with pytest.raises(BottleneckError, match="give the base by name or model path"):
+        extract(
+            source_spec, load_base(BASE), tmp_path / "x.h5", limit=64, engine="dask", progress=False
+        )
+
+
+def test_a_worker_killed_mid_job_loses_and_duplicates_no_row(
+    cluster, source_spec, local_cache, tmp_path
+):
+    """SIGKILL one of the two workers while shards run: its shards run again on the other.
+
+    Last in this file: the module's cluster has one worker left afterwards.
+    """
+    out = tmp_path / "killed.h5"
+    errors: list[BaseException] = []
+
+    def job():
+        try:
+            _run(cluster, source_spec, out, shard_images=BATCH)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    folder = engines.shard_folder(out)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not list(folder.glob("*.h5")) and not errors:
+        time.sleep(0.02)
+    assert list(folder.glob("*.h5")), f"no shard finished: {errors}"
+    assert thread.is_alive(), "the job ended before a worker could be killed"
+    os.kill(cluster["workers"][0].pid, signal.SIGKILL)
+    thread.join(300)
+    assert not thread.is_alive()
+    assert not errors, errors
+    extraction = _assert_same_cache(out, local_cache)
+    assert extraction["shards"] == N_IMAGES // BATCH
+    assert extraction["workers"] == 1  # the killed worker is gone
