@@ -688,6 +688,7 @@ def _fashion_base() -> Path | None:
 
 
 def _load_bench_base(name: str, image_size: int | None, weights: str, compute_dtype: str | None):
+    from bottleneck_transfer.features import hub
     from bottleneck_transfer.features.bases import load_base
     from bottleneck_transfer.features.extract import with_compute_dtype
 
@@ -698,6 +699,9 @@ def _load_bench_base(name: str, image_size: int | None, weights: str, compute_dt
         base = load_base(path)
     elif Path(name).suffix in (".keras", ".h5"):
         base = load_base(name)  # a model file brings its own weights and size
+    elif hub.hub_kind(name) == "saved_model":
+        # Its own weights; it carries no preprocessing, and none times the same as any.
+        base = load_base(name, image_size=image_size, preprocess="none")
     else:
         base = load_base(name, weights=weights, image_size=image_size)
     return with_compute_dtype(base, compute_dtype)

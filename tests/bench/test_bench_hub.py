@@ -1,0 +1,36 @@
+"""``bottleneck bench`` takes hub bases like any other: a KerasHub preset and a SavedModel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from bottleneck_transfer.bench import suite as bench_module
+from hub_fixtures import SIZE, save_images, save_presets, save_saved_model
+
+pytest.importorskip("keras_hub")
+
+
+@pytest.fixture(scope="module")
+def hub_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hub")
+    save_presets(root)
+    save_saved_model(root / "tiny_saved_model")
+    save_images(root / "images")
+    return root
+
+
+@pytest.mark.parametrize(("base", "dim"), [("vit_tiny", 16), ("tiny_saved_model", 5)])
+def test_bench_runs_a_hub_base(hub_root, tmp_path, base, dim):
+    report = bench_module.run_bench(
+        str(hub_root / base),
+        image_size=SIZE,
+        n_images=12,
+        repeats=1,
+        parts=["model", "extract"],
+        source=hub_root / "images",
+        work_dir=tmp_path,
+    )
+    entry = report["results"][0]
+    assert entry["feature_dim"] == dim and entry["image_size"] == [SIZE, SIZE]
+    assert entry["n_images"] == 12 and entry["rates"]["extract"]["median"] > 0
