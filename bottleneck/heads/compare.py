@@ -32,33 +32,36 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
-from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.cache import FeatureCache, check_features
+from bottleneck_transfer.heads.memo import FitMemo, prediction_key
+from bottleneck_transfer.heads.metrics import (
+    METRICS,
+    bootstrap,
+    holm,
+    interval,
+    mcnemar,
+    row_losses,
+    score,
+)
 from bottleneck_transfer.heads.registry import (
+    default_heads,
     has_proba,
     make_head,
-    set_random_state,
     single_threaded,
 )
 from bottleneck_transfer.heads.training import (
-    METRICS,
     LabeledData,
-    bootstrap,
     check_compatible,
-    check_labels,
-    interval,
-    row_losses,
-    score,
-    warn_small_data,
+    check_data,
+    fit_head,
 )
-from bottleneck_transfer.heads.tuning import TuneResult, tune_head
-from scipy.stats import binomtest, chi2
-from sklearn.exceptions import ConvergenceWarning
+from bottleneck_transfer.heads.tuning import TuneResult
 from sklearn.model_selection import StratifiedKFold
 
-DEFAULT_HEADS = ("logreg", "linear-svm", "rbf-svm", "dense")
+#: The registry's default heads (:func:`~bottleneck_transfer.heads.registry.default_heads`).
+DEFAULT_HEADS = default_heads()
 BASELINE_HEADS = ("winner", "all")
 ALPHA = 0.05
-EXACT_BELOW = 25
 
 DataInput = FeatureCache | LabeledData | str | Path
 BaselineInput = DataInput | np.ndarray
@@ -85,6 +88,7 @@ class Row:
     tuning: list[TuneResult]
     notes: list[str]
     predictions: np.ndarray
+    reused: bool = False
     test: dict[str, Any] | None = None
     rank: int = 0
 
@@ -108,6 +112,7 @@ class Row:
             "predict_ms_per_1k": self.predict_ms_per_1k,
             "tune_seconds": self.tune_seconds,
             "tuning": [t.to_dict() for t in self.tuning],
+            "reused": self.reused,
             "notes": self.notes,
             "vs_winner": self.test,
         }
@@ -172,36 +177,6 @@ class Comparison:
         }
 
 
-def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
-    """Paired test of two classifiers on the same rows.
-
-    ``b`` counts rows only A gets right, ``c`` rows only B gets right. With fewer than 25
-    discordant rows the two-sided exact binomial test is used, otherwise the chi-square
-    test with continuity correction.
-    """
-    b = int(np.count_nonzero(correct_a & ~correct_b))
-    c = int(np.count_nonzero(~correct_a & correct_b))
-    n = b + c
-    if n == 0:
-        return {"b": b, "c": c, "p": 1.0, "method": "no discordant rows"}
-    if n < EXACT_BELOW:
-        return {"b": b, "c": c, "p": float(binomtest(b, n, 0.5).pvalue), "method": "exact"}
-    statistic = (abs(b - c) - 1) ** 2 / n
-    return {"b": b, "c": c, "p": float(chi2.sf(statistic, 1)), "method": "chi2"}
-
-
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm–Bonferroni adjusted p-values, in the input order."""
-    order = np.argsort(pvalues)
-    m = len(pvalues)
-    adjusted = np.empty(m)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * pvalues[index]))
-        adjusted[index] = running
-    return adjusted.tolist()
-
-
 @dataclass
 class _Fold:
     predictions: np.ndarray
@@ -211,46 +186,69 @@ class _Fold:
     predict_seconds: float
     tuning: TuneResult | None
     notes: list[str]
+    reused: bool
+
+
+@dataclass
+class _Setup:
+    """What every fit of one comparison shares."""
+
+    tune: bool
+    random_state: int
+    n_jobs: int | None
+    memo: FitMemo | None
 
 
 def _fit_predict(
     spec: str,
-    X_fit: np.ndarray,
-    y_fit: np.ndarray,
-    X_eval: np.ndarray,
-    *,
-    tune: bool,
-    random_state: int,
-    n_jobs: int | None,
+    fit_data: LabeledData,
+    fit_rows: np.ndarray,
+    eval_data: LabeledData,
+    eval_rows: np.ndarray,
+    setup: _Setup,
 ) -> _Fold:
-    tuning = None
-    params: dict[str, Any] = {}
-    if tune:
-        tuning = tune_head(spec, X_fit, y_fit, random_state=random_state, n_jobs=n_jobs)
-        params = tuning.best_params
-    head = set_random_state(make_head(spec, **params), random_state)
-    with single_threaded(), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        start = time.perf_counter()
-        head.fit(X_fit, y_fit)
-        fit_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        predictions = head.predict(X_eval)
-        predict_seconds = time.perf_counter() - start
-        proba = head.predict_proba(X_eval) if has_proba(head) else None
-    notes = sorted({str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)})
-    approximation = getattr(head[-1], "approximation_", None)
-    if approximation:
-        notes.append(approximation)
-    return _Fold(predictions, proba, head.classes_, fit_seconds, predict_seconds, tuning, notes)
+    """Fit on ``fit_rows`` of ``fit_data`` and predict ``eval_rows`` of ``eval_data``.
 
-
-def _remap(tuning: TuneResult | None, rows: np.ndarray) -> TuneResult | None:
-    if tuning is None:
-        return None
-    tuning.train_indices = rows[tuning.train_indices]
-    tuning.val_indices = rows[tuning.val_indices]
-    return tuning
+    With a memo, the fit and its predictions are stored by key; when both were stored
+    before, the head is neither fitted nor loaded.
+    """
+    memo = setup.memo
+    fit = fit_head(
+        spec,
+        fit_data,
+        fit_rows,
+        tune=setup.tune,
+        random_state=setup.random_state,
+        n_jobs=setup.n_jobs,
+        memo=memo,
+    )
+    key = prediction_key(fit.key, eval_data.key, eval_rows)
+    stored = None if memo is None else memo.load_predictions(key)
+    if stored is None:
+        head = fit.estimator
+        X_eval = eval_data.X[eval_rows]
+        with single_threaded():
+            start = time.perf_counter()
+            predictions = head.predict(X_eval)
+            seconds = time.perf_counter() - start
+            proba = head.predict_proba(X_eval) if has_proba(head) else None
+        arrays = {"predictions": predictions, "classes": head.classes_}
+        if proba is not None:
+            arrays["proba"] = proba
+        if memo is not None:
+            memo.save_predictions(key, {"seconds": seconds}, **arrays)
+    else:
+        arrays, seconds = stored, stored["meta"]["seconds"]
+    return _Fold(
+        predictions=arrays["predictions"],
+        proba=arrays.get("proba"),
+        classes=arrays["classes"],
+        fit_seconds=fit.seconds,
+        predict_seconds=seconds,
+        tuning=fit.tuning,
+        notes=fit.notes,
+        reused=fit.reused and stored is not None,
+    )
 
 
 def _mean_metrics(folds: list[dict[str, float | None]]) -> tuple[dict, dict]:
@@ -273,45 +271,27 @@ def _evaluate(
     test: LabeledData | None,
     splits: list[tuple[np.ndarray, np.ndarray]],
     *,
-    tune: bool,
+    setup: _Setup,
     n_bootstrap: int,
-    random_state: int,
-    n_jobs: int | None,
 ) -> tuple[Row, dict[str, np.ndarray]]:
     n_classes = len(train.class_names)
+    random_state = setup.random_state
     name = spec if features == "main" else f"{spec}@{features}"
-    folds: list[_Fold] = []
     if test is not None:
-        folds.append(
-            _fit_predict(
-                spec, train.X, train.y, test.X, tune=tune, random_state=random_state, n_jobs=n_jobs
-            )
-        )
-        _remap(folds[0].tuning, np.arange(len(train)))
+        fit_rows, eval_rows = splits[0]
+        folds = [_fit_predict(spec, train, fit_rows, test, eval_rows, setup)]
         y_eval = test.y
         predictions = folds[0].predictions
-        fold_metrics = [
-            score(test.y, predictions, folds[0].proba, folds[0].classes),
-        ]
+        fold_metrics = [score(test.y, predictions, folds[0].proba, folds[0].classes)]
     else:
+        folds = [_fit_predict(spec, train, f, train, e, setup) for f, e in splits]
         predictions = np.empty_like(train.y)
         fold_metrics = []
-        for fit_rows, eval_rows in splits:
-            fold = _fit_predict(
-                spec,
-                train.X[fit_rows],
-                train.y[fit_rows],
-                train.X[eval_rows],
-                tune=tune,
-                random_state=random_state,
-                n_jobs=n_jobs,
-            )
-            _remap(fold.tuning, fit_rows)
+        for (_, eval_rows), fold in zip(splits, folds, strict=True):
             predictions[eval_rows] = fold.predictions
             fold_metrics.append(
                 score(train.y[eval_rows], fold.predictions, fold.proba, fold.classes)
             )
-            folds.append(fold)
         y_eval = train.y
     replicates: dict[str, np.ndarray] = {}
     if test is not None:
@@ -340,6 +320,7 @@ def _evaluate(
         tuning=[f.tuning for f in folds if f.tuning is not None],
         notes=notes,
         predictions=predictions,
+        reused=all(f.reused for f in folds),
     )
     return row, replicates
 
@@ -427,13 +408,11 @@ def _baseline_sets(
             raise HeadError(
                 f"baseline {name!r} needs a test feature set too when comparing on a test cache"
             )
-        sets.append(
-            (
-                name,
-                _baseline_data(name, base_train, train, "train"),
-                None if test is None else _baseline_data(name, base_test, test, "test"),
-            )
-        )
+        fit_data = _baseline_data(name, base_train, train, "train")
+        eval_data = None if test is None else _baseline_data(name, base_test, test, "test")
+        for data in [d for d in (fit_data, eval_data) if d is not None]:
+            check_features(data.X, data.ids, data.space.source)
+        sets.append((name, fit_data, eval_data))
     return sets
 
 
@@ -449,6 +428,7 @@ def compare_heads(
     n_bootstrap: int = 1000,
     random_state: int = 0,
     n_jobs: int | None = -1,
+    memo: FitMemo | None = None,
 ) -> Comparison:
     """Fit every head on the same splits and compare them honestly.
 
@@ -476,6 +456,9 @@ def compare_heads(
         Seeds folds, heads, tuning splits and the bootstrap.
     n_jobs : int or None, default=-1
         Parallel tuning trials.
+    memo : FitMemo, optional
+        Where fits and their predictions are stored by key: a row whose every fit was stored
+        before is not refitted (``Row.reused``).
 
     Returns
     -------
@@ -491,14 +474,10 @@ def compare_heads(
     cv = _check_setup(specs, test, cv, baseline_heads)
     train_data = _as_data(train)
     test_data = _as_data(test) if test is not None else None
-    source = train_data.space.source
-    check_labels(train_data.y, train_data.class_names, source=source, min_per_class=cv or 1)
-    messages = warn_small_data(train_data.y, train_data.class_names, source=source)
+    messages = check_data(train_data, min_per_class=cv or 1)
     if test_data is not None:
         check_compatible(train_data.space, test_data.space, what="test cache")
-        check_labels(
-            test_data.y, test_data.class_names, source=test_data.space.source, min_classes=1
-        )
+        check_data(test_data, min_classes=1)
     baseline_sets = _baseline_sets(baselines or {}, train_data, test_data)
     if test_data is None:
         folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=random_state)
@@ -508,10 +487,8 @@ def compare_heads(
     evaluate = functools.partial(
         _evaluate,
         splits=splits,
-        tune=tune,
+        setup=_Setup(tune, random_state, n_jobs, memo),
         n_bootstrap=n_bootstrap,
-        random_state=random_state,
-        n_jobs=n_jobs,
     )
     results = [evaluate(spec, "main", train_data, test_data) for spec in specs]
     winner = _rank([row for row, _ in results])[0]

@@ -28,9 +28,8 @@ from bottleneck_transfer.heads.compare import (
     Comparison,
     Row,
     compare_heads,
-    holm,
-    mcnemar,
 )
+from bottleneck_transfer.heads.metrics import holm, mcnemar
 from bottleneck_transfer.heads.training import LabeledData
 
 #: Base description keys that may differ between layers of one base (the cut changes the

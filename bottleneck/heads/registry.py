@@ -1,527 +1,236 @@
-"""Head registry: every head is a scikit-learn classifier trained on cached features.
+"""The head registry: every head kind is declared once, here, as a :class:`HeadKind`.
 
-Heads (``HEAD_NAMES``), each built by :func:`make_head` as a :class:`~sklearn.pipeline.Pipeline`
-with the steps ``"scale"`` and ``"clf"``:
+A head is a scikit-learn classifier on cached features, built by :func:`make_head` as a
+:class:`~sklearn.pipeline.Pipeline` ``[("scale", scaler), ("clf", estimator)]``. A kind
+declares its estimator, its scaling, its tuning grid, its export form, its out-of-core form
+and the exact classes its saved file may hold. Everything else reads the registry: the CLI's
+choices and defaults, spec validation, tuning, training, the trust check of saved heads,
+export and the benchmarks. Adding a head is its estimator plus one :func:`register_head`.
+
+The built-in kinds:
 
 ``logreg``
     StandardScaler + multinomial :class:`~sklearn.linear_model.LogisticRegression` (the classic
     linear probe). Has ``predict_proba``.
 ``linear-svm``
-    StandardScaler + :class:`~bottleneck.linear_svm.LinearSVM`, the squared-hinge linear SVM
-    of :class:`~sklearn.svm.LinearSVC`, solved on the Gram matrix when there are fewer rows
-    than features (about 100x faster there). A margin classifier: it has
-    ``decision_function`` but deliberately **no** ``predict_proba`` (calibrating it would cost
-    extra fits and is not an SVM any more), so its log-loss is reported as "not defined".
+    StandardScaler + :class:`~bottleneck_transfer.heads.linear_svm.LinearSVM`, the
+    squared-hinge linear SVM of :class:`~sklearn.svm.LinearSVC`, solved on the Gram matrix
+    when there are fewer rows than features. A margin classifier: ``decision_function`` but
+    deliberately **no** ``predict_proba``, so its log-loss is reported as "not defined".
 ``rbf-svm``
-    StandardScaler + :class:`RBFSVC`: an exact kernel SVM up to ``max_exact_samples`` (15,000)
-    training rows, above that a Nyström kernel map + linear least-squares classifier, which
-    stays fast (linear in N) at a measured accuracy cost. No ``predict_proba``.
+    StandardScaler + :class:`~bottleneck_transfer.heads.estimators.RBFSVC`: an exact kernel SVM
+    up to 15,000 training rows, a Nyström map + least-squares classifier above. No
+    ``predict_proba``; exports as a folder.
 ``dense``
-    StandardScaler + :class:`DenseHead`, a Keras softmax layer (optional hidden layer and
-    dropout) with early stopping on a validation slice. Has ``predict_proba``.
+    StandardScaler + :class:`~bottleneck_transfer.heads.estimators.DenseHead`, a Keras softmax
+    layer (optional hidden layer and dropout) with early stopping. Has ``predict_proba``.
 ``knn``
     L2 normalisation + :class:`~sklearn.neighbors.KNeighborsClassifier`: cosine neighbours, the
-    usual few-shot baseline (a StandardScaler fitted on a few shots would be noise).
+    usual few-shot baseline; exports as a folder; not compared by default.
 
 Specs are ``"NAME"`` or ``"NAME:PARAM=VALUE,PARAM=VALUE"``; the parameters are those of the
 ``clf`` step, e.g. ``"logreg:C=0.1"`` or ``"dense:hidden=256,dropout=0.2"``.
+
+Examples
+--------
+>>> from sklearn.linear_model import RidgeClassifier
+>>> from sklearn.preprocessing import StandardScaler
+>>> ridge = HeadKind(
+...     name="ridge",
+...     factory=RidgeClassifier,
+...     scaler=StandardScaler,
+...     search_space=SearchSpace((Axis("alpha", (0.1, 1.0, 10.0)),)),
+...     export_form="keras",
+...     trusted_types=frozenset({"sklearn.preprocessing._label.LabelBinarizer"}),
+...     compared_by_default=False,
+... )
+>>> register_head(ridge).name  # doctest: +SKIP
+'ridge'
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from numbers import Integral, Real
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-from bottleneck_transfer.errors import HeadError
+from bottleneck_transfer.errors import HeadError, did_you_mean
+from bottleneck_transfer.heads.estimators import RBFSVC, DenseHead
 from bottleneck_transfer.heads.linear_svm import LinearSVM
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator
 from sklearn.kernel_approximation import Nystroem
-from sklearn.linear_model import LogisticRegression, RidgeClassifier
-from sklearn.model_selection import train_test_split
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import Normalizer, StandardScaler
+from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
+from sklearn.neighbors import BallTree, KDTree, KNeighborsClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import LabelBinarizer, Normalizer, StandardScaler
 from sklearn.svm import SVC
-from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 DEFAULT_HEAD = "logreg"
-_PREDICT_CHUNK_ROWS = 65536
+EXPORT_FORMS = ("keras", "folder")
+#: The containers every saved head holds, exactly as skops names them: the dict of a head
+#: file, the lists and tuples of a Pipeline's steps, JSON values, arrays, dtypes and the
+#: NumPy scalars that fitted attributes hold.
+SKOPS_CONTAINER_TYPES = frozenset(
+    {
+        "builtins.dict",
+        "builtins.list",
+        "builtins.str",
+        "builtins.tuple",
+        "numpy.ndarray",
+        "numpy.dtype",
+        "numpy.bool",
+        "numpy.float32",
+        "numpy.float64",
+        "numpy.int32",
+        "numpy.int64",
+    }
+)
 
 
-def _cross_entropy(proba: np.ndarray, y_index: np.ndarray) -> float:
-    picked = proba[np.arange(len(y_index)), y_index]
-    return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
+def type_name(cls: type) -> str:
+    """The fully qualified name skops gives a class, e.g. ``"sklearn.svm._classes.SVC"``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
-class DenseHead(ClassifierMixin, BaseEstimator):
-    """A Keras softmax classifier on feature vectors, with the scikit-learn estimator API.
+def _names(*classes: type) -> frozenset[str]:
+    return frozenset(type_name(cls) for cls in classes)
 
-    The Keras model is built in :meth:`fit` (input ``D`` → optional ReLU hidden layer →
-    optional dropout → ``K``-way softmax), trained with AdamW on sparse categorical
-    cross-entropy and early stopping on a stratified validation slice of the training data.
-    Only ``keras`` APIs are used, so it runs on any Keras backend.
+
+@dataclass(frozen=True)
+class Axis:
+    """One searched parameter of a head's ``clf`` step.
 
     Parameters
     ----------
-    hidden : int, default=0
-        Units of the ReLU hidden layer; 0 means a single softmax layer (a linear probe).
-    dropout : float, default=0.0
-        Dropout rate before the softmax layer (on the inputs when ``hidden=0``).
-    learning_rate : float, default=1e-2
-        AdamW learning rate.
-    weight_decay : float, default=1e-4
-        AdamW decoupled weight decay.
-    epochs : int, default=100
-        Maximum number of passes over the training data.
-    batch_size : int, default=128
-        Rows per gradient step (at most the number of training rows). Each epoch visits every
-        row once; its last batch is topped up with rows from the start of the epoch's
-        shuffle, so every step has the same shape.
-    validation_fraction : float, default=0.1
-        Fraction of the training rows held out for early stopping; 0 disables early stopping
-        (all ``epochs`` are run). Ignored when the slice would hold fewer rows than classes.
-    patience : int, default=5
-        Epochs without improvement of the validation loss before training stops; the weights
-        of the best epoch are restored.
-    tol : float, default=1e-3
-        Smallest decrease of the validation loss that counts as an improvement (as
-        :class:`~sklearn.neural_network.MLPClassifier`'s ``tol``); without it, a loss creeping
-        down on separable data keeps training for all ``epochs``.
-    random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, dropout, shuffling and the validation split, through
-        ``keras.utils.set_random_seed`` (which also seeds Python's and NumPy's global
-        generators).
-    verbose : int, default=0
-        Print one line per epoch (training and validation loss) when positive.
-
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-        Class labels seen in ``fit``.
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    coefs_ : list of ndarray
-        Kernel of each Dense layer, shape ``(n_in, n_out)`` as in Keras and in
-        :class:`~sklearn.neural_network.MLPClassifier`. Without a hidden layer ``coefs_[0]``
-        is the ``(D, K)`` softmax kernel.
-    intercepts_ : list of ndarray
-        Bias of each Dense layer; without a hidden layer ``intercepts_[0]`` has shape ``(K,)``.
-    n_iter_ : int
-        Epochs run.
-    best_epoch_ : int
-        Epoch (1-based) whose weights were kept.
-    loss_curve_ : list of float
-        Training loss per epoch.
-    validation_loss_curve_ : list of float or None
-        Validation loss per epoch, or None without early stopping.
-    model_ : keras.Model
-        The trained Keras model (rebuilt from ``coefs_``/``intercepts_`` after unpickling).
-
-    Examples
-    --------
-    >>> from sklearn.datasets import load_digits
-    >>> X, y = load_digits(return_X_y=True)
-    >>> head = DenseHead(epochs=5, random_state=0).fit(X / 16, y)
-    >>> head.predict_proba(X[:2] / 16).shape
-    (2, 10)
+    param : str
+        Parameter name, e.g. ``"C"``.
+    grid : tuple of float
+        Coarse values, evenly spaced in log10 when ``finest_step`` is set.
+    finest_step : float or None
+        Refine around the best value until the step is at most this many decades;
+        None searches the grid only.
+    per_feature : bool
+        The values are multiples of ``1 / n_features`` (the RBF ``gamma="scale"`` value
+        on standardised features).
     """
 
-    _parameter_constraints: ClassVar[dict] = {
-        "hidden": [Interval(Integral, 0, None, closed="left")],
-        "dropout": [Interval(Real, 0, 1, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "patience": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-    }
-
-    def __init__(
-        self,
-        *,
-        hidden: int = 0,
-        dropout: float = 0.0,
-        learning_rate: float = 1e-2,
-        weight_decay: float = 1e-4,
-        epochs: int = 100,
-        batch_size: int = 128,
-        validation_fraction: float = 0.1,
-        patience: int = 5,
-        tol: float = 1e-3,
-        random_state: int | np.random.RandomState | None = None,
-        verbose: int = 0,
-    ) -> None:
-        self.hidden = hidden
-        self.dropout = dropout
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.tol = tol
-        self.random_state = random_state
-        self.verbose = verbose
-
-    def fit(self, X: np.ndarray, y: np.ndarray) -> DenseHead:
-        """Build and train the Keras model.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Feature vectors.
-        y : array-like of shape (n_samples,)
-            Class labels.
-
-        Returns
-        -------
-        self : DenseHead
-            The fitted head.
-        """
-        import keras
-
-        self._validate_params()
-        X, y = validate_data(self, X, y, dtype=np.float32)
-        check_classification_targets(y)
-        self.classes_, y_index = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"DenseHead needs samples of at least 2 classes; got 1 class ({self.classes_[0]})"
-            )
-        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        keras.utils.set_random_seed(seed)
-        X_fit, y_fit, validation = self._split_validation(X, y_index, seed)
-        model = self._build(X.shape[1], len(self.classes_), seed)
-        model.compile(
-            optimizer=keras.optimizers.AdamW(
-                learning_rate=self.learning_rate, weight_decay=self.weight_decay
-            ),
-            loss="sparse_categorical_crossentropy",
-            jit_compile=False,
-        )
-        # Built up front, the optimizer's variables are not created inside the first traced
-        # step, which TensorFlow would then trace twice (measured 0.2 s -> 0.08 s per fit).
-        model.optimizer.build(model.trainable_variables)
-        self._train(model, X_fit, y_fit, validation, seed)
-        self.model_ = model
-        dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-        self.coefs_ = [np.asarray(layer.kernel) for layer in dense]
-        self.intercepts_ = [np.asarray(layer.bias) for layer in dense]
-        return self
-
-    def _train(
-        self,
-        model,
-        X: np.ndarray,
-        y: np.ndarray,
-        validation: tuple[np.ndarray, np.ndarray] | None,
-        seed: int,
-    ) -> None:
-        """Mini-batch epochs with ``train_on_batch``; early stopping restores the best weights.
-
-        A plain loop over shuffled index batches instead of ``model.fit``: on small in-memory
-        feature sets ``fit``'s per-epoch dataset iterator costs more than the epoch's steps
-        (measured 3x slower on 819 x 2048 rows, batch 128, TensorFlow backend).
-        """
-        rng = np.random.default_rng(seed)
-        best_loss, best_weights, waited = math.inf, None, 0
-        self.loss_curve_, self.best_epoch_ = [], 0
-        self.validation_loss_curve_ = None if validation is None else []
-        batch_size = min(self.batch_size, len(y))
-        n_batches = math.ceil(len(y) / batch_size)
-        for epoch in range(1, self.epochs + 1):
-            # Every row once, the last batch topped up from the start of the same permutation:
-            # one batch shape, so one compiled step for the whole fit.
-            order = rng.permutation(len(y))
-            order = np.concatenate([order, order[: n_batches * batch_size - len(y)]])
-            losses = [
-                float(np.asarray(model.train_on_batch(X[rows], y[rows])))
-                for rows in order.reshape(n_batches, batch_size)
-            ]
-            self.loss_curve_.append(float(np.mean(losses)))
-            logs = f"epoch {epoch}/{self.epochs} - loss {self.loss_curve_[-1]:.4f}"
-            if validation is None:
-                self.best_epoch_ = epoch
-            else:
-                X_val, y_val = validation
-                val_loss = _cross_entropy(np.asarray(model.predict_on_batch(X_val)), y_val)
-                self.validation_loss_curve_.append(val_loss)
-                logs += f" - val_loss {val_loss:.4f}"
-                if val_loss < best_loss:
-                    best_weights, self.best_epoch_ = model.get_weights(), epoch
-                waited = 0 if val_loss < best_loss - self.tol else waited + 1
-                best_loss = min(best_loss, val_loss)
-            if self.verbose:
-                print(logs)
-            if validation is not None and waited >= self.patience:
-                break
-        self.n_iter_ = len(self.loss_curve_)
-        if best_weights is not None:
-            model.set_weights(best_weights)
-
-    def _split_validation(
-        self, X: np.ndarray, y_index: np.ndarray, seed: int
-    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
-        n_classes = int(y_index.max()) + 1
-        n_val = math.ceil(self.validation_fraction * len(y_index))
-        if n_val < n_classes or len(y_index) - n_val < n_classes:
-            return X, y_index, None
-        stratify = y_index if np.bincount(y_index).min() >= 2 else None
-        X_fit, X_val, y_fit, y_val = train_test_split(
-            X, y_index, test_size=n_val, random_state=seed, stratify=stratify
-        )
-        return X_fit, y_fit, (X_val, y_val)
-
-    def _build(self, n_features: int, n_classes: int, seed: int | None):
-        import keras
-
-        inputs = keras.Input(shape=(n_features,), dtype="float32")
-        x = inputs
-        if self.hidden:
-            x = keras.layers.Dense(self.hidden, activation="relu", name="hidden")(x)
-        if self.dropout:
-            x = keras.layers.Dropout(self.dropout, seed=seed, name="dropout")(x)
-        outputs = keras.layers.Dense(n_classes, activation="softmax", name="softmax")(x)
-        return keras.Model(inputs, outputs, name="dense_head")
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Class probabilities, from the compiled Keras model in large batches.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Feature vectors.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Probabilities in the order of ``classes_``; rows sum to 1.
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float32, reset=False)
-        blocks = [
-            np.asarray(self.model_.predict_on_batch(X[start : start + _PREDICT_CHUNK_ROWS]))
-            for start in range(0, X.shape[0], _PREDICT_CHUNK_ROWS)
-        ]
-        proba = np.concatenate(blocks).astype(np.float64)
-        return proba / proba.sum(axis=1, keepdims=True)
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Most probable class of each row.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Feature vectors.
-
-        Returns
-        -------
-        y : ndarray of shape (n_samples,)
-            Predicted class labels.
-        """
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
-
-    def __getstate__(self) -> dict:
-        """State without the Keras model: its weights are kept as numpy arrays."""
-        state = dict(super().__getstate__())
-        state.pop("model_", None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        """Restore the state and rebuild the Keras model from the weight arrays."""
-        super().__setstate__(state)
-        if "coefs_" in state:
-            self.model_ = self._build(self.n_features_in_, len(self.classes_), seed=None)
-            weights = [w for pair in zip(self.coefs_, self.intercepts_, strict=True) for w in pair]
-            self.model_.set_weights(weights)
+    param: str
+    grid: tuple[float, ...]
+    finest_step: float | None = None
+    per_feature: bool = False
 
 
-class RBFSVC(ClassifierMixin, BaseEstimator):
-    """RBF-kernel SVM that switches to a Nyström approximation on large training sets.
+@dataclass(frozen=True)
+class SearchSpace:
+    """The axes searched for one head, and whether its trials may run in parallel."""
 
-    Up to ``max_exact_samples`` training rows it fits an exact :class:`~sklearn.svm.SVC`
-    (time grows roughly with N²·³, prediction with the number of support vectors). Above it
-    fits ``Nystroem(n_components)`` + :class:`~sklearn.linear_model.RidgeClassifier` with
-    ``alpha = 1 / C``: a Nyström least-squares SVM, linear in N and fast to predict. The
-    choice made is recorded in ``solver_`` and described in ``approximation_``.
+    axes: tuple[Axis, ...]
+    parallel: bool = True
 
-    Why 15,000 (measured on this 2-core machine, one BLAS thread, 128-d Fashion-MNIST
-    bottleneck features, 5 classes, 5,000 test rows): at 6k / 12k / 20k / 30k training rows
-    the exact SVM fits in 0.4-0.6 / 1.5-2.8 / 8.5-10 / 26 s and predicts at 0.12-0.17 /
-    0.21-0.30 / 0.41-0.45 / 0.61 ms per row; the Nyström version fits in 0.7-1.2 / 1.7-2.5
-    / 2.6 / 3.6 s, predicts at ~0.04 ms per row, and costs 0.7 / 0.6 / 1.0 / 1.0 accuracy
-    points (0.930 vs 0.937, 0.935 vs 0.941, 0.937 vs 0.947, 0.939 vs 0.949). Up to ~15k rows
-    the exact SVM takes a few seconds and is worth its accuracy; beyond, its N^2.3 growth
-    makes it by far the slowest head.
+
+@dataclass(frozen=True)
+class HeadKind:
+    """One kind of head, declared once.
 
     Parameters
     ----------
-    C : float, default=1.0
-        Inverse regularisation strength.
-    gamma : "scale" or float, default="scale"
-        RBF width; ``"scale"`` is ``1 / (n_features * X.var())`` as in :class:`SVC`.
-    max_exact_samples : int, default=15000
-        Largest training set fitted with the exact kernel SVM.
-    n_components : int, default=1000
-        Nyström landmarks (capped at the number of training rows).
-    random_state : int, RandomState instance or None, default=None
-        Seeds the choice of Nyström landmarks.
-
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-        Class labels seen in ``fit``.
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    gamma_ : float
-        The RBF width used.
-    solver_ : {"exact", "nystroem"}
-        Which fit was used.
-    approximation_ : str or None
-        Human-readable description of the approximation, or None when exact.
-    estimator_ : estimator
-        The fitted :class:`SVC` or Nyström pipeline.
-
-    Examples
-    --------
-    >>> from sklearn.datasets import load_digits
-    >>> X, y = load_digits(return_X_y=True)
-    >>> RBFSVC(max_exact_samples=1000, n_components=200, random_state=0).fit(X, y).solver_
-    'nystroem'
+    name : str
+        The spec name, e.g. ``"logreg"``.
+    factory : callable
+        Returns the unfitted ``clf`` estimator with the kind's defaults.
+    scaler : type
+        The class of the scaling step (built without arguments).
+    search_space : SearchSpace
+        What :func:`~bottleneck_transfer.heads.tuning.tune_head` searches.
+    export_form : {"keras", "folder"}
+        ``"keras"``: converted exactly into Dense layers (one ``.keras`` file); ``"folder"``:
+        exported as ``base.keras`` + ``head.skops``.
+    streaming_loss : str or None
+        The :class:`~sklearn.linear_model.SGDClassifier` loss of its out-of-core form
+        (``train --out-of-core``), or None when it has none.
+    trusted_types : frozenset of str
+        Exact fully qualified names of the classes a fitted head of this kind holds besides
+        the factory's own class, the scaler and :data:`SKOPS_CONTAINER_TYPES` (its
+        sub-estimators, trees, loss objects). Its saved files may hold these and nothing
+        else; see :func:`trusted_type_names`.
+    compared_by_default : bool
+        Whether ``compare`` and ``run`` use it when no heads are named.
     """
 
-    _parameter_constraints: ClassVar[dict] = {
-        "C": [Interval(Real, 0, None, closed="neither")],
-        "gamma": [StrOptions({"scale"}), Interval(Real, 0, None, closed="neither")],
-        "max_exact_samples": [Interval(Integral, 0, None, closed="left")],
-        "n_components": [Interval(Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
-    }
+    name: str
+    factory: Callable[[], BaseEstimator]
+    scaler: type
+    search_space: SearchSpace
+    export_form: str
+    streaming_loss: str | None = None
+    trusted_types: frozenset[str] = frozenset()
+    compared_by_default: bool = True
 
-    def __init__(
-        self,
-        *,
-        C: float = 1.0,
-        gamma: str | float = "scale",
-        max_exact_samples: int = 15_000,
-        n_components: int = 1000,
-        random_state: int | np.random.RandomState | None = None,
-    ) -> None:
-        self.C = C
-        self.gamma = gamma
-        self.max_exact_samples = max_exact_samples
-        self.n_components = n_components
-        self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> RBFSVC:
-        """Fit the exact or the approximate kernel machine, depending on the number of rows.
+_KINDS: dict[str, HeadKind] = {}
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Feature vectors.
-        y : array-like of shape (n_samples,)
-            Class labels.
 
-        Returns
-        -------
-        self : RBFSVC
-            The fitted classifier.
-        """
-        self._validate_params()
-        X, y = validate_data(self, X, y)
-        check_classification_targets(y)
-        variance = X.var()
-        self.gamma_ = (
-            float(1.0 / (X.shape[1] * variance) if variance > 0 else 1.0)
-            if self.gamma == "scale"
-            else float(self.gamma)
+def register_head(kind: HeadKind) -> HeadKind:
+    """Add a head kind to the registry; returns it.
+
+    Raises
+    ------
+    HeadError
+        If the name is taken or not a plain name, or the export form is unknown.
+    """
+    if kind.name in _KINDS:
+        raise HeadError(f"a head kind named {kind.name!r} is already registered")
+    if not kind.name or any(c in kind.name for c in ":,=@ "):
+        raise HeadError(
+            f"a head kind's name may not be empty or hold ':', ',', '=', '@' or spaces. "
+            f"Received: name={kind.name!r}"
         )
-        n = X.shape[0]
-        if n <= self.max_exact_samples:
-            self.solver_ = "exact"
-            self.approximation_ = None
-            estimator = SVC(C=self.C, gamma=self.gamma_, kernel="rbf")
-        else:
-            components = min(self.n_components, n)
-            self.solver_ = "nystroem"
-            self.approximation_ = (
-                f"Nyström kernel map ({components} components) + least-squares linear "
-                f"classifier, because {n} training rows > max_exact_samples="
-                f"{self.max_exact_samples}"
-            )
-            estimator = make_pipeline(
-                Nystroem(
-                    gamma=self.gamma_, n_components=components, random_state=self.random_state
-                ),
-                RidgeClassifier(alpha=1.0 / self.C),
-            )
-        self.estimator_ = estimator.fit(X, y)
-        self.classes_ = self.estimator_.classes_
-        return self
-
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Signed scores (one-vs-rest, one column per class; one column for two classes).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Feature vectors.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
-            Decision values.
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False)
-        return self.estimator_.decision_function(X)
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predicted class of each row.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Feature vectors.
-
-        Returns
-        -------
-        y : ndarray of shape (n_samples,)
-            Predicted class labels.
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False)
-        return self.estimator_.predict(X)
+    if kind.export_form not in EXPORT_FORMS:
+        raise HeadError(
+            f"export_form must be one of {', '.join(EXPORT_FORMS)}. "
+            f"Received: export_form={kind.export_form!r}"
+        )
+    _KINDS[kind.name] = kind
+    return kind
 
 
-_ESTIMATORS: dict[str, Callable[[], BaseEstimator]] = {
-    "logreg": lambda: LogisticRegression(max_iter=2000),
-    "linear-svm": LinearSVM,
-    "rbf-svm": RBFSVC,
-    "dense": DenseHead,
-    "knn": lambda: KNeighborsClassifier(n_neighbors=5),
-}
-_SCALERS: dict[str, Callable[[], BaseEstimator]] = {
-    "logreg": StandardScaler,
-    "linear-svm": StandardScaler,
-    "rbf-svm": StandardScaler,
-    "dense": StandardScaler,
-    "knn": Normalizer,
-}
-HEAD_NAMES: tuple[str, ...] = tuple(_ESTIMATORS)
+def unregister_head(name: str) -> None:
+    """Remove a head kind (for kinds registered for a while, e.g. in a test)."""
+    _KINDS.pop(name, None)
+
+
+def head_names() -> tuple[str, ...]:
+    """Names of the registered head kinds, in registration order."""
+    return tuple(_KINDS)
+
+
+def default_heads() -> tuple[str, ...]:
+    """The heads ``compare`` and ``run`` use when none are named."""
+    return tuple(name for name, kind in _KINDS.items() if kind.compared_by_default)
+
+
+def head_kind(name_or_spec: str) -> HeadKind:
+    """The registered kind of a name or spec (``"logreg"``, ``"logreg:C=0.1"``).
+
+    Raises
+    ------
+    HeadError
+        For an unknown name, listing the valid ones.
+    """
+    name = parse_spec(name_or_spec)[0]
+    if name not in _KINDS:
+        raise HeadError(
+            f"unknown head {name!r}.{did_you_mean(name, list(_KINDS))} Valid heads: "
+            f"{', '.join(_KINDS)}. Received: head={name!r}"
+        )
+    return _KINDS[name]
+
+
+def trusted_type_names(kind: HeadKind) -> frozenset[str]:
+    """Every class a saved head of ``kind`` may hold, by exact name; nothing else loads."""
+    own = _names(Pipeline, kind.scaler, type(kind.factory()))
+    return SKOPS_CONTAINER_TYPES | own | kind.trusted_types
 
 
 def _parse_value(text: str) -> Any:
@@ -565,15 +274,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 def head_params(name: str) -> list[str]:
     """The parameters a head accepts in its spec."""
-    _check_name(name)
-    return sorted(_ESTIMATORS[name]().get_params(deep=False))
-
-
-def _check_name(name: str) -> None:
-    if name not in _ESTIMATORS:
-        raise HeadError(
-            f"unknown head; valid heads: {', '.join(HEAD_NAMES)}. Received: head={name!r}"
-        )
+    return sorted(head_kind(name).factory().get_params(deep=False))
 
 
 def make_head(spec: str | None = None, **params: Any) -> Pipeline:
@@ -595,24 +296,29 @@ def make_head(spec: str | None = None, **params: Any) -> Pipeline:
     ------
     HeadError
         For an unknown head, an unknown parameter or an invalid value, naming the valid ones.
+
+    Examples
+    --------
+    >>> make_head("logreg:C=0.1")[-1].C
+    0.1
     """
-    name, spec_params = parse_spec(spec or DEFAULT_HEAD)
-    _check_name(name)
-    merged = {**spec_params, **params}
-    estimator = _ESTIMATORS[name]()
+    spec = spec or DEFAULT_HEAD
+    kind = head_kind(spec)
+    merged = {**parse_spec(spec)[1], **params}
+    estimator = kind.factory()
     valid = sorted(estimator.get_params(deep=False))
     unknown = sorted(set(merged) - set(valid))
     if unknown:
         raise HeadError(
-            f"head {name!r} has no parameter {unknown[0]!r}; valid parameters: "
+            f"head {kind.name!r} has no parameter {unknown[0]!r}; valid parameters: "
             f"{', '.join(valid)}. Received: head={spec!r}"
         )
     estimator.set_params(**merged)
     try:
         estimator._validate_params()
     except ValueError as exc:
-        raise HeadError(f"head {name!r}: {exc} Received: head={spec!r}") from exc
-    return Pipeline([("scale", _SCALERS[name]()), ("clf", estimator)])
+        raise HeadError(f"head {kind.name!r}: {exc} Received: head={spec!r}") from exc
+    return Pipeline([("scale", kind.scaler()), ("clf", estimator)])
 
 
 def split_specs(text: str) -> list[str]:
@@ -636,7 +342,7 @@ def split_specs(text: str) -> list[str]:
         else:
             specs.append(item)
     if not specs:
-        raise HeadError(f"no heads given; valid heads: {', '.join(HEAD_NAMES)}")
+        raise HeadError(f"no heads given; valid heads: {', '.join(_KINDS)}")
     return specs
 
 
@@ -663,3 +369,67 @@ def single_threaded() -> threadpool_limits:
     keeps its own thread pool.
     """
     return threadpool_limits(limits=1)
+
+
+_STREAMING = _names(SGDClassifier)
+register_head(
+    HeadKind(
+        name="logreg",
+        factory=lambda: LogisticRegression(max_iter=2000),
+        scaler=StandardScaler,
+        search_space=SearchSpace((Axis("C", (1e-4, 1e-2, 1.0, 1e2, 1e4), finest_step=1 / 8),)),
+        export_form="keras",
+        streaming_loss="log_loss",
+        trusted_types=_STREAMING | {"sklearn._loss._loss.CyHalfBinomialLoss"},
+    )
+)
+register_head(
+    HeadKind(
+        name="linear-svm",
+        factory=LinearSVM,
+        scaler=StandardScaler,
+        search_space=SearchSpace((Axis("C", (1e-4, 1e-2, 1.0, 1e2), finest_step=1 / 8),)),
+        export_form="keras",
+        streaming_loss="hinge",
+        trusted_types=_STREAMING | {"sklearn.linear_model._sgd_fast.Hinge"},
+    )
+)
+register_head(
+    HeadKind(
+        name="rbf-svm",
+        factory=RBFSVC,
+        scaler=StandardScaler,
+        search_space=SearchSpace(
+            (
+                Axis("C", (0.1, 1.0, 10.0, 100.0), finest_step=1 / 4),
+                Axis("gamma", (0.25, 1.0, 4.0), finest_step=1 / 4, per_feature=True),
+            )
+        ),
+        export_form="folder",
+        trusted_types=_names(SVC, Nystroem, RidgeClassifier, LabelBinarizer),
+    )
+)
+register_head(
+    HeadKind(
+        name="dense",
+        factory=DenseHead,
+        scaler=StandardScaler,
+        search_space=SearchSpace(
+            (Axis("learning_rate", (1e-3, 1e-2)), Axis("weight_decay", (1e-4, 1e-2))),
+            parallel=False,
+        ),
+        export_form="keras",
+    )
+)
+register_head(
+    HeadKind(
+        name="knn",
+        factory=lambda: KNeighborsClassifier(n_neighbors=5),
+        scaler=Normalizer,
+        search_space=SearchSpace((Axis("n_neighbors", (1, 3, 5, 10, 20)),)),
+        export_form="folder",
+        trusted_types=_names(KDTree, BallTree)
+        | {"sklearn.metrics._dist_metrics.EuclideanDistance64"},
+        compared_by_default=False,
+    )
+)

@@ -1,18 +1,21 @@
-"""Training and evaluating heads on cached features: data, guards, metrics, save and load.
+"""Fitting, saving, loading and evaluating heads on cached features: the one fit path.
 
 * :class:`LabeledData` holds one cache's features, read once per run.
-* Guards: :func:`check_labels` (unlabeled rows, one class, too few rows per class) raise
-  :class:`~bottleneck_transfer.errors.HeadError`; :func:`warn_small_data` emits
-  :class:`~bottleneck_transfer.errors.SmallDataWarning`; :func:`check_compatible` refuses features
-  from another base, feature size or class list, naming the difference.
-* Metrics: :func:`score` (scikit-learn's own metric functions) and :func:`bootstrap`
-  (paired bootstrap replicates for intervals).
+* :func:`check_data` is the one set of data guards every fit and score goes behind:
+  :func:`check_labels` (unlabeled rows, one class, too few rows per class) and the cache
+  reader's own check of NaN, Inf or overflowing features (naming the rows) refuse the data
+  in one line; small or imbalanced training data emits
+  :class:`~bottleneck_transfer.errors.SmallDataWarning`. :func:`check_compatible` refuses
+  features from another base, feature size or class list, naming the difference.
+* :func:`fit_head` fits one head (tuned or not) on rows of a data set. compare, train,
+  export and the pipeline all fit through it; with a
+  :class:`~bottleneck_transfer.heads.memo.FitMemo` a fit done before is loaded, not redone.
 * :func:`train_head`, :func:`save_head`, :func:`load_head`, :func:`evaluate_head`, and
   :func:`fit_streaming` for caches larger than memory.
 
-A saved head is one skops file holding ``{"head": estimator, "meta": "<JSON>"}``. Loading
-trusts only the types skops reports that belong to scikit-learn, NumPy, SciPy or
-:mod:`heads.registry`, and refuses the file otherwise.
+A saved head is one skops file holding ``{"head": estimator, "meta": "<JSON>"}``. It loads
+through :func:`~bottleneck_transfer.heads.trust.load_trusted`: only the exact classes its
+head kind declares in the registry, never a function.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import json
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,41 +33,32 @@ import numpy as np
 import skops.io
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.errors import HeadError, SmallDataWarning
-from bottleneck_transfer.features.cache import FeatureCache
-from bottleneck_transfer.fingerprint import diff_keys
+from bottleneck_transfer.features.cache import FeatureCache, check_features
+from bottleneck_transfer.fingerprint import diff_keys, sha256_arrays
+from bottleneck_transfer.heads.memo import FitMemo, fit_key
+from bottleneck_transfer.heads.metrics import METRICS, bootstrap, interval, row_losses, score
 from bottleneck_transfer.heads.registry import (
     has_proba,
+    head_kind,
+    head_names,
     make_head,
     parse_spec,
     set_random_state,
     single_threaded,
 )
-from bottleneck_transfer.heads.tuning import tune_head
+from bottleneck_transfer.heads.trust import load_trusted
+from bottleneck_transfer.heads.tuning import VAL_FRACTION, TuneResult, tune_head, validation_split
 from bottleneck_transfer.versions import software_versions
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import SGDClassifier
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    log_loss,
-)
+from sklearn.metrics import confusion_matrix
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 HEAD_FORMAT = "bottleneck-head"
 HEAD_FORMAT_VERSION = 1
 SMALL_CLASS_ROWS = 20
 IMBALANCE_RATIO = 10.0
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
-TRUSTED_ROOTS = ("sklearn", "numpy", "scipy")
-TRUSTED_OWN_TYPES = (
-    "bottleneck_transfer.heads.registry.DenseHead",
-    "bottleneck_transfer.heads.registry.RBFSVC",
-    "bottleneck_transfer.heads.linear_svm.LinearSVM",
-)
-STREAMING_LOSSES = {"logreg": "log_loss", "linear-svm": "hinge"}
 
 
 class AccuracyBelowMinimumError(HeadError):
@@ -145,6 +139,11 @@ class LabeledData:
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @property
+    def key(self) -> str:
+        """What identifies the data in memo keys: the cache's fingerprint, else a hash of it."""
+        return self.fingerprint or sha256_arrays([self.X, self.y])
 
     @property
     def class_names(self) -> list[str]:
@@ -230,6 +229,35 @@ def warn_small_data(labels: np.ndarray, class_names: list[str], *, source: str) 
     return messages
 
 
+def check_data(data: LabeledData, *, min_per_class: int = 1, min_classes: int = 2) -> list[str]:
+    """The one set of data guards heads are fitted (``min_classes=2``) or scored (1) behind.
+
+    Refuses unusable labels (:func:`check_labels`) and features that hold NaN, Inf or
+    overflowing values (:func:`~bottleneck_transfer.features.cache.check_features`, naming
+    the rows); for training data, warns of small or imbalanced classes and returns those
+    messages.
+
+    Raises
+    ------
+    HeadError
+        For unusable labels, naming the data and what to do.
+    CacheError
+        For unusable features, naming the rows.
+    """
+    source = data.space.source
+    check_labels(
+        data.y,
+        data.class_names,
+        source=source,
+        min_per_class=min_per_class,
+        min_classes=min_classes,
+    )
+    check_features(data.X, data.ids, source)
+    if min_classes < 2:
+        return []
+    return warn_small_data(data.y, data.class_names, source=source)
+
+
 def check_compatible(expected: FeatureSpace, actual: FeatureSpace, *, what: str) -> None:
     """Refuse features from another base, of another size, or with other classes.
 
@@ -254,88 +282,6 @@ def check_compatible(expected: FeatureSpace, actual: FeatureSpace, *, what: str)
         )
 
 
-def score(
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    proba: np.ndarray | None = None,
-    labels: np.ndarray | None = None,
-) -> dict[str, float | None]:
-    """Accuracy, balanced accuracy, macro-F1 and log-loss (None without probabilities).
-
-    ``labels`` are the classes of the columns of ``proba`` (the head's ``classes_``).
-    """
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "log_loss": None if proba is None else float(log_loss(y_true, proba, labels=labels)),
-    }
-
-
-def row_losses(y_true: np.ndarray, proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per-row cross-entropy, clipped as :func:`sklearn.metrics.log_loss` does."""
-    column = np.searchsorted(labels, y_true)
-    eps = np.finfo(proba.dtype).eps
-    return -np.log(np.clip(proba[np.arange(len(y_true)), column], eps, 1 - eps))
-
-
-def _resamples(n: int, n_boot: int, seed: int, chunk: int = 100) -> Iterator[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    for start in range(0, n_boot, chunk):
-        yield rng.integers(0, n, size=(min(chunk, n_boot - start), n))
-
-
-def bootstrap(
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    n_classes: int,
-    losses: np.ndarray | None = None,
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
-    """Bootstrap replicates of each metric over resampled rows.
-
-    The same ``seed`` draws the same resamples, so replicates of two heads scored on the same
-    rows are paired (their differences give intervals for the gap). Labels are class indices
-    ``0..n_classes-1``; macro-F1 and balanced accuracy follow scikit-learn's definitions on
-    each resample.
-
-    Returns
-    -------
-    dict
-        Metric name → array of ``n_boot`` values (``log_loss`` only when ``losses`` is given).
-    """
-    cells = np.asarray(y_true) * n_classes + np.asarray(y_pred)
-    out: dict[str, list[np.ndarray]] = {m: [] for m in METRICS if m != "log_loss"}
-    if losses is not None:
-        out["log_loss"] = []
-    k2 = n_classes * n_classes
-    for idx in _resamples(len(cells), n_boot, seed):
-        offsets = np.arange(len(idx))[:, None] * k2
-        flat = np.bincount((cells[idx] + offsets).ravel(), minlength=len(idx) * k2)
-        cm = flat.reshape(len(idx), n_classes, n_classes).astype(np.float64)
-        tp = np.diagonal(cm, axis1=1, axis2=2)
-        actual, predicted = cm.sum(axis=2), cm.sum(axis=1)
-        out["accuracy"].append(tp.sum(axis=1) / cm.sum(axis=(1, 2)))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            recall = np.where(actual > 0, tp / actual, np.nan)
-            present = (actual + predicted) > 0
-            f1 = np.where(present, 2 * tp / (actual + predicted), np.nan)
-        out["balanced_accuracy"].append(np.nanmean(recall, axis=1))
-        out["macro_f1"].append(np.nanmean(f1, axis=1))
-        if losses is not None:
-            out["log_loss"].append(losses[idx].mean(axis=1))
-    return {name: np.concatenate(values) for name, values in out.items()}
-
-
-def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of bootstrap replicates."""
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
-
-
 @dataclass
 class TrainedHead:
     """A fitted head and its metadata (what it was trained on, how, and with what)."""
@@ -354,6 +300,119 @@ class TrainedHead:
         )
 
 
+@dataclass
+class Fit:
+    """One head fitted by :func:`fit_head`, or found in the memo where it was fitted before.
+
+    ``tuning`` indexes rows of the data given to :func:`fit_head`; ``seconds`` and ``notes``
+    (convergence warnings, approximations) are those of the fit itself, also when reused.
+    A reused head is loaded from the memo when :attr:`estimator` is first read.
+    """
+
+    spec: str
+    params: dict[str, Any]
+    tuning: TuneResult | None
+    seconds: float
+    notes: list[str]
+    key: str
+    reused: bool = False
+    fitted: Pipeline | None = field(default=None, repr=False)
+    memo: FitMemo | None = field(default=None, repr=False)
+
+    @property
+    def estimator(self) -> Pipeline:
+        """The fitted head."""
+        if self.fitted is None:
+            self.fitted = self.memo.load_head(self.key, self.spec)
+        return self.fitted
+
+
+def fit_head(
+    spec: str,
+    data: LabeledData,
+    rows: np.ndarray | None = None,
+    *,
+    tune: bool = False,
+    random_state: int = 0,
+    n_jobs: int | None = -1,
+    memo: FitMemo | None = None,
+) -> Fit:
+    """Fit one head on ``rows`` of ``data``: the fit of compare, train, export and the pipeline.
+
+    The data is guarded once by its user (:func:`check_data`), not here per fit.
+
+    Parameters
+    ----------
+    spec : str
+        Head spec, e.g. ``"logreg:C=0.1"``.
+    data : LabeledData
+        The data set the rows index.
+    rows : ndarray, optional
+        Rows to fit on (default: all).
+    tune : bool, default=False
+        Search hyper-parameters first, on a validation split of these rows only.
+    random_state : int, default=0
+        Seeds the head and the tuning split.
+    n_jobs : int or None, default=-1
+        Parallel tuning trials.
+    memo : FitMemo, optional
+        Where fits are stored by key (data, rows, spec with all parameters, tuning, seed):
+        a fit stored before is loaded instead of fitted.
+
+    Returns
+    -------
+    Fit
+    """
+    rows = np.arange(len(data)) if rows is None else np.asarray(rows)
+    head = set_random_state(make_head(spec), random_state)
+    kind = head_kind(spec).name
+    tune_settings = {"val_fraction": VAL_FRACTION} if tune else None
+    key = fit_key(data.key, rows, kind, _json_params(head), tune_settings, random_state)
+    every_row = len(rows) == len(data) and np.array_equal(rows, np.arange(len(data)))
+    X, y = (data.X, data.y) if every_row else (data.X[rows], data.y[rows])
+    meta = None if memo is None else memo.load_meta(key)
+    if meta is not None:
+        tuning = None
+        if meta["tuning"] is not None:
+            train_rows, val_rows = validation_split(y, VAL_FRACTION, random_state)
+            tuning = TuneResult.from_dict(meta["tuning"], rows[train_rows], rows[val_rows])
+        return Fit(
+            spec, meta["params"], tuning, meta["seconds"], meta["notes"], key, True, memo=memo
+        )
+    tuning = None
+    if tune:
+        tuning = tune_head(spec, X, y, random_state=random_state, n_jobs=n_jobs)
+        head = set_random_state(make_head(spec, **tuning.best_params), random_state)
+    with single_threaded(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        start = time.perf_counter()
+        head.fit(X, y)
+        seconds = time.perf_counter() - start
+    notes = sorted({str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)})
+    approximation = getattr(head[-1], "approximation_", None)
+    if approximation:
+        notes.append(approximation)
+    if tuning is not None:
+        tuning.train_indices, tuning.val_indices = (
+            rows[tuning.train_indices],
+            rows[tuning.val_indices],
+        )
+    fit = Fit(spec, _json_params(head), tuning, seconds, notes, key, fitted=head)
+    if memo is not None:
+        memo.save_head(
+            key,
+            head,
+            {
+                "head": spec,
+                "params": fit.params,
+                "tuning": None if tuning is None else tuning.to_dict(),
+                "seconds": seconds,
+                "notes": notes,
+            },
+        )
+    return fit
+
+
 def train_head(
     cache: FeatureCache | LabeledData,
     spec: str = "logreg",
@@ -362,6 +421,7 @@ def train_head(
     out_of_core: bool = False,
     random_state: int = 0,
     n_jobs: int | None = -1,
+    memo: FitMemo | None = None,
 ) -> TrainedHead:
     """Fit one head on a whole cache.
 
@@ -374,20 +434,29 @@ def train_head(
     tune : bool, default=False
         Search hyper-parameters first (:func:`heads.tuning.tune_head`).
     out_of_core : bool, default=False
-        Stream row blocks from the HDF5 file (:func:`fit_streaming`); logreg/linear-svm only.
+        Stream row blocks from the HDF5 file (:func:`fit_streaming`); kinds with a
+        ``streaming_loss`` only.
     random_state : int, default=0
         Seeds the head and the tuning split.
     n_jobs : int or None, default=-1
         Parallel tuning trials.
+    memo : FitMemo, optional
+        Reuse (and store) the fit by key, as :func:`fit_head` does.
 
     Returns
     -------
     TrainedHead
-        The fitted estimator and its metadata.
+        The fitted estimator and its metadata (``reused`` says whether the memo had it).
+
+    Examples
+    --------
+    >>> trained = train_head("caches/train.h5", "logreg:C=0.5")  # doctest: +SKIP
+    >>> save_head(trained, "heads/logreg.skops")  # doctest: +SKIP
     """
     make_head(spec)
     start = time.perf_counter()
     tuning = None
+    reused = False
     if out_of_core:
         if not isinstance(cache, FeatureCache):
             raise HeadError("out-of-core training streams from a cache file; pass a FeatureCache")
@@ -396,18 +465,14 @@ def train_head(
         estimator = fit_streaming(cache, spec, random_state=random_state)
         space, fingerprint, rows = FeatureSpace.of_cache(cache), cache.fingerprint, len(cache)
         messages = small_data_messages(cache.labels, space.class_names, source=space.source)
+        seconds = time.perf_counter() - start
     else:
         data = cache if isinstance(cache, LabeledData) else LabeledData.from_cache(cache)
         space, fingerprint, rows = data.space, data.fingerprint, len(data)
-        check_labels(data.y, space.class_names, source=space.source, min_per_class=2 if tune else 1)
-        messages = warn_small_data(data.y, space.class_names, source=space.source)
-        params: dict[str, Any] = {}
-        if tune:
-            tuning = tune_head(spec, data.X, data.y, random_state=random_state, n_jobs=n_jobs)
-            params = tuning.best_params
-        estimator = set_random_state(make_head(spec, **params), random_state)
-        with single_threaded():
-            estimator.fit(data.X, data.y)
+        messages = check_data(data, min_per_class=2 if tune else 1)
+        fit = fit_head(spec, data, tune=tune, random_state=random_state, n_jobs=n_jobs, memo=memo)
+        estimator, tuning, reused = fit.estimator, fit.tuning, fit.reused
+        seconds = fit.seconds + (tuning.seconds if tuning is not None else 0.0)
     meta = {
         "format": HEAD_FORMAT,
         "format_version": HEAD_FORMAT_VERSION,
@@ -415,11 +480,12 @@ def train_head(
         "params": _json_params(estimator),
         "tuning": None if tuning is None else tuning.to_dict(),
         "out_of_core": out_of_core,
+        "reused": reused,
         "cache": {"path": space.source, "fingerprint": fingerprint, "rows": rows},
         "base": space.base,
         "class_names": space.class_names,
         "dim": space.dim,
-        "fit_seconds": time.perf_counter() - start,
+        "fit_seconds": seconds,
         "warnings": messages,
         "versions": software_versions(),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -428,11 +494,11 @@ def train_head(
 
 
 def _json_params(estimator: BaseEstimator) -> dict[str, Any]:
+    """The ``clf`` step's parameters as JSON values (others by their ``repr``)."""
     clf = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
     return {
-        key: value
+        key: value if value is None or isinstance(value, (bool, int, float, str)) else repr(value)
         for key, value in clf.get_params(deep=False).items()
-        if value is None or isinstance(value, (bool, int, float, str))
     }
 
 
@@ -444,32 +510,17 @@ def save_head(head: TrainedHead, path: str | Path) -> Path:
     return path
 
 
-def _trusted(type_name: str) -> bool:
-    return type_name.split(".")[0] in TRUSTED_ROOTS or type_name in TRUSTED_OWN_TYPES
-
-
 def load_head(path: str | Path) -> TrainedHead:
-    """Load a head saved by :func:`save_head`, trusting only allow-listed types.
+    """Load a head saved by :func:`save_head`, trusting only its kind's declared classes.
 
     Raises
     ------
     HeadError
-        If the file is missing, not a skops head file, or holds types outside the allow-list
-        (scikit-learn, NumPy, SciPy, :mod:`heads.registry`).
+        If the file is missing, not a skops head file, or holds a type its head kind does not
+        declare in the registry (naming it; nothing is loaded then).
     """
     path = Path(path)
-    if not path.is_file():
-        raise HeadError(f"head file not found: {path}; train one with `bottleneck train`")
-    try:
-        untrusted = skops.io.get_untrusted_types(file=path)
-    except Exception as exc:
-        raise HeadError(f"{path} is not a skops head file ({exc})") from exc
-    refused = sorted(t for t in untrusted if not _trusted(t))
-    if refused:
-        raise HeadError(
-            f"{path} holds types outside the allow-list, refusing to load it: {', '.join(refused)}"
-        )
-    content = skops.io.load(path, trusted=untrusted)
+    content = load_trusted(path)
     meta = json.loads(content.get("meta", "{}")) if isinstance(content, dict) else {}
     if meta.get("format") != HEAD_FORMAT or "head" not in content:
         raise HeadError(f"{path} is a skops file but not a bottleneck head")
@@ -527,7 +578,7 @@ def evaluate_head(
     head = head if isinstance(head, TrainedHead) else load_head(head)
     data = cache if isinstance(cache, LabeledData) else LabeledData.from_cache(cache)
     check_compatible(head.space, data.space, what="cache")
-    check_labels(data.y, data.class_names, source=data.space.source, min_classes=1)
+    check_data(data, min_classes=1)
     with single_threaded():
         start = time.perf_counter()
         predictions = head.estimator.predict(data.X)
@@ -587,12 +638,13 @@ def fit_streaming(
     blocks_per_batch: int = 8,
     random_state: int = 0,
 ) -> Pipeline:
-    """Train ``logreg`` or ``linear-svm`` out of core, never holding all features in memory.
+    """Train a head kind with a ``streaming_loss`` (``logreg``, ``linear-svm``) out of core.
 
-    One pass over :meth:`FeatureCache.iter_rows` fits the StandardScaler; then ``epochs``
-    passes of averaged SGD (:class:`~sklearn.linear_model.SGDClassifier` with log or hinge
-    loss, ``alpha = 1 / (C * n_rows)`` to match the in-memory heads' ``C``) read row blocks
-    in random order. Memory is ``block_rows * blocks_per_batch`` rows.
+    One pass over :meth:`FeatureCache.iter_rows` fits the kind's scaler (which must have
+    ``partial_fit``) and checks every block for finite values; then ``epochs`` passes of
+    averaged SGD (:class:`~sklearn.linear_model.SGDClassifier` with the kind's loss,
+    ``alpha = 1 / (C * n_rows)`` to match the in-memory heads' ``C``) read row blocks in
+    random order. Memory is ``block_rows * blocks_per_batch`` rows.
 
     Parameters
     ----------
@@ -612,25 +664,31 @@ def fit_streaming(
     Returns
     -------
     Pipeline
-        Fitted ``Pipeline([("scale", StandardScaler), ("clf", SGDClassifier)])``.
+        Fitted ``Pipeline([("scale", scaler), ("clf", SGDClassifier)])``.
     """
-    name, params = parse_spec(head)
-    if name not in STREAMING_LOSSES:
+    kind = head_kind(head)
+    params = parse_spec(head)[1]
+    if kind.streaming_loss is None:
+        streaming = [name for name in head_names() if head_kind(name).streaming_loss]
         raise HeadError(
-            f"out-of-core training supports {', '.join(STREAMING_LOSSES)}. Received: head={name!r}"
+            f"out-of-core training supports {', '.join(streaming)}. Received: head={kind.name!r}"
         )
     extra = sorted(set(params) - {"C"})
     if extra:
-        raise HeadError(f"out-of-core {name} takes only C; got {', '.join(extra)}")
+        raise HeadError(f"out-of-core {kind.name} takes only C; got {', '.join(extra)}")
     space = FeatureSpace.of_cache(cache)
     labels = cache.labels
     check_labels(labels, space.class_names, source=space.source)
     warn_small_data(labels, space.class_names, source=space.source)
-    scaler = StandardScaler()
+    ids = cache.ids
+    scaler = kind.scaler()
+    offset = 0
     for X, _ in cache.iter_rows(block_rows * blocks_per_batch):
+        check_features(X, ids[offset : offset + len(X)], space.source)
         scaler.partial_fit(X)
+        offset += len(X)
     clf = SGDClassifier(
-        loss=STREAMING_LOSSES[name],
+        loss=kind.streaming_loss,
         alpha=1.0 / (float(params.get("C", 1.0)) * len(labels)),
         average=True,
         random_state=random_state,

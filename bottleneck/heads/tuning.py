@@ -3,12 +3,13 @@
 CLIP's linear probes (Radford et al., 2021, appendix A.3) pick the L2 strength on a
 validation split with a coarse log grid and then repeatedly halve the step around the best
 value. :func:`tune_head` does the same for every head: it evaluates the coarse grid of each
-searched parameter (:data:`SEARCH_SPACES`), then refines every parameter that has a
-``finest_step`` by halving its step in decades around the current best until the step
-reaches ``finest_step``. Each round is one :class:`~sklearn.model_selection.GridSearchCV` on
-a single stratified train/validation split carved from the training rows only, fitted in
-parallel with joblib (``n_jobs=-1``); the Keras ``dense`` head runs its few trials one after
-another because Keras already uses every core. Parameters fixed in the spec
+searched parameter (the kind's ``search_space`` in the registry), then refines every
+parameter that has a ``finest_step`` by halving its step in decades around the current best
+until the step reaches ``finest_step``. Each round is one
+:class:`~sklearn.model_selection.GridSearchCV` on a single stratified train/validation split
+carved from the training rows only, fitted in parallel with joblib (``n_jobs=-1``); a kind
+whose search space is not ``parallel`` (the Keras ``dense`` head, Keras already uses every
+core) runs its few trials one after another. Parameters fixed in the spec
 (``"logreg:C=0.1"``) are not searched.
 """
 
@@ -22,58 +23,18 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.errors import HeadError
-from bottleneck_transfer.heads.registry import make_head, parse_spec, set_random_state
+from bottleneck_transfer.heads.registry import (
+    Axis,
+    head_kind,
+    make_head,
+    parse_spec,
+    set_random_state,
+)
 from sklearn.exceptions import FitFailedWarning
 from sklearn.model_selection import GridSearchCV, StratifiedShuffleSplit
 
-
-@dataclass(frozen=True)
-class Axis:
-    """One searched parameter of a head's ``clf`` step.
-
-    Parameters
-    ----------
-    param : str
-        Parameter name, e.g. ``"C"``.
-    grid : tuple of float
-        Coarse values, evenly spaced in log10 when ``finest_step`` is set.
-    finest_step : float or None
-        Refine around the best value until the step is at most this many decades;
-        None searches the grid only.
-    per_feature : bool
-        The values are multiples of ``1 / n_features`` (the RBF ``gamma="scale"`` value
-        on standardised features).
-    """
-
-    param: str
-    grid: tuple[float, ...]
-    finest_step: float | None = None
-    per_feature: bool = False
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    """The axes searched for one head, and whether its trials may run in parallel."""
-
-    axes: tuple[Axis, ...]
-    parallel: bool = True
-
-
-SEARCH_SPACES: dict[str, SearchSpace] = {
-    "logreg": SearchSpace((Axis("C", (1e-4, 1e-2, 1.0, 1e2, 1e4), finest_step=1 / 8),)),
-    "linear-svm": SearchSpace((Axis("C", (1e-4, 1e-2, 1.0, 1e2), finest_step=1 / 8),)),
-    "rbf-svm": SearchSpace(
-        (
-            Axis("C", (0.1, 1.0, 10.0, 100.0), finest_step=1 / 4),
-            Axis("gamma", (0.25, 1.0, 4.0), finest_step=1 / 4, per_feature=True),
-        )
-    ),
-    "dense": SearchSpace(
-        (Axis("learning_rate", (1e-3, 1e-2)), Axis("weight_decay", (1e-4, 1e-2))),
-        parallel=False,
-    ),
-    "knn": SearchSpace((Axis("n_neighbors", (1, 3, 5, 10, 20)),)),
-}
+#: Fraction of the training rows held out (stratified) to score each trial.
+VAL_FRACTION = 0.2
 
 
 @dataclass
@@ -92,6 +53,22 @@ class TuneResult:
     val_indices: np.ndarray
     seconds: float
     searched: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(
+        cls, summary: dict[str, Any], train_indices: np.ndarray, val_indices: np.ndarray
+    ) -> TuneResult:
+        """Rebuild a result from :meth:`to_dict` and the split's row indices."""
+        return cls(
+            spec=summary["spec"],
+            best_params=summary["best_params"],
+            best_score=summary["best_validation_accuracy"],
+            trials=summary["trials"],
+            train_indices=train_indices,
+            val_indices=val_indices,
+            seconds=summary["seconds"],
+            searched=summary["searched"],
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (indices as counts, trials with their validation accuracy)."""
@@ -133,7 +110,7 @@ def tune_head(
     X: np.ndarray,
     y: np.ndarray,
     *,
-    val_fraction: float = 0.2,
+    val_fraction: float = VAL_FRACTION,
     random_state: int = 0,
     n_jobs: int | None = -1,
 ) -> TuneResult:
@@ -165,9 +142,9 @@ def tune_head(
         If no trial could be fitted, or the split is impossible.
     """
     start = time.perf_counter()
-    name, fixed = parse_spec(spec)
+    fixed = parse_spec(spec)[1]
     make_head(spec)  # validates the spec before any work
-    space = SEARCH_SPACES[name]
+    space = head_kind(spec).search_space
     axes = [axis for axis in space.axes if axis.param not in fixed]
     train_idx, val_idx = validation_split(y, val_fraction, random_state)
     if not axes:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import bottleneck_transfer.heads.compare as compare_module
+import bottleneck_transfer.heads.training as training_module
 import numpy as np
 import pytest
 from bottleneck_transfer.errors import HeadError, SmallDataWarning
 from bottleneck_transfer.features.cache import FeatureCache
-from bottleneck_transfer.heads.compare import NegativeTransferWarning, compare_heads, holm, mcnemar
+from bottleneck_transfer.heads.compare import NegativeTransferWarning, compare_heads
+from bottleneck_transfer.heads.metrics import _resamples, bootstrap, holm, mcnemar
 from bottleneck_transfer.heads.registry import make_head, set_random_state
-from bottleneck_transfer.heads.training import LabeledData, _resamples, bootstrap
+from bottleneck_transfer.heads.training import LabeledData
 from heads_fixtures import BASE, blobs, digits_caches, write_cache
 from scipy.stats import binomtest
 from sklearn.datasets import load_digits
@@ -42,7 +43,10 @@ def test_holdout_numbers_equal_scikit_learn_on_the_same_rows(holdout, caches):
     assert row.metrics["accuracy"] == accuracy_score(test.y, predictions)
     assert row.metrics["balanced_accuracy"] == balanced_accuracy_score(test.y, predictions)
     assert row.metrics["macro_f1"] == f1_score(test.y, predictions, average="macro")
-    assert row.metrics["log_loss"] == pytest.approx(log_loss(test.y, head.predict_proba(test.X)))
+    # The same fit on another CPU (or BLAS thread count) sums float32 in another order:
+    # equal to scikit-learn's log loss as a behaviour, not bit for bit.
+    expected = log_loss(test.y, head.predict_proba(test.X))
+    assert row.metrics["log_loss"] == pytest.approx(expected, rel=1e-5)
     assert holdout.row("linear-svm").metrics["log_loss"] is None, "no predict_proba: not defined"
     for metric in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss"):
         low, high = row.intervals[metric]
@@ -103,13 +107,13 @@ def test_cv_uses_the_same_stratified_folds_for_every_head(caches):
 
 def test_tuning_never_sees_the_evaluation_rows(caches, monkeypatch):
     seen = []
-    real = compare_module.tune_head
+    real = training_module.tune_head
 
     def spy(spec, X, y, **kwargs):
         seen.append(X)
         return real(spec, X, y, **kwargs)
 
-    monkeypatch.setattr(compare_module, "tune_head", spy)
+    monkeypatch.setattr(training_module, "tune_head", spy)
     comparison = compare_heads(caches[0], cv=3, heads=["logreg"], tune=True, n_jobs=1)
     tunings = comparison.row("logreg").tuning
     assert len(tunings) == 3

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 from bottleneck_transfer.errors import HeadError
-from bottleneck_transfer.heads.compare import holm, mcnemar
 from bottleneck_transfer.heads.layer_sweep import format_sweep, layer_sweep, write_sweep_report
+from bottleneck_transfer.heads.metrics import holm, mcnemar
 from heads_fixtures import write_cache
 from sklearn.datasets import load_digits
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-import bottleneck_transfer.heads.compare as compare_module
 import bottleneck_transfer.heads.learning_curve as curve_module
+import bottleneck_transfer.heads.training as training_module
 import numpy as np
 import pytest
 from bottleneck_transfer.errors import HeadError
@@ -150,16 +150,21 @@ def test_sentence_names_the_size_from_which_transfer_pays(verdicts, worth_from, 
 
 def test_tuning_sees_only_the_subset(digits, monkeypatch):
     train, test = digits
-    seen: list[int] = []
-    original = compare_module.tune_head
+    tunings = []
+    original = curve_module.compare_heads
 
-    def recording(spec, X, y, **kwargs):
-        seen.append(len(y))
-        return original(spec, X, y, **kwargs)
+    def recording(fit, evaluate, **kwargs):
+        comparison = original(fit, evaluate, **kwargs)
+        tunings.append((len(fit), comparison.row("knn").tuning))
+        return comparison
 
-    monkeypatch.setattr(compare_module, "tune_head", recording)
+    monkeypatch.setattr(curve_module, "compare_heads", recording)
     curve = learning_curve(train, test, sizes=[5], heads=["knn"], tune=True, repeats=2, n_jobs=1)
-    assert seen == [50, 50] and curve.tuned
+    assert curve.tuned and len(tunings) == 2
+    for rows, (tuning,) in tunings:
+        assert rows == 50, "5 labels per class, 10 classes"
+        used = np.concatenate([tuning.train_indices, tuning.val_indices])
+        assert sorted(used) == list(range(50)), "the tuning split is carved from the subset"
 
 
 def test_without_a_test_cache_a_held_out_quarter_is_scored(digits, monkeypatch):

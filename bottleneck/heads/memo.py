@@ -1,0 +1,137 @@
+"""Fitted heads memoized like features: stored by what they were fitted from, never refitted.
+
+A fit's key is the fingerprint of its training data (the cache's fingerprint, or a hash of
+in-memory arrays), the hash of the row indices used, the head kind with every parameter of
+its estimator, the tuning settings, the seed and the versions of the libraries that fit it.
+The fitted head is stored under that key as a head file (skops, loaded back through
+:func:`~bottleneck_transfer.heads.trust.load_trusted`); the head's predictions on an
+evaluation set are stored beside it under a key that adds the evaluation data and rows.
+Both are written atomically, so a key's file is whole or absent.
+
+The memo lives in the ``fits/`` folder of a cache store
+(:class:`~bottleneck_transfer.features.store.CacheStore`), so a pipeline run twice, or with
+one more head, fits only what is new.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import skops.io
+from bottleneck_transfer import __version__
+from bottleneck_transfer.atomic import atomic_path, atomic_write_text
+from bottleneck_transfer.features.store import CacheStore
+from bottleneck_transfer.fingerprint import fingerprint, sha256_arrays
+from bottleneck_transfer.heads.trust import load_trusted
+
+#: The store's sub-folder that holds memoized fits.
+FITS_FOLDER = "fits"
+_LIBRARIES = ("numpy", "scikit-learn", "keras", "skops")
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def rows_key(rows: np.ndarray) -> str:
+    """The hash of a set of row indices (in order)."""
+    return sha256_arrays([np.asarray(rows, np.int64)])
+
+
+def fit_key(
+    data: str, rows: np.ndarray, kind: str, params: dict[str, Any], tune: dict | None, seed: int
+) -> str:
+    """The key of one fit: data, rows, head kind and parameters, tuning, seed and versions."""
+    return fingerprint(
+        {
+            "data": data,
+            "rows": rows_key(rows),
+            "head": kind,
+            "params": params,
+            "tune": tune,
+            "seed": seed,
+            "versions": {"bottleneck": __version__, **{d: _version(d) for d in _LIBRARIES}},
+        }
+    )
+
+
+def prediction_key(fit: str, data: str, rows: np.ndarray) -> str:
+    """The key of a fitted head's predictions on ``rows`` of ``data``."""
+    return fingerprint({"fit": fit, "data": data, "rows": rows_key(rows)})
+
+
+class FitMemo:
+    """Fitted heads and their predictions, one file per key under ``root``.
+
+    Parameters
+    ----------
+    root : str or Path
+        The folder; created on the first write.
+
+    Examples
+    --------
+    >>> memo = FitMemo.of_store(CacheStore("caches"))  # doctest: +SKIP
+    >>> compare_heads("caches/train.h5", "caches/test.h5", memo=memo)  # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @classmethod
+    def of_store(cls, store: CacheStore) -> FitMemo:
+        """The memo in a cache store's ``fits/`` folder."""
+        return cls(store.root / FITS_FOLDER)
+
+    def _path(self, key: str, suffix: str) -> Path:
+        return self.root / f"{key.split(':', 1)[-1][:32]}{suffix}"
+
+    def load_meta(self, key: str) -> dict | None:
+        """The metadata stored with the fit ``key``, or None when it was never stored."""
+        path = self._path(key, ".json")
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def load_head(self, key: str, kind: str) -> Any:
+        """The fitted head stored under ``key`` (see :meth:`load_meta` for whether there is one).
+
+        Raises
+        ------
+        HeadError
+            If the stored file is not a head of ``kind`` (it is never loaded then).
+        """
+        return load_trusted(self._path(key, ".skops"), kind)["head"]
+
+    def save_head(self, key: str, estimator: Any, metadata: dict) -> Path:
+        """Store a fitted head and its metadata under ``key``: the head file, then the metadata.
+
+        Each appears atomically, the metadata last, so a key with metadata has its head.
+        """
+        path = self._path(key, ".skops")
+        text = json.dumps(metadata)
+        with atomic_path(path) as tmp:
+            skops.io.dump({"head": estimator, "meta": text}, tmp)
+        atomic_write_text(self._path(key, ".json"), text)
+        return path
+
+    def load_predictions(self, key: str) -> dict[str, Any] | None:
+        """The stored predictions of ``key`` (arrays and their ``meta`` dict), or None."""
+        path = self._path(key, ".npz")
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as stored:
+            arrays: dict[str, Any] = {name: stored[name] for name in stored.files}
+        arrays["meta"] = json.loads(str(arrays["meta"]))
+        return arrays
+
+    def save_predictions(self, key: str, meta: dict, **arrays: np.ndarray) -> Path:
+        """Store predictions (and any other arrays) with a JSON ``meta`` under ``key``."""
+        path = self._path(key, ".npz")
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
+        return path

@@ -1,0 +1,139 @@
+"""The one loader of skops files: nothing outside a head kind's declared classes is loaded.
+
+skops itself trusts many types by default (every scikit-learn estimator, including
+``FunctionTransformer``, which calls any function it names). So :func:`load_trusted` reads
+the file's schema first, without building anything, lists every type it names, and refuses
+the file unless each is one of the exact classes the registry declares for the head's kind
+(:func:`~bottleneck_transfer.heads.registry.trusted_type_names`). Functions, methods and
+partials are refused whatever their name. Only then is the file loaded, trusting exactly the
+types found. Saved heads (``bottleneck train``), memoized fits and the ``head.skops`` of an
+export folder all load through it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import skops.io
+from bottleneck_transfer.errors import HeadError
+from bottleneck_transfer.heads.registry import (
+    SKOPS_CONTAINER_TYPES,
+    head_kind,
+    head_names,
+    trusted_type_names,
+)
+
+#: skops loaders that rebuild a callable rather than an object: never trusted.
+CALLABLE_LOADERS = frozenset({"FunctionNode", "MethodNode", "PartialNode", "OperatorFuncNode"})
+
+
+def _schema(path: Path) -> dict:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("schema.json"))
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise HeadError(f"{path} is not a skops head file ({exc}); save heads with skops") from exc
+
+
+def _types(schema: dict) -> tuple[set[str], set[str]]:
+    """The types and the callables named anywhere in a skops schema."""
+    types: set[str] = set()
+    callables: set[str] = set()
+    pending: list[Any] = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if "__module__" in node and "__class__" in node:
+                name = f"{node['__module__']}.{node['__class__']}"
+                (callables if node.get("__loader__") in CALLABLE_LOADERS else types).add(name)
+            pending += node.values()
+        elif isinstance(node, list):
+            pending += node
+    return types, callables
+
+
+def file_types(path: str | Path) -> tuple[set[str], set[str]]:
+    """The types and the callables a skops file names, read from its schema (nothing runs).
+
+    Raises
+    ------
+    HeadError
+        If ``path`` is not a skops file.
+    """
+    return _types(_schema(Path(path)))
+
+
+def declared_kind(path: str | Path) -> str | None:
+    """The head spec in a head file's metadata (``{"head": ..., "meta": "<JSON>"}``), if any.
+
+    Read from the schema as a JSON string, without loading anything.
+    """
+    schema = _schema(Path(path))
+    meta = (schema.get("content") or {}).get("meta") if schema.get("__class__") == "dict" else None
+    if not isinstance(meta, dict) or meta.get("__loader__") != "JsonNode":
+        return None
+    try:
+        spec = json.loads(json.loads(meta["content"])).get("head")
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return None
+    return spec if isinstance(spec, str) else None
+
+
+def load_trusted(path: str | Path, kind: str | None = None) -> Any:
+    """Load a skops file holding a head of ``kind``, refusing any type the kind does not declare.
+
+    Parameters
+    ----------
+    path : str or Path
+        A skops file.
+    kind : str, optional
+        The head kind (or spec); by default the one its metadata names (head files).
+
+    Raises
+    ------
+    HeadError
+        If the file is missing or not a skops file, names no registered kind, or holds a
+        type outside the kind's allow-list or any function (naming them).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HeadError(f"head file not found: {path}; train one with `bottleneck train`")
+    types, callables = file_types(path)
+    spec = kind if kind is not None else declared_kind(path)
+    try:
+        declared = None if spec is None else head_kind(spec)
+    except HeadError as exc:
+        raise HeadError(f"{path} holds a head of no registered kind: {exc}") from exc
+    allowed = SKOPS_CONTAINER_TYPES if declared is None else trusted_type_names(declared)
+    refused = sorted(callables) + sorted(types - allowed)
+    owner = "a file that names no head kind" if declared is None else f"head kind {declared.name!r}"
+    if refused:
+        raise HeadError(
+            f"{path} holds types outside the allow-list ({', '.join(refused)}) of {owner}; "
+            "refusing to load it: only load heads you saved yourself"
+        )
+    if declared is None:
+        raise HeadError(f"{path} names no head kind; save heads with `bottleneck train`")
+    try:
+        return skops.io.load(path, trusted=sorted(types))
+    except Exception as exc:
+        raise HeadError(f"cannot load the head {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def kind_of(estimator: Any) -> str | None:
+    """The first registered kind whose allow-list covers every type of ``estimator``, if any.
+
+    For heads built outside :func:`~bottleneck_transfer.heads.registry.make_head` (an
+    estimator handed to ``export``): their folder export can only be loaded back as a kind.
+    """
+    with zipfile.ZipFile(io.BytesIO(skops.io.dumps(estimator))) as archive:
+        types, callables = _types(json.loads(archive.read("schema.json")))
+    if callables:
+        return None
+    return next(
+        (name for name in head_names() if types <= trusted_type_names(head_kind(name))), None
+    )
