@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
 from bottleneck_transfer.cli import options
 from bottleneck_transfer.cli.backend import ModelCommand
 from bottleneck_transfer.errors import BottleneckError
+
+if TYPE_CHECKING:
+    from bottleneck_transfer.features.extract import ExtractResult
 
 _SHOW_FAILED = 10
 
@@ -26,10 +32,27 @@ _SHOW_FAILED = 10
     "1.15-1.5x, features within 0.5 %); measure yours with `bottleneck bench`."
 )
 @options.image_reading()
+@options.val_split()
+@click.option(
+    "--val-out",
+    type=click.Path(dir_okay=False),
+    help="With --val-split: the validation cache (default: OUT's name with -val).",
+)
+@options.seed("Seeds --val-split.")
 @options.force("Replace a cache made from different inputs.")
 @options.quiet()
 @options.json_flag()
-def extract(source: str, base: str, out: str, quiet: bool, as_json: bool, **settings) -> None:
+def extract(
+    source: str,
+    base: str,
+    out: str,
+    val_split: float | None,
+    val_out: str | None,
+    seed: int,
+    quiet: bool,
+    as_json: bool,
+    **settings,
+) -> None:
     """Extract bottleneck features of SOURCE into an HDF5 cache.
 
     SOURCE is a class-folder tree, a flat folder, a CSV manifest (path,label), an IDX or
@@ -42,27 +65,44 @@ def extract(source: str, base: str, out: str, quiet: bool, as_json: bool, **sett
       bottleneck extract fashion-mnist:train --base data/bases/fashion_mnist_0-4.keras \\
           --classes 5-9 -o caches/fm-train.h5
       bottleneck extract manifest.csv --base mobilenet_v2 --weights none --image-size 96 -o c.h5
+      bottleneck extract data/photos --base resnet50 --val-split 0.2 -o caches/photos.h5
       bottleneck extract data/big --base resnet50 -o big.h5 --engine dask --workers 4
       bottleneck extract data/big --base resnet50 -o big.h5 --engine dask \\
           --scheduler tcp://host:8786
     """
     from bottleneck_transfer.features.extract import extract as run_extract
+    from bottleneck_transfer.features.extract import extract_split
 
-    result = run_extract(source, base, out, progress=False if quiet else None, **settings)
+    settings["progress"] = False if quiet else None
+    if val_split is None:
+        results = {"train": run_extract(source, base, out, **settings)}
+    else:
+        val_out = val_out or str(Path(out).with_stem(Path(out).stem + "-val"))
+        both = extract_split(source, base, out, val_out, val_split=val_split, seed=seed, **settings)
+        results = dict(zip(("train", "val"), both, strict=True))
     if as_json:
-        options.echo_json(
-            {
-                "path": str(result.path),
-                "rows": result.rows,
-                "up_to_date": result.up_to_date,
-                "resumed_from": result.resumed_from,
-                "seconds": round(result.seconds, 3),
-                "images_per_second": result.images_per_second,
-                "failed": [{"id": i, "reason": r} for i, r in result.failed],
-                "fingerprint": result.fingerprint,
-            }
-        )
+        summaries = {part: _summary(result) for part, result in results.items()}
+        options.echo_json(summaries if val_split is not None else summaries["train"])
         return
+    for result in results.values():
+        _echo_result(result)
+
+
+def _summary(result: ExtractResult) -> dict:
+    return {
+        "path": str(result.path),
+        "rows": result.rows,
+        "up_to_date": result.up_to_date,
+        "resumed_from": result.resumed_from,
+        "seconds": round(result.seconds, 3),
+        "images_per_second": result.images_per_second,
+        "failed": [{"id": i, "reason": r} for i, r in result.failed],
+        "fingerprint": result.fingerprint,
+    }
+
+
+def _echo_result(result: ExtractResult) -> None:
+    out = result.path
     if result.up_to_date:
         click.echo(f"{out} is up to date ({result.rows} rows, same inputs); nothing to do.")
         return
@@ -100,7 +140,7 @@ def info(cache: str, as_json: bool) -> None:
         f"base         {data['base']}  weights {data['weights']}  layer {data['layer']}  "
         f"pooling {data['pooling']}  input {data['input_shape']}",
         *(f"  {key:<22} {value}" for key, value in data["hub"].items()),
-        f"source       {data['source']['kind']}  {data['source']['root']}",
+        f"source       {data['source']['kind']}  {data['source']['root']}" + _split(data),
         f"extracted    {data['created_at']}  {extraction.get('images_per_second')} images/s",
         "software     " + "  ".join(f"{k} {v}" for k, v in data["software"].items()),
         f"fingerprint  {data['fingerprint']}",
@@ -111,6 +151,13 @@ def info(cache: str, as_json: bool) -> None:
     lines.append(f"failed       {len(data['failed'])}")
     lines += [f"  {f['id']}: {f['reason']}" for f in data["failed"][:_SHOW_FAILED]]
     click.echo("\n".join(lines))
+
+
+def _split(data: dict) -> str:
+    split = data["source"].get("split")
+    if not split:
+        return ""
+    return f"  ({split['part']} part of a {split['fraction']:g} split, seed {split['seed']})"
 
 
 @click.command()
@@ -130,12 +177,12 @@ def verify(cache: str, no_source: bool, as_json: bool) -> None:
 
     report = verify_cache(cache, check_source=not no_source)
     if as_json:
-        options.echo_json({"path": report.path, "ok": report.ok, "problems": report.problems})
+        checks = [{"check": c.name, "ok": c.ok, "problems": c.problems} for c in report.checks]
+        options.echo_json(
+            {"path": report.path, "ok": report.ok, "problems": report.problems, "checks": checks}
+        )
     else:
-        for check in report.checks:
-            click.echo(f"ok    {check}")
-        for problem in report.problems:
-            click.echo(f"FAIL  {problem}")
+        click.echo("\n".join(report.lines()))
     if not report.ok:
         raise BottleneckError(f"{cache}: {len(report.problems)} problem(s) found")
 

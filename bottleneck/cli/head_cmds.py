@@ -385,16 +385,20 @@ def evaluate(
 ) -> None:
     """Score a saved head on a labeled CACHE from the same base and classes.
 
+    Prints accuracy, balanced accuracy, macro-F1 and log-loss with 95% bootstrap
+    intervals, then precision, recall and F1 per class.
+
     \b
     Example:
       bottleneck evaluate heads/logreg.skops caches/test.h5
     """
-    from bottleneck_transfer.heads.report import format_evaluation
+    from bottleneck_transfer.heads.report import format_evaluation, per_class_scores
     from bottleneck_transfer.heads.training import check_min_accuracy, evaluate_head
 
     evaluation = evaluate_head(head_file, cache, n_bootstrap=bootstrap, random_state=seed)
     if as_json:
-        options.echo_json(evaluation.to_dict())
+        per_class = per_class_scores(evaluation.confusion, evaluation.class_names)
+        options.echo_json({**evaluation.to_dict(), "per_class": per_class})
     else:
         click.echo(format_evaluation(evaluation))
     check_min_accuracy(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from bottleneck_transfer.errors import BaseModelError
+from bottleneck_transfer.errors import BaseModelError, did_you_mean
 from bottleneck_transfer.features import hub
 from bottleneck_transfer.fingerprint import sha256_file
 
@@ -86,8 +86,9 @@ def resolve_application(name: str) -> str:
     """Map ``resnet50`` / ``mobilenet_v2`` / ``ResNet50`` to the application's own name."""
     matches = [n for n in application_names() if _key(n) == _key(name)]
     if not matches:
+        close = did_you_mean(_key(name), {_key(n): n for n in application_names()})
         raise BaseModelError(
-            f"unknown base {name!r}: not a model file and not a keras.applications name. "
+            f"unknown base {name!r}: not a model file and not a keras.applications name.{close} "
             f"Received: base={name!r}; valid names include {', '.join(application_names())}, "
             f"{PIXELS!r}, or a path to a .keras/.h5 model"
         )

@@ -32,7 +32,7 @@ from bottleneck_transfer.features.cache import (
     partial_path,
 )
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
-from bottleneck_transfer.features.sources import Source, open_source
+from bottleneck_transfer.features.sources import Source, Split, open_source, split_source
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.versions import software_versions
 from filelock import FileLock, Timeout
@@ -176,6 +176,7 @@ def extract(
     preprocess: str | None = None,
     classes: str | list | None = None,
     limit: int | None = None,
+    split: Split | None = None,
     batch_size: int | None = None,
     workers: int | None = None,
     strict: bool = False,
@@ -197,6 +198,9 @@ def extract(
         The cache file. It appears only when complete; meanwhile ``<out>.partial`` grows.
     classes, limit
         Class subset and evenly spread sample of the source (when given by spec).
+    split : Split, optional
+        Extract one part of a stratified, seeded train/validation split of the source
+        (see :func:`extract_split` for both parts).
     batch_size : int, optional
         Images per model call. Default (:func:`default_batch_size`): 64 on a CPU and 256
         on an accelerator for 224 x 224 inputs, scaled by pixel count for other sizes.
@@ -232,7 +236,9 @@ def extract(
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
     out = Path(out)
     if not isinstance(source, Source):
-        source = open_source(source, classes=classes, limit=limit)
+        source = open_source(source, classes=classes, limit=limit, split=split)
+    elif split is not None:
+        source = split_source(source, split)
     if not isinstance(base, Base):
         base = load_base(
             base,
@@ -263,6 +269,32 @@ def extract(
     finally:
         lock.release()
         Path(lock.lock_file).unlink(missing_ok=True)
+
+
+def extract_split(
+    source: str | Source,
+    base: str | Base,
+    out: str | Path,
+    val_out: str | Path,
+    *,
+    val_split: float,
+    seed: int = 0,
+    **options,
+) -> tuple[ExtractResult, ExtractResult]:
+    """Extract a stratified, seeded train/validation split of one labelled source.
+
+    The ``val_split`` share of each class goes to the cache ``val_out``, the rest to
+    ``out``; each cache's provenance records the split. ``options`` are :func:`extract`'s.
+
+    Examples
+    --------
+    >>> train, val = extract_split("photos/", "mobilenet_v2", "train.h5", "val.h5",
+    ...                            val_split=0.2)  # doctest: +SKIP
+    """
+    return (
+        extract(source, base, out, split=Split(val_split, "train", seed), **options),
+        extract(source, base, val_out, split=Split(val_split, "val", seed), **options),
+    )
 
 
 def _open_writer(

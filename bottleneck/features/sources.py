@@ -51,6 +51,73 @@ _FASHION_FILES = {"train": "train", "test": "t10k"}
 
 
 @dataclass(frozen=True)
+class Split:
+    """One part of a stratified, seeded train/validation split of a labelled source.
+
+    ``fraction`` of each class's items (at least one, at most all but one) go to the
+    ``"val"`` part, chosen by ``seed``; the rest are the ``"train"`` part. Both parts keep
+    the source's order, and the split is recorded in the source's provenance.
+    """
+
+    fraction: float
+    part: str = "train"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction < 1:
+            raise SourceError(
+                "the validation share must be between 0 and 1 (exclusive). "
+                f"Received: val_split={self.fraction}"
+            )
+        if self.part not in SPLIT_PARTS:
+            raise ValueError(f"part must be one of {SPLIT_PARTS}. Received: part={self.part!r}")
+
+
+#: The two parts of a :class:`Split`.
+SPLIT_PARTS = ("train", "val")
+
+
+def holdout_mask(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Stratified, seeded choice of ``fraction`` of the rows of each class: True = held out.
+
+    Every class keeps at least one row on each side. Raises SourceError for unlabelled
+    rows (-1) or a class with a single row.
+    """
+    labels = np.asarray(labels)
+    if (labels < 0).any():
+        raise SourceError(
+            f"a validation split needs labelled images; {int((labels < 0).sum())} are unlabelled"
+        )
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        if len(rows) < 2:
+            raise SourceError(
+                f"a validation split needs at least 2 images per class; class {int(label)} has 1"
+            )
+        n_held = min(max(round(len(rows) * fraction), 1), len(rows) - 1)
+        held[rng.permutation(rows)[:n_held]] = True
+    return held
+
+
+def split_source(source: Source, split: Split) -> Source:
+    """The ``split.part`` of ``source`` (see :class:`Split`)."""
+    held = holdout_mask(
+        np.asarray([item.label for item in source.items]), split.fraction, split.seed
+    )
+    keep = held if split.part == "val" else ~held
+    return replace(
+        source,
+        items=[item for item, kept in zip(source.items, keep, strict=True) if kept],
+        options={
+            **source.options,
+            "split": {"fraction": split.fraction, "part": split.part, "seed": split.seed},
+        },
+    )
+
+
+@dataclass(frozen=True)
 class Item:
     """One image of a source: its id, class index (-1 if unlabeled) and location."""
 
@@ -349,6 +416,7 @@ def open_source(
     *,
     classes: str | Sequence[str | int] | None = None,
     limit: int | None = None,
+    split: Split | None = None,
 ) -> Source:
     """Open an image collection.
 
@@ -361,6 +429,9 @@ def open_source(
         renumbered from 0 in class order.
     limit : int, optional
         Keep ``limit`` items spread evenly over the collection (quick trials).
+    split : Split, optional
+        Keep one part of a stratified, seeded train/validation split (after ``classes``
+        and ``limit``), e.g. ``Split(0.2, "val")``.
 
     Raises
     ------
@@ -372,14 +443,14 @@ def open_source(
     arrays = None
     hashes: dict[str, str] = {}
     if text.startswith("fashion-mnist:"):
-        split = text.split(":", 1)[1]
-        if split not in _FASHION_FILES:
+        fashion_part = text.split(":", 1)[1]
+        if fashion_part not in _FASHION_FILES:
             raise SourceError(
-                f"unknown Fashion-MNIST split {split!r}; use fashion-mnist:train|test"
+                f"unknown Fashion-MNIST split {fashion_part!r}; use fashion-mnist:train|test"
             )
         folder = Path(os.environ.get("BOTTLENECK_FASHION_MNIST_DIR", FASHION_MNIST_DIR))
-        images_path = folder / f"{_FASHION_FILES[split]}-images-idx3-ubyte.gz"
-        labels_path = folder / f"{_FASHION_FILES[split]}-labels-idx1-ubyte.gz"
+        images_path = folder / f"{_FASHION_FILES[fashion_part]}-images-idx3-ubyte.gz"
+        labels_path = folder / f"{_FASHION_FILES[fashion_part]}-labels-idx1-ubyte.gz"
         if not (images_path.exists() and labels_path.exists()):
             raise SourceError(
                 f"Fashion-MNIST not found at {folder}: install it with "
@@ -427,7 +498,8 @@ def open_source(
             f"no images found in {text}"
             + (f" (image extensions: {' '.join(IMAGE_EXTENSIONS)})" if arrays is None else "")
         )
-    return Source(kind, root, names, items, options, arrays, hashes)
+    source = Source(kind, root, names, items, options, arrays, hashes)
+    return source if split is None else split_source(source, split)
 
 
 def _npz_source(path: Path) -> tuple[list[Item], list[str], np.ndarray, dict[str, str]]:
@@ -457,4 +529,7 @@ def reopen_source(described: dict) -> Source:
     spec = options.get("spec") or described.get("root")
     if not spec:
         raise SourceError("the cache's provenance does not say where its source is")
-    return open_source(spec, classes=options.get("classes"), limit=options.get("limit"))
+    split = Split(**options["split"]) if options.get("split") else None
+    return open_source(
+        spec, classes=options.get("classes"), limit=options.get("limit"), split=split
+    )

@@ -1,9 +1,13 @@
 """Rendering comparisons: terminal and Markdown tables, and the report folder.
 
-:func:`write_report` writes ``report.json``, ``report.md``, ``accuracy.png`` (accuracy per
-head with its interval), ``confusion.png`` (the winner's confusion matrix) and
-``misclassified.csv`` (``id,true,predicted`` of the winner's errors, with the cache ids).
-Figures use Matplotlib's object-oriented API with the Agg canvas, so no display is needed.
+:func:`write_report` writes ``report.json``, ``report.md`` (tables: heads, the winner's
+per-class precision/recall/F1, caches), ``accuracy.png`` (accuracy per head with its
+interval, values on the bars, on a full 0-1 axis), ``confusion.png`` (the winner's confusion
+matrix: colour and percentage are the share of the true class, with counts),
+``misclassified.csv`` (``id,true,predicted`` of the winner's errors, with the cache ids) and
+``misclassified.png`` (thumbnails of those images, reopened from the cache's source, when it
+can be reopened). Figures use Matplotlib's object-oriented API with the Agg canvas, so no
+display is needed.
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ from pathlib import Path
 
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path, atomic_write_text
+from bottleneck_transfer.errors import BottleneckError
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.sources import reopen_source
 from bottleneck_transfer.heads.compare import Comparison, Row
 from bottleneck_transfer.heads.training import Evaluation
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from sklearn.metrics import confusion_matrix
 
 METRIC_TITLES = {
@@ -27,6 +35,17 @@ METRIC_TITLES = {
 }
 NOT_DEFINED = "n/a"
 REPORT_FILES = ("report.json", "report.md", "accuracy.png", "confusion.png", "misclassified.csv")
+#: The gallery of the winner's errors, written when the evaluated cache's source reopens.
+GALLERY = "misclassified.png"
+#: At most this many thumbnails in the gallery (spread over the errors, in row order).
+GALLERY_SIZE = 24
+#: Bar colours of the accuracy chart and what each means.
+BAR_COLOURS = {
+    "winner": ("tab:orange", "winner"),
+    "head": ("tab:blue", "other heads"),
+    "baseline": ("0.65", "baselines (other features)"),
+}
+PER_CLASS_HEADER = ["class", "precision", "recall", "F1", "rows"]
 
 
 def _cell(row: Row, metric: str) -> str:
@@ -127,8 +146,92 @@ def format_table(comparison: Comparison) -> str:
     return "\n".join(out)
 
 
-def format_markdown(comparison: Comparison, figures: bool = True) -> str:
-    """The comparison as a Markdown report."""
+def per_class_scores(confusion: np.ndarray, class_names: list[str]) -> list[dict]:
+    """Precision, recall, F1 and row count of each class, from a confusion matrix."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    hits = np.diag(confusion)
+    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    recall = np.divide(hits, actual, out=np.zeros_like(hits), where=actual > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(hits), where=both > 0)
+    return [
+        {
+            "class": name,
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "rows": int(actual[i]),
+        }
+        for i, name in enumerate(class_names)
+    ]
+
+
+def _per_class_cells(scores: list[dict]) -> list[list[str]]:
+    return [
+        [
+            s["class"],
+            f"{s['precision']:.3f}",
+            f"{s['recall']:.3f}",
+            f"{s['f1']:.3f}",
+            str(s["rows"]),
+        ]
+        for s in scores
+    ]
+
+
+def _winner_confusion(comparison: Comparison) -> np.ndarray:
+    labels = np.arange(len(comparison.class_names))
+    return confusion_matrix(comparison.eval_labels, comparison.best.predictions, labels=labels)
+
+
+def _markdown_table(header: list[str], cells: list[list[str]], right: set[int]) -> list[str]:
+    rule = "|".join("---:" if i in right else "---" for i in range(len(header)))
+    return [
+        "| " + " | ".join(header) + " |",
+        f"|{rule}|",
+        *("| " + " | ".join(row) + " |" for row in cells),
+    ]
+
+
+def _base_cell(base: dict) -> str:
+    name = base.get("application") or base.get("file") or base.get("name") or "?"
+    shape = base.get("input_shape")
+    size = f" {shape[0]}x{shape[1]}" if shape else ""
+    cut = "/".join(str(base[k]) for k in ("layer", "pooling") if base.get(k))
+    weights = base.get("weights")
+    return (
+        f"{name}{size}" + (f", {cut}" if cut else "") + (f", weights {weights}" if weights else "")
+    )
+
+
+def _cache_cells(comparison: Comparison) -> list[list[str]]:
+    flat: list[tuple[str, dict]] = []
+    for role, summary in comparison.caches.items():
+        if role.startswith("baseline:"):  # {"train": summary, "test": summary or None}
+            flat += [(f"{role} {part}", s) for part, s in summary.items() if s is not None]
+        else:
+            flat.append((role, summary))
+    return [
+        [
+            role,
+            f"`{summary['path']}`",
+            str(summary["rows"]),
+            str(summary["dim"]),
+            _base_cell(summary.get("base") or {}),
+            f"`{str(summary.get('fingerprint') or '-')[:19]}`",
+        ]
+        for role, summary in flat
+    ]
+
+
+def format_markdown(
+    comparison: Comparison, figures: bool = True, gallery: str | None = None
+) -> str:
+    """The comparison as a Markdown report.
+
+    ``gallery`` is the gallery's file name, or a sentence saying why there is none.
+    """
     header, cells, footnotes = table_rows(comparison)
     out = [
         "# Head comparison",
@@ -154,9 +257,15 @@ def format_markdown(comparison: Comparison, figures: bool = True) -> str:
                 ", ".join(f"{k}={v:g}" for k, v in t.best_params.items()) for t in row.tuning
             )
             out.append(f"- {row.name}: {chosen} ({row.tune_seconds:.1f} s)")
+    out += ["", f"## Per class: {comparison.winner}", ""]
+    scores = per_class_scores(_winner_confusion(comparison), comparison.class_names)
+    out += _markdown_table(PER_CLASS_HEADER, _per_class_cells(scores), {1, 2, 3, 4})
     out += ["", "## Caches", ""]
-    for role, summary in comparison.caches.items():
-        out.append(f"- {role}: `{json.dumps(summary, sort_keys=True)}`")
+    out += _markdown_table(
+        ["role", "file", "rows", "features", "base", "fingerprint"],
+        _cache_cells(comparison),
+        {2, 3},
+    )
     if figures:
         out += [
             "",
@@ -168,6 +277,10 @@ def format_markdown(comparison: Comparison, figures: bool = True) -> str:
             "",
             "Misclassified rows of the winner: [misclassified.csv](misclassified.csv)",
         ]
+        if gallery == GALLERY:
+            out += ["", f"![misclassified images of {comparison.winner}]({GALLERY})"]
+        elif gallery:
+            out += ["", f"No gallery of misclassified images: {gallery}"]
     return "\n".join(out) + "\n"
 
 
@@ -184,53 +297,170 @@ def _error_bars(comparison: Comparison) -> np.ndarray:
     return np.asarray(bars).T
 
 
+def _bar_role(comparison: Comparison, row: Row) -> str:
+    if row.name == comparison.winner:
+        return "winner"
+    return "baseline" if row.is_baseline else "head"
+
+
 def plot_accuracy(comparison: Comparison, path: Path) -> Path:
-    """Horizontal bars of accuracy per row with intervals; the winner highlighted."""
-    rows = comparison.rows
-    figure = Figure(figsize=(7, 1.2 + 0.45 * len(rows)), layout="constrained")
-    axes = figure.add_subplot()
-    positions = np.arange(len(rows))[::-1]
-    colours = [
-        "tab:orange" if r.name == comparison.winner else ("0.7" if r.is_baseline else "tab:blue")
-        for r in rows
-    ]
-    values = np.asarray([r.metrics["accuracy"] for r in rows])
-    errors = _error_bars(comparison)
-    axes.barh(positions, values, xerr=errors, color=colours, capsize=4)
-    axes.set_yticks(positions, [r.name for r in rows])
-    kind = "95% bootstrap interval" if comparison.mode == "holdout" else "± std over folds"
-    axes.set_xlabel(f"accuracy ({kind})")
-    lowest = float(np.min(values - errors[0]))
-    axes.set_xlim(max(0.0, np.floor(lowest * 20 - 1) / 20), 1.0)
-    axes.set_title("Heads compared on the same rows")
-    _save_figure(figure, path)
+    """Write :func:`accuracy_figure` to ``path``."""
+    _save_figure(accuracy_figure(comparison), path)
     return path
 
 
+def accuracy_figure(comparison: Comparison) -> Figure:
+    """Horizontal bars of accuracy per row on a 0-1 axis, with intervals and values."""
+    rows = comparison.rows
+    figure = Figure(figsize=(7.5, 1.9 + 0.45 * len(rows)), layout="constrained")
+    axes = figure.add_subplot()
+    positions = np.arange(len(rows))[::-1]
+    roles = [_bar_role(comparison, r) for r in rows]
+    values = np.asarray([r.metrics["accuracy"] for r in rows])
+    errors = _error_bars(comparison)
+    axes.barh(
+        positions,
+        values,
+        xerr=errors,
+        color=[BAR_COLOURS[role][0] for role in roles],
+        capsize=4,
+        error_kw={"ecolor": "0.2", "elinewidth": 1},
+    )
+    for y, value, top in zip(positions, values, values + errors[1], strict=True):
+        axes.text(min(top, 1.0) + 0.01, y, f"{value:.3f}", va="center", fontsize=9)
+    axes.set_yticks(positions, [r.name for r in rows])
+    kind = "95% bootstrap interval" if comparison.mode == "holdout" else "± std over folds"
+    axes.set_xlabel(f"accuracy (whiskers: {kind})")
+    axes.set_xlim(0.0, 1.1)
+    axes.set_xticks(np.linspace(0, 1, 6))
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.set_title("Heads compared on the same rows")
+    handles = [
+        Patch(color=colour, label=label)
+        for role, (colour, label) in BAR_COLOURS.items()
+        if role in roles
+    ]
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    return figure
+
+
 def plot_confusion(comparison: Comparison, path: Path) -> Path:
-    """The winner's confusion matrix, row-normalised, with counts when it is small."""
+    """Write :func:`confusion_figure` to ``path``."""
+    _save_figure(confusion_figure(comparison), path)
+    return path
+
+
+def confusion_figure(comparison: Comparison) -> Figure:
+    """The winner's confusion matrix: colour and percentage = share of the true class."""
     names = comparison.class_names
     labels = np.arange(len(names))
-    matrix = confusion_matrix(comparison.eval_labels, comparison.best.predictions, labels=labels)
+    matrix = _winner_confusion(comparison)
     totals = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
-    size = min(12.0, 2.5 + 0.5 * len(names))
-    figure = Figure(figsize=(size, size), layout="constrained")
+    size = min(13.0, 3.0 + 0.7 * len(names))
+    figure = Figure(figsize=(size + 1.2, size), layout="constrained")
     axes = figure.add_subplot()
     image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
     axes.set_xticks(labels, names, rotation=45, ha="right")
     axes.set_yticks(labels, names)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    axes.set_title(f"{comparison.winner}: confusion matrix (row share)")
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title(
+        f"{comparison.winner}: confusion matrix\n"
+        "cell: % of the true class's rows (colour), and (row count)",
+        fontsize=10,
+    )
     if len(names) <= 20:
         for i in labels:
             for j in labels:
-                colour = "white" if share[i, j] > 0.5 else "black"
-                axes.text(j, i, str(matrix[i, j]), ha="center", va="center", color=colour)
-    figure.colorbar(image, ax=axes, shrink=0.8)
+                colour = "white" if share[i, j] > 0.5 else ("black" if matrix[i, j] else "0.6")
+                axes.text(
+                    j,
+                    i,
+                    f"{share[i, j]:.0%}\n({matrix[i, j]})",
+                    ha="center",
+                    va="center",
+                    color=colour,
+                    fontsize=8,
+                )
+    bar = figure.colorbar(image, ax=axes, shrink=0.8, format=lambda x, _: f"{x:.0%}")
+    bar.set_label("share of the true class")
+    return figure
+
+
+def _evaluated_cache(comparison: Comparison) -> str:
+    return comparison.caches["test" if comparison.mode == "holdout" else "train"]["path"]
+
+
+def _thumbnails(comparison: Comparison, rows: np.ndarray) -> list[np.ndarray | None]:
+    """The images of ``rows`` (indices into the evaluated rows), as the base saw them.
+
+    Raises BottleneckError when the cache's source cannot be reopened; an image that can
+    no longer be read is ``None``.
+    """
+    path = _evaluated_cache(comparison)
+    if not Path(path).is_file():
+        raise BottleneckError(f"the scored rows come from {path!r}, not a cache file")
+    with FeatureCache.open(path) as cache:
+        source = reopen_source(cache.provenance.get("source", {}))
+        shape = cache.identity.get("base", {}).get("input_shape") or (96, 96, 3)
+    items = {item.id: item for item in source.items}
+    size, channels = (int(shape[0]), int(shape[1])), 1 if shape[-1] == 1 else 3
+    images: list[np.ndarray | None] = []
+    for i in rows:
+        item = items.get(comparison.eval_ids[i])
+        try:
+            images.append(None if item is None else source.load(item, size, channels))
+        except BottleneckError:
+            images.append(None)
+    return images
+
+
+def plot_misclassified(
+    comparison: Comparison, path: Path, limit: int = GALLERY_SIZE
+) -> Path | None:
+    """Write :func:`misclassified_figure` to ``path``; ``None`` when there are no errors."""
+    figure = misclassified_figure(comparison, limit)
+    if figure is None:
+        return None
     _save_figure(figure, path)
     return path
+
+
+def misclassified_figure(comparison: Comparison, limit: int = GALLERY_SIZE) -> Figure | None:
+    """Thumbnails of the winner's errors with their true and predicted class.
+
+    ``None`` when the winner makes no errors. Raises BottleneckError when the evaluated
+    cache's source cannot be reopened.
+    """
+    predictions = comparison.best.predictions
+    wrong = np.flatnonzero(predictions != comparison.eval_labels)
+    if len(wrong) == 0:
+        return None
+    spread = np.linspace(0, len(wrong) - 1, min(limit, len(wrong))).round().astype(np.int64)
+    shown = wrong[np.unique(spread)]
+    images = _thumbnails(comparison, shown)
+    names = comparison.class_names
+    columns = min(6, len(shown))
+    lines = (len(shown) + columns - 1) // columns
+    figure = Figure(figsize=(2.0 * columns, 2.35 * lines + 0.5), layout="constrained")
+    figure.suptitle(
+        f"{comparison.winner}: {len(shown)} of {len(wrong)} misclassified images (true / predicted)"
+    )
+    for k, (i, image) in enumerate(zip(shown, images, strict=True)):
+        axes = figure.add_subplot(lines, columns, k + 1)
+        axes.set_xticks([])
+        axes.set_yticks([])
+        if image is None:
+            axes.text(0.5, 0.5, "unreadable", ha="center", va="center", color="0.5")
+        else:
+            axes.imshow(
+                image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255
+            )
+        true, predicted = names[comparison.eval_labels[i]], names[predictions[i]]
+        axes.set_title(f"{true}\n→ {predicted}", fontsize=8, color="tab:red")
+        axes.set_xlabel(str(comparison.eval_ids[i])[-24:], fontsize=6)
+    return figure
 
 
 def _save_figure(figure: Figure, path: Path) -> None:
@@ -260,7 +490,13 @@ def write_report(comparison: Comparison, directory: str | Path) -> dict[str, Pat
     plot_accuracy(comparison, paths["accuracy.png"])
     plot_confusion(comparison, paths["confusion.png"])
     write_misclassified(comparison, paths["misclassified.csv"])
-    atomic_write_text(paths["report.md"], format_markdown(comparison))
+    try:
+        gallery = plot_misclassified(comparison, directory / GALLERY) and GALLERY
+    except BottleneckError as exc:
+        gallery = f"the images cannot be reopened ({exc})."
+    if gallery == GALLERY:
+        paths[GALLERY] = directory / GALLERY
+    atomic_write_text(paths["report.md"], format_markdown(comparison, gallery=gallery))
     payload = {**comparison.to_dict(), "files": {k: str(v) for k, v in paths.items()}}
     atomic_write_text(paths["report.json"], json.dumps(payload, indent=2))
     return paths
@@ -279,4 +515,15 @@ def format_evaluation(evaluation: Evaluation) -> str:
         )
         lines.append(f"  {title:<14} {text}")
     lines.append(f"  {'predict':<14} {evaluation.predict_ms_per_1k:.1f} ms per 1,000 rows")
+    cells = _per_class_cells(per_class_scores(evaluation.confusion, evaluation.class_names))
+    widths = [max(len(r[i]) for r in [PER_CLASS_HEADER, *cells]) for i in range(5)]
+    lines += ["", "Per class:"]
+    for row in [PER_CLASS_HEADER, *cells]:
+        lines.append(
+            "  "
+            + "  ".join(
+                v.ljust(w) if i == 0 else v.rjust(w)
+                for i, (v, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""One spelling per option on every command, help examples that render, did-you-mean errors."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import click
+import pytest
+from bottleneck_transfer.cli import cli
+from bottleneck_transfer.errors import did_you_mean
+from click.testing import CliRunner
+from heads_fixtures import digits_caches
+
+
+def _leaves(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += _leaves(command, (*path, name))
+        else:
+            found.append((*path, name))
+    return found
+
+
+COMMANDS = _leaves(cli)
+#: Commands that write a file or folder the user names.
+WRITERS = [
+    ("extract",),
+    ("train",),
+    ("export",),
+    ("predict",),
+    ("finetune",),
+    ("compare",),
+    ("bench",),
+    ("cache", "export"),
+]
+#: Commands that show a progress bar (or progress messages).
+PROGRESS = [("extract",), ("predict",), ("finetune",), ("run",), ("bench",)]
+
+
+def _options(path: tuple[str, ...]) -> dict[str, click.Option]:
+    command = cli
+    for name in path:
+        command = command.commands[name]
+    return {
+        opt: param
+        for param in command.params
+        if isinstance(param, click.Option)
+        for opt in param.opts
+    }
+
+
+def invoke(*args: object) -> click.testing.Result:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    return digits_caches(tmp_path_factory.mktemp("digits"))
+
+
+def test_the_command_list_is_complete():
+    assert {("info",), ("verify",), ("cache", "ls"), *WRITERS, *PROGRESS} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_help_shows_examples_that_render(path):
+    result = invoke(*path, "--help")
+    assert result.exit_code == 0, result.output
+    block = re.search(r"\n  Examples?:\n((?:    .*\n)+)", result.output)
+    assert block, f"no example in {' '.join(path)} --help"
+    lines = block.group(1).splitlines()
+    assert any(line.strip().startswith(f"bottleneck {' '.join(path)} ") for line in lines)
+    for previous, line in zip(["", *lines[:-1]], lines, strict=True):
+        # A continued line is indented under one ending in ' \'; nothing runs together.
+        continued = line.startswith("      ")
+        assert continued == previous.endswith(" \\"), (previous, line)
+        assert "   " not in line.strip(), line
+
+
+@pytest.mark.parametrize("path", WRITERS, ids=" ".join)
+def test_every_writer_takes_dash_o(path):
+    option = _options(path)["-o"]
+    assert option.opts == ["-o", "--out"] and option.name == "out"
+
+
+@pytest.mark.parametrize("path", PROGRESS, ids=" ".join)
+def test_every_progress_bar_has_quiet(path):
+    assert _options(path)["--quiet"].is_flag
+
+
+@pytest.mark.parametrize("path", [p for p in COMMANDS if p != ("cache", "prune")], ids=" ".join)
+def test_json_prints_the_result_everywhere(path):
+    option = _options(path)["--json"]
+    assert option.name == "as_json" and option.help.startswith("Print")
+
+
+@pytest.mark.parametrize("command", ["train", "export", "finetune"])
+def test_writers_refuse_an_existing_output_without_force(command, caches, tmp_path):
+    out = tmp_path / "taken.keras"
+    out.write_text("keep me")
+    args = {
+        "train": ["train", caches[0], "-o", out],
+        "export": ["export", caches[0], "-o", out],
+        "finetune": ["finetune", tmp_path / "model.keras", tmp_path, "--val", tmp_path, "-o", out],
+    }[command]
+    result = invoke(*args)
+    assert result.exit_code == 1
+    assert f"Error: {out} exists; pass --force to replace it" in result.output
+    assert out.read_text() == "keep me"
+    assert _options((command,))["--force"].is_flag
+
+
+def test_train_with_force_replaces(caches, tmp_path):
+    out = tmp_path / "head.skops"
+    out.write_text("old")
+    result = invoke("train", caches[0], "-o", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:2] == b"PK"  # a skops (zip) file replaced the text
+
+
+def test_compare_writes_its_report_with_o_and_still_takes_report(caches, tmp_path):
+    train, test = caches
+    common = ["compare", train, "--test", test, "--heads", "logreg", "--bootstrap", 100]
+    result = invoke(*common, "-o", tmp_path / "new")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new" / "report.md").exists()
+    result = invoke(*common, "--report", tmp_path / "old", "--json")
+    assert result.exit_code == 0, result.output
+    assert "'report' is deprecated. Use -o/--out." in result.stderr
+    assert (tmp_path / "old" / "report.md").exists()
+    assert json.loads(result.stdout)["files"]
+
+
+def test_unknown_names_get_a_suggestion(caches):
+    result = invoke("compare", caches[0], "--heads", "logrg", "--cv", 2)
+    assert result.exit_code == 1
+    assert "unknown head 'logrg'. Did you mean 'logreg'?" in result.output
+    assert "Did you mean '--json'?" in invoke("info", caches[0], "--jsn").output
+    assert "Did you mean 'compare'?" in invoke("comapre").output
+
+
+def test_unknown_base_gets_a_suggestion(photo_folder, tmp_path):
+    result = invoke("extract", photo_folder, "--base", "resnet5", "-o", tmp_path / "c.h5")
+    assert result.exit_code == 1
+    assert "Did you mean 'ResNet50'?" in result.output
+
+
+def test_did_you_mean():
+    assert did_you_mean("logrg", ["logreg", "knn"]) == " Did you mean 'logreg'?"
+    assert did_you_mean("zzz", ["logreg", "knn"]) == ""
+    assert did_you_mean("resnet5", {"resnet50": "ResNet50"}) == " Did you mean 'ResNet50'?"
