@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import bottleneck_transfer.heads.learning_curve as curve_module
-import bottleneck_transfer.heads.training as training_module
 import numpy as np
 import pytest
 from bottleneck_transfer.errors import HeadError
