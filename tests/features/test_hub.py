@@ -23,83 +23,25 @@ from bottleneck_transfer.features.inspection import cache_info
 from bottleneck_transfer.features.rebuild import rebuild_base
 from bottleneck_transfer.features.sources import open_source
 from click.testing import CliRunner
-from PIL import Image
+from hub_fixtures import SIZE, save_images, save_presets, save_saved_model, tiny_vit
 
 keras_hub = pytest.importorskip("keras_hub")
-
-SIZE = 32
-#: ImageNet mean/std as a ResNet converter writes them: x * scale + offset.
-TORCH_SCALE = [1 / (255 * s) for s in (0.229, 0.224, 0.225)]
-TORCH_OFFSET = [-m / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), strict=True)]
-
-
-def _resnet(seed: int):
-    keras.utils.set_random_seed(seed)
-    return keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64],
-        input_conv_kernel_sizes=[3],
-        stackwise_num_filters=[64],
-        stackwise_num_blocks=[1],
-        stackwise_num_strides=[1],
-        block_type="basic_block",
-        use_pre_activation=False,
-        image_shape=(None, None, 3),
-    )
-
-
-def _vit(seed: int):
-    keras.utils.set_random_seed(seed)
-    return keras_hub.models.ViTBackbone(
-        image_shape=(SIZE, SIZE, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=16,
-        mlp_dim=32,
-    )  # fmt: skip
-
-
-def _save_preset(folder: Path, backbone, converter) -> Path:
-    backbone.save_to_preset(str(folder))
-    converter.save_to_preset(str(folder))
-    return folder
 
 
 @pytest.fixture(scope="module")
 def presets(tmp_path_factory) -> dict[str, Path]:
     """A convolutional (ResNet, 64 features) and a transformer (ViT, 17 tokens of 16) preset."""
-    root = tmp_path_factory.mktemp("presets")
-    resnet = keras_hub.layers.ResNetImageConverter(
-        image_size=(SIZE, SIZE), scale=TORCH_SCALE, offset=TORCH_OFFSET
-    )
-    vit = keras_hub.layers.ViTImageConverter(image_size=(SIZE, SIZE), scale=1 / 127.5, offset=-1.0)
-    return {
-        "resnet": _save_preset(root / "resnet_tiny", _resnet(seed=7), resnet),
-        "vit": _save_preset(root / "vit_tiny", _vit(seed=7), vit),
-    }
+    return save_presets(tmp_path_factory.mktemp("presets"))
 
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory) -> Path:
-    """A tiny Keras model taking [0, 1] pixels, written by ``model.export()``."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(6, 3, activation="relu")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(5)(x))
-    folder = tmp_path_factory.mktemp("sm") / "tiny_saved_model"
-    model.export(str(folder), verbose=False)
-    return folder
+    return save_saved_model(tmp_path_factory.mktemp("sm") / "tiny_saved_model")
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
-    """12 tiny PNGs (40x36) in two classes, reddish and bluish noise."""
-    root = tmp_path_factory.mktemp("tiny_images")
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(["red", "blue"]):
-        (root / name).mkdir()
-        for k in range(6):
-            pixels = rng.integers(0, 120, (36, 40, 3))
-            pixels[..., 0 if c == 0 else 2] += 120
-            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{k}.png")
-    return root
+    return save_images(tmp_path_factory.mktemp("tiny_images"))
 
 
 def _reference(preset: Path, pixels: np.ndarray, pooling: str) -> np.ndarray:
@@ -266,7 +208,7 @@ def test_a_changed_preset_is_a_stale_cache(presets, images, tmp_path):
     out = tmp_path / "c.h5"
     extract(images, str(preset), out, progress=False)
     assert extract(images, str(preset), out, progress=False).up_to_date
-    _vit(seed=1).save_to_preset(str(preset))  # the same architecture, other weights
+    tiny_vit(seed=1).save_to_preset(str(preset))  # the same architecture, other weights
     with pytest.raises(StaleCacheError, match="weights_sha256"):
         extract(images, str(preset), out, progress=False)
 
