@@ -32,6 +32,7 @@ _SHOW_FAILED = 10
     "1.15-1.5x, features within 0.5 %); measure yours with `bottleneck bench`."
 )
 @options.image_reading()
+@options.engine()
 @options.val_split()
 @click.option(
     "--val-out",

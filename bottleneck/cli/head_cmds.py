@@ -112,6 +112,7 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
 @options.bootstrap()
 @options.seed("Folds, heads, bootstrap.")
 @options.jobs()
+@options.fit_engine()
 @options.assert_min_accuracy("Exit non-zero when the winner's accuracy is below this.")
 @options.json_flag()
 def compare(

@@ -8,6 +8,7 @@ the same thing, with the same spelling and the same destination, on every comman
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +21,18 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 #: Compute precisions a base can run in (features are stored as float32).
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
-#: ``--preprocess`` names (a keras.applications name is accepted by the library too).
-PREPROCESS = ("none", "unit", "tf", "torch", "caffe")
+
+
+def _preprocess(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Check a ``--preprocess`` value early (named mode or ``mean=...,std=...``)."""
+    from bottleneck_transfer.features.preprocessing import check_preprocess
+
+    if value is not None:
+        try:
+            check_preprocess(value)
+        except BottleneckError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from exc
+    return value
 
 
 def echo_json(data: object) -> None:
@@ -153,6 +164,61 @@ def workers() -> Decorator:
     )
 
 
+def _engine_options() -> list[Decorator]:
+    return [
+        click.option(
+            "--engine",
+            type=click.Choice(["local", "dask"]),
+            default="local",
+            show_default=True,
+            help="dask: run the work as tasks on a Dask cluster (pip install "
+            "'bottleneck-transfer[dask]').",
+        ),
+        click.option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="A running Dask scheduler (tcp://host:8786); default: a local cluster.",
+        ),
+    ]
+
+
+def engine() -> Decorator:
+    """``--engine``, ``--scheduler`` and ``--shard-images``: where an extraction runs."""
+    return compose(
+        *_engine_options(),
+        click.option(
+            "--shard-images",
+            type=click.IntRange(min=1),
+            help="Images per shard with --engine dask (default 4096, whole batches).",
+        ),
+    )
+
+
+def fit_engine() -> Decorator:
+    """``--engine``, ``--scheduler``, ``--workers``: run the command's joblib fits on Dask.
+
+    The command runs inside :func:`features.engines.joblib_engine`, so its tuning trials go
+    to the cluster through joblib's Dask backend; the command itself never sees the options.
+    """
+
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def run(*args: Any, engine: str, scheduler: str | None, workers: int | None, **kw: Any):
+            from bottleneck_transfer.features.engines import joblib_engine
+
+            with joblib_engine(engine, scheduler, workers):
+                return command(*args, **kw)
+
+        workers = click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            help="Worker processes of the local Dask cluster (--engine dask, no --scheduler).",
+        )
+        return compose(*_engine_options(), workers)(run)
+
+    return decorate
+
+
 def image_reading() -> Decorator:
     """``--workers``, ``--strict`` and ``--max-pixels``: how images are decoded."""
     return compose(
@@ -198,8 +264,11 @@ def base() -> Decorator:
         click.option("--layer", default=None, help="Cut at this layer (default: penultimate)."),
         click.option(
             "--preprocess",
-            type=click.Choice(PREPROCESS),
             default=None,
-            help="Override the base's preprocessing.",
+            callback=_preprocess,
+            metavar="MODE|mean=M,std=S",
+            help="Override the base's preprocessing: none, unit (x/255), tf (x/127.5-1), torch, "
+            "caffe, or any normalisation (x-mean)/std with one number or one per channel: "
+            "mean=127.5,std=127.5 or 'mean=123.7,116.3,103.5;std=58.4,57.1,57.4'.",
         ),
     )

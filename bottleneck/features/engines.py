@@ -179,6 +179,24 @@ def dask_client(scheduler: str | None, n_workers: int | None) -> Iterator[Any]:
         yield client
 
 
+@contextmanager
+def joblib_engine(engine: str, scheduler: str | None, n_workers: int | None) -> Iterator[None]:
+    """Send joblib's parallel work (head tuning fits) to a Dask cluster when ``engine="dask"``.
+
+    scikit-learn and the head tuner fit through joblib, so under this context their trials
+    run as tasks on the cluster through joblib's Dask backend; results equal a local run's.
+    """
+    if engine == "local":
+        yield
+        return
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}. Received: engine={engine!r}")
+    import joblib
+
+    with dask_client(scheduler, n_workers), joblib.parallel_config(backend="dask"):
+        yield
+
+
 def run_shards(
     client: Any,
     *,

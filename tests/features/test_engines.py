@@ -191,6 +191,29 @@ def test_cli_runs_against_a_scheduler(cluster, source_spec, local_cache, tmp_pat
     _assert_same_cache(out, local_cache)
 
 
+def test_compare_tune_on_the_cluster_equals_a_local_run(cluster, tmp_path):
+    import json
+
+    from bottleneck_transfer.cli import cli
+    from click.testing import CliRunner
+    from heads_fixtures import digits_caches
+
+    train, test = digits_caches(tmp_path)
+    args = ["compare", str(train), "--test", str(test), "--heads", "logreg,knn", "--tune"]
+    args += ["--bootstrap", "100", "--json"]
+    runs = {}
+    for engine in (["--engine", "local"], ["--engine", "dask", "--scheduler", cluster["address"]]):
+        done = CliRunner().invoke(cli, [*args, *engine], catch_exceptions=False)
+        assert done.exit_code == 0, done.output
+        rows = json.loads(done.output[done.output.index("{") :])["rows"]
+        runs[engine[1]] = {r["name"]: (r["spec"], r["metrics"], r["reused"]) for r in rows}
+    assert runs["dask"] == runs["local"]
+    tasks = cluster["client"].run_on_scheduler(
+        lambda dask_scheduler: len(dask_scheduler.task_prefixes)
+    )
+    assert tasks > 0
+
+
 def test_unreachable_scheduler_is_one_line(source_spec, tmp_path):
     import dask
 
