@@ -69,3 +69,35 @@ def blobs(n: int = 600, dim: int = 16, centers: int = 3, seed: int = 0, std: flo
 def open_cache(path: Path) -> FeatureCache:
     """Open a cache for reading."""
     return FeatureCache.open(path)
+
+
+def evil_pipeline(marker: Path):
+    """A scikit-learn Pipeline that writes ``marker`` when it transforms (or predicts).
+
+    No class in it is malicious: ``FunctionTransformer`` (trusted by skops' defaults) calls
+    ``numpy.full_like`` (an array of the code string), ``numpy.take`` (the string) and
+    NumPy's test helper ``runstring`` (``exec``). Allow-lists by module prefix let it load.
+    """
+    from numpy.testing._private.utils import runstring
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    code = f"open({str(marker)!r}, 'w').write('ran')"
+    return Pipeline(
+        [
+            ("fill", FunctionTransformer(np.full_like, kw_args={"fill_value": code, "dtype": "O"})),
+            ("pick", FunctionTransformer(np.take, kw_args={"indices": 0})),
+            ("run", FunctionTransformer(runstring, kw_args={"dict": {}})),
+        ]
+    )
+
+
+def evil_head_file(path: Path, marker: Path, kind: str = "logreg") -> Path:
+    """``evil_pipeline`` saved as a ``bottleneck train`` head file of ``kind``."""
+    import json
+
+    import skops.io
+
+    meta = {"format": "bottleneck-head", "format_version": 1, "head": kind}
+    skops.io.dump({"head": evil_pipeline(marker), "meta": json.dumps(meta)}, path)
+    return path

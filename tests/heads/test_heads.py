@@ -215,6 +215,24 @@ def test_dense_is_seeded_and_predicts_without_model_predict(digits, monkeypatch)
     assert first.predict(X_test).shape == (len(X_test),)
 
 
+def test_dense_fits_identically_twice_without_touching_global_generators(digits):
+    import random
+
+    from sklearn.utils.estimator_checks import check_fit_idempotent
+
+    check_fit_idempotent("DenseHead", DenseHead(epochs=3, random_state=0))
+    X_train, X_test, y_train, _ = digits
+    numpy_state, python_state = np.random.get_state()[1].copy(), random.getstate()
+    heads = [
+        DenseHead(hidden=16, dropout=0.2, epochs=15, random_state=0).fit(X_train / 16, y_train)
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(np.random.get_state()[1], numpy_state)
+    assert random.getstate() == python_state, "fit draws from its own seeded generators only"
+    np.testing.assert_array_equal(*(h.predict_proba(X_test / 16) for h in heads))
+    assert heads[0].n_iter_ == heads[1].n_iter_
+
+
 def test_dense_survives_skops_and_pickle(digits, tmp_path):
     X_train, X_test, y_train, _ = digits
     head = make_head("dense:hidden=16,epochs=5", random_state=0).fit(X_train, y_train)

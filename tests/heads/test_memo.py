@@ -1,0 +1,101 @@
+"""Fits are memoized like features: by data, rows, head with all parameters, tuning and seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from bottleneck_transfer.heads.compare import compare_heads
+from bottleneck_transfer.heads.memo import FitMemo
+from bottleneck_transfer.heads.report import format_table
+from bottleneck_transfer.heads.training import LabeledData, train_head
+from heads_fixtures import digits_caches
+from sklearn.pipeline import Pipeline
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    return digits_caches(tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture
+def fits(monkeypatch) -> list[str]:
+    """The class names of the heads fitted while the test runs."""
+    fitted: list[str] = []
+    original = Pipeline.fit
+
+    def counting(self, X, y=None, **params):
+        fitted.append(type(self[-1]).__name__)
+        return original(self, X, y, **params)
+
+    monkeypatch.setattr(Pipeline, "fit", counting)
+    return fitted
+
+
+def _numbers(comparison):
+    return [(r.name, r.metrics, r.intervals, r.predictions.tolist()) for r in comparison.rows]
+
+
+def test_a_second_comparison_fits_nothing_and_prints_the_same_numbers(caches, tmp_path, fits):
+    memo = FitMemo(tmp_path / "fits")
+    first = compare_heads(*caches, heads=["logreg", "knn"], n_bootstrap=200, memo=memo)
+    assert sorted(fits) == ["KNeighborsClassifier", "LogisticRegression"]
+    assert not any(row.reused for row in first.rows)
+    fits.clear()
+
+    def never(*args, **kwargs):
+        raise AssertionError("a stored fit with stored predictions is not even loaded")
+
+    memo.load_head = never
+    second = compare_heads(*caches, heads=["logreg", "knn"], n_bootstrap=200, memo=memo)
+    assert fits == []
+    assert all(row.reused for row in second.rows)
+    assert _numbers(second) == _numbers(first)
+    assert [(r.fit_seconds, r.predict_ms_per_1k) for r in second.rows] == [
+        (r.fit_seconds, r.predict_ms_per_1k) for r in first.rows
+    ]
+    table = format_table(second)
+    assert "reused" in table and "reused" not in format_table(first)
+    assert table.split("\n")[2].rstrip().endswith("fit")
+    assert {p.suffix for p in memo.root.iterdir()} == {".skops", ".json", ".npz"}
+
+
+def test_adding_a_head_or_changing_one_fits_only_what_is_new(caches, tmp_path, fits):
+    memo = FitMemo(tmp_path / "fits")
+    train, test = caches
+    compare_heads(train, test, heads=["logreg"], n_bootstrap=100, memo=memo)
+    fits.clear()
+    more = compare_heads(train, test, heads=["logreg", "knn"], n_bootstrap=100, memo=memo)
+    assert fits == ["KNeighborsClassifier"]
+    assert more.row("logreg").reused and not more.row("knn").reused
+    fits.clear()
+    changed = compare_heads(train, test, heads=["logreg:C=0.5", "knn"], n_bootstrap=100, memo=memo)
+    assert fits == ["LogisticRegression"] and changed.row("knn").reused
+    fits.clear()
+    compare_heads(train, test, heads=["knn"], n_bootstrap=100, random_state=1, memo=memo)
+    compare_heads(train, heads=["knn"], cv=3, memo=memo)
+    assert fits == ["KNeighborsClassifier"] * 4, "another seed; the rows of three folds"
+
+
+def test_tuned_fits_are_reused_with_their_search(caches, tmp_path, fits):
+    memo = FitMemo(tmp_path / "fits")
+    args = {"heads": ["knn"], "cv": 3, "tune": True, "n_jobs": 1, "memo": memo}
+    first = compare_heads(caches[0], **args)
+    fits.clear()
+    second = compare_heads(caches[0], **args)
+    assert fits == [] and second.row("knn").reused
+    for old, new in zip(first.row("knn").tuning, second.row("knn").tuning, strict=True):
+        assert new.best_params == old.best_params and new.trials == old.trials
+        np.testing.assert_array_equal(new.train_indices, old.train_indices)
+        np.testing.assert_array_equal(new.val_indices, old.val_indices)
+
+
+def test_train_reuses_the_fit_a_holdout_comparison_made(caches, tmp_path, fits):
+    memo = FitMemo(tmp_path / "fits")
+    train, test = caches
+    comparison = compare_heads(train, test, heads=["knn"], tune=True, n_jobs=1, memo=memo)
+    fits.clear()
+    trained = train_head(LabeledData.from_cache(train), "knn", tune=True, n_jobs=1, memo=memo)
+    assert fits == [] and trained.metadata["reused"]
+    assert trained.metadata["tuning"] == comparison.row("knn").tuning[0].to_dict()
+    predictions = trained.estimator.predict(LabeledData.from_cache(test).X)
+    np.testing.assert_array_equal(predictions, comparison.row("knn").predictions)
