@@ -214,6 +214,40 @@ def test_compare_tune_on_the_cluster_equals_a_local_run(cluster, tmp_path):
     assert tasks > 0
 
 
+def test_a_spec_extracts_on_the_cluster(cluster, local_cache, tmp_path):
+    from bottleneck_transfer.cli import cli
+    from click.testing import CliRunner
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        f'''[data]
+train = "fashion-mnist:test"
+limit = {N_IMAGES}
+[base]
+name = "{BASE}"
+[extract]
+batch_size = {BATCH}
+engine = "dask"
+scheduler = "{cluster["address"]}"
+shard_images = {SHARD}
+[heads]
+use = ["logreg"]
+cv = 2
+[export]
+predict = 0
+[outputs]
+dir = "{tmp_path / "runs"}"
+'''
+    )
+    done = CliRunner().invoke(
+        cli, ["run", str(spec), "--cache-dir", str(tmp_path / "store"), "--quiet"]
+    )
+    assert done.exit_code == 0, done.output
+    (cache,) = (tmp_path / "store").glob("*.h5")
+    extraction = _assert_same_cache(cache, local_cache)
+    assert extraction["engine"] == "dask"
+
+
 def test_unreachable_scheduler_is_one_line(source_spec, tmp_path):
     import dask
 
@@ -274,3 +308,10 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_no_row(
     extraction = _assert_same_cache(out, local_cache)
     assert extraction["shards"] == N_IMAGES // BATCH
     assert extraction["workers"] == 1  # the killed worker is gone
+
+
+def test_missing_dask_is_one_line(monkeypatch, source_spec, tmp_path):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` fails
+    with pytest.raises(BottleneckError, match=r"pip install 'bottleneck-transfer\[dask\]'"):
+        extract(source_spec, BASE, tmp_path / "x.h5", limit=64, engine="dask", progress=False)
+    assert not (tmp_path / "x.h5").exists()
