@@ -42,6 +42,7 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
     type=click.IntRange(min=2),
     help="Stratified K-fold cross-validation on TRAIN_CACHE (default: 5 without --test).",
 )
+@options.val_split()
 @click.option(
     "--heads",
     default=_DEFAULT_HEADS,
@@ -53,7 +54,6 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
 @options.out("Report folder: tables, figures, report.md.", file_okay=False, dir_okay=True)
 @click.option(
     "--report",
-    "report_dir",
     type=click.Path(file_okay=False),
     deprecated="Use -o/--out.",
     help="The report folder (old name of -o/--out).",
@@ -119,10 +119,11 @@ def compare(
     train_cache: str,
     test_cache: str | None,
     cv: int | None,
+    val_split: float | None,
     heads: str,
     tune: bool,
     out: str | None,
-    report_dir: str | None,
+    report: str | None,
     baseline_caches: tuple[str, ...],
     baseline_names: tuple[str, ...],
     base_path: str | None,
@@ -150,6 +151,7 @@ def compare(
       bottleneck compare caches/train.h5 --test caches/test.h5 \\
           --heads logreg,linear-svm,rbf-svm,dense
       bottleneck compare caches/train.h5 --cv 5 --tune -o reports/run1
+      bottleneck compare caches/photos.h5 --val-split 0.2 -o reports/photos
       bottleneck compare caches/train.h5 --test caches/test.h5 --baseline random-base \\
           --baseline raw-pixels
       bottleneck compare caches/train.h5 --cv 5 --baseline-cache raw-pixels=caches/pixels.h5
@@ -163,7 +165,7 @@ def compare(
     from bottleneck_transfer.heads.report import format_table, write_report
     from bottleneck_transfer.heads.training import check_min_accuracy
 
-    out = out or report_dir
+    out = out or report
     specs = split_specs(heads)
     if layer_caches:
         if curve_sizes or baseline_caches or baseline_names:
@@ -249,6 +251,7 @@ def compare(
             test_cache,
             heads=specs,
             cv=cv,
+            val_split=val_split,
             tune=tune,
             baselines=baselines,
             baseline_heads=baseline_heads,

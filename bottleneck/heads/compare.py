@@ -22,6 +22,7 @@ winner's accuracy minus the best baseline row's, in points, with its interval an
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 import warnings
@@ -33,6 +34,8 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
 from bottleneck_transfer.features.cache import FeatureCache, check_features
+from bottleneck_transfer.features.sources import holdout_mask
+from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.heads.memo import FitMemo, prediction_key
 from bottleneck_transfer.heads.metrics import (
     METRICS,
@@ -376,10 +379,15 @@ def _cache_summary(data: LabeledData) -> dict[str, Any]:
     }
 
 
-def _check_setup(specs: list[str], test: object, cv: int | None, baseline_heads: str) -> int | None:
-    if test is not None and cv is not None:
-        raise HeadError("give either a test cache or --cv K, not both")
-    if test is None:
+def _check_setup(
+    specs: list[str], test: object, cv: int | None, baseline_heads: str, val_split: float | None
+) -> int | None:
+    if sum(x is not None for x in (test, cv, val_split)) > 1:
+        raise HeadError(
+            "give only one of a test cache, --cv K or --val-split F. Received: "
+            f"test={test!s}, cv={cv}, val_split={val_split}"
+        )
+    if test is None and val_split is None:
         cv = 5 if cv is None else cv
         if cv < 2:
             raise HeadError(f"--cv needs at least 2 folds. Received: cv={cv}")
@@ -395,6 +403,18 @@ def _check_setup(specs: list[str], test: object, cv: int | None, baseline_heads:
             f"Received: baseline_heads={baseline_heads!r}"
         )
     return cv
+
+
+def _held_out(data: LabeledData, held: np.ndarray, split: dict[str, Any]) -> LabeledData:
+    """The held-out rows of ``data``, with a fingerprint of their own (memo keys)."""
+    rows = np.flatnonzero(held)
+    return dataclasses.replace(
+        data,
+        X=data.X[rows],
+        y=data.y[rows],
+        ids=[data.ids[i] for i in rows],
+        fingerprint=fingerprint({"rows of": data.key, "split": split}),
+    )
 
 
 def _baseline_sets(
@@ -429,6 +449,7 @@ def compare_heads(
     random_state: int = 0,
     n_jobs: int | None = -1,
     memo: FitMemo | None = None,
+    val_split: float | None = None,
 ) -> Comparison:
     """Fit every head on the same splits and compare them honestly.
 
@@ -459,6 +480,10 @@ def compare_heads(
     memo : FitMemo, optional
         Where fits and their predictions are stored by key: a row whose every fit was stored
         before is not refitted (``Row.reused``).
+    val_split : float, optional
+        Without a test cache: hold out this share of each class of ``train`` (stratified,
+        seeded by ``random_state``), fit on the rest and score as a holdout. The split is
+        recorded in ``Comparison.caches``.
 
     Returns
     -------
@@ -471,19 +496,28 @@ def compare_heads(
     """
     start = time.perf_counter()
     specs = list(heads)
-    cv = _check_setup(specs, test, cv, baseline_heads)
+    cv = _check_setup(specs, test, cv, baseline_heads, val_split)
     train_data = _as_data(train)
     test_data = _as_data(test) if test is not None else None
+    fit_rows = np.arange(len(train_data))
+    split = None
+    if val_split is not None:
+        split = {"val_split": val_split, "seed": random_state}
+        held = holdout_mask(train_data.y, val_split, random_state)
+        fit_rows = np.flatnonzero(~held)
     messages = check_data(train_data, min_per_class=cv or 1)
     if test_data is not None:
         check_compatible(train_data.space, test_data.space, what="test cache")
         check_data(test_data, min_classes=1)
     baseline_sets = _baseline_sets(baselines or {}, train_data, test_data)
+    if split is not None:
+        test_data = _held_out(train_data, held, split)
+        baseline_sets = [(n, d, _held_out(d, held, split)) for n, d, _ in baseline_sets]
     if test_data is None:
         folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=random_state)
         splits = list(folds.split(np.zeros((len(train_data), 1)), train_data.y))
     else:
-        splits = [(np.arange(len(train_data)), np.arange(len(test_data)))]
+        splits = [(fit_rows, np.arange(len(test_data)))]
     evaluate = functools.partial(
         _evaluate,
         splits=splits,
@@ -511,6 +545,9 @@ def compare_heads(
     caches = {"train": _cache_summary(train_data)}
     if test_data is not None:
         caches["test"] = _cache_summary(test_data)
+    if split is not None:
+        caches["train"].update(rows=len(fit_rows), split={**split, "part": "train"})
+        caches["test"]["split"] = {**split, "part": "val"}
     for name, fit_data, eval_data in baseline_sets:
         caches[f"baseline:{name}"] = {
             "train": _cache_summary(fit_data),

@@ -115,10 +115,16 @@ def _summary_lines(comparison: Comparison) -> list[str]:
 def _scope(comparison: Comparison) -> str:
     if comparison.mode == "holdout":
         test = comparison.caches["test"]
+        split = test.get("split")
+        held = (
+            f" (a stratified {split['val_split']:g} hold-out of it, seed {split['seed']})"
+            if split
+            else ""
+        )
         return (
             f"Holdout: fitted on {comparison.caches['train']['rows']} rows of "
             f"{comparison.caches['train']['path']}, scored on {test['rows']} rows of "
-            f"{test['path']}"
+            f"{test['path']}{held}"
             + (", tuned on a validation split of the training rows" if comparison.tuned else "")
         )
     return (

@@ -176,7 +176,7 @@ def test_guards_single_class_unlabeled_and_too_few_for_cv(tmp_path):
     few = write_cache(tmp_path / "few.h5", X, y_small, class_names=["a", "b", "c"])
     with pytest.raises(HeadError, match=r"5-fold cross-validation in class 'c' \(3\)"):
         compare_heads(few, cv=5, heads=["logreg"])
-    with pytest.raises(HeadError, match="not both"):
+    with pytest.raises(HeadError, match="only one of a test cache, --cv K"):
         compare_heads(few, few, cv=3)
     with pytest.raises(HeadError, match="listed once"):
         compare_heads(few, cv=3, heads=["logreg", "logreg"])
