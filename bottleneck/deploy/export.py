@@ -2,20 +2,15 @@
 
 ``export(cache, out, head="logreg")`` fits the head on the whole cache (or takes a saved head),
 rebuilds the base from the cache's provenance, checks that its weights are the ones the cache
-was made with, and writes one of these forms (``format``, else from ``out``'s suffix):
+was made with, and writes one of two forms (see :mod:`deploy.exported` for both formats):
 
-* ``keras``: **a single ``.keras`` file** (heads Keras can express exactly: ``logreg``,
-  ``linear-svm``, ``dense``; conversion in :mod:`deploy.keras_head`; format in
-  :mod:`deploy.exported`);
-* ``folder`` (any ``out`` without one of the suffixes; required for ``rbf-svm`` and ``knn``):
-  ``base.keras`` + ``head.skops`` + ``model.json``;
-* ``saved-model`` (a folder), ``tflite`` (``*.tflite``), ``onnx`` (``*.onnx``): the ``.keras``
-  model converted for those runtimes (:mod:`deploy.formats`).
+* **a single ``.keras`` file** (``out`` ends in ``.keras``; heads Keras can express exactly:
+  ``logreg``, ``linear-svm``, ``dense``; conversion in :mod:`deploy.keras_head`);
+* **a folder** (any other ``out``; required for ``rbf-svm`` and ``knn``): ``base.keras`` +
+  ``head.skops`` + ``model.json``.
 
-Before the export appears (one atomic rename), it is reloaded with its own runtime and checked
-against the head on the cache's own source images (:mod:`deploy.parity`). The class names,
-one per line in output order, go beside it: ``labels.txt`` inside a folder, ``<stem>.labels.txt``
-beside a file (:func:`deploy.exported.labels_path`).
+Before the export appears (one atomic rename), it is reloaded and checked against the head on
+the cache's own source images (:mod:`deploy.parity`).
 """
 
 from __future__ import annotations
@@ -30,44 +25,27 @@ from typing import Any
 
 import keras
 import numpy as np
-from bottleneck_transfer.atomic import atomic_path, atomic_write_text
+from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.exported import (
     FORMAT,
     FORMAT_VERSION,
     OUTPUT_LAYER,
     Exported,
-    labels_path,
     load_exported,
     load_keras,
     metadata_layer,
 )
-from bottleneck_transfer.deploy.formats import CONVERTERS
 from bottleneck_transfer.deploy.keras_head import final_estimator, head_layers
 from bottleneck_transfer.deploy.parity import DEFAULT_ATOL, DEFAULT_SAMPLE, Parity, check_parity
-from bottleneck_transfer.errors import BaseModelError, ExportError, HeadError, did_you_mean
+from bottleneck_transfer.errors import BaseModelError, ExportError, HeadError
 from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.bases import Base
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.rebuild import rebuild_base
-from bottleneck_transfer.heads.registry import head_kind
-from bottleneck_transfer.heads.training import (
-    LabeledData,
-    TrainedHead,
-    check_data,
-    load_head,
-    train_head,
-)
-from bottleneck_transfer.heads.trust import kind_of
 from bottleneck_transfer.versions import software_versions
 
-#: Every export form and the suffix its output must have (``""``: a folder).
-SUFFIXES = {
-    "keras": ".keras",
-    "folder": "",
-    **{name: converter.suffix for name, converter in CONVERTERS.items()},
-}
-#: How the ``.keras`` and folder forms resize images of other sizes.
-KERAS_RESIZE = "bilinear, antialiased (Keras Resizing)"
+#: Heads that have no exact Keras form; they export as a folder.
+FOLDER_HEADS = ("rbf-svm", "knn")
 #: Provenance fields of the base copied into an export's metadata.
 _BASE_KEYS = (
     "application",
@@ -90,7 +68,6 @@ class ExportResult:
 
     path: Path
     kind: str
-    labels: Path
     head: str
     classes: list[str]
     outputs: str
@@ -99,20 +76,29 @@ class ExportResult:
     metadata: dict
 
 
-def _head_kind(head: Any, spec: str | None, form: str) -> str:
-    """The registered kind of the head (a folder's ``head.skops`` loads back as that kind)."""
+def _head_kind(head: Any, spec: str | None) -> str:
     if spec:
-        return head_kind(spec).name
-    kind = kind_of(head)
-    if kind is None and form == "folder":
-        raise HeadError(
-            "the head holds classes that no registered head kind declares, so its head.skops "
-            "could not be loaded back: register a head kind for it (heads.registry.register_head)"
-        )
-    return kind or type(final_estimator(head)[1]).__name__
+        return spec.split(":", 1)[0].strip()
+    _, clf = final_estimator(head)
+    return type(clf).__name__
 
 
-def _check_head_metadata(metadata: dict, cache: FeatureCache, head_file: str) -> None:
+def _load_head_file(path: str | Path) -> tuple[Any, dict]:
+    """A head saved by ``bottleneck train``: the estimator and its metadata."""
+    from bottleneck_transfer.heads import training
+
+    path = Path(path)
+    if not path.exists():
+        raise HeadError(f"head file not found: {path}")
+    loaded = training.load_head(path)
+    if isinstance(loaded, tuple):
+        return loaded[0], dict(loaded[1] or {})
+    estimator = getattr(loaded, "estimator", getattr(loaded, "head", loaded))
+    metadata = getattr(loaded, "metadata", {}) or {}
+    return estimator, dict(metadata)
+
+
+def _check_head_metadata(metadata: dict, cache: FeatureCache, head_file: Path) -> None:
     base = (metadata.get("identity") or {}).get("base") or metadata.get("base")
     if base is not None and base != cache.identity.get("base"):
         raise HeadError(
@@ -127,29 +113,31 @@ def _check_head_metadata(metadata: dict, cache: FeatureCache, head_file: str) ->
         )
 
 
-def _resolve_head(
-    head: Any, head_file: str | Path | None, cache: FeatureCache
-) -> tuple[Any, str | None, dict]:
-    """The fitted head to export, its spec (None for an estimator) and its training metadata.
+def _fit_head(head: Any, cache: FeatureCache) -> tuple[Any, str | None]:
+    labels = cache.labels
+    rows = np.flatnonzero(labels >= 0)
+    if rows.size == 0:
+        raise HeadError(f"{cache.path} has no labelled rows to fit a head on")
+    y = labels[rows]
+    if len(np.unique(y)) < 2:
+        raise HeadError(f"{cache.path} has only one class ({cache.class_names[y[0]]}); need 2+")
+    spec = None
+    if isinstance(head, str):
+        from bottleneck_transfer.heads.registry import make_head
 
-    A spec is fitted through :func:`~bottleneck_transfer.heads.training.train_head`; an
-    unfitted estimator is fitted on the cache behind the same data guards.
-    """
-    if head_file is not None:
-        head = load_head(head_file)
-    elif isinstance(head, str):
-        head = train_head(cache, head)
-    if isinstance(head, TrainedHead):
-        _check_head_metadata(head.metadata, cache, str(head_file or "given"))
-        return head.estimator, head.metadata["head"], head.metadata
-    if not _is_fitted(head):
-        data = LabeledData.from_cache(cache)
-        check_data(data)
-        try:
-            head.fit(data.X, data.y)
-        except ValueError as exc:
-            raise HeadError(f"cannot fit the head on {cache.path}: {exc}") from exc
-    return head, None, {}
+        spec = head
+        head = make_head(head)
+        if hasattr(head, "steps"):
+            from bottleneck_transfer.heads.registry import set_random_state
+
+            set_random_state(head, 0)
+    features = cache.features
+    X = features if rows.size == len(labels) else features[rows]
+    try:
+        head.fit(X, y)
+    except ValueError as exc:
+        raise HeadError(f"cannot fit the head on {cache.path}: {exc}") from exc
+    return head, spec
 
 
 def _is_fitted(head: Any) -> bool:
@@ -174,47 +162,17 @@ def _check_exportable_base(cache: FeatureCache) -> None:
         )
 
 
-def resolve_format(out: Path, format: str | None) -> str:
-    """The export form: ``format``, else the one ``out``'s suffix names, else ``"folder"``.
-
-    Raises
-    ------
-    ExportError
-        An unknown ``format``, or one whose output ``out`` cannot be.
-    """
-    implied = next((name for name, suffix in SUFFIXES.items() if suffix == out.suffix), "folder")
-    if format is None:
-        return implied
-    if format not in SUFFIXES:
-        raise ExportError(
-            f"unknown export format {format!r}{did_you_mean(format, SUFFIXES)}; "
-            f"choose one of {', '.join(SUFFIXES)}"
-        )
-    suffix = SUFFIXES[format]
-    if suffix and out.suffix != suffix:
-        raise ExportError(f"--format {format} writes a {suffix} file: name it -o NAME{suffix}")
-    if not suffix and SUFFIXES[implied]:
-        raise ExportError(
-            f"--format {format} writes a folder, not a {out.suffix} file: give -o a folder path"
-        )
-    return format
-
-
-#: A file inside an existing folder that shows it is an export of that form.
-_FOLDER_MARKERS = {"folder": "model.json", "saved-model": "saved_model.pb"}
-
-
-def _check_out(out: Path, form: str) -> None:
+def _check_out(out: Path, as_keras: bool) -> None:
     """Refuse an output path that would overwrite something that is not an export."""
-    if SUFFIXES[form] and out.is_dir():
-        raise ExportError(f"{out} is a folder; give a {SUFFIXES[form]} file path or another -o")
-    if not SUFFIXES[form] and out.exists():
+    if as_keras and out.is_dir():
+        raise ExportError(f"{out} is a folder; give a .keras file path or another -o")
+    if not as_keras and out.exists():
         if not out.is_dir():
             raise ExportError(
-                f"{out} exists and is a file; a {form} export needs a folder path "
+                f"{out} exists and is a file; a folder export needs a folder path "
                 "(or name the output *.keras for a single-file export)"
             )
-        if any(out.iterdir()) and not (out / _FOLDER_MARKERS[form]).is_file():
+        if any(out.iterdir()) and not (out / "model.json").is_file():
             raise ExportError(f"{out} exists and is not an export folder; choose another -o")
 
 
@@ -228,23 +186,18 @@ def export(
     weights: str | Path | None = None,
     sample: int = DEFAULT_SAMPLE,
     atol: float = DEFAULT_ATOL,
-    format: str | None = None,
 ) -> ExportResult:
-    """Export ``head`` on the cache's base as one model (``.keras`` or converted) or a folder.
+    """Export ``head`` on the cache's base as one model (``.keras``) or a folder.
 
     Parameters
     ----------
     cache : str or Path
         The training cache. The head is fitted on all its labelled rows.
     out : str or Path
-        A ``.keras``, ``.tflite`` or ``.onnx`` file (heads Keras can express) or a folder
-        (any head; a SavedModel with ``format="saved-model"``).
-    head : str, TrainedHead or estimator
+        A ``.keras`` file (heads Keras can express) or a folder (any head).
+    head : str or estimator
         A head spec (``"logreg"``, ``"linear-svm:C=0.1"``, ``"dense:hidden=64"``,
-        ``"rbf-svm"``, ``"knn"``), fitted on the whole cache through
-        :func:`~bottleneck_transfer.heads.training.train_head`; a head that function returned
-        (the pipeline exports the very fit its comparison scored); or a scikit-learn
-        classifier (fitted or not).
+        ``"rbf-svm"``, ``"knn"``) or a scikit-learn classifier (fitted or not).
     head_file : str or Path, optional
         A head saved by ``bottleneck train`` instead of fitting one; it must have been
         trained on features of the cache's base, with the cache's classes.
@@ -256,44 +209,38 @@ def export(
         Source images to check the export on (0 skips the check).
     atol : float
         Largest allowed difference between the export's and the head's scores.
-    format : {"keras", "folder", "saved-model", "tflite", "onnx"}, optional
-        The export form; by default the one ``out``'s suffix names, else ``"folder"``.
-        ``saved-model``, ``tflite`` and ``onnx`` need the TensorFlow backend (``onnx`` also
-        the ``[onnx]`` extra).
 
     Raises
     ------
     HeadError
-        Unknown head, head not expressible in Keras, or a head file from other data.
+        Unknown head, head not expressible as ``.keras``, or a head file from other data.
     BaseModelError
         The base cannot be rebuilt or has other weights than the cache's.
     ExportError
-        The self-check failed (naming the sample), ``out`` or ``format`` is unusable, or the
-        format needs another backend.
-    MissingDependencyError
-        ``format="onnx"`` without ``tf2onnx``, ``onnx`` or ``onnxruntime``.
+        The self-check failed (naming the sample), or ``out`` is unusable.
     """
     started = time.perf_counter()
     out = Path(out)
-    form = resolve_format(out, format)
-    converter = CONVERTERS.get(form)
-    if converter is not None:
-        converter.check_available()
-    exact = form != "folder"
+    as_keras = out.suffix == ".keras"
     spec = head if isinstance(head, str) and head_file is None else None
-    if isinstance(head, TrainedHead):
-        spec = head.metadata["head"]
-    if exact and spec is not None and head_kind(spec).export_form == "folder":
+    if as_keras and spec is not None and spec.split(":", 1)[0].strip() in FOLDER_HEADS:
         raise HeadError(
-            f"{head_kind(spec).name} has no exact Keras form, so it exports as a folder "
+            f"{spec.split(':', 1)[0]} has no exact Keras form, so it exports as a folder "
             f"(base.keras + head.skops + model.json): use -o {out.with_suffix('')} "
-            f"instead of {out}" + (f" --format {form}" if format else "")
+            f"instead of {out}"
         )
-    _check_out(out, form)
+    _check_out(out, as_keras)
     with FeatureCache.open(cache) as opened:
         _check_exportable_base(opened)
-        estimator, spec, trained = _resolve_head(head, head_file, opened)
-        kind_name = _head_kind(estimator, spec, form)
+        if head_file is not None:
+            estimator, head_meta = _load_head_file(head_file)
+            _check_head_metadata(head_meta, opened, Path(head_file))
+            spec = head_meta.get("spec") or head_meta.get("head")
+        elif isinstance(head, str) or not _is_fitted(head):
+            estimator, spec = _fit_head(head, opened)
+        else:
+            estimator = head
+        kind_name = _head_kind(estimator, spec)
         classes_ = np.asarray(estimator.classes_)
         if classes_.dtype.kind not in "iu" or classes_.min() < 0:
             raise HeadError(f"the head's classes {classes_.tolist()} are not the cache's labels")
@@ -303,7 +250,7 @@ def export(
                 f"has {len(opened.class_names)} classes"
             )
         classes = [opened.class_names[int(c)] for c in classes_]
-        if exact:
+        if as_keras:
             layers, outputs = head_layers(estimator, opened.dim)
         else:
             outputs = "probabilities" if hasattr(estimator, "predict_proba") else "decision-softmax"
@@ -319,7 +266,6 @@ def export(
             "classes": classes,
             "head": kind_name,
             "head_spec": spec,
-            "head_params": trained.get("params"),
             "input_shape": described["input_shape"],
             "fingerprint": opened.fingerprint,
             "base": {k: described[k] for k in _BASE_KEYS if k in described},
@@ -330,46 +276,35 @@ def export(
             "versions": software_versions(),
         }
         metadata["outputs"] = outputs
-        metadata["resize"] = KERAS_RESIZE if converter is None else converter.resize
         if hub.requirements(described):  # e.g. keras-hub: Keras imports it to load the model
             metadata["requires"] = hub.requirements(described)
-        if exact:
-            antialias = converter is None or converter.antialias
-            model = build_keras_model(rebuilt, layers, metadata, antialias=antialias)
+        if as_keras:
+            model = build_keras_model(rebuilt, layers, metadata)
         else:
             model = build_base_model(rebuilt)
         parity: Parity | None = None
 
         def write(target: Path) -> None:
             nonlocal parity
-            if form == "keras":
+            if as_keras:
                 model.save(target)
                 loaded = Exported(target, "keras", metadata, load_keras(target))
-            elif form == "folder":
+            else:
                 _write_folder(target, model, estimator, metadata)
                 loaded = load_exported(target)
-            else:
-                converter.write(model, target, metadata)
-                loaded = converter.load(target)
             if sample > 0:
                 parity = check_parity(loaded, estimator, opened, rebuilt, sample=sample, atol=atol)
-            if form == "folder" and parity is not None:
+            if not as_keras and parity is not None:
                 metadata["parity"] = parity.to_dict()
                 (target / "model.json").write_text(
                     json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8"
                 )
-            if target.is_dir():
-                labels_path(target).write_text("\n".join(classes) + "\n", encoding="utf-8")
 
         with atomic_path(out) as target:
             write(target)
-        labels = labels_path(out)
-        if not out.is_dir():
-            atomic_write_text(labels, "\n".join(classes) + "\n")
     return ExportResult(
         path=out,
-        kind=form,
-        labels=labels,
+        kind="keras" if as_keras else "folder",
         head=kind_name,
         classes=classes,
         outputs=metadata["outputs"],
@@ -395,24 +330,21 @@ def _write_folder(target: Path, model: keras.Model, estimator: Any, metadata: di
     )
 
 
-def _front_end(base: Base, antialias: bool = True) -> tuple[Any, Any]:
+def _front_end(base: Base) -> tuple[Any, Any]:
     """uint8 images of any size -> resize -> float32 -> base features."""
     height, width = base.image_size
     inputs = keras.Input(shape=(None, None, base.channels), dtype="uint8", name="image")
     x = keras.layers.Resizing(
-        height, width, interpolation="bilinear", antialias=antialias, name="resize"
+        height, width, interpolation="bilinear", antialias=True, name="resize"
     )(inputs)
     x = keras.layers.Rescaling(1.0, name="to_float")(x)
     base.model.trainable = False
     return inputs, base.model(x)
 
 
-def build_keras_model(
-    base: Base, layers: list[keras.layers.Layer], metadata: dict, antialias: bool = True
-) -> keras.Model:
-    """The single-file export model (:mod:`deploy.exported`); ``antialias=False`` resizes
-    with plain bilinear, which TFLite and tf2onnx convert."""
-    inputs, x = _front_end(base, antialias)
+def build_keras_model(base: Base, layers: list[keras.layers.Layer], metadata: dict) -> keras.Model:
+    """The single-file export model (see the module docstring)."""
+    inputs, x = _front_end(base)
     for layer in layers:
         x = layer(x)
     x = metadata_layer(metadata, len(metadata["classes"]))(x)

@@ -19,9 +19,6 @@ Lambda layers, backend-agnostic ops only); ``model.predict(uint8_images)`` retur
     meta = json.loads(model.get_layer("bottleneck_metadata").bias_initializer.value)
     meta["classes"]   # column k of model.predict(...) is the class meta["classes"][k]
 
-or, with this package, ``load_exported(path).class_names``; every export also has the class
-names, one per line in column order, in a plain text file (:func:`labels_path`).
-
 Why there: Keras offers no free-form metadata field. The model ``name`` cannot hold it (on
 TensorFlow it becomes a root name scope, which must match ``[A-Za-z0-9.][A-Za-z0-9_.>-]*``:
 no spaces, quotes or slashes, so ``predict`` fails), a file added to the ``.keras`` zip is
@@ -32,8 +29,7 @@ the scores through exactly (each output is one product by 1.0 plus zeros).
 
 **A folder** (heads without an exact Keras form): ``base.keras`` (the same front end and
 base, features out), ``head.skops`` (the fitted scikit-learn head, saved with skops, never
-pickle; loaded with the exact classes its head kind declares in the head registry, see
-:func:`~bottleneck_transfer.heads.trust.load_trusted`) and ``model.json`` (classes,
+pickle; loaded with an explicit allow-list of trusted types) and ``model.json`` (classes,
 outputs, head, cache fingerprint, base description, versions).
 """
 
@@ -48,16 +44,18 @@ from typing import Any
 import keras
 import numpy as np
 from bottleneck_transfer.deploy.keras_head import head_scores
-from bottleneck_transfer.errors import ExportError, HeadError
-from bottleneck_transfer.heads.trust import load_trusted
+from bottleneck_transfer.errors import ExportError
 
 FORMAT = "bottleneck-export"
 FORMAT_VERSION = 1
 METADATA_LAYER = "bottleneck_metadata"
 OUTPUT_LAYER = "probabilities"
 FOLDER_FILES = ("model.json", "base.keras", "head.skops")
-#: The class names file of a folder export (a file export ``NAME.SUFFIX`` has ``NAME.labels.txt``).
-LABELS_FILE = "labels.txt"
+#: Types a ``head.skops`` may contain beyond skops' defaults (module prefixes and exact names).
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+TRUSTED_TYPES = frozenset(
+    {"bottleneck_transfer.heads.registry.RBFSVC", "bottleneck_transfer.heads.registry.DenseHead"}
+)
 
 
 @dataclass
@@ -65,7 +63,7 @@ class Exported:
     """A loaded export: a single Keras model, or a folder's base + scikit-learn head.
 
     :meth:`predict` maps a uint8 batch ``(N, H, W, C)`` at :attr:`image_size` to ``(N, K)``
-    scores in the order of :attr:`class_names`.
+    scores in the order of :attr:`classes`.
     """
 
     path: Path
@@ -75,8 +73,7 @@ class Exported:
     head: Any = None
 
     @property
-    def class_names(self) -> list[str]:
-        """The class of each output column, in order."""
+    def classes(self) -> list[str]:
         return list(self.metadata["classes"])
 
     @property
@@ -112,15 +109,6 @@ class Exported:
         if self.kind == "folder":
             return self.scores_from_features(np.asarray(out, np.float32))
         return np.asarray(out, np.float32)
-
-
-def labels_path(export_path: str | Path) -> Path:
-    """The class names file of an export: ``labels.txt`` in a folder, else ``NAME.labels.txt``.
-
-    One class name per line, line k naming output column k.
-    """
-    path = Path(export_path)
-    return path / LABELS_FILE if path.is_dir() else path.with_suffix(".labels.txt")
 
 
 def check_pixels(pixels: np.ndarray, exported: Exported) -> None:
@@ -192,18 +180,25 @@ def load_keras(path: Path) -> keras.Model:
         ) from exc
 
 
-def load_head(path: str | Path, kind: str) -> Any:
-    """Load a folder export's ``head.skops``: only the classes its head ``kind`` declares.
+def load_head(path: str | Path) -> Any:
+    """Load a ``.skops`` head, trusting only scikit-learn/NumPy/SciPy and our head types."""
+    import skops.io as sio
 
-    Raises
-    ------
-    ExportError
-        If the file holds any other type or a function (naming them), or is unreadable.
-    """
+    path = Path(path)
     try:
-        return load_trusted(path, kind)
-    except HeadError as exc:
-        raise ExportError(str(exc)) from exc
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:
+        raise ExportError(f"{path} is not a readable skops file: {exc}") from exc
+    refused = [t for t in untrusted if not (t.startswith(TRUSTED_PREFIXES) or t in TRUSTED_TYPES)]
+    if refused:
+        raise ExportError(
+            f"{path} contains types outside the allow-list ({', '.join(refused)}); "
+            "refusing to load it"
+        )
+    try:
+        return sio.load(path, trusted=list(untrusted))
+    except Exception as exc:
+        raise ExportError(f"cannot load the head {path}: {exc}") from exc
 
 
 def load_exported(path: str | Path) -> Exported:
@@ -232,7 +227,7 @@ def load_exported(path: str | Path) -> Exported:
             raise ExportError(f"{path / 'model.json'} is not a bottleneck export's model.json")
         check_metadata(metadata, path)
         model = load_keras(path / "base.keras")
-        head = load_head(path / "head.skops", metadata.get("head", ""))
+        head = load_head(path / "head.skops")
         return Exported(path, "folder", metadata, model, head)
     if path.suffix != ".keras":
         raise ExportError(
