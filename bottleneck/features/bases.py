@@ -20,10 +20,10 @@ import keras
 import numpy as np
 from bottleneck_transfer.errors import BaseModelError, did_you_mean
 from bottleneck_transfer.features import hub
+from bottleneck_transfer.features.preprocessing import describe_preprocess, preprocess_affine
 from bottleneck_transfer.fingerprint import sha256_file
 
 POOLINGS = ("avg", "max")
-PREPROCESS_MODES = ("none", "unit", "tf", "torch", "caffe")
 #: Input sizes the applications were trained at (others: 224).
 _DEFAULT_SIZES = {
     "inceptionv3": 299,
@@ -43,16 +43,6 @@ _DEFAULT_SIZES = {
     "efficientnetv2s": 384,
     "efficientnetv2m": 480,
     "efficientnetv2l": 480,
-}
-_MODE_AFFINE = {
-    "none": (np.eye(3), np.zeros(3)),
-    "unit": (np.eye(3) / 255.0, np.zeros(3)),
-    "tf": (np.eye(3) / 127.5, -np.ones(3)),
-    "torch": (
-        np.diag(1 / (255.0 * np.array([0.229, 0.224, 0.225]))),
-        -np.array([0.485, 0.456, 0.406]) / np.array([0.229, 0.224, 0.225]),
-    ),
-    "caffe": (np.eye(3)[::-1].copy(), -np.array([103.939, 116.779, 123.68])),
 }
 PIXELS = "pixels"
 
@@ -118,18 +108,6 @@ def _affine_layer(weight: np.ndarray, bias: np.ndarray) -> keras.layers.Layer | 
     layer.build((None, channels))
     layer.set_weights([weight.astype(np.float32), bias.astype(np.float32)])
     return layer
-
-
-def _preprocess_affine(preprocess: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    if preprocess not in PREPROCESS_MODES:
-        raise BaseModelError(
-            f"unknown preprocessing {preprocess!r}. Received: preprocess={preprocess!r}; "
-            f"valid: {', '.join(PREPROCESS_MODES)} or a keras.applications name"
-        )
-    weight, bias = _MODE_AFFINE[preprocess]
-    if channels == 1 and preprocess not in ("none", "unit"):
-        raise BaseModelError(f"preprocessing {preprocess!r} needs 3 channels; the base has 1")
-    return weight[:channels, :channels], bias[:channels]
 
 
 def weights_sha256(model: keras.Model) -> str:
@@ -294,7 +272,9 @@ def load_base(
     layer : str, optional
         Cut at this layer's output instead of the penultimate layer.
     preprocess : str, optional
-        Override preprocessing: ``none``, ``unit`` (x/255), ``tf``, ``torch``, ``caffe``.
+        Override preprocessing: ``none``, ``unit`` (x/255), ``tf``, ``torch``, ``caffe``, or
+        any per-channel normalisation ``mean=M,std=S`` (one number, or one per channel:
+        ``mean=123.7,116.3,103.5;std=58.4,57.1,57.4``); see :mod:`features.preprocessing`.
         Defaults to the application's own; model files are assumed to include theirs.
     channels : {1, 3}
         Only for ``"pixels"``: grayscale or RGB.
@@ -331,14 +311,14 @@ def load_base(
             )
         size = tuple(shape[1:3]) if None not in shape[1:3] else (size or (224, 224))
         channels = int(shape[3])
-        affine = _preprocess_affine(preprocess or "none", channels)
+        affine = preprocess_affine(preprocess or "none", channels)
         model = _assemble(source, layer, pooling, affine, path.stem)
         name = path.name
         origin = {"file": path.name, "file_sha256": sha256_file(path)}
         weights_id = "file" if weights in (None, "file") else str(weights)
     elif _key(str(base)) == PIXELS:
         size = size or (32, 32)
-        affine = _preprocess_affine(preprocess or "unit", channels)
+        affine = preprocess_affine(preprocess or "unit", channels)
         inputs = keras.Input(shape=(*size, channels), name="pixels")
         layer_ = _affine_layer(*affine)
         x = layer_(inputs) if layer_ is not None else inputs
@@ -357,7 +337,7 @@ def load_base(
         backbone = _build_application(name, keras_weights, size, seed)
         module = importlib.import_module(getattr(keras.applications, name).__module__)
         affine = (
-            _preprocess_affine(preprocess, 3)
+            preprocess_affine(preprocess, 3)
             if preprocess
             else _measure_affine(module.preprocess_input)
         )
@@ -374,10 +354,7 @@ def load_base(
         "layer": layer or "penultimate",
         "pooling": pooling,
         "input_shape": [int(size[0]), int(size[1]), int(channels)],
-        "preprocess": {
-            "weight": np.round(affine[0], 8).tolist(),
-            "bias": np.round(affine[1], 8).tolist(),
-        },
+        "preprocess": describe_preprocess(affine, preprocess),
         "decoder": "pillow-bilinear-v1",
         "feature_dim": int(model.output_shape[-1]),
     }

@@ -171,7 +171,7 @@ def extract(
     *,
     weights: str | None = None,
     image_size: int | tuple[int, int] | None = None,
-    pooling: str = "avg",
+    pooling: str | None = None,
     layer: str | None = None,
     preprocess: str | None = None,
     classes: str | list | None = None,
@@ -192,12 +192,15 @@ def extract(
     source : str or Source
         An image collection (see :func:`features.sources.open_source`).
     base : str or Base
-        A base (see :func:`features.bases.load_base`); ``weights``, ``image_size``,
-        ``pooling``, ``layer`` and ``preprocess`` apply when it is given by name.
+        A base (see :func:`features.bases.load_base`).
     out : str or Path
         The cache file. It appears only when complete; meanwhile ``<out>.partial`` grows.
+    weights, image_size, pooling, layer, preprocess
+        :func:`features.bases.load_base`'s options, for a base given by name (a
+        :class:`Base` object has them already: passing any is an error).
     classes, limit
-        Class subset and evenly spread sample of the source (when given by spec).
+        Class subset and evenly spread sample of a source given by name (a :class:`Source`
+        object has them already: passing either is an error).
     split : Split, optional
         Extract one part of a stratified, seeded train/validation split of the source
         (see :func:`extract_split` for both parts).
@@ -235,11 +238,21 @@ def extract(
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
     out = Path(out)
+    shaping = {
+        "weights": weights,
+        "image_size": image_size,
+        "pooling": pooling,
+        "layer": layer,
+        "preprocess": preprocess,
+    }
+    _refuse_options(source, Source, "source", "open_source(spec", classes=classes, limit=limit)
+    _refuse_options(base, Base, "base", "load_base(name", **shaping)
     if not isinstance(source, Source):
         source = open_source(source, classes=classes, limit=limit, split=split)
     elif split is not None:
         source = split_source(source, split)
     if not isinstance(base, Base):
+        pooling = pooling or "avg"
         base = load_base(
             base,
             weights=weights,
@@ -269,6 +282,19 @@ def extract(
     finally:
         lock.release()
         Path(lock.lock_file).unlink(missing_ok=True)
+
+
+def _refuse_options(given: object, kind: type, name: str, maker: str, **options) -> None:
+    """One-line error when options that shape a ``source``/``base`` come with a built one."""
+    passed = {key: value for key, value in options.items() if value is not None}
+    if isinstance(given, kind) and passed:
+        keys = ", ".join(f"{key}=" for key in options)
+        args = ", ".join(f"{key}=..." for key in options)
+        received = ", ".join(f"{key}={value!r}" for key, value in passed.items())
+        raise ValueError(
+            f"extract(): {keys} apply to a {name} given by name; {maker}, {args}) builds a "
+            f"{kind.__name__} object with them. Received: {received}"
+        )
 
 
 def extract_split(

@@ -110,6 +110,17 @@ def hub_kind(base: Any) -> str | None:
     )
 
 
+def refuse_saved_model(described: dict, what: str) -> None:
+    """Raise when ``what`` needs to rebuild the base's graph: a SavedModel's is fixed."""
+    name = described.get("saved_model")
+    if name is not None:
+        raise BaseModelError(
+            f"{what} does not apply to the SavedModel {name}: its graph and weights are fixed "
+            "inside it (Keras runs a TFSMLayer as it is); use a Keras model file or a KerasHub "
+            "preset as the base for it"
+        )
+
+
 def requirements(described: dict) -> list[str]:
     """Packages a model holding this base needs to load (KerasHub layers need keras-hub)."""
     return ["keras-hub"] if "preset" in described or "preset_folder" in described else []
@@ -214,7 +225,7 @@ def _load_preset(
     seed: int,
 ) -> HubModel:
     import keras
-    from bottleneck_transfer.features.bases import _preprocess_affine
+    from bottleneck_transfer.features.preprocessing import preprocess_affine
     from bottleneck_transfer.features.tables import require
 
     keras_hub = require("keras_hub", "hub")
@@ -244,7 +255,7 @@ def _load_preset(
     if None in size:
         raise BaseModelError(f"{base} does not fix its input size; pass --image-size")
     if preprocess is not None:
-        affine = _preprocess_affine(preprocess, 3)
+        affine = preprocess_affine(preprocess, 3)
     elif converter is None:
         raise BaseModelError(
             f"the preset {base} has no image converter (image_converter.json), so its "
@@ -315,7 +326,7 @@ def _load_saved_model(
     preprocess: str | None,
 ) -> HubModel:
     import keras
-    from bottleneck_transfer.features.bases import _preprocess_affine
+    from bottleneck_transfer.features.preprocessing import preprocess_affine
 
     path = Path(base).expanduser()
     backend = keras.backend.backend()
@@ -357,7 +368,7 @@ def _load_saved_model(
             f"the SavedModel {path} takes images of any size: pass --image-size "
             "(the size it was trained at)"
         )
-    affine = _preprocess_affine(preprocess, 3)
+    affine = preprocess_affine(preprocess, 3)
     model, pooling = _assemble(tfsm, size, affine, None, pooling, path.name)
     origin = {
         "saved_model": path.name,

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from bottleneck_transfer.errors import BaseModelError
 from bottleneck_transfer.features import hub
-from bottleneck_transfer.features.bases import (
-    POOLINGS,
-    PREPROCESS_MODES,
-    Base,
-    _preprocess_affine,
-    load_base,
-)
+from bottleneck_transfer.features.bases import POOLINGS, Base, load_base
 from bottleneck_transfer.features.extract import with_compute_dtype
+from bottleneck_transfer.features.preprocessing import candidate_specs
 from bottleneck_transfer.fingerprint import sha256_file
 
 
@@ -74,20 +68,12 @@ def _hub_spec(
     )
 
 
-def _preprocess_modes(described: dict, channels: int) -> list[str | None]:
-    """Preprocessing modes to try: the base's default first, then modes that match."""
-    stored = described.get("preprocess", {})
-    # A SavedModel has no preprocessing of its own: one of the modes was given.
+def _preprocess_modes(described: dict) -> list[str | None]:
+    """Preprocessing to try: the base's default first, then specs that may give its affine."""
+    stored = described.get("preprocess") or {}
+    # A SavedModel has no preprocessing of its own: one was given.
     modes: list[str | None] = [] if "saved_model" in described else [None]
-    for mode in PREPROCESS_MODES:
-        try:
-            weight, bias = _preprocess_affine(mode, channels)
-        except BaseModelError:
-            continue
-        if np.round(weight, 8).tolist() == stored.get("weight") and np.round(
-            bias, 8
-        ).tolist() == stored.get("bias"):
-            modes.append(mode)
+    modes += candidate_specs(stored)
     return modes
 
 
@@ -133,7 +119,7 @@ def rebuild_base(
     expected = described.get("weights_sha256")
     found: list[str] = []
     for weights_arg in weight_args:
-        for mode in _preprocess_modes(described, channels):
+        for mode in _preprocess_modes(described):
             base = load_base(
                 spec,
                 weights=weights_arg,

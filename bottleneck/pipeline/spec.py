@@ -10,6 +10,7 @@ from typing import Any
 
 import tomllib
 from bottleneck_transfer.errors import BottleneckError, HeadError
+from bottleneck_transfer.features.preprocessing import SYNTAX, check_preprocess
 from bottleneck_transfer.heads.learning_curve import parse_sizes
 
 HEAD_CHOICES = ("logreg", "linear-svm", "rbf-svm", "dense", "knn")
@@ -63,6 +64,20 @@ def _heads(value: Any) -> str | None:
     return _list_of_str(value) or _choice(*HEAD_CHOICES)(value)
 
 
+def _preprocess(value: Any) -> str | None:
+    try:
+        check_preprocess(value)
+    except BottleneckError as exc:
+        return f"{str(exc).split('. Received', 1)[0]}; valid: {SYNTAX}"
+    return None
+
+
+def _batch_size(value: Any) -> str | None:
+    if isinstance(value, str):
+        return None if value == "auto" else 'must be a positive integer or "auto"'
+    return _positive(value)
+
+
 def _curve_sizes(value: Any) -> str | None:
     try:
         parse_sizes(value)
@@ -86,10 +101,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "image_size": Key((int,), check=_positive),
         "pooling": Key((str,), check=_choice("avg", "max", "token"), default="avg"),
         "layer": Key((str,)),
-        "preprocess": Key((str,), check=_choice("none", "unit", "tf", "torch", "caffe")),
+        "preprocess": Key((str,), check=_preprocess),
     },
     "extract": {
-        "batch_size": Key((int,), check=_positive, default=64),
+        # "auto": by device and input size (features.batches.default_batch_size).
+        "batch_size": Key((int, str), check=_batch_size, default="auto"),
         "strict": Key((bool,), default=False),
         "workers": Key((int,), check=_positive),
     },
@@ -216,6 +232,8 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
             raise fail("data", key, f"source not found: {value}")
     if spec["outputs"]["cache_dir"] is not None:
         spec["outputs"]["cache_dir"] = _resolve(spec["outputs"]["cache_dir"], folder)
+    if spec["extract"]["batch_size"] == "auto":
+        spec["extract"]["batch_size"] = None  # extract() sizes batches for the device
     if spec["data"]["test"] is None and spec["heads"]["cv"] is None:
         raise fail("data", None, "give a 'test' source or set heads.cv for cross-validation")
     return spec

@@ -117,7 +117,7 @@ def test_relative_paths_resolve_against_the_spec(tmp_path, photos):
     assert spec["data"]["train"] == str(photos / "train")
     assert spec["outputs"]["dir"] == str(tmp_path / "runs")
     assert spec["heads"]["use"] == ["logreg", "knn"]
-    assert spec["extract"]["batch_size"] == 64
+    assert spec["extract"]["batch_size"] is None  # "auto": extract sizes it for the device
     assert spec["export"]["head"] == "best"
 
 

@@ -1,0 +1,52 @@
+"""Spec keys that reach extraction: batch size "auto" by default, any normalisation."""
+
+from __future__ import annotations
+
+import pytest
+from bottleneck_transfer.pipeline.spec import SpecError, load_spec
+
+BODY = """
+[data]
+train = "{train}"
+test = "{train}"
+
+[base]
+name = "mobilenet_v2"
+{base}
+
+[extract]
+{extract}
+"""
+
+
+def _spec(tmp_path, base: str = "", extract: str = ""):
+    path = tmp_path / "spec.toml"
+    path.write_text(BODY.format(train=tmp_path, base=base, extract=extract))
+    return path
+
+
+def test_batch_size_defaults_to_auto_so_extract_sizes_it_for_the_device(tmp_path):
+    assert load_spec(_spec(tmp_path))["extract"]["batch_size"] is None
+    auto = load_spec(_spec(tmp_path, extract='batch_size = "auto"'))
+    assert auto["extract"]["batch_size"] is None
+    assert load_spec(_spec(tmp_path, extract="batch_size = 128"))["extract"]["batch_size"] == 128
+    with pytest.raises(
+        SpecError, match=r':11: extract.batch_size: must be a positive integer or "auto"'
+    ):
+        load_spec(_spec(tmp_path, extract='batch_size = "big"'))
+
+
+@pytest.mark.parametrize(
+    "value", ["tf", "mean=127.5,std=127.5", "mean=123.7,116.3,103.5;std=58.4,57.1,57.4"]
+)
+def test_preprocess_takes_modes_and_mean_std(tmp_path, value):
+    spec = load_spec(_spec(tmp_path, base=f'preprocess = "{value}"'))
+    assert spec["base"]["preprocess"] == value
+
+
+def test_bad_preprocess_names_the_line_and_the_syntax(tmp_path):
+    with pytest.raises(SpecError) as info:
+        load_spec(_spec(tmp_path, base='preprocess = "mean=1,std=0"'))
+    message = str(info.value)
+    assert ":8: base.preprocess: invalid --preprocess: std= must be > 0" in message
+    assert "mean=M,std=S" in message and "Received: preprocess='mean=1,std=0'" in message
