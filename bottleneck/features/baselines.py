@@ -8,6 +8,7 @@ from pathlib import Path
 
 import keras
 from bottleneck_transfer.errors import BottleneckError
+from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.bases import PIXELS, Base, load_base, weights_sha256
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import cache_identity, extract
@@ -22,6 +23,7 @@ PIXELS_MAX_SIZE = 32
 
 def randomized(base: Base, seed: int = 0) -> Base:
     """The same architecture and preprocessing with fresh (seeded) random weights."""
+    hub.refuse_saved_model(base.description, "the random-base baseline")
     keras.utils.set_random_seed(seed)
     model = keras.models.clone_model(base.model)
     names = {layer.name for layer in model.layers}

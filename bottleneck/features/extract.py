@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from bottleneck_transfer.errors import CacheError, StaleCacheError
+from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.bases import Base, load_base
 from bottleneck_transfer.features.batches import BatchRunner, default_batch_size, iter_batches
 from bottleneck_transfer.features.cache import (
@@ -118,6 +119,7 @@ def with_compute_dtype(base: Base, compute_dtype: str | None) -> Base:
         )
     if base.description.get("compute_dtype", "float32") == compute_dtype:
         return base
+    hub.refuse_saved_model(base.description, f"--compute-dtype {compute_dtype}")
     config = _retyped_config(base.model.get_config(), f"mixed_{compute_dtype}")
     model = base.model.__class__.from_config(config)
     model.set_weights(base.model.get_weights())

@@ -18,7 +18,7 @@ from bottleneck_transfer.errors import BaseModelError, StaleCacheError
 from bottleneck_transfer.features.baselines import randomized
 from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.cache import FeatureCache
-from bottleneck_transfer.features.extract import extract
+from bottleneck_transfer.features.extract import extract, with_compute_dtype
 from bottleneck_transfer.features.inspection import cache_info
 from bottleneck_transfer.features.rebuild import rebuild_base
 from bottleneck_transfer.features.sources import open_source
@@ -223,6 +223,11 @@ def test_a_preset_base_rebuilds_from_the_cache_and_randomizes(presets, images, t
     random = randomized(rebuilt, seed=3)
     assert random.dim == rebuilt.dim and random.description["weights"] == "none"
     assert random.description["weights_sha256"] != described["weights_sha256"]
+    half = with_compute_dtype(rebuilt, "bfloat16")
+    pixels = _decoded(images).astype(np.float32)
+    full = rebuilt.model.predict_on_batch(pixels)
+    got = np.asarray(half.model.predict_on_batch(pixels), np.float32)
+    assert np.abs(got - full).max() < 0.1 * np.abs(full).max()
 
 
 # ----------------------------------------------------------------------------- SavedModels
@@ -257,6 +262,16 @@ def test_saved_model_needs_preprocessing_and_its_own_size(saved_model):
     _one_line(error)
     with pytest.raises(BaseModelError, match="--layer does not apply") as error:
         load_base(saved_model, preprocess="unit", layer="conv2d")
+    _one_line(error)
+
+
+def test_saved_model_graph_cannot_change_dtype_or_weights(saved_model):
+    base = load_base(saved_model, preprocess="unit")
+    with pytest.raises(BaseModelError, match="--compute-dtype bfloat16 does not apply") as error:
+        with_compute_dtype(base, "bfloat16")
+    _one_line(error)
+    with pytest.raises(BaseModelError, match="random-base baseline does not apply") as error:
+        randomized(base)
     _one_line(error)
 
 
