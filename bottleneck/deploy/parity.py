@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.deploy.exported import Exported
 from bottleneck_transfer.deploy.keras_head import head_scores
-from bottleneck_transfer.errors import ExportError, ImageError, SourceError
+from bottleneck_transfer.errors import ExportError, SourceError
 from bottleneck_transfer.features.bases import Base
+from bottleneck_transfer.features.batches import decode_batch
 from bottleneck_transfer.features.cache import FeatureCache
 
 DEFAULT_SAMPLE = 64
@@ -77,16 +78,15 @@ def _source_pixels(cache: FeatureCache, rows: np.ndarray, base: Base) -> tuple[l
             f"none of the sampled images of {cache.path} are in its source any more; "
             "skip the check with --sample 0"
         )
-    pixels = np.zeros((len(chosen), *base.image_size, base.channels), np.uint8)
-    for k, row in enumerate(chosen):
-        try:
-            pixels[k] = source.load(by_id[ids[row]], base.image_size, base.channels)
-        except ImageError as exc:
-            raise ExportError(
-                f"cannot check the export on sample {ids[row]}: {exc} (the source changed "
-                "since extraction?); skip the check with --sample 0"
-            ) from exc
-    return chosen, pixels
+    items = [by_id[ids[row]] for row in chosen]
+    batch = decode_batch(source, items, base.image_size, base.channels)
+    if batch.failures:
+        item_id, reason = batch.failures[0]
+        raise ExportError(
+            f"cannot check the export on sample {item_id}: {reason} (the source changed "
+            "since extraction?); skip the check with --sample 0"
+        )
+    return chosen, batch.pixels
 
 
 def check_parity(
