@@ -5,20 +5,24 @@ from __future__ import annotations
 import sys
 
 import click
-from bottleneck_transfer.errors import BottleneckError
+from bottleneck_transfer.errors import BottleneckError, Interrupted
+
+#: Exit status after Ctrl-C or SIGTERM (128 + SIGINT), as shells report it.
+INTERRUPTED_STATUS = 130
 
 
 class _Group(click.Group):
-    """A group that turns library errors into one clean line and a non-zero exit."""
+    """A group that turns library errors (and interruptions) into one line and an exit status."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except BottleneckError as exc:
+        except (BottleneckError, Interrupted) as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(1)
+            interrupted = isinstance(exc, Interrupted)
+            click.echo(f"{'Interrupted' if interrupted else 'Error'}: {exc}", err=True)
+            ctx.exit(INTERRUPTED_STATUS if interrupted else 1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

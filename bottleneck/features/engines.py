@@ -16,11 +16,11 @@ partial file); a job whose client died resumes by running only the shards that a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import platform
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bottleneck_transfer.errors import BottleneckError, SourceError
-from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.errors import BottleneckError, CacheError, SourceError
+from bottleneck_transfer.features.cache import FeatureCache, discard_partial, partial_path
 from bottleneck_transfer.features.sources import Source, reopen_source
 from bottleneck_transfer.fingerprint import fingerprint
 from tqdm.auto import tqdm
@@ -295,7 +295,8 @@ def remove_shards(out: Path, print_fp: str, shards: list[Shard]) -> None:
     for shard in shards:
         path = shard_path(out, print_fp, shard)
         path.unlink(missing_ok=True)
-        shutil.rmtree(path.with_name(path.name + ".partial"), ignore_errors=True)
+        with contextlib.suppress(CacheError):  # only a partial folder the writer made
+            discard_partial(partial_path(path))
     folder = shard_folder(out)
     if folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()

@@ -17,11 +17,13 @@ import platform
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from bottleneck_transfer.errors import CacheError, StaleCacheError
+from bottleneck_transfer.errors import CacheError, Interrupted, SourceError
 from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.bases import Base, load_base
 from bottleneck_transfer.features.batches import BatchRunner, default_batch_size, iter_batches
@@ -30,13 +32,15 @@ from bottleneck_transfer.features.cache import (
     CacheWriter,
     FeatureCache,
     check_existing,
+    discard_partial,
     partial_path,
+    writer_lock,
+    writing,
 )
-from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
+from bottleneck_transfer.features.images import DECODING, DEFAULT_MAX_PIXELS
 from bottleneck_transfer.features.sources import Source, Split, open_source, split_source
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.versions import software_versions
-from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 #: Commit (fsync a chunk of) the partial cache once this many seconds of work are uncommitted:
@@ -154,18 +158,6 @@ class _TermAsInterrupt:
             signal.signal(signal.SIGTERM, self._old)
 
 
-def _lock(out: Path) -> FileLock:
-    lock = FileLock(f"{out}.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout as exc:
-        raise CacheError(
-            f"another extraction is writing {out} right now (lock {out}.lock is held); "
-            "wait for it to finish or write to another file with -o"
-        ) from exc
-    return lock
-
-
 def extract(
     source: str | Source,
     base: str | Base,
@@ -186,6 +178,7 @@ def extract(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     compute_dtype: str | None = None,
     progress: bool | None = None,
+    wait: Callable[[str], Any] | None = None,
 ) -> ExtractResult:
     """Extract bottleneck features of every image of ``source`` into the cache ``out``.
 
@@ -222,6 +215,9 @@ def extract(
         the dtype is part of the fingerprint.
     progress : bool, optional
         Show a progress bar (default: only on a terminal).
+    wait : callable, optional
+        When another process is writing ``out``, call ``wait(message)`` and wait for it to
+        finish (then reuse its cache) instead of raising :class:`CacheError`.
 
     Returns
     -------
@@ -233,7 +229,12 @@ def extract(
     StaleCacheError
         ``out`` (or its partial file) holds features of different inputs; use ``force``.
     CacheError
-        Another process is writing ``out``.
+        Another process is writing ``out`` (without ``wait``); ``out`` cannot be written
+        (disk full, read-only folder: one line saying what to do).
+    SourceError
+        No image of the source could be read (0 rows): nothing is written.
+    Interrupted
+        Ctrl-C or SIGTERM: says how many rows were kept; the same call resumes.
     ImageError
         With ``strict``, the first bad image, named.
     """
@@ -269,10 +270,12 @@ def extract(
     manifest = source.manifest()
     identity = cache_identity(base, source, manifest)
     print_fp = fingerprint(identity)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lock = _lock(out)
-    try:
-        if not force and check_existing(out, print_fp, identity):
+    with writing(out.parent):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    with writer_lock(out, wait):
+        if not force and check_existing(out, print_fp, identity, manifest):
+            with contextlib.suppress(CacheError):  # left by a stop between rename and cleanup
+                discard_partial(partial_path(out))
             with FeatureCache.open(out) as cache:
                 return ExtractResult(
                     out, len(cache), cache.failed, up_to_date=True, fingerprint=print_fp
@@ -281,9 +284,6 @@ def extract(
         return _run(
             writer, out, source, base, batch_size, workers, strict, max_pixels, progress, every
         )
-    finally:
-        lock.release()
-        Path(lock.lock_file).unlink(missing_ok=True)
 
 
 def _refuse_options(given: object, kind: type, name: str, maker: str, **options) -> None:
@@ -335,14 +335,17 @@ def _open_writer(
     force: bool,
 ) -> CacheWriter:
     partial = partial_path(out)
-    if partial.exists() and not force:
-        try:
-            return CacheWriter.resume(partial, print_fp, identity)
-        except StaleCacheError as exc:
-            raise StaleCacheError(f"unfinished extraction: {exc}") from exc
+    if (partial.exists() or partial.is_symlink()) and not force:
+        item_ids = [item.id for item in source.items]
+        writer = CacheWriter.resume(
+            partial, print_fp, identity, item_ids=item_ids, manifest=manifest
+        )
+        if writer is not None:
+            return writer
     provenance = {
         "base": base.description,
         "source": source.describe(manifest),
+        "decoding": DECODING,
         "software": software_versions(),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
@@ -417,12 +420,22 @@ def _run(
                 bar.update(len(batch.items) + len(batch.failures))
                 if batch.failures:
                     bar.set_postfix(failed=writer.n_failed)
-    except BaseException:
-        writer.commit()
+    except BaseException as exc:
+        with contextlib.suppress(CacheError):  # a full disk: keep what is committed
+            writer.commit()
         writer.close()
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(_kept(writer, out, len(source))) from exc
         raise
     finally:
         bar.close()
+    if writer.rows == 0:
+        discard_partial(writer.path)
+        failed = f" ({writer.n_failed} failed)" if writer.n_failed else ""
+        raise SourceError(
+            f"no image of {source.root} could be read{failed}: nothing was written to {out}; "
+            "fix the images (or --classes/--limit) and rerun"
+        )
     seconds = time.perf_counter() - started
     done = len(source) - resumed_from
     extraction = {
@@ -435,7 +448,16 @@ def _run(
         "stage_seconds": {k: round(v, 4) for k, v in stage.items()},
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    writer.finalize(out, extraction)
+    try:
+        with _TermAsInterrupt():
+            writer.finalize(out, extraction)
+    except KeyboardInterrupt as exc:
+        writer.close()
+        if out.exists():  # stopped after the rename, while removing the partial folder
+            raise Interrupted(
+                f"after {out} was written: the next run removes what is left of {partial_path(out)}"
+            ) from exc
+        raise Interrupted(f"while assembling {out}: " + _kept(writer, out, len(source))) from exc
     with FeatureCache.open(out) as cache:
         return ExtractResult(
             out,
@@ -446,3 +468,11 @@ def _run(
             images_per_second=extraction["images_per_second"] or 0.0,
             fingerprint=cache.fingerprint,
         )
+
+
+def _kept(writer: CacheWriter, out: Path, n_items: int) -> str:
+    """What an interrupted extraction kept, and how to go on."""
+    return (
+        f"{writer.rows} rows ({writer.items_done} of {n_items} images) are kept in "
+        f"{partial_path(out)}; run the same command again to resume"
+    )

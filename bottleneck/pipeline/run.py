@@ -216,6 +216,7 @@ def _run_extractions(
             strict=options["strict"],
             workers=options["workers"],
             progress=progress,
+            wait=echo,  # a second run of the spec waits for the first one's extraction
         )
         store.touch(p.cache)
         verb = "reused   " if result.up_to_date else "extracted"

@@ -306,8 +306,8 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
     import time
 
     args = [
-        sys.executable, "-m", "bottleneck", "extract", "fashion-mnist:test", "--limit", "2000",
-        "--base", "mobilenet_v2", "--weights", "none", "--image-size", "48",
+        sys.executable, "-m", "bottleneck_transfer", "extract", "fashion-mnist:test",
+        "--limit", "2000", "--base", "mobilenet_v2", "--weights", "none", "--image-size", "48",
         "--batch-size", "16", "--quiet",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.getcwd(), "BOTTLENECK_COMMIT_SECONDS": "0"}
