@@ -84,9 +84,11 @@ def writer_lock(path: str | Path, wait: Callable[[str], Any] | None = None) -> I
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            message = f"another process is writing {path} right now (lock {lock.lock_file})"
+            message = f"another extraction is writing {path} right now (lock {lock.lock_file})"
             if wait is None:
-                raise CacheBusyError(message) from None
+                raise CacheBusyError(
+                    f"{message}: wait for it to finish or write to another file with -o"
+                ) from None
             wait(f"{message}; waiting for it to finish")
             lock.acquire()
     try:
@@ -463,12 +465,21 @@ class CacheWriter:
         self._consistent = self._committed
 
 
+#: What reading a damaged ``.npz`` raises (truncated, bit-flipped, emptied, not a zip).
+_DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, CRC-checked; raises one of ``_DAMAGED``."""
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
 def _load_chunk(chunk: Path) -> dict[str, np.ndarray]:
-    """A committed chunk's arrays (CRC-checked), or a CacheError saying how to recover."""
+    """A committed chunk's arrays, or a CacheError saying how to recover."""
     try:
-        with np.load(chunk, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        return _read_npz(chunk)
+    except _DAMAGED as exc:
         raise CacheError(
             f"{chunk} is damaged ({exc}); rerun the same command: it redoes that part"
         ) from exc
@@ -486,7 +497,7 @@ def _good_chunks(
         if chunk.name != expected:
             return good, (rows, failed, done), f"{expected} is missing"
         try:
-            data = _load_chunk(chunk)
+            data = _read_npz(chunk)
             n, k, end = len(data["ids"]), len(data["failed_ids"]), int(data["items_done"])
             shapes = (data["features"].shape, data["labels"].shape, data["failed_reasons"].shape)
             if shapes != ((n, dim), (n,), (k,)):
@@ -496,7 +507,7 @@ def _good_chunks(
             covered = data["ids"].tolist() + data["failed_ids"].tolist()
             if item_ids is not None and sorted(covered) != sorted(item_ids[done:end]):
                 raise ValueError(f"its ids are not those of items {done}-{end}")
-        except (CacheError, KeyError, ValueError) as exc:
+        except _DAMAGED as exc:
             return good, (rows, failed, done), f"{chunk.name} is damaged or inconsistent ({exc})"
         good.append(chunk)
         rows, failed, done = rows + n, failed + k, end
@@ -610,9 +621,9 @@ def _write_manifest(folder: Path, manifest: dict[str, Sequence]) -> None:
 def _read_manifest(folder: Path) -> dict[str, np.ndarray] | None:
     """The partial folder's manifest, or None if it has none (or it is damaged)."""
     try:
-        data = _load_chunk(folder / "manifest.npz")
+        data = _read_npz(folder / "manifest.npz")
         return {key: data[key] for key in ("ids", "size", "mtime_ns")}
-    except (CacheError, KeyError):
+    except _DAMAGED:
         return None
 
 
