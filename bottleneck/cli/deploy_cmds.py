@@ -209,7 +209,14 @@ def predict(
 @click.command(cls=ModelCommand)
 @click.argument("model", type=click.Path())
 @click.argument("train")
-@click.option("--val", required=True, help="Labelled validation images (early stopping).")
+@click.option("--val", help="Labelled validation images (early stopping), or use --val-split.")
+@options.val_split()
+@click.option(
+    "--augment",
+    is_flag=True,
+    help="Random flips, rotations, zooms and shifts of the training images (Keras "
+    "preprocessing layers).",
+)
 @options.out("The fine-tuned .keras model.", required=True)
 @options.force("Replace an existing --out file.")
 @click.option(
@@ -236,13 +243,15 @@ def finetune(
     """Fine-tune an exported .keras MODEL on TRAIN images: unfreeze the top of the base.
 
     Trains the top --unfreeze base layers and the head at a low learning rate with early
-    stopping on --val, keeps the best epoch (or the original weights if nothing beats
-    them), and reports validation accuracy before and after. Classes are matched by name.
+    stopping on --val (or on a --val-split share of TRAIN), keeps the best epoch (or the
+    original weights if nothing beats them), and reports validation accuracy before and
+    after. Classes are matched by name.
 
     \b
-    Example:
+    Examples:
       bottleneck finetune model.keras data/flowers/train --val data/flowers/val \\
           --unfreeze 20 --lr 1e-5 -o tuned.keras
+      bottleneck finetune model.keras data/photos --val-split 0.2 --augment -o tuned.keras
     """
     from bottleneck_transfer.deploy.finetune import finetune as run_finetune
 

@@ -14,6 +14,11 @@ learning rate (default 1e-5, Adam), early stopping on a validation set.
   Bad images are skipped and reported.
 * Labels are matched by class **name** between the model and the data: a class in the data
   that the model does not know is an error naming it.
+* The validation set is a second labelled collection, or (``val_split``) a stratified,
+  seeded share of the training collection: one labelled folder is enough.
+* ``augment=True`` passes each training batch through Keras preprocessing layers (random
+  flip, rotation, zoom, translation; :func:`augmenter`), seeded per batch and epoch so a run
+  is reproducible; validation batches are never augmented.
 * Validation loss and accuracy are measured before and after. The weights of the best epoch
   (lowest validation loss) are kept; if no epoch beats the starting model, the starting
   weights are kept (``kept_original``), so the saved model never has a higher validation
@@ -41,10 +46,35 @@ from bottleneck_transfer.deploy.exported import METADATA_LAYER, Exported, load_e
 from bottleneck_transfer.errors import ExportError, ImageError, SourceError
 from bottleneck_transfer.features.batches import decode_batch
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
-from bottleneck_transfer.features.sources import Source, open_source
+from bottleneck_transfer.features.sources import Source, Split, open_source, split_source
 
 DEFAULT_LEARNING_RATE = 1e-5
 DEFAULT_UNFREEZE = 20
+
+
+def augmenter(seed: int) -> keras.Sequential:
+    """The Keras preprocessing layers ``augment=True`` applies to training batches."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(0.05, fill_mode="nearest", seed=seed + 1),
+            keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 2),
+            keras.layers.RandomTranslation(0.05, 0.05, fill_mode="nearest", seed=seed + 3),
+        ],
+        name="augment",
+    )
+
+
+def augment_batch(pixels: np.ndarray, key: tuple[int, ...]) -> np.ndarray:
+    """One batch through :func:`augmenter`, seeded by ``key`` (seed, epoch, batch index).
+
+    Returns the same dtype (uint8 stays uint8).
+    """
+    seed = int(np.random.SeedSequence(list(key)).generate_state(1)[0] % 2**30)
+    moved = keras.ops.convert_to_numpy(augmenter(seed)(pixels.astype("float32"), training=True))
+    if pixels.dtype == np.uint8:
+        return np.clip(np.rint(moved), 0, 255).astype(np.uint8)
+    return moved.astype(pixels.dtype)
 
 
 @dataclass
@@ -83,6 +113,8 @@ class ImageBatches(keras.utils.PyDataset):
         Reshuffle the order every epoch (seeded by ``seed``).
     workers : int
         Threads decoding batches ahead of the model.
+    augment : bool
+        Pass each batch through :func:`augment_batch` (seeded by ``seed``, batch and epoch).
     """
 
     def __init__(
@@ -97,6 +129,7 @@ class ImageBatches(keras.utils.PyDataset):
         seed: int = 0,
         workers: int = 1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        augment: bool = False,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4)
         self.source = source
@@ -107,6 +140,9 @@ class ImageBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.max_pixels = max_pixels
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
         self.failed: dict[str, str] = {}
         self._lock = threading.Lock()
         self._rng = np.random.default_rng(seed)
@@ -130,9 +166,13 @@ class ImageBatches(keras.utils.PyDataset):
             shown = ", ".join(item.id for item in items[:3])
             raise ImageError(f"every image of a batch failed to decode ({shown}, ...)")
         labels = np.asarray([self.label_map[item.label] for item in batch.items], np.int32)
-        return batch.pixels, labels
+        pixels = batch.pixels
+        if self.augment:
+            pixels = augment_batch(pixels, (self.seed, self.epoch, index))
+        return pixels, labels
 
     def on_epoch_end(self) -> None:
+        self.epoch += 1
         if self.shuffle:
             self._rng.shuffle(self._order)
 
@@ -220,8 +260,10 @@ def finetune(
     model: str | Path,
     train: str | Path | Source,
     *,
-    val: str | Path | Source,
+    val: str | Path | Source | None = None,
     out: str | Path,
+    val_split: float | None = None,
+    augment: bool = False,
     unfreeze: int = DEFAULT_UNFREEZE,
     learning_rate: float = DEFAULT_LEARNING_RATE,
     epochs: int = 10,
@@ -243,9 +285,15 @@ def finetune(
         A single-file export (``bottleneck export ... -o model.keras``).
     train, val : str, Path or Source
         Labelled image collections (class folders, manifests, arrays); their class names
-        must be among the model's.
+        must be among the model's. Give ``val`` or ``val_split``.
     out : str or Path
         The tuned model (``.keras``).
+    val_split : float, optional
+        Validate on this stratified share of ``train`` (seeded by ``seed``) instead of
+        ``val``; recorded in the model's metadata.
+    augment : bool
+        Random flips, rotations, zooms and shifts of the training images (Keras
+        preprocessing layers, :func:`augmenter`); recorded in the model's metadata.
     unfreeze : int
         Base layers to unfreeze, from the top (0 trains the head only).
     learning_rate : float
@@ -282,16 +330,24 @@ def finetune(
             "with skops): its head cannot be trained by gradient descent, so it cannot be "
             "fine-tuned; export a logreg, linear-svm or dense head to a .keras file instead"
         )
+    if (val is None) == (val_split is None):
+        raise SourceError(
+            "give a validation set (--val) or a share of the training images to hold out "
+            f"(--val-split), one of the two. Received: val={val}, val_split={val_split}"
+        )
     keras.utils.set_random_seed(seed)
     workers = workers or os.cpu_count() or 1
     names = exported.classes
     data = {}
-    for role, spec, role_limit in (("train", train, limit), ("val", val, val_limit)):
-        source = (
-            spec
-            if isinstance(spec, Source)
-            else open_source(spec, classes=classes, limit=role_limit)
-        )
+    roles = [("train", train, limit, "train"), ("val", val, val_limit, None)]
+    if val_split is not None:
+        roles = [(role, train, limit, role) for role in ("train", "val")]
+    for role, spec, role_limit, part in roles:
+        split = None if val_split is None or part is None else Split(val_split, part, seed)
+        if isinstance(spec, Source):
+            source = spec if split is None else split_source(spec, split)
+        else:
+            source = open_source(spec, classes=classes, limit=role_limit, split=split)
         data[role] = ImageBatches(
             source,
             label_map(names, source, str(spec if not isinstance(spec, Source) else source.root)),
@@ -302,6 +358,7 @@ def finetune(
             seed=seed,
             workers=workers,
             max_pixels=max_pixels,
+            augment=augment and role == "train",
         )
     net = exported.model
     unfrozen = unfreeze_top(net, exported.metadata, unfreeze)
@@ -339,6 +396,10 @@ def finetune(
         "kept_original": kept_original,
         "val_loss": [loss_before, loss_after],
         "val_accuracy": [accuracy_before, accuracy_after],
+        "validation": {"val_split": val_split, "seed": seed}
+        if val_split is not None
+        else {"source": str(val if not isinstance(val, Source) else val.root)},
+        "augment": [type(layer).__name__ for layer in augmenter(seed).layers] if augment else [],
     }
     if metadata.get("outputs") == "decision-softmax" and not kept_original:
         metadata["outputs"] = "probabilities"
