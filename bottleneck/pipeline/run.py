@@ -22,7 +22,7 @@ from bottleneck_transfer.deploy.predict import predict
 from bottleneck_transfer.features.baselines import baseline_bases
 from bottleneck_transfer.features.bases import Base, load_base
 from bottleneck_transfer.features.extract import cache_identity, extract
-from bottleneck_transfer.features.sources import Source, open_source
+from bottleneck_transfer.features.sources import Source, Split, open_source, split_source
 from bottleneck_transfer.features.store import CacheStore, default_cache_dir
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.heads.compare import Comparison, compare_heads
@@ -72,6 +72,10 @@ def plan(spec: dict, store: CacheStore) -> list[Extraction]:
         for split, limit in splits.items()
         if data[split] is not None
     }
+    if data["val_split"] is not None:  # the test set is a stratified share of train
+        whole = sources["train"]
+        for split, part in (("train", "train"), ("test", "val")):
+            sources[split] = split_source(whole, Split(data["val_split"], part))
     planned = []
     for role, base in _bases(spec).items():
         for split, source in sources.items():

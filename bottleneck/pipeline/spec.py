@@ -94,6 +94,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "classes": Key((str, list)),
         "limit": Key((int,), check=_positive),
         "test_limit": Key((int,), check=_positive),
+        # One labelled folder: hold out this stratified share of train (seed 0) as the test set.
+        "val_split": Key((float,), check=lambda v: None if 0 < v < 1 else "must be in (0, 1)"),
     },
     "base": {
         "name": Key((str,), required=True),
@@ -234,6 +236,19 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
         spec["outputs"]["cache_dir"] = _resolve(spec["outputs"]["cache_dir"], folder)
     if spec["extract"]["batch_size"] == "auto":
         spec["extract"]["batch_size"] = None  # extract() sizes batches for the device
-    if spec["data"]["test"] is None and spec["heads"]["cv"] is None:
-        raise fail("data", None, "give a 'test' source or set heads.cv for cross-validation")
+    if spec["data"]["val_split"] is not None and spec["data"]["test"] is not None:
+        raise fail(
+            "data",
+            "val_split",
+            "holds out part of train as the test set; give it or data.test, not both",
+        )
+    if all(
+        spec[s][k] is None for s, k in (("data", "test"), ("data", "val_split"), ("heads", "cv"))
+    ):
+        raise fail(
+            "data",
+            None,
+            "give a 'test' source or set heads.cv for cross-validation (or hold out a share "
+            "of train with val_split)",
+        )
     return spec
