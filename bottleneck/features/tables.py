@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 #: (memory-mappable); ``.feather`` is the same format with LZ4 buffers (Feather version 2).
 EXPORT_FORMATS = {".parquet": "parquet", ".arrow": "arrow", ".feather": "feather"}
 METADATA_KEY = b"bottleneck"
+#: Dictionary-encode only the repetitive columns: on 60k x 128 Fashion-MNIST features, float
+#: dictionaries made the file larger (22.2 vs 18.3 MB with zstd) and reading 1.6x slower.
+PARQUET_OPTIONS = {"use_dictionary": ["label", "class_name"], "compression": "zstd"}
 #: Rows per record batch (and Parquet row group when streaming to a file).
 BATCH_ROWS = 65_536
 
@@ -175,7 +178,7 @@ def export_cache(
     with atomic_path(out) as tmp:
         if kind == "parquet":
             parquet = require("pyarrow.parquet")
-            writer = parquet.ParquetWriter(tmp, schema)
+            writer = parquet.ParquetWriter(tmp, schema, **PARQUET_OPTIONS)
         else:
             options = pa.ipc.IpcWriteOptions(compression="lz4" if kind == "feather" else None)
             writer = pa.ipc.new_file(tmp, schema, options=options)
