@@ -38,6 +38,7 @@ from bottleneck_transfer.heads.compare import (
     Row,
     compare_heads,
 )
+from bottleneck_transfer.heads.memo import FitMemo
 from bottleneck_transfer.heads.training import LabeledData, check_labels
 from matplotlib.figure import Figure
 from scipy.stats import t as student_t
@@ -330,6 +331,7 @@ def learning_curve(
     repeats: int | None = None,
     tune: bool = False,
     full: Comparison | None = None,
+    memo: FitMemo | None = None,
     n_bootstrap: int = 1000,
     random_state: int = 0,
     n_jobs: int | None = -1,
@@ -360,6 +362,9 @@ def learning_curve(
     full : Comparison, optional
         A holdout comparison of the same heads and baselines on all training rows and the
         same test rows, reused as the ``all`` point (the pipeline has one already).
+    memo : FitMemo, optional
+        Store each subset's fits and predictions (subsets are seeded, so a second run of
+        the same curve refits nothing).
     n_bootstrap : int, default=1000
         Bootstrap resamples for the single-fit ``all`` point.
     random_state : int, default=0
@@ -464,6 +469,7 @@ def learning_curve(
                         n_bootstrap=n_bootstrap if n_repeats == 1 else _REPEAT_BOOTSTRAP,
                         random_state=random_state,
                         n_jobs=n_jobs,
+                        memo=memo,
                     )
                 )
         key = str(size)

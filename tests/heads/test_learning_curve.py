@@ -228,3 +228,23 @@ def test_report_files(curve, tmp_path):
     assert len(data["points"]) == 3 * len(curve.lines)
     markdown = files["learning_curve.md"].read_text()
     assert "| noisy |" in markdown and "![learning curve](learning_curve.png)" in markdown
+
+
+def test_with_a_memo_a_second_curve_refits_nothing(digits, tmp_path, monkeypatch):
+    from bottleneck_transfer.heads.memo import FitMemo
+
+    train, test = digits
+    memo = FitMemo(tmp_path / "fits")
+    first = learning_curve(train, test, sizes=[5], heads=["logreg"], repeats=2, memo=memo)
+    rows = []
+    original = curve_module.compare_heads
+
+    def recording(*args, **kwargs):
+        comparison = original(*args, **kwargs)
+        rows.extend(comparison.rows)
+        return comparison
+
+    monkeypatch.setattr(curve_module, "compare_heads", recording)
+    second = learning_curve(train, test, sizes=[5], heads=["logreg"], repeats=2, memo=memo)
+    assert len(rows) == 2 and all(row.reused for row in rows)
+    assert second.point("logreg", 5).accuracies == first.point("logreg", 5).accuracies
