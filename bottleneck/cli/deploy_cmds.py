@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from bottleneck_transfer.cli import options
 from bottleneck_transfer.cli.backend import ModelCommand
@@ -183,7 +185,7 @@ def predict(
     )
     if out is None:
         printed = "json" if as_json else fmt or "csv"
-        dump_predictions(result, click.get_text_stream("stdout"), printed)
+        dump_predictions(result, sys.stdout, printed)
         _show_failed(result.failed)
         return
     if as_json:
