@@ -74,9 +74,9 @@ def test_folder_export_of_a_preset_base_predicts_like_the_head(hub_root, tmp_pat
 
 
 def test_a_keras_export_without_keras_hub_says_to_install_it(hub_root, tmp_path):
-    cache, _, _ = _cache(hub_root, "vit_tiny", "vit.h5", pooling="token")
+    cache, features, labels = _cache(hub_root, "vit_tiny", "vit.h5", pooling="token")
     out = tmp_path / "model.keras"
-    export(cache, out, head="logreg", sample=0)
+    export(cache, out, head=make_head("logreg").fit(features, labels), sample=0)
     script = (
         "import sys; sys.modules['keras_hub'] = None\n"  # as if keras-hub were not installed
         "from bottleneck_transfer.deploy.exported import load_exported\n"
