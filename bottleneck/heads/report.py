@@ -451,7 +451,7 @@ def misclassified_figure(comparison: Comparison, limit: int = GALLERY_SIZE) -> F
     lines = (len(shown) + columns - 1) // columns
     figure = Figure(figsize=(2.0 * columns, 2.35 * lines + 0.5), layout="constrained")
     figure.suptitle(
-        f"{comparison.winner}: {len(shown)} of {len(wrong)} misclassified images (true / predicted)"
+        f"{comparison.winner}: {len(shown)} of {len(wrong)} misclassified images (true → predicted)"
     )
     for k, (i, image) in enumerate(zip(shown, images, strict=True)):
         axes = figure.add_subplot(lines, columns, k + 1)
