@@ -548,7 +548,8 @@ def check_partial_folder(folder: Path) -> None:
         names = os.listdir(folder)
     except OSError as exc:
         raise CacheError(f"cannot list {folder}: {exc.strerror or exc}") from exc
-    if names and PARTIAL_MARKER not in names:
+    being_marked = all(name.startswith(f".{PARTIAL_MARKER}.") for name in names)  # killed then
+    if names and PARTIAL_MARKER not in names and not being_marked:
         raise CacheError(
             f"{folder} was not written by bottleneck (it has no {PARTIAL_MARKER}): move it "
             "away or write the cache to another file"

@@ -5,8 +5,8 @@ Each case ends in a cache equal to an uninterrupted run's, or in a one-line
 the advised command gives the equal cache).
 
 * stops at every commit point and at every step of the assembly: SIGKILL (emulated by
-  freezing the files as they are at that instant and resuming from the copy), SIGINT and
-  SIGTERM (real signals, delivered in this process);
+  freezing the files as they are at that instant and resuming from the copy; also inside
+  each of the 9 writes), SIGINT and SIGTERM (real signals, delivered in this process);
 * every piece of a partial extraction deleted, truncated, corrupted or emptied;
 * a full disk (``OSError(ENOSPC)``) at every write, and a read-only output folder;
 * the three signals for real, in a child process running the CLI.
@@ -109,6 +109,15 @@ def _at(monkeypatch, where: str, nth: int, action) -> None:
         if calls["n"] == nth:
             action()
 
+    if where == "write":
+        real_fsync = atomic._fsync_tree
+
+        def fsync_tree(path):
+            hit()
+            return real_fsync(path)
+
+        monkeypatch.setattr(atomic, "_fsync_tree", fsync_tree)
+        return
     if where == "commit":
         real_commit = cache_module.CacheWriter.commit
 
@@ -147,7 +156,12 @@ def _at(monkeypatch, where: str, nth: int, action) -> None:
     monkeypatch.setattr(owner, name, wrapped)
 
 
-@pytest.mark.parametrize(("where", "nth"), STOPS, ids=[f"{w}-{n}" for w, n in STOPS])
+#: SIGKILL also lands inside each of the 9 writes (the temporary file written, not yet
+#: renamed): the marker, manifest, meta, five chunks and the final cache.
+KILLS = STOPS + [("write", k) for k in range(1, 10)]
+
+
+@pytest.mark.parametrize(("where", "nth"), KILLS, ids=[f"{w}-{n}" for w, n in KILLS])
 def test_sigkill_then_same_call_gives_the_same_cache(world, tmp_path, monkeypatch, where, nth):
     work, frozen = tmp_path / "work", tmp_path / "frozen"
     work.mkdir()
@@ -162,6 +176,8 @@ def test_sigkill_then_same_call_gives_the_same_cache(world, tmp_path, monkeypatc
     monkeypatch.undo()
     monkeypatch.setenv("BOTTLENECK_COMMIT_SECONDS", "0")
     assert not (frozen / "c.h5").exists() or where == "assembly-renamed"
+    if where == "write":  # the kill left a temporary (atomic.py's) behind
+        assert any(p.name.endswith(atomic.TEMP_SUFFIX) for p in frozen.rglob(".*"))
     result = _extract(world, frozen / "c.h5")
     assert result.rows == N_ITEMS - 1
     _assert_equal_to_reference(world, frozen / "c.h5")
