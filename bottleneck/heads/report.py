@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path, atomic_write_text
 from bottleneck_transfer.errors import BottleneckError
+from bottleneck_transfer.features.batches import decode_batch
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.sources import reopen_source
 from bottleneck_transfer.heads.compare import Comparison, Row
@@ -412,14 +413,10 @@ def _thumbnails(comparison: Comparison, rows: np.ndarray) -> list[np.ndarray | N
         shape = cache.identity.get("base", {}).get("input_shape") or (96, 96, 3)
     items = {item.id: item for item in source.items}
     size, channels = (int(shape[0]), int(shape[1])), 1 if shape[-1] == 1 else 3
-    images: list[np.ndarray | None] = []
-    for i in rows:
-        item = items.get(comparison.eval_ids[i])
-        try:
-            images.append(None if item is None else source.load(item, size, channels))
-        except BottleneckError:
-            images.append(None)
-    return images
+    wanted = [items[i] for i in dict.fromkeys(comparison.eval_ids[r] for r in rows) if i in items]
+    batch = decode_batch(source, wanted, size, channels)
+    decoded = {item.id: pixels for item, pixels in zip(batch.items, batch.pixels, strict=True)}
+    return [decoded.get(comparison.eval_ids[i]) for i in rows]
 
 
 def plot_misclassified(
