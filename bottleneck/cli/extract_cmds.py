@@ -32,6 +32,7 @@ _SHOW_FAILED = 10
     "1.15-1.5x, features within 0.5 %); measure yours with `bottleneck bench`."
 )
 @options.image_reading()
+@options.storage()
 @options.engine()
 @options.val_split()
 @click.option(
@@ -67,6 +68,7 @@ def extract(
           --classes 5-9 -o caches/fm-train.h5
       bottleneck extract manifest.csv --base mobilenet_v2 --weights none --image-size 96 -o c.h5
       bottleneck extract data/photos --base resnet50 --val-split 0.2 -o caches/photos.h5
+      bottleneck extract data/photos --base resnet50 -o photos.h5 --store-dtype float16
       bottleneck extract data/big --base resnet50 -o big.h5 --engine dask --workers 4
       bottleneck extract data/big --base resnet50 -o big.h5 --engine dask \\
           --scheduler tcp://host:8786

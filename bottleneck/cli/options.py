@@ -237,6 +237,28 @@ def compute_dtype(help: str) -> Decorator:
     return click.option("--compute-dtype", type=click.Choice(COMPUTE_DTYPES), help=help)
 
 
+def storage() -> Decorator:
+    """``--store-dtype`` and ``--compression``: how a cache stores its features."""
+    from bottleneck_transfer.features.cache import COMPRESSIONS, STORE_DTYPES
+
+    return compose(
+        click.option(
+            "--store-dtype",
+            type=click.Choice(STORE_DTYPES),
+            default="float32",
+            show_default=True,
+            help="Store features as float16 to halve the cache (part of its fingerprint); "
+            "readers always give float32.",
+        ),
+        click.option(
+            "--compression",
+            type=click.Choice(COMPRESSIONS),
+            default=None,
+            help="Lossless HDF5 compression of the features (recorded in the provenance).",
+        ),
+    )
+
+
 def base() -> Decorator:
     """``--base`` and what shapes it: weights, input size, pooling, layer, preprocessing."""
     return compose(

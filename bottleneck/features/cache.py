@@ -2,7 +2,8 @@
 
 Layout (see README, "Cache format"):
 
-``/features`` float32 (N, D), contiguous · ``/labels`` int32 (N,) · ``/ids`` str (N,) ·
+``/features`` float32 (N, D), contiguous (float16, or compressed, when asked) ·
+``/labels`` int32 (N,) · ``/ids`` str (N,) ·
 ``/failed/ids``, ``/failed/reasons`` str · ``/manifest/{ids,size,mtime_ns}`` (file sources) ·
 root attrs ``format``, ``format_version``, ``complete``, ``fingerprint``, ``identity``,
 ``provenance``, ``class_names`` (JSON).
@@ -40,6 +41,10 @@ _PIECE = r"bottleneck-partial\.json|meta\.json|manifest\.npz|chunk-\d{6}\.npz"
 _PARTIAL_ENTRY = re.compile(rf"(?:{_PIECE})|\.(?:{_PIECE})\.\w+{re.escape(TEMP_SUFFIX)}")
 #: Features whose magnitude exceeds this overflow float32 once squared (scaling, kernels).
 FEATURE_LIMIT = float(np.sqrt(np.finfo(np.float32).max))
+#: How ``/features`` may be stored: float16 halves the file (readers always give float32).
+STORE_DTYPES = ("float32", "float16")
+#: Lossless HDF5 filters for ``/features`` (recorded in the provenance, not the fingerprint).
+COMPRESSIONS = ("lzf", "gzip")
 
 
 class CacheBusyError(CacheError):
@@ -185,6 +190,31 @@ def check_features(features: np.ndarray, ids: Sequence[str], where: str | Path) 
         )
 
 
+def check_storage(store_dtype: str, compression: str | None) -> None:
+    """Refuse a ``store_dtype`` or ``compression`` the cache format does not offer."""
+    if store_dtype not in STORE_DTYPES:
+        raise ValueError(
+            f"store_dtype must be one of {', '.join(STORE_DTYPES)}. "
+            f"Received: store_dtype={store_dtype!r}"
+        )
+    if compression is not None and compression not in COMPRESSIONS:
+        raise ValueError(
+            f"compression must be one of {', '.join(COMPRESSIONS)} or None. "
+            f"Received: compression={compression!r}"
+        )
+
+
+def _check_float16(features: np.ndarray, ids: Sequence[str], where: Path) -> None:
+    """Refuse rows that float16 cannot hold (they would be stored as Inf)."""
+    limit = float(np.finfo(np.float16).max)
+    rows = np.flatnonzero(~(np.abs(np.asarray(features, np.float32)) <= limit).all(1))
+    if rows.size:
+        raise CacheError(
+            f"{where}: {rows.size} rows hold features beyond float16's range (|x| > {limit:g}; "
+            f"first id {ids[int(rows[0])]}); extract with --store-dtype float32"
+        )
+
+
 class CacheWriter:
     """Crash-safe writer: batches go to a ``<out>.partial/`` folder, assembled at the end.
 
@@ -220,18 +250,26 @@ class CacheWriter:
         provenance: dict,
         class_names: Sequence[str],
         manifest: dict[str, Sequence] | None = None,
+        store_dtype: str = "float32",
+        compression: str | None = None,
     ) -> CacheWriter:
         """Start a new partial folder at ``path`` (discarding an old one this package wrote).
+
+        ``store_dtype`` and ``compression`` say how :meth:`finalize` stores ``/features``
+        (see :func:`check_storage`); chunks always hold float32.
 
         Raises
         ------
         CacheError
             If ``path`` is something this package did not write, or cannot be written.
         """
+        check_storage(store_dtype, compression)
         folder = Path(path)
         discard_partial(folder)
         meta = {
             "dim": int(dim),
+            "store_dtype": store_dtype,
+            "compression": compression,
             "fingerprint": fingerprint,
             "identity": identity,
             "provenance": provenance,
@@ -327,6 +365,8 @@ class CacheWriter:
         if not np.issubdtype(np.asarray(labels).dtype, np.integer):
             raise ValueError(f"labels must be integers. Received: labels.dtype={labels.dtype}")
         failed_ids = [f[0] for f in failures]
+        if self._meta.get("store_dtype") == "float16":
+            _check_float16(features, ids, self.path)
         self._pending.append(
             {
                 "features": np.asarray(features, np.float32).reshape(n, self._meta["dim"]),
@@ -412,7 +452,12 @@ class CacheWriter:
             _reserve(assembling, size)
             with h5py.File(assembling, "w") as h5:
                 _reserve(assembling, size, h5.id.get_vfd_handle())
-                features = h5.create_dataset("features", (rows, dim), np.float32)
+                features = h5.create_dataset(
+                    "features",
+                    (rows, dim),
+                    self._meta.get("store_dtype", "float32"),
+                    compression=self._meta.get("compression"),
+                )
                 labels = h5.create_dataset("labels", (rows,), np.int32)
                 ids = h5.create_dataset("ids", (rows,), _STR)
                 failed_ids = h5.create_dataset("failed/ids", (n_failed,), _STR)
@@ -456,7 +501,8 @@ class CacheWriter:
         if manifest is not None:
             text += manifest["ids"].nbytes + 16 * len(manifest["ids"])
             strings += len(manifest["ids"])
-        data = rows * (4 * self._meta["dim"] + 4) + text + 40 * strings + attr_bytes
+        item = np.dtype(self._meta.get("store_dtype", "float32")).itemsize
+        data = rows * (item * self._meta["dim"] + 4) + text + 40 * strings + attr_bytes
         return int(1.1 * data) + 2**20
 
     def close(self) -> None:
@@ -696,9 +742,9 @@ class FeatureCache:
             if not isinstance(self._h5.get(name), h5py.Dataset):
                 raise CacheError(f"{self.path} has no /{name} dataset")
         features = self._h5["features"]
-        if features.ndim != 2 or features.dtype != np.float32:
+        if features.ndim != 2 or features.dtype.name not in STORE_DTYPES:
             raise CacheError(
-                f"{self.path}: /features must be float32 (N, D); got {features.dtype} "
+                f"{self.path}: /features must be float32 or float16 (N, D); got {features.dtype} "
                 f"{features.shape}"
             )
         labels, ids = self._h5["labels"], self._h5["ids"]
@@ -741,9 +787,11 @@ class FeatureCache:
         return int(self._h5["features"].shape[1])
 
     @property
-    def features_dataset(self) -> h5py.Dataset:
-        """The ``/features`` dataset, for streaming reads."""
-        return self._h5["features"]
+    def features_dataset(self) -> Any:
+        """The ``/features`` dataset for streaming reads; slices are float32 (a float16
+        dataset is read through h5py's ``astype`` view)."""
+        dataset = self._h5["features"]
+        return dataset if dataset.dtype == np.float32 else dataset.astype(np.float32)
 
     @property
     def features(self) -> np.ndarray:
@@ -777,9 +825,9 @@ class FeatureCache:
         return done == len(view)
 
     def iter_rows(self, batch_rows: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(features, labels)`` blocks of at most ``batch_rows`` rows, in order."""
+        """Yield float32 ``(features, labels)`` blocks of at most ``batch_rows`` rows, in order."""
         labels = self.labels
-        dataset = self._h5["features"]
+        dataset = self.features_dataset
         for start in range(0, len(self), batch_rows):
             stop = min(start + batch_rows, len(self))
             yield dataset[start:stop], labels[start:stop]

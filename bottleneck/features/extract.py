@@ -32,6 +32,7 @@ from bottleneck_transfer.features.cache import (
     CacheWriter,
     FeatureCache,
     check_existing,
+    check_storage,
     discard_partial,
     partial_path,
     writer_lock,
@@ -132,13 +133,22 @@ def with_compute_dtype(base: Base, compute_dtype: str | None) -> Base:
     return Base(model, base.name, base.image_size, base.channels, description)
 
 
-def cache_identity(base: Base, source: Source, manifest: dict | None) -> dict:
-    """Everything that determines a cache's features; its fingerprint is the hash of this."""
-    return {
+def cache_identity(
+    base: Base, source: Source, manifest: dict | None, store_dtype: str = "float32"
+) -> dict:
+    """Everything that determines a cache's features; its fingerprint is the hash of this.
+
+    A ``store_dtype`` other than float32 changes the stored values, so it is part of it
+    (float32 caches keep the identity they always had).
+    """
+    identity = {
         "format_version": FORMAT_VERSION,
         "base": base.description,
         "source": source.identity(manifest),
     }
+    if store_dtype != "float32":
+        identity["store_dtype"] = store_dtype
+    return identity
 
 
 class _TermAsInterrupt:
@@ -179,6 +189,8 @@ def extract(
     compute_dtype: str | None = None,
     progress: bool | None = None,
     wait: Callable[[str], Any] | None = None,
+    store_dtype: str = "float32",
+    compression: str | None = None,
 ) -> ExtractResult:
     """Extract bottleneck features of every image of ``source`` into the cache ``out``.
 
@@ -218,6 +230,11 @@ def extract(
     wait : callable, optional
         When another process is writing ``out``, call ``wait(message)`` and wait for it to
         finish (then reuse its cache) instead of raising :class:`CacheError`.
+    store_dtype : {"float32", "float16"}
+        How ``/features`` is stored: float16 halves the cache (part of the fingerprint;
+        readers still give float32).
+    compression : {"lzf", "gzip"}, optional
+        Lossless HDF5 compression of ``/features`` (recorded in the provenance only).
 
     Returns
     -------
@@ -241,6 +258,7 @@ def extract(
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
     out = Path(out)
+    check_storage(store_dtype, compression)
     shaping = {
         "weights": weights,
         "image_size": image_size,
@@ -268,8 +286,9 @@ def extract(
     every = commit_seconds()
     batch_size = batch_size or default_batch_size(base.image_size, len(source))
     manifest = source.manifest()
-    identity = cache_identity(base, source, manifest)
+    identity = cache_identity(base, source, manifest, store_dtype)
     print_fp = fingerprint(identity)
+    storage = {"store_dtype": store_dtype, "compression": compression}
     with writing(out.parent):
         out.parent.mkdir(parents=True, exist_ok=True)
     with writer_lock(out, wait):
@@ -280,7 +299,7 @@ def extract(
                 return ExtractResult(
                     out, len(cache), cache.failed, up_to_date=True, fingerprint=print_fp
                 )
-        writer = _open_writer(out, print_fp, identity, base, source, manifest, force)
+        writer = _open_writer(out, print_fp, identity, base, source, manifest, force, storage)
         return _run(
             writer, out, source, base, batch_size, workers, strict, max_pixels, progress, every
         )
@@ -333,6 +352,7 @@ def _open_writer(
     source: Source,
     manifest: dict | None,
     force: bool,
+    storage: dict,
 ) -> CacheWriter:
     partial = partial_path(out)
     if (partial.exists() or partial.is_symlink()) and not force:
@@ -346,6 +366,7 @@ def _open_writer(
         "base": base.description,
         "source": source.describe(manifest),
         "decoding": DECODING,
+        "storage": storage,
         "software": software_versions(),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
@@ -358,6 +379,7 @@ def _open_writer(
         provenance=provenance,
         class_names=source.class_names,
         manifest=manifest,
+        **storage,
     )
 
 

@@ -81,7 +81,9 @@ def plan(spec: dict, store: CacheStore) -> list[Extraction]:
         for split, source in sources.items():
             if role != "main" and split == "val":
                 continue
-            identity = cache_identity(base, source, source.manifest())
+            identity = cache_identity(
+                base, source, source.manifest(), spec["extract"]["store_dtype"]
+            )
             planned.append(
                 Extraction(role, split, source, base, store.path_for(fingerprint(identity)))
             )
@@ -218,6 +220,8 @@ def _run_extractions(
             p.cache,
             batch_size=options["batch_size"],
             strict=options["strict"],
+            store_dtype=options["store_dtype"],
+            compression=options["compression"],
             workers=options["workers"],
             progress=progress,
             wait=echo,  # a second run of the spec waits for the first one's extraction

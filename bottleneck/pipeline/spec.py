@@ -10,6 +10,7 @@ from typing import Any
 
 import tomllib
 from bottleneck_transfer.errors import BottleneckError, HeadError
+from bottleneck_transfer.features.cache import COMPRESSIONS, STORE_DTYPES
 from bottleneck_transfer.features.preprocessing import SYNTAX, check_preprocess
 from bottleneck_transfer.heads.learning_curve import parse_sizes
 
@@ -110,6 +111,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "batch_size": Key((int, str), check=_batch_size, default="auto"),
         "strict": Key((bool,), default=False),
         "workers": Key((int,), check=_positive),
+        # float16 halves the caches (part of their fingerprints); compression is lossless.
+        "store_dtype": Key((str,), check=_choice(*STORE_DTYPES), default="float32"),
+        "compression": Key((str,), check=_choice(*COMPRESSIONS)),
     },
     "heads": {
         "use": Key((list,), check=_heads, default=["logreg", "linear-svm", "rbf-svm", "dense"]),

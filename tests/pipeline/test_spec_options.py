@@ -50,3 +50,12 @@ def test_bad_preprocess_names_the_line_and_the_syntax(tmp_path):
     message = str(info.value)
     assert ":8: base.preprocess: invalid --preprocess: std= must be > 0" in message
     assert "mean=M,std=S" in message and "Received: preprocess='mean=1,std=0'" in message
+
+
+def test_store_dtype_and_compression_reach_extract(tmp_path):
+    default = load_spec(_spec(tmp_path))["extract"]
+    assert (default["store_dtype"], default["compression"]) == ("float32", None)
+    spec = load_spec(_spec(tmp_path, extract='store_dtype = "float16"\ncompression = "lzf"'))
+    assert (spec["extract"]["store_dtype"], spec["extract"]["compression"]) == ("float16", "lzf")
+    with pytest.raises(SpecError, match=r"extract.store_dtype: unknown value\(s\) \['int8'\]"):
+        load_spec(_spec(tmp_path, extract='store_dtype = "int8"'))
