@@ -684,6 +684,14 @@ class FeatureCache:
 
     Use :meth:`open` (or ``with FeatureCache.open(path) as cache``). ``features`` loads the
     whole matrix into memory once; ``features_dataset`` and :meth:`iter_rows` stream it.
+
+    Examples
+    --------
+    >>> with FeatureCache.open("caches/fm-train.h5") as cache:
+    ...     X, y = cache.arrays()
+    ...     names, ids = cache.class_names, cache.ids
+    >>> X.dtype, X.shape[0] == len(y) == len(ids)
+    (dtype('float32'), True)
     """
 
     def __init__(self, handle: h5py.File, path: Path) -> None:

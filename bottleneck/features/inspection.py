@@ -19,7 +19,14 @@ from bottleneck_transfer.features.sources import reopen_source
 
 
 def cache_info(path: str | Path) -> dict:
-    """Rows, feature size, classes with counts, base, software, failures and fingerprint."""
+    """Rows, feature size, classes with counts, base, software, failures and fingerprint.
+
+    Examples
+    --------
+    >>> info = cache_info("caches/fm-train.h5")
+    >>> info["rows"], info["feature_dim"]
+    (12000, 128)
+    """
     with FeatureCache.open(path) as cache:
         provenance = cache.provenance
         labels = cache.labels
@@ -153,7 +160,14 @@ def verify_cache(
     path: str | Path, *, check_source: bool = True, block_rows: int = 16384
 ) -> VerifyReport:
     """Check format, fingerprint, shapes, labels, ids, finite features, that rows + failures
-    are the source's items, and (``check_source``) that the source is unchanged."""
+    are the source's items, and (``check_source``) that the source is unchanged.
+
+    Examples
+    --------
+    >>> report = verify_cache("caches/fm-train.h5")
+    >>> report.ok, report.problems
+    (True, [])
+    """
     report = VerifyReport(str(path))
     opening = Check("format, version, completeness, fingerprint and row counts")
     report.checks.append(opening)

@@ -131,7 +131,14 @@ class Item:
 
 @dataclass
 class Source:
-    """An ordered image collection. Build with :func:`open_source`."""
+    """An ordered image collection. Build with :func:`open_source`.
+
+    Examples
+    --------
+    >>> source = open_source("fashion-mnist:test", classes="5-9", limit=100)
+    >>> len(source), source.class_names[0], source.items[0].id
+    (100, 'Sandal', 'array:0')
+    """
 
     kind: str
     root: str
@@ -437,6 +444,13 @@ def open_source(
     ------
     SourceError
         If the source is missing, malformed or holds no images.
+
+    Examples
+    --------
+    >>> open_source("photos/").class_names  # one subfolder per class
+    ['cat', 'coffee', 'rocket']
+    >>> len(open_source("fashion-mnist:train", classes="5-9", limit=1000))
+    1000
     """
     text = str(spec)
     options = {"spec": text, "classes": classes, "limit": limit}

@@ -493,6 +493,16 @@ def compare_heads(
     ------
     HeadError
         For incompatible caches, unusable labels or bad head specs.
+
+    Examples
+    --------
+    >>> comparison = compare_heads(
+    ...     "caches/fm-train.h5", test="caches/fm-test.h5", heads=["logreg", "linear-svm"]
+    ... )
+    >>> comparison.best.spec
+    'logreg'
+    >>> print(comparison.verdict)  # doctest: +SKIP
+    logreg ranks first (accuracy 0.920), ...
     """
     start = time.perf_counter()
     specs = list(heads)

@@ -156,6 +156,20 @@ class HeadKind:
         else; see :func:`trusted_type_names`.
     compared_by_default : bool
         Whether ``compare`` and ``run`` use it when no heads are named.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import RidgeClassifier
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> kind = HeadKind(
+    ...     name="ridge",
+    ...     factory=RidgeClassifier,
+    ...     scaler=StandardScaler,
+    ...     search_space=SearchSpace((Axis("alpha", (0.1, 1.0, 10.0)),)),
+    ...     export_form="keras",
+    ... )
+    >>> kind.export_form
+    'keras'
     """
 
     name: str
@@ -178,6 +192,15 @@ def register_head(kind: HeadKind) -> HeadKind:
     ------
     HeadError
         If the name is taken or not a plain name, or the export form is unknown.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import RidgeClassifier
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> space = SearchSpace((Axis("alpha", (0.1, 1.0, 10.0)),))
+    >>> register_head(HeadKind("ridge", RidgeClassifier, StandardScaler, space, "keras")).name
+    'ridge'
+    >>> make_head("ridge:alpha=3.0")  # doctest: +SKIP
     """
     if kind.name in _KINDS:
         raise HeadError(f"a head kind named {kind.name!r} is already registered")
