@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 
 class BottleneckError(Exception):
@@ -66,11 +66,14 @@ class ResumeWarning(BottleneckWarning):
     """Part of an unfinished extraction was damaged or missing; those items are redone."""
 
 
-def did_you_mean(name: str, choices: Iterable[str] | Mapping[str, str]) -> str:
+def did_you_mean(
+    name: str, choices: Iterable[str], *, key: Callable[[str], str] | None = None
+) -> str:
     """``" Did you mean 'x'?"`` for the closest of ``choices`` to ``name``, else ``""``.
 
-    ``choices`` may map the spelling compared with ``name`` to the one shown.
+    ``key`` normalises both sides before they are compared (e.g. case and punctuation).
     """
-    shown = choices if isinstance(choices, Mapping) else {c: c for c in choices}
-    close = difflib.get_close_matches(name, list(shown), n=1)
+    key = key or (lambda text: text)
+    shown = {key(choice): choice for choice in choices}
+    close = difflib.get_close_matches(key(name), list(shown), n=1)
     return f" Did you mean {shown[close[0]]!r}?" if close else ""

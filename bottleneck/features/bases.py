@@ -76,7 +76,7 @@ def resolve_application(name: str) -> str:
     """Map ``resnet50`` / ``mobilenet_v2`` / ``ResNet50`` to the application's own name."""
     matches = [n for n in application_names() if _key(n) == _key(name)]
     if not matches:
-        close = did_you_mean(_key(name), {_key(n): n for n in application_names()})
+        close = did_you_mean(name, application_names(), key=_key)
         raise BaseModelError(
             f"unknown base {name!r}: not a model file and not a keras.applications name.{close} "
             f"Received: base={name!r}; valid names include {', '.join(application_names())}, "

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import tomllib
-from bottleneck_transfer.errors import BottleneckError, HeadError
+from bottleneck_transfer.errors import BottleneckError, HeadError, did_you_mean
 from bottleneck_transfer.features.cache import COMPRESSIONS, STORE_DTYPES
 from bottleneck_transfer.features.preprocessing import SYNTAX, check_preprocess
 from bottleneck_transfer.heads.learning_curve import parse_sizes
@@ -197,14 +197,22 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
     spec: dict[str, dict[str, Any]] = {}
     for section, value in raw.items():
         if section not in SCHEMA:
-            raise fail(section, None, f"unknown section; valid: {', '.join(SCHEMA)}")
+            raise fail(
+                section,
+                None,
+                f"unknown section.{did_you_mean(section, list(SCHEMA))} Valid: {', '.join(SCHEMA)}",
+            )
         if not isinstance(value, dict):
             raise fail(section, None, "must be a table ([section])")
     for section, keys in SCHEMA.items():
         given = raw.get(section, {})
         for key in given:
             if key not in keys:
-                raise fail(section, key, f"unknown key; valid keys: {', '.join(keys)}")
+                raise fail(
+                    section,
+                    key,
+                    f"unknown key.{did_you_mean(key, list(keys))} Valid keys: {', '.join(keys)}",
+                )
         resolved: dict[str, Any] = {}
         for key, rule in keys.items():
             if key not in given:

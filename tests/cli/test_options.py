@@ -150,4 +150,17 @@ def test_unknown_base_gets_a_suggestion(photo_folder, tmp_path):
 def test_did_you_mean():
     assert did_you_mean("logrg", ["logreg", "knn"]) == " Did you mean 'logreg'?"
     assert did_you_mean("zzz", ["logreg", "knn"]) == ""
-    assert did_you_mean("resnet5", {"resnet50": "ResNet50"}) == " Did you mean 'ResNet50'?"
+    assert did_you_mean("resnet5", ["ResNet50"], key=str.lower) == " Did you mean 'ResNet50'?"
+    assert did_you_mean("kras", {"keras": ".keras"}) == " Did you mean 'keras'?"  # a dict's keys
+
+
+def test_spec_keys_get_a_suggestion(tmp_path):
+    from bottleneck_transfer.pipeline.spec import SpecError, load_spec
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[data]\ntrain = "fashion-mnist:train"\nlimt = 3\n[bse]\nname = "x"\n')
+    with pytest.raises(SpecError, match=r"unknown section\. Did you mean 'base'"):
+        load_spec(spec)
+    spec.write_text('[data]\ntrain = "fashion-mnist:train"\nlimt = 3\n')
+    with pytest.raises(SpecError, match=r":3: data\.limt: unknown key\. Did you mean 'limit'\?"):
+        load_spec(spec)
