@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,14 @@ PIXELS = "pixels"
 
 @dataclass
 class Base:
-    """A frozen feature extractor: raw pixels in, bottleneck features out."""
+    """A frozen feature extractor: raw pixels in, bottleneck features out.
+
+    Examples
+    --------
+    >>> base = load_base("data/bases/fashion_mnist_0-4.keras")
+    >>> base.image_size, base.channels, base.dim
+    ((28, 28), 1, 128)
+    """
 
     model: keras.Model
     name: str
@@ -120,32 +128,46 @@ def weights_sha256(model: keras.Model) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def _pool(tensor, pooling: str):
+def _pool(tensor, pooling: str, suffix: str = ""):
     if len(tensor.shape) == 4:
         pool = (
             keras.layers.GlobalAveragePooling2D
             if pooling == "avg"
             else keras.layers.GlobalMaxPooling2D
         )
-        return pool(name="bottleneck_pool")(tensor)
+        return pool(name=f"bottleneck_pool{suffix}")(tensor)
     if len(tensor.shape) != 2:
-        return keras.layers.Flatten(name="bottleneck_flatten")(tensor)
+        return keras.layers.Flatten(name=f"bottleneck_flatten{suffix}")(tensor)
     return tensor
+
+
+def check_layers(model: keras.Model, layers: Sequence[str]) -> None:
+    """Refuse layer names ``model`` does not have, in one line naming close ones.
+
+    Raises
+    ------
+    BaseModelError
+        Naming every missing layer, the closest names (difflib) and the last layers.
+    """
+    names = [lyr.name for lyr in model.layers]
+    missing = [layer for layer in layers if layer not in names]
+    if not missing:
+        return
+    hints = "".join(did_you_mean(layer, names) for layer in missing)
+    word = "layer" if len(missing) == 1 else "layers"
+    raise BaseModelError(
+        f"{word} {', '.join(map(repr, missing))} not found in {model.name}.{hints} "
+        f"Received: layer={', '.join(layers)}; its last layers are: {', '.join(names[-12:])} "
+        f"({len(names)} layers in all)"
+    )
 
 
 def _cut(model: keras.Model, layer: str | None):
     """The tensor at the cut: ``layer``'s output, or the input of the last layer."""
     if layer is None:
         return model.layers[-1].input
-    try:
-        return model.get_layer(layer).output
-    except ValueError as exc:
-        names = [lyr.name for lyr in model.layers]
-        shown = ", ".join(names[-12:])
-        raise BaseModelError(
-            f"layer {layer!r} not found in {model.name}. Received: layer={layer!r}; "
-            f"its last layers are: {shown} ({len(names)} layers in all)"
-        ) from exc
+    check_layers(model, [layer])
+    return model.get_layer(layer).output
 
 
 def _assemble(
@@ -280,12 +302,19 @@ def load_base(
         Only for ``"pixels"``: grayscale or RGB.
     seed : int
         Seed for random weights, so that ``weights="none"`` is reproducible.
+
+    Examples
+    --------
+    >>> base = load_base("mobilenet_v2", weights="none", image_size=96)
+    >>> base.dim
+    1280
+    >>> load_base("data/bases/fashion_mnist_0-4.keras", layer="bottleneck").dim
+    128
     """
     kind = hub.hub_kind(base)
     if kind is None:
         _check_enum(pooling, POOLINGS, "pooling")
     size = (image_size, image_size) if isinstance(image_size, int) else image_size
-    path = Path(str(base)).expanduser()
     if kind is not None:
         loaded = hub.load_hub(
             kind,
@@ -299,23 +328,6 @@ def load_base(
         )
         model, name, origin, weights_id = loaded.model, loaded.name, loaded.origin, loaded.weights
         size, channels, affine, pooling = loaded.size, 3, loaded.affine, loaded.pooling
-    elif path.suffix in (".keras", ".h5") or path.exists():
-        if not path.exists():
-            raise BaseModelError(f"model file not found: {path}")
-        source = _load_model_file(path, weights, seed)
-        shape = source.input_shape
-        if size is not None and tuple(shape[1:3]) != tuple(size) and None not in shape[1:3]:
-            raise BaseModelError(
-                f"{path.name} takes {shape[1]}x{shape[2]} images. Received: "
-                f"image_size={size}; leave --image-size out for model files"
-            )
-        size = tuple(shape[1:3]) if None not in shape[1:3] else (size or (224, 224))
-        channels = int(shape[3])
-        affine = preprocess_affine(preprocess or "none", channels)
-        model = _assemble(source, layer, pooling, affine, path.stem)
-        name = path.name
-        origin = {"file": path.name, "file_sha256": sha256_file(path)}
-        weights_id = "file" if weights in (None, "file") else str(weights)
     elif _key(str(base)) == PIXELS:
         size = size or (32, 32)
         affine = preprocess_affine(preprocess or "unit", channels)
@@ -331,31 +343,139 @@ def load_base(
             "none",
         )
     else:
-        name = resolve_application(str(base))
-        size = size or (_DEFAULT_SIZES.get(_key(name), 224),) * 2
-        keras_weights = _weights_arg("imagenet" if weights is None else weights)
-        backbone = _build_application(name, keras_weights, size, seed)
-        module = importlib.import_module(getattr(keras.applications, name).__module__)
-        affine = (
-            preprocess_affine(preprocess, 3)
-            if preprocess
-            else _measure_affine(module.preprocess_input)
-        )
-        model = _assemble(backbone, layer, pooling, affine, name)
-        origin = {"application": name}
-        weights_id = keras_weights if keras_weights in (None, "imagenet") else "file"
-        weights_id = weights_id or "none"
-        channels = 3
+        bone = _backbone(base, weights, size, preprocess, seed)
+        model = _assemble(bone.model, layer, pooling, bone.affine, bone.stem)
+        name, origin, weights_id = bone.name, bone.origin, bone.weights_id
+        size, channels, affine = bone.size, bone.channels, bone.affine
     model.trainable = False
-    description = {
+    description = _describe(model, origin, weights_id, layer, pooling, size, channels)
+    description["preprocess"] = describe_preprocess(affine, preprocess)
+    return Base(model, name, (int(size[0]), int(size[1])), int(channels), description)
+
+
+def load_layers(
+    base: str | Path,
+    layers: Sequence[str],
+    *,
+    weights: str | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    pooling: str = "avg",
+    preprocess: str | None = None,
+    seed: int = 0,
+) -> tuple[list[Base], keras.Model]:
+    """Bases cut at each of ``layers``, and one model computing all their features at once.
+
+    Base ``i`` equals ``load_base(base, layer=layers[i], ...)`` (same description, so the
+    same cache fingerprint); the joint model maps pixels to the list of every layer's pooled
+    features in one call, sharing one backbone. For ``keras.applications`` bases and model
+    files.
+
+    Raises
+    ------
+    BaseModelError
+        For a hub or ``pixels`` base, or names that are not layers of the base (close names
+        are suggested).
+    """
+    if hub.hub_kind(base) is not None or _key(str(base)) == PIXELS:
+        raise BaseModelError(
+            f"--layers applies to keras.applications bases and .keras/.h5 model files; "
+            f"extract one --layer at a time from this base. Received: base={str(base)!r}"
+        )
+    _check_enum(pooling, POOLINGS, "pooling")
+    size = (image_size, image_size) if isinstance(image_size, int) else image_size
+    bone = _backbone(base, weights, size, preprocess, seed)
+    check_layers(bone.model, layers)
+    bases = []
+    for layer in layers:
+        model = _assemble(bone.model, layer, pooling, bone.affine, bone.stem)
+        model.trainable = False
+        description = _describe(
+            model, bone.origin, bone.weights_id, layer, pooling, bone.size, bone.channels
+        )
+        description["preprocess"] = describe_preprocess(bone.affine, preprocess)
+        shape = (int(bone.size[0]), int(bone.size[1]))
+        bases.append(Base(model, bone.name, shape, bone.channels, description))
+    trunk = keras.Model(bone.model.inputs, [_cut(bone.model, layer) for layer in layers])
+    trunk.trainable = False
+    inputs = keras.Input(shape=bone.model.input_shape[1:], name="pixels")
+    preprocessing = _affine_layer(*bone.affine)
+    x = preprocessing(inputs) if preprocessing is not None else inputs
+    cuts = trunk(x)
+    outputs = [_pool(cut, pooling, f"_{i}") for i, cut in enumerate(cuts)]
+    joint = keras.Model(inputs, outputs, name=f"{_key(bone.stem)}_layers")
+    joint.trainable = False
+    return bases, joint
+
+
+@dataclass
+class _Backbone:
+    """A keras.applications model or model file, before the cut."""
+
+    model: keras.Model
+    name: str
+    stem: str
+    origin: dict
+    weights_id: str
+    size: tuple[int, int]
+    channels: int
+    affine: tuple[np.ndarray, np.ndarray]
+
+
+def _backbone(
+    base: str | Path,
+    weights: str | None,
+    size: tuple[int, int] | None,
+    preprocess: str | None,
+    seed: int,
+) -> _Backbone:
+    """The uncut model of an application name or a model file, and what describes it."""
+    path = Path(str(base)).expanduser()
+    if path.suffix in (".keras", ".h5") or path.exists():
+        if not path.exists():
+            raise BaseModelError(f"model file not found: {path}")
+        source = _load_model_file(path, weights, seed)
+        shape = source.input_shape
+        if size is not None and tuple(shape[1:3]) != tuple(size) and None not in shape[1:3]:
+            raise BaseModelError(
+                f"{path.name} takes {shape[1]}x{shape[2]} images. Received: "
+                f"image_size={size}; leave --image-size out for model files"
+            )
+        size = tuple(shape[1:3]) if None not in shape[1:3] else (size or (224, 224))
+        channels = int(shape[3])
+        affine = preprocess_affine(preprocess or "none", channels)
+        origin = {"file": path.name, "file_sha256": sha256_file(path)}
+        weights_id = "file" if weights in (None, "file") else str(weights)
+        return _Backbone(source, path.name, path.stem, origin, weights_id, size, channels, affine)
+    name = resolve_application(str(base))
+    size = size or (_DEFAULT_SIZES.get(_key(name), 224),) * 2
+    keras_weights = _weights_arg("imagenet" if weights is None else weights)
+    model = _build_application(name, keras_weights, size, seed)
+    module = importlib.import_module(getattr(keras.applications, name).__module__)
+    affine = (
+        preprocess_affine(preprocess, 3) if preprocess else _measure_affine(module.preprocess_input)
+    )
+    weights_id = keras_weights if keras_weights in (None, "imagenet") else "file"
+    origin = {"application": name}
+    return _Backbone(model, name, name, origin, weights_id or "none", size, 3, affine)
+
+
+def _describe(
+    model: keras.Model,
+    origin: dict,
+    weights_id: str,
+    layer: str | None,
+    pooling: str,
+    size: tuple[int, int],
+    channels: int,
+) -> dict:
+    """What determines a cut base's features, but its preprocessing (the caller adds it)."""
+    return {
         **origin,
         "weights": weights_id,
         "weights_sha256": weights_sha256(model),
         "layer": layer or "penultimate",
         "pooling": pooling,
         "input_shape": [int(size[0]), int(size[1]), int(channels)],
-        "preprocess": describe_preprocess(affine, preprocess),
         "decoder": "pillow-bilinear-v1",
         "feature_dim": int(model.output_shape[-1]),
     }
-    return Base(model, name, (int(size[0]), int(size[1])), int(channels), description)

@@ -376,10 +376,13 @@ class BatchRunner:
         self.batch_size = batch_size
         self._pixel_model = _pixel_model(model)
 
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+    def __call__(self, pixels: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """The model's float32 outputs for ``pixels``: an array, or a list for a model with
+        several outputs (several layers in one pass)."""
         n = len(pixels)
         if n == 0:
-            return np.zeros((0, int(self.model.output_shape[-1])), np.float32)
+            empty = [np.zeros((0, int(t.shape[-1])), np.float32) for t in self.model.outputs]
+            return empty if len(empty) > 1 else empty[0]
         if n < self.batch_size:
             batch = np.zeros((self.batch_size, *pixels.shape[1:]), pixels.dtype)
             batch[:n] = pixels
@@ -388,4 +391,6 @@ class BatchRunner:
             out = self._pixel_model.predict_on_batch(pixels)
         else:
             out = self.model.predict_on_batch(pixels.astype(np.float32))
+        if isinstance(out, (list, tuple)):
+            return [np.asarray(keras.ops.convert_to_numpy(o), np.float32)[:n] for o in out]
         return np.asarray(keras.ops.convert_to_numpy(out), np.float32)[:n]
