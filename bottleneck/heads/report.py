@@ -35,6 +35,8 @@ METRIC_TITLES = {
     "log_loss": "log-loss",
 }
 NOT_DEFINED = "n/a"
+#: The mark of a row whose fits and predictions came from the fit store.
+REUSED = "reused"
 REPORT_FILES = ("report.json", "report.md", "accuracy.png", "confusion.png", "misclassified.csv")
 #: The gallery of the winner's errors, written when the evaluated cache's source reopens.
 GALLERY = "misclassified.png"
@@ -60,10 +62,15 @@ def _cell(row: Row, metric: str) -> str:
     return f"{value:.3f} ± {spread:.3f}" if spread is not None else f"{value:.3f}"
 
 
+def _any_reused(comparison: Comparison) -> bool:
+    return any(row.reused for row in comparison.rows)
+
+
 def _row_cells(comparison: Comparison, row: Row, marks: dict[str, str]) -> list[str]:
     name = row.name + (" *" if row.name == comparison.winner else "") + marks.get(row.name, "")
     test = row.test
     p = "best" if test is None else f"{test['p_holm']:.2g}"
+    reused = [REUSED if row.reused else "new"] if _any_reused(comparison) else []
     return [
         str(row.rank),
         name,
@@ -71,6 +78,7 @@ def _row_cells(comparison: Comparison, row: Row, marks: dict[str, str]) -> list[
         p,
         f"{row.fit_seconds:.2f}",
         f"{row.predict_ms_per_1k:.1f}",
+        *reused,
     ]
 
 
@@ -91,10 +99,16 @@ def _legend(comparison: Comparison) -> str:
         if comparison.mode == "holdout"
         else f"mean ± std over {comparison.n_folds} folds"
     )
+    reused = (
+        f" fit: {REUSED} = fitted and scored in an earlier run, taken from the store (its times"
+        " are that run's); new = fitted now."
+        if _any_reused(comparison)
+        else ""
+    )
     return (
         f"Metrics: {spread}. * winner. p: McNemar test vs the winner, Holm-adjusted. "
         f"{NOT_DEFINED}: no predict_proba, log-loss not defined. fit s per fit; "
-        "predict ms per 1,000 rows."
+        f"predict ms per 1,000 rows.{reused}"
     )
 
 
@@ -102,6 +116,8 @@ def table_rows(comparison: Comparison) -> tuple[list[str], list[list[str]], list
     """Header, cells and footnotes of the comparison table."""
     marks, footnotes = _footnotes(comparison)
     header = ["#", "head", *METRIC_TITLES.values(), "p vs best", "fit s", "predict ms/1k"]
+    if _any_reused(comparison):
+        header.append("fit")
     return header, [_row_cells(comparison, row, marks) for row in comparison.rows], footnotes
 
 
@@ -139,7 +155,7 @@ def format_table(comparison: Comparison) -> str:
     """The comparison as a plain-text table with the verdict below it."""
     header, cells, footnotes = table_rows(comparison)
     widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
-    right = {0, len(header) - 2, len(header) - 1}
+    right = {0, header.index("fit s"), header.index("predict ms/1k")}
 
     def line(values: list[str]) -> str:
         return "  ".join(
