@@ -83,8 +83,6 @@ SUITE = (
     {"base": "fashion-mnist", "image_size": None, "n_images": 60_000},
 )
 FASHION_BASE = "data/bases/fashion_mnist_0-4.keras"
-HEAD_NAMES = ("logreg", "linear-svm", "rbf-svm", "dense", "knn")
-COMPARE_HEADS = ("logreg", "linear-svm", "rbf-svm", "dense")
 PHOTO_FORMAT = 1
 
 Log = Callable[[str], None]
@@ -354,7 +352,7 @@ def bench_dense(
     """
     import keras
     from bottleneck_transfer.features.cache import FeatureCache
-    from bottleneck_transfer.heads.registry import DenseHead
+    from bottleneck_transfer.heads.estimators import DenseHead
 
     labels = np.asarray(labels, np.int32)
     _warm_up_training()
@@ -438,20 +436,21 @@ def spread_rows(total: int, rows: int | None) -> np.ndarray:
 
 
 def bench_heads(
-    cache_path: Path, names: Sequence[str] = HEAD_NAMES, *, max_rows: int | None = None
+    cache_path: Path, names: Sequence[str] | None = None, *, max_rows: int | None = None
 ) -> dict[str, Any]:
-    """Seconds to fit each head on (``max_rows`` evenly spread rows of) a cache.
+    """Seconds to fit each head (default: every registered kind) on a cache's rows.
 
-    Heads fit with one BLAS thread, as :func:`~bottleneck.compare.compare_heads` fits them.
+    ``max_rows`` evenly spread rows are used. Heads fit with one BLAS thread, as
+    :func:`~bottleneck_transfer.heads.compare.compare_heads` fits them.
     """
     from bottleneck_transfer.features.cache import FeatureCache
-    from bottleneck_transfer.heads.registry import make_head, single_threaded
+    from bottleneck_transfer.heads.registry import head_names, make_head, single_threaded
 
     with FeatureCache.open(cache_path) as cache:
         picked = spread_rows(len(cache), max_rows)
         features, labels = cache.features[picked], cache.labels[picked]
     results: dict[str, Any] = {"rows": len(features)}
-    for name in names:
+    for name in names or head_names():
         try:
             head = make_head(name)
             with single_threaded():
@@ -474,12 +473,12 @@ def bench_compare(
     cache_path: Path,
     extract_seconds: float,
     *,
-    heads: Sequence[str] = COMPARE_HEADS,
+    heads: Sequence[str] | None = None,
     test_fraction: float = 0.2,
     cv: int = 5,
     max_rows: int | None = None,
 ) -> dict[str, Any]:
-    """Seconds of a four-head ``compare`` on a cache, against its ``extract_seconds``.
+    """Seconds of a ``compare`` (default: the registry's default heads) against extraction.
 
     Two readings: holdout (a stratified ``test_fraction`` of the rows stands in for a test
     cache of the same images, so the extraction time covers train and test) and ``cv``-fold
@@ -489,9 +488,11 @@ def bench_compare(
     """
     from bottleneck_transfer.errors import SmallDataWarning
     from bottleneck_transfer.heads.compare import compare_heads
+    from bottleneck_transfer.heads.registry import default_heads
     from bottleneck_transfer.heads.training import LabeledData
     from sklearn.model_selection import train_test_split
 
+    heads = list(heads or default_heads())
     data = LabeledData.from_cache(cache_path)
     picked = spread_rows(len(data), max_rows)
     rows = len(picked)

@@ -12,8 +12,6 @@ from bottleneck_transfer.cli import options
 from bottleneck_transfer.cli.backend import ModelCommand
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
 
-_DEFAULT_HEADS = "logreg,linear-svm,rbf-svm,dense"
-
 
 @contextlib.contextmanager
 def _warnings_in_output() -> Iterator[None]:
@@ -45,10 +43,9 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
 @options.val_split()
 @click.option(
     "--heads",
-    default=_DEFAULT_HEADS,
-    show_default=True,
-    help="Comma-separated head specs: logreg, linear-svm, rbf-svm, dense, knn, with optional "
-    "parameters, e.g. logreg:C=0.1,dense:hidden=256,dropout=0.2",
+    help="Comma-separated specs of registered head kinds, with optional parameters, e.g. "
+    "logreg:C=0.1,dense:hidden=256,dropout=0.2 (an unknown name lists the kinds). "
+    "[default: the registry's default heads]",
 )
 @options.tune("Tune each head on a validation split of TRAIN only.")
 @options.out("Report folder: tables, figures, report.md.", file_okay=False, dir_okay=True)
@@ -161,12 +158,12 @@ def compare(
           --layer-sweep caches/conv.h5,caches/conv-test.h5
     """
     from bottleneck_transfer.heads.compare import compare_heads
-    from bottleneck_transfer.heads.registry import split_specs
+    from bottleneck_transfer.heads.registry import default_heads, split_specs
     from bottleneck_transfer.heads.report import format_table, write_report
     from bottleneck_transfer.heads.training import check_min_accuracy
 
     out = out or report
-    specs = split_specs(heads)
+    specs = split_specs(heads) if heads is not None else list(default_heads())
     if layer_caches:
         if curve_sizes or baseline_caches or baseline_names:
             raise HeadError(
@@ -313,14 +310,15 @@ def _layer_sweep(
 
 @click.command(cls=ModelCommand)
 @click.argument("cache", type=click.Path(dir_okay=False))
-@click.option("--head", "spec", default="logreg", show_default=True, help="Head spec.")
+@click.option("--head", "spec", help="Head spec. [default: the registry's DEFAULT_HEAD, logreg]")
 @options.out(".skops file.", required=True)
 @options.force("Replace an existing --out file.")
 @options.tune("Tune on a validation split of CACHE first.")
 @click.option(
     "--out-of-core",
     is_flag=True,
-    help="Stream row blocks from the file (logreg, linear-svm) for caches larger than memory.",
+    help="Stream row blocks from the file (kinds with a streaming form: logreg, linear-svm) "
+    "for caches larger than memory.",
 )
 @options.seed()
 @options.jobs()
@@ -345,12 +343,18 @@ def train(
       bottleneck train caches/huge.h5 --head linear-svm --out-of-core -o heads/svm.skops
     """
     from bottleneck_transfer.features.cache import FeatureCache
+    from bottleneck_transfer.heads.registry import DEFAULT_HEAD
     from bottleneck_transfer.heads.training import save_head, train_head
 
     options.refuse_overwrite(out, force)
     with FeatureCache.open(cache) as opened, _warnings_in_output():
         trained = train_head(
-            opened, spec, tune=tune, out_of_core=out_of_core, random_state=seed, n_jobs=jobs
+            opened,
+            spec or DEFAULT_HEAD,
+            tune=tune,
+            out_of_core=out_of_core,
+            random_state=seed,
+            n_jobs=jobs,
         )
     path = save_head(trained, out)
     meta = trained.metadata

@@ -38,6 +38,7 @@ from bottleneck_transfer.fingerprint import diff_keys, sha256_arrays
 from bottleneck_transfer.heads.memo import FitMemo, fit_key
 from bottleneck_transfer.heads.metrics import METRICS, bootstrap, interval, row_losses, score
 from bottleneck_transfer.heads.registry import (
+    DEFAULT_HEAD,
     has_proba,
     head_kind,
     head_names,
@@ -415,7 +416,7 @@ def fit_head(
 
 def train_head(
     cache: FeatureCache | LabeledData,
-    spec: str = "logreg",
+    spec: str = DEFAULT_HEAD,
     *,
     tune: bool = False,
     out_of_core: bool = False,
@@ -429,7 +430,7 @@ def train_head(
     ----------
     cache : FeatureCache or LabeledData
         Training features; ``out_of_core`` needs an open :class:`FeatureCache`.
-    spec : str, default="logreg"
+    spec : str, default=DEFAULT_HEAD ("logreg")
         Head spec, e.g. ``"logreg:C=0.1"``.
     tune : bool, default=False
         Search hyper-parameters first (:func:`heads.tuning.tune_head`).
@@ -631,7 +632,7 @@ def _shuffled_blocks(
 
 def fit_streaming(
     cache: FeatureCache,
-    head: str = "logreg",
+    head: str = DEFAULT_HEAD,
     *,
     epochs: int = 5,
     block_rows: int = 2048,
@@ -650,7 +651,7 @@ def fit_streaming(
     ----------
     cache : FeatureCache
         An open cache; only its labels are read whole.
-    head : str, default="logreg"
+    head : str, default=DEFAULT_HEAD ("logreg")
         ``"logreg"`` or ``"linear-svm"``, optionally with ``C``, e.g. ``"logreg:C=0.5"``.
     epochs : int, default=5
         Passes over the data.

@@ -13,8 +13,8 @@ from bottleneck_transfer.errors import BottleneckError, HeadError, did_you_mean
 from bottleneck_transfer.features.cache import COMPRESSIONS, STORE_DTYPES
 from bottleneck_transfer.features.preprocessing import SYNTAX, check_preprocess
 from bottleneck_transfer.heads.learning_curve import parse_sizes
+from bottleneck_transfer.heads.registry import default_heads, head_names, make_head
 
-HEAD_CHOICES = ("logreg", "linear-svm", "rbf-svm", "dense", "knn")
 BASELINE_CHOICES = ("random-base", "raw-pixels")
 
 
@@ -54,15 +54,20 @@ def _list_of_str(value: Any) -> str | None:
 
 
 def _export_head(value: Any) -> str | None:
-    return (
-        None
-        if value == "best" or value in HEAD_CHOICES
-        else (f"must be 'best' or one of {', '.join(HEAD_CHOICES)}")
-    )
+    if value == "best" or _head_name(value) in head_names():
+        return None
+    return f"must be 'best' or a head of heads.use ({', '.join(head_names())})"
 
 
 def _heads(value: Any) -> str | None:
-    return _list_of_str(value) or _choice(*HEAD_CHOICES)(value)
+    """Head specs of registered kinds, with parameters their estimators accept."""
+    problem = _list_of_str(value) or _choice(*head_names())(value)
+    for head in [] if problem else value:
+        try:
+            make_head(head)
+        except HeadError as exc:
+            return str(exc).split(". Received", 1)[0]
+    return problem
 
 
 def _preprocess(value: Any) -> str | None:
@@ -116,7 +121,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "compression": Key((str,), check=_choice(*COMPRESSIONS)),
     },
     "heads": {
-        "use": Key((list,), check=_heads, default=["logreg", "linear-svm", "rbf-svm", "dense"]),
+        # Default: the registry's default heads (heads.registry.default_heads).
+        "use": Key((list,), check=_heads),
         "tune": Key((bool,), default=False),
         "cv": Key((int,), check=lambda v: None if v >= 2 else "must be >= 2"),
         # Labels per class, e.g. [5, 20, 100, "all"]: a learning curve after the comparison.
@@ -262,5 +268,16 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
             None,
             "give a 'test' source or set heads.cv for cross-validation (or hold out a share "
             "of train with val_split)",
+        )
+    if spec["heads"]["use"] is None:
+        spec["heads"]["use"] = list(default_heads())
+    use = spec["heads"]["use"]
+    choice = spec["export"]["head"]
+    if choice != "best" and not any(choice in (head, _head_name(head)) for head in use):
+        raise fail(
+            "export",
+            "head",
+            f"{choice!r} is not one of heads.use ({', '.join(use)}): export 'best' or a head "
+            f"the run compares. Received: head={choice!r}",
         )
     return spec

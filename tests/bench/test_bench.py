@@ -18,6 +18,7 @@ from bottleneck_transfer.features import extract as extract_module
 from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.sources import open_source
+from bottleneck_transfer.heads.registry import default_heads
 from click.testing import CliRunner
 
 SIZE = 32
@@ -168,7 +169,7 @@ def test_cli_bench_json_has_every_field_with_sane_values(tmp_path, monkeypatch):
     assert len(bf16["extract"]["runs"]) == 2 and bf16["extract_vs_float32"]["median"] > 0
     assert 0 < bf16["feature_relative_error"]["median"] < 0.05, bf16  # bfloat16: ~3 digits
     compare = entry["compare"]
-    assert compare["rows"] == 40 and compare["heads"] == list(bench_module.COMPARE_HEADS)
+    assert compare["rows"] == 40 and compare["heads"] == list(default_heads())
     assert compare["holdout_seconds"] > 0 and compare["cv_seconds"] > 0
     assert compare["holdout_vs_extract"] == pytest.approx(
         compare["holdout_seconds"] / compare["extract_seconds"], rel=0.01
