@@ -38,6 +38,12 @@ _SHOW_FAILED = 10
     help="Several layers in one pass: one cache per layer (OUT holds the first, the others "
     "go beside it as STEM.LAYER.h5), each equal to a --layer extraction.",
 )
+@click.option(
+    "--update",
+    is_flag=True,
+    help="OUT exists for an older state of SOURCE: extract only new or changed images (by "
+    "size and time), drop removed ones, reuse every other row.",
+)
 @options.image_reading()
 @options.storage()
 @options.engine()
@@ -77,6 +83,7 @@ def extract(
       bottleneck extract manifest.csv --base mobilenet_v2 --weights none --image-size 96 -o c.h5
       bottleneck extract data/photos --base resnet50 --val-split 0.2 -o caches/photos.h5
       bottleneck extract data/photos --base resnet50 -o photos.h5 --store-dtype float16
+      bottleneck extract data/photos --base resnet50 -o photos.h5 --update
       bottleneck extract data/photos --base resnet50 -o photos.h5 \\
           --layers avg_pool,conv5_block2_out,conv4_block6_out
       bottleneck extract data/big --base resnet50 -o big.h5 --engine dask --workers 4
@@ -115,6 +122,7 @@ def _extract_layers(
         "--layer": settings.pop("layer") is not None,
         "--val-split": val_split is not None,
         "--engine dask": settings.pop("engine", "local") != "local",
+        "--update": settings.pop("update"),
     }
     for option, given in clash.items():
         if given:

@@ -191,6 +191,7 @@ def extract(
     wait: Callable[[str], Any] | None = None,
     store_dtype: str = "float32",
     compression: str | None = None,
+    update: bool = False,
 ) -> ExtractResult:
     """Extract bottleneck features of every image of ``source`` into the cache ``out``.
 
@@ -235,6 +236,10 @@ def extract(
         readers still give float32).
     compression : {"lzf", "gzip"}, optional
         Lossless HDF5 compression of ``/features`` (recorded in the provenance only).
+    update : bool
+        ``out`` exists for an older state of the source: extract only new or changed
+        images, drop removed ones, reuse every other row (:mod:`features.update`); refused
+        when the base or its settings differ.
 
     Returns
     -------
@@ -292,6 +297,27 @@ def extract(
     with writing(out.parent):
         out.parent.mkdir(parents=True, exist_ok=True)
     with writer_lock(out, wait):
+        if update and out.exists() and not force:
+            from bottleneck_transfer.features.update import update_cache
+
+            return update_cache(
+                source,
+                base,
+                out,
+                open_writer=lambda: _open_writer(
+                    out, print_fp, identity, base, source, manifest, True, storage
+                ),
+                print_fp=print_fp,
+                identity=identity,
+                manifest=manifest,
+                settings={
+                    "batch_size": batch_size,
+                    "workers": workers,
+                    "strict": strict,
+                    "max_pixels": max_pixels,
+                    "progress": progress,
+                },
+            )
         if not force and check_existing(out, print_fp, identity, manifest):
             with contextlib.suppress(CacheError):  # left by a stop between rename and cleanup
                 discard_partial(partial_path(out))
