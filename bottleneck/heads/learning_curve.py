@@ -385,55 +385,21 @@ def learning_curve(
     wanted = parse_sizes(sizes)
     if repeats is not None and repeats < 1:
         raise HeadError(f"repeats must be >= 1. Received: repeats={repeats}")
-    train_data = _as_data(train)
-    check_labels(train_data.y, train_data.class_names, source=train_data.space.source)
-    baseline_data = {
-        name: (_as_data(fit), None if evaluate is None else _as_data(evaluate))
-        for name, (fit, evaluate) in (baselines or {}).items()
-    }
-    for name, (fit, _) in baseline_data.items():
-        if len(fit) != len(train_data):
-            raise HeadError(
-                f"baseline {name!r} has {len(fit)} training rows; {train_data.space.source} has "
-                f"{len(train_data)}: a baseline must hold the same images in the same order"
-            )
-    if test is not None:
-        missing = [name for name, (_, evaluate) in baseline_data.items() if evaluate is None]
-        if missing:
-            raise HeadError(f"baseline {missing[0]!r} needs its test features with a test cache")
-        pool, evaluation = train_data, _as_data(test)
-        base_pool = {name: fit for name, (fit, _) in baseline_data.items()}
-        base_eval = {name: evaluate for name, (_, evaluate) in baseline_data.items()}
-        described = f"{len(evaluation)} rows of {evaluation.space.source}"
-    else:
-        fit_rows, eval_rows = (
-            np.sort(rows)
-            for rows in train_test_split(
-                np.arange(len(train_data)),
-                test_size=HOLDOUT_FRACTION,
-                stratify=train_data.y,
-                random_state=random_state,
-            )
-        )
-        pool, evaluation = _take(train_data, fit_rows), _take(train_data, eval_rows)
-        base_pool = {name: _take(fit, fit_rows) for name, (fit, _) in baseline_data.items()}
-        base_eval = {name: _take(fit, eval_rows) for name, (fit, _) in baseline_data.items()}
-        described = (
-            f"{len(evaluation)} rows of {train_data.space.source} held out (a stratified "
-            f"{HOLDOUT_FRACTION:.0%}, seed {random_state})"
-        )
-    if full is not None and (full.mode != "holdout" or len(full.eval_labels) != len(evaluation)):
+    rows = _split(train, test, baselines or {}, random_state)
+    if full is not None and (
+        full.mode != "holdout" or len(full.eval_labels) != len(rows.evaluation)
+    ):
         raise HeadError("full= must be a holdout comparison on the same test rows")
-    counts = np.bincount(pool.y, minlength=len(pool.class_names))
-    largest = int(counts.max())
-    notes = []
-    plan: list[Size] = []
-    for size in wanted:
-        if size != ALL and size >= largest:
-            notes.append(f"{size} per class is every training row: shown as 'all'")
-            size = ALL
-        if size not in plan:
-            plan.append(size)
+    counts = np.bincount(rows.pool.y, minlength=len(rows.pool.class_names))
+    plan, notes = _plan(wanted, int(counts.max()))
+    settings = {
+        "heads": heads,
+        "tune": tune,
+        "baseline_heads": baseline_heads,
+        "random_state": random_state,
+        "n_jobs": n_jobs,
+        "memo": memo,
+    }
     per_class: dict[str, float] = {}
     repeat_counts: dict[str, int] = {}
     seconds: dict[str, float] = {}
@@ -442,36 +408,14 @@ def learning_curve(
     for size in plan:
         t0 = time.perf_counter()
         n_repeats = 1 if size == ALL else (repeats or default_repeats(size))
-        comparisons = []
-        for repeat in range(n_repeats):
-            if size == ALL and full is not None:
-                comparisons.append(full)
-                continue
-            if size == ALL:
-                rows = np.arange(len(pool))
-            else:
-                rng = np.random.default_rng([random_state, size, repeat])
-                rows = stratified_subset(pool.y, size, rng)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", BottleneckWarning)  # small by design
-                comparisons.append(
-                    compare_heads(
-                        _take(pool, rows),
-                        evaluation,
-                        heads=heads,
-                        tune=tune,
-                        baselines={
-                            name: (_take(base_pool[name], rows), base_eval[name])
-                            for name in base_pool
-                        }
-                        or None,
-                        baseline_heads=baseline_heads,
-                        n_bootstrap=n_bootstrap if n_repeats == 1 else _REPEAT_BOOTSTRAP,
-                        random_state=random_state,
-                        n_jobs=n_jobs,
-                        memo=memo,
-                    )
-                )
+        if size == ALL and full is not None:
+            comparisons = [full]
+        else:
+            n_boot = n_bootstrap if n_repeats == 1 else _REPEAT_BOOTSTRAP
+            comparisons = [
+                rows.compare(_subset(rows.pool.y, size, random_state, r), n_boot, settings)
+                for r in range(n_repeats)
+            ]
         key = str(size)
         per_class[key] = float((counts if size == ALL else np.minimum(counts, size)).mean())
         repeat_counts[key] = n_repeats
@@ -497,13 +441,106 @@ def learning_curve(
         gains=gains,
         worth_from=worth_from,
         sentence=sentence,
-        evaluation=described,
-        n_eval_rows=len(evaluation),
+        evaluation=rows.described,
+        n_eval_rows=len(rows.evaluation),
         tuned=tune,
         seconds=round(time.perf_counter() - start, 3),
         seconds_per_size=seconds,
         notes=notes,
     )
+
+
+@dataclass
+class _Rows:
+    """Where subsets are drawn from (``pool``), what they are scored on, and the baselines'
+    rows of both, in the same order."""
+
+    pool: LabeledData
+    evaluation: LabeledData
+    baselines: dict[str, tuple[LabeledData, LabeledData]]
+    described: str
+
+    def compare(self, rows: np.ndarray, n_bootstrap: int, settings: dict) -> Comparison:
+        """Every head and baseline fitted on ``rows`` of the pool, scored on the evaluation."""
+        baselines = {
+            name: (_take(pool, rows), evaluation)
+            for name, (pool, evaluation) in self.baselines.items()
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BottleneckWarning)  # small by design
+            return compare_heads(
+                _take(self.pool, rows),
+                self.evaluation,
+                baselines=baselines or None,
+                n_bootstrap=n_bootstrap,
+                **settings,
+            )
+
+
+def _split(
+    train: DataInput,
+    test: DataInput | None,
+    baselines: Mapping[str, tuple[DataInput, DataInput | None]],
+    random_state: int,
+) -> _Rows:
+    """The pool and evaluation rows: ``test``, or a stratified quarter of ``train``."""
+    train_data = _as_data(train)
+    check_labels(train_data.y, train_data.class_names, source=train_data.space.source)
+    given = {
+        name: (_as_data(fit), None if evaluate is None else _as_data(evaluate))
+        for name, (fit, evaluate) in baselines.items()
+    }
+    for name, (fit, evaluate) in given.items():
+        if len(fit) != len(train_data):
+            raise HeadError(
+                f"baseline {name!r} has {len(fit)} training rows; {train_data.space.source} has "
+                f"{len(train_data)}: a baseline must hold the same images in the same order"
+            )
+        if test is not None and evaluate is None:
+            raise HeadError(f"baseline {name!r} needs its test features with a test cache")
+    if test is not None:
+        evaluation = _as_data(test)
+        described = f"{len(evaluation)} rows of {evaluation.space.source}"
+        return _Rows(train_data, evaluation, given, described)
+    fit_rows, eval_rows = (
+        np.sort(rows)
+        for rows in train_test_split(
+            np.arange(len(train_data)),
+            test_size=HOLDOUT_FRACTION,
+            stratify=train_data.y,
+            random_state=random_state,
+        )
+    )
+    described = (
+        f"{len(eval_rows)} rows of {train_data.space.source} held out (a stratified "
+        f"{HOLDOUT_FRACTION:.0%}, seed {random_state})"
+    )
+    return _Rows(
+        _take(train_data, fit_rows),
+        _take(train_data, eval_rows),
+        {name: (_take(fit, fit_rows), _take(fit, eval_rows)) for name, (fit, _) in given.items()},
+        described,
+    )
+
+
+def _plan(wanted: list[Size], largest: int) -> tuple[list[Size], list[str]]:
+    """The sizes to run: one at or beyond the largest class is every row, i.e. ``all``."""
+    plan: list[Size] = []
+    notes = []
+    for size in wanted:
+        if size != ALL and size >= largest:
+            notes.append(f"{size} per class is every training row: shown as 'all'")
+            size = ALL
+        if size not in plan:
+            plan.append(size)
+    return plan, notes
+
+
+def _subset(y: np.ndarray, size: Size, random_state: int, repeat: int) -> np.ndarray:
+    """The rows of one subset: seeded by (seed, size, repeat), or every row at ``all``."""
+    if size == ALL:
+        return np.arange(len(y))
+    return stratified_subset(y, int(size), np.random.default_rng([random_state, size, repeat]))
 
 
 def _cell(point: Point) -> str:
