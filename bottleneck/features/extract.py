@@ -38,6 +38,7 @@ from bottleneck_transfer.features.cache import (
     writer_lock,
     writing,
 )
+from bottleneck_transfer.features.engines import ENGINES
 from bottleneck_transfer.features.images import DECODING, DEFAULT_MAX_PIXELS
 from bottleneck_transfer.features.sources import Source, Split, open_source, split_source
 from bottleneck_transfer.fingerprint import fingerprint
@@ -189,6 +190,9 @@ def extract(
     compute_dtype: str | None = None,
     progress: bool | None = None,
     wait: Callable[[str], Any] | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    shard_images: int | None = None,
     store_dtype: str = "float32",
     compression: str | None = None,
     update: bool = False,
@@ -231,6 +235,15 @@ def extract(
     wait : callable, optional
         When another process is writing ``out``, call ``wait(message)`` and wait for it to
         finish (then reuse its cache) instead of raising :class:`CacheError`.
+    engine : {"local", "dask"}
+        ``"dask"`` cuts the source into shards run as tasks on a Dask cluster (the one at
+        ``scheduler``, or a local cluster of ``workers`` processes) and joins them into one
+        cache equal to a local run's. The base must be given by name or path (each worker
+        builds it once) and workers must see the images at the same path.
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``), for ``engine="dask"``.
+    shard_images : int, optional
+        Images per shard for ``engine="dask"`` (rounded to whole batches; default 4096).
     store_dtype : {"float32", "float16"}
         How ``/features`` is stored: float16 halves the cache (part of the fingerprint;
         readers still give float32).
@@ -264,6 +277,8 @@ def extract(
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
     out = Path(out)
     check_storage(store_dtype, compression)
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}. Received: engine={engine!r}")
     shaping = {
         "weights": weights,
         "image_size": image_size,
@@ -277,8 +292,10 @@ def extract(
         source = open_source(source, classes=classes, limit=limit, split=split)
     elif split is not None:
         source = split_source(source, split)
+    recipe = None
     if not isinstance(base, Base):
         pooling = pooling or "avg"
+        recipe = base_recipe(base, weights, image_size, pooling, layer, preprocess, compute_dtype)
         base = load_base(
             base,
             weights=weights,
@@ -325,6 +342,24 @@ def extract(
                 return ExtractResult(
                     out, len(cache), cache.failed, up_to_date=True, fingerprint=print_fp
                 )
+        if engine == "dask":
+            from bottleneck_transfer.features.engines import extract_on_dask
+
+            return extract_on_dask(
+                source,
+                base,
+                recipe,
+                out,
+                writer=lambda: _open_writer(
+                    out, print_fp, identity, base, source, manifest, True, storage
+                ),
+                print_fp=print_fp,
+                settings={"batch_size": batch_size, "strict": strict, "max_pixels": max_pixels},
+                scheduler=scheduler,
+                n_workers=workers,
+                shard_images=shard_images,
+                progress=progress,
+            )
         writer = _open_writer(out, print_fp, identity, base, source, manifest, force, storage)
         return _run(
             writer, out, source, base, batch_size, workers, strict, max_pixels, progress, every
@@ -368,6 +403,28 @@ def extract_split(
         extract(source, base, out, split=Split(val_split, "train", seed), **options),
         extract(source, base, val_out, split=Split(val_split, "val", seed), **options),
     )
+
+
+def base_recipe(
+    base: str | Path,
+    weights: str | None,
+    image_size: int | tuple[int, int] | None,
+    pooling: str,
+    layer: str | None,
+    preprocess: str | None,
+    compute_dtype: str | None,
+) -> dict:
+    """The :func:`load_base` arguments that rebuild a base given by name (on another host)."""
+    path = Path(str(base)).expanduser()
+    return {
+        "base": str(path.resolve()) if path.exists() else str(base),
+        "weights": weights,
+        "image_size": list(image_size) if isinstance(image_size, tuple) else image_size,
+        "pooling": pooling,
+        "layer": layer,
+        "preprocess": preprocess,
+        "compute_dtype": compute_dtype,
+    }
 
 
 def _open_writer(
