@@ -58,7 +58,14 @@ COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 @dataclass
 class ExtractResult:
-    """What an extraction did."""
+    """What an extraction did.
+
+    Examples
+    --------
+    >>> result = extract("photos/", "mobilenet_v2", "c.h5", weights="none")
+    >>> result.path, result.rows, len(result.failed)
+    (PosixPath('c.h5'), 18, 0)
+    """
 
     path: Path
     rows: int
@@ -272,6 +279,19 @@ def extract(
         Ctrl-C or SIGTERM: says how many rows were kept; the same call resumes.
     ImageError
         With ``strict``, the first bad image, named.
+
+    Examples
+    --------
+    >>> result = extract(
+    ...     "fashion-mnist:train",
+    ...     "data/bases/fashion_mnist_0-4.keras",
+    ...     "caches/fm-train.h5",
+    ...     classes="5-9",
+    ...     limit=2000,
+    ... )
+    >>> result.rows, result.up_to_date
+    (2000, False)
+    >>> extract("photos/", "resnet50", "c.h5", engine="dask", workers=4)  # doctest: +SKIP
     """
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
