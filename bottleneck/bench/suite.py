@@ -63,7 +63,10 @@ PARTS = (
     "dense",
     "read",
     "memory",
+    "dask",
 )
+#: Parts measured once per run, not per base.
+GLOBAL_PARTS = ("read", "memory", "dask")
 DEFAULT_PARTS = (
     "model",
     "decode",
@@ -1114,7 +1117,7 @@ def run_bench(
     unknown = set(chosen) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown bench parts {sorted(unknown)}; valid: {', '.join(PARTS)}")
-    per_base = tuple(p for p in chosen if p not in ("read", "memory"))
+    per_base = tuple(p for p in chosen if p not in GLOBAL_PARTS)
     if suite:
         configs = [dict(c) for c in SUITE]
     else:
@@ -1140,6 +1143,16 @@ def run_bench(
         log("cache read vs np.load ...")
         dims = [e["feature_dim"] for e in report["results"] if e.get("feature_dim")]
         report["cache_read"] = bench_cache_read(max(dims) if dims else 2048)
+    if "dask" in chosen:
+        from bottleneck_transfer.bench.cluster import bench_dask
+
+        log("Dask engine: a 2-worker local cluster vs the local engine ...")
+        report["dask"] = bench_dask(
+            "mobilenet_v2",
+            "fashion-mnist:test",
+            n_images=n_images,
+            base_options={"weights": "none", "image_size": 96},
+        )
     if "memory" in chosen:
         log("peak memory: 10k vs 60k Fashion-MNIST images (subprocesses) ...")
         report["memory"] = bench_memory()
