@@ -104,3 +104,21 @@ def test_cli_store_dtype_and_compression(npz, tmp_path):
     assert result.exit_code == 0, result.output
     with h5py.File(out, "r") as h5:
         assert (h5["features"].dtype, h5["features"].compression) == (np.float16, "gzip")
+
+
+def test_float16_rounds_like_numpy_where_hdf5_does_not(tmp_path):
+    # HDF5's own float32 -> float16 conversion turns 0.99999994 into 0.5 (no carry)
+    values = np.array([[0.99999994, 2047.9999, 1.0 - 2**-12, 3.14159]], np.float32)
+    writer = CacheWriter.create(
+        tmp_path / "c.h5.partial",
+        dim=4,
+        fingerprint="sha256:0",
+        identity={},
+        provenance={},
+        class_names=["a"],
+        store_dtype="float16",
+    )
+    writer.write_batch(values, np.zeros(1, int), ["x"], [], 1)
+    writer.finalize(tmp_path / "c.h5", {})
+    with FeatureCache.open(tmp_path / "c.h5") as cache:
+        np.testing.assert_array_equal(cache.features, values.astype(np.float16).astype(np.float32))
