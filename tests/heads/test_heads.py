@@ -45,8 +45,8 @@ def _expected_failures(estimator) -> dict[str, str]:
         *(make_head(name) for name in ("logreg", "linear-svm", "rbf-svm", "knn")),
         RBFSVC(random_state=0),
         RBFSVC(max_exact_samples=10, n_components=20, random_state=0),
-        LinearSVM(random_state=0),
-        LinearSVM(max_gram_samples=0, random_state=0),
+        LinearSVM(),
+        LinearSVM(max_gram_samples=0),
         # Few epochs but many small steps: the checks fit dozens of tiny models.
         DenseHead(
             epochs=2, batch_size=16, learning_rate=0.05, validation_fraction=0, random_state=0

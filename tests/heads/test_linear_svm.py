@@ -1,4 +1,4 @@
-"""The linear-svm head: the Gram-matrix solver fits LinearSVC's model, much faster when wide."""
+"""The linear-svm head: LinearSVC's model, fitted fast and within bounds on both sides of n = d."""
 
 from __future__ import annotations
 
@@ -44,13 +44,72 @@ def test_gram_solver_reaches_the_liblinear_objective_on_wide_data(centers, C):
     np.testing.assert_allclose(scores, expected.ravel() if centers == 2 else expected)
 
 
-def test_solver_follows_the_shape_and_the_memory_cap():
+def test_solver_follows_the_memory_cap():
     X, y = blobs(n=60, dim=100, centers=3, std=4.0)
     assert LinearSVM().fit(X, y).solver_ == "gram", "fewer rows than features"
-    assert LinearSVM(max_gram_samples=59).fit(X, y).solver_ == "liblinear", "over the cap"
+    assert LinearSVM(max_gram_samples=59).fit(X, y).solver_ == "newton", "over the cap"
     tall = LinearSVM().fit(X[:, :50], y)
-    assert tall.solver_ == "liblinear", "more rows than features: liblinear's primal"
-    assert tall.n_iter_ >= 1
+    assert tall.solver_ in ("gram", "gram+newton") and tall.converged_
+    assert 1 <= tall.n_iter_ <= tall.max_iter
+
+
+@pytest.mark.parametrize("max_gram_samples", [0, 5000])
+@pytest.mark.parametrize(("n", "dim", "centers"), [(600, 20, 3), (300, 50, 2)])
+def test_decision_function_matches_linearsvc_on_tall_data(n, dim, centers, max_gram_samples):
+    """Newton alone (no Gram matrix) and SMO then Newton give LinearSVC's scores."""
+    X, y = blobs(n=n, dim=dim, centers=centers, std=6.0)
+    X = (X - X.mean(0)) / X.std(0)
+    ours = LinearSVM(C=0.1, tol=1e-8, max_iter=100, max_gram_samples=max_gram_samples)
+    ours.fit(X, y)
+    # A large intercept_scaling makes liblinear's regularised intercept effectively free.
+    reference = LinearSVC(
+        loss="squared_hinge", C=0.1, tol=1e-10, max_iter=100_000, intercept_scaling=1000
+    ).fit(X, y)
+    assert ours.converged_ and ours.n_iter_ <= 100
+    assert ours.solver_ == ("newton" if max_gram_samples == 0 else ours.solver_)
+    np.testing.assert_allclose(
+        ours.decision_function(X), reference.decision_function(X), atol=1e-3, rtol=1e-4
+    )
+
+
+def _degenerate(n: int = 2000, width: int = 1280, classes: int = 4) -> tuple:
+    """``width`` columns spanning a quarter of them: ReLU features three times each, an
+    eighth of linear combinations, a sixteenth each of zero and constant columns; heavily
+    overlapping classes (most rows end up support vectors, where SMO crawls)."""
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % classes
+    latent = rng.normal(size=(n, 16)) + np.eye(classes, 16)[y]
+    base = np.maximum(latent @ rng.normal(size=(16, width // 4)), 0)
+    combos = base[:, : width // 32] @ rng.normal(size=(width // 32, width // 8))
+    constant = np.full((n, width // 16), 3.0)
+    X = np.hstack([base, base, base, combos, np.zeros_like(constant), constant])
+    assert X.shape == (n, width)
+    return X[:, rng.permutation(width)], y
+
+
+@pytest.mark.parametrize("max_gram_samples", [0, 5000])
+def test_solver_stops_within_its_bound_on_a_degenerate_problem(max_gram_samples):
+    X, y = _degenerate()
+    head = make_head("linear-svm", max_iter=2, max_gram_samples=max_gram_samples)
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        head.fit(X, y)
+    svm = head[-1]
+    assert svm.n_iter_ <= 2 and not svm.converged_
+    assert svm.coef_.shape == (4, 1280) and np.all(np.isfinite(svm.coef_))
+    assert np.mean(head.predict(X) == y) > 0.3, "the bounded fit is still a classifier"
+
+
+def test_newton_converges_on_the_degenerate_problem_and_agrees_with_itself():
+    """From zero or from SMO's point, Newton reaches the same optimum of the same objective."""
+    X, y = _degenerate(n=800, width=320, classes=3)
+    X = X - X.mean(0)
+    alone = LinearSVM(max_gram_samples=0, tol=1e-6).fit(X, y)
+    after_smo = LinearSVM(tol=1e-6).fit(X, y)
+    assert alone.converged_ and after_smo.converged_
+    assert alone.solver_ == "newton" and after_smo.solver_ == "gram+newton"
+    np.testing.assert_allclose(
+        alone.decision_function(X), after_smo.decision_function(X), atol=1e-3
+    )
 
 
 def test_linear_svm_head_uses_it_and_two_classes_give_one_row():
