@@ -9,7 +9,8 @@ export's parity check and the benchmarks.
   splits a batch over the cores). Bad images are left out and reported, or raise (``strict``).
 * :func:`iter_batches` yields the batches of items ``[start, stop)`` in order, ``prefetch``
   batches decoding ahead while the caller runs the model: at most ``prefetch + 1`` batches of
-  pixels are in memory, plus the images the workers are decoding.
+  pixels are in memory, plus the images the workers are decoding (bounded by
+  :data:`features.images.DECODE_BUDGET`).
 * :class:`BatchRunner` runs a model on fixed-size batches (the last one padded, so one
   compiled call serves all), casting uint8 to the model's float input inside the graph.
 * :func:`default_batch_size` sizes batches for the device and the input size.
@@ -128,7 +129,8 @@ def _decode_rows(
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Decode ``items`` into the rows of ``out``: which rows are good, and the failures.
 
-    Every item decoded one by one passes here (the place for a decoding memory budget).
+    Every item decoded one by one passes here; the source pixels held meanwhile, across all
+    threads, are bounded by :data:`features.images.DECODE_BUDGET`.
     """
     good = np.ones(len(items), bool)
     failures: list[tuple[str, str]] = []
