@@ -21,7 +21,8 @@ def _show_failed(failed: list[tuple[str, str]]) -> None:
 @click.command(cls=ModelCommand)
 @click.argument("cache", type=click.Path(dir_okay=False))
 @options.out(
-    "model.keras (one Keras model) or a folder (any head; rbf-svm and knn need one).",
+    "model.keras (one Keras model), model.tflite, model.onnx, or a folder (any head; rbf-svm "
+    "and knn need one; a SavedModel with --format saved-model).",
     required=True,
     dir_okay=True,
 )
@@ -53,6 +54,13 @@ def _show_failed(failed: list[tuple[str, str]]) -> None:
     help="Source images the export is checked on (0: no check).",
 )
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Parity tolerance.")
+@click.option(
+    "--format",
+    "fmt",
+    metavar="FORMAT",
+    help="keras, folder, saved-model, tflite or onnx (default: from --out's suffix, else "
+    "folder). saved-model, tflite and onnx need TensorFlow; onnx the [onnx] extra.",
+)
 @options.json_flag()
 def export(
     cache: str,
@@ -64,6 +72,7 @@ def export(
     weights: str | None,
     sample: int,
     atol: float,
+    fmt: str | None,
     as_json: bool,
 ) -> None:
     """Export a head on CACHE's base as one deployable model.
@@ -71,14 +80,18 @@ def export(
     Fits the head on the whole cache (or loads --head-file), rebuilds the base from the
     cache's provenance (its weights must be the cache's), and writes a Keras model that
     maps raw uint8 images of any size to class probabilities, loadable with plain
-    keras.saving.load_model. Before writing, it checks itself on --sample source images
-    against the head on the cached features.
+    keras.saving.load_model (or converted: --format saved-model, tflite, onnx). Before
+    writing, it runs itself with its runtime on --sample source images against the head on
+    the cached features. The class names go beside it (NAME.labels.txt, or labels.txt in a
+    folder).
 
     \b
     Examples:
       bottleneck export caches/train.h5 --head logreg -o model.keras
       bottleneck export caches/train.h5 --head-file heads/logreg.skops -o model.keras
       bottleneck export caches/train.h5 --head rbf-svm -o exported/rbf
+      bottleneck export caches/train.h5 --head logreg -o model.tflite
+      bottleneck export caches/train.h5 --head logreg -o exported/sm --format saved-model
       python -c "import keras; m = keras.saving.load_model('model.keras')"
     """
     from bottleneck_transfer.deploy.export import export as run_export
@@ -93,6 +106,7 @@ def export(
         weights=weights,
         sample=sample,
         atol=atol,
+        format=fmt,
     )
     parity = result.parity
     if as_json:
@@ -100,6 +114,7 @@ def export(
             {
                 "path": str(result.path),
                 "kind": result.kind,
+                "labels": str(result.labels),
                 "head": result.head,
                 "classes": result.classes,
                 "outputs": result.outputs,
@@ -119,10 +134,9 @@ def export(
         if parity
         else "not checked (--sample 0)"
     )
-    what = "Keras model" if result.kind == "keras" else "folder (base.keras + head.skops)"
     click.echo(
-        f"Wrote {result.path}: {what}, head {result.head}, {len(result.classes)} classes, "
-        f"outputs {result.outputs}; {checked}."
+        f"Wrote {result.path} ({result.kind}): head {result.head}, {len(result.classes)} "
+        f"classes (names in {result.labels}), outputs {result.outputs}; {checked}."
     )
 
 

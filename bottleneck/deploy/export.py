@@ -2,15 +2,20 @@
 
 ``export(cache, out, head="logreg")`` fits the head on the whole cache (or takes a saved head),
 rebuilds the base from the cache's provenance, checks that its weights are the ones the cache
-was made with, and writes one of two forms (see :mod:`deploy.exported` for both formats):
+was made with, and writes one of these forms (``format``, else from ``out``'s suffix):
 
-* **a single ``.keras`` file** (``out`` ends in ``.keras``; heads Keras can express exactly:
-  ``logreg``, ``linear-svm``, ``dense``; conversion in :mod:`deploy.keras_head`);
-* **a folder** (any other ``out``; required for ``rbf-svm`` and ``knn``): ``base.keras`` +
-  ``head.skops`` + ``model.json``.
+* ``keras``: **a single ``.keras`` file** (heads Keras can express exactly: ``logreg``,
+  ``linear-svm``, ``dense``; conversion in :mod:`deploy.keras_head`; format in
+  :mod:`deploy.exported`);
+* ``folder`` (any ``out`` without one of the suffixes; required for ``rbf-svm`` and ``knn``):
+  ``base.keras`` + ``head.skops`` + ``model.json``;
+* ``saved-model`` (a folder), ``tflite`` (``*.tflite``), ``onnx`` (``*.onnx``): the ``.keras``
+  model converted for those runtimes (:mod:`deploy.formats`).
 
-Before the export appears (one atomic rename), it is reloaded and checked against the head on
-the cache's own source images (:mod:`deploy.parity`).
+Before the export appears (one atomic rename), it is reloaded with its own runtime and checked
+against the head on the cache's own source images (:mod:`deploy.parity`). The class names,
+one per line in output order, go beside it: ``labels.txt`` inside a folder, ``<stem>.labels.txt``
+beside a file (:func:`deploy.exported.labels_path`).
 """
 
 from __future__ import annotations
@@ -25,19 +30,21 @@ from typing import Any
 
 import keras
 import numpy as np
-from bottleneck_transfer.atomic import atomic_path
+from bottleneck_transfer.atomic import atomic_path, atomic_write_text
 from bottleneck_transfer.deploy.exported import (
     FORMAT,
     FORMAT_VERSION,
     OUTPUT_LAYER,
     Exported,
+    labels_path,
     load_exported,
     load_keras,
     metadata_layer,
 )
+from bottleneck_transfer.deploy.formats import CONVERTERS, KERAS_RESIZE
 from bottleneck_transfer.deploy.keras_head import final_estimator, head_layers
 from bottleneck_transfer.deploy.parity import DEFAULT_ATOL, DEFAULT_SAMPLE, Parity, check_parity
-from bottleneck_transfer.errors import BaseModelError, ExportError, HeadError
+from bottleneck_transfer.errors import BaseModelError, ExportError, HeadError, did_you_mean
 from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.bases import Base
 from bottleneck_transfer.features.cache import FeatureCache
@@ -46,6 +53,12 @@ from bottleneck_transfer.versions import software_versions
 
 #: Heads that have no exact Keras form; they export as a folder.
 FOLDER_HEADS = ("rbf-svm", "knn")
+#: Every export form and the suffix its output must have (``""``: a folder).
+SUFFIXES = {
+    "keras": ".keras",
+    "folder": "",
+    **{name: converter.suffix for name, converter in CONVERTERS.items()},
+}
 #: Provenance fields of the base copied into an export's metadata.
 _BASE_KEYS = (
     "application",
@@ -68,6 +81,7 @@ class ExportResult:
 
     path: Path
     kind: str
+    labels: Path
     head: str
     classes: list[str]
     outputs: str
@@ -162,17 +176,47 @@ def _check_exportable_base(cache: FeatureCache) -> None:
         )
 
 
-def _check_out(out: Path, as_keras: bool) -> None:
+def resolve_format(out: Path, format: str | None) -> str:
+    """The export form: ``format``, else the one ``out``'s suffix names, else ``"folder"``.
+
+    Raises
+    ------
+    ExportError
+        An unknown ``format``, or one whose output ``out`` cannot be.
+    """
+    implied = next((name for name, suffix in SUFFIXES.items() if suffix == out.suffix), "folder")
+    if format is None:
+        return implied
+    if format not in SUFFIXES:
+        raise ExportError(
+            f"unknown export format {format!r}{did_you_mean(format, SUFFIXES)}; "
+            f"choose one of {', '.join(SUFFIXES)}"
+        )
+    suffix = SUFFIXES[format]
+    if suffix and out.suffix != suffix:
+        raise ExportError(f"--format {format} writes a {suffix} file: name it -o NAME{suffix}")
+    if not suffix and SUFFIXES[implied]:
+        raise ExportError(
+            f"--format {format} writes a folder, not a {out.suffix} file: give -o a folder path"
+        )
+    return format
+
+
+#: A file inside an existing folder that shows it is an export of that form.
+_FOLDER_MARKERS = {"folder": "model.json", "saved-model": "saved_model.pb"}
+
+
+def _check_out(out: Path, form: str) -> None:
     """Refuse an output path that would overwrite something that is not an export."""
-    if as_keras and out.is_dir():
-        raise ExportError(f"{out} is a folder; give a .keras file path or another -o")
-    if not as_keras and out.exists():
+    if SUFFIXES[form] and out.is_dir():
+        raise ExportError(f"{out} is a folder; give a {SUFFIXES[form]} file path or another -o")
+    if not SUFFIXES[form] and out.exists():
         if not out.is_dir():
             raise ExportError(
-                f"{out} exists and is a file; a folder export needs a folder path "
+                f"{out} exists and is a file; a {form} export needs a folder path "
                 "(or name the output *.keras for a single-file export)"
             )
-        if any(out.iterdir()) and not (out / "model.json").is_file():
+        if any(out.iterdir()) and not (out / _FOLDER_MARKERS[form]).is_file():
             raise ExportError(f"{out} exists and is not an export folder; choose another -o")
 
 
@@ -186,15 +230,17 @@ def export(
     weights: str | Path | None = None,
     sample: int = DEFAULT_SAMPLE,
     atol: float = DEFAULT_ATOL,
+    format: str | None = None,
 ) -> ExportResult:
-    """Export ``head`` on the cache's base as one model (``.keras``) or a folder.
+    """Export ``head`` on the cache's base as one model (``.keras`` or converted) or a folder.
 
     Parameters
     ----------
     cache : str or Path
         The training cache. The head is fitted on all its labelled rows.
     out : str or Path
-        A ``.keras`` file (heads Keras can express) or a folder (any head).
+        A ``.keras``, ``.tflite`` or ``.onnx`` file (heads Keras can express) or a folder
+        (any head; a SavedModel with ``format="saved-model"``).
     head : str or estimator
         A head spec (``"logreg"``, ``"linear-svm:C=0.1"``, ``"dense:hidden=64"``,
         ``"rbf-svm"``, ``"knn"``) or a scikit-learn classifier (fitted or not).
@@ -209,27 +255,38 @@ def export(
         Source images to check the export on (0 skips the check).
     atol : float
         Largest allowed difference between the export's and the head's scores.
+    format : {"keras", "folder", "saved-model", "tflite", "onnx"}, optional
+        The export form; by default the one ``out``'s suffix names, else ``"folder"``.
+        ``saved-model``, ``tflite`` and ``onnx`` need the TensorFlow backend (``onnx`` also
+        the ``[onnx]`` extra).
 
     Raises
     ------
     HeadError
-        Unknown head, head not expressible as ``.keras``, or a head file from other data.
+        Unknown head, head not expressible in Keras, or a head file from other data.
     BaseModelError
         The base cannot be rebuilt or has other weights than the cache's.
     ExportError
-        The self-check failed (naming the sample), or ``out`` is unusable.
+        The self-check failed (naming the sample), ``out`` or ``format`` is unusable, or the
+        format needs another backend.
+    MissingDependencyError
+        ``format="onnx"`` without ``tf2onnx``, ``onnx`` or ``onnxruntime``.
     """
     started = time.perf_counter()
     out = Path(out)
-    as_keras = out.suffix == ".keras"
+    form = resolve_format(out, format)
+    converter = CONVERTERS.get(form)
+    if converter is not None:
+        converter.check_available()
+    exact = form != "folder"
     spec = head if isinstance(head, str) and head_file is None else None
-    if as_keras and spec is not None and spec.split(":", 1)[0].strip() in FOLDER_HEADS:
+    if exact and spec is not None and spec.split(":", 1)[0].strip() in FOLDER_HEADS:
         raise HeadError(
             f"{spec.split(':', 1)[0]} has no exact Keras form, so it exports as a folder "
             f"(base.keras + head.skops + model.json): use -o {out.with_suffix('')} "
-            f"instead of {out}"
+            f"instead of {out}" + (f" --format {form}" if format else "")
         )
-    _check_out(out, as_keras)
+    _check_out(out, form)
     with FeatureCache.open(cache) as opened:
         _check_exportable_base(opened)
         if head_file is not None:
@@ -250,7 +307,7 @@ def export(
                 f"has {len(opened.class_names)} classes"
             )
         classes = [opened.class_names[int(c)] for c in classes_]
-        if as_keras:
+        if exact:
             layers, outputs = head_layers(estimator, opened.dim)
         else:
             outputs = "probabilities" if hasattr(estimator, "predict_proba") else "decision-softmax"
@@ -276,35 +333,46 @@ def export(
             "versions": software_versions(),
         }
         metadata["outputs"] = outputs
+        metadata["resize"] = KERAS_RESIZE if converter is None else converter.resize
         if hub.requirements(described):  # e.g. keras-hub: Keras imports it to load the model
             metadata["requires"] = hub.requirements(described)
-        if as_keras:
-            model = build_keras_model(rebuilt, layers, metadata)
+        if exact:
+            resize = None if converter is None else converter.resize_layer(rebuilt.image_size)
+            model = build_keras_model(rebuilt, layers, metadata, resize)
         else:
             model = build_base_model(rebuilt)
         parity: Parity | None = None
 
         def write(target: Path) -> None:
             nonlocal parity
-            if as_keras:
+            if form == "keras":
                 model.save(target)
                 loaded = Exported(target, "keras", metadata, load_keras(target))
-            else:
+            elif form == "folder":
                 _write_folder(target, model, estimator, metadata)
                 loaded = load_exported(target)
+            else:
+                converter.write(model, target, metadata)
+                loaded = converter.load(target)
             if sample > 0:
                 parity = check_parity(loaded, estimator, opened, rebuilt, sample=sample, atol=atol)
-            if not as_keras and parity is not None:
+            if form == "folder" and parity is not None:
                 metadata["parity"] = parity.to_dict()
                 (target / "model.json").write_text(
                     json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8"
                 )
+            if target.is_dir():
+                labels_path(target).write_text("\n".join(classes) + "\n", encoding="utf-8")
 
         with atomic_path(out) as target:
             write(target)
+        labels = labels_path(out)
+        if not out.is_dir():
+            atomic_write_text(labels, "\n".join(classes) + "\n")
     return ExportResult(
         path=out,
-        kind="keras" if as_keras else "folder",
+        kind=form,
+        labels=labels,
         head=kind_name,
         classes=classes,
         outputs=metadata["outputs"],
@@ -330,21 +398,29 @@ def _write_folder(target: Path, model: keras.Model, estimator: Any, metadata: di
     )
 
 
-def _front_end(base: Base) -> tuple[Any, Any]:
+def _front_end(base: Base, resize: keras.layers.Layer | None = None) -> tuple[Any, Any]:
     """uint8 images of any size -> resize -> float32 -> base features."""
     height, width = base.image_size
     inputs = keras.Input(shape=(None, None, base.channels), dtype="uint8", name="image")
-    x = keras.layers.Resizing(
-        height, width, interpolation="bilinear", antialias=True, name="resize"
-    )(inputs)
+    if resize is None:
+        resize = keras.layers.Resizing(
+            height, width, interpolation="bilinear", antialias=True, name="resize"
+        )
+    x = resize(inputs)
     x = keras.layers.Rescaling(1.0, name="to_float")(x)
     base.model.trainable = False
     return inputs, base.model(x)
 
 
-def build_keras_model(base: Base, layers: list[keras.layers.Layer], metadata: dict) -> keras.Model:
-    """The single-file export model (see the module docstring)."""
-    inputs, x = _front_end(base)
+def build_keras_model(
+    base: Base,
+    layers: list[keras.layers.Layer],
+    metadata: dict,
+    resize: keras.layers.Layer | None = None,
+) -> keras.Model:
+    """The single-file export model (:mod:`deploy.exported`); ``resize`` replaces Keras'
+    ``Resizing`` (a converter's :class:`deploy.formats.TriangleResize`)."""
+    inputs, x = _front_end(base, resize)
     for layer in layers:
         x = layer(x)
     x = metadata_layer(metadata, len(metadata["classes"]))(x)

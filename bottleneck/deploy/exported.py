@@ -19,6 +19,9 @@ Lambda layers, backend-agnostic ops only); ``model.predict(uint8_images)`` retur
     meta = json.loads(model.get_layer("bottleneck_metadata").bias_initializer.value)
     meta["classes"]   # column k of model.predict(...) is the class meta["classes"][k]
 
+or, with this package, ``load_exported(path).class_names``; every export also has the class
+names, one per line in column order, in a plain text file (:func:`labels_path`).
+
 Why there: Keras offers no free-form metadata field. The model ``name`` cannot hold it (on
 TensorFlow it becomes a root name scope, which must match ``[A-Za-z0-9.][A-Za-z0-9_.>-]*``:
 no spaces, quotes or slashes, so ``predict`` fails), a file added to the ``.keras`` zip is
@@ -51,6 +54,8 @@ FORMAT_VERSION = 1
 METADATA_LAYER = "bottleneck_metadata"
 OUTPUT_LAYER = "probabilities"
 FOLDER_FILES = ("model.json", "base.keras", "head.skops")
+#: The class names file of a folder export (a file export ``NAME.SUFFIX`` has ``NAME.labels.txt``).
+LABELS_FILE = "labels.txt"
 #: Types a ``head.skops`` may contain beyond skops' defaults (module prefixes and exact names).
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
 TRUSTED_TYPES = frozenset(
@@ -63,7 +68,7 @@ class Exported:
     """A loaded export: a single Keras model, or a folder's base + scikit-learn head.
 
     :meth:`predict` maps a uint8 batch ``(N, H, W, C)`` at :attr:`image_size` to ``(N, K)``
-    scores in the order of :attr:`classes`.
+    scores in the order of :attr:`class_names`.
     """
 
     path: Path
@@ -73,7 +78,8 @@ class Exported:
     head: Any = None
 
     @property
-    def classes(self) -> list[str]:
+    def class_names(self) -> list[str]:
+        """The class of each output column, in order."""
         return list(self.metadata["classes"])
 
     @property
@@ -109,6 +115,15 @@ class Exported:
         if self.kind == "folder":
             return self.scores_from_features(np.asarray(out, np.float32))
         return np.asarray(out, np.float32)
+
+
+def labels_path(export_path: str | Path) -> Path:
+    """The class names file of an export: ``labels.txt`` in a folder, else ``NAME.labels.txt``.
+
+    One class name per line, line k naming output column k.
+    """
+    path = Path(export_path)
+    return path / LABELS_FILE if path.is_dir() else path.with_suffix(".labels.txt")
 
 
 def check_pixels(pixels: np.ndarray, exported: Exported) -> None:

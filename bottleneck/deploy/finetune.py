@@ -337,7 +337,7 @@ def finetune(
         )
     keras.utils.set_random_seed(seed)
     workers = workers or os.cpu_count() or 1
-    names = exported.classes
+    names = exported.class_names
     data = {}
     roles = [("train", train, limit, "train"), ("val", val, val_limit, None)]
     if val_split is not None:

@@ -188,7 +188,7 @@ def predict(
         raise ValueError(f"fmt must be one of {FORMATS}. Received: fmt={fmt!r}")
     exported = model if isinstance(model, Exported) else load_exported(model)
     source = open_images(images, classes=classes, limit=limit)
-    k = min(top_k, len(exported.classes))
+    k = min(top_k, len(exported.class_names))
     batch_size = batch_size or default_batch_size(exported.image_size, len(source))
     result = _run(exported, source, k, batch_size, workers, strict, max_pixels, progress)
     if out is not None:
@@ -262,7 +262,7 @@ def _run(
     seconds = time.perf_counter() - started
     return PredictResult(
         ids=ids,
-        classes=exported.classes,
+        classes=exported.class_names,
         top_indices=np.concatenate(tops) if tops else np.zeros((0, k), np.int64),
         top_probabilities=np.concatenate(probs) if probs else np.zeros((0, k)),
         labels=labels,

@@ -269,7 +269,12 @@ def test_folder_export_for_heads_keras_cannot_express(name, photo_cache, tmp_pat
     out = tmp_path / name
     result = export(photo_cache, out, head=name)
     assert result.kind == "folder"
-    assert sorted(p.name for p in out.iterdir()) == ["base.keras", "head.skops", "model.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "base.keras",
+        "head.skops",
+        "labels.txt",
+        "model.json",
+    ]
     meta = json.loads((out / "model.json").read_text(encoding="utf-8"))
     assert meta["classes"] == ["cat", "dog", "eel"]
     assert meta["head"] == name
