@@ -16,11 +16,11 @@ from typing import Any
 
 import click
 from bottleneck_transfer.errors import BottleneckError
+from bottleneck_transfer.features.choices import COMPRESSIONS, COMPUTE_DTYPES, ENGINES, STORE_DTYPES
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 #: Compute precisions a base can run in (features are stored as float32).
-COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 def _preprocess(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -168,7 +168,7 @@ def _engine_options() -> list[Decorator]:
     return [
         click.option(
             "--engine",
-            type=click.Choice(["local", "dask"]),
+            type=click.Choice(ENGINES),
             default="local",
             show_default=True,
             help="dask: run the work as tasks on a Dask cluster (pip install "
@@ -239,8 +239,6 @@ def compute_dtype(help: str) -> Decorator:
 
 def storage() -> Decorator:
     """``--store-dtype`` and ``--compression``: how a cache stores its features."""
-    from bottleneck_transfer.features.cache import COMPRESSIONS, STORE_DTYPES
-
     return compose(
         click.option(
             "--store-dtype",

@@ -5,6 +5,8 @@ Layout (see README, "Cache format"):
 ``/features`` float32 (N, D), contiguous (float16, or compressed, when asked) ·
 ``/labels`` int32 (N,) · ``/ids`` str (N,) ·
 ``/failed/ids``, ``/failed/reasons`` str · ``/manifest/{ids,size,mtime_ns}`` (file sources) ·
+``/views/source_row`` int64 (N,) (caches with augmented views: the rows ``<id>#view<k>`` come
+after every plain row; each row's plain row, a plain row's being its own index) ·
 root attrs ``format``, ``format_version``, ``complete``, ``fingerprint``, ``identity``,
 ``provenance``, ``class_names`` (JSON).
 """
@@ -28,6 +30,7 @@ import h5py
 import numpy as np
 from bottleneck_transfer.atomic import TEMP_SUFFIX, atomic_path, atomic_write_text
 from bottleneck_transfer.errors import CacheError, ResumeWarning, StaleCacheError
+from bottleneck_transfer.features.choices import COMPRESSIONS, STORE_DTYPES
 from bottleneck_transfer.fingerprint import diff_keys
 from filelock import FileLock, Timeout
 
@@ -41,10 +44,37 @@ _PIECE = r"bottleneck-partial\.json|meta\.json|manifest\.npz|chunk-\d{6}\.npz"
 _PARTIAL_ENTRY = re.compile(rf"(?:{_PIECE})|\.(?:{_PIECE})\.\w+{re.escape(TEMP_SUFFIX)}")
 #: Features whose magnitude exceeds this overflow float32 once squared (scaling, kernels).
 FEATURE_LIMIT = float(np.sqrt(np.finfo(np.float32).max))
-#: How ``/features`` may be stored: float16 halves the file (readers always give float32).
-STORE_DTYPES = ("float32", "float16")
-#: Lossless HDF5 filters for ``/features`` (recorded in the provenance, not the fingerprint).
-COMPRESSIONS = ("lzf", "gzip")
+#: The id of an augmented view row: ``<plain id>#view<k>``.
+_VIEW_ID = re.compile(r"^(?P<plain>.*)#view(?P<k>\d+)$")
+
+
+def view_id(item_id: str, k: int) -> str:
+    """The id of view ``k`` of the image ``item_id``."""
+    return f"{item_id}#view{k}"
+
+
+def is_view(ids: Sequence[str]) -> np.ndarray:
+    """bool (N,): which ids are augmented views (``<id>#view<k>``)."""
+    return np.asarray([_VIEW_ID.match(i) is not None for i in ids], dtype=bool).reshape(len(ids))
+
+
+def source_rows(ids: Sequence[str]) -> np.ndarray:
+    """int64 (N,): each row's plain row (a plain row's own index) for ids in cache order.
+
+    Raises
+    ------
+    CacheError
+        A view whose plain id is not among the rows.
+    """
+    plain = {i: row for row, i in enumerate(ids) if _VIEW_ID.match(i) is None}
+    out = np.arange(len(ids), dtype=np.int64)
+    for row, i in enumerate(ids):
+        match = _VIEW_ID.match(i)
+        if match is not None:
+            if match["plain"] not in plain:
+                raise CacheError(f"view row {i!r} has no plain row {match['plain']!r}")
+            out[row] = plain[match["plain"]]
+    return out
 
 
 class CacheBusyError(CacheError):
@@ -463,19 +493,23 @@ class CacheWriter:
                 failed_ids = h5.create_dataset("failed/ids", (n_failed,), _STR)
                 failed_reasons = h5.create_dataset("failed/reasons", (n_failed,), _STR)
                 row = failure = 0
-                for data in map(_load_chunk, self._chunks):
-                    n, k = len(data["labels"]), len(data["failed_ids"])
+                views = "views" in self._meta["identity"]
+                # plain rows first, then (a second pass) the view rows after them all
+                for data, pick in self._passes(views):
+                    n, k = int(pick.sum()), len(data["failed_ids"]) * (not views or pick.all())
                     if n:
                         # NumPy rounds; HDF5's own float32 -> float16 conversion does not
                         # carry a rounded mantissa into the exponent (0.99999994 -> 0.5)
-                        features[row : row + n] = data["features"].astype(features.dtype)
-                        labels[row : row + n] = data["labels"]
-                        ids[row : row + n] = data["ids"].astype(object)
+                        features[row : row + n] = data["features"][pick].astype(features.dtype)
+                        labels[row : row + n] = data["labels"][pick]
+                        ids[row : row + n] = data["ids"][pick].astype(object)
                     if k:
                         failed_ids[failure : failure + k] = data["failed_ids"].astype(object)
                         reasons = data["failed_reasons"].astype(object)
                         failed_reasons[failure : failure + k] = reasons
                     row, failure = row + n, failure + k
+                if views:
+                    h5.create_dataset("views/source_row", data=source_rows(ids.asstr()[...]))
                 if manifest is not None:
                     group = h5.create_group("manifest")
                     group.create_dataset("ids", data=manifest["ids"].astype(object), dtype=_STR)
@@ -492,7 +526,14 @@ class CacheWriter:
             discard_partial(self.path)
         return final_path
 
-    def _assembled_size(self, manifest: dict | None, attr_bytes: int) -> int:
+    def _passes(self, views: bool) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """Each chunk with the rows to write from it: all of them, or (with views) the plain
+        rows of every chunk, then the view rows of every chunk."""
+        for plain in (True, False) if views else (True,):
+            for data in map(_load_chunk, self._chunks):
+                view = is_view(data["ids"])
+                yield data, (~view if plain else view) if views else np.ones(len(view), bool)
+
         """A generous bound on the assembled file's bytes (strings cost 40 bytes + text)."""
         rows, failed, _ = self._committed
         text = 0
@@ -550,9 +591,10 @@ def _good_chunks(
             shapes = (data["features"].shape, data["labels"].shape, data["failed_reasons"].shape)
             if shapes != ((n, dim), (n,), (k,)):
                 raise ValueError(f"its arrays disagree: {shapes} for {n} ids, {k} failures")
-            if n + k != end - done:
-                raise ValueError(f"{n} rows + {k} failures for items {done}-{end}")
-            covered = data["ids"].tolist() + data["failed_ids"].tolist()
+            plain = data["ids"][~is_view(data["ids"])].tolist()  # views cover no item
+            if len(plain) + k != end - done:
+                raise ValueError(f"{len(plain)} rows + {k} failures for items {done}-{end}")
+            covered = plain + data["failed_ids"].tolist()
             if item_ids is not None and sorted(covered) != sorted(item_ids[done:end]):
                 raise ValueError(f"its ids are not those of items {done}-{end}")
         except _DAMAGED as exc:

@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.errors import BottleneckError, CacheError, SourceError
 from bottleneck_transfer.features.cache import FeatureCache, discard_partial, partial_path
+from bottleneck_transfer.features.choices import ENGINES
 from bottleneck_transfer.features.sources import Source, reopen_source
 from bottleneck_transfer.fingerprint import fingerprint
 from tqdm.auto import tqdm
 
-ENGINES = ("local", "dask")
 #: Images per shard by default: a few minutes of work for a heavy base on one CPU host,
 #: seconds on an accelerator; rounded to whole batches so shards batch like a local run.
 DEFAULT_SHARD_IMAGES = 4096

@@ -38,7 +38,7 @@ from bottleneck_transfer.features.cache import (
     writer_lock,
     writing,
 )
-from bottleneck_transfer.features.engines import ENGINES
+from bottleneck_transfer.features.choices import COMPUTE_DTYPES, ENGINES
 from bottleneck_transfer.features.images import DECODING, DEFAULT_MAX_PIXELS
 from bottleneck_transfer.features.sources import Source, Split, open_source, split_source
 from bottleneck_transfer.fingerprint import fingerprint
@@ -53,7 +53,6 @@ COMMIT_SECONDS = 5.0
 COMMIT_SECONDS_ENV = "BOTTLENECK_COMMIT_SECONDS"
 #: ... or once this many bytes of rows wait in memory, so a fast base's memory stays flat.
 COMMIT_BYTES = 8 * 2**20
-COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass

@@ -1,0 +1,14 @@
+"""The names extraction options accept, in one light module (no NumPy, HDF5 or Keras).
+
+The CLI builds its option choices from here at start-up, so ``--help`` and the small
+commands import nothing heavy; the modules that act on the options import them from here.
+"""
+
+#: Precisions a base can run in (``--compute-dtype``).
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+#: Precisions a cache can store its features in (``--store-dtype``).
+STORE_DTYPES = ("float32", "float16")
+#: Lossless HDF5 filters for the features (``--compression``).
+COMPRESSIONS = ("lzf", "gzip")
+#: Where an extraction or a head search runs (``--engine``).
+ENGINES = ("local", "dask")
