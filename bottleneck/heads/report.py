@@ -23,7 +23,7 @@ from bottleneck_transfer.features.batches import decode_batch
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.sources import reopen_source
 from bottleneck_transfer.heads.compare import Comparison, Row
-from bottleneck_transfer.heads.training import Evaluation
+from bottleneck_transfer.heads.training import NOT_CONVERGED, Evaluation
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from sklearn.metrics import confusion_matrix
@@ -37,6 +37,8 @@ METRIC_TITLES = {
 NOT_DEFINED = "n/a"
 #: The mark of a row whose fits and predictions came from the fit store.
 REUSED = "reused"
+#: The mark of a row with a fit whose solver stopped at its iteration bound.
+NOT_CONVERGED_MARK = "†"
 REPORT_FILES = ("report.json", "report.md", "accuracy.png", "confusion.png", "misclassified.csv")
 #: The gallery of the winner's errors, written when the evaluated cache's source reopens.
 GALLERY = "misclassified.png"
@@ -82,14 +84,19 @@ def _row_cells(comparison: Comparison, row: Row, marks: dict[str, str]) -> list[
     ]
 
 
+def _not_converged(row: Row) -> bool:
+    return any(note.startswith(NOT_CONVERGED) for note in row.notes)
+
+
 def _footnotes(comparison: Comparison) -> tuple[dict[str, str], list[str]]:
     marks: dict[str, str] = {}
     notes: list[str] = []
     for row in comparison.rows:
+        marks[row.name] = f" {NOT_CONVERGED_MARK}" if _not_converged(row) else ""
         for note in row.notes:
             if note not in notes:
                 notes.append(note)
-            marks[row.name] = marks.get(row.name, "") + f" [{notes.index(note) + 1}]"
+            marks[row.name] += f" [{notes.index(note) + 1}]"
     return marks, [f"[{i}] {note}" for i, note in enumerate(notes, start=1)]
 
 
@@ -105,8 +112,14 @@ def _legend(comparison: Comparison) -> str:
         if _any_reused(comparison)
         else ""
     )
+    bounded = (
+        f" {NOT_CONVERGED_MARK} not converged: a solver stopped at its iteration bound (see its"
+        " footnote); the scores are those of the bounded fit."
+        if any(_not_converged(row) for row in comparison.rows)
+        else ""
+    )
     return (
-        f"Metrics: {spread}. * winner. p: McNemar test vs the winner, Holm-adjusted. "
+        f"Metrics: {spread}. * winner.{bounded} p: McNemar test vs the winner, Holm-adjusted. "
         f"{NOT_DEFINED}: no predict_proba, log-loss not defined. fit s per fit; "
         f"predict ms per 1,000 rows.{reused}"
     )

@@ -59,6 +59,8 @@ from sklearn.pipeline import Pipeline
 HEAD_FORMAT = "bottleneck-head"
 HEAD_FORMAT_VERSION = 1
 SMALL_CLASS_ROWS = 20
+#: How a fit's note starts when its solver stopped at its iteration bound.
+NOT_CONVERGED = "not converged:"
 IMBALANCE_RATIO = 10.0
 
 
@@ -389,7 +391,9 @@ def fit_head(
         start = time.perf_counter()
         head.fit(X, y)
         seconds = time.perf_counter() - start
-    notes = sorted({str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)})
+    notes = sorted(
+        {_not_converged(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)}
+    )
     approximation = getattr(head[-1], "approximation_", None)
     if approximation:
         notes.append(approximation)
@@ -412,6 +416,12 @@ def fit_head(
             },
         )
     return fit
+
+
+def _not_converged(message: Warning | str) -> str:
+    """One line for a :class:`ConvergenceWarning`: its first line after :data:`NOT_CONVERGED`."""
+    first = str(message).strip().splitlines()[0].rstrip(":")
+    return f"{NOT_CONVERGED} {first}"
 
 
 def train_head(
