@@ -44,6 +44,20 @@ _SHOW_FAILED = 10
     help="OUT exists for an older state of SOURCE: extract only new or changed images (by "
     "size and time), drop removed ones, reuse every other row.",
 )
+@click.option(
+    "--augment",
+    default=None,
+    metavar="RECIPE",
+    help="Also store augmented views of every image, made in the same pass: a comma list of "
+    "flip, crop, rotate, color (seeded by --seed; with --views).",
+)
+@click.option(
+    "--views",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Augmented views per image (0: the plain cache).",
+)
 @options.image_reading()
 @options.storage()
 @options.engine()
@@ -53,7 +67,7 @@ _SHOW_FAILED = 10
     type=click.Path(dir_okay=False),
     help="With --val-split: the validation cache (default: OUT's name with -val).",
 )
-@options.seed("Seeds --val-split.")
+@options.seed("Seeds --val-split and --augment.")
 @options.force("Replace a cache made from different inputs.")
 @options.quiet()
 @options.json_flag()
@@ -94,6 +108,12 @@ def extract(
     from bottleneck_transfer.features.extract import extract_split
 
     settings["progress"] = False if quiet else None
+    if settings["augment"] is not None and settings["views"]:
+        if layers is not None or val_split is not None:
+            raise click.UsageError("--augment cannot be combined with --layers or --val-split")
+        settings["seed"] = seed
+    else:
+        del settings["augment"], settings["views"]
     if layers is not None:
         results = _extract_layers(source, base, out, layers, val_split, settings)
     elif val_split is None:

@@ -495,8 +495,8 @@ class CacheWriter:
                 row = failure = 0
                 views = "views" in self._meta["identity"]
                 # plain rows first, then (a second pass) the view rows after them all
-                for data, pick in self._passes(views):
-                    n, k = int(pick.sum()), len(data["failed_ids"]) * (not views or pick.all())
+                for data, pick, plain in self._passes(views):
+                    n, k = int(pick.sum()), len(data["failed_ids"]) * plain
                     if n:
                         # NumPy rounds; HDF5's own float32 -> float16 conversion does not
                         # carry a rounded mantissa into the exponent (0.99999994 -> 0.5)
@@ -526,14 +526,16 @@ class CacheWriter:
             discard_partial(self.path)
         return final_path
 
-    def _passes(self, views: bool) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-        """Each chunk with the rows to write from it: all of them, or (with views) the plain
-        rows of every chunk, then the view rows of every chunk."""
+    def _passes(self, views: bool) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, bool]]:
+        """Each chunk, the rows to write from it and whether this is the plain pass (which
+        writes the failures): all rows, or (with views) the plain rows of every chunk, then
+        the view rows of every chunk."""
         for plain in (True, False) if views else (True,):
             for data in map(_load_chunk, self._chunks):
-                view = is_view(data["ids"])
-                yield data, (~view if plain else view) if views else np.ones(len(view), bool)
+                pick = ~is_view(data["ids"]) if views else np.ones(len(data["ids"]), bool)
+                yield data, pick if plain else ~pick, plain
 
+    def _assembled_size(self, manifest: dict | None, attr_bytes: int) -> int:
         """A generous bound on the assembled file's bytes (strings cost 40 bytes + text)."""
         rows, failed, _ = self._committed
         text = 0
@@ -545,7 +547,7 @@ class CacheWriter:
             text += manifest["ids"].nbytes + 16 * len(manifest["ids"])
             strings += len(manifest["ids"])
         item = np.dtype(self._meta.get("store_dtype", "float32")).itemsize
-        data = rows * (item * self._meta["dim"] + 4) + text + 40 * strings + attr_bytes
+        data = rows * (item * self._meta["dim"] + 12) + text + 40 * strings + attr_bytes
         return int(1.1 * data) + 2**20
 
     def close(self) -> None:
@@ -935,6 +937,19 @@ class FeatureCache:
             "size": group["size"][...],
             "mtime_ns": group["mtime_ns"][...],
         }
+
+    @property
+    def source_rows(self) -> np.ndarray:
+        """int64 (N,): each row's plain row (its own index for a plain row), from
+        ``/views/source_row``; ``arange(N)`` for a cache without augmented views."""
+        if "views" not in self._h5:
+            return np.arange(len(self), dtype=np.int64)
+        return self._h5["views/source_row"][...].astype(np.int64)
+
+    @property
+    def has_views(self) -> bool:
+        """Whether the cache holds augmented view rows (``extract --augment --views K``)."""
+        return "views" in self._h5
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """``(X, y)``: the float32 (N, D) features and int32 (N,) labels, for scikit-learn.

@@ -41,6 +41,7 @@ from bottleneck_transfer.features.cache import (
 from bottleneck_transfer.features.choices import COMPUTE_DTYPES, ENGINES
 from bottleneck_transfer.features.images import DECODING, DEFAULT_MAX_PIXELS
 from bottleneck_transfer.features.sources import Source, Split, open_source, split_source
+from bottleneck_transfer.features.views import AugmentError, Views
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.versions import software_versions
 from tqdm.auto import tqdm
@@ -141,12 +142,17 @@ def with_compute_dtype(base: Base, compute_dtype: str | None) -> Base:
 
 
 def cache_identity(
-    base: Base, source: Source, manifest: dict | None, store_dtype: str = "float32"
+    base: Base,
+    source: Source,
+    manifest: dict | None,
+    store_dtype: str = "float32",
+    views: dict | None = None,
 ) -> dict:
     """Everything that determines a cache's features; its fingerprint is the hash of this.
 
     A ``store_dtype`` other than float32 changes the stored values, so it is part of it
-    (float32 caches keep the identity they always had).
+    (float32 caches keep the identity they always had); so are augmented ``views``
+    (:meth:`features.views.Views.identity`; none: the plain cache's identity).
     """
     identity = {
         "format_version": FORMAT_VERSION,
@@ -155,6 +161,8 @@ def cache_identity(
     }
     if store_dtype != "float32":
         identity["store_dtype"] = store_dtype
+    if views is not None:
+        identity["views"] = views
     return identity
 
 
@@ -202,6 +210,9 @@ def extract(
     store_dtype: str = "float32",
     compression: str | None = None,
     update: bool = False,
+    augment: str | list[str] | None = None,
+    views: int = 0,
+    seed: int = 0,
 ) -> ExtractResult:
     """Extract bottleneck features of every image of ``source`` into the cache ``out``.
 
@@ -259,6 +270,11 @@ def extract(
         ``out`` exists for an older state of the source: extract only new or changed
         images, drop removed ones, reuse every other row (:mod:`features.update`); refused
         when the base or its settings differ.
+    augment, views, seed
+        Also store ``views`` augmented views of every image (recipe ``augment``, e.g.
+        ``"flip,crop,rotate,color"``, seeded by ``seed``; :mod:`features.views`), made from
+        the same decoded batch; part of the fingerprint. ``views=0`` or no ``augment`` is
+        the plain cache.
 
     Returns
     -------
@@ -298,6 +314,12 @@ def extract(
     check_storage(store_dtype, compression)
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}. Received: engine={engine!r}")
+    augmenting = Views.make(augment, views, seed)
+    if augmenting is not None and (update or engine != "local"):
+        raise AugmentError(
+            "--augment/--views work with the local engine and a full extraction; drop "
+            f"--update/--engine. Received: update={update}, engine={engine!r}"
+        )
     shaping = {
         "weights": weights,
         "image_size": image_size,
@@ -327,7 +349,8 @@ def extract(
     every = commit_seconds()
     batch_size = batch_size or default_batch_size(base.image_size, len(source))
     manifest = source.manifest()
-    identity = cache_identity(base, source, manifest, store_dtype)
+    views_identity = augmenting.identity(batch_size) if augmenting else None
+    identity = cache_identity(base, source, manifest, store_dtype, views_identity)
     print_fp = fingerprint(identity)
     storage = {"store_dtype": store_dtype, "compression": compression}
     with writing(out.parent):
@@ -381,7 +404,17 @@ def extract(
             )
         writer = _open_writer(out, print_fp, identity, base, source, manifest, force, storage)
         return _run(
-            writer, out, source, base, batch_size, workers, strict, max_pixels, progress, every
+            writer,
+            out,
+            source,
+            base,
+            batch_size,
+            workers,
+            strict,
+            max_pixels,
+            progress,
+            every,
+            augmenting,
         )
 
 
@@ -469,6 +502,7 @@ def _open_writer(
         "source": source.describe(manifest),
         "decoding": DECODING,
         "storage": storage,
+        **({"views": identity["views"]} if "views" in identity else {}),
         "software": software_versions(),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
@@ -496,6 +530,7 @@ def _run(
     max_pixels: int,
     progress: bool | None,
     every: float,
+    views: Views | None = None,
 ) -> ExtractResult:
     resumed_from = writer.items_done
     workers = workers or os.cpu_count() or 1
@@ -532,6 +567,11 @@ def _run(
                 stage["model"] += t1 - t0
                 labels = np.asarray([item.label for item in batch.items], np.int32)
                 ids = [item.id for item in batch.items]
+                if views is not None and ids:
+                    start = batch.end - len(ids) - len(batch.failures)
+                    more = views.rows(batch.pixels, start, ids, labels, run_model)
+                    features = np.concatenate([features, more[0]])
+                    labels, ids = np.concatenate([labels, more[1]]), ids + more[2]
                 writer.write_batch(features, labels, ids, batch.failures, batch.end)
                 if (
                     time.perf_counter() - last_commit >= every

@@ -1,0 +1,81 @@
+"""Cached augmented views: seeded, tied to their plain rows, K=0 is the plain cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.extract import extract
+from bottleneck_transfer.features.views import AugmentError, parse_recipe
+
+BASE = "data/bases/fashion_mnist_0-4.keras"
+N = 32
+
+
+def _extract(path, **options):
+    return extract("fashion-mnist:test", BASE, path, limit=N, progress=False, **options)
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("views")
+    recipe = {"augment": "flip,crop,rotate,color", "views": 2, "seed": 5}
+    paths = {
+        "plain": folder / "plain.h5",
+        "zero": folder / "zero.h5",
+        "a": folder / "a.h5",
+        "b": folder / "b.h5",
+        "other": folder / "other.h5",
+    }
+    results = {
+        "plain": _extract(paths["plain"]),
+        "zero": _extract(paths["zero"], augment="flip", views=0, seed=5),
+        "a": _extract(paths["a"], **recipe),
+        "b": _extract(paths["b"], **recipe),
+        "other": _extract(paths["other"], **{**recipe, "seed": 6}),
+    }
+    return paths, results
+
+
+def test_views_are_deterministic_with_a_seed(caches):
+    paths, results = caches
+    with FeatureCache.open(paths["a"]) as a, FeatureCache.open(paths["b"]) as b:
+        np.testing.assert_array_equal(a.features, b.features)
+        assert a.ids == b.ids
+    assert results["a"].fingerprint == results["b"].fingerprint
+    assert results["a"].fingerprint != results["other"].fingerprint
+    with FeatureCache.open(paths["a"]) as a, FeatureCache.open(paths["other"]) as other:
+        assert not np.array_equal(a.features[N:], other.features[N:])
+
+
+def test_zero_views_is_the_plain_cache(caches):
+    paths, results = caches
+    assert results["zero"].fingerprint == results["plain"].fingerprint
+    assert results["a"].fingerprint != results["plain"].fingerprint
+    with FeatureCache.open(paths["zero"]) as zero, FeatureCache.open(paths["plain"]) as plain:
+        np.testing.assert_array_equal(zero.features, plain.features)
+        assert not zero.has_views
+        np.testing.assert_array_equal(zero.source_rows, np.arange(N))
+
+
+def test_view_rows_follow_the_plain_rows_and_tie_to_them(caches):
+    paths, _ = caches
+    with FeatureCache.open(paths["a"]) as a, FeatureCache.open(paths["plain"]) as plain:
+        assert len(a) == 3 * N and a.has_views
+        assert a.ids[:N] == plain.ids
+        np.testing.assert_array_equal(a.features[:N], plain.features)
+        source = a.source_rows
+        np.testing.assert_array_equal(source[:N], np.arange(N))
+        np.testing.assert_array_equal(source[N:], np.tile(np.arange(N), 2))
+        assert a.ids[N + 3] == f"{a.ids[3]}#view0" and a.ids[2 * N + 3] == f"{a.ids[3]}#view1"
+        np.testing.assert_array_equal(a.labels[N:], np.tile(a.labels[:N], 2))
+        X = a.features
+        assert not np.allclose(X[N:], X[source[N:]])
+        assert a.identity["views"]["recipe"] == ["flip", "crop", "rotate", "color"]
+        assert a.provenance["views"]["count"] == 2 and a.provenance["views"]["seed"] == 5
+
+
+def test_unknown_augmentation_lists_the_valid_ones():
+    with pytest.raises(AugmentError, match="zoom; valid: flip, crop, rotate, color") as info:
+        parse_recipe("flip,zoom")
+    assert "\n" not in str(info.value)
