@@ -112,6 +112,7 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
 @options.fit_engine()
 @options.assert_min_accuracy("Exit non-zero when the winner's accuracy is below this.")
 @options.json_flag()
+@options.quiet("No progress bar (by default one on a terminal: heads x folds, time left).")
 def compare(
     train_cache: str,
     test_cache: str | None,
@@ -134,6 +135,7 @@ def compare(
     jobs: int,
     assert_min_accuracy: float | None,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Compare heads on TRAIN_CACHE: same splits, intervals, significance, a winner.
 
@@ -210,6 +212,7 @@ def compare(
                 [n for n in dict.fromkeys(baseline_names) if n not in baselines],
                 cache_dir=cache_dir,
                 base_path=base_path,
+                progress=False if quiet else None,
             )
         )
     if curve_sizes:
@@ -255,6 +258,7 @@ def compare(
             n_bootstrap=bootstrap,
             random_state=seed,
             n_jobs=jobs,
+            progress=False if quiet else None,
         )
     _show(comparison, format_table(comparison), write_report, out, as_json)
     check_min_accuracy(

@@ -60,6 +60,7 @@ from bottleneck_transfer.heads.training import (
 )
 from bottleneck_transfer.heads.tuning import TuneResult
 from sklearn.model_selection import StratifiedKFold
+from tqdm.auto import tqdm
 
 #: The registry's default heads (:func:`~bottleneck_transfer.heads.registry.default_heads`).
 DEFAULT_HEADS = default_heads()
@@ -200,6 +201,7 @@ class _Setup:
     random_state: int
     n_jobs: int | None
     memo: FitMemo | None
+    bar: tqdm
 
 
 def _fit_predict(
@@ -215,6 +217,7 @@ def _fit_predict(
     With a memo, the fit and its predictions are stored by key; when both were stored
     before, the head is neither fitted nor loaded.
     """
+    setup.bar.set_postfix_str(spec, refresh=False)
     memo = setup.memo
     fit = fit_head(
         spec,
@@ -242,6 +245,7 @@ def _fit_predict(
             memo.save_predictions(key, {"seconds": seconds}, **arrays)
     else:
         arrays, seconds = stored, stored["meta"]["seconds"]
+    setup.bar.update()
     return _Fold(
         predictions=arrays["predictions"],
         proba=arrays.get("proba"),
@@ -450,6 +454,7 @@ def compare_heads(
     n_jobs: int | None = -1,
     memo: FitMemo | None = None,
     val_split: float | None = None,
+    progress: bool | None = None,
 ) -> Comparison:
     """Fit every head on the same splits and compare them honestly.
 
@@ -484,6 +489,9 @@ def compare_heads(
         Without a test cache: hold out this share of each class of ``train`` (stratified,
         seeded by ``random_state``), fit on the rest and score as a holdout. The split is
         recorded in ``Comparison.caches``.
+    progress : bool, optional
+        A progress bar over the fits (heads x folds, then baselines) with the time left
+        (default: only on a terminal).
 
     Returns
     -------
@@ -528,17 +536,26 @@ def compare_heads(
         splits = list(folds.split(np.zeros((len(train_data), 1)), train_data.y))
     else:
         splits = [(fit_rows, np.arange(len(test_data)))]
+    per_baseline = len(specs) if baseline_heads == "all" else 1
+    bar = tqdm(
+        total=len(splits) * (len(specs) + per_baseline * len(baseline_sets)),
+        unit="fit",
+        desc="compare",
+        disable=None if progress is None else not progress,
+        dynamic_ncols=True,
+    )
     evaluate = functools.partial(
         _evaluate,
         splits=splits,
-        setup=_Setup(tune, random_state, n_jobs, memo),
+        setup=_Setup(tune, random_state, n_jobs, memo, bar),
         n_bootstrap=n_bootstrap,
     )
-    results = [evaluate(spec, "main", train_data, test_data) for spec in specs]
-    winner = _rank([row for row, _ in results])[0]
-    baseline_specs = specs if baseline_heads == "all" else [winner.spec]
-    for name, fit_data, eval_data in baseline_sets:
-        results += [evaluate(spec, name, fit_data, eval_data) for spec in baseline_specs]
+    with bar:
+        results = [evaluate(spec, "main", train_data, test_data) for spec in specs]
+        winner = _rank([row for row, _ in results])[0]
+        baseline_specs = specs if baseline_heads == "all" else [winner.spec]
+        for name, fit_data, eval_data in baseline_sets:
+            results += [evaluate(spec, name, fit_data, eval_data) for spec in baseline_specs]
     rows = _rank([row for row, _ in results])
     replicates = {row.name: reps for row, reps in results}
     eval_labels = train_data.y if test_data is None else test_data.y
