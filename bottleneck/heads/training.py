@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import skops.io
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.errors import HeadError, SmallDataWarning
 from bottleneck_transfer.features.cache import FeatureCache, check_features
@@ -103,6 +102,7 @@ class LabeledData:
     ids: list[str]
     space: FeatureSpace
     fingerprint: str = ""
+    source_rows: np.ndarray | None = None
 
     @classmethod
     def from_cache(cls, cache: FeatureCache | str | Path) -> LabeledData:
@@ -116,6 +116,7 @@ class LabeledData:
             ids=cache.ids,
             space=FeatureSpace.of_cache(cache),
             fingerprint=cache.fingerprint,
+            source_rows=cache.source_rows if cache.has_views else None,
         )
 
     @classmethod
@@ -152,6 +153,24 @@ class LabeledData:
     def class_names(self) -> list[str]:
         """Class names; label ``i`` is ``class_names[i]``."""
         return self.space.class_names
+
+    @property
+    def has_views(self) -> bool:
+        """Whether some rows are augmented views (``extract --augment --views K``)."""
+        return self.source_rows is not None
+
+    @property
+    def groups(self) -> np.ndarray:
+        """int64 (N,): the group of each row, its plain row (a plain row's own index), so
+        every split keeps all views of one image on one side."""
+        if self.source_rows is None:
+            return np.arange(len(self), dtype=np.int64)
+        return self.source_rows
+
+    @property
+    def plain(self) -> np.ndarray:
+        """bool (N,): rows that are not augmented views (the only rows ever scored)."""
+        return self.groups == np.arange(len(self))
 
 
 def check_labels(
@@ -373,18 +392,19 @@ def fit_head(
     key = fit_key(data.key, rows, kind, _json_params(head), tune_settings, random_state)
     every_row = len(rows) == len(data) and np.array_equal(rows, np.arange(len(data)))
     X, y = (data.X, data.y) if every_row else (data.X[rows], data.y[rows])
+    grouping = {"groups": data.groups[rows], "plain": data.plain[rows]} if data.has_views else {}
     meta = None if memo is None else memo.load_meta(key)
     if meta is not None:
         tuning = None
         if meta["tuning"] is not None:
-            train_rows, val_rows = validation_split(y, VAL_FRACTION, random_state)
+            train_rows, val_rows = validation_split(y, VAL_FRACTION, random_state, **grouping)
             tuning = TuneResult.from_dict(meta["tuning"], rows[train_rows], rows[val_rows])
         return Fit(
             spec, meta["params"], tuning, meta["seconds"], meta["notes"], key, True, memo=memo
         )
     tuning = None
     if tune:
-        tuning = tune_head(spec, X, y, random_state=random_state, n_jobs=n_jobs)
+        tuning = tune_head(spec, X, y, random_state=random_state, n_jobs=n_jobs, **grouping)
         head = set_random_state(make_head(spec, **tuning.best_params), random_state)
     with single_threaded(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
@@ -515,6 +535,8 @@ def _json_params(estimator: BaseEstimator) -> dict[str, Any]:
 
 def save_head(head: TrainedHead, path: str | Path) -> Path:
     """Write a head and its metadata to one skops file (atomically; no pickle)."""
+    import skops.io  # on use: importing it imports all of scikit-learn (seconds)
+
     path = Path(path)
     with atomic_path(path) as tmp:
         skops.io.dump({"head": head.estimator, "meta": json.dumps(head.metadata)}, tmp)

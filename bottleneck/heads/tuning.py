@@ -86,9 +86,17 @@ class TuneResult:
 
 
 def validation_split(
-    y: np.ndarray, val_fraction: float, random_state: int
+    y: np.ndarray,
+    val_fraction: float,
+    random_state: int,
+    groups: np.ndarray | None = None,
+    plain: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A stratified (train, validation) split of the rows of ``y``.
+
+    With augmented views (``groups``: each row's image, ``plain``: rows that are no view),
+    the plain rows are split and every view goes to its image's side; only plain rows are
+    validation rows (scored), so no image is on both sides.
 
     Raises
     ------
@@ -97,7 +105,12 @@ def validation_split(
     """
     splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_fraction, random_state=random_state)
     try:
-        return next(splitter.split(np.zeros((len(y), 1)), y))
+        if groups is None or plain is None:
+            return next(splitter.split(np.zeros((len(y), 1)), y))
+        images = np.flatnonzero(plain)
+        _, held = next(splitter.split(np.zeros((len(images), 1)), y[images]))
+        held_groups = groups[images[held]]
+        return np.flatnonzero(~np.isin(groups, held_groups)), images[held]
     except ValueError as exc:
         raise HeadError(
             f"cannot carve a stratified validation split ({val_fraction:.0%}) for tuning from "
@@ -113,6 +126,8 @@ def tune_head(
     val_fraction: float = VAL_FRACTION,
     random_state: int = 0,
     n_jobs: int | None = -1,
+    groups: np.ndarray | None = None,
+    plain: np.ndarray | None = None,
 ) -> TuneResult:
     """Search a head's hyper-parameters on a validation split of ``X`` (training rows only).
 
@@ -130,6 +145,9 @@ def tune_head(
         Seeds the split and the heads.
     n_jobs : int or None, default=-1
         Parallel trials (joblib); -1 uses every core.
+    groups, plain : ndarray, optional
+        Augmented views: each row's image and which rows are plain (see
+        :func:`validation_split`).
 
     Returns
     -------
@@ -146,7 +164,7 @@ def tune_head(
     make_head(spec)  # validates the spec before any work
     space = head_kind(spec).search_space
     axes = [axis for axis in space.axes if axis.param not in fixed]
-    train_idx, val_idx = validation_split(y, val_fraction, random_state)
+    train_idx, val_idx = validation_split(y, val_fraction, random_state, groups, plain)
     if not axes:
         return TuneResult(spec, {}, math.nan, [], train_idx, val_idx, 0.0)
     scale = {a.param: (1.0 / X.shape[1] if a.per_feature else 1.0) for a in axes}

@@ -1,0 +1,59 @@
+"""Augmented views in the heads: grouped tuning split, plain rows scored, test views refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from bottleneck_transfer.errors import HeadError
+from bottleneck_transfer.features.extract import extract
+from bottleneck_transfer.heads.compare import compare_heads
+from bottleneck_transfer.heads.training import LabeledData, fit_head
+from bottleneck_transfer.heads.tuning import validation_split
+
+BASE = "data/bases/fashion_mnist_0-4.keras"
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("view-groups")
+    views, plain = folder / "views.h5", folder / "plain.h5"
+    options = {"limit": 64, "progress": False}
+    extract("fashion-mnist:test", BASE, views, augment="flip,crop", views=2, seed=0, **options)
+    extract("fashion-mnist:test", BASE, plain, **options)
+    return views, plain
+
+
+def _no_image_on_both_sides(data, fit_rows, eval_rows):
+    groups = data.groups
+    assert not set(groups[fit_rows]) & set(groups[eval_rows])
+    assert data.plain[eval_rows].all()
+
+
+def test_groups_tie_views_to_their_image(caches):
+    data = LabeledData.from_cache(caches[0])
+    n = len(data) // 3
+    assert data.has_views and data.plain.sum() == n
+    np.testing.assert_array_equal(data.groups, np.tile(np.arange(n), 3))
+    assert not LabeledData.from_cache(caches[1]).has_views
+
+
+def test_tuning_split_keeps_views_with_their_image(caches):
+    data = LabeledData.from_cache(caches[0])
+    fit_rows, val_rows = validation_split(data.y, 0.25, 0, data.groups, data.plain)
+    _no_image_on_both_sides(data, fit_rows, val_rows)
+    assert len(fit_rows) + len(val_rows) == len(data) - 2 * len(val_rows)
+    fit = fit_head("logreg", data, tune=True)
+    _no_image_on_both_sides(data, fit.tuning.train_indices, fit.tuning.val_indices)
+
+
+def test_a_test_cache_with_views_is_refused(caches):
+    views, plain = caches
+    with pytest.raises(HeadError, match="test rows are never augmented") as info:
+        compare_heads(plain, test=views, heads=["logreg"], progress=False)
+    assert "\n" not in str(info.value)
+
+
+def test_train_on_views_scores_plain_test_rows(caches):
+    views, plain = caches
+    comparison = compare_heads(views, test=plain, heads=["logreg"], progress=False)
+    assert len(comparison.eval_labels) == len(LabeledData.from_cache(plain))
