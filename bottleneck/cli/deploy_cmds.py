@@ -29,10 +29,8 @@ def _show_failed(failed: list[tuple[str, str]]) -> None:
 @options.force("Replace an existing --out.")
 @click.option(
     "--head",
-    default="logreg",
-    show_default=True,
-    help="Head spec fitted on the whole cache: logreg, linear-svm, dense[:hidden=64], rbf-svm, "
-    "knn, with parameters as in 'logreg:C=0.1'.",
+    help="Spec of a registered head kind fitted on the whole cache, with parameters as in "
+    "'logreg:C=0.1' or 'dense:hidden=64'. [default: the registry's DEFAULT_HEAD, logreg]",
 )
 @click.option(
     "--head-file",
@@ -95,12 +93,13 @@ def export(
       python -c "import keras; m = keras.saving.load_model('model.keras')"
     """
     from bottleneck_transfer.deploy.export import export as run_export
+    from bottleneck_transfer.heads.registry import DEFAULT_HEAD
 
     options.refuse_overwrite(out, force)
     result = run_export(
         cache,
         out,
-        head=head,
+        head=head or DEFAULT_HEAD,
         head_file=head_file,
         base=base_path,
         weights=weights,
