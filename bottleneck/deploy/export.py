@@ -49,10 +49,17 @@ from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.bases import Base
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.rebuild import rebuild_base
+from bottleneck_transfer.heads.registry import DEFAULT_HEAD, head_kind
+from bottleneck_transfer.heads.training import (
+    LabeledData,
+    TrainedHead,
+    check_data,
+    load_head,
+    train_head,
+)
+from bottleneck_transfer.heads.trust import kind_of
 from bottleneck_transfer.versions import software_versions
 
-#: Heads that have no exact Keras form; they export as a folder.
-FOLDER_HEADS = ("rbf-svm", "knn")
 #: Every export form and the suffix its output must have (``""``: a folder).
 SUFFIXES = {
     "keras": ".keras",
@@ -90,29 +97,20 @@ class ExportResult:
     metadata: dict
 
 
-def _head_kind(head: Any, spec: str | None) -> str:
+def _head_kind(head: Any, spec: str | None, form: str) -> str:
+    """The registered kind of the head (a folder's ``head.skops`` loads back as that kind)."""
     if spec:
-        return spec.split(":", 1)[0].strip()
-    _, clf = final_estimator(head)
-    return type(clf).__name__
+        return head_kind(spec).name
+    kind = kind_of(head)
+    if kind is None and form == "folder":
+        raise HeadError(
+            "the head holds classes that no registered head kind declares, so its head.skops "
+            "could not be loaded back: register a head kind for it (heads.registry.register_head)"
+        )
+    return kind or type(final_estimator(head)[1]).__name__
 
 
-def _load_head_file(path: str | Path) -> tuple[Any, dict]:
-    """A head saved by ``bottleneck train``: the estimator and its metadata."""
-    from bottleneck_transfer.heads import training
-
-    path = Path(path)
-    if not path.exists():
-        raise HeadError(f"head file not found: {path}")
-    loaded = training.load_head(path)
-    if isinstance(loaded, tuple):
-        return loaded[0], dict(loaded[1] or {})
-    estimator = getattr(loaded, "estimator", getattr(loaded, "head", loaded))
-    metadata = getattr(loaded, "metadata", {}) or {}
-    return estimator, dict(metadata)
-
-
-def _check_head_metadata(metadata: dict, cache: FeatureCache, head_file: Path) -> None:
+def _check_head_metadata(metadata: dict, cache: FeatureCache, head_file: str) -> None:
     base = (metadata.get("identity") or {}).get("base") or metadata.get("base")
     if base is not None and base != cache.identity.get("base"):
         raise HeadError(
@@ -127,31 +125,29 @@ def _check_head_metadata(metadata: dict, cache: FeatureCache, head_file: Path) -
         )
 
 
-def _fit_head(head: Any, cache: FeatureCache) -> tuple[Any, str | None]:
-    labels = cache.labels
-    rows = np.flatnonzero(labels >= 0)
-    if rows.size == 0:
-        raise HeadError(f"{cache.path} has no labelled rows to fit a head on")
-    y = labels[rows]
-    if len(np.unique(y)) < 2:
-        raise HeadError(f"{cache.path} has only one class ({cache.class_names[y[0]]}); need 2+")
-    spec = None
-    if isinstance(head, str):
-        from bottleneck_transfer.heads.registry import make_head
+def _resolve_head(
+    head: Any, head_file: str | Path | None, cache: FeatureCache
+) -> tuple[Any, str | None, dict]:
+    """The fitted head to export, its spec (None for an estimator) and its training metadata.
 
-        spec = head
-        head = make_head(head)
-        if hasattr(head, "steps"):
-            from bottleneck_transfer.heads.registry import set_random_state
-
-            set_random_state(head, 0)
-    features = cache.features
-    X = features if rows.size == len(labels) else features[rows]
-    try:
-        head.fit(X, y)
-    except ValueError as exc:
-        raise HeadError(f"cannot fit the head on {cache.path}: {exc}") from exc
-    return head, spec
+    A spec is fitted through :func:`~bottleneck_transfer.heads.training.train_head`; an
+    unfitted estimator is fitted on the cache behind the same data guards.
+    """
+    if head_file is not None:
+        head = load_head(head_file)
+    elif isinstance(head, str):
+        head = train_head(cache, head)
+    if isinstance(head, TrainedHead):
+        _check_head_metadata(head.metadata, cache, str(head_file or "given"))
+        return head.estimator, head.metadata["head"], head.metadata
+    if not _is_fitted(head):
+        data = LabeledData.from_cache(cache)
+        check_data(data)
+        try:
+            head.fit(data.X, data.y)
+        except ValueError as exc:
+            raise HeadError(f"cannot fit the head on {cache.path}: {exc}") from exc
+    return head, None, {}
 
 
 def _is_fitted(head: Any) -> bool:
@@ -224,7 +220,7 @@ def export(
     cache: str | Path,
     out: str | Path,
     *,
-    head: Any = "logreg",
+    head: Any = DEFAULT_HEAD,
     head_file: str | Path | None = None,
     base: str | Path | None = None,
     weights: str | Path | None = None,
@@ -241,9 +237,12 @@ def export(
     out : str or Path
         A ``.keras``, ``.tflite`` or ``.onnx`` file (heads Keras can express) or a folder
         (any head; a SavedModel with ``format="saved-model"``).
-    head : str or estimator
+    head : str, TrainedHead or estimator
         A head spec (``"logreg"``, ``"linear-svm:C=0.1"``, ``"dense:hidden=64"``,
-        ``"rbf-svm"``, ``"knn"``) or a scikit-learn classifier (fitted or not).
+        ``"rbf-svm"``, ``"knn"``), fitted on the whole cache through
+        :func:`~bottleneck_transfer.heads.training.train_head`; a head that function returned
+        (the pipeline exports the very fit its comparison scored); or a scikit-learn
+        classifier (fitted or not).
     head_file : str or Path, optional
         A head saved by ``bottleneck train`` instead of fitting one; it must have been
         trained on features of the cache's base, with the cache's classes.
@@ -280,24 +279,19 @@ def export(
         converter.check_available()
     exact = form != "folder"
     spec = head if isinstance(head, str) and head_file is None else None
-    if exact and spec is not None and spec.split(":", 1)[0].strip() in FOLDER_HEADS:
+    if isinstance(head, TrainedHead):
+        spec = head.metadata["head"]
+    if exact and spec is not None and head_kind(spec).export_form == "folder":
         raise HeadError(
-            f"{spec.split(':', 1)[0]} has no exact Keras form, so it exports as a folder "
+            f"{head_kind(spec).name} has no exact Keras form, so it exports as a folder "
             f"(base.keras + head.skops + model.json): use -o {out.with_suffix('')} "
             f"instead of {out}" + (f" --format {form}" if format else "")
         )
     _check_out(out, form)
     with FeatureCache.open(cache) as opened:
         _check_exportable_base(opened)
-        if head_file is not None:
-            estimator, head_meta = _load_head_file(head_file)
-            _check_head_metadata(head_meta, opened, Path(head_file))
-            spec = head_meta.get("spec") or head_meta.get("head")
-        elif isinstance(head, str) or not _is_fitted(head):
-            estimator, spec = _fit_head(head, opened)
-        else:
-            estimator = head
-        kind_name = _head_kind(estimator, spec)
+        estimator, spec, trained = _resolve_head(head, head_file, opened)
+        kind_name = _head_kind(estimator, spec, form)
         classes_ = np.asarray(estimator.classes_)
         if classes_.dtype.kind not in "iu" or classes_.min() < 0:
             raise HeadError(f"the head's classes {classes_.tolist()} are not the cache's labels")
@@ -323,6 +317,7 @@ def export(
             "classes": classes,
             "head": kind_name,
             "head_spec": spec,
+            "head_params": trained.get("params"),
             "input_shape": described["input_shape"],
             "fingerprint": opened.fingerprint,
             "base": {k: described[k] for k in _BASE_KEYS if k in described},

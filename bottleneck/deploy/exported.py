@@ -32,7 +32,8 @@ the scores through exactly (each output is one product by 1.0 plus zeros).
 
 **A folder** (heads without an exact Keras form): ``base.keras`` (the same front end and
 base, features out), ``head.skops`` (the fitted scikit-learn head, saved with skops, never
-pickle; loaded with an explicit allow-list of trusted types) and ``model.json`` (classes,
+pickle; loaded with the exact classes its head kind declares in the head registry, see
+:func:`~bottleneck_transfer.heads.trust.load_trusted`) and ``model.json`` (classes,
 outputs, head, cache fingerprint, base description, versions).
 """
 
@@ -47,7 +48,8 @@ from typing import Any
 import keras
 import numpy as np
 from bottleneck_transfer.deploy.keras_head import head_scores
-from bottleneck_transfer.errors import ExportError
+from bottleneck_transfer.errors import ExportError, HeadError
+from bottleneck_transfer.heads.trust import load_trusted
 
 FORMAT = "bottleneck-export"
 FORMAT_VERSION = 1
@@ -56,11 +58,6 @@ OUTPUT_LAYER = "probabilities"
 FOLDER_FILES = ("model.json", "base.keras", "head.skops")
 #: The class names file of a folder export (a file export ``NAME.SUFFIX`` has ``NAME.labels.txt``).
 LABELS_FILE = "labels.txt"
-#: Types a ``head.skops`` may contain beyond skops' defaults (module prefixes and exact names).
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
-TRUSTED_TYPES = frozenset(
-    {"bottleneck_transfer.heads.registry.RBFSVC", "bottleneck_transfer.heads.registry.DenseHead"}
-)
 
 
 @dataclass
@@ -195,25 +192,18 @@ def load_keras(path: Path) -> keras.Model:
         ) from exc
 
 
-def load_head(path: str | Path) -> Any:
-    """Load a ``.skops`` head, trusting only scikit-learn/NumPy/SciPy and our head types."""
-    import skops.io as sio
+def load_head(path: str | Path, kind: str) -> Any:
+    """Load a folder export's ``head.skops``: only the classes its head ``kind`` declares.
 
-    path = Path(path)
+    Raises
+    ------
+    ExportError
+        If the file holds any other type or a function (naming them), or is unreadable.
+    """
     try:
-        untrusted = sio.get_untrusted_types(file=path)
-    except Exception as exc:
-        raise ExportError(f"{path} is not a readable skops file: {exc}") from exc
-    refused = [t for t in untrusted if not (t.startswith(TRUSTED_PREFIXES) or t in TRUSTED_TYPES)]
-    if refused:
-        raise ExportError(
-            f"{path} contains types outside the allow-list ({', '.join(refused)}); "
-            "refusing to load it"
-        )
-    try:
-        return sio.load(path, trusted=list(untrusted))
-    except Exception as exc:
-        raise ExportError(f"cannot load the head {path}: {exc}") from exc
+        return load_trusted(path, kind)
+    except HeadError as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def load_exported(path: str | Path) -> Exported:
@@ -242,7 +232,7 @@ def load_exported(path: str | Path) -> Exported:
             raise ExportError(f"{path / 'model.json'} is not a bottleneck export's model.json")
         check_metadata(metadata, path)
         model = load_keras(path / "base.keras")
-        head = load_head(path / "head.skops")
+        head = load_head(path / "head.skops", metadata.get("head", ""))
         return Exported(path, "folder", metadata, model, head)
     if path.suffix != ".keras":
         raise ExportError(

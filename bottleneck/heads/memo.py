@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import skops.io
 from bottleneck_transfer import __version__
 from bottleneck_transfer.atomic import atomic_path, atomic_write_text
 from bottleneck_transfer.features.store import CacheStore
@@ -112,6 +111,8 @@ class FitMemo:
 
         Each appears atomically, the metadata last, so a key with metadata has its head.
         """
+        import skops.io  # on use: importing it imports all of scikit-learn (seconds)
+
         path = self._path(key, ".skops")
         text = json.dumps(metadata)
         with atomic_path(path) as tmp:

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import skops.io
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.errors import HeadError, SmallDataWarning
 from bottleneck_transfer.features.cache import FeatureCache, check_features
@@ -536,6 +535,8 @@ def _json_params(estimator: BaseEstimator) -> dict[str, Any]:
 
 def save_head(head: TrainedHead, path: str | Path) -> Path:
     """Write a head and its metadata to one skops file (atomically; no pickle)."""
+    import skops.io  # on use: importing it imports all of scikit-learn (seconds)
+
     path = Path(path)
     with atomic_path(path) as tmp:
         skops.io.dump({"head": head.estimator, "meta": json.dumps(head.metadata)}, tmp)

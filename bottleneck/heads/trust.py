@@ -18,7 +18,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import skops.io
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.heads.registry import (
     SKOPS_CONTAINER_TYPES,
@@ -118,6 +117,8 @@ def load_trusted(path: str | Path, kind: str | None = None) -> Any:
         )
     if declared is None:
         raise HeadError(f"{path} names no head kind; save heads with `bottleneck train`")
+    import skops.io  # on use: importing it imports all of scikit-learn (seconds)
+
     try:
         return skops.io.load(path, trusted=sorted(types))
     except Exception as exc:
@@ -130,6 +131,8 @@ def kind_of(estimator: Any) -> str | None:
     For heads built outside :func:`~bottleneck_transfer.heads.registry.make_head` (an
     estimator handed to ``export``): their folder export can only be loaded back as a kind.
     """
+    import skops.io
+
     with zipfile.ZipFile(io.BytesIO(skops.io.dumps(estimator))) as archive:
         types, callables = _types(json.loads(archive.read("schema.json")))
     if callables:

@@ -2,23 +2,29 @@
 
 Stage 1 plans one extraction per (split, base) and keys each cache by its fingerprint in a
 :class:`~bottleneck.store.CacheStore`, so a second run, or another spec with the same base
-and data, extracts nothing. Stage 2 reads only caches. Each run writes a record folder with
-the resolved spec, the comparison report, the exported model, predictions and ``run.json``.
+and data, extracts nothing. Stage 2 reads only caches; its fits and their predictions are
+memoized in the store's ``fits/`` folder (:class:`~bottleneck_transfer.heads.memo.FitMemo`),
+so a second run refits nothing and exports the very fit its comparison scored. Each run
+writes a record folder with the resolved spec, the comparison report, the exported model,
+predictions and ``run.json`` (which head, with which parameters, was exported).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bottleneck_transfer.atomic import atomic_write_bytes, atomic_write_text
+from bottleneck_transfer.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from bottleneck_transfer.deploy.export import export
 from bottleneck_transfer.deploy.predict import predict
+from bottleneck_transfer.errors import SmallDataWarning
 from bottleneck_transfer.features.baselines import baseline_bases
 from bottleneck_transfer.features.bases import Base, load_base
 from bottleneck_transfer.features.extract import cache_identity, extract
@@ -32,13 +38,17 @@ from bottleneck_transfer.heads.learning_curve import (
     learning_curve,
     write_curve_report,
 )
+from bottleneck_transfer.heads.memo import FitMemo
+from bottleneck_transfer.heads.registry import head_kind
 from bottleneck_transfer.heads.report import format_table, write_report
+from bottleneck_transfer.heads.training import Fit, LabeledData, fit_head, train_head
 from bottleneck_transfer.pipeline.spec import load_spec
 from bottleneck_transfer.versions import software_versions
 
-#: Heads that export as one ``.keras`` model; the others export as a folder.
-KERAS_HEADS = ("logreg", "linear-svm", "dense")
 _SUMMARY_HEADS = ("Winner", "Exported", "Predictions")
+#: The store's folder of exports (one per fit) and the summary file beside each export.
+EXPORTS_FOLDER = "exports"
+EXPORT_SUMMARY = "export.json"
 
 
 @dataclass
@@ -145,8 +155,9 @@ def run_pipeline(
         "extractions": steps,
         "software": software_versions(),
     }
+    memo = FitMemo.of_store(store)
     t0 = time.perf_counter()
-    comparison = _compare(spec, caches)
+    comparison = _compare(spec, caches, memo)
     timings["compare"] = round(time.perf_counter() - t0, 3)
     write_report(comparison, run_dir / "report")
     echo(format_table(comparison))
@@ -167,18 +178,13 @@ def run_pipeline(
         echo("\n" + format_curve(curve))
         record["learning_curve"] = curve.to_dict()
     t0 = time.perf_counter()
-    exported = _export(spec, caches[("main", "train")], comparison, run_dir)
+    data, fit = _chosen_fit(spec, caches[("main", "train")], comparison, memo)
+    record["export"] = _export(spec, data, fit, comparison, run_dir, store, memo)
     timings["export"] = round(time.perf_counter() - t0, 3)
-    record["export"] = {
-        "path": str(exported.path),
-        "head": exported.head,
-        "kind": exported.kind,
-        "parity": None if exported.parity is None else vars(exported.parity),
-    }
     if spec["export"]["predict"] and spec["data"]["test"]:
         t0 = time.perf_counter()
         predicted = predict(
-            exported.path,
+            record["export"]["path"],
             spec["data"]["test"],
             out=run_dir / "predictions.csv",
             classes=spec["data"]["classes"],
@@ -193,7 +199,7 @@ def run_pipeline(
         }
     timings["total"] = round(time.perf_counter() - started, 3)
     record["timings"] = timings
-    record["summary"] = _summary(comparison, exported, record)
+    record["summary"] = _summary(comparison, record)
     write_record(record, run_dir)
     # The table above already printed the verdict and the transfer sentence.
     shown = [line for line in record["summary"] if line.split(":", 1)[0] in _SUMMARY_HEADS]
@@ -247,7 +253,7 @@ def _inputs(spec: dict, caches: dict[tuple[str, str], Path]) -> tuple[Path, Path
     return caches[("main", "train")], caches[("main", "test")] if holdout else None, baselines
 
 
-def _compare(spec: dict, caches: dict[tuple[str, str], Path]) -> Comparison:
+def _compare(spec: dict, caches: dict[tuple[str, str], Path], memo: FitMemo) -> Comparison:
     train, test, baselines = _inputs(spec, caches)
     return compare_heads(
         train,
@@ -256,6 +262,7 @@ def _compare(spec: dict, caches: dict[tuple[str, str], Path]) -> Comparison:
         cv=spec["heads"]["cv"],
         tune=spec["heads"]["tune"],
         baselines=baselines or None,
+        memo=memo,
     )
 
 
@@ -275,18 +282,81 @@ def _learning_curve(
     )
 
 
-def _export(spec: dict, train_cache: Path, comparison: Comparison, run_dir: Path):
-    """Export the chosen head (``best``: the best head on the main features)."""
+def _chosen_fit(
+    spec: dict, train_cache: Path, comparison: Comparison, memo: FitMemo
+) -> tuple[LabeledData, Fit]:
+    """The head to export, fitted on the whole training cache as its comparison fitted it.
+
+    ``best`` is the best row on the main features, else the best row of the named kind (or
+    spec). The fit goes through the memo with the comparison's spec, tuning and seed: on a
+    holdout comparison it is the very fit the comparison scored, tuned parameters included.
+    """
     choice = spec["export"]["head"]
     main_rows = [r for r in comparison.rows if not r.is_baseline]
-    row = main_rows[0] if choice == "best" else next(r for r in main_rows if r.name == choice)
-    name = row.spec.split(":", 1)[0]
-    out = run_dir / ("model.keras" if name in KERAS_HEADS else "model")
-    base = spec["base"]["name"] if Path(spec["base"]["name"]).exists() else None
-    return export(train_cache, out, head=row.spec, base=base)
+    row = next(r for r in main_rows if choice in ("best", r.spec, head_kind(r.spec).name))
+    data = LabeledData.from_cache(train_cache)
+    fit = fit_head(
+        row.spec, data, tune=comparison.tuned, random_state=comparison.random_state, memo=memo
+    )
+    return data, fit
 
 
-def _summary(comparison: Comparison, exported, record: dict) -> list[str]:
+def _export(
+    spec: dict,
+    data: LabeledData,
+    fit: Fit,
+    comparison: Comparison,
+    run_dir: Path,
+    store: CacheStore,
+    memo: FitMemo,
+) -> dict[str, Any]:
+    """Export ``fit`` into the run folder; returns what the run record says of it.
+
+    The export (a ``.keras`` file for kinds with an exact Keras form, else a folder) is a
+    function of the fit (whose key holds the training cache's fingerprint, hence its base)
+    and the code's version, so it is kept in the store's ``exports/`` folder under the fit's
+    key: a later run copies it (parity-checked when it was written) instead of rebuilding
+    the base and checking it again.
+    """
+    name = "model.keras" if head_kind(fit.spec).export_form == "keras" else "model"
+    stored = store.root / EXPORTS_FOLDER / fit.key.split(":", 1)[-1][:32]
+    reused = (stored / EXPORT_SUMMARY).is_file()
+    if not reused:
+        with warnings.catch_warnings():  # the comparison already warned about the same data
+            warnings.simplefilter("ignore", SmallDataWarning)
+            trained = train_head(
+                data,
+                fit.spec,
+                tune=comparison.tuned,
+                random_state=comparison.random_state,
+                memo=memo,
+            )
+        base = spec["base"]["name"] if Path(spec["base"]["name"]).exists() else None
+        with atomic_path(stored) as scratch:
+            scratch.mkdir()
+            result = export(data.space.source, scratch / name, head=trained, base=base)
+            summary = {
+                "head": result.head,
+                "kind": result.kind,
+                "parity": None if result.parity is None else result.parity.to_dict(),
+            }
+            (scratch / EXPORT_SUMMARY).write_text(json.dumps(summary), encoding="utf-8")
+    for item in sorted(stored.iterdir()):
+        if item.name != EXPORT_SUMMARY:
+            with atomic_path(run_dir / item.name) as target:
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, target)
+    return {
+        "path": str(run_dir / name),
+        **json.loads((stored / EXPORT_SUMMARY).read_text(encoding="utf-8")),
+        "spec": fit.spec,
+        "params": fit.params,
+        "tuned": None if fit.tuning is None else fit.tuning.best_params,
+        "reused_fit": fit.reused,
+        "reused_export": reused,
+    }
+
+
+def _summary(comparison: Comparison, record: dict) -> list[str]:
     best = next(r for r in comparison.rows if not r.is_baseline)
     accuracy = best.metrics["accuracy"]
     low, high = best.intervals.get("accuracy") or (None, None)
@@ -298,9 +368,10 @@ def _summary(comparison: Comparison, exported, record: dict) -> list[str]:
     ]
     if comparison.transfer:
         lines.append(comparison.transfer["sentence"])
-    parity = exported.parity
-    checked = f", parity checked on {parity.n} images" if parity is not None else ""
-    lines.append(f"Exported: {exported.path}{checked}")
+    exported = record["export"]
+    parity = exported["parity"]
+    checked = f", parity checked on {parity['n']} images" if parity is not None else ""
+    lines.append(f"Exported: {exported['path']}{checked}")
     if "predict" in record:
         p = record["predict"]
         acc = "" if p["accuracy"] is None else f", accuracy {p['accuracy']:.3f}"

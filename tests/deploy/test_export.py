@@ -26,7 +26,7 @@ from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import Normalizer, StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
 REPO = Path(__file__).resolve().parents[2]
@@ -306,7 +306,7 @@ def test_plain_sklearn_rbf_svc_and_knn_export_as_folders(photo_cache, tmp_path):
     for i, (head, outputs) in enumerate(
         [
             (make_pipeline(StandardScaler(), SVC(kernel="rbf")), "decision-softmax"),
-            (make_pipeline(StandardScaler(), KNeighborsClassifier(3)), "probabilities"),
+            (make_pipeline(Normalizer(), KNeighborsClassifier(3)), "probabilities"),
         ]
     ):
         head.fit(X, y)
