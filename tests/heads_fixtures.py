@@ -21,14 +21,21 @@ def write_cache(
     class_names: list[str] | None = None,
     base: dict | None = None,
     source: str = "test",
+    source_info: dict | None = None,
 ) -> Path:
-    """Write a complete cache with ``CacheWriter`` exactly as extraction does."""
+    """Write a complete cache with ``CacheWriter`` exactly as extraction does.
+
+    ``source_info`` adds to the provenance's ``source`` entry (e.g. its ``root``).
+    """
     X = np.asarray(X, np.float32)
     y = np.asarray(y, np.int32)
     ids = ids if ids is not None else [f"{source}/{i:05d}.png" for i in range(len(y))]
     if class_names is None:
         class_names = [f"class{i}" for i in range(int(max(y.max(), 1)) + 1)]
-    identity = {"base": base or BASE, "source": {"kind": "arrays", "name": source}}
+    identity = {
+        "base": base or BASE,
+        "source": {"kind": "arrays", "name": source, **(source_info or {})},
+    }
     writer = CacheWriter.create(
         partial_path(path),
         dim=X.shape[1],

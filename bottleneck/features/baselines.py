@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import keras
-from bottleneck_transfer.errors import BottleneckError
+from bottleneck_transfer.errors import BaseModelError, BottleneckError
 from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.bases import PIXELS, Base, load_base, weights_sha256
 from bottleneck_transfer.features.cache import FeatureCache
@@ -19,6 +19,8 @@ from bottleneck_transfer.fingerprint import fingerprint
 BASELINES = ("random-base", "raw-pixels")
 #: Raw-pixel features are taken at most this many pixels a side (224x224x3 would be 150k).
 PIXELS_MAX_SIZE = 32
+#: The ``weights`` a base's description gives randomly initialised weights (``--weights none``).
+RANDOM_WEIGHTS = "none"
 
 
 def randomized(base: Base, seed: int = 0) -> Base:
@@ -46,12 +48,24 @@ def raw_pixels(base: Base) -> Base:
 
 
 def baseline_bases(base: Base, names: Sequence[str]) -> dict[str, Base]:
-    """Build the named baselines of ``base``."""
+    """Build the named baselines of ``base``.
+
+    Raises
+    ------
+    BaseModelError
+        For ``random-base`` of a base whose weights are random already: noise vs noise.
+    """
     unknown = [n for n in names if n not in BASELINES]
     if unknown:
         raise BottleneckError(
             f"unknown baseline {unknown[0]!r}. Received: baseline={unknown[0]!r}; "
             f"valid: {', '.join(BASELINES)}"
+        )
+    if "random-base" in names and base.description.get("weights") == RANDOM_WEIGHTS:
+        raise BaseModelError(
+            f"the random-base baseline does not apply: the features of {base.name} come from "
+            f"random weights already (weights={RANDOM_WEIGHTS}), so it would compare noise "
+            "with noise; drop --baseline random-base, or extract with trained weights"
         )
     builders = {"random-base": randomized, "raw-pixels": raw_pixels}
     return {name: builders[name](base) for name in names}

@@ -537,6 +537,24 @@ def _npz_source(path: Path) -> tuple[list[Item], list[str], np.ndarray, dict[str
     return items, names, arrays, hashes
 
 
+def id_origin(described: dict) -> str:
+    """What a cache's ids name images in, from its provenance ``source`` entry.
+
+    Two caches with the same origin and the same id hold the same image: array sources
+    index one image array (its hash), file sources name paths under one resolved root. An
+    empty string when the provenance does not say.
+
+    Examples
+    --------
+    >>> id_origin({"kind": "fashion-mnist", "images_sha256": "sha256:b056"})
+    'fashion-mnist:sha256:b056'
+    >>> id_origin({"kind": "folder", "root": "/data/photos"})
+    'folder:/data/photos'
+    """
+    where = described.get("images_sha256") or described.get("root")
+    return f"{described.get('kind')}:{where}" if where else ""
+
+
 def reopen_source(described: dict) -> Source:
     """Reopen the source a cache was made from, from its provenance ``source`` entry."""
     options = described.get("options") or {}

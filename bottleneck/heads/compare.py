@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
 from bottleneck_transfer.features.cache import FeatureCache, check_features
-from bottleneck_transfer.features.sources import holdout_mask
+from bottleneck_transfer.features.sources import holdout_mask, id_origin
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.heads.memo import FitMemo, prediction_key
 from bottleneck_transfer.heads.metrics import (
@@ -383,6 +383,38 @@ def _cache_summary(data: LabeledData) -> dict[str, Any]:
     }
 
 
+def _origin(data: LabeledData) -> str:
+    """The :func:`~bottleneck_transfer.features.sources.id_origin` of a cache's data."""
+    if not Path(data.space.source).is_file():
+        return ""
+    with FeatureCache.open(data.space.source) as cache:
+        return id_origin(cache.provenance.get("source", {}))
+
+
+def _check_disjoint(train: LabeledData, test: LabeledData) -> None:
+    """Refuse a test set holding training images: the same data, or shared ids of one source.
+
+    Raises
+    ------
+    HeadError
+        Naming some of the shared ids and how many there are.
+    """
+    if train.key == test.key:
+        shared = test.ids
+    elif (origin := _origin(train)) and origin == _origin(test):
+        seen = set(train.ids)
+        shared = [i for i in test.ids if i in seen]
+    else:
+        return
+    if shared:
+        raise HeadError(
+            f"the test cache {test.space.source} holds {len(shared)} of the training images "
+            f"of {train.space.source} (e.g. {', '.join(shared[:3])}): scores on images a head "
+            "was fitted on are no test; extract other images for --test, or use --cv K or "
+            "--val-split F"
+        )
+
+
 def _check_setup(
     specs: list[str], test: object, cv: int | None, baseline_heads: str, val_split: float | None
 ) -> int | None:
@@ -536,6 +568,7 @@ def compare_heads(
         )
     if test_data is not None:
         check_compatible(train_data.space, test_data.space, what="test cache")
+        _check_disjoint(train_data, test_data)
         check_data(test_data, min_classes=1)
     baseline_sets = _baseline_sets(baselines or {}, train_data, test_data)
     if split is not None:

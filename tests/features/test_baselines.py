@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from bottleneck_transfer.cli import cli
-from bottleneck_transfer.errors import BottleneckError
+from bottleneck_transfer.errors import BaseModelError, BottleneckError
 from bottleneck_transfer.features.baselines import baseline_bases, randomized
 from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.cache import FeatureCache
@@ -39,6 +39,14 @@ def test_raw_pixels_are_capped_and_keep_channels():
     assert pixels.image_size == (32, 32) and pixels.dim == 32 * 32 * 3
     with pytest.raises(BottleneckError, match="unknown baseline 'noise'"):
         baseline_bases(base, ["noise"])
+
+
+def test_random_base_of_a_random_base_is_refused_as_noise_against_noise():
+    base = load_base("mobilenet_v2", weights="none", image_size=32)
+    with pytest.raises(BaseModelError, match="noise with noise") as error:
+        baseline_bases(base, ["raw-pixels", "random-base"])
+    assert "\n" not in str(error.value) and "--baseline random-base" in str(error.value)
+    assert set(baseline_bases(base, ["raw-pixels"])) == {"raw-pixels"}
 
 
 def test_compare_cli_extracts_and_reports_baselines(tmp_path, fashion_mnist_available):
