@@ -64,9 +64,10 @@ PARTS = (
     "read",
     "memory",
     "dask",
+    "compare6k",
 )
 #: Parts measured once per run, not per base.
-GLOBAL_PARTS = ("read", "memory", "dask")
+GLOBAL_PARTS = ("read", "memory", "dask", "compare6k")
 DEFAULT_PARTS = (
     "model",
     "decode",
@@ -78,7 +79,7 @@ DEFAULT_PARTS = (
     "dense",
     "read",
 )
-SUITE_PARTS = (*DEFAULT_PARTS, "memory")
+SUITE_PARTS = (*DEFAULT_PARTS, "memory", "compare6k")
 #: The README table: base, input size and images (heads and the dense head use <= 10k rows).
 SUITE = (
     {"base": "mobilenet_v2", "image_size": 224, "n_images": 512},
@@ -1079,6 +1080,17 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     read = report.get("cache_read")
     if read and "cache_vs_npy" in read:
         add("cache read / np.load", read["cache_vs_npy"], 0.95)
+    compare6k = report.get("compare6k", {})
+    for kind, run in compare6k.get("runs", {}).items():
+        if "seconds" in run:
+            bounded = ", ".join(run["not_converged"]) or "none"
+            add(
+                f"compare --cv {compare6k['cv']}, four heads, 6,000 x 1,280 {kind} (s)",
+                run["seconds"],
+                compare6k["target_seconds"],
+                f"CPU {run['cpu_seconds']:.0f} s; stopped at their bound: {bounded}",
+                at_most=True,
+            )
     memory = report.get("memory")
     if memory and "peak_ratio" in memory:
         sizes = list(memory["runs"])
@@ -1156,6 +1168,11 @@ def run_bench(
     if "memory" in chosen:
         log("peak memory: 10k vs 60k Fashion-MNIST images (subprocesses) ...")
         report["memory"] = bench_memory()
+    if "compare6k" in chosen:
+        from bottleneck_transfer.bench.compare6k import bench_compare_6k
+
+        log("bottleneck compare --cv 5 on synthetic 6,000 x 1,280 caches (subprocesses) ...")
+        report["compare6k"] = bench_compare_6k()
     report["targets"] = targets(report)
     report["machine"]["load_average_end"] = _load()
     report["seconds"] = round(time.perf_counter() - started, 1)

@@ -38,8 +38,8 @@ from bottleneck_transfer.errors import BottleneckError
 @click.option(
     "--parts",
     default=None,
-    help="Comma list of model,decode,extract,peer,predict_numpy,heads,compare,dense,read,memory "
-    "(default: all but predict_numpy and memory; --suite adds memory).",
+    help="Comma list of model,decode,extract,peer,predict_numpy,heads,compare,dense,read,memory,"
+    "compare6k (default: all but predict_numpy, memory and compare6k; --suite adds those two).",
 )
 @options.compute_dtype("Run the base in this precision (features are stored as float32).")
 @click.option(
