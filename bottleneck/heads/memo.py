@@ -2,7 +2,8 @@
 
 A fit's key is the fingerprint of its training data (the cache's fingerprint, or a hash of
 in-memory arrays), the hash of the row indices used, the head kind with every parameter of
-its estimator, the tuning settings, the seed and the versions of the libraries that fit it.
+its estimator, the tuning settings, the seed, the versions of the libraries that fit it and
+the source of this package's own estimator classes.
 The fitted head is stored under that key as a head file (skops, loaded back through
 :func:`~bottleneck_transfer.heads.trust.load_trusted`); the head's predictions on an
 evaluation set are stored beside it under a key that adds the evaluation data and rows.
@@ -15,8 +16,10 @@ one more head, fits only what is new.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +27,13 @@ import numpy as np
 from bottleneck_transfer import __version__
 from bottleneck_transfer.atomic import atomic_path, atomic_write_text
 from bottleneck_transfer.features.store import CacheStore
-from bottleneck_transfer.fingerprint import fingerprint, sha256_arrays
+from bottleneck_transfer.fingerprint import fingerprint, sha256_arrays, sha256_file
 from bottleneck_transfer.heads.trust import load_trusted
 
 #: The store's sub-folder that holds memoized fits.
 FITS_FOLDER = "fits"
 _LIBRARIES = ("numpy", "scikit-learn", "keras", "skops")
+_PACKAGE = __name__.split(".")[0]
 
 
 def _version(distribution: str) -> str:
@@ -44,8 +48,29 @@ def rows_key(rows: np.ndarray) -> str:
     return sha256_arrays([np.asarray(rows, np.int64)])
 
 
+@functools.cache
+def _module_digest(module: str) -> str:
+    return sha256_file(sys.modules[module].__file__)
+
+
+def code_versions(steps: list[Any]) -> dict[str, str]:
+    """The sha256 of the source of each of this package's modules that defines a step's class.
+
+    The package's version does not change with every edit of its own estimators; their
+    source does (a library's classes are covered by the library's version).
+    """
+    modules = {type(step).__module__ for step in steps}
+    return {m: _module_digest(m) for m in sorted(modules) if m.split(".")[0] == _PACKAGE}
+
+
 def fit_key(
-    data: str, rows: np.ndarray, kind: str, params: dict[str, Any], tune: dict | None, seed: int
+    data: str,
+    rows: np.ndarray,
+    kind: str,
+    params: dict[str, Any],
+    tune: dict | None,
+    seed: int,
+    code: dict[str, str],
 ) -> str:
     """The key of one fit: data, rows, head kind and parameters, tuning, seed and versions."""
     return fingerprint(
@@ -57,6 +82,7 @@ def fit_key(
             "tune": tune,
             "seed": seed,
             "versions": {"bottleneck": __version__, **{d: _version(d) for d in _LIBRARIES}},
+            "code": code,
         }
     )
 

@@ -34,7 +34,7 @@ from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.errors import HeadError, SmallDataWarning
 from bottleneck_transfer.features.cache import FeatureCache, check_features
 from bottleneck_transfer.fingerprint import diff_keys, sha256_arrays
-from bottleneck_transfer.heads.memo import FitMemo, fit_key
+from bottleneck_transfer.heads.memo import FitMemo, code_versions, fit_key
 from bottleneck_transfer.heads.metrics import METRICS, bootstrap, interval, row_losses, score
 from bottleneck_transfer.heads.registry import (
     DEFAULT_HEAD,
@@ -389,7 +389,9 @@ def fit_head(
     head = set_random_state(make_head(spec), random_state)
     kind = head_kind(spec).name
     tune_settings = {"val_fraction": VAL_FRACTION} if tune else None
-    key = fit_key(data.key, rows, kind, _json_params(head), tune_settings, random_state)
+    params = _json_params(head)
+    code = code_versions([step for _, step in head.steps])
+    key = fit_key(data.key, rows, kind, params, tune_settings, random_state, code)
     every_row = len(rows) == len(data) and np.array_equal(rows, np.arange(len(data)))
     X, y = (data.X, data.y) if every_row else (data.X[rows], data.y[rows])
     grouping = {"groups": data.groups[rows], "plain": data.plain[rows]} if data.has_views else {}

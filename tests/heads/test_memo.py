@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bottleneck_transfer.heads.memo as memo_module
 import numpy as np
 import pytest
 from bottleneck_transfer.heads.compare import compare_heads
@@ -99,3 +100,13 @@ def test_train_reuses_the_fit_a_holdout_comparison_made(caches, tmp_path, fits):
     assert trained.metadata["tuning"] == comparison.row("knn").tuning[0].to_dict()
     predictions = trained.estimator.predict(LabeledData.from_cache(test).X)
     np.testing.assert_array_equal(predictions, comparison.row("knn").predictions)
+
+
+def test_an_edit_of_this_package_s_estimators_refits_them(caches, tmp_path, fits, monkeypatch):
+    memo = FitMemo(tmp_path / "fits")
+    args = {"heads": ["linear-svm", "logreg"], "n_bootstrap": 100, "memo": memo}
+    compare_heads(*caches, **args)
+    fits.clear()
+    monkeypatch.setattr(memo_module, "_module_digest", lambda module: "sha256:edited")
+    compare_heads(*caches, **args)
+    assert fits == ["LinearSVM"], "scikit-learn's classes are covered by its version"
