@@ -144,7 +144,8 @@ def run_pipeline(
             )
         return {"dry_run": True, "extractions": steps}
     timings: dict[str, float] = {}
-    caches = _run_extractions(planned, spec["extract"], store, steps, timings, progress, echo)
+    options = {**spec["extract"], "base": spec["base"]}
+    caches = _run_extractions(planned, options, store, steps, timings, progress, echo)
     run_dir = new_run_dir(Path(spec["outputs"]["dir"]), Path(spec_path).stem)
     atomic_write_bytes(run_dir / "spec.toml", Path(spec_path).read_bytes())
     atomic_write_text(run_dir / "spec.resolved.json", json.dumps(spec, indent=2))
@@ -172,7 +173,7 @@ def run_pipeline(
     }
     if spec["heads"]["learning_curve"]:
         t0 = time.perf_counter()
-        curve = _learning_curve(spec, caches, comparison)
+        curve = _learning_curve(spec, caches, comparison, memo)
         timings["learning_curve"] = round(time.perf_counter() - t0, 3)
         write_curve_report(curve, run_dir / "report")
         echo("\n" + format_curve(curve))
@@ -207,6 +208,23 @@ def run_pipeline(
     return record
 
 
+def _engine_arguments(p: Extraction, options: dict) -> dict[str, Any]:
+    """Where an extraction runs: the main base on the spec's Dask cluster, by name (each
+    worker builds it), when ``[extract] engine = "dask"``; everything else here."""
+    if options["engine"] != "dask" or p.role != "main":
+        return {"base": p.base, "workers": options["workers"]}
+    named = {k: v for k, v in options["base"].items() if v is not None}
+    name = named.pop("name")
+    return {
+        **named,
+        "base": name,
+        "engine": "dask",
+        "scheduler": options["scheduler"],
+        "workers": options["workers"],
+        "shard_images": options["shard_images"],
+    }
+
+
 def _run_extractions(
     planned: list[Extraction],
     options: dict,
@@ -222,14 +240,13 @@ def _run_extractions(
         t0 = time.perf_counter()
         result = extract(
             p.source,
-            p.base,
-            p.cache,
+            out=p.cache,
             batch_size=options["batch_size"],
             strict=options["strict"],
             store_dtype=options["store_dtype"],
             compression=options["compression"],
-            workers=options["workers"],
             progress=progress,
+            **_engine_arguments(p, options),
             wait=echo,  # a second run of the spec waits for the first one's extraction
         )
         store.touch(p.cache)
@@ -267,9 +284,10 @@ def _compare(spec: dict, caches: dict[tuple[str, str], Path], memo: FitMemo) -> 
 
 
 def _learning_curve(
-    spec: dict, caches: dict[tuple[str, str], Path], comparison: Comparison
+    spec: dict, caches: dict[tuple[str, str], Path], comparison: Comparison, memo: FitMemo
 ) -> LearningCurve:
-    """The spec's learning curve; its 'all' point is the comparison just run (holdout)."""
+    """The spec's learning curve; its 'all' point is the comparison just run (holdout), its
+    subsets' fits go through the memo (a second run refits nothing)."""
     train, test, baselines = _inputs(spec, caches)
     return learning_curve(
         train,
@@ -279,6 +297,7 @@ def _learning_curve(
         tune=spec["heads"]["tune"],
         baselines=baselines or None,
         full=comparison if test is not None else None,
+        memo=memo,
     )
 
 

@@ -115,7 +115,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # "auto": by device and input size (features.batches.default_batch_size).
         "batch_size": Key((int, str), check=_batch_size, default="auto"),
         "strict": Key((bool,), default=False),
+        # Decoding threads; with engine = "dask" and no scheduler, local worker processes.
         "workers": Key((int,), check=_positive),
+        "engine": Key((str,), check=_choice("local", "dask"), default="local"),
+        "scheduler": Key((str,)),
+        "shard_images": Key((int,), check=_positive),
         # float16 halves the caches (part of their fingerprints); compression is lossless.
         "store_dtype": Key((str,), check=_choice(*STORE_DTYPES), default="float32"),
         "compression": Key((str,), check=_choice(*COMPRESSIONS)),
