@@ -61,6 +61,11 @@ _EXPORTS = {
     "predict": "bottleneck_transfer.deploy.predict",
     "finetune": "bottleneck_transfer.deploy.finetune",
     "run_pipeline": "bottleneck_transfer.pipeline.run",
+    "BottleneckFeatures": "bottleneck_transfer.features.transformer",
+    "HeadKind": "bottleneck_transfer.heads.registry",
+    "register_head": "bottleneck_transfer.heads.registry",
+    "learning_curve": "bottleneck_transfer.heads.learning_curve",
+    "layer_sweep": "bottleneck_transfer.heads.layer_sweep",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

@@ -1,4 +1,4 @@
-"""``python -m bottleneck``."""
+"""``python -m bottleneck_transfer``: the ``bottleneck`` command."""
 
 from bottleneck_transfer.cli import main
 

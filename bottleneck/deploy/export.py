@@ -270,6 +270,13 @@ def export(
         format needs another backend.
     MissingDependencyError
         ``format="onnx"`` without ``tf2onnx``, ``onnx`` or ``onnxruntime``.
+
+    Examples
+    --------
+    >>> result = export("caches/fm-train.h5", "model.keras", head="logreg")
+    >>> result.parity.ok
+    True
+    >>> export("caches/fm-train.h5", "model_dir", head="knn")  # a folder form  # doctest: +SKIP
     """
     started = time.perf_counter()
     out = Path(out)

@@ -214,6 +214,12 @@ def load_exported(path: str | Path) -> Exported:
     ExportError
         If ``path`` is missing, is not a Keras model, or is a Keras model / folder that is
         not a bottleneck export, naming the file.
+
+    Examples
+    --------
+    >>> exported = load_exported("model.keras")
+    >>> exported.class_names[:2]
+    ['Sandal', 'Shirt']
     """
     path = Path(path).expanduser()
     if not path.exists():

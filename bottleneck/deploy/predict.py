@@ -177,6 +177,13 @@ def predict(
         The images cannot be read as a collection.
     ImageError
         With ``strict``, the first bad image.
+
+    Examples
+    --------
+    >>> result = predict("model.keras", "new_images/", top_k=3)
+    >>> list(zip(result.ids, result.predicted))[:1]
+    [('a.jpg', 'Sandal')]
+    >>> predict("model.keras", "new_images/", out="predictions.csv")  # doctest: +SKIP
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1. Received: top_k={top_k}")

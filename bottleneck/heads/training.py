@@ -609,6 +609,12 @@ def evaluate_head(
     HeadError
         If the cache comes from another base or feature size, has other classes, or is
         unlabeled.
+
+    Examples
+    --------
+    >>> evaluation = evaluate_head("heads/logreg.skops", "caches/fm-test.h5")
+    >>> round(evaluation.metrics["accuracy"], 3)  # doctest: +SKIP
+    0.92
     """
     head = head if isinstance(head, TrainedHead) else load_head(head)
     data = cache if isinstance(cache, LabeledData) else LabeledData.from_cache(cache)

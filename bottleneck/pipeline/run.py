@@ -127,6 +127,13 @@ def run_pipeline(
     """Run a pipeline spec end to end (or, with ``dry_run``, only say what would run).
 
     Returns the run record (also written as ``run.json`` in the run folder).
+
+    Examples
+    --------
+    >>> record = run_pipeline("pipelines/fashion_mnist.toml")
+    >>> record["export"]["spec"]  # the head the comparison chose, with its parameters
+    'logreg'
+    >>> plan = run_pipeline("pipelines/fashion_mnist.toml", dry_run=True)  # what would run
     """
     started = time.perf_counter()
     spec = load_spec(spec_path)
