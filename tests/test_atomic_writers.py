@@ -95,7 +95,7 @@ def test_predictions_and_run_record(tmp_path, crash):
 
 def test_report_files(tmp_path, monkeypatch):
     X, y = blobs(n=120, dim=4)
-    train = write_cache(tmp_path / "tr.h5", X[:90], y[:90])
+    train = write_cache(tmp_path / "tr.h5", X[:90], y[:90], source="train")
     test = write_cache(tmp_path / "te.h5", X[90:], y[90:])
     comparison = compare_heads(train, test, heads=["logreg"], n_bootstrap=20, n_jobs=1)
     written = []

@@ -213,7 +213,9 @@ def test_verdict_says_whether_the_lead_is_real(tmp_path):
     X, y = blobs(n=900, dim=10, centers=3, std=6.0, seed=2)
     rng = np.random.default_rng(0)
     test = rng.random(len(y)) < 0.4
-    train_path = write_cache(tmp_path / "tr.h5", X[~test], y[~test], class_names=list("abc"))
+    train_path = write_cache(
+        tmp_path / "tr.h5", X[~test], y[~test], class_names=list("abc"), source="train"
+    )
     test_path = write_cache(tmp_path / "te.h5", X[test], y[test], class_names=list("abc"))
     strong = compare_heads(train_path, test_path, heads=["logreg", "knn:n_neighbors=1"])
     assert strong.winner == "logreg"
