@@ -30,6 +30,8 @@ def quiet_backend_start() -> None:
     at the file-descriptor level for the import and the first op only.
     """
     logging.getLogger("absl").setLevel(logging.ERROR)
+    # tf.function retracing notes (many small head fits in one process) are for developers.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
         saved = os.dup(2)
     except OSError:
