@@ -268,7 +268,8 @@ class _Newton:
                 target[-1] = w[-1]
             else:
                 hessian = self._update(hessian, violators, now)
-                target = cho_solve(cho_factor(hessian), two_c * rhs)
+                factor = cho_factor(hessian, check_finite=False)
+                target = cho_solve(factor, two_c * rhs, check_finite=False)
             violators = now
             direction = target - w
             change = t * (X @ direction)
