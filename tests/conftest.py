@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.pipeline import Pipeline
 
 data = pytest.importorskip("skimage.data")
 
@@ -182,3 +183,17 @@ def fashion_mnist_available() -> Path:
             f"Fashion-MNIST is not installed at {folder} (apt-get install dataset-fashion-mnist)"
         )
     return folder
+
+
+@pytest.fixture
+def fits(monkeypatch) -> list[str]:
+    """The class names of the heads fitted while the test runs."""
+    fitted: list[str] = []
+    original = Pipeline.fit
+
+    def counting(self, X, y=None, **params):
+        fitted.append(type(self[-1]).__name__)
+        return original(self, X, y, **params)
+
+    monkeypatch.setattr(Pipeline, "fit", counting)
+    return fitted

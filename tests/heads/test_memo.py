@@ -10,26 +10,11 @@ from bottleneck_transfer.heads.memo import FitMemo
 from bottleneck_transfer.heads.report import format_table
 from bottleneck_transfer.heads.training import LabeledData, train_head
 from heads_fixtures import digits_caches
-from sklearn.pipeline import Pipeline
 
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
     return digits_caches(tmp_path_factory.mktemp("digits"))
-
-
-@pytest.fixture
-def fits(monkeypatch) -> list[str]:
-    """The class names of the heads fitted while the test runs."""
-    fitted: list[str] = []
-    original = Pipeline.fit
-
-    def counting(self, X, y=None, **params):
-        fitted.append(type(self[-1]).__name__)
-        return original(self, X, y, **params)
-
-    monkeypatch.setattr(Pipeline, "fit", counting)
-    return fitted
 
 
 def _numbers(comparison):

@@ -13,23 +13,14 @@ from bottleneck_transfer.features.store import CacheStore, parse_age
 from bottleneck_transfer.pipeline.run import run_pipeline
 from bottleneck_transfer.pipeline.spec import SpecError, load_spec
 from click.testing import CliRunner
+from photo_fixtures import write_photo_crops
 from PIL import Image
 
 
 @pytest.fixture
 def photos(tmp_path):
     """train/ and test/ class folders of real photo crops."""
-    from skimage import data
-
-    pictures = {"cat": data.chelsea(), "cup": data.coffee()}
-    for split, count in (("train", 6), ("test", 3)):
-        for name, photo in pictures.items():
-            folder = tmp_path / "photos" / split / name
-            folder.mkdir(parents=True)
-            for k in range(count):
-                crop = photo[k * 15 : k * 15 + 120, k * 10 : k * 10 + 150]
-                Image.fromarray(crop).save(folder / f"{k}.jpg")
-    return tmp_path / "photos"
+    return write_photo_crops(tmp_path, {"train": 6, "test": 3}, (15, 10))
 
 
 def _write_spec(tmp_path, body: str):

@@ -8,8 +8,7 @@ import pytest
 from bottleneck_transfer.deploy.exported import load_exported
 from bottleneck_transfer.pipeline.run import run_pipeline
 from bottleneck_transfer.pipeline.spec import SpecError, load_spec
-from PIL import Image
-from sklearn.pipeline import Pipeline
+from photo_fixtures import write_photo_crops
 
 SPEC = """
 [data]
@@ -37,17 +36,7 @@ dir = "runs"
 @pytest.fixture
 def photos(tmp_path):
     """train/ and test/ class folders of real photo crops (10 + 4 per class)."""
-    from skimage import data
-
-    pictures = {"cat": data.chelsea(), "cup": data.coffee()}
-    for split, count in (("train", 10), ("test", 4)):
-        for name, photo in pictures.items():
-            folder = tmp_path / "photos" / split / name
-            folder.mkdir(parents=True)
-            for k in range(count):
-                crop = photo[k * 9 : k * 9 + 120, k * 7 : k * 7 + 150]
-                Image.fromarray(crop).save(folder / f"{k}.jpg")
-    return tmp_path / "photos"
+    return write_photo_crops(tmp_path, {"train": 10, "test": 4}, (9, 7))
 
 
 def _spec(tmp_path, use: str, export: str, tune: bool = False):
@@ -61,19 +50,6 @@ def _table(lines: list[str]) -> tuple[str, list[str]]:
     text = next(line for line in lines if "p vs best" in line).splitlines()
     at = next(i for i, line in enumerate(text) if "p vs best" in line)
     return text[at], [line.rstrip() for line in text[at + 2 : at + 4]]
-
-
-@pytest.fixture
-def fits(monkeypatch) -> list[str]:
-    fitted: list[str] = []
-    original = Pipeline.fit
-
-    def counting(self, X, y=None, **params):
-        fitted.append(type(self[-1]).__name__)
-        return original(self, X, y, **params)
-
-    monkeypatch.setattr(Pipeline, "fit", counting)
-    return fitted
 
 
 @pytest.mark.filterwarnings("ignore::bottleneck_transfer.errors.SmallDataWarning")
