@@ -34,8 +34,7 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
 from bottleneck_transfer.features.cache import FeatureCache, check_features
-from bottleneck_transfer.features.sources import holdout_mask, id_origin
-from bottleneck_transfer.fingerprint import fingerprint
+from bottleneck_transfer.features.sources import id_origin
 from bottleneck_transfer.heads.memo import FitMemo, prediction_key
 from bottleneck_transfer.heads.metrics import (
     METRICS,
@@ -52,6 +51,7 @@ from bottleneck_transfer.heads.registry import (
     make_head,
     single_threaded,
 )
+from bottleneck_transfer.heads.splits import holdout_split, plain_rows, stratified_folds
 from bottleneck_transfer.heads.training import (
     LabeledData,
     check_compatible,
@@ -59,7 +59,6 @@ from bottleneck_transfer.heads.training import (
     fit_head,
 )
 from bottleneck_transfer.heads.tuning import TuneResult
-from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 
 #: The registry's default heads (:func:`~bottleneck_transfer.heads.registry.default_heads`).
@@ -278,6 +277,7 @@ def _evaluate(
     test: LabeledData | None,
     splits: list[tuple[np.ndarray, np.ndarray]],
     *,
+    scored: np.ndarray,
     setup: _Setup,
     n_bootstrap: int,
 ) -> tuple[Row, dict[str, np.ndarray]]:
@@ -299,7 +299,7 @@ def _evaluate(
             fold_metrics.append(
                 score(train.y[eval_rows], fold.predictions, fold.proba, fold.classes)
             )
-        y_eval = train.y
+        predictions, y_eval = predictions[scored], train.y[scored]
     replicates: dict[str, np.ndarray] = {}
     if test is not None:
         metrics, spread = fold_metrics[0], dict.fromkeys(METRICS)
@@ -345,13 +345,14 @@ def _baseline_data(
                 f"baseline {name!r} ({role}) has {len(value)} rows; the {role} cache has "
                 f"{len(reference)}"
             )
-        return LabeledData.from_arrays(
+        data = LabeledData.from_arrays(
             value,
             reference.y,
             ids=reference.ids,
             class_names=reference.class_names,
             source=f"baseline {name} ({role})",
         )
+        return dataclasses.replace(data, source_rows=reference.source_rows)
     data = _as_data(value)
     if data.class_names != reference.class_names:
         raise HeadError(
@@ -439,18 +440,6 @@ def _check_setup(
             f"Received: baseline_heads={baseline_heads!r}"
         )
     return cv
-
-
-def _held_out(data: LabeledData, held: np.ndarray, split: dict[str, Any]) -> LabeledData:
-    """The held-out rows of ``data``, with a fingerprint of their own (memo keys)."""
-    rows = np.flatnonzero(held)
-    return dataclasses.replace(
-        data,
-        X=data.X[rows],
-        y=data.y[rows],
-        ids=[data.ids[i] for i in rows],
-        fingerprint=fingerprint({"rows of": data.key, "split": split}),
-    )
 
 
 def _baseline_sets(
@@ -553,18 +542,12 @@ def compare_heads(
     split = None
     if val_split is not None:
         split = {"val_split": val_split, "seed": random_state}
-        held = holdout_mask(train_data.y, val_split, random_state)
-        fit_rows = np.flatnonzero(~held)
+        fit_rows, held = holdout_split(train_data.y, train_data.groups, val_split, random_state)
     messages = check_data(train_data, min_per_class=cv or 1)
     if test_data is not None and test_data.has_views:
         raise HeadError(
             "the test cache holds augmented views (extract --augment --views): test rows are "
             "never augmented; extract the test images without --augment"
-        )
-    if test_data is None and train_data.has_views:
-        raise HeadError(
-            "--cv and --val-split on a cache with augmented views are not supported yet; "
-            "compare with a --test cache extracted without --augment"
         )
     if test_data is not None:
         check_compatible(train_data.space, test_data.space, what="test cache")
@@ -572,13 +555,15 @@ def compare_heads(
         check_data(test_data, min_classes=1)
     baseline_sets = _baseline_sets(baselines or {}, train_data, test_data)
     if split is not None:
-        test_data = _held_out(train_data, held, split)
-        baseline_sets = [(n, d, _held_out(d, held, split)) for n, d, _ in baseline_sets]
+        test_data = train_data.take(held)
+        baseline_sets = [(n, d, d.take(held)) for n, d, _ in baseline_sets]
     if test_data is None:
-        folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=random_state)
-        splits = list(folds.split(np.zeros((len(train_data), 1)), train_data.y))
+        splits = stratified_folds(train_data.y, train_data.groups, cv, random_state)
+        scored = plain_rows(train_data.groups)
+        eval_folds = [np.searchsorted(scored, e) for _, e in splits]
     else:
         splits = [(fit_rows, np.arange(len(test_data)))]
+        scored = eval_folds = None
     per_baseline = len(specs) if baseline_heads == "all" else 1
     bar = tqdm(
         total=len(splits) * (len(specs) + per_baseline * len(baseline_sets)),
@@ -590,6 +575,7 @@ def compare_heads(
     evaluate = functools.partial(
         _evaluate,
         splits=splits,
+        scored=scored,
         setup=_Setup(tune, random_state, n_jobs, memo, bar),
         n_bootstrap=n_bootstrap,
     )
@@ -601,15 +587,16 @@ def compare_heads(
             results += [evaluate(spec, name, fit_data, eval_data) for spec in baseline_specs]
     rows = _rank([row for row, _ in results])
     replicates = {row.name: reps for row, reps in results}
-    eval_labels = train_data.y if test_data is None else test_data.y
     cv_mode = test_data is None
+    eval_data = train_data.take(scored) if cv_mode else test_data
+    eval_labels = eval_data.y
     _test_against(winner, rows[1:], eval_labels)
     main_rows = [r for r in rows if not r.is_baseline]
-    verdict = _verdict(winner, main_rows[1:], replicates, splits, eval_labels, cv_mode)
+    verdict = _verdict(winner, main_rows[1:], replicates, eval_folds, eval_labels)
     baseline_rows = [r for r in rows if r.is_baseline]
     transfer = None
     if baseline_rows:
-        transfer = _transfer(winner, baseline_rows[0], replicates, splits, eval_labels, cv_mode)
+        transfer = _transfer(winner, baseline_rows[0], replicates, eval_folds, eval_labels)
         if transfer["verdict"] == "negative":
             warnings.warn(transfer["sentence"], NegativeTransferWarning, stacklevel=2)
     caches = {"train": _cache_summary(train_data)}
@@ -629,7 +616,7 @@ def compare_heads(
         class_names=train_data.class_names,
         caches=caches,
         splits=splits,
-        eval_ids=train_data.ids if cv_mode else test_data.ids,
+        eval_ids=eval_data.ids,
         eval_labels=eval_labels,
         rows=rows,
         winner=winner.name,
@@ -666,16 +653,16 @@ def _gap(
     a: Row,
     b: Row,
     replicates: dict[str, dict[str, np.ndarray]],
-    splits: list[tuple[np.ndarray, np.ndarray]],
+    eval_folds: list[np.ndarray] | None,
     labels: np.ndarray,
-    cv: bool,
 ) -> tuple[float, str, list[float]]:
-    """Accuracy gap a - b in points, its interval text, and the interval (or ±spread)."""
+    """Accuracy gap a - b in points, its interval text, and the interval: ± the spread over
+    ``eval_folds`` (CV: each fold's positions among the scored rows), else the bootstrap's."""
     gap = 100 * (a.metrics["accuracy"] - b.metrics["accuracy"])
-    if cv:
+    if eval_folds is not None:
         per_fold = [
             100 * (np.mean(a.predictions[e] == labels[e]) - np.mean(b.predictions[e] == labels[e]))
-            for _, e in splits
+            for e in eval_folds
         ]
         spread = float(np.std(per_fold, ddof=1))
         return gap, f"± {spread:.1f} over folds", [gap - spread, gap + spread]
@@ -688,15 +675,14 @@ def _verdict(
     winner: Row,
     others: list[Row],
     replicates: dict[str, dict[str, np.ndarray]],
-    splits: list[tuple[np.ndarray, np.ndarray]],
+    eval_folds: list[np.ndarray] | None,
     labels: np.ndarray,
-    cv: bool,
 ) -> str:
     accuracy = winner.metrics["accuracy"]
     if not others:
         return f"Only one head was compared: {winner.name} (accuracy {accuracy:.3f})."
     runner = others[0]
-    gap, gap_text, _ = _gap(winner, runner, replicates, splits, labels, cv)
+    gap, gap_text, _ = _gap(winner, runner, replicates, eval_folds, labels)
     lead = (
         f"{winner.name} ranks first (accuracy {accuracy:.3f}), {gap:.1f} points ahead of "
         f"{runner.name} ({gap_text})"
@@ -718,11 +704,10 @@ def _transfer(
     winner: Row,
     best_baseline: Row,
     replicates: dict[str, dict[str, np.ndarray]],
-    splits: list[tuple[np.ndarray, np.ndarray]],
+    eval_folds: list[np.ndarray] | None,
     labels: np.ndarray,
-    cv: bool,
 ) -> dict[str, Any]:
-    gap, gap_text, bounds = _gap(winner, best_baseline, replicates, splits, labels, cv)
+    gap, gap_text, bounds = _gap(winner, best_baseline, replicates, eval_folds, labels)
     p = mcnemar(winner.predictions == labels, best_baseline.predictions == labels)["p"]
     significant = p < ALPHA
     if significant and gap > 0:
@@ -749,7 +734,7 @@ def _transfer(
         "baseline": best_baseline.name,
         "gain_points": gap,
         "interval_points": bounds,
-        "interval_kind": "spread over folds" if cv else "bootstrap 95% CI",
+        "interval_kind": "bootstrap 95% CI" if eval_folds is None else "spread over folds",
         "p": p,
         "verdict": verdict,
         "sentence": sentence,

@@ -31,7 +31,6 @@ import numpy as np
 from bottleneck_transfer.atomic import atomic_path, atomic_write_text
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
 from bottleneck_transfer.features.cache import FeatureCache
-from bottleneck_transfer.fingerprint import fingerprint, sha256_arrays
 from bottleneck_transfer.heads.compare import (
     DEFAULT_HEADS,
     Comparison,
@@ -39,10 +38,10 @@ from bottleneck_transfer.heads.compare import (
     compare_heads,
 )
 from bottleneck_transfer.heads.memo import FitMemo
+from bottleneck_transfer.heads.splits import shuffle_split, stratified_subset
 from bottleneck_transfer.heads.training import LabeledData, check_labels
 from matplotlib.figure import Figure
 from scipy.stats import t as student_t
-from sklearn.model_selection import train_test_split
 
 ALL = "all"
 #: Share of the training rows held out (stratified, seeded) when there is no test cache.
@@ -88,28 +87,6 @@ def parse_sizes(sizes: str | Sequence[int | str]) -> list[Size]:
 def default_repeats(n: int) -> int:
     """Repeats at ``n`` labels per class: more for small subsets, whose accuracy varies most."""
     return int(np.clip(math.ceil(REPEAT_ROWS / n), MIN_REPEATS, MAX_REPEATS))
-
-
-def stratified_subset(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Sorted row indices: ``n`` rows of each class of ``y`` (all rows of a smaller class)."""
-    chosen = []
-    for label in np.unique(y):
-        rows = np.flatnonzero(y == label)
-        chosen.append(rng.choice(rows, size=min(n, len(rows)), replace=False))
-    return np.sort(np.concatenate(chosen))
-
-
-def _take(data: LabeledData, rows: np.ndarray) -> LabeledData:
-    """The rows ``rows`` of ``data``; the fingerprint names the subset (memoized fits)."""
-    return LabeledData(
-        X=data.X[rows],
-        y=data.y[rows],
-        ids=[data.ids[i] for i in rows],
-        space=data.space,
-        fingerprint=fingerprint(
-            {"cache": data.fingerprint, "rows": sha256_arrays([np.asarray(rows, np.int64)])}
-        ),
-    )
 
 
 def _as_data(value: DataInput) -> LabeledData:
@@ -390,7 +367,7 @@ def learning_curve(
         full.mode != "holdout" or len(full.eval_labels) != len(rows.evaluation)
     ):
         raise HeadError("full= must be a holdout comparison on the same test rows")
-    counts = np.bincount(rows.pool.y, minlength=len(rows.pool.class_names))
+    counts = np.bincount(rows.pool.y[rows.pool.plain], minlength=len(rows.pool.class_names))
     plan, notes = _plan(wanted, int(counts.max()))
     settings = {
         "heads": heads,
@@ -413,7 +390,7 @@ def learning_curve(
         else:
             n_boot = n_bootstrap if n_repeats == 1 else _REPEAT_BOOTSTRAP
             comparisons = [
-                rows.compare(_subset(rows.pool.y, size, random_state, r), n_boot, settings)
+                rows.compare(_subset(rows.pool, size, random_state, r), n_boot, settings)
                 for r in range(n_repeats)
             ]
         key = str(size)
@@ -463,13 +440,13 @@ class _Rows:
     def compare(self, rows: np.ndarray, n_bootstrap: int, settings: dict) -> Comparison:
         """Every head and baseline fitted on ``rows`` of the pool, scored on the evaluation."""
         baselines = {
-            name: (_take(pool, rows), evaluation)
+            name: (pool.take(rows), evaluation)
             for name, (pool, evaluation) in self.baselines.items()
         }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", BottleneckWarning)  # small by design
             return compare_heads(
-                _take(self.pool, rows),
+                self.pool.take(rows),
                 self.evaluation,
                 baselines=baselines or None,
                 n_bootstrap=n_bootstrap,
@@ -502,23 +479,17 @@ def _split(
         evaluation = _as_data(test)
         described = f"{len(evaluation)} rows of {evaluation.space.source}"
         return _Rows(train_data, evaluation, given, described)
-    fit_rows, eval_rows = (
-        np.sort(rows)
-        for rows in train_test_split(
-            np.arange(len(train_data)),
-            test_size=HOLDOUT_FRACTION,
-            stratify=train_data.y,
-            random_state=random_state,
-        )
+    fit_rows, eval_rows = shuffle_split(
+        train_data.y, train_data.groups, HOLDOUT_FRACTION, random_state
     )
     described = (
         f"{len(eval_rows)} rows of {train_data.space.source} held out (a stratified "
         f"{HOLDOUT_FRACTION:.0%}, seed {random_state})"
     )
     return _Rows(
-        _take(train_data, fit_rows),
-        _take(train_data, eval_rows),
-        {name: (_take(fit, fit_rows), _take(fit, eval_rows)) for name, (fit, _) in given.items()},
+        train_data.take(fit_rows),
+        train_data.take(eval_rows),
+        {name: (fit.take(fit_rows), fit.take(eval_rows)) for name, (fit, _) in given.items()},
         described,
     )
 
@@ -536,11 +507,13 @@ def _plan(wanted: list[Size], largest: int) -> tuple[list[Size], list[str]]:
     return plan, notes
 
 
-def _subset(y: np.ndarray, size: Size, random_state: int, repeat: int) -> np.ndarray:
-    """The rows of one subset: seeded by (seed, size, repeat), or every row at ``all``."""
+def _subset(data: LabeledData, size: Size, random_state: int, repeat: int) -> np.ndarray:
+    """The rows of one subset: ``size`` images per class with their views, seeded by
+    (seed, size, repeat), or every row at ``all``."""
     if size == ALL:
-        return np.arange(len(y))
-    return stratified_subset(y, int(size), np.random.default_rng([random_state, size, repeat]))
+        return np.arange(len(data))
+    rng = np.random.default_rng([random_state, size, repeat])
+    return stratified_subset(data.y, data.groups, int(size), rng)
 
 
 def _cell(point: Point) -> str:

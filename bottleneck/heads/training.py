@@ -33,7 +33,7 @@ import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.errors import HeadError, SmallDataWarning
 from bottleneck_transfer.features.cache import FeatureCache, check_features
-from bottleneck_transfer.fingerprint import diff_keys, sha256_arrays
+from bottleneck_transfer.fingerprint import diff_keys, fingerprint, sha256_arrays
 from bottleneck_transfer.heads.memo import FitMemo, code_versions, fit_key
 from bottleneck_transfer.heads.metrics import METRICS, bootstrap, interval, row_losses, score
 from bottleneck_transfer.heads.registry import (
@@ -46,6 +46,7 @@ from bottleneck_transfer.heads.registry import (
     set_random_state,
     single_threaded,
 )
+from bottleneck_transfer.heads.splits import groups_within, plain_rows
 from bottleneck_transfer.heads.trust import load_trusted
 from bottleneck_transfer.heads.tuning import VAL_FRACTION, TuneResult, tune_head, validation_split
 from bottleneck_transfer.versions import software_versions
@@ -172,6 +173,28 @@ class LabeledData:
         """bool (N,): rows that are not augmented views (the only rows ever scored)."""
         return self.groups == np.arange(len(self))
 
+    @property
+    def images(self) -> LabeledData:
+        """The plain rows only: one row per image (itself without views)."""
+        return self.take(plain_rows(self.groups)) if self.has_views else self
+
+    def take(self, rows: np.ndarray) -> LabeledData:
+        """The rows ``rows``, with a fingerprint naming them (memo keys); views keep their
+        image, so ``rows`` must hold the plain row of every view it holds (as every split of
+        :mod:`heads.splits` does)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        source_rows = groups_within(self.groups, rows) if self.has_views else None
+        if source_rows is not None and np.array_equal(source_rows, np.arange(len(rows))):
+            source_rows = None
+        return LabeledData(
+            X=self.X[rows],
+            y=self.y[rows],
+            ids=[self.ids[i] for i in rows],
+            space=self.space,
+            fingerprint=fingerprint({"rows of": self.key, "rows": sha256_arrays([rows])}),
+            source_rows=source_rows,
+        )
+
 
 def check_labels(
     labels: np.ndarray,
@@ -267,8 +290,9 @@ def check_data(data: LabeledData, *, min_per_class: int = 1, min_classes: int = 
         For unusable features, naming the rows.
     """
     source = data.space.source
+    labels = data.y[data.plain] if data.has_views else data.y  # count images, not views
     check_labels(
-        data.y,
+        labels,
         data.class_names,
         source=source,
         min_per_class=min_per_class,
@@ -277,7 +301,7 @@ def check_data(data: LabeledData, *, min_per_class: int = 1, min_classes: int = 
     check_features(data.X, data.ids, source)
     if min_classes < 2:
         return []
-    return warn_small_data(data.y, data.class_names, source=source)
+    return warn_small_data(labels, data.class_names, source=source)
 
 
 def check_compatible(expected: FeatureSpace, actual: FeatureSpace, *, what: str) -> None:
@@ -394,7 +418,7 @@ def fit_head(
     key = fit_key(data.key, rows, kind, params, tune_settings, random_state, code)
     every_row = len(rows) == len(data) and np.array_equal(rows, np.arange(len(data)))
     X, y = (data.X, data.y) if every_row else (data.X[rows], data.y[rows])
-    grouping = {"groups": data.groups[rows], "plain": data.plain[rows]} if data.has_views else {}
+    grouping = {"groups": groups_within(data.groups, rows)} if data.has_views else {}
     meta = None if memo is None else memo.load_meta(key)
     if meta is not None:
         tuning = None

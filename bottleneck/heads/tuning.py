@@ -30,8 +30,9 @@ from bottleneck_transfer.heads.registry import (
     parse_spec,
     set_random_state,
 )
+from bottleneck_transfer.heads.splits import shuffle_split
 from sklearn.exceptions import FitFailedWarning
-from sklearn.model_selection import GridSearchCV, StratifiedShuffleSplit
+from sklearn.model_selection import GridSearchCV
 
 #: Fraction of the training rows held out (stratified) to score each trial.
 VAL_FRACTION = 0.2
@@ -86,31 +87,21 @@ class TuneResult:
 
 
 def validation_split(
-    y: np.ndarray,
-    val_fraction: float,
-    random_state: int,
-    groups: np.ndarray | None = None,
-    plain: np.ndarray | None = None,
+    y: np.ndarray, val_fraction: float, random_state: int, groups: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """A stratified (train, validation) split of the rows of ``y``.
 
-    With augmented views (``groups``: each row's image, ``plain``: rows that are no view),
-    the plain rows are split and every view goes to its image's side; only plain rows are
-    validation rows (scored), so no image is on both sides.
+    With augmented views (``groups``: each row's image, see :mod:`heads.splits`), images
+    are split: every view goes to its image's side and only plain rows are validation rows.
 
     Raises
     ------
     HeadError
         If a class has fewer than 2 rows or the validation slice cannot hold every class.
     """
-    splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_fraction, random_state=random_state)
+    groups = np.arange(len(y)) if groups is None else groups
     try:
-        if groups is None or plain is None:
-            return next(splitter.split(np.zeros((len(y), 1)), y))
-        images = np.flatnonzero(plain)
-        _, held = next(splitter.split(np.zeros((len(images), 1)), y[images]))
-        held_groups = groups[images[held]]
-        return np.flatnonzero(~np.isin(groups, held_groups)), images[held]
+        return shuffle_split(y, groups, val_fraction, random_state)
     except ValueError as exc:
         raise HeadError(
             f"cannot carve a stratified validation split ({val_fraction:.0%}) for tuning from "
@@ -127,7 +118,6 @@ def tune_head(
     random_state: int = 0,
     n_jobs: int | None = -1,
     groups: np.ndarray | None = None,
-    plain: np.ndarray | None = None,
 ) -> TuneResult:
     """Search a head's hyper-parameters on a validation split of ``X`` (training rows only).
 
@@ -145,9 +135,8 @@ def tune_head(
         Seeds the split and the heads.
     n_jobs : int or None, default=-1
         Parallel trials (joblib); -1 uses every core.
-    groups, plain : ndarray, optional
-        Augmented views: each row's image and which rows are plain (see
-        :func:`validation_split`).
+    groups : ndarray, optional
+        Augmented views: each row's image (see :func:`validation_split`).
 
     Returns
     -------
@@ -164,7 +153,7 @@ def tune_head(
     make_head(spec)  # validates the spec before any work
     space = head_kind(spec).search_space
     axes = [axis for axis in space.axes if axis.param not in fixed]
-    train_idx, val_idx = validation_split(y, val_fraction, random_state, groups, plain)
+    train_idx, val_idx = validation_split(y, val_fraction, random_state, groups)
     if not axes:
         return TuneResult(spec, {}, math.nan, [], train_idx, val_idx, 0.0)
     scale = {a.param: (1.0 / X.shape[1] if a.per_feature else 1.0) for a in axes}

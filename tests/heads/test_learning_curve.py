@@ -17,11 +17,11 @@ from bottleneck_transfer.heads.learning_curve import (
     format_curve,
     learning_curve,
     parse_sizes,
-    stratified_subset,
     t_interval,
     write_curve_report,
 )
 from bottleneck_transfer.heads.registry import make_head, set_random_state
+from bottleneck_transfer.heads.splits import stratified_subset
 from bottleneck_transfer.heads.training import LabeledData
 from heads_fixtures import digits_caches
 
@@ -61,10 +61,11 @@ def test_sizes_are_parsed_sorted_and_checked():
 
 def test_subsets_are_stratified_and_seeded():
     y = np.repeat([0, 1, 2], [30, 4, 50])
-    rows = stratified_subset(y, 5, np.random.default_rng(1))
+    groups = np.arange(len(y))
+    rows = stratified_subset(y, groups, 5, np.random.default_rng(1))
     assert np.bincount(y[rows]).tolist() == [5, 4, 5], "a smaller class gives all it has"
-    again = stratified_subset(y, 5, np.random.default_rng(1))
-    other = stratified_subset(y, 5, np.random.default_rng(2))
+    again = stratified_subset(y, groups, 5, np.random.default_rng(1))
+    other = stratified_subset(y, groups, 5, np.random.default_rng(2))
     np.testing.assert_array_equal(rows, again)
     assert not np.array_equal(rows, other)
 
@@ -74,7 +75,7 @@ def test_each_point_equals_plain_fits_on_the_drawn_subsets(curve, digits):
     point = curve.point("logreg", 3)
     assert len(point.accuracies) == default_repeats(3) == curve.repeats["3"]
     for repeat in (0, 4):
-        rows = stratified_subset(train.y, 3, np.random.default_rng([0, 3, repeat]))
+        rows = stratified_subset(train.y, train.groups, 3, np.random.default_rng([0, 3, repeat]))
         assert np.bincount(train.y[rows]).tolist() == [3] * 10
         head = set_random_state(make_head("logreg"), 0).fit(train.X[rows], train.y[rows])
         assert point.accuracies[repeat] == np.mean(head.predict(test.X) == test.y)
