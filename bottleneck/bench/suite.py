@@ -65,9 +65,11 @@ PARTS = (
     "memory",
     "dask",
     "compare6k",
+    "views",
+    "float16-heads",
 )
 #: Parts measured once per run, not per base.
-GLOBAL_PARTS = ("read", "memory", "dask", "compare6k")
+GLOBAL_PARTS = ("read", "memory", "dask", "compare6k", "views", "float16-heads")
 DEFAULT_PARTS = (
     "model",
     "decode",
@@ -1173,6 +1175,16 @@ def run_bench(
 
         log("bottleneck compare --cv 5 on synthetic 6,000 x 1,280 caches (subprocesses) ...")
         report["compare6k"] = bench_compare_6k()
+    if "views" in chosen:
+        from bottleneck_transfer.bench.accuracy import bench_views
+
+        log("accuracy with 0 and 8 augmented views on the Fashion-MNIST demo ...")
+        report["views"] = bench_views(log=log)
+    if "float16-heads" in chosen:
+        from bottleneck_transfer.bench.accuracy import bench_float16_heads
+
+        log("accuracy with float32 and float16 caches on the Fashion-MNIST demo ...")
+        report["float16_heads"] = bench_float16_heads(log=log)
     report["targets"] = targets(report)
     report["machine"]["load_average_end"] = _load()
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -1273,6 +1285,10 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"- peak RSS of extraction: {peaks} (ratio {memory['peak_ratio']:.3f})")
     elif memory:
         lines.append(f"- peak memory: {memory.get('skipped')}")
+    if "views" in report or "float16_heads" in report:
+        from bottleneck_transfer.bench.accuracy import format_accuracy
+
+        lines += format_accuracy(report)
     if report.get("targets"):
         lines += ["", "| target | measured | goal | met | note |", "|---|---|---|---|---|"]
         for row in report["targets"]:

@@ -39,7 +39,10 @@ from bottleneck_transfer.errors import BottleneckError
     "--parts",
     default=None,
     help="Comma list of model,decode,extract,peer,predict_numpy,heads,compare,dense,read,memory,"
-    "compare6k (default: all but predict_numpy, memory and compare6k; --suite adds those two).",
+    "compare6k,views,float16-heads (default: all but predict_numpy, memory, compare6k, views "
+    "and float16-heads; --suite adds memory and compare6k). views and float16-heads: each "
+    "head's accuracy on the Fashion-MNIST demo with 0 vs 8 augmented views and float32 vs "
+    "float16 caches.",
 )
 @options.compute_dtype("Run the base in this precision (features are stored as float32).")
 @click.option(
