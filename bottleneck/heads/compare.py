@@ -588,8 +588,10 @@ def compare_heads(
     rows = _rank([row for row, _ in results])
     replicates = {row.name: reps for row, reps in results}
     cv_mode = test_data is None
-    eval_data = train_data.take(scored) if cv_mode else test_data
-    eval_labels = eval_data.y
+    if cv_mode:
+        eval_ids, eval_labels = [train_data.ids[i] for i in scored], train_data.y[scored]
+    else:
+        eval_ids, eval_labels = test_data.ids, test_data.y
     _test_against(winner, rows[1:], eval_labels)
     main_rows = [r for r in rows if not r.is_baseline]
     verdict = _verdict(winner, main_rows[1:], replicates, eval_folds, eval_labels)
@@ -616,7 +618,7 @@ def compare_heads(
         class_names=train_data.class_names,
         caches=caches,
         splits=splits,
-        eval_ids=eval_data.ids,
+        eval_ids=eval_ids,
         eval_labels=eval_labels,
         rows=rows,
         winner=winner.name,
