@@ -432,6 +432,13 @@ def fit_head(
     if tune:
         tuning = tune_head(spec, X, y, random_state=random_state, n_jobs=n_jobs, **grouping)
         head = set_random_state(make_head(spec, **tuning.best_params), random_state)
+    neighbours = getattr(head[-1], "n_neighbors", None)
+    if neighbours is not None and neighbours > len(rows):
+        raise HeadError(
+            f"{spec!r} looks for {neighbours} neighbours among {len(rows)} training rows; "
+            f"give more rows or fewer neighbours (e.g. knn:n_neighbors={len(rows)}). Received: "
+            f"rows={len(rows)}"
+        )
     with single_threaded(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         start = time.perf_counter()

@@ -20,6 +20,7 @@ from bottleneck_transfer.heads.registry import (
     set_random_state,
     split_specs,
 )
+from bottleneck_transfer.heads.training import LabeledData, fit_head
 from bottleneck_transfer.heads.tuning import tune_head
 from heads_fixtures import blobs
 from sklearn.base import clone
@@ -303,3 +304,10 @@ def test_tuning_needs_two_rows_per_class():
     y = np.array([0] * 9 + [1])
     with pytest.raises(HeadError, match="validation split"):
         tune_head("logreg", X, y)
+
+
+def test_knn_with_more_neighbours_than_rows_is_one_clear_error():
+    data = LabeledData.from_arrays(np.eye(4, dtype=np.float32), np.array([0, 1, 0, 1]))
+    with pytest.raises(HeadError, match=r"5 neighbours among 4 training rows.*n_neighbors=4"):
+        fit_head("knn", data)
+    assert fit_head("knn:n_neighbors=4", data).estimator.predict(data.X).shape == (4,)
