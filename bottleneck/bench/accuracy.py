@@ -144,7 +144,7 @@ def _notes(comparison: Any) -> dict[str, list[str]]:
 def bench_views(
     per_class: Sequence[int] = (10, 50),
     *,
-    draws: int = 10,
+    draws: int = 20,
     views: int = 8,
     heads: Sequence[str] | None = None,
     test_limit: int | None = None,
@@ -345,9 +345,9 @@ def bench_float16_heads(
     }
 
 
-def _cell(stats: dict[str, Any], signed: bool = False) -> str:
-    sign = "+" if signed else ""
-    return f"{stats['mean']:{sign}.3f} [{stats['low']:{sign}.3f}, {stats['high']:{sign}.3f}]"
+def _cell(stats: dict[str, Any], signed: bool = False, digits: int = 3) -> str:
+    form = f"{'+' if signed else ''}.{digits}f"
+    return f"{stats['mean']:{form}} [{stats['low']:{form}}, {stats['high']:{form}}]"
 
 
 def format_accuracy(report: dict[str, Any]) -> list[str]:
@@ -369,6 +369,12 @@ def format_accuracy(report: dict[str, Any]) -> list[str]:
                 f"| {row['per_class']} | {row['head']} | {_cell(row['plain'])} | "
                 f"{_cell(row['views'])} | {_cell(row['difference'], signed=True)} |"
             )
+        notes = [
+            f"- {row['per_class']} per class, {row['head']}: {note}"
+            for row in views["rows"]
+            for note in row.get("notes", [])
+        ]
+        lines += ["", *notes] if notes else []
     float16 = report.get("float16_heads")
     if float16:
         lines += [
@@ -386,7 +392,7 @@ def format_accuracy(report: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {row['head']} | {a['accuracy']:.4f} [{a['interval'][0]:.4f}, "
                 f"{a['interval'][1]:.4f}] | {b['accuracy']:.4f} [{b['interval'][0]:.4f}, "
-                f"{b['interval'][1]:.4f}] | {_cell(row['change'], signed=True)} | "
+                f"{b['interval'][1]:.4f}] | {_cell(row['change'], signed=True, digits=4)} | "
                 f"{row['predictions_changed']} |"
             )
     return lines

@@ -1209,11 +1209,14 @@ def format_table(report: dict[str, Any]) -> str:
         f"accelerators: {', '.join(machine['accelerators']) or 'none'}; "
         f"keras {machine['software'].get('keras')} ({machine['backend']}); "
         f"load average {machine['load_average_start']} → {machine.get('load_average_end')}",
-        "",
-        "| base | images | batch | R_model /s | R_decode /s | L /s | extract /s | extract/L "
-        "| peer /s | extract/peer | predict(numpy) /s | dense cache vs frozen |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if report["results"]:
+        lines += [
+            "",
+            "| base | images | batch | R_model /s | R_decode /s | L /s | extract /s | extract/L "
+            "| peer /s | extract/peer | predict(numpy) /s | dense cache vs frozen |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
     for entry in report["results"]:
         if "skipped" in entry:
             lines.append(f"| {entry['base']} | skipped: {entry['skipped']} |")

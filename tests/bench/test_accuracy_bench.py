@@ -126,6 +126,7 @@ def test_bench_parts_run_the_accuracy_benchmarks_and_print_their_tables(monkeypa
                 "plain": stats,
                 "views": stats,
                 "difference": difference,
+                "notes": ["not converged: dense did not converge"],
             }
         ],
     }
@@ -133,6 +134,8 @@ def test_bench_parts_run_the_accuracy_benchmarks_and_print_their_tables(monkeypa
     report = run_bench(parts=["views"])
     assert report["views"] is views and report["results"] == [] and "float16_heads" not in report
     text = format_table(report)
+    assert "| base |" not in text  # no base was benchmarked: no empty throughput table
+    assert "- 10 per class, logreg: not converged: dense did not converge" in text
     assert (
         "| 10 | logreg | 0.900 [0.850, 0.950] | 0.900 [0.850, 0.950] | -0.010 [-0.030, +0.010] |"
         in text
