@@ -46,7 +46,7 @@ def run(spec: str, dry_run: bool, cache_dir: str | None, quiet: bool, as_json: b
 
 @click.group()
 def cache() -> None:
-    """List, prune and export caches.
+    """List and prune the store (caches, fits, stored predictions, exports); export caches.
 
     \b
     Examples:
@@ -63,46 +63,59 @@ _CACHE_DIR = options.cache_dir("Store folder (default: $BOTTLENECK_CACHE_DIR, el
 @_CACHE_DIR
 @options.json_flag()
 def cache_ls(cache_dir: str | None, as_json: bool) -> None:
-    """List caches with their base, source, rows, size and last use.
+    """List what the store holds, with size, last use and a total per kind.
+
+    Kinds: cache (with its base, source and rows), partial (an unfinished extraction),
+    fit (a memoized head, with its spec), predictions (a fit's stored predictions) and
+    export (the pipeline's exported model, with its head and form).
 
     \b
     Example:
       bottleneck cache ls --cache-dir pipelines/caches
     """
-    from bottleneck_transfer.features.store import CacheStore, default_cache_dir
+    from bottleneck_transfer.features.store import CacheStore, default_cache_dir, totals
 
-    entries = CacheStore(cache_dir or default_cache_dir()).entries()
+    store = CacheStore(cache_dir or default_cache_dir())
+    entries = store.entries()
     if as_json:
         options.echo_json(entries)
         return
     if not entries:
-        click.echo("no caches")
+        click.echo(f"nothing stored in {store.root}")
     for e in entries:
+        what = e["head"] or f"{e['base'] or ''}  {e['source'] or ''}"
         click.echo(
-            f"{e['path']}  {e['status']:<8} {e['rows'] if e['rows'] is not None else '-':>7} rows  "
-            f"{e['size_bytes'] / 1e6:7.1f} MB  {e['last_used']}  {e['base'] or ''}  "
-            f"{e['source'] or ''}"
+            f"{e['kind']:<11} {e['path']}  {e['status']:<8} "
+            f"{e['rows'] if e['rows'] is not None else '-':>7} rows  "
+            f"{e['size_bytes'] / 1e6:7.1f} MB  {e['last_used']}  {what}"
         )
+    for kind, total in totals(entries).items():
+        click.echo(f"total {kind:<11} {total['count']:>6}  {total['size_bytes'] / 1e6:9.1f} MB")
 
 
 @cache.command("prune")
 @_CACHE_DIR
-@click.option("--older-than", help="Remove caches not used for this long (30d, 12h, 2w).")
+@click.option(
+    "--older-than", help="Remove caches, fits and exports not used for this long (30d, 12h, 2w)."
+)
 @click.option("--partial", is_flag=True, help="Remove unfinished extractions.")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
 def cache_prune(
     cache_dir: str | None, older_than: str | None, partial: bool, dry_run: bool
 ) -> None:
-    """Remove caches unused for a while, and/or unfinished extractions.
+    """Remove caches, fits, stored predictions and exports unused for a while, and/or
+    unfinished extractions.
 
-    Only what the store wrote is removed (store-named caches with a cache header, and
-    unfinished extractions with the writer's marker), never one a running extraction
-    holds; anything else is kept and named.
+    Last use is when a run, compare or train last reused it. Only what the store wrote is
+    removed (store-named caches with a cache header, unfinished extractions with the
+    writer's marker, the fit memo's and the pipeline's own files), never one a running
+    extraction or pipeline holds, never through a symbolic link; anything else is kept and
+    named.
 
     \b
     Examples:
       bottleneck cache prune --older-than 30d --partial
-      bottleneck cache prune --partial --dry-run
+      bottleneck cache prune --older-than 2w --dry-run
     """
     from bottleneck_transfer.features.store import CacheStore, default_cache_dir, parse_age
 

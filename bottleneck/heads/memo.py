@@ -26,12 +26,10 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer import __version__
 from bottleneck_transfer.atomic import atomic_path, atomic_write_text
-from bottleneck_transfer.features.store import CacheStore
+from bottleneck_transfer.features.store import FITS_FOLDER, CacheStore
 from bottleneck_transfer.fingerprint import fingerprint, sha256_arrays, sha256_file
 from bottleneck_transfer.heads.trust import load_trusted
 
-#: The store's sub-folder that holds memoized fits.
-FITS_FOLDER = "fits"
 _LIBRARIES = ("numpy", "scikit-learn", "keras", "skops")
 _PACKAGE = __name__.split(".")[0]
 
@@ -120,7 +118,11 @@ class FitMemo:
     def load_meta(self, key: str) -> dict | None:
         """The metadata stored with the fit ``key``, or None when it was never stored."""
         path = self._path(key, ".json")
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if not path.is_file():
+            return None
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        CacheStore.touch(path)  # its last use: ``cache prune --older-than`` goes by it
+        return meta
 
     def load_head(self, key: str, kind: str) -> Any:
         """The fitted head stored under ``key`` (see :meth:`load_meta` for whether there is one).
@@ -130,7 +132,10 @@ class FitMemo:
         HeadError
             If the stored file is not a head of ``kind`` (it is never loaded then).
         """
-        return load_trusted(self._path(key, ".skops"), kind)["head"]
+        path = self._path(key, ".skops")
+        head = load_trusted(path, kind)["head"]
+        CacheStore.touch(path)
+        return head
 
     def save_head(self, key: str, estimator: Any, metadata: dict) -> Path:
         """Store a fitted head and its metadata under ``key``: the head file, then the metadata.
@@ -154,6 +159,7 @@ class FitMemo:
         with np.load(path, allow_pickle=False) as stored:
             arrays: dict[str, Any] = {name: stored[name] for name in stored.files}
         arrays["meta"] = json.loads(str(arrays["meta"]))
+        CacheStore.touch(path)
         return arrays
 
     def save_predictions(self, key: str, meta: dict, **arrays: np.ndarray) -> Path:

@@ -27,9 +27,16 @@ from bottleneck_transfer.deploy.predict import predict
 from bottleneck_transfer.errors import SmallDataWarning
 from bottleneck_transfer.features.baselines import baseline_bases
 from bottleneck_transfer.features.bases import Base, load_base
+from bottleneck_transfer.features.cache import writer_lock
 from bottleneck_transfer.features.extract import cache_identity, extract
 from bottleneck_transfer.features.sources import Source, Split, open_source, split_source
-from bottleneck_transfer.features.store import CacheStore, default_cache_dir
+from bottleneck_transfer.features.store import (
+    EXPORT_MODELS,
+    EXPORT_SUMMARY,
+    EXPORTS_FOLDER,
+    CacheStore,
+    default_cache_dir,
+)
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.heads.compare import Comparison, compare_heads
 from bottleneck_transfer.heads.learning_curve import (
@@ -46,9 +53,6 @@ from bottleneck_transfer.pipeline.spec import load_spec
 from bottleneck_transfer.versions import software_versions
 
 _SUMMARY_HEADS = ("Winner", "Exported", "Predictions")
-#: The store's folder of exports (one per fit) and the summary file beside each export.
-EXPORTS_FOLDER = "exports"
-EXPORT_SUMMARY = "export.json"
 
 
 @dataclass
@@ -344,36 +348,42 @@ def _export(
     key: a later run copies it (parity-checked when it was written) instead of rebuilding
     the base and checking it again.
     """
-    name = "model.keras" if head_kind(fit.spec).export_form == "keras" else "model"
+    name = EXPORT_MODELS[head_kind(fit.spec).export_form]
     stored = store.root / EXPORTS_FOLDER / fit.key.split(":", 1)[-1][:32]
-    reused = (stored / EXPORT_SUMMARY).is_file()
-    if not reused:
-        with warnings.catch_warnings():  # the comparison already warned about the same data
-            warnings.simplefilter("ignore", SmallDataWarning)
-            trained = train_head(
-                data,
-                fit.spec,
-                tune=comparison.tuned,
-                random_state=comparison.random_state,
-                memo=memo,
-            )
-        base = spec["base"]["name"] if Path(spec["base"]["name"]).exists() else None
-        with atomic_path(stored) as scratch:
-            scratch.mkdir()
-            result = export(data.space.source, scratch / name, head=trained, base=base)
-            summary = {
-                "head": result.head,
-                "kind": result.kind,
-                "parity": None if result.parity is None else result.parity.to_dict(),
-            }
-            (scratch / EXPORT_SUMMARY).write_text(json.dumps(summary), encoding="utf-8")
-    for item in sorted(stored.iterdir()):
-        if item.name != EXPORT_SUMMARY:
-            with atomic_path(run_dir / item.name) as target:
-                (shutil.copytree if item.is_dir() else shutil.copy2)(item, target)
+    # ``cache prune`` removes an export only while holding its lock: no run copies from an
+    # export being removed (and a run of the same fit waits, then reuses this one's export).
+    with writer_lock(stored, wait=lambda _message: None):
+        reused = (stored / EXPORT_SUMMARY).is_file()
+        if reused:
+            store.touch(stored / EXPORT_SUMMARY)  # its last use (``cache prune --older-than``)
+        else:
+            with warnings.catch_warnings():  # the comparison already warned about the same data
+                warnings.simplefilter("ignore", SmallDataWarning)
+                trained = train_head(
+                    data,
+                    fit.spec,
+                    tune=comparison.tuned,
+                    random_state=comparison.random_state,
+                    memo=memo,
+                )
+            base = spec["base"]["name"] if Path(spec["base"]["name"]).exists() else None
+            with atomic_path(stored) as scratch:
+                scratch.mkdir()
+                result = export(data.space.source, scratch / name, head=trained, base=base)
+                summary = {
+                    "head": result.head,
+                    "kind": result.kind,
+                    "parity": None if result.parity is None else result.parity.to_dict(),
+                }
+                (scratch / EXPORT_SUMMARY).write_text(json.dumps(summary), encoding="utf-8")
+        for item in sorted(stored.iterdir()):
+            if item.name != EXPORT_SUMMARY:
+                with atomic_path(run_dir / item.name) as target:
+                    (shutil.copytree if item.is_dir() else shutil.copy2)(item, target)
+        summary = json.loads((stored / EXPORT_SUMMARY).read_text(encoding="utf-8"))
     return {
         "path": str(run_dir / name),
-        **json.loads((stored / EXPORT_SUMMARY).read_text(encoding="utf-8")),
+        **summary,
         "spec": fit.spec,
         "params": fit.params,
         "tuned": None if fit.tuning is None else fit.tuning.best_params,
