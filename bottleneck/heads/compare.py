@@ -23,7 +23,6 @@ winner's accuracy minus the best baseline row's, in points, with its interval an
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -59,6 +58,7 @@ from bottleneck_transfer.heads.training import (
     fit_head,
 )
 from bottleneck_transfer.heads.tuning import TuneResult
+from joblib import Parallel, delayed, effective_n_jobs
 from tqdm.auto import tqdm
 
 #: The registry's default heads (:func:`~bottleneck_transfer.heads.registry.default_heads`).
@@ -192,15 +192,20 @@ class _Fold:
     reused: bool
 
 
-@dataclass
-class _Setup:
-    """What every fit of one comparison shares."""
+@dataclass(frozen=True)
+class _Fitting:
+    """What every fit of one comparison shares (sent as it is to worker processes)."""
 
     tune: bool
     random_state: int
     n_jobs: int | None
     memo: FitMemo | None
-    bar: tqdm
+
+
+#: Fits go to parallel worker processes (joblib, one fit per core) only when the training
+#: features hold at least this many values: below it, starting workers and sending them
+#: the data costs more than the fits save.
+PARALLEL_MIN_VALUES = 2**21
 
 
 def _fit_predict(
@@ -209,22 +214,21 @@ def _fit_predict(
     fit_rows: np.ndarray,
     eval_data: LabeledData,
     eval_rows: np.ndarray,
-    setup: _Setup,
+    fitting: _Fitting,
 ) -> _Fold:
     """Fit on ``fit_rows`` of ``fit_data`` and predict ``eval_rows`` of ``eval_data``.
 
     With a memo, the fit and its predictions are stored by key; when both were stored
     before, the head is neither fitted nor loaded.
     """
-    setup.bar.set_postfix_str(spec, refresh=False)
-    memo = setup.memo
+    memo = fitting.memo
     fit = fit_head(
         spec,
         fit_data,
         fit_rows,
-        tune=setup.tune,
-        random_state=setup.random_state,
-        n_jobs=setup.n_jobs,
+        tune=fitting.tune,
+        random_state=fitting.random_state,
+        n_jobs=fitting.n_jobs,
         memo=memo,
     )
     key = prediction_key(fit.key, eval_data.key, eval_rows)
@@ -244,7 +248,6 @@ def _fit_predict(
             memo.save_predictions(key, {"seconds": seconds}, **arrays)
     else:
         arrays, seconds = stored, stored["meta"]["seconds"]
-    setup.bar.update()
     return _Fold(
         predictions=arrays["predictions"],
         proba=arrays.get("proba"),
@@ -270,28 +273,59 @@ def _mean_metrics(folds: list[dict[str, float | None]]) -> tuple[dict, dict]:
     return means, spread
 
 
+Task = tuple[str, str, LabeledData, LabeledData | None]  # spec, features, train, test
+
+
+def _fit_tasks(
+    tasks: list[Task], splits: list[tuple[np.ndarray, np.ndarray]], fitting: _Fitting, bar: tqdm
+) -> list[list[_Fold]]:
+    """Every fold of every task: fitted one after another, or over worker processes (one
+    fit per core; ``fitting.n_jobs``) when the data is large enough
+    (:data:`PARALLEL_MIN_VALUES`). Each fit is seeded, so both give the same folds."""
+    calls = [
+        (spec, train, fit_rows, train if test is None else test, eval_rows)
+        for spec, _, train, test in tasks
+        for fit_rows, eval_rows in splits
+    ]
+    parallel = (
+        len(calls) > 1
+        and effective_n_jobs(fitting.n_jobs) > 1
+        and tasks[0][2].X.size >= PARALLEL_MIN_VALUES
+    )
+    if parallel:
+        inner = dataclasses.replace(fitting, n_jobs=1)  # the cores go to the fits
+        folds = Parallel(n_jobs=fitting.n_jobs, return_as="generator")(
+            delayed(_fit_predict)(*call, inner) for call in calls
+        )
+    else:
+        folds = (_fit_predict(*call, fitting) for call in calls)
+    done = []
+    bar.set_postfix_str(calls[0][0], refresh=False)
+    for i, fold in enumerate(folds, start=1):
+        done.append(fold)
+        bar.set_postfix_str(calls[min(i, len(calls) - 1)][0], refresh=False)
+        bar.update()
+    return [done[i : i + len(splits)] for i in range(0, len(done), len(splits))]
+
+
 def _evaluate(
-    spec: str,
-    features: str,
-    train: LabeledData,
-    test: LabeledData | None,
+    task: Task,
+    folds: list[_Fold],
     splits: list[tuple[np.ndarray, np.ndarray]],
     *,
     scored: np.ndarray,
-    setup: _Setup,
+    random_state: int,
     n_bootstrap: int,
 ) -> tuple[Row, dict[str, np.ndarray]]:
+    """The row of one head on one feature set, from its fitted folds."""
+    spec, features, train, test = task
     n_classes = len(train.class_names)
-    random_state = setup.random_state
     name = spec if features == "main" else f"{spec}@{features}"
     if test is not None:
-        fit_rows, eval_rows = splits[0]
-        folds = [_fit_predict(spec, train, fit_rows, test, eval_rows, setup)]
         y_eval = test.y
         predictions = folds[0].predictions
         fold_metrics = [score(test.y, predictions, folds[0].proba, folds[0].classes)]
     else:
-        folds = [_fit_predict(spec, train, f, train, e, setup) for f, e in splits]
         predictions = np.empty_like(train.y)
         fold_metrics = []
         for (_, eval_rows), fold in zip(splits, folds, strict=True):
@@ -502,7 +536,9 @@ def compare_heads(
     random_state : int, default=0
         Seeds folds, heads, tuning splits and the bootstrap.
     n_jobs : int or None, default=-1
-        Parallel tuning trials.
+        Cores for the fits: folds and heads go to worker processes when the features are
+        large (:data:`PARALLEL_MIN_VALUES`), else tuning trials run in parallel; -1 uses
+        every core. Results do not depend on it.
     memo : FitMemo, optional
         Where fits and their predictions are stored by key: a row whose every fit was stored
         before is not refitted (``Row.reused``).
@@ -572,19 +608,33 @@ def compare_heads(
         disable=None if progress is None else not progress,
         dynamic_ncols=True,
     )
-    evaluate = functools.partial(
-        _evaluate,
-        splits=splits,
-        scored=scored,
-        setup=_Setup(tune, random_state, n_jobs, memo, bar),
-        n_bootstrap=n_bootstrap,
-    )
+    fitting = _Fitting(tune, random_state, n_jobs, memo)
+
+    def evaluate(tasks: list[Task]) -> list[tuple[Row, dict[str, np.ndarray]]]:
+        folds = _fit_tasks(tasks, splits, fitting, bar)
+        return [
+            _evaluate(
+                task,
+                task_folds,
+                splits,
+                scored=scored,
+                random_state=random_state,
+                n_bootstrap=n_bootstrap,
+            )
+            for task, task_folds in zip(tasks, folds, strict=True)
+        ]
+
     with bar:
-        results = [evaluate(spec, "main", train_data, test_data) for spec in specs]
+        results = evaluate([(spec, "main", train_data, test_data) for spec in specs])
         winner = _rank([row for row, _ in results])[0]
         baseline_specs = specs if baseline_heads == "all" else [winner.spec]
-        for name, fit_data, eval_data in baseline_sets:
-            results += [evaluate(spec, name, fit_data, eval_data) for spec in baseline_specs]
+        tasks = [
+            (spec, name, fit_data, eval_data)
+            for name, fit_data, eval_data in baseline_sets
+            for spec in baseline_specs
+        ]
+        if tasks:
+            results += evaluate(tasks)
     rows = _rank([row for row, _ in results])
     replicates = {row.name: reps for row, reps in results}
     cv_mode = test_data is None

@@ -1,0 +1,57 @@
+"""Fits over worker processes give the very comparison the one-after-another fits give."""
+
+from __future__ import annotations
+
+import bottleneck_transfer.heads.compare as compare_module
+import numpy as np
+from bottleneck_transfer.heads.compare import compare_heads
+from bottleneck_transfer.heads.training import LabeledData
+
+HEADS = ["logreg", "linear-svm", "knn"]
+
+
+def _data(seed: int, n: int = 240) -> LabeledData:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    X = rng.normal(size=(n, 16)).astype(np.float32) + y[:, None] * 0.4
+    return LabeledData.from_arrays(X, y, ids=[f"{seed}:{i}" for i in range(n)])
+
+
+def _same(a, b) -> None:
+    assert [r.name for r in a.rows] == [r.name for r in b.rows]
+    for ra, rb in zip(a.rows, b.rows, strict=True):
+        np.testing.assert_array_equal(ra.predictions, rb.predictions)
+        assert ra.metrics == rb.metrics
+        assert ra.fold_metrics == rb.fold_metrics
+    assert a.verdict.split("(")[0] == b.verdict.split("(")[0]
+
+
+def test_parallel_folds_equal_serial_folds(monkeypatch):
+    train = _data(0)
+    calls = []
+    real = compare_module.Parallel
+
+    def counting_parallel(*args, **kwargs):
+        calls.append(kwargs["n_jobs"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compare_module, "Parallel", counting_parallel)
+    serial = compare_heads(train, heads=HEADS, cv=3, n_jobs=1, progress=False)
+    assert calls == []  # one core: no worker processes
+    monkeypatch.setattr(compare_module, "PARALLEL_MIN_VALUES", 0)
+    parallel = compare_heads(train, heads=HEADS, cv=3, n_jobs=2, progress=False)
+    assert calls == [2]
+    _same(serial, parallel)
+    baselines = {"noise": (np.random.default_rng(1).normal(size=train.X.shape), None)}
+    tuned = [
+        compare_heads(train, heads=HEADS[:2], cv=2, tune=True, n_jobs=n, baselines=baselines)
+        for n in (1, 2)
+    ]
+    _same(*tuned)
+    assert calls == [2, 2, 2]  # n_jobs=2: the heads, then the winner on the baseline
+
+
+def test_small_data_stays_in_process(monkeypatch):
+    monkeypatch.setattr(compare_module, "Parallel", None)  # would fail if used
+    comparison = compare_heads(_data(0), heads=HEADS, cv=3, n_jobs=2, progress=False)
+    assert len(comparison.rows) == 3
