@@ -51,6 +51,9 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _STORE_NAME = re.compile(r"[0-9a-f]{24}\.h5(\.partial)?")
 _FIT_NAME = re.compile(r"[0-9a-f]{32}\.(json|skops|npz)")
 _EXPORT_NAME = re.compile(r"[0-9a-f]{32}")
+#: What an export folder holds: its summary, and the model with what export writes beside it
+#: (``model.labels.txt``).
+_EXPORT_ENTRY = re.compile(rf"{re.escape(EXPORT_SUMMARY)}|{EXPORT_MODELS['folder']}(\.[a-z]+)*")
 _LINK = "a symbolic link: not followed"
 
 
@@ -284,7 +287,7 @@ def _recognise_export(folder: Path) -> tuple[str, str, dict]:
     if not folder.is_dir():
         return "not ours", "not an export folder", {}
     names = {p.name: p for p in folder.iterdir()}
-    foreign = sorted(set(names) - {EXPORT_SUMMARY, *EXPORT_MODELS.values()})
+    foreign = sorted(name for name in names if not _EXPORT_ENTRY.fullmatch(name))
     if foreign:
         return "not ours", f"holds what an export does not: {', '.join(foreign)}", {}
     if any(p.is_symlink() for p in names.values()):

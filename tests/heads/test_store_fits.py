@@ -33,6 +33,7 @@ def _export(store: CacheStore, digest: str, head: str = "logreg") -> Path:
     folder = store.root / EXPORTS_FOLDER / digest
     folder.mkdir(parents=True)
     (folder / EXPORT_MODELS["keras"]).write_bytes(b"a .keras zip")
+    (folder / "model.labels.txt").write_text("a\nb\n")
     summary = {"head": head, "kind": "keras", "parity": None}
     (folder / EXPORT_SUMMARY).write_text(json.dumps(summary))
     return folder

@@ -161,7 +161,7 @@ def test_second_run_reuses_and_changes_invalidate_only_dependents(tmp_path, phot
 def test_store_ls_and_prune(tmp_path, photos):
     spec = _write_spec(tmp_path, SPEC.format(pooling="avg"))
     store_dir = tmp_path / "store"
-    run_pipeline(spec, cache_dir=store_dir, progress=False, echo=lambda _: None)
+    record = run_pipeline(spec, cache_dir=store_dir, progress=False, echo=lambda _: None)
     dead = store_dir / ("f" * 24 + ".h5.partial")  # an unfinished extraction of the store's
     dead.mkdir()
     (dead / PARTIAL_MARKER).write_text("{}")
@@ -169,10 +169,32 @@ def test_store_ls_and_prune(tmp_path, photos):
     listing = json.loads(
         runner.invoke(cli, ["cache", "ls", "--cache-dir", str(store_dir), "--json"]).output
     )
-    assert len(listing) == 5
-    complete = [e for e in listing if e["status"] == "complete"]
+    caches = [e for e in listing if e["kind"] in ("cache", "partial")]
+    assert len(caches) == 5
+    complete = [e for e in caches if e["status"] == "complete"]
     assert sorted(e["rows"] for e in complete) == [6, 6, 12, 12]
     assert {e["base"] for e in complete} == {"MobileNetV2 (none)", "pixels (none)"}
+    # The run's fits, their stored predictions and its export are the store's too.
+    later = [e for e in listing if e not in caches]
+    assert {e["kind"] for e in later} == {"fit", "predictions", "export"}
+    assert all(e["status"] == "complete" for e in later)
+    assert {e["head"] for e in later if e["kind"] == "fit"} == {"logreg", "knn"}
+    exported = record["export"]
+    assert [e["head"] for e in later if e["kind"] == "export"] == [
+        f"{exported['head']} ({exported['kind']})"
+    ]
+    # Unused for long, they would go; a second run reuses every one (its last use).
+    for entry in later:
+        path = Path(entry["path"])
+        for file in (path / "export.json", path.with_suffix(".skops"), path):
+            if file.is_file():
+                os.utime(file, (1, 1))
+    store = CacheStore(store_dir)
+    pruned = store.prune(older_than=parse_age("30d"), dry_run=True).removed
+    assert sorted(pruned) == sorted(Path(e["path"]) for e in later)
+    again = run_pipeline(spec, cache_dir=store_dir, progress=False, echo=lambda _: None)
+    assert again["export"]["reused_export"]
+    assert store.prune(older_than=parse_age("30d"), dry_run=True).removed == []
     result = runner.invoke(cli, ["cache", "prune", "--cache-dir", str(store_dir), "--partial"])
     assert result.exit_code == 0 and "1 removed" in result.output
     old = sorted(store_dir.glob("*.h5"))[0]
