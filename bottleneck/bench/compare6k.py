@@ -22,7 +22,7 @@ import numpy as np
 
 #: Rows, features and classes of the synthetic caches (MobileNetV2's 1,280 features).
 SHAPE = (6000, 1280, 10)
-KINDS = ("structured", "collinear")
+KINDS = ("structured", "collinear", "noise")
 #: The design's target for the default five-fold compare, in seconds.
 TARGET_SECONDS = 60.0
 _COMMAND = "from bottleneck_transfer.cli.app import main; main()"
@@ -37,7 +37,8 @@ def synthetic_features(
     (pooled CNN output, full rank). ``collinear``: ReLU features of a 16-d latent in a quarter
     of the columns, each three times over, an eighth linear combinations of them, a
     sixteenth each zero and constant (rank-deficient; heavily overlapping classes, most rows
-    support vectors).
+    support vectors). ``noise``: standard normal features that say nothing of the labels
+    (the slowest case: every row is a support vector, linear solvers run to their bound).
     """
     rng = np.random.default_rng(0)
     y = np.arange(rows) % classes
@@ -52,6 +53,8 @@ def synthetic_features(
         constant = np.full((rows, dim - 3 * (dim // 4) - dim // 8 - dim // 16), 3.0)
         X = np.hstack([base, base, base, combos, np.zeros((rows, dim // 16)), constant])
         X = X[:, rng.permutation(dim)]
+    elif kind == "noise":
+        X = rng.normal(size=(rows, dim))
     else:
         raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
     return X.astype(np.float32), y.astype(np.int32)

@@ -15,6 +15,8 @@ def test_synthetic_features_have_the_shape_and_the_structure_they_claim():
     C, _ = synthetic_features("collinear", rows=600, dim=128)
     assert C.shape == (600, 128) and np.linalg.matrix_rank(C) <= 128 // 4 + 1
     assert (C.std(0) == 0).sum() == 128 // 16 + (128 - 3 * 32 - 16 - 8)
+    N, _ = synthetic_features("noise", rows=600, dim=128)
+    assert N.shape == (600, 128) and abs(float(N.mean())) < 0.05 and 0.9 < N.std() < 1.1
     assert SHAPE == (6000, 1280, 10)
 
 
