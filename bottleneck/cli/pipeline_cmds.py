@@ -66,8 +66,9 @@ def cache_ls(cache_dir: str | None, as_json: bool) -> None:
     """List what the store holds, with size, last use and a total per kind.
 
     Kinds: cache (with its base, source and rows), partial (an unfinished extraction),
-    fit (a memoized head, with its spec), predictions (a fit's stored predictions) and
-    export (the pipeline's exported model, with its head and form).
+    fit (a memoized head with its spec: its .json, listed, and its .skops), predictions (a
+    fit's stored predictions) and export (the pipeline's exported model, with its head and
+    form).
 
     \b
     Example:
@@ -95,9 +96,7 @@ def cache_ls(cache_dir: str | None, as_json: bool) -> None:
 
 @cache.command("prune")
 @_CACHE_DIR
-@click.option(
-    "--older-than", help="Remove caches, fits and exports not used for this long (30d, 12h, 2w)."
-)
+@click.option("--older-than", help="Remove what was not used for this long (30d, 12h, 2w).")
 @click.option("--partial", is_flag=True, help="Remove unfinished extractions.")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
 def cache_prune(
@@ -106,7 +105,7 @@ def cache_prune(
     """Remove caches, fits, stored predictions and exports unused for a while, and/or
     unfinished extractions.
 
-    Last use is when a run, compare or train last reused it. Only what the store wrote is
+    Last use is when it was written or last reused. Only what the store wrote is
     removed (store-named caches with a cache header, unfinished extractions with the
     writer's marker, the fit memo's and the pipeline's own files), never one a running
     extraction or pipeline holds, never through a symbolic link; anything else is kept and

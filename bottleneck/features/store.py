@@ -375,10 +375,12 @@ _IN_USE = {
 
 def _last_use(path: Path, kind: str) -> float:
     """When a store entry was last used: its newest file's mtime (an export: its summary's)."""
+    if path.is_symlink():
+        return path.lstat().st_mtime
     if kind == "fit":
         stats = [p.lstat().st_mtime for p in _fit_files(path) if p.exists() or p.is_symlink()]
         return max(stats, default=path.lstat().st_mtime)
-    if kind == "export" and (path / EXPORT_SUMMARY).exists() and not path.is_symlink():
+    if kind == "export" and (path / EXPORT_SUMMARY).exists():
         return (path / EXPORT_SUMMARY).lstat().st_mtime
     return path.lstat().st_mtime
 

@@ -198,3 +198,20 @@ def test_cli_ls_and_prune(store):
     assert sorted(p.name for p in (store.root / FITS_FOLDER).iterdir()) == sorted(
         [foreign["note"].name, foreign["link_fit"].name, foreign["bad_npz"].name]
     )
+
+
+def test_a_linked_fits_or_exports_folder_is_not_read(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ("a" * 32 + ".npz")).write_bytes(b"someone's")
+    store = CacheStore(tmp_path / "store")
+    store.root.mkdir()
+    for folder in (FITS_FOLDER, EXPORTS_FOLDER):
+        (store.root / folder).symlink_to(elsewhere)
+    entries = store.entries()
+    assert [(e["kind"], e["status"]) for e in entries] == [
+        ("fit", "not ours"),
+        ("export", "not ours"),
+    ]
+    assert len(store.prune(older_than=0).kept) == 2
+    assert (elsewhere / ("a" * 32 + ".npz")).exists()
