@@ -5,8 +5,9 @@ Layout (see README, "Cache format"):
 ``/features`` float32 (N, D), contiguous (float16, or compressed, when asked) ·
 ``/labels`` int32 (N,) · ``/ids`` str (N,) ·
 ``/failed/ids``, ``/failed/reasons`` str · ``/manifest/{ids,size,mtime_ns}`` (file sources) ·
-``/views/source_row`` int64 (N,) (caches with augmented views: the rows ``<id>#view<k>`` come
-after every plain row; each row's plain row, a plain row's being its own index) ·
+``/views/source_row`` int64 (N,) (caches with augmented views: after the plain rows come the
+rows ``<id>#view0`` of every image in order, then ``#view1``, ... (:func:`assembled_rows`);
+each row's plain row, a plain row's being its own index) ·
 root attrs ``format``, ``format_version``, ``complete``, ``fingerprint``, ``identity``,
 ``provenance``, ``class_names`` (JSON).
 """
@@ -58,23 +59,53 @@ def is_view(ids: Sequence[str]) -> np.ndarray:
     return np.asarray([_VIEW_ID.match(i) is not None for i in ids], dtype=bool).reshape(len(ids))
 
 
-def source_rows(ids: Sequence[str]) -> np.ndarray:
-    """int64 (N,): each row's plain row (a plain row's own index) for ids in cache order.
+def view_count(identity: dict) -> int:
+    """K: the augmented views per image of a cache with this identity (0: a plain cache)."""
+    return int(identity.get("views", {}).get("count", 0))
+
+
+def image_row_ids(item_id: str, count: int) -> list[str]:
+    """The ids of one image's rows: its plain row, then its ``count`` views."""
+    return [item_id, *(view_id(item_id, k) for k in range(count))]
+
+
+def assembled_rows(ids: Sequence[str], first: int, n_plain: int, count: int) -> np.ndarray:
+    """int64: where a chunk's rows go in the assembled cache, whatever their order in it.
+
+    The layout of a cache with ``count`` views per image: the ``n_plain`` plain rows in source
+    order, then view 0 of each of them in that order, then view 1, ... (view ``k`` of plain
+    row ``p`` is row ``n_plain * (k + 1) + p``); the chunk's plain rows start at ``first``.
 
     Raises
     ------
     CacheError
-        A view whose plain id is not among the rows.
+        A chunk whose rows are not its plain rows and ``count`` views of each.
     """
-    plain = {i: row for row, i in enumerate(ids) if _VIEW_ID.match(i) is None}
-    out = np.arange(len(ids), dtype=np.int64)
-    for row, i in enumerate(ids):
-        match = _VIEW_ID.match(i)
-        if match is not None:
-            if match["plain"] not in plain:
-                raise CacheError(f"view row {i!r} has no plain row {match['plain']!r}")
-            out[row] = plain[match["plain"]]
+    matches = [_VIEW_ID.match(i) for i in ids]
+    plain = [i for i, match in zip(ids, matches, strict=True) if match is None]
+    where = {i: first + rank for rank, i in enumerate(plain)}
+    out = np.empty(len(ids), np.int64)
+    for row, (i, match) in enumerate(zip(ids, matches, strict=True)):
+        k = -1 if match is None else int(match["k"])
+        image = i if match is None else match["plain"]
+        if image not in where or k >= count:
+            raise CacheError(
+                f"view row {i!r} has no plain row {image!r} beside it (or k >= {count}); "
+                "rerun with --force"
+            )
+        out[row] = n_plain * (k + 1) + where[image]
+    if len(ids) != len(plain) * (count + 1) or len(set(ids)) != len(ids):
+        raise CacheError(
+            f"{len(ids)} rows for {len(plain)} images are not each image and its {count} "
+            "views; rerun with --force"
+        )
     return out
+
+
+def view_source_rows(n_plain: int, count: int) -> np.ndarray:
+    """int64 (n_plain * (count + 1),): ``/views/source_row`` of :func:`assembled_rows`'s
+    layout (each row's plain row, a plain row's own index)."""
+    return np.tile(np.arange(n_plain, dtype=np.int64), count + 1)
 
 
 class CacheBusyError(CacheError):
@@ -492,24 +523,32 @@ class CacheWriter:
                 ids = h5.create_dataset("ids", (rows,), _STR)
                 failed_ids = h5.create_dataset("failed/ids", (n_failed,), _STR)
                 failed_reasons = h5.create_dataset("failed/reasons", (n_failed,), _STR)
-                row = failure = 0
-                views = "views" in self._meta["identity"]
-                # plain rows first, then (a second pass) the view rows after them all
-                for data, pick, plain in self._passes(views):
-                    n, k = int(pick.sum()), len(data["failed_ids"]) * plain
-                    if n:
+                count = view_count(self._meta["identity"])
+                n_plain, failure, first = rows // (count + 1), 0, 0
+                for data in map(_load_chunk, self._chunks):
+                    n, k = len(data["ids"]), len(data["failed_ids"])
+                    where = (
+                        assembled_rows(data["ids"], first, n_plain, count)
+                        if count
+                        else np.arange(first, first + n)
+                    )
+                    order = np.argsort(where, kind="stable")
+                    ends = np.flatnonzero(np.diff(where[order]) != 1) + 1
+                    for run in np.split(order, ends) if n else []:
+                        start = int(where[run[0]])
                         # NumPy rounds; HDF5's own float32 -> float16 conversion does not
                         # carry a rounded mantissa into the exponent (0.99999994 -> 0.5)
-                        features[row : row + n] = data["features"][pick].astype(features.dtype)
-                        labels[row : row + n] = data["labels"][pick]
-                        ids[row : row + n] = data["ids"][pick].astype(object)
+                        stored = data["features"][run].astype(features.dtype)
+                        features[start : start + len(run)] = stored
+                        labels[start : start + len(run)] = data["labels"][run]
+                        ids[start : start + len(run)] = data["ids"][run].astype(object)
                     if k:
                         failed_ids[failure : failure + k] = data["failed_ids"].astype(object)
                         reasons = data["failed_reasons"].astype(object)
                         failed_reasons[failure : failure + k] = reasons
-                    row, failure = row + n, failure + k
-                if views:
-                    h5.create_dataset("views/source_row", data=source_rows(ids.asstr()[...]))
+                    failure, first = failure + k, first + n // (count + 1)
+                if count:
+                    h5.create_dataset("views/source_row", data=view_source_rows(n_plain, count))
                 if manifest is not None:
                     group = h5.create_group("manifest")
                     group.create_dataset("ids", data=manifest["ids"].astype(object), dtype=_STR)
@@ -525,15 +564,6 @@ class CacheWriter:
         with contextlib.suppress(CacheError):  # files someone else put there stay
             discard_partial(self.path)
         return final_path
-
-    def _passes(self, views: bool) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, bool]]:
-        """Each chunk, the rows to write from it and whether this is the plain pass (which
-        writes the failures): all rows, or (with views) the plain rows of every chunk, then
-        the view rows of every chunk."""
-        for plain in (True, False) if views else (True,):
-            for data in map(_load_chunk, self._chunks):
-                pick = ~is_view(data["ids"]) if views else np.ones(len(data["ids"]), bool)
-                yield data, pick if plain else ~pick, plain
 
     def _assembled_size(self, manifest: dict | None, attr_bytes: int) -> int:
         """A generous bound on the assembled file's bytes (strings cost 40 bytes + text)."""

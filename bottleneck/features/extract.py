@@ -41,7 +41,7 @@ from bottleneck_transfer.features.cache import (
 from bottleneck_transfer.features.choices import COMPUTE_DTYPES, ENGINES
 from bottleneck_transfer.features.images import DECODING, DEFAULT_MAX_PIXELS
 from bottleneck_transfer.features.sources import Source, Split, open_source, split_source
-from bottleneck_transfer.features.views import AugmentError, Views
+from bottleneck_transfer.features.views import Views
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.versions import software_versions
 from tqdm.auto import tqdm
@@ -274,7 +274,9 @@ def extract(
         Also store ``views`` augmented views of every image (recipe ``augment``, e.g.
         ``"flip,crop,rotate,color"``, seeded by ``seed``; :mod:`features.views`), made from
         the same decoded batch; part of the fingerprint. ``views=0`` or no ``augment`` is
-        the plain cache.
+        the plain cache. View ``k`` of an image depends only on the seed, its id and ``k``,
+        so views compose with ``update``, ``engine="dask"``, a resume and
+        :func:`extract_split` (train part only).
 
     Returns
     -------
@@ -315,11 +317,7 @@ def extract(
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}. Received: engine={engine!r}")
     augmenting = Views.make(augment, views, seed)
-    if augmenting is not None and (update or engine != "local"):
-        raise AugmentError(
-            "--augment/--views work with the local engine and a full extraction; drop "
-            f"--update/--engine. Received: update={update}, engine={engine!r}"
-        )
+    view_options = augmenting.options() if augmenting else {}
     shaping = {
         "weights": weights,
         "image_size": image_size,
@@ -349,8 +347,9 @@ def extract(
     every = commit_seconds()
     batch_size = batch_size or default_batch_size(base.image_size, len(source))
     manifest = source.manifest()
-    views_identity = augmenting.identity(batch_size) if augmenting else None
-    identity = cache_identity(base, source, manifest, store_dtype, views_identity)
+    identity = cache_identity(
+        base, source, manifest, store_dtype, augmenting.identity() if augmenting else None
+    )
     print_fp = fingerprint(identity)
     storage = {"store_dtype": store_dtype, "compression": compression}
     with writing(out.parent):
@@ -375,6 +374,7 @@ def extract(
                     "strict": strict,
                     "max_pixels": max_pixels,
                     "progress": progress,
+                    **view_options,
                 },
             )
         if not force and check_existing(out, print_fp, identity, manifest):
@@ -396,7 +396,12 @@ def extract(
                     out, print_fp, identity, base, source, manifest, True, storage
                 ),
                 print_fp=print_fp,
-                settings={"batch_size": batch_size, "strict": strict, "max_pixels": max_pixels},
+                settings={
+                    "batch_size": batch_size,
+                    "strict": strict,
+                    "max_pixels": max_pixels,
+                    **view_options,
+                },
                 scheduler=scheduler,
                 n_workers=workers,
                 shard_images=shard_images,
@@ -444,16 +449,19 @@ def extract_split(
     """Extract a stratified, seeded train/validation split of one labelled source.
 
     The ``val_split`` share of each class goes to the cache ``val_out``, the rest to
-    ``out``; each cache's provenance records the split. ``options`` are :func:`extract`'s.
+    ``out``; each cache's provenance records the split. ``options`` are :func:`extract`'s;
+    augmented views (``augment``, ``views``, seeded by ``seed`` too) go to the train part
+    only: the validation cache is the plain cache of its images.
 
     Examples
     --------
     >>> train, val = extract_split("photos/", "mobilenet_v2", "train.h5", "val.h5",
-    ...                            val_split=0.2)  # doctest: +SKIP
+    ...                            val_split=0.2, augment="flip,crop", views=4)  # doctest: +SKIP
     """
+    plain = {k: v for k, v in options.items() if k not in ("augment", "views")}
     return (
-        extract(source, base, out, split=Split(val_split, "train", seed), **options),
-        extract(source, base, val_out, split=Split(val_split, "val", seed), **options),
+        extract(source, base, out, split=Split(val_split, "train", seed), seed=seed, **options),
+        extract(source, base, val_out, split=Split(val_split, "val", seed), **plain),
     )
 
 
@@ -568,10 +576,9 @@ def _run(
                 labels = np.asarray([item.label for item in batch.items], np.int32)
                 ids = [item.id for item in batch.items]
                 if views is not None and ids:
-                    start = batch.end - len(ids) - len(batch.failures)
-                    more = views.rows(batch.pixels, start, ids, labels, run_model)
-                    features = np.concatenate([features, more[0]])
-                    labels, ids = np.concatenate([labels, more[1]]), ids + more[2]
+                    features, labels, ids = views.with_views(
+                        batch.pixels, features, labels, ids, run_model
+                    )
                 writer.write_batch(features, labels, ids, batch.failures, batch.end)
                 if (
                     time.perf_counter() - last_commit >= every

@@ -11,9 +11,13 @@ from bottleneck_transfer.errors import BottleneckError, CacheError
 from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.cache import (
     FeatureCache,
+    assembled_rows,
     describe_unusable,
+    is_view,
     manifest_changes,
     unusable_rows,
+    view_count,
+    view_source_rows,
 )
 from bottleneck_transfer.features.sources import reopen_source
 
@@ -128,8 +132,10 @@ def _source_changes(cache: FeatureCache) -> list[str]:
 
 
 def _accounting(cache: FeatureCache) -> list[str]:
-    """Whether rows + failures are exactly the source's items, each once."""
-    ids = cache.ids + [item for item, _ in cache.failed]
+    """Whether plain rows + failures are exactly the source's items, each once."""
+    rows = cache.ids
+    ids = [i for i, view in zip(rows, is_view(rows), strict=True) if not view]
+    ids += [item for item, _ in cache.failed]
     problems = []
     repeated = sorted(k for k, n in Counter(ids).items() if n > 1)
     if repeated:
@@ -150,6 +156,22 @@ def _accounting(cache: FeatureCache) -> list[str]:
     if extra:
         problems.append(f"{len(extra)} rows or failures are not source items: {_some(extra)}")
     return problems
+
+
+def _views(cache: FeatureCache) -> list[str]:
+    """Whether the rows are each image and its K views in the cache layout, tied to their
+    images by ``/views/source_row``."""
+    ids, count = cache.ids, view_count(cache.identity)
+    n_plain = int((~is_view(ids)).sum())
+    try:
+        where = assembled_rows(ids, 0, n_plain, count)
+    except CacheError as exc:
+        return [str(exc)]
+    if not np.array_equal(where, np.arange(len(ids))):
+        return [f"the rows are not the {n_plain} images, then view 0 of each, view 1, ..."]
+    if not np.array_equal(cache.source_rows, view_source_rows(n_plain, count)):
+        return ["/views/source_row does not tie each view to its image's row"]
+    return []
 
 
 def _some(ids: list[str]) -> str:
@@ -191,6 +213,8 @@ def verify_cache(
         report.checks.append(
             Check("rows + failures are the source's items, each once", _accounting(cache))
         )
+        if cache.has_views or view_count(cache.identity):
+            report.checks.append(Check("augmented views: K per image, in order", _views(cache)))
         expected_dim = cache.provenance.get("base", {}).get("feature_dim")
         wrong_dim = expected_dim is not None and expected_dim != cache.dim
         report.checks.append(

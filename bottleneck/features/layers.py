@@ -37,6 +37,7 @@ from bottleneck_transfer.features.extract import (
 )
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
 from bottleneck_transfer.features.sources import Source, open_source
+from bottleneck_transfer.features.views import Views
 from bottleneck_transfer.fingerprint import fingerprint
 
 
@@ -100,13 +101,17 @@ def extract_layers(
     wait: Callable[[str], Any] | None = None,
     store_dtype: str = "float32",
     compression: str | None = None,
+    augment: str | list[str] | None = None,
+    views: int = 0,
+    seed: int = 0,
 ) -> list[ExtractResult]:
     """Extract the features of several ``layers`` of ``base`` in one pass over ``source``.
 
     Writes one single-layer cache per layer at :func:`layer_paths` (``out`` holds the first
     layer), each equal to ``extract(..., layer=name)`` to that path, same fingerprint
-    included. Layers whose cache is already up to date are not written again. Options are
-    :func:`features.extract.extract`'s.
+    included (with ``augment``/``views``/``seed``, each cache holds the views too, as a
+    single-layer extraction with them). Layers whose cache is already up to date are not
+    written again. Options are :func:`features.extract.extract`'s.
 
     Returns
     -------
@@ -133,7 +138,9 @@ def extract_layers(
     )
     paths = layer_paths(out, layers)
     manifest = source.manifest()
-    identities = [cache_identity(b, source, manifest, store_dtype) for b in bases]
+    augmenting = Views.make(augment, views, seed)
+    views_identity = augmenting.identity() if augmenting else None
+    identities = [cache_identity(b, source, manifest, store_dtype, views_identity) for b in bases]
     prints = [fingerprint(identity) for identity in identities]
     storage = {"store_dtype": store_dtype, "compression": compression}
     with contextlib.ExitStack() as stack:
@@ -181,6 +188,7 @@ def extract_layers(
                     max_pixels,
                     progress,
                     commit_seconds(),
+                    augmenting,
                 )
             except SourceError:
                 for writer in writers:

@@ -1,10 +1,11 @@
 """Caches that grow: ``extract --update`` extracts only new or changed images.
 
 An image is unchanged when the old cache's manifest holds its id with the same size and
-mtime; its row (or its failure) is reused. New and changed images are extracted into a
-temporary cache beside ``out`` (resumable like any extraction), rows of removed images are
-dropped, and the rows are merged in source order into a new complete cache, written by the
-normal crash-safe writer: it equals a fresh extraction (same ids, features, fingerprint).
+mtime; its rows (plain and augmented views) or its failure are reused. New and changed images
+are extracted into a temporary cache beside ``out`` (resumable like any extraction), rows of
+removed images are dropped, and the rows are merged in source order into a new complete cache,
+written by the normal crash-safe writer: it equals a fresh extraction (same ids, features,
+``/views/source_row``, fingerprint; an image's views depend only on its id and the seed).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.errors import StaleCacheError
 from bottleneck_transfer.features.bases import Base
-from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.cache import FeatureCache, image_row_ids, is_view, view_count
 from bottleneck_transfer.features.sources import Source
 from bottleneck_transfer.fingerprint import diff_keys
 
@@ -43,7 +44,8 @@ def _unchanged(cache: FeatureCache, manifest: dict) -> set[str]:
 
 
 def check_updatable(cache: FeatureCache, identity: dict, out: Path) -> None:
-    """Refuse an update whose base, its settings or the storage differ from the cache's.
+    """Refuse an update whose base, its settings, the storage or the augmented views (recipe,
+    count, seed) differ from the cache's.
 
     Raises
     ------
@@ -51,15 +53,15 @@ def check_updatable(cache: FeatureCache, identity: dict, out: Path) -> None:
         Naming what differs.
     """
     old = cache.identity
-    keep = ("format_version", "base", "store_dtype")
+    keep = ("format_version", "base", "store_dtype", "views")
     differs = diff_keys({k: old.get(k) for k in keep}, {k: identity.get(k) for k in keep})
     if old.get("source", {}).get("kind") != identity["source"]["kind"]:
         differs.append("source.kind")
     if differs:
         raise StaleCacheError(
-            f"--update keeps the base and its settings, but {out} was made with others (differs "
-            f"in: {', '.join(differs)}); extract to another file with -o, or rerun without "
-            "--update and with --force to replace it"
+            f"--update keeps the base, its settings and the views (--augment/--views/--seed), "
+            f"but {out} was made with others (differs in: {', '.join(differs)}); extract "
+            "afresh: to another file with -o, or without --update and with --force"
         )
 
 
@@ -92,11 +94,14 @@ def update_cache(
             return ExtractResult(out, len(old), old.failed, up_to_date=True, fingerprint=print_fp)
         check_updatable(old, identity, out)
         unchanged = _unchanged(old, manifest)
-        old_rows = {i: r for r, i in enumerate(old.ids) if i in unchanged}
+        count = view_count(identity)
+        old_ids = np.asarray(old.ids, dtype=object)
+        old_plain = old_ids[~is_view(old_ids)].tolist()
+        old_rows = {i: r for r, i in enumerate(old_ids)}
         old_failed = {i: why for i, why in old.failed if i in unchanged}
-        kept = set(old_rows) | set(old_failed)
+        kept = (set(old_plain) & unchanged) | set(old_failed)
         present = {item.id for item in source.items}
-        dropped = sum(1 for i in [*old.ids, *(i for i, _ in old.failed)] if i not in present)
+        dropped = sum(1 for i in [*old_plain, *(i for i, _ in old.failed)] if i not in present)
         todo = [item for item in source.items if item.id not in kept]
         fresh_path = update_path(out)
         if todo:
@@ -110,22 +115,21 @@ def update_cache(
             items = source.items
             for start in range(0, len(items), MERGE_ROWS):
                 block = items[start : start + MERGE_ROWS]
-                rows = [item for item in block if item.id in old_rows or item.id in new_rows]
-                features = np.empty((len(rows), old.dim), np.float32)
-                for k, item in enumerate(rows):
-                    data, row = (
-                        (old, old_rows[item.id])
-                        if item.id in old_rows
-                        else (fresh, new_rows[item.id])
-                    )
-                    features[k] = data.features[row]
                 failures = [
                     (item.id, old_failed.get(item.id) or new_failed[item.id])
                     for item in block
                     if item.id in old_failed or item.id in new_failed
                 ]
-                labels = np.asarray([item.label for item in rows], np.int32)
-                ids = [item.id for item in rows]
+                failed = {item_id for item_id, _ in failures}
+                done = [item for item in block if item.id not in failed]
+                features = np.empty((len(done) * (count + 1), old.dim), np.float32)
+                ids: list[str] = []
+                for item in done:
+                    data, rows = (old, old_rows) if item.id in kept else (fresh, new_rows)
+                    for row_id in image_row_ids(item.id, count):
+                        features[len(ids)] = data.features[rows[row_id]]
+                        ids.append(row_id)
+                labels = np.repeat(np.asarray([item.label for item in done], np.int32), count + 1)
                 writer.write_batch(features, labels, ids, failures, start + len(block))
                 writer.commit()
     seconds = time.perf_counter() - started

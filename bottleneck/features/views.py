@@ -1,14 +1,17 @@
-"""Cached augmented views: K seeded augmentations of every decoded batch, in the same pass.
+"""Cached augmented views: K seeded augmentations of every decoded image, in the same pass.
 
-Each batch is decoded once; view ``k`` of it is made by a fresh pipeline of Keras
-preprocessing layers seeded from ``(seed, batch start, k)``, so a resumed or repeated run
-gives the same views. The view rows of image ``id`` are stored as ``id#view<k>`` after every
-plain row, and ``/views/source_row`` ties each row to its plain row
-(:meth:`features.cache.FeatureCache.source_rows`).
+Each batch is decoded once. View ``k`` of an image depends only on ``(seed, the image's id,
+k)``: its random draws (flip, zoom, angle, contrast, brightness) are read from a BLAKE2b hash
+of those, and the whole batch is then transformed at once (one affine resampling for the
+geometric part, Keras ops; array arithmetic for colour). So an image's views do not depend on
+its batch, shard, a resume or an update: every way of extracting a cache gives the same views.
+The view rows of image ``id`` are ``id#view<k>``; :mod:`features.cache` lays them out after
+every plain row and ties each to its plain row (``/views/source_row``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,16 +20,16 @@ import numpy as np
 from bottleneck_transfer.errors import BottleneckError
 from bottleneck_transfer.features.cache import view_id
 
-#: Augmentation names and their Keras layers, each built with an explicit seed.
-AUGMENTATIONS: dict[str, Callable[[int], list[keras.layers.Layer]]] = {
-    "flip": lambda seed: [keras.layers.RandomFlip("horizontal", seed=seed)],
-    "crop": lambda seed: [keras.layers.RandomZoom((-0.25, 0.0), fill_mode="reflect", seed=seed)],
-    "rotate": lambda seed: [keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seed)],
-    "color": lambda seed: [
-        keras.layers.RandomContrast(0.3, seed=seed),
-        keras.layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed + 1),
-    ],
+#: The augmentations, in the order they compose (a recipe's order does not matter).
+AUGMENTATIONS: dict[str, str] = {
+    "flip": "mirror left-right with probability 1/2",
+    "crop": "zoom in on the centre by up to 25 % (a random crop, resized back)",
+    "rotate": "rotate by up to 18 degrees either way (edges reflected)",
+    "color": "contrast x0.7-1.3 about each channel's mean and brightness +-20 % of 255",
 }
+#: The uniform draws of one view of one image, by use (the same columns whatever the recipe).
+_DRAWS = ("flip", "zoom", "angle", "contrast", "brightness")
+_MAX_ANGLE = np.deg2rad(18.0)
 
 
 class AugmentError(BottleneckError):
@@ -34,7 +37,7 @@ class AugmentError(BottleneckError):
 
 
 def parse_recipe(recipe: str | Sequence[str]) -> tuple[str, ...]:
-    """``"flip,crop"`` (or a list) as a tuple of known augmentation names.
+    """``"flip,crop"`` (or a list) as a tuple of known augmentation names, in composing order.
 
     Raises
     ------
@@ -49,15 +52,30 @@ def parse_recipe(recipe: str | Sequence[str]) -> tuple[str, ...]:
             f"--augment: unknown augmentation(s) {', '.join(unknown) or '(none given)'}; "
             f"valid: {', '.join(AUGMENTATIONS)}. Received: augment={recipe!r}"
         )
-    return tuple(dict.fromkeys(names))
+    return tuple(name for name in AUGMENTATIONS if name in names)
+
+
+def uniforms(seed: int, ids: Sequence[str], k: int) -> np.ndarray:
+    """float64 (len(ids), 5) in [0, 1): view ``k``'s draws for each id (see :data:`_DRAWS`),
+    from a BLAKE2b hash of ``(seed, k, id)`` alone."""
+    prefix = f"{int(seed)}:{int(k)}:".encode()
+    size = 8 * len(_DRAWS)
+    digests = b"".join(
+        hashlib.blake2b(prefix + item_id.encode(), digest_size=size).digest() for item_id in ids
+    )
+    words = np.frombuffer(digests, "<u8").reshape(len(ids), len(_DRAWS))
+    return (words >> np.uint64(11)) * 2.0**-53
 
 
 @dataclass(frozen=True)
 class Views:
     """``count`` augmented views of every image, by ``recipe``, seeded by ``seed``.
 
-    Views depend on the batch size (a batch is augmented as one tensor), which is therefore
-    part of :meth:`identity`.
+    Examples
+    --------
+    >>> views = Views.make("flip,crop", 2, seed=0)
+    >>> views.augment(pixels, ["a.png", "b.png"], k=0).shape  # doctest: +SKIP
+    (2, 224, 224, 3)
     """
 
     recipe: tuple[str, ...]
@@ -73,34 +91,64 @@ class Views:
             return None
         return cls(parse_recipe(augment), int(count), int(seed))
 
-    def identity(self, batch_size: int) -> dict:
+    def identity(self) -> dict:
         """What enters the cache identity (so the fingerprint) and the provenance."""
-        return {
-            "recipe": list(self.recipe),
-            "count": self.count,
-            "seed": self.seed,
-            "batch_size": int(batch_size),
-        }
+        return {"recipe": list(self.recipe), "count": self.count, "seed": self.seed}
 
-    def augment(self, pixels: np.ndarray, start: int, k: int) -> np.ndarray:
-        """View ``k`` of the uint8 batch ``pixels`` whose first item is source item ``start``."""
-        seed = int(np.random.SeedSequence([self.seed, start, k]).generate_state(1)[0] >> 1)
-        x = keras.ops.convert_to_tensor(pixels.astype(np.float32))
-        for offset, name in enumerate(self.recipe):
-            for layer in AUGMENTATIONS[name](seed + 7919 * offset):
-                x = layer(x, training=True)
-        out = keras.ops.convert_to_numpy(x)
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    def options(self) -> dict:
+        """The :func:`features.extract.extract` arguments that make these views."""
+        return {"augment": ",".join(self.recipe), "views": self.count, "seed": self.seed}
 
-    def rows(
+    def augment(self, pixels: np.ndarray, ids: Sequence[str], k: int) -> np.ndarray:
+        """View ``k`` of the uint8 images ``pixels`` (B, H, W, C) whose ids are ``ids``."""
+        draws = dict(zip(_DRAWS, uniforms(self.seed, ids, k).T, strict=True))
+        x = pixels.astype(np.float32)
+        if {"flip", "crop", "rotate"} & set(self.recipe):
+            x = self._geometry(x, draws)
+        if "color" in self.recipe:  # x -> contrast * (x - mean) + mean + brightness, in place
+            contrast = (0.7 + 0.6 * draws["contrast"])[:, None]
+            brightness = 255 * 0.4 * (draws["brightness"] - 0.5)[:, None]
+            mean = np.einsum("bhwc->bc", x) / (x.shape[1] * x.shape[2])
+            shift = (1 - contrast) * mean + brightness
+            x *= contrast.astype(np.float32)[:, :, None, None]
+            x += shift.astype(np.float32)[:, None, None, :]
+        return np.rint(np.clip(x, 0, 255, out=x), out=x).astype(np.uint8)
+
+    def _geometry(self, x: np.ndarray, draws: dict[str, np.ndarray]) -> np.ndarray:
+        """Flip, zoom and rotation about the centre, as one affine resampling per image."""
+        n, height, width = x.shape[:3]
+        flip = np.where(draws["flip"] < 0.5, -1.0, 1.0) if "flip" in self.recipe else np.ones(n)
+        zoom = 1.0 - 0.25 * draws["zoom"] if "crop" in self.recipe else np.ones(n)
+        angle = _MAX_ANGLE * (2 * draws["angle"] - 1) if "rotate" in self.recipe else np.zeros(n)
+        cos, sin = zoom * np.cos(angle), zoom * np.sin(angle)
+        # output pixel p samples the input at c + zoom * R(angle) @ diag(flip, 1) @ (p - c)
+        a0, a1, b0, b1 = cos * flip, -sin, sin * flip, cos
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+        a2, b2 = cx - a0 * cx - a1 * cy, cy - b0 * cx - b1 * cy
+        zero = np.zeros(n)
+        transform = np.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1).astype(np.float32)
+        out = keras.ops.image.affine_transform(
+            x, transform, interpolation="bilinear", fill_mode="reflect", data_format="channels_last"
+        )
+        return keras.ops.convert_to_numpy(out)
+
+    def with_views(
         self,
         pixels: np.ndarray,
-        start: int,
-        ids: Sequence[str],
+        features: np.ndarray | list[np.ndarray],
         labels: np.ndarray,
-        run_model: Callable[[np.ndarray], np.ndarray],
-    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Features, labels and ids of the views of one batch, view by view."""
-        features = [run_model(self.augment(pixels, start, k)) for k in range(self.count)]
+        ids: Sequence[str],
+        run_model: Callable[[np.ndarray], np.ndarray | list[np.ndarray]],
+    ) -> tuple[np.ndarray | list[np.ndarray], np.ndarray, list[str]]:
+        """One batch's plain rows (``features``, ``labels``, ``ids``) followed by its views'.
+
+        ``features`` and ``run_model``'s outputs are one array, or one per layer (several
+        layers in one pass); the rows are stacked alike.
+        """
+        parts = [features] + [run_model(self.augment(pixels, ids, k)) for k in range(self.count)]
+        if isinstance(features, list):
+            stacked = [np.concatenate(layer) for layer in zip(*parts, strict=True)]
+        else:
+            stacked = np.concatenate(parts)
         view_ids = [view_id(i, k) for k in range(self.count) for i in ids]
-        return np.concatenate(features), np.tile(labels, self.count), view_ids
+        return stacked, np.tile(labels, self.count + 1), list(ids) + view_ids

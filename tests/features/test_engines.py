@@ -97,7 +97,7 @@ def _assert_same_cache(path: Path, reference: Path) -> dict:
         return got.provenance["extraction"]
 
 
-def _run(cluster, source_spec, out: Path, shard_images: int = SHARD):
+def _run(cluster, source_spec, out: Path, shard_images: int = SHARD, **options):
     return extract(
         source_spec,
         BASE,
@@ -108,6 +108,7 @@ def _run(cluster, source_spec, out: Path, shard_images: int = SHARD):
         scheduler=cluster["address"],
         shard_images=shard_images,
         progress=False,
+        **options,
     )
 
 
@@ -156,6 +157,18 @@ def test_a_resumed_job_runs_only_the_missing_shards(cluster, source_spec, local_
     provenance = _assert_same_cache(out, local_cache)
     assert provenance["shards_run"] == len(shards) - 3
     assert extraction.rows == N_IMAGES
+
+
+def test_views_on_the_cluster_equal_a_local_run(cluster, source_spec, tmp_path):
+    views = {"augment": "flip,crop,rotate,color", "views": 2, "seed": 7}
+    local = tmp_path / "local-views.h5"
+    extract(source_spec, BASE, local, limit=N_IMAGES, batch_size=BATCH, progress=False, **views)
+    out = tmp_path / "dask-views.h5"
+    _run(cluster, source_spec, out, **views)
+    _assert_same_cache(out, local)
+    with FeatureCache.open(out) as got, FeatureCache.open(local) as want:
+        assert len(got) == 3 * N_IMAGES and got.identity["views"]["seed"] == 7
+        np.testing.assert_array_equal(got.source_rows, want.source_rows)
 
 
 def test_cli_runs_against_a_scheduler(cluster, source_spec, local_cache, tmp_path):

@@ -210,6 +210,38 @@ def test_signal_says_what_was_kept_and_same_call_resumes(
     _assert_equal_to_reference(world, out)
 
 
+VIEWS = {"augment": "flip,crop,rotate,color", "views": 2, "seed": 1}
+
+
+@pytest.mark.parametrize(("where", "nth"), [("commit", 2), ("assembly-chunk", 3)])
+def test_sigkill_with_views_then_resumed_in_other_batches_gives_the_same_cache(
+    world, tmp_path, monkeypatch, where, nth
+):
+    reference = tmp_path / "ref.h5"
+    _extract(world, reference, **VIEWS)
+    work, frozen = tmp_path / "work", tmp_path / "frozen"
+    work.mkdir()
+
+    def kill():
+        shutil.copytree(work, frozen, symlinks=True)
+        raise _Killed
+
+    _at(monkeypatch, where, nth, kill)
+    with pytest.raises(_Killed):
+        _extract(world, work / "c.h5", **VIEWS)
+    monkeypatch.undo()
+    # an image's views depend on its id alone: resuming with batches of 3 changes nothing
+    result = extract(
+        world["source"], world["base"], frozen / "c.h5", batch_size=3, progress=False, **VIEWS
+    )
+    assert result.resumed_from > 0
+    with FeatureCache.open(reference) as ref, FeatureCache.open(frozen / "c.h5") as got:
+        assert got.ids == ref.ids and got.fingerprint == ref.fingerprint
+        np.testing.assert_array_equal(got.source_rows, ref.source_rows)
+        np.testing.assert_allclose(got.features, ref.features, rtol=1e-5, atol=1e-6)
+        assert len(got) == 3 * (N_ITEMS - 1)
+
+
 # --- every piece of a partial extraction damaged ---------------------------------------------
 
 
