@@ -49,7 +49,8 @@ _SHOW_FAILED = 10
     default=None,
     metavar="RECIPE",
     help="Also store augmented views of every image, made in the same pass: a comma list of "
-    "flip, crop, rotate, color (seeded by --seed; with --views).",
+    "flip, crop, rotate, color (seeded by --seed; with --views). Combines with --layers, "
+    "--update, --engine and --val-split (views in the train part only).",
 )
 @click.option(
     "--views",
@@ -103,21 +104,17 @@ def extract(
       bottleneck extract data/big --base resnet50 -o big.h5 --engine dask --workers 4
       bottleneck extract data/big --base resnet50 -o big.h5 --engine dask \\
           --scheduler tcp://host:8786
+      bottleneck extract data/photos --base resnet50 -o photos.h5 --val-split 0.2 \\
+          --augment flip,crop,rotate,color --views 8 --seed 0
     """
     from bottleneck_transfer.features.extract import extract as run_extract
     from bottleneck_transfer.features.extract import extract_split
 
     settings["progress"] = False if quiet else None
-    if settings["augment"] is not None and settings["views"]:
-        if layers is not None or val_split is not None:
-            raise click.UsageError("--augment cannot be combined with --layers or --val-split")
-        settings["seed"] = seed
-    else:
-        del settings["augment"], settings["views"]
     if layers is not None:
-        results = _extract_layers(source, base, out, layers, val_split, settings)
+        results = _extract_layers(source, base, out, layers, val_split, {**settings, "seed": seed})
     elif val_split is None:
-        results = {"train": run_extract(source, base, out, **settings)}
+        results = {"train": run_extract(source, base, out, seed=seed, **settings)}
     else:
         val_out = val_out or str(Path(out).with_stem(Path(out).stem + "-val"))
         both = extract_split(source, base, out, val_out, val_split=val_split, seed=seed, **settings)
