@@ -105,14 +105,15 @@ class Views:
         x = pixels.astype(np.float32)
         if {"flip", "crop", "rotate"} & set(self.recipe):
             x = self._geometry(x, draws)
-        if "color" in self.recipe:  # x -> contrast * (x - mean) + mean + brightness, in place
+        if "color" in self.recipe:  # x -> contrast * (x - mean) + mean + brightness
             contrast = (0.7 + 0.6 * draws["contrast"])[:, None]
             brightness = 255 * 0.4 * (draws["brightness"] - 0.5)[:, None]
             mean = np.einsum("bhwc->bc", x) / (x.shape[1] * x.shape[2])
             shift = (1 - contrast) * mean + brightness
-            x *= contrast.astype(np.float32)[:, :, None, None]
+            x = x * contrast.astype(np.float32)[:, :, None, None]
             x += shift.astype(np.float32)[:, None, None, :]
-        return np.rint(np.clip(x, 0, 255, out=x), out=x).astype(np.uint8)
+        x = np.clip(x, 0, 255)  # a new array: a backend's output may be read-only
+        return np.rint(x, out=x).astype(np.uint8)
 
     def _geometry(self, x: np.ndarray, draws: dict[str, np.ndarray]) -> np.ndarray:
         """Flip, zoom and rotation about the centre, as one affine resampling per image."""
