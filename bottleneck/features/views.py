@@ -84,9 +84,20 @@ class Views:
 
     @classmethod
     def make(cls, augment: str | Sequence[str] | None, count: int, seed: int) -> Views | None:
-        """The views asked for, or None for none (no recipe or ``count`` 0: a plain cache)."""
+        """The views asked for, or None for none (``count`` 0: a plain cache).
+
+        Raises
+        ------
+        AugmentError
+            A negative ``count``, or views without a recipe to make them.
+        """
         if count < 0:
             raise AugmentError(f"--views must be >= 0. Received: views={count}")
+        if augment is None and count > 0:
+            raise AugmentError(
+                f"--views {count} needs --augment RECIPE to make them, a comma list of "
+                f"{', '.join(AUGMENTATIONS)}. Received: augment=None, views={count}"
+            )
         if augment is None or count == 0:
             return None
         return cls(parse_recipe(augment), int(count), int(seed))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import extract
-from bottleneck_transfer.features.views import AugmentError, parse_recipe
+from bottleneck_transfer.features.views import AugmentError, Views, parse_recipe
 
 BASE = "data/bases/fashion_mnist_0-4.keras"
 N = 32
@@ -79,3 +79,10 @@ def test_unknown_augmentation_lists_the_valid_ones():
     with pytest.raises(AugmentError, match="zoom; valid: flip, crop, rotate, color") as info:
         parse_recipe("flip,zoom")
     assert "\n" not in str(info.value)
+
+
+def test_views_without_a_recipe_are_refused_in_one_line():
+    with pytest.raises(AugmentError, match="--views 8 needs --augment RECIPE") as info:
+        Views.make(None, 8, 0)
+    assert "\n" not in str(info.value)
+    assert Views.make(None, 0, 0) is None and Views.make("flip", 0, 0) is None
