@@ -37,6 +37,7 @@ from bottleneck_transfer.features.store import (
     CacheStore,
     default_cache_dir,
 )
+from bottleneck_transfer.features.views import Views
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.heads.compare import Comparison, compare_heads
 from bottleneck_transfer.heads.learning_curve import (
@@ -64,6 +65,7 @@ class Extraction:
     source: Source
     base: Base
     cache: Path
+    views: Views | None = None
 
     @property
     def cached(self) -> bool:
@@ -90,17 +92,23 @@ def plan(spec: dict, store: CacheStore) -> list[Extraction]:
         whole = sources["train"]
         for split, part in (("train", "train"), ("test", "val")):
             sources[split] = split_source(whole, Split(data["val_split"], part))
+    options = spec["extract"]
+    augmenting = Views.make(options["augment"], options["views"], options["seed"])
     planned = []
     for role, base in _bases(spec).items():
         for split, source in sources.items():
             if role != "main" and split == "val":
                 continue
+            views = augmenting if split == "train" else None  # test rows are never augmented
             identity = cache_identity(
-                base, source, source.manifest(), spec["extract"]["store_dtype"]
+                base,
+                source,
+                source.manifest(),
+                options["store_dtype"],
+                None if views is None else views.identity(),
             )
-            planned.append(
-                Extraction(role, split, source, base, store.path_for(fingerprint(identity)))
-            )
+            cache = store.path_for(fingerprint(identity))
+            planned.append(Extraction(role, split, source, base, cache, views))
     return planned
 
 
@@ -256,6 +264,7 @@ def _run_extractions(
             strict=options["strict"],
             store_dtype=options["store_dtype"],
             compression=options["compression"],
+            **({} if p.views is None else p.views.options()),
             progress=progress,
             **_engine_arguments(p, options),
             wait=echo,  # a second run of the spec waits for the first one's extraction

@@ -84,6 +84,16 @@ def _batch_size(value: Any) -> str | None:
     return _positive(value)
 
 
+def _recipe(value: Any) -> str | None:
+    from bottleneck_transfer.features.views import parse_recipe  # on use: it imports Keras
+
+    try:
+        parse_recipe(value)
+    except BottleneckError as exc:
+        return str(exc).split(". Received", 1)[0].removeprefix("--augment: ")
+    return None
+
+
 def _curve_sizes(value: Any) -> str | None:
     try:
         parse_sizes(value)
@@ -123,6 +133,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # float16 halves the caches (part of their fingerprints); compression is lossless.
         "store_dtype": Key((str,), check=_choice(*STORE_DTYPES), default="float32"),
         "compression": Key((str,), check=_choice(*COMPRESSIONS)),
+        # Augmented views of every training image (never of test images), e.g.
+        # augment = "flip,crop,rotate,color", views = 8; seeded by seed.
+        "augment": Key((str,), check=_recipe),
+        "views": Key((int,), check=lambda v: None if v >= 0 else "must be >= 0", default=0),
+        "seed": Key((int,), default=0),
     },
     "heads": {
         # Default: the registry's default heads (heads.registry.default_heads).
@@ -272,6 +287,13 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
             None,
             "give a 'test' source or set heads.cv for cross-validation (or hold out a share "
             "of train with val_split)",
+        )
+    if spec["extract"]["views"] and spec["extract"]["augment"] is None:
+        raise fail(
+            "extract",
+            "views",
+            "needs extract.augment, the recipe that makes the views (e.g. "
+            f'"flip,crop,rotate,color"). Received: views={spec["extract"]["views"]}',
         )
     if spec["heads"]["use"] is None:
         spec["heads"]["use"] = list(default_heads())

@@ -297,3 +297,37 @@ def test_spec_learning_curve_runs_after_the_comparison(tmp_path, photos):
     bad = _write_spec(tmp_path, body.replace('[3, "all"]', "[0]"))
     with pytest.raises(SpecError, match=r":\d+: heads.learning_curve: learning-curve sizes"):
         load_spec(bad)
+
+
+def test_views_augment_every_training_cache_and_no_test_cache(tmp_path, photos):
+    from bottleneck_transfer.features.cache import FeatureCache
+
+    body = SPEC.format(pooling="avg").replace(
+        "[heads]", '[extract]\naugment = "flip,color"\nviews = 2\nseed = 1\n\n[heads]'
+    )
+    spec = _write_spec(tmp_path, body)
+    store = tmp_path / "store"
+    record = run_pipeline(spec, cache_dir=store, progress=False, echo=lambda _: None)
+    for step in record["extractions"]:
+        with FeatureCache.open(step["cache"]) as cache:
+            assert cache.has_views == (step["split"] == "train"), step
+            plain = int((cache.source_rows == range(len(cache))).sum())
+            assert len(cache) == (3 if step["split"] == "train" else 1) * plain
+            if cache.has_views:
+                assert cache.identity["views"] == {
+                    "recipe": ["flip", "color"],
+                    "count": 2,
+                    "seed": 1,
+                }
+    run_dir = tmp_path / "runs" / record["run_dir"].rsplit("/", 1)[-1]
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    with FeatureCache.open(_test_cache(record)) as test:
+        assert report["n_eval_rows"] == len(test)  # scored on the plain test rows only
+    again = run_pipeline(spec, cache_dir=store, progress=False, echo=lambda _: None)
+    assert _extracted(again) == []
+
+
+def _test_cache(record):
+    return next(
+        e["cache"] for e in record["extractions"] if (e["role"], e["split"]) == ("main", "test")
+    )

@@ -59,3 +59,18 @@ def test_store_dtype_and_compression_reach_extract(tmp_path):
     assert (spec["extract"]["store_dtype"], spec["extract"]["compression"]) == ("float16", "lzf")
     with pytest.raises(SpecError, match=r"extract.store_dtype: unknown value\(s\) \['int8'\]"):
         load_spec(_spec(tmp_path, extract='store_dtype = "int8"'))
+
+
+def test_views_need_a_valid_recipe(tmp_path):
+    spec = load_spec(_spec(tmp_path, extract='augment = "crop,flip"\nviews = 4\nseed = 3'))
+    assert (spec["extract"]["augment"], spec["extract"]["views"], spec["extract"]["seed"]) == (
+        "crop,flip",
+        4,
+        3,
+    )
+    assert load_spec(_spec(tmp_path))["extract"]["views"] == 0
+    with pytest.raises(SpecError, match=r":11: extract.views: needs extract.augment") as info:
+        load_spec(_spec(tmp_path, extract="views = 8"))
+    assert "\n" not in str(info.value)
+    with pytest.raises(SpecError, match=r"extract.augment: unknown augmentation\(s\) zoom"):
+        load_spec(_spec(tmp_path, extract='augment = "flip,zoom"\nviews = 2'))
