@@ -2,16 +2,18 @@
 
 The source's ordered items are cut into deterministic shards (:func:`plan_shards`). One
 function, :func:`extract_shard`, extracts one shard with the normal extraction path
-(:func:`features.extract.extract` on the shard's slice of the source) into its own
+(:func:`features.extract.extract_pass` on the shard's slice of the source) into its own
 crash-safe, resumable shard cache named by the whole cache's fingerprint and the shard
-number. The local engine is the case of a single shard written at the final path; the Dask
-engine submits one task per missing shard and joins the shard caches, in source order, into
-one version-1 cache equal to a local run's.
+number (one per layer when the pass computes several). The local engine is the case of a
+single shard written at the final path; the Dask engine submits one task per missing shard
+and joins the shard caches, in source order, into one version-1 cache (per layer) equal to a
+local run's.
 
-On a worker the base is built once per process and reused by all its tasks, and the source is
-reopened once from the provenance (so workers must see the images at the same path: a shared
-filesystem). A task lost with its worker is run again elsewhere (and resumes that shard's
-partial file); a job whose client died resumes by running only the shards that are missing.
+On a worker the base (or the joint model of several layers) is built once per process and
+reused by all its tasks, and the source is reopened once from the provenance (so workers must
+see the images at the same path: a shared filesystem). A task lost with its worker is run
+again elsewhere (and resumes that shard's partial files); a job whose client died resumes by
+running only the shards that are missing.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -88,17 +90,14 @@ def shard_source(source: Source, shard: Shard) -> Source:
     )
 
 
-def _worker_base(recipe: dict) -> Any:
-    """The base of ``recipe``, built once in this process."""
+def _worker_pass(recipe: dict) -> Any:
+    """The pass of ``recipe`` (:func:`features.extract.load_pass`), built once in this process."""
     global BASE_BUILDS
     key = fingerprint(recipe)
     if key not in _BASES:
-        from bottleneck_transfer.features.bases import load_base
-        from bottleneck_transfer.features.extract import with_compute_dtype
+        from bottleneck_transfer.features.passes import load_pass
 
-        options = {k: v for k, v in recipe.items() if k not in ("base", "compute_dtype")}
-        base = load_base(recipe["base"], **options)
-        _BASES[key] = with_compute_dtype(base, recipe.get("compute_dtype"))
+        _BASES[key] = load_pass(**recipe)
         BASE_BUILDS += 1
     return _BASES[key]
 
@@ -128,19 +127,20 @@ def extract_shard(
     described: dict,
     source_fp: str,
     shard: Shard,
-    path: str,
+    paths: list[str],
     settings: dict,
 ) -> dict[str, Any]:
-    """Extract one shard into its own cache at ``path``; what a Dask task runs.
+    """Extract one shard into its own caches at ``paths`` (one per cache of the pass, several
+    layers included); what a Dask task runs.
 
     ``settings`` are the extraction options (batch size, decode threads, strict,
-    max_pixels). Resumes the shard's partial file if an earlier attempt died.
+    max_pixels, views). Resumes the shard's partial files if an earlier attempt died.
     """
-    from bottleneck_transfer.features.extract import extract
+    from bottleneck_transfer.features.extract import extract_pass
 
-    base = _worker_base(recipe)
+    job = _worker_pass(recipe)
     source = shard_source(_worker_source(described, source_fp), shard)
-    extract(source, base, path, progress=False, **settings)
+    extract_pass(source, job, paths, progress=False, **settings)
     return {"shard": shard.index, "items": shard.stop - shard.start, "host": platform.node()}
 
 
@@ -202,17 +202,21 @@ def run_shards(
     *,
     recipe: dict,
     source: Source,
-    out: Path,
-    print_fp: str,
+    outs: list[Path],
+    prints: list[str],
     shards: list[Shard],
     settings: dict,
     progress: bool | None,
 ) -> dict[str, Any]:
-    """Submit every shard whose cache is missing; wait for all with a progress bar."""
+    """Submit every shard whose caches (one per cache of the pass) are not all there; wait
+    for all with a progress bar."""
     described = source.describe(None)
     source_fp = fingerprint(source.identity())
-    todo = [s for s in shards if not _shard_done(out, print_fp, s)]
-    shard_folder(out).mkdir(parents=True, exist_ok=True)
+    targets = list(zip(outs, prints, strict=True))
+    todo = [s for s in shards if not all(_shard_done(o, p, s) for o, p in targets)]
+    for out in outs:
+        shard_folder(out).mkdir(parents=True, exist_ok=True)
+    out, print_fp = targets[0]
     futures = [
         client.submit(
             extract_shard,
@@ -220,7 +224,7 @@ def run_shards(
             described,
             source_fp,
             shard,
-            str(shard_path(out, print_fp, shard)),
+            [str(shard_path(o, p, shard)) for o, p in targets],
             settings,
             key=f"bottleneck-shard-{print_fp.split(':')[-1][:16]}-{shard.index:05d}",
             retries=TASK_RETRIES,
@@ -304,26 +308,27 @@ def remove_shards(out: Path, print_fp: str, shards: list[Shard]) -> None:
 
 def extract_on_dask(
     source: Source,
-    base: Any,
-    recipe: dict | None,
-    out: Path,
+    job: Any,
+    outs: list[Path],
     *,
-    writer: Any,
-    print_fp: str,
+    open_writer: Callable[[int], Any],
+    prints: list[str],
     settings: dict,
     scheduler: str | None,
     n_workers: int | None,
     shard_images: int | None,
     progress: bool | None,
 ) -> Any:
-    """Extract ``source`` as shards on a Dask cluster and join them into the cache ``out``.
+    """Extract ``source`` as shards on a Dask cluster and join them into the caches ``outs``.
 
-    ``writer`` makes the final cache's writer (fingerprint and provenance of the whole
-    extraction); the shard caches are joined into it in source order, then removed.
+    Each shard task runs the whole pass ``job`` (:class:`features.extract.Pass`: one cache,
+    or one per layer); ``open_writer(k)`` makes cache ``k``'s final writer (fingerprint
+    ``prints[k]`` and provenance of the whole extraction); each cache's shards are joined
+    into it in source order, then removed. Returns the first cache's result.
     """
-    from bottleneck_transfer.features.extract import ExtractResult
+    from bottleneck_transfer.features.extract import finished
 
-    if recipe is None:
+    if job.recipe is None:
         raise BottleneckError(
             "--engine dask builds the base on every worker: give the base by name or model "
             "path, not as a Base object"
@@ -335,17 +340,18 @@ def extract_on_dask(
     with dask_client(scheduler, n_workers) as client:
         ran = run_shards(
             client,
-            recipe=recipe,
+            recipe=job.recipe,
             source=source,
-            out=out,
-            print_fp=print_fp,
+            outs=outs,
+            prints=prints,
             shards=shards,
             settings=task_settings,
             progress=progress,
         )
     joining = time.perf_counter()
-    final = writer()
-    join_shards(final, out, print_fp, shards)
+    writers = [open_writer(k) for k in range(len(outs))]
+    for writer, out, print_fp in zip(writers, outs, prints, strict=True):
+        join_shards(writer, out, print_fp, shards)
     seconds = time.perf_counter() - started
     extraction = {
         **ran,
@@ -354,16 +360,11 @@ def extract_on_dask(
         "seconds": round(seconds, 3),
         "join_seconds": round(time.perf_counter() - joining, 3),
         "images_per_second": round(len(source) / seconds, 2) if seconds > 0 else None,
-        "n_failed": final.n_failed,
+        "n_failed": writers[0].n_failed,
     }
-    final.finalize(out, extraction)
-    remove_shards(out, print_fp, shards)
-    with FeatureCache.open(out) as cache:
-        return ExtractResult(
-            out,
-            len(cache),
-            failed=cache.failed,
-            seconds=seconds,
-            images_per_second=extraction["images_per_second"] or 0.0,
-            fingerprint=cache.fingerprint,
-        )
+    for writer, out, print_fp in zip(writers, outs, prints, strict=True):
+        writer.finalize(out, extraction)
+        remove_shards(out, print_fp, shards)
+    return finished(
+        outs[0], seconds=seconds, images_per_second=extraction["images_per_second"] or 0.0
+    )

@@ -6,26 +6,31 @@ retracing and no per-call leak); rows are written to ``<out>.partial`` and commi
 ``COMMIT_SECONDS`` of work or ``COMMIT_BYTES`` of rows are uncommitted (and whenever the loop
 stops on an error, Ctrl-C or SIGTERM), so even a ``kill -9`` loses at most those seconds and
 the next run resumes. ``os.replace`` moves the finished file into place.
+
+One pass over the images (a :class:`Pass`) feeds one cache, or one per layer of one model;
+:func:`extract_pass` is the one path for both: caches up to date are left alone, ``update``
+goes to :mod:`features.update`, the rest runs here or as shards on Dask
+(:mod:`features.engines`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import platform
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from bottleneck_transfer.errors import CacheError, Interrupted, SourceError
-from bottleneck_transfer.features import hub
-from bottleneck_transfer.features.bases import Base, load_base
+from bottleneck_transfer.features.bases import Base
 from bottleneck_transfer.features.batches import BatchRunner, default_batch_size, iter_batches
 from bottleneck_transfer.features.cache import (
     FORMAT_VERSION,
@@ -38,8 +43,9 @@ from bottleneck_transfer.features.cache import (
     writer_lock,
     writing,
 )
-from bottleneck_transfer.features.choices import COMPUTE_DTYPES, ENGINES
+from bottleneck_transfer.features.choices import ENGINES
 from bottleneck_transfer.features.images import DECODING, DEFAULT_MAX_PIXELS
+from bottleneck_transfer.features.passes import FanOut, Pass, load_pass, with_compute_dtype
 from bottleneck_transfer.features.sources import Source, Split, open_source, split_source
 from bottleneck_transfer.features.views import Views
 from bottleneck_transfer.fingerprint import fingerprint
@@ -98,47 +104,6 @@ def commit_seconds() -> float:
             f"batch). Received: {COMMIT_SECONDS_ENV}={text!r}"
         )
     return value
-
-
-def _retyped_config(config, policy: str):
-    if isinstance(config, dict):
-        if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(
-            config.get("config"), dict
-        ):
-            return {**config, "config": {**config["config"], "name": policy}}
-        return {key: _retyped_config(value, policy) for key, value in config.items()}
-    if isinstance(config, list):
-        return [_retyped_config(value, policy) for value in config]
-    return config
-
-
-def with_compute_dtype(base: Base, compute_dtype: str | None) -> Base:
-    """The base computing in ``bfloat16`` or ``float16`` (Keras mixed precision).
-
-    Weights stay float32 and features are still stored as float32; the dtype enters the
-    base's description (so the cache fingerprint), since the features differ slightly.
-    ``None`` or ``"float32"`` returns ``base`` unchanged. Meant for accelerators, but
-    bfloat16 also pays on CPUs with AVX512-BF16 or AMX: measured on a 2-core AMD EPYC,
-    ResNet50 runs 1.15-1.5x faster with features 0.35 % (median relative error) from float32,
-    while MobileNetV2 (depthwise convolutions) gains nothing. float16 can overflow on bases
-    without normalisation.
-    """
-    if compute_dtype in (None, "float32"):
-        return base
-    if compute_dtype not in COMPUTE_DTYPES:
-        raise ValueError(
-            f"unknown compute dtype. Received: compute_dtype={compute_dtype!r}; "
-            f"valid: {', '.join(COMPUTE_DTYPES)}"
-        )
-    if base.description.get("compute_dtype", "float32") == compute_dtype:
-        return base
-    hub.refuse_saved_model(base.description, f"--compute-dtype {compute_dtype}")
-    config = _retyped_config(base.model.get_config(), f"mixed_{compute_dtype}")
-    model = base.model.__class__.from_config(config)
-    model.set_weights(base.model.get_weights())
-    model.trainable = False
-    description = {**base.description, "compute_dtype": compute_dtype}
-    return Base(model, base.name, base.image_size, base.channels, description)
 
 
 def cache_identity(
@@ -310,117 +275,263 @@ def extract(
     (2000, False)
     >>> extract("photos/", "resnet50", "c.h5", engine="dask", workers=4)  # doctest: +SKIP
     """
+    augmenting = check_options(batch_size, engine, store_dtype, compression, augment, views, seed)
+    _refuse_options(
+        base,
+        Base,
+        "base",
+        "load_base(name",
+        weights=weights,
+        image_size=image_size,
+        pooling=pooling,
+        layer=layer,
+        preprocess=preprocess,
+    )
+    source = as_source(source, classes=classes, limit=limit, split=split)
+    if isinstance(base, Base):
+        one = with_compute_dtype(base, compute_dtype)
+        job = Pass(one, (one,))
+    else:
+        shaping = {"weights": weights, "image_size": image_size, "preprocess": preprocess}
+        job = load_pass(
+            base, layer=layer, pooling=pooling or "avg", compute_dtype=compute_dtype, **shaping
+        )
+    (result,) = extract_pass(
+        source,
+        job,
+        [Path(out)],
+        views=augmenting,
+        batch_size=batch_size,
+        workers=workers,
+        strict=strict,
+        force=force,
+        max_pixels=max_pixels,
+        progress=progress,
+        wait=wait,
+        engine=engine,
+        scheduler=scheduler,
+        shard_images=shard_images,
+        store_dtype=store_dtype,
+        compression=compression,
+        update=update,
+    )
+    return result
+
+
+def check_options(
+    batch_size: int | None,
+    engine: str,
+    store_dtype: str,
+    compression: str | None,
+    augment: str | list[str] | None,
+    views: int,
+    seed: int,
+) -> Views | None:
+    """Check the options that need neither the base nor the images; the views asked for.
+
+    Raises
+    ------
+    ValueError, CacheError, AugmentError
+        Naming the option and what is valid.
+    """
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
-    out = Path(out)
     check_storage(store_dtype, compression)
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}. Received: engine={engine!r}")
-    augmenting = Views.make(augment, views, seed)
-    view_options = augmenting.options() if augmenting else {}
-    shaping = {
-        "weights": weights,
-        "image_size": image_size,
-        "pooling": pooling,
-        "layer": layer,
-        "preprocess": preprocess,
-    }
+    return Views.make(augment, views, seed)
+
+
+def as_source(
+    source: str | Source,
+    *,
+    classes: str | list | None = None,
+    limit: int | None = None,
+    split: Split | None = None,
+) -> Source:
+    """``source`` opened (with ``classes``/``limit``), restricted to one ``split`` part."""
     _refuse_options(source, Source, "source", "open_source(spec", classes=classes, limit=limit)
-    _refuse_options(base, Base, "base", "load_base(name", **shaping)
     if not isinstance(source, Source):
-        source = open_source(source, classes=classes, limit=limit, split=split)
-    elif split is not None:
-        source = split_source(source, split)
-    recipe = None
-    if not isinstance(base, Base):
-        pooling = pooling or "avg"
-        recipe = base_recipe(base, weights, image_size, pooling, layer, preprocess, compute_dtype)
-        base = load_base(
-            base,
-            weights=weights,
-            image_size=image_size,
-            pooling=pooling,
-            layer=layer,
-            preprocess=preprocess,
-        )
-    base = with_compute_dtype(base, compute_dtype)
-    every = commit_seconds()
-    batch_size = batch_size or default_batch_size(base.image_size, len(source))
+        return open_source(source, classes=classes, limit=limit, split=split)
+    return source if split is None else split_source(source, split)
+
+
+def extract_pass(
+    source: Source,
+    job: Pass,
+    paths: Sequence[str | Path],
+    *,
+    views: Views | None = None,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    strict: bool = False,
+    force: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool | None = None,
+    wait: Callable[[str], Any] | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    shard_images: int | None = None,
+    store_dtype: str = "float32",
+    compression: str | None = None,
+    update: bool = False,
+) -> list[ExtractResult]:
+    """Extract ``source`` in one pass of ``job`` into its caches ``paths`` (one per base).
+
+    The one extraction path under :func:`extract` and :func:`features.layers.extract_layers`:
+    caches already up to date are left alone (unless ``force``); with ``update``, existing
+    caches are brought up to date (:mod:`features.update`); the others are extracted in one
+    pass, locally or as shards on Dask (:mod:`features.engines`). Options are
+    :func:`extract`'s; ``views`` are :meth:`features.views.Views.make`'s.
+
+    Returns
+    -------
+    list of ExtractResult
+        One per path, in order.
+    """
+    paths = [Path(path) for path in paths]
     manifest = source.manifest()
-    identity = cache_identity(
-        base, source, manifest, store_dtype, augmenting.identity() if augmenting else None
-    )
-    print_fp = fingerprint(identity)
+    batch_size = batch_size or default_batch_size(job.runner.image_size, len(source))
+    made = views.identity() if views else None
+    identities = [cache_identity(b, source, manifest, store_dtype, made) for b in job.bases]
+    prints = [fingerprint(identity) for identity in identities]
     storage = {"store_dtype": store_dtype, "compression": compression}
-    with writing(out.parent):
-        out.parent.mkdir(parents=True, exist_ok=True)
-    with writer_lock(out, wait):
-        if update and out.exists() and not force:
-            from bottleneck_transfer.features.update import update_cache
 
-            return update_cache(
+    def open_writer(k: int, replace: bool) -> CacheWriter:
+        return _open_writer(
+            paths[k], prints[k], identities[k], job.bases[k], source, manifest, replace, storage
+        )
+
+    settings = {
+        "batch_size": batch_size,
+        "strict": strict,
+        "max_pixels": max_pixels,
+        "views": views,
+    }
+    every = commit_seconds()
+    with contextlib.ExitStack() as locks:
+        for path in paths:
+            with writing(path.parent):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            locks.enter_context(writer_lock(path, wait))
+        if update and not force and any(path.exists() for path in paths):
+            from bottleneck_transfer.features.update import update_caches
+
+            return update_caches(
                 source,
-                base,
-                out,
-                open_writer=lambda: _open_writer(
-                    out, print_fp, identity, base, source, manifest, True, storage
-                ),
-                print_fp=print_fp,
-                identity=identity,
+                paths,
+                prints=prints,
+                identities=identities,
                 manifest=manifest,
-                settings={
-                    "batch_size": batch_size,
-                    "workers": workers,
-                    "strict": strict,
-                    "max_pixels": max_pixels,
-                    "progress": progress,
-                    **view_options,
-                },
-            )
-        if not force and check_existing(out, print_fp, identity, manifest):
-            with contextlib.suppress(CacheError):  # left by a stop between rename and cleanup
-                discard_partial(partial_path(out))
-            with FeatureCache.open(out) as cache:
-                return ExtractResult(
-                    out, len(cache), cache.failed, up_to_date=True, fingerprint=print_fp
-                )
-        if engine == "dask":
-            from bottleneck_transfer.features.engines import extract_on_dask
-
-            return extract_on_dask(
-                source,
-                base,
-                recipe,
-                out,
-                writer=lambda: _open_writer(
-                    out, print_fp, identity, base, source, manifest, True, storage
+                open_writer=lambda k: open_writer(k, True),
+                extract_part=lambda part, keep, fresh: extract_pass(
+                    part,
+                    job.select(keep),
+                    fresh,
+                    force=True,
+                    workers=workers,
+                    progress=progress,
+                    **settings,
                 ),
-                print_fp=print_fp,
-                settings={
-                    "batch_size": batch_size,
-                    "strict": strict,
-                    "max_pixels": max_pixels,
-                    **view_options,
-                },
-                scheduler=scheduler,
-                n_workers=workers,
-                shard_images=shard_images,
-                progress=progress,
             )
-        writer = _open_writer(out, print_fp, identity, base, source, manifest, force, storage)
-        return _run(
-            writer,
-            out,
+        results: dict[int, ExtractResult] = {}
+        for k, path in enumerate(paths):
+            if not force and check_existing(path, prints[k], identities[k], manifest):
+                with contextlib.suppress(CacheError):  # left by a stop between rename and cleanup
+                    discard_partial(partial_path(path))
+                results[k] = finished(path, up_to_date=True)
+        todo = [k for k in range(len(paths)) if k not in results]
+        if todo:
+            done = _run_pass(
+                source,
+                job.select(todo),
+                [paths[k] for k in todo],
+                lambda i, replace: open_writer(todo[i], replace),
+                force=force,
+                workers=workers,
+                progress=progress,
+                engine=engine,
+                scheduler=scheduler,
+                shard_images=shard_images,
+                prints=[prints[k] for k in todo],
+                settings=settings,
+                every=every,
+            )
+            for k in todo:
+                results[k] = finished(
+                    paths[k],
+                    resumed_from=done.resumed_from,
+                    seconds=done.seconds,
+                    images_per_second=done.images_per_second,
+                )
+    return [results[k] for k in range(len(paths))]
+
+
+def finished(path: Path, **fields: Any) -> ExtractResult:
+    """The result of the complete cache at ``path`` (rows, failures, fingerprint read back)."""
+    with FeatureCache.open(path) as cache:
+        return ExtractResult(
+            path, len(cache), cache.failed, fingerprint=cache.fingerprint, **fields
+        )
+
+
+def _run_pass(
+    source: Source,
+    job: Pass,
+    paths: list[Path],
+    open_writer: Callable[[int, bool], CacheWriter],
+    *,
+    force: bool,
+    workers: int | None,
+    progress: bool | None,
+    engine: str,
+    scheduler: str | None,
+    shard_images: int | None,
+    prints: list[str],
+    settings: dict,
+    every: float,
+) -> ExtractResult:
+    """Extract every cache of ``job`` in one pass, on ``engine``: the first cache's result."""
+    if engine == "dask":
+        from bottleneck_transfer.features.engines import extract_on_dask
+
+        return extract_on_dask(
             source,
-            base,
-            batch_size,
+            job,
+            paths,
+            open_writer=lambda i: open_writer(i, True),
+            prints=prints,
+            settings=settings,
+            scheduler=scheduler,
+            n_workers=workers,
+            shard_images=shard_images,
+            progress=progress,
+        )
+    writers = [open_writer(i, force) for i in range(len(paths))]
+    if len({writer.items_done for writer in writers}) > 1:  # stopped between two caches' commits
+        for writer in writers:
+            writer.close()
+        writers = [open_writer(i, True) for i in range(len(paths))]
+    fan = FanOut(writers, job, paths)
+    try:
+        return _run(
+            fan,
+            paths[0],
+            source,
+            job.runner,
+            settings["batch_size"],
             workers,
-            strict,
-            max_pixels,
+            settings["strict"],
+            settings["max_pixels"],
             progress,
             every,
-            augmenting,
+            settings["views"],
         )
+    except SourceError:  # nothing could be read: no cache keeps a partial file
+        for writer in writers:
+            with contextlib.suppress(Exception):
+                discard_partial(writer.path)
+        raise
 
 
 def _refuse_options(given: object, kind: type, name: str, maker: str, **options) -> None:
@@ -444,47 +555,33 @@ def extract_split(
     *,
     val_split: float,
     seed: int = 0,
+    layers: Sequence[str] | None = None,
     **options,
-) -> tuple[ExtractResult, ExtractResult]:
+) -> tuple[ExtractResult, ExtractResult] | tuple[list[ExtractResult], list[ExtractResult]]:
     """Extract a stratified, seeded train/validation split of one labelled source.
 
     The ``val_split`` share of each class goes to the cache ``val_out``, the rest to
     ``out``; each cache's provenance records the split. ``options`` are :func:`extract`'s;
     augmented views (``augment``, ``views``, seeded by ``seed`` too) go to the train part
-    only: the validation cache is the plain cache of its images.
+    only: the validation cache is the plain cache of its images. With ``layers``, each part
+    is :func:`features.layers.extract_layers`'s (one pass, one cache per layer beside
+    ``out`` and beside ``val_out``; a list of results per part).
 
     Examples
     --------
     >>> train, val = extract_split("photos/", "mobilenet_v2", "train.h5", "val.h5",
     ...                            val_split=0.2, augment="flip,crop", views=4)  # doctest: +SKIP
     """
+    run: Callable[..., Any] = extract
+    if layers is not None:
+        from bottleneck_transfer.features.layers import extract_layers
+
+        run = functools.partial(extract_layers, layers=layers)
     plain = {k: v for k, v in options.items() if k not in ("augment", "views")}
     return (
-        extract(source, base, out, split=Split(val_split, "train", seed), seed=seed, **options),
-        extract(source, base, val_out, split=Split(val_split, "val", seed), **plain),
+        run(source, base, out, split=Split(val_split, "train", seed), seed=seed, **options),
+        run(source, base, val_out, split=Split(val_split, "val", seed), **plain),
     )
-
-
-def base_recipe(
-    base: str | Path,
-    weights: str | None,
-    image_size: int | tuple[int, int] | None,
-    pooling: str,
-    layer: str | None,
-    preprocess: str | None,
-    compute_dtype: str | None,
-) -> dict:
-    """The :func:`load_base` arguments that rebuild a base given by name (on another host)."""
-    path = Path(str(base)).expanduser()
-    return {
-        "base": str(path.resolve()) if path.exists() else str(base),
-        "weights": weights,
-        "image_size": list(image_size) if isinstance(image_size, tuple) else image_size,
-        "pooling": pooling,
-        "layer": layer,
-        "preprocess": preprocess,
-        "compute_dtype": compute_dtype,
-    }
 
 
 def _open_writer(

@@ -6,6 +6,8 @@ are extracted into a temporary cache beside ``out`` (resumable like any extracti
 removed images are dropped, and the rows are merged in source order into a new complete cache,
 written by the normal crash-safe writer: it equals a fresh extraction (same ids, features,
 ``/views/source_row``, fingerprint; an image's views depend only on its id and the seed).
+The caches of several layers of one pass are updated together: an image new or changed for
+any of them is extracted once, for all of them; a layer without a cache yet reuses nothing.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import contextlib
 import dataclasses
 import datetime as dt
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from bottleneck_transfer.errors import StaleCacheError
-from bottleneck_transfer.features.bases import Base
 from bottleneck_transfer.features.cache import FeatureCache, image_row_ids, is_view, view_count
 from bottleneck_transfer.features.sources import Source
 from bottleneck_transfer.fingerprint import diff_keys
@@ -65,23 +67,41 @@ def check_updatable(cache: FeatureCache, identity: dict, out: Path) -> None:
         )
 
 
-def update_cache(
-    source: Source,
-    base: Base,
-    out: Path,
-    *,
-    open_writer: Any,
-    print_fp: str,
-    identity: dict,
-    manifest: dict | None,
-    settings: dict,
-) -> Any:
-    """Bring the complete cache ``out`` up to date with ``source`` (see the module).
+def _reusable(cache: FeatureCache | None, manifest: dict) -> dict[str, str | None]:
+    """The images whose rows (None) or failure (its reason) ``cache`` holds, unchanged."""
+    if cache is None:
+        return {}
+    unchanged = _unchanged(cache, manifest)
+    ids = np.asarray(cache.ids, dtype=object)
+    rows = {i: None for i in ids[~is_view(ids)].tolist() if i in unchanged}
+    return rows | {i: why for i, why in cache.failed if i in unchanged}
 
-    ``open_writer()`` makes the new cache's writer; ``settings`` are the extraction options
-    (batch size, workers, strict, max_pixels, progress) for the new and changed images.
+
+def update_caches(
+    source: Source,
+    outs: list[Path],
+    *,
+    prints: list[str],
+    identities: list[dict],
+    manifest: dict | None,
+    open_writer: Callable[[int], Any],
+    extract_part: Callable[[Source, list[int], list[Path]], Any],
+) -> list[Any]:
+    """Bring the caches ``outs`` of one pass (one per layer) up to date with ``source``.
+
+    A cache whose fingerprint is ``prints[k]`` is up to date; one that does not exist yet
+    reuses nothing. Only the images new or changed for any cache to update are extracted,
+    once, for all of them: ``extract_part(part, keep, paths)`` extracts the source ``part``
+    for the caches ``keep`` into ``paths`` in one pass (see the module); ``open_writer(k)``
+    makes cache ``k``'s new writer.
+
+    Raises
+    ------
+    StaleCacheError
+        A cache made with another base, settings or views (:func:`check_updatable`), or a
+        source without a file list.
     """
-    from bottleneck_transfer.features.extract import ExtractResult, extract
+    from bottleneck_transfer.features.extract import finished
 
     if manifest is None:
         raise StaleCacheError(
@@ -89,56 +109,80 @@ def update_cache(
             "CSV source (array sources have no file list): rerun without --update, with --force"
         )
     started = time.perf_counter()
-    with FeatureCache.open(out) as old:
-        if old.fingerprint == print_fp:
-            return ExtractResult(out, len(old), old.failed, up_to_date=True, fingerprint=print_fp)
-        check_updatable(old, identity, out)
-        unchanged = _unchanged(old, manifest)
-        count = view_count(identity)
-        old_ids = np.asarray(old.ids, dtype=object)
-        old_plain = old_ids[~is_view(old_ids)].tolist()
-        old_rows = {i: r for r, i in enumerate(old_ids)}
-        old_failed = {i: why for i, why in old.failed if i in unchanged}
-        kept = (set(old_plain) & unchanged) | set(old_failed)
-        present = {item.id for item in source.items}
-        dropped = sum(1 for i in [*old_plain, *(i for i, _ in old.failed)] if i not in present)
+    with contextlib.ExitStack() as stack:
+        olds = [stack.enter_context(FeatureCache.open(o)) if o.exists() else None for o in outs]
+        stale = [k for k, old in enumerate(olds) if old is None or old.fingerprint != prints[k]]
+        for k in stale:
+            if olds[k] is not None:
+                check_updatable(olds[k], identities[k], outs[k])
+        reusable = {k: _reusable(olds[k], manifest) for k in stale}
+        kept = set.intersection(*(set(rows) for rows in reusable.values())) if stale else set()
         todo = [item for item in source.items if item.id not in kept]
-        fresh_path = update_path(out)
-        if todo:
-            options = {**source.options, "update_of": str(out)}
+        fresh_paths = [update_path(outs[k]) for k in stale]
+        if stale and todo:
+            options = {**source.options, "update_of": str(outs[stale[0]])}
             part = dataclasses.replace(source, items=todo, options=options)
-            extract(part, base, fresh_path, force=True, **settings)
-        writer = open_writer()
-        with FeatureCache.open(fresh_path) if todo else contextlib.nullcontext() as fresh:
-            new_rows = {} if fresh is None else {i: r for r, i in enumerate(fresh.ids)}
-            new_failed = {} if fresh is None else dict(fresh.failed)
-            items = source.items
-            for start in range(0, len(items), MERGE_ROWS):
-                block = items[start : start + MERGE_ROWS]
-                failures = [
-                    (item.id, old_failed.get(item.id) or new_failed[item.id])
-                    for item in block
-                    if item.id in old_failed or item.id in new_failed
-                ]
-                failed = {item_id for item_id, _ in failures}
-                done = [item for item in block if item.id not in failed]
-                features = np.empty((len(done) * (count + 1), old.dim), np.float32)
-                ids: list[str] = []
-                for item in done:
-                    data, rows = (old, old_rows) if item.id in kept else (fresh, new_rows)
-                    for row_id in image_row_ids(item.id, count):
-                        features[len(ids)] = data.features[rows[row_id]]
-                        ids.append(row_id)
-                labels = np.repeat(np.asarray([item.label for item in done], np.int32), count + 1)
-                writer.write_batch(features, labels, ids, failures, start + len(block))
-                writer.commit()
+            extract_part(part, stale, fresh_paths)
+        for k, fresh_path in zip(stale, fresh_paths, strict=True):
+            with FeatureCache.open(fresh_path) if todo else contextlib.nullcontext() as fresh:
+                writer = open_writer(k)
+                _merge(writer, source.items, kept, olds[k], reusable[k], fresh, identities[k])
+            extraction = {
+                "update": {
+                    "reused": len(kept),
+                    "extracted": len(todo),
+                    "dropped": _dropped(olds[k], source),
+                },
+                "seconds": round(time.perf_counter() - started, 3),
+                "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            }
+            writer.finalize(outs[k], extraction)
+            fresh_path.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
-    extraction = {
-        "update": {"reused": len(kept), "extracted": len(todo), "dropped": dropped},
-        "seconds": round(seconds, 3),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    writer.finalize(out, extraction)
-    fresh_path.unlink(missing_ok=True)
-    with FeatureCache.open(out) as cache:
-        return ExtractResult(out, len(cache), cache.failed, seconds=seconds, fingerprint=print_fp)
+    return [
+        finished(out, up_to_date=k not in stale, seconds=seconds if k in stale else 0.0)
+        for k, out in enumerate(outs)
+    ]
+
+
+def _dropped(old: FeatureCache | None, source: Source) -> int:
+    """How many images (rows or failures) of ``old`` are no longer in ``source``."""
+    if old is None:
+        return 0
+    ids = np.asarray(old.ids, dtype=object)
+    present = {item.id for item in source.items}
+    gone = [*ids[~is_view(ids)].tolist(), *(i for i, _ in old.failed)]
+    return sum(1 for i in gone if i not in present)
+
+
+def _merge(
+    writer: Any,
+    items: list,
+    kept: set[str],
+    old: FeatureCache | None,
+    reused: dict[str, str | None],
+    fresh: FeatureCache | None,
+    identity: dict,
+) -> None:
+    """Write every image of ``items`` in order: the ``kept`` ones' rows or failure from
+    ``old``, the others' from ``fresh``, ``MERGE_ROWS`` images per committed chunk."""
+    count = view_count(identity)
+    dim = (fresh if fresh is not None else old).dim
+    old_rows = {} if old is None else {i: r for r, i in enumerate(old.ids)}
+    new_rows = {} if fresh is None else {i: r for r, i in enumerate(fresh.ids)}
+    new_failed = {} if fresh is None else dict(fresh.failed)
+    for start in range(0, len(items), MERGE_ROWS):
+        block = items[start : start + MERGE_ROWS]
+        why = {i.id: reused[i.id] if i.id in kept else new_failed.get(i.id) for i in block}
+        failures = [(i.id, why[i.id]) for i in block if why[i.id] is not None]
+        done = [item for item in block if why[item.id] is None]
+        features = np.empty((len(done) * (count + 1), dim), np.float32)
+        ids: list[str] = []
+        for item in done:
+            data, rows = (old, old_rows) if item.id in kept else (fresh, new_rows)
+            for row_id in image_row_ids(item.id, count):
+                features[len(ids)] = data.features[rows[row_id]]
+                ids.append(row_id)
+        labels = np.repeat(np.asarray([item.label for item in done], np.int32), count + 1)
+        writer.write_batch(features, labels, ids, failures, start + len(block))
+        writer.commit()

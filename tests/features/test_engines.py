@@ -171,6 +171,30 @@ def test_views_on_the_cluster_equal_a_local_run(cluster, source_spec, tmp_path):
         np.testing.assert_array_equal(got.source_rows, want.source_rows)
 
 
+def test_layers_on_the_cluster_equal_a_local_multi_layer_run(cluster, source_spec, tmp_path):
+    from bottleneck_transfer.cli import cli
+    from bottleneck_transfer.features.layers import extract_layers, layer_paths
+    from click.testing import CliRunner
+
+    layers = ["bottleneck", "pool2"]
+    local = tmp_path / "local.h5"
+    options = {"limit": N_IMAGES, "batch_size": BATCH, "progress": False}
+    extract_layers(source_spec, BASE, local, layers, **options)
+    out = tmp_path / "dask.h5"
+    args = ["extract", source_spec, "--base", BASE, "--limit", N_IMAGES, "--batch-size", BATCH]
+    args += ["-o", out, "--layers", ",".join(layers), "--engine", "dask"]
+    args += ["--scheduler", cluster["address"], "--shard-images", SHARD, "--quiet"]
+    done = CliRunner().invoke(cli, [str(a) for a in args])
+    assert done.exit_code == 0, done.output
+    for got, want in zip(layer_paths(out, layers), layer_paths(local, layers), strict=True):
+        extraction = _assert_same_cache(got, want)
+        with FeatureCache.open(got) as a, FeatureCache.open(want) as b:
+            np.testing.assert_array_equal(a.features, b.features)
+        assert extraction["engine"] == "dask"
+        assert extraction["shards_run"] == N_IMAGES // SHARD  # one task per shard, all layers
+        assert not engines.shard_folder(got).exists()
+
+
 def test_cli_runs_against_a_scheduler(cluster, source_spec, local_cache, tmp_path):
     out = tmp_path / "cli.h5"
     done = subprocess.run(
