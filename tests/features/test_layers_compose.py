@@ -167,3 +167,13 @@ def test_cli_layers_with_val_split_views_and_update(folder, model, tmp_path):
     refused = CliRunner().invoke(cli, [*args, "--layer", "out"])
     assert refused.exit_code == 2
     assert "--layers cannot be combined with --layer" in refused.output
+
+
+def test_layers_in_bfloat16_equal_single_layer_runs_in_bfloat16(folder, model, tmp_path):
+    out = tmp_path / "c.h5"
+    half = {"compute_dtype": "bfloat16", "batch_size": 4, "progress": False}
+    extract_layers(folder, model, out, LAYERS, **half)
+    for layer, path in zip(LAYERS, layer_paths(out, LAYERS), strict=True):
+        alone = tmp_path / f"alone-{layer}.h5"
+        extract(folder, model, alone, layer=layer, **half)
+        _assert_same(path, alone)  # the joint model computes in bfloat16 too
