@@ -36,7 +36,9 @@ _SHOW_FAILED = 10
     default=None,
     metavar="A,B,C",
     help="Several layers in one pass: one cache per layer (OUT holds the first, the others "
-    "go beside it as STEM.LAYER.h5), each equal to a --layer extraction.",
+    "go beside it as STEM.LAYER.h5), each equal to a --layer extraction. Combines with "
+    "--update (an image new or changed for any layer runs once), --val-split, --engine "
+    "and --augment.",
 )
 @click.option(
     "--update",
@@ -99,7 +101,7 @@ def extract(
       bottleneck extract data/photos --base resnet50 --val-split 0.2 -o caches/photos.h5
       bottleneck extract data/photos --base resnet50 -o photos.h5 --store-dtype float16
       bottleneck extract data/photos --base resnet50 -o photos.h5 --update
-      bottleneck extract data/photos --base resnet50 -o photos.h5 \\
+      bottleneck extract data/photos --base resnet50 -o photos.h5 --update \\
           --layers avg_pool,conv5_block2_out,conv4_block6_out
       bottleneck extract data/big --base resnet50 -o big.h5 --engine dask --workers 4
       bottleneck extract data/big --base resnet50 -o big.h5 --engine dask \\
@@ -111,43 +113,46 @@ def extract(
     from bottleneck_transfer.features.extract import extract_split
 
     settings["progress"] = False if quiet else None
-    if layers is not None:
-        results = _extract_layers(source, base, out, layers, val_split, {**settings, "seed": seed})
-    elif val_split is None:
-        results = {"train": run_extract(source, base, out, seed=seed, **settings)}
-    else:
+    names = None if layers is None else [n.strip() for n in layers.split(",") if n.strip()]
+    if names is not None and settings.pop("layer") is not None:
+        raise click.UsageError("--layers cannot be combined with --layer")
+    if val_split is not None:
         val_out = val_out or str(Path(out).with_stem(Path(out).stem + "-val"))
-        both = extract_split(source, base, out, val_out, val_split=val_split, seed=seed, **settings)
-        results = dict(zip(("train", "val"), both, strict=True))
+        parts = extract_split(
+            source, base, out, val_out, val_split=val_split, seed=seed, layers=names, **settings
+        )
+    elif names is not None:
+        from bottleneck_transfer.features.layers import extract_layers
+
+        parts = (extract_layers(source, base, out, names, seed=seed, **settings),)
+    else:
+        parts = (run_extract(source, base, out, seed=seed, **settings),)
+    if names is not None:  # each part's caches by layer
+        parts = tuple(dict(zip(names, got, strict=True)) for got in parts)
+    results = dict(zip(("train", "val"), parts, strict=False))  # the val part: with --val-split
     if as_json:
-        summaries = {part: _summary(result) for part, result in results.items()}
-        single = val_split is None and layers is None
-        options.echo_json(summaries["train"] if single else summaries)
+        summaries = _summaries(results)
+        options.echo_json(summaries if val_split is not None else summaries["train"])
         return
-    for result in results.values():
+    for result in _leaves(results):
         _echo_result(result)
 
 
-def _extract_layers(
-    source: str, base: str, out: str, layers: str, val_split: float | None, settings: dict
-) -> dict[str, ExtractResult]:
-    """``--layers``: one pass, one cache per layer, keyed by layer name."""
-    from bottleneck_transfer.features.layers import extract_layers
-
-    names = [name.strip() for name in layers.split(",") if name.strip()]
-    clash = {
-        "--layer": settings.pop("layer") is not None,
-        "--val-split": val_split is not None,
-        "--engine dask": settings.pop("engine", "local") != "local",
-        "--update": settings.pop("update"),
+def _summaries(results: dict) -> dict:
+    """``results`` (by part and/or by layer) with each result as its :func:`_summary`."""
+    return {
+        key: _summaries(value) if isinstance(value, dict) else _summary(value)
+        for key, value in results.items()
     }
-    for option, given in clash.items():
-        if given:
-            raise click.UsageError(f"--layers cannot be combined with {option}")
-    for key in ("scheduler", "shard_images"):
-        settings.pop(key, None)
-    results = extract_layers(source, base, out, names, **settings)
-    return dict(zip(names, results, strict=True))
+
+
+def _leaves(results: dict) -> list[ExtractResult]:
+    """Every result of ``results`` (by part and/or by layer), in order."""
+    return [
+        leaf
+        for value in results.values()
+        for leaf in (_leaves(value) if isinstance(value, dict) else [value])
+    ]
 
 
 def _summary(result: ExtractResult) -> dict:
