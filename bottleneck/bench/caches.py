@@ -5,6 +5,8 @@
 * ``layers``: seconds to extract ``--layers`` (3 layers, one pass) against one ``--layer``
   run of the same base and images (median of ``repeats`` interleaved rounds; ratio target
   <= 1.2).
+* ``layers_update``: the same with ``--update`` on a folder of PNGs, unchanged (no image runs
+  through the base: building the base and checking the files) and with a few new images.
 * ``storage``: file size and whole-cache read time of a float32, float16 and lzf cache of
   the same random features against ``np.load`` of the float32 ``.npy``.
 
@@ -76,6 +78,63 @@ def bench_layers(n_images: int = 512, size: int = 96, repeats: int = 3) -> dict:
     }
 
 
+def bench_layers_update(
+    n_images: int = 512, size: int = 96, repeats: int = 3, new_images: int = 16
+) -> dict:
+    """Seconds of ``--update`` with three layers in one pass against one layer, on a folder of
+    PNGs: unchanged (no image runs through the base), and with ``new_images`` added."""
+    from bottleneck_transfer.features.extract import extract
+    from bottleneck_transfer.features.layers import extract_layers
+    from PIL import Image
+
+    options = {"weights": "none", "image_size": size, "progress": False}
+    rng = np.random.default_rng(0)
+
+    def add(root: Path, names: range) -> None:
+        for k in names:
+            path = root / f"c{k % 10}" / f"{k:06d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+
+    def both(root: Path) -> tuple[float, float]:
+        one = _timed(
+            lambda: extract(
+                root,
+                "mobilenet_v2",
+                root.parent / "one.h5",
+                layer=LAYERS[0],
+                update=True,
+                **options,
+            )
+        )
+        three = _timed(
+            lambda: extract_layers(
+                root, "mobilenet_v2", root.parent / "three.h5", LAYERS, update=True, **options
+            )
+        )
+        return one, three
+
+    rounds: dict[str, list[tuple[float, float]]] = {"unchanged": [], "new_images": []}
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder) / "images"
+        add(root, range(n_images))
+        both(root)  # the first extraction (and tracing)
+        for r in range(repeats):
+            rounds["unchanged"].append(both(root))
+            start = n_images + r * new_images
+            add(root, range(start, start + new_images))
+            rounds["new_images"].append(both(root))
+    figures = {
+        kind: {
+            "one_layer_s": statistics.median(o for o, _ in got),
+            "three_layers_s": statistics.median(t for _, t in got),
+            "ratio": statistics.median(t / o for o, t in got),
+        }
+        for kind, got in rounds.items()
+    }
+    return {"images": n_images, "added_per_round": new_images, "layers": LAYERS, **figures}
+
+
 def bench_storage(rows: int = 60_000, dim: int = 1280, repeats: int = 5) -> dict:
     """Size and read time of float32 / float16 / lzf caches against ``np.load``."""
     from bottleneck_transfer.features.cache import CacheWriter, FeatureCache
@@ -121,4 +180,6 @@ def bench_storage(rows: int = 60_000, dim: int = 1280, repeats: int = 5) -> dict
 
 
 if __name__ == "__main__":
-    print(json.dumps({"storage": bench_storage(), "layers": bench_layers()}, indent=2))
+    figures = {"storage": bench_storage(), "layers": bench_layers()}
+    figures["layers_update"] = bench_layers_update()
+    print(json.dumps(figures, indent=2))
