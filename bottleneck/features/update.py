@@ -136,6 +136,8 @@ def update_caches(
                 "seconds": round(time.perf_counter() - started, 3),
                 "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             }
+            if olds[k] is not None:
+                olds[k].close()  # before the new cache replaces it
             writer.finalize(outs[k], extraction)
             fresh_path.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
