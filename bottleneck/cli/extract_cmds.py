@@ -203,7 +203,8 @@ def info(cache: str, as_json: bool) -> None:
     extraction = data["extraction"]
     lines = [
         f"cache        {data['path']} ({data['size_bytes'] / 1e6:.1f} MB)",
-        f"rows         {data['rows']}  features {data['feature_dim']}",
+        f"rows         {data['rows']}{_views(data)}  features {data['feature_dim']} "
+        f"{data['store_dtype']}" + (f" {data['compression']}" if data["compression"] else ""),
         f"base         {data['base']}  weights {data['weights']}  layer {data['layer']}  "
         f"pooling {data['pooling']}  input {data['input_shape']}",
         *(f"  {key:<22} {value}" for key, value in data["hub"].items()),
@@ -218,6 +219,16 @@ def info(cache: str, as_json: bool) -> None:
     lines.append(f"failed       {len(data['failed'])}")
     lines += [f"  {f['id']}: {f['reason']}" for f in data["failed"][:_SHOW_FAILED]]
     click.echo("\n".join(lines))
+
+
+def _views(data: dict) -> str:
+    views = data["views"]
+    if not views:
+        return ""
+    return (
+        f" ({data['images']} images + {views['count']} augmented views of each: "
+        f"{','.join(views['recipe'])}, seed {views['seed']})"
+    )
 
 
 def _split(data: dict) -> str:

@@ -23,7 +23,8 @@ from bottleneck_transfer.features.sources import reopen_source
 
 
 def cache_info(path: str | Path) -> dict:
-    """Rows, feature size, classes with counts, base, software, failures and fingerprint.
+    """Rows (images and their augmented views), feature size and storage, classes with
+    counts of images, base, software, failures and fingerprint.
 
     Examples
     --------
@@ -33,8 +34,8 @@ def cache_info(path: str | Path) -> dict:
     """
     with FeatureCache.open(path) as cache:
         provenance = cache.provenance
-        labels = cache.labels
-        counts = Counter(labels.tolist())
+        plain = ~is_view(cache.ids) if cache.has_views else slice(None)
+        counts = Counter(cache.labels[plain].tolist())  # images, not their views
         classes = [
             {"index": i, "name": name, "count": counts.get(i, 0)}
             for i, name in enumerate(cache.class_names)
@@ -43,7 +44,11 @@ def cache_info(path: str | Path) -> dict:
         return {
             "path": str(path),
             "rows": len(cache),
+            "images": sum(counts.values()),
+            "views": cache.identity.get("views"),
             "feature_dim": cache.dim,
+            "store_dtype": str(cache.features_dataset.dtype),
+            "compression": cache.features_dataset.compression,
             "classes": classes,
             "unlabeled": counts.get(-1, 0),
             "base": next(

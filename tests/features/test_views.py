@@ -86,3 +86,19 @@ def test_views_without_a_recipe_are_refused_in_one_line():
         Views.make(None, 8, 0)
     assert "\n" not in str(info.value)
     assert Views.make(None, 0, 0) is None and Views.make("flip", 0, 0) is None
+
+
+def test_info_counts_images_and_names_the_views(caches):
+    from bottleneck_transfer.cli import cli
+    from bottleneck_transfer.features.inspection import cache_info
+    from click.testing import CliRunner
+
+    paths, _ = caches
+    info, plain = cache_info(paths["a"]), cache_info(paths["plain"])
+    assert (info["rows"], info["images"]) == (3 * N, N)
+    assert info["views"] == {"recipe": ["flip", "crop", "rotate", "color"], "count": 2, "seed": 5}
+    assert info["classes"] == plain["classes"]  # counts of images, not of rows
+    assert plain["views"] is None and plain["store_dtype"] == "float32"
+    shown = CliRunner().invoke(cli, ["info", str(paths["a"])]).output
+    assert f"rows         {3 * N} ({N} images + 2 augmented views of each: " in shown
+    assert "flip,crop,rotate,color, seed 5)" in shown
