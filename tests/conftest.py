@@ -197,3 +197,23 @@ def fits(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(Pipeline, "fit", counting)
     return fitted
+
+
+@pytest.fixture
+def spy_extracted_parts(monkeypatch):
+    """Call it to record, from then on, the ids of each part of a source that an update
+    extracts (``extract(..., update=True)``); it returns the list it fills."""
+    from bottleneck_transfer.features import update as update_module
+
+    def start() -> list[list[str]]:
+        parts: list[list[str]] = []
+        real = update_module.dataclasses.replace
+
+        def spy(source, **changes):
+            parts.append([item.id for item in changes.get("items", [])])
+            return real(source, **changes)
+
+        monkeypatch.setattr(update_module.dataclasses, "replace", spy)
+        return parts
+
+    return start

@@ -59,19 +59,6 @@ def _change(folder) -> None:
     (folder / "a" / "02.png").unlink()  # removed
 
 
-def _spy_extracted(monkeypatch) -> list[list[str]]:
-    """The ids of each part an update extracts."""
-    extracted = []
-    real = update_module.dataclasses.replace
-
-    def spy(source, **changes):
-        extracted.append([item.id for item in changes.get("items", [])])
-        return real(source, **changes)
-
-    monkeypatch.setattr(update_module.dataclasses, "replace", spy)
-    return extracted
-
-
 def test_a_single_layer_list_equals_a_single_layer_extraction(folder, model, tmp_path):
     out = tmp_path / "c.h5"
     (result,) = extract_layers(folder, model, out, ["out"], batch_size=4, progress=False)
@@ -83,12 +70,12 @@ def test_a_single_layer_list_equals_a_single_layer_extraction(folder, model, tmp
 
 
 def test_update_runs_new_and_changed_images_once_for_every_layer(
-    folder, model, tmp_path, monkeypatch
+    folder, model, tmp_path, monkeypatch, spy_extracted_parts
 ):
     out = tmp_path / "c.h5"
     extract_layers(folder, model, out, LAYERS, batch_size=4, progress=False, **RECIPE)
     _change(folder)
-    extracted = _spy_extracted(monkeypatch)
+    extracted = spy_extracted_parts()
     results = extract_layers(
         folder, model, out, LAYERS, update=True, batch_size=4, progress=False, **RECIPE
     )
@@ -107,7 +94,7 @@ def test_update_runs_new_and_changed_images_once_for_every_layer(
 
 
 def test_update_extracts_what_is_new_for_any_layer_and_a_missing_layer_whole(
-    folder, model, tmp_path, monkeypatch
+    folder, model, tmp_path, spy_extracted_parts
 ):
     out = tmp_path / "c.h5"
     pool, last = layer_paths(out, LAYERS)
@@ -115,7 +102,7 @@ def test_update_extracts_what_is_new_for_any_layer_and_a_missing_layer_whole(
     _change(folder)
     extract(folder, model, last, layer="out", update=True, progress=False)  # only `out` is new
     Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(folder / "b" / "77.png")
-    extracted = _spy_extracted(monkeypatch)
+    extracted = spy_extracted_parts()
     extract_layers(folder, model, out, LAYERS, update=True, batch_size=4, progress=False)
     assert extracted == [["a/99.png", "b/01.png", "b/77.png"]]  # new for `pool`, or for both
     _assert_single_layer_runs(folder, model, out, tmp_path)

@@ -36,7 +36,7 @@ def base():
 
 
 def test_update_extracts_only_new_or_changed_images_and_equals_a_fresh_run(
-    folder, base, tmp_path, monkeypatch
+    folder, base, tmp_path, monkeypatch, spy_extracted_parts
 ):
     out = tmp_path / "c.h5"
     extract(folder, base, out, progress=False)
@@ -45,14 +45,7 @@ def test_update_extracts_only_new_or_changed_images_and_equals_a_fresh_run(
     (folder / "b" / "1.png").unlink()  # removed
     (folder / "d").mkdir()  # a new class
     _image(folder / "d" / "0.png", 55)
-    extracted = []
-    real = update_module.dataclasses.replace
-
-    def spy(source, **changes):
-        extracted.append([item.id for item in changes.get("items", [])])
-        return real(source, **changes)
-
-    monkeypatch.setattr(update_module.dataclasses, "replace", spy)
+    extracted = spy_extracted_parts()
     result = extract(folder, base, out, update=True, progress=False)
     monkeypatch.undo()
     assert extracted == [["a/9.png", "c/0.png", "d/0.png"]]
