@@ -46,7 +46,7 @@ from bottleneck_transfer.heads.registry import (
     set_random_state,
     single_threaded,
 )
-from bottleneck_transfer.heads.splits import groups_within, plain_rows
+from bottleneck_transfer.heads.splits import groups_within
 from bottleneck_transfer.heads.trust import load_trusted
 from bottleneck_transfer.heads.tuning import VAL_FRACTION, TuneResult, tune_head, validation_split
 from bottleneck_transfer.versions import software_versions
@@ -172,11 +172,6 @@ class LabeledData:
     def plain(self) -> np.ndarray:
         """bool (N,): rows that are not augmented views (the only rows ever scored)."""
         return self.groups == np.arange(len(self))
-
-    @property
-    def images(self) -> LabeledData:
-        """The plain rows only: one row per image (itself without views)."""
-        return self.take(plain_rows(self.groups)) if self.has_views else self
 
     def take(self, rows: np.ndarray) -> LabeledData:
         """The rows ``rows``, with a fingerprint naming them (memo keys); views keep their

@@ -102,4 +102,3 @@ def test_take_keeps_views_tied_to_their_image():
         assert part.ids[row].split("#")[0] == part.ids[part.groups[row]]
     assert not data.take(held).has_views  # plain rows only: a plain data set
     assert data.take(held).fingerprint != data.take(fit).fingerprint
-    assert data.images.ids == ids[:N_IMAGES]
