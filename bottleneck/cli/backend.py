@@ -7,10 +7,8 @@ the backend quietly before they run.
 
 from __future__ import annotations
 
-import logging
-import os
-
 import click
+from bottleneck_transfer.backend import quiet_backend_start
 
 
 class ModelCommand(click.Command):
@@ -21,27 +19,3 @@ class ModelCommand(click.Command):
         if not (root.obj and root.obj.get("debug")):
             quiet_backend_start()
         return super().invoke(ctx)
-
-
-def quiet_backend_start() -> None:
-    """Start the Keras backend with its C++ start-up chatter (CUDA probes, oneDNN notes) muted.
-
-    TensorFlow logs these from C++ before any log level applies, so stderr is redirected
-    at the file-descriptor level for the import and the first op only.
-    """
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    # tf.function retracing notes (many small head fits in one process) are for developers.
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    try:
-        saved = os.dup(2)
-    except OSError:
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import keras
-
-            keras.ops.convert_to_numpy(keras.ops.zeros((1,)))
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)

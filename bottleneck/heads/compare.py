@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bottleneck_transfer.backend import quiet_backend_start
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
 from bottleneck_transfer.features.cache import FeatureCache, check_features
 from bottleneck_transfer.features.sources import id_origin
@@ -260,6 +261,13 @@ def _fit_predict(
     )
 
 
+def _fit_predict_in_worker(*call: Any) -> _Fold:
+    """:func:`_fit_predict` in a worker process, whose Keras backend starts without its
+    C++ start-up chatter on the user's terminal."""
+    quiet_backend_start()
+    return _fit_predict(*call)
+
+
 def _mean_metrics(folds: list[dict[str, float | None]]) -> tuple[dict, dict]:
     means: dict[str, float | None] = {}
     spread: dict[str, float | None] = {}
@@ -295,7 +303,7 @@ def _fit_tasks(
     if parallel:
         inner = dataclasses.replace(fitting, n_jobs=1)  # the cores go to the fits
         folds = Parallel(n_jobs=fitting.n_jobs, return_as="generator")(
-            delayed(_fit_predict)(*call, inner) for call in calls
+            delayed(_fit_predict_in_worker)(*call, inner) for call in calls
         )
     else:
         folds = (_fit_predict(*call, fitting) for call in calls)

@@ -55,3 +55,29 @@ def test_small_data_stays_in_process(monkeypatch):
     monkeypatch.setattr(compare_module, "Parallel", None)  # would fail if used
     comparison = compare_heads(_data(0), heads=HEADS, cv=3, n_jobs=2, progress=False)
     assert len(comparison.rows) == 3
+
+
+_QUIET_WORKERS = """
+import numpy as np
+import bottleneck_transfer.heads.compare as compare
+from bottleneck_transfer.backend import quiet_backend_start
+from bottleneck_transfer.heads.training import LabeledData
+
+quiet_backend_start()  # as the CLI does in its own process
+compare.PARALLEL_MIN_VALUES = 0
+X = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+data = LabeledData.from_arrays(X, np.arange(60) % 2)
+compare.compare_heads(data, heads=["dense:epochs=2"], cv=2, n_jobs=2, progress=False)
+"""
+
+
+def test_worker_processes_start_the_backend_without_its_chatter():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _QUIET_WORKERS], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    chatter = [line for line in done.stderr.splitlines() if "I0000" in line or "E0000" in line]
+    assert chatter == []
