@@ -972,9 +972,35 @@ class FeatureCache:
     def source_rows(self) -> np.ndarray:
         """int64 (N,): each row's plain row (its own index for a plain row), from
         ``/views/source_row``; ``arange(N)`` for a cache without augmented views."""
+        n = len(self)
         if "views" not in self._h5:
-            return np.arange(len(self), dtype=np.int64)
-        return self._h5["views/source_row"][...].astype(np.int64)
+            return np.arange(n, dtype=np.int64)
+        stored = (
+            self._h5.get("views/source_row") if isinstance(self._h5["views"], h5py.Group) else None
+        )
+        rows = None
+        if (
+            isinstance(stored, h5py.Dataset)
+            and stored.shape == (n,)
+            and np.issubdtype(stored.dtype, np.integer)
+        ):
+            rows = stored[...].astype(np.int64)
+        if rows is None or (n and (rows.min() < 0 or rows.max() >= n)):
+            raise CacheError(
+                f"{self.path}: /views/source_row must hold one row index of this cache per row: "
+                "re-extract it with `bottleneck extract ... --force`"
+            )
+        labels = self.labels
+        if not np.array_equal(rows[rows], rows) or not np.array_equal(labels[rows], labels):
+            problem = "ties views to rows that are views themselves or have another label"
+        elif not np.array_equal(is_view(self.ids), rows != np.arange(n)):
+            problem = "does not match the rows named as views (<id>#view<k>)"
+        else:
+            return rows
+        raise CacheError(
+            f"{self.path}: /views/source_row {problem}: re-extract it with "
+            "`bottleneck extract ... --force`"
+        )
 
     @property
     def has_views(self) -> bool:

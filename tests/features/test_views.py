@@ -102,3 +102,58 @@ def test_info_counts_images_and_names_the_views(caches):
     shown = CliRunner().invoke(cli, ["info", str(paths["a"])]).output
     assert f"rows         {3 * N} ({N} images + 2 augmented views of each: " in shown
     assert "flip,crop,rotate,color, seed 5)" in shown
+
+
+def _tampered(path, tmp_path, change) -> str:
+    import shutil
+
+    import h5py
+
+    copy = tmp_path / "tampered.h5"
+    shutil.copy(path, copy)
+    with h5py.File(copy, "r+") as h5:
+        change(h5)
+    return str(copy)
+
+
+def _set_rows(rows):
+    def change(h5):
+        del h5["views/source_row"]
+        h5["views/source_row"] = rows
+
+    return change
+
+
+def _chained() -> np.ndarray:
+    rows = np.tile(np.arange(N), 3)
+    rows[2 * N] = N  # view 1 of image 0 tied to view 0 of image 0
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (_set_rows(np.full(3 * N, 10**6)), "must hold one row index of this cache per row"),
+        (_set_rows(np.arange(3 * N, dtype=np.float64)), "must hold one row index"),
+        (_set_rows(np.arange(N)), "must hold one row index"),  # too short
+        (_set_rows(_chained()), "views themselves"),
+        (_set_rows(np.r_[np.arange(2 * N), np.arange(N)]), "rows named as views"),
+        (_set_rows(np.r_[np.arange(N), np.roll(np.arange(N), 1), np.arange(N)]), "another label"),
+        (lambda h5: h5["views"].__delitem__("source_row"), "must hold one row index"),
+    ],
+)
+def test_a_tampered_source_row_is_one_error_naming_the_cache(caches, tmp_path, change, words):
+    from bottleneck_transfer.cli import cli
+    from click.testing import CliRunner
+
+    paths, _ = caches
+    with FeatureCache.open(paths["a"]) as cache:
+        labels = cache.labels
+    if words == "another label":
+        assert (labels != np.roll(labels, 1)).any()  # the roll ties a view to another label
+    path = _tampered(paths["a"], tmp_path, change)
+    result = CliRunner().invoke(cli, ["compare", path, "--heads", "logreg", "--cv", "2"])
+    assert result.exit_code != 0
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith("Error: ") and path in message and words in message
+    assert "re-extract" in message
