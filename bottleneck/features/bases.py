@@ -119,11 +119,13 @@ def _affine_layer(weight: np.ndarray, bias: np.ndarray) -> keras.layers.Layer | 
 
 
 def weights_sha256(model: keras.Model) -> str:
-    """sha256 over the model's weights (name, shape, bytes), independent of file format."""
+    """sha256 over the model's weights (position, name, shape, bytes), independent of file
+    format and of the layer names Keras numbers per process (``normalization_2``): building
+    the same model twice in one process gives the same digest."""
     digest = hashlib.sha256()
-    for weight in model.weights:
+    for position, weight in enumerate(model.weights):
         array = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
-        digest.update(f"{weight.path}{array.dtype.str}{array.shape}".encode())
+        digest.update(f"{position}:{weight.name}{array.dtype.str}{array.shape}".encode())
         digest.update(memoryview(array).cast("B"))
     return "sha256:" + digest.hexdigest()
 
@@ -163,11 +165,29 @@ def check_layers(model: keras.Model, layers: Sequence[str]) -> None:
 
 
 def _cut(model: keras.Model, layer: str | None):
-    """The tensor at the cut: ``layer``'s output, or the input of the last layer."""
+    """The tensor at the cut: ``layer``'s output; by default the input of a classifier's last
+    layer, or a headless model's output."""
     if layer is None:
-        return model.layers[-1].input
+        return model.layers[-1].input if _has_head(model) else model.output
     check_layers(model, [layer])
     return model.get_layer(layer).output
+
+
+def _pooled_top(bone: _Backbone, layers: Sequence[str | None], pooling: str) -> list[str | None]:
+    """``layers`` with the name of an application classifier's global pooling layer
+    (``avg_pool`` in ResNet50, EfficientNet, DenseNet, InceptionV3) read as the default cut:
+    the backbone is built without its top, so that layer is not in it, and the default cut
+    pooled with the same ``pooling`` is that very layer's output.
+
+    The classifier is built (without weights) only when a name is missing from the backbone.
+    """
+    names = {lyr.name for lyr in bone.model.layers}
+    if "application" not in bone.origin or all(n is None or n in names for n in layers):
+        return list(layers)
+    builder = getattr(keras.applications, bone.origin["application"])
+    pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
+    top = [lyr.name for lyr in builder(weights=None).layers if type(lyr) is pool[pooling]]
+    return [None if top and layer == top[-1] else layer for layer in layers]
 
 
 def _assemble(
@@ -178,8 +198,7 @@ def _assemble(
     name: str,
 ) -> keras.Model:
     """raw pixels -> affine preprocessing -> backbone cut at ``layer`` -> pooled features."""
-    cut = _cut(backbone, layer) if layer is not None or _has_head(backbone) else backbone.output
-    trunk = keras.Model(backbone.inputs, cut, name=f"{backbone.name}_cut")
+    trunk = keras.Model(backbone.inputs, _cut(backbone, layer), name=f"{backbone.name}_cut")
     trunk.trainable = False
     inputs = keras.Input(shape=backbone.input_shape[1:], name="pixels")
     x = inputs
@@ -344,6 +363,7 @@ def load_base(
         )
     else:
         bone = _backbone(base, weights, size, preprocess, seed)
+        layer = _pooled_top(bone, [layer], pooling)[0]
         model = _assemble(bone.model, layer, pooling, bone.affine, bone.stem)
         name, origin, weights_id = bone.name, bone.origin, bone.weights_id
         size, channels, affine = bone.size, bone.channels, bone.affine
@@ -384,9 +404,10 @@ def load_layers(
     _check_enum(pooling, POOLINGS, "pooling")
     size = (image_size, image_size) if isinstance(image_size, int) else image_size
     bone = _backbone(base, weights, size, preprocess, seed)
-    check_layers(bone.model, layers)
+    resolved = _pooled_top(bone, layers, pooling)
+    check_layers(bone.model, [layer for layer in resolved if layer is not None])
     bases = []
-    for layer in layers:
+    for layer in resolved:
         model = _assemble(bone.model, layer, pooling, bone.affine, bone.stem)
         model.trainable = False
         description = _describe(
@@ -395,7 +416,7 @@ def load_layers(
         description["preprocess"] = describe_preprocess(bone.affine, preprocess)
         shape = (int(bone.size[0]), int(bone.size[1]))
         bases.append(Base(model, bone.name, shape, bone.channels, description))
-    trunk = keras.Model(bone.model.inputs, [_cut(bone.model, layer) for layer in layers])
+    trunk = keras.Model(bone.model.inputs, [_cut(bone.model, layer) for layer in resolved])
     trunk.trainable = False
     inputs = keras.Input(shape=bone.model.input_shape[1:], name="pixels")
     preprocessing = _affine_layer(*bone.affine)

@@ -79,3 +79,25 @@ def test_cli_layers_writes_one_cache_per_layer(npz, tmp_path):
     assert out.exists() and (tmp_path / "c.block_1_expand_relu.h5").exists()
     refused = _cli("extract", npz, *base, "--layers", "out_relu", "--layer", "out_relu")
     assert refused.exit_code == 2 and "--layers cannot be combined with --layer" in refused.output
+
+
+def test_the_classifiers_pooling_layer_is_the_default_cut(npz, tmp_path):
+    """``avg_pool`` (the name in ``ResNet50()``'s summary) is the penultimate features."""
+    options = {"weights": "none", "image_size": SIZE}
+    default = load_base("efficientnetb0", **options)
+    named = load_base("efficientnetb0", layer="avg_pool", **options)
+    assert named.description == default.description  # so the same cache fingerprint
+    results = extract_layers(
+        npz,
+        "efficientnetb0",
+        tmp_path / "c.h5",
+        ["avg_pool", "block6a_expand_activation"],
+        progress=False,
+        **options,
+    )
+    fresh = extract(npz, "efficientnetb0", tmp_path / "d.h5", progress=False, **options)
+    assert results[0].fingerprint == fresh.fingerprint
+    with FeatureCache.open(tmp_path / "c.h5") as a, FeatureCache.open(tmp_path / "d.h5") as b:
+        np.testing.assert_array_equal(a.features, b.features)
+    with pytest.raises(BaseModelError, match="'avg_pool' not found"):
+        load_base("efficientnetb0", layer="avg_pool", pooling="max", **options)
