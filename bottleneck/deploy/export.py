@@ -12,7 +12,8 @@ was made with, and writes one of these forms (``format``, else from ``out``'s su
 * ``saved-model`` (a folder), ``tflite`` (``*.tflite``), ``onnx`` (``*.onnx``): the ``.keras``
   model converted for those runtimes (:mod:`deploy.formats`).
 
-Before the export appears (one atomic rename), it is reloaded with its own runtime and checked
+Before the export appears (one atomic rename), it is reloaded with its own runtime (converted
+forms through :func:`deploy.exported.load_exported`, as ``predict`` loads them) and checked
 against the head on the cache's own source images (:mod:`deploy.parity`). The class names,
 one per line in output order, go beside it: ``labels.txt`` inside a folder, ``<stem>.labels.txt``
 beside a file (:func:`deploy.exported.labels_path`).
@@ -199,7 +200,10 @@ def resolve_format(out: Path, format: str | None) -> str:
 
 
 #: A file inside an existing folder that shows it is an export of that form.
-_FOLDER_MARKERS = {"folder": "model.json", "saved-model": "saved_model.pb"}
+_FOLDER_MARKERS = {
+    "folder": "model.json",
+    **{name: converter.marker for name, converter in CONVERTERS.items() if converter.marker},
+}
 
 
 def _check_out(out: Path, form: str) -> None:
@@ -355,7 +359,7 @@ def export(
                 loaded = load_exported(target)
             else:
                 converter.write(model, target, metadata)
-                loaded = converter.load(target)
+                loaded = load_exported(target)  # its metadata read back, run by its runtime
             if sample > 0:
                 parity = check_parity(loaded, estimator, opened, rebuilt, sample=sample, atol=atol)
             if form == "folder" and parity is not None:

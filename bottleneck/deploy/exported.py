@@ -35,11 +35,16 @@ base, features out), ``head.skops`` (the fitted scikit-learn head, saved with sk
 pickle; loaded with the exact classes its head kind declares in the head registry, see
 :func:`~bottleneck_transfer.heads.trust.load_trusted`) and ``model.json`` (classes,
 outputs, head, cache fingerprint, base description, versions).
+
+**A converted form** (``--format saved-model|tflite|onnx``, :mod:`deploy.formats`): the same
+model in that runtime's file, the same metadata stored in it; loaded with its own runtime
+(TFLite's interpreter, onnxruntime; a SavedModel's graph with TensorFlow), never pickled.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -47,8 +52,10 @@ from typing import Any
 
 import keras
 import numpy as np
+from bottleneck_transfer.deploy.formats import METADATA_NAME, Converter, Runner, converter_for
 from bottleneck_transfer.deploy.keras_head import head_scores
 from bottleneck_transfer.errors import ExportError, HeadError
+from bottleneck_transfer.features.batches import BatchRunner
 from bottleneck_transfer.heads.trust import load_trusted
 
 FORMAT = "bottleneck-export"
@@ -62,7 +69,8 @@ LABELS_FILE = "labels.txt"
 
 @dataclass
 class Exported:
-    """A loaded export: a single Keras model, or a folder's base + scikit-learn head.
+    """A loaded export: a single Keras model, a folder's base + scikit-learn head, or a
+    converted form's runner (``kind`` ``"saved-model"``, ``"tflite"`` or ``"onnx"``).
 
     :meth:`predict` maps a uint8 batch ``(N, H, W, C)`` at :attr:`image_size` to ``(N, K)``
     scores in the order of :attr:`class_names`.
@@ -71,8 +79,9 @@ class Exported:
     path: Path
     kind: str
     metadata: dict
-    model: keras.Model
+    model: keras.Model | None = None
     head: Any = None
+    runner: Runner | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -105,9 +114,24 @@ class Exported:
         """Head scores of base features (folder exports)."""
         return head_scores(self.head, features)
 
+    def scorer(self, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+        """Scores ``(N, K)`` of uint8 batches at :attr:`image_size`, for many batches.
+
+        A Keras model runs as :attr:`sized_model` in one compiled call of ``batch_size``
+        images; a converted form with its own runtime.
+        """
+        if self.runner is not None:
+            return self.runner.predict
+        run = BatchRunner(self.sized_model, batch_size)
+        if self.kind == "folder":
+            return lambda pixels: self.scores_from_features(run(pixels))
+        return run
+
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """Scores ``(N, K)`` of a uint8 batch (one compiled call per batch size)."""
         check_pixels(pixels, self)
+        if self.runner is not None:
+            return self.runner.predict(pixels)
         out = keras.ops.convert_to_numpy(self.model.predict_on_batch(pixels))
         if self.kind == "folder":
             return self.scores_from_features(np.asarray(out, np.float32))
@@ -206,14 +230,59 @@ def load_head(path: str | Path, kind: str) -> Any:
         raise ExportError(str(exc)) from exc
 
 
-def load_exported(path: str | Path) -> Exported:
-    """Load an export: a ``.keras`` file or an export folder.
+def load_converted(path: Path, converter: Converter) -> Exported:
+    """Load a converted export with its runtime, after reading its metadata back.
 
     Raises
     ------
     ExportError
-        If ``path`` is missing, is not a Keras model, or is a Keras model / folder that is
-        not a bottleneck export, naming the file.
+        If ``path`` cannot be read as that form or holds no bottleneck metadata.
+    MissingDependencyError
+        If its runtime is not installed (how to install it).
+    """
+    converter.check_runtime()
+    redo = f"export one with `bottleneck export CACHE -o {path.name} --format {converter.name}`"
+    try:
+        text = converter.read_metadata(path)
+    except Exception as exc:
+        raise ExportError(
+            f"cannot read {path} (--format {converter.name}): {_first_line(exc)}; {redo}"
+        ) from exc
+    try:
+        metadata = json.loads(text) if text is not None else None
+    except ValueError:
+        metadata = None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise ExportError(
+            f"{path} is not a bottleneck export (no readable {METADATA_NAME!r} metadata in it); "
+            f"{redo}"
+        )
+    check_metadata(metadata, path)
+    try:
+        runner = converter.load(path)
+    except Exception as exc:
+        raise ExportError(
+            f"cannot load {path} (--format {converter.name}): {_first_line(exc)}; {redo}"
+        ) from exc
+    return Exported(path, converter.name, metadata, runner=runner)
+
+
+def _first_line(exc: Exception) -> str:
+    """``Type: first line of the message``: a runtime's error in a one-line message."""
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+
+
+def load_exported(path: str | Path) -> Exported:
+    """Load an export: a ``.keras`` file, an export folder, or a converted form (a SavedModel
+    folder, a ``.tflite`` or ``.onnx`` file).
+
+    Raises
+    ------
+    ExportError
+        If ``path`` is missing, is not a model of one of these forms, or is one that is not
+        a bottleneck export, naming the file.
+    MissingDependencyError
+        A converted form whose runtime is not installed (how to install it).
 
     Examples
     --------
@@ -224,6 +293,9 @@ def load_exported(path: str | Path) -> Exported:
     path = Path(path).expanduser()
     if not path.exists():
         raise ExportError(f"model not found: {path}")
+    converter = converter_for(path)
+    if converter is not None:
+        return load_converted(path, converter)
     if path.is_dir():
         missing = [name for name in FOLDER_FILES if not (path / name).is_file()]
         if missing:
@@ -242,7 +314,8 @@ def load_exported(path: str | Path) -> Exported:
         return Exported(path, "folder", metadata, model, head)
     if path.suffix != ".keras":
         raise ExportError(
-            f"{path} is not a bottleneck export: give a .keras file or an export folder"
+            f"{path} is not a bottleneck export: give a .keras, .tflite or .onnx file, an "
+            "export folder or a SavedModel export folder"
         )
     model = load_keras(path)
     metadata = check_metadata(read_metadata(model, path), path)

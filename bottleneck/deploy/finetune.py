@@ -332,6 +332,12 @@ def finetune(
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0. Received: learning_rate={learning_rate}")
     exported = load_exported(model)
+    if exported.runner is not None:
+        raise ExportError(
+            f"{exported.path} is converted for another runtime (--format {exported.kind}) and "
+            "cannot be fine-tuned; fine-tune the .keras export of the same head (bottleneck "
+            "export CACHE -o NAME.keras)"
+        )
     if exported.kind != "keras":
         raise ExportError(
             f"{exported.path} is a folder export (a {exported.metadata.get('head')} head saved "

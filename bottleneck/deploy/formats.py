@@ -12,6 +12,10 @@ tflite       ``*.tflite``    TFLite metadata ``bottleneck`` ``tf.lite.Interprete
 onnx         ``*.onnx``      ``metadata_props`` bottleneck  ``onnxruntime.InferenceSession``
 ============ ============== ============================== ==================================
 
+:func:`deploy.exported.load_exported` loads each form back (``bottleneck predict model.onnx``):
+:func:`converter_for` recognises it from the path, ``Converter.read_metadata`` (the inverse
+of ``finish``) reads the metadata back before the model is loaded, and its ``runner`` runs it.
+
 The resize inside: Keras' ``Resizing(antialias=True)`` is TensorFlow's ``ScaleAndTranslate``,
 which neither TFLite nor tf2onnx converts, and TFLite's own ``RESIZE_BILINEAR`` does not
 antialias (measured on 90-299 px texture crops into the 28 px Fashion-MNIST base: 66 % of its
@@ -95,10 +99,16 @@ class Converter:
     triangle_resize: bool
     #: Stores the metadata in the converted file (and any fix-up after the conversion).
     finish: Callable[[Path, str], None]
+    #: The inverse of ``finish``: the metadata JSON it stored, ``None`` when there is none.
+    read_metadata: Callable[[Path], str | None]
     #: Loads the converted file with its runtime.
     runner: Callable[[Path], Runner]
     #: Modules it needs beyond TensorFlow (the ``[onnx]`` extra).
     packages: tuple[str, ...] = ()
+    #: Modules that read and run it (TensorFlow for TFLite: its flatbuffer reader).
+    runtime: tuple[str, ...] = ("tensorflow",)
+    #: A file inside a folder form that shows the folder is one (``""``: a file form).
+    marker: str = ""
 
     def check_available(self) -> None:
         """Raise one line when this process cannot write the form."""
@@ -130,9 +140,25 @@ class Converter:
             model.export(str(target), format=self.keras_format, verbose=False)
         self.finish(target, json.dumps(metadata, sort_keys=True))
 
+    def recognises(self, path: Path) -> bool:
+        """Whether ``path`` is of this form: a file with its suffix, a folder with its marker."""
+        if self.marker:
+            return (path / self.marker).is_file()
+        return path.suffix == self.suffix and not path.is_dir()
+
+    def check_runtime(self) -> None:
+        """Raise one line (how to install) when this process cannot read and run the form."""
+        for module in self.runtime:
+            require(module, extra=self.name if module in self.packages else None)
+
     def load(self, path: Path) -> Runner:
         """The converted file, loaded with its own runtime."""
         return self.runner(path)
+
+
+def converter_for(path: Path) -> Converter | None:
+    """The converted form ``path`` is (by suffix, or a folder's marker file), else ``None``."""
+    return next((c for c in CONVERTERS.values() if c.recognises(path)), None)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -163,6 +189,31 @@ def _finish_onnx(target: Path, metadata: str) -> None:
     model = onnx.load(str(target))
     onnx.helper.set_model_props(model, {METADATA_NAME: metadata})
     onnx.save(model, str(target))
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _read_saved_model(path: Path) -> str | None:
+    metadata = path / f"{METADATA_NAME}.json"
+    return metadata.read_text(encoding="utf-8") if metadata.is_file() else None
+
+
+def _read_tflite(path: Path) -> str | None:
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    for entry in model.metadata or []:
+        if entry.name == METADATA_NAME.encode():
+            return bytes(model.buffers[entry.buffer].data).decode("utf-8")
+    return None
+
+
+def _read_onnx(path: Path) -> str | None:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.get_modelmeta().custom_metadata_map.get(METADATA_NAME)
 
 
 # ----------------------------------------------------------------------------- running
@@ -234,7 +285,9 @@ CONVERTERS = {
             keras_format="tf_saved_model",
             triangle_resize=False,
             finish=_finish_saved_model,
+            read_metadata=_read_saved_model,
             runner=SavedModelRunner,
+            marker="saved_model.pb",
         ),
         Converter(
             "tflite",
@@ -242,6 +295,7 @@ CONVERTERS = {
             keras_format="litert",
             triangle_resize=True,
             finish=_finish_tflite,
+            read_metadata=_read_tflite,
             runner=TFLiteRunner,
         ),
         Converter(
@@ -250,8 +304,10 @@ CONVERTERS = {
             keras_format="onnx",
             triangle_resize=True,
             finish=_finish_onnx,
+            read_metadata=_read_onnx,
             runner=ONNXRunner,
             packages=("tf2onnx", "onnx", "onnxruntime"),
+            runtime=("onnxruntime",),
         ),
     )
 }

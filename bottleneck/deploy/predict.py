@@ -1,11 +1,12 @@
-"""Run an export (``.keras`` file or folder) over an image collection, writing top-k classes.
+"""Run an export (``.keras``, folder or converted) over an image collection: top-k classes.
 
 Images are read like extraction reads them: any source :func:`features.sources.open_source`
 understands (class-folder tree, flat folder, CSV manifest, IDX/NPZ arrays,
 ``fashion-mnist:test``) or a list of image files; decoded and batched by extraction's own
 pipeline (:mod:`features.batches`: a thread pool a few batches ahead of the model, one
 fixed-size compiled call per batch, uint8 cast to float inside the graph) through the model
-minus its resize layer, which is the identity at the base size (:attr:`Exported.sized_model`).
+minus its resize layer, which is the identity at the base size (:attr:`Exported.sized_model`);
+a SavedModel, TFLite or ONNX export runs with its own runtime (:meth:`Exported.scorer`).
 Bad images are reported and skipped (``strict=True`` stops at the first one).
 
 Output (CSV, or JSON with ``fmt="json"``), one row per decoded image in source order::
@@ -33,7 +34,7 @@ import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.exported import Exported, load_exported
 from bottleneck_transfer.errors import ExportError, ImageError, SourceError
-from bottleneck_transfer.features.batches import BatchRunner, default_batch_size, iter_batches
+from bottleneck_transfer.features.batches import default_batch_size, iter_batches
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from bottleneck_transfer.features.sources import Item, Source, open_source
 from tqdm.auto import tqdm
@@ -151,7 +152,8 @@ def predict(
     Parameters
     ----------
     model : str, Path or Exported
-        A ``.keras`` export or an export folder (see :func:`deploy.export.export`).
+        An export (see :func:`deploy.export.export`): a ``.keras``, ``.tflite`` or ``.onnx``
+        file, an export folder or a SavedModel export folder.
     images : str, Path, list or Source
         A folder, CSV manifest, IDX/NPZ file or ``fashion-mnist:test``; or image files.
     out : str or Path, optional
@@ -173,6 +175,8 @@ def predict(
     ------
     ExportError
         The model is missing or not a bottleneck export (naming the file).
+    MissingDependencyError
+        A converted export whose runtime is not installed.
     SourceError
         The images cannot be read as a collection.
     ImageError
@@ -214,7 +218,7 @@ def _run(
     max_pixels: int,
     progress: bool | None,
 ) -> PredictResult:
-    run_model = BatchRunner(exported.sized_model, batch_size)
+    score = exported.scorer(batch_size)
     ids: list[str] = []
     labels: list[str | None] = []
     tops: list[np.ndarray] = []
@@ -242,11 +246,7 @@ def _run(
         with contextlib.closing(batches):
             for batch in batches:
                 if len(batch.items):
-                    out = run_model(batch.pixels)
-                    scores = (
-                        exported.scores_from_features(out) if exported.kind == "folder" else out
-                    )
-                    top, top_p = _top_k(np.asarray(scores, np.float64), k)
+                    top, top_p = _top_k(np.asarray(score(batch.pixels), np.float64), k)
                     tops.append(top)
                     probs.append(top_p)
                     ids += [item.id for item in batch.items]
