@@ -163,6 +163,7 @@ def _summary(result: ExtractResult) -> dict:
         "resumed_from": result.resumed_from,
         "seconds": round(result.seconds, 3),
         "images_per_second": result.images_per_second,
+        "update": result.update,
         "failed": [{"id": i, "reason": r} for i, r in result.failed],
         "fingerprint": result.fingerprint,
     }
@@ -174,10 +175,18 @@ def _echo_result(result: ExtractResult) -> None:
         click.echo(f"{out} is up to date ({result.rows} rows, same inputs); nothing to do.")
         return
     resumed = f", resumed at item {result.resumed_from}" if result.resumed_from else ""
-    click.echo(
-        f"Wrote {out}: {result.rows} rows, {len(result.failed)} skipped, "
-        f"{result.seconds:.1f} s ({result.images_per_second:.1f} images/s{resumed})."
-    )
+    if result.update is not None:
+        counts = result.update
+        click.echo(
+            f"Updated {out}: {result.rows} rows; {counts['extracted']} images extracted, "
+            f"{counts['reused']} reused, {counts['dropped']} dropped; {len(result.failed)} "
+            f"skipped, {result.seconds:.1f} s."
+        )
+    else:
+        click.echo(
+            f"Wrote {out}: {result.rows} rows, {len(result.failed)} skipped, "
+            f"{result.seconds:.1f} s ({result.images_per_second:.1f} images/s{resumed})."
+        )
     for item_id, reason in result.failed[:_SHOW_FAILED]:
         click.echo(f"  skipped {item_id}: {reason}", err=True)
     if len(result.failed) > _SHOW_FAILED:

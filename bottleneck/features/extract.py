@@ -81,6 +81,9 @@ class ExtractResult:
     seconds: float = 0.0
     images_per_second: float = 0.0
     fingerprint: str = ""
+    #: What ``update=True`` did: images ``reused``, ``extracted`` and ``dropped`` (None when
+    #: the cache was extracted whole or was up to date).
+    update: dict[str, int] | None = None
 
 
 def commit_seconds() -> float:

@@ -119,6 +119,7 @@ def update_caches(
         kept = set.intersection(*(set(rows) for rows in reusable.values())) if stale else set()
         todo = [item for item in source.items if item.id not in kept]
         fresh_paths = [update_path(outs[k]) for k in stale]
+        counts: dict[int, dict[str, int]] = {}
         if stale and todo:
             options = {**source.options, "update_of": str(outs[stale[0]])}
             part = dataclasses.replace(source, items=todo, options=options)
@@ -127,12 +128,13 @@ def update_caches(
             with FeatureCache.open(fresh_path) if todo else contextlib.nullcontext() as fresh:
                 writer = open_writer(k)
                 _merge(writer, source.items, kept, olds[k], reusable[k], fresh, identities[k])
+            counts[k] = {
+                "reused": len(kept),
+                "extracted": len(todo),
+                "dropped": _dropped(olds[k], source),
+            }
             extraction = {
-                "update": {
-                    "reused": len(kept),
-                    "extracted": len(todo),
-                    "dropped": _dropped(olds[k], source),
-                },
+                "update": counts[k],
                 "seconds": round(time.perf_counter() - started, 3),
                 "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             }
@@ -142,7 +144,12 @@ def update_caches(
             fresh_path.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     return [
-        finished(out, up_to_date=k not in stale, seconds=seconds if k in stale else 0.0)
+        finished(
+            out,
+            up_to_date=k not in stale,
+            seconds=seconds if k in stale else 0.0,
+            update=counts.get(k),
+        )
         for k, out in enumerate(outs)
     ]
 

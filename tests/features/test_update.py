@@ -49,6 +49,7 @@ def test_update_extracts_only_new_or_changed_images_and_equals_a_fresh_run(
     result = extract(folder, base, out, update=True, progress=False)
     monkeypatch.undo()
     assert extracted == [["a/9.png", "c/0.png", "d/0.png"]]
+    assert result.update == {"reused": 11, "extracted": 3, "dropped": 1}
     fresh = extract(folder, base, tmp_path / "fresh.h5", progress=False)
     assert result.fingerprint == fresh.fingerprint
     with FeatureCache.open(out) as a, FeatureCache.open(tmp_path / "fresh.h5") as b:
@@ -69,3 +70,28 @@ def test_update_is_refused_for_another_base(folder, base, tmp_path):
     other = load_base("pixels", image_size=SIZE + 2)
     with pytest.raises(StaleCacheError, match=r"--update keeps the base.*differs in: base\."):
         extract(folder, other, out, update=True, progress=False)
+
+
+def test_cli_update_says_what_it_extracted_reused_and_dropped(folder, tmp_path):
+    from bottleneck_transfer.cli import cli
+    from click.testing import CliRunner
+
+    out = tmp_path / "c.h5"
+    command = [
+        "extract",
+        str(folder),
+        "--base",
+        "pixels",
+        "--image-size",
+        str(SIZE),
+        "-o",
+        str(out),
+    ]
+    assert CliRunner().invoke(cli, command).exit_code == 0
+    _image(folder / "a" / "9.png", 99)
+    (folder / "b" / "1.png").unlink()
+    result = CliRunner().invoke(cli, [*command, "--update"])
+    assert result.exit_code == 0, result.output
+    assert f"Updated {out}: 12 rows; 1 images extracted, 12 reused, 1 dropped; 1 skipped" in (
+        result.output
+    )
