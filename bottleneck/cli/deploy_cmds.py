@@ -172,15 +172,16 @@ def predict(
 ) -> None:
     """Predict the top-k classes of IMAGES with an exported MODEL.
 
-    MODEL is a .keras export or an export folder. IMAGES is one folder (class folders or
-    flat), CSV manifest, IDX/NPZ file or fashion-mnist:test, or image files. Writes one
-    row per image: id, label (if known), class_1, probability_1, ... Bad images are
-    reported and skipped.
+    MODEL is an export: a .keras, .tflite or .onnx file, an export folder or a SavedModel
+    export folder. IMAGES is one folder (class folders or flat), CSV manifest, IDX/NPZ file
+    or fashion-mnist:test, or image files. Writes one row per image: id, label (if known),
+    class_1, probability_1, ... Bad images are reported and skipped.
 
     \b
     Examples:
       bottleneck predict model.keras new_images/ -o predictions.csv --top-k 3
       bottleneck predict exported/rbf a.jpg b.png --json
+      bottleneck predict model.onnx new_images/ -o predictions.csv
       bottleneck predict model.keras new_images/ -o predictions.json
       bottleneck predict model.keras fashion-mnist:test --classes 5-9 -o fm.csv
     """
