@@ -311,7 +311,8 @@ def finetune(
     Raises
     ------
     ExportError
-        ``model`` is missing, not an export, or a folder export (no Keras head to train).
+        ``model`` is missing, not an export, a folder export (no Keras head to train) or a
+        converted one (SavedModel, TFLite, ONNX: fine-tune its ``.keras`` export).
     SourceError
         A data set is unlabelled or has classes the model does not know.
 
