@@ -116,11 +116,18 @@ class FitMemo:
         return self.root / f"{key.split(':', 1)[-1][:32]}{suffix}"
 
     def load_meta(self, key: str) -> dict | None:
-        """The metadata stored with the fit ``key``, or None when it was never stored."""
+        """The metadata stored with the fit ``key``, or None when there is no complete stored
+        fit: never stored, its head file gone (pruned meanwhile), or unreadable (refitted and
+        stored again, as any cache miss)."""
         path = self._path(key, ".json")
-        if not path.is_file():
+        if not self._path(key, ".skops").is_file():
             return None
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(meta, dict):
+            return None
         CacheStore.touch(path)  # its last use: ``cache prune --older-than`` goes by it
         return meta
 

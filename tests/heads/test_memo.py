@@ -95,3 +95,24 @@ def test_an_edit_of_this_package_s_estimators_refits_them(caches, tmp_path, fits
     monkeypatch.setattr(memo_module, "_module_digest", lambda module: "sha256:edited")
     compare_heads(*caches, **args)
     assert fits == ["LinearSVM"], "scikit-learn's classes are covered by its version"
+
+
+def test_a_fit_whose_head_is_gone_or_whose_metadata_is_damaged_is_fitted_again(
+    caches, tmp_path, fits
+):
+    memo = FitMemo(tmp_path / "fits")
+    train_head(caches[0], "logreg", memo=memo)
+    (head,) = memo.root.glob("*.skops")
+    head.unlink()  # e.g. pruned between the metadata and the head
+    fits.clear()
+    again = train_head(caches[0], "logreg", memo=memo)
+    assert fits == ["LogisticRegression"] and head.is_file()
+    (meta,) = memo.root.glob("*.json")
+    meta.write_text("{not json")
+    fits.clear()
+    third = train_head(caches[0], "logreg", memo=memo)
+    assert fits == ["LogisticRegression"]
+    np.testing.assert_array_equal(
+        third.estimator.predict(LabeledData.from_cache(caches[1]).X),
+        again.estimator.predict(LabeledData.from_cache(caches[1]).X),
+    )
