@@ -20,6 +20,7 @@ import functools
 import importlib.metadata
 import json
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -159,13 +160,17 @@ class FitMemo:
         return path
 
     def load_predictions(self, key: str) -> dict[str, Any] | None:
-        """The stored predictions of ``key`` (arrays and their ``meta`` dict), or None."""
+        """The stored predictions of ``key`` (arrays and their ``meta`` dict), or None when
+        there are none or they are unreadable (a miss: predicted and stored again)."""
         path = self._path(key, ".npz")
-        if not path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                arrays: dict[str, Any] = {name: stored[name] for name in stored.files}
+            arrays["meta"] = json.loads(str(arrays["meta"]))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             return None
-        with np.load(path, allow_pickle=False) as stored:
-            arrays: dict[str, Any] = {name: stored[name] for name in stored.files}
-        arrays["meta"] = json.loads(str(arrays["meta"]))
+        if not isinstance(arrays["meta"], dict):
+            return None
         CacheStore.touch(path)
         return arrays
 
