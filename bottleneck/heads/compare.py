@@ -56,6 +56,7 @@ from bottleneck_transfer.heads.training import (
     LabeledData,
     check_compatible,
     check_data,
+    check_scorable,
     fit_head,
 )
 from bottleneck_transfer.heads.tuning import TuneResult
@@ -588,11 +589,8 @@ def compare_heads(
         split = {"val_split": val_split, "seed": random_state}
         fit_rows, held = holdout_split(train_data.y, train_data.groups, val_split, random_state)
     messages = check_data(train_data, min_per_class=cv or 1)
-    if test_data is not None and test_data.has_views:
-        raise HeadError(
-            "the test cache holds augmented views (extract --augment --views): test rows are "
-            "never augmented; extract the test images without --augment"
-        )
+    if test_data is not None:
+        check_scorable(test_data)
     if test_data is not None:
         check_compatible(train_data.space, test_data.space, what="test cache")
         _check_disjoint(train_data, test_data)

@@ -299,6 +299,21 @@ def check_data(data: LabeledData, *, min_per_class: int = 1, min_classes: int = 
     return warn_small_data(labels, data.class_names, source=source)
 
 
+def check_scorable(data: LabeledData) -> None:
+    """Refuse to score on augmented views: test rows are never augmented.
+
+    Raises
+    ------
+    HeadError
+        If ``data`` holds view rows (``extract --augment --views K``), naming it.
+    """
+    if data.has_views:
+        raise HeadError(
+            f"{data.space.source} holds augmented views (extract --augment --views): test rows "
+            "are never augmented; extract the test images without --augment"
+        )
+
+
 def check_compatible(expected: FeatureSpace, actual: FeatureSpace, *, what: str) -> None:
     """Refuse features from another base, of another size, or with other classes.
 
@@ -645,6 +660,7 @@ def evaluate_head(
     head = head if isinstance(head, TrainedHead) else load_head(head)
     data = cache if isinstance(cache, LabeledData) else LabeledData.from_cache(cache)
     check_compatible(head.space, data.space, what="cache")
+    check_scorable(data)
     check_data(data, min_classes=1)
     with single_threaded():
         start = time.perf_counter()

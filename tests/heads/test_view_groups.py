@@ -94,3 +94,13 @@ def test_learning_curve_subsets_take_images_and_score_plain_rows(caches):
     curve = learning_curve(caches[0], sizes="2", heads=["logreg"], repeats=2)
     assert curve.n_eval_rows == round(0.25 * data.plain.sum())  # images, not rows
     assert curve.per_class["2"] == 2.0
+
+
+def test_evaluate_refuses_a_cache_with_views(caches):
+    from bottleneck_transfer.heads.training import evaluate_head, train_head
+
+    views, plain = caches
+    head = train_head(views, "logreg")  # training on views is what they are for
+    with pytest.raises(HeadError, match="views.h5 holds augmented views.*never augmented"):
+        evaluate_head(head, views)
+    assert evaluate_head(head, plain).metrics["accuracy"] >= 0
