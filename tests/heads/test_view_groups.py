@@ -101,6 +101,6 @@ def test_evaluate_refuses_a_cache_with_views(caches):
 
     views, plain = caches
     head = train_head(views, "logreg")  # training on views is what they are for
-    with pytest.raises(HeadError, match="views.h5 holds augmented views.*never augmented"):
+    with pytest.raises(HeadError, match=r"views\.h5 holds augmented views.*never augmented"):
         evaluate_head(head, views)
     assert evaluate_head(head, plain).metrics["accuracy"] >= 0
