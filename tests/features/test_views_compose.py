@@ -168,3 +168,22 @@ def test_val_split_puts_views_in_the_train_part_only(folder, pixels, tmp_path):
 def _extract_to(path, folder, base, split, **options):
     extract(folder, base, path, split=split, progress=False, **options)
     return path
+
+
+def test_each_file_is_decoded_once_however_many_views(folder, pixels, tmp_path, monkeypatch):
+    from bottleneck_transfer.features.sources import Source
+
+    loaded: list[str] = []
+    real = Source.load
+
+    def counting(self, item, *args, **kwargs):
+        loaded.append(item.id)
+        return real(self, item, *args, **kwargs)
+
+    monkeypatch.setattr(Source, "load", counting)
+    extract(folder, pixels, tmp_path / "v.h5", batch_size=4, progress=False, **RECIPE)
+    with FeatureCache.open(tmp_path / "v.h5") as cache:
+        images = [i for i in cache.ids if "#view" not in i]
+        failed = [i for i, _ in cache.failed]
+        assert len(cache) == 3 * len(images) and failed == ["a/broken.png"]  # 2 views each
+    assert sorted(loaded) == sorted([*images, *failed])  # every file decoded once
