@@ -865,6 +865,14 @@ class FeatureCache:
     def __len__(self) -> int:
         return int(self._h5["features"].shape[0])
 
+    def _holds(self, name: str) -> bool:
+        """Whether the file has ``/name`` (a closed file says so instead of "no")."""
+        if not self._h5.id.valid:
+            raise CacheError(
+                f"{self.path} is closed: use the cache inside `with FeatureCache.open(...)`"
+            )
+        return name in self._h5
+
     @property
     def dim(self) -> int:
         """Feature size D."""
@@ -950,7 +958,7 @@ class FeatureCache:
     @property
     def failed(self) -> list[tuple[str, str]]:
         """``(id, reason)`` of each item skipped during extraction."""
-        if "failed" not in self._h5:
+        if not self._holds("failed"):
             return []
         ids = self._h5["failed/ids"].asstr()[...]
         reasons = self._h5["failed/reasons"].asstr()[...]
@@ -959,7 +967,7 @@ class FeatureCache:
     @property
     def manifest(self) -> dict[str, np.ndarray] | None:
         """Per-file ids, sizes and mtimes of the source at extraction time (file sources)."""
-        if "manifest" not in self._h5:
+        if not self._holds("manifest"):
             return None
         group = self._h5["manifest"]
         return {
@@ -972,9 +980,9 @@ class FeatureCache:
     def source_rows(self) -> np.ndarray:
         """int64 (N,): each row's plain row (its own index for a plain row), from
         ``/views/source_row``; ``arange(N)`` for a cache without augmented views."""
+        if not self._holds("views"):
+            return np.arange(len(self), dtype=np.int64)
         n = len(self)
-        if "views" not in self._h5:
-            return np.arange(n, dtype=np.int64)
         stored = (
             self._h5.get("views/source_row") if isinstance(self._h5["views"], h5py.Group) else None
         )
@@ -1005,7 +1013,7 @@ class FeatureCache:
     @property
     def has_views(self) -> bool:
         """Whether the cache holds augmented view rows (``extract --augment --views K``)."""
-        return "views" in self._h5
+        return self._holds("views")
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """``(X, y)``: the float32 (N, D) features and int32 (N,) labels, for scikit-learn.

@@ -31,3 +31,16 @@ def test_features_are_the_stored_rows_read_in_one_contiguous_pass(tmp_path, monk
         features = cache.features
     assert features.dtype == np.float32 and features.flags.c_contiguous
     np.testing.assert_array_equal(features, stored)
+
+
+def test_a_closed_cache_says_it_is_closed_instead_of_answering_no(tmp_path):
+    import pytest
+    from bottleneck_transfer.errors import CacheError
+
+    out = tmp_path / "c.h5"
+    extract("fashion-mnist:test", load_base("pixels", image_size=4), out, limit=6, progress=False)
+    with FeatureCache.open(out) as cache:
+        assert cache.failed == [] and not cache.has_views and cache.manifest is None
+    for name in ("failed", "has_views", "manifest", "source_rows"):
+        with pytest.raises(CacheError, match=r"c\.h5 is closed: use the cache inside"):
+            getattr(cache, name)
