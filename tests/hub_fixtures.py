@@ -85,3 +85,12 @@ def save_images(root: Path) -> Path:
             pixels[..., 0 if c == 0 else 2] += 120
             Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{k}.png")
     return root
+
+
+def save_hub_root(root: Path) -> Path:
+    """Presets, a SavedModel (``tiny_saved_model``) and images (``images``) side by side in
+    ``root`` (export finds a base folder by name)."""
+    save_presets(root)
+    save_saved_model(root / "tiny_saved_model")
+    save_images(root / "images")
+    return root

@@ -6,18 +6,14 @@ from pathlib import Path
 
 import pytest
 from bottleneck_transfer.bench import suite as bench_module
-from hub_fixtures import SIZE, save_images, save_presets, save_saved_model
+from hub_fixtures import SIZE, save_hub_root
 
 pytest.importorskip("keras_hub")
 
 
 @pytest.fixture(scope="module")
 def hub_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("hub")
-    save_presets(root)
-    save_saved_model(root / "tiny_saved_model")
-    save_images(root / "images")
-    return root
+    return save_hub_root(tmp_path_factory.mktemp("hub"))
 
 
 @pytest.mark.parametrize(("base", "dim"), [("vit_tiny", 16), ("tiny_saved_model", 5)])

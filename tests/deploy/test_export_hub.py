@@ -17,19 +17,14 @@ from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.sources import open_source
 from bottleneck_transfer.heads.registry import make_head
-from hub_fixtures import SIZE, save_images, save_presets, save_saved_model
+from hub_fixtures import SIZE, save_hub_root
 
 pytest.importorskip("keras_hub")
 
 
 @pytest.fixture(scope="module")
 def hub_root(tmp_path_factory) -> Path:
-    """Presets, a SavedModel and images side by side (export finds a base folder by name)."""
-    root = tmp_path_factory.mktemp("hub")
-    save_presets(root)
-    save_saved_model(root / "tiny_saved_model")
-    save_images(root / "images")
-    return root
+    return save_hub_root(tmp_path_factory.mktemp("hub"))
 
 
 def _cache(root: Path, base: str, name: str, **options) -> tuple[Path, np.ndarray, np.ndarray]:
