@@ -85,6 +85,18 @@ def refuse_overwrite(path: str | Path, force: bool) -> None:
         raise BottleneckError(f"{path} exists; pass --force to replace it, or choose another -o")
 
 
+def trust_graph(what: str) -> Decorator:
+    """``--trust-graph``: run a model graph holding ops off the allow-list (a graph is a
+    program; see :mod:`bottleneck_transfer.graphs`)."""
+    return click.option(
+        "--trust-graph",
+        is_flag=True,
+        help=f"Run {what} even if its graph holds ops outside bottleneck's allow-list (file, "
+        "network or Python ops, TFLite custom/Flex ops, non-standard ONNX domains); only for "
+        "models from a source you trust. Recorded in the provenance.",
+    )
+
+
 def cache_dir(help: str) -> Decorator:
     """``--cache-dir``: the cache store folder."""
     return click.option("--cache-dir", type=click.Path(file_okay=False), help=help)

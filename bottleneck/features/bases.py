@@ -291,6 +291,7 @@ def load_base(
     preprocess: str | None = None,
     channels: int = 3,
     seed: int = 0,
+    trust_graph: bool = False,
 ) -> Base:
     """Build a frozen feature extractor.
 
@@ -321,6 +322,9 @@ def load_base(
         Only for ``"pixels"``: grayscale or RGB.
     seed : int
         Seed for random weights, so that ``weights="none"`` is reproducible.
+    trust_graph : bool
+        Run a SavedModel base whose graph holds ops off the allow-list of
+        :mod:`bottleneck_transfer.graphs` (``--trust-graph``; recorded in the description).
 
     Examples
     --------
@@ -344,6 +348,7 @@ def load_base(
             layer=layer,
             preprocess=preprocess,
             seed=seed,
+            trust_graph=trust_graph,
         )
         model, name, origin, weights_id = loaded.model, loaded.name, loaded.origin, loaded.weights
         size, channels, affine, pooling = loaded.size, 3, loaded.affine, loaded.pooling

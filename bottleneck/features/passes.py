@@ -101,6 +101,7 @@ def load_pass(
     pooling: str = "avg",
     preprocess: str | None = None,
     compute_dtype: str | None = None,
+    trust_graph: bool = False,
 ) -> Pass:
     """The pass of ``base`` cut at ``layer`` (one cache), or at every one of ``layers``
     (one cache per layer, one model computing them all: :func:`features.bases.load_layers`).
@@ -118,11 +119,13 @@ def load_pass(
         "pooling": pooling,
         "preprocess": preprocess,
         "compute_dtype": compute_dtype,
+        "trust_graph": trust_graph,
     }
     size = tuple(image_size) if isinstance(image_size, list) else image_size
     shaping = {"weights": weights, "image_size": size, "pooling": pooling, "preprocess": preprocess}
     if layers is None:
-        one = with_compute_dtype(load_base(base, layer=layer, **shaping), compute_dtype)
+        loaded = load_base(base, layer=layer, trust_graph=trust_graph, **shaping)
+        one = with_compute_dtype(loaded, compute_dtype)
         return Pass(one, (one,), recipe=recipe)
     bases, joint = load_layers(base, layers, **shaping)
     first = bases[0]
