@@ -39,9 +39,10 @@ Keras is imported inside the functions, so ``info`` reads :data:`NAME_KEYS` with
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from bottleneck_transfer.errors import BaseModelError
@@ -91,6 +92,25 @@ class HubModel:
     pooling: str
 
 
+def spelled_path(base: Any) -> Path | None:
+    """The path ``base`` spells, or None when it spells a name (or a hub handle).
+
+    The one rule by which every ``--base`` is read: a path is a ``Path``, or text with a
+    separator (``./mobilenet_v2``, ``models/x``, ``~/x``) or an extension (``resnet50.keras``);
+    anything else is a name, looked up among the registered models only, so a file or folder
+    in the working directory named like one (``./mobilenet_v2``) is never loaded in its place.
+    """
+    if isinstance(base, PurePath):
+        return Path(base).expanduser()
+    text = str(base)
+    if text.startswith((KERAS_HUB_PREFIX, *HANDLE_SCHEMES)):
+        return None
+    separators = [sep for sep in (os.sep, os.altsep, "/") if sep]
+    if any(sep in text for sep in separators) or text.startswith("~") or text in (".", ".."):
+        return Path(text).expanduser()
+    return Path(text) if PurePath(text).suffix else None
+
+
 def hub_kind(base: Any) -> str | None:
     """``"preset"``, ``"saved_model"``, or None when ``base`` is not a hub base.
 
@@ -102,8 +122,8 @@ def hub_kind(base: Any) -> str | None:
     text = str(base)
     if text.startswith((KERAS_HUB_PREFIX, *HANDLE_SCHEMES)):
         return "preset"
-    path = Path(text).expanduser()
-    if not path.is_dir():
+    path = spelled_path(base)
+    if path is None or not path.is_dir():
         return None
     if any((path / name).is_file() for name in SAVED_MODEL_FILES):
         return "saved_model"

@@ -109,9 +109,9 @@ def load_pass(
     Its recipe holds these arguments, so ``load_pass(**job.recipe)`` rebuilds it (on a Dask
     worker).
     """
-    path = Path(str(base)).expanduser()
+    path = hub.spelled_path(base)
     recipe = {
-        "base": str(path.resolve()) if path.exists() else str(base),
+        "base": str(path.resolve()) if path is not None and path.exists() else str(base),
         "layer": layer,
         "layers": None if layers is None else list(layers),
         "weights": weights,
