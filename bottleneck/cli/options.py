@@ -277,7 +277,9 @@ def base() -> Decorator:
             required=True,
             help="keras.applications name (resnet50, mobilenet_v2, ...), a .keras/.h5 file, "
             "pixels, a KerasHub preset (keras-hub:NAME, hf://..., kaggle://..., a preset "
-            "folder) or a SavedModel folder (with --preprocess).",
+            "folder) or a SavedModel folder (with --preprocess). A path has a separator or an "
+            "extension (./name, dir/name, name.keras); a bare word is always a registered "
+            "name, never a file of that name in the working directory.",
         ),
         click.option(
             "--weights", default=None, help="imagenet (default for names), none, or a file."
