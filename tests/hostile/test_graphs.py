@@ -208,3 +208,28 @@ def test_an_unreadable_savedmodel_is_one_line(tmp_path):
     (tmp_path / "bad.tflite").write_bytes(b"garbage")
     with pytest.raises(GraphError, match=r"cannot read .* as a TFLite model"):
         graphs.check_tflite(tmp_path / "bad.tflite")
+
+
+SPEC = """
+[data]
+train = "{images}"
+test = "{images}"
+
+[base]
+name = "./hostile"
+preprocess = "unit"
+{trust}
+"""
+
+
+def test_a_pipeline_spec_base_is_checked_too_and_trust_graph_is_its_opt_in(tmp_path, images):
+    target = tmp_path / "written.txt"
+    save_hostile_saved_model(tmp_path / "hostile", target)
+    spec = tmp_path / "spec.toml"
+    args = ["run", str(spec), "--dry-run", "--cache-dir", str(tmp_path / "store")]
+    spec.write_text(SPEC.format(images=images, trust=""))
+    line = _one_error_line(CliRunner().invoke(cli, args))
+    assert "'WriteFile'" in line and "--trust-graph" in line and not target.exists()
+    spec.write_text(SPEC.format(images=images, trust="trust_graph = true"))
+    trusted = CliRunner().invoke(cli, args)
+    assert trusted.exit_code == 0, trusted.output
