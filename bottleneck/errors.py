@@ -38,6 +38,11 @@ class ExportError(BottleneckError):
     """A model cannot be exported, or a file is not a usable bottleneck export."""
 
 
+class GraphError(BottleneckError):
+    """A model's graph (SavedModel, TFLite, ONNX) holds an op this tool does not run without
+    ``--trust-graph``, or cannot be read to be checked."""
+
+
 class MissingDependencyError(BottleneckError, ImportError):
     """An optional dependency (pyarrow, ...) is needed and not installed; says how to install it."""
 

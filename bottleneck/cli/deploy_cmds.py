@@ -158,6 +158,7 @@ def export(
     help="Images per model call (default: as extract, by device and input size).",
 )
 @options.image_reading()
+@options.trust_graph("a SavedModel, TFLite or ONNX export")
 @options.quiet()
 @options.json_flag("Print the result as JSON: the predictions, or with --out a summary of the run.")
 def predict(
@@ -182,6 +183,7 @@ def predict(
       bottleneck predict model.keras new_images/ -o predictions.csv --top-k 3
       bottleneck predict exported/rbf a.jpg b.png --json
       bottleneck predict model.onnx new_images/ -o predictions.csv
+      bottleneck predict someone_elses.onnx new_images/ --trust-graph -o predictions.csv
       bottleneck predict model.keras new_images/ -o predictions.json
       bottleneck predict model.keras fashion-mnist:test --classes 5-9 -o fm.csv
     """

@@ -19,6 +19,7 @@ _SHOW_FAILED = 10
 @click.command(cls=ModelCommand)
 @click.argument("source")
 @options.base()
+@options.trust_graph("a SavedModel base")
 @options.out("Cache file.", required=True)
 @options.classes()
 @options.limit()
@@ -99,6 +100,8 @@ def extract(
           --classes 5-9 -o caches/fm-train.h5
       bottleneck extract manifest.csv --base mobilenet_v2 --weights none --image-size 96 -o c.h5
       bottleneck extract data/photos --base resnet50 --val-split 0.2 -o caches/photos.h5
+      bottleneck extract data/photos --base ./tfhub_model --preprocess unit -o hub.h5
+      bottleneck extract data/photos --base ./custom_sm --preprocess unit --trust-graph -o c.h5
       bottleneck extract data/photos --base resnet50 -o photos.h5 --store-dtype float16
       bottleneck extract data/photos --base resnet50 -o photos.h5 --update
       bottleneck extract data/photos --base resnet50 -o photos.h5 --update \\

@@ -85,6 +85,18 @@ def refuse_overwrite(path: str | Path, force: bool) -> None:
         raise BottleneckError(f"{path} exists; pass --force to replace it, or choose another -o")
 
 
+def trust_graph(what: str) -> Decorator:
+    """``--trust-graph``: run a model graph holding ops off the allow-list (a graph is a
+    program; see :mod:`bottleneck_transfer.graphs`)."""
+    return click.option(
+        "--trust-graph",
+        is_flag=True,
+        help=f"Run {what} even if its graph holds ops outside bottleneck's allow-list (file, "
+        "network or Python ops, TFLite custom/Flex ops, non-standard ONNX domains); only for "
+        "models from a source you trust. Recorded in the provenance.",
+    )
+
+
 def cache_dir(help: str) -> Decorator:
     """``--cache-dir``: the cache store folder."""
     return click.option("--cache-dir", type=click.Path(file_okay=False), help=help)
@@ -265,7 +277,9 @@ def base() -> Decorator:
             required=True,
             help="keras.applications name (resnet50, mobilenet_v2, ...), a .keras/.h5 file, "
             "pixels, a KerasHub preset (keras-hub:NAME, hf://..., kaggle://..., a preset "
-            "folder) or a SavedModel folder (with --preprocess).",
+            "folder) or a SavedModel folder (with --preprocess). A path has a separator or an "
+            "extension (./name, dir/name, name.keras); a bare word is always a registered "
+            "name, never a file of that name in the working directory.",
         ),
         click.option(
             "--weights", default=None, help="imagenet (default for names), none, or a file."

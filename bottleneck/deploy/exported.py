@@ -230,11 +230,14 @@ def load_head(path: str | Path, kind: str) -> Any:
         raise ExportError(str(exc)) from exc
 
 
-def load_converted(path: Path, converter: Converter) -> Exported:
-    """Load a converted export with its runtime, after reading its metadata back.
+def load_converted(path: Path, converter: Converter, *, trust_graph: bool = False) -> Exported:
+    """Load a converted export with its runtime, after reading its metadata back (parsing
+    the file, running nothing) and checking its graph's ops (unless ``trust_graph``).
 
     Raises
     ------
+    GraphError
+        If its graph holds an op off the allow-list (:mod:`bottleneck_transfer.graphs`).
     ExportError
         If ``path`` cannot be read as that form or holds no bottleneck metadata.
     MissingDependencyError
@@ -258,6 +261,7 @@ def load_converted(path: Path, converter: Converter) -> Exported:
             f"{redo}"
         )
     check_metadata(metadata, path)
+    converter.check_graph(path, trusted=trust_graph)
     try:
         runner = converter.load(path)
     except Exception as exc:
@@ -272,12 +276,18 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
 
 
-def load_exported(path: str | Path) -> Exported:
+def load_exported(path: str | Path, *, trust_graph: bool = False) -> Exported:
     """Load an export: a ``.keras`` file, an export folder, or a converted form (a SavedModel
     folder, a ``.tflite`` or ``.onnx`` file).
 
+    A converted form's graph is a program: its ops are checked before it is loaded, and one
+    off the allow-list of :mod:`bottleneck_transfer.graphs` is refused unless ``trust_graph``
+    (``--trust-graph``). ``.keras`` files load in Keras' safe mode.
+
     Raises
     ------
+    GraphError
+        A converted form whose graph holds an op off the allow-list (naming it).
     ExportError
         If ``path`` is missing, is not a model of one of these forms, or is one that is not
         a bottleneck export, naming the file.
@@ -295,7 +305,7 @@ def load_exported(path: str | Path) -> Exported:
         raise ExportError(f"model not found: {path}")
     converter = converter_for(path)
     if converter is not None:
-        return load_converted(path, converter)
+        return load_converted(path, converter, trust_graph=trust_graph)
     if path.is_dir():
         missing = [name for name in FOLDER_FILES if not (path / name).is_file()]
         if missing:

@@ -43,6 +43,7 @@ import keras
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.exported import METADATA_LAYER, Exported, load_exported
+from bottleneck_transfer.deploy.formats import converter_for
 from bottleneck_transfer.errors import ExportError, ImageError, SourceError
 from bottleneck_transfer.features.batches import decode_batch
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
@@ -332,13 +333,14 @@ def finetune(
         raise ValueError(f"unfreeze must be >= 0. Received: unfreeze={unfreeze}")
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0. Received: learning_rate={learning_rate}")
-    exported = load_exported(model)
-    if exported.runner is not None:
+    converter = converter_for(Path(model).expanduser())
+    if converter is not None:  # refused before its graph is read or run
         raise ExportError(
-            f"{exported.path} is converted for another runtime (--format {exported.kind}) and "
+            f"{model} is converted for another runtime (--format {converter.name}) and "
             "cannot be fine-tuned; fine-tune the .keras export of the same head (bottleneck "
             "export CACHE -o NAME.keras)"
         )
+    exported = load_exported(model)
     if exported.kind != "keras":
         raise ExportError(
             f"{exported.path} is a folder export (a {exported.metadata.get('head')} head saved "

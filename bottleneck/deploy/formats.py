@@ -14,7 +14,9 @@ onnx         ``*.onnx``      ``metadata_props`` bottleneck  ``onnxruntime.Infere
 
 :func:`deploy.exported.load_exported` loads each form back (``bottleneck predict model.onnx``):
 :func:`converter_for` recognises it from the path, ``Converter.read_metadata`` (the inverse
-of ``finish``) reads the metadata back before the model is loaded, and its ``runner`` runs it.
+of ``finish``) reads the metadata back, ``Converter.check_graph`` reads its ops and refuses any
+off the allow-list of :mod:`bottleneck_transfer.graphs` (unless ``--trust-graph``: a graph is
+a program), both without loading it; then its ``runner`` runs it.
 
 The resize inside: Keras' ``Resizing(antialias=True)`` is TensorFlow's ``ScaleAndTranslate``,
 which neither TFLite nor tf2onnx converts, and TFLite's own ``RESIZE_BILINEAR`` does not
@@ -42,6 +44,7 @@ import keras
 import numpy as np
 from bottleneck_transfer.errors import ExportError
 from bottleneck_transfer.features.tables import require
+from bottleneck_transfer.graphs import check_onnx, check_saved_model, check_tflite
 
 #: Name of the metadata entry (TFLite, ONNX) or file (SavedModel, ``.json``) of an export.
 METADATA_NAME = "bottleneck"
@@ -103,9 +106,13 @@ class Converter:
     read_metadata: Callable[[Path], str | None]
     #: Loads the converted file with its runtime.
     runner: Callable[[Path], Runner]
+    #: Refuses a file whose graph holds ops off the allow-list (``trusted=True``: no check);
+    #: reads the file only, runs nothing.
+    check_graph: Callable[..., None]
     #: Modules it needs beyond TensorFlow (the ``[onnx]`` extra).
     packages: tuple[str, ...] = ()
-    #: Modules that read and run it (TensorFlow for TFLite: its flatbuffer reader).
+    #: Modules that read and run it (TensorFlow for TFLite: its flatbuffer reader; onnx to
+    #: read an ONNX model's operators).
     runtime: tuple[str, ...] = ("tensorflow",)
     #: A file inside a folder form that shows the folder is one (``""``: a file form).
     marker: str = ""
@@ -210,10 +217,10 @@ def _read_tflite(path: Path) -> str | None:
 
 
 def _read_onnx(path: Path) -> str | None:
-    import onnxruntime
+    import onnx
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.get_modelmeta().custom_metadata_map.get(METADATA_NAME)
+    model = onnx.load(str(path), load_external_data=False)  # parsed, not run
+    return next((p.value for p in model.metadata_props if p.key == METADATA_NAME), None)
 
 
 # ----------------------------------------------------------------------------- running
@@ -287,6 +294,7 @@ CONVERTERS = {
             finish=_finish_saved_model,
             read_metadata=_read_saved_model,
             runner=SavedModelRunner,
+            check_graph=check_saved_model,
             marker="saved_model.pb",
         ),
         Converter(
@@ -297,6 +305,7 @@ CONVERTERS = {
             finish=_finish_tflite,
             read_metadata=_read_tflite,
             runner=TFLiteRunner,
+            check_graph=check_tflite,
         ),
         Converter(
             "onnx",
@@ -306,8 +315,9 @@ CONVERTERS = {
             finish=_finish_onnx,
             read_metadata=_read_onnx,
             runner=ONNXRunner,
+            check_graph=check_onnx,
             packages=("tf2onnx", "onnx", "onnxruntime"),
-            runtime=("onnxruntime",),
+            runtime=("onnx", "onnxruntime"),
         ),
     )
 }

@@ -146,6 +146,7 @@ def predict(
     classes: str | None = None,
     limit: int | None = None,
     progress: bool | None = None,
+    trust_graph: bool = False,
 ) -> PredictResult:
     """Predict the top-k classes of every image with an exported model.
 
@@ -170,9 +171,14 @@ def predict(
         Class subset and evenly spread sample of a labelled source (as in ``extract``).
     progress : bool, optional
         Show a progress bar (default: only on a terminal).
+    trust_graph : bool
+        Run a converted export whose graph holds ops off the allow-list
+        (:func:`deploy.exported.load_exported`).
 
     Raises
     ------
+    GraphError
+        A converted export whose graph holds an op off the allow-list, without ``trust_graph``.
     ExportError
         The model is missing or not a bottleneck export (naming the file).
     MissingDependencyError
@@ -197,7 +203,9 @@ def predict(
     fmt = fmt or ("json" if out is not None and out.suffix.lower() == ".json" else "csv")
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}. Received: fmt={fmt!r}")
-    exported = model if isinstance(model, Exported) else load_exported(model)
+    exported = (
+        model if isinstance(model, Exported) else load_exported(model, trust_graph=trust_graph)
+    )
     source = open_images(images, classes=classes, limit=limit)
     k = min(top_k, len(exported.class_names))
     batch_size = batch_size or default_batch_size(exported.image_size, len(source))

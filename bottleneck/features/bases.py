@@ -75,14 +75,32 @@ def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+def _is_pixels(base: str | Path) -> bool:
+    """Whether ``base`` names the raw-pixels baseline (a name, not a path)."""
+    return hub.spelled_path(base) is None and _key(str(base)) == PIXELS
+
+
 def application_names() -> list[str]:
     """Names of every ``keras.applications`` model (``ResNet50``, ``MobileNetV2``, ...)."""
     return sorted(n for n in dir(keras.applications) if n[:1].isupper())
 
 
 def resolve_application(name: str) -> str:
-    """Map ``resnet50`` / ``mobilenet_v2`` / ``ResNet50`` to the application's own name."""
+    """Map ``resnet50`` / ``mobilenet_v2`` / ``ResNet50`` to the application's own name.
+
+    Raises
+    ------
+    BaseModelError
+        For a name no application has; when a file or folder of that name is in the working
+        directory, saying how to pick it (``./name``: see :func:`features.hub.spelled_path`).
+    """
     matches = [n for n in application_names() if _key(n) == _key(name)]
+    if not matches and Path(name).exists():
+        raise BaseModelError(
+            f"base {name!r} is a name, and no registered model has it; the file or folder "
+            f"{name} in the working directory is used only when spelled as a path. Received: "
+            f"base={name!r}; pass --base ./{name} for it, or a keras.applications name"
+        )
     if not matches:
         close = did_you_mean(name, application_names(), key=_key)
         raise BaseModelError(
@@ -291,6 +309,7 @@ def load_base(
     preprocess: str | None = None,
     channels: int = 3,
     seed: int = 0,
+    trust_graph: bool = False,
 ) -> Base:
     """Build a frozen feature extractor.
 
@@ -321,6 +340,9 @@ def load_base(
         Only for ``"pixels"``: grayscale or RGB.
     seed : int
         Seed for random weights, so that ``weights="none"`` is reproducible.
+    trust_graph : bool
+        Run a SavedModel base whose graph holds ops off the allow-list of
+        :mod:`bottleneck_transfer.graphs` (``--trust-graph``; recorded in the description).
 
     Examples
     --------
@@ -344,10 +366,11 @@ def load_base(
             layer=layer,
             preprocess=preprocess,
             seed=seed,
+            trust_graph=trust_graph,
         )
         model, name, origin, weights_id = loaded.model, loaded.name, loaded.origin, loaded.weights
         size, channels, affine, pooling = loaded.size, 3, loaded.affine, loaded.pooling
-    elif _key(str(base)) == PIXELS:
+    elif _is_pixels(base):
         size = size or (32, 32)
         affine = preprocess_affine(preprocess or "unit", channels)
         inputs = keras.Input(shape=(*size, channels), name="pixels")
@@ -396,7 +419,7 @@ def load_layers(
         For a hub or ``pixels`` base, or names that are not layers of the base (close names
         are suggested).
     """
-    if hub.hub_kind(base) is not None or _key(str(base)) == PIXELS:
+    if hub.hub_kind(base) is not None or _is_pixels(base):
         raise BaseModelError(
             f"--layers applies to keras.applications bases and .keras/.h5 model files; "
             f"extract one --layer at a time from this base. Received: base={str(base)!r}"
@@ -449,9 +472,10 @@ def _backbone(
     preprocess: str | None,
     seed: int,
 ) -> _Backbone:
-    """The uncut model of an application name or a model file, and what describes it."""
-    path = Path(str(base)).expanduser()
-    if path.suffix in (".keras", ".h5") or path.exists():
+    """The uncut model of an application name or a model file (a path as
+    :func:`features.hub.spelled_path` reads it), and what describes it."""
+    path = hub.spelled_path(base)
+    if path is not None:
         if not path.exists():
             raise BaseModelError(f"model file not found: {path}")
         source = _load_model_file(path, weights, seed)

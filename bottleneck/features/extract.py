@@ -161,6 +161,7 @@ def extract(
     pooling: str | None = None,
     layer: str | None = None,
     preprocess: str | None = None,
+    trust_graph: bool = False,
     classes: str | list | None = None,
     limit: int | None = None,
     split: Split | None = None,
@@ -192,7 +193,7 @@ def extract(
         A base (see :func:`features.bases.load_base`).
     out : str or Path
         The cache file. It appears only when complete; meanwhile ``<out>.partial`` grows.
-    weights, image_size, pooling, layer, preprocess
+    weights, image_size, pooling, layer, preprocess, trust_graph
         :func:`features.bases.load_base`'s options, for a base given by name (a
         :class:`Base` object has them already: passing any is an error).
     classes, limit
@@ -289,6 +290,7 @@ def extract(
         pooling=pooling,
         layer=layer,
         preprocess=preprocess,
+        trust_graph=trust_graph or None,
     )
     source = as_source(source, classes=classes, limit=limit, split=split)
     if isinstance(base, Base):
@@ -297,7 +299,12 @@ def extract(
     else:
         shaping = {"weights": weights, "image_size": image_size, "preprocess": preprocess}
         job = load_pass(
-            base, layer=layer, pooling=pooling or "avg", compute_dtype=compute_dtype, **shaping
+            base,
+            layer=layer,
+            pooling=pooling or "avg",
+            compute_dtype=compute_dtype,
+            trust_graph=trust_graph,
+            **shaping,
         )
     (result,) = extract_pass(
         source,

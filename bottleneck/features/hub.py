@@ -18,13 +18,17 @@ takes the class token (the first token: ViT, DeiT, CLIP, DINOv2); a backbone tha
 outputs a vector (SigLIP's attention-pooled encoder) is used as is (``pooling`` ``none``).
 
 **SavedModel folders** (``saved_model.pb``: TF Hub, ``model.export()``) run through
-``keras.layers.TFSMLayer``, on the TensorFlow backend only. A SavedModel carries no
-preprocessing, so ``--preprocess`` is required; the input size is its signature's, or
+``keras.layers.TFSMLayer``, on the TensorFlow backend only. A SavedModel's graph is a program:
+its ops are checked first (:func:`bottleneck_transfer.graphs.check_saved_model`) and one off
+the allow-list is refused unless ``trust_graph`` (``--trust-graph``, recorded as
+``trust_graph: true`` in the description, so in the cache fingerprint). A SavedModel carries
+no preprocessing, so ``--preprocess`` is required; the input size is its signature's, or
 ``--image-size`` when that is variable.
 
 Provenance: ``preset`` (the handle) or ``preset_folder`` (the folder's name), ``preset_class``,
 ``preset_config_sha256`` (the backbone's config) and ``image_converter``; ``saved_model`` (the
-folder's name), ``saved_model_sha256`` (every file in it) and ``endpoint``. With the base's
+folder's name), ``saved_model_sha256`` (every file in it), ``endpoint`` and, when its ops were
+not checked, ``trust_graph``. With the base's
 ``weights_sha256`` they enter the cache fingerprint, so a changed preset is a stale cache.
 An export of a preset base holds KerasHub layers: it loads with plain
 ``keras.saving.load_model`` wherever ``keras_hub`` is installed (Keras imports it).
@@ -35,13 +39,15 @@ Keras is imported inside the functions, so ``info`` reads :data:`NAME_KEYS` with
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from bottleneck_transfer.errors import BaseModelError
 from bottleneck_transfer.fingerprint import fingerprint, sha256_file
+from bottleneck_transfer.graphs import check_saved_model
 
 if TYPE_CHECKING:
     import keras
@@ -64,6 +70,7 @@ DETAIL_KEYS = (
     "image_converter",
     "saved_model_sha256",
     "endpoint",
+    "trust_graph",
 )
 #: Every description key a hub base adds (an export's metadata copies them).
 PROVENANCE_KEYS = (*NAME_KEYS, *DETAIL_KEYS)
@@ -85,6 +92,25 @@ class HubModel:
     pooling: str
 
 
+def spelled_path(base: Any) -> Path | None:
+    """The path ``base`` spells, or None when it spells a name (or a hub handle).
+
+    The one rule by which every ``--base`` is read: a path is a ``Path``, or text with a
+    separator (``./mobilenet_v2``, ``models/x``, ``~/x``) or an extension (``resnet50.keras``);
+    anything else is a name, looked up among the registered models only, so a file or folder
+    in the working directory named like one (``./mobilenet_v2``) is never loaded in its place.
+    """
+    if isinstance(base, PurePath):
+        return Path(base).expanduser()
+    text = str(base)
+    if text.startswith((KERAS_HUB_PREFIX, *HANDLE_SCHEMES)):
+        return None
+    separators = [sep for sep in (os.sep, os.altsep, "/") if sep]
+    if any(sep in text for sep in separators) or text.startswith("~") or text in (".", ".."):
+        return Path(text).expanduser()
+    return Path(text) if PurePath(text).suffix else None
+
+
 def hub_kind(base: Any) -> str | None:
     """``"preset"``, ``"saved_model"``, or None when ``base`` is not a hub base.
 
@@ -96,8 +122,8 @@ def hub_kind(base: Any) -> str | None:
     text = str(base)
     if text.startswith((KERAS_HUB_PREFIX, *HANDLE_SCHEMES)):
         return "preset"
-    path = Path(text).expanduser()
-    if not path.is_dir():
+    path = spelled_path(base)
+    if path is None or not path.is_dir():
         return None
     if any((path / name).is_file() for name in SAVED_MODEL_FILES):
         return "saved_model"
@@ -136,14 +162,19 @@ def load_hub(
     layer: str | None,
     preprocess: str | None,
     seed: int,
+    trust_graph: bool = False,
 ) -> HubModel:
-    """Load a hub base of ``kind`` (see :func:`hub_kind`); raises :class:`BaseModelError`."""
+    """Load a hub base of ``kind`` (see :func:`hub_kind`); raises :class:`BaseModelError`
+    (:class:`GraphError` for a SavedModel holding an op off the allow-list, unless
+    ``trust_graph``)."""
     from bottleneck_transfer.features.bases import POOLINGS, _check_enum
 
     _check_enum(pooling, (*POOLINGS, TOKEN), "pooling")
     if kind == "preset":
         return _load_preset(str(base), weights, image_size, pooling, layer, preprocess, seed)
-    return _load_saved_model(str(base), weights, image_size, pooling, layer, preprocess)
+    return _load_saved_model(
+        str(base), weights, image_size, pooling, layer, preprocess, trust_graph
+    )
 
 
 # ----------------------------------------------------------------------------- presets
@@ -324,6 +355,7 @@ def _load_saved_model(
     pooling: str,
     layer: str | None,
     preprocess: str | None,
+    trust_graph: bool,
 ) -> HubModel:
     import keras
     from bottleneck_transfer.features.preprocessing import preprocess_affine
@@ -352,6 +384,7 @@ def _load_saved_model(
             "(unit for TF Hub image models, which take [0, 1]; none for 0..255 pixels; tf for "
             "[-1, 1]). Received: preprocess=None"
         )
+    check_saved_model(path, trusted=trust_graph)
     tfsm, endpoint = _tfsm_layer(path)
     shape = _signature_shape(tfsm)
     fixed = None if None in shape[1:3] else (int(shape[1]), int(shape[2]))
@@ -374,6 +407,7 @@ def _load_saved_model(
         "saved_model": path.name,
         "saved_model_sha256": _folder_sha256(path),
         "endpoint": endpoint,
+        **({"trust_graph": True} if trust_graph else {}),
     }
     return HubModel(model, path.name, origin, SAVED_MODEL_WEIGHTS, size, affine, pooling)
 

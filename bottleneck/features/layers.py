@@ -42,6 +42,7 @@ def extract_layers(
     pooling: str = "avg",
     preprocess: str | None = None,
     compute_dtype: str | None = None,
+    trust_graph: bool = False,
     classes: str | list | None = None,
     limit: int | None = None,
     split: Split | None = None,
@@ -83,7 +84,14 @@ def extract_layers(
     made = check_options(batch_size, engine, store_dtype, compression, augment, views, seed)
     source = as_source(source, classes=classes, limit=limit, split=split)
     shaping = {"weights": weights, "image_size": image_size, "preprocess": preprocess}
-    job = load_pass(base, layers=layers, pooling=pooling, compute_dtype=compute_dtype, **shaping)
+    job = load_pass(
+        base,
+        layers=layers,
+        pooling=pooling,
+        compute_dtype=compute_dtype,
+        trust_graph=trust_graph,
+        **shaping,
+    )
     return extract_pass(
         source,
         job,

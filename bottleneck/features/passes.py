@@ -101,6 +101,7 @@ def load_pass(
     pooling: str = "avg",
     preprocess: str | None = None,
     compute_dtype: str | None = None,
+    trust_graph: bool = False,
 ) -> Pass:
     """The pass of ``base`` cut at ``layer`` (one cache), or at every one of ``layers``
     (one cache per layer, one model computing them all: :func:`features.bases.load_layers`).
@@ -108,9 +109,9 @@ def load_pass(
     Its recipe holds these arguments, so ``load_pass(**job.recipe)`` rebuilds it (on a Dask
     worker).
     """
-    path = Path(str(base)).expanduser()
+    path = hub.spelled_path(base)
     recipe = {
-        "base": str(path.resolve()) if path.exists() else str(base),
+        "base": str(path.resolve()) if path is not None and path.exists() else str(base),
         "layer": layer,
         "layers": None if layers is None else list(layers),
         "weights": weights,
@@ -118,11 +119,13 @@ def load_pass(
         "pooling": pooling,
         "preprocess": preprocess,
         "compute_dtype": compute_dtype,
+        "trust_graph": trust_graph,
     }
     size = tuple(image_size) if isinstance(image_size, list) else image_size
     shaping = {"weights": weights, "image_size": size, "pooling": pooling, "preprocess": preprocess}
     if layers is None:
-        one = with_compute_dtype(load_base(base, layer=layer, **shaping), compute_dtype)
+        loaded = load_base(base, layer=layer, trust_graph=trust_graph, **shaping)
+        one = with_compute_dtype(loaded, compute_dtype)
         return Pass(one, (one,), recipe=recipe)
     bases, joint = load_layers(base, layers, **shaping)
     first = bases[0]

@@ -29,6 +29,7 @@ from bottleneck_transfer.features.baselines import baseline_bases
 from bottleneck_transfer.features.bases import Base, load_base
 from bottleneck_transfer.features.cache import writer_lock
 from bottleneck_transfer.features.extract import cache_identity, extract
+from bottleneck_transfer.features.hub import spelled_path
 from bottleneck_transfer.features.sources import Source, Split, open_source, split_source
 from bottleneck_transfer.features.store import (
     EXPORT_MODELS,
@@ -375,7 +376,8 @@ def _export(
                     random_state=comparison.random_state,
                     memo=memo,
                 )
-            base = spec["base"]["name"] if Path(spec["base"]["name"]).exists() else None
+            named = spec["base"]["name"]
+            base = named if spelled_path(named) is not None else None  # a model file's path
             with atomic_path(stored) as scratch:
                 scratch.mkdir()
                 result = export(data.space.source, scratch / name, head=trained, base=base)

@@ -11,6 +11,7 @@ from typing import Any
 import tomllib
 from bottleneck_transfer.errors import BottleneckError, HeadError, did_you_mean
 from bottleneck_transfer.features.cache import COMPRESSIONS, STORE_DTYPES
+from bottleneck_transfer.features.hub import spelled_path
 from bottleneck_transfer.features.preprocessing import SYNTAX, check_preprocess
 from bottleneck_transfer.heads.learning_curve import parse_sizes
 from bottleneck_transfer.heads.registry import default_heads, head_names, make_head
@@ -120,6 +121,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "pooling": Key((str,), check=_choice("avg", "max", "token"), default="avg"),
         "layer": Key((str,)),
         "preprocess": Key((str,), check=_preprocess),
+        # Run a SavedModel base whose graph holds ops off the allow-list (--trust-graph).
+        "trust_graph": Key((bool,), default=False),
     },
     "extract": {
         # "auto": by device and input size (features.batches.default_batch_size).
@@ -261,7 +264,7 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
         if spec[section][key] is not None:
             spec[section][key] = _resolve(spec[section][key], folder)
     name = spec["base"]["name"]
-    if name.endswith((".keras", ".h5")) or "/" in name:
+    if spelled_path(name) is not None:  # a path, relative to the spec; else a registered name
         spec["base"]["name"] = _resolve(name, folder)
         if not Path(spec["base"]["name"]).exists():
             raise fail("base", "name", f"model file not found: {spec['base']['name']}")
