@@ -22,6 +22,7 @@ import json
 import os
 import re
 import stat
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from bottleneck_transfer.atomic import TEMP_SUFFIX, atomic_path, atomic_write_text
-from bottleneck_transfer.errors import BottleneckError, BottleneckWarning
+from bottleneck_transfer.errors import BottleneckError, StoreEntryWarning
 from bottleneck_transfer.regular import file_kind
 
 #: The manifest inside a folder entry.
@@ -44,10 +45,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 class EntryError(BottleneckError):
     """A store entry without a readable manifest: not positively the package's own."""
-
-
-class StoreEntryWarning(BottleneckWarning):
-    """A stored entry failed its checksums (tampered, truncated): recomputed, not used."""
 
 
 @dataclass
@@ -216,15 +213,35 @@ def seal_folder(folder: Path) -> EntryManifest:
     return manifest
 
 
-def checked(entry: Path, *, hashes: bool = True) -> list[str]:
+def checked(entry: Path, *, manifest: Path | None = None) -> list[str]:
     """Why ``entry`` must not be reused (no manifest, files changed); [] when intact."""
     try:
-        return EntryManifest.load(manifest_path(entry)).problems(hashes=hashes)
+        return EntryManifest.load(manifest or manifest_path(entry)).problems()
     except EntryError as exc:
         return [str(exc)]
 
 
-def remove_entry(entry: Path, *, dry_run: bool = False) -> Removal:
+def reusable(entry: Path, what: str, *, manifest: Path | None = None) -> bool:
+    """Whether a stored ``entry`` can be used as written (its files' sizes and hashes).
+
+    Nothing stored (neither ``entry`` nor its manifest): False, silently. Anything but an
+    intact entry: one :class:`~bottleneck_transfer.errors.StoreEntryWarning` naming what is
+    wrong, and False: the caller computes it again and rewrites it, never uses it.
+    """
+    manifest = manifest or manifest_path(entry)
+    if not any(p.exists() or p.is_symlink() for p in (entry, manifest)):
+        return False
+    problems = checked(entry, manifest=manifest)
+    if problems:
+        warnings.warn(
+            f"stored {what} {entry} is not used ({problems[0]}): computing it again",
+            StoreEntryWarning,
+            stacklevel=3,
+        )
+    return not problems
+
+
+def remove_entry(entry: Path, *, dry_run: bool = False, manifest: Path | None = None) -> Removal:
     """Remove an entry by its own manifest; the one deletion of what the package keeps.
 
     Unlinks the regular files the manifest lists (never through a symbolic link), the
@@ -233,10 +250,19 @@ def remove_entry(entry: Path, *, dry_run: bool = False) -> Removal:
     manifest, and a folder entry's own folder once empty. Anything else stays, listed in
     :attr:`Removal.left` with the reason; nothing is removed when there is no manifest.
     Locks are never listed, so a held lock is never touched; callers hold the entry's lock.
+    All or nothing: when anything would be left, nothing is removed (``manifest``: the
+    manifest's path when it is not :func:`manifest_path` of ``entry``).
     """
+    planned = _remove(entry, manifest or manifest_path(entry), dry_run=True)
+    if planned.left:
+        return Removal([], planned.left)
+    return planned if dry_run else _remove(entry, manifest or manifest_path(entry), dry_run=False)
+
+
+def _remove(entry: Path, path: Path, *, dry_run: bool) -> Removal:
     result = Removal()
     try:
-        manifest = EntryManifest.load(manifest_path(entry))
+        manifest = EntryManifest.load(path)
     except EntryError as exc:
         result.left.append((entry, str(exc)))
         return result
