@@ -41,6 +41,7 @@ from bottleneck_transfer.entries import (
 from bottleneck_transfer.errors import CacheError, ResumeWarning, StaleCacheError
 from bottleneck_transfer.features.choices import COMPRESSIONS, STORE_DTYPES
 from bottleneck_transfer.fingerprint import diff_keys
+from bottleneck_transfer.regular import file_kind
 from filelock import FileLock, Timeout
 
 FORMAT = "bottleneck-cache"
@@ -799,6 +800,9 @@ class FeatureCache:
                 else ""
             )
             raise CacheError(f"cache not found: {path}{hint}")
+        kind = file_kind(path, follow=True)
+        if kind is not None:  # a FIFO would block, a device never end: never opened
+            raise CacheError(f"{path} is {kind}, not a cache file")
         try:
             handle = h5py.File(path, "r")
         except OSError as exc:
