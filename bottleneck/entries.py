@@ -67,11 +67,15 @@ class EntryManifest:
         ``name -> {"size": int, "sha256": hex}``; names are relative POSIX paths.
     folders : list of str
         Folders the entry created, relative like ``files`` (removed when emptied).
+    pending : list of str
+        Files being written (:meth:`writing`): an interrupted write's temporary of one of
+        them is the package's own.
     """
 
     path: Path
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     folders: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
 
     @property
     def root(self) -> Path:
@@ -89,7 +93,7 @@ class EntryManifest:
             raise EntryError(f"{path.name} is too big to be a manifest")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            files, folders = data["files"], data["folders"]
+            files, folders, pending = data["files"], data["folders"], data.get("pending", [])
             if data.get("format") != FORMAT or not isinstance(files, dict):
                 raise TypeError(data.get("format"))
             for name, info in files.items():
@@ -100,11 +104,11 @@ class EntryManifest:
                     and _SHA256.fullmatch(info["sha256"])
                 ):
                     raise TypeError(name)
-            for name in folders:
+            for name in [*folders, *pending]:
                 _check_name(name)
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             raise EntryError(f"{path.name} is not a bottleneck manifest ({exc})") from None
-        return cls(path, dict(files), list(folders))
+        return cls(path, dict(files), list(folders), list(pending))
 
     def add(self, name: str, written: Path) -> None:
         """Record ``written`` (a file, or a folder tree the package just wrote) as ``name``.
@@ -115,6 +119,8 @@ class EntryManifest:
             If the tree holds a symbolic link or anything but regular files and folders.
         """
         _check_name(name)
+        if name in self.pending:
+            self.pending.remove(name)
         kind = file_kind(written)
         if kind is None:
             self.files[name] = _describe(written)
@@ -150,17 +156,25 @@ class EntryManifest:
 
     def save(self) -> None:
         """Write the manifest atomically."""
-        data = {"format": FORMAT, "files": self.files, "folders": self.folders}
+        data = {
+            "format": FORMAT,
+            "files": self.files,
+            "folders": self.folders,
+            "pending": self.pending,
+        }
         atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
 
     @contextmanager
     def writing(self, name: str) -> Iterator[Path]:
         """Write ``name`` (under :attr:`root`) atomically, recorded here before it appears.
 
-        Yields the temporary path to write (see :func:`~bottleneck_transfer.atomic.atomic_path`);
-        the manifest is saved with its size and hash before the rename, so no file of the
-        entry is ever unlisted.
+        Yields the temporary path to write (see :func:`~bottleneck_transfer.atomic.atomic_path`).
+        A new name is saved as pending first (a kill leaves a temporary that is known), the
+        size and hash before the rename: no file of the entry is ever unlisted.
         """
+        if name not in self.files and name not in self.pending:
+            self.pending.append(name)
+            self.save()
         with atomic_path(self.root / name) as tmp:
             yield tmp
             self.add(name, tmp)
@@ -248,7 +262,8 @@ def remove_entry(entry: Path, *, dry_run: bool = False, manifest: Path | None = 
     temporaries an interrupted atomic write left of them (a folder ``.<name>.<x>.tmp``
     holding at most a regular file ``<name>``), the folders it lists once empty, the
     manifest, and a folder entry's own folder once empty. Anything else stays, listed in
-    :attr:`Removal.left` with the reason; nothing is removed when there is no manifest.
+    :attr:`Removal.left` with the reason; nothing is removed when there is no manifest
+    (unless the folder holds nothing, or only a temporary of its first manifest).
     Locks are never listed, so a held lock is never touched; callers hold the entry's lock.
     All or nothing: when anything would be left, nothing is removed (``manifest``: the
     manifest's path when it is not :func:`manifest_path` of ``entry``).
@@ -264,8 +279,10 @@ def _remove(entry: Path, path: Path, *, dry_run: bool) -> Removal:
     try:
         manifest = EntryManifest.load(path)
     except EntryError as exc:
-        result.left.append((entry, str(exc)))
-        return result
+        if not _being_marked(path):
+            result.left.append((entry, str(exc)))
+            return result
+        manifest = EntryManifest(path)
     gone: set[Path] = set()
 
     def unlink(path: Path) -> None:
@@ -289,7 +306,7 @@ def _remove(entry: Path, path: Path, *, dry_run: bool) -> Removal:
 
     for name in sorted(manifest.files):
         _unlink_listed(manifest, name, unlink, result)
-    for name in [*manifest.files, manifest.path.name]:
+    for name in [*manifest.files, *manifest.pending, manifest.path.name]:
         _remove_temporaries(manifest.root / name, unlink, rmdir_if_empty, result)
     for name in sorted(manifest.folders, key=lambda n: -len(PurePosixPath(n).parts)):
         path, reason = _inside(manifest.root, name)
@@ -300,6 +317,17 @@ def _remove(entry: Path, path: Path, *, dry_run: bool) -> Removal:
     if manifest.path.name == MANIFEST_NAME:
         rmdir_if_empty(manifest.root)
     return result
+
+
+def _being_marked(path: Path) -> bool:
+    """Whether a folder entry was stopped before its first manifest appeared: the folder
+    holds nothing, or only temporaries of that manifest."""
+    folder = path.parent
+    if path.name != MANIFEST_NAME or file_kind(path) != "missing":
+        return False
+    if file_kind(folder) != "a folder":
+        return False
+    return set(folder.iterdir()) <= set(_temporaries(path))
 
 
 def _unlink_listed(

@@ -32,11 +32,9 @@ import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.entries import (
     MANIFEST_NAME,
-    EntryError,
     EntryManifest,
     remove_entry,
     remove_temporaries,
-    seal_folder,
 )
 from bottleneck_transfer.errors import CacheError, ResumeWarning, StaleCacheError
 from bottleneck_transfer.features.choices import COMPRESSIONS, STORE_DTYPES
@@ -347,12 +345,15 @@ class CacheWriter:
             "provenance": provenance,
             "class_names": list(class_names),
         }
-        with writing(folder), atomic_path(folder) as scratch:  # appears with its manifest
-            scratch.mkdir()
+        with writing(folder):
+            folder.mkdir(parents=True)
+            entry = EntryManifest(folder / PARTIAL_MARKER)  # first: it lists all the rest
+            entry.save()
             if manifest is not None:
-                _save_manifest(scratch / "manifest.npz", manifest)
-            (scratch / "meta.json").write_text(json.dumps(meta, sort_keys=True))
-            seal_folder(scratch)
+                with entry.writing("manifest.npz") as tmp:
+                    _save_manifest(tmp, manifest)
+            with entry.writing("meta.json") as tmp:
+                tmp.write_text(json.dumps(meta, sort_keys=True))
         return cls(folder, meta, [], (0, 0, 0))
 
     @classmethod
@@ -673,8 +674,9 @@ def check_partial_folder(folder: Path) -> None:
     Raises
     ------
     CacheError
-        For a symbolic link, a file, a folder without :data:`PARTIAL_MARKER` (unless
-        empty), or one holding files this package does not write.
+        For a symbolic link, a file, a folder without :data:`PARTIAL_MARKER` (unless empty
+        or being marked: holding only the marker's temporary), or one holding anything its
+        marker does not list.
     """
     if folder.is_symlink():
         raise CacheError(
@@ -686,16 +688,12 @@ def check_partial_folder(folder: Path) -> None:
             f"{folder} is a file, not an unfinished extraction: move it away or write the "
             "cache to another file"
         )
-    if not any(folder.iterdir()):
-        return  # nothing in it to keep
-    try:
-        EntryManifest.load(folder / PARTIAL_MARKER)
-    except EntryError as exc:
-        raise CacheError(
-            f"{folder} was not written by bottleneck ({exc}): move it away or write the "
-            "cache to another file"
-        ) from None
     left = remove_entry(folder, dry_run=True).left
+    if left and left[0][0] == folder:
+        raise CacheError(
+            f"{folder} was not written by bottleneck ({left[0][1]}): move it away or write "
+            "the cache to another file"
+        )
     if left:
         names = ", ".join(str(path.relative_to(folder)) for path, _ in left[:3])
         raise CacheError(
@@ -718,9 +716,6 @@ def discard_partial(path: str | Path) -> None:
         return
     check_partial_folder(folder)
     with writing(folder):
-        if not any(folder.iterdir()):
-            folder.rmdir()
-            return
         left = remove_entry(folder).left
     if left:
         raise CacheError(f"{left[0][0]} {left[0][1]}: left in place; move it out, then rerun")

@@ -97,7 +97,8 @@ def test_a_user_folder_named_like_a_temporary_in_an_unmarked_partial_stays(store
     code, output = _prune(store)
     assert code == 0, output
     assert _digest(sentinel) == before
-    assert f"kept {unmarked}: " in output and "not written by bottleneck" in output
+    assert f"kept {unmarked}: " in output
+    assert f"did not write (.{PARTIAL_MARKER}.k3x9{TEMP_SUFFIX})" in output
     assert f"removed {own}" in output and not own.exists()
 
 
