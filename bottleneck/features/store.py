@@ -163,11 +163,12 @@ class CacheStore:
     ) -> Pruned:
         """Remove what was not used for ``older_than`` seconds, and/or unfinished extractions.
 
-        Caches, fits, stored predictions and exports go by their last use. Only what the
-        store wrote goes (see :meth:`entries`); caches, unfinished extractions and exports
-        each while holding their lock: one that a running extraction or pipeline holds is
-        kept, and so is anything not recognised. With ``dry_run``, nothing is removed:
-        ``removed`` lists what would be.
+        Caches, fits, stored predictions and exports go by their last use. Each goes by its
+        manifest alone (:func:`~bottleneck_transfer.entries.remove_entry`: all of it or
+        nothing); caches, unfinished extractions and exports each while holding their lock:
+        one that a running extraction or pipeline holds is kept, and so is anything not the
+        store's or holding what its manifest does not list, each with the reason in
+        ``kept``. With ``dry_run``, nothing is removed: ``removed`` lists what would be.
         """
         if older_than is None and not partial:
             raise BottleneckError("say what to prune: --older-than AGE and/or --partial")
