@@ -10,6 +10,7 @@ beside them still go; the output names what was left and why.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -185,3 +186,22 @@ def test_force_replacing_a_users_folder_is_refused(tmp_path):
     with pytest.raises(BottleneckError, match="not written by bottleneck"), atomic_path(out) as tmp:
         tmp.mkdir()
     assert sentinel.read_bytes() == SENTINEL
+
+
+@pytest.mark.parametrize("name", ["../../victim.txt", "/tmp/victim.txt", "a/../../victim.txt"])
+def test_a_manifest_listing_a_path_outside_its_entry_removes_nothing(store, tmp_path, name):
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(SENTINEL)
+    cache = store.path_for("sha256:" + "9" * 64)
+    cache.write_bytes(b"cache")
+    listed = name.replace("/tmp/victim.txt", str(victim))
+    entry = {"size": len(SENTINEL), "sha256": hashlib.sha256(SENTINEL).hexdigest()}
+    manifest = cache.with_name(cache.name + ".manifest.json")
+    manifest.write_text(
+        json.dumps({"format": "bottleneck-manifest", "files": {listed: entry}, "folders": []})
+    )
+    _age(store)
+    code, output = _prune(store)
+    assert code == 0, output
+    assert victim.read_bytes() == SENTINEL and cache.exists()
+    assert "is not a bottleneck manifest" in output
