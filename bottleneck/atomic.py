@@ -2,15 +2,19 @@
 
 ``with atomic_path(final) as tmp:`` hands out a path in a fresh hidden folder beside
 ``final`` (same file system, same name, so writers that go by the suffix still work). Write a
-file *or* a folder there. When the block ends without an exception, everything under ``tmp``
-is fsync'ed, ``os.replace`` moves it to ``final`` and the folder holding ``final`` is
-fsync'ed, so after a crash ``final`` is either the old content or the whole new one. When the
-block raises, nothing reaches ``final`` and the temporary folder is removed.
+file *or* a folder there. When the block ends without an exception, a folder gets its
+manifest (:func:`~bottleneck_transfer.entries.seal_folder`: the files written, with sizes
+and hashes), everything under ``tmp`` is fsync'ed, ``os.replace`` moves it to ``final`` and
+the folder holding ``final`` is fsync'ed, so after a crash ``final`` is either the old
+content or the whole new one. When the block raises, nothing reaches ``final`` and the
+temporary folder is removed.
 
-A folder cannot be renamed over a folder, so an existing folder at ``final`` is first moved
-into the temporary folder, then deleted: in between, ``final`` is briefly absent, never
-partly written. A file never replaces a folder, nor a folder a file (``OSError``, as
-``os.replace``).
+A folder cannot be renamed over a folder, so an existing folder at ``final`` is first
+removed by its own manifest (:func:`~bottleneck_transfer.entries.remove_entry`: only what
+the package wrote there, and only when that is all it holds; otherwise nothing is replaced
+and :class:`~bottleneck_transfer.entries.EntryError` says why): in between, ``final`` is
+briefly absent, never partly written. A file never replaces a folder, nor a folder a file
+(``OSError``, as ``os.replace``).
 """
 
 from __future__ import annotations
@@ -48,13 +52,44 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"nothing was written to {tmp} for {final}")
+        _seal(tmp)
         _fsync_tree(tmp)
         if final.is_dir() and tmp.is_dir():
-            os.replace(final, holder / f"{final.name}.old")
+            _clear_folder(final, holder)
         os.replace(tmp, final)
         _fsync(final.parent)
     finally:
         shutil.rmtree(holder, ignore_errors=True)
+
+
+def _seal(tmp: Path) -> None:
+    """Give a folder written here its manifest (the files it was written with), unless it
+    has one: what the package writes it can later check, and replace or remove exactly."""
+    if tmp.is_dir() and not tmp.is_symlink():
+        from bottleneck_transfer.entries import MANIFEST_NAME, seal_folder  # it writes here
+
+        if not (tmp / MANIFEST_NAME).exists():
+            seal_folder(tmp)
+
+
+def _clear_folder(final: Path, holder: Path) -> None:
+    """Make way for a new folder at ``final``: a link is moved aside (into ``holder``, deleted
+    with it; what it points to is not touched), an empty folder removed, any other folder
+    removed by its manifest, or refused."""
+    if final.is_symlink():
+        os.replace(final, holder / f"{final.name}.old")
+        return
+    if not any(final.iterdir()):
+        final.rmdir()
+        return
+    from bottleneck_transfer.entries import EntryError, remove_entry  # it writes here
+
+    left = remove_entry(final).left  # all or nothing
+    if left:
+        path, reason = left[0]
+        raise EntryError(
+            f"{final} is not replaced ({path}: {reason}); remove it yourself or write elsewhere"
+        )
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -71,6 +71,11 @@ class ResumeWarning(BottleneckWarning):
     """Part of an unfinished extraction was damaged or missing; those items are redone."""
 
 
+class StoreEntryWarning(BottleneckWarning):
+    """A stored entry (cache, fit, predictions, export) failed its checksums or has none:
+    it is not used, but computed again and rewritten."""
+
+
 def did_you_mean(
     name: str, choices: Iterable[str], *, key: Callable[[str], str] | None = None
 ) -> str:

@@ -106,10 +106,10 @@ def cache_prune(
     unfinished extractions.
 
     Last use is when it was written or last reused. Only what the store wrote is
-    removed (store-named caches with a cache header, unfinished extractions with the
-    writer's marker, the fit memo's and the pipeline's own files), never one a running
-    extraction or pipeline holds, never through a symbolic link; anything else is kept and
-    named.
+    removed: the regular files each entry's manifest lists, then the folders it emptied;
+    never an entry a running extraction or pipeline holds, never through a symbolic link,
+    never an entry holding anything its manifest does not list; what is kept is named,
+    with the reason.
 
     \b
     Examples:

@@ -45,6 +45,7 @@ from bottleneck_transfer.deploy.exported import (
 from bottleneck_transfer.deploy.formats import CONVERTERS, KERAS_RESIZE
 from bottleneck_transfer.deploy.keras_head import final_estimator, head_layers
 from bottleneck_transfer.deploy.parity import DEFAULT_ATOL, DEFAULT_SAMPLE, Parity, check_parity
+from bottleneck_transfer.entries import remove_entry
 from bottleneck_transfer.errors import BaseModelError, ExportError, HeadError, did_you_mean
 from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.bases import Base
@@ -199,25 +200,28 @@ def resolve_format(out: Path, format: str | None) -> str:
     return format
 
 
-#: A file inside an existing folder that shows it is an export of that form.
-_FOLDER_MARKERS = {
-    "folder": "model.json",
-    **{name: converter.marker for name, converter in CONVERTERS.items() if converter.marker},
-}
-
-
 def _check_out(out: Path, form: str) -> None:
-    """Refuse an output path that would overwrite something that is not an export."""
+    """Refuse an output path that would overwrite something that is not an export.
+
+    An existing folder is replaced only when it is an export this package wrote, exactly:
+    its manifest lists everything in it (see :func:`~bottleneck_transfer.entries.remove_entry`,
+    which removes it then); a folder holding anything else is never touched.
+    """
     if SUFFIXES[form] and out.is_dir():
         raise ExportError(f"{out} is a folder; give a {SUFFIXES[form]} file path or another -o")
-    if not SUFFIXES[form] and out.exists():
-        if not out.is_dir():
+    if not SUFFIXES[form] and (out.exists() or out.is_symlink()):
+        if not out.is_dir() or out.is_symlink():
             raise ExportError(
-                f"{out} exists and is a file; a {form} export needs a folder path "
+                f"{out} exists and is not a folder; a {form} export needs a folder path "
                 "(or name the output *.keras for a single-file export)"
             )
-        if any(out.iterdir()) and not (out / _FOLDER_MARKERS[form]).is_file():
-            raise ExportError(f"{out} exists and is not an export folder; choose another -o")
+        left = remove_entry(out, dry_run=True).left if any(out.iterdir()) else []
+        if left:
+            path, why = left[0]
+            raise ExportError(
+                f"{out} exists and is not an export folder bottleneck wrote ({path.name}: "
+                f"{why}); choose another -o, or remove it yourself"
+            )
 
 
 def export(

@@ -29,20 +29,25 @@ from typing import Any
 
 import h5py
 import numpy as np
-from bottleneck_transfer.atomic import TEMP_SUFFIX, atomic_path, atomic_write_text
+from bottleneck_transfer.atomic import atomic_path
+from bottleneck_transfer.entries import (
+    MANIFEST_NAME,
+    EntryManifest,
+    remove_entry,
+    remove_temporaries,
+)
 from bottleneck_transfer.errors import CacheError, ResumeWarning, StaleCacheError
 from bottleneck_transfer.features.choices import COMPRESSIONS, STORE_DTYPES
 from bottleneck_transfer.fingerprint import diff_keys
+from bottleneck_transfer.regular import file_kind
 from filelock import FileLock, Timeout
 
 FORMAT = "bottleneck-cache"
 FORMAT_VERSION = 1
-#: The first file of every partial folder: only folders holding it are ever deleted.
-PARTIAL_MARKER = "bottleneck-partial.json"
+#: The entry manifest of every partial folder (:mod:`bottleneck_transfer.entries`): it lists
+#: each file as it is written, and only what it lists is ever deleted.
+PARTIAL_MARKER = MANIFEST_NAME
 _STR = h5py.string_dtype("utf-8")
-_PIECE = r"bottleneck-partial\.json|meta\.json|manifest\.npz|chunk-\d{6}\.npz"
-#: What a partial folder may hold: its pieces, and atomic.py's temporaries of them.
-_PARTIAL_ENTRY = re.compile(rf"(?:{_PIECE})|\.(?:{_PIECE})\.\w+{re.escape(TEMP_SUFFIX)}")
 #: Features whose magnitude exceeds this overflow float32 once squared (scaling, kernels).
 FEATURE_LIMIT = float(np.sqrt(np.finfo(np.float32).max))
 #: The id of an augmented view row: ``<plain id>#view<k>``.
@@ -291,7 +296,11 @@ class CacheWriter:
     """
 
     def __init__(
-        self, folder: Path, meta: dict, chunks: list[Path], committed: tuple[int, int, int]
+        self,
+        folder: Path,
+        meta: dict,
+        chunks: list[Path],
+        committed: tuple[int, int, int],
     ) -> None:
         self.path = folder
         self._meta = meta
@@ -338,10 +347,13 @@ class CacheWriter:
         }
         with writing(folder):
             folder.mkdir(parents=True)
-            atomic_write_text(folder / PARTIAL_MARKER, json.dumps({"format": FORMAT}))
+            entry = EntryManifest(folder / PARTIAL_MARKER)  # first: it lists all the rest
+            entry.save()
             if manifest is not None:
-                _write_manifest(folder, manifest)
-            atomic_write_text(folder / "meta.json", json.dumps(meta, sort_keys=True))
+                with entry.writing("manifest.npz") as tmp:
+                    _save_manifest(tmp, manifest)
+            with entry.writing("meta.json") as tmp:
+                tmp.write_text(json.dumps(meta, sort_keys=True))
         return cls(folder, meta, [], (0, 0, 0))
 
     @classmethod
@@ -389,10 +401,11 @@ class CacheWriter:
                 + describe_difference(folder, meta.get("identity", {}), identity, stored, manifest)
                 + "; rerun with --force to discard it and start over"
             )
+        entry = EntryManifest.load(folder / PARTIAL_MARKER)
         if stored is None and manifest is not None:
-            with writing(folder / "manifest.npz"):
-                _write_manifest(folder, manifest)
-        chunks, committed, problem = _good_chunks(chunk_files, dim, item_ids)
+            with writing(folder / "manifest.npz"), entry.writing("manifest.npz") as tmp:
+                _save_manifest(tmp, manifest)
+        chunks, committed, problem = _good_chunks(chunk_files, dim, item_ids, entry)
         if problem:
             dropped = chunk_files[len(chunks) :]
             warnings.warn(
@@ -402,8 +415,7 @@ class CacheWriter:
                 stacklevel=2,
             )
             with writing(folder):
-                for chunk in dropped:
-                    chunk.unlink()
+                entry.discard([chunk.name for chunk in dropped])
         return cls(folder, meta, chunks, committed)
 
     def write_batch(
@@ -481,8 +493,9 @@ class CacheWriter:
             key: np.concatenate([batch[key] for batch in self._pending]) for key in self._pending[0]
         }
         chunk = self.path / f"chunk-{len(self._chunks):06d}.npz"
-        with writing(chunk):
-            _atomic_npz(chunk, items_done=np.int64(self._consistent[2]), **columns)
+        entry = EntryManifest.load(self.path / PARTIAL_MARKER)
+        with writing(chunk), entry.writing(chunk.name) as tmp:
+            np.savez(tmp, items_done=np.int64(self._consistent[2]), **columns)
         self._chunks.append(chunk)
         self._pending = []
         self._committed = self._consistent
@@ -607,16 +620,24 @@ def _load_chunk(chunk: Path) -> dict[str, np.ndarray]:
 
 
 def _good_chunks(
-    files: Sequence[Path], dim: int, item_ids: Sequence[str] | None
+    files: Sequence[Path],
+    dim: int,
+    item_ids: Sequence[str] | None,
+    entry: EntryManifest | None = None,
 ) -> tuple[list[Path], tuple[int, int, int], str | None]:
     """The leading chunks that are numbered without gaps, readable and account for their
-    items; their rows, failures and items done; and what is wrong with the next one."""
+    items (and, given the folder's ``entry`` manifest, are as written); their rows, failures
+    and items done; and what is wrong with the next one."""
     good: list[Path] = []
     rows = failed = done = 0
     for number, chunk in enumerate(files):
         expected = f"chunk-{number:06d}.npz"
         if chunk.name != expected:
             return good, (rows, failed, done), f"{expected} is missing"
+        changed = [] if entry is None else entry.problems([chunk.name])
+        if changed:
+            why = changed[0].removeprefix(f"{chunk.name} ")
+            return good, (rows, failed, done), f"{chunk.name} is damaged or changed ({why})"
         try:
             data = _read_npz(chunk)
             n, k, end = len(data["ids"]), len(data["failed_ids"]), int(data["items_done"])
@@ -653,8 +674,9 @@ def check_partial_folder(folder: Path) -> None:
     Raises
     ------
     CacheError
-        For a symbolic link, a file, a folder without :data:`PARTIAL_MARKER` (unless
-        empty), or one holding files this package does not write.
+        For a symbolic link, a file, a folder without :data:`PARTIAL_MARKER` (unless empty
+        or being marked: holding only the marker's temporary), or one holding anything its
+        marker does not list.
     """
     if folder.is_symlink():
         raise CacheError(
@@ -666,26 +688,22 @@ def check_partial_folder(folder: Path) -> None:
             f"{folder} is a file, not an unfinished extraction: move it away or write the "
             "cache to another file"
         )
-    try:
-        names = os.listdir(folder)
-    except OSError as exc:
-        raise CacheError(f"cannot list {folder}: {exc.strerror or exc}") from exc
-    being_marked = all(name.startswith(f".{PARTIAL_MARKER}.") for name in names)  # killed then
-    if names and PARTIAL_MARKER not in names and not being_marked:
+    left = remove_entry(folder, dry_run=True).left
+    if left and left[0][0] == folder:
         raise CacheError(
-            f"{folder} was not written by bottleneck (it has no {PARTIAL_MARKER}): move it "
-            "away or write the cache to another file"
+            f"{folder} was not written by bottleneck ({left[0][1]}): move it away or write "
+            "the cache to another file"
         )
-    unknown = sorted(name for name in names if not _PARTIAL_ENTRY.fullmatch(name))
-    if unknown:
+    if left:
+        names = ", ".join(str(path.relative_to(folder)) for path, _ in left[:3])
         raise CacheError(
-            f"{folder} holds files bottleneck did not write ({', '.join(unknown[:3])}): move "
-            "them out, then rerun"
+            f"{folder} holds files bottleneck did not write ({names}): move them out, then rerun"
         )
 
 
 def discard_partial(path: str | Path) -> None:
-    """Remove an unfinished extraction's folder, entry by entry, its marker last.
+    """Remove an unfinished extraction's folder by its manifest (see
+    :func:`~bottleneck_transfer.entries.remove_entry`), its manifest last.
 
     Raises
     ------
@@ -698,23 +716,17 @@ def discard_partial(path: str | Path) -> None:
         return
     check_partial_folder(folder)
     with writing(folder):
-        for entry in sorted(folder.iterdir(), key=lambda p: p.name == PARTIAL_MARKER):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)  # an atomic.py temporary, recognised by its name
-            else:
-                entry.unlink()
-        folder.rmdir()
+        left = remove_entry(folder).left
+    if left:
+        raise CacheError(f"{left[0][0]} {left[0][1]}: left in place; move it out, then rerun")
 
 
 def _discard_stale_temps(final: Path) -> None:
-    """Remove atomic.py temporaries of ``final`` left by a killed assembly.
+    """Remove atomic.py temporaries of ``final`` left by a killed assembly (only those).
 
     Only call while holding :func:`writer_lock` of ``final``: no one else writes them then.
     """
-    pattern = re.compile(rf"\.{re.escape(final.name)}\.\w+{re.escape(TEMP_SUFFIX)}")
-    for holder in final.parent.glob(f".{final.name}.*{TEMP_SUFFIX}"):
-        if pattern.fullmatch(holder.name) and holder.is_dir() and not holder.is_symlink():
-            shutil.rmtree(holder, ignore_errors=True)
+    remove_temporaries(final)
 
 
 def _reserve(path: Path, size: int, fd: int | None = None) -> None:
@@ -732,9 +744,10 @@ def _reserve(path: Path, size: int, fd: int | None = None) -> None:
             os.close(fd)
 
 
-def _write_manifest(folder: Path, manifest: dict[str, Sequence]) -> None:
-    _atomic_npz(
-        folder / "manifest.npz",
+def _save_manifest(path: Path, manifest: dict[str, Sequence]) -> None:
+    """Write the items' stat (``manifest.npz``) to ``path`` (a temporary: see callers)."""
+    np.savez(
+        path,
         ids=np.asarray(manifest["ids"], dtype=str),
         size=np.asarray(manifest["size"], np.int64),
         mtime_ns=np.asarray(manifest["mtime_ns"], np.int64),
@@ -748,11 +761,6 @@ def _read_manifest(folder: Path) -> dict[str, np.ndarray] | None:
         return {key: data[key] for key in ("ids", "size", "mtime_ns")}
     except _DAMAGED:
         return None
-
-
-def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        np.savez(tmp, **arrays)
 
 
 class FeatureCache:
@@ -787,6 +795,9 @@ class FeatureCache:
                 else ""
             )
             raise CacheError(f"cache not found: {path}{hint}")
+        kind = file_kind(path, follow=True)
+        if kind is not None:  # a FIFO would block, a device never end: never opened
+            raise CacheError(f"{path} is {kind}, not a cache file")
         try:
             handle = h5py.File(path, "r")
         except OSError as exc:

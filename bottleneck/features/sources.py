@@ -33,6 +33,7 @@ from bottleneck_transfer.features.images import (
     decode_file,
 )
 from bottleneck_transfer.fingerprint import canonical_json, sha256_arrays, sha256_file, sha256_text
+from bottleneck_transfer.regular import file_kind
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = [
@@ -274,8 +275,15 @@ def _walk_images(folder: Path, root: Path, label: int) -> list[Item]:
         for name in filenames:
             if _is_image(name):
                 path = Path(dirpath) / name
-                found.append(Item(path.relative_to(root).as_posix(), label, path))
+                found.append(_file_item(path.relative_to(root).as_posix(), label, path))
     return sorted(found, key=lambda item: item.id)
+
+
+def _file_item(item_id: str, label: int, path: Path) -> Item:
+    """An image file to read; a FIFO, socket or device is a failed item, never opened."""
+    what = file_kind(path, follow=True)
+    error = None if what in (None, "missing") else f"{what}, not an image file: not opened"
+    return Item(item_id, label, path, error=error)
 
 
 def _folder_source(root: Path) -> tuple[str, list[Item], list[str]]:
@@ -325,7 +333,7 @@ def _csv_source(path: Path) -> tuple[list[Item], list[str]]:
         path, [(line, os.path.normpath(path.parent / r["path"])) for line, r in listed]
     )
     items = [
-        Item(r["path"], index.get(r.get("label", ""), -1), path.parent / r["path"])
+        _file_item(r["path"], index.get(r.get("label", ""), -1), path.parent / r["path"])
         for _, r in listed
     ]
     return items, values
@@ -487,6 +495,8 @@ def open_source(
         path = path.absolute()  # item paths must not depend on the working directory
         if path.is_dir():
             kind, items, names = _folder_source(path)
+        elif (what := file_kind(path, follow=True)) is not None:
+            raise SourceError(f"source {path} is {what}, not a file: it is never opened")
         elif path.suffix.lower() == ".csv":
             kind = "csv"
             items, names = _csv_source(path)

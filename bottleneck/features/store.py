@@ -7,6 +7,13 @@ The store owns its folder's layout; nothing else in it is the store's::
     fits/<32 hex>.json       a fit's metadata    fits/<32 hex>.skops    the fitted head
     fits/<32 hex>.npz        stored predictions  (heads/memo.py writes fits/)
     exports/<32 hex>/        export.json, and model.keras or model/ (pipeline/run.py writes it)
+
+Each entry has its manifest (:mod:`bottleneck_transfer.entries`): beside a file entry
+(``<24 hex>.h5.manifest.json``, ``fits/<32 hex>.manifest.json`` for a fit's two files,
+``fits/<32 hex>.npz.manifest.json``), inside a folder. Listing reads manifests and file
+kinds only (a FIFO named like an entry is never opened); reuse checks the hashes too
+(:meth:`CacheStore.reusable`); removal goes by the manifest alone
+(:func:`~bottleneck_transfer.entries.remove_entry`).
 """
 
 from __future__ import annotations
@@ -16,24 +23,29 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
+from bottleneck_transfer.entries import (
+    MANIFEST_SUFFIX,
+    EntryError,
+    EntryManifest,
+    manifest_path,
+    remove_entry,
+    reusable,
+)
 from bottleneck_transfer.errors import BottleneckError, CacheError
 from bottleneck_transfer.features.cache import (
-    FORMAT,
     CacheBusyError,
     FeatureCache,
     check_partial_folder,
-    discard_partial,
     writer_lock,
 )
+from bottleneck_transfer.regular import is_regular
 
 #: Environment variable naming the default store folder.
 CACHE_DIR_ENV = "BOTTLENECK_CACHE_DIR"
@@ -47,13 +59,11 @@ EXPORT_MODELS = {"keras": "model.keras", "folder": "model"}
 #: What ``cache ls`` lists, in its order: each kind of thing the store writes.
 KINDS = ("cache", "partial", "fit", "predictions", "export")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-#: How the store names what it writes; nothing else in its folders is the store's.
-_STORE_NAME = re.compile(r"[0-9a-f]{24}\.h5(\.partial)?")
-_FIT_NAME = re.compile(r"[0-9a-f]{32}\.(json|skops|npz)")
+#: How the store names what it writes (and their manifests); nothing else is the store's.
+_MANIFEST = re.escape(MANIFEST_SUFFIX)
+_STORE_NAME = re.compile(rf"[0-9a-f]{{24}}\.h5(\.partial|{_MANIFEST})?")
+_FIT_NAME = re.compile(rf"[0-9a-f]{{32}}(\.json|\.skops|\.npz|{_MANIFEST}|\.npz{_MANIFEST})")
 _EXPORT_NAME = re.compile(r"[0-9a-f]{32}")
-#: What an export folder holds: its summary, and the model with what export writes beside it
-#: (``model.labels.txt``).
-_EXPORT_ENTRY = re.compile(rf"{re.escape(EXPORT_SUMMARY)}|{EXPORT_MODELS['folder']}(\.[a-z]+)*")
 _LINK = "a symbolic link: not followed"
 
 
@@ -94,19 +104,34 @@ class CacheStore:
         with contextlib.suppress(FileNotFoundError):  # pruned meanwhile: nothing to record
             os.utime(path)
 
+    @staticmethod
+    def reusable(path: Path) -> bool:
+        """Whether the cache at ``path`` is as the store wrote it (sizes and sha256 of its
+        manifest); else, when something is there, one
+        :class:`~bottleneck_transfer.errors.StoreEntryWarning`: extract it again (``force``)."""
+        return reusable(path, "cache")
+
+    @staticmethod
+    def seal(path: Path) -> None:
+        """Write the manifest of the cache just written at ``path`` (call it holding the
+        cache's lock, or right after the extraction that wrote it)."""
+        manifest = EntryManifest(manifest_path(path))
+        manifest.add(path.name, path)
+        manifest.save()
+
     def entries(self) -> list[dict]:
         """Everything named as the store names it, by kind (:data:`KINDS`), newest first.
 
         ``kind`` is ``cache``, ``partial`` (an unfinished extraction), ``fit``, ``predictions``
-        or ``export``. ``status`` is ``complete``; ``damaged`` (a cache header, but it does
-        not open; a fit's metadata without its head); ``partial`` (a folder with the writer's
-        marker); ``incomplete`` (a head without its metadata, an export without its summary:
-        being written, or half removed); or ``not ours`` (a store name on something this
-        package did not write, or a symbolic link); ``note`` says why. ``head`` is a fit's
-        head spec, or an export's head and form.
+        or ``export``. ``status`` is ``complete``; ``damaged`` (a file its manifest lists is
+        missing, not a regular file or of another size, or a cache does not open);
+        ``partial`` (an unfinished extraction's folder); or ``not ours`` (no manifest, a
+        symbolic link, or it holds what its manifest does not list); ``note`` says why.
+        ``head`` is a fit's head spec, or an export's head and form. Only manifests are
+        read to tell (and a complete entry's own details): a FIFO is never opened.
         """
         found = [
-            *(("partial" if p.name.endswith(".partial") else "cache", p) for p in self._named()),
+            *self._caches(),
             *self._fits(),
             *(("export", p) for p in self._named(EXPORTS_FOLDER, _EXPORT_NAME)),
         ]
@@ -117,9 +142,7 @@ class CacheStore:
                 {
                     "kind": kind,
                     "path": str(path),
-                    "size_bytes": path.lstat().st_size
-                    if status == "not ours"
-                    else _size(path, kind),
+                    "size_bytes": _size(path, kind),
                     "last_used": dt.datetime.fromtimestamp(_last_use(path, kind)).isoformat(
                         timespec="seconds"
                     ),
@@ -140,11 +163,12 @@ class CacheStore:
     ) -> Pruned:
         """Remove what was not used for ``older_than`` seconds, and/or unfinished extractions.
 
-        Caches, fits, stored predictions and exports go by their last use. Only what the
-        store wrote goes (see :meth:`entries`); caches, unfinished extractions and exports
-        each while holding their lock: one that a running extraction or pipeline holds is
-        kept, and so is anything not recognised. With ``dry_run``, nothing is removed:
-        ``removed`` lists what would be.
+        Caches, fits, stored predictions and exports go by their last use. Each goes by its
+        manifest alone (:func:`~bottleneck_transfer.entries.remove_entry`: all of it or
+        nothing); caches, unfinished extractions and exports each while holding their lock:
+        one that a running extraction or pipeline holds is kept, and so is anything not the
+        store's or holding what its manifest does not list, each with the reason in
+        ``kept``. With ``dry_run``, nothing is removed: ``removed`` lists what would be.
         """
         if older_than is None and not partial:
             raise BottleneckError("say what to prune: --older-than AGE and/or --partial")
@@ -159,13 +183,16 @@ class CacheStore:
                 result.kept.append((path, entry["note"]))
                 continue
             try:
-                _REMOVE[kind](path, dry_run)
+                left = _remove(path, kind, dry_run)
             except CacheBusyError:
                 result.kept.append((path, _IN_USE[kind]))
             except (CacheError, OSError) as exc:
                 result.kept.append((path, str(exc)))
             else:
-                result.removed.append(path)
+                if left:
+                    result.kept.append((path, _left(left)))
+                else:
+                    result.removed.append(path)
         return result
 
     def _named(self, folder: str | None = None, name: re.Pattern = _STORE_NAME) -> list[Path]:
@@ -180,19 +207,28 @@ class CacheStore:
             sorted(p for p in where.iterdir() if name.fullmatch(p.name)) if where.is_dir() else []
         )
 
+    def _caches(self) -> list[tuple[str, Path]]:
+        """``("cache" | "partial", path)`` per cache name (a manifest whose cache is gone
+        is listed as its cache)."""
+        paths = {p.with_name(p.name.removesuffix(MANIFEST_SUFFIX)) for p in self._named()}
+        return [("partial" if p.name.endswith(".partial") else "cache", p) for p in sorted(paths)]
+
     def _fits(self) -> list[tuple[str, Path]]:
         """``("fit", path)`` once per fit key (its ``.json``, else its ``.skops``) and
-        ``("predictions", path)`` per ``.npz``; a linked ``fits/`` folder is one fit entry."""
-        fits: dict[Path, Path] = {}
-        out = []
+        ``("predictions", path)`` per ``.npz``, each also when only its manifest is left;
+        a linked ``fits/`` folder is one fit entry."""
+        fits, predictions, linked = set(), set(), []
         for path in self._named(FITS_FOLDER, _FIT_NAME):
-            if path.suffix == ".npz":
-                out.append(("predictions", path))
-            elif path.suffix in (".json", ".skops"):
-                fits.setdefault(path.with_suffix(""), path)  # .json sorts before .skops
-            else:
-                out.append(("fit", path))  # the linked folder itself
-        return [*(("fit", path) for path in fits.values()), *out]
+            if path.name == FITS_FOLDER:
+                linked.append(("fit", path))  # the linked folder itself
+                continue
+            key, rest = path.name.split(".", 1)
+            (predictions if rest.startswith("npz") else fits).add(path.with_name(key))
+        return [
+            *(("fit", _fit_path(stem)) for stem in sorted(fits)),
+            *(("predictions", stem.with_suffix(".npz")) for stem in sorted(predictions)),
+            *linked,
+        ]
 
 
 @dataclass
@@ -222,8 +258,9 @@ def _recognise_cache(path: Path) -> tuple[str, str, dict]:
         except CacheError as exc:
             return "not ours", str(exc), {}
         return "partial", "an unfinished extraction", {}
-    if not path.is_file() or not _has_cache_header(path):
-        return "not ours", "not a bottleneck cache", {}
+    status, note = _judge(path)
+    if status != "complete":
+        return status, note, {}
     try:
         with FeatureCache.open(path) as cache:
             base = cache.provenance.get("base", {})
@@ -242,66 +279,86 @@ def _recognise_cache(path: Path) -> tuple[str, str, dict]:
         return "damaged", str(exc), {}
 
 
-def _fit_files(path: Path) -> list[Path]:
-    """A fit's files in the order they are removed: the metadata first (see ``_remove_fit``)."""
-    return [path.with_suffix(".json"), path.with_suffix(".skops")]
+def _fit_path(stem: Path) -> Path:
+    """A fit's path as listed: its metadata, else its head file (else where its metadata was)."""
+    head = stem.with_suffix(".skops")
+    return (
+        head
+        if _exists(head) and not _exists(stem.with_suffix(".json"))
+        else stem.with_suffix(".json")
+    )
+
+
+def _fit_manifest(path: Path) -> Path:
+    """A fit's manifest (``<key>.manifest.json``), from any of its files."""
+    return manifest_path(path.parent / path.name.split(".", 1)[0])
 
 
 def _recognise_fit(path: Path) -> tuple[str, str, dict]:
     """The status of a memoized fit (its metadata and head file), why, and its head spec."""
-    meta, head = (p if p.exists() or p.is_symlink() else None for p in _fit_files(path))
-    if any(p is not None and p.is_symlink() for p in (path, meta, head)):
-        return "not ours", _LINK, {}
-    spec = None
-    if meta is not None:
-        spec = _json_field(meta, "head")
-        if not isinstance(spec, str):
-            return "not ours", "not a fit's metadata", {}
-    if head is not None and not (head.is_file() and zipfile.is_zipfile(head)):
-        return "not ours", "not a head file", {}
-    if head is None:
-        return "damaged", "metadata without its head file: reusing the fit would fail", {}
-    if meta is None:
-        return "incomplete", "a head file without its metadata: being written, or half removed", {}
+    status, note = _judge(path, _fit_manifest(path))
+    if status != "complete":
+        return status, note, {}
+    spec = _json_field(path.with_suffix(".json"), "head")
+    if not isinstance(spec, str):
+        return "damaged", "its metadata names no head", {}
     return "complete", "", {"head": spec}
 
 
 def _recognise_predictions(path: Path) -> tuple[str, str, dict]:
     """The status of stored predictions, why, and how many rows they cover."""
-    if path.is_symlink():
-        return "not ours", _LINK, {}
+    status, note = _judge(path)
+    if status != "complete":
+        return status, note, {}
     try:
-        if zipfile.is_zipfile(path):
-            with np.load(path, allow_pickle=False) as stored:
-                if "meta" in stored.files:
-                    return "complete", "", {"rows": len(stored["predictions"])}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        pass
-    return "not ours", "not stored predictions", {}
+        with np.load(path, allow_pickle=False) as stored:
+            return "complete", "", {"rows": len(stored["predictions"])}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        return "damaged", f"not readable as stored predictions ({exc})", {}
 
 
 def _recognise_export(folder: Path) -> tuple[str, str, dict]:
     """The status of an export folder, why, and its head and form (from its summary)."""
-    if folder.is_symlink():
-        return "not ours", _LINK, {}
-    if not folder.is_dir():
+    if not folder.is_dir() and not folder.is_symlink():
         return "not ours", "not an export folder", {}
-    names = {p.name: p for p in folder.iterdir()}
-    foreign = sorted(name for name in names if not _EXPORT_ENTRY.fullmatch(name))
-    if foreign:
-        return "not ours", f"holds what an export does not: {', '.join(foreign)}", {}
-    if any(p.is_symlink() for p in names.values()):
-        return "not ours", f"holds {_LINK}", {}
-    if EXPORT_SUMMARY not in names:
-        return "incomplete", f"an export without its {EXPORT_SUMMARY}: half removed", {}
-    head, kind = (_json_field(names[EXPORT_SUMMARY], key) for key in ("head", "kind"))
+    status, note = _judge(folder)
+    if status != "complete":
+        return status, note, {}
+    head, kind = (_json_field(folder / EXPORT_SUMMARY, key) for key in ("head", "kind"))
     if not isinstance(head, str):
-        return "not ours", f"{EXPORT_SUMMARY} is not an export's summary", {}
+        return "damaged", f"{EXPORT_SUMMARY} is not an export's summary", {}
     return "complete", "", {"head": f"{head} ({kind})"}
 
 
+def _judge(entry: Path, manifest: Path | None = None) -> tuple[str, str]:
+    """``(status, note)`` of an entry by its manifest, opening nothing but the manifest:
+    ``not ours`` (a link; no manifest; or it holds what its manifest does not list),
+    ``damaged`` (a listed file missing, not regular or of another size) or ``complete``."""
+    if entry.is_symlink():
+        return "not ours", _LINK
+    try:
+        listed = EntryManifest.load(manifest or manifest_path(entry))
+    except EntryError as exc:
+        return "not ours", str(exc)
+    left = remove_entry(entry, dry_run=True, manifest=listed.path).left
+    if left:
+        return "not ours", _left(left)
+    problems = listed.problems(hashes=False)
+    if problems:
+        return "damaged", "; ".join(problems[:2])
+    return "complete", ""
+
+
+def _left(left: list[tuple[Path, str]]) -> str:
+    """What a removal left and why, in one line."""
+    shown = "; ".join(f"{path.name} {why}" for path, why in left[:3])
+    return f"left {shown}" + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+
+
 def _json_field(path: Path, key: str) -> object:
-    """``key`` of the JSON object in ``path``; None when it is not one."""
+    """``key`` of the JSON object in ``path``; None when it is not one (or not a file)."""
+    if not is_regular(path):
+        return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -309,47 +366,16 @@ def _json_field(path: Path, key: str) -> object:
     return data.get(key) if isinstance(data, dict) else None
 
 
-def _remove_cache(path: Path, dry_run: bool) -> None:
-    with writer_lock(path):
-        if not dry_run:
-            path.unlink()
-
-
-def _remove_partial(path: Path, dry_run: bool) -> None:
-    with writer_lock(path.with_suffix("")):
-        if not dry_run:
-            discard_partial(path)
-
-
-def _remove_fit(path: Path, dry_run: bool) -> None:
-    # The metadata goes first: the memo takes a key with metadata to have its head (it writes
-    # the metadata last), so a half-removed fit is never taken for a stored one.
-    if not dry_run:
-        for file in _fit_files(path):
-            file.unlink(missing_ok=True)
-
-
-def _remove_predictions(path: Path, dry_run: bool) -> None:
-    if not dry_run:
-        path.unlink(missing_ok=True)
-
-
-def _remove_export(folder: Path, dry_run: bool) -> None:
-    # The pipeline checks for the summary, copies the export and reads the summary all while
-    # holding this lock, so no run copies from a folder being removed. The summary goes first:
-    # a run without the lock (an older version) sees no summary and rebuilds the export.
-    with writer_lock(folder):
-        status, note, _ = _recognise_export(folder)  # as listed, now that no run writes it
-        if status == "not ours":
-            raise CacheError(note)
-        if dry_run:
-            return
-        for entry in sorted(folder.iterdir(), key=lambda p: p.name != EXPORT_SUMMARY):
-            if entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-        folder.rmdir()
+def _remove(path: Path, kind: str, dry_run: bool) -> list[tuple[Path, str]]:
+    """Remove one entry by its manifest (see :func:`~bottleneck_transfer.entries.remove_entry`)
+    while holding its lock when it has one; what was left, and why."""
+    manifest = _fit_manifest(path) if kind == "fit" else None
+    if kind in ("cache", "partial", "export"):
+        # The pipeline checks, copies and reads an export all while holding this lock, so no
+        # run copies from a folder being removed; an extraction holds its cache's.
+        with writer_lock(path.with_suffix("") if kind == "partial" else path):
+            return remove_entry(path, dry_run=dry_run).left
+    return remove_entry(path, dry_run=dry_run, manifest=manifest).left
 
 
 _RECOGNISE: dict[str, Callable[[Path], tuple[str, str, dict]]] = {
@@ -359,13 +385,6 @@ _RECOGNISE: dict[str, Callable[[Path], tuple[str, str, dict]]] = {
     "predictions": _recognise_predictions,
     "export": _recognise_export,
 }
-_REMOVE: dict[str, Callable[[Path, bool], None]] = {
-    "cache": _remove_cache,
-    "partial": _remove_partial,
-    "fit": _remove_fit,
-    "predictions": _remove_predictions,
-    "export": _remove_export,
-}
 _IN_USE = {
     "cache": "in use: a running extraction holds its lock",
     "partial": "in use: a running extraction holds its lock",
@@ -373,33 +392,33 @@ _IN_USE = {
 }
 
 
+def _exists(path: Path) -> bool:
+    """Whether there is anything at ``path`` (a link counts, followed or not)."""
+    return path.exists() or path.is_symlink()
+
+
 def _last_use(path: Path, kind: str) -> float:
-    """When a store entry was last used: its newest file's mtime (an export: its summary's)."""
-    if path.is_symlink():
-        return path.lstat().st_mtime
+    """When a store entry was last used: its newest file's mtime (an export: its summary's;
+    an entry of which only the manifest is left: the manifest's)."""
     if kind == "fit":
-        stats = [p.lstat().st_mtime for p in _fit_files(path) if p.exists() or p.is_symlink()]
-        return max(stats, default=path.lstat().st_mtime)
-    if kind == "export" and (path / EXPORT_SUMMARY).exists():
+        files = [path.with_suffix(s) for s in (".json", ".skops")]
+        stats = [p.lstat().st_mtime for p in files if _exists(p)]
+        if stats:
+            return max(stats)
+    if kind == "export" and is_regular(path / EXPORT_SUMMARY):
         return (path / EXPORT_SUMMARY).lstat().st_mtime
+    if not _exists(path):
+        path = _fit_manifest(path) if kind == "fit" else manifest_path(path)
     return path.lstat().st_mtime
-
-
-def _has_cache_header(path: Path) -> bool:
-    """Whether ``path`` is an HDF5 file with this package's ``format`` attribute."""
-    try:
-        with h5py.File(path, "r") as handle:
-            return handle.attrs.get("format") == FORMAT
-    except (OSError, ValueError):
-        return False
 
 
 def _size(path: Path, kind: str) -> int:
     """Bytes of an entry: a file, a fit's two files, or every file under a folder."""
     if kind == "fit":
-        return sum(p.stat().st_size for p in _fit_files(path) if p.is_file())
-    if path.is_dir():
+        files = [path.with_suffix(s) for s in (".json", ".skops")]
+        return sum(p.lstat().st_size for p in files if is_regular(p))
+    if path.is_dir() and not path.is_symlink():
         return sum(
             (Path(top) / name).lstat().st_size for top, _, names in os.walk(path) for name in names
         )
-    return path.stat().st_size
+    return path.lstat().st_size if _exists(path) else 0

@@ -7,7 +7,10 @@ the source of this package's own estimator classes.
 The fitted head is stored under that key as a head file (skops, loaded back through
 :func:`~bottleneck_transfer.heads.trust.load_trusted`); the head's predictions on an
 evaluation set are stored beside it under a key that adds the evaluation data and rows.
-Both are written atomically, so a key's file is whole or absent.
+Both are written atomically, each recorded in its entry's manifest (sizes and sha256,
+:mod:`bottleneck_transfer.entries`) before it appears; a stored fit or predictions whose
+files do not match their manifest are never used: one
+:class:`~bottleneck_transfer.errors.StoreEntryWarning`, computed again and rewritten.
 
 The memo lives in the ``fits/`` folder of a cache store
 (:class:`~bottleneck_transfer.features.store.CacheStore`), so a pipeline run twice, or with
@@ -26,7 +29,7 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer import __version__
-from bottleneck_transfer.atomic import atomic_path, atomic_write_text
+from bottleneck_transfer.entries import EntryManifest, manifest_path, reusable
 from bottleneck_transfer.features.store import FITS_FOLDER, CacheStore
 from bottleneck_transfer.fingerprint import fingerprint, sha256_arrays, sha256_file
 from bottleneck_transfer.heads.trust import load_trusted
@@ -116,12 +119,17 @@ class FitMemo:
     def _path(self, key: str, suffix: str) -> Path:
         return self.root / f"{key.split(':', 1)[-1][:32]}{suffix}"
 
+    def _manifest(self, key: str, suffix: str) -> Path:
+        """The manifest of the fit (``suffix`` ``""``) or the predictions (``".npz"``)."""
+        return manifest_path(self._path(key, suffix))
+
     def load_meta(self, key: str) -> dict | None:
-        """The metadata stored with the fit ``key``, or None when there is no complete stored
-        fit: never stored, its head file gone (pruned meanwhile), or unreadable (refitted and
-        stored again, as any cache miss)."""
+        """The metadata stored with the fit ``key``, or None when there is no intact stored
+        fit: never stored, or its files not as written (pruned meanwhile, truncated, edited:
+        one :class:`~bottleneck_transfer.errors.StoreEntryWarning`); refitted and stored
+        again, as any cache miss."""
         path = self._path(key, ".json")
-        if not self._path(key, ".skops").is_file():
+        if not reusable(path, "fit", manifest=self._manifest(key, "")):
             return None
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
@@ -154,15 +162,21 @@ class FitMemo:
 
         path = self._path(key, ".skops")
         text = json.dumps(metadata)
-        with atomic_path(path) as tmp:
+        manifest = EntryManifest(self._manifest(key, ""))
+        with manifest.writing(path.name) as tmp:
             skops.io.dump({"head": estimator, "meta": text}, tmp)
-        atomic_write_text(self._path(key, ".json"), text)
+        with manifest.writing(self._path(key, ".json").name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
         return path
 
     def load_predictions(self, key: str) -> dict[str, Any] | None:
         """The stored predictions of ``key`` (arrays and their ``meta`` dict), or None when
-        there are none or they are unreadable (a miss: predicted and stored again)."""
+        there are none, or they are not as written (one
+        :class:`~bottleneck_transfer.errors.StoreEntryWarning`) or unreadable: a miss,
+        predicted and stored again."""
         path = self._path(key, ".npz")
+        if not reusable(path, "predictions"):
+            return None
         try:
             with np.load(path, allow_pickle=False) as stored:
                 arrays: dict[str, Any] = {name: stored[name] for name in stored.files}
@@ -177,6 +191,7 @@ class FitMemo:
     def save_predictions(self, key: str, meta: dict, **arrays: np.ndarray) -> Path:
         """Store predictions (and any other arrays) with a JSON ``meta`` under ``key``."""
         path = self._path(key, ".npz")
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        manifest = EntryManifest(self._manifest(key, ".npz"))
+        with manifest.writing(path.name) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
         return path

@@ -24,6 +24,7 @@ from typing import Any
 from bottleneck_transfer.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from bottleneck_transfer.deploy.export import export
 from bottleneck_transfer.deploy.predict import predict
+from bottleneck_transfer.entries import MANIFEST_NAME, reusable
 from bottleneck_transfer.errors import SmallDataWarning
 from bottleneck_transfer.features.baselines import baseline_bases
 from bottleneck_transfer.features.bases import Base, load_base
@@ -258,9 +259,11 @@ def _run_extractions(
     caches = {}
     for p, step in zip(planned, steps, strict=True):
         t0 = time.perf_counter()
+        intact = store.reusable(p.cache)  # else one StoreEntryWarning: extracted again
         result = extract(
             p.source,
             out=p.cache,
+            force=p.cache.exists() and not intact,
             batch_size=options["batch_size"],
             strict=options["strict"],
             store_dtype=options["store_dtype"],
@@ -270,6 +273,8 @@ def _run_extractions(
             **_engine_arguments(p, options),
             wait=echo,  # a second run of the spec waits for the first one's extraction
         )
+        if not (intact and result.up_to_date):
+            store.seal(p.cache)
         store.touch(p.cache)
         verb = "reused   " if result.up_to_date else "extracted"
         skipped = f" ({len(result.failed)} skipped)" if result.failed else ""
@@ -363,7 +368,7 @@ def _export(
     # ``cache prune`` removes an export only while holding its lock: no run copies from an
     # export being removed (and a run of the same fit waits, then reuses this one's export).
     with writer_lock(stored, wait=lambda _message: None):
-        reused = (stored / EXPORT_SUMMARY).is_file()
+        reused = reusable(stored, "export")  # its files as written, else rebuilt (a warning)
         if reused:
             store.touch(stored / EXPORT_SUMMARY)  # its last use (``cache prune --older-than``)
         else:
@@ -388,7 +393,7 @@ def _export(
                 }
                 (scratch / EXPORT_SUMMARY).write_text(json.dumps(summary), encoding="utf-8")
         for item in sorted(stored.iterdir()):
-            if item.name != EXPORT_SUMMARY:
+            if item.name not in (EXPORT_SUMMARY, MANIFEST_NAME):
                 with atomic_path(run_dir / item.name) as target:
                     (shutil.copytree if item.is_dir() else shutil.copy2)(item, target)
         summary = json.loads((stored / EXPORT_SUMMARY).read_text(encoding="utf-8"))

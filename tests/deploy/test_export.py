@@ -271,6 +271,7 @@ def test_folder_export_for_heads_keras_cannot_express(name, photo_cache, tmp_pat
     assert result.kind == "folder"
     assert sorted(p.name for p in out.iterdir()) == [
         "base.keras",
+        "bottleneck-manifest.json",
         "head.skops",
         "labels.txt",
         "model.json",

@@ -10,6 +10,7 @@ import os
 import h5py
 import numpy as np
 import pytest
+from bottleneck_transfer.entries import EntryManifest
 from bottleneck_transfer.errors import CacheError, ResumeWarning, StaleCacheError
 from bottleneck_transfer.features import cache as cache_module
 from bottleneck_transfer.features.cache import (
@@ -147,7 +148,7 @@ def test_resume_of_an_intact_partial_keeps_everything(tmp_path):
         (
             lambda d: os.replace(d / "chunk-000002.npz", d / "chunk-000001.npz"),
             4,
-            "chunk-000001.npz is damaged or inconsistent .*items 4-12",
+            "chunk-000001.npz is damaged or changed",
         ),
     ],
 )
@@ -215,8 +216,17 @@ def test_stale_partial_names_the_files_that_changed(tmp_path):
 def test_a_marker_only_partial_starts_over(tmp_path):
     folder = partial_path(tmp_path / "c.h5")
     folder.mkdir()
-    (folder / PARTIAL_MARKER).write_text("{}")
+    EntryManifest(folder / PARTIAL_MARKER).save()
     assert _resume(tmp_path / "c.h5") is None
+
+
+def test_a_partial_with_an_invalid_manifest_is_not_ours(tmp_path):
+    folder = partial_path(tmp_path / "c.h5")
+    folder.mkdir()
+    (folder / PARTIAL_MARKER).write_text("{}")
+    with pytest.raises(CacheError, match="was not written by bottleneck"):
+        _resume(tmp_path / "c.h5")
+    assert (folder / PARTIAL_MARKER).read_text() == "{}"
 
 
 # --- full disk, read-only folder ------------------------------------------------------------

@@ -33,7 +33,7 @@ from bottleneck_transfer import atomic
 from bottleneck_transfer.errors import CacheError, Interrupted, StaleCacheError
 from bottleneck_transfer.features import cache as cache_module
 from bottleneck_transfer.features.bases import load_base
-from bottleneck_transfer.features.cache import FeatureCache, partial_path
+from bottleneck_transfer.features.cache import PARTIAL_MARKER, FeatureCache, partial_path
 from bottleneck_transfer.features.extract import extract
 from fault_fixtures import tiny_base_file, tiny_images
 from PIL import Image
@@ -266,7 +266,7 @@ def _empty(path: Path) -> None:
 
 DAMAGES = {"delete": _delete, "truncate": _truncate, "corrupt": _corrupt, "empty": _empty}
 PIECES = [
-    "bottleneck-partial.json",
+    PARTIAL_MARKER,
     "meta.json",
     "manifest.npz",
     "chunk-000000.npz",
@@ -277,7 +277,7 @@ PIECES = [
 
 def _expected(piece: str, damage: str):
     """What resuming gives: the equal cache, or the one-line error (and how to recover)."""
-    if piece == "bottleneck-partial.json" and damage == "delete":
+    if piece == PARTIAL_MARKER:  # its manifest: without it, nothing there is known to be ours
         return CacheError, "was not written by bottleneck", None
     if piece == "meta.json":
         return CacheError, "meta.json is unreadable", {"force": True}

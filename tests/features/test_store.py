@@ -33,6 +33,7 @@ def _cache(path, complete=True):
     writer.commit()
     if complete:
         writer.finalize(path, {})
+        CacheStore.seal(path)
     else:
         writer.close()
     return path if complete else partial_path(path)
@@ -80,7 +81,7 @@ def test_prune_removes_only_what_the_store_wrote(store):
     assert sorted(result.removed) == sorted([own["cache"], own["partial"]])
     kept = {path.name: why for path, why in result.kept}
     assert kept[own["held"].name] == "in use: a running extraction holds its lock"
-    assert kept[_store_path(store, "d").name] == "not a bottleneck cache"
+    assert "not written by bottleneck" in kept[_store_path(store, "d").name]
     assert kept[partial_path(_store_path(store, "e")).name] == "a symbolic link: not followed"
     left = _everything(store.root)
     assert all(thing in left for thing in user_things)
@@ -125,6 +126,6 @@ def test_cli_prune_names_what_it_keeps(store):
     )
     assert result.exit_code == 0, result.output
     assert f"removed {own['cache']}" in result.output
-    assert "not a bottleneck cache" in result.output and "Traceback" not in result.output
+    assert "not written by bottleneck" in result.output and "Traceback" not in result.output
     assert "3 removed, 2 kept" in result.output
     assert (store.root / "photos.h5" / "cat.jpg").exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.cli import cli
 from bottleneck_transfer.features.cache import writer_lock
 from bottleneck_transfer.features.store import (
@@ -31,11 +32,12 @@ DAY = 86400.0
 def _export(store: CacheStore, digest: str, head: str = "logreg") -> Path:
     """An export folder as the pipeline writes it: the model and its summary."""
     folder = store.root / EXPORTS_FOLDER / digest
-    folder.mkdir(parents=True)
-    (folder / EXPORT_MODELS["keras"]).write_bytes(b"a .keras zip")
-    (folder / "model.labels.txt").write_text("a\nb\n")
-    summary = {"head": head, "kind": "keras", "parity": None}
-    (folder / EXPORT_SUMMARY).write_text(json.dumps(summary))
+    with atomic_path(folder) as scratch:  # sealed with its manifest, as the pipeline's
+        scratch.mkdir()
+        (scratch / EXPORT_MODELS["keras"]).write_bytes(b"a .keras zip")
+        (scratch / "model.labels.txt").write_text("a\nb\n")
+        summary = {"head": head, "kind": "keras", "parity": None}
+        (scratch / EXPORT_SUMMARY).write_text(json.dumps(summary))
     return folder
 
 
@@ -69,6 +71,7 @@ def store(tmp_path):
         "thesis": _export(store, "f" * 32) / "thesis.tex",
         "readme": exports / "README.txt",
     }
+    store.seal(own["cache"])
     foreign["note"].write_text("mine")
     foreign["link_fit"].symlink_to(elsewhere / "notes.json")
     foreign["bad_npz"].write_bytes(b"not an npz")
@@ -120,7 +123,7 @@ def test_prune_goes_by_last_use_and_a_reuse_refreshes_it(store):
     kept = {path.name: why for path, why in result.kept}
     assert kept[foreign["link_fit"].name] == "a symbolic link: not followed"
     assert kept[foreign["link_export"].name] == "a symbolic link: not followed"
-    assert "thesis.tex" in kept["f" * 32] and "not stored predictions" in kept["d" * 32 + ".npz"]
+    assert "thesis.tex" in kept["f" * 32] and "not written by" in kept["d" * 32 + ".npz"]
     assert not any(p.exists() for p in old)
     assert own["fit"].exists() and own["fit"].with_suffix(".skops").exists()
     assert all(p.exists() or p.is_symlink() for p in foreign.values())

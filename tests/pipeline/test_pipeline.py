@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from bottleneck_transfer.cli import cli
+from bottleneck_transfer.entries import EntryManifest
 from bottleneck_transfer.features.cache import PARTIAL_MARKER
 from bottleneck_transfer.features.store import CacheStore, parse_age
 from bottleneck_transfer.pipeline.run import run_pipeline
@@ -164,7 +165,7 @@ def test_store_ls_and_prune(tmp_path, photos):
     record = run_pipeline(spec, cache_dir=store_dir, progress=False, echo=lambda _: None)
     dead = store_dir / ("f" * 24 + ".h5.partial")  # an unfinished extraction of the store's
     dead.mkdir()
-    (dead / PARTIAL_MARKER).write_text("{}")
+    EntryManifest(dead / PARTIAL_MARKER).save()
     runner = CliRunner()
     listing = json.loads(
         runner.invoke(cli, ["cache", "ls", "--cache-dir", str(store_dir), "--json"]).output
