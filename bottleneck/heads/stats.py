@@ -382,10 +382,13 @@ def draw_interval(
     Returns
     -------
     dict
-        ``mean``; ``low``/``high``: ``mean ± t(R-1) * sqrt(s²/R + v)``, where ``s²`` is the
-        variance of the per-draw means and ``v`` the variance of the mean over resampled
-        evaluation rows (the row bootstrap's, in closed form: the variance of the per-row
-        means over n); with one draw the bootstrap percentile interval.
+        ``mean``; ``low``/``high``: ``mean ± t(df) * sqrt(s²/R + v - e)``, where ``s²`` is
+        the variance of the per-draw means, ``v`` the variance of the mean over resampled
+        evaluation rows (in closed form: the variance of the per-row means over n) and ``e``
+        the draw-by-row residual mean square over nR, which both other terms hold once
+        (two-way random effects); never below ``s²/R`` or ``v``; ``df`` by
+        Welch–Satterthwaite (R - 1 when the draws dominate, n - 1 when the rows do). With
+        one draw the bootstrap percentile interval.
         ``draw_sd`` (``s``), ``test_sd`` (``sqrt(v)``) and ``per_draw`` show where the width
         comes from.
 
@@ -400,11 +403,17 @@ def draw_interval(
     per_row = scores.mean(axis=0)
     mean = float(per_draw.mean())
     draw_sd = float(per_draw.std(ddof=1)) if draws > 1 else 0.0
-    test_sd = float(per_row.std() / np.sqrt(n))  # the row bootstrap's sd of the mean
+    test_sd = float(per_row.std(ddof=1 if n > 1 else 0) / np.sqrt(n))
     if draws > 1:
-        half = float(student_t.ppf((1 + confidence) / 2, draws - 1)) * np.hypot(
-            draw_sd / np.sqrt(draws), test_sd
+        residual = scores - per_draw[:, None] - per_row[None] + mean
+        df_noise = (draws - 1) * max(n - 1, 1)
+        parts = np.array(
+            [draw_sd**2 / draws, test_sd**2, (residual**2).sum() / df_noise / n / draws]
         )
+        dfs = np.array([draws - 1, max(n - 1, 1), df_noise])
+        variance = max(parts[0] + parts[1] - parts[2], parts[0], parts[1])
+        df = variance**2 / (parts**2 / dfs).sum() if variance > 0 else draws - 1
+        half = float(student_t.ppf((1 + confidence) / 2, max(df, 1.0))) * math.sqrt(variance)
         low, high = _clip(mean - half, mean + half, bounds)
     else:
         weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), n_bootstrap)

@@ -44,7 +44,8 @@ def test_interval_of_identical_draws_is_the_test_bootstrap_and_one_draw_percenti
     row = np.random.default_rng(0).integers(0, 2, 400)
     same = draw_interval(np.stack([row, row]))
     assert same["draw_sd"] == 0.0 and 0.015 < same["test_sd"] < 0.035
-    assert same["high"] - same["low"] == pytest.approx(2 * 12.7062 * same["test_sd"], abs=2e-3)
+    # only the test rows vary: their n - 1 degrees of freedom (Welch–Satterthwaite), not R - 1
+    assert same["high"] - same["low"] == pytest.approx(2 * 1.966 * same["test_sd"], abs=2e-3)
     one = draw_interval(row[None])
     assert one["low"] < one["mean"] == round(row.mean(), 4) < one["high"]
     assert one["high"] - one["low"] == pytest.approx(2 * 1.96 * one["test_sd"], rel=0.15)
