@@ -224,11 +224,13 @@ def cv_interval(
 def _exact_mcnemar(b: int, c: int, n: int, level: float) -> dict[str, Any]:
     """Exact McNemar: b of the b + c discordant rows favour A; p by doubling the smaller
     binomial tail, so that p < 1 - level exactly when 0.5 is outside the Clopper–Pearson
-    interval of b / (b + c), which gives the interval of the gap (b - c) / n."""
+    interval of b / (b + c), which gives the interval of the gap (b - c) / n. With no
+    discordant row, the gap lies within ± the exact upper bound of the discordance rate."""
     discordant = b + c
     gap = 100 * (b - c) / n
-    if discordant == 0:
-        return {"b": b, "c": c, "p": 1.0, "gap_points": 0.0, "interval_points": [0.0, 0.0]}
+    if discordant == 0:  # no row tells them apart: the gap is within the discordance bound
+        bound = 100 * clopper_pearson(0, n, level)[1]
+        return {"b": b, "c": c, "p": 1.0, "gap_points": 0.0, "interval_points": [-bound, bound]}
     tails = min(binom.cdf(b, discordant, 0.5), binom.sf(b - 1, discordant, 0.5))
     low, high = clopper_pearson(b, discordant, level)
     scale = 100 * discordant / n
