@@ -346,18 +346,6 @@ def family_tests(
     return tests
 
 
-def describe_test(test: dict[str, Any]) -> str:
-    """``95% CI +1.0 to +3.0; exact McNemar p = 0.01 (Holm-adjusted over 3 ...)``."""
-    low, high = test["interval_points"]
-    text = f"{100 * test['level']:.4g}% CI {low:+.1f} to {high:+.1f}; {test['method']} "
-    if test.get("family_size", 1) > 1:
-        return text + (
-            f"p = {test['p_holm']:.2g}, Holm-adjusted over the {test['family_size']} "
-            f"{test['family']} tests"
-        )
-    return text + f"p = {test.get('p_holm', test['p']):.2g}"
-
-
 def draw_interval(
     scores: np.ndarray,
     *,
