@@ -11,7 +11,8 @@ with the registry's compared-by-default heads (untuned, as in the demo).
     each (:func:`heads.compare.compare_heads` against the same plain test cache) and keep
     each head's test predictions. With few labels most of the variance comes from *which*
     images are labelled, so every mean has an interval over both sources of chance
-    (:func:`draw_interval`); the paired difference (views - plain) uses the same draws.
+    (:func:`~bottleneck_transfer.heads.stats.draw_interval`); the paired difference (views -
+    plain) uses the same draws.
 ``float16-heads`` (:func:`bench_float16_heads`)
     The demo's train (``limit`` images) and test caches stored as float32 and as float16
     (``store_dtype``): file sizes, how far the float16 features are from float32, and each
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.bench.suite import FASHION_BASE
+from bottleneck_transfer.heads.stats import draw_interval
 
 #: The demo of ``pipelines/fashion_mnist.toml`` (the base path is relative to the checkout).
 DEMO = {
@@ -42,69 +44,14 @@ DEMO = {
     "limit": 12000,
 }
 AUGMENT = "flip,crop,rotate,color"
+#: The range of a paired difference of 1/0 scores.
+DIFFERENCE = (-1.0, 1.0)
 
 Log = Callable[[str], None]
 
 
 def _quiet(_: str) -> None:
     pass
-
-
-def draw_interval(
-    scores: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95
-) -> dict[str, Any]:
-    """Mean of per-test-row scores over labelled draws, with an interval for both chances.
-
-    Parameters
-    ----------
-    scores : ndarray of shape (R, n)
-        Row ``r`` holds one labelled draw's score of each test row: 1/0 for correct, or the
-        difference of two such (a paired comparison on the same draw).
-    n_bootstrap, seed
-        Test-row bootstrap resamples, and their seed.
-    confidence : float
-        Coverage of the interval.
-
-    Returns
-    -------
-    dict
-        ``mean``; ``low``/``high``: ``mean ± t(R-1) * sqrt(s²/R + v)``, where ``s²`` is the
-        variance of the per-draw means (which images were labelled) and ``v`` the bootstrap
-        variance of the mean over resampled test rows (which test images); with one draw
-        the bootstrap percentile interval. ``draw_sd`` (``s``), ``test_sd`` (``sqrt(v)``)
-        and ``per_draw`` (the per-draw means) show where the width comes from.
-
-    Examples
-    --------
-    >>> draw_interval(np.array([[1, 1, 0, 1], [1, 0, 0, 1]]))["mean"]
-    0.625
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    draws, n = scores.shape
-    per_draw = scores.mean(axis=1)
-    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_bootstrap)
-    resampled = weights @ scores.mean(axis=0) / n
-    mean = float(per_draw.mean())
-    draw_sd = float(per_draw.std(ddof=1)) if draws > 1 else 0.0
-    test_sd = float(resampled.std(ddof=1))
-    if draws > 1:
-        from scipy.stats import t
-
-        half = float(t.ppf((1 + confidence) / 2, draws - 1)) * np.hypot(
-            draw_sd / np.sqrt(draws), test_sd
-        )
-        low, high = mean - half, mean + half
-    else:
-        tail = 100 * (1 - confidence) / 2
-        low, high = (float(v) for v in np.percentile(resampled, [tail, 100 - tail]))
-    return {
-        "mean": round(mean, 4),
-        "low": round(float(low), 4),
-        "high": round(float(high), 4),
-        "draw_sd": round(draw_sd, 4),
-        "test_sd": round(test_sd, 4),
-        "per_draw": [round(float(v), 4) for v in per_draw],
-    }
 
 
 def labelled_draw(source: Any, per_class: int, seed: Sequence[int]) -> Any:
@@ -228,7 +175,9 @@ def bench_views(
                     "head": head,
                     "plain": draw_interval(plain, **stats),
                     "views": draw_interval(viewed, **stats),
-                    "difference": draw_interval(viewed.astype(np.int8) - plain, **stats),
+                    "difference": draw_interval(
+                        viewed.astype(np.int8) - plain, bounds=DIFFERENCE, **stats
+                    ),
                     "notes": sorted(notes[(size, head, "plain")] | notes[(size, head, "views")]),
                 }
             )
@@ -319,7 +268,9 @@ def bench_float16_heads(
                     for dtype, row in found.items()
                 },
                 "change": draw_interval(
-                    (right["float16"] - right["float32"])[None], n_bootstrap=n_bootstrap
+                    (right["float16"] - right["float32"])[None],
+                    n_bootstrap=n_bootstrap,
+                    bounds=DIFFERENCE,
                 ),
                 "predictions_changed": int(
                     (found["float16"].predictions != found["float32"].predictions).sum()

@@ -67,9 +67,10 @@ PARTS = (
     "compare6k",
     "views",
     "float16-heads",
+    "statistics",
 )
 #: Parts measured once per run, not per base.
-GLOBAL_PARTS = ("read", "memory", "dask", "compare6k", "views", "float16-heads")
+GLOBAL_PARTS = ("read", "memory", "dask", "compare6k", "views", "float16-heads", "statistics")
 DEFAULT_PARTS = (
     "model",
     "decode",
@@ -1185,6 +1186,11 @@ def run_bench(
 
         log("accuracy with float32 and float16 caches on the Fashion-MNIST demo ...")
         report["float16_heads"] = bench_float16_heads(log=log)
+    if "statistics" in chosen:
+        from bottleneck_transfer.bench.statistics import bench_statistics
+
+        log("statistics on known truth: null rejections and coverage, before and after ...")
+        report["statistics"] = bench_statistics()
     report["targets"] = targets(report)
     report["machine"]["load_average_end"] = _load()
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -1292,6 +1298,10 @@ def format_table(report: dict[str, Any]) -> str:
         from bottleneck_transfer.bench.accuracy import format_accuracy
 
         lines += format_accuracy(report)
+    if "statistics" in report:
+        from bottleneck_transfer.bench.statistics import format_statistics
+
+        lines += format_statistics(report["statistics"])
     if report.get("targets"):
         lines += ["", "| target | measured | goal | met | note |", "|---|---|---|---|---|"]
         for row in report["targets"]:

@@ -39,10 +39,11 @@ from bottleneck_transfer.errors import BottleneckError
     "--parts",
     default=None,
     help="Comma list of model,decode,extract,peer,predict_numpy,heads,compare,dense,read,memory,"
-    "compare6k,views,float16-heads (default: all but predict_numpy, memory, compare6k, views "
-    "and float16-heads; --suite adds memory and compare6k). views and float16-heads: each "
-    "head's accuracy on the Fashion-MNIST demo with 0 vs 8 augmented views and float32 vs "
-    "float16 caches.",
+    "compare6k,views,float16-heads,statistics (default: all but predict_numpy, memory, "
+    "compare6k, views, float16-heads and statistics; --suite adds memory and compare6k). "
+    "views and float16-heads: each head's accuracy on the Fashion-MNIST demo with 0 vs 8 "
+    "augmented views and float32 vs float16 caches. statistics: null rejection rates and "
+    "interval coverage of compare's tests on simulated data, before and after.",
 )
 @options.compute_dtype("Run the base in this precision (features are stored as float32).")
 @click.option(

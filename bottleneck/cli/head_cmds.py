@@ -139,9 +139,11 @@ def compare(
 ) -> None:
     """Compare heads on TRAIN_CACHE: same splits, intervals, significance, a winner.
 
-    Scores on --test (bootstrap 95% intervals) or with --cv K folds (mean ± std). Every head
-    is tested against the winner with McNemar's test, and a sentence says whether the lead
-    is real. Baselines show the transfer gain, or warn of negative transfer.
+    Scores on --test (95% intervals: Clopper–Pearson for accuracy, bootstrap for the rest)
+    or with --cv K folds (mean, Nadeau–Bengio corrected 95% interval). Every head is tested
+    against the winner (exact McNemar; CV: corrected t-test), Holm-adjusted over the heads,
+    and a sentence says whether the lead is real. Baselines show the transfer gain (a test
+    family of its own), or warn of negative transfer.
     --learning-curve repeats this at several numbers of labels per class and says from
     which size the transfer is worth it; --layer-sweep compares the layers of one base.
 
@@ -397,8 +399,8 @@ def evaluate(
 ) -> None:
     """Score a saved head on a labeled CACHE from the same base and classes.
 
-    Prints accuracy, balanced accuracy, macro-F1 and log-loss with 95% bootstrap
-    intervals, then precision, recall and F1 per class.
+    Prints accuracy (95% Clopper–Pearson interval), balanced accuracy, macro-F1 and
+    log-loss (95% bootstrap intervals), then precision, recall and F1 per class.
 
     \b
     Example:

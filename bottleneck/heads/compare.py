@@ -3,12 +3,13 @@
 Every head is fitted and scored on the same rows: a held-out test cache (``test=``) or the
 same stratified K folds of the training cache (``cv=K``). Each row of the result has
 accuracy, balanced accuracy, macro-F1 and log-loss (where the head has probabilities), with
-paired bootstrap 95 % intervals (holdout) or mean ± standard deviation over folds (CV); fit
-seconds and predict milliseconds per 1,000 rows, measured with BLAS/OpenMP limited to one
-thread (:func:`~bottleneck.heads.single_threaded`) so that heads are timed alike. The best
-head is tested against every other row with McNemar's test (exact binomial when fewer than
-25 rows disagree, chi-square with continuity correction otherwise; Holm-adjusted over the
-comparisons), and a plain sentence says whether its lead is real.
+95 % intervals (:mod:`~bottleneck_transfer.heads.stats`: Clopper–Pearson for accuracy and
+the percentile bootstrap for the others on a holdout; the Nadeau–Bengio corrected
+t-interval over folds in CV); fit seconds and predict milliseconds per 1,000 rows, measured
+with BLAS/OpenMP limited to one thread (:func:`~bottleneck.heads.single_threaded`) so that
+heads are timed alike. The best head is tested against every other head (holdout: exact
+McNemar; CV: Nadeau–Bengio corrected resampled t-test), Holm-adjusted within that family,
+and a plain sentence says whether its lead is real.
 
 Baselines (transfer gain / negative transfer): extra feature sets of the same images, e.g.
 raw pixels or a randomly initialised base, given as ``baselines={name: (train, test)}``. By
@@ -17,7 +18,9 @@ default the **winning head** is run on each baseline with the same splits (rows 
 head per baseline. ``baseline_heads="all"`` runs every head on every baseline, so the
 baseline gets every chance the transferred features get (raw pixels are often best served
 by another head), at the cost of a full comparison per baseline. The transfer gain is the
-winner's accuracy minus the best baseline row's, in points, with its interval and McNemar p.
+winner's accuracy minus the best baseline row's, in points, with its interval and p; the
+tests of the winner against the baseline rows are a family of their own (Holm-adjusted among
+themselves), so adding a baseline never changes a head-vs-head p.
 """
 
 from __future__ import annotations
@@ -36,15 +39,7 @@ from bottleneck_transfer.errors import BottleneckWarning, HeadError
 from bottleneck_transfer.features.cache import FeatureCache, check_features
 from bottleneck_transfer.features.sources import id_origin
 from bottleneck_transfer.heads.memo import FitMemo, prediction_key
-from bottleneck_transfer.heads.metrics import (
-    METRICS,
-    bootstrap,
-    holm,
-    interval,
-    mcnemar,
-    row_losses,
-    score,
-)
+from bottleneck_transfer.heads.metrics import METRICS, row_losses, score
 from bottleneck_transfer.heads.registry import (
     default_heads,
     has_proba,
@@ -52,6 +47,13 @@ from bottleneck_transfer.heads.registry import (
     single_threaded,
 )
 from bottleneck_transfer.heads.splits import holdout_split, plain_rows, stratified_folds
+from bottleneck_transfer.heads.stats import (
+    ALPHA,
+    RANGES,
+    cv_interval,
+    family_tests,
+    holdout_intervals,
+)
 from bottleneck_transfer.heads.training import (
     LabeledData,
     check_compatible,
@@ -66,7 +68,8 @@ from tqdm.auto import tqdm
 #: The registry's default heads (:func:`~bottleneck_transfer.heads.registry.default_heads`).
 DEFAULT_HEADS = default_heads()
 BASELINE_HEADS = ("winner", "all")
-ALPHA = 0.05
+#: The Holm families: heads tested against the winner, and the winner against the baselines.
+FAMILIES = ("heads vs winner", "transfer")
 
 DataInput = FeatureCache | LabeledData | str | Path
 BaselineInput = DataInput | np.ndarray
@@ -149,6 +152,8 @@ class Comparison:
     n_bootstrap: int
     random_state: int
     tuned: bool = False
+    eval_folds: list[np.ndarray] | None = None
+    test_fraction: float | None = None
 
     def row(self, name: str) -> Row:
         """The row named ``name`` (e.g. ``"logreg"`` or ``"logreg@raw-pixels"``)."""
@@ -325,8 +330,10 @@ def _evaluate(
     scored: np.ndarray,
     random_state: int,
     n_bootstrap: int,
+    test_fraction: float | None,
 ) -> tuple[Row, dict[str, np.ndarray]]:
-    """The row of one head on one feature set, from its fitted folds."""
+    """The row of one head on one feature set, from its fitted folds: holdout intervals on
+    the test rows, or corrected intervals over the folds (CV, ``test_fraction`` set)."""
     spec, features, train, test = task
     n_classes = len(train.class_names)
     name = spec if features == "main" else f"{spec}@{features}"
@@ -343,18 +350,30 @@ def _evaluate(
                 score(train.y[eval_rows], fold.predictions, fold.proba, fold.classes)
             )
         predictions, y_eval = predictions[scored], train.y[scored]
-    replicates: dict[str, np.ndarray] = {}
     if test is not None:
         metrics, spread = fold_metrics[0], dict.fromkeys(METRICS)
         fold = folds[0]
         losses = None if fold.proba is None else row_losses(y_eval, fold.proba, fold.classes)
-        replicates = bootstrap(
-            y_eval, predictions, n_classes, losses, n_boot=n_bootstrap, seed=random_state
-        )
-        intervals = {m: interval(replicates[m]) if m in replicates else None for m in METRICS}
     else:
         metrics, spread = _mean_metrics(fold_metrics)
-        intervals = dict.fromkeys(METRICS)
+        losses = None
+        if all(f.proba is not None for f in folds):
+            losses = np.empty(len(train.y))
+            for (_, eval_rows), fold in zip(splits, folds, strict=True):
+                losses[eval_rows] = row_losses(train.y[eval_rows], fold.proba, fold.classes)
+            losses = losses[scored]
+    intervals, replicates = holdout_intervals(
+        y_eval, predictions, n_classes, losses, n_boot=n_bootstrap, seed=random_state
+    )
+    if test is None:
+        intervals = {
+            m: None
+            if pooled is None
+            else cv_interval(
+                [f[m] for f in fold_metrics], test_fraction, bounds=RANGES[m], pooled=pooled
+            )
+            for m, pooled in intervals.items()
+        }
     notes = sorted({note for fold in folds for note in fold.notes})
     row = Row(
         name=name,
@@ -541,7 +560,7 @@ def compare_heads(
         Run the winning head on each baseline (the classic transfer gain: same head, other
         features), or every head (the baseline's best head may differ; slower).
     n_bootstrap : int, default=1000
-        Bootstrap resamples for holdout intervals.
+        Bootstrap resamples for the intervals of balanced accuracy, macro-F1 and log-loss.
     random_state : int, default=0
         Seeds folds, heads, tuning splits and the bootstrap.
     n_jobs : int or None, default=-1
@@ -603,9 +622,10 @@ def compare_heads(
         splits = stratified_folds(train_data.y, train_data.groups, cv, random_state)
         scored = plain_rows(train_data.groups)
         eval_folds = [np.searchsorted(scored, e) for _, e in splits]
+        test_fraction = float(np.mean([len(e) / (len(scored) - len(e)) for e in eval_folds]))
     else:
         splits = [(fit_rows, np.arange(len(test_data)))]
-        scored = eval_folds = None
+        scored = eval_folds = test_fraction = None
     per_baseline = len(specs) if baseline_heads == "all" else 1
     bar = tqdm(
         total=len(splits) * (len(specs) + per_baseline * len(baseline_sets)),
@@ -626,6 +646,7 @@ def compare_heads(
                 scored=scored,
                 random_state=random_state,
                 n_bootstrap=n_bootstrap,
+                test_fraction=test_fraction,
             )
             for task, task_folds in zip(tasks, folds, strict=True)
         ]
@@ -648,7 +669,7 @@ def compare_heads(
         eval_ids, eval_labels = [train_data.ids[i] for i in scored], train_data.y[scored]
     else:
         eval_ids, eval_labels = test_data.ids, test_data.y
-    _test_against(winner, rows[1:], eval_labels)
+    _test_against(winner, rows, eval_labels, eval_folds, test_fraction)
     main_rows = [r for r in rows if not r.is_baseline]
     verdict = _verdict(winner, main_rows[1:], replicates, eval_folds, eval_labels)
     baseline_rows = [r for r in rows if r.is_baseline]
@@ -685,6 +706,8 @@ def compare_heads(
         n_bootstrap=n_bootstrap,
         random_state=random_state,
         tuned=tune,
+        eval_folds=eval_folds,
+        test_fraction=test_fraction,
     )
 
 
@@ -698,13 +721,24 @@ def _rank(rows: list[Row]) -> list[Row]:
     return ranked
 
 
-def _test_against(winner: Row, others: list[Row], labels: np.ndarray) -> None:
+def _test_against(
+    winner: Row,
+    rows: list[Row],
+    labels: np.ndarray,
+    eval_folds: list[np.ndarray] | None,
+    test_fraction: float | None,
+) -> None:
+    """Test the winner against every other row (:func:`.stats.family_tests`), Holm-adjusted
+    within each of :data:`FAMILIES`: the other heads on the main features, and the baseline
+    rows."""
     correct = winner.predictions == labels
-    tests = [mcnemar(correct, other.predictions == labels) for other in others]
-    for test, adjusted in zip(tests, holm([t["p"] for t in tests]), strict=True):
-        test["p_holm"] = adjusted
-    for other, test in zip(others, tests, strict=True):
-        other.test = test
+    heads = [row for row in rows if row is not winner and not row.is_baseline]
+    baselines = [row for row in rows if row.is_baseline]
+    for family, others in zip(FAMILIES, (heads, baselines), strict=True):
+        pairs = [(correct, other.predictions == labels) for other in others]
+        tests = family_tests(pairs, family, eval_folds, test_fraction)
+        for other, test in zip(others, tests, strict=True):
+            other.test = test
 
 
 def _gap(
@@ -714,19 +748,18 @@ def _gap(
     eval_folds: list[np.ndarray] | None,
     labels: np.ndarray,
 ) -> tuple[float, str, list[float]]:
-    """Accuracy gap a - b in points, its interval text, and the interval: ± the spread over
-    ``eval_folds`` (CV: each fold's positions among the scored rows), else the bootstrap's."""
-    gap = 100 * (a.metrics["accuracy"] - b.metrics["accuracy"])
-    if eval_folds is not None:
-        per_fold = [
-            100 * (np.mean(a.predictions[e] == labels[e]) - np.mean(b.predictions[e] == labels[e]))
-            for e in eval_folds
-        ]
-        spread = float(np.std(per_fold, ddof=1))
-        return gap, f"± {spread:.1f} over folds", [gap - spread, gap + spread]
-    diff = 100 * (replicates[a.name]["accuracy"] - replicates[b.name]["accuracy"])
-    low, high = interval(diff)
-    return gap, f"95% CI {low:+.1f} to {high:+.1f}", [low, high]
+    """Accuracy gap a - b in points, its interval text, and the interval: from ``b``'s test
+    against the winner ``a`` (one computation gives the gap, the interval and the p)."""
+    test = b.test
+    low, high = test["interval_points"]
+    return (
+        test["gap_points"],
+        f"{100 * test['level']:.4g}% CI {low:+.1f} to {high:+.1f}",
+        [
+            low,
+            high,
+        ],
+    )
 
 
 def _verdict(
@@ -746,14 +779,14 @@ def _verdict(
         f"{runner.name} ({gap_text})"
     )
     tied = [row.name for row in others if row.test["p_holm"] >= ALPHA]
-    p = runner.test["p_holm"]
+    p, method = runner.test["p_holm"], runner.test["method"]
     if not tied:
         rest = " and every other head is significantly worse" if len(others) > 1 else ""
-        return f"{lead}. The lead is real: McNemar p = {p:.2g} (Holm-adjusted){rest}."
+        return f"{lead}. The lead is real: {method} p = {p:.2g} (Holm-adjusted){rest}."
     verb = "is" if len(tied) == 1 else "are"
     return (
         f"{lead}. The lead is NOT significant: {', '.join(tied)} {verb} statistically tied "
-        f"with {winner.name} (McNemar, Holm-adjusted p = {p:.2g} vs {runner.name} ≥ {ALPHA}); "
+        f"with {winner.name} ({method}, Holm-adjusted p = {p:.2g} vs {runner.name} ≥ {ALPHA}); "
         "pick among them on speed or simplicity."
     )
 
@@ -766,34 +799,42 @@ def _transfer(
     labels: np.ndarray,
 ) -> dict[str, Any]:
     gap, gap_text, bounds = _gap(winner, best_baseline, replicates, eval_folds, labels)
-    p = mcnemar(winner.predictions == labels, best_baseline.predictions == labels)["p"]
+    test = best_baseline.test
+    p = test["p_holm"]
+    method = test["method"] + (
+        f", Holm-adjusted over {test['family_size']} baseline rows"
+        if test["family_size"] > 1
+        else ""
+    )
     significant = p < ALPHA
     if significant and gap > 0:
         verdict = "gain"
         sentence = (
             f"Transfer gain: {winner.name} beats the best baseline {best_baseline.name} by "
-            f"{gap:.1f} accuracy points ({gap_text}; McNemar p = {p:.2g})."
+            f"{gap:.1f} accuracy points ({gap_text}; {method} p = {p:.2g})."
         )
     elif significant:
         verdict = "negative"
         sentence = (
             f"Negative transfer: the baseline {best_baseline.name} beats {winner.name} by "
-            f"{-gap:.1f} accuracy points ({gap_text}; McNemar p = {p:.2g}); the transferred "
+            f"{-gap:.1f} accuracy points ({gap_text}; {method} p = {p:.2g}); the transferred "
             "features hurt on this data."
         )
     else:
         verdict = "inconclusive"
         sentence = (
             f"No significant transfer gain: {winner.name} vs the best baseline "
-            f"{best_baseline.name} is {gap:+.1f} accuracy points ({gap_text}; McNemar "
+            f"{best_baseline.name} is {gap:+.1f} accuracy points ({gap_text}; {method} "
             f"p = {p:.2g})."
         )
     return {
         "baseline": best_baseline.name,
         "gain_points": gap,
         "interval_points": bounds,
-        "interval_kind": "bootstrap 95% CI" if eval_folds is None else "spread over folds",
+        "interval_kind": f"{100 * test['level']:.4g}% CI of the {test['method']} test",
         "p": p,
+        "p_unadjusted": test["p"],
+        "family_size": test["family_size"],
         "verdict": verdict,
         "sentence": sentence,
     }

@@ -5,8 +5,9 @@ Each layer is a cache of the same images through the same base, cut at another l
 Every layer's heads are compared by :func:`~bottleneck_transfer.heads.compare.compare_heads`
 on the same splits (the same test rows, or the same seeded stratified folds, since the rows
 and labels are checked equal), its winning head stands for the layer, and the best layer is
-tested against each other layer's winner with McNemar's test on the same rows,
-Holm-adjusted, so the sentence says whether its lead is real.
+tested against each other layer's winner on the same rows (:func:`.stats.family_tests`: exact
+McNemar on a holdout, the Nadeau–Bengio corrected t-test over CV folds), Holm-adjusted within
+the layers' own family, so the sentence says whether its lead is real.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from bottleneck_transfer.heads.compare import (
     Row,
     compare_heads,
 )
-from bottleneck_transfer.heads.metrics import holm, mcnemar
+from bottleneck_transfer.heads.stats import CV_INTERVALS, HOLDOUT_INTERVALS, family_tests
 from bottleneck_transfer.heads.training import LabeledData
 
 #: Base description keys that may differ between layers of one base (the cut changes the
@@ -197,11 +198,11 @@ def layer_sweep(
         )
         layers.append(Layer(name, str(path), data.space.dim, comparison))
     layers.sort(key=lambda layer: -layer.best.metrics["accuracy"])
-    labels = layers[0].comparison.eval_labels
+    first = layers[0].comparison
+    labels = first.eval_labels
     correct = layers[0].best.predictions == labels
-    results = [mcnemar(correct, layer.best.predictions == labels) for layer in layers[1:]]
-    for result, adjusted in zip(results, holm([r["p"] for r in results]), strict=True):
-        result["p_holm"] = adjusted
+    pairs = [(correct, layer.best.predictions == labels) for layer in layers[1:]]
+    results = family_tests(pairs, "layers vs best layer", first.eval_folds, first.test_fraction)
     for layer, result in zip(layers[1:], results, strict=True):
         layer.test = result
     mode = layers[0].comparison.mode
@@ -209,13 +210,10 @@ def layer_sweep(
 
 
 def _accuracy(layer: Layer) -> str:
-    """The winner's accuracy with its interval (holdout) or spread over folds (CV)."""
+    """The winner's accuracy with its 95 % interval."""
     value = layer.best.metrics["accuracy"]
-    bounds = layer.best.intervals.get("accuracy")
-    spread = layer.best.spread.get("accuracy")
-    if bounds:
-        return f"{value:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
-    return f"{value:.3f} ± {spread:.3f}" if spread is not None else f"{value:.3f}"
+    low, high = layer.best.intervals["accuracy"]
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def _describe(layer: Layer) -> str:
@@ -227,13 +225,13 @@ def _verdict(layers: list[Layer]) -> str:
     lead = 100 * (best.best.metrics["accuracy"] - runner.best.metrics["accuracy"])
     text = f"Layer {_describe(best)} transfers best, {lead:.1f} points ahead of {_describe(runner)}"
     tied = [layer.name for layer in layers[1:] if layer.test["p_holm"] >= ALPHA]
-    p = runner.test["p_holm"]
+    p, method = runner.test["p_holm"], runner.test["method"]
     if not tied:
-        return f"{text}. The lead is real: McNemar p = {p:.2g} (Holm-adjusted) vs every layer."
+        return f"{text}. The lead is real: {method} p = {p:.2g} (Holm-adjusted) vs every layer."
     verb = "is" if len(tied) == 1 else "are"
     return (
         f"{text}. The lead is NOT significant: {', '.join(tied)} {verb} statistically tied "
-        f"with {best.name} (McNemar, Holm-adjusted p = {p:.2g} vs {runner.name} ≥ {ALPHA})."
+        f"with {best.name} ({method}, Holm-adjusted p = {p:.2g} vs {runner.name} ≥ {ALPHA})."
     )
 
 
@@ -257,6 +255,17 @@ def sweep_rows(sweep: LayerSweep) -> tuple[list[str], list[list[str]]]:
     return header, cells
 
 
+def _legend(sweep: LayerSweep) -> str:
+    if sweep.mode == "holdout":
+        kind, test = HOLDOUT_INTERVALS, "exact McNemar test"
+    else:
+        kind, test = CV_INTERVALS, "Nadeau–Bengio corrected t-test over the folds"
+    return (
+        f"Accuracy of each layer's winning head ({kind}); p: {test} vs the best layer's "
+        "winner on the same rows, Holm-adjusted over the layers only."
+    )
+
+
 def format_sweep(sweep: LayerSweep) -> str:
     """The sweep as a plain-text table with the verdict below it."""
     header, cells = sweep_rows(sweep)
@@ -265,16 +274,9 @@ def format_sweep(sweep: LayerSweep) -> str:
     def line(values: list[str]) -> str:
         return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
 
-    kind = "95% bootstrap interval" if sweep.mode == "holdout" else "mean ± std over folds"
     out = ["Layer sweep", "", line(header), line(["-" * w for w in widths])]
     out += [line(row) for row in cells]
-    out += [
-        "",
-        f"Accuracy of each layer's winning head ({kind}); p: McNemar vs the best layer's "
-        "winner on the same rows, Holm-adjusted.",
-        "",
-        sweep.verdict,
-    ]
+    out += ["", _legend(sweep), "", sweep.verdict]
     return "\n".join(out)
 
 
@@ -289,6 +291,8 @@ def write_sweep_report(sweep: LayerSweep, directory: str | Path) -> dict[str, Pa
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
         *("| " + " | ".join(row) + " |" for row in cells),
+        "",
+        _legend(sweep),
         "",
         sweep.verdict,
     ]

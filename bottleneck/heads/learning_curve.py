@@ -1,17 +1,22 @@
 """Learning curves: accuracy against the number of labelled images per class.
 
 For each size n (labels per class), ``repeats`` seeded stratified subsets of the training
-rows are drawn (n rows of each class, all of a class that has fewer). Each subset goes
+rows are drawn: n images per class on average, in the training rows' own class ratio (so
+"all" is no more or less balanced than the subsets), and nested: repeat r's subset of n
+images lies within its subset of any larger size. Each subset goes
 through :func:`~bottleneck_transfer.heads.compare.compare_heads` with the same evaluation
 rows, so every head and baseline is fitted on the same subset (and tuned, where asked, on
 that subset only) and scored on the same rows: the test cache, or without one a stratified
 quarter of the training rows held out once. A point is the mean accuracy over the repeats
-with a 95 % t-interval over the subsets (the evaluation rows are fixed); the ``all`` size is
-one fit, with compare's 95 % bootstrap interval over the evaluation rows.
+with a 95 % t-interval over the subsets widened by the evaluation rows' own sampling noise
+(:func:`~bottleneck_transfer.heads.stats.draw_interval`: the rows are fixed, so the spread
+over subsets alone leaves that out); the ``all`` size is one fit, with compare's 95 %
+Clopper–Pearson interval.
 
 The transfer gain at a size is compare's: the winning head on the transferred features minus
 the best baseline row, in accuracy points, paired subset by subset. Transfer is *worth it*
-at a size when the gain's 95 % interval lies above zero (at ``all``: McNemar p < 0.05), and
+at a size when the gain's 95 % interval (the same widened t-interval, of the paired per-row
+differences) lies above zero (at ``all``: compare's transfer test, p < 0.05), and
 the curve's sentence says from which size on that holds, or that it never does.
 """
 
@@ -38,10 +43,10 @@ from bottleneck_transfer.heads.compare import (
     compare_heads,
 )
 from bottleneck_transfer.heads.memo import FitMemo
-from bottleneck_transfer.heads.splits import shuffle_split, stratified_subset
+from bottleneck_transfer.heads.splits import shuffle_split, stratified_subset, subset_counts
+from bottleneck_transfer.heads.stats import draw_interval
 from bottleneck_transfer.heads.training import LabeledData, check_labels
 from matplotlib.figure import Figure
-from scipy.stats import t as student_t
 
 ALL = "all"
 #: Share of the training rows held out (stratified, seeded) when there is no test cache.
@@ -93,12 +98,17 @@ def _as_data(value: DataInput) -> LabeledData:
     return value if isinstance(value, LabeledData) else LabeledData.from_cache(value)
 
 
-def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
-    """Student-t interval of the mean of ``values`` (at least two)."""
-    values = np.asarray(values, float)
-    half = student_t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1)
-    half /= math.sqrt(len(values))
-    return float(values.mean() - half), float(values.mean() + half)
+def _correct(comparison: Comparison, row: Row) -> np.ndarray:
+    """1/0: whether ``row`` gets each of the comparison's scored rows right."""
+    return (row.predictions == comparison.eval_labels).astype(np.float64)
+
+
+def repeat_interval(scores: list[np.ndarray], bounds: tuple[float, float]) -> tuple[float, float]:
+    """The 95 % interval of the mean over repeats of per-row ``scores`` on the same rows:
+    :func:`~bottleneck_transfer.heads.stats.draw_interval` (over the repeats, widened by
+    the rows' own sampling variance)."""
+    stats = draw_interval(np.stack(scores), confidence=LEVEL, bounds=bounds)
+    return stats["low"], stats["high"]
 
 
 @dataclass
@@ -216,25 +226,27 @@ def _gain(size: Size, comparisons: list[Comparison], baseline_heads: str) -> Gai
         low, high = transfers[0]["interval_points"]
         verdict = transfers[0]["verdict"]
     else:
-        low, high = t_interval(points)
+        differences = [
+            _correct(c, c.best) - _correct(c, c.row(c.transfer["baseline"])) for c in comparisons
+        ]
+        low, high = (100 * v for v in repeat_interval(differences, (-1.0, 1.0)))
         verdict = "gain" if low > 0 else "negative" if high < 0 else "inconclusive"
     return Gain(size, points, float(np.mean(points)), (low, high), baseline, verdict)
 
 
 def _points(size: Size, comparisons: list[Comparison], baseline_heads: str) -> list[Point]:
-    by_line: dict[str, list[Row]] = {}
+    by_line: dict[str, list[tuple[Comparison, Row]]] = {}
     for comparison in comparisons:
         for row in comparison.rows:
-            by_line.setdefault(_line(row, baseline_heads), []).append(row)
+            by_line.setdefault(_line(row, baseline_heads), []).append((comparison, row))
     points = []
-    for line, rows in by_line.items():
-        baseline = rows[0].is_baseline
-        accuracies = [row.metrics["accuracy"] for row in rows]
-        if len(rows) == 1:
-            interval = rows[0].intervals["accuracy"] or (accuracies[0], accuracies[0])
+    for line, found in by_line.items():
+        baseline = found[0][1].is_baseline
+        accuracies = [row.metrics["accuracy"] for _, row in found]
+        if len(found) == 1:
+            interval = found[0][1].intervals["accuracy"]
         else:
-            low, high = t_interval(accuracies)
-            interval = (max(0.0, low), min(1.0, high))
+            interval = repeat_interval([_correct(c, row) for c, row in found], (0.0, 1.0))
         mean = float(np.mean(accuracies))
         points.append(Point(line, size, accuracies, mean, interval, baseline))
     return points
@@ -368,7 +380,7 @@ def learning_curve(
     ):
         raise HeadError("full= must be a holdout comparison on the same test rows")
     counts = np.bincount(rows.pool.y[rows.pool.plain], minlength=len(rows.pool.class_names))
-    plan, notes = _plan(wanted, int(counts.max()))
+    plan, notes = _plan(wanted, counts)
     settings = {
         "heads": heads,
         "tune": tune,
@@ -394,7 +406,7 @@ def learning_curve(
                 for r in range(n_repeats)
             ]
         key = str(size)
-        per_class[key] = float((counts if size == ALL else np.minimum(counts, size)).mean())
+        per_class[key] = float((counts if size == ALL else subset_counts(counts, size)).mean())
         repeat_counts[key] = n_repeats
         points += _points(size, comparisons, baseline_heads)
         gain = _gain(size, comparisons, baseline_heads)
@@ -494,12 +506,12 @@ def _split(
     )
 
 
-def _plan(wanted: list[Size], largest: int) -> tuple[list[Size], list[str]]:
-    """The sizes to run: one at or beyond the largest class is every row, i.e. ``all``."""
+def _plan(wanted: list[Size], counts: np.ndarray) -> tuple[list[Size], list[str]]:
+    """The sizes to run: one whose subset holds every row of every class is ``all``."""
     plan: list[Size] = []
     notes = []
     for size in wanted:
-        if size != ALL and size >= largest:
+        if size != ALL and (subset_counts(counts, size) >= counts).all():
             notes.append(f"{size} per class is every training row: shown as 'all'")
             size = ALL
         if size not in plan:
@@ -508,11 +520,12 @@ def _plan(wanted: list[Size], largest: int) -> tuple[list[Size], list[str]]:
 
 
 def _subset(data: LabeledData, size: Size, random_state: int, repeat: int) -> np.ndarray:
-    """The rows of one subset: ``size`` images per class with their views, seeded by
-    (seed, size, repeat), or every row at ``all``."""
+    """The rows of one subset: ``size`` images per class on average (the classes' ratio) with
+    their views, seeded by (seed, repeat) so that a repeat's subsets are nested, or every
+    row at ``all``."""
     if size == ALL:
         return np.arange(len(data))
-    rng = np.random.default_rng([random_state, size, repeat])
+    rng = np.random.default_rng([random_state, repeat])
     return stratified_subset(data.y, data.groups, int(size), rng)
 
 
@@ -545,9 +558,12 @@ def _legend(curve: LearningCurve) -> str:
     repeats = ", ".join(f"{size}: {n}" for size, n in curve.repeats.items())
     return (
         f"Accuracy on {curve.evaluation}: mean over seeded stratified subsets of the training "
-        f"rows (repeats {repeats}) with a 95% t-interval over the subsets; a single fit shows "
-        "its 95% bootstrap interval. Transfer gain: the winning head minus the best baseline, "
-        "paired per subset." + (" Heads tuned on each subset only." if curve.tuned else "")
+        f"rows (repeats {repeats}; n per class on average, in the training rows' class ratio; "
+        "each repeat's subsets nested) with a 95% t-interval over the subsets widened by the "
+        "evaluation rows' sampling variance; a single fit shows its 95% Clopper–Pearson "
+        "interval. Transfer gain: the winning head minus the best baseline, paired per subset "
+        "and per row, with the same widened interval (a single fit: the transfer test's)."
+        + (" Heads tuned on each subset only." if curve.tuned else "")
     )
 
 

@@ -23,6 +23,7 @@ from bottleneck_transfer.features.batches import decode_batch
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.sources import reopen_source
 from bottleneck_transfer.heads.compare import Comparison, Row
+from bottleneck_transfer.heads.stats import CV_INTERVALS, CV_TEST, HOLDOUT_INTERVALS, HOLDOUT_TEST
 from bottleneck_transfer.heads.training import NOT_CONVERGED, Evaluation
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -57,11 +58,8 @@ def _cell(row: Row, metric: str) -> str:
     value = row.metrics[metric]
     if value is None:
         return NOT_DEFINED
-    bounds = row.intervals.get(metric)
-    if bounds is not None:
-        return f"{value:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
-    spread = row.spread.get(metric)
-    return f"{value:.3f} ± {spread:.3f}" if spread is not None else f"{value:.3f}"
+    low, high = row.intervals[metric]
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def _any_reused(comparison: Comparison) -> bool:
@@ -101,11 +99,11 @@ def _footnotes(comparison: Comparison) -> tuple[dict[str, str], list[str]]:
 
 
 def _legend(comparison: Comparison) -> str:
-    spread = (
-        "[95% bootstrap interval]"
-        if comparison.mode == "holdout"
-        else f"mean ± std over {comparison.n_folds} folds"
-    )
+    if comparison.mode == "holdout":
+        spread, test = f"value [{HOLDOUT_INTERVALS}]", HOLDOUT_TEST
+    else:
+        spread = f"mean over {comparison.n_folds} folds [{CV_INTERVALS}]"
+        test = CV_TEST
     reused = (
         f" fit: {REUSED} = fitted and scored in an earlier run, taken from the store (its times"
         " are that run's); new = fitted now."
@@ -119,7 +117,10 @@ def _legend(comparison: Comparison) -> str:
         else ""
     )
     return (
-        f"Metrics: {spread}. * winner.{bounded} p: McNemar test vs the winner, Holm-adjusted. "
+        f"Metrics: {spread}. * winner.{bounded} p vs best: {test} against the winner, "
+        "Holm-adjusted within one family: the other heads, or (a family of its own) the "
+        "baseline rows, so adding a baseline never changes a head's p; the interval printed "
+        "with a gap is at its Holm step's level. "
         f"{NOT_DEFINED}: no predict_proba, log-loss not defined. fit s per fit; "
         f"predict ms per 1,000 rows.{reused}"
     )
@@ -324,12 +325,8 @@ def _error_bars(comparison: Comparison) -> np.ndarray:
     bars = []
     for row in comparison.rows:
         value = row.metrics["accuracy"]
-        bounds = row.intervals.get("accuracy")
-        if bounds is not None:
-            bars.append((value - bounds[0], bounds[1] - value))
-        else:
-            spread = row.spread.get("accuracy") or 0.0
-            bars.append((spread, spread))
+        low, high = row.intervals["accuracy"]
+        bars.append((value - low, high - value))
     return np.asarray(bars).T
 
 
@@ -365,7 +362,11 @@ def accuracy_figure(comparison: Comparison) -> Figure:
     for y, value, top in zip(positions, values, values + errors[1], strict=True):
         axes.text(min(top, 1.0) + 0.01, y, f"{value:.3f}", va="center", fontsize=9)
     axes.set_yticks(positions, [r.name for r in rows])
-    kind = "95% bootstrap interval" if comparison.mode == "holdout" else "± std over folds"
+    kind = (
+        "95% Clopper–Pearson interval"
+        if comparison.mode == "holdout"
+        else f"95% corrected t-interval over {comparison.n_folds} folds"
+    )
     axes.set_xlabel(f"accuracy (whiskers: {kind})")
     axes.set_xlim(0.0, 1.1)
     axes.set_xticks(np.linspace(0, 1, 6))
@@ -543,9 +544,10 @@ def format_evaluation(evaluation: Evaluation) -> str:
         text = (
             NOT_DEFINED + " (no predict_proba)"
             if value is None
-            else f"{value:.4f}  [95% bootstrap {bounds[0]:.4f}, {bounds[1]:.4f}]"
+            else f"{value:.4f}  [{bounds[0]:.4f}, {bounds[1]:.4f}]"
         )
         lines.append(f"  {title:<14} {text}")
+    lines.append(f"  ({HOLDOUT_INTERVALS})")
     lines.append(f"  {'predict':<14} {evaluation.predict_ms_per_1k:.1f} ms per 1,000 rows")
     cells = _per_class_cells(per_class_scores(evaluation.confusion, evaluation.class_names))
     widths = [max(len(r[i]) for r in [PER_CLASS_HEADER, *cells]) for i in range(5)]

@@ -82,13 +82,28 @@ def holdout_split(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int)
     return image_split(groups, images[holdout_mask(y[images], fraction, seed)])
 
 
+def subset_counts(counts: np.ndarray, n: int) -> np.ndarray:
+    """Images of each class in a subset of ``n`` per class on average, in the classes' own
+    ratio: ``round(n * K * count / total)``, at least 1 and at most the class's count."""
+    counts = np.asarray(counts, dtype=np.int64)
+    share = np.rint(n * len(counts) * counts / counts.sum()).astype(np.int64)
+    return np.minimum(counts, np.maximum(1, share))
+
+
 def stratified_subset(
     y: np.ndarray, groups: np.ndarray, n: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Sorted rows of ``n`` images of each class (all of a smaller class), views included."""
+    """Sorted rows of a subset of ``n`` images per class on average, views included.
+
+    The subset keeps the classes' ratio (:func:`subset_counts`), so a curve's subsets are
+    as (im)balanced as all the rows. Each class's images are taken from the front of one
+    seeded order, so subsets drawn with equally seeded ``rng`` are nested: the subset of
+    ``n`` lies within that of any ``m > n``.
+    """
     images = plain_rows(groups)
-    chosen = []
-    for label in np.unique(y[images]):
-        of_class = images[y[images] == label]
-        chosen.append(rng.choice(of_class, size=min(n, len(of_class)), replace=False))
+    labels, counts = np.unique(y[images], return_counts=True)
+    chosen = [
+        rng.permutation(images[y[images] == label])[:size]
+        for label, size in zip(labels, subset_counts(counts, n), strict=True)
+    ]
     return rows_of_images(groups, np.concatenate(chosen))

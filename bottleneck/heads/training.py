@@ -35,7 +35,7 @@ from bottleneck_transfer.errors import HeadError, SmallDataWarning
 from bottleneck_transfer.features.cache import FeatureCache, check_features
 from bottleneck_transfer.fingerprint import diff_keys, fingerprint, sha256_arrays
 from bottleneck_transfer.heads.memo import FitMemo, code_versions, fit_key
-from bottleneck_transfer.heads.metrics import METRICS, bootstrap, interval, row_losses, score
+from bottleneck_transfer.heads.metrics import row_losses, score
 from bottleneck_transfer.heads.registry import (
     DEFAULT_HEAD,
     has_proba,
@@ -47,6 +47,7 @@ from bottleneck_transfer.heads.registry import (
     single_threaded,
 )
 from bottleneck_transfer.heads.splits import groups_within
+from bottleneck_transfer.heads.stats import holdout_intervals
 from bottleneck_transfer.heads.trust import load_trusted
 from bottleneck_transfer.heads.tuning import VAL_FRACTION, TuneResult, tune_head, validation_split
 from bottleneck_transfer.versions import software_versions
@@ -670,7 +671,7 @@ def evaluate_head(
     classes = head.estimator.classes_
     metrics = score(data.y, predictions, proba, classes)
     losses = None if proba is None else row_losses(data.y, proba, classes)
-    replicates = bootstrap(
+    intervals, _ = holdout_intervals(
         data.y,
         predictions,
         len(data.class_names),
@@ -678,7 +679,6 @@ def evaluate_head(
         n_boot=n_bootstrap,
         seed=random_state,
     )
-    intervals = {m: interval(replicates[m]) if m in replicates else None for m in METRICS}
     labels = np.arange(len(data.class_names))
     return Evaluation(
         head=head.metadata["head"],

@@ -8,11 +8,18 @@ import pytest
 from bottleneck_transfer.errors import HeadError, SmallDataWarning
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.heads.compare import NegativeTransferWarning, compare_heads
-from bottleneck_transfer.heads.metrics import _resamples, bootstrap, holm, mcnemar
 from bottleneck_transfer.heads.registry import make_head, set_random_state
+from bottleneck_transfer.heads.stats import (
+    _resamples,
+    bootstrap,
+    clopper_pearson,
+    cv_interval,
+    holm,
+    paired_test,
+)
 from bottleneck_transfer.heads.training import LabeledData
 from heads_fixtures import BASE, blobs, digits_caches, write_cache
-from scipy.stats import binomtest
+from scipy.stats import binom, binomtest
 from sklearn.datasets import load_digits
 from sklearn.metrics import (
     accuracy_score,
@@ -101,7 +108,11 @@ def test_cv_uses_the_same_stratified_folds_for_every_head(caches):
     assert [f["accuracy"] for f in row.fold_metrics] == per_fold
     assert row.metrics["accuracy"] == pytest.approx(np.mean(per_fold))
     assert row.spread["accuracy"] == pytest.approx(np.std(per_fold, ddof=1))
-    assert row.intervals["accuracy"] is None and comparison.n_folds == 4
+    assert comparison.n_folds == 4
+    n = len(data.y)
+    ratio = np.mean([len(e) / (n - len(e)) for _, e in comparison.splits])
+    pooled = clopper_pearson(int((row.predictions == data.y).sum()), n)
+    assert row.intervals["accuracy"] == pytest.approx(cv_interval(per_fold, ratio, pooled=pooled))
     np.testing.assert_array_equal(comparison.eval_labels, data.y)
 
 
@@ -195,17 +206,20 @@ def test_small_or_imbalanced_data_warns(tmp_path):
         compare_heads(skewed, cv=3, heads=["logreg"])
 
 
-def test_mcnemar_exact_and_chi_square_and_holm():
+def test_exact_mcnemar_agrees_with_its_interval_and_holm():
     a = np.array([True] * 10 + [False] * 2 + [True] * 50)
     b = np.array([False] * 10 + [True] * 2 + [True] * 50)
-    small = mcnemar(a, b)
-    assert (small["b"], small["c"], small["method"]) == (10, 2, "exact")
+    small = paired_test(a, b)
+    assert (small["b"], small["c"], small["method"]) == (10, 2, "exact McNemar")
     assert small["p"] == pytest.approx(binomtest(10, 12, 0.5).pvalue)
-    big = mcnemar(
+    assert small["gap_points"] == pytest.approx(100 * 8 / 62)
+    low, high = small["interval_points"]
+    assert 0 < low < small["gap_points"] < high  # p < 0.05 and the interval leaves out 0
+    big = paired_test(
         np.r_[np.ones(40, bool), np.zeros(10, bool)], np.r_[np.zeros(40, bool), np.ones(10, bool)]
     )
-    assert big["method"] == "chi2" and big["p"] == pytest.approx(0.0000413, rel=0.05)
-    assert mcnemar(a, a)["p"] == 1.0
+    assert big["p"] == pytest.approx(2 * binom.cdf(10, 50, 0.5))
+    assert paired_test(a, a)["p"] == 1.0
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
 
 
@@ -301,7 +315,7 @@ def test_baseline_that_wins_is_reported_as_negative_transfer(caches):
         )
     assert comparison.transfer["verdict"] == "negative"
     assert comparison.transfer["gain_points"] < 0
-    assert comparison.transfer["interval_kind"] == "spread over folds"
+    assert comparison.transfer["interval_kind"] == "95% CI of the Nadeau–Bengio corrected t test"
 
 
 def test_baselines_must_hold_the_same_images_and_classes(caches, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.heads.layer_sweep import format_sweep, layer_sweep, write_sweep_report
-from bottleneck_transfer.heads.metrics import holm, mcnemar
+from bottleneck_transfer.heads.stats import family_tests
 from heads_fixtures import write_cache
 from sklearn.datasets import load_digits
 
@@ -66,11 +66,12 @@ def test_holdout_sweep_ranks_layers_and_tests_the_best(layers, tmp_path):
     assert accuracies == sorted(accuracies, reverse=True)
     labels = sweep.best.comparison.eval_labels
     right = sweep.best.best.predictions == labels
-    expected = [mcnemar(right, layer.best.predictions == labels) for layer in sweep.layers[1:]]
-    adjusted = holm([e["p"] for e in expected])
-    for layer, result, p in zip(sweep.layers[1:], expected, adjusted, strict=True):
+    pairs = [(right, layer.best.predictions == labels) for layer in sweep.layers[1:]]
+    expected = family_tests(pairs, "layers vs best layer")
+    for layer, result in zip(sweep.layers[1:], expected, strict=True):
         assert (layer.test["b"], layer.test["c"]) == (result["b"], result["c"])
-        assert layer.test["p_holm"] == pytest.approx(p)
+        assert layer.test["p_holm"] == pytest.approx(result["p_holm"])
+        assert layer.test["family"] == "layers vs best layer"
     assert sweep.layers[-1].test["p_holm"] < 0.05
     assert sweep.verdict.startswith(f"Layer {sweep.best.name} (")
     assert "block1" in format_sweep(sweep)
@@ -97,7 +98,8 @@ def test_cv_sweep_uses_the_same_folds_for_every_layer(layers):
     for (fit_a, eval_a), (fit_b, eval_b) in zip(first.splits, second.splits, strict=True):
         np.testing.assert_array_equal(fit_a, fit_b)
         np.testing.assert_array_equal(eval_a, eval_b)
-    assert "± " in format_sweep(sweep)
+    assert "Nadeau–Bengio corrected t-interval" in format_sweep(sweep)
+    assert sweep.layers[1].test["method"] == "Nadeau–Bengio corrected t"
 
 
 def test_caches_of_another_base_or_other_images_are_refused(layers, tmp_path):

@@ -17,11 +17,11 @@ from bottleneck_transfer.heads.learning_curve import (
     format_curve,
     learning_curve,
     parse_sizes,
-    t_interval,
+    repeat_interval,
     write_curve_report,
 )
 from bottleneck_transfer.heads.registry import make_head, set_random_state
-from bottleneck_transfer.heads.splits import stratified_subset
+from bottleneck_transfer.heads.splits import stratified_subset, subset_counts
 from bottleneck_transfer.heads.training import LabeledData
 from heads_fixtures import digits_caches
 
@@ -59,11 +59,21 @@ def test_sizes_are_parsed_sorted_and_checked():
     assert [default_repeats(n) for n in (1, 5, 20, 50, 100, 1000)] == [10, 10, 10, 4, 3, 3]
 
 
-def test_subsets_are_stratified_and_seeded():
+def test_subsets_keep_the_class_ratio_are_nested_and_seeded():
     y = np.repeat([0, 1, 2], [30, 4, 50])
     groups = np.arange(len(y))
     rows = stratified_subset(y, groups, 5, np.random.default_rng(1))
-    assert np.bincount(y[rows]).tolist() == [5, 4, 5], "a smaller class gives all it has"
+    # 5 per class on average in the 30:4:50 ratio (at least one of each class)
+    assert np.bincount(y[rows]).tolist() == [5, 1, 9]
+    assert np.bincount(y[stratified_subset(y, groups, 25, np.random.default_rng(1))]).tolist() == [
+        27,
+        4,
+        45,
+    ]
+    for small, large in ((2, 5), (5, 12), (12, 28)):
+        inner = stratified_subset(y, groups, small, np.random.default_rng(1))
+        outer = stratified_subset(y, groups, large, np.random.default_rng(1))
+        assert np.isin(inner, outer).all(), "a repeat's smaller subset lies within its larger"
     again = stratified_subset(y, groups, 5, np.random.default_rng(1))
     other = stratified_subset(y, groups, 5, np.random.default_rng(2))
     np.testing.assert_array_equal(rows, again)
@@ -75,17 +85,29 @@ def test_each_point_equals_plain_fits_on_the_drawn_subsets(curve, digits):
     point = curve.point("logreg", 3)
     assert len(point.accuracies) == default_repeats(3) == curve.repeats["3"]
     for repeat in (0, 4):
-        rows = stratified_subset(train.y, train.groups, 3, np.random.default_rng([0, 3, repeat]))
+        rows = stratified_subset(train.y, train.groups, 3, np.random.default_rng([0, repeat]))
         assert np.bincount(train.y[rows]).tolist() == [3] * 10
         head = set_random_state(make_head("logreg"), 0).fit(train.X[rows], train.y[rows])
         assert point.accuracies[repeat] == np.mean(head.predict(test.X) == test.y)
     assert point.mean == pytest.approx(np.mean(point.accuracies))
-    assert point.interval == pytest.approx(t_interval(point.accuracies))
+    correct = [
+        (
+            set_random_state(make_head("logreg"), 0).fit(train.X[r], train.y[r]).predict(test.X)
+            == test.y
+        )
+        for r in (
+            stratified_subset(train.y, train.groups, 3, np.random.default_rng([0, repeat]))
+            for repeat in range(len(point.accuracies))
+        )
+    ]
+    assert point.interval == pytest.approx(repeat_interval(correct, (0.0, 1.0)))
+    t_only = 2.262 * np.std(point.accuracies, ddof=1) / np.sqrt(len(correct))  # t(0.975, 9)
+    assert point.interval[1] - point.interval[0] > 2 * t_only, "widened by the test rows"
     full = compare_heads(train, test, heads=HEADS, n_bootstrap=1000)
     at_all = curve.point("logreg", ALL)
     assert at_all.accuracies == [full.row("logreg").metrics["accuracy"]]
     assert at_all.interval == pytest.approx(full.row("logreg").intervals["accuracy"])
-    assert curve.per_class == {"3": 3.0, "100": 100.0, ALL: len(train) / 10}
+    assert curve.per_class == pytest.approx({"3": 3.0, "100": 100.0, ALL: len(train) / 10}, abs=0.3)
     assert curve.repeats == {"3": 10, "100": 3, ALL: 1}
 
 
@@ -162,9 +184,9 @@ def test_tuning_sees_only_the_subset(digits, monkeypatch):
     curve = learning_curve(train, test, sizes=[5], heads=["knn"], tune=True, repeats=2, n_jobs=1)
     assert curve.tuned and len(tunings) == 2
     for rows, (tuning,) in tunings:
-        assert rows == 50, "5 labels per class, 10 classes"
+        assert rows == subset_counts(np.bincount(train.y), 5).sum(), "5 per class on average"
         used = np.concatenate([tuning.train_indices, tuning.val_indices])
-        assert sorted(used) == list(range(50)), "the tuning split is carved from the subset"
+        assert sorted(used) == list(range(rows)), "the tuning split is carved from the subset"
 
 
 def test_without_a_test_cache_a_held_out_quarter_is_scored(digits, monkeypatch):

@@ -44,7 +44,8 @@ def test_report_files_exist_and_parse(holdout, caches, tmp_path):
     best = report["rows"][0]
     assert best["metrics"]["accuracy"] == holdout.best.metrics["accuracy"]
     assert len(best["intervals_95"]["accuracy"]) == 2
-    assert report["rows"][1]["vs_winner"]["method"] in ("exact", "chi2", "no discordant rows")
+    assert report["rows"][1]["vs_winner"]["method"] == "exact McNemar"
+    assert report["rows"][1]["vs_winner"]["family"] == "heads vs winner"
     markdown = paths["report.md"].read_text()
     assert "| # | head | accuracy |" in markdown and holdout.verdict in markdown
     assert "![accuracy](accuracy.png)" in markdown and "Nyström" in markdown
@@ -86,11 +87,14 @@ def test_table_marks_winner_intervals_and_undefined_log_loss(holdout):
     assert "[1] Nyström" in text and holdout.verdict in text
 
 
-def test_cv_report_shows_spread_over_folds(caches, tmp_path):
+def test_cv_report_shows_the_corrected_interval_over_folds(caches, tmp_path):
     comparison = compare_heads(caches[0], cv=3, heads=["logreg", "knn"])
     text = format_markdown(comparison)
     row = comparison.best
-    assert f"{row.metrics['accuracy']:.3f} ± {row.spread['accuracy']:.3f}" in text
+    low, high = row.intervals["accuracy"]
+    assert f"{row.metrics['accuracy']:.3f} [{low:.3f}, {high:.3f}]" in text
+    assert "Nadeau–Bengio corrected t-interval over the folds" in text
+    assert "±" not in text
     assert "3-fold stratified cross-validation" in text
     paths = write_report(comparison, tmp_path / "cv")
     with open(paths["misclassified.csv"], newline="") as handle:

@@ -149,7 +149,7 @@ def test_train_then_evaluate_round_trip(cli, caches, tmp_path):
     assert scores["metrics"]["accuracy"] == expected > 0.9
     assert np.asarray(scores["confusion"]).sum() == len(data)
     text = run(cli, "evaluate", out, test).output
-    assert "accuracy" in text and "95% bootstrap" in text
+    assert "accuracy" in text and "accuracy Clopper–Pearson" in text
 
 
 def test_evaluate_refuses_another_base_or_feature_size(caches, tmp_path):

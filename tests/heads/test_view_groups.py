@@ -93,7 +93,7 @@ def test_learning_curve_subsets_take_images_and_score_plain_rows(caches):
     data = LabeledData.from_cache(caches[0])
     curve = learning_curve(caches[0], sizes="2", heads=["logreg"], repeats=2)
     assert curve.n_eval_rows == round(0.25 * data.plain.sum())  # images, not rows
-    assert curve.per_class["2"] == 2.0
+    assert curve.per_class["2"] == pytest.approx(2.0, abs=0.5)  # on average, in the class ratio
 
 
 def test_evaluate_refuses_a_cache_with_views(caches):
