@@ -58,6 +58,7 @@ from bottleneck_transfer.heads.training import (
     check_data,
     check_scorable,
     fit_head,
+    warn_duplicates,
 )
 from bottleneck_transfer.heads.tuning import TuneResult
 from joblib import Parallel, delayed, effective_n_jobs
@@ -395,7 +396,7 @@ def _baseline_data(
             class_names=reference.class_names,
             source=f"baseline {name} ({role})",
         )
-        return dataclasses.replace(data, source_rows=reference.source_rows)
+        return dataclasses.replace(data, source_rows=reference.source_rows, linked=reference.linked)
     data = _as_data(value)
     if data.class_names != reference.class_names:
         raise HeadError(
@@ -587,8 +588,10 @@ def compare_heads(
     split = None
     if val_split is not None:
         split = {"val_split": val_split, "seed": random_state}
-        fit_rows, held = holdout_split(train_data.y, train_data.groups, val_split, random_state)
-    messages = check_data(train_data, min_per_class=cv or 1)
+        fit_rows, held = holdout_split(
+            train_data.y, train_data.groups, val_split, random_state, linked=train_data.linked
+        )
+    messages = check_data(train_data, min_per_class=cv or 1) + warn_duplicates(train_data)
     if test_data is not None:
         check_scorable(test_data)
     if test_data is not None:
@@ -600,7 +603,9 @@ def compare_heads(
         test_data = train_data.take(held)
         baseline_sets = [(n, d, d.take(held)) for n, d, _ in baseline_sets]
     if test_data is None:
-        splits = stratified_folds(train_data.y, train_data.groups, cv, random_state)
+        splits = stratified_folds(
+            train_data.y, train_data.groups, cv, random_state, linked=train_data.linked
+        )
         scored = plain_rows(train_data.groups)
         eval_folds = [np.searchsorted(scored, e) for _, e in splits]
     else:

@@ -31,8 +31,13 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
-from bottleneck_transfer.errors import HeadError, SmallDataWarning
+from bottleneck_transfer.errors import DuplicateImagesWarning, HeadError, SmallDataWarning
 from bottleneck_transfer.features.cache import FeatureCache, check_features
+from bottleneck_transfer.features.duplicates import (
+    Duplicates,
+    cache_duplicates,
+    duplicates_message,
+)
 from bottleneck_transfer.fingerprint import diff_keys, fingerprint, sha256_arrays
 from bottleneck_transfer.heads.memo import FitMemo, code_versions, fit_key
 from bottleneck_transfer.heads.metrics import METRICS, bootstrap, interval, row_losses, score
@@ -95,7 +100,10 @@ class FeatureSpace:
 class LabeledData:
     """Features and labels of one cache (or of arrays), held in memory.
 
-    ``y`` holds class indices into ``class_names``; -1 marks unlabeled rows.
+    ``y`` holds class indices into ``class_names``; -1 marks unlabeled rows. ``linked``:
+    each row's group label, shared by images every split keeps together (copies of one
+    picture, groups a manifest declares; see :mod:`heads.splits`); None when there are none.
+    ``duplicates``: the copies found in the cache (:func:`features.duplicates.cache_duplicates`).
     """
 
     X: np.ndarray
@@ -104,6 +112,8 @@ class LabeledData:
     space: FeatureSpace
     fingerprint: str = ""
     source_rows: np.ndarray | None = None
+    linked: np.ndarray | None = None
+    duplicates: Duplicates | None = field(default=None, repr=False)
 
     @classmethod
     def from_cache(cls, cache: FeatureCache | str | Path) -> LabeledData:
@@ -111,13 +121,17 @@ class LabeledData:
         if not isinstance(cache, FeatureCache):
             with FeatureCache.open(cache) as opened:
                 return cls.from_cache(opened)
+        X = cache.features
+        duplicates, linked = cache_duplicates(cache, X)
         return cls(
-            X=cache.features,
+            X=X,
             y=cache.labels.astype(np.int64),
             ids=cache.ids,
             space=FeatureSpace.of_cache(cache),
             fingerprint=cache.fingerprint,
             source_rows=cache.source_rows if cache.has_views else None,
+            linked=linked,
+            duplicates=duplicates,
         )
 
     @classmethod
@@ -188,6 +202,7 @@ class LabeledData:
             space=self.space,
             fingerprint=fingerprint({"rows of": self.key, "rows": sha256_arrays([rows])}),
             source_rows=source_rows,
+            linked=None if self.linked is None else self.linked[rows],
         )
 
 
@@ -297,6 +312,16 @@ def check_data(data: LabeledData, *, min_per_class: int = 1, min_classes: int = 
     if min_classes < 2:
         return []
     return warn_small_data(labels, data.class_names, source=source)
+
+
+def warn_duplicates(data: LabeledData) -> list[str]:
+    """Emit a :class:`DuplicateImagesWarning` counting the copies in ``data``; return it."""
+    found = data.duplicates
+    message = None if found is None else duplicates_message(found, data.ids, data.space.source)
+    if message is None:
+        return []
+    warnings.warn(message, DuplicateImagesWarning, stacklevel=2)
+    return [message]
 
 
 def check_scorable(data: LabeledData) -> None:
@@ -429,6 +454,8 @@ def fit_head(
     every_row = len(rows) == len(data) and np.array_equal(rows, np.arange(len(data)))
     X, y = (data.X, data.y) if every_row else (data.X[rows], data.y[rows])
     grouping = {"groups": groups_within(data.groups, rows)} if data.has_views else {}
+    if data.linked is not None:
+        grouping["linked"] = data.linked[rows]
     meta = None if memo is None else memo.load_meta(key)
     if meta is not None:
         tuning = None
