@@ -130,17 +130,23 @@ def holdout_mask(
     return held
 
 
-def item_groups(source: Source) -> np.ndarray | None:
-    """Each item's group label for splits: declared groups and exact copies (equal
-    :func:`~bottleneck_transfer.features.duplicates.content_hash`) joined; None if none tie."""
-    hashes = []
+def item_hashes(source: Source) -> list[str | None]:
+    """Each item's :func:`~bottleneck_transfer.features.duplicates.content_hash` (None for
+    an item that cannot be read: extraction records it as failed)."""
+    hashes: list[str | None] = []
     for item in source.items:
         try:
             content = source.arrays[item.index] if item.path is None else item.path
             hashes.append(None if item.error else content_hash(content))
         except OSError:
-            hashes.append(None)  # unreadable: extraction records it as failed
-    return merge_labels(hashes, [item.group for item in source.items])
+            hashes.append(None)
+    return hashes
+
+
+def item_groups(source: Source) -> np.ndarray | None:
+    """Each item's group label for splits: declared groups and exact copies (equal
+    :func:`item_hashes`) joined; None if no two items are tied."""
+    return merge_labels(item_hashes(source), [item.group for item in source.items])
 
 
 def split_source(source: Source, split: Split) -> Source:
