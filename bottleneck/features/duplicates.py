@@ -89,10 +89,20 @@ def merge_labels(*labelings: Sequence | np.ndarray | None) -> np.ndarray | None:
     return _components(n, np.asarray(first, np.int64), np.asarray(second, np.int64))
 
 
+def _unit_rows(features: np.ndarray) -> np.ndarray:
+    X = np.asarray(features, dtype=np.float32)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.where(norms > 0, norms, 1)
+
+
 def near_pairs(
-    features: np.ndarray, threshold: float = NEAR_THRESHOLD, block_rows: int = BLOCK_ROWS
+    features: np.ndarray,
+    threshold: float = NEAR_THRESHOLD,
+    block_rows: int = BLOCK_ROWS,
+    other: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row pairs ``i < j`` whose features' cosine similarity is at least ``threshold``.
+    """Row pairs ``i < j`` of ``features`` whose cosine similarity is at least ``threshold``,
+    or with ``other``, pairs ``(i, j)`` of a row of ``features`` and a row of ``other``.
 
     Blocked: one ``block_rows x N`` product at a time, never the ``N x N`` matrix.
 
@@ -103,16 +113,16 @@ def near_pairs(
     """
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must lie in (0, 1]. Received: threshold={threshold}")
-    X = np.asarray(features, dtype=np.float32)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    X = X / np.where(norms > 0, norms, 1)
+    X = _unit_rows(features)
+    Y = X if other is None else _unit_rows(other)
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for start in range(0, len(X), block_rows):
         stop = min(start + block_rows, len(X))
-        similarity = X[start:stop] @ X[start:].T
+        offset = start if other is None else 0  # within one set: each pair once
+        similarity = X[start:stop] @ Y[offset:].T
         i, j = np.nonzero(similarity >= threshold - 1e-6)
-        keep = j > i  # each pair once; columns start at row `start`
-        found.append((i[keep] + start, j[keep] + start, similarity[i[keep], j[keep]]))
+        keep = j + offset > i + start if other is None else np.ones(len(i), dtype=bool)
+        found.append((i[keep] + start, j[keep] + offset, similarity[i[keep], j[keep]]))
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     first, second, similarity = (np.concatenate(parts) for parts in zip(*found, strict=True))
@@ -238,4 +248,25 @@ def duplicates_message(duplicates: Duplicates, ids: Sequence[str], source: str) 
         f"{counts['exact_groups']} exact, {counts['near_groups']} near at cosine >= "
         f"{duplicates.threshold}), e.g. {examples}; each group stays on one side of every "
         f"split; list them with `bottleneck cache dupes {source}`"
+    )
+
+
+def shared_message(
+    test: np.ndarray,
+    train: np.ndarray,
+    ids: tuple[Sequence[str], Sequence[str]],
+    sources: tuple[str, str],
+    threshold: float = NEAR_THRESHOLD,
+) -> str | None:
+    """One line counting the ``test`` rows with a copy among the ``train`` rows (None: none)."""
+    first, second, _ = near_pairs(test, threshold, other=train)
+    if not len(first):
+        return None
+    shown = "; ".join(
+        f"{ids[0][a]} = {ids[1][b]}" for a, b in zip(first[:2], second[:2], strict=True)
+    )
+    return (
+        f"{sources[0]}: {len(np.unique(first))} of {len(test)} test images have a copy in "
+        f"{sources[1]} (cosine >= {threshold}), e.g. {shown}; their scores measure memory, not "
+        "transfer: drop them from the test set, or split one cache (--cv, --val-split)"
     )

@@ -591,7 +591,8 @@ def compare_heads(
         fit_rows, held = holdout_split(
             train_data.y, train_data.groups, val_split, random_state, linked=train_data.linked
         )
-    messages = check_data(train_data, min_per_class=cv or 1) + warn_duplicates(train_data)
+    messages = check_data(train_data, min_per_class=cv or 1)
+    messages += warn_duplicates(train_data, test_data)
     if test_data is not None:
         check_scorable(test_data)
     if test_data is not None:

@@ -37,6 +37,7 @@ from bottleneck_transfer.features.duplicates import (
     Duplicates,
     cache_duplicates,
     duplicates_message,
+    shared_message,
 )
 from bottleneck_transfer.fingerprint import diff_keys, fingerprint, sha256_arrays
 from bottleneck_transfer.heads.memo import FitMemo, code_versions, fit_key
@@ -314,14 +315,23 @@ def check_data(data: LabeledData, *, min_per_class: int = 1, min_classes: int = 
     return warn_small_data(labels, data.class_names, source=source)
 
 
-def warn_duplicates(data: LabeledData) -> list[str]:
-    """Emit a :class:`DuplicateImagesWarning` counting the copies in ``data``; return it."""
+def warn_duplicates(data: LabeledData, test: LabeledData | None = None) -> list[str]:
+    """Emit a :class:`DuplicateImagesWarning` counting the copies in ``data``, and the
+    ``test`` images with a copy in ``data``; return the messages.
+
+    Checked where a cache is loaded (``data.duplicates`` set), not again for its subsets.
+    """
     found = data.duplicates
-    message = None if found is None else duplicates_message(found, data.ids, data.space.source)
-    if message is None:
+    if found is None:
         return []
-    warnings.warn(message, DuplicateImagesWarning, stacklevel=2)
-    return [message]
+    messages = [duplicates_message(found, data.ids, data.space.source)]
+    if test is not None:
+        sources = (test.space.source, data.space.source)
+        messages.append(shared_message(test.X, data.X, (test.ids, data.ids), sources))
+    messages = [m for m in messages if m is not None]
+    for message in messages:
+        warnings.warn(message, DuplicateImagesWarning, stacklevel=2)
+    return messages
 
 
 def check_scorable(data: LabeledData) -> None:

@@ -30,6 +30,8 @@ def test_near_pairs_in_blocks_equal_the_full_matrix():
     np.testing.assert_allclose(
         similarity, [full[a, b] for a, b in zip(first, second, strict=True)], rtol=1e-5
     )
+    first, second, _ = near_pairs(X[:10], 0.99, block_rows=3, other=X[25:45])
+    assert list(zip(first.tolist(), second.tolist(), strict=True)) == [(4, 5), (7, 16)]
     with pytest.raises(ValueError, match="threshold"):
         near_pairs(X, 1.5)
 

@@ -20,6 +20,8 @@ from bottleneck_transfer.heads.training import LabeledData, fit_head
 from click.testing import CliRunner
 from duplicate_fixtures import EXACT, NEAR, write_copies_tree
 from heads_fixtures import digits_caches
+from PIL import Image
+from skimage import data as data_module
 
 BASE = "data/bases/fashion_mnist_0-4.keras"
 
@@ -114,6 +116,18 @@ def test_compare_warns_of_copies_with_counts_and_examples(cache):
     assert "(2 groups: 1 exact, 1 near at cosine >= 0.9995)" in message
     assert "bags/coffee.png = bags/coffee_copy.png" in message and "\n" not in message
     assert message in comparison.warnings
+
+
+def test_compare_warns_of_test_images_copied_from_training(cache, tree, tmp_path):
+    test = tmp_path / "test"
+    for name in ("shirts", "bags"):
+        (test / name).mkdir(parents=True)
+    Image.fromarray(data_module.astronaut()).resize((300, 300)).save(test / "shirts" / "a.jpg")
+    Image.fromarray(np.full((28, 28), 90, np.uint8)).save(test / "bags" / "flat.png")
+    extract(str(test), BASE, tmp_path / "test.h5", progress=False)
+    with pytest.warns(DuplicateImagesWarning, match=r"1 of 2 test images have a copy in") as caught:
+        compare_heads(cache, test=tmp_path / "test.h5", heads=["logreg"], progress=False)
+    assert any("shirts/a.jpg = shirts/astronaut" in str(w.message) for w in caught)
 
 
 def test_compare_without_copies_does_not_warn(tmp_path, recwarn):
