@@ -592,13 +592,13 @@ def compare_heads(
             train_data.y, train_data.groups, val_split, random_state, linked=train_data.linked
         )
     messages = check_data(train_data, min_per_class=cv or 1)
-    messages += warn_duplicates(train_data, test_data)
     if test_data is not None:
         check_scorable(test_data)
     if test_data is not None:
         check_compatible(train_data.space, test_data.space, what="test cache")
         _check_disjoint(train_data, test_data)
         check_data(test_data, min_classes=1)
+    messages += warn_duplicates(train_data, test_data)
     baseline_sets = _baseline_sets(baselines or {}, train_data, test_data)
     if split is not None:
         test_data = train_data.take(held)
