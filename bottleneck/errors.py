@@ -67,6 +67,10 @@ class SmallDataWarning(BottleneckWarning):
     """Too few samples per class, or a strong imbalance, for a trustworthy comparison."""
 
 
+class DuplicateImagesWarning(BottleneckWarning):
+    """A cache holds copies of one picture (kept on one side of every split)."""
+
+
 class ResumeWarning(BottleneckWarning):
     """Part of an unfinished extraction was damaged or missing; those items are redone."""
 

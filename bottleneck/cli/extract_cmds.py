@@ -23,6 +23,7 @@ _SHOW_FAILED = 10
 @options.out("Cache file.", required=True)
 @options.classes()
 @options.limit()
+@options.groups()
 @options.batch_size(
     "Images per model call (default: 64 on a CPU, 256 on an accelerator, at 224x224; "
     "scaled by pixel count for other sizes)."
@@ -99,6 +100,7 @@ def extract(
       bottleneck extract fashion-mnist:train --base data/bases/fashion_mnist_0-4.keras \\
           --classes 5-9 -o caches/fm-train.h5
       bottleneck extract manifest.csv --base mobilenet_v2 --weights none --image-size 96 -o c.h5
+      bottleneck extract scans.csv --groups patient --base resnet50 --val-split 0.2 -o s.h5
       bottleneck extract data/photos --base resnet50 --val-split 0.2 -o caches/photos.h5
       bottleneck extract data/photos --base ./tfhub_model --preprocess unit -o hub.h5
       bottleneck extract data/photos --base ./custom_sm --preprocess unit --trust-graph -o c.h5

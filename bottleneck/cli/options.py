@@ -156,6 +156,14 @@ def limit(help: str = "Use N images spread over the source.") -> Decorator:
     return click.option("--limit", type=click.IntRange(min=1), help=help)
 
 
+def groups(
+    help: str = "A CSV manifest's column naming each image's group (patient, session): no "
+    "group is ever on both sides of a split (--val-split, CV folds, tuning, learning curves).",
+) -> Decorator:
+    """``--groups``: a manifest column of user-declared groups, stored in the cache."""
+    return click.option("--groups", default=None, metavar="COLUMN", help=help)
+
+
 def batch_size(help: str, default: int | None = None) -> Decorator:
     """``--batch-size``: images per model call."""
     return click.option(

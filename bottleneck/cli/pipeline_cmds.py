@@ -53,6 +53,7 @@ def cache() -> None:
       bottleneck cache ls --cache-dir pipelines/caches
       bottleneck cache prune --older-than 30d
       bottleneck cache export caches/train.h5 -o train.parquet
+      bottleneck cache dupes caches/train.h5
     """
 
 
@@ -154,6 +155,69 @@ def cache_export(cache_path: str, out: str, wide: bool, as_json: bool) -> None:
         options.echo_json({"path": str(path), "size_bytes": path.stat().st_size})
     else:
         click.echo(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@cache.command("dupes")
+@click.argument("cache_path", metavar="CACHE", type=click.Path(dir_okay=False))
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Cosine similarity of two images' features from which they are copies (default: "
+    "the one every split uses, 0.9995; see the README, 'Duplicates').",
+)
+@click.option(
+    "--show",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Groups to list (the counts cover all).",
+)
+@options.json_flag()
+def cache_dupes(cache_path: str, threshold: float | None, show: int, as_json: bool) -> None:
+    """List the groups of copies of one picture among CACHE's images.
+
+    Exact copies hold identical features; near copies (a PNG, a JPEG and a resized copy of
+    one photo) have features at cosine similarity >= the threshold. compare, train,
+    learning curves and tuning keep each group on one side of every split.
+
+    \b
+    Examples:
+      bottleneck cache dupes caches/fm-train.h5
+      bottleneck cache dupes caches/photos.h5 --threshold 0.999 --json
+    """
+    from bottleneck_transfer.features.cache import FeatureCache
+    from bottleneck_transfer.features.duplicates import NEAR_THRESHOLD, cache_duplicates
+
+    with FeatureCache.open(cache_path) as opened:
+        found, _ = cache_duplicates(opened, threshold=threshold or NEAR_THRESHOLD)
+        ids, n_images = opened.ids, int(found.labels.size)
+    groups = [
+        {"exact": exact, "ids": [ids[r] for r in rows]}
+        for rows, exact in zip(found.groups, found.exact, strict=True)
+    ]
+    counts = found.summary()
+    if as_json:
+        options.echo_json(
+            {
+                "path": cache_path,
+                "threshold": found.threshold,
+                "images": n_images,
+                **counts,
+                "groups_found": groups,
+            }
+        )
+        return
+    click.echo(
+        f"{cache_path}: {counts['groups']} groups of copies among {n_images} images "
+        f"({counts['exact_groups']} exact, {counts['near_groups']} near at cosine >= "
+        f"{found.threshold}); {counts['rows']} images in them"
+    )
+    for number, group in enumerate(groups[:show], start=1):
+        kind = "exact" if group["exact"] else "near"
+        click.echo(f"group {number} ({kind}, {len(group['ids'])}): {', '.join(group['ids'])}")
+    if len(groups) > show:
+        click.echo(f"... {len(groups) - show} more (--show N, or --json)")
 
 
 COMMANDS = [run, cache]

@@ -14,8 +14,10 @@ learning rate (default 1e-5, Adam), early stopping on a validation set.
   Bad images are skipped and reported.
 * Labels are matched by class **name** between the model and the data: a class in the data
   that the model does not know is an error naming it.
-* The validation set is a second labelled collection, or (``val_split``) a stratified,
-  seeded share of the training collection: one labelled folder is enough.
+* The validation set is a second labelled collection, refused when it holds a training
+  image (by content), or (``val_split``) a stratified, seeded share of the training
+  collection with copies and declared groups kept whole: one labelled folder is enough
+  (:func:`validation_sources`). The metadata records which (counts, a hash of the ids).
 * ``augment=True`` passes each training batch through Keras preprocessing layers (random
   flip, rotation, zoom, translation; :func:`augmenter`), seeded per batch and epoch so a run
   is reproducible; validation batches are never augmented.
@@ -47,7 +49,14 @@ from bottleneck_transfer.deploy.formats import converter_for
 from bottleneck_transfer.errors import ExportError, ImageError, SourceError
 from bottleneck_transfer.features.batches import decode_batch
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
-from bottleneck_transfer.features.sources import Source, Split, open_source, split_source
+from bottleneck_transfer.features.sources import (
+    Source,
+    Split,
+    item_hashes,
+    open_source,
+    split_source,
+)
+from bottleneck_transfer.fingerprint import sha256_text
 
 DEFAULT_LEARNING_RATE = 1e-5
 DEFAULT_UNFREEZE = 20
@@ -252,6 +261,68 @@ def _verbose(progress: bool | None) -> int:
     return 1 if progress else 0
 
 
+def validation_sources(
+    train: str | Path | Source,
+    val: str | Path | Source | None,
+    *,
+    val_split: float | None,
+    classes: str | None = None,
+    limit: int | None = None,
+    val_limit: int | None = None,
+    seed: int = 0,
+) -> dict[str, Source]:
+    """The training and validation images: never one image on both sides.
+
+    With ``val_split``, a stratified, seeded share of ``train`` held out with copies and
+    declared groups kept whole (:func:`~bottleneck_transfer.features.sources.split_source`,
+    the holdout every split uses); else ``val``, refused when it holds an image of
+    ``train`` (equal content: a copied file is caught under any name).
+
+    Raises
+    ------
+    SourceError
+        If ``val`` shares images with ``train`` (one line naming an example and the count).
+    """
+    source = (
+        train if isinstance(train, Source) else open_source(train, classes=classes, limit=limit)
+    )
+    if val_split is not None:
+        return {
+            part: split_source(source, Split(val_split, part, seed)) for part in ("train", "val")
+        }
+    assert val is not None
+    held = val if isinstance(val, Source) else open_source(val, classes=classes, limit=val_limit)
+    trained = {h: item.id for h, item in zip(item_hashes(source), source.items, strict=True) if h}
+    shared = [
+        (item.id, trained[h])
+        for h, item in zip(item_hashes(held), held.items, strict=True)
+        if h in trained
+    ]
+    if shared:
+        example = f"{shared[0][0]} = {shared[0][1]}"
+        raise SourceError(
+            f"--val {val} shares {len(shared)} image(s) with the training images (same "
+            f"content, e.g. {example}): validate on images the model never trains on, or "
+            "hold out a share of TRAIN with --val-split"
+        )
+    return {"train": source, "val": held}
+
+
+def _validation_record(
+    sources: dict[str, Source], val: str | Path | Source | None, val_split: float | None, seed: int
+) -> dict:
+    """What the model's metadata says about its validation images."""
+    ids = sorted(item.id for item in sources["val"].items)
+    record = {
+        "images": {role: len(source) for role, source in sources.items()},
+        "val_ids_sha256": sha256_text(json.dumps(ids)),
+    }
+    if val_split is not None:
+        return {"val_split": val_split, "seed": seed, "grouped": "copies and --groups", **record}
+    where = val.root if isinstance(val, Source) else str(val)
+    return {"source": where, "disjoint_from_train": "content sha256", **record}
+
+
 def _evaluate(model: keras.Model, data: ImageBatches, verbose: int) -> tuple[float, float]:
     scores = model.evaluate(data, verbose=verbose, return_dict=True)
     return float(scores["loss"]), float(scores["accuracy"])
@@ -356,18 +427,20 @@ def finetune(
     workers = workers or os.cpu_count() or 1
     names = exported.class_names
     data = {}
-    roles = [("train", train, limit, "train"), ("val", val, val_limit, None)]
-    if val_split is not None:
-        roles = [(role, train, limit, role) for role in ("train", "val")]
-    for role, spec, role_limit, part in roles:
-        split = None if val_split is None or part is None else Split(val_split, part, seed)
-        if isinstance(spec, Source):
-            source = spec if split is None else split_source(spec, split)
-        else:
-            source = open_source(spec, classes=classes, limit=role_limit, split=split)
+    sources = validation_sources(
+        train,
+        val,
+        val_split=val_split,
+        classes=classes,
+        limit=limit,
+        val_limit=val_limit,
+        seed=seed,
+    )
+    for role, source in sources.items():
+        spec = train if role == "train" or val is None else val
         data[role] = ImageBatches(
             source,
-            label_map(names, source, str(spec if not isinstance(spec, Source) else source.root)),
+            label_map(names, source, str(spec if not isinstance(spec, Source) else spec.root)),
             exported.image_size,
             exported.channels,
             batch_size,
@@ -413,9 +486,7 @@ def finetune(
         "kept_original": kept_original,
         "val_loss": [loss_before, loss_after],
         "val_accuracy": [accuracy_before, accuracy_after],
-        "validation": {"val_split": val_split, "seed": seed}
-        if val_split is not None
-        else {"source": str(val if not isinstance(val, Source) else val.root)},
+        "validation": _validation_record(sources, val, val_split, seed),
         "augment": [type(layer).__name__ for layer in augmenter(seed).layers] if augment else [],
     }
     if metadata.get("outputs") == "decision-softmax" and not kept_original:

@@ -8,6 +8,8 @@ Layout (see README, "Cache format"):
 ``/views/source_row`` int64 (N,) (caches with augmented views: after the plain rows come the
 rows ``<id>#view0`` of every image in order, then ``#view1``, ... (:func:`assembled_rows`);
 each row's plain row, a plain row's being its own index) ·
+``/groups`` str (N,) (optional: a manifest's ``--groups`` column, e.g. a patient; each row's
+image's value, ``""`` for none; rows sharing a value stay on one side of every split) ·
 root attrs ``format``, ``format_version``, ``complete``, ``fingerprint``, ``identity``,
 ``provenance``, ``class_names`` (JSON).
 """
@@ -562,6 +564,9 @@ class CacheWriter:
                     failure, first = failure + k, first + n // (count + 1)
                 if count:
                     h5.create_dataset("views/source_row", data=view_source_rows(n_plain, count))
+                if manifest is not None and "group" in manifest:
+                    row_groups = _row_groups(ids.asstr()[...], manifest)
+                    h5.create_dataset("groups", data=row_groups, dtype=_STR)
                 if manifest is not None:
                     group = h5.create_group("manifest")
                     group.create_dataset("ids", data=manifest["ids"].astype(object), dtype=_STR)
@@ -589,6 +594,9 @@ class CacheWriter:
         if manifest is not None:
             text += manifest["ids"].nbytes + 16 * len(manifest["ids"])
             strings += len(manifest["ids"])
+        if manifest is not None and "group" in manifest:
+            text += rows * manifest["group"].dtype.itemsize
+            strings += rows
         item = np.dtype(self._meta.get("store_dtype", "float32")).itemsize
         data = rows * (item * self._meta["dim"] + 12) + text + 40 * strings + attr_bytes
         return int(1.1 * data) + 2**20
@@ -745,22 +753,32 @@ def _reserve(path: Path, size: int, fd: int | None = None) -> None:
 
 
 def _save_manifest(path: Path, manifest: dict[str, Sequence]) -> None:
-    """Write the items' stat (``manifest.npz``) to ``path`` (a temporary: see callers)."""
+    """Write the items' stat and declared groups (``manifest.npz``) to ``path`` (a temporary)."""
+    declared = {"group": np.asarray(manifest["group"], dtype=str)} if "group" in manifest else {}
     np.savez(
         path,
         ids=np.asarray(manifest["ids"], dtype=str),
         size=np.asarray(manifest["size"], np.int64),
         mtime_ns=np.asarray(manifest["mtime_ns"], np.int64),
+        **declared,
     )
 
 
 def _read_manifest(folder: Path) -> dict[str, np.ndarray] | None:
-    """The partial folder's manifest, or None if it has none (or it is damaged)."""
+    """The partial folder's manifest (with ``group`` when declared), or None if it has none
+    (or it is damaged)."""
     try:
         data = _read_npz(folder / "manifest.npz")
-        return {key: data[key] for key in ("ids", "size", "mtime_ns")}
+        return {key: data[key] for key in ("ids", "size", "mtime_ns", "group") if key in data}
     except _DAMAGED:
         return None
+
+
+def _row_groups(ids: Sequence[str], manifest: dict[str, np.ndarray]) -> np.ndarray:
+    """Each row's declared group: its image's (a view's plain id) in the manifest's ``group``."""
+    declared = dict(zip(manifest["ids"].tolist(), manifest["group"].tolist(), strict=True))
+    plain = [(match.group("plain") if (match := _VIEW_ID.match(i)) else i) for i in ids]
+    return np.asarray([declared.get(i, "") for i in plain], dtype=object)
 
 
 class FeatureCache:
@@ -986,6 +1004,20 @@ class FeatureCache:
             "size": group["size"][...],
             "mtime_ns": group["mtime_ns"][...],
         }
+
+    @property
+    def groups(self) -> np.ndarray | None:
+        """str (N,): each row's declared group (``""``: none), from ``/groups``; None for a
+        cache without (made without ``--groups``, or before it existed)."""
+        if not self._holds("groups"):
+            return None
+        stored = self._h5["groups"]
+        if not (isinstance(stored, h5py.Dataset) and stored.shape == (len(self),)):
+            raise CacheError(
+                f"{self.path}: /groups must hold one string per row: re-extract it with "
+                "`bottleneck extract ... --groups COLUMN --force`"
+            )
+        return np.asarray(stored.asstr()[...], dtype=object)
 
     @property
     def source_rows(self) -> np.ndarray:

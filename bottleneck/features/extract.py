@@ -165,6 +165,7 @@ def extract(
     classes: str | list | None = None,
     limit: int | None = None,
     split: Split | None = None,
+    groups: str | None = None,
     batch_size: int | None = None,
     workers: int | None = None,
     strict: bool = False,
@@ -201,7 +202,11 @@ def extract(
         object has them already: passing either is an error).
     split : Split, optional
         Extract one part of a stratified, seeded train/validation split of the source
-        (see :func:`extract_split` for both parts).
+        (see :func:`extract_split` for both parts); declared groups and exact copies stay
+        whole.
+    groups : str, optional
+        A CSV manifest's column of each image's group (patient, session), stored as the
+        cache's ``/groups``: every split keeps a group on one side.
     batch_size : int, optional
         Images per model call. Default (:func:`default_batch_size`): 64 on a CPU and 256
         on an accelerator for 224 x 224 inputs, scaled by pixel count for other sizes.
@@ -292,7 +297,7 @@ def extract(
         preprocess=preprocess,
         trust_graph=trust_graph or None,
     )
-    source = as_source(source, classes=classes, limit=limit, split=split)
+    source = as_source(source, classes=classes, limit=limit, split=split, groups=groups)
     if isinstance(base, Base):
         one = with_compute_dtype(base, compute_dtype)
         job = Pass(one, (one,))
@@ -358,11 +363,15 @@ def as_source(
     classes: str | list | None = None,
     limit: int | None = None,
     split: Split | None = None,
+    groups: str | None = None,
 ) -> Source:
-    """``source`` opened (with ``classes``/``limit``), restricted to one ``split`` part."""
-    _refuse_options(source, Source, "source", "open_source(spec", classes=classes, limit=limit)
+    """``source`` opened (with ``classes``/``limit``/``groups``), restricted to one ``split``
+    part."""
+    _refuse_options(
+        source, Source, "source", "open_source(spec", classes=classes, limit=limit, groups=groups
+    )
     if not isinstance(source, Source):
-        return open_source(source, classes=classes, limit=limit, split=split)
+        return open_source(source, classes=classes, limit=limit, split=split, groups=groups)
     return source if split is None else split_source(source, split)
 
 

@@ -46,6 +46,7 @@ def extract_layers(
     classes: str | list | None = None,
     limit: int | None = None,
     split: Split | None = None,
+    groups: str | None = None,
     batch_size: int | None = None,
     engine: str = "local",
     store_dtype: str = "float32",
@@ -82,7 +83,7 @@ def extract_layers(
     if len(set(layers)) != len(layers) or not layers:
         raise ValueError(f"layers must be distinct layer names. Received: layers={list(layers)}")
     made = check_options(batch_size, engine, store_dtype, compression, augment, views, seed)
-    source = as_source(source, classes=classes, limit=limit, split=split)
+    source = as_source(source, classes=classes, limit=limit, split=split, groups=groups)
     shaping = {"weights": weights, "image_size": image_size, "preprocess": preprocess}
     job = load_pass(
         base,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from bottleneck_transfer.errors import ImageError, SourceError
+from bottleneck_transfer.features.duplicates import content_hash, merge_labels
 from bottleneck_transfer.features.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -78,17 +79,45 @@ class Split:
 SPLIT_PARTS = ("train", "val")
 
 
-def holdout_mask(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+def group_units(
+    labels: np.ndarray, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's unit and each unit's label: the units a grouped split chooses.
+
+    A unit is one group (rows sharing a ``groups`` label: copies of one picture, one patient),
+    numbered in order of its first row; its label is its rows' most common label (the
+    smallest on ties). Without ``groups`` every row is its own unit.
+    """
+    labels = np.asarray(labels)
+    if groups is None:
+        return np.arange(len(labels)), labels
+    _, first, unit = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    unit = rank[unit.reshape(-1)]
+    classes, label_index = np.unique(labels, return_inverse=True)
+    counts = np.zeros((len(first), len(classes)), dtype=np.int64)
+    np.add.at(counts, (unit, label_index.reshape(-1)), 1)
+    return unit, classes[counts.argmax(axis=1)]
+
+
+def holdout_mask(
+    labels: np.ndarray, fraction: float, seed: int = 0, groups: np.ndarray | None = None
+) -> np.ndarray:
     """Stratified, seeded choice of ``fraction`` of the rows of each class: True = held out.
 
-    Every class keeps at least one row on each side. Raises SourceError for unlabelled
-    rows (-1) or a class with a single row.
+    Every class keeps at least one row on each side. With ``groups`` the choice is of groups
+    (:func:`group_units`), each held out or kept whole; rows that share no group split as
+    without. Raises SourceError for unlabelled rows (-1) or a class with a single row.
     """
     labels = np.asarray(labels)
     if (labels < 0).any():
         raise SourceError(
             f"a validation split needs labelled images; {int((labels < 0).sum())} are unlabelled"
         )
+    if groups is not None:
+        unit, unit_labels = group_units(labels, groups)
+        return holdout_mask(unit_labels, fraction, seed)[unit]
     rng = np.random.default_rng(seed)
     held = np.zeros(len(labels), dtype=bool)
     for label in np.unique(labels):
@@ -102,11 +131,30 @@ def holdout_mask(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarr
     return held
 
 
+def item_hashes(source: Source) -> list[str | None]:
+    """Each item's :func:`~bottleneck_transfer.features.duplicates.content_hash` (None for
+    an item that cannot be read: extraction records it as failed)."""
+    hashes: list[str | None] = []
+    for item in source.items:
+        try:
+            content = source.arrays[item.index] if item.path is None else item.path
+            hashes.append(None if item.error else content_hash(content))
+        except OSError:
+            hashes.append(None)
+    return hashes
+
+
+def item_groups(source: Source) -> np.ndarray | None:
+    """Each item's group label for splits: declared groups and exact copies (equal
+    :func:`item_hashes`) joined; None if no two items are tied."""
+    return merge_labels(item_hashes(source), [item.group for item in source.items])
+
+
 def split_source(source: Source, split: Split) -> Source:
-    """The ``split.part`` of ``source`` (see :class:`Split`)."""
-    held = holdout_mask(
-        np.asarray([item.label for item in source.items]), split.fraction, split.seed
-    )
+    """The ``split.part`` of ``source`` (see :class:`Split`), declared groups and exact
+    copies kept whole (:func:`item_groups`)."""
+    labels = np.asarray([item.label for item in source.items])
+    held = holdout_mask(labels, split.fraction, split.seed, item_groups(source))
     keep = held if split.part == "val" else ~held
     return replace(
         source,
@@ -128,6 +176,8 @@ class Item:
     index: int | None = None
     #: Why the item cannot be read, known when the source is listed (an unreadable folder).
     error: str | None = None
+    #: The group a manifest declares for it (``--groups``: patient, session), if any.
+    group: str | None = None
 
 
 @dataclass
@@ -168,7 +218,8 @@ class Source:
         return decode_array(self.arrays[item.index], size, channels)
 
     def manifest(self) -> dict[str, list] | None:
-        """Per-item id, size and mtime (file sources); ``None`` for array sources."""
+        """Per-item id, size and mtime (file sources), and ``group`` when a manifest declares
+        groups; ``None`` for array sources."""
         if self.arrays is not None:
             return None
         sizes, mtimes = [], []
@@ -180,7 +231,10 @@ class Source:
             except OSError:
                 sizes.append(-1)
                 mtimes.append(-1)
-        return {"ids": [item.id for item in self.items], "size": sizes, "mtime_ns": mtimes}
+        manifest = {"ids": [item.id for item in self.items], "size": sizes, "mtime_ns": mtimes}
+        if self.options.get("groups"):
+            manifest["group"] = [item.group or "" for item in self.items]
+        return manifest
 
     def identity(self, manifest: dict[str, list] | None = None) -> dict:
         """What about this source determines the features (not where it lives)."""
@@ -193,7 +247,10 @@ class Source:
         else:
             manifest = manifest if manifest is not None else self.manifest()
             assert manifest is not None
-            rows = zip(manifest["ids"], manifest["size"], manifest["mtime_ns"], labels, strict=True)
+            columns = [manifest["ids"], manifest["size"], manifest["mtime_ns"], labels]
+            if "group" in manifest:  # declared groups enter the fingerprint; none: as before
+                columns.append(manifest["group"])
+            rows = zip(*columns, strict=True)
             content = {"manifest_sha256": sha256_text(canonical_json(list(rows)))}
         return {
             "kind": self.kind,
@@ -279,11 +336,11 @@ def _walk_images(folder: Path, root: Path, label: int) -> list[Item]:
     return sorted(found, key=lambda item: item.id)
 
 
-def _file_item(item_id: str, label: int, path: Path) -> Item:
+def _file_item(item_id: str, label: int, path: Path, *, group: str | None = None) -> Item:
     """An image file to read; a FIFO, socket or device is a failed item, never opened."""
     what = file_kind(path, follow=True)
     error = None if what in (None, "missing") else f"{what}, not an image file: not opened"
-    return Item(item_id, label, path, error=error)
+    return Item(item_id, label, path, error=error, group=group)
 
 
 def _folder_source(root: Path) -> tuple[str, list[Item], list[str]]:
@@ -309,7 +366,7 @@ def _folder_source(root: Path) -> tuple[str, list[Item], list[str]]:
     return "class-folders", items, [d.name for d in subdirs]
 
 
-def _csv_source(path: Path) -> tuple[list[Item], list[str]]:
+def _csv_source(path: Path, groups: str | None = None) -> tuple[list[Item], list[str]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -322,6 +379,11 @@ def _csv_source(path: Path) -> tuple[list[Item], list[str]]:
             f"manifest {path} has no 'path' column (columns: {', '.join(columns)}); "
             "the header must be 'path,label' (label optional)"
         )
+    if groups is not None and groups not in columns:
+        raise SourceError(
+            f"manifest {path} has no {groups!r} column for --groups (columns: "
+            f"{', '.join(columns)}); name the column that holds each image's group"
+        )
     rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for _, row in numbered]
     # An empty label and -1 (the cache's own mark) both mean unlabeled.
     values = sorted({r["label"] for r in rows if r.get("label") not in (None, "", "-1")})
@@ -333,7 +395,12 @@ def _csv_source(path: Path) -> tuple[list[Item], list[str]]:
         path, [(line, os.path.normpath(path.parent / r["path"])) for line, r in listed]
     )
     items = [
-        _file_item(r["path"], index.get(r.get("label", ""), -1), path.parent / r["path"])
+        _file_item(
+            r["path"],
+            index.get(r.get("label", ""), -1),
+            path.parent / r["path"],
+            group=(r.get(groups) or None) if groups else None,
+        )
         for _, r in listed
     ]
     return items, values
@@ -432,6 +499,7 @@ def open_source(
     classes: str | Sequence[str | int] | None = None,
     limit: int | None = None,
     split: Split | None = None,
+    groups: str | None = None,
 ) -> Source:
     """Open an image collection.
 
@@ -446,7 +514,11 @@ def open_source(
         Keep ``limit`` items spread evenly over the collection (quick trials).
     split : Split, optional
         Keep one part of a stratified, seeded train/validation split (after ``classes``
-        and ``limit``), e.g. ``Split(0.2, "val")``.
+        and ``limit``), e.g. ``Split(0.2, "val")``; it keeps declared groups and exact
+        copies (:func:`item_groups`) whole.
+    groups : str, optional
+        A CSV manifest's column naming each image's group (patient, session): a group is
+        never on both sides of any split. An empty cell: the image is its own group.
 
     Raises
     ------
@@ -462,6 +534,8 @@ def open_source(
     """
     text = str(spec)
     options = {"spec": text, "classes": classes, "limit": limit}
+    if groups is not None:
+        options["groups"] = groups
     arrays = None
     hashes: dict[str, str] = {}
     if text.startswith("fashion-mnist:"):
@@ -499,7 +573,7 @@ def open_source(
             raise SourceError(f"source {path} is {what}, not a file: it is never opened")
         elif path.suffix.lower() == ".csv":
             kind = "csv"
-            items, names = _csv_source(path)
+            items, names = _csv_source(path, groups)
         elif path.suffix.lower() == ".npz":
             kind = "npz"
             items, names, arrays, hashes = _npz_source(path)
@@ -516,6 +590,11 @@ def open_source(
                 f"cannot tell what {path} is: give a folder, a .csv manifest, an IDX or .npz "
                 "file, or fashion-mnist:train|test"
             )
+    if groups is not None and kind != "csv":
+        raise SourceError(
+            f"--groups names a column of a CSV manifest; {text} is a {kind} source. Received: "
+            f"groups={groups!r}"
+        )
     items, names = _select(items, names, classes, limit)
     if not items:
         raise SourceError(
@@ -573,5 +652,9 @@ def reopen_source(described: dict) -> Source:
         raise SourceError("the cache's provenance does not say where its source is")
     split = Split(**options["split"]) if options.get("split") else None
     return open_source(
-        spec, classes=options.get("classes"), limit=options.get("limit"), split=split
+        spec,
+        classes=options.get("classes"),
+        limit=options.get("limit"),
+        split=split,
+        groups=options.get("groups"),
     )

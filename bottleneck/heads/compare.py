@@ -60,6 +60,7 @@ from bottleneck_transfer.heads.training import (
     check_data,
     check_scorable,
     fit_head,
+    warn_duplicates,
 )
 from bottleneck_transfer.heads.tuning import TuneResult
 from joblib import Parallel, delayed, effective_n_jobs
@@ -414,7 +415,7 @@ def _baseline_data(
             class_names=reference.class_names,
             source=f"baseline {name} ({role})",
         )
-        return dataclasses.replace(data, source_rows=reference.source_rows)
+        return dataclasses.replace(data, source_rows=reference.source_rows, linked=reference.linked)
     data = _as_data(value)
     if data.class_names != reference.class_names:
         raise HeadError(
@@ -606,7 +607,9 @@ def compare_heads(
     split = None
     if val_split is not None:
         split = {"val_split": val_split, "seed": random_state}
-        fit_rows, held = holdout_split(train_data.y, train_data.groups, val_split, random_state)
+        fit_rows, held = holdout_split(
+            train_data.y, train_data.groups, val_split, random_state, linked=train_data.linked
+        )
     messages = check_data(train_data, min_per_class=cv or 1)
     if test_data is not None:
         check_scorable(test_data)
@@ -614,12 +617,15 @@ def compare_heads(
         check_compatible(train_data.space, test_data.space, what="test cache")
         _check_disjoint(train_data, test_data)
         check_data(test_data, min_classes=1)
+    messages += warn_duplicates(train_data, test_data)
     baseline_sets = _baseline_sets(baselines or {}, train_data, test_data)
     if split is not None:
         test_data = train_data.take(held)
         baseline_sets = [(n, d, d.take(held)) for n, d, _ in baseline_sets]
     if test_data is None:
-        splits = stratified_folds(train_data.y, train_data.groups, cv, random_state)
+        splits = stratified_folds(
+            train_data.y, train_data.groups, cv, random_state, linked=train_data.linked
+        )
         scored = plain_rows(train_data.groups)
         eval_folds = [np.searchsorted(scored, e) for _, e in splits]
         test_fraction = float(np.mean([len(e) / (len(scored) - len(e)) for e in eval_folds]))

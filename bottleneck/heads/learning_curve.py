@@ -492,7 +492,7 @@ def _split(
         described = f"{len(evaluation)} rows of {evaluation.space.source}"
         return _Rows(train_data, evaluation, given, described)
     fit_rows, eval_rows = shuffle_split(
-        train_data.y, train_data.groups, HOLDOUT_FRACTION, random_state
+        train_data.y, train_data.groups, HOLDOUT_FRACTION, random_state, linked=train_data.linked
     )
     described = (
         f"{len(eval_rows)} rows of {train_data.space.source} held out (a stratified "
@@ -526,7 +526,7 @@ def _subset(data: LabeledData, size: Size, random_state: int, repeat: int) -> np
     if size == ALL:
         return np.arange(len(data))
     rng = np.random.default_rng([random_state, repeat])
-    return stratified_subset(data.y, data.groups, int(size), rng)
+    return stratified_subset(data.y, data.groups, int(size), rng, linked=data.linked)
 
 
 def _cell(point: Point) -> str:

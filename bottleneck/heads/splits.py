@@ -1,21 +1,28 @@
-"""Row splits that keep every image on one side: the one place heads split rows.
+"""Row splits that keep every group on one side: the one place heads split rows.
 
-A cache with augmented views (``extract --augment --views K``) holds several rows per image;
-``groups`` gives each row its image (its plain row's index; ``arange(N)`` without views).
-Every split here chooses *images* — stratified by label, seeded — and then:
+Rows belong to images, and images to groups:
 
-* the fitting side takes every row of its images, plain and views;
-* the scored side takes only the plain rows of its images (views are never scored).
+* ``groups`` gives each row its image: its plain row's index (``arange(N)`` without views);
+  a cache with augmented views (``extract --augment --views K``) holds several rows per image;
+* ``linked`` (optional) gives each row a group label shared by images that must stay together:
+  copies of one picture (:mod:`features.duplicates`) and groups a manifest declares
+  (``--groups``: patient, session). ``None``: every image is its own group.
 
-So no image is ever on both sides, and a cache without views splits exactly as before.
-Cross-validation folds (compare), the holdout (``--val-split``, learning curves), tuning
-splits and learning-curve subsets all come from here.
+Every split here chooses *groups* — stratified by each group's most common label
+(:func:`~bottleneck_transfer.features.sources.group_units`), seeded — and then:
+
+* the fitting side takes every row of its groups' images, plain and views;
+* the scored side takes only the plain rows of its groups' images (views are never scored).
+
+So no image, copy or declared group is ever on both sides, and data without views or groups
+splits exactly as before. Cross-validation folds (compare), the holdout (``--val-split``,
+learning curves), tuning splits and learning-curve subsets all come from here.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from bottleneck_transfer.features.sources import holdout_mask
+from bottleneck_transfer.features.sources import group_units, holdout_mask
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
 Split = tuple[np.ndarray, np.ndarray]
@@ -57,29 +64,58 @@ def groups_within(groups: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return within
 
 
-def stratified_folds(y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[Split]:
-    """``n_folds`` stratified, shuffled folds of the images (:class:`StratifiedKFold`)."""
+def image_units(
+    y: np.ndarray, groups: np.ndarray, linked: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The images (plain rows), each image's group (unit) and each group's label.
+
+    Splits choose units; without ``linked`` each image is its own unit, labelled by its row.
+    """
     images = plain_rows(groups)
+    unit, unit_y = group_units(y[images], None if linked is None else linked[images])
+    return images, unit, unit_y
+
+
+def stratified_folds(
+    y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int, *, linked: np.ndarray | None = None
+) -> list[Split]:
+    """``n_folds`` stratified, shuffled folds of the groups (:class:`StratifiedKFold`)."""
+    images, unit, unit_y = image_units(y, groups, linked)
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return [
-        image_split(groups, images[held])
-        for _, held in folds.split(np.zeros((len(images), 1)), y[images])
+        image_split(groups, images[np.isin(unit, held)])
+        for _, held in folds.split(np.zeros((len(unit_y), 1)), unit_y)
     ]
 
 
-def shuffle_split(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> Split:
-    """A stratified ``fraction`` of the images held out (:class:`StratifiedShuffleSplit`)."""
-    images = plain_rows(groups)
+def shuffle_split(
+    y: np.ndarray,
+    groups: np.ndarray,
+    fraction: float,
+    seed: int,
+    *,
+    linked: np.ndarray | None = None,
+) -> Split:
+    """A stratified ``fraction`` of the groups held out (:class:`StratifiedShuffleSplit`)."""
+    images, unit, unit_y = image_units(y, groups, linked)
     splitter = StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-    _, held = next(splitter.split(np.zeros((len(images), 1)), y[images]))
-    return image_split(groups, images[held])
+    _, held = next(splitter.split(np.zeros((len(unit_y), 1)), unit_y))
+    return image_split(groups, images[np.isin(unit, held)])
 
 
-def holdout_split(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> Split:
-    """``fraction`` of each class's images held out, at least one a side
+def holdout_split(
+    y: np.ndarray,
+    groups: np.ndarray,
+    fraction: float,
+    seed: int,
+    *,
+    linked: np.ndarray | None = None,
+) -> Split:
+    """``fraction`` of each class's groups held out, at least one a side
     (:func:`~bottleneck_transfer.features.sources.holdout_mask`, as ``extract --val-split``)."""
     images = plain_rows(groups)
-    return image_split(groups, images[holdout_mask(y[images], fraction, seed)])
+    held = holdout_mask(y[images], fraction, seed, None if linked is None else linked[images])
+    return image_split(groups, images[held])
 
 
 def subset_counts(counts: np.ndarray, n: int) -> np.ndarray:
@@ -91,19 +127,25 @@ def subset_counts(counts: np.ndarray, n: int) -> np.ndarray:
 
 
 def stratified_subset(
-    y: np.ndarray, groups: np.ndarray, n: int, rng: np.random.Generator
+    y: np.ndarray,
+    groups: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    linked: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Sorted rows of a subset of ``n`` images per class on average, views included.
+    """Sorted rows of a subset of ``n`` groups per class on average, views included.
 
+    A group is an image, or the images ``linked`` ties together (copies, a declared group).
     The subset keeps the classes' ratio (:func:`subset_counts`), so a curve's subsets are
-    as (im)balanced as all the rows. Each class's images are taken from the front of one
+    as (im)balanced as all the rows. Each class's groups are taken from the front of one
     seeded order, so subsets drawn with equally seeded ``rng`` are nested: the subset of
     ``n`` lies within that of any ``m > n``.
     """
-    images = plain_rows(groups)
-    labels, counts = np.unique(y[images], return_counts=True)
+    images, unit, unit_y = image_units(y, groups, linked)
+    labels, counts = np.unique(unit_y, return_counts=True)
     chosen = [
-        rng.permutation(images[y[images] == label])[:size]
+        rng.permutation(np.flatnonzero(unit_y == label))[:size]
         for label, size in zip(labels, subset_counts(counts, n), strict=True)
     ]
-    return rows_of_images(groups, np.concatenate(chosen))
+    return rows_of_images(groups, images[np.isin(unit, np.concatenate(chosen))])

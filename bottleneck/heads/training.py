@@ -31,8 +31,14 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
-from bottleneck_transfer.errors import HeadError, SmallDataWarning
+from bottleneck_transfer.errors import DuplicateImagesWarning, HeadError, SmallDataWarning
 from bottleneck_transfer.features.cache import FeatureCache, check_features
+from bottleneck_transfer.features.duplicates import (
+    Duplicates,
+    cache_duplicates,
+    duplicates_message,
+    shared_message,
+)
 from bottleneck_transfer.fingerprint import diff_keys, fingerprint, sha256_arrays
 from bottleneck_transfer.heads.memo import FitMemo, code_versions, fit_key
 from bottleneck_transfer.heads.metrics import row_losses, score
@@ -96,7 +102,10 @@ class FeatureSpace:
 class LabeledData:
     """Features and labels of one cache (or of arrays), held in memory.
 
-    ``y`` holds class indices into ``class_names``; -1 marks unlabeled rows.
+    ``y`` holds class indices into ``class_names``; -1 marks unlabeled rows. ``linked``:
+    each row's group label, shared by images every split keeps together (copies of one
+    picture, groups a manifest declares; see :mod:`heads.splits`); None when there are none.
+    ``duplicates``: the copies found in the cache (:func:`features.duplicates.cache_duplicates`).
     """
 
     X: np.ndarray
@@ -105,6 +114,8 @@ class LabeledData:
     space: FeatureSpace
     fingerprint: str = ""
     source_rows: np.ndarray | None = None
+    linked: np.ndarray | None = None
+    duplicates: Duplicates | None = field(default=None, repr=False)
 
     @classmethod
     def from_cache(cls, cache: FeatureCache | str | Path) -> LabeledData:
@@ -112,13 +123,17 @@ class LabeledData:
         if not isinstance(cache, FeatureCache):
             with FeatureCache.open(cache) as opened:
                 return cls.from_cache(opened)
+        X = cache.features
+        duplicates, linked = cache_duplicates(cache, X)
         return cls(
-            X=cache.features,
+            X=X,
             y=cache.labels.astype(np.int64),
             ids=cache.ids,
             space=FeatureSpace.of_cache(cache),
             fingerprint=cache.fingerprint,
             source_rows=cache.source_rows if cache.has_views else None,
+            linked=linked,
+            duplicates=duplicates,
         )
 
     @classmethod
@@ -189,6 +204,7 @@ class LabeledData:
             space=self.space,
             fingerprint=fingerprint({"rows of": self.key, "rows": sha256_arrays([rows])}),
             source_rows=source_rows,
+            linked=None if self.linked is None else self.linked[rows],
         )
 
 
@@ -298,6 +314,25 @@ def check_data(data: LabeledData, *, min_per_class: int = 1, min_classes: int = 
     if min_classes < 2:
         return []
     return warn_small_data(labels, data.class_names, source=source)
+
+
+def warn_duplicates(data: LabeledData, test: LabeledData | None = None) -> list[str]:
+    """Emit a :class:`DuplicateImagesWarning` counting the copies in ``data``, and the
+    ``test`` images with a copy in ``data``; return the messages.
+
+    Checked where a cache is loaded (``data.duplicates`` set), not again for its subsets.
+    """
+    found = data.duplicates
+    if found is None:
+        return []
+    messages = [duplicates_message(found, data.ids, data.space.source)]
+    if test is not None:
+        sources = (test.space.source, data.space.source)
+        messages.append(shared_message(test.X, data.X, (test.ids, data.ids), sources))
+    messages = [m for m in messages if m is not None]
+    for message in messages:
+        warnings.warn(message, DuplicateImagesWarning, stacklevel=2)
+    return messages
 
 
 def check_scorable(data: LabeledData) -> None:
@@ -430,6 +465,8 @@ def fit_head(
     every_row = len(rows) == len(data) and np.array_equal(rows, np.arange(len(data)))
     X, y = (data.X, data.y) if every_row else (data.X[rows], data.y[rows])
     grouping = {"groups": groups_within(data.groups, rows)} if data.has_views else {}
+    if data.linked is not None:
+        grouping["linked"] = data.linked[rows]
     meta = None if memo is None else memo.load_meta(key)
     if meta is not None:
         tuning = None

@@ -87,12 +87,17 @@ class TuneResult:
 
 
 def validation_split(
-    y: np.ndarray, val_fraction: float, random_state: int, groups: np.ndarray | None = None
+    y: np.ndarray,
+    val_fraction: float,
+    random_state: int,
+    groups: np.ndarray | None = None,
+    linked: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A stratified (train, validation) split of the rows of ``y``.
 
     With augmented views (``groups``: each row's image, see :mod:`heads.splits`), images
-    are split: every view goes to its image's side and only plain rows are validation rows.
+    are split: every view goes to its image's side and only plain rows are validation rows;
+    with ``linked`` (copies of one picture, declared groups), each group stays whole.
 
     Raises
     ------
@@ -101,7 +106,7 @@ def validation_split(
     """
     groups = np.arange(len(y)) if groups is None else groups
     try:
-        return shuffle_split(y, groups, val_fraction, random_state)
+        return shuffle_split(y, groups, val_fraction, random_state, linked=linked)
     except ValueError as exc:
         raise HeadError(
             f"cannot carve a stratified validation split ({val_fraction:.0%}) for tuning from "
@@ -118,6 +123,7 @@ def tune_head(
     random_state: int = 0,
     n_jobs: int | None = -1,
     groups: np.ndarray | None = None,
+    linked: np.ndarray | None = None,
 ) -> TuneResult:
     """Search a head's hyper-parameters on a validation split of ``X`` (training rows only).
 
@@ -137,6 +143,8 @@ def tune_head(
         Parallel trials (joblib); -1 uses every core.
     groups : ndarray, optional
         Augmented views: each row's image (see :func:`validation_split`).
+    linked : ndarray, optional
+        Each row's group (copies, declared groups), kept whole (see :func:`validation_split`).
 
     Returns
     -------
@@ -153,7 +161,7 @@ def tune_head(
     make_head(spec)  # validates the spec before any work
     space = head_kind(spec).search_space
     axes = [axis for axis in space.axes if axis.param not in fixed]
-    train_idx, val_idx = validation_split(y, val_fraction, random_state, groups)
+    train_idx, val_idx = validation_split(y, val_fraction, random_state, groups, linked)
     if not axes:
         return TuneResult(spec, {}, math.nan, [], train_idx, val_idx, 0.0)
     scale = {a.param: (1.0 / X.shape[1] if a.per_feature else 1.0) for a in axes}

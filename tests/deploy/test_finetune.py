@@ -10,6 +10,7 @@ import click
 import keras
 import numpy as np
 import pytest
+from bottleneck_transfer.cli import cli
 from bottleneck_transfer.cli.deploy_cmds import COMMANDS
 from bottleneck_transfer.deploy.export import export
 from bottleneck_transfer.deploy.exported import METADATA_LAYER, read_metadata
@@ -156,10 +157,16 @@ def test_batchnorm_layers_stay_frozen(photos, tmp_path):
     model = tmp_path / "model.keras"
     export(tmp_path / "c.h5", model, head="logreg:C=0.0001", sample=4)  # leaves loss to gain
     out = tmp_path / "tuned.keras"
+    # Which layers train is the point here, so validate on the training pixels, saved as
+    # other files (the byte hash that refuses a copied file does not see re-encodings).
+    resaved = tmp_path / "resaved"
+    for path in photos.rglob("*.*"):
+        (resaved / path.parent.name).mkdir(parents=True, exist_ok=True)
+        Image.open(path).save(resaved / path.relative_to(photos).with_suffix(".bmp"))
     result = finetune(
         model,
         photos,
-        val=photos,
+        val=resaved,
         unfreeze=8,
         learning_rate=1e-4,
         epochs=2,
@@ -238,8 +245,11 @@ def test_cli_finetune_reports_accuracy_before_and_after(photos, tmp_path):
     group = click.Group()
     for command in COMMANDS:
         group.add_command(command)
-    args = ["finetune", str(tmp_path / "m.keras"), str(photos), "--val", str(photos)]
+    args = ["finetune", str(tmp_path / "m.keras"), str(photos), "--val-split", "0.5"]
     args += ["--unfreeze", "0", "--lr", "1e-3", "--epochs", "1", "-o", str(tmp_path / "t.keras")]
+    refused = CliRunner().invoke(cli, [*args[:3], "--val", str(photos), *args[5:], "--quiet"])
+    assert refused.exit_code == 1
+    assert "shares 12 image(s) with the training images" in refused.output
     done = CliRunner().invoke(group, [*args, "--json", "--quiet"])
     assert done.exit_code == 0, done.output
     data = json.loads(done.stdout)

@@ -63,7 +63,8 @@ def test_finetune_on_one_folder_with_val_split_and_augment(fm_model, tmp_path):
     )
     assert result.path == out and out.exists()
     tuned = load_exported(out).metadata["finetuned"]
-    assert tuned["validation"] == {"val_split": 0.25, "seed": 2}
+    assert tuned["validation"]["val_split"] == 0.25 and tuned["validation"]["seed"] == 2
+    assert tuned["validation"]["images"] == {"train": 60, "val": 20}
     assert tuned["augment"] == ["RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation"]
     val = open_source(spec, classes="5-9", limit=80, split=Split(0.25, "val", 2))
     assert len(val) == 20  # validated on the held-out share only

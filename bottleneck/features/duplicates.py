@@ -1,0 +1,272 @@
+"""Duplicate images: exact copies by content hash, near copies by feature similarity.
+
+Two rows are the same picture when
+
+* their items' contents hash equal (:func:`content_hash`: a file's bytes, an array image's
+  pixels) — known before any feature exists (``extract --val-split``, ``finetune --val``); or
+* their features' cosine similarity is at least :data:`NEAR_THRESHOLD` (:func:`near_pairs`)
+  — a PNG, a JPEG and a resized copy of one photo; identical pixels give identical features,
+  so this also catches exact copies whose bytes differ (another container, other metadata).
+
+Duplicates and user-declared groups (a manifest's ``--groups`` column: patient, session) are
+merged into one label per row (:func:`merge_labels`): every split keeps each group whole on
+one side (``heads.splits``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from bottleneck_transfer.features.cache import FeatureCache
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+#: Cosine similarity from which two feature rows are copies of one picture, chosen from data
+#: on the shipped base (README, "Duplicates"): every PNG / JPEG (q 50-95) / resized (0.5-1.5x)
+#: copy of scikit-image's 19 photos scores >= 0.9997 with its original, while among the 10,000
+#: distinct Fashion-MNIST test images 25 have a neighbour >= 0.9995 (176 >= 0.999, 2,012
+#: >= 0.99): the threshold keeps false ties rare. Heavy re-encodings of 28 x 28 images fall
+#: below it (30 % of those pairs are caught); exact copies always tie (cosine 1).
+NEAR_THRESHOLD = 0.9995
+#: Rows per block of the similarity search (a block x N float32 product at a time).
+BLOCK_ROWS = 1024
+
+
+def content_hash(content: str | Path | np.ndarray) -> str:
+    """``sha256:<hex>`` of a file's bytes, or of an image array's pixels (shape included).
+
+    File bytes, not decoded pixels: hashing needs no decode (decoding is the extraction's
+    cost), and copies whose bytes differ but pixels agree have identical features, which
+    the near-copy search groups anyway.
+    """
+    digest = hashlib.sha256()
+    if isinstance(content, np.ndarray):
+        digest.update(repr((content.shape, content.dtype.str)).encode())
+        digest.update(np.ascontiguousarray(content).tobytes())
+    else:
+        with open(content, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _components(n: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """int64 (n,): each row's connected component, named by its smallest row."""
+    graph = coo_matrix((np.ones(len(first), np.int8), (first, second)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    smallest = np.full(component.max() + 1 if n else 0, n, dtype=np.int64)
+    np.minimum.at(smallest, component, np.arange(n))
+    return smallest[component]
+
+
+def merge_labels(*labelings: Sequence | np.ndarray | None) -> np.ndarray | None:
+    """One label per row joining every labeling's groups (rows equal in any one share a label).
+
+    Each labeling gives rows any hashable label; ``None`` entries (and ``None`` labelings)
+    tie nothing. Labels are each group's smallest row; ``None`` when no two rows are tied.
+    """
+    given = [list(labels) for labels in labelings if labels is not None]
+    if not given:
+        return None
+    n = len(given[0])
+    first, second = [], []
+    for labels in given:
+        seen: dict = {}
+        for row, label in enumerate(labels):
+            if label is None:
+                continue
+            if label in seen:
+                first.append(seen[label])
+                second.append(row)
+            else:
+                seen[label] = row
+    if not first:
+        return None
+    return _components(n, np.asarray(first, np.int64), np.asarray(second, np.int64))
+
+
+def _unit_rows(features: np.ndarray) -> np.ndarray:
+    X = np.asarray(features, dtype=np.float32)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.where(norms > 0, norms, 1)
+
+
+def near_pairs(
+    features: np.ndarray,
+    threshold: float = NEAR_THRESHOLD,
+    block_rows: int = BLOCK_ROWS,
+    other: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row pairs ``i < j`` of ``features`` whose cosine similarity is at least ``threshold``,
+    or with ``other``, pairs ``(i, j)`` of a row of ``features`` and a row of ``other``.
+
+    Blocked: one ``block_rows x N`` product at a time, never the ``N x N`` matrix.
+
+    Returns
+    -------
+    first, second : ndarray of int64
+    similarity : ndarray of float32
+    """
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must lie in (0, 1]. Received: threshold={threshold}")
+    X = _unit_rows(features)
+    Y = X if other is None else _unit_rows(other)
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for start in range(0, len(X), block_rows):
+        stop = min(start + block_rows, len(X))
+        offset = start if other is None else 0  # within one set: each pair once
+        similarity = X[start:stop] @ Y[offset:].T
+        i, j = np.nonzero(similarity >= threshold - 1e-6)
+        keep = j + offset > i + start if other is None else np.ones(len(i), dtype=bool)
+        found.append((i[keep] + start, j[keep] + offset, similarity[i[keep], j[keep]]))
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    first, second, similarity = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    return first.astype(np.int64), second.astype(np.int64), similarity.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """Groups of rows holding one picture.
+
+    ``labels``: int64 (n,), each searched row's group named by its smallest position
+    (singletons their own); ``exact``: bool per group of :attr:`groups`, whether its rows hold
+    identical features or content; ``threshold``: the cosine similarity used; ``rows``: the
+    cache row of each searched position (None: positions are rows).
+    """
+
+    labels: np.ndarray
+    exact: tuple[bool, ...]
+    threshold: float
+    rows: np.ndarray | None = None
+
+    @property
+    def groups(self) -> list[np.ndarray]:
+        """Rows of each group of two or more, in order of their first row."""
+        order = np.argsort(self.labels, kind="stable")
+        sorted_labels = self.labels[order]
+        starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+        groups = [g for g in np.split(order, starts[1:]) if len(g) > 1]
+        return groups if self.rows is None else [self.rows[g] for g in groups]
+
+    @property
+    def n_rows(self) -> int:
+        """Rows that have a copy elsewhere."""
+        return sum(len(g) for g in self.groups)
+
+    def summary(self) -> dict[str, int]:
+        """Counts: groups, exact and near groups, rows in groups, rows beyond one per group."""
+        groups = self.groups
+        return {
+            "groups": len(groups),
+            "exact_groups": int(sum(self.exact)),
+            "near_groups": len(groups) - int(sum(self.exact)),
+            "rows": self.n_rows,
+            "extra_copies": self.n_rows - len(groups),
+        }
+
+
+def _same_rows(features: np.ndarray, rows: np.ndarray) -> bool:
+    """Whether every row of ``rows`` holds the same features."""
+    return bool((np.asarray(features[rows]) == np.asarray(features[rows[0]])).all())
+
+
+def find_duplicates(
+    features: np.ndarray,
+    hashes: Sequence[str | None] | None = None,
+    threshold: float = NEAR_THRESHOLD,
+) -> Duplicates:
+    """Exact (equal ``hashes``, or identical features) and near copies among ``features`` rows.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_rows, dim)
+    hashes : sequence of str or None, optional
+        Each row's :func:`content_hash`, when known.
+    threshold : float, default=NEAR_THRESHOLD
+        Cosine similarity from which two rows are copies.
+    """
+    n = len(features)
+    first, second, _ = near_pairs(features, threshold)
+    labels = _components(n, first, second)
+    if hashes is not None:
+        labels = merge_labels(labels, hashes)
+        labels = np.arange(n, dtype=np.int64) if labels is None else labels
+    exact = []
+    for group in Duplicates(labels, (), threshold).groups:  # positions, not rows
+        same_hash = hashes is not None and len({hashes[r] for r in group}) == 1
+        exact.append(
+            bool(same_hash and hashes[group[0]] is not None) or _same_rows(features, group)
+        )
+    return Duplicates(labels, tuple(exact), threshold)
+
+
+def cache_duplicates(
+    cache: FeatureCache, features: np.ndarray | None = None, threshold: float = NEAR_THRESHOLD
+) -> tuple[Duplicates, np.ndarray | None]:
+    """The copies among a cache's images, and each row's group label for the splits.
+
+    Only plain rows are searched (augmented views are copies of their image by design); the
+    group labels join copies and the cache's declared groups (``/groups``), a view taking its
+    image's. ``features``: the cache's features when already read.
+
+    Returns
+    -------
+    duplicates : Duplicates
+        Over the plain rows (its groups name cache rows).
+    linked : ndarray of int64 (N,) or None
+        Each row's group (its group's smallest plain position); None when no two images
+        are tied.
+    """
+    features = cache.features if features is None else features
+    source_rows = cache.source_rows
+    plain = np.flatnonzero(source_rows == np.arange(len(source_rows)))
+    found = find_duplicates(features[plain], threshold=threshold)
+    found = Duplicates(found.labels, found.exact, threshold, plain)
+    declared = cache.groups
+    declared = None if declared is None else [g or None for g in declared[plain].tolist()]
+    merged = merge_labels(found.labels, declared)
+    if merged is None:
+        return found, None
+    position = np.empty(len(source_rows), dtype=np.int64)
+    position[plain] = np.arange(len(plain))
+    return found, merged[position[source_rows]]
+
+
+def duplicates_message(duplicates: Duplicates, ids: Sequence[str], source: str) -> str | None:
+    """One line counting the copies in ``source`` with examples (None when there are none)."""
+    counts = duplicates.summary()
+    if not counts["groups"]:
+        return None
+    examples = "; ".join(" = ".join(ids[r] for r in g[:3]) for g in duplicates.groups[:2])
+    return (
+        f"{source}: {counts['rows']} images are copies of another ({counts['groups']} groups: "
+        f"{counts['exact_groups']} exact, {counts['near_groups']} near at cosine >= "
+        f"{duplicates.threshold}), e.g. {examples}; each group stays on one side of every "
+        f"split; list them with `bottleneck cache dupes {source}`"
+    )
+
+
+def shared_message(
+    test: np.ndarray,
+    train: np.ndarray,
+    ids: tuple[Sequence[str], Sequence[str]],
+    sources: tuple[str, str],
+    threshold: float = NEAR_THRESHOLD,
+) -> str | None:
+    """One line counting the ``test`` rows with a copy among the ``train`` rows (None: none)."""
+    first, second, _ = near_pairs(test, threshold, other=train)
+    if not len(first):
+        return None
+    shown = "; ".join(
+        f"{ids[0][a]} = {ids[1][b]}" for a, b in zip(first[:2], second[:2], strict=True)
+    )
+    return (
+        f"{sources[0]}: {len(np.unique(first))} of {len(test)} test images have a copy in "
+        f"{sources[1]} (cosine >= {threshold}), e.g. {shown}; their scores measure memory, not "
+        "transfer: drop them from the test set, or split one cache (--cv, --val-split)"
+    )
