@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.errors import HeadError, SourceError
 from bottleneck_transfer.heads.declared import TOP_K, Metric, metric_named
-from bottleneck_transfer.heads.memo import FitMemo
+from bottleneck_transfer.heads.memo import FitMemo, prediction_key
 from bottleneck_transfer.heads.metrics import score
 from bottleneck_transfer.heads.registry import has_proba, make_head
 from bottleneck_transfer.heads.splits import groups_within, holdout_split
-from bottleneck_transfer.heads.training import LabeledData, fit_head
+from bottleneck_transfer.heads.training import Fit, LabeledData, fit_head
 from bottleneck_transfer.heads.tuning import VAL_FRACTION
 
 #: Classes are "unequal" when the largest has this many times the rows of the smallest: then,
@@ -104,6 +104,24 @@ def resolve_metric(
                 "balanced-accuracy or macro-f1"
             )
     return metric, note
+
+
+def _predict(
+    fit: Fit, data: LabeledData, rows: np.ndarray, memo: FitMemo | None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """A fit's predictions, probabilities (or None) and classes on ``rows``: stored in the
+    memo by key, so a second run of the same choice neither fits nor loads a head."""
+    key = prediction_key(fit.key, data.key, rows)
+    stored = None if memo is None else memo.load_predictions(key)
+    if stored is None:
+        head = fit.estimator
+        X = data.X[rows]
+        stored = {"predictions": head.predict(X), "classes": head.classes_}
+        if has_proba(head):
+            stored["proba"] = head.predict_proba(X)
+        if memo is not None:
+            memo.save_predictions(key, {}, **stored)
+    return stored["predictions"], stored.get("proba"), stored["classes"]
 
 
 @dataclass
@@ -201,11 +219,8 @@ def choose(
             memo=memo,
             metric=metric.name,
         )
-        head = fit.estimator
-        X_val = candidate.X[val_rows]
-        proba = head.predict_proba(X_val) if has_proba(head) else None
-        y_val = candidate.y[val_rows]
-        scored = score(y_val, head.predict(X_val), proba, head.classes_, only=[metric.key])
+        predictions, proba, classes = _predict(fit, candidate, val_rows, memo)
+        scored = score(candidate.y[val_rows], predictions, proba, classes, only=[metric.key])
         scores[name] = scored[metric.key]
     chosen = names[0]
     for name in names[1:]:

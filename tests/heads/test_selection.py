@@ -97,12 +97,13 @@ def test_no_validation_split_takes_the_first_head_and_says_so():
 def test_noise_labels_winner_is_reported_without_bias():
     """Issue 23.2 under a true null (noise labels, 5 classes, 4 heads, a noise baseline).
 
-    Before, the winner was the best of 4 on the test rows and its reported accuracy averaged
-    0.233 over 200 such draws (chance 0.200). Over these 24 draws of 100 test rows the mean's
-    SD is 0.008: the tolerance is 0.02 (2.5 SD), which the old code misses by 0.013.
+    The winner's curse is upward: picked as the best of 4 on the test rows, the old winner's
+    reported accuracy averaged 0.222 over these 24 draws (0.233 over 200; chance 0.200). Now
+    0.190. The mean of 24 draws of 100 rows has SD 0.008: at most chance + 0.012 (the old
+    code is 0.010 over it), and not below chance - 0.025.
     """
     result = null_draws(24, 4, n_train=100, n_test=100, seed=7)
-    assert abs(result["mean_reported_accuracy"] - result["chance"]) <= 0.02
+    assert -0.025 <= result["mean_reported_accuracy"] - result["chance"] <= 0.012
 
 
 @pytest.mark.slow
