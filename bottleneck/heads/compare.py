@@ -837,15 +837,12 @@ def held_out_text(row: Row, key: str) -> str:
 
 
 def _choice_text(winner: Row, choices: list[Choice], metric: Metric) -> str:
-    """How the winner was chosen: on which rows, by which score."""
+    """How the winner was chosen: on which rows, by which score (its validation score)."""
     if len(choices) == 1:
         choice = choices[0]
         if choice.score is None:
             return f"{winner.name} is reported ({choice.reason})"
-        return (
-            f"{winner.name} was chosen on training rows only ({choice.reason}, validation "
-            f"{metric.name} {choice.score:.3f})"
-        )
+        return f"{winner.name} was chosen on training rows only ({choice.reason})"
     n = sum(c.chosen == winner.name for c in choices)
     return (
         f"{winner.name} was chosen in {n} of {len(choices)} folds, each on its fold's training "

@@ -43,6 +43,7 @@ from bottleneck_transfer.heads.compare import (
     compare_heads,
 )
 from bottleneck_transfer.heads.memo import FitMemo
+from bottleneck_transfer.heads.selection import majority_rate
 from bottleneck_transfer.heads.splits import shuffle_split, stratified_subset
 from bottleneck_transfer.heads.training import LabeledData, check_labels
 from matplotlib.figure import Figure
@@ -182,6 +183,7 @@ class LearningCurve:
     seconds: float
     seconds_per_size: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    majority_rate: float | None = None
 
     def point(self, line: str, size: Size) -> Point:
         """The point of ``line`` at ``size``."""
@@ -204,6 +206,7 @@ class LearningCurve:
             "sentence": self.sentence,
             "evaluation": self.evaluation,
             "n_eval_rows": self.n_eval_rows,
+            "majority_rate": self.majority_rate,
             "tuned": self.tuned,
             "seconds": self.seconds,
             "seconds_per_size": self.seconds_per_size,
@@ -452,6 +455,7 @@ def learning_curve(
         seconds=round(time.perf_counter() - start, 3),
         seconds_per_size=seconds,
         notes=notes,
+        majority_rate=majority_rate(rows.evaluation.y),
     )
 
 
@@ -579,6 +583,7 @@ def _legend(curve: LearningCurve) -> str:
         "choice saw). Transfer gain: the chosen head minus the baseline chosen likewise, "
         "paired per subset (the difference of those two lines)."
         + (" Heads tuned on each subset only." if curve.tuned else "")
+        + f" Majority-class rate on the evaluation rows: {curve.majority_rate:.3f}."
     )
 
 

@@ -118,8 +118,14 @@ def _legend(comparison: Comparison) -> str:
         if any(_not_converged(row) for row in comparison.rows)
         else ""
     )
+    chosen = (
+        f" * winner: chosen on a validation split of the training rows by {comparison.metric}"
+        " (rows ranked by that validation score; no test score chose anything)."
+        f" Majority-class rate on the scored rows: {comparison.majority_rate:.3f} (the accuracy"
+        " of always guessing the largest class)."
+    )
     return (
-        f"Metrics: {spread}. * winner.{bounded} p: McNemar test vs the winner, Holm-adjusted. "
+        f"Metrics: {spread}.{chosen}{bounded} p: McNemar test vs the winner, Holm-adjusted. "
         f"{NOT_DEFINED}: no predict_proba, log-loss not defined. fit s per fit; "
         f"predict ms per 1,000 rows.{reused}"
     )

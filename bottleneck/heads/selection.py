@@ -228,8 +228,8 @@ def choose(
         if value is not None and (best is None or metric.better(value, best)):
             chosen = name
     reason = (
-        f"best validation {metric.name} ({scores[chosen]:.3f}) of {len(names)} on "
-        f"{len(val_rows)} training rows held out from the fit"
+        f"best validation {metric.name} {scores[chosen]:.3f} of {len(names)}, on "
+        f"{len(val_rows)} training rows held out from their fits"
         if scores[chosen] is not None
         else f"no candidate has a validation {metric.name}: took the first listed"
     )
