@@ -921,7 +921,8 @@ def _verdict(
         return f"{lead}. The lead is real: McNemar p = {p:.2g} (Holm-adjusted){rest}."
     verb = "is" if len(tied) == 1 else "are"
     return (
-        f"{lead}. The lead is NOT significant: {', '.join(tied)} {verb} statistically tied "
+        f"{lead}. The {'lead' if gap >= 0 else 'difference'} is NOT significant: "
+        f"{', '.join(tied)} {verb} statistically tied "
         f"with {winner.name} (McNemar, Holm-adjusted p = {p:.2g} vs {runner.name} ≥ {ALPHA}); "
         "pick among them on speed or simplicity."
     )
