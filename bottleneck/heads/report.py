@@ -188,6 +188,24 @@ def format_table(comparison: Comparison) -> str:
     return "\n".join(out)
 
 
+def choice_lines(comparison: Comparison) -> list[str]:
+    """One line per split and choice: what was chosen, why, and every validation score."""
+    lines = []
+    kinds = [("head", comparison.choices), ("baseline", comparison.baseline_choices)]
+    for kind, choices in kinds:
+        for k, choice in enumerate(choices, start=1):
+            where = f"fold {k}" if len(choices) > 1 else "holdout"
+            scores = ", ".join(
+                f"{name} {'n/a' if value is None else f'{value:.3f}'}"
+                for name, value in choice.scores.items()
+            )
+            lines.append(
+                f"{where}, {kind}: {choice.chosen} ({choice.reason}); validation "
+                f"{choice.metric}: {scores}"
+            )
+    return lines
+
+
 def per_class_scores(confusion: np.ndarray, class_names: list[str]) -> list[dict]:
     """Precision, recall, F1 and row count of each class, from a confusion matrix."""
     confusion = np.asarray(confusion, dtype=np.float64)
@@ -291,6 +309,8 @@ def format_markdown(
     out += ["| " + " | ".join(row) + " |" for row in cells]
     out += ["", *[f"{note}  " for note in footnotes], _legend(comparison), "", "## Verdict", ""]
     out += [f"- {line}" for line in _summary_lines(comparison)]
+    out += ["", "## Choices (validation splits of the training rows only)", ""]
+    out += [f"- {line}" for line in choice_lines(comparison)]
     tuned = [row for row in comparison.rows if row.tuning]
     if tuned:
         out += ["", "## Tuning (validation split of the training rows only)", ""]

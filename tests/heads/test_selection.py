@@ -12,6 +12,7 @@ from bottleneck_transfer.cli import cli
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.heads.compare import NO_HELP, compare_heads
 from bottleneck_transfer.heads.declared import DECLARED, METRICS
+from bottleneck_transfer.heads.report import choice_lines
 from bottleneck_transfer.heads.selection import choose, resolve_metric
 from bottleneck_transfer.heads.training import LabeledData, small_data_messages
 from click.testing import CliRunner
@@ -84,6 +85,9 @@ def test_holdout_choice_never_touches_the_test_rows(fit_spy):
     assert comparison.best.validation == choice.scores[choice.chosen]
     assert f"validation accuracy {choice.score:.3f}" in comparison.verdict
     assert "no part in any choice" in comparison.verdict
+    lines = choice_lines(comparison)
+    assert lines[0].startswith(f"holdout, head: {choice.chosen} (best validation accuracy")
+    assert all(f"{name} {value:.3f}" in lines[0] for name, value in choice.scores.items())
 
 
 def test_no_validation_split_takes_the_first_head_and_says_so():
