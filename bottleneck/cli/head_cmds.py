@@ -363,10 +363,14 @@ def train(
     """
     from bottleneck_transfer.features.cache import FeatureCache
     from bottleneck_transfer.heads.registry import DEFAULT_HEAD
+    from bottleneck_transfer.heads.selection import resolve_metric
     from bottleneck_transfer.heads.training import save_head, train_head
 
     options.refuse_overwrite(out, force)
     with FeatureCache.open(cache) as opened, _warnings_in_output():
+        deciding, note = resolve_metric(
+            metric, opened.labels, len(opened.class_names), [spec or DEFAULT_HEAD]
+        )
         trained = train_head(
             opened,
             spec or DEFAULT_HEAD,
@@ -374,7 +378,7 @@ def train(
             out_of_core=out_of_core,
             random_state=seed,
             n_jobs=jobs,
-            metric=metric or "accuracy",
+            metric=deciding.name,
         )
     path = save_head(trained, out)
     meta = trained.metadata
@@ -394,7 +398,7 @@ def train(
             f"{tuning['best_validation_score']:.4f}, on the rows that chose it, so optimistic; "
             "score the head on other images with `bottleneck evaluate`)"
         )
-    for message in meta["warnings"]:
+    for message in [*meta["warnings"], *([note] if note and tune else [])]:
         click.echo(f"Warning: {message}", err=True)
 
 
