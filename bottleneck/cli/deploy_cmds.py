@@ -263,7 +263,9 @@ def finetune(
     Trains the top --unfreeze base layers and the head at a low learning rate with early
     stopping on --val (or on a --val-split share of TRAIN), keeps the best epoch (or the
     original weights if nothing beats them), and reports validation accuracy before and
-    after. Classes are matched by name.
+    after: selection scores, measured on the set that chose the epoch and the keep-or-revert
+    decision (optimistic; score on other images with `bottleneck evaluate`). Classes are
+    matched by name.
 
     \b
     Examples:
@@ -286,6 +288,7 @@ def finetune(
                 "epochs_run": result.epochs_run,
                 "best_epoch": result.best_epoch,
                 "kept_original": result.kept_original,
+                "score_kind": SELECTION_SCORES,
                 "unfrozen": result.unfrozen,
                 "failed": [{"id": i, "reason": r} for i, r in result.failed],
                 "seconds": round(result.seconds, 3),
@@ -296,10 +299,17 @@ def finetune(
     click.echo(
         f"Wrote {result.path}: validation accuracy {result.val_accuracy_before:.4f} -> "
         f"{result.val_accuracy_after:.4f}, loss {result.val_loss_before:.4f} -> "
-        f"{result.val_loss_after:.4f}; {len(result.unfrozen)} base layers unfrozen, "
-        f"{result.epochs_run} epochs (best {result.best_epoch}){kept}."
+        f"{result.val_loss_after:.4f} ({SELECTION_SCORES}); {len(result.unfrozen)} base "
+        f"layers unfrozen, {result.epochs_run} epochs (best {result.best_epoch}){kept}."
     )
     _show_failed(result.failed)
 
+
+#: What finetune's validation scores are: the set they come from chose the epoch and
+#: whether to keep the tuned weights.
+SELECTION_SCORES = (
+    "selection scores: on the validation set that chose the epoch and the keep-or-revert "
+    "decision, so optimistic; score held-out images with `bottleneck evaluate`"
+)
 
 COMMANDS = [export, predict, finetune]

@@ -136,6 +136,20 @@ def assert_min_accuracy(help: str) -> Decorator:
     return click.option("--assert-min-accuracy", type=click.FloatRange(0, 1), help=help)
 
 
+def metric(help: str = "The metric that decides") -> Decorator:
+    """``--metric``: the one declared metric that decides (tuning, choices, verdicts)."""
+    from bottleneck_transfer.heads.declared import METRIC_NAMES, TOP_K
+
+    return click.option(
+        "--metric",
+        type=click.Choice(METRIC_NAMES),
+        default=None,
+        help=f"{help}: {', '.join(METRIC_NAMES)} (top-k: top-{TOP_K} accuracy; log-loss and "
+        "top-k need heads with probabilities). Lower is better for log-loss, higher for the "
+        "rest. [default: accuracy, or balanced-accuracy when classes are unequal]",
+    )
+
+
 def val_split() -> Decorator:
     """``--val-split``: hold out a stratified, seeded share of a single labelled source."""
     return click.option(

@@ -11,6 +11,14 @@ heads are timed alike. The best head is tested against every other head (holdout
 McNemar; CV: Nadeau–Bengio corrected resampled t-test), Holm-adjusted within that family,
 and a plain sentence says whether its lead is real.
 
+Choices never see the reported rows (:mod:`~bottleneck_transfer.heads.selection`): in each
+split the winning head, and the baseline row it is set against, are chosen on a validation
+split of that split's fitting rows by one declared metric (``metric``; balanced accuracy
+when classes are unequal and none is given). ``Comparison.selected`` is the chosen head's
+score on the split's scored rows (in CV, each fold's chosen head on that fold), which no
+choice saw: the number ``--assert-min-accuracy`` checks. Rows are ranked by their
+validation score; their test scores are shown, never used to choose.
+
 Baselines (transfer gain / negative transfer): extra feature sets of the same images, e.g.
 raw pixels or a randomly initialised base, given as ``baselines={name: (train, test)}``. By
 default the **winning head** is run on each baseline with the same splits (rows named
@@ -18,16 +26,20 @@ default the **winning head** is run on each baseline with the same splits (rows 
 head per baseline. ``baseline_heads="all"`` runs every head on every baseline, so the
 baseline gets every chance the transferred features get (raw pixels are often best served
 by another head), at the cost of a full comparison per baseline. The transfer gain is the
-winner's accuracy minus the best baseline row's, in points, with its interval and p; the
-tests of the winner against the baseline rows are a family of their own (Holm-adjusted among
-themselves), so adding a baseline never changes a head-vs-head p.
+chosen head's accuracy minus the chosen baseline row's (both chosen on training rows), in
+points, with its interval and p; the transfer test is a family of its own (Holm families:
+:data:`FAMILIES`), so adding a baseline never changes a head-vs-head p. When it is not
+significant the sentence says the base does not help on these images, when the baseline is
+significantly better it says negative transfer.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +50,7 @@ from bottleneck_transfer.backend import quiet_backend_start
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
 from bottleneck_transfer.features.cache import FeatureCache, check_features
 from bottleneck_transfer.features.sources import id_origin
+from bottleneck_transfer.heads.declared import Metric
 from bottleneck_transfer.heads.memo import FitMemo, prediction_key
 from bottleneck_transfer.heads.metrics import METRICS, row_losses, score
 from bottleneck_transfer.heads.registry import (
@@ -46,6 +59,7 @@ from bottleneck_transfer.heads.registry import (
     make_head,
     single_threaded,
 )
+from bottleneck_transfer.heads.selection import Choice, choose, majority_rate, resolve_metric
 from bottleneck_transfer.heads.splits import holdout_split, plain_rows, stratified_folds
 from bottleneck_transfer.heads.stats import (
     ALPHA,
@@ -100,6 +114,7 @@ class Row:
     reused: bool = False
     test: dict[str, Any] | None = None
     rank: int = 0
+    validation: float | None = None
 
     @property
     def is_baseline(self) -> bool:
@@ -113,6 +128,7 @@ class Row:
             "spec": self.spec,
             "features": self.features,
             "rank": self.rank,
+            "validation_score": self.validation,
             "metrics": self.metrics,
             "intervals_95": {k: list(v) if v else None for k, v in self.intervals.items()},
             "spread_std": self.spread,
@@ -134,7 +150,11 @@ class Comparison:
     ``splits`` are ``(fit_rows, eval_rows)`` index pairs into the training cache (CV), or
     one pair ``(all training rows, all test rows)`` where the second indexes the test cache
     (holdout). ``eval_ids``/``eval_labels`` are the rows every head was scored on, in the
-    order of each row's ``predictions``.
+    order of each row's ``predictions``. ``metric`` decided every choice; ``choices`` (and
+    ``baseline_choices``) are those of each split, made on its fitting rows only;
+    ``selected`` is the chosen head scored on rows no choice saw (and ``selected_baseline``
+    the chosen baseline row); ``majority_rate`` is the accuracy of always guessing the
+    largest class on the scored rows.
     """
 
     mode: str
@@ -155,6 +175,12 @@ class Comparison:
     tuned: bool = False
     eval_folds: list[np.ndarray] | None = None
     test_fraction: float | None = None
+    metric: str = "accuracy"
+    choices: list[Choice] = dataclasses.field(default_factory=list)
+    baseline_choices: list[Choice] = dataclasses.field(default_factory=list)
+    selected: Row | None = None
+    selected_baseline: Row | None = None
+    majority_rate: float | None = None
 
     def row(self, name: str) -> Row:
         """The row named ``name`` (e.g. ``"logreg"`` or ``"logreg@raw-pixels"``)."""
@@ -178,6 +204,19 @@ class Comparison:
             "caches": self.caches,
             "tuned": self.tuned,
             "winner": self.winner,
+            "metric": self.metric,
+            "majority_rate": self.majority_rate,
+            "selection": {
+                "made_on": "a validation split of each split's fitting rows only",
+                "choices": [c.to_dict() for c in self.choices],
+                "baseline_choices": [c.to_dict() for c in self.baseline_choices],
+                "chosen": None if self.selected is None else self.selected.name,
+                "held_out_metrics": None if self.selected is None else self.selected.metrics,
+                "held_out_intervals_95": None
+                if self.selected is None
+                else {k: list(v) if v else None for k, v in self.selected.intervals.items()},
+                "held_out_spread_std": None if self.selected is None else self.selected.spread,
+            },
             "verdict": self.verdict,
             "transfer": self.transfer,
             "rows": [row.to_dict() for row in self.rows],
@@ -208,6 +247,7 @@ class _Fitting:
     random_state: int
     n_jobs: int | None
     memo: FitMemo | None
+    metric: str = "accuracy"
 
 
 #: Fits go to parallel worker processes (joblib, one fit per core) only when the training
@@ -238,6 +278,7 @@ def _fit_predict(
         random_state=fitting.random_state,
         n_jobs=fitting.n_jobs,
         memo=memo,
+        metric=fitting.metric,
     )
     key = prediction_key(fit.key, eval_data.key, eval_rows)
     stored = None if memo is None else memo.load_predictions(key)
@@ -539,6 +580,7 @@ def compare_heads(
     memo: FitMemo | None = None,
     val_split: float | None = None,
     progress: bool | None = None,
+    metric: str | None = None,
 ) -> Comparison:
     """Fit every head on the same splits and compare them honestly.
 
@@ -578,6 +620,10 @@ def compare_heads(
     progress : bool, optional
         A progress bar over the fits (heads x folds, then baselines) with the time left
         (default: only on a terminal).
+    metric : str, optional
+        The metric that decides tuning, the choice of head and baseline, and the verdict
+        (:data:`~bottleneck_transfer.heads.metrics.METRIC_NAMES`); default accuracy, or
+        balanced accuracy when the training classes are unequal (said in the warnings).
 
     Returns
     -------
@@ -611,6 +657,11 @@ def compare_heads(
             train_data.y, train_data.groups, val_split, random_state, linked=train_data.linked
         )
     messages = check_data(train_data, min_per_class=cv or 1)
+    deciding, note = resolve_metric(
+        metric, train_data.y[train_data.plain], len(train_data.class_names), specs
+    )
+    if note:
+        messages.append(note)
     if test_data is not None:
         check_scorable(test_data)
     if test_data is not None:
@@ -640,7 +691,10 @@ def compare_heads(
         disable=None if progress is None else not progress,
         dynamic_ncols=True,
     )
-    fitting = _Fitting(tune, random_state, n_jobs, memo)
+    fitting = _Fitting(tune, random_state, n_jobs, memo, deciding.name)
+    choose_on = functools.partial(
+        choose, metric=deciding, tune=tune, random_state=random_state, n_jobs=n_jobs, memo=memo
+    )
 
     def evaluate(tasks: list[Task]) -> list[tuple[Row, dict[str, np.ndarray]]]:
         folds = _fit_tasks(tasks, splits, fitting, bar)
@@ -659,8 +713,10 @@ def compare_heads(
 
     with bar:
         results = evaluate([(spec, "main", train_data, test_data) for spec in specs])
-        winner = _rank([row for row, _ in results])[0]
-        baseline_specs = specs if baseline_heads == "all" else [winner.spec]
+        choices = [choose_on([(s, s, train_data) for s in specs], fit) for fit, _ in splits]
+        winner_name = _most_chosen(choices)
+        chosen_specs = list(dict.fromkeys(c.chosen for c in choices))
+        baseline_specs = specs if baseline_heads == "all" else chosen_specs
         tasks = [
             (spec, name, fit_data, eval_data)
             for name, fit_data, eval_data in baseline_sets
@@ -668,7 +724,23 @@ def compare_heads(
         ]
         if tasks:
             results += evaluate(tasks)
-    rows = _rank([row for row, _ in results])
+        baseline_choices = [
+            choose_on(
+                [
+                    (f"{spec}@{name}", spec, data)
+                    for name, data, _ in baseline_sets
+                    for spec in (specs if baseline_heads == "all" else [choice.chosen])
+                ],
+                fit,
+            )
+            for choice, (fit, _) in zip(choices, splits, strict=True)
+            if baseline_sets
+        ]
+    by_name = {row.name: row for row, _ in results}
+    _set_validation(by_name, [*choices, *baseline_choices])
+    winner = by_name[winner_name]
+    baseline_name = _most_chosen(baseline_choices) if baseline_choices else None
+    rows = _rank([row for row, _ in results], deciding, {winner_name, baseline_name})
     replicates = {row.name: reps for row, reps in results}
     cv_mode = test_data is None
     if cv_mode:
@@ -677,11 +749,15 @@ def compare_heads(
         eval_ids, eval_labels = test_data.ids, test_data.y
     _test_against(winner, rows, eval_labels, eval_folds, test_fraction)
     main_rows = [r for r in rows if not r.is_baseline]
-    verdict = _verdict(winner, main_rows[1:], replicates, eval_folds, eval_labels)
-    baseline_rows = [r for r in rows if r.is_baseline]
-    transfer = None
-    if baseline_rows:
-        transfer = _transfer(winner, baseline_rows[0], replicates, eval_folds, eval_labels)
+    selected = _selected(by_name, choices, eval_folds)
+    majority = majority_rate(eval_labels)
+    verdict = _verdict(
+        winner, selected, main_rows[1:], replicates, eval_folds, eval_labels, deciding, choices
+    )
+    transfer = selected_baseline = None
+    if baseline_choices:
+        selected_baseline = _selected(by_name, baseline_choices, eval_folds)
+        transfer = _transfer(selected, selected_baseline, eval_labels, eval_folds, test_fraction)
         if transfer["verdict"] == "negative":
             warnings.warn(transfer["sentence"], NegativeTransferWarning, stacklevel=2)
     caches = {"train": _cache_summary(train_data)}
@@ -714,17 +790,94 @@ def compare_heads(
         tuned=tune,
         eval_folds=eval_folds,
         test_fraction=test_fraction,
+        metric=deciding.name,
+        choices=choices,
+        baseline_choices=baseline_choices,
+        selected=selected,
+        selected_baseline=selected_baseline,
+        majority_rate=majority,
     )
 
 
-def _rank(rows: list[Row]) -> list[Row]:
+def _most_chosen(choices: list[Choice]) -> str:
+    """The candidate chosen in most splits (the first chosen among equals)."""
+    return Counter(c.chosen for c in choices).most_common(1)[0][0]
+
+
+def _set_validation(by_name: dict[str, Row], choices: list[Choice]) -> None:
+    """Each row's mean validation score over the splits whose choice scored it."""
+    for name, row in by_name.items():
+        values = [c.scores.get(name) for c in choices if name in c.scores]
+        if values and all(v is not None for v in values):
+            row.validation = float(np.mean(values))
+
+
+def _rank(rows: list[Row], metric: Metric, chosen: set[str | None]) -> list[Row]:
+    """Main rows first, the chosen row first within each part, then by validation score
+    (rows never scored on validation keep their order): no test score decides."""
+
     def key(row: Row) -> tuple:
-        return (row.is_baseline, -row.metrics["accuracy"], -row.metrics["balanced_accuracy"])
+        return (row.is_baseline, row.name not in chosen, metric.sort_key(row.validation))
 
     ranked = sorted(rows, key=key)
     for rank, row in enumerate(ranked, start=1):
         row.rank = rank
     return ranked
+
+
+def _selected(
+    by_name: dict[str, Row], choices: list[Choice], eval_folds: list[np.ndarray] | None
+) -> Row:
+    """The chosen row, scored on rows no choice saw: holdout, the chosen row itself; CV, each
+    fold's chosen head on that fold (a row of its own when the folds chose differently)."""
+    names = [c.chosen for c in choices]
+    first = by_name[names[0]]
+    if len(set(names)) == 1:
+        return first
+    predictions = first.predictions.copy()
+    fold_metrics = []
+    for k, (name, positions) in enumerate(zip(names, eval_folds, strict=True)):
+        predictions[positions] = by_name[name].predictions[positions]
+        fold_metrics.append(by_name[name].fold_metrics[k])
+    metrics, spread = _mean_metrics(fold_metrics)
+    counted = ", ".join(f"{name} x{n}" for name, n in Counter(names).most_common())
+    return dataclasses.replace(
+        first,
+        name=f"chosen per fold ({counted})",
+        metrics=metrics,
+        spread=spread,
+        fold_metrics=fold_metrics,
+        predictions=predictions,
+        test=None,
+        validation=float(np.mean([c.score for c in choices if c.score is not None] or [np.nan])),
+    )
+
+
+def held_out_text(row: Row, key: str) -> str:
+    """``value [low, high]`` (holdout) or ``value ± std`` (CV) of one metric of a row."""
+    value = row.metrics.get(key)
+    if value is None:
+        return "n/a"
+    bounds, spread = row.intervals.get(key), row.spread.get(key)
+    if bounds:
+        return f"{value:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
+    return f"{value:.3f} ± {spread:.3f}" if spread is not None else f"{value:.3f}"
+
+
+def _choice_text(winner: Row, choices: list[Choice], metric: Metric) -> str:
+    """How the winner was chosen: on which rows, by which score (its validation score)."""
+    if len(choices) == 1:
+        choice = choices[0]
+        if choice.score is None:
+            return f"{winner.name} is reported ({choice.reason})"
+        return f"{winner.name} was chosen on training rows only ({choice.reason})"
+    n = sum(c.chosen == winner.name for c in choices)
+    return (
+        f"{winner.name} was chosen in {n} of {len(choices)} folds, each on its fold's training "
+        f"rows only (mean validation {metric.name} "
+        + ("n/a" if winner.validation is None else f"{winner.validation:.3f}")
+        + ")"
+    )
 
 
 def _test_against(
@@ -770,68 +923,95 @@ def _gap(
 
 def _verdict(
     winner: Row,
+    selected: Row,
     others: list[Row],
     replicates: dict[str, dict[str, np.ndarray]],
     eval_folds: list[np.ndarray] | None,
     labels: np.ndarray,
+    metric: Metric,
+    choices: list[Choice],
 ) -> str:
-    accuracy = winner.metrics["accuracy"]
+    majority = majority_rate(labels)
+    held = (
+        f"{metric.name} {held_out_text(selected, metric.key)}"
+        + (f", accuracy {selected.metrics['accuracy']:.3f}" if metric.key != "accuracy" else "")
+        + f"; majority-class rate {majority:.3f}"
+    )
     if not others:
-        return f"Only one head was compared: {winner.name} (accuracy {accuracy:.3f})."
+        return f"Only one head was compared: {winner.name} ({held}, on rows no choice saw)."
     runner = others[0]
     gap, gap_text, _ = _gap(winner, runner, replicates, eval_folds, labels)
+    who = "the chosen heads" if selected is not winner else "it"
     lead = (
-        f"{winner.name} ranks first (accuracy {accuracy:.3f}), {gap:.1f} points ahead of "
+        f"{_choice_text(winner, choices, metric)}. On rows that played no part in any choice "
+        f"{who} scored {held}; {winner.name} is {gap:+.1f} accuracy points vs "
         f"{runner.name} ({gap_text})"
     )
     tied = [row.name for row in others if row.test["p_holm"] >= ALPHA]
     p, method = runner.test["p_holm"], runner.test["method"]
+    if gap < 0 and p < ALPHA:
+        return (
+            f"{lead}. On these rows {runner.name} does significantly better ({method} p = "
+            f"{p:.2g}, Holm-adjusted): the choice on training rows did not carry over."
+        )
     if not tied:
         rest = " and every other head is significantly worse" if len(others) > 1 else ""
         return f"{lead}. The lead is real: {method} p = {p:.2g} (Holm-adjusted){rest}."
     verb = "is" if len(tied) == 1 else "are"
     return (
-        f"{lead}. The lead is NOT significant: {', '.join(tied)} {verb} statistically tied "
+        f"{lead}. The {'lead' if gap >= 0 else 'difference'} is NOT significant: "
+        f"{', '.join(tied)} {verb} statistically tied "
         f"with {winner.name} ({method}, Holm-adjusted p = {p:.2g} vs {runner.name} ≥ {ALPHA}); "
         "pick among them on speed or simplicity."
     )
 
 
+#: The transfer verdict's words when the base does not beat the baseline by more than its
+#: interval, and when the baseline is significantly better.
+NO_HELP = "this base does not help on these images"
+NEGATIVE = "negative transfer"
+
+
 def _transfer(
     winner: Row,
     best_baseline: Row,
-    replicates: dict[str, dict[str, np.ndarray]],
-    eval_folds: list[np.ndarray] | None,
     labels: np.ndarray,
+    eval_folds: list[np.ndarray] | None,
+    test_fraction: float | None,
 ) -> dict[str, Any]:
-    gap, gap_text, bounds = _gap(winner, best_baseline, replicates, eval_folds, labels)
-    test = best_baseline.test
-    p = test["p_holm"]
-    method = test["method"] + (
-        f", Holm-adjusted over {test['family_size']} baseline rows"
-        if test["family_size"] > 1
-        else ""
+    """The chosen head against the chosen baseline row, both chosen on training rows: one
+    test, the "transfer" family of its own (no choice among baselines is made on these rows)."""
+    (test,) = family_tests(
+        [(winner.predictions == labels, best_baseline.predictions == labels)],
+        FAMILIES[1],
+        eval_folds,
+        test_fraction,
     )
+    gap, (low, high) = test["gap_points"], test["interval_points"]
+    bounds = [low, high]
+    gap_text = f"{100 * test['level']:.4g}% CI {low:+.1f} to {high:+.1f}"
+    p, method = test["p_holm"], test["method"]
     significant = p < ALPHA
+    chosen = "both chosen on training rows only"
     if significant and gap > 0:
         verdict = "gain"
         sentence = (
-            f"Transfer gain: {winner.name} beats the best baseline {best_baseline.name} by "
-            f"{gap:.1f} accuracy points ({gap_text}; {method} p = {p:.2g})."
+            f"Transfer gain: {winner.name} beats the baseline {best_baseline.name} by "
+            f"{gap:.1f} accuracy points ({gap_text}; {method} p = {p:.2g}; {chosen})."
         )
     elif significant:
         verdict = "negative"
         sentence = (
-            f"Negative transfer: the baseline {best_baseline.name} beats {winner.name} by "
-            f"{-gap:.1f} accuracy points ({gap_text}; {method} p = {p:.2g}); the transferred "
-            "features hurt on this data."
+            f"{NEGATIVE.capitalize()}: the baseline {best_baseline.name} beats {winner.name} by "
+            f"{-gap:.1f} accuracy points ({gap_text}; {method} p = {p:.2g}; {chosen}); "
+            "the transferred features hurt on these images."
         )
     else:
         verdict = "inconclusive"
         sentence = (
-            f"No significant transfer gain: {winner.name} vs the best baseline "
-            f"{best_baseline.name} is {gap:+.1f} accuracy points ({gap_text}; {method} "
-            f"p = {p:.2g})."
+            f"No transfer gain: {NO_HELP} ({winner.name} vs the baseline "
+            f"{best_baseline.name}: {gap:+.1f} accuracy points, {gap_text}; {method} "
+            f"p = {p:.2g}, not significant; {chosen})."
         )
     return {
         "baseline": best_baseline.name,

@@ -4,21 +4,27 @@ Each layer is a cache of the same images through the same base, cut at another l
 ``bottleneck extract --layer NAME`` per layer, until several layers are stored in one pass).
 Every layer's heads are compared by :func:`~bottleneck_transfer.heads.compare.compare_heads`
 on the same splits (the same test rows, or the same seeded stratified folds, since the rows
-and labels are checked equal), its winning head stands for the layer, and the best layer is
-tested against each other layer's winner on the same rows (:func:`.stats.family_tests`: exact
-McNemar on a holdout, the Nadeau–Bengio corrected t-test over CV folds), Holm-adjusted within
-the layers' own family, so the sentence says whether its lead is real.
+and labels are checked equal), its head chosen on training rows stands for the layer, and
+the best layer is chosen by that head's validation score (the declared metric, on a
+validation split of each split's training rows only, :func:`~bottleneck_transfer.heads.
+selection.choose`), never by its test score. Each layer's reported score is its chosen head's on
+rows no choice saw (:attr:`Comparison.selected`), and the best layer is tested against each
+other layer on the same rows (:func:`.stats.family_tests`: exact McNemar on a holdout, the
+Nadeau–Bengio corrected t-test over CV folds), Holm-adjusted within the layers' own family,
+so the sentence says whether its lead is real.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from bottleneck_transfer.atomic import atomic_write_text
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.features.cache import FeatureCache
@@ -29,7 +35,10 @@ from bottleneck_transfer.heads.compare import (
     Comparison,
     Row,
     compare_heads,
+    held_out_text,
 )
+from bottleneck_transfer.heads.declared import metric_named
+from bottleneck_transfer.heads.selection import Choice, choose
 from bottleneck_transfer.heads.stats import CV_INTERVALS, HOLDOUT_INTERVALS, family_tests
 from bottleneck_transfer.heads.training import LabeledData
 
@@ -50,11 +59,12 @@ class Layer:
     dim: int
     comparison: Comparison
     test: dict[str, Any] | None = None
+    validation: float | None = None
 
     @property
     def best(self) -> Row:
-        """The layer's winning head."""
-        return self.comparison.best
+        """The layer's chosen head, scored on rows no choice saw."""
+        return self.comparison.selected
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the layer's full comparison included)."""
@@ -64,6 +74,7 @@ class Layer:
             "dim": self.dim,
             "best_head": self.best.name,
             "accuracy": self.best.metrics["accuracy"],
+            "validation_score": self.validation,
             "vs_best_layer": self.test,
             "comparison": self.comparison.to_dict(),
         }
@@ -77,6 +88,7 @@ class LayerSweep:
     verdict: str
     mode: str
     seconds: float
+    choices: list[Choice] = field(default_factory=list)
 
     @property
     def best(self) -> Layer:
@@ -89,6 +101,7 @@ class LayerSweep:
             "best_layer": self.best.name,
             "verdict": self.verdict,
             "mode": self.mode,
+            "choices": [choice.to_dict() for choice in self.choices],
             "layers": [layer.to_dict() for layer in self.layers],
             "seconds": self.seconds,
         }
@@ -142,6 +155,7 @@ def layer_sweep(
     n_bootstrap: int = 1000,
     random_state: int = 0,
     n_jobs: int | None = -1,
+    metric: str | None = None,
 ) -> LayerSweep:
     """Compare heads on each layer's cache and say which layer transfers best.
 
@@ -150,7 +164,7 @@ def layer_sweep(
     caches : sequence of (train, test) paths
         One pair per layer, all of the same images through the same base; ``test`` is None
         in cross-validation mode (``cv``), and given for every layer otherwise.
-    heads, cv, tune, n_bootstrap, random_state, n_jobs
+    heads, cv, tune, n_bootstrap, random_state, n_jobs, metric
         As for :func:`~bottleneck_transfer.heads.compare.compare_heads`, the same for every
         layer (so the same splits).
 
@@ -195,25 +209,46 @@ def layer_sweep(
             n_bootstrap=n_bootstrap,
             random_state=random_state,
             n_jobs=n_jobs,
+            metric=metric,
         )
         layers.append(Layer(name, str(path), data.space.dim, comparison))
-    layers.sort(key=lambda layer: -layer.best.metrics["accuracy"])
+    deciding = metric_named(layers[0].comparison.metric)
+    datas = {name: data for name, (_, _, data) in zip(names, read, strict=True)}
+    choices = [
+        choose(
+            [
+                (layer.name, layer.comparison.choices[k].chosen, datas[layer.name])
+                for layer in layers
+            ],
+            fit_rows,
+            deciding,
+            tune=tune,
+            random_state=random_state,
+            n_jobs=n_jobs,
+        )
+        for k, (fit_rows, _) in enumerate(layers[0].comparison.splits)
+    ]
+    for layer in layers:
+        scores = [c.scores[layer.name] for c in choices]
+        layer.validation = None if None in scores else float(np.mean(scores))
+    best = Counter(c.chosen for c in choices).most_common(1)[0][0]
+    layers.sort(key=lambda layer: (layer.name != best, deciding.sort_key(layer.validation)))
+    labels = layers[0].comparison.eval_labels
     first = layers[0].comparison
-    labels = first.eval_labels
     correct = layers[0].best.predictions == labels
     pairs = [(correct, layer.best.predictions == labels) for layer in layers[1:]]
     results = family_tests(pairs, "layers vs best layer", first.eval_folds, first.test_fraction)
     for layer, result in zip(layers[1:], results, strict=True):
         layer.test = result
     mode = layers[0].comparison.mode
-    return LayerSweep(layers, _verdict(layers), mode, round(time.perf_counter() - start, 3))
+    seconds = round(time.perf_counter() - start, 3)
+    return LayerSweep(layers, _verdict(layers), mode, seconds, choices)
 
 
 def _accuracy(layer: Layer) -> str:
-    """The winner's accuracy with its 95 % interval."""
-    value = layer.best.metrics["accuracy"]
-    low, high = layer.best.intervals["accuracy"]
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+    """The chosen head's accuracy on rows no choice saw, with its interval (holdout) or
+    spread over folds (CV)."""
+    return held_out_text(layer.best, "accuracy")
 
 
 def _describe(layer: Layer) -> str:
@@ -223,7 +258,12 @@ def _describe(layer: Layer) -> str:
 def _verdict(layers: list[Layer]) -> str:
     best, runner = layers[0], layers[1]
     lead = 100 * (best.best.metrics["accuracy"] - runner.best.metrics["accuracy"])
-    text = f"Layer {_describe(best)} transfers best, {lead:.1f} points ahead of {_describe(runner)}"
+    metric = best.comparison.metric
+    text = (
+        f"Layer {_describe(best)} transfers best, chosen by its head's validation {metric} on "
+        f"training rows only (the accuracies are on rows no choice saw; majority-class rate "
+        f"{best.comparison.majority_rate:.3f}); it is {lead:+.1f} points vs {_describe(runner)}"
+    )
     tied = [layer.name for layer in layers[1:] if layer.test["p_holm"] >= ALPHA]
     p, method = runner.test["p_holm"], runner.test["method"]
     if not tied:
@@ -261,8 +301,10 @@ def _legend(sweep: LayerSweep) -> str:
     else:
         kind, test = CV_INTERVALS, "Nadeau–Bengio corrected t-test over the folds"
     return (
-        f"Accuracy of each layer's winning head ({kind}); p: {test} vs the best layer's "
-        "winner on the same rows, Holm-adjusted over the layers only."
+        f"Accuracy of each layer's head chosen on training rows ({kind}), on rows no choice "
+        f"saw; layers ranked by that head's validation {sweep.layers[0].comparison.metric}; "
+        f"p: {test} vs the best layer's head on the same rows, Holm-adjusted over the layers "
+        "only."
     )
 
 

@@ -13,8 +13,13 @@ with a 95 % t-interval over the subsets widened by the evaluation rows' own samp
 over subsets alone leaves that out); the ``all`` size is one fit, with compare's 95 %
 Clopper–Pearson interval.
 
-The transfer gain at a size is compare's: the winning head on the transferred features minus
-the best baseline row, in accuracy points, paired subset by subset. Transfer is *worth it*
+In each draw the head is chosen on that draw's training rows only (compare's choice, on a
+validation split carved from the subset): the ``chosen head`` line is that head's accuracy
+per draw, and with several baseline rows the ``chosen baseline`` line is the baseline row
+chosen the same way. The transfer gain at a size is compare's: the chosen head minus the
+chosen baseline, in accuracy points, paired subset by subset, so it equals the difference
+of those two lines in the table and the figure; the report lists each draw's choice and
+its validation score. Transfer is *worth it*
 at a size when the gain's 95 % interval (the same widened t-interval, of the paired per-row
 differences) lies above zero (at ``all``: compare's transfer test, p < 0.05), and
 the curve's sentence says from which size on that holds, or that it never does.
@@ -43,6 +48,7 @@ from bottleneck_transfer.heads.compare import (
     compare_heads,
 )
 from bottleneck_transfer.heads.memo import FitMemo
+from bottleneck_transfer.heads.selection import majority_rate
 from bottleneck_transfer.heads.splits import shuffle_split, stratified_subset, subset_counts
 from bottleneck_transfer.heads.stats import draw_interval
 from bottleneck_transfer.heads.training import LabeledData, check_labels
@@ -57,6 +63,9 @@ MIN_REPEATS, MAX_REPEATS, REPEAT_ROWS = 3, 10, 200
 _REPEAT_BOOTSTRAP = 100
 LEVEL = 0.95
 CURVE_FILES = ("learning_curve.png", "learning_curve.md", "learning_curve.json")
+#: The line of the head chosen in each draw on its training rows, and of the baseline row
+#: chosen likewise (shown when a draw has several baseline rows).
+CHOSEN, CHOSEN_BASELINE = "chosen head", "chosen baseline"
 
 Size = int | str
 DataInput = FeatureCache | LabeledData | str | Path
@@ -136,7 +145,8 @@ class Point:
 
 @dataclass
 class Gain:
-    """The transfer gain at one size: winner minus best baseline, in accuracy points."""
+    """The transfer gain at one size: the chosen head minus the chosen baseline, in accuracy
+    points; ``choices`` says what each draw chose and its validation score."""
 
     size: Size
     points: list[float]
@@ -144,6 +154,7 @@ class Gain:
     interval: tuple[float, float]
     baseline: str
     verdict: str
+    choices: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def worth(self) -> bool:
@@ -159,6 +170,7 @@ class Gain:
             "interval_95": list(self.interval),
             "best_baseline": self.baseline,
             "verdict": self.verdict,
+            "choices": self.choices,
         }
 
 
@@ -181,6 +193,7 @@ class LearningCurve:
     seconds: float
     seconds_per_size: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    majority_rate: float | None = None
 
     def point(self, line: str, size: Size) -> Point:
         """The point of ``line`` at ``size``."""
@@ -203,6 +216,7 @@ class LearningCurve:
             "sentence": self.sentence,
             "evaluation": self.evaluation,
             "n_eval_rows": self.n_eval_rows,
+            "majority_rate": self.majority_rate,
             "tuned": self.tuned,
             "seconds": self.seconds,
             "seconds_per_size": self.seconds_per_size,
@@ -215,30 +229,48 @@ def _line(row: Row, baseline_heads: str) -> str:
     return row.features if row.is_baseline and baseline_heads == "winner" else row.name
 
 
+def _draw_choice(comparison: Comparison) -> dict[str, Any]:
+    """What one draw chose on its training rows, and the validation score it chose by."""
+    choice = comparison.choices[0]
+    out = {"head": choice.chosen, "validation": choice.score, "reason": choice.reason}
+    if comparison.baseline_choices:
+        chosen = comparison.baseline_choices[0]
+        out |= {"baseline": chosen.chosen, "baseline_validation": chosen.score}
+    return {"metric": comparison.metric, **out}
+
+
 def _gain(size: Size, comparisons: list[Comparison], baseline_heads: str) -> Gain | None:
     transfers = [c.transfer for c in comparisons if c.transfer is not None]
     if not transfers:
         return None
     points = [t["gain_points"] for t in transfers]
-    names = [_line(c.row(c.transfer["baseline"]), baseline_heads) for c in comparisons]
+    names = [_line(c.selected_baseline, baseline_heads) for c in comparisons]
     baseline = Counter(names).most_common(1)[0][0]
     if len(points) == 1:
         low, high = transfers[0]["interval_points"]
         verdict = transfers[0]["verdict"]
     else:
         differences = [
-            _correct(c, c.best) - _correct(c, c.row(c.transfer["baseline"])) for c in comparisons
+            _correct(c, c.selected) - _correct(c, c.selected_baseline) for c in comparisons
         ]
         low, high = (100 * v for v in repeat_interval(differences, (-1.0, 1.0)))
         verdict = "gain" if low > 0 else "negative" if high < 0 else "inconclusive"
-    return Gain(size, points, float(np.mean(points)), (low, high), baseline, verdict)
+    choices = [_draw_choice(c) for c in comparisons]
+    return Gain(size, points, float(np.mean(points)), (low, high), baseline, verdict, choices)
 
 
 def _points(size: Size, comparisons: list[Comparison], baseline_heads: str) -> list[Point]:
+    """Each line's point at ``size``: every head and baseline row, the head chosen in each
+    draw (:data:`CHOSEN`), and the baseline chosen in each draw where a draw has several."""
     by_line: dict[str, list[tuple[Comparison, Row]]] = {}
     for comparison in comparisons:
         for row in comparison.rows:
             by_line.setdefault(_line(row, baseline_heads), []).append((comparison, row))
+        by_line.setdefault(CHOSEN, []).append((comparison, comparison.selected))
+        if sum(row.is_baseline for row in comparison.rows) > 1:
+            by_line.setdefault(CHOSEN_BASELINE, []).append(
+                (comparison, comparison.selected_baseline)
+            )
     points = []
     for line, found in by_line.items():
         baseline = found[0][1].is_baseline
@@ -257,14 +289,14 @@ def size_label(size: Size) -> str:
     return ALL if size == ALL else f"{size} per class"
 
 
-def _sentence(gains: list[Gain], best: dict[Size, Point]) -> tuple[Size | None, str]:
+def _sentence(gains: list[Gain], chosen: dict[Size, Point]) -> tuple[Size | None, str]:
     if not gains:
-        first, last = best[next(iter(best))], best[list(best)[-1]]
+        first, last = chosen[next(iter(chosen))], chosen[list(chosen)[-1]]
         return None, (
             f"No baseline was given, so the curve cannot say whether transfer is worth it "
-            f"(add --baseline random-base or raw-pixels). The best head goes from "
-            f"{first.mean:.3f} ({first.line}, {size_label(first.size)}) to {last.mean:.3f} "
-            f"({last.line}, {size_label(last.size)})."
+            f"(add --baseline random-base or raw-pixels). The head chosen on each draw's "
+            f"training rows goes from {first.mean:.3f} ({size_label(first.size)}) to "
+            f"{last.mean:.3f} ({size_label(last.size)})."
         )
 
     def text(gain: Gain) -> str:
@@ -282,7 +314,7 @@ def _sentence(gains: list[Gain], best: dict[Size, Point]) -> tuple[Size | None, 
     hurt = ""
     if negative:
         where = ", ".join(size_label(g.size) for g in negative)
-        hurt = f" The baselines beat the transferred features at {where}."
+        hurt = f" Negative transfer: the baselines beat the transferred features at {where}."
     if worth_from is None:
         worth = [g for g in gains if g.worth]
         largest = max(gains, key=lambda g: g.mean)
@@ -292,9 +324,9 @@ def _sentence(gains: list[Gain], best: dict[Size, Point]) -> tuple[Size | None, 
                 f"not at the largest size ({text(gains[-1])}).{hurt}"
             )
         return None, (
-            f"Transfer is never worth it on these data: at no size does the best head on the "
-            f"transferred features beat the best baseline significantly (largest gain: "
-            f"{text(largest)}).{hurt}"
+            f"Transfer is never worth it on these data: at no size does the head chosen on "
+            f"the transferred features beat the chosen baseline significantly, so this base "
+            f"does not help on these images (largest gain: {text(largest)}).{hurt}"
         )
     start = next(g for g in gains if g.size == worth_from)
     if start is gains[0]:
@@ -324,6 +356,7 @@ def learning_curve(
     n_bootstrap: int = 1000,
     random_state: int = 0,
     n_jobs: int | None = -1,
+    metric: str | None = None,
 ) -> LearningCurve:
     """Accuracy of each head and baseline against the number of labels per class.
 
@@ -360,6 +393,8 @@ def learning_curve(
         Seeds the subsets, the holdout, the heads and the bootstrap.
     n_jobs : int or None, default=-1
         Parallel tuning trials.
+    metric : str, optional
+        Decides each draw's choice of head and baseline (and tuning), as for compare.
 
     Returns
     -------
@@ -388,6 +423,7 @@ def learning_curve(
         "random_state": random_state,
         "n_jobs": n_jobs,
         "memo": memo,
+        "metric": metric,
     }
     per_class: dict[str, float] = {}
     repeat_counts: dict[str, int] = {}
@@ -415,11 +451,8 @@ def learning_curve(
         seconds[key] = round(time.perf_counter() - t0, 3)
     baseline_lines = list(dict.fromkeys(p.line for p in points if p.baseline))
     main_lines = list(dict.fromkeys(p.line for p in points if not p.baseline))
-    best = {
-        size: max((p for p in points if p.size == size and not p.baseline), key=lambda p: p.mean)
-        for size in plan
-    }
-    worth_from, sentence = _sentence(gains, best)
+    chosen = {size: next(p for p in points if p.size == size and p.line == CHOSEN) for size in plan}
+    worth_from, sentence = _sentence(gains, chosen)
     return LearningCurve(
         sizes=plan,
         per_class=per_class,
@@ -436,6 +469,7 @@ def learning_curve(
         seconds=round(time.perf_counter() - start, 3),
         seconds_per_size=seconds,
         notes=notes,
+        majority_rate=majority_rate(rows.evaluation.y),
     )
 
 
@@ -561,10 +595,34 @@ def _legend(curve: LearningCurve) -> str:
         f"rows (repeats {repeats}; n per class on average, in the training rows' class ratio; "
         "each repeat's subsets nested) with a 95% t-interval over the subsets widened by the "
         "evaluation rows' sampling variance; a single fit shows its 95% Clopper–Pearson "
-        "interval. Transfer gain: the winning head minus the best baseline, paired per subset "
-        "and per row, with the same widened interval (a single fit: the transfer test's)."
+        f"interval. '{CHOSEN}': in each draw the head chosen on a validation split of that "
+        "draw's training rows only, scored on the evaluation rows (which no choice saw). "
+        "Transfer gain: the chosen head minus the baseline chosen likewise, paired per subset "
+        "and per row (the difference of those two lines), with the same widened interval (a "
+        "single fit: the transfer test's)."
         + (" Heads tuned on each subset only." if curve.tuned else "")
+        + f" Majority-class rate on the evaluation rows: {curve.majority_rate:.3f}."
     )
+
+
+def choice_lines(curve: LearningCurve) -> list[str]:
+    """One line per size: the head (and baseline) each draw chose, with its validation score."""
+
+    def one(choice: dict[str, Any]) -> str:
+        def scored(name: str, value: float | None) -> str:
+            return name if value is None else f"{name} ({value:.3f})"
+
+        text = scored(choice["head"], choice["validation"])
+        if "baseline" in choice:
+            text += " vs " + scored(choice["baseline"], choice["baseline_validation"])
+        return text
+
+    lines = []
+    for gain in curve.gains:
+        metric = gain.choices[0]["metric"] if gain.choices else "accuracy"
+        draws = "; ".join(one(choice) for choice in gain.choices)
+        lines.append(f"{size_label(gain.size)}: {draws} (validation {metric})")
+    return lines
 
 
 def format_curve(curve: LearningCurve) -> str:
@@ -588,6 +646,10 @@ def format_curve_markdown(curve: LearningCurve) -> str:
     out += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(row) + " |" for row in cells]
     out += ["", _legend(curve), "", *[f"- {n}" for n in curve.notes], "", curve.sentence]
+    choices = choice_lines(curve)
+    if choices:
+        out += ["", "## What each draw chose, on its training rows only", ""]
+        out += [f"- {line}" for line in choices]
     return "\n".join(out) + "\n"
 
 

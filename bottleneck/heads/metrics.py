@@ -1,15 +1,44 @@
 """Scores of heads: :func:`score` gives accuracy, balanced accuracy, macro-F1 and log-loss
 (scikit-learn's own metric functions); :func:`row_losses` gives the per-row cross-entropy.
 
+* :data:`~bottleneck_transfer.heads.declared.DECLARED` (the one list of metrics a user may
+  declare to decide, with their directions) is re-exported here with :data:`METRICS`;
+  :func:`score` also gives top-k accuracy.
+
 Their intervals and the tests that compare heads are in :mod:`~bottleneck_transfer.heads.stats`.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, log_loss
+from collections.abc import Callable, Sequence
 
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
+import numpy as np
+from bottleneck_transfer.heads.declared import DECLARED, METRICS, TOP_K
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    log_loss,
+    top_k_accuracy_score,
+)
+
+
+def _top_k(y_true: np.ndarray, proba: np.ndarray, labels: np.ndarray | None) -> float | None:
+    if proba.shape[1] <= TOP_K:
+        return None
+    return float(top_k_accuracy_score(y_true, proba, k=TOP_K, labels=labels))
+
+
+#: Each metric's function of (y_true, y_pred, proba, labels), by key.
+_FUNCTIONS: dict[str, Callable[..., float | None]] = {
+    "accuracy": lambda y, pred, proba, labels: float(accuracy_score(y, pred)),
+    "balanced_accuracy": lambda y, pred, proba, labels: float(balanced_accuracy_score(y, pred)),
+    "macro_f1": lambda y, pred, proba, labels: float(
+        f1_score(y, pred, average="macro", zero_division=0)
+    ),
+    "log_loss": lambda y, pred, proba, labels: float(log_loss(y, proba, labels=labels)),
+    "top_k": lambda y, pred, proba, labels: _top_k(y, proba, labels),
+}
 
 
 def score(
@@ -17,16 +46,20 @@ def score(
     y_pred: np.ndarray,
     proba: np.ndarray | None = None,
     labels: np.ndarray | None = None,
+    *,
+    only: Sequence[str] = METRICS,
 ) -> dict[str, float | None]:
-    """Accuracy, balanced accuracy, macro-F1 and log-loss (None without probabilities).
+    """The metrics of :data:`DECLARED` (or those keys ``only`` names); those that need
+    probabilities are None without them, top-k is None with at most :data:`TOP_K` classes.
 
     ``labels`` are the classes of the columns of ``proba`` (the head's ``classes_``).
     """
+    needs = {metric.key: metric.needs_proba for metric in DECLARED}
     return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "log_loss": None if proba is None else float(log_loss(y_true, proba, labels=labels)),
+        key: None
+        if proba is None and needs[key]
+        else _FUNCTIONS[key](y_true, y_pred, proba, labels)
+        for key in only
     }
 
 

@@ -116,8 +116,14 @@ def _legend(comparison: Comparison) -> str:
         if any(_not_converged(row) for row in comparison.rows)
         else ""
     )
+    chosen = (
+        f" * winner: chosen on a validation split of the training rows by {comparison.metric}"
+        " (rows ranked by that validation score; no test score chose anything)."
+        f" Majority-class rate on the scored rows: {comparison.majority_rate:.3f} (the accuracy"
+        " of always guessing the largest class)."
+    )
     return (
-        f"Metrics: {spread}. * winner.{bounded} p vs best: {test} against the winner, "
+        f"Metrics: {spread}.{chosen}{bounded} p vs best: {test} against the winner, "
         "Holm-adjusted within one family: the other heads, or (a family of its own) the "
         "baseline rows, so adding a baseline never changes a head's p; the interval printed "
         "with a gap is at its Holm step's level. "
@@ -181,6 +187,24 @@ def format_table(comparison: Comparison) -> str:
     out += [line(row) for row in cells]
     out += ["", *footnotes, _legend(comparison), "", *_summary_lines(comparison)]
     return "\n".join(out)
+
+
+def choice_lines(comparison: Comparison) -> list[str]:
+    """One line per split and choice: what was chosen, why, and every validation score."""
+    lines = []
+    kinds = [("head", comparison.choices), ("baseline", comparison.baseline_choices)]
+    for kind, choices in kinds:
+        for k, choice in enumerate(choices, start=1):
+            where = f"fold {k}" if len(choices) > 1 else "holdout"
+            scores = ", ".join(
+                f"{name} {'n/a' if value is None else f'{value:.3f}'}"
+                for name, value in choice.scores.items()
+            )
+            lines.append(
+                f"{where}, {kind}: {choice.chosen} ({choice.reason}); validation "
+                f"{choice.metric}: {scores}"
+            )
+    return lines
 
 
 def per_class_scores(confusion: np.ndarray, class_names: list[str]) -> list[dict]:
@@ -286,6 +310,8 @@ def format_markdown(
     out += ["| " + " | ".join(row) + " |" for row in cells]
     out += ["", *[f"{note}  " for note in footnotes], _legend(comparison), "", "## Verdict", ""]
     out += [f"- {line}" for line in _summary_lines(comparison)]
+    out += ["", "## Choices (validation splits of the training rows only)", ""]
+    out += [f"- {line}" for line in choice_lines(comparison)]
     tuned = [row for row in comparison.rows if row.tuning]
     if tuned:
         out += ["", "## Tuning (validation split of the training rows only)", ""]

@@ -45,6 +45,8 @@ from bottleneck_transfer.heads.metrics import METRICS
 from scipy.stats import beta, binom
 from scipy.stats import t as student_t
 
+#: The metrics a confusion matrix gives, bootstrapped from resampled cells.
+CONFUSION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 LEVEL = 0.95
 ALPHA = 0.05
 #: The range of each metric: intervals are clipped to it.
@@ -118,7 +120,7 @@ def bootstrap(
         Metric name → array of ``n_boot`` values (``log_loss`` only when ``losses`` is given).
     """
     cells = np.asarray(y_true) * n_classes + np.asarray(y_pred)
-    out: dict[str, list[np.ndarray]] = {m: [] for m in METRICS if m != "log_loss"}
+    out: dict[str, list[np.ndarray]] = {m: [] for m in CONFUSION_METRICS}
     if losses is not None:
         out["log_loss"] = []
     k2 = n_classes * n_classes

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.errors import HeadError
+from bottleneck_transfer.heads.declared import metric_named
 from bottleneck_transfer.heads.registry import (
     Axis,
     head_kind,
@@ -54,6 +55,7 @@ class TuneResult:
     val_indices: np.ndarray
     seconds: float
     searched: list[str] = field(default_factory=list)
+    metric: str = "accuracy"
 
     @classmethod
     def from_dict(
@@ -63,21 +65,28 @@ class TuneResult:
         return cls(
             spec=summary["spec"],
             best_params=summary["best_params"],
-            best_score=summary["best_validation_accuracy"],
+            best_score=summary["best_validation_score"],
             trials=summary["trials"],
             train_indices=train_indices,
             val_indices=val_indices,
             seconds=summary["seconds"],
             searched=summary["searched"],
+            metric=summary["metric"],
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (indices as counts, trials with their validation accuracy)."""
+        """JSON-ready summary (indices as counts, trials with their validation score).
+
+        ``best_validation_score`` is a selection score: the best of the trials on the rows
+        that chose it, so optimistic; never a held-out estimate.
+        """
         return {
             "spec": self.spec,
             "searched": self.searched,
+            "metric": self.metric,
             "best_params": self.best_params,
-            "best_validation_accuracy": self.best_score,
+            "best_validation_score": self.best_score,
+            "score_kind": "selection (best of the trials, on the rows that chose it)",
             "n_trials": len(self.trials),
             "trials": self.trials,
             "n_tune_train": len(self.train_indices),
@@ -124,6 +133,7 @@ def tune_head(
     n_jobs: int | None = -1,
     groups: np.ndarray | None = None,
     linked: np.ndarray | None = None,
+    metric: str = "accuracy",
 ) -> TuneResult:
     """Search a head's hyper-parameters on a validation split of ``X`` (training rows only).
 
@@ -145,11 +155,15 @@ def tune_head(
         Augmented views: each row's image (see :func:`validation_split`).
     linked : ndarray, optional
         Each row's group (copies, declared groups), kept whole (see :func:`validation_split`).
+    metric : str, default="accuracy"
+        The declared metric that scores each trial
+        (:data:`~bottleneck_transfer.heads.metrics.DECLARED`).
 
     Returns
     -------
     TuneResult
-        Best parameters (validation accuracy), every trial, and the row indices used.
+        Best parameters (by the validation ``metric``), every trial, and the row indices
+        used.
 
     Raises
     ------
@@ -161,13 +175,15 @@ def tune_head(
     make_head(spec)  # validates the spec before any work
     space = head_kind(spec).search_space
     axes = [axis for axis in space.axes if axis.param not in fixed]
+    scoring = metric_named(metric)
     train_idx, val_idx = validation_split(y, val_fraction, random_state, groups, linked)
     if not axes:
-        return TuneResult(spec, {}, math.nan, [], train_idx, val_idx, 0.0)
+        return TuneResult(spec, {}, math.nan, [], train_idx, val_idx, 0.0, metric=scoring.name)
     scale = {a.param: (1.0 / X.shape[1] if a.per_feature else 1.0) for a in axes}
     base = set_random_state(make_head(spec), random_state)
     search_jobs = n_jobs if space.parallel else 1
-    scores: dict[tuple, float] = {}
+    scores: dict[tuple, float] = {}  # greater is better
+    values: dict[tuple, float] = {}  # in the metric's own units
 
     def evaluate(points: list[tuple]) -> None:
         points = [p for p in dict.fromkeys(points) if p not in scores]
@@ -180,7 +196,7 @@ def tune_head(
         search = GridSearchCV(
             base,
             grid,
-            scoring="accuracy",
+            scoring=scoring.scorer(),
             cv=[(train_idx, val_idx)],
             n_jobs=search_jobs,
             refit=False,
@@ -193,7 +209,10 @@ def tune_head(
             except ValueError as exc:  # raised when every trial failed
                 raise HeadError(f"tuning {spec!r}: no trial could be fitted ({exc})") from exc
         for point, score in zip(points, search.cv_results_["mean_test_score"], strict=True):
+            # scikit-learn negates losses (greater is better); report them as themselves
+            value = score if scoring.higher_is_better else -score
             scores[point] = -math.inf if np.isnan(score) else float(score)
+            values[point] = math.nan if np.isnan(score) else float(value)
 
     evaluate(_product([a.grid for a in axes]))
     steps = [
@@ -213,18 +232,19 @@ def tune_head(
         evaluate(candidates)
     best = max(scores, key=scores.__getitem__)
     trials = [
-        {"params": _params(axes, scale, point), "validation_accuracy": score}
-        for point, score in scores.items()
+        {"params": _params(axes, scale, point), "validation_score": values[point]}
+        for point in scores
     ]
     return TuneResult(
         spec=spec,
         best_params=_params(axes, scale, best),
-        best_score=scores[best],
+        best_score=values[best],
         trials=trials,
         train_indices=train_idx,
         val_indices=val_idx,
         seconds=time.perf_counter() - start,
         searched=[a.param for a in axes],
+        metric=scoring.name,
     )
 
 

@@ -41,7 +41,7 @@ from bottleneck_transfer.features.store import (
 )
 from bottleneck_transfer.features.views import Views
 from bottleneck_transfer.fingerprint import fingerprint
-from bottleneck_transfer.heads.compare import Comparison, compare_heads
+from bottleneck_transfer.heads.compare import Comparison, compare_heads, held_out_text
 from bottleneck_transfer.heads.learning_curve import (
     LearningCurve,
     format_curve,
@@ -185,6 +185,8 @@ def run_pipeline(
     echo(format_table(comparison))
     record["compare"] = {
         "winner": comparison.winner,
+        "metric": comparison.metric,
+        "selection": comparison.to_dict()["selection"],
         "verdict": comparison.verdict,
         "transfer": comparison.transfer,
         "rows": [
@@ -306,6 +308,7 @@ def _compare(spec: dict, caches: dict[tuple[str, str], Path], memo: FitMemo) -> 
         tune=spec["heads"]["tune"],
         baselines=baselines or None,
         memo=memo,
+        metric=spec["heads"]["metric"],
     )
 
 
@@ -324,6 +327,7 @@ def _learning_curve(
         baselines=baselines or None,
         full=comparison if test is not None else None,
         memo=memo,
+        metric=spec["heads"]["metric"],
     )
 
 
@@ -332,16 +336,26 @@ def _chosen_fit(
 ) -> tuple[LabeledData, Fit]:
     """The head to export, fitted on the whole training cache as its comparison fitted it.
 
-    ``best`` is the best row on the main features, else the best row of the named kind (or
-    spec). The fit goes through the memo with the comparison's spec, tuning and seed: on a
-    holdout comparison it is the very fit the comparison scored, tuned parameters included.
+    ``best`` is the head the comparison chose on training rows (by its declared metric),
+    else the row of the named kind (or spec). The fit goes through the memo with the
+    comparison's spec, tuning and seed: on a holdout comparison it is the very fit the
+    comparison scored, tuned parameters included.
     """
     choice = spec["export"]["head"]
     main_rows = [r for r in comparison.rows if not r.is_baseline]
-    row = next(r for r in main_rows if choice in ("best", r.spec, head_kind(r.spec).name))
+    row = (
+        comparison.best
+        if choice == "best"
+        else next(r for r in main_rows if choice in (r.spec, head_kind(r.spec).name))
+    )
     data = LabeledData.from_cache(train_cache)
     fit = fit_head(
-        row.spec, data, tune=comparison.tuned, random_state=comparison.random_state, memo=memo
+        row.spec,
+        data,
+        tune=comparison.tuned,
+        random_state=comparison.random_state,
+        memo=memo,
+        metric=comparison.metric,
     )
     return data, fit
 
@@ -409,13 +423,14 @@ def _export(
 
 
 def _summary(comparison: Comparison, record: dict) -> list[str]:
-    best = next(r for r in comparison.rows if not r.is_baseline)
-    accuracy = best.metrics["accuracy"]
-    low, high = best.intervals.get("accuracy") or (None, None)
-    scope = f"{comparison.mode}, {len(comparison.eval_labels)} rows"
-    interval = f" [{low:.3f}, {high:.3f}]" if low is not None else ""
+    chosen = comparison.selected
+    scope = (
+        f"{comparison.mode}, {len(comparison.eval_labels)} rows no choice saw; chosen by "
+        f"validation {comparison.metric} on training rows; majority-class rate "
+        f"{comparison.majority_rate:.3f}"
+    )
     lines = [
-        f"Winner: {best.name}  accuracy {accuracy:.3f}{interval} ({scope})",
+        f"Winner: {chosen.name}  accuracy {held_out_text(chosen, 'accuracy')} ({scope})",
         comparison.verdict,
     ]
     if comparison.transfer:

@@ -13,6 +13,7 @@ from bottleneck_transfer.errors import BottleneckError, HeadError, did_you_mean
 from bottleneck_transfer.features.cache import COMPRESSIONS, STORE_DTYPES
 from bottleneck_transfer.features.hub import spelled_path
 from bottleneck_transfer.features.preprocessing import SYNTAX, check_preprocess
+from bottleneck_transfer.heads.declared import METRIC_NAMES
 from bottleneck_transfer.heads.learning_curve import parse_sizes
 from bottleneck_transfer.heads.registry import default_heads, head_names, make_head
 
@@ -147,6 +148,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "use": Key((list,), check=_heads),
         "tune": Key((bool,), default=False),
         "cv": Key((int,), check=lambda v: None if v >= 2 else "must be >= 2"),
+        # The one metric that decides tuning, the winner and the verdict (as --metric);
+        # default accuracy, or balanced-accuracy when classes are unequal.
+        "metric": Key((str,), check=_choice(*METRIC_NAMES)),
         # Labels per class, e.g. [5, 20, 100, "all"]: a learning curve after the comparison.
         "learning_curve": Key((list,), check=_curve_sizes),
     },

@@ -255,4 +255,7 @@ def test_cli_finetune_reports_accuracy_before_and_after(photos, tmp_path):
     data = json.loads(done.stdout)
     assert {"val_accuracy_before", "val_accuracy_after", "val_loss_before"} <= set(data)
     assert data["val_loss_after"] <= data["val_loss_before"]
+    assert data["score_kind"].startswith("selection scores")  # issue 23.7
     assert (tmp_path / "t.keras").is_file()
+    text = CliRunner().invoke(group, [*args, "--quiet", "--force"])
+    assert text.exit_code == 0 and "selection scores: on the validation set" in text.output

@@ -64,8 +64,10 @@ def test_holdout_numbers_equal_scikit_learn_on_the_same_rows(holdout, caches):
 
 def test_rows_are_ranked_and_tested_against_the_winner(holdout, caches):
     test = LabeledData.from_cache(caches[1])
-    accuracies = [r.metrics["accuracy"] for r in holdout.rows]
-    assert accuracies == sorted(accuracies, reverse=True)
+    # Ranked by the validation score of the choice (training rows), never by test scores.
+    validation = [r.validation for r in holdout.rows]
+    assert validation == sorted(validation, reverse=True)
+    assert validation[0] == holdout.choices[0].scores[holdout.winner]
     assert [r.rank for r in holdout.rows] == [1, 2, 3]
     assert holdout.winner == holdout.rows[0].name and holdout.best.test is None
     winner_right = holdout.best.predictions == test.y
@@ -74,7 +76,7 @@ def test_rows_are_ranked_and_tested_against_the_winner(holdout, caches):
         b = int(np.sum(winner_right & ~other_right))
         c = int(np.sum(~winner_right & other_right))
         assert (row.test["b"], row.test["c"]) == (b, c)
-    assert holdout.winner in holdout.verdict and "ranks first" in holdout.verdict
+    assert holdout.winner in holdout.verdict and "chosen on training rows" in holdout.verdict
 
 
 def test_bootstrap_matches_scikit_learn_on_each_resample():
@@ -202,7 +204,7 @@ def test_small_or_imbalanced_data_warns(tmp_path):
     X, y = blobs(n=1100, dim=4, centers=2)
     keep = np.concatenate([np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:40]])
     skewed = write_cache(tmp_path / "skewed.h5", X[keep], y[keep], class_names=["a", "b"])
-    with pytest.warns(SmallDataWarning, match="strongly imbalanced"):
+    with pytest.warns(SmallDataWarning, match=r"imbalanced 13\.8:1 .*warned from 3:1"):
         compare_heads(skewed, cv=3, heads=["logreg"])
 
 
@@ -271,12 +273,12 @@ def test_baselines_measure_transfer_gain_with_the_same_head_set(caches, tmp_path
         baseline_heads="all",
     )
     names = [r.name for r in comparison.rows]
-    assert names[:2] == sorted(names[:2], key=lambda n: -comparison.row(n).metrics["accuracy"])
+    assert names[:2] == sorted(names[:2], key=lambda n: -comparison.row(n).validation)
     assert set(names[2:]) == {"logreg@random-base", "knn@random-base"}
     assert all(r.is_baseline for r in comparison.rows[2:])
     transfer = comparison.transfer
-    best_baseline = comparison.rows[2]
-    assert transfer["baseline"] == best_baseline.name
+    best_baseline = comparison.rows[2]  # the baseline row chosen on training rows
+    assert transfer["baseline"] == best_baseline.name == comparison.baseline_choices[0].chosen
     gap = 100 * (comparison.best.metrics["accuracy"] - best_baseline.metrics["accuracy"])
     assert transfer["gain_points"] == pytest.approx(gap) and gap > 5
     low, high = transfer["interval_points"]

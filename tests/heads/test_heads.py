@@ -280,7 +280,7 @@ def test_tuning_refines_c_on_a_log_grid_using_only_the_given_rows():
     steps = np.diff(np.log10(tried))
     assert steps.min() == pytest.approx(1 / 8, rel=1e-3), "refined to 8 steps per decade"
     assert result.best_params["C"] in tried
-    assert result.best_score == max(t["validation_accuracy"] for t in result.trials)
+    assert result.best_score == max(t["validation_score"] for t in result.trials)
     train, val = result.train_indices, result.val_indices
     assert not set(train) & set(val) and len(train) + len(val) == len(y)
     assert len(val) == 60

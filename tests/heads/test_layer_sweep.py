@@ -62,8 +62,13 @@ def test_holdout_sweep_ranks_layers_and_tests_the_best(layers, tmp_path):
     )
     assert [layer.name for layer in sweep.layers][-1] == "block1"
     assert sweep.best.name in ("block5", "block4") and sweep.mode == "holdout"
-    accuracies = [layer.best.metrics["accuracy"] for layer in sweep.layers]
-    assert accuracies == sorted(accuracies, reverse=True)
+    # Ranked by validation scores on training rows only; the chosen layer first.
+    assert sweep.best.name == sweep.choices[0].chosen
+    validation = [layer.validation for layer in sweep.layers]
+    assert validation == sorted(validation, reverse=True)
+    assert all(
+        len(c.val_rows) and np.intersect1d(c.val_rows, c.fit_rows).size == 0 for c in sweep.choices
+    )
     labels = sweep.best.comparison.eval_labels
     right = sweep.best.best.predictions == labels
     pairs = [(right, layer.best.predictions == labels) for layer in sweep.layers[1:]]

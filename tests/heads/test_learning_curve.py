@@ -11,6 +11,7 @@ from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.heads.compare import compare_heads
 from bottleneck_transfer.heads.learning_curve import (
     ALL,
+    CHOSEN,
     Gain,
     Point,
     default_repeats,
@@ -112,7 +113,9 @@ def test_each_point_equals_plain_fits_on_the_drawn_subsets(curve, digits):
 
 
 def test_lines_gains_and_the_sentence(curve):
-    assert curve.lines == ["logreg", "knn", "noisy"] and curve.baseline_lines == ["noisy"]
+    # Heads come in their first draw's validation ranking, which the data decide.
+    assert sorted(curve.lines) == sorted(["logreg", "knn", CHOSEN, "noisy"])
+    assert curve.baseline_lines == ["noisy"]
     for size in curve.sizes:
         best = max(curve.point(h, size).mean for h in HEADS)
         assert best > curve.point("noisy", size).mean + 0.2
@@ -120,6 +123,23 @@ def test_lines_gains_and_the_sentence(curve):
     assert curve.worth_from == 3
     assert curve.sentence.startswith("Transfer is worth it at every size tried")
     assert "noisy" in format_curve(curve) and "transfer gain" in format_curve(curve)
+
+
+def test_gain_table_and_figure_agree_and_each_draw_says_what_it_chose(curve):
+    """Issue 22.1: the gain is the chosen head minus the chosen baseline, draw by draw, so it
+    equals the difference of the two lines the table and the figure show."""
+    for gain in curve.gains:
+        chosen, noisy = curve.point(CHOSEN, gain.size), curve.point("noisy", gain.size)
+        differences = 100 * (np.asarray(chosen.accuracies) - np.asarray(noisy.accuracies))
+        np.testing.assert_allclose(gain.points, differences)
+        assert gain.mean == pytest.approx(100 * (chosen.mean - noisy.mean))
+        assert len(gain.choices) == curve.repeats[str(gain.size)]
+        for choice in gain.choices:
+            assert choice["head"] in HEADS and choice["metric"] == "accuracy"
+            assert 0 <= choice["validation"] <= 1, "chosen by a validation score"
+        per_draw = [curve.point(c["head"], gain.size) for c in gain.choices]
+        picked = [p.accuracies[i] for i, p in enumerate(per_draw)]
+        assert chosen.accuracies == picked, "the chosen line holds each draw's chosen head"
 
 
 def test_a_baseline_equal_to_the_features_is_never_worth_it(digits):
@@ -148,7 +168,9 @@ def test_a_better_baseline_is_called_negative_transfer(digits):
         repeats=3,
     )
     assert curve.gains[0].verdict == "negative" and curve.gains[0].interval[1] < 0
-    assert "The baselines beat the transferred features at 10 per class" in curve.sentence
+    assert "Negative transfer: the baselines beat the transferred features at 10 per class" in (
+        curve.sentence
+    )
 
 
 @pytest.mark.parametrize(

@@ -54,7 +54,7 @@ def test_compare_prints_a_table_and_json(cli, caches):
     train, test = caches
     result = run(cli, "compare", train, "--test", test, "--heads", "logreg,knn", "--bootstrap", 200)
     assert result.exit_code == 0, result.output
-    assert "ranks first" in result.output and " * " in result.output
+    assert "chosen on training rows only" in result.output and " * " in result.output
     result = run(
         cli, "compare", train, "--test", test, "--heads", "logreg,knn", "--json", "--bootstrap", 200
     )
@@ -199,7 +199,10 @@ def test_train_with_tuning_records_the_search(cli, caches, tmp_path):
     result = run(cli, "train", caches[0], "--head", "knn", "--tune", "-o", tmp_path / "k.skops")
     assert result.exit_code == 0, result.output
     assert "Tuned n_neighbors" in result.output
+    # Issue 23.7: the best of the trials on the rows that chose it is named as such.
+    assert "selection score: the best validation accuracy of" in result.output
     tuning = load_head(tmp_path / "k.skops").metadata["tuning"]
+    assert tuning["metric"] == "accuracy" and tuning["score_kind"].startswith("selection")
     assert tuning["n_tune_train"] + tuning["n_tune_validation"] == 1355
 
 

@@ -11,6 +11,7 @@ from bottleneck_transfer.cli import cli
 from bottleneck_transfer.entries import EntryManifest
 from bottleneck_transfer.features.cache import PARTIAL_MARKER
 from bottleneck_transfer.features.store import CacheStore, parse_age
+from bottleneck_transfer.heads.compare import NO_HELP
 from bottleneck_transfer.pipeline.run import run_pipeline
 from bottleneck_transfer.pipeline.spec import SpecError, load_spec
 from click.testing import CliRunner
@@ -237,11 +238,24 @@ def test_run_writes_a_complete_run_record(tmp_path, photos):
     assert "Winner:" in text and "Exported:" in text and "Run record:" in text
 
 
-@pytest.mark.parametrize("name", ["fashion_mnist.toml", "flowers_mobilenet.toml"])
+@pytest.mark.parametrize(
+    "name", ["fashion_mnist.toml", "flowers_mobilenet.toml", "digits_fashion_base.toml"]
+)
 def test_shipped_specs_are_valid(name):
     spec = load_spec(Path("pipelines") / name)
     assert spec["export"]["head"] == "best"
     assert Path(spec["outputs"]["dir"]).name == "runs"
+
+
+@pytest.mark.slow
+def test_the_clothing_base_on_digits_is_said_not_to_help(tmp_path):
+    """Issue 22.9: the second demo (a task unlike the base's) names the outcome in words."""
+    record = run_pipeline(
+        "pipelines/digits_fashion_base.toml", cache_dir=tmp_path, progress=False, echo=str
+    )
+    transfer = record["compare"]["transfer"]
+    assert transfer["verdict"] in ("inconclusive", "negative")
+    assert NO_HELP in transfer["sentence"] or "Negative transfer" in transfer["sentence"]
 
 
 def test_photo_spec_offline_stops_at_the_base_with_a_clear_message(monkeypatch, tmp_path):

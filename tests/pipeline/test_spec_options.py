@@ -74,3 +74,14 @@ def test_views_need_a_valid_recipe(tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(SpecError, match=r"extract.augment: unknown augmentation\(s\) zoom"):
         load_spec(_spec(tmp_path, extract='augment = "flip,zoom"\nviews = 2'))
+
+
+def test_heads_metric_is_one_of_the_declared_metrics(tmp_path):
+    """Issue 22.3: the spec's heads.metric, as --metric; default None (resolved by compare)."""
+    path = _spec(tmp_path)
+    assert load_spec(path)["heads"]["metric"] is None
+    path.write_text(path.read_text() + '\n[heads]\nmetric = "macro-f1"\n')
+    assert load_spec(path)["heads"]["metric"] == "macro-f1"
+    path.write_text(path.read_text().replace('"macro-f1"', '"f1"'))
+    with pytest.raises(SpecError, match=r"heads.metric: unknown value\(s\) \['f1'\]; valid: acc"):
+        load_spec(path)
