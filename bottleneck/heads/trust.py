@@ -26,6 +26,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from bottleneck_transfer import limits
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.heads.registry import (
     SKOPS_CONTAINER_TYPES,
@@ -33,15 +34,7 @@ from bottleneck_transfer.heads.registry import (
     head_names,
     trusted_type_names,
 )
-from bottleneck_transfer.limits import (
-    MAX_HEAD_COMPRESSION_RATIO,
-    MAX_HEAD_MEMBERS,
-    MAX_HEAD_SCHEMA_BYTES,
-    MAX_HEAD_UNCOMPRESSED_BYTES,
-    load_json,
-    over,
-    regular_file_size,
-)
+from bottleneck_transfer.limits import load_json, over, regular_file_size
 
 #: skops loaders that rebuild a callable rather than an object: never trusted.
 CALLABLE_LOADERS = frozenset({"FunctionNode", "MethodNode", "PartialNode", "OperatorFuncNode"})
@@ -72,12 +65,11 @@ def _check_members(path: Path, members: list[zipfile.ZipInfo]) -> None:
     )
     problem = (
         over("a zip of", len(members), "MAX_HEAD_MEMBERS", " members")
-        if len(members) > MAX_HEAD_MEMBERS
+        if len(members) > limits.MAX_HEAD_MEMBERS
         else over("members decompressing to", total, "MAX_HEAD_UNCOMPRESSED_BYTES", " bytes")
-        if total > MAX_HEAD_UNCOMPRESSED_BYTES
-        else f"member {name!r} compressed {ratio:,.0f}:1, over "
-        f"bottleneck_transfer.limits.MAX_HEAD_COMPRESSION_RATIO = {MAX_HEAD_COMPRESSION_RATIO}:1"
-        if ratio > MAX_HEAD_COMPRESSION_RATIO
+        if total > limits.MAX_HEAD_UNCOMPRESSED_BYTES
+        else over(f"member {name!r} compressed", round(ratio), "MAX_HEAD_COMPRESSION_RATIO", ":1")
+        if ratio > limits.MAX_HEAD_COMPRESSION_RATIO
         else None
     )
     if problem:
@@ -91,14 +83,12 @@ def _schema(path: Path) -> dict:
         with zipfile.ZipFile(path) as archive:
             _check_members(path, archive.infolist())
             with archive.open("schema.json") as member:
-                text = member.read(MAX_HEAD_SCHEMA_BYTES + 1)
+                text = member.read(limits.MAX_HEAD_SCHEMA_BYTES + 1)
     except _ZIP_ERRORS as exc:
         raise HeadError(f"{path} is not a skops head file ({exc}); save heads with skops") from exc
-    if len(text) > MAX_HEAD_SCHEMA_BYTES:
-        problem = over(
-            "a schema.json over", MAX_HEAD_SCHEMA_BYTES, "MAX_HEAD_SCHEMA_BYTES", " bytes"
-        )
-        raise HeadError(f"{path}: {problem}; {_TODO}")
+    if len(text) > limits.MAX_HEAD_SCHEMA_BYTES:
+        size = over("a schema.json over", len(text) - 1, "MAX_HEAD_SCHEMA_BYTES", " bytes")
+        raise HeadError(f"{path}: {size}; {_TODO}")
     schema = load_json(text, f"{path}: schema.json", HeadError, _TODO)
     if not isinstance(schema, dict):
         raise HeadError(

@@ -1,0 +1,94 @@
+"""Loaders with limits (issue 24, part 5): hostile skops heads, pipeline specs and caches are
+refused in one line before anything is parsed or allocated, naming the limit."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import pytest
+from bottleneck_transfer import limits
+from bottleneck_transfer.errors import HeadError
+from bottleneck_transfer.heads.trust import load_trusted
+from heads_fixtures import blobs, write_cache
+from loader_fixtures import one_line, run_cli, stored_zip, trained_head, tree_hashes, zip_bomb
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    X, y = blobs(n=90, dim=4, centers=3)
+    return write_cache(tmp_path_factory.mktemp("cache") / "c.h5", X, y)
+
+
+@pytest.fixture(scope="module")
+def head(cache, tmp_path_factory):
+    return trained_head(cache, tmp_path_factory.mktemp("head") / "head.skops")
+
+
+def _evaluate(head_file, cache, *names: str) -> str:
+    before = tree_hashes(head_file.parent)
+    line = one_line(run_cli("evaluate", head_file, cache), str(head_file), *names)
+    assert tree_hashes(head_file.parent) == before
+    return line
+
+
+def test_a_4gb_decompression_bomb_is_refused_before_unpacking(cache, tmp_path):
+    bomb = zip_bomb(tmp_path / "bomb.skops", claimed=4_000_000_000)
+    assert bomb.stat().st_size < 5 * 2**20
+    with zipfile.ZipFile(bomb).open("schema.json") as member:  # a real bomb: zeros, on and on
+        assert member.read(2**24) == bytes(2**24)
+    line = _evaluate(bomb, cache, "MAX_HEAD_UNCOMPRESSED_BYTES", "4,000,000,000 bytes")
+    assert "before unpacking" in line
+
+
+def test_a_member_compressed_too_well_is_refused(cache, tmp_path):
+    bomb = zip_bomb(tmp_path / "bomb.skops", name="0.npy", claimed=300 * 2**20)
+    _evaluate(bomb, cache, "MAX_HEAD_COMPRESSION_RATIO", "'0.npy'")
+
+
+@pytest.mark.parametrize(
+    ("schema", "limit"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "MAX_JSON_DEPTH"),
+        ('{"a": [' + ",".join(["0"] * 150_000) + "]}", "MAX_JSON_ITEMS"),
+        (json.dumps({"x": "[" * 5000}), None),  # brackets inside a string are text
+    ],
+    ids=["deep", "long-list", "brackets-in-a-string"],
+)
+def test_a_deep_or_long_schema_is_refused_before_it_is_parsed(cache, tmp_path, schema, limit):
+    path = stored_zip(tmp_path / "h.skops", {"schema.json": schema.encode()})
+    line = _evaluate(path, cache, *([limit] if limit else []))
+    if limit is None:
+        assert "names no head kind" in line
+
+
+def test_a_list_shaped_schema_is_refused(cache, tmp_path):
+    path = stored_zip(tmp_path / "h.skops", {"schema.json": b"[1, 2, 3]"})
+    _evaluate(path, cache, "schema.json holds a JSON list")
+
+
+def test_a_head_file_over_the_size_limit_is_not_opened(cache, tmp_path):
+    path = tmp_path / "huge.skops"
+    with open(path, "wb") as handle:  # sparse: no disk used
+        handle.truncate(limits.MAX_HEAD_BYTES + 1)
+    _evaluate(path, cache, "MAX_HEAD_BYTES")
+
+
+def test_too_many_members_are_refused(cache, tmp_path, monkeypatch):
+    monkeypatch.setattr(limits, "MAX_HEAD_MEMBERS", 3)
+    path = stored_zip(tmp_path / "h.skops", {f"{i}.npy": b"" for i in range(4)})
+    with pytest.raises(HeadError, match=r"a zip of 4 members is over .*MAX_HEAD_MEMBERS = 3"):
+        load_trusted(path)
+
+
+def test_a_fifo_is_not_opened(cache, tmp_path):
+    path = tmp_path / "fifo.skops"
+    os.mkfifo(path)
+    one_line(run_cli("evaluate", path, cache), str(path))
+
+
+def test_a_real_head_still_loads_within_the_limits(head, cache):
+    result = run_cli("evaluate", head, cache)
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output
