@@ -92,3 +92,59 @@ def test_a_real_head_still_loads_within_the_limits(head, cache):
     result = run_cli("evaluate", head, cache)
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.output
+
+
+SPEC = """[data]
+train = "fashion-mnist:train"   # a [bracket] in a comment
+test = "fashion-mnist:test"
+
+[base]
+name = "mobilenet_v2"
+"""
+
+
+def _run(spec, *names: str) -> str:
+    before = tree_hashes(spec.parent)
+    line = one_line(run_cli("run", spec, "--dry-run"), str(spec), *names)
+    assert tree_hashes(spec.parent) == before  # no runs/ or caches/ folder either
+    return line
+
+
+@pytest.mark.parametrize(
+    ("data", "looks_like"),
+    [
+        (b"\x89HDF\r\n\x1a\n" + bytes(64), "an HDF5 file"),
+        (b"PK\x03\x04" + bytes(64), "a zip file"),
+        (b"[data]\ntrain = '\xff\xfe'\n", "not UTF-8 text"),
+        (b"[data]\x00\ntrain = 'x'\n", "NUL bytes"),
+    ],
+    ids=["hdf5", "zip", "latin-1", "nul"],
+)
+def test_a_binary_spec_is_refused_by_name(tmp_path, data, looks_like):
+    spec = tmp_path / "spec.toml"
+    spec.write_bytes(data)
+    assert "not a TOML pipeline spec" in _run(spec, "binary file", looks_like)
+
+
+def test_a_deeply_nested_spec_is_refused_before_it_is_parsed(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC + "[extract]\nseed = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    _run(spec, "MAX_SPEC_DEPTH", "50,000 deep")
+
+
+def test_brackets_in_strings_and_comments_are_not_nesting(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.replace("mobilenet_v2", "[[[[" * 10 + '\\"') + "# " + "[" * 100 + "\n")
+    assert "MAX_SPEC_DEPTH" not in run_cli("run", spec, "--dry-run").output
+
+
+def test_an_oversized_spec_is_not_read(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC + "# padding\n" * (limits.MAX_SPEC_BYTES // 10))
+    _run(spec, "MAX_SPEC_BYTES")
+
+
+def test_a_fifo_spec_is_not_opened(tmp_path):
+    spec = tmp_path / "spec.toml"
+    os.mkfifo(spec)
+    _run(spec, "not a regular file")
