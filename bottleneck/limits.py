@@ -62,7 +62,7 @@ def over(what: str, amount: int, limit: str, unit: str = "") -> str:
 
 
 def regular_file_size(
-    path: str | Path, limit: str, error: type[BottleneckError], what: str, todo: str
+    path: str | Path, limit: str | None, error: type[BottleneckError], what: str, todo: str
 ) -> int:
     """The size of ``path`` if it is a regular file within ``limit``, else ``error``.
 
@@ -70,8 +70,8 @@ def regular_file_size(
     ----------
     path : str or Path
         The file to check (it is not opened).
-    limit : str
-        The name of the limit in this module, e.g. ``"MAX_SPEC_BYTES"``.
+    limit : str or None
+        The name of the limit in this module, e.g. ``"MAX_SPEC_BYTES"``; None for no limit.
     error : type
         The error class to raise.
     what : str
@@ -92,7 +92,7 @@ def regular_file_size(
     if not stat.S_ISREG(info.st_mode):
         kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
         raise error(f"{path} is {kind}; give {what} (a regular file)")
-    if info.st_size > globals()[limit]:
+    if limit is not None and info.st_size > globals()[limit]:
         raise error(f"{path}: {over('a file of', info.st_size, limit, ' bytes')}; {todo}")
     return info.st_size
 

@@ -148,3 +148,86 @@ def test_a_fifo_spec_is_not_opened(tmp_path):
     spec = tmp_path / "spec.toml"
     os.mkfifo(spec)
     _run(spec, "not a regular file")
+
+
+def _forged(cache, tmp_path, change) -> object:
+    """A copy of ``cache`` changed in place with h5py by ``change(handle)``."""
+    import shutil
+
+    import h5py
+
+    path = tmp_path / "forged.h5"
+    shutil.copyfile(cache, path)
+    with h5py.File(path, "r+") as handle:
+        change(handle)
+    return path
+
+
+def _train(path, *names: str) -> str:
+    before = tree_hashes(path.parent)
+    out = path.parent / "head.skops"
+    line = one_line(run_cli("train", path, "-o", out), str(path), *names)
+    assert tree_hashes(path.parent) == before and not out.exists()
+    return line
+
+
+def _replace(handle, name: str, **kwargs) -> None:
+    del handle[name]
+    handle.create_dataset(name, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "kwargs", "named"),
+    [
+        ("features", {"shape": (90, 10**7), "dtype": "f4"}, "the size of the whole file"),
+        (
+            "features",
+            {"shape": (90, 10**7), "dtype": "f4", "chunks": (1, 10**5), "compression": "gzip"},
+            "MAX_CACHE_COMPRESSION_RATIO",
+        ),
+    ],
+    ids=["contiguous", "compressed"],
+)
+def test_a_header_claiming_a_huge_dataset_allocates_nothing(
+    cache, tmp_path, dataset, kwargs, named
+):
+    path = _forged(cache, tmp_path, lambda h5: _replace(h5, dataset, **kwargs))
+    assert path.stat().st_size < 2**20
+    _train(path, f"/{dataset}", "claims", named)
+
+
+def test_a_string_over_the_limit_is_refused(tmp_path):
+    X, y = blobs(n=30, dim=4, centers=3)
+    ids = [f"{i}.png" for i in range(30)]
+    ids[7] = "x" * (limits.MAX_CACHE_STRING_BYTES + 1)
+    path = write_cache(tmp_path / "c.h5", X, y, ids=ids)
+    _train(path, "/ids", "MAX_CACHE_STRING_BYTES")
+
+
+def test_a_forged_string_length_is_refused_before_hdf5_reads_it(cache, tmp_path):
+    """The length field of one id's record on disk says 2 GB: nothing allocates it."""
+    import h5py
+
+    path = _forged(cache, tmp_path, lambda h5: None)
+    with h5py.File(path, "r") as handle:
+        offset = handle["ids"].id.get_offset()
+    with open(path, "r+b") as raw:
+        raw.seek(offset + 16 * 3)
+        raw.write((2**31).to_bytes(4, "little"))
+    _train(path, "/ids", "MAX_CACHE_STRING_BYTES", "2,147,483,648 bytes")
+
+
+def test_a_deeply_nested_json_attribute_is_refused(cache, tmp_path):
+    def deep(handle):
+        handle.attrs["provenance"] = "[" * 100_000 + "]" * 100_000
+
+    path = _forged(cache, tmp_path, deep)
+    before = tree_hashes(tmp_path)
+    one_line(run_cli("info", path), str(path), "'provenance'", "MAX_JSON_DEPTH")
+    assert tree_hashes(tmp_path) == before
+
+
+def test_a_fifo_cache_is_not_opened(tmp_path):
+    path = tmp_path / "fifo.h5"
+    os.mkfifo(path)
+    one_line(run_cli("info", path), str(path), "not a regular file")
