@@ -125,6 +125,22 @@ def _atomic_path(final: Path) -> Iterator[Path]:
         shutil.rmtree(holder, ignore_errors=True)
 
 
+def make_folder(path: str | Path) -> Path:
+    """Create the folder ``path`` and its parents if missing; returns it.
+
+    Raises
+    ------
+    WriteError
+        If it cannot be created (naming ``path`` and what to do, as :func:`write_error`).
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+    return path
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
     path = Path(path)
