@@ -15,10 +15,15 @@ the package wrote there, and only when that is all it holds; otherwise nothing i
 and :class:`~bottleneck_transfer.entries.EntryError` says why): in between, ``final`` is
 briefly absent, never partly written. A file never replaces a folder, nor a folder a file
 (``OSError``, as ``os.replace``).
+
+A failure to write (no permission, a read-only or full disk, the file size limit, a file
+where a folder is expected) is a :class:`~bottleneck_transfer.errors.WriteError` naming
+``final`` and what to do (:func:`write_error`): the CLI prints it as one line.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -26,13 +31,66 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bottleneck_transfer.errors import BottleneckError, WriteError
+
 #: Suffix of the hidden temporary folders (``.<name>.<random>.tmp``) beside a final path.
 TEMP_SUFFIX = ".tmp"
+
+
+#: Failures that are about writing whatever file they name: the disk, its limits, its mode.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+#: What to do about a failed write, by errno (else: choose another path).
+_ADVICE = {
+    errno.ENOSPC: "free some space on that disk or write somewhere else",
+    errno.EDQUOT: "free some space (disk quota exceeded) or write somewhere else",
+    errno.EFBIG: "the file exceeds the file size limit (ulimit -f) or the file system's; "
+    "raise the limit or write somewhere else",
+    errno.EROFS: "that file system is read-only: write somewhere else",
+    errno.EACCES: "choose a folder you may write to",
+    errno.EPERM: "choose a folder you may write to",
+    errno.ENOTDIR: "a file stands where a folder is needed: choose another path",
+    errno.EEXIST: "a file stands where a folder is needed: choose another path",
+    errno.EISDIR: "a folder stands where the file goes: choose another path",
+}
+
+
+def write_error(final: str | Path, exc: OSError) -> WriteError:
+    """A one-line :class:`~bottleneck_transfer.errors.WriteError` for ``exc`` while writing
+    ``final``, saying what to do; it keeps ``exc``'s ``errno`` and ``strerror``."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    in_the_way = exc.filename and _absolute(exc.filename) in _absolute(final).parents
+    culprit = f" ({exc.filename})" if in_the_way else ""
+    advice = _ADVICE.get(exc.errno, "choose another path")
+    error = WriteError(f"cannot write {final}: {reason}{culprit}; {advice}")
+    error.errno, error.strerror, error.filename = exc.errno, exc.strerror, str(final)
+    return error
+
+
+def _absolute(path: str | Path) -> Path:
+    return Path(os.path.abspath(path))
+
+
+def _concerns(final: Path, exc: OSError) -> bool:
+    """Whether an ``OSError`` raised while writing ``final`` is a failure to write it."""
+    if isinstance(exc, BottleneckError):
+        return False  # already says what it is
+    if exc.errno in WRITE_ERRNOS:
+        return True
+    if not exc.filename:
+        return False
+    named, final = _absolute(exc.filename), _absolute(final)
+    if named == final or named in final.parents:
+        return True
+    inside = named.relative_to(final.parent).parts if named.is_relative_to(final.parent) else ()
+    return bool(inside) and (inside[0] == final.name or inside[0].startswith(f".{final.name}."))
 
 
 @contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write instead of ``final``; move it into place on success.
+
+    Raises :class:`~bottleneck_transfer.errors.WriteError` when ``final`` cannot be written
+    (:func:`write_error`); other errors raised in the block pass through unchanged.
 
     Parameters
     ----------
@@ -45,6 +103,17 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         ``<parent>/.<name>.<random>.tmp/<name>``: write a file or a folder there.
     """
     final = Path(final)
+    try:
+        with _atomic_path(final) as tmp:
+            yield tmp
+    except OSError as exc:
+        if _concerns(final, exc):
+            raise write_error(final, exc) from exc
+        raise
+
+
+@contextmanager
+def _atomic_path(final: Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     holder = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=TEMP_SUFFIX, dir=final.parent))
     try:
@@ -90,6 +159,22 @@ def _clear_folder(final: Path, holder: Path) -> None:
         raise EntryError(
             f"{final} is not replaced ({path}: {reason}); remove it yourself or write elsewhere"
         )
+
+
+def make_folder(path: str | Path) -> Path:
+    """Create the folder ``path`` and its parents if missing; returns it.
+
+    Raises
+    ------
+    WriteError
+        If it cannot be created (naming ``path`` and what to do, as :func:`write_error`).
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+    return path
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

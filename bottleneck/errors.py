@@ -43,6 +43,17 @@ class GraphError(BottleneckError):
     ``--trust-graph``, or cannot be read to be checked."""
 
 
+class WriteError(BottleneckError, OSError):
+    """A file or folder could not be written (no permission, a read-only or full disk, a file
+    size limit, a file where a folder is expected); nothing was left under its final name.
+
+    An ``OSError`` too, with the ``errno`` and ``strerror`` of the failure it reports.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else super().__str__()
+
+
 class MissingDependencyError(BottleneckError, ImportError):
     """An optional dependency (pyarrow, ...) is needed and not installed; says how to install it."""
 

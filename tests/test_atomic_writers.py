@@ -117,11 +117,10 @@ def test_finetuned_model(fm_model, tmp_path, crash):
         finetune(
             fm_model / "model.keras",
             "fashion-mnist:test",
-            val="fashion-mnist:test",
+            val_split=0.5,
             out=tmp_path / "tuned.keras",
             classes="5-7",
             limit=12,
-            val_limit=6,
             epochs=1,
             batch_size=6,
             workers=1,

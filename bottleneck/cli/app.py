@@ -11,17 +11,31 @@ from bottleneck_transfer.errors import BottleneckError, Interrupted
 INTERRUPTED_STATUS = 130
 
 
+def os_error_line(exc: OSError) -> str:
+    """One line for an ``OSError`` that names a file and no library error explained."""
+    return (
+        f"{exc.filename}: {exc.strerror or exc}; check that path and its permissions "
+        "(--debug shows the traceback)"
+    )
+
+
 class _Group(click.Group):
-    """A group that turns library errors (and interruptions) into one line and an exit status."""
+    """A group that turns library errors (and interruptions) into one line and an exit status.
+
+    An ``OSError`` naming a file that no library error explained (the library maps failed
+    writes to :class:`~bottleneck_transfer.errors.WriteError` itself) is one line too.
+    """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (BottleneckError, Interrupted) as exc:
-            if ctx.obj and ctx.obj.get("debug"):
+        except (BottleneckError, Interrupted, OSError) as exc:
+            library = isinstance(exc, (BottleneckError, Interrupted))
+            if (ctx.obj and ctx.obj.get("debug")) or not (library or exc.filename):
                 raise
             interrupted = isinstance(exc, Interrupted)
-            click.echo(f"{'Interrupted' if interrupted else 'Error'}: {exc}", err=True)
+            line = str(exc) if library else os_error_line(exc)
+            click.echo(f"{'Interrupted' if interrupted else 'Error'}: {line}", err=True)
             ctx.exit(INTERRUPTED_STATUS if interrupted else 1)
 
 

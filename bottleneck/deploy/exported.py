@@ -201,6 +201,67 @@ def check_metadata(metadata: dict, path: Path) -> dict:
     return metadata
 
 
+def _output_columns(exported: Exported) -> int | None:
+    """How many scores the export's model gives per image (None when its runtime hides it)."""
+    if exported.kind == "folder":
+        return len(getattr(exported.head, "classes_", [])) or None
+    if exported.kind == "keras":
+        return exported.model.output_shape[-1]
+    return None
+
+
+def check_consistent(exported: Exported) -> Exported:
+    """``exported`` when its metadata agrees with its model and its labels file.
+
+    Raises
+    ------
+    ExportError
+        If the classes are not distinct names, the input shape not three positive sizes, the
+        model gives another number of scores than there are classes, a folder's base takes
+        another input shape, or the labels file lists other classes; naming the file.
+    """
+    path, metadata = exported.path, exported.metadata
+    redo = f"re-export it with `bottleneck export ... -o {path.name} --force`"
+    classes, shape = metadata["classes"], metadata["input_shape"]
+    if not (
+        isinstance(classes, list)
+        and classes
+        and all(isinstance(name, str) for name in classes)
+        and len(set(classes)) == len(classes)
+    ):
+        raise ExportError(
+            f"{path}: the metadata's classes must be a list of distinct names; got "
+            f"{str(classes)[:80]}: {redo}"
+        )
+    if not (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(type(size) is int and size > 0 for size in shape)
+    ):
+        raise ExportError(
+            f"{path}: the metadata's input_shape must be [height, width, channels]; got "
+            f"{str(shape)[:80]}: {redo}"
+        )
+    columns = _output_columns(exported)
+    if columns is not None and columns != len(classes):
+        raise ExportError(
+            f"{path}: the metadata names {len(classes)} classes but the model gives {columns} "
+            f"scores per image: {redo}"
+        )
+    taken = exported.model.input_shape[1:] if exported.kind == "folder" else None
+    if taken is not None and None not in taken and list(taken) != shape:
+        raise ExportError(
+            f"{path}: the metadata's input_shape {shape} is not its base's {list(taken)}: {redo}"
+        )
+    labels = labels_path(path)
+    if labels.is_file() and labels.read_text(encoding="utf-8").splitlines() != classes:
+        raise ExportError(
+            f"{labels} does not list the export's {len(classes)} classes in order: restore it "
+            f"from the metadata or {redo}"
+        )
+    return exported
+
+
 def load_keras(path: Path) -> keras.Model:
     """Load a ``.keras`` file in safe mode, uncompiled, or :class:`ExportError`."""
     try:
@@ -268,7 +329,7 @@ def load_converted(path: Path, converter: Converter, *, trust_graph: bool = Fals
         raise ExportError(
             f"cannot load {path} (--format {converter.name}): {_first_line(exc)}; {redo}"
         ) from exc
-    return Exported(path, converter.name, metadata, runner=runner)
+    return check_consistent(Exported(path, converter.name, metadata, runner=runner))
 
 
 def _first_line(exc: Exception) -> str:
@@ -321,7 +382,7 @@ def load_exported(path: str | Path, *, trust_graph: bool = False) -> Exported:
         check_metadata(metadata, path)
         model = load_keras(path / "base.keras")
         head = load_head(path / "head.skops", metadata.get("head", ""))
-        return Exported(path, "folder", metadata, model, head)
+        return check_consistent(Exported(path, "folder", metadata, model, head))
     if path.suffix != ".keras":
         raise ExportError(
             f"{path} is not a bottleneck export: give a .keras, .tflite or .onnx file, an "
@@ -329,4 +390,4 @@ def load_exported(path: str | Path, *, trust_graph: bool = False) -> Exported:
         )
     model = load_keras(path)
     metadata = check_metadata(read_metadata(model, path), path)
-    return Exported(path, "keras", metadata, model)
+    return check_consistent(Exported(path, "keras", metadata, model))

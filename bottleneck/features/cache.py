@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import re
@@ -31,6 +32,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from bottleneck_transfer import limits
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.entries import (
     MANIFEST_NAME,
@@ -41,7 +43,6 @@ from bottleneck_transfer.entries import (
 from bottleneck_transfer.errors import CacheError, ResumeWarning, StaleCacheError
 from bottleneck_transfer.features.choices import COMPRESSIONS, STORE_DTYPES
 from bottleneck_transfer.fingerprint import diff_keys
-from bottleneck_transfer.regular import file_kind
 from filelock import FileLock, Timeout
 
 FORMAT = "bottleneck-cache"
@@ -173,13 +174,13 @@ def writer_lock(path: str | Path, wait: Callable[[str], Any] | None = None) -> I
 
 def _json_attr(handle: h5py.File, name: str, default: Any = None) -> Any:
     raw = handle.attrs.get(name)
-    try:
-        return default if raw is None else json.loads(raw)
-    except (TypeError, ValueError) as exc:
-        raise CacheError(
-            f"{handle.filename}: attribute {name!r} is not valid JSON ({exc}); re-extract the "
-            "cache with --force"
-        ) from exc
+    if raw is None:
+        return default
+    where = f"{handle.filename}: attribute {name!r}"
+    todo = "re-extract the cache with --force"
+    if not isinstance(raw, (str, bytes)):
+        raise CacheError(f"{where} is not JSON text ({type(raw).__name__}); {todo}")
+    return limits.load_json(raw, where, CacheError, todo)
 
 
 def manifest_changes(before: dict | None, after: dict | None) -> list[str]:
@@ -781,6 +782,47 @@ def _row_groups(ids: Sequence[str], manifest: dict[str, np.ndarray]) -> np.ndarr
     return np.asarray([declared.get(i, "") for i in plain], dtype=object)
 
 
+#: What h5py raises on a damaged or hostile file (bad headers, chunks, heaps, dtypes).
+_H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError)
+
+
+def _reads(method: Callable) -> Callable:
+    """Make what h5py raises while ``method`` reads the file one :class:`CacheError`."""
+
+    @functools.wraps(method)
+    def read(self: FeatureCache, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except CacheError:
+            raise
+        except _H5_ERRORS as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise CacheError(
+                f"{self.path} is damaged ({type(exc).__name__}: {first}); re-extract it with "
+                "`bottleneck extract ... --force`"
+            ) from exc
+
+    return read
+
+
+def _string_lengths(dataset: h5py.Dataset, sizeof_addr: int, userblock: int) -> np.ndarray | None:
+    """The byte length of each string of a variable-length string dataset, read from its
+    records on disk (4-byte length, heap address, 4-byte index) before HDF5 reads a string.
+
+    None when the records are not stored in one contiguous block (nothing is read then).
+    """
+    offset = dataset.id.get_offset()
+    if offset is None:
+        return None
+    record = np.dtype([("length", "<u4"), ("heap", f"V{sizeof_addr + 4}")])
+    with open(dataset.file.filename, "rb") as handle:
+        handle.seek(offset + userblock)
+        raw = handle.read(record.itemsize * dataset.size)
+    if len(raw) != record.itemsize * dataset.size:
+        raise CacheError(f"{dataset.file.filename}: {dataset.name} runs past the end of the file")
+    return np.frombuffer(raw, record)["length"]
+
+
 class FeatureCache:
     """A complete, validated cache opened for reading.
 
@@ -813,9 +855,7 @@ class FeatureCache:
                 else ""
             )
             raise CacheError(f"cache not found: {path}{hint}")
-        kind = file_kind(path, follow=True)
-        if kind is not None:  # a FIFO would block, a device never end: never opened
-            raise CacheError(f"{path} is {kind}, not a cache file")
+        limits.regular_file_size(path, None, CacheError, "a cache (.h5)", "")
         try:
             handle = h5py.File(path, "r")
         except OSError as exc:
@@ -828,8 +868,10 @@ class FeatureCache:
             raise
         return cache
 
+    @_reads
     def _validate(self) -> None:
-        """Check format, version, completeness, fingerprint, attributes, dtypes and shapes."""
+        """Check format, version, completeness, fingerprint, attributes, dtypes and shapes,
+        then the sizes the file claims (:meth:`_check_sizes`)."""
         attrs = self._h5.attrs
         if attrs.get("format") != FORMAT:
             raise CacheError(f"{self.path} is not a bottleneck cache (no format={FORMAT!r})")
@@ -879,6 +921,51 @@ class FeatureCache:
             and failed["ids"].shape == failed["reasons"].shape
         ):
             raise CacheError(f"{self.path}: /failed must hold ids and reasons, as strings: {redo}")
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        """Refuse a dataset that claims more bytes than the file can hold (a forged header
+        must not make a read allocate them), and strings over
+        ``limits.MAX_CACHE_STRING_BYTES`` or more string bytes than the file holds."""
+        file_size = self.path.stat().st_size
+        sizeof_addr = self._h5.id.get_create_plist().get_sizes()[0]
+        datasets: list[h5py.Dataset] = []
+        self._h5.visititems(
+            lambda _, item: datasets.append(item) if isinstance(item, h5py.Dataset) else None
+        )
+        redo = "re-extract it with `bottleneck extract ... --force`"
+        for dataset in datasets:
+            where = f"{self.path}: {dataset.name}"
+            string = h5py.check_string_dtype(dataset.dtype)
+            variable = string is not None and string.length is None
+            item = 8 + sizeof_addr if variable else dataset.dtype.itemsize
+            claimed = item * dataset.size
+            packed = bool(dataset.compression or dataset.chunks)
+            bound = file_size * (limits.MAX_CACHE_COMPRESSION_RATIO if packed else 1)
+            if claimed > bound:
+                allowed = (
+                    "bottleneck_transfer.limits.MAX_CACHE_COMPRESSION_RATIO = "
+                    f"{limits.MAX_CACHE_COMPRESSION_RATIO} times the file's size"
+                    if packed
+                    else "the size of the whole file"
+                )
+                raise CacheError(
+                    f"{where} claims {claimed:,} bytes in a file of {file_size:,} bytes, over "
+                    f"{allowed}: {redo}"
+                )
+            if not variable or not dataset.size:
+                continue
+            lengths = _string_lengths(dataset, sizeof_addr, self._h5.userblock_size)
+            if lengths is None:
+                raise CacheError(f"{where}: strings not stored as one block, as caches are: {redo}")
+            longest = int(lengths.max())
+            if longest > limits.MAX_CACHE_STRING_BYTES:
+                problem = limits.over(
+                    "holds a string of", longest, "MAX_CACHE_STRING_BYTES", " bytes"
+                )
+                raise CacheError(f"{where} {problem}: {redo}")
+            if int(lengths.sum(dtype=np.int64)) > file_size:
+                raise CacheError(f"{where}: its strings claim more bytes than the file: {redo}")
 
     def __enter__(self) -> FeatureCache:
         return self
@@ -891,6 +978,7 @@ class FeatureCache:
         if self._h5.id.valid:
             self._h5.close()
 
+    @_reads
     def __len__(self) -> int:
         return int(self._h5["features"].shape[0])
 
@@ -903,6 +991,7 @@ class FeatureCache:
         return name in self._h5
 
     @property
+    @_reads
     def dim(self) -> int:
         """Feature size D."""
         return int(self._h5["features"].shape[1])
@@ -915,6 +1004,7 @@ class FeatureCache:
         return dataset if dataset.dtype == np.float32 else Float32View(dataset)
 
     @property
+    @_reads
     def features(self) -> np.ndarray:
         """All features as a float32 (N, D) array (read once, then kept)."""
         if self._features is None:
@@ -955,36 +1045,43 @@ class FeatureCache:
             yield dataset[start:stop], labels[start:stop]
 
     @property
+    @_reads
     def labels(self) -> np.ndarray:
         """int32 (N,) class indices into :attr:`class_names`; -1 for unlabeled rows."""
         return self._h5["labels"][...]
 
     @property
+    @_reads
     def ids(self) -> list[str]:
         """Row ids: paths relative to the source root, or ``array:<index>``."""
         return list(self._h5["ids"].asstr()[...])
 
     @property
+    @_reads
     def class_names(self) -> list[str]:
         """Class names; label ``i`` is ``class_names[i]``."""
         return _json_attr(self._h5, "class_names", [])
 
     @property
+    @_reads
     def fingerprint(self) -> str:
         """``sha256:…`` of the inputs that determine the features."""
         return str(self._h5.attrs["fingerprint"])
 
     @property
+    @_reads
     def identity(self) -> dict:
         """The inputs the fingerprint is computed from (base and source)."""
         return _json_attr(self._h5, "identity", {})
 
     @property
+    @_reads
     def provenance(self) -> dict:
         """Everything about how the cache was made (base, source, software, extraction)."""
         return _json_attr(self._h5, "provenance", {})
 
     @property
+    @_reads
     def failed(self) -> list[tuple[str, str]]:
         """``(id, reason)`` of each item skipped during extraction."""
         if not self._holds("failed"):
@@ -994,6 +1091,7 @@ class FeatureCache:
         return list(zip(ids, reasons, strict=True))
 
     @property
+    @_reads
     def manifest(self) -> dict[str, np.ndarray] | None:
         """Per-file ids, sizes and mtimes of the source at extraction time (file sources)."""
         if not self._holds("manifest"):
@@ -1006,6 +1104,7 @@ class FeatureCache:
         }
 
     @property
+    @_reads
     def groups(self) -> np.ndarray | None:
         """str (N,): each row's declared group (``""``: none), from ``/groups``; None for a
         cache without (made without ``--groups``, or before it existed)."""
@@ -1020,6 +1119,7 @@ class FeatureCache:
         return np.asarray(stored.asstr()[...], dtype=object)
 
     @property
+    @_reads
     def source_rows(self) -> np.ndarray:
         """int64 (N,): each row's plain row (its own index for a plain row), from
         ``/views/source_row``; ``arange(N)`` for a cache without augmented views."""

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from bottleneck_transfer.atomic import atomic_path, atomic_write_text
+from bottleneck_transfer.atomic import atomic_path, atomic_write_text, make_folder
 from bottleneck_transfer.errors import BottleneckError
 from bottleneck_transfer.features.batches import decode_batch
 from bottleneck_transfer.features.cache import FeatureCache
@@ -543,8 +543,7 @@ def write_misclassified(comparison: Comparison, path: Path) -> Path:
 
 def write_report(comparison: Comparison, directory: str | Path) -> dict[str, Path]:
     """Write the report folder; returns the path of each file by name."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = make_folder(directory)
     paths = {name: directory / name for name in REPORT_FILES}
     plot_accuracy(comparison, paths["accuracy.png"])
     plot_confusion(comparison, paths["confusion.png"])

@@ -8,16 +8,25 @@ the file unless each is one of the exact classes the registry declares for the h
 partials are refused whatever their name. Only then is the file loaded, trusting exactly the
 types found. Saved heads (``bottleneck train``), memoized fits and the ``head.skops`` of an
 export folder all load through it.
+
+Before the schema is parsed, the file's size, its members' count and decompressed sizes (as
+the zip directory states them, the bound the reader then holds to), each member's
+compression ratio and the schema's size, nesting and list lengths are checked against
+:mod:`~bottleneck_transfer.limits`, so a decompression bomb or a schema built to exhaust the
+parser is refused in one line.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import lzma
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
+from bottleneck_transfer import limits
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.heads.registry import (
     SKOPS_CONTAINER_TYPES,
@@ -25,17 +34,68 @@ from bottleneck_transfer.heads.registry import (
     head_names,
     trusted_type_names,
 )
+from bottleneck_transfer.limits import load_json, over, regular_file_size
 
 #: skops loaders that rebuild a callable rather than an object: never trusted.
 CALLABLE_LOADERS = frozenset({"FunctionNode", "MethodNode", "PartialNode", "OperatorFuncNode"})
 
 
+#: What reading a damaged or hostile zip raises (truncated, bit-flipped, encrypted, odd codec).
+_ZIP_ERRORS = (
+    OSError,
+    EOFError,
+    KeyError,
+    ValueError,
+    RuntimeError,
+    NotImplementedError,
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+)
+#: What to do about a head file that is refused.
+_TODO = "only load heads you saved yourself with `bottleneck train`"
+
+
+def _check_members(path: Path, members: list[zipfile.ZipInfo]) -> None:
+    """Refuse too many members, too much decompressed data, or a member compressed too well."""
+    total = sum(member.file_size for member in members)
+    ratio, name = max(
+        ((member.file_size / max(member.compress_size, 1), member.filename) for member in members),
+        default=(0.0, ""),
+    )
+    problem = (
+        over("a zip of", len(members), "MAX_HEAD_MEMBERS", " members")
+        if len(members) > limits.MAX_HEAD_MEMBERS
+        else over("members decompressing to", total, "MAX_HEAD_UNCOMPRESSED_BYTES", " bytes")
+        if total > limits.MAX_HEAD_UNCOMPRESSED_BYTES
+        else over(f"member {name!r} compressed", round(ratio), "MAX_HEAD_COMPRESSION_RATIO", ":1")
+        if ratio > limits.MAX_HEAD_COMPRESSION_RATIO
+        else None
+    )
+    if problem:
+        raise HeadError(f"{path} is refused before unpacking: {problem}; {_TODO}")
+
+
 def _schema(path: Path) -> dict:
+    """The schema of a skops file, read within :mod:`~bottleneck_transfer.limits`."""
+    regular_file_size(path, "MAX_HEAD_BYTES", HeadError, "a skops head file", _TODO)
     try:
         with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read("schema.json"))
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+            _check_members(path, archive.infolist())
+            with archive.open("schema.json") as member:
+                text = member.read(limits.MAX_HEAD_SCHEMA_BYTES + 1)
+    except _ZIP_ERRORS as exc:
         raise HeadError(f"{path} is not a skops head file ({exc}); save heads with skops") from exc
+    if len(text) > limits.MAX_HEAD_SCHEMA_BYTES:
+        size = over("a schema.json over", len(text) - 1, "MAX_HEAD_SCHEMA_BYTES", " bytes")
+        raise HeadError(f"{path}: {size}; {_TODO}")
+    schema = load_json(text, f"{path}: schema.json", HeadError, _TODO)
+    if not isinstance(schema, dict):
+        raise HeadError(
+            f"{path}: schema.json holds a JSON {type(schema).__name__}, not the object of a "
+            f"skops file; {_TODO}"
+        )
+    return schema
 
 
 def _types(schema: dict) -> tuple[set[str], set[str]]:
@@ -72,12 +132,13 @@ def declared_kind(path: str | Path) -> str | None:
     Read from the schema as a JSON string, without loading anything.
     """
     schema = _schema(Path(path))
-    meta = (schema.get("content") or {}).get("meta") if schema.get("__class__") == "dict" else None
+    content = schema.get("content") if schema.get("__class__") == "dict" else None
+    meta = content.get("meta") if isinstance(content, dict) else None
     if not isinstance(meta, dict) or meta.get("__loader__") != "JsonNode":
         return None
     try:
-        spec = json.loads(json.loads(meta["content"])).get("head")
-    except (ValueError, TypeError, AttributeError, KeyError):
+        spec = load_json(json.loads(meta["content"]), f"{path}: meta", HeadError, _TODO)["head"]
+    except (HeadError, ValueError, TypeError, KeyError):
         return None
     return spec if isinstance(spec, str) else None
 

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bottleneck_transfer.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from bottleneck_transfer.atomic import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    make_folder,
+)
 from bottleneck_transfer.deploy.export import export
 from bottleneck_transfer.deploy.predict import predict
 from bottleneck_transfer.entries import MANIFEST_NAME, reusable
@@ -450,7 +455,7 @@ def new_run_dir(parent: Path, name: str) -> Path:
     """Create ``<parent>/<YYYYmmdd-HHMMSS>-<name>``, or ``...-<name>-2``, ``-3``... when runs
     start in the same second (``mkdir`` is atomic: two runs never share a folder)."""
     stem = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{name}"
-    parent.mkdir(parents=True, exist_ok=True)
+    make_folder(parent)
     count = 1
     while True:
         run_dir = parent / (stem if count == 1 else f"{stem}-{count}")

@@ -1,4 +1,9 @@
-"""Pipeline specs: TOML, validated against a schema that names the key and line of any error."""
+"""Pipeline specs: TOML, validated against a schema that names the key and line of any error.
+
+A spec is read within :mod:`~bottleneck_transfer.limits` before it is parsed: a regular file
+of at most ``MAX_SPEC_BYTES``, text (a binary file is refused naming what it looks like),
+nested at most ``MAX_SPEC_DEPTH`` deep.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tomllib
+from bottleneck_transfer import limits
 from bottleneck_transfer.errors import BottleneckError, HeadError, did_you_mean
 from bottleneck_transfer.features.cache import COMPRESSIONS, STORE_DTYPES
 from bottleneck_transfer.features.hub import spelled_path
@@ -18,6 +25,19 @@ from bottleneck_transfer.heads.learning_curve import parse_sizes
 from bottleneck_transfer.heads.registry import default_heads, head_names, make_head
 
 BASELINE_CHOICES = ("random-base", "raw-pixels")
+#: What a binary file given as a spec looks like, by its first bytes.
+_BINARY_KINDS = {
+    b"\x89HDF\r\n\x1a\n": "an HDF5 file (a feature cache?)",
+    b"PK\x03\x04": "a zip file (a .keras model or a .skops head?)",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+}
+#: TOML strings and comments, whose brackets are text (an unterminated one runs to its end).
+_TOML_TEXT = re.compile(
+    rb'"""(?:[^\\]|\\.)*?(?:"""|\\?\Z)|\'\'\'.*?(?:\'\'\'|\Z)'
+    rb'|"(?:[^"\\\n]|\\[^\n])*+(?:"|\\?$)|\'[^\'\n]*+(?:\'|$)|#[^\n]*',
+    re.DOTALL | re.MULTILINE,
+)
 
 
 class SpecError(BottleneckError):
@@ -202,6 +222,33 @@ def _resolve(value: str, folder: Path) -> str:
     return str(path if path.is_absolute() else (folder / path).resolve())
 
 
+def _read_text(path: Path) -> str:
+    """The spec's text, within the size and depth limits; binary files refused by name."""
+    todo = "a pipeline spec is a small TOML file (see pipelines/ for examples)"
+    limits.regular_file_size(path, "MAX_SPEC_BYTES", SpecError, "a pipeline spec (.toml)", todo)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"cannot read pipeline spec {path}: {exc.strerror or exc}") from exc
+    kind = next((kind for magic, kind in _BINARY_KINDS.items() if data.startswith(magic)), None)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        kind = kind or "not UTF-8 text"
+    if kind or "\x00" in text:
+        raise SpecError(
+            f"{path} is a binary file ({kind or 'it holds NUL bytes'}), not a TOML pipeline "
+            "spec: give the spec's .toml file"
+        )
+    structure = np.frombuffer(re.sub(rb"[^\[\]{}]", b"", _TOML_TEXT.sub(b"", data)), np.uint8)
+    depth = limits.nesting(structure)
+    deepest = int(depth.max()) if depth.size else 0
+    if deepest > limits.MAX_SPEC_DEPTH:
+        problem = limits.over("arrays or tables nested", deepest, "MAX_SPEC_DEPTH", " deep")
+        raise SpecError(f"{path}: {problem}; {todo}")
+    return text
+
+
 def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
     """Read and validate a pipeline spec; fill defaults; resolve relative paths.
 
@@ -211,10 +258,7 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
         Naming ``file:line``, the key (``section.key``) and what is wrong.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"cannot read pipeline spec {path}: {exc}") from exc
+    text = _read_text(path)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

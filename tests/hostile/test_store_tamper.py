@@ -207,4 +207,4 @@ def test_a_fifo_at_the_output_cache_is_refused_never_opened(tmp_path):
         timeout=TIMEOUT,
     )
     assert done.returncode != 0
-    assert "c.h5 is a FIFO (named pipe), not a cache file. Rerun with --force" in done.stderr
+    assert "c.h5 is a FIFO (named pipe), not a regular file" in done.stderr
