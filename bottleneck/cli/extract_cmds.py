@@ -70,7 +70,7 @@ _SHOW_FAILED = 10
     type=click.Path(dir_okay=False),
     help="With --val-split: the validation cache (default: OUT's name with -val).",
 )
-@options.seed("Seeds --val-split and --augment.")
+@options.seed("Seeds --val-split, --augment and random weights (--weights none).")
 @options.force("Replace a cache made from different inputs.")
 @options.quiet()
 @options.json_flag()

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bottleneck_transfer.errors import BottleneckError, CacheError, SourceError
+from bottleneck_transfer.errors import BaseModelError, BottleneckError, CacheError, SourceError
 from bottleneck_transfer.features.cache import FeatureCache, discard_partial, partial_path
 from bottleneck_transfer.features.choices import ENGINES
 from bottleneck_transfer.features.sources import Source, reopen_source
-from bottleneck_transfer.fingerprint import fingerprint
+from bottleneck_transfer.fingerprint import diff_keys, fingerprint
 from tqdm.auto import tqdm
 
 #: Images per shard by default: a few minutes of work for a heavy base on one CPU host,
@@ -102,6 +102,20 @@ def _worker_pass(recipe: dict) -> Any:
     return _BASES[key]
 
 
+def check_same_bases(job: Any, described: list[dict]) -> None:
+    """Refuse a pass built on a worker whose bases are not the client's (``described``: the
+    client's base descriptions, weights' sha256 included), so a shard never holds features of
+    other weights under the client's fingerprint."""
+    for base, expected in zip(job.bases, described, strict=True):
+        differ = diff_keys(expected, base.description)
+        if differ:
+            raise BaseModelError(
+                f"the worker on {platform.node()} built another base than the client "
+                f"({', '.join(differ)} differ); every worker needs the same base file, "
+                "weights and versions of Keras and the application as the client"
+            )
+
+
 def _worker_source(described: dict, expected: str) -> Source:
     """The source reopened from its provenance, checked to be the client's."""
     if expected not in _SOURCES:
@@ -124,6 +138,7 @@ def base_builds() -> int:
 
 def extract_shard(
     recipe: dict,
+    bases: list[dict],
     described: dict,
     source_fp: str,
     shard: Shard,
@@ -133,12 +148,14 @@ def extract_shard(
     """Extract one shard into its own caches at ``paths`` (one per cache of the pass, several
     layers included); what a Dask task runs.
 
-    ``settings`` are the extraction options (batch size, decode threads, strict,
-    max_pixels, views). Resumes the shard's partial files if an earlier attempt died.
+    ``bases`` are the client's base descriptions (:func:`check_same_bases`); ``settings``
+    the extraction options (batch size, decode threads, strict, max_pixels, views). Resumes
+    the shard's partial files if an earlier attempt died.
     """
     from bottleneck_transfer.features.extract import extract_pass
 
     job = _worker_pass(recipe)
+    check_same_bases(job, bases)
     source = shard_source(_worker_source(described, source_fp), shard)
     extract_pass(source, job, paths, progress=False, **settings)
     return {"shard": shard.index, "items": shard.stop - shard.start, "host": platform.node()}
@@ -201,6 +218,7 @@ def run_shards(
     client: Any,
     *,
     recipe: dict,
+    bases: list[dict],
     source: Source,
     outs: list[Path],
     prints: list[str],
@@ -221,6 +239,7 @@ def run_shards(
         client.submit(
             extract_shard,
             recipe,
+            bases,
             described,
             source_fp,
             shard,
@@ -341,6 +360,7 @@ def extract_on_dask(
         ran = run_shards(
             client,
             recipe=job.recipe,
+            bases=[base.description for base in job.bases],
             source=source,
             outs=outs,
             prints=prints,

@@ -239,7 +239,8 @@ def extract(
         images, drop removed ones, reuse every other row (:mod:`features.update`); refused
         when the base or its settings differ.
     augment, views, seed
-        Also store ``views`` augmented views of every image (recipe ``augment``, e.g.
+        ``seed`` seeds random weights (``weights="none"``: the same in every engine) and the
+        views. Also store ``views`` augmented views of every image (recipe ``augment``, e.g.
         ``"flip,crop,rotate,color"``, seeded by ``seed``; :mod:`features.views`), made from
         the same decoded batch; part of the fingerprint. ``views=0`` or no ``augment`` is
         the plain cache. View ``k`` of an image depends only on the seed, its id and ``k``,
@@ -297,7 +298,12 @@ def extract(
     else:
         shaping = {"weights": weights, "image_size": image_size, "preprocess": preprocess}
         job = load_pass(
-            base, layer=layer, pooling=pooling or "avg", compute_dtype=compute_dtype, **shaping
+            base,
+            layer=layer,
+            pooling=pooling or "avg",
+            compute_dtype=compute_dtype,
+            seed=seed,
+            **shaping,
         )
     (result,) = extract_pass(
         source,
@@ -583,7 +589,7 @@ def extract_split(
     plain = {k: v for k, v in options.items() if k not in ("augment", "views")}
     return (
         run(source, base, out, split=Split(val_split, "train", seed), seed=seed, **options),
-        run(source, base, val_out, split=Split(val_split, "val", seed), **plain),
+        run(source, base, val_out, split=Split(val_split, "val", seed), seed=seed, **plain),
     )
 
 

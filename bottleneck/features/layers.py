@@ -83,7 +83,9 @@ def extract_layers(
     made = check_options(batch_size, engine, store_dtype, compression, augment, views, seed)
     source = as_source(source, classes=classes, limit=limit, split=split)
     shaping = {"weights": weights, "image_size": image_size, "preprocess": preprocess}
-    job = load_pass(base, layers=layers, pooling=pooling, compute_dtype=compute_dtype, **shaping)
+    job = load_pass(
+        base, layers=layers, pooling=pooling, compute_dtype=compute_dtype, seed=seed, **shaping
+    )
     return extract_pass(
         source,
         job,

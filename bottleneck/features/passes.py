@@ -101,12 +101,13 @@ def load_pass(
     pooling: str = "avg",
     preprocess: str | None = None,
     compute_dtype: str | None = None,
+    seed: int = 0,
 ) -> Pass:
     """The pass of ``base`` cut at ``layer`` (one cache), or at every one of ``layers``
     (one cache per layer, one model computing them all: :func:`features.bases.load_layers`).
 
     Its recipe holds these arguments, so ``load_pass(**job.recipe)`` rebuilds it (on a Dask
-    worker).
+    worker); ``seed`` seeds random weights (``weights="none"``), equal wherever it is built.
     """
     path = Path(str(base)).expanduser()
     recipe = {
@@ -118,9 +119,16 @@ def load_pass(
         "pooling": pooling,
         "preprocess": preprocess,
         "compute_dtype": compute_dtype,
+        "seed": seed,
     }
     size = tuple(image_size) if isinstance(image_size, list) else image_size
-    shaping = {"weights": weights, "image_size": size, "pooling": pooling, "preprocess": preprocess}
+    shaping = {
+        "weights": weights,
+        "image_size": size,
+        "pooling": pooling,
+        "preprocess": preprocess,
+        "seed": seed,
+    }
     if layers is None:
         one = with_compute_dtype(load_base(base, layer=layer, **shaping), compute_dtype)
         return Pass(one, (one,), recipe=recipe)
