@@ -175,6 +175,7 @@ def extract(
     engine: str = "local",
     scheduler: str | None = None,
     shard_images: int | None = None,
+    timeout: float | None = None,
     store_dtype: str = "float32",
     compression: str | None = None,
     update: bool = False,
@@ -229,6 +230,10 @@ def extract(
         Address of a running Dask scheduler (``tcp://host:8786``), for ``engine="dask"``.
     shard_images : int, optional
         Images per shard for ``engine="dask"`` (rounded to whole batches; default 4096).
+    timeout : float, optional
+        For ``engine="dask"``: seconds to wait to reach the scheduler, for a worker, or
+        while no worker runs a shard, before the run stops with one line, keeping the
+        finished shards for a rerun (default: :data:`features.choices.DASK_TIMEOUT`, 60).
     store_dtype : {"float32", "float16"}
         How ``/features`` is stored: float16 halves the cache (part of the fingerprint;
         readers still give float32).
@@ -320,6 +325,7 @@ def extract(
         engine=engine,
         scheduler=scheduler,
         shard_images=shard_images,
+        timeout=timeout,
         store_dtype=store_dtype,
         compression=compression,
         update=update,
@@ -381,6 +387,7 @@ def extract_pass(
     engine: str = "local",
     scheduler: str | None = None,
     shard_images: int | None = None,
+    timeout: float | None = None,
     store_dtype: str = "float32",
     compression: str | None = None,
     update: bool = False,
@@ -462,6 +469,7 @@ def extract_pass(
                 engine=engine,
                 scheduler=scheduler,
                 shard_images=shard_images,
+                timeout=timeout,
                 prints=[prints[k] for k in todo],
                 settings=settings,
                 every=every,
@@ -496,6 +504,7 @@ def _run_pass(
     engine: str,
     scheduler: str | None,
     shard_images: int | None,
+    timeout: float | None,
     prints: list[str],
     settings: dict,
     every: float,
@@ -515,6 +524,7 @@ def _run_pass(
             n_workers=workers,
             shard_images=shard_images,
             progress=progress,
+            timeout=timeout,
         )
     writers = [open_writer(i, force) for i in range(len(paths))]
     if len({writer.items_done for writer in writers}) > 1:  # stopped between two caches' commits
