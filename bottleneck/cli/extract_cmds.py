@@ -105,7 +105,7 @@ def extract(
           --layers avg_pool,conv5_block2_out,conv4_block6_out
       bottleneck extract data/big --base resnet50 -o big.h5 --engine dask --workers 4
       bottleneck extract data/big --base resnet50 -o big.h5 --engine dask \\
-          --scheduler tcp://host:8786
+          --scheduler tcp://host:8786 --timeout 120
       bottleneck extract data/photos --base resnet50 -o photos.h5 --val-split 0.2 \\
           --augment flip,crop,rotate,color --views 8 --seed 0
     """
