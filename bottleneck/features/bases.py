@@ -396,7 +396,7 @@ def load_base(
         name, origin, weights_id = bone.name, bone.origin, bone.weights_id
         size, channels, affine = bone.size, bone.channels, bone.affine
     model.trainable = False
-    description = _describe(model, origin, weights_id, layer, pooling, size, channels)
+    description = _describe(model, origin, weights_id, layer, pooling, size, channels, seed)
     description["preprocess"] = describe_preprocess(affine, preprocess)
     return Base(model, name, (int(size[0]), int(size[1])), int(channels), description)
 
@@ -439,7 +439,7 @@ def load_layers(
         model = _assemble(bone.model, layer, pooling, bone.affine, bone.stem)
         model.trainable = False
         description = _describe(
-            model, bone.origin, bone.weights_id, layer, pooling, bone.size, bone.channels
+            model, bone.origin, bone.weights_id, layer, pooling, bone.size, bone.channels, seed
         )
         description["preprocess"] = describe_preprocess(bone.affine, preprocess)
         shape = (int(bone.size[0]), int(bone.size[1]))
@@ -508,6 +508,11 @@ def _backbone(
     return _Backbone(model, name, name, origin, weights_id or "none", size, 3, affine)
 
 
+def _random(origin: dict, weights_id: str) -> bool:
+    """Whether a base's weights are random (seeded): ``"none"``, but raw pixels (no weights)."""
+    return weights_id == "none" and origin.get("application") != PIXELS
+
+
 def _describe(
     model: keras.Model,
     origin: dict,
@@ -516,11 +521,14 @@ def _describe(
     pooling: str,
     size: tuple[int, int],
     channels: int,
+    seed: int,
 ) -> dict:
-    """What determines a cut base's features, but its preprocessing (the caller adds it)."""
+    """What determines a cut base's features, but its preprocessing (the caller adds it);
+    random weights (``"none"``) record their seed, so the base can be rebuilt."""
     return {
         **origin,
         "weights": weights_id,
+        **({"weights_seed": int(seed)} if _random(origin, weights_id) else {}),
         "weights_sha256": weights_sha256(model),
         "layer": layer or "penultimate",
         "pooling": pooling,
