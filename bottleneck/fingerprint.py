@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,9 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def sha256_arrays(arrays: list[np.ndarray]) -> str:
-    """Return ``"sha256:<hex>"`` over the dtype, shape and bytes of each array, in order."""
+def sha256_arrays(arrays: Iterable[np.ndarray]) -> str:
+    """Return ``"sha256:<hex>"`` over the dtype, shape and bytes of each array, in order
+    (read one at a time: a generator hashes without holding them all)."""
     digest = hashlib.sha256()
     for array in arrays:
         array = np.ascontiguousarray(array)

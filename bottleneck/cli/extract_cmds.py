@@ -72,7 +72,7 @@ _SHOW_FAILED = 10
     type=click.Path(dir_okay=False),
     help="With --val-split: the validation cache (default: OUT's name with -val).",
 )
-@options.seed("Seeds --val-split and --augment.")
+@options.seed("Seeds --val-split, --augment and random weights (--weights none).")
 @options.force("Replace a cache made from different inputs.")
 @options.quiet()
 @options.json_flag()
@@ -110,7 +110,7 @@ def extract(
           --layers avg_pool,conv5_block2_out,conv4_block6_out
       bottleneck extract data/big --base resnet50 -o big.h5 --engine dask --workers 4
       bottleneck extract data/big --base resnet50 -o big.h5 --engine dask \\
-          --scheduler tcp://host:8786
+          --scheduler tcp://host:8786 --timeout 120
       bottleneck extract data/photos --base resnet50 -o photos.h5 --val-split 0.2 \\
           --augment flip,crop,rotate,color --views 8 --seed 0
     """

@@ -16,7 +16,13 @@ from typing import Any
 
 import click
 from bottleneck_transfer.errors import BottleneckError
-from bottleneck_transfer.features.choices import COMPRESSIONS, COMPUTE_DTYPES, ENGINES, STORE_DTYPES
+from bottleneck_transfer.features.choices import (
+    COMPRESSIONS,
+    COMPUTE_DTYPES,
+    DASK_TIMEOUT,
+    ENGINES,
+    STORE_DTYPES,
+)
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -214,11 +220,20 @@ def _engine_options() -> list[Decorator]:
             metavar="ADDRESS",
             help="A running Dask scheduler (tcp://host:8786); default: a local cluster.",
         ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="SECONDS",
+            help="With --engine dask: stop with one line after waiting this long to reach "
+            "the scheduler, for a worker, or while no worker runs a shard (finished shards "
+            f"are kept for a rerun)  [default: {DASK_TIMEOUT:g}]",
+        ),
     ]
 
 
 def engine() -> Decorator:
-    """``--engine``, ``--scheduler`` and ``--shard-images``: where an extraction runs."""
+    """``--engine``, ``--scheduler``, ``--timeout`` and ``--shard-images``: where an
+    extraction runs."""
     return compose(
         *_engine_options(),
         click.option(
@@ -230,7 +245,8 @@ def engine() -> Decorator:
 
 
 def fit_engine() -> Decorator:
-    """``--engine``, ``--scheduler``, ``--workers``: run the command's joblib fits on Dask.
+    """``--engine``, ``--scheduler``, ``--timeout``, ``--workers``: run the command's joblib
+    fits on Dask.
 
     The command runs inside :func:`features.engines.joblib_engine`, so its tuning trials go
     to the cluster through joblib's Dask backend; the command itself never sees the options.
@@ -238,10 +254,17 @@ def fit_engine() -> Decorator:
 
     def decorate(command: Callable) -> Callable:
         @functools.wraps(command)
-        def run(*args: Any, engine: str, scheduler: str | None, workers: int | None, **kw: Any):
+        def run(
+            *args: Any,
+            engine: str,
+            scheduler: str | None,
+            workers: int | None,
+            timeout: float | None,
+            **kw: Any,
+        ):
             from bottleneck_transfer.features.engines import joblib_engine
 
-            with joblib_engine(engine, scheduler, workers):
+            with joblib_engine(engine, scheduler, workers, timeout):
                 return command(*args, **kw)
 
         workers = click.option(

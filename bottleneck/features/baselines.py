@@ -6,10 +6,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import keras
 from bottleneck_transfer.errors import BaseModelError, BottleneckError
 from bottleneck_transfer.features import hub
-from bottleneck_transfer.features.bases import PIXELS, Base, load_base, weights_sha256
+from bottleneck_transfer.features.bases import (
+    PIXELS,
+    Base,
+    load_base,
+    random_weights,
+    weights_sha256,
+)
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import cache_identity, extract
 from bottleneck_transfer.features.sources import reopen_source
@@ -26,8 +31,7 @@ RANDOM_WEIGHTS = "none"
 def randomized(base: Base, seed: int = 0) -> Base:
     """The same architecture and preprocessing with fresh (seeded) random weights."""
     hub.refuse_saved_model(base.description, "the random-base baseline")
-    keras.utils.set_random_seed(seed)
-    model = keras.models.clone_model(base.model)
+    model = random_weights(base.model, seed)
     names = {layer.name for layer in model.layers}
     if "preprocess" in names:  # the frozen preprocessing map is not a weight to randomise
         model.get_layer("preprocess").set_weights(base.model.get_layer("preprocess").get_weights())

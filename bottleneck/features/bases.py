@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 from bottleneck_transfer.errors import BaseModelError, did_you_mean
 from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.preprocessing import describe_preprocess, preprocess_affine
-from bottleneck_transfer.fingerprint import sha256_file
+from bottleneck_transfer.fingerprint import sha256_arrays, sha256_file
 
 POOLINGS = ("avg", "max")
 #: Input sizes the applications were trained at (others: 224).
@@ -137,15 +139,42 @@ def _affine_layer(weight: np.ndarray, bias: np.ndarray) -> keras.layers.Layer | 
 
 
 def weights_sha256(model: keras.Model) -> str:
-    """sha256 over the model's weights (position, name, shape, bytes), independent of file
-    format and of the layer names Keras numbers per process (``normalization_2``): building
-    the same model twice in one process gives the same digest."""
-    digest = hashlib.sha256()
-    for position, weight in enumerate(model.weights):
-        array = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
-        digest.update(f"{position}:{weight.name}{array.dtype.str}{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
-    return "sha256:" + digest.hexdigest()
+    """sha256 over the values of the model's weights, in the model's order (with each one's
+    dtype and shape): independent of file format, of variable and layer names (Keras numbers
+    layers per process: ``normalization_2``), and changed by any one weight's value."""
+    return sha256_arrays(keras.ops.convert_to_numpy(weight) for weight in model.weights)
+
+
+def _derived_seed(seed: int, index: int) -> int:
+    """The seed of the ``index``-th initializer of a model built with ``seed`` (31 bits)."""
+    digest = hashlib.sha256(f"{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
+
+
+def random_weights(model: keras.Model, seed: int) -> keras.Model:
+    """``model``'s architecture with fresh random weights that depend only on ``seed``.
+
+    The model is rebuilt from its config with every initializer given its own seed, derived
+    from ``seed`` and the initializer's place in the config, so the weights are equal in
+    every process, thread and engine. (Keras' unseeded initializers draw their seeds from
+    Python's global ``random``, which a Dask worker's other threads use too: a one-worker
+    Dask run built other weights than the local run of the same ``--seed``.)
+    """
+    count = itertools.count()
+
+    def seeded(node: Any) -> Any:
+        if isinstance(node, list):
+            return [seeded(value) for value in node]
+        if not isinstance(node, dict):
+            return node
+        node = {key: seeded(value) for key, value in node.items()}
+        config = node.get("config")
+        if node.get("module") == "keras.initializers" and "seed" in (config or {}):
+            node["config"] = {**config, "seed": _derived_seed(seed, next(count))}
+        return node
+
+    keras.utils.set_random_seed(seed)  # for initializers that take no seed
+    return type(model).from_config(seeded(model.get_config()))
 
 
 def _pool(tensor, pooling: str, suffix: str = ""):
@@ -257,9 +286,9 @@ def _build_application(
     name: str, weights: str | None, size: tuple[int, int], seed: int
 ) -> keras.Model:
     builder = getattr(keras.applications, name)
-    keras.utils.set_random_seed(seed)
     try:
-        return builder(include_top=False, weights=weights, input_shape=(*size, 3))
+        model = builder(include_top=False, weights=weights, input_shape=(*size, 3))
+        return random_weights(model, seed) if weights is None else model
     except ValueError as exc:
         raise BaseModelError(f"cannot build {name} at {size[0]}x{size[1]}: {exc}") from exc
     except Exception as exc:
@@ -287,8 +316,7 @@ def _load_model_file(path: Path, weights: str | None, seed: int) -> keras.Model:
             "loadable in safe mode (no Lambda layers)"
         ) from exc
     if weights is not None and str(weights).lower() in ("none", "random"):
-        keras.utils.set_random_seed(seed)
-        model = keras.models.clone_model(model)
+        model = random_weights(model, seed)
     elif weights == "imagenet":
         raise BaseModelError(
             f"--weights imagenet applies to keras.applications bases; {path.name} has its own "
@@ -391,7 +419,7 @@ def load_base(
         name, origin, weights_id = bone.name, bone.origin, bone.weights_id
         size, channels, affine = bone.size, bone.channels, bone.affine
     model.trainable = False
-    description = _describe(model, origin, weights_id, layer, pooling, size, channels)
+    description = _describe(model, origin, weights_id, layer, pooling, size, channels, seed)
     description["preprocess"] = describe_preprocess(affine, preprocess)
     return Base(model, name, (int(size[0]), int(size[1])), int(channels), description)
 
@@ -434,7 +462,7 @@ def load_layers(
         model = _assemble(bone.model, layer, pooling, bone.affine, bone.stem)
         model.trainable = False
         description = _describe(
-            model, bone.origin, bone.weights_id, layer, pooling, bone.size, bone.channels
+            model, bone.origin, bone.weights_id, layer, pooling, bone.size, bone.channels, seed
         )
         description["preprocess"] = describe_preprocess(bone.affine, preprocess)
         shape = (int(bone.size[0]), int(bone.size[1]))
@@ -504,6 +532,11 @@ def _backbone(
     return _Backbone(model, name, name, origin, weights_id or "none", size, 3, affine)
 
 
+def _random(origin: dict, weights_id: str) -> bool:
+    """Whether a base's weights are random (seeded): ``"none"``, but raw pixels (no weights)."""
+    return weights_id == "none" and origin.get("application") != PIXELS
+
+
 def _describe(
     model: keras.Model,
     origin: dict,
@@ -512,11 +545,14 @@ def _describe(
     pooling: str,
     size: tuple[int, int],
     channels: int,
+    seed: int,
 ) -> dict:
-    """What determines a cut base's features, but its preprocessing (the caller adds it)."""
+    """What determines a cut base's features, but its preprocessing (the caller adds it);
+    random weights (``"none"``) record their seed, so the base can be rebuilt."""
     return {
         **origin,
         "weights": weights_id,
+        **({"weights_seed": int(seed)} if _random(origin, weights_id) else {}),
         "weights_sha256": weights_sha256(model),
         "layer": layer or "penultimate",
         "pooling": pooling,

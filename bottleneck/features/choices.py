@@ -12,3 +12,6 @@ STORE_DTYPES = ("float32", "float16")
 COMPRESSIONS = ("lzf", "gzip")
 #: Where an extraction or a head search runs (``--engine``).
 ENGINES = ("local", "dask")
+#: Seconds a Dask run may wait before it stops with one line (``--timeout``): to reach the
+#: scheduler, for a first worker, and while no worker runs its shards (all workers died).
+DASK_TIMEOUT = 60.0

@@ -30,13 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bottleneck_transfer.errors import BottleneckError, CacheError, SourceError
+from bottleneck_transfer.errors import BaseModelError, BottleneckError, CacheError, SourceError
 from bottleneck_transfer.features.cache import FeatureCache, discard_partial, partial_path
-from bottleneck_transfer.features.choices import ENGINES
+from bottleneck_transfer.features.choices import DASK_TIMEOUT, ENGINES
 from bottleneck_transfer.features.sources import Source, reopen_source
-from bottleneck_transfer.fingerprint import fingerprint
+from bottleneck_transfer.fingerprint import diff_keys, fingerprint
 from tqdm.auto import tqdm
 
+#: How often the client asks the scheduler whether a worker runs its shards.
+POLL_SECONDS = 2.0
 #: Images per shard by default: a few minutes of work for a heavy base on one CPU host,
 #: seconds on an accelerator; rounded to whole batches so shards batch like a local run.
 DEFAULT_SHARD_IMAGES = 4096
@@ -102,6 +104,20 @@ def _worker_pass(recipe: dict) -> Any:
     return _BASES[key]
 
 
+def check_same_bases(job: Any, described: list[dict]) -> None:
+    """Refuse a pass built on a worker whose bases are not the client's (``described``: the
+    client's base descriptions, weights' sha256 included), so a shard never holds features of
+    other weights under the client's fingerprint."""
+    for base, expected in zip(job.bases, described, strict=True):
+        differ = diff_keys(expected, base.description)
+        if differ:
+            raise BaseModelError(
+                f"the worker on {platform.node()} built another base than the client "
+                f"({', '.join(differ)} differ); every worker needs the same base file, "
+                "weights and versions of Keras and the application as the client"
+            )
+
+
 def _worker_source(described: dict, expected: str) -> Source:
     """The source reopened from its provenance, checked to be the client's."""
     if expected not in _SOURCES:
@@ -124,6 +140,7 @@ def base_builds() -> int:
 
 def extract_shard(
     recipe: dict,
+    bases: list[dict],
     described: dict,
     source_fp: str,
     shard: Shard,
@@ -133,54 +150,118 @@ def extract_shard(
     """Extract one shard into its own caches at ``paths`` (one per cache of the pass, several
     layers included); what a Dask task runs.
 
-    ``settings`` are the extraction options (batch size, decode threads, strict,
-    max_pixels, views). Resumes the shard's partial files if an earlier attempt died.
+    ``bases`` are the client's base descriptions (:func:`check_same_bases`); ``settings``
+    the extraction options (batch size, decode threads, strict, max_pixels, views). Resumes
+    the shard's partial files if an earlier attempt died.
     """
     from bottleneck_transfer.features.extract import extract_pass
 
     job = _worker_pass(recipe)
+    check_same_bases(job, bases)
     source = shard_source(_worker_source(described, source_fp), shard)
     extract_pass(source, job, paths, progress=False, **settings)
     return {"shard": shard.index, "items": shard.stop - shard.start, "host": platform.node()}
 
 
 @contextmanager
-def dask_client(scheduler: str | None, n_workers: int | None) -> Iterator[Any]:
-    """A client of ``scheduler``, or of a local cluster of ``n_workers`` processes."""
+def _quiet_distributed() -> Iterator[None]:
+    """Keep Dask's own log lines (a lost scheduler logs tracebacks while the client retries)
+    off the terminal: every failure reaches the user as one line of ours."""
+    loggers = [
+        logger
+        for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger) and name.split(".")[0] == "distributed"
+    ]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
-        import dask
-        from distributed import Client, LocalCluster
-    except ImportError as exc:
-        raise BottleneckError(MISSING_DASK) from exc
-    if scheduler:
-        try:
-            timeout = dask.config.get("distributed.comm.timeouts.connect")
-            client = Client(scheduler, timeout=timeout)
-        except (OSError, TimeoutError) as exc:
-            raise BottleneckError(
-                f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one with "
-                "`dask scheduler` and check --scheduler"
-            ) from exc
-        with client:
-            yield client
-        return
-    n = n_workers or max(1, min(4, os.cpu_count() or 1))
-    with (
-        LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def check_timeout(timeout: float | None) -> float:
+    """``timeout`` in seconds (``None``: :data:`DASK_TIMEOUT`), refused unless positive."""
+    if timeout is None:
+        return DASK_TIMEOUT
+    if not timeout > 0:
+        raise BottleneckError(
+            f"--timeout must be a positive number of seconds. Received: timeout={timeout!r}"
+        )
+    return float(timeout)
+
+
+def _connect(scheduler: str, timeout: float) -> Any:
+    """A client of the scheduler at ``scheduler`` that has at least one worker."""
+    from distributed import Client
+
+    try:
+        client = Client(scheduler, timeout=f"{timeout}s")
+    except ValueError as exc:
+        raise BottleneckError(
+            f"--scheduler {scheduler!r} is not a Dask scheduler address ({exc}); give "
+            "tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786"
+        ) from exc
+    except (OSError, TimeoutError) as exc:
+        raise BottleneckError(
+            f"cannot reach the Dask scheduler at {scheduler} within {timeout:g} s ({exc}); "
+            "start one with `dask scheduler` and check --scheduler, or raise --timeout"
+        ) from exc
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        client.close()
+        raise BottleneckError(
+            f"the Dask scheduler at {scheduler} has no workers (none joined in {timeout:g} s); "
+            f"start some with `dask worker {scheduler}`, or raise --timeout"
+        ) from exc
+    return client
 
 
 @contextmanager
-def joblib_engine(engine: str, scheduler: str | None, n_workers: int | None) -> Iterator[None]:
+def dask_client(
+    scheduler: str | None, n_workers: int | None, timeout: float | None = None
+) -> Iterator[Any]:
+    """A client of ``scheduler`` with at least one worker, or of a local cluster of
+    ``n_workers`` processes; each wait (connecting, a first worker) at most ``timeout`` s.
+
+    Raises
+    ------
+    BottleneckError
+        One line for Dask not installed, an address that is not one, a scheduler not reached
+        or without workers within ``timeout``.
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise BottleneckError(MISSING_DASK) from exc
+    timeout = check_timeout(timeout)
+    with _quiet_distributed():
+        if scheduler:
+            with _connect(scheduler, timeout) as client:
+                yield client
+            return
+        n = n_workers or max(1, min(4, os.cpu_count() or 1))
+        with (
+            LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+
+
+@contextmanager
+def joblib_engine(
+    engine: str, scheduler: str | None, n_workers: int | None, timeout: float | None = None
+) -> Iterator[None]:
     """Send joblib's parallel work (head tuning fits) to a Dask cluster when ``engine="dask"``.
 
     scikit-learn and the head tuner fit through joblib, so under this context their trials
@@ -193,7 +274,7 @@ def joblib_engine(engine: str, scheduler: str | None, n_workers: int | None) -> 
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}. Received: engine={engine!r}")
     import joblib
 
-    with dask_client(scheduler, n_workers), joblib.parallel_config(backend="dask"):
+    with dask_client(scheduler, n_workers, timeout), joblib.parallel_config(backend="dask"):
         yield
 
 
@@ -201,15 +282,18 @@ def run_shards(
     client: Any,
     *,
     recipe: dict,
+    bases: list[dict],
     source: Source,
     outs: list[Path],
     prints: list[str],
     shards: list[Shard],
     settings: dict,
     progress: bool | None,
+    timeout: float = DASK_TIMEOUT,
 ) -> dict[str, Any]:
     """Submit every shard whose caches (one per cache of the pass) are not all there; wait
-    for all with a progress bar."""
+    for all with a progress bar, and stop (:func:`_wait_shards`) when no worker runs them
+    for ``timeout`` seconds or the scheduler is lost. Finished shards stay for a rerun."""
     described = source.describe(None)
     source_fp = fingerprint(source.identity())
     targets = list(zip(outs, prints, strict=True))
@@ -221,6 +305,7 @@ def run_shards(
         client.submit(
             extract_shard,
             recipe,
+            bases,
             described,
             source_fp,
             shard,
@@ -232,8 +317,6 @@ def run_shards(
         )
         for shard in todo
     ]
-    from distributed import as_completed
-
     total = sum(s.stop - s.start for s in todo)
     started = time.perf_counter()
     bar = tqdm(
@@ -244,11 +327,21 @@ def run_shards(
         dynamic_ncols=True,
     )
     hosts: set[str] = set()
+
+    def done(result: dict[str, Any]) -> None:
+        hosts.add(result["host"])
+        bar.update(result["items"])
+
     try:
-        for future in as_completed(futures):
-            done = future.result()
-            hosts.add(done["host"])
-            bar.update(done["items"])
+        _wait_shards(
+            client,
+            futures,
+            timeout,
+            done,
+            folder=shard_folder(out),
+            kept=lambda: sum(all(_shard_done(o, p, s) for o, p in targets) for s in shards),
+            of=len(shards),
+        )
     except BaseException:
         for future in futures:
             future.cancel()
@@ -265,6 +358,73 @@ def run_shards(
         "hosts": sorted(hosts),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _wait_shards(
+    client: Any,
+    futures: list[Any],
+    timeout: float,
+    done: Callable[[dict[str, Any]], None],
+    *,
+    folder: Path,
+    kept: Callable[[], int],
+    of: int,
+) -> None:
+    """Call ``done`` with each shard task's result as it finishes.
+
+    Raises
+    ------
+    BottleneckError
+        One line when for ``timeout`` seconds no shard finishes and no worker runs one (no
+        worker left; a stuck worker once the scheduler drops it), the scheduler is lost, or
+        a shard kills its workers; it says how many of the ``of`` shards are done
+        (``kept()``) and kept in ``folder`` for the rerun that resumes.
+    """
+    from concurrent.futures import CancelledError
+
+    from distributed import KilledWorker, wait
+
+    pending = set(futures)
+    keys = {future.key for future in futures}
+    address = client.scheduler.address
+
+    def stop(why: str) -> BottleneckError:
+        return BottleneckError(
+            f"{why}; {kept()} of {of} shards are done and kept in {folder}: run the same "
+            "command again to resume"
+        )
+
+    last = time.monotonic()
+    while pending:
+        try:
+            finished, pending = wait(
+                pending, timeout=min(timeout, POLL_SECONDS), return_when="FIRST_COMPLETED"
+            )
+        except TimeoutError:
+            finished = set()
+        for future in finished:
+            try:
+                done(future.result())
+            except CancelledError as exc:
+                raise stop(f"lost the Dask scheduler at {address}") from exc
+            except KilledWorker as exc:
+                raise stop(
+                    f"a shard task killed {TASK_RETRIES + 1} workers of the Dask cluster at "
+                    f"{address} (out of memory? see the workers' logs)"
+                ) from exc
+        try:
+            if client.status != "running":
+                raise OSError(f"client {client.status}")
+            running = client.processing()  # worker -> the keys it runs
+        except (OSError, TimeoutError) as exc:  # the connection closed under a call
+            raise stop(f"lost the Dask scheduler at {address}") from exc
+        if finished or any(key in keys for tasks in running.values() for key in tasks):
+            last = time.monotonic()
+        elif time.monotonic() - last > timeout:
+            raise stop(
+                f"no worker ran a shard for {timeout:g} s on the Dask cluster at {address} "
+                f"({len(running)} workers); start or restart workers, or raise --timeout"
+            )
 
 
 def _shard_done(out: Path, print_fp: str, shard: Shard) -> bool:
@@ -318,13 +478,16 @@ def extract_on_dask(
     n_workers: int | None,
     shard_images: int | None,
     progress: bool | None,
+    timeout: float | None = None,
 ) -> Any:
     """Extract ``source`` as shards on a Dask cluster and join them into the caches ``outs``.
 
     Each shard task runs the whole pass ``job`` (:class:`features.extract.Pass`: one cache,
     or one per layer); ``open_writer(k)`` makes cache ``k``'s final writer (fingerprint
     ``prints[k]`` and provenance of the whole extraction); each cache's shards are joined
-    into it in source order, then removed. Returns the first cache's result.
+    into it in source order, then removed. The run stops with one line when no worker runs
+    its shards for ``timeout`` seconds (:data:`DASK_TIMEOUT`) or it loses the scheduler;
+    the finished shards stay, and the same call resumes. Returns the first cache's result.
     """
     from bottleneck_transfer.features.extract import finished
 
@@ -337,16 +500,19 @@ def extract_on_dask(
     decode_threads = 1 if scheduler is None else None
     task_settings = {**settings, "workers": decode_threads}
     started = time.perf_counter()
-    with dask_client(scheduler, n_workers) as client:
+    timeout = check_timeout(timeout)
+    with dask_client(scheduler, n_workers, timeout) as client:
         ran = run_shards(
             client,
             recipe=job.recipe,
+            bases=[base.description for base in job.bases],
             source=source,
             outs=outs,
             prints=prints,
             shards=shards,
             settings=task_settings,
             progress=progress,
+            timeout=timeout,
         )
     joining = time.perf_counter()
     writers = [open_writer(k) for k in range(len(outs))]

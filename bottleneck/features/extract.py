@@ -177,6 +177,7 @@ def extract(
     engine: str = "local",
     scheduler: str | None = None,
     shard_images: int | None = None,
+    timeout: float | None = None,
     store_dtype: str = "float32",
     compression: str | None = None,
     update: bool = False,
@@ -235,6 +236,10 @@ def extract(
         Address of a running Dask scheduler (``tcp://host:8786``), for ``engine="dask"``.
     shard_images : int, optional
         Images per shard for ``engine="dask"`` (rounded to whole batches; default 4096).
+    timeout : float, optional
+        For ``engine="dask"``: seconds to wait to reach the scheduler, for a worker, or
+        while no worker runs a shard, before the run stops with one line, keeping the
+        finished shards for a rerun (default: :data:`features.choices.DASK_TIMEOUT`, 60).
     store_dtype : {"float32", "float16"}
         How ``/features`` is stored: float16 halves the cache (part of the fingerprint;
         readers still give float32).
@@ -245,7 +250,8 @@ def extract(
         images, drop removed ones, reuse every other row (:mod:`features.update`); refused
         when the base or its settings differ.
     augment, views, seed
-        Also store ``views`` augmented views of every image (recipe ``augment``, e.g.
+        ``seed`` seeds random weights (``weights="none"``: the same in every engine) and the
+        views. Also store ``views`` augmented views of every image (recipe ``augment``, e.g.
         ``"flip,crop,rotate,color"``, seeded by ``seed``; :mod:`features.views`), made from
         the same decoded batch; part of the fingerprint. ``views=0`` or no ``augment`` is
         the plain cache. View ``k`` of an image depends only on the seed, its id and ``k``,
@@ -309,6 +315,7 @@ def extract(
             pooling=pooling or "avg",
             compute_dtype=compute_dtype,
             trust_graph=trust_graph,
+            seed=seed,
             **shaping,
         )
     (result,) = extract_pass(
@@ -326,6 +333,7 @@ def extract(
         engine=engine,
         scheduler=scheduler,
         shard_images=shard_images,
+        timeout=timeout,
         store_dtype=store_dtype,
         compression=compression,
         update=update,
@@ -391,6 +399,7 @@ def extract_pass(
     engine: str = "local",
     scheduler: str | None = None,
     shard_images: int | None = None,
+    timeout: float | None = None,
     store_dtype: str = "float32",
     compression: str | None = None,
     update: bool = False,
@@ -472,6 +481,7 @@ def extract_pass(
                 engine=engine,
                 scheduler=scheduler,
                 shard_images=shard_images,
+                timeout=timeout,
                 prints=[prints[k] for k in todo],
                 settings=settings,
                 every=every,
@@ -506,6 +516,7 @@ def _run_pass(
     engine: str,
     scheduler: str | None,
     shard_images: int | None,
+    timeout: float | None,
     prints: list[str],
     settings: dict,
     every: float,
@@ -525,6 +536,7 @@ def _run_pass(
             n_workers=workers,
             shard_images=shard_images,
             progress=progress,
+            timeout=timeout,
         )
     writers = [open_writer(i, force) for i in range(len(paths))]
     if len({writer.items_done for writer in writers}) > 1:  # stopped between two caches' commits
@@ -599,7 +611,7 @@ def extract_split(
     plain = {k: v for k, v in options.items() if k not in ("augment", "views")}
     return (
         run(source, base, out, split=Split(val_split, "train", seed), seed=seed, **options),
-        run(source, base, val_out, split=Split(val_split, "val", seed), **plain),
+        run(source, base, val_out, split=Split(val_split, "val", seed), seed=seed, **plain),
     )
 
 

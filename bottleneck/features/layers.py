@@ -91,6 +91,7 @@ def extract_layers(
         pooling=pooling,
         compute_dtype=compute_dtype,
         trust_graph=trust_graph,
+        seed=seed,
         **shaping,
     )
     return extract_pass(

@@ -102,12 +102,13 @@ def load_pass(
     preprocess: str | None = None,
     compute_dtype: str | None = None,
     trust_graph: bool = False,
+    seed: int = 0,
 ) -> Pass:
     """The pass of ``base`` cut at ``layer`` (one cache), or at every one of ``layers``
     (one cache per layer, one model computing them all: :func:`features.bases.load_layers`).
 
     Its recipe holds these arguments, so ``load_pass(**job.recipe)`` rebuilds it (on a Dask
-    worker).
+    worker); ``seed`` seeds random weights (``weights="none"``), equal wherever it is built.
     """
     path = hub.spelled_path(base)
     recipe = {
@@ -120,9 +121,16 @@ def load_pass(
         "preprocess": preprocess,
         "compute_dtype": compute_dtype,
         "trust_graph": trust_graph,
+        "seed": seed,
     }
     size = tuple(image_size) if isinstance(image_size, list) else image_size
-    shaping = {"weights": weights, "image_size": size, "pooling": pooling, "preprocess": preprocess}
+    shaping = {
+        "weights": weights,
+        "image_size": size,
+        "pooling": pooling,
+        "preprocess": preprocess,
+        "seed": seed,
+    }
     if layers is None:
         loaded = load_base(base, layer=layer, trust_graph=trust_graph, **shaping)
         one = with_compute_dtype(loaded, compute_dtype)

@@ -128,6 +128,7 @@ def rebuild_base(
                 layer=layer,
                 preprocess=mode,
                 channels=channels,
+                seed=int(described.get("weights_seed", 0)),
             )
             if base.description.get("preprocess") != described.get("preprocess"):
                 continue

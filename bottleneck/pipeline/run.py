@@ -82,7 +82,7 @@ class Extraction:
 def _bases(spec: dict) -> dict[str, Base]:
     """The base, plus the baselines' bases (same architecture random; raw pixels)."""
     options = {k: v for k, v in spec["base"].items() if k != "name" and v is not None}
-    main = load_base(spec["base"]["name"], **options)
+    main = load_base(spec["base"]["name"], seed=spec["extract"]["seed"], **options)
     return {"main": main, **baseline_bases(main, spec["baselines"]["use"] or [])}
 
 
@@ -275,7 +275,8 @@ def _run_extractions(
             strict=options["strict"],
             store_dtype=options["store_dtype"],
             compression=options["compression"],
-            **({} if p.views is None else p.views.options()),
+            # seed: random weights (a base by name, on Dask) and the views
+            **{"seed": options["seed"], **({} if p.views is None else p.views.options())},
             progress=progress,
             **_engine_arguments(p, options),
             wait=echo,  # a second run of the spec waits for the first one's extraction

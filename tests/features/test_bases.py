@@ -1,14 +1,22 @@
-"""Bases: application names, preprocessing, model files (.keras and legacy .h5), layer cuts."""
+"""Bases: application names, preprocessing, model files (.keras and legacy .h5), layer cuts,
+seeded random weights and their fingerprint."""
 
 from __future__ import annotations
 
 import importlib
+import random
 
 import keras
 import numpy as np
 import pytest
 from bottleneck_transfer.errors import BaseModelError
-from bottleneck_transfer.features.bases import application_names, load_base, resolve_application
+from bottleneck_transfer.features.bases import (
+    application_names,
+    load_base,
+    resolve_application,
+    weights_sha256,
+)
+from feature_checks import assert_features_close, assert_features_differ
 
 
 @pytest.mark.parametrize(
@@ -36,9 +44,7 @@ def test_application_features_equal_preprocess_input_then_backbone(name, size, d
     backbone = next(layer for layer in base.model.layers if isinstance(layer, keras.Model))
     pixels = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
     expected = keras.ops.mean(backbone(module.preprocess_input(pixels.copy())), axis=(1, 2))
-    np.testing.assert_allclose(
-        base.model.predict_on_batch(pixels), np.asarray(expected), rtol=1e-4, atol=1e-4
-    )
+    assert_features_close(base.model.predict_on_batch(pixels), np.asarray(expected), rtol=1e-4)
 
 
 def test_default_sizes_follow_the_application():
@@ -74,13 +80,12 @@ def test_model_files_are_cut_below_their_last_layer(tmp_path, suffix):
     assert base.description["file"] == path.name and base.description["weights"] == "file"
     pixels = np.random.default_rng(1).uniform(0, 255, (3, 24, 24, 3)).astype(np.float32)
     cut = keras.Model(model.inputs, model.get_layer("penultimate").output)
-    np.testing.assert_allclose(base.model.predict_on_batch(pixels), cut(pixels), rtol=1e-5)
+    assert_features_close(base.model.predict_on_batch(pixels), cut(pixels))
     pooled = load_base(path, layer="conv", pooling="max")
     assert pooled.dim == 4
-    np.testing.assert_allclose(
+    assert_features_close(
         pooled.model.predict_on_batch(pixels),
         np.max(keras.Model(model.inputs, model.get_layer("conv").output)(pixels), axis=(1, 2)),
-        rtol=1e-5,
     )
     with pytest.raises(BaseModelError, match="layer 'nope' not found"):
         load_base(path, layer="nope")
@@ -99,3 +104,33 @@ def test_bad_options_are_named(tmp_path):
     garbage.write_bytes(b"not a zip archive")
     with pytest.raises(BaseModelError, match=r"cannot load model file .*broken\.keras"):
         load_base(garbage)
+
+
+def test_random_weights_depend_on_the_seed_alone(monkeypatch):
+    """Python's global ``random``, drawn from by other threads (a Dask worker's), changes
+    nothing: ``weights="none"`` gives one set of weights per seed, fingerprinted by value."""
+    monkeypatch.setattr(random, "randint", random.SystemRandom().randint)
+    first, again, other = (
+        load_base("mobilenet_v2", weights="none", image_size=32, seed=seed) for seed in (0, 0, 1)
+    )
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    features = first.model.predict_on_batch(pixels)
+    assert first.description["weights_sha256"] == again.description["weights_sha256"]
+    assert_features_close(again.model.predict_on_batch(pixels), features, rtol=0)
+    assert other.description["weights_sha256"] != first.description["weights_sha256"]
+    assert_features_differ(other.model.predict_on_batch(pixels), features)
+
+
+def test_weights_sha256_is_of_the_values_not_the_names():
+    def model() -> keras.Model:  # Keras numbers the layer names anew each time
+        inputs = keras.Input((3,))
+        return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dense(4)(inputs)))
+
+    one, two = model(), model()
+    two.set_weights(one.get_weights())
+    assert [w.path for w in one.weights] != [w.path for w in two.weights]
+    assert weights_sha256(one) == weights_sha256(two)
+    changed = two.get_weights()
+    changed[2][1, 0] = np.nextafter(changed[2][1, 0], np.float32(np.inf))  # one float, one ulp
+    two.set_weights(changed)
+    assert weights_sha256(one) != weights_sha256(two)

@@ -14,6 +14,7 @@ from bottleneck_transfer.features.batches import (
     iter_batches,
 )
 from bottleneck_transfer.features.sources import open_source
+from feature_checks import assert_features_close
 from PIL import Image
 
 SIZE = 32
@@ -107,7 +108,7 @@ def test_uint8_model_input_equals_float_input(tiny_base):
     got = runner(pixels)
     expected = np.asarray(tiny_base.model.predict_on_batch(pixels.astype(np.float32)))
     assert got.dtype == np.float32 and got.shape == (5, tiny_base.dim)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert_features_close(got, expected)
     assert runner(pixels[:0]).shape == (0, tiny_base.dim)
 
 

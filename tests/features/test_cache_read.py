@@ -7,6 +7,7 @@ import numpy as np
 from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import extract
+from feature_checks import assert_features_close
 
 
 def test_features_are_the_stored_rows_read_in_one_contiguous_pass(tmp_path, monkeypatch):
@@ -20,7 +21,7 @@ def test_features_are_the_stored_rows_read_in_one_contiguous_pass(tmp_path, monk
         dataset = h5["features"]
         assert dataset.chunks is None and dataset.compression is None  # contiguous, as designed
         stored = dataset[()]
-    np.testing.assert_allclose(stored, images.reshape(50, 64) / 255.0, atol=1e-6)  # in order
+    assert_features_close(stored, images.reshape(50, 64) / 255.0)  # in order
 
     def no_hdf5_read(*args, **kwargs):
         raise AssertionError("the whole-cache read went through HDF5, not one readinto")

@@ -19,6 +19,7 @@ from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.sources import open_source
 from bottleneck_transfer.fingerprint import fingerprint
+from feature_checks import assert_features_close, assert_features_differ
 
 distributed = pytest.importorskip("distributed")
 
@@ -27,6 +28,7 @@ BASE = str(REPO / "data" / "bases" / "fashion_mnist_0-4.keras")
 N_IMAGES = 640
 BATCH = 32
 SHARD = 64  # 10 shards
+DASK = {"engine": "dask", "shard_images": BATCH}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,7 @@ def _assert_same_cache(path: Path, reference: Path) -> dict:
     with FeatureCache.open(path) as got, FeatureCache.open(reference) as want:
         assert got.ids == want.ids
         np.testing.assert_array_equal(got.labels, want.labels)
-        np.testing.assert_allclose(got.features, want.features, rtol=1e-5, atol=1e-5)
+        assert_features_close(got.features, want.features)
         assert got.fingerprint == want.fingerprint
         assert got.failed == want.failed
         return got.provenance["extraction"]
@@ -286,13 +288,9 @@ dir = "{tmp_path / "runs"}"
 
 
 def test_unreachable_scheduler_is_one_line(source_spec, tmp_path):
-    import dask
-
-    with (
-        dask.config.set({"distributed.comm.timeouts.connect": "3s"}),
-        pytest.raises(
-            BottleneckError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1"
-        ),
+    with pytest.raises(
+        BottleneckError,
+        match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:\d+ within 3 s",
     ):
         extract(
             source_spec,
@@ -301,6 +299,7 @@ def test_unreachable_scheduler_is_one_line(source_spec, tmp_path):
             limit=64,
             engine="dask",
             scheduler=f"tcp://127.0.0.1:{_free_port()}",
+            timeout=3,
             progress=False,
         )
 
@@ -312,6 +311,36 @@ def test_a_base_object_is_refused_for_dask(source_spec, tmp_path):
         extract(
             source_spec, load_base(BASE), tmp_path / "x.h5", limit=64, engine="dask", progress=False
         )
+
+
+RANDOM = {"weights": "none", "image_size": 32, "limit": 64, "batch_size": BATCH}
+
+
+def test_random_weights_on_the_cluster_equal_a_local_run(cluster, source_spec, tmp_path):
+    """``--weights none --seed S``: each worker builds the local run's weights (same features,
+    same fingerprint); another seed gives other weights, features and fingerprint."""
+    runs = {}
+    for name, seed, engine in (("local", 0, {}), ("dask", 0, DASK), ("other", 1, {})):
+        out = tmp_path / f"{name}.h5"
+        engine = {**engine, "scheduler": cluster["address"]} if engine else {}
+        extract(source_spec, "mobilenet_v2", out, seed=seed, progress=False, **RANDOM, **engine)
+        with FeatureCache.open(out) as cache:
+            runs[name] = (cache.fingerprint, np.asarray(cache.features))
+    assert runs["dask"][0] == runs["local"][0]
+    assert_features_close(runs["dask"][1], runs["local"][1])
+    assert runs["other"][0] != runs["local"][0]
+    assert_features_differ(runs["other"][1], runs["local"][1])
+
+
+def test_a_worker_that_builds_other_weights_is_refused():
+    from bottleneck_transfer.errors import BaseModelError
+    from bottleneck_transfer.features.passes import load_pass
+
+    job = load_pass(BASE)
+    client = {**job.bases[0].description, "weights_sha256": "sha256:other"}
+    with pytest.raises(BaseModelError, match=r"built another base .*\(weights_sha256 differ\)"):
+        engines.check_same_bases(job, [client])
+    engines.check_same_bases(job, [job.bases[0].description])
 
 
 def test_a_worker_killed_mid_job_loses_and_duplicates_no_row(

@@ -13,6 +13,7 @@ from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.cache import FeatureCache, partial_path, partial_progress
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.sources import open_source
+from feature_checks import assert_features_close
 from filelock import FileLock
 from PIL import Image
 
@@ -69,7 +70,7 @@ def test_cache_contents_aligned_with_source_and_equal_to_base(folder, tiny_base,
     assert labels.tolist() == [item.label for item in good]
     pixels = np.stack([source.load(item, (SIZE, SIZE)) for item in good]).astype(np.float32)
     direct = np.asarray(tiny_base.model(pixels, training=False))
-    np.testing.assert_allclose(features, direct, rtol=1e-4, atol=1e-5)
+    assert_features_close(features, direct, rtol=1e-4)
     assert not partial_path(out).exists()
 
 
@@ -241,7 +242,7 @@ def test_grayscale_source_is_converted_for_rgb_base(tmp_path, tiny_base):
     rgb = np.repeat(images[..., None], 3, axis=-1)
     resized = np.stack([np.asarray(Image.fromarray(x).resize((SIZE, SIZE), 2)) for x in rgb])
     direct = np.asarray(tiny_base.model(resized.astype(np.float32), training=False))
-    np.testing.assert_allclose(features, direct, rtol=1e-4, atol=1e-5)
+    assert_features_close(features, direct, rtol=1e-4)
 
 
 def test_empty_source_is_an_error(tmp_path, tiny_base):
@@ -277,9 +278,7 @@ def test_fashion_mnist_with_shipped_base(tmp_path):
     cut = keras.Model(trained.inputs, trained.get_layer("bottleneck").output)
     source = open_source("fashion-mnist:test", classes="5-9", limit=300)
     pixels = np.stack([source.load(item, (28, 28), 1) for item in source.items[:32]])
-    np.testing.assert_allclose(
-        features[:32], np.asarray(cut(pixels.astype(np.float32))), rtol=1e-5, atol=1e-5
-    )
+    assert_features_close(features[:32], np.asarray(cut(pixels.astype(np.float32))))
 
 
 def test_random_weights_for_a_model_file_differ_from_its_own(tmp_path):

@@ -23,8 +23,10 @@ def test_classes_and_limit_with_a_source_object_are_refused(arrays, tmp_path, op
     with pytest.raises(ValueError) as info:
         extract(source, "pixels", tmp_path / "c.h5", image_size=8, **options)
     message = str(info.value)
-    assert message.startswith("extract(): classes=, limit= apply to a source given by name; ")
-    assert "open_source(spec, classes=..., limit=...)" in message
+    assert message.startswith(
+        "extract(): classes=, limit=, groups= apply to a source given by name; "
+    )
+    assert "open_source(spec, classes=..., limit=..., groups=...)" in message
     key, value = next(iter(options.items()))
     assert message.endswith(f"Received: {key}={value!r}") and "\n" not in message
     assert not (tmp_path / "c.h5").exists()

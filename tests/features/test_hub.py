@@ -23,6 +23,7 @@ from bottleneck_transfer.features.inspection import cache_info
 from bottleneck_transfer.features.rebuild import rebuild_base
 from bottleneck_transfer.features.sources import open_source
 from click.testing import CliRunner
+from feature_checks import assert_features_close
 from hub_fixtures import SIZE, save_images, save_presets, save_saved_model, tiny_vit
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -83,11 +84,8 @@ def test_preset_features_equal_the_backbone_on_converted_pixels(presets, kind, p
     assert described["weights"] == "preset" and described["pooling"] == pooling
     assert described["preset_config_sha256"].startswith("sha256:")
     pixels = np.random.default_rng(1).uniform(0, 255, (3, SIZE, SIZE, 3)).astype(np.float32)
-    np.testing.assert_allclose(
-        base.model.predict_on_batch(pixels),
-        _reference(presets[kind], pixels, pooling),
-        rtol=1e-5,
-        atol=1e-5,
+    assert_features_close(
+        base.model.predict_on_batch(pixels), _reference(presets[kind], pixels, pooling)
     )
 
 
@@ -100,9 +98,7 @@ def test_extract_from_a_preset_caches_the_backbone_features(
     with FeatureCache.open(out) as cache:
         features = cache.features.copy()
     pixels = _decoded(images).astype(np.float32)
-    np.testing.assert_allclose(
-        features, _reference(presets[kind], pixels, pooling), rtol=1e-5, atol=1e-5
-    )
+    assert_features_close(features, _reference(presets[kind], pixels, pooling))
     info = cache_info(out)
     assert info["base"] == presets[kind].name and info["pooling"] == pooling
     hub_info = info["hub"]
@@ -130,7 +126,7 @@ def test_layer_cuts_the_preset_backbone(presets):
     cut = keras.Model(backbone.inputs, backbone.get_layer("stack0_block0_1_relu").output)
     pixels = np.random.default_rng(2).uniform(0, 255, (2, SIZE, SIZE, 3)).astype(np.float32)
     expected = keras.ops.convert_to_numpy(cut(converter(pixels))).mean(axis=(1, 2))
-    np.testing.assert_allclose(base.model.predict_on_batch(pixels), expected, atol=1e-5)
+    assert_features_close(base.model.predict_on_batch(pixels), expected)
     assert base.description["layer"] == "stack0_block0_1_relu"
     with pytest.raises(BaseModelError, match="layer 'nope' not found") as error:
         load_base(presets["vit"], layer="nope")
@@ -227,7 +223,7 @@ def test_a_preset_base_rebuilds_from_the_cache_and_randomizes(presets, images, t
     pixels = _decoded(images).astype(np.float32)
     full = rebuilt.model.predict_on_batch(pixels)
     got = np.asarray(half.model.predict_on_batch(pixels), np.float32)
-    assert np.abs(got - full).max() < 0.1 * np.abs(full).max()
+    assert_features_close(got, full, rtol=0.1)
 
 
 # ----------------------------------------------------------------------------- SavedModels
@@ -248,7 +244,7 @@ def test_saved_model_features_equal_the_model_on_preprocessed_pixels(saved_model
         rebuilt = rebuild_base(cache.provenance["base"], base_path=saved_model, cache_path=out)
     pixels = _decoded(images).astype(np.float32)
     expected = keras.ops.convert_to_numpy(reloaded(pixels / 255.0))
-    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
+    assert_features_close(features, expected)
     assert rebuilt.description == described
     assert cache_info(out)["hub"]["endpoint"] == "serve"
 

@@ -21,6 +21,7 @@ from bottleneck_transfer.features.rebuild import rebuild_base
 from bottleneck_transfer.features.sources import open_source
 from bottleneck_transfer.fingerprint import fingerprint
 from click.testing import CliRunner
+from feature_checks import assert_features_close
 
 RGB_STATS = "mean=123.7,116.3,103.5;std=58.4,57.1,57.4"
 
@@ -53,7 +54,7 @@ def test_grayscale_model_trained_on_minus_one_to_one_gets_its_inputs(tmp_path, g
     scaled = (images[..., None].astype(np.float32) - 127.5) / 127.5
     expected = np.asarray(trunk.predict_on_batch(scaled))
     with FeatureCache.open(out) as cache:
-        np.testing.assert_allclose(cache.features, expected, rtol=1e-5, atol=1e-6)
+        assert_features_close(cache.features, expected)
         assert cache.provenance["base"]["preprocess"] == {
             "weight": [[round(1 / 127.5, 8)]],
             "bias": [-1.0],
@@ -99,7 +100,7 @@ def test_per_channel_statistics_are_applied_and_rebuilt(tmp_path):
     mean, std = np.array([123.7, 116.3, 103.5]), np.array([58.4, 57.1, 57.4])
     expected = plain.model.predict_on_batch((images - mean) / std)
     with FeatureCache.open(out) as cache:
-        np.testing.assert_allclose(cache.features, expected, rtol=1e-5, atol=1e-5)
+        assert_features_close(cache.features, expected)
         described = cache.provenance["base"]
     rebuilt = rebuild_base(described, base_path=tmp_path / "rgb.keras", cache_path=out)
     assert rebuilt.description == described

@@ -9,6 +9,7 @@ from bottleneck_transfer.errors import CacheError
 from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.cache import CacheWriter, FeatureCache
 from bottleneck_transfer.features.extract import extract
+from feature_checks import assert_features_close
 
 N, SIZE = 120, 24
 
@@ -44,7 +45,7 @@ def test_float16_halves_the_file_reads_back_float32_and_has_its_own_fingerprint(
         assert b.ids == a.ids
         X, y = b.arrays()
         assert X.dtype == np.float32 and X.flags.c_contiguous
-        np.testing.assert_allclose(X, a.features, rtol=1e-3, atol=1e-4)
+        assert_features_close(X, a.features, rtol=1e-3)
         np.testing.assert_array_equal(y, a.labels)
         blocks = [block for block, _ in b.iter_rows(batch_rows=50)]
         assert all(block.dtype == np.float32 for block in blocks)
