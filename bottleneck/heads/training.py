@@ -34,10 +34,15 @@ from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.errors import HeadError, SmallDataWarning
 from bottleneck_transfer.features.cache import FeatureCache, check_features
 from bottleneck_transfer.fingerprint import diff_keys, fingerprint, sha256_arrays
+from bottleneck_transfer.heads.calibration import calibration_folds
 from bottleneck_transfer.heads.memo import FitMemo, code_versions, fit_key
 from bottleneck_transfer.heads.metrics import METRICS, bootstrap, interval, row_losses, score
 from bottleneck_transfer.heads.registry import (
+    CALIBRATE_KEY,
+    CALIBRATION_FOLDS,
     DEFAULT_HEAD,
+    calibration_method,
+    classifier,
     has_proba,
     head_kind,
     head_names,
@@ -51,6 +56,7 @@ from bottleneck_transfer.heads.trust import load_trusted
 from bottleneck_transfer.heads.tuning import VAL_FRACTION, TuneResult, tune_head, validation_split
 from bottleneck_transfer.versions import software_versions
 from sklearn.base import BaseEstimator
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import SGDClassifier
 from sklearn.metrics import confusion_matrix
@@ -406,14 +412,19 @@ def fit_head(
     rows : ndarray, optional
         Rows to fit on (default: all).
     tune : bool, default=False
-        Search hyper-parameters first, on a validation split of these rows only.
+        Search hyper-parameters first, on a validation split of these rows only (of the
+        estimator, before calibration).
     random_state : int, default=0
-        Seeds the head and the tuning split.
+        Seeds the head, the tuning split and the calibration folds.
     n_jobs : int or None, default=-1
         Parallel tuning trials.
     memo : FitMemo, optional
         Where fits are stored by key (data, rows, spec with all parameters, tuning, seed):
         a fit stored before is loaded instead of fitted.
+
+    A calibrated head (:func:`~bottleneck_transfer.heads.registry.calibration_method`) has
+    its calibrator fitted on folds of these rows only
+    (:func:`~bottleneck_transfer.heads.calibration.calibration_folds`).
 
     Returns
     -------
@@ -424,7 +435,7 @@ def fit_head(
     kind = head_kind(spec).name
     tune_settings = {"val_fraction": VAL_FRACTION} if tune else None
     params = _json_params(head)
-    code = code_versions([step for _, step in head.steps])
+    code = code_versions([*(step for _, step in head.steps), classifier(head)])
     key = fit_key(data.key, rows, kind, params, tune_settings, random_state, code)
     every_row = len(rows) == len(data) and np.array_equal(rows, np.arange(len(data)))
     X, y = (data.X, data.y) if every_row else (data.X[rows], data.y[rows])
@@ -442,7 +453,19 @@ def fit_head(
     if tune:
         tuning = tune_head(spec, X, y, random_state=random_state, n_jobs=n_jobs, **grouping)
         head = set_random_state(make_head(spec, **tuning.best_params), random_state)
-    neighbours = getattr(head[-1], "n_neighbors", None)
+    method = calibration_method(spec)
+    if method is not None:
+        try:
+            folds = calibration_folds(
+                y, groups_within(data.groups, rows), CALIBRATION_FOLDS, random_state
+            )
+        except ValueError as exc:
+            raise HeadError(
+                f"{spec!r} cannot be calibrated on these rows: {exc}; give more rows or "
+                f"turn calibration off ({kind}:calibrate=false, --no-calibrate)"
+            ) from exc
+        head.set_params(clf__cv=folds)
+    neighbours = getattr(classifier(head), "n_neighbors", None)
     if neighbours is not None and neighbours > len(rows):
         raise HeadError(
             f"{spec!r} looks for {neighbours} neighbours among {len(rows)} training rows; "
@@ -457,7 +480,7 @@ def fit_head(
     notes = sorted(
         {_not_converged(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)}
     )
-    approximation = getattr(head[-1], "approximation_", None)
+    approximation = getattr(classifier(head), "approximation_", None)
     if approximation:
         notes.append(approximation)
     if tuning is not None:
@@ -568,12 +591,15 @@ def train_head(
 
 
 def _json_params(estimator: BaseEstimator) -> dict[str, Any]:
-    """The ``clf`` step's parameters as JSON values (others by their ``repr``)."""
-    clf = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
-    return {
+    """The classifier's parameters as JSON values (others by their ``repr``), and
+    ``calibrate``: the calibration method, or False."""
+    params = {
         key: value if value is None or isinstance(value, (bool, int, float, str)) else repr(value)
-        for key, value in clf.get_params(deep=False).items()
+        for key, value in classifier(estimator).get_params(deep=False).items()
     }
+    clf = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    params[CALIBRATE_KEY] = clf.method if isinstance(clf, CalibratedClassifierCV) else False
+    return params
 
 
 def save_head(head: TrainedHead, path: str | Path) -> Path:
@@ -727,7 +753,9 @@ def fit_streaming(
     ``partial_fit``) and checks every block for finite values; then ``epochs`` passes of
     averaged SGD (:class:`~sklearn.linear_model.SGDClassifier` with the kind's loss,
     ``alpha = 1 / (C * n_rows)`` to match the in-memory heads' ``C``) read row blocks in
-    random order. Memory is ``block_rows * blocks_per_batch`` rows.
+    random order. Memory is ``block_rows * blocks_per_batch`` rows. It is never calibrated
+    (calibration needs out-of-fold decision values of the rows in memory): a hinge-loss head
+    outputs scores, and says so (``params["calibrate"]`` is False).
 
     Parameters
     ----------
@@ -756,7 +784,7 @@ def fit_streaming(
         raise HeadError(
             f"out-of-core training supports {', '.join(streaming)}. Received: head={kind.name!r}"
         )
-    extra = sorted(set(params) - {"C"})
+    extra = sorted(set(params) - {"C", CALIBRATE_KEY})
     if extra:
         raise HeadError(f"out-of-core {kind.name} takes only C; got {', '.join(extra)}")
     space = FeatureSpace.of_cache(cache)
