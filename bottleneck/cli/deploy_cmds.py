@@ -175,7 +175,8 @@ def predict(
     MODEL is an export: a .keras, .tflite or .onnx file, an export folder or a SavedModel
     export folder. IMAGES is one folder (class folders or flat), CSV manifest, IDX/NPZ file
     or fashion-mnist:test, or image files. Writes one row per image: id, label (if known),
-    class_1, probability_1, ... Bad images are reported and skipped.
+    class_1, probability_1, ... (score_1, ... for a head exported uncalibrated: its
+    values are not probabilities). Bad images are reported and skipped.
 
     \b
     Examples:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from bottleneck_transfer.heads.registry import calibration_method
 from bottleneck_transfer.heads.splits import Split, rows_of_images, stratified_folds
 
 #: Equal-width bins of top-class confidence for the ECE and the reliability diagram.
@@ -104,6 +105,25 @@ def calibration_summary(
         "ece": _ece(bins),
         "n_bins": n_bins,
         "bins": bins,
+    }
+
+
+def calibration_report(
+    spec: str, y: np.ndarray, proba: np.ndarray | None, n_classes: int
+) -> dict[str, Any]:
+    """What ``compare`` reports of one head's probabilities on its scored rows.
+
+    ``method`` is the head's calibration (None when it has none); ``brier``, ``ece`` and
+    ``bins`` (:func:`calibration_summary`, columns ``0..n_classes-1``) are None / empty when
+    the head outputs scores, not probabilities (an uncalibrated margin head).
+    """
+    summary = calibration_summary(y, proba, np.arange(n_classes))
+    return {
+        "method": calibration_method(spec),
+        "brier": None if summary is None else summary["brier"],
+        "ece": None if summary is None else summary["ece"],
+        "n_bins": N_BINS,
+        "bins": [] if summary is None else summary["bins"],
     }
 
 

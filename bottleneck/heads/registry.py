@@ -407,6 +407,12 @@ def without_calibration(spec: str) -> str:
     )
 
 
+def fitted_calibration(head: BaseEstimator) -> str | None:
+    """The calibration method of a (fitted or unfitted) head, None when uncalibrated."""
+    clf = head.steps[-1][1] if isinstance(head, Pipeline) else head
+    return clf.method if isinstance(clf, CalibratedClassifierCV) else None
+
+
 def classifier(head: BaseEstimator) -> BaseEstimator:
     """The classifier of a head: the ``clf`` step, inside its calibration when calibrated.
 

@@ -43,6 +43,7 @@ from bottleneck_transfer.heads.registry import (
     DEFAULT_HEAD,
     calibration_method,
     classifier,
+    fitted_calibration,
     has_proba,
     head_kind,
     head_names,
@@ -56,7 +57,6 @@ from bottleneck_transfer.heads.trust import load_trusted
 from bottleneck_transfer.heads.tuning import VAL_FRACTION, TuneResult, tune_head, validation_split
 from bottleneck_transfer.versions import software_versions
 from sklearn.base import BaseEstimator
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import SGDClassifier
 from sklearn.metrics import confusion_matrix
@@ -597,8 +597,7 @@ def _json_params(estimator: BaseEstimator) -> dict[str, Any]:
         key: value if value is None or isinstance(value, (bool, int, float, str)) else repr(value)
         for key, value in classifier(estimator).get_params(deep=False).items()
     }
-    clf = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
-    params[CALIBRATE_KEY] = clf.method if isinstance(clf, CalibratedClassifierCV) else False
+    params[CALIBRATE_KEY] = fitted_calibration(estimator) or False
     return params
 
 
