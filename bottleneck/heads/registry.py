@@ -392,13 +392,16 @@ def calibration_method(spec: str) -> str | None:
 
 
 def without_calibration(spec: str) -> str:
-    """``spec`` with ``calibrate=false`` (what ``--no-calibrate`` does to every head).
+    """``spec`` with ``calibrate=false`` (what ``--no-calibrate`` does); a spec of a head
+    that is not calibrated is returned as it is.
 
     Examples
     --------
-    >>> without_calibration("linear-svm:C=0.1")
-    'linear-svm:C=0.1,calibrate=false'
+    >>> without_calibration("linear-svm:C=0.1"), without_calibration("logreg")
+    ('linear-svm:C=0.1,calibrate=false', 'logreg')
     """
+    if calibration_method(spec) is None:
+        return spec
     name, params = parse_spec(spec)
     params = {**params, CALIBRATE_KEY: False}
     return f"{name}:" + ",".join(

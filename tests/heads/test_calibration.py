@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
+import click
 import numpy as np
 import pytest
+from bottleneck_transfer.cli.head_cmds import COMMANDS
 from bottleneck_transfer.deploy.keras_head import head_scores
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.heads.calibration import (
@@ -33,6 +35,8 @@ from bottleneck_transfer.heads.training import (
     save_head,
     train_head,
 )
+from click.testing import CliRunner
+from heads_fixtures import digits_caches
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.datasets import make_classification
 from sklearn.preprocessing import StandardScaler
@@ -174,3 +178,21 @@ def test_compare_reports_log_loss_brier_and_ece_for_every_head_and_draws_reliabi
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = paths["report.md"].read_text()
     assert "(reliability.png)" in markdown and "| Brier | ECE |" in markdown
+
+
+def test_no_calibrate_on_the_command_line_trains_and_compares_scores(tmp_path):
+    train_cache, test_cache = digits_caches(tmp_path)
+    cli = click.Group(commands=COMMANDS)
+    args = ["train", train_cache, "--head", "linear-svm", "--no-calibrate", "--json"]
+    result = CliRunner().invoke(cli, [*map(str, args), "-o", str(tmp_path / "svm.skops")])
+    assert result.exit_code == 0, result.output
+    meta = json.loads(result.output)
+    assert meta["head"] == "linear-svm:calibrate=false" and meta["params"]["calibrate"] is False
+    assert not has_proba(load_head(tmp_path / "svm.skops").estimator)
+    args = ["compare", train_cache, "--test", test_cache, "--heads", "linear-svm,logreg"]
+    result = CliRunner().invoke(cli, [*map(str, args), "--no-calibrate", "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)["rows"]}
+    assert set(rows) == {"linear-svm:calibrate=false", "logreg"}
+    assert rows["linear-svm:calibrate=false"]["calibration"]["ece"] is None
+    assert rows["logreg"]["calibration"]["ece"] is not None
