@@ -198,9 +198,9 @@ class HeadKind:
         (``train --out-of-core``), or None when it has none.
     trusted_types : frozenset of str
         Exact fully qualified names of the classes a fitted head of this kind holds besides
-        the factory's own class, the scaler and :data:`SKOPS_CONTAINER_TYPES` (its
-        sub-estimators, trees, loss objects). Its saved files may hold these and nothing
-        else; see :func:`trusted_type_names`.
+        the factory's own class, the scaler, :data:`SKOPS_CONTAINER_TYPES` and
+        :data:`CALIBRATION_TYPES` (its sub-estimators, trees, loss objects). Its saved files
+        may hold these and nothing else; see :func:`trusted_type_names`.
     compared_by_default : bool
         Whether ``compare`` and ``run`` use it when no heads are named.
     calibration : {"temperature", "sigmoid", "isotonic"} or None
