@@ -187,12 +187,15 @@ def fashion_mnist_available() -> Path:
 
 @pytest.fixture
 def fits(monkeypatch) -> list[str]:
-    """The class names of the heads fitted while the test runs."""
+    """The class names of the heads fitted while the test runs (a calibrated head by its
+    estimator's)."""
+    from bottleneck_transfer.heads.registry import classifier
+
     fitted: list[str] = []
     original = Pipeline.fit
 
     def counting(self, X, y=None, **params):
-        fitted.append(type(self[-1]).__name__)
+        fitted.append(type(classifier(self)).__name__)
         return original(self, X, y, **params)
 
     monkeypatch.setattr(Pipeline, "fit", counting)

@@ -59,6 +59,7 @@ def _show_failed(failed: list[tuple[str, str]]) -> None:
     help="keras, folder, saved-model, tflite or onnx (default: from --out's suffix, else "
     "folder). saved-model, tflite and onnx need TensorFlow; onnx the [onnx] extra.",
 )
+@options.calibrate()
 @options.json_flag()
 def export(
     cache: str,
@@ -71,6 +72,7 @@ def export(
     sample: int,
     atol: float,
     fmt: str | None,
+    calibrate: bool,
     as_json: bool,
 ) -> None:
     """Export a head on CACHE's base as one deployable model.
@@ -88,6 +90,7 @@ def export(
       bottleneck export caches/train.h5 --head logreg -o model.keras
       bottleneck export caches/train.h5 --head-file heads/logreg.skops -o model.keras
       bottleneck export caches/train.h5 --head rbf-svm -o exported/rbf
+      bottleneck export caches/train.h5 --head linear-svm --no-calibrate -o svm.keras
       bottleneck export caches/train.h5 --head logreg -o model.tflite
       bottleneck export caches/train.h5 --head logreg -o exported/sm --format saved-model
       python -c "import keras; m = keras.saving.load_model('model.keras')"
@@ -99,7 +102,7 @@ def export(
     result = run_export(
         cache,
         out,
-        head=head or DEFAULT_HEAD,
+        head=options.calibrated_specs([head or DEFAULT_HEAD], calibrate)[0],
         head_file=head_file,
         base=base_path,
         weights=weights,
@@ -176,7 +179,8 @@ def predict(
     MODEL is an export: a .keras, .tflite or .onnx file, an export folder or a SavedModel
     export folder. IMAGES is one folder (class folders or flat), CSV manifest, IDX/NPZ file
     or fashion-mnist:test, or image files. Writes one row per image: id, label (if known),
-    class_1, probability_1, ... Bad images are reported and skipped.
+    class_1, probability_1, ... (score_1, ... for a head exported uncalibrated: its
+    values are not probabilities). Bad images are reported and skipped.
 
     \b
     Examples:

@@ -49,6 +49,7 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
 )
 @options.tune("Tune each head on a validation split of TRAIN only.")
 @options.metric("The metric that decides tuning, the winner, the baseline and the verdict")
+@options.calibrate()
 @options.out("Report folder: tables, figures, report.md.", file_okay=False, dir_okay=True)
 @click.option(
     "--report",
@@ -124,6 +125,7 @@ def compare(
     heads: str,
     tune: bool,
     metric: str | None,
+    calibrate: bool,
     out: str | None,
     report: str | None,
     baseline_caches: tuple[str, ...],
@@ -159,6 +161,7 @@ def compare(
           --heads logreg,linear-svm,rbf-svm,dense
       bottleneck compare caches/train.h5 --cv 5 --tune -o reports/run1
       bottleneck compare caches/train.h5 --test caches/test.h5 --metric balanced-accuracy
+      bottleneck compare caches/train.h5 --cv 5 --heads linear-svm,logreg --no-calibrate
       bottleneck compare caches/photos.h5 --val-split 0.2 -o reports/photos
       bottleneck compare caches/train.h5 --test caches/test.h5 --baseline random-base \\
           --baseline raw-pixels
@@ -175,6 +178,7 @@ def compare(
 
     out = out or report
     specs = split_specs(heads) if heads is not None else list(default_heads())
+    specs = options.calibrated_specs(specs, calibrate)
     if layer_caches:
         if curve_sizes or baseline_caches or baseline_names:
             raise HeadError(
@@ -333,6 +337,7 @@ def _layer_sweep(
 @options.force("Replace an existing --out file.")
 @options.tune("Tune on a validation split of CACHE first.")
 @options.metric("The metric --tune decides by")
+@options.calibrate()
 @click.option(
     "--out-of-core",
     is_flag=True,
@@ -349,6 +354,7 @@ def train(
     force: bool,
     tune: bool,
     metric: str | None,
+    calibrate: bool,
     out_of_core: bool,
     seed: int,
     jobs: int,
@@ -361,6 +367,7 @@ def train(
       bottleneck train caches/train.h5 --head logreg -o heads/logreg.skops
       bottleneck train caches/train.h5 --head dense:hidden=256,dropout=0.2 --tune -o heads/d.skops
       bottleneck train caches/huge.h5 --head linear-svm --out-of-core -o heads/svm.skops
+      bottleneck train caches/train.h5 --head linear-svm --no-calibrate -o heads/svm.skops
     """
     from bottleneck_transfer.features.cache import FeatureCache
     from bottleneck_transfer.heads.registry import DEFAULT_HEAD
@@ -374,7 +381,7 @@ def train(
         )
         trained = train_head(
             opened,
-            spec or DEFAULT_HEAD,
+            options.calibrated_specs([spec or DEFAULT_HEAD], calibrate)[0],
             tune=tune,
             out_of_core=out_of_core,
             random_state=seed,

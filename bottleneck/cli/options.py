@@ -125,6 +125,27 @@ def tune(help: str) -> Decorator:
     return click.option("--tune", is_flag=True, help=help)
 
 
+def calibrate() -> Decorator:
+    """``--calibrate/--no-calibrate``: calibrate the heads the registry declares calibrated."""
+    return click.option(
+        "--calibrate/--no-calibrate",
+        default=True,
+        show_default=True,
+        help="Calibrate heads without a probabilistic model (linear-svm, rbf-svm: temperature "
+        "scaling on folds of the training rows). --no-calibrate keeps their softmax of "
+        "decision values, named scores (score_* columns), not probabilities; the same as "
+        "the spec key calibrate=false.",
+    )
+
+
+def calibrated_specs(specs: list[str], calibrate: bool) -> list[str]:
+    """``specs`` as given, or with ``calibrate=false`` on the calibrated ones
+    (:func:`~bottleneck_transfer.heads.registry.without_calibration`)."""
+    from bottleneck_transfer.heads.registry import without_calibration
+
+    return specs if calibrate else [without_calibration(spec) for spec in specs]
+
+
 def bootstrap() -> Decorator:
     """``--bootstrap``: resamples for the bootstrap 95% intervals."""
     return click.option(

@@ -5,8 +5,8 @@ rebuilds the base from the cache's provenance, checks that its weights are the o
 was made with, and writes one of these forms (``format``, else from ``out``'s suffix):
 
 * ``keras``: **a single ``.keras`` file** (heads Keras can express exactly: ``logreg``,
-  ``linear-svm``, ``dense``; conversion in :mod:`deploy.keras_head`; format in
-  :mod:`deploy.exported`);
+  ``linear-svm`` with its calibration, ``dense``; conversion in :mod:`deploy.keras_head`;
+  format in :mod:`deploy.exported`);
 * ``folder`` (any ``out`` without one of the suffixes; required for ``rbf-svm`` and ``knn``):
   ``base.keras`` + ``head.skops`` + ``model.json``;
 * ``saved-model`` (a folder), ``tflite`` (``*.tflite``), ``onnx`` (``*.onnx``): the ``.keras``
@@ -17,6 +17,10 @@ forms through :func:`deploy.exported.load_exported`, as ``predict`` loads them) 
 against the head on the cache's own source images (:mod:`deploy.parity`). The class names,
 one per line in output order, go beside it: ``labels.txt`` inside a folder, ``<stem>.labels.txt``
 beside a file (:func:`deploy.exported.labels_path`).
+
+The metadata says what the outputs are: ``outputs`` is ``"probabilities"`` (a probabilistic or
+calibrated head) or ``"decision-softmax"`` (an uncalibrated margin head's scores), and
+``calibration`` the head's calibration method (None when uncalibrated).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.bases import Base
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.rebuild import rebuild_base
-from bottleneck_transfer.heads.registry import DEFAULT_HEAD, head_kind
+from bottleneck_transfer.heads.registry import DEFAULT_HEAD, fitted_calibration, head_kind
 from bottleneck_transfer.heads.training import (
     LabeledData,
     TrainedHead,
@@ -333,6 +337,7 @@ def export(
             "head": kind_name,
             "head_spec": spec,
             "head_params": trained.get("params"),
+            "calibration": fitted_calibration(estimator),
             "input_shape": described["input_shape"],
             "fingerprint": opened.fingerprint,
             "base": {k: described[k] for k in _BASE_KEYS if k in described},

@@ -9,9 +9,21 @@ softmax. What the softmax of the scores is, per head (also the export's ``output
   ``log sigmoid(z) = -softplus(-z)`` (Dense+softplus, then a Dense with kernel ``-I``).
 * ``dense``: ``predict_proba`` exactly: Dense (+ReLU hidden layer if any) + softmax; dropout
   is a no-op at inference and is left out.
-* ``linear-svm`` (``outputs="decision-softmax"``): ``softmax(decision_function)``. A linear
-  SVM has no probabilities; these are its one-vs-rest margins squashed to sum to 1. The
-  arg-max is exactly the SVM's prediction, the values are *not* calibrated probabilities.
+* a calibrated head (``linear-svm`` by default; a
+  :class:`~sklearn.calibration.CalibratedClassifierCV` with ``ensemble=False``: one
+  classifier ``s = W x + c`` and its calibrators): ``predict_proba`` exactly.
+  Temperature scaling is ``softmax(beta * s)``: the logits are the decision values scaled by
+  ``beta`` (binary: ``softmax(beta * [-z, z]) = softmax([0, 2 beta z])``). Platt's sigmoid
+  is ``p_k = sigmoid(-(a_k s_k + b_k))`` normalised, i.e. ``softmax(log sigmoid(-(a s + b)))``:
+  the one-vs-rest form above with the decision values mapped by ``a s + b`` (binary:
+  ``softmax([0, -(a z + b)])``). Isotonic calibration is a step function: no exact form.
+  (scikit-learn's temperature scaling reads decision values whose every row lies in [0, 1]
+  and sums to 1 as probabilities and takes their log; decision values of a margin
+  classifier are not that.)
+* an uncalibrated ``linear-svm`` (``linear-svm:calibrate=false``, ``outputs="decision-softmax"``):
+  ``softmax(decision_function)``, its one-vs-rest margins squashed to sum to 1: *scores*,
+  not probabilities (``predict`` names their columns ``score_*``). The arg-max is exactly
+  the SVM's prediction.
 
 In every case the StandardScaler is folded into the first Dense layer:
 ``W' = W / scale``, ``b' = b - (mean / scale) @ W`` (computed in float64).
@@ -94,8 +106,14 @@ def head_layers(head: Any, dim: int) -> tuple[list[keras.layers.Layer], str]:
         If the head has no exact Keras form (e.g. an RBF SVM or k-NN): export a folder.
     """
     transformers, clf = final_estimator(head)
+    clf, calibration = _calibrated(clf)
     name = type(clf).__name__
     mean, scale = _fold_scaler(transformers, dim)
+    if calibration is not None and not hasattr(clf, "coef_"):
+        raise HeadError(
+            f"a calibrated {name} has no exact Keras form (only linear classifiers' decision "
+            "values are calibrated exactly); export it as a folder: -o DIR"
+        )
     if hasattr(clf, "coefs_") and hasattr(clf, "intercepts_"):
         # DenseHead (and MLP-like heads): Dense+ReLU hidden layers, then the softmax layer.
         coefs = [np.asarray(c, np.float64) for c in clf.coefs_]
@@ -129,6 +147,8 @@ def head_layers(head: Any, dim: int) -> tuple[list[keras.layers.Layer], str]:
         bias = np.concatenate([[0.0], bias])
     elif coef.shape[0] != n_classes:
         raise HeadError(f"{name}: coef_ has {coef.shape[0]} rows for {n_classes} classes")
+    if calibration is not None:
+        return _calibrated_layers(weight, bias, *calibration), "probabilities"
     proba = _proba_form(clf, n_classes)
     if proba == "ovr":
         # One-vs-rest probabilities sigmoid(z_k) / sum_j sigmoid(z_j) are exactly
@@ -139,6 +159,50 @@ def head_layers(head: Any, dim: int) -> tuple[list[keras.layers.Layer], str]:
         ], "probabilities"
     outputs = "probabilities" if proba == "softmax" else "decision-softmax"
     return [_dense_layer(weight, bias, "head_logits")], outputs
+
+
+def _calibrated(clf: Any) -> tuple[Any, tuple[str, list[Any]] | None]:
+    """The classifier inside a calibration, with its method and calibrators (or None)."""
+    from sklearn.calibration import CalibratedClassifierCV
+
+    if not isinstance(clf, CalibratedClassifierCV):
+        return clf, None
+    fitted = clf.calibrated_classifiers_
+    if len(fitted) != 1:
+        raise HeadError(
+            f"a calibration averaging {len(fitted)} classifiers (ensemble=True) has no single "
+            "Keras form; calibrate with ensemble=False (as make_head does) or export a folder"
+        )
+    return fitted[0].estimator, (fitted[0].method, fitted[0].calibrators)
+
+
+def _calibrated_layers(
+    weight: np.ndarray, bias: np.ndarray, method: str, calibrators: list[Any]
+) -> list[keras.layers.Layer]:
+    """Layers whose softmax is the calibrated ``predict_proba`` of the decision values
+    ``x @ weight + bias`` (binary: column 0 is zero, column 1 the decision value)."""
+    binary = len(calibrators) == 1 and weight.shape[1] == 2 and method != "temperature"
+    if method == "temperature":
+        (temperature,) = calibrators
+        beta = float(temperature.beta_) * (2.0 if weight.shape[1] == 2 else 1.0)
+        return [_dense_layer(weight * beta, bias * beta, "head_logits")]
+    if method != "sigmoid":
+        raise HeadError(
+            f"{method} calibration has no exact Keras form; export the head as a folder: -o DIR"
+        )
+    a = np.array([float(c.a_) for c in calibrators])
+    b = np.array([float(c.b_) for c in calibrators])
+    if binary:
+        # softmax([0, -(a z + b)]) = [1 - p, p] with p = sigmoid(-(a z + b))
+        weight = np.concatenate([weight[:, :1], -a * weight[:, 1:]], axis=1)
+        bias = np.array([0.0, -(a[0] * bias[1] + b[0])])
+        return [_dense_layer(weight, bias, "head_logits")]
+    # sigmoid(-(a s + b)) normalised = softmax(-softplus(a s + b))
+    n_classes = weight.shape[1]
+    return [
+        _dense_layer(weight * a, bias * a + b, "head_calibrated", activation="softplus"),
+        _dense_layer(-np.eye(n_classes), None, "head_log_sigmoid"),
+    ]
 
 
 def _proba_form(clf: Any, n_classes: int) -> str | None:

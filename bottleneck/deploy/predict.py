@@ -15,8 +15,10 @@ Output (CSV, or JSON with ``fmt="json"``), one row per decoded image in source o
 
 ``id`` is the path relative to the source root (or ``array:<index>``), ``label`` the true
 class name when the source is labelled (empty otherwise), then the ``k`` most probable classes,
-best first. For heads without probabilities (``linear-svm``, ``rbf-svm``) the "probabilities"
-are a softmax of the decision values (see :mod:`deploy.keras_head`).
+best first. The values are probabilities only where the export's head has them (a
+probabilistic or calibrated head: metadata ``outputs="probabilities"``); an uncalibrated
+margin head (``linear-svm:calibrate=false``) outputs a softmax of its decision values, which
+are named scores: ``class_1,score_1,...`` (JSON: ``"score"``), never ``probability``.
 """
 
 from __future__ import annotations
@@ -52,12 +54,19 @@ class PredictResult:
     top_probabilities: np.ndarray
     labels: list[str | None]
     failed: list[tuple[str, str]] = field(default_factory=list)
+    outputs: str = "probabilities"
     out: Path | None = None
     seconds: float = 0.0
     images_per_second: float = 0.0
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def value_name(self) -> str:
+        """What the values are: ``"probability"``, or ``"score"`` for an uncalibrated
+        head's softmax of decision values (the export's ``outputs``)."""
+        return "probability" if self.outputs == "probabilities" else "score"
 
     @property
     def predicted(self) -> list[str]:
@@ -74,13 +83,14 @@ class PredictResult:
         return float(np.mean([p == t for p, t in pairs]))
 
     def records(self) -> list[dict]:
-        """One dict per image: id, label and the top-k classes with probabilities."""
+        """One dict per image: id, label and the top-k classes with their
+        :attr:`value_name` values."""
         return [
             {
                 "id": item_id,
                 "label": label,
                 "top_k": [
-                    {"class": self.classes[int(c)], "probability": round(float(p), 6)}
+                    {"class": self.classes[int(c)], self.value_name: round(float(p), 6)}
                     for c, p in zip(self.top_indices[row], self.top_probabilities[row], strict=True)
                 ],
             }
@@ -282,6 +292,7 @@ def _run(
         top_probabilities=np.concatenate(probs) if probs else np.zeros((0, k)),
         labels=labels,
         failed=failed,
+        outputs=exported.metadata.get("outputs", "probabilities"),
         seconds=seconds,
         images_per_second=(len(ids) + len(failed)) / seconds if seconds > 0 else 0.0,
     )
@@ -305,7 +316,7 @@ def dump_predictions(result: PredictResult, handle: TextIO, fmt: str = "csv") ->
     writer = csv.writer(handle, lineterminator="\n")
     header = ["id", "label"]
     for rank in range(1, result.top_indices.shape[1] + 1):
-        header += [f"class_{rank}", f"probability_{rank}"]
+        header += [f"class_{rank}", f"{result.value_name}_{rank}"]
     writer.writerow(header)
     for row, item_id in enumerate(result.ids):
         line = [item_id, result.labels[row] or ""]

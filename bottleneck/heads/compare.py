@@ -50,6 +50,7 @@ from bottleneck_transfer.backend import quiet_backend_start
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
 from bottleneck_transfer.features.cache import FeatureCache, check_features
 from bottleneck_transfer.features.sources import id_origin
+from bottleneck_transfer.heads.calibration import calibration_report
 from bottleneck_transfer.heads.declared import Metric
 from bottleneck_transfer.heads.memo import FitMemo, prediction_key
 from bottleneck_transfer.heads.metrics import METRICS, row_losses, score
@@ -115,6 +116,7 @@ class Row:
     test: dict[str, Any] | None = None
     rank: int = 0
     validation: float | None = None
+    calibration: dict[str, Any] | None = None
 
     @property
     def is_baseline(self) -> bool:
@@ -140,6 +142,7 @@ class Row:
             "reused": self.reused,
             "notes": self.notes,
             "vs_winner": self.test,
+            "calibration": self.calibration,
         }
 
 
@@ -417,6 +420,15 @@ def _evaluate(
             for m, pooled in intervals.items()
         }
     notes = sorted({note for fold in folds for note in fold.notes})
+    if any(fold.proba is None for fold in folds):
+        proba = None
+    elif test is not None:
+        proba = _all_columns(folds[0], n_classes)
+    else:  # each training row's probabilities from the fold that held it out
+        proba = np.zeros((len(train.y), n_classes))
+        for (_, eval_rows), fold in zip(splits, folds, strict=True):
+            proba[eval_rows] = _all_columns(fold, n_classes)
+        proba = proba[scored]
     row = Row(
         name=name,
         spec=spec,
@@ -432,8 +444,16 @@ def _evaluate(
         notes=notes,
         predictions=predictions,
         reused=all(f.reused for f in folds),
+        calibration=calibration_report(spec, y_eval, proba, n_classes),
     )
     return row, replicates
+
+
+def _all_columns(fold: _Fold, n_classes: int) -> np.ndarray:
+    """A fold's probabilities with a column for every class (0 for one it never saw)."""
+    proba = np.zeros((len(fold.proba), n_classes))
+    proba[:, np.asarray(fold.classes, np.int64)] = fold.proba
+    return proba
 
 
 def _as_data(value: DataInput) -> LabeledData:

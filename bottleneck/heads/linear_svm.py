@@ -5,7 +5,8 @@ with an unregularised intercept ``b``: the model of :class:`~sklearn.svm.LinearS
 large ``intercept_scaling``). Two exact solvers share the work, each bounded:
 
 1. **The dual on the Gram matrix** (libsvm's SMO), when there are at most
-   ``max_gram_samples`` rows: the squared-hinge SVM is a hard-margin SVM on the kernel
+   ``max_gram_samples`` rows and at most :data:`GRAM_ROWS_PER_FEATURE` per feature: the
+   squared-hinge SVM is a hard-margin SVM on the kernel
    ``X X^T + I / (2 C)`` (Cortes & Vapnik 1995; Keerthi et al. 2001), and ``w`` is
    ``sum_i alpha_i t_i x_i``. SMO is fast while support vectors are few (819 x 2,048
    ResNet50 features: 0.03 s where liblinear took 4.2 s), and slow when most rows are
@@ -42,6 +43,13 @@ from sklearn.utils.validation import validate_data
 #: The box constraint of the hard-margin dual: large enough never to bind, since the
 #: ``I / (2 C)`` added to the kernel makes it strictly positive definite (always separable).
 _HARD_MARGIN_C = 1e10
+#: The Gram matrix costs ``n^2 d`` and SMO slows as rows outnumber features (most become
+#: support vectors); a Newton step costs ``n d^2``. So the dual is used up to this many rows
+#: per feature (4,800 x 1,280 features: SMO then Newton, 4-6 s). Measured on the demo's
+#: 128-d Fashion-MNIST features (one thread), SMO then Newton / Newton alone: 0.31 / 0.23 s
+#: at 250 rows, 0.90 / 0.54 s at 1,000, 7.96 / 1.12 s at 4,000, 44.8 / 2.1 s at 9,600 (the
+#: calibration folds of 12,000 rows).
+GRAM_ROWS_PER_FEATURE = 4
 #: SMO iterations cost about ``n`` operations each, a Newton step about ``d^3 / 3`` (its
 #: Cholesky factor); this ratio of the two rates (measured, one thread) gives SMO the time
 #: of about three Newton steps.
@@ -81,7 +89,8 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         Most Newton steps per one-vs-rest problem.
     max_gram_samples : int, default=10000
         Most training rows for the Gram matrix (``8 * n^2`` bytes: 800 MB at 10,000 rows, the
-        limit of the exact ``rbf-svm`` too); above it Newton starts from zero, which takes
+        limit of the exact ``rbf-svm`` too); above it, or above
+        :data:`GRAM_ROWS_PER_FEATURE` rows per feature, Newton starts from zero, which takes
         more steps (43 instead of 6-7 on full-rank 4,800 x 1,280 features).
 
     Attributes
@@ -158,7 +167,8 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         positives = self.classes_[1:] if len(self.classes_) == 2 else self.classes_
         targets = np.where(y[:, None] == positives, 1.0, -1.0)
         n_samples, n_features = X.shape
-        if n_samples <= self.max_gram_samples:
+        gram = n_samples <= min(self.max_gram_samples, GRAM_ROWS_PER_FEATURE * (n_features + 1))
+        if gram:
             weights, finished = self._fit_gram(X, targets)
         else:
             weights = np.zeros((n_features + 1, len(positives)))
@@ -173,7 +183,6 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         self.intercept_ = weights[-1].copy()
         self.n_iter_ = max(steps)
         self.converged_ = bool(converged)
-        gram = n_samples <= self.max_gram_samples
         self.solver_ = ("gram" if finished.all() else "gram+newton") if gram else "newton"
         if not converged:
             warnings.warn(

@@ -4,6 +4,8 @@
 per-class precision/recall/F1, caches), ``accuracy.png`` (accuracy per head with its
 interval, values on the bars, on a full 0-1 axis), ``confusion.png`` (the winner's confusion
 matrix: colour and percentage are the share of the true class, with counts),
+``reliability.png`` (each head's reliability diagram: accuracy against top-class confidence in
+the equal-width bins of :mod:`~bottleneck_transfer.heads.calibration`),
 ``misclassified.csv`` (``id,true,predicted`` of the winner's errors, with the cache ids) and
 ``misclassified.png`` (thumbnails of those images, reopened from the cache's source, when it
 can be reopened). Figures use Matplotlib's object-oriented API with the Agg canvas, so no
@@ -22,6 +24,7 @@ from bottleneck_transfer.errors import BottleneckError
 from bottleneck_transfer.features.batches import decode_batch
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.sources import reopen_source
+from bottleneck_transfer.heads.calibration import N_BINS
 from bottleneck_transfer.heads.compare import Comparison, Row
 from bottleneck_transfer.heads.stats import CV_INTERVALS, CV_TEST, HOLDOUT_INTERVALS, HOLDOUT_TEST
 from bottleneck_transfer.heads.training import NOT_CONVERGED, Evaluation
@@ -40,7 +43,16 @@ NOT_DEFINED = "n/a"
 REUSED = "reused"
 #: The mark of a row with a fit whose solver stopped at its iteration bound.
 NOT_CONVERGED_MARK = "†"
-REPORT_FILES = ("report.json", "report.md", "accuracy.png", "confusion.png", "misclassified.csv")
+REPORT_FILES = (
+    "report.json",
+    "report.md",
+    "accuracy.png",
+    "confusion.png",
+    "reliability.png",
+    "misclassified.csv",
+)
+#: The calibration columns of the table: the keys of ``Row.calibration``.
+CALIBRATION_TITLES = {"brier": "Brier", "ece": "ECE"}
 #: The gallery of the winner's errors, written when the evaluated cache's source reopens.
 GALLERY = "misclassified.png"
 #: At most this many thumbnails in the gallery (spread over the errors, in row order).
@@ -62,6 +74,11 @@ def _cell(row: Row, metric: str) -> str:
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
+def _calibration_cell(row: Row, key: str) -> str:
+    value = (row.calibration or {}).get(key)
+    return NOT_DEFINED if value is None else f"{value:.3f}"
+
+
 def _any_reused(comparison: Comparison) -> bool:
     return any(row.reused for row in comparison.rows)
 
@@ -75,6 +92,7 @@ def _row_cells(comparison: Comparison, row: Row, marks: dict[str, str]) -> list[
         str(row.rank),
         name,
         *(_cell(row, metric) for metric in METRIC_TITLES),
+        *(_calibration_cell(row, key) for key in CALIBRATION_TITLES),
         p,
         f"{row.fit_seconds:.2f}",
         f"{row.predict_ms_per_1k:.1f}",
@@ -127,7 +145,10 @@ def _legend(comparison: Comparison) -> str:
         "Holm-adjusted within one family: the other heads, or (a family of its own) the "
         "baseline rows, so adding a baseline never changes a head's p; the interval printed "
         "with a gap is at its Holm step's level. "
-        f"{NOT_DEFINED}: no predict_proba, log-loss not defined. fit s per fit; "
+        f"Brier: multiclass Brier score (0-2); ECE: expected calibration error, "
+        f"{N_BINS} equal-width bins of top-class confidence (both on the pooled scored rows). "
+        f"{NOT_DEFINED}: the head outputs scores, not probabilities (calibration turned off). "
+        "fit s per fit (a calibrated head's includes its calibration folds); "
         f"predict ms per 1,000 rows.{reused}"
     )
 
@@ -135,7 +156,15 @@ def _legend(comparison: Comparison) -> str:
 def table_rows(comparison: Comparison) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, cells and footnotes of the comparison table."""
     marks, footnotes = _footnotes(comparison)
-    header = ["#", "head", *METRIC_TITLES.values(), "p vs best", "fit s", "predict ms/1k"]
+    header = [
+        "#",
+        "head",
+        *METRIC_TITLES.values(),
+        *CALIBRATION_TITLES.values(),
+        "p vs best",
+        "fit s",
+        "predict ms/1k",
+    ]
     if _any_reused(comparison):
         header.append("fit")
     return header, [_row_cells(comparison, row, marks) for row in comparison.rows], footnotes
@@ -338,6 +367,8 @@ def format_markdown(
             "",
             f"![confusion matrix of {comparison.winner}](confusion.png)",
             "",
+            "![reliability diagrams](reliability.png)",
+            "",
             "Misclassified rows of the winner: [misclassified.csv](misclassified.csv)",
         ]
         if gallery == GALLERY:
@@ -451,6 +482,59 @@ def confusion_figure(comparison: Comparison) -> Figure:
     return figure
 
 
+def plot_reliability(comparison: Comparison, path: Path) -> Path:
+    """Write :func:`reliability_figure` to ``path``."""
+    _save_figure(reliability_figure(comparison), path)
+    return path
+
+
+def reliability_figure(comparison: Comparison) -> Figure:
+    """Accuracy against top-class confidence per bin, one line per head (on the main
+    features) with probabilities (marker area: the bin's rows), beside the diagonal of
+    perfect calibration."""
+    figure = Figure(figsize=(6.0, 5.2), layout="constrained")
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="calibrated")
+    heads = [row for row in comparison.rows if not row.is_baseline]
+    drawn = [row for row in heads if (row.calibration or {}).get("bins")]
+    for row in drawn:
+        bins = row.calibration["bins"]
+        total = sum(b["rows"] for b in bins)
+        confidence = [b["confidence"] for b in bins]
+        line = axes.plot(
+            confidence,
+            [b["accuracy"] for b in bins],
+            marker=None,
+            linewidth=1.5,
+            label=f"{row.name} (ECE {row.calibration['ece']:.3f})",
+        )[0]
+        axes.scatter(
+            confidence,
+            [b["accuracy"] for b in bins],
+            s=[8 + 200 * b["rows"] / total for b in bins],
+            color=line.get_color(),
+        )
+    skipped = [row.name for row in heads if row not in drawn]
+    if skipped:
+        axes.text(
+            0.02,
+            0.98,
+            "scores, not probabilities: " + ", ".join(skipped),
+            transform=axes.transAxes,
+            va="top",
+            fontsize=8,
+            color="0.3",
+        )
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.02)
+    axes.set_xlabel(f"top-class confidence ({N_BINS} equal-width bins; marker area: rows)")
+    axes.set_ylabel("accuracy of the rows in the bin")
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.set_title("Reliability: are the probabilities frequencies?")
+    axes.legend(loc="lower right", fontsize=8, frameon=False)
+    return figure
+
+
 def _evaluated_cache(comparison: Comparison) -> str:
     return comparison.caches["test" if comparison.mode == "holdout" else "train"]["path"]
 
@@ -547,6 +631,7 @@ def write_report(comparison: Comparison, directory: str | Path) -> dict[str, Pat
     paths = {name: directory / name for name in REPORT_FILES}
     plot_accuracy(comparison, paths["accuracy.png"])
     plot_confusion(comparison, paths["confusion.png"])
+    plot_reliability(comparison, paths["reliability.png"])
     write_misclassified(comparison, paths["misclassified.csv"])
     try:
         gallery = plot_misclassified(comparison, directory / GALLERY) and GALLERY

@@ -40,10 +40,16 @@ from bottleneck_transfer.features.duplicates import (
     shared_message,
 )
 from bottleneck_transfer.fingerprint import diff_keys, fingerprint, sha256_arrays
+from bottleneck_transfer.heads.calibration import calibration_folds
 from bottleneck_transfer.heads.memo import FitMemo, code_versions, fit_key
 from bottleneck_transfer.heads.metrics import row_losses, score
 from bottleneck_transfer.heads.registry import (
+    CALIBRATE_KEY,
+    CALIBRATION_FOLDS,
     DEFAULT_HEAD,
+    calibration_method,
+    classifier,
+    fitted_calibration,
     has_proba,
     head_kind,
     head_names,
@@ -450,9 +456,10 @@ def fit_head(
     rows : ndarray, optional
         Rows to fit on (default: all).
     tune : bool, default=False
-        Search hyper-parameters first, on a validation split of these rows only.
+        Search hyper-parameters first, on a validation split of these rows only (of the
+        estimator, before calibration).
     random_state : int, default=0
-        Seeds the head and the tuning split.
+        Seeds the head, the tuning split and the calibration folds.
     n_jobs : int or None, default=-1
         Parallel tuning trials.
     memo : FitMemo, optional
@@ -460,6 +467,10 @@ def fit_head(
         a fit stored before is loaded instead of fitted.
     metric : str, default="accuracy"
         The declared metric tuning decides by.
+
+    A calibrated head (:func:`~bottleneck_transfer.heads.registry.calibration_method`) has
+    its calibrator fitted on folds of these rows only
+    (:func:`~bottleneck_transfer.heads.calibration.calibration_folds`).
 
     Returns
     -------
@@ -470,7 +481,7 @@ def fit_head(
     kind = head_kind(spec).name
     tune_settings = {"val_fraction": VAL_FRACTION, "metric": metric} if tune else None
     params = _json_params(head)
-    code = code_versions([step for _, step in head.steps])
+    code = code_versions([*(step for _, step in head.steps), classifier(head)])
     key = fit_key(data.key, rows, kind, params, tune_settings, random_state, code)
     every_row = len(rows) == len(data) and np.array_equal(rows, np.arange(len(data)))
     X, y = (data.X, data.y) if every_row else (data.X[rows], data.y[rows])
@@ -492,7 +503,19 @@ def fit_head(
             spec, X, y, random_state=random_state, n_jobs=n_jobs, metric=metric, **grouping
         )
         head = set_random_state(make_head(spec, **tuning.best_params), random_state)
-    neighbours = getattr(head[-1], "n_neighbors", None)
+    method = calibration_method(spec)
+    if method is not None:
+        try:
+            folds = calibration_folds(
+                y, groups_within(data.groups, rows), CALIBRATION_FOLDS, random_state
+            )
+        except ValueError as exc:
+            raise HeadError(
+                f"{spec!r} cannot be calibrated on these rows: {exc}; give more rows or "
+                f"turn calibration off ({kind}:calibrate=false, --no-calibrate)"
+            ) from exc
+        head.set_params(clf__cv=folds)
+    neighbours = getattr(classifier(head), "n_neighbors", None)
     if neighbours is not None and neighbours > len(rows):
         raise HeadError(
             f"{spec!r} looks for {neighbours} neighbours among {len(rows)} training rows; "
@@ -507,7 +530,7 @@ def fit_head(
     notes = sorted(
         {_not_converged(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)}
     )
-    approximation = getattr(head[-1], "approximation_", None)
+    approximation = getattr(classifier(head), "approximation_", None)
     if approximation:
         notes.append(approximation)
     if tuning is not None:
@@ -629,12 +652,14 @@ def train_head(
 
 
 def _json_params(estimator: BaseEstimator) -> dict[str, Any]:
-    """The ``clf`` step's parameters as JSON values (others by their ``repr``)."""
-    clf = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
-    return {
+    """The classifier's parameters as JSON values (others by their ``repr``), and
+    ``calibrate``: the calibration method, or False."""
+    params = {
         key: value if value is None or isinstance(value, (bool, int, float, str)) else repr(value)
-        for key, value in clf.get_params(deep=False).items()
+        for key, value in classifier(estimator).get_params(deep=False).items()
     }
+    params[CALIBRATE_KEY] = fitted_calibration(estimator) or False
+    return params
 
 
 def save_head(head: TrainedHead, path: str | Path) -> Path:
@@ -787,7 +812,9 @@ def fit_streaming(
     ``partial_fit``) and checks every block for finite values; then ``epochs`` passes of
     averaged SGD (:class:`~sklearn.linear_model.SGDClassifier` with the kind's loss,
     ``alpha = 1 / (C * n_rows)`` to match the in-memory heads' ``C``) read row blocks in
-    random order. Memory is ``block_rows * blocks_per_batch`` rows.
+    random order. Memory is ``block_rows * blocks_per_batch`` rows. It is never calibrated
+    (calibration needs out-of-fold decision values of the rows in memory): a hinge-loss head
+    outputs scores, and says so (``params["calibrate"]`` is False).
 
     Parameters
     ----------
@@ -816,7 +843,7 @@ def fit_streaming(
         raise HeadError(
             f"out-of-core training supports {', '.join(streaming)}. Received: head={kind.name!r}"
         )
-    extra = sorted(set(params) - {"C"})
+    extra = sorted(set(params) - {"C", CALIBRATE_KEY})
     if extra:
         raise HeadError(f"out-of-core {kind.name} takes only C; got {', '.join(extra)}")
     space = FeatureSpace.of_cache(cache)

@@ -180,7 +180,9 @@ def tune_head(
     if not axes:
         return TuneResult(spec, {}, math.nan, [], train_idx, val_idx, 0.0, metric=scoring.name)
     scale = {a.param: (1.0 / X.shape[1] if a.per_feature else 1.0) for a in axes}
-    base = set_random_state(make_head(spec), random_state)
+    # the estimator's parameters, judged by accuracy, which the calibration fitted after
+    # tuning leaves alone (temperature scaling keeps the arg-max) or barely moves
+    base = set_random_state(make_head(spec, calibrate=False), random_state)
     search_jobs = n_jobs if space.parallel else 1
     scores: dict[tuple, float] = {}  # greater is better
     values: dict[tuple, float] = {}  # in the metric's own units

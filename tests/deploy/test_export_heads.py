@@ -21,6 +21,7 @@ from bottleneck_transfer.heads.registry import (
     Axis,
     HeadKind,
     SearchSpace,
+    classifier,
     register_head,
     unregister_head,
 )
@@ -77,7 +78,8 @@ def test_linear_svm_exports_as_a_folder_and_predicts(cache, photos, tmp_path):
     assert result.exit_code == 0, result.output
     exported = load_exported(out)
     assert exported.metadata["head"] == "linear-svm"
-    assert type(exported.head[-1]).__name__ == "LinearSVM"
+    assert type(classifier(exported.head)).__name__ == "LinearSVM"
+    assert exported.metadata["calibration"] == "temperature"  # head.skops loads its calibration
     predicted = predict(out, str(photos), progress=False)
     assert len(predicted) == 18 and predicted.accuracy is not None
 

@@ -6,8 +6,8 @@ import warnings
 
 import numpy as np
 import pytest
-from bottleneck_transfer.heads.linear_svm import LinearSVM
-from bottleneck_transfer.heads.registry import make_head
+from bottleneck_transfer.heads.linear_svm import GRAM_ROWS_PER_FEATURE, LinearSVM
+from bottleneck_transfer.heads.registry import classifier, make_head
 from heads_fixtures import blobs
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
@@ -53,6 +53,15 @@ def test_solver_follows_the_memory_cap():
     assert 1 <= tall.n_iter_ <= tall.max_iter
 
 
+def test_rows_far_outnumbering_features_skip_the_gram_matrix():
+    """Above GRAM_ROWS_PER_FEATURE rows per feature SMO crawls: Newton alone (tall data,
+    e.g. the calibration folds of the demo's 12,000 x 128 features)."""
+    X, y = blobs(n=600, dim=20, centers=3, std=6.0)
+    most = GRAM_ROWS_PER_FEATURE * (X.shape[1] + 1)
+    assert len(X) > most and LinearSVM().fit(X, y).solver_ == "newton"
+    assert LinearSVM().fit(X[:most], y[:most]).solver_ != "newton"
+
+
 @pytest.mark.parametrize("max_gram_samples", [0, 10_000])
 @pytest.mark.parametrize(("n", "dim", "centers"), [(600, 20, 3), (300, 50, 2)])
 def test_decision_function_matches_linearsvc_on_tall_data(n, dim, centers, max_gram_samples):
@@ -90,7 +99,7 @@ def _degenerate(n: int = 2000, width: int = 1280, classes: int = 4) -> tuple:
 @pytest.mark.parametrize("max_gram_samples", [0, 10_000])
 def test_solver_stops_within_its_bound_on_a_degenerate_problem(max_gram_samples):
     X, y = _degenerate()
-    head = make_head("linear-svm", max_iter=2, max_gram_samples=max_gram_samples)
+    head = make_head("linear-svm", calibrate=False, max_iter=2, max_gram_samples=max_gram_samples)
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
         head.fit(X, y)
     svm = head[-1]
@@ -114,7 +123,7 @@ def test_newton_converges_on_the_degenerate_problem_and_agrees_with_itself():
 
 def test_linear_svm_head_uses_it_and_two_classes_give_one_row():
     X, y = blobs(n=40, dim=80, centers=2, std=4.0)
-    head = make_head("linear-svm:C=0.5").fit(X, y)
+    head = make_head("linear-svm:C=0.5", calibrate=False).fit(X, y)
     clf = head[-1]
     assert isinstance(clf, LinearSVM) and clf.C == 0.5 and clf.solver_ == "gram"
     assert clf.coef_.shape == (1, 80) and clf.intercept_.shape == (1,)
@@ -135,7 +144,7 @@ def test_saved_linear_svm_head_loads_through_the_allow_list(tmp_path):
     data = LabeledData.from_arrays(X, y, class_names=["a", "b", "c"])
     trained = train_head(data, "linear-svm")
     loaded = load_head(save_head(trained, tmp_path / "svm.skops"))
-    assert loaded.estimator[-1].solver_ == "gram"
+    assert classifier(loaded.estimator).solver_ == "gram"
     np.testing.assert_array_equal(loaded.estimator.predict(X), trained.estimator.predict(X))
 
 

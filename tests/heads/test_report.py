@@ -27,7 +27,11 @@ def holdout(caches):
     return compare_heads(
         train,
         test,
-        heads=["logreg", "linear-svm", "rbf-svm:max_exact_samples=500,n_components=200"],
+        heads=[
+            "logreg",
+            "linear-svm:calibrate=false",  # scores, not probabilities: no log-loss
+            "rbf-svm:max_exact_samples=500,n_components=200",
+        ],
         baselines={"noise": noise},
         n_bootstrap=300,
     )
@@ -36,7 +40,14 @@ def holdout(caches):
 def test_report_files_exist_and_parse(holdout, caches, tmp_path):
     paths = write_report(holdout, tmp_path / "run1")
     assert sorted(p.name for p in paths.values()) == sorted(
-        ["report.json", "report.md", "accuracy.png", "confusion.png", "misclassified.csv"]
+        [
+            "report.json",
+            "report.md",
+            "accuracy.png",
+            "confusion.png",
+            "reliability.png",
+            "misclassified.csv",
+        ]
     )
     report = json.loads(paths["report.json"].read_text())
     assert report["winner"] == holdout.winner and report["mode"] == "holdout"
@@ -80,8 +91,8 @@ def test_table_marks_winner_intervals_and_undefined_log_loss(holdout):
         assert column in header
     winner_line = next(line for line in lines if f"{holdout.winner} *" in line)
     assert winner_line.lstrip().startswith("1") and "best" in winner_line
-    svm_line = next(line for line in lines if line.split()[1:2] == ["linear-svm"])
-    assert "n/a" in svm_line
+    svm_line = next(line for line in lines if line.split()[1:2] == ["linear-svm:calibrate=false"])
+    assert svm_line.count("n/a") == 3  # log-loss, Brier, ECE
     low, high = holdout.best.intervals["accuracy"]
     assert f"[{low:.3f}, {high:.3f}]" in winner_line
     assert "[1] Nyström" in text and holdout.verdict in text

@@ -152,8 +152,10 @@ def test_the_declared_metric_decides_and_changes_the_winner():
 
 def test_a_metric_that_does_not_fit_is_refused_in_one_line():
     y = np.array([0, 1, 2] * 10)
+    uncalibrated = "linear-svm:calibrate=false"
     with pytest.raises(HeadError, match=r"log-loss needs predicted probabilities.*linear-svm"):
-        resolve_metric("log-loss", y, 3, ["logreg", "linear-svm"])
+        resolve_metric("log-loss", y, 3, ["logreg", uncalibrated])
+    assert resolve_metric("log-loss", y, 3, ["logreg", "linear-svm"])[0].name == "log-loss"
     with pytest.raises(HeadError, match=r"top-k .* needs more than 3 classes"):
         resolve_metric("top-k", y, 3, ["logreg"])
     metric, note = resolve_metric(None, y, 3, ["logreg"])
@@ -205,7 +207,8 @@ def test_cli_metric_json_and_the_held_out_minimum(tmp_path):
     assert set(data["rows"][0]["metrics"]) == set(METRICS)
     held = data["selection"]["held_out_metrics"]["accuracy"]
     assert data["selection"]["choices"][0]["chosen"] == data["winner"]
-    refused = runner.invoke(cli, [*args, "--heads", "linear-svm", "--metric", "log-loss"])
+    uncalibrated = ["--heads", "linear-svm", "--no-calibrate"]
+    refused = runner.invoke(cli, [*args, *uncalibrated, "--metric", "log-loss"])
     assert refused.exit_code != 0
     assert refused.output.count("\n") == 1 and "needs predicted probabilities" in refused.output
     below = runner.invoke(cli, [*args, "--assert-min-accuracy", str(min(1.0, held + 0.001))])
