@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 
-import keras
 import numpy as np
 import pytest
 from bottleneck_transfer.errors import BaseModelError
@@ -29,6 +28,8 @@ def test_application_names_in_any_spelling(spelling, name):
     [("resnet50", 64, 2048), ("densenet121", 64, 1024), ("efficientnetb0", 64, 1280)],
 )
 def test_application_features_equal_preprocess_input_then_backbone(name, size, dim):
+    import keras
+
     base = load_base(name, weights="none", image_size=size)
     assert base.dim == dim and base.image_size == (size, size) and base.channels == 3
     app = resolve_application(name)
@@ -46,6 +47,8 @@ def test_default_sizes_follow_the_application():
 
 
 def test_offline_imagenet_weights_fail_with_a_message(monkeypatch):
+    import keras
+
     def no_network(*args, **kwargs):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None")
 
@@ -56,6 +59,8 @@ def test_offline_imagenet_weights_fail_with_a_message(monkeypatch):
 
 
 def _small_model():
+    import keras
+
     inputs = keras.Input((24, 24, 3))
     x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
     x = keras.layers.Flatten(name="flat")(x)
@@ -66,6 +71,8 @@ def _small_model():
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_model_files_are_cut_below_their_last_layer(tmp_path, suffix):
+    import keras
+
     model = _small_model()
     path = tmp_path / f"m{suffix}"
     model.save(path)
