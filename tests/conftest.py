@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bottleneck_transfer.features.store import CACHE_DIR_ENV
 from PIL import Image
 from sklearn.pipeline import Pipeline
 
@@ -33,6 +34,17 @@ def _save(array: np.ndarray, path: Path, size: tuple[int, int] | None = None, **
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format=kwargs.pop("format", None), **kwargs)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_store(tmp_path_factory) -> Path:
+    """The cache store of this test session (of each xdist worker): ``$BOTTLENECK_CACHE_DIR``
+    points into its own temporary folder, so no test reads or fills the user's store or
+    ``./caches``, and parallel workers never share one."""
+    folder = tmp_path_factory.mktemp("store")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_DIR_ENV, str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -4,19 +4,26 @@ by the hostile tests of graphs and of base names)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
+if TYPE_CHECKING:
+    import tensorflow as tf
+
 
 SIZE = 32
 
 
 def _features(x: tf.Tensor) -> tf.Tensor:
     """Two numbers per image (a base's features, or an export's two class scores)."""
+    import tensorflow as tf
+
     return tf.reduce_mean(tf.cast(x, tf.float32), axis=[1, 2])[:, :2]
 
 
 def _hostile(kind: str, target: Path):
     """A function that writes ``target`` as it runs, in one of several disguises."""
+
+    import tensorflow as tf
 
     @tf.function
     def nested(x):
@@ -37,8 +44,12 @@ def _hostile(kind: str, target: Path):
     return {"direct": direct, "nested": inner, "print": printed}[kind]
 
 
-def save_hostile_saved_model(folder: Path, target: Path, kind: str = "direct", dtype=tf.float32):
+def save_hostile_saved_model(
+    folder: Path, target: Path, kind: str = "direct", dtype: str = "float32"
+):
     """A SavedModel whose ``serving_default`` and ``serve`` endpoints write ``target``."""
+    import tensorflow as tf
+
     body = _hostile(kind, target)
     module = tf.Module()
     module.serve = tf.function(body, input_signature=[tf.TensorSpec([None, SIZE, SIZE, 3], dtype)])

@@ -4,11 +4,18 @@ by ``model.export()``, and a dozen tiny images in two classes."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
-import keras
 import numpy as np
+import pytest
 from PIL import Image
+
+#: Mark for the tests of KerasHub bases (a module-level ``pytestmark``): skipped without
+#: keras-hub, which is not imported before a test runs.
+needs_keras_hub = pytest.mark.skipif(
+    importlib.util.find_spec("keras_hub") is None, reason="keras-hub is not installed"
+)
 
 SIZE = 32
 #: ImageNet mean/std as a ResNet converter holds them: x * scale + offset.
@@ -18,6 +25,7 @@ TORCH_OFFSET = [-m / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.2
 
 def tiny_resnet(seed: int):
     """A one-block ResNet (64 channels; an 8x8 map at 32 px)."""
+    import keras
     import keras_hub
 
     keras.utils.set_random_seed(seed)
@@ -35,6 +43,7 @@ def tiny_resnet(seed: int):
 
 def tiny_vit(seed: int):
     """A two-layer ViT on 32 px images: 16 patches + the class token, 16 features each."""
+    import keras
     import keras_hub
 
     keras.utils.set_random_seed(seed)
@@ -67,6 +76,8 @@ def save_presets(root: Path, seed: int = 7) -> dict[str, Path]:
 
 def save_saved_model(folder: Path) -> Path:
     """A tiny model taking [0, 1] pixels (5 features), written by ``model.export()``."""
+    import keras
+
     keras.utils.set_random_seed(0)
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Conv2D(6, 3, activation="relu")(inputs)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from bottleneck_transfer.bench import suite as bench_module
-from hub_fixtures import SIZE, save_hub_root
+from hub_fixtures import SIZE, needs_keras_hub, save_hub_root
 
-pytest.importorskip("keras_hub")
+pytestmark = needs_keras_hub
 
 
 @pytest.fixture(scope="module")

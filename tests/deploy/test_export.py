@@ -10,7 +10,6 @@ import zipfile
 from pathlib import Path
 
 import h5py
-import keras
 import numpy as np
 import pytest
 from bottleneck_transfer.deploy.export import export
@@ -108,6 +107,8 @@ HEADS = {
 
 @pytest.mark.parametrize("name", sorted(HEADS))
 def test_linear_heads_round_trip_exactly(name, fm_cache, fm_features, fm_pixels, tmp_path):
+    import keras
+
     X, y, names = fm_features
     head = HEADS[name]().fit(X, y)
     result = export(fm_cache, tmp_path / "m.keras", head=head)
@@ -125,6 +126,8 @@ def test_linear_heads_round_trip_exactly(name, fm_cache, fm_features, fm_pixels,
 
 @pytest.mark.parametrize("spec", ["dense:epochs=3,random_state=0", "dense:hidden=16,epochs=3"])
 def test_dense_head_round_trip(spec, fm_cache, fm_features, fm_pixels, tmp_path):
+    import keras
+
     X, y, _ = fm_features
     head = make_head(spec).fit(X, y)
     result = export(fm_cache, tmp_path / "d.keras", head=head)
@@ -136,6 +139,8 @@ def test_dense_head_round_trip(spec, fm_cache, fm_features, fm_pixels, tmp_path)
 
 
 def test_gram_solved_linear_svm_exports_exactly(fm_cache, fm_features, fm_pixels, tmp_path):
+    import keras
+
     X, y, _ = fm_features
     head = make_head("linear-svm", calibrate=False).fit(X[:100], y[:100])  # 100 < 128 features
     assert head[-1].solver_.startswith("gram")  # "gram+newton" when Newton steps finish it
@@ -148,6 +153,8 @@ def test_gram_solved_linear_svm_exports_exactly(fm_cache, fm_features, fm_pixels
 
 
 def test_binary_heads_round_trip(tmp_path, fashion_mnist_available):
+    import keras
+
     cache = tmp_path / "bin.h5"
     extract("fashion-mnist:test", FM_BASE, cache, classes="5,7", limit=120, progress=False)
     with FeatureCache.open(cache) as opened:
@@ -164,6 +171,8 @@ def test_binary_heads_round_trip(tmp_path, fashion_mnist_available):
 
 
 def test_head_spec_is_fitted_on_the_whole_cache(fm_cache, fm_features, fm_pixels, tmp_path):
+    import keras
+
     X, y, names = fm_features
     result = export(fm_cache, tmp_path / "s.keras", head="logreg:C=0.5", sample=16)
     assert result.head == "logreg" and result.parity.n == 16
@@ -179,6 +188,8 @@ def test_head_spec_is_fitted_on_the_whole_cache(fm_cache, fm_features, fm_pixels
 
 
 def test_model_structure_and_any_image_size(photo_export):
+    import keras
+
     path, result = photo_export
     model = keras.saving.load_model(path, safe_mode=True)
     assert model.input.dtype == "uint8"
@@ -196,6 +207,7 @@ def test_model_structure_and_any_image_size(photo_export):
 
 
 def test_resize_layer_is_close_to_pillow(photo_export):
+    import keras
     from skimage import data
 
     model = keras.saving.load_model(photo_export[0])
@@ -264,6 +276,7 @@ def test_loads_and_predicts_in_a_process_without_bottleneck(photo_export, photos
 
 @pytest.mark.parametrize("name", ["rbf-svm", "knn"])
 def test_folder_export_for_heads_keras_cannot_express(name, photo_cache, tmp_path):
+    import keras
     import skops.io as sio
 
     out = tmp_path / name
@@ -364,6 +377,8 @@ def test_base_with_other_weights_is_refused(fm_cache, tmp_path):
 
 
 def test_base_file_is_found_by_path_and_verified(fm_cache, photo_cache, tmp_path):
+    import keras
+
     def rename(base):
         base["file"] = "renamed_base.keras"
 
@@ -395,6 +410,8 @@ def test_missing_source_gives_a_clear_error(photos, tmp_path):
 
 
 def test_load_exported_rejects_what_is_not_an_export(tmp_path):
+    import keras
+
     with pytest.raises(ExportError, match=r"model not found: .*missing\.keras"):
         load_exported(tmp_path / "missing.keras")
     plain = tmp_path / "plain.keras"
@@ -436,6 +453,8 @@ def test_metadata_survives_in_the_keras_config(photo_export):
 
 
 def test_head_file_from_train_exports_exactly(fm_cache, fm_pixels, fm_features, tmp_path):
+    import keras
+
     training = pytest.importorskip("bottleneck_transfer.heads.training")
     X, _, names = fm_features
     with FeatureCache.open(fm_cache) as cache:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from bottleneck_transfer.deploy.export import export
@@ -17,9 +16,9 @@ from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.sources import open_source
 from bottleneck_transfer.heads.registry import make_head
-from hub_fixtures import SIZE, save_hub_root
+from hub_fixtures import SIZE, needs_keras_hub, save_hub_root
 
-pytest.importorskip("keras_hub")
+pytestmark = needs_keras_hub
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +40,8 @@ def _pixels(root: Path) -> np.ndarray:
 
 
 def test_keras_export_of_a_preset_base_loads_with_plain_keras(hub_root, tmp_path):
+    import keras
+
     cache, features, labels = _cache(hub_root, "vit_tiny", "vit.h5", pooling="token")
     head = make_head("logreg").fit(features, labels)
     out = tmp_path / "model.keras"

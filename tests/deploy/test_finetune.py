@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import click
-import keras
 import numpy as np
 import pytest
 from bottleneck_transfer.cli import cli
@@ -59,6 +58,8 @@ def photos(tmp_path_factory) -> Path:
 
 def _leaf_weights(path: Path) -> dict[str, list[np.ndarray]]:
     """Weights of every leaf layer of an export (base layers prefixed ``base/``)."""
+    import keras
+
     model = keras.saving.load_model(path, safe_mode=True)
     meta = read_metadata(model, path)
     out: dict[str, list[np.ndarray]] = {}
@@ -78,6 +79,8 @@ def _leaf_weights(path: Path) -> dict[str, list[np.ndarray]]:
 
 
 def _flat(layer) -> list:
+    import keras
+
     if isinstance(layer, keras.Model):
         return [leaf for child in layer.layers for leaf in _flat(child)]
     return [layer]
@@ -93,6 +96,8 @@ def _changed(before: dict, after: dict) -> set[str]:
 
 
 def test_only_unfrozen_layers_and_head_change(fm_model, tmp_path):
+    import keras
+
     out = tmp_path / "tuned.keras"
     result = finetune(
         fm_model,
@@ -148,6 +153,8 @@ def test_worse_training_keeps_the_original_weights(fm_model, tmp_path):
 
 
 def test_batchnorm_layers_stay_frozen(photos, tmp_path):
+    import keras
+
     extract(
         photos,
         load_base("mobilenet_v2", weights="none", image_size=32),
@@ -224,6 +231,8 @@ def test_bad_images_are_skipped_in_batches(photos, tmp_path):
 
 
 def test_folder_exports_and_bad_models_are_refused(photos, tmp_path):
+    import keras
+
     extract(photos, load_base("pixels", image_size=8), tmp_path / "c.h5", progress=False)
     export(tmp_path / "c.h5", tmp_path / "knn", head="knn:n_neighbors=3", sample=0)
     with pytest.raises(ExportError, match=r"knn is a folder export .*cannot be fine-tuned"):

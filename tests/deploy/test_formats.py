@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import warnings
@@ -23,13 +24,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-tf = pytest.importorskip("tensorflow")
-
 REPO = Path(__file__).resolve().parents[2]
 FM_BASE = REPO / "data" / "bases" / "fashion_mnist_0-4.keras"
 CLASSES = "5-7"
 N = 72
-pytestmark = pytest.mark.filterwarnings("ignore:.*fewer than 20 rows:UserWarning")
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs TensorFlow"),
+    pytest.mark.filterwarnings("ignore:.*fewer than 20 rows:UserWarning"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +75,8 @@ def _check(result, fm, run, atol: float = 1e-4) -> np.ndarray:
 
 
 def test_saved_model_runs_with_tf_saved_model(fm, tmp_path):
+    import tensorflow as tf
+
     out = tmp_path / "sm"
     result = export(fm["cache"], out, head=fm["head"], sample=N, format="saved-model")
     assert result.kind == "saved-model" and result.labels == out / "labels.txt"
@@ -83,6 +87,8 @@ def test_saved_model_runs_with_tf_saved_model(fm, tmp_path):
 
 
 def _tflite(path: Path):
+    import tensorflow as tf
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         interpreter = tf.lite.Interpreter(model_path=str(path))

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import click
-import keras
 import numpy as np
 import pytest
 from bottleneck_transfer.cli.deploy_cmds import COMMANDS
@@ -161,6 +160,8 @@ def test_strict_stops_at_the_bad_image(exports, with_bad_file):
 
 
 def test_bad_inputs_give_clear_errors(exports, photos, tmp_path):
+    import keras
+
     with pytest.raises(ExportError, match=r"model not found: .*nope\.keras"):
         predict(tmp_path / "nope.keras", photos)
     plain = tmp_path / "plain.keras"

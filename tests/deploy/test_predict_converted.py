@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import shutil
 import sys
@@ -24,8 +25,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-pytest.importorskip("tensorflow")
-pytest.importorskip("tf2onnx")
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
@@ -34,7 +33,13 @@ FM_BASE = REPO / "data" / "bases" / "fashion_mnist_0-4.keras"
 N = 36
 #: Each converted form and its ``-o`` name.
 FORMS = {"saved-model": "sm", "tflite": "model.tflite", "onnx": "model.onnx"}
-pytestmark = pytest.mark.filterwarnings("ignore:.*fewer than 20 rows:UserWarning")
+pytestmark = [
+    pytest.mark.skipif(
+        not all(importlib.util.find_spec(name) for name in ("tensorflow", "tf2onnx")),
+        reason="needs TensorFlow and tf2onnx: pip install -e '.[onnx]'",
+    ),
+    pytest.mark.filterwarnings("ignore:.*fewer than 20 rows:UserWarning"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import random
 
-import keras
 import numpy as np
 import pytest
 from bottleneck_transfer.errors import BaseModelError
@@ -37,6 +36,8 @@ def test_application_names_in_any_spelling(spelling, name):
     [("resnet50", 64, 2048), ("densenet121", 64, 1024), ("efficientnetb0", 64, 1280)],
 )
 def test_application_features_equal_preprocess_input_then_backbone(name, size, dim):
+    import keras
+
     base = load_base(name, weights="none", image_size=size)
     assert base.dim == dim and base.image_size == (size, size) and base.channels == 3
     app = resolve_application(name)
@@ -52,6 +53,8 @@ def test_default_sizes_follow_the_application():
 
 
 def test_offline_imagenet_weights_fail_with_a_message(monkeypatch):
+    import keras
+
     def no_network(*args, **kwargs):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None")
 
@@ -62,6 +65,8 @@ def test_offline_imagenet_weights_fail_with_a_message(monkeypatch):
 
 
 def _small_model():
+    import keras
+
     inputs = keras.Input((24, 24, 3))
     x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
     x = keras.layers.Flatten(name="flat")(x)
@@ -72,6 +77,8 @@ def _small_model():
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_model_files_are_cut_below_their_last_layer(tmp_path, suffix):
+    import keras
+
     model = _small_model()
     path = tmp_path / f"m{suffix}"
     model.save(path)
@@ -122,6 +129,8 @@ def test_random_weights_depend_on_the_seed_alone(monkeypatch):
 
 
 def test_weights_sha256_is_of_the_values_not_the_names():
+    import keras
+
     def model() -> keras.Model:  # Keras numbers the layer names anew each time
         inputs = keras.Input((3,))
         return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dense(4)(inputs)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -52,8 +53,8 @@ def _dask(*args: str) -> subprocess.Popen:
     )
 
 
-@pytest.fixture(scope="module")
-def cluster():
+@contextlib.contextmanager
+def _cluster():
     """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -73,13 +74,22 @@ def cluster():
         )
         for i in range(2)
     ]
-    client = distributed.Client(address, timeout="60s")
-    client.wait_for_workers(2, timeout=120)
-    yield {"address": address, "client": client, "workers": workers}
-    client.close()
-    for proc in [*workers, scheduler]:
-        proc.kill()
-        proc.wait()
+    try:
+        client = distributed.Client(address, timeout="60s")
+        client.wait_for_workers(2, timeout=120)
+        yield {"address": address, "client": client, "workers": workers}
+        client.close()
+    finally:
+        for proc in [*workers, scheduler]:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The module's cluster: two workers, whatever ran before (no test kills one of them)."""
+    with _cluster() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -343,13 +353,21 @@ def test_a_worker_that_builds_other_weights_is_refused():
     engines.check_same_bases(job, [job.bases[0].description])
 
 
+@pytest.fixture
+def own_cluster():
+    """A cluster for one test alone (one that kills a worker)."""
+    with _cluster() as running:
+        yield running
+
+
 def test_a_worker_killed_mid_job_loses_and_duplicates_no_row(
-    cluster, source_spec, local_cache, tmp_path
+    own_cluster, source_spec, local_cache, tmp_path
 ):
     """SIGKILL one of the two workers while shards run: its shards run again on the other.
 
-    Last in this file: the module's cluster has one worker left afterwards.
+    On a cluster of its own: the other tests' cluster keeps its two workers.
     """
+    cluster = own_cluster
     out = tmp_path / "killed.h5"
     errors: list[BaseException] = []
 

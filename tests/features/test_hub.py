@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from bottleneck_transfer.cli import cli
@@ -24,9 +23,16 @@ from bottleneck_transfer.features.rebuild import rebuild_base
 from bottleneck_transfer.features.sources import open_source
 from click.testing import CliRunner
 from feature_checks import assert_features_close
-from hub_fixtures import SIZE, save_images, save_presets, save_saved_model, tiny_vit
+from hub_fixtures import (
+    SIZE,
+    needs_keras_hub,
+    save_images,
+    save_presets,
+    save_saved_model,
+    tiny_vit,
+)
 
-keras_hub = pytest.importorskip("keras_hub")
+pytestmark = needs_keras_hub
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +53,9 @@ def images(tmp_path_factory) -> Path:
 
 def _reference(preset: Path, pixels: np.ndarray, pooling: str) -> np.ndarray:
     """The preset's backbone on the preset's converter's output, pooled like the base."""
+    import keras
+    import keras_hub
+
     backbone = keras_hub.models.Backbone.from_preset(str(preset))
     converter = keras_hub.layers.ImageConverter.from_preset(str(preset))
     out = keras.ops.convert_to_numpy(backbone(converter(pixels)))
@@ -120,6 +129,9 @@ def test_cli_extracts_with_the_class_token_and_info_shows_the_preset(presets, im
 
 
 def test_layer_cuts_the_preset_backbone(presets):
+    import keras
+    import keras_hub
+
     base = load_base(presets["resnet"], layer="stack0_block0_1_relu")
     backbone = keras_hub.models.Backbone.from_preset(str(presets["resnet"]))
     converter = keras_hub.layers.ImageConverter.from_preset(str(presets["resnet"]))
@@ -153,6 +165,8 @@ def test_preset_random_weights_are_seeded_and_other_weights_refused(presets):
 
 @pytest.mark.parametrize("handle", ["hf://someone/vit_tiny", "kaggle://keras/vit/keras/vit_tiny"])
 def test_hub_handles_go_to_keras_hub_and_into_the_provenance(presets, monkeypatch, handle):
+    import keras_hub
+
     asked = []
 
     def redirect(original):
@@ -173,6 +187,8 @@ def test_hub_handles_go_to_keras_hub_and_into_the_provenance(presets, monkeypatc
 
 
 def test_a_named_preset_offline_fails_with_one_line_saying_how_to_get_it(monkeypatch):
+    import keras_hub
+
     def offline(preset, **kwargs):
         raise OSError(
             "HTTPSConnectionPool(host='api.kaggle.com', port=443): Max retries exceeded\n"
@@ -230,6 +246,8 @@ def test_a_preset_base_rebuilds_from_the_cache_and_randomizes(presets, images, t
 
 
 def test_saved_model_features_equal_the_model_on_preprocessed_pixels(saved_model, images, tmp_path):
+    import keras
+
     base = load_base(saved_model, preprocess="unit")
     assert base.image_size == (SIZE, SIZE) and base.dim == 5
     described = base.description

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
 from bottleneck_transfer.cli import cli
@@ -28,6 +27,8 @@ RGB_STATS = "mean=123.7,116.3,103.5;std=58.4,57.1,57.4"
 
 def _model_file(path, channels: int):
     """A tiny conv net on 8 x 8 images, saved as a user's own model file."""
+    import keras
+
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, channels))
     x = keras.layers.Conv2D(4, 3, activation="tanh", name="conv")(inputs)
@@ -46,6 +47,8 @@ def gray_images(tmp_path):
 
 
 def test_grayscale_model_trained_on_minus_one_to_one_gets_its_inputs(tmp_path, gray_images):
+    import keras
+
     model = _model_file(tmp_path / "gray.keras", 1)
     npz, images = gray_images
     out = tmp_path / "c.h5"

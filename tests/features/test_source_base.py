@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BASES_DIR = REPO_ROOT / "data" / "bases"
 MODEL_PATH = BASES_DIR / "fashion_mnist_0-4.keras"
@@ -39,6 +37,8 @@ def _read_idx(path: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model():
+    import keras
+
     return keras.saving.load_model(MODEL_PATH, safe_mode=True, compile=False)
 
 
@@ -96,6 +96,8 @@ def test_loads_in_safe_mode_with_expected_io(model):
 
 
 def test_first_layer_rescales_raw_pixels(model):
+    import keras
+
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     first = layers[0]
     assert isinstance(first, keras.layers.Rescaling)
@@ -104,12 +106,16 @@ def test_first_layer_rescales_raw_pixels(model):
 
 
 def test_no_lambda_or_custom_layers(model):
+    import keras
+
     for layer in model.layers:
         assert not isinstance(layer, keras.layers.Lambda), layer.name
         assert type(layer).__module__.startswith("keras."), (layer.name, type(layer))
 
 
 def test_bottleneck_feeds_softmax_predictions(model):
+    import keras
+
     bottleneck = model.get_layer("bottleneck")
     predictions = model.get_layer("predictions")
     assert isinstance(bottleneck, keras.layers.Dense)
@@ -127,6 +133,8 @@ def test_bottleneck_feeds_softmax_predictions(model):
 
 
 def test_bottleneck_extractor_gives_128_features(model, test_sample):
+    import keras
+
     x, _ = test_sample
     extractor = keras.Model(model.inputs, model.get_layer("bottleneck").output)
     feats = np.asarray(extractor.predict(x[:32], verbose=0))

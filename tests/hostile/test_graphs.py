@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from bottleneck_transfer import graphs
 from bottleneck_transfer.cli import cli
 from bottleneck_transfer.errors import GraphError
@@ -80,7 +79,7 @@ def test_trust_graph_runs_it_and_is_recorded_in_provenance_and_fingerprint(tmp_p
 
 def test_a_hostile_savedmodel_export_is_refused_by_predict(tmp_path, images):
     target = tmp_path / "written.txt"
-    folder = save_hostile_saved_model(tmp_path / "export", target, dtype=tf.uint8)
+    folder = save_hostile_saved_model(tmp_path / "export", target, dtype="uint8")
     (folder / "bottleneck.json").write_text(json.dumps(METADATA))
     args = ["predict", str(folder), str(images)]
     line = _one_error_line(CliRunner().invoke(cli, args))
@@ -93,7 +92,7 @@ def test_a_hostile_savedmodel_export_is_refused_by_predict(tmp_path, images):
 
 def test_finetune_refuses_a_converted_form_without_reading_its_graph(tmp_path):
     target = tmp_path / "written.txt"
-    folder = save_hostile_saved_model(tmp_path / "export", target, dtype=tf.uint8)
+    folder = save_hostile_saved_model(tmp_path / "export", target, dtype="uint8")
     (folder / "bottleneck.json").write_text(json.dumps(METADATA))
     result = CliRunner().invoke(
         cli, ["finetune", str(folder), str(tmp_path), "--val-split", "0.5", "-o", "t.keras"]
