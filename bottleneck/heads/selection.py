@@ -198,7 +198,11 @@ def choose(
     data = candidates[0][2]
     try:
         inner_fit, inner_val = holdout_split(
-            data.y[rows], groups_within(data.groups, rows), VAL_FRACTION, random_state
+            data.y[rows],
+            groups_within(data.groups, rows),
+            VAL_FRACTION,
+            random_state,
+            linked=None if data.linked is None else data.linked[rows],
         )
     except (SourceError, ValueError) as exc:
         reason = (
@@ -208,17 +212,23 @@ def choose(
         return Choice(names[0], metric.name, dict.fromkeys(names), rows, empty, reason)
     fit_rows, val_rows = rows[inner_fit], rows[inner_val]
     scores: dict[str, float | None] = {}
+    unfit: list[str] = []
     for name, spec, candidate in candidates:
-        fit = fit_head(
-            spec,
-            candidate,
-            fit_rows,
-            tune=tune,
-            random_state=random_state,
-            n_jobs=n_jobs,
-            memo=memo,
-            metric=metric.name,
-        )
+        try:
+            fit = fit_head(
+                spec,
+                candidate,
+                fit_rows,
+                tune=tune,
+                random_state=random_state,
+                n_jobs=n_jobs,
+                memo=memo,
+                metric=metric.name,
+            )
+        except HeadError as exc:  # e.g. knn with more neighbours than the inner fit rows
+            scores[name] = None
+            unfit.append(f"{name}: {exc}")
+            continue
         predictions, proba, classes = _predict(fit, candidate, val_rows, memo)
         scored = score(candidate.y[val_rows], predictions, proba, classes, only=[metric.key])
         scores[name] = scored[metric.key]
@@ -232,5 +242,5 @@ def choose(
         f"{len(val_rows)} training rows held out from their fits"
         if scores[chosen] is not None
         else f"no candidate has a validation {metric.name}: took the first listed"
-    )
+    ) + "".join(f"; not a candidate ({why})" for why in unfit)
     return Choice(chosen, metric.name, scores, fit_rows, val_rows, reason)

@@ -98,6 +98,18 @@ def test_no_validation_split_takes_the_first_head_and_says_so():
     assert "took the first listed, not a choice" in choice.reason
 
 
+def test_a_head_that_cannot_fit_the_validation_split_is_no_candidate():
+    """A learning-curve draw of 2 images per class leaves knn (5 neighbours) too few rows for
+    its inner fit: it is passed over, saying why, and another head is chosen."""
+    data = _blobs(6, seed=3)
+    assert np.bincount(data.y).tolist() == [2, 2, 2]
+    candidates = [("knn", "knn", data), ("logreg", "logreg", data)]
+    choice = choose(candidates, np.arange(6), DECLARED[0])
+    assert choice.chosen == "logreg" and choice.scores["knn"] is None
+    assert choice.score is not None
+    assert "not a candidate (knn: 'knn' looks for 5 neighbours" in choice.reason
+
+
 def test_noise_labels_winner_is_reported_without_bias():
     """Issue 23.2 under a true null (noise labels, 5 classes, 4 heads, a noise baseline).
 

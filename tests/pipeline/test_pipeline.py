@@ -300,7 +300,7 @@ def test_spec_learning_curve_runs_after_the_comparison(tmp_path, photos):
     record = run_pipeline(spec, cache_dir=tmp_path / "store", progress=False, echo=lines.append)
     curve = record["learning_curve"]
     assert curve["sizes"] == [3, "all"] and curve["repeats"] == {"3": 10, "all": 1}
-    assert curve["lines"] == ["logreg", "knn", "raw-pixels"]
+    assert curve["lines"] == ["logreg", "knn", "chosen head", "raw-pixels"]
     at_all = {p["line"]: p["mean"] for p in curve["points"] if p["size"] == "all"}
     compared = {r["name"]: r["accuracy"] for r in record["compare"]["rows"]}
     assert at_all["logreg"] == compared["logreg"], "'all' is the comparison already run"
