@@ -6,7 +6,6 @@ import csv
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from bottleneck_transfer.deploy.export import export
@@ -64,6 +63,8 @@ def test_a_calibrated_head_exports_its_probabilities_exactly(spec, method, fm_ca
     result = export(fm_cache, tmp_path / "m.keras", head=trained)
     assert result.outputs == "probabilities" and result.metadata["calibration"] == method
     assert result.parity.n == 64 and result.parity.max_abs_diff < 1e-4
+    import keras
+
     model = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     got = model.predict(_pixels(fm_cache), verbose=0)
     with FeatureCache.open(fm_cache) as cache:
