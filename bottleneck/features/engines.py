@@ -402,6 +402,8 @@ def _wait_shards(
             )
         except TimeoutError:
             finished = set()
+        except CancelledError as exc:  # distributed >= 2024.12: wait() raises it itself
+            raise stop(f"lost the Dask scheduler at {address}") from exc
         for future in finished:
             try:
                 done(future.result())
