@@ -761,7 +761,6 @@ def compare_heads(
     winner = by_name[winner_name]
     baseline_name = _most_chosen(baseline_choices) if baseline_choices else None
     rows = _rank([row for row, _ in results], deciding, {winner_name, baseline_name})
-    replicates = {row.name: reps for row, reps in results}
     cv_mode = test_data is None
     if cv_mode:
         eval_ids, eval_labels = [train_data.ids[i] for i in scored], train_data.y[scored]
@@ -771,9 +770,7 @@ def compare_heads(
     main_rows = [r for r in rows if not r.is_baseline]
     selected = _selected(by_name, choices, eval_folds)
     majority = majority_rate(eval_labels)
-    verdict = _verdict(
-        winner, selected, main_rows[1:], replicates, eval_folds, eval_labels, deciding, choices
-    )
+    verdict = _verdict(winner, selected, main_rows[1:], majority, deciding, choices)
     transfer = selected_baseline = None
     if baseline_choices:
         selected_baseline = _selected(by_name, baseline_choices, eval_folds)
@@ -920,38 +917,22 @@ def _test_against(
             other.test = test
 
 
-def _gap(
-    a: Row,
-    b: Row,
-    replicates: dict[str, dict[str, np.ndarray]],
-    eval_folds: list[np.ndarray] | None,
-    labels: np.ndarray,
-) -> tuple[float, str, list[float]]:
-    """Accuracy gap a - b in points, its interval text, and the interval: from ``b``'s test
-    against the winner ``a`` (one computation gives the gap, the interval and the p)."""
-    test = b.test
+def _gap(test: dict[str, Any]) -> tuple[float, str, list[float]]:
+    """Accuracy gap in points, its interval text, and the interval, of one paired test (one
+    computation gives the gap, the interval and the p)."""
     low, high = test["interval_points"]
-    return (
-        test["gap_points"],
-        f"{100 * test['level']:.4g}% CI {low:+.1f} to {high:+.1f}",
-        [
-            low,
-            high,
-        ],
-    )
+    text = f"{100 * test['level']:.4g}% CI {low:+.1f} to {high:+.1f}"
+    return test["gap_points"], text, [low, high]
 
 
 def _verdict(
     winner: Row,
     selected: Row,
     others: list[Row],
-    replicates: dict[str, dict[str, np.ndarray]],
-    eval_folds: list[np.ndarray] | None,
-    labels: np.ndarray,
+    majority: float,
     metric: Metric,
     choices: list[Choice],
 ) -> str:
-    majority = majority_rate(labels)
     held = (
         f"{metric.name} {held_out_text(selected, metric.key)}"
         + (f", accuracy {selected.metrics['accuracy']:.3f}" if metric.key != "accuracy" else "")
@@ -960,7 +941,7 @@ def _verdict(
     if not others:
         return f"Only one head was compared: {winner.name} ({held}, on rows no choice saw)."
     runner = others[0]
-    gap, gap_text, _ = _gap(winner, runner, replicates, eval_folds, labels)
+    gap, gap_text, _ = _gap(runner.test)
     who = "the chosen heads" if selected is not winner else "it"
     lead = (
         f"{_choice_text(winner, choices, metric)}. On rows that played no part in any choice "
@@ -1007,9 +988,7 @@ def _transfer(
         eval_folds,
         test_fraction,
     )
-    gap, (low, high) = test["gap_points"], test["interval_points"]
-    bounds = [low, high]
-    gap_text = f"{100 * test['level']:.4g}% CI {low:+.1f} to {high:+.1f}"
+    gap, gap_text, bounds = _gap(test)
     p, method = test["p_holm"], test["method"]
     significant = p < ALPHA
     chosen = "both chosen on training rows only"
