@@ -49,6 +49,7 @@ from bottleneck_transfer.deploy.exported import (
 from bottleneck_transfer.deploy.formats import CONVERTERS, KERAS_RESIZE
 from bottleneck_transfer.deploy.keras_head import final_estimator, head_layers
 from bottleneck_transfer.deploy.parity import DEFAULT_ATOL, DEFAULT_SAMPLE, Parity, check_parity
+from bottleneck_transfer.display import Display
 from bottleneck_transfer.entries import remove_entry
 from bottleneck_transfer.errors import BaseModelError, ExportError, HeadError, did_you_mean
 from bottleneck_transfer.features import hub
@@ -88,8 +89,8 @@ _BASE_KEYS = (
 )
 
 
-@dataclass
-class ExportResult:
+@dataclass(repr=False)
+class ExportResult(Display):
     """What :func:`export` wrote."""
 
     path: Path
@@ -101,6 +102,25 @@ class ExportResult:
     parity: Parity | None
     seconds: float
     metadata: dict
+
+    def _display_summary(self) -> dict[str, Any]:
+        parity = self.parity
+        return {
+            "path": str(self.path),
+            "kind": self.kind,
+            "head": self.head,
+            "outputs": self.outputs,
+            "classes": f"{len(self.classes)} (names in {self.labels})",
+            "parity": "not checked"
+            if parity is None
+            else f"{parity.n} source images, max difference {parity.max_abs_diff:.1e}, "
+            f"top-1 agreement {parity.argmax_agreement:.4g}",
+            "seconds": self.seconds,
+        }
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        """One row per output column: its index and class name."""
+        return [{"output": i, "class": name} for i, name in enumerate(self.classes)]
 
 
 def _head_kind(head: Any, spec: str | None, form: str) -> str:

@@ -40,12 +40,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.exported import METADATA_LAYER, Exported, load_exported
 from bottleneck_transfer.deploy.formats import converter_for
+from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import ExportError, ImageError, SourceError
 from bottleneck_transfer.features.batches import decode_batch
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
@@ -87,8 +89,8 @@ def augment_batch(pixels: np.ndarray, key: tuple[int, ...]) -> np.ndarray:
     return moved.astype(pixels.dtype)
 
 
-@dataclass
-class FinetuneResult:
+@dataclass(repr=False)
+class FinetuneResult(Display):
     """What :func:`finetune` did."""
 
     path: Path
@@ -104,6 +106,36 @@ class FinetuneResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     history: dict = field(default_factory=dict)
+
+    def _display_summary(self) -> dict[str, Any]:
+        kept = " (kept the original weights)" if self.kept_original else ""
+        return {
+            "path": str(self.path),
+            "val_accuracy": f"{self.val_accuracy_before:.4f} -> {self.val_accuracy_after:.4f}"
+            " (selection scores: on the set that chose the epoch)",
+            "val_loss": f"{self.val_loss_before:.4f} -> {self.val_loss_after:.4f}",
+            "epochs": f"{self.epochs_run} run, best {self.best_epoch}{kept}",
+            "unfrozen": f"{len(self.unfrozen)} base layers",
+            "failed": len(self.failed),
+            "seconds": self.seconds,
+        }
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        """One row per epoch: the training history (loss, accuracy, val_loss, ...)."""
+        epochs = len(next(iter(self.history.values()), []))
+        return [
+            {"epoch": i + 1, **{key: values[i] for key, values in self.history.items()}}
+            for i in range(epochs)
+        ]
+
+    def _display_plot(self, ax: Any) -> None:
+        """Each accuracy in the history per epoch."""
+        for key, values in self.history.items():
+            if "accuracy" in key:
+                ax.plot(range(1, len(values) + 1), values, marker="o", label=key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy")
+        ax.legend(fontsize="small")
 
 
 class ImageBatches(keras.utils.PyDataset):

@@ -30,11 +30,12 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.exported import Exported, load_exported
+from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import ExportError, ImageError, SourceError
 from bottleneck_transfer.features.batches import default_batch_size, iter_batches
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
@@ -44,8 +45,8 @@ from tqdm.auto import tqdm
 FORMATS = ("csv", "json")
 
 
-@dataclass
-class PredictResult:
+@dataclass(repr=False)
+class PredictResult(Display):
     """Predictions of :func:`predict`, in source order (failed images left out)."""
 
     ids: list[str]
@@ -61,6 +62,35 @@ class PredictResult:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def _display_summary(self) -> dict[str, Any]:
+        return {
+            "images": len(self),
+            "accuracy": self.accuracy,
+            "failed": len(self.failed),
+            "outputs": self.outputs,
+            "out": None if self.out is None else str(self.out),
+            "images_per_second": self.images_per_second,
+        }
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        """One row per image: id, label, then ``class_i`` and its value for each of the top k."""
+        value = self.value_name
+        rows = []
+        for record in self.records():
+            row = {"id": record["id"], "label": record["label"]}
+            for rank, top in enumerate(record["top_k"], start=1):
+                row |= {f"class_{rank}": top["class"], f"{value}_{rank}": top[value]}
+            rows.append(row)
+        return rows
+
+    def _display_plot(self, ax: Any) -> None:
+        """Images per predicted class."""
+        predicted = self.predicted
+        names = sorted(set(predicted), key=self.classes.index)
+        ax.barh(names, [predicted.count(name) for name in names], color="#4878a8")
+        ax.invert_yaxis()
+        ax.set_xlabel("images predicted")
 
     @property
     def value_name(self) -> str:

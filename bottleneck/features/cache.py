@@ -34,6 +34,7 @@ import h5py
 import numpy as np
 from bottleneck_transfer import limits
 from bottleneck_transfer.atomic import atomic_path
+from bottleneck_transfer.display import Display
 from bottleneck_transfer.entries import (
     MANIFEST_NAME,
     EntryManifest,
@@ -823,7 +824,7 @@ def _string_lengths(dataset: h5py.Dataset, sizeof_addr: int, userblock: int) -> 
     return np.frombuffer(raw, record)["length"]
 
 
-class FeatureCache:
+class FeatureCache(Display):
     """A complete, validated cache opened for reading.
 
     Use :meth:`open` (or ``with FeatureCache.open(path) as cache``). ``features`` loads the
@@ -972,6 +973,37 @@ class FeatureCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    _display_bar = ("class", "rows")
+
+    def _display_summary(self) -> dict[str, Any]:
+        if not self._h5.id.valid:
+            return {"path": str(self.path), "state": "closed"}
+        base = self.identity.get("base", {})
+        return {
+            "path": str(self.path),
+            "rows": len(self),
+            "features": f"{self.dim} {self._h5['features'].dtype}",
+            "base": " ".join(
+                f"{key} {base[key]}" for key in ("name", "weights", "layer") if key in base
+            ),
+            "fingerprint": self.fingerprint,
+        }
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        """One row per class: its index, name and number of rows (then unlabeled rows)."""
+        if not self._h5.id.valid:
+            return []
+        labels = self.labels
+        counts = np.bincount(labels[labels >= 0], minlength=len(self.class_names))
+        rows = [
+            {"index": i, "class": name, "rows": int(counts[i])}
+            for i, name in enumerate(self.class_names)
+        ]
+        unlabeled = int(np.count_nonzero(labels < 0))
+        return rows + (
+            [{"index": -1, "class": "(unlabeled)", "rows": unlabeled}] if unlabeled else []
+        )
 
     def close(self) -> None:
         """Close the file."""
@@ -1177,7 +1209,8 @@ class FeatureCache:
         return cache_table(self, wide=wide)
 
     def to_pandas(self, *, wide: bool = False) -> Any:
-        """The cache as a ``pandas.DataFrame`` (columns as :meth:`to_arrow`; needs pyarrow)."""
+        """The cache as a ``pandas.DataFrame`` (columns as :meth:`to_arrow`; needs pyarrow);
+        unlike other results' ``to_pandas``, the data itself, not the table of the repr."""
         from bottleneck_transfer.features.tables import require
 
         require("pandas", extra=None)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import CacheError, Interrupted, SourceError
 from bottleneck_transfer.features.bases import Base
 from bottleneck_transfer.features.batches import BatchRunner, default_batch_size, iter_batches
@@ -62,8 +63,8 @@ COMMIT_SECONDS_ENV = "BOTTLENECK_COMMIT_SECONDS"
 COMMIT_BYTES = 8 * 2**20
 
 
-@dataclass
-class ExtractResult:
+@dataclass(repr=False)
+class ExtractResult(Display):
     """What an extraction did.
 
     Examples
@@ -84,6 +85,22 @@ class ExtractResult:
     #: What ``update=True`` did: images ``reused``, ``extracted`` and ``dropped`` (None when
     #: the cache was extracted whole or was up to date).
     update: dict[str, int] | None = None
+
+    def _display_summary(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "rows": self.rows,
+            "up_to_date": self.up_to_date,
+            "failed": len(self.failed),
+            "seconds": self.seconds,
+            "images_per_second": self.images_per_second,
+            "resumed_from": self.resumed_from or None,
+            "update": self.update,
+        }
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        """The images that were skipped, and why (open the cache for its rows)."""
+        return [{"id": item_id, "reason": reason} for item_id, reason in self.failed]
 
 
 def commit_seconds() -> float:

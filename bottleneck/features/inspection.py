@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import BottleneckError, CacheError
 from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.cache import (
@@ -92,8 +93,8 @@ class Check:
         return not self.problems
 
 
-@dataclass
-class VerifyReport:
+@dataclass(repr=False)
+class VerifyReport(Display):
     """The outcome of :func:`verify_cache`: one verdict per check; ``ok`` when all pass."""
 
     path: str
@@ -107,6 +108,16 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return all(check.ok for check in self.checks)
+
+    def _display_summary(self) -> dict[str, object]:
+        return {"path": self.path, "ok": self.ok, "problems": len(self.problems)}
+
+    def _display_rows(self) -> list[dict[str, object]]:
+        """One row per check: ok or not, and its problems."""
+        return [
+            {"check": check.name, "ok": check.ok, "problems": "; ".join(check.problems)}
+            for check in self.checks
+        ]
 
     def lines(self) -> list[str]:
         """``ok    <check>`` or ``FAIL  <check>: <problem>``, one verdict per check."""

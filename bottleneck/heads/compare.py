@@ -47,11 +47,12 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.backend import quiet_backend_start
+from bottleneck_transfer.display import Display, cell
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
 from bottleneck_transfer.features.cache import FeatureCache, check_features
 from bottleneck_transfer.features.sources import id_origin
 from bottleneck_transfer.heads.calibration import calibration_report
-from bottleneck_transfer.heads.declared import Metric
+from bottleneck_transfer.heads.declared import Metric, metric_named
 from bottleneck_transfer.heads.memo import FitMemo, prediction_key
 from bottleneck_transfer.heads.metrics import METRICS, row_losses, score
 from bottleneck_transfer.heads.registry import (
@@ -70,7 +71,9 @@ from bottleneck_transfer.heads.stats import (
     holdout_intervals,
 )
 from bottleneck_transfer.heads.training import (
+    DataInput,
     LabeledData,
+    as_data,
     check_compatible,
     check_data,
     check_scorable,
@@ -87,7 +90,6 @@ BASELINE_HEADS = ("winner", "all")
 #: The Holm families: heads tested against the winner, and the winner against the baselines.
 FAMILIES = ("heads vs winner", "transfer")
 
-DataInput = FeatureCache | LabeledData | str | Path
 BaselineInput = DataInput | np.ndarray
 
 
@@ -95,8 +97,8 @@ class NegativeTransferWarning(BottleneckWarning):
     """A baseline (raw pixels, random base) beat the transferred features."""
 
 
-@dataclass
-class Row:
+@dataclass(repr=False)
+class Row(Display):
     """One head on one feature set, scored on the comparison's rows."""
 
     name: str
@@ -123,6 +125,30 @@ class Row:
         """Whether the row is a head on baseline features."""
         return self.features != "main"
 
+    _display_bar = ("metric", "value")
+
+    def _display_summary(self) -> dict[str, Any]:
+        return {
+            "head": self.name,
+            "spec": self.spec,
+            "features": self.features,
+            "rank": self.rank,
+            "fit_seconds": self.fit_seconds,
+            "notes": "; ".join(self.notes) or None,
+        }
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        """One row per metric: its value and 95% interval."""
+        return [
+            {
+                "metric": key,
+                "value": value,
+                "value_low": (self.intervals.get(key) or (None, None))[0],
+                "value_high": (self.intervals.get(key) or (None, None))[1],
+            }
+            for key, value in self.metrics.items()
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready row (without per-row predictions)."""
         return {
@@ -146,8 +172,8 @@ class Row:
         }
 
 
-@dataclass
-class Comparison:
+@dataclass(repr=False)
+class Comparison(Display):
     """The result of :func:`compare_heads`; ``rows`` are ranked, main features first.
 
     ``splits`` are ``(fit_rows, eval_rows)`` index pairs into the training cache (CV), or
@@ -196,6 +222,43 @@ class Comparison:
     def best(self) -> Row:
         """The winning row."""
         return self.row(self.winner)
+
+    _display_bar = ("head", "score")
+
+    def _display_summary(self) -> dict[str, Any]:
+        chosen = self.selected or self.best
+        score = cell(chosen.metrics.get(metric_named(self.metric).key))
+        folds = f", {self.n_folds} folds" if self.n_folds else ""
+        return {
+            "mode": f"{self.mode}{folds}, {len(self.eval_labels)} rows scored",
+            "metric": self.metric,
+            "chosen": f"{chosen.name} ({self.metric} {score} on rows no choice saw)",
+            "verdict": self.verdict,
+            "warnings": len(self.warnings),
+            "seconds": self.seconds,
+        }
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        """One row per head (and baseline): rank, the deciding metric with its 95% interval
+        (``score``), every metric, times and the Holm-adjusted p against the winner."""
+        key = metric_named(self.metric).key
+        rows = []
+        for row in self.rows:
+            low, high = row.intervals.get(key) or (None, None)
+            rows.append(
+                {
+                    "head": row.name,
+                    "rank": row.rank,
+                    "score": row.metrics.get(key),
+                    "score_low": low,
+                    "score_high": high,
+                    **row.metrics,
+                    "fit_seconds": row.fit_seconds,
+                    "predict_ms_per_1k": row.predict_ms_per_1k,
+                    "p_vs_winner": None if row.test is None else row.test.get("p_holm"),
+                }
+            )
+        return rows
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -456,10 +519,6 @@ def _all_columns(fold: _Fold, n_classes: int) -> np.ndarray:
     return proba
 
 
-def _as_data(value: DataInput) -> LabeledData:
-    return value if isinstance(value, LabeledData) else LabeledData.from_cache(value)
-
-
 def _baseline_data(
     name: str, value: BaselineInput, reference: LabeledData, role: str
 ) -> LabeledData:
@@ -477,7 +536,7 @@ def _baseline_data(
             source=f"baseline {name} ({role})",
         )
         return dataclasses.replace(data, source_rows=reference.source_rows, linked=reference.linked)
-    data = _as_data(value)
+    data = as_data(value, what=f"baseline {name!r}")
     if data.class_names != reference.class_names:
         raise HeadError(
             f"baseline {name!r} ({role}, {data.space.source}) has class names "
@@ -606,9 +665,10 @@ def compare_heads(
 
     Parameters
     ----------
-    train : FeatureCache, LabeledData or path
-        Training cache; its features are read once.
-    test : FeatureCache, LabeledData or path, optional
+    train : FeatureCache, path, LabeledData or arrays (X, y)
+        Training cache (:func:`~bottleneck_transfer.heads.training.as_data`); its features
+        are read once.
+    test : FeatureCache, path, LabeledData or arrays (X, y), optional
         Held-out cache from the same base and classes. Without it, ``cv`` folds are used.
     heads : sequence of str
         Head specs, e.g. ``("logreg", "dense:hidden=256")``.
@@ -667,8 +727,8 @@ def compare_heads(
     start = time.perf_counter()
     specs = list(heads)
     cv = _check_setup(specs, test, cv, baseline_heads, val_split)
-    train_data = _as_data(train)
-    test_data = _as_data(test) if test is not None else None
+    train_data = as_data(train, what="train")
+    test_data = as_data(test, what="test") if test is not None else None
     fit_rows = np.arange(len(train_data))
     split = None
     if val_split is not None:

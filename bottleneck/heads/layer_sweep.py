@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.atomic import atomic_write_text
+from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.fingerprint import diff_keys
@@ -80,8 +81,8 @@ class Layer:
         }
 
 
-@dataclass
-class LayerSweep:
+@dataclass(repr=False)
+class LayerSweep(Display):
     """The result of :func:`layer_sweep`: layers ranked by their winner's accuracy."""
 
     layers: list[Layer]
@@ -89,6 +90,36 @@ class LayerSweep:
     mode: str
     seconds: float
     choices: list[Choice] = field(default_factory=list)
+
+    _display_bar = ("layer", "accuracy")
+
+    def _display_summary(self) -> dict[str, Any]:
+        return {
+            "best layer": self.best.name,
+            "mode": self.mode,
+            "verdict": self.verdict,
+            "seconds": self.seconds,
+        }
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        """One row per layer: its chosen head's accuracy (95% interval) on rows no choice
+        saw, and the Holm-adjusted p against the best layer."""
+        rows = []
+        for layer in self.layers:
+            low, high = layer.best.intervals.get("accuracy") or (None, None)
+            rows.append(
+                {
+                    "layer": layer.name,
+                    "dim": layer.dim,
+                    "head": layer.best.name,
+                    "accuracy": layer.best.metrics["accuracy"],
+                    "accuracy_low": low,
+                    "accuracy_high": high,
+                    "validation": layer.validation,
+                    "p_vs_best": None if layer.test is None else layer.test.get("p_holm"),
+                }
+            )
+        return rows
 
     @property
     def best(self) -> Layer:

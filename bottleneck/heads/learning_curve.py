@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path, atomic_write_text
+from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
-from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.heads.compare import (
     DEFAULT_HEADS,
     Comparison,
@@ -51,7 +51,7 @@ from bottleneck_transfer.heads.memo import FitMemo
 from bottleneck_transfer.heads.selection import majority_rate
 from bottleneck_transfer.heads.splits import shuffle_split, stratified_subset, subset_counts
 from bottleneck_transfer.heads.stats import draw_interval
-from bottleneck_transfer.heads.training import LabeledData, check_labels
+from bottleneck_transfer.heads.training import DataInput, LabeledData, as_data, check_labels
 from matplotlib.figure import Figure
 
 ALL = "all"
@@ -68,7 +68,6 @@ CURVE_FILES = ("learning_curve.png", "learning_curve.md", "learning_curve.json")
 CHOSEN, CHOSEN_BASELINE = "chosen head", "chosen baseline"
 
 Size = int | str
-DataInput = FeatureCache | LabeledData | str | Path
 
 
 def parse_sizes(sizes: str | Sequence[int | str]) -> list[Size]:
@@ -101,10 +100,6 @@ def parse_sizes(sizes: str | Sequence[int | str]) -> list[Size]:
 def default_repeats(n: int) -> int:
     """Repeats at ``n`` labels per class: more for small subsets, whose accuracy varies most."""
     return int(np.clip(math.ceil(REPEAT_ROWS / n), MIN_REPEATS, MAX_REPEATS))
-
-
-def _as_data(value: DataInput) -> LabeledData:
-    return value if isinstance(value, LabeledData) else LabeledData.from_cache(value)
 
 
 def _correct(comparison: Comparison, row: Row) -> np.ndarray:
@@ -174,8 +169,8 @@ class Gain:
         }
 
 
-@dataclass
-class LearningCurve:
+@dataclass(repr=False)
+class LearningCurve(Display):
     """The result of :func:`learning_curve`."""
 
     sizes: list[Size]
@@ -194,6 +189,45 @@ class LearningCurve:
     seconds_per_size: dict[str, float]
     notes: list[str] = field(default_factory=list)
     majority_rate: float | None = None
+
+    def _display_summary(self) -> dict[str, Any]:
+        return {
+            "sizes": ", ".join(str(size) for size in self.sizes),
+            "lines": ", ".join([*self.lines, *self.baseline_lines]),
+            "scored on": self.evaluation,
+            "worth from": self.worth_from,
+            "verdict": self.sentence,
+            "seconds": self.seconds,
+        }
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        """One row per line and size: labels per class, mean accuracy and its 95% interval."""
+        return [
+            {
+                "line": point.line,
+                "size": str(point.size),
+                "labels_per_class": self.per_class[str(point.size)],
+                "baseline": point.baseline,
+                "accuracy": point.mean,
+                "accuracy_low": point.interval[0],
+                "accuracy_high": point.interval[1],
+                "repeats": len(point.accuracies),
+            }
+            for point in self.points
+        ]
+
+    def _display_plot(self, ax: Any) -> None:
+        """Mean accuracy against labels per class (log scale), a band for each interval."""
+        for line in [*self.lines, *self.baseline_lines]:
+            points = [p for p in self.points if p.line == line]
+            x = [self.per_class[str(p.size)] for p in points]
+            drawn = ax.plot(x, [p.mean for p in points], marker="o", label=line)
+            low, high = zip(*(p.interval for p in points), strict=True)
+            ax.fill_between(x, low, high, alpha=0.15, color=drawn[0].get_color())
+        ax.set_xscale("log")
+        ax.set_xlabel("labels per class")
+        ax.set_ylabel("accuracy")
+        ax.legend(fontsize="small")
 
     def point(self, line: str, size: Size) -> Point:
         """The point of ``line`` at ``size``."""
@@ -362,9 +396,9 @@ def learning_curve(
 
     Parameters
     ----------
-    train : FeatureCache, LabeledData or path
+    train : FeatureCache, path, LabeledData or arrays (X, y)
         The training cache; subsets are drawn from its rows.
-    test : FeatureCache, LabeledData or path, optional
+    test : FeatureCache, path, LabeledData or arrays (X, y), optional
         The evaluation rows. Without it, a stratified quarter of ``train`` is held out once
         (seeded) and subsets are drawn from the rest.
     sizes : str or sequence
@@ -507,10 +541,10 @@ def _split(
     random_state: int,
 ) -> _Rows:
     """The pool and evaluation rows: ``test``, or a stratified quarter of ``train``."""
-    train_data = _as_data(train)
+    train_data = as_data(train)
     check_labels(train_data.y, train_data.class_names, source=train_data.space.source)
     given = {
-        name: (_as_data(fit), None if evaluate is None else _as_data(evaluate))
+        name: (as_data(fit), None if evaluate is None else as_data(evaluate))
         for name, (fit, evaluate) in baselines.items()
     }
     for name, (fit, evaluate) in given.items():
@@ -522,7 +556,7 @@ def _split(
         if test is not None and evaluate is None:
             raise HeadError(f"baseline {name!r} needs its test features with a test cache")
     if test is not None:
-        evaluation = _as_data(test)
+        evaluation = as_data(test)
         described = f"{len(evaluation)} rows of {evaluation.space.source}"
         return _Rows(train_data, evaluation, given, described)
     fit_rows, eval_rows = shuffle_split(

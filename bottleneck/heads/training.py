@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
+from bottleneck_transfer.display import Display, cell
 from bottleneck_transfer.errors import DuplicateImagesWarning, HeadError, SmallDataWarning
 from bottleneck_transfer.features.cache import FeatureCache, check_features
 from bottleneck_transfer.features.duplicates import (
@@ -170,6 +171,9 @@ class LabeledData:
     def __len__(self) -> int:
         return len(self.y)
 
+    def __repr__(self) -> str:
+        return f"LabeledData({self.space.source!r}, rows={len(self)}, dim={self.space.dim})"
+
     @property
     def key(self) -> str:
         """What identifies the data in memo keys: the cache's fingerprint, else a hash of it."""
@@ -215,6 +219,45 @@ class LabeledData:
             source_rows=source_rows,
             linked=None if self.linked is None else self.linked[rows],
         )
+
+
+#: What every head function takes as data: an open cache, a cache path, LabeledData, or
+#: arrays ``(X, y)`` / ``(X, y, class_names)``.
+DataInput = FeatureCache | LabeledData | str | Path | tuple
+
+
+def as_data(value: DataInput, *, what: str = "data") -> LabeledData:
+    """The one coercion of a head function's data argument to :class:`LabeledData`.
+
+    Parameters
+    ----------
+    value : FeatureCache, str, Path, LabeledData or tuple
+        An open cache or a cache path (read once), LabeledData as is, or in-memory arrays
+        ``(X, y)`` or ``(X, y, class_names)`` (class names default to ``"0".."K-1"``).
+    what : str, default="data"
+        The argument's name, for the error.
+
+    Raises
+    ------
+    HeadError
+        For any other type, saying what is accepted.
+
+    Examples
+    --------
+    >>> as_data((np.eye(4), [0, 1, 0, 1])).class_names
+    ['0', '1']
+    """
+    if isinstance(value, LabeledData):
+        return value
+    if isinstance(value, (FeatureCache, str, Path)):
+        return LabeledData.from_cache(value)
+    if isinstance(value, tuple) and len(value) in (2, 3):
+        X, y, *names = value
+        return LabeledData.from_arrays(X, y, class_names=names[0] if names else None)
+    raise HeadError(
+        f"{what} must be a FeatureCache, a cache path, LabeledData, or arrays (X, y) or "
+        f"(X, y, class_names). Received: {what}={cell(value, 60)} ({type(value).__name__})"
+    )
 
 
 def check_labels(
@@ -387,12 +430,47 @@ def check_compatible(expected: FeatureSpace, actual: FeatureSpace, *, what: str)
         )
 
 
-@dataclass
-class TrainedHead:
+@dataclass(repr=False)
+class TrainedHead(Display):
     """A fitted head and its metadata (what it was trained on, how, and with what)."""
 
     estimator: BaseEstimator
     metadata: dict[str, Any]
+
+    def _display_summary(self) -> dict[str, Any]:
+        meta = self.metadata
+        tuning = meta.get("tuning")
+        return {
+            "head": meta["head"],
+            "trained on": f"{meta['cache']['path']} ({meta['cache']['rows']} rows, "
+            f"{meta['dim']} features)",
+            "classes": f"{len(meta['class_names'])}: {', '.join(meta['class_names'])}",
+            "fit_seconds": meta.get("fit_seconds"),
+            "reused": meta.get("reused"),
+            "tuned": None
+            if not tuning
+            else f"{tuning['best_params']} (validation {tuning['metric']} "
+            f"{cell(tuning['best_validation_score'])}, a selection score)",
+            "warnings": "; ".join(meta.get("warnings") or []) or None,
+        }
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        """One row per parameter of the fitted classifier."""
+        return [
+            {"parameter": key, "value": value}
+            for key, value in self.metadata.get("params", {}).items()
+        ]
+
+    def _display_plot(self, ax: Any) -> None:
+        """The tuning trials' validation scores when tuned, else the summary as text."""
+        tuning = self.metadata.get("tuning")
+        if not tuning:
+            super()._display_plot(ax)
+            return
+        scores = [trial["validation_score"] for trial in tuning["trials"]]
+        ax.plot(range(1, len(scores) + 1), scores, marker="o")
+        ax.set_xlabel("tuning trial")
+        ax.set_ylabel(f"validation {tuning['metric']}")
 
     @property
     def space(self) -> FeatureSpace:
@@ -561,7 +639,7 @@ def _not_converged(message: Warning | str) -> str:
 
 
 def train_head(
-    cache: FeatureCache | LabeledData,
+    cache: DataInput,
     spec: str = DEFAULT_HEAD,
     *,
     tune: bool = False,
@@ -575,8 +653,9 @@ def train_head(
 
     Parameters
     ----------
-    cache : FeatureCache or LabeledData
-        Training features; ``out_of_core`` needs an open :class:`FeatureCache`.
+    cache : FeatureCache, path, LabeledData or arrays (X, y)
+        Training features (:func:`as_data`); ``out_of_core`` needs an open
+        :class:`FeatureCache`.
     spec : str, default=DEFAULT_HEAD ("logreg")
         Head spec, e.g. ``"logreg:C=0.1"``.
     tune : bool, default=False
@@ -617,7 +696,7 @@ def train_head(
         messages = small_data_messages(cache.labels, space.class_names, source=space.source)
         seconds = time.perf_counter() - start
     else:
-        data = cache if isinstance(cache, LabeledData) else LabeledData.from_cache(cache)
+        data = as_data(cache, what="cache")
         space, fingerprint, rows = data.space, data.fingerprint, len(data)
         messages = check_data(data, min_per_class=2 if tune else 1)
         fit = fit_head(
@@ -694,8 +773,8 @@ def load_head(path: str | Path) -> TrainedHead:
     return TrainedHead(content["head"], meta)
 
 
-@dataclass
-class Evaluation:
+@dataclass(repr=False)
+class Evaluation(Display):
     """Metrics of a head on a labeled cache."""
 
     head: str
@@ -707,6 +786,33 @@ class Evaluation:
     predictions: np.ndarray
     predict_ms_per_1k: float
     class_names: list[str]
+
+    def _display_summary(self) -> dict[str, Any]:
+        intervals = {k: v for k, v in self.intervals.items() if v is not None}
+        return {
+            "head": self.head,
+            "scored on": f"{self.source} ({self.n_rows} rows)",
+            **{
+                key: f"{cell(value)} {cell(intervals.get(key))}".strip()
+                for key, value in self.metrics.items()
+                if value is not None
+            },
+        }
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        """Precision, recall, F1 and support of each class."""
+        from bottleneck_transfer.heads.report import per_class_scores  # on use: plots
+
+        return per_class_scores(self.confusion, self.class_names)
+
+    def _display_plot(self, ax: Any) -> None:
+        """The confusion matrix (rows: true class, columns: predicted)."""
+        ax.imshow(self.confusion, cmap="Blues")
+        ticks = range(len(self.class_names))
+        ax.set_xticks(list(ticks), self.class_names, rotation=90)
+        ax.set_yticks(list(ticks), self.class_names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -724,12 +830,14 @@ class Evaluation:
 
 def evaluate_head(
     head: TrainedHead | str | Path,
-    cache: FeatureCache | LabeledData | str | Path,
+    cache: DataInput,
     *,
     n_bootstrap: int = 1000,
     random_state: int = 0,
 ) -> Evaluation:
     """Score a trained head on a labeled cache from the same base, size and classes.
+
+    ``cache`` is anything :func:`as_data` takes: an open cache, a path, or arrays (X, y).
 
     Raises
     ------
@@ -744,7 +852,7 @@ def evaluate_head(
     0.92
     """
     head = head if isinstance(head, TrainedHead) else load_head(head)
-    data = cache if isinstance(cache, LabeledData) else LabeledData.from_cache(cache)
+    data = as_data(cache, what="cache")
     check_compatible(head.space, data.space, what="cache")
     check_scorable(data)
     check_data(data, min_classes=1)
