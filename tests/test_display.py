@@ -5,24 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from bottleneck_transfer.display import REPR_LIMIT, text_repr  # noqa: E402
-from bottleneck_transfer.errors import HeadError  # noqa: E402
-from bottleneck_transfer.features.cache import FeatureCache  # noqa: E402
-from bottleneck_transfer.features.extract import ExtractResult  # noqa: E402
-from bottleneck_transfer.features.inspection import verify_cache  # noqa: E402
-from bottleneck_transfer.heads.compare import compare_heads  # noqa: E402
-from bottleneck_transfer.heads.layer_sweep import layer_sweep  # noqa: E402
-from bottleneck_transfer.heads.learning_curve import learning_curve  # noqa: E402
-from bottleneck_transfer.heads.training import as_data, evaluate_head, train_head  # noqa: E402
-from heads_fixtures import digits_caches, write_cache  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from bottleneck_transfer.display import REPR_LIMIT, text_repr
+from bottleneck_transfer.errors import HeadError
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.extract import ExtractResult
+from bottleneck_transfer.features.inspection import verify_cache
+from bottleneck_transfer.heads.compare import compare_heads
+from bottleneck_transfer.heads.layer_sweep import layer_sweep
+from bottleneck_transfer.heads.learning_curve import learning_curve
+from bottleneck_transfer.heads.training import as_data, evaluate_head, train_head
+from heads_fixtures import digits_caches, write_cache
+from matplotlib.axes import Axes
 
 
 @pytest.fixture(scope="module")
@@ -83,22 +79,30 @@ def results(digits, tmp_path_factory) -> dict[str, tuple[object, int, list[str]]
         "cache": (FeatureCache.open(train), 10, ["index", "class", "rows"]),
         "verify": (verify_cache(train, check_source=False), None, ["check", "ok", "problems"]),
         "extract": (
-            ExtractResult(Path("c.h5"), 10, failed=[(f"bad{i}.png", "truncated") for i in range(n)]),
+            ExtractResult(Path("c.h5"), 10, failed=[(f"bad{i}.png", "bad") for i in range(n)]),
             n,
             ["id", "reason"],
         ),
         "predict": (predictions, n, ["id", "label", "class_1", "probability_1", "class_3"]),
         "export": (
             ExportResult(
-                Path("model.keras"), "keras", Path("model.labels.txt"), "logreg", classes,
-                "probabilities", None, 1.0, {},
+                Path("model.keras"),
+                "keras",
+                Path("model.labels.txt"),
+                "logreg",
+                classes,
+                "probabilities",
+                None,
+                1.0,
+                {},
             ),
             10,
             ["output", "class"],
         ),
         "finetune": (
-            FinetuneResult(Path("t.keras"), 0.6, 0.6, 0.5, 0.75, 2, 2, False, ["a"], 10,
-                           history=history),
+            FinetuneResult(
+                Path("t.keras"), 0.6, 0.6, 0.5, 0.75, 2, 2, False, ["a"], 10, history=history
+            ),
             2,
             ["epoch", "loss", "accuracy", "val_accuracy"],
         ),

@@ -54,9 +54,10 @@ from bottleneck_transfer.errors import BottleneckError
     help="Epochs actually run for the frozen-base fit; the rest of 10 are extrapolated.",
 )
 @click.option("--suite", is_flag=True, help="The README table: mobilenet_v2, resnet50, FM.")
-@options.out("Also write the JSON report here.")
-@options.quiet("No progress messages.")
-@options.json_flag("Print the report as JSON.")
+@options.out("also the JSON report.")
+@options.force()
+@options.quiet()
+@options.json_flag("the report.")
 def bench(
     base: str,
     image_size: int,
@@ -71,6 +72,7 @@ def bench(
     frozen_epochs: int,
     suite: bool,
     out: str | None,
+    force: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -91,6 +93,9 @@ def bench(
       bottleneck bench --suite --json --out bench.json
     """
     from bottleneck_transfer.bench.suite import PARTS, format_table, run_bench
+
+    if out is not None:
+        options.refuse_overwrite(out, force)
 
     chosen = None
     if parts:

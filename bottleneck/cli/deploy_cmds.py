@@ -26,12 +26,23 @@ def _show_failed(failed: list[tuple[str, str]]) -> None:
     required=True,
     dir_okay=True,
 )
-@options.force("Replace an existing --out.")
+@options.force()
 @click.option(
     "--head",
     help="Spec of a registered head kind fitted on the whole cache, with parameters as in "
-    "'logreg:C=0.1' or 'dense:hidden=64'. [default: the registry's DEFAULT_HEAD, logreg]",
+    "'logreg:C=0.1' or 'dense:hidden=64'; or best: the head a comparison chooses by "
+    "--metric (read from --from-report, else a 5-fold compare of the default heads on "
+    "CACHE). [default: the registry's DEFAULT_HEAD, logreg]",
 )
+@options.metric("--head best")
+@click.option(
+    "--from-report",
+    type=click.Path(),
+    metavar="DIR",
+    help="With --head best: the folder `bottleneck compare CACHE -o DIR` wrote; its choice is "
+    "used when it compared CACHE by --metric.",
+)
+@options.seed("the comparison of --head best.")
 @click.option(
     "--head-file",
     type=click.Path(dir_okay=False),
@@ -73,6 +84,9 @@ def export(
     atol: float,
     fmt: str | None,
     calibrate: bool,
+    metric: str | None,
+    from_report: str | None,
+    seed: int,
     as_json: bool,
 ) -> None:
     """Export a head on CACHE's base as one deployable model.
@@ -88,6 +102,8 @@ def export(
     \b
     Examples:
       bottleneck export caches/train.h5 --head logreg -o model.keras
+      bottleneck export caches/train.h5 --head best --metric balanced-accuracy -o model.keras
+      bottleneck export caches/train.h5 --head best --from-report reports/run1 -o model.keras
       bottleneck export caches/train.h5 --head-file heads/logreg.skops -o model.keras
       bottleneck export caches/train.h5 --head rbf-svm -o exported/rbf
       bottleneck export caches/train.h5 --head linear-svm --no-calibrate -o svm.keras
@@ -99,6 +115,13 @@ def export(
     from bottleneck_transfer.heads.registry import DEFAULT_HEAD
 
     options.refuse_overwrite(out, force)
+    if (from_report is not None or metric is not None) and head != "best":
+        raise click.UsageError("--metric and --from-report go with --head best")
+    if head == "best":
+        from bottleneck_transfer.heads.best import best_head
+
+        head, origin = best_head(cache, metric=metric, report=from_report, random_state=seed)
+        click.echo(f"--head best: {head}, {origin}", err=True)
     result = run_export(
         cache,
         out,
@@ -145,7 +168,8 @@ def export(
 @click.command(cls=ModelCommand)
 @click.argument("model", type=click.Path())
 @click.argument("images", nargs=-1, required=True)
-@options.out("Predictions file, .csv or .json (default: print them).")
+@options.out("the predictions, a .csv or .json file (default: print them).")
+@options.force()
 @click.option(
     "--format",
     "fmt",
@@ -163,13 +187,14 @@ def export(
 @options.image_reading()
 @options.trust_graph("a SavedModel, TFLite or ONNX export")
 @options.quiet()
-@options.json_flag("Print the result as JSON: the predictions, or with --out a summary of the run.")
+@options.json_flag("the predictions, or with --out a summary of the run.")
 def predict(
     model: str,
     images: tuple[str, ...],
     out: str | None,
     fmt: str | None,
     top_k: int,
+    force: bool,
     quiet: bool,
     as_json: bool,
     **settings,
@@ -194,6 +219,8 @@ def predict(
     from bottleneck_transfer.deploy.predict import dump_predictions
     from bottleneck_transfer.deploy.predict import predict as run_predict
 
+    if out is not None:
+        options.refuse_overwrite(out, force)
     result = run_predict(
         model,
         list(images),
@@ -239,8 +266,8 @@ def predict(
     help="Random flips, rotations, zooms and shifts of the training images (Keras "
     "preprocessing layers).",
 )
-@options.out("The fine-tuned .keras model.", required=True)
-@options.force("Replace an existing --out file.")
+@options.out("the fine-tuned .keras model.", required=True)
+@options.force()
 @click.option(
     "--unfreeze",
     type=click.IntRange(min=0),
@@ -257,7 +284,7 @@ def predict(
 @options.limit("Use N training images.")
 @click.option("--val-limit", type=click.IntRange(min=1), help="Use N validation images.")
 @options.seed()
-@options.quiet("No progress output.")
+@options.quiet()
 @options.json_flag()
 def finetune(
     model: str, train: str, out: str, force: bool, quiet: bool, as_json: bool, **settings

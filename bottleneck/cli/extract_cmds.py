@@ -20,7 +20,7 @@ _SHOW_FAILED = 10
 @click.argument("source")
 @options.base()
 @options.trust_graph("a SavedModel base")
-@options.out("Cache file.", required=True)
+@options.out("the cache file.", required=True)
 @options.classes()
 @options.limit()
 @options.groups()
@@ -72,8 +72,8 @@ _SHOW_FAILED = 10
     type=click.Path(dir_okay=False),
     help="With --val-split: the validation cache (default: OUT's name with -val).",
 )
-@options.seed("Seeds --val-split, --augment and random weights (--weights none).")
-@options.force("Replace a cache made from different inputs.")
+@options.seed("--val-split, --augment and random weights (--weights none).")
+@options.force("a cache made from different inputs.")
 @options.quiet()
 @options.json_flag()
 def extract(

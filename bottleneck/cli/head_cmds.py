@@ -48,9 +48,9 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
     "[default: the registry's default heads]",
 )
 @options.tune("Tune each head on a validation split of TRAIN only.")
-@options.metric("The metric that decides tuning, the winner, the baseline and the verdict")
+@options.metric("tuning, the winner, the baseline and the verdict")
 @options.calibrate()
-@options.out("Report folder: tables, figures, report.md.", file_okay=False, dir_okay=True)
+@options.out("the report folder (tables, figures, report.md).", file_okay=False, dir_okay=True)
 @click.option(
     "--report",
     type=click.Path(file_okay=False),
@@ -109,14 +109,14 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
     "--test): compare heads on every layer, say which transfers best. Repeatable.",
 )
 @options.bootstrap()
-@options.seed("Folds, heads, bootstrap.")
+@options.seed("folds, heads, bootstrap.")
 @options.jobs()
 @options.fit_engine()
 @options.assert_min_accuracy(
     "Exit non-zero when the chosen head's accuracy on rows no choice saw is below this."
 )
 @options.json_flag()
-@options.quiet("No progress bar (by default one on a terminal: heads x folds, time left).")
+@options.quiet("by default a bar on a terminal (heads x folds, time left).")
 def compare(
     train_cache: str,
     test_cache: str | None,
@@ -333,10 +333,10 @@ def _layer_sweep(
 @click.command(cls=ModelCommand)
 @click.argument("cache", type=click.Path(dir_okay=False))
 @click.option("--head", "spec", help="Head spec. [default: the registry's DEFAULT_HEAD, logreg]")
-@options.out(".skops file.", required=True)
-@options.force("Replace an existing --out file.")
+@options.out("the head, a .skops file.", required=True)
+@options.force()
 @options.tune("Tune on a validation split of CACHE first.")
-@options.metric("The metric --tune decides by")
+@options.metric("--tune")
 @options.calibrate()
 @click.option(
     "--out-of-core",
@@ -346,7 +346,7 @@ def _layer_sweep(
 )
 @options.seed()
 @options.jobs()
-@options.json_flag("Print the head's metadata as JSON.")
+@options.json_flag("the head's metadata.")
 def train(
     cache: str,
     spec: str,
@@ -416,7 +416,7 @@ def train(
 @options.bootstrap()
 @options.seed()
 @options.assert_min_accuracy("Exit non-zero when the accuracy is below this.")
-@options.json_flag("Print the scores as JSON.")
+@options.json_flag("the scores.")
 def evaluate(
     head_file: str,
     cache: str,

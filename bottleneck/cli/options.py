@@ -1,9 +1,11 @@
 """The options every command shares, declared once, and the one ``--json`` printer.
 
-Each name below is a decorator (``@options.out(help="Cache file.")``) so that a flag means
-the same thing, with the same spelling and the same destination, on every command:
-``-o/--out`` is where a command writes, ``--json`` prints the command's result as JSON,
-``--quiet`` hides progress bars, ``--force`` replaces an existing output.
+Each name below is a decorator (``@options.out("Cache file.")``) so that a flag means the
+same thing, with the same spelling, type and destination, on every command: its help starts
+with :data:`MEANING` and a command only adds what it applies to. ``-o/--out`` is where a
+command writes, ``--json`` prints the command's result as JSON, ``--quiet`` hides progress
+bars, ``--force`` replaces an existing output, ``--seed`` seeds every random choice,
+``--metric`` is the one declared metric that decides.
 """
 
 from __future__ import annotations
@@ -26,7 +28,23 @@ from bottleneck_transfer.features.choices import (
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
-#: Compute precisions a base can run in (features are stored as float32).
+#: What each shared option means wherever it appears: the start of its help on every command.
+MEANING = {
+    "--out": "Output:",
+    "--force": "Replace an existing output",
+    "--quiet": "No progress bar or progress messages",
+    "--json": "Print the result as JSON",
+    "--seed": "The random seed",
+    "--metric": "The metric that decides",
+}
+
+
+def _help(option: str, detail: str | None) -> str:
+    """The help of a shared ``option``: its :data:`MEANING`, then what it applies to here."""
+    meaning = MEANING[option]
+    if not detail:
+        return f"{meaning}."
+    return f"{meaning} {detail}" if meaning.endswith(":") else f"{meaning}: {detail}"
 
 
 def _preprocess(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -66,23 +84,23 @@ def out(
         "--out",
         required=required,
         type=click.Path(file_okay=file_okay, dir_okay=dir_okay),
-        help=help,
+        help=_help("--out", help),
     )
 
 
-def json_flag(help: str = "Print the result as JSON.") -> Decorator:
+def json_flag(detail: str | None = None) -> Decorator:
     """``--json``: print the command's result as JSON instead of text."""
-    return click.option("--json", "as_json", is_flag=True, help=help)
+    return click.option("--json", "as_json", is_flag=True, help=_help("--json", detail))
 
 
-def quiet(help: str = "No progress bar.") -> Decorator:
+def quiet(detail: str | None = None) -> Decorator:
     """``--quiet``: no progress bars or progress messages."""
-    return click.option("--quiet", is_flag=True, help=help)
+    return click.option("--quiet", is_flag=True, help=_help("--quiet", detail))
 
 
-def force(help: str = "Replace an existing output.") -> Decorator:
+def force(detail: str | None = None) -> Decorator:
     """``--force``: replace what is at ``--out``."""
-    return click.option("--force", is_flag=True, help=help)
+    return click.option("--force", is_flag=True, help=_help("--force", detail))
 
 
 def refuse_overwrite(path: str | Path, force: bool) -> None:
@@ -108,9 +126,11 @@ def cache_dir(help: str) -> Decorator:
     return click.option("--cache-dir", type=click.Path(file_okay=False), help=help)
 
 
-def seed(help: str | None = None) -> Decorator:
+def seed(detail: str | None = None) -> Decorator:
     """``--seed``: the random seed."""
-    return click.option("--seed", type=int, default=0, show_default=True, help=help)
+    return click.option(
+        "--seed", type=int, default=0, show_default=True, help=_help("--seed", detail)
+    )
 
 
 def jobs() -> Decorator:
@@ -163,17 +183,18 @@ def assert_min_accuracy(help: str) -> Decorator:
     return click.option("--assert-min-accuracy", type=click.FloatRange(0, 1), help=help)
 
 
-def metric(help: str = "The metric that decides") -> Decorator:
-    """``--metric``: the one declared metric that decides (tuning, choices, verdicts)."""
+def metric(what: str) -> Decorator:
+    """``--metric``: the one declared metric that decides ``what`` (tuning, choices, verdicts)."""
     from bottleneck_transfer.heads.declared import METRIC_NAMES, TOP_K
 
     return click.option(
         "--metric",
         type=click.Choice(METRIC_NAMES),
         default=None,
-        help=f"{help}: {', '.join(METRIC_NAMES)} (top-k: top-{TOP_K} accuracy; log-loss and "
-        "top-k need heads with probabilities). Lower is better for log-loss, higher for the "
-        "rest. [default: accuracy, or balanced-accuracy when classes are unequal]",
+        help=f"{MEANING['--metric']} {what}: {', '.join(METRIC_NAMES)} (top-k: top-{TOP_K} "
+        "accuracy; log-loss and top-k need heads with probabilities). Lower is better for "
+        "log-loss, higher for the rest. [default: accuracy, or balanced-accuracy when "
+        "classes are unequal]",
     )
 
 

@@ -13,8 +13,8 @@ from bottleneck_transfer.cli.backend import ModelCommand
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Say what would be extracted or reused; run nothing.")
 @options.cache_dir("Cache store (default: $BOTTLENECK_CACHE_DIR, else caches/ beside the spec).")
-@options.quiet("No progress bars.")
-@options.json_flag("Print the run record as JSON.")
+@options.quiet()
+@options.json_flag("the run record.")
 def run(spec: str, dry_run: bool, cache_dir: str | None, quiet: bool, as_json: bool) -> None:
     """Run a pipeline SPEC (TOML): extract → compare heads → export the winner → predict.
 
@@ -48,10 +48,15 @@ def run(spec: str, dry_run: bool, cache_dir: str | None, quiet: bool, as_json: b
 def cache() -> None:
     """List and prune the store (caches, fits, stored predictions, exports); export caches.
 
+    The store is one folder: --cache-dir, else $BOTTLENECK_CACHE_DIR, else ./caches
+    (`bottleneck run` uses caches/ beside its spec); `bottleneck cache where` prints it.
+
     \b
     Examples:
+      bottleneck cache where --json
       bottleneck cache ls --cache-dir pipelines/caches
       bottleneck cache prune --older-than 30d
+      bottleneck cache ls | grep partial | bottleneck cache prune -
       bottleneck cache export caches/train.h5 -o train.parquet
       bottleneck cache dupes caches/train.h5
     """
@@ -60,68 +65,145 @@ def cache() -> None:
 _CACHE_DIR = options.cache_dir("Store folder (default: $BOTTLENECK_CACHE_DIR, else ./caches).")
 
 
-@cache.command("ls")
-@_CACHE_DIR
-@options.json_flag()
-def cache_ls(cache_dir: str | None, as_json: bool) -> None:
-    """List what the store holds, with size, last use and a total per kind.
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
 
-    Kinds: cache (with its base, source and rows), partial (an unfinished extraction),
-    fit (a memoized head with its spec: its .json, listed, and its .skops), predictions (a
-    fit's stored predictions) and export (the pipeline's exported model, with its head and
-    form).
+
+@cache.command("where")
+@_CACHE_DIR
+@options.json_flag("the folder and what chose it.")
+def cache_where(cache_dir: str | None, as_json: bool) -> None:
+    """Print the store folder that `cache ls`, `cache prune` and `compare --baseline` use.
+
+    It is --cache-dir, else $BOTTLENECK_CACHE_DIR, else caches/ in the working folder
+    (`bottleneck run` uses caches/ beside its spec unless one of the first two is given).
 
     \b
-    Example:
-      bottleneck cache ls --cache-dir pipelines/caches
+    Examples:
+      bottleneck cache where --json
+      BOTTLENECK_CACHE_DIR=~/store bottleneck cache where
     """
-    from bottleneck_transfer.features.store import CacheStore, default_cache_dir, totals
+    from bottleneck_transfer.features.store import store_location
 
-    store = CacheStore(cache_dir or default_cache_dir())
+    root, origin = store_location(cache_dir)
+    if as_json:
+        options.echo_json({"path": str(root), "from": origin, "exists": root.is_dir()})
+        return
+    click.echo(f"{root}\t({origin}{'' if root.is_dir() else '; not created yet'})")
+
+
+@cache.command("ls")
+@_CACHE_DIR
+@click.option(
+    "--long", is_flag=True, help="Also each entry's status, rows and what it is, and totals."
+)
+@options.json_flag("every entry with all its details.")
+def cache_ls(cache_dir: str | None, long: bool, as_json: bool) -> None:
+    """List what the store holds: one line per entry, then one summary line.
+
+    Each line is PATH, KIND, SIZE and LAST USE, tab-separated (--long adds the status,
+    rows and what it is: base and source, head spec, exported head, and a total per kind);
+    the summary line starts with '#': entries, bytes and the oldest last use. Piped into
+    `bottleneck cache prune -`, the listed entries are removed. Kinds: cache, partial (an
+    unfinished extraction), fit (a memoized head: its .json, listed, and its .skops),
+    predictions (a fit's stored predictions) and export (the pipeline's exported model).
+
+    \b
+    Examples:
+      bottleneck cache ls --cache-dir pipelines/caches
+      bottleneck cache ls --long
+      bottleneck cache ls | grep partial | bottleneck cache prune -
+    """
+    from bottleneck_transfer.features.store import CacheStore, overall, store_location, totals
+
+    store = CacheStore(store_location(cache_dir)[0])
     entries = store.entries()
     if as_json:
         options.echo_json(entries)
         return
-    if not entries:
-        click.echo(f"nothing stored in {store.root}")
     for e in entries:
-        what = e["head"] or f"{e['base'] or ''}  {e['source'] or ''}"
-        click.echo(
-            f"{e['kind']:<11} {e['path']}  {e['status']:<8} "
-            f"{e['rows'] if e['rows'] is not None else '-':>7} rows  "
-            f"{e['size_bytes'] / 1e6:7.1f} MB  {e['last_used']}  {what}"
-        )
-    for kind, total in totals(entries).items():
-        click.echo(f"total {kind:<11} {total['count']:>6}  {total['size_bytes'] / 1e6:9.1f} MB")
+        cells = [e["path"], e["kind"], _mb(e["size_bytes"]), e["last_used"]]
+        if long:
+            what = e["head"] or f"{e['base'] or ''}  {e['source'] or ''}".strip()
+            rows = f"{e['rows']} rows" if e["rows"] is not None else "-"
+            cells += [e["status"], rows, what]
+        click.echo("\t".join(cells))
+    if long:
+        for kind, total in totals(entries).items():
+            click.echo(f"# total {kind:<11} {total['count']:>6}  {_mb(total['size_bytes'])}")
+    summary = overall(entries)
+    oldest = f", oldest used {summary['oldest']}" if summary["oldest"] else ""
+    click.echo(
+        f"# {summary['entries']} entries, {summary['size_bytes']} bytes "
+        f"({_mb(summary['size_bytes'])}){oldest} in {store.root}"
+    )
+
+
+def _read_entries(values: tuple[str, ...]) -> list[str] | None:
+    """The entry paths given: each value, or for ``-`` the first tab-separated field of each
+    line of stdin that is not blank or a ``#`` comment (what `cache ls` prints)."""
+    if not values:
+        return None
+    paths = []
+    for value in values:
+        if value != "-":
+            paths.append(value)
+            continue
+        with click.open_file("-") as stdin:
+            for line in stdin:
+                if line.strip() and not line.lstrip().startswith("#"):
+                    paths.append(line.rstrip("\n").split("\t", 1)[0].strip())
+    return paths
 
 
 @cache.command("prune")
+@click.argument("entries", nargs=-1, metavar="[ENTRY]... | -")
 @_CACHE_DIR
 @click.option("--older-than", help="Remove what was not used for this long (30d, 12h, 2w).")
 @click.option("--partial", is_flag=True, help="Remove unfinished extractions.")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@options.json_flag("what was removed and what was kept, and why.")
 def cache_prune(
-    cache_dir: str | None, older_than: str | None, partial: bool, dry_run: bool
+    entries: tuple[str, ...],
+    cache_dir: str | None,
+    older_than: str | None,
+    partial: bool,
+    dry_run: bool,
+    as_json: bool,
 ) -> None:
-    """Remove caches, fits, stored predictions and exports unused for a while, and/or
-    unfinished extractions.
+    """Remove store entries: those named (ENTRY paths, or - to read the lines `cache ls`
+    prints), those unused for a while, and/or unfinished extractions.
 
-    Last use is when it was written or last reused. Only what the store wrote is
-    removed: the regular files each entry's manifest lists, then the folders it emptied;
-    never an entry a running extraction or pipeline holds, never through a symbolic link,
-    never an entry holding anything its manifest does not list; what is kept is named,
-    with the reason.
+    Named entries are removed unless --older-than or --partial narrows them. Last use is
+    when an entry was written or last reused. Only what the store wrote is removed: the
+    regular files each entry's manifest lists, then the folders it emptied; never a path
+    that is not an entry of the store, never an entry a running extraction or pipeline
+    holds, never through a symbolic link, never an entry holding anything its manifest
+    does not list; what is kept is named, with the reason.
 
     \b
     Examples:
       bottleneck cache prune --older-than 30d --partial
       bottleneck cache prune --older-than 2w --dry-run
+      bottleneck cache ls | grep partial | bottleneck cache prune -
+      bottleneck cache ls --cache-dir s | bottleneck cache prune - --cache-dir s --older-than 1w
     """
-    from bottleneck_transfer.features.store import CacheStore, default_cache_dir, parse_age
+    from bottleneck_transfer.features.store import CacheStore, parse_age, store_location
 
-    store = CacheStore(cache_dir or default_cache_dir())
+    store = CacheStore(store_location(cache_dir)[0])
     age = parse_age(older_than) if older_than else None
-    result = store.prune(older_than=age, partial=partial, dry_run=dry_run)
+    result = store.prune(
+        older_than=age, partial=partial, dry_run=dry_run, only=_read_entries(entries)
+    )
+    if as_json:
+        options.echo_json(
+            {
+                "dry_run": dry_run,
+                "removed": [str(p) for p in result.removed],
+                "kept": [{"path": str(p), "why": why} for p, why in result.kept],
+            }
+        )
+        return
     verb = "would remove" if dry_run else "removed"
     for path in result.removed:
         click.echo(f"{verb} {path}")
@@ -132,10 +214,11 @@ def cache_prune(
 
 @cache.command("export")
 @click.argument("cache_path", metavar="CACHE", type=click.Path(dir_okay=False))
-@options.out("A .parquet, .arrow or .feather file.", required=True)
+@options.out("a .parquet, .arrow or .feather file.", required=True)
+@options.force()
 @click.option("--wide", is_flag=True, help="One float32 column per feature (f0, f1, ...).")
 @options.json_flag()
-def cache_export(cache_path: str, out: str, wide: bool, as_json: bool) -> None:
+def cache_export(cache_path: str, out: str, force: bool, wide: bool, as_json: bool) -> None:
     """Write CACHE as a table for pandas, polars or DuckDB: id, label, class_name, features.
 
     Features are one fixed-size list column of float32 (or one column each with --wide);
@@ -150,6 +233,7 @@ def cache_export(cache_path: str, out: str, wide: bool, as_json: bool) -> None:
     """
     from bottleneck_transfer.features.tables import export_cache
 
+    options.refuse_overwrite(out, force)
     path = export_cache(cache_path, out, wide=wide)
     if as_json:
         options.echo_json({"path": str(path), "size_bytes": path.stat().st_size})

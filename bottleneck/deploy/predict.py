@@ -243,10 +243,10 @@ def predict(
     fmt = fmt or ("json" if out is not None and out.suffix.lower() == ".json" else "csv")
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}. Received: fmt={fmt!r}")
+    source = open_images(images, classes=classes, limit=limit)  # a bad path fails before loading
     exported = (
         model if isinstance(model, Exported) else load_exported(model, trust_graph=trust_graph)
     )
-    source = open_images(images, classes=classes, limit=limit)
     k = min(top_k, len(exported.class_names))
     batch_size = batch_size or default_batch_size(exported.image_size, len(source))
     result = _run(exported, source, k, batch_size, workers, strict, max_pixels, progress)

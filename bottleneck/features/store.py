@@ -25,7 +25,7 @@ import os
 import re
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +72,16 @@ def default_cache_dir(near: str | Path | None = None) -> Path:
     if os.environ.get(CACHE_DIR_ENV):
         return Path(os.environ[CACHE_DIR_ENV]).expanduser()
     return (Path(near).resolve().parent if near else Path.cwd()) / "caches"
+
+
+def store_location(cache_dir: str | Path | None = None) -> tuple[Path, str]:
+    """The store folder and what chose it: ``cache_dir`` (``--cache-dir``), else
+    ``$BOTTLENECK_CACHE_DIR``, else ``./caches`` (:func:`default_cache_dir`)."""
+    if cache_dir is not None:
+        return Path(cache_dir), "--cache-dir"
+    if os.environ.get(CACHE_DIR_ENV):
+        return default_cache_dir(), f"${CACHE_DIR_ENV}"
+    return default_cache_dir(), f"default: caches/ in the working folder; set ${CACHE_DIR_ENV}"
 
 
 def parse_age(text: str) -> float:
@@ -159,9 +169,18 @@ class CacheStore:
         return sorted(out, key=lambda e: KINDS.index(e["kind"]))
 
     def prune(
-        self, *, older_than: float | None = None, partial: bool = False, dry_run: bool = False
+        self,
+        *,
+        older_than: float | None = None,
+        partial: bool = False,
+        dry_run: bool = False,
+        only: Sequence[str | Path] | None = None,
     ) -> Pruned:
-        """Remove what was not used for ``older_than`` seconds, and/or unfinished extractions.
+        """Remove what was not used for ``older_than`` seconds, and/or unfinished extractions,
+        and/or the entries named in ``only`` (as ``cache ls`` prints them).
+
+        With ``only``, just those entries are candidates (all of them when no other criterion
+        is given); a path that is no entry of this store is kept, saying so.
 
         Caches, fits, stored predictions and exports go by their last use. Each goes by its
         manifest alone (:func:`~bottleneck_transfer.entries.remove_entry`: all of it or
@@ -170,14 +189,27 @@ class CacheStore:
         store's or holding what its manifest does not list, each with the reason in
         ``kept``. With ``dry_run``, nothing is removed: ``removed`` lists what would be.
         """
-        if older_than is None and not partial:
-            raise BottleneckError("say what to prune: --older-than AGE and/or --partial")
+        if older_than is None and not partial and only is None:
+            raise BottleneckError(
+                "say what to prune: --older-than AGE, --partial and/or the entries to remove "
+                "(- reads the paths `bottleneck cache ls` prints)"
+            )
         now = time.time()
         result = Pruned()
-        for entry in self.entries():
+        entries = self.entries()
+        named = None if only is None else {os.path.abspath(p) for p in only}
+        if named is not None:
+            known = {os.path.abspath(e["path"]) for e in entries}
+            result.kept += [
+                (Path(p), f"not an entry of the store {self.root}") for p in sorted(named - known)
+            ]
+        for entry in entries:
             kind, path = entry["kind"], Path(entry["path"])
+            if named is not None and os.path.abspath(path) not in named:
+                continue
             old = older_than is not None and now - _last_use(path, kind) > older_than
-            if not (old or (partial and kind == "partial")):
+            chosen = old or (partial and kind == "partial")
+            if not (chosen or (named is not None and older_than is None and not partial)):
                 continue
             if entry["status"] == "not ours":
                 result.kept.append((path, entry["note"]))
@@ -237,6 +269,16 @@ class Pruned:
 
     removed: list[Path] = field(default_factory=list)
     kept: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def overall(entries: list[dict]) -> dict[str, object]:
+    """``{"entries", "size_bytes", "oldest"}`` of :meth:`CacheStore.entries`: ``oldest`` is
+    the earliest last use (None for an empty store)."""
+    return {
+        "entries": len(entries),
+        "size_bytes": sum(e["size_bytes"] for e in entries),
+        "oldest": min((e["last_used"] for e in entries), default=None),
+    }
 
 
 def totals(entries: list[dict]) -> dict[str, dict[str, int]]:

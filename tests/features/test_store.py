@@ -3,6 +3,7 @@ extraction holds, never through a link, never into what it does not recognise.""
 
 from __future__ import annotations
 
+import json
 import os
 
 import h5py
@@ -129,3 +130,59 @@ def test_cli_prune_names_what_it_keeps(store):
     assert "not written by bottleneck" in result.output and "Traceback" not in result.output
     assert "3 removed, 2 kept" in result.output
     assert (store.root / "photos.h5" / "cat.jpg").exists()
+
+
+def test_ls_prints_tab_separated_entries_and_ends_with_one_summary(store):
+    store, _ = store
+    result = CliRunner().invoke(cli, ["cache", "ls", "--cache-dir", str(store.root)])
+    assert result.exit_code == 0, result.output
+    *lines, summary = result.output.splitlines()
+    entries = store.entries()
+    assert [line.split("\t")[:2] for line in lines] == [[e["path"], e["kind"]] for e in entries]
+    size = sum(e["size_bytes"] for e in entries)
+    oldest = min(e["last_used"] for e in entries)
+    assert summary.startswith(f"# {len(entries)} entries, {size} bytes")
+    assert f"oldest used {oldest}" in summary and not any(line.startswith("#") for line in lines)
+    long = CliRunner().invoke(cli, ["cache", "ls", "--cache-dir", str(store.root), "--long"])
+    first = long.output.splitlines()[0].split("\t")
+    assert first[:2] == lines[0].split("\t")[:2] and first[4:6] == ["complete", "2 rows"]
+    assert "# total cache" in long.output and long.output.splitlines()[-1] == summary
+
+
+def test_prune_dash_removes_the_entries_cache_ls_printed(store, tmp_path):
+    store, own = store
+    runner = CliRunner()
+    listing = runner.invoke(cli, ["cache", "ls", "--cache-dir", str(store.root)]).output
+    chosen = "".join(line + "\n" for line in listing.splitlines() if "\tpartial\t" in line)
+    outside = tmp_path / "mine.h5"
+    outside.write_text("not the store's")
+    piped = chosen + f"{outside}\tcache\n# a comment line\n"
+    args = ["cache", "prune", "-", "--cache-dir", str(store.root), "--json"]
+    result = runner.invoke(cli, args, input=piped)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert sorted(report["removed"]) == sorted([str(own["partial"]), str(own["held"])])
+    kept = {k["path"]: k["why"] for k in report["kept"]}
+    assert kept[str(outside)] == f"not an entry of the store {store.root}"
+    assert kept[str(partial_path(_store_path(store, "e")))] == "a symbolic link: not followed"
+    assert own["cache"].exists() and outside.exists() and not own["partial"].exists()
+
+
+def test_prune_needs_a_criterion_or_entries(store):
+    store, _ = store
+    result = CliRunner().invoke(cli, ["cache", "prune", "--cache-dir", str(store.root)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: say what to prune") and result.output.count("\n") == 1
+
+
+def test_cache_where_names_the_store_and_what_chose_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOTTLENECK_CACHE_DIR", str(tmp_path / "env-store"))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["cache", "where"]).output == (
+        f"{tmp_path / 'env-store'}\t($BOTTLENECK_CACHE_DIR; not created yet)\n"
+    )
+    given = runner.invoke(cli, ["cache", "where", "--cache-dir", str(tmp_path), "--json"])
+    assert '"from": "--cache-dir"' in given.output and '"exists": true' in given.output
+    monkeypatch.delenv("BOTTLENECK_CACHE_DIR")
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(cli, ["cache", "where"]).output.startswith(f"{tmp_path / 'caches'}\t")

@@ -172,17 +172,17 @@ def test_an_export_a_pipeline_holds_is_kept(store):
 def test_cli_ls_and_prune(store):
     store, _data, own, foreign = store
     runner = CliRunner()
-    listing = runner.invoke(cli, ["cache", "ls", "--cache-dir", str(store.root)])
+    listing = runner.invoke(cli, ["cache", "ls", "--cache-dir", str(store.root), "--long"])
     assert listing.exit_code == 0, listing.output
-    lines = listing.output.splitlines()
-    assert any(line.startswith("fit ") and line.endswith("logreg") for line in lines)
-    assert any(line.startswith("export ") and "logreg (keras)" in line for line in lines)
-    assert any(line.startswith("predictions ") and " 10 rows" in line for line in lines)
-    assert [line.split()[:3] for line in lines if line.startswith("total")] == [
-        ["total", "cache", "1"],
-        ["total", "fit", "2"],
-        ["total", "predictions", "2"],
-        ["total", "export", "3"],
+    lines = [line.split("\t") for line in listing.output.splitlines()]
+    assert any(line[1] == "fit" and line[-1] == "logreg" for line in lines)
+    assert any(line[1] == "export" and line[-1] == "logreg (keras)" for line in lines)
+    assert any(line[1] == "predictions" and line[5] == "10 rows" for line in lines)
+    assert [line[0].split()[:4] for line in lines if line[0].startswith("# total")] == [
+        ["#", "total", "cache", "1"],
+        ["#", "total", "fit", "2"],
+        ["#", "total", "predictions", "2"],
+        ["#", "total", "export", "3"],
     ]
     as_json = runner.invoke(cli, ["cache", "ls", "--cache-dir", str(store.root), "--json"])
     assert {e["kind"] for e in json.loads(as_json.output)} == {
