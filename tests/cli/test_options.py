@@ -8,6 +8,7 @@ import re
 import click
 import pytest
 from bottleneck_transfer.cli import cli
+from bottleneck_transfer.cli.options import MEANING
 from bottleneck_transfer.errors import did_you_mean
 from click.testing import CliRunner
 from heads_fixtures import digits_caches
@@ -79,6 +80,31 @@ def test_help_shows_examples_that_render(path):
         assert "   " not in line.strip(), line
 
 
+#: The options every command shares where they make sense: the same name, type, default and
+#: meaning (the start of the help) wherever they appear; commands only add what they apply to.
+SHARED = ("-o", "--force", "--quiet", "--json", "--seed", "--metric")
+
+
+def _type(param: click.Option) -> tuple:
+    kind = param.type
+    return (type(kind).__name__, getattr(kind, "choices", None), param.is_flag, param.default)
+
+
+@pytest.mark.parametrize("option", SHARED)
+def test_a_shared_option_means_one_thing_everywhere(option):
+    found = {path: _options(path)[option] for path in COMMANDS if option in _options(path)}
+    assert len(found) >= 2, option
+    meaning = MEANING["--out" if option == "-o" else option]
+    first = next(iter(found.values()))
+    for path, param in found.items():
+        where = " ".join(path)
+        assert (param.opts, param.name) == (first.opts, first.name), where
+        assert _type(param) == _type(first), where
+        assert param.help.startswith(meaning), (where, param.help)
+    if option == "--force":  # every command that writes a file the user names can replace it
+        assert {p for p in WRITERS if p != ("compare",)} <= set(found)
+
+
 @pytest.mark.parametrize("path", WRITERS, ids=" ".join)
 def test_every_writer_takes_dash_o(path):
     option = _options(path)["-o"]
@@ -90,7 +116,7 @@ def test_every_progress_bar_has_quiet(path):
     assert _options(path)["--quiet"].is_flag
 
 
-@pytest.mark.parametrize("path", [p for p in COMMANDS if p != ("cache", "prune")], ids=" ".join)
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
 def test_json_prints_the_result_everywhere(path):
     option = _options(path)["--json"]
     assert option.name == "as_json" and option.help.startswith("Print")
@@ -164,3 +190,21 @@ def test_spec_keys_get_a_suggestion(tmp_path):
     spec.write_text('[data]\ntrain = "fashion-mnist:train"\nlimt = 3\n')
     with pytest.raises(SpecError, match=r":3: data\.limt: unknown key\. Did you mean 'limit'\?"):
         load_spec(spec)
+
+
+@pytest.mark.parametrize("missing", ["model", "images"])
+def test_predict_on_a_missing_path_exits_non_zero_with_one_line(missing, tmp_path):
+    from PIL import Image
+
+    model, images = tmp_path / "model.keras", tmp_path / "images"
+    if missing == "model":
+        images.mkdir()
+        Image.new("RGB", (8, 8)).save(images / "a.png")
+    else:
+        model.write_bytes(b"not loaded: the images are checked first")
+    result = invoke("predict", model, images)
+    assert result.exit_code == 1
+    gone = model if missing == "model" else images
+    assert (
+        result.output == f"Error: {'model' if missing == 'model' else 'source'} not found: {gone}\n"
+    )
