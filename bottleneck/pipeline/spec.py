@@ -46,12 +46,15 @@ class SpecError(BottleneckError):
 
 @dataclass(frozen=True)
 class Key:
-    """One allowed key: its type(s), whether it is required, a check and a description."""
+    """One allowed key: its type(s), whether it is required, a check, its default, what it
+    means (``doc``) and, for a default filled in later, how the README shows it (``shown``)."""
 
     types: tuple[type, ...]
     required: bool = False
     check: Callable[[Any], str | None] | None = None
     default: Any = None
+    doc: str = ""
+    shown: str | None = None
 
 
 def _positive(value: Any) -> str | None:
@@ -126,66 +129,178 @@ def _curve_sizes(value: Any) -> str | None:
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "data": {
-        "train": Key((str,), required=True),
-        "test": Key((str,)),
-        "val": Key((str,)),
-        "classes": Key((str, list)),
-        "limit": Key((int,), check=_positive),
-        "test_limit": Key((int,), check=_positive),
-        # One labelled folder: hold out this stratified share of train (seed 0) as the test set.
-        "val_split": Key((float,), check=lambda v: None if 0 < v < 1 else "must be in (0, 1)"),
+        "train": Key(
+            (str,),
+            required=True,
+            doc="Training images: class folders, a CSV manifest, IDX/NPZ or "
+            "fashion-mnist:train (relative to the spec).",
+        ),
+        "test": Key((str,), doc="Held-out images the heads are scored on."),
+        "val": Key((str,), doc="Validation images, extracted through the base."),
+        "classes": Key((str, list), doc='Class subset: names, indices or ranges ("5-9").'),
+        "limit": Key((int,), check=_positive, doc="Use N training images spread over train."),
+        "test_limit": Key((int,), check=_positive, doc="Use N test (and val) images."),
+        "val_split": Key(
+            (float,),
+            check=lambda v: None if 0 < v < 1 else "must be in (0, 1)",
+            doc="One labelled folder: hold out this stratified share of train as the test set.",
+        ),
     },
     "base": {
-        "name": Key((str,), required=True),
-        "weights": Key((str,)),
-        "image_size": Key((int,), check=_positive),
-        "pooling": Key((str,), check=_choice("avg", "max", "token"), default="avg"),
-        "layer": Key((str,)),
-        "preprocess": Key((str,), check=_preprocess),
-        # Run a SavedModel base whose graph holds ops off the allow-list (--trust-graph).
-        "trust_graph": Key((bool,), default=False),
+        "name": Key(
+            (str,),
+            required=True,
+            doc="A keras.applications name, a .keras/.h5 file, a KerasHub preset or a "
+            "SavedModel folder.",
+        ),
+        "weights": Key((str,), doc="imagenet (the default for names), none, or a file."),
+        "image_size": Key((int,), check=_positive, doc="Input size (default: the base's)."),
+        "pooling": Key(
+            (str,),
+            check=_choice("avg", "max", "token"),
+            default="avg",
+            doc="avg or max over positions or tokens; token: a transformer's class token.",
+        ),
+        "layer": Key((str,), doc="Cut at this layer (default: the penultimate one)."),
+        "preprocess": Key(
+            (str,),
+            check=_preprocess,
+            doc="Override the base's preprocessing: none, unit, tf, torch, caffe or mean=M,std=S.",
+        ),
+        "trust_graph": Key(
+            (bool,),
+            default=False,
+            doc="Run a SavedModel base whose graph holds ops off the allow-list.",
+        ),
     },
     "extract": {
-        # "auto": by device and input size (features.batches.default_batch_size).
-        "batch_size": Key((int, str), check=_batch_size, default="auto"),
-        "strict": Key((bool,), default=False),
-        # Decoding threads; with engine = "dask" and no scheduler, local worker processes.
-        "workers": Key((int,), check=_positive),
-        "engine": Key((str,), check=_choice("local", "dask"), default="local"),
-        "scheduler": Key((str,)),
-        "shard_images": Key((int,), check=_positive),
-        # float16 halves the caches (part of their fingerprints); compression is lossless.
-        "store_dtype": Key((str,), check=_choice(*STORE_DTYPES), default="float32"),
-        "compression": Key((str,), check=_choice(*COMPRESSIONS)),
-        # Augmented views of every training image (never of test images), e.g.
-        # augment = "flip,crop,rotate,color", views = 8; seeded by seed.
-        "augment": Key((str,), check=_recipe),
-        "views": Key((int,), check=lambda v: None if v >= 0 else "must be >= 0", default=0),
-        "seed": Key((int,), default=0),
+        "batch_size": Key(
+            (int, str),
+            check=_batch_size,
+            default="auto",
+            doc='Images per model call; "auto" sizes it for the device and input size.',
+        ),
+        "strict": Key((bool,), default=False, doc="Fail at the first bad image."),
+        "workers": Key(
+            (int,),
+            check=_positive,
+            doc="Decoding threads (default: cores); with engine dask and no scheduler, "
+            "local worker processes.",
+        ),
+        "engine": Key(
+            (str,),
+            check=_choice("local", "dask"),
+            default="local",
+            doc="dask: shards as tasks on a Dask cluster.",
+        ),
+        "scheduler": Key((str,), doc="A running Dask scheduler (tcp://host:8786)."),
+        "shard_images": Key((int,), check=_positive, doc="Images per shard with engine dask."),
+        "store_dtype": Key(
+            (str,),
+            check=_choice(*STORE_DTYPES),
+            default="float32",
+            doc="float16 halves the caches (part of their fingerprints).",
+        ),
+        "compression": Key(
+            (str,), check=_choice(*COMPRESSIONS), doc="Lossless HDF5 compression of features."
+        ),
+        "augment": Key(
+            (str,),
+            check=_recipe,
+            doc='Augmented views of every training cache (never a test cache): "flip,crop,'
+            'rotate,color".',
+        ),
+        "views": Key(
+            (int,),
+            check=lambda v: None if v >= 0 else "must be >= 0",
+            default=0,
+            doc="Augmented views per image (with augment).",
+        ),
+        "seed": Key((int,), default=0, doc="Seeds augment and random weights."),
     },
     "heads": {
-        # Default: the registry's default heads (heads.registry.default_heads).
-        "use": Key((list,), check=_heads),
-        "tune": Key((bool,), default=False),
-        "cv": Key((int,), check=lambda v: None if v >= 2 else "must be >= 2"),
-        # The one metric that decides tuning, the winner and the verdict (as --metric);
-        # default accuracy, or balanced-accuracy when classes are unequal.
-        "metric": Key((str,), check=_choice(*METRIC_NAMES)),
-        # Labels per class, e.g. [5, 20, 100, "all"]: a learning curve after the comparison.
-        "learning_curve": Key((list,), check=_curve_sizes),
+        "use": Key(
+            (list,),
+            check=_heads,
+            shown=repr(list(default_heads())).replace("'", '"'),
+            doc='Head specs to compare, e.g. "logreg:C=0.1" (default: the registry\'s default '
+            "heads).",
+        ),
+        "tune": Key((bool,), default=False, doc="Tune each head on a validation split of train."),
+        "cv": Key(
+            (int,),
+            check=lambda v: None if v >= 2 else "must be >= 2",
+            doc="K-fold cross-validation on train instead of a test set.",
+        ),
+        "metric": Key(
+            (str,),
+            check=_choice(*METRIC_NAMES),
+            doc="The metric that decides tuning, the winner and the verdict (as --metric); "
+            "unset: accuracy, or balanced-accuracy when classes are unequal.",
+        ),
+        "learning_curve": Key(
+            (list,),
+            check=_curve_sizes,
+            doc='Labels per class, e.g. [5, 20, 100, "all"]: a learning curve too.',
+        ),
     },
     "baselines": {
-        "use": Key((list,), check=lambda v: _list_of_str(v) or _choice(*BASELINE_CHOICES)(v)),
+        "use": Key(
+            (list,),
+            check=lambda v: _list_of_str(v) or _choice(*BASELINE_CHOICES)(v),
+            doc="Baselines of the same images: random-base, raw-pixels.",
+        ),
     },
     "export": {
-        "head": Key((str,), check=_export_head, default="best"),
-        "predict": Key((int,), check=lambda v: None if v >= 0 else "must be >= 0", default=8),
+        "head": Key(
+            (str,),
+            check=_export_head,
+            default="best",
+            doc="best (the comparison's choice) or a kind or spec of heads.use.",
+        ),
+        "predict": Key(
+            (int,),
+            check=lambda v: None if v >= 0 else "must be >= 0",
+            default=8,
+            doc="Predict N test images with the export (0: none).",
+        ),
     },
     "outputs": {
-        "dir": Key((str,), default="runs"),
-        "cache_dir": Key((str,)),
+        "dir": Key((str,), default="runs", doc="Where each run's folder goes."),
+        "cache_dir": Key(
+            (str,),
+            doc="The store (default: --cache-dir, $BOTTLENECK_CACHE_DIR, else caches/ beside "
+            "the spec).",
+        ),
     },
 }
+
+
+def spec_reference() -> str:
+    """Every spec key with its type, default and meaning, as the README's Markdown table."""
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for section, keys in SCHEMA.items():
+        for name, key in keys.items():
+            if key.shown is not None:
+                default = f"`{key.shown}`"
+            elif key.required:
+                default = "required"
+            elif key.default is None:
+                default = "unset"
+            else:
+                default = f"`{_toml(key.default)}`"
+            kinds = " or ".join(t.__name__ for t in key.types)
+            lines.append(f"| `{section}.{name}` | {kinds} | {default} | {key.doc} |")
+    return "\n".join(lines)
+
+
+def _toml(value: Any) -> str:
+    """``value`` as TOML writes it (strings quoted, booleans lower case)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
 _PATH_KEYS = {("data", "train"), ("data", "test"), ("data", "val"), ("outputs", "dir")}
 
 
