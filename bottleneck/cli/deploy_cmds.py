@@ -273,7 +273,9 @@ def predict(
     type=click.IntRange(min=0),
     default=20,
     show_default=True,
-    help="Base layers to train, from the top (BatchNorm stays frozen).",
+    help="Base layers to train, counted from the top of the base (nested models flattened, "
+    "input layers not counted); BatchNorm layers among them stay frozen. 0 trains the head "
+    "only. See 'Choosing --unfreeze' above.",
 )
 @click.option("--lr", "learning_rate", type=float, default=1e-5, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
@@ -297,6 +299,18 @@ def finetune(
     after: selection scores, measured on the set that chose the epoch and the keep-or-revert
     decision (optimistic; score on other images with `bottleneck evaluate`). Classes are
     matched by name.
+
+    What stays frozen: every base layer below the top --unfreeze, every BatchNormalization
+    layer (kept in inference mode, its statistics untouched, as the Keras guide advises),
+    and the export's resize and preprocessing. What trains: the unfrozen base layers and
+    the head (its Dense layers). The JSON output lists the unfrozen layers by name.
+
+    Choosing --unfreeze: start with the base's last block or two and a low --lr (1e-5):
+    the default 20 is MobileNetV2's block_16 and most of block_15; ResNet50's last stage
+    (conv5, three blocks) is 33 and its last block 11. Unfreeze more only with more images
+    (thousands per class) and while validation accuracy still rises; with a few hundred
+    images, 0 (head only) or a few layers overfit least. Layer names and counts:
+    keras.saving.load_model(MODEL).summary().
 
     \b
     Examples:

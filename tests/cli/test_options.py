@@ -10,6 +10,7 @@ import pytest
 from bottleneck_transfer.cli import cli
 from bottleneck_transfer.cli.options import MEANING
 from bottleneck_transfer.errors import did_you_mean
+from bottleneck_transfer.heads.declared import METRIC_NAMES
 from click.testing import CliRunner
 from heads_fixtures import digits_caches
 
@@ -208,3 +209,31 @@ def test_predict_on_a_missing_path_exits_non_zero_with_one_line(missing, tmp_pat
     assert (
         result.output == f"Error: {'model' if missing == 'model' else 'source'} not found: {gone}\n"
     )
+
+
+@pytest.mark.parametrize("path", [(), ("cache",)], ids=["bottleneck", "cache"])
+def test_every_group_help_has_an_example_too(path):
+    result = invoke(*path, "--help")
+    assert result.exit_code == 0 and re.search(r"\n  Examples?:\n    bottleneck ", result.output)
+
+
+def test_finetune_help_says_what_is_frozen_and_how_to_choose_unfreeze():
+    text = " ".join(invoke("finetune", "--help").output.split())
+    assert "What stays frozen: every base layer below the top --unfreeze" in text
+    assert "every BatchNormalization layer" in text and "What trains:" in text
+    assert "Choosing --unfreeze: start with the base's last block" in text
+    assert "0 trains the head only" in text
+
+
+def test_shell_completion_offers_commands_and_choices():
+    def complete(words: str) -> list[str]:
+        env = {
+            "_BOTTLENECK_COMPLETE": "bash_complete",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+        }
+        result = CliRunner().invoke(cli, [], prog_name="bottleneck", env=env)
+        return [line.split(",", 1)[1] for line in result.output.splitlines()]
+
+    assert complete("bottleneck cache pr") == ["prune"]
+    assert complete("bottleneck export c.h5 --metric ") == list(METRIC_NAMES)
