@@ -17,6 +17,7 @@ Dataclasses that inherit it are declared with ``repr=False`` (a generated repr w
 from __future__ import annotations
 
 import html
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -108,6 +109,14 @@ def html_repr(title: str, summary: Mapping[str, Any], rows: Sequence[Mapping[str
             parts.append(f"<p>… {len(rows) - HTML_ROWS} more rows (to_pandas() has them all)</p>")
     parts.append("</div>")
     return "\n".join(parts)
+
+
+def class_rows(labels: Sequence[int], class_names: Sequence[str], count: str) -> list[dict]:
+    """One row per class, ``{"index", "class", count}``, then one for unlabeled (-1) rows."""
+    tally = Counter(int(label) for label in labels)
+    rows = [{"index": i, "class": name, count: tally[i]} for i, name in enumerate(class_names)]
+    unlabeled = sum(n for label, n in tally.items() if label < 0)
+    return rows + [{"index": -1, "class": "(unlabeled)", count: unlabeled}] * bool(unlabeled)
 
 
 def frame(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> Any:

@@ -13,6 +13,7 @@ from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import ExtractResult
 from bottleneck_transfer.features.inspection import verify_cache
+from bottleneck_transfer.features.sources import open_source
 from bottleneck_transfer.heads.compare import compare_heads
 from bottleneck_transfer.heads.layer_sweep import layer_sweep
 from bottleneck_transfer.heads.learning_curve import learning_curve
@@ -27,11 +28,13 @@ def digits(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def results(digits, tmp_path_factory) -> dict[str, tuple[object, int, list[str]]]:
+def results(digits, photo_folder, tmp_path_factory) -> dict[str, tuple[object, int, list[str]]]:
     """Each result object with its expected number of table rows and some of its columns."""
     from bottleneck_transfer.deploy.export import ExportResult
+    from bottleneck_transfer.deploy.exported import Exported
     from bottleneck_transfer.deploy.finetune import FinetuneResult
     from bottleneck_transfer.deploy.predict import PredictResult
+    from bottleneck_transfer.features.bases import load_base
 
     train, test = digits
     comparison = compare_heads(train, test, heads=["logreg", "knn"], n_bootstrap=100)
@@ -57,7 +60,12 @@ def results(digits, tmp_path_factory) -> dict[str, tuple[object, int, list[str]]
         labels=[classes[i % 10] for i in range(n)],
     )
     history = {"loss": [0.9, 0.5], "accuracy": [0.7, 0.8], "val_accuracy": [0.6, 0.75]}
+    base = load_base("mobilenet_v2", weights="none", image_size=32)
+    metadata = {"classes": classes, "input_shape": [32, 32, 3], "head": "logreg"}
     return {
+        "source": (open_source(photo_folder), 3, ["index", "class", "images"]),
+        "base": (base, len(base.description), ["key", "value"]),
+        "exported": (Exported(Path("m.keras"), "keras", metadata), 10, ["output", "class"]),
         "comparison": (comparison, 2, ["head", "rank", "score", "score_low", "p_vs_winner"]),
         "row": (comparison.best, 5, ["metric", "value", "value_low", "value_high"]),
         "learning curve": (
@@ -110,8 +118,8 @@ def results(digits, tmp_path_factory) -> dict[str, tuple[object, int, list[str]]
 
 
 NAMES = [
-    "comparison", "row", "learning curve", "layer sweep", "trained head", "evaluation", "cache",
-    "verify", "extract", "predict", "export", "finetune",
+    "source", "base", "exported", "comparison", "row", "learning curve", "layer sweep",
+    "trained head", "evaluation", "cache", "verify", "extract", "predict", "export", "finetune",
 ]  # fmt: skip
 
 

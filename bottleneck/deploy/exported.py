@@ -54,6 +54,7 @@ import keras
 import numpy as np
 from bottleneck_transfer.deploy.formats import METADATA_NAME, Converter, Runner, converter_for
 from bottleneck_transfer.deploy.keras_head import head_scores
+from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import ExportError, HeadError
 from bottleneck_transfer.features.batches import BatchRunner
 from bottleneck_transfer.heads.trust import load_trusted
@@ -67,8 +68,8 @@ FOLDER_FILES = ("model.json", "base.keras", "head.skops")
 LABELS_FILE = "labels.txt"
 
 
-@dataclass
-class Exported:
+@dataclass(repr=False)
+class Exported(Display):
     """A loaded export: a single Keras model, a folder's base + scikit-learn head, or a
     converted form's runner (``kind`` ``"saved-model"``, ``"tflite"`` or ``"onnx"``).
 
@@ -87,6 +88,20 @@ class Exported:
     def class_names(self) -> list[str]:
         """The class of each output column, in order."""
         return list(self.metadata["classes"])
+
+    def _display_summary(self) -> dict[str, Any]:
+        height, width = self.image_size
+        return {
+            "path": str(self.path),
+            "kind": self.kind,
+            "input": f"uint8 {height}x{width}x{self.channels}",
+            "head": self.metadata.get("head"),
+            "outputs": self.metadata.get("outputs"),
+        }
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        """One row per output column: its index and class name."""
+        return [{"output": i, "class": name} for i, name in enumerate(self.class_names)]
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import BaseModelError, did_you_mean
 from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.preprocessing import describe_preprocess, preprocess_affine
@@ -50,8 +51,8 @@ _DEFAULT_SIZES = {
 PIXELS = "pixels"
 
 
-@dataclass
-class Base:
+@dataclass(repr=False)
+class Base(Display):
     """A frozen feature extractor: raw pixels in, bottleneck features out.
 
     Examples
@@ -71,6 +72,19 @@ class Base:
     def dim(self) -> int:
         """Feature size D."""
         return int(self.model.output_shape[-1])
+
+    def _display_summary(self) -> dict[str, Any]:
+        height, width = self.image_size
+        return {
+            "name": self.name,
+            "input": f"{height}x{width}x{self.channels}",
+            "features": self.dim,
+            "layers": len(self.model.layers),
+        }
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        """One row per entry of the description (what the fingerprint is made of)."""
+        return [{"key": key, "value": value} for key, value in self.description.items()]
 
 
 def _key(name: str) -> str:

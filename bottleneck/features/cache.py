@@ -34,7 +34,7 @@ import h5py
 import numpy as np
 from bottleneck_transfer import limits
 from bottleneck_transfer.atomic import atomic_path
-from bottleneck_transfer.display import Display
+from bottleneck_transfer.display import Display, class_rows
 from bottleneck_transfer.entries import (
     MANIFEST_NAME,
     EntryManifest,
@@ -994,16 +994,7 @@ class FeatureCache(Display):
         """One row per class: its index, name and number of rows (then unlabeled rows)."""
         if not self._h5.id.valid:
             return []
-        labels = self.labels
-        counts = np.bincount(labels[labels >= 0], minlength=len(self.class_names))
-        rows = [
-            {"index": i, "class": name, "rows": int(counts[i])}
-            for i, name in enumerate(self.class_names)
-        ]
-        unlabeled = int(np.count_nonzero(labels < 0))
-        return rows + (
-            [{"index": -1, "class": "(unlabeled)", "rows": unlabeled}] if unlabeled else []
-        )
+        return class_rows(self.labels, self.class_names, "rows")
 
     def close(self) -> None:
         """Close the file."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from bottleneck_transfer.display import Display, class_rows
 from bottleneck_transfer.errors import ImageError, SourceError
 from bottleneck_transfer.features.duplicates import content_hash, merge_labels
 from bottleneck_transfer.features.images import (
@@ -180,8 +181,8 @@ class Item:
     group: str | None = None
 
 
-@dataclass
-class Source:
+@dataclass(repr=False)
+class Source(Display):
     """An ordered image collection. Build with :func:`open_source`.
 
     Examples
@@ -199,8 +200,17 @@ class Source:
     arrays: np.ndarray | None = None
     array_hashes: dict[str, str] = field(default_factory=dict)
 
+    _display_bar = ("class", "images")
+
     def __len__(self) -> int:
         return len(self.items)
+
+    def _display_summary(self) -> dict[str, object]:
+        return {"kind": self.kind, "root": self.root, "images": len(self)}
+
+    def _display_rows(self) -> list[dict[str, object]]:
+        """One row per class: its index, name and number of images (then unlabeled ones)."""
+        return class_rows([item.label for item in self.items], self.class_names, "images")
 
     def load(
         self,
