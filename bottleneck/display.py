@@ -21,6 +21,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bottleneck_transfer.errors import MissingDependencyError
+
 #: The longest repr a result object has, in characters.
 REPR_LIMIT = 2000
 #: Rows of the table the HTML repr shows (``to_pandas()`` has them all).
@@ -120,8 +122,20 @@ def class_rows(labels: Sequence[int], class_names: Sequence[str], count: str) ->
 
 
 def frame(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> Any:
-    """``rows`` as a ``pandas.DataFrame`` (pandas imported here, on use)."""
-    import pandas as pd
+    """``rows`` as a ``pandas.DataFrame`` (pandas imported here, on use).
+
+    Raises
+    ------
+    MissingDependencyError
+        Without pandas, saying how to install it.
+    """
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "to_pandas() needs pandas, which is not installed: pip install "
+            "'bottleneck-transfer[notebook]'"
+        ) from exc
 
     return pd.DataFrame(list(rows), columns=list(columns or _columns(rows)) or None)
 

@@ -3,6 +3,7 @@ head functions take caches, paths or arrays alike."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -208,3 +209,11 @@ def test_as_data_names_what_it_takes():
     assert as_data((np.eye(3), [0, 1, 1], ["a", "b"])).class_names == ["a", "b"]
     with pytest.raises(HeadError, match=r"train must be a FeatureCache.*Received: train=\[1, 2\]"):
         as_data([1, 2], what="train")
+
+
+def test_to_pandas_without_pandas_says_how_to_install_it(results, monkeypatch):
+    from bottleneck_transfer.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(MissingDependencyError, match=r"bottleneck-transfer\[notebook\]"):
+        results["extract"][0].to_pandas()
