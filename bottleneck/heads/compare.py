@@ -54,7 +54,7 @@ from bottleneck_transfer.heads.calibration import calibration_report
 from bottleneck_transfer.heads.declared import Metric
 from bottleneck_transfer.heads.memo import FitMemo, prediction_key
 from bottleneck_transfer.heads.metrics import METRICS, row_losses, score
-from bottleneck_transfer.heads.parallel import run_calls, share_threads, use_workers
+from bottleneck_transfer.heads.parallel import run_calls, use_workers
 from bottleneck_transfer.heads.registry import (
     default_heads,
     has_proba,
@@ -307,9 +307,8 @@ def _fit_predict(
 
 
 def _fit_predict_in_worker(*call: Any) -> _Fold:
-    """:func:`_fit_predict` in a worker process, whose Keras backend starts on the worker's
-    share of the cores and without its C++ start-up chatter on the user's terminal."""
-    share_threads()
+    """:func:`_fit_predict` in a worker process, whose Keras backend starts without its
+    C++ start-up chatter on the user's terminal."""
     quiet_backend_start()
     return _fit_predict(*call)
 

@@ -26,7 +26,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .verdict { font-size: 1.05rem; background: #f6f8fa; border-left: 4px solid #e69500;
            padding: 0.6rem 1rem; }
 .note { color: #555; font-size: 0.85rem; }
-figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; }
+figure { margin: 1rem 0; } figure img { max-width: min(100%, 56rem); height: auto; }
 figcaption { color: #555; font-size: 0.85rem; }
 pre { background: #f6f8fa; padding: 0.5rem; overflow-x: auto; font-size: 0.8rem; }
 """

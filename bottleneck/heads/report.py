@@ -760,11 +760,17 @@ def _provenance(comparison: Comparison) -> str:
     own software."""
     h = htmlpage
     parts = [h.table(CACHE_HEADER, cache_cells(comparison), {2, 3})]
+    roles: dict[str, str] = {}  # a --val-split scores a part of the training cache
     for role in ("train", "test"):
-        path = comparison.caches.get(role, {}).get("path")
+        roles.setdefault(comparison.caches.get(role, {}).get("path", ""), role)
+    for path, role in roles.items():
         if path and Path(path).is_file():
-            with FeatureCache.open(path) as cache:
-                recorded = json.dumps(cache.provenance, indent=2, sort_keys=True)
+            try:
+                with FeatureCache.open(path) as cache:
+                    recorded = json.dumps(cache.provenance, indent=2, sort_keys=True)
+            except BottleneckError as exc:
+                parts.append(h.paragraph(f"{role} cache {path}: no provenance ({exc})", "note"))
+                continue
             parts.append(
                 f"<details><summary>{h.text(f'{role} cache {path}: recorded provenance')}"
                 f"</summary><pre>{h.text(recorded)}</pre></details>"

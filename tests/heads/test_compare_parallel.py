@@ -54,7 +54,7 @@ def test_parallel_folds_equal_serial_folds(monkeypatch):
 
 def test_the_default_heads_on_a_cache_score_the_same_in_workers(monkeypatch, tmp_path):
     """logreg, linear-svm, rbf-svm and dense, five folds of a cache: the worker processes
-    (dense on the worker's share of threads) give the sequential run's scores exactly."""
+    give the sequential run's scores exactly."""
     X, y = blobs(n=300, dim=24, centers=4, std=4.0)
     cache = write_cache(tmp_path / "train.h5", X, y)
     heads = ["logreg", "linear-svm", "rbf-svm", "dense:epochs=5"]
