@@ -4,7 +4,10 @@ The design's target: the default five-fold compare of the four default heads on 
 6,000 x 1,280 cache in at most 60 s on a 2-core machine, whatever the features. Each kind of
 synthetic features is written as a cache and compared by a fresh ``bottleneck compare``
 process (imports included, as a user runs it); the wall and CPU seconds are recorded with
-the rows that stopped at their iteration bound.
+the rows that stopped at their iteration bound, and the wall time as a ratio to the sum of
+the single fits it ran (each head's mean fit seconds times the folds, every fit
+single-threaded): below 1 when folds and heads ran in parallel, and what is left above the
+fits' share is imports, worker start-up and scoring.
 """
 
 from __future__ import annotations
@@ -87,6 +90,13 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def sum_of_fits(result: dict[str, Any]) -> float:
+    """Seconds of every single fit a comparison ran (``compare --json``): each row's mean
+    fit seconds times its folds (1 on a holdout)."""
+    folds = result["n_folds"] or 1
+    return sum(row["fit_seconds"] for row in result["rows"]) * folds
+
+
 def bench_compare_6k(
     kinds: tuple[str, ...] = KINDS, *, cv: int = 5, directory: str | Path | None = None
 ) -> dict[str, Any]:
@@ -108,9 +118,13 @@ def bench_compare_6k(
                 runs[kind] = {"skipped": f"compare failed: {' | '.join(tail)}"}
                 continue
             result = json.loads(done.stdout)
+            fits = sum_of_fits(result)
             runs[kind] = {
                 "seconds": round(seconds, 2),
+                "compare_seconds": round(result["seconds"], 2),
                 "cpu_seconds": round(cpu, 2),
+                "sum_of_fits": round(fits, 2),
+                "ratio_to_fits": round(seconds / fits, 3),
                 "winner": result["winner"],
                 "fit_seconds": {r["name"]: round(r["fit_seconds"], 3) for r in result["rows"]},
                 "accuracy": {r["name"]: round(r["metrics"]["accuracy"], 4) for r in result["rows"]},

@@ -1091,7 +1091,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 f"compare --cv {compare6k['cv']}, four heads, 6,000 x 1,280 {kind} (s)",
                 run["seconds"],
                 compare6k["target_seconds"],
-                f"CPU {run['cpu_seconds']:.0f} s; stopped at their bound: {bounded}",
+                f"CPU {run['cpu_seconds']:.0f} s; {run['ratio_to_fits']:.2f} x the sum of its "
+                f"single fits ({run['sum_of_fits']:.0f} s); stopped at their bound: {bounded}",
                 at_most=True,
             )
     memory = report.get("memory")

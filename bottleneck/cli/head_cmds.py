@@ -50,7 +50,12 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
 @options.tune("Tune each head on a validation split of TRAIN only.")
 @options.metric("tuning, the winner, the baseline and the verdict")
 @options.calibrate()
-@options.out("the report folder (tables, figures, report.md).", file_okay=False, dir_okay=True)
+@options.out(
+    "the report folder: report.html (one page to read and share, opens offline), report.md,"
+    " report.json, the figures.",
+    file_okay=False,
+    dir_okay=True,
+)
 @click.option(
     "--report",
     type=click.Path(file_okay=False),
@@ -110,7 +115,10 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
 )
 @options.bootstrap()
 @options.seed("folds, heads, bootstrap.")
-@options.jobs()
+@options.jobs(
+    "Cores for the fits: folds and heads over worker processes on large caches (the same "
+    "results as one after another), else tuning trials; -1 uses every core."
+)
 @options.fit_engine()
 @options.assert_min_accuracy(
     "Exit non-zero when the chosen head's accuracy on rows no choice saw is below this."

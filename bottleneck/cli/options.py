@@ -133,11 +133,9 @@ def seed(detail: str | None = None) -> Decorator:
     )
 
 
-def jobs() -> Decorator:
-    """``--jobs``: parallel tuning trials."""
-    return click.option(
-        "--jobs", type=int, default=-1, show_default=True, help="Parallel tuning trials."
-    )
+def jobs(help: str = "Cores for tuning trials; -1 uses every core.") -> Decorator:
+    """``--jobs``: how many cores the fits use (-1: all)."""
+    return click.option("--jobs", type=int, default=-1, show_default=True, help=help)
 
 
 def tune(help: str) -> Decorator:

@@ -55,6 +55,7 @@ from bottleneck_transfer.heads.calibration import calibration_report
 from bottleneck_transfer.heads.declared import Metric, metric_named
 from bottleneck_transfer.heads.memo import FitMemo, prediction_key
 from bottleneck_transfer.heads.metrics import METRICS, row_losses, score
+from bottleneck_transfer.heads.parallel import run_calls, use_workers
 from bottleneck_transfer.heads.registry import (
     default_heads,
     has_proba,
@@ -81,7 +82,6 @@ from bottleneck_transfer.heads.training import (
     warn_duplicates,
 )
 from bottleneck_transfer.heads.tuning import TuneResult
-from joblib import Parallel, delayed, effective_n_jobs
 from tqdm.auto import tqdm
 
 #: The registry's default heads (:func:`~bottleneck_transfer.heads.registry.default_heads`).
@@ -316,12 +316,6 @@ class _Fitting:
     metric: str = "accuracy"
 
 
-#: Fits go to parallel worker processes (joblib, one fit per core) only when the training
-#: features hold at least this many values: below it, starting workers and sending them
-#: the data costs more than the fits save.
-PARALLEL_MIN_VALUES = 2**21
-
-
 def _fit_predict(
     spec: str,
     fit_data: LabeledData,
@@ -403,24 +397,20 @@ def _fit_tasks(
 ) -> list[list[_Fold]]:
     """Every fold of every task: fitted one after another, or over worker processes (one
     fit per core; ``fitting.n_jobs``) when the data is large enough
-    (:data:`PARALLEL_MIN_VALUES`). Each fit is seeded, so both give the same folds."""
+    (:func:`.parallel.use_workers`). Each fit is seeded, so both give the same folds."""
     calls = [
         (spec, train, fit_rows, train if test is None else test, eval_rows)
         for spec, _, train, test in tasks
         for fit_rows, eval_rows in splits
     ]
-    parallel = (
-        len(calls) > 1
-        and effective_n_jobs(fitting.n_jobs) > 1
-        and tasks[0][2].X.size >= PARALLEL_MIN_VALUES
+    workers = use_workers(len(calls), fitting.n_jobs, tasks[0][2].X.size)
+    inner = dataclasses.replace(fitting, n_jobs=1) if workers else fitting  # cores to the fits
+    folds = run_calls(
+        _fit_predict_in_worker if workers else _fit_predict,
+        [(*call, inner) for call in calls],
+        n_jobs=fitting.n_jobs,
+        workers=workers,
     )
-    if parallel:
-        inner = dataclasses.replace(fitting, n_jobs=1)  # the cores go to the fits
-        folds = Parallel(n_jobs=fitting.n_jobs, return_as="generator")(
-            delayed(_fit_predict_in_worker)(*call, inner) for call in calls
-        )
-    else:
-        folds = (_fit_predict(*call, fitting) for call in calls)
     done = []
     bar.set_postfix_str(calls[0][0], refresh=False)
     for i, fold in enumerate(folds, start=1):
@@ -688,7 +678,7 @@ def compare_heads(
         Seeds folds, heads, tuning splits and the bootstrap.
     n_jobs : int or None, default=-1
         Cores for the fits: folds and heads go to worker processes when the features are
-        large (:data:`PARALLEL_MIN_VALUES`), else tuning trials run in parallel; -1 uses
+        large (:data:`.parallel.PARALLEL_MIN_VALUES`), else tuning trials run in parallel; -1 uses
         every core. Results do not depend on it.
     memo : FitMemo, optional
         Where fits and their predictions are stored by key: a row whose every fit was stored

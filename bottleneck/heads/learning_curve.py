@@ -688,6 +688,14 @@ def format_curve_markdown(curve: LearningCurve) -> str:
 
 
 def plot_curve(curve: LearningCurve, path: str | Path) -> Path:
+    """Write :func:`curve_figure` to ``path``."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        curve_figure(curve).savefig(tmp, dpi=120)
+    return path
+
+
+def curve_figure(curve: LearningCurve) -> Figure:
     """Accuracy against labels per class (log x), one line per head and baseline, shaded CIs."""
     figure = Figure(figsize=(7.5, 4.8), layout="constrained")
     axes = figure.add_subplot()
@@ -711,10 +719,7 @@ def plot_curve(curve: LearningCurve, path: str | Path) -> Path:
     axes.set_title("Learning curve: heads on transferred features vs baselines")
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right", fontsize="small")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=120)
-    return path
+    return figure
 
 
 def write_curve_report(curve: LearningCurve, directory: str | Path) -> dict[str, Path]:

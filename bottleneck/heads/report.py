@@ -15,6 +15,7 @@ display is needed.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -24,9 +25,17 @@ from bottleneck_transfer.errors import BottleneckError
 from bottleneck_transfer.features.batches import decode_batch
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.sources import reopen_source
+from bottleneck_transfer.heads import cache_map, htmlpage
 from bottleneck_transfer.heads.calibration import N_BINS
 from bottleneck_transfer.heads.compare import Comparison, Row
-from bottleneck_transfer.heads.stats import CV_INTERVALS, CV_TEST, HOLDOUT_INTERVALS, HOLDOUT_TEST
+from bottleneck_transfer.heads.learning_curve import LearningCurve, curve_rows, write_curve_report
+from bottleneck_transfer.heads.stats import (
+    CV_INTERVALS,
+    CV_TEST,
+    HOLDOUT_INTERVALS,
+    HOLDOUT_TEST,
+    clopper_pearson,
+)
 from bottleneck_transfer.heads.training import NOT_CONVERGED, Evaluation
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -49,7 +58,9 @@ REPORT_FILES = (
     "accuracy.png",
     "confusion.png",
     "reliability.png",
+    "per_class.png",
     "misclassified.csv",
+    "report.html",
 )
 #: The calibration columns of the table: the keys of ``Row.calibration``.
 CALIBRATION_TITLES = {"brier": "Brier", "ece": "ECE"}
@@ -57,6 +68,9 @@ CALIBRATION_TITLES = {"brier": "Brier", "ece": "ECE"}
 GALLERY = "misclassified.png"
 #: At most this many thumbnails in the gallery (spread over the errors, in row order).
 GALLERY_SIZE = 24
+#: The 2-D map of the scored rows (:mod:`~bottleneck_transfer.heads.cache_map`), written
+#: when the scored cache can be reopened.
+MAP = "map.png"
 #: Bar colours of the accuracy chart and what each means.
 BAR_COLOURS = {
     "winner": ("tab:orange", "winner"),
@@ -64,6 +78,7 @@ BAR_COLOURS = {
     "baseline": ("0.65", "baselines (other features)"),
 }
 PER_CLASS_HEADER = ["class", "precision", "recall", "F1", "rows"]
+CACHE_HEADER = ["role", "file", "rows", "features", "base", "fingerprint"]
 
 
 def _cell(row: Row, metric: str) -> str:
@@ -295,7 +310,8 @@ def _base_cell(base: dict) -> str:
     )
 
 
-def _cache_cells(comparison: Comparison) -> list[list[str]]:
+def cache_cells(comparison: Comparison) -> list[list[str]]:
+    """One row per cache: role, file, rows, features, base, fingerprint (shortened)."""
     flat: list[tuple[str, dict]] = []
     for role, summary in comparison.caches.items():
         if role.startswith("baseline:"):  # {"train": summary, "test": summary or None}
@@ -305,22 +321,26 @@ def _cache_cells(comparison: Comparison) -> list[list[str]]:
     return [
         [
             role,
-            f"`{summary['path']}`",
+            str(summary["path"]),
             str(summary["rows"]),
             str(summary["dim"]),
             _base_cell(summary.get("base") or {}),
-            f"`{str(summary.get('fingerprint') or '-')[:19]}`",
+            str(summary.get("fingerprint") or "-")[:19],
         ]
         for role, summary in flat
     ]
 
 
 def format_markdown(
-    comparison: Comparison, figures: bool = True, gallery: str | None = None
+    comparison: Comparison,
+    figures: bool = True,
+    gallery: str | None = None,
+    map_note: str | None = None,
 ) -> str:
     """The comparison as a Markdown report.
 
-    ``gallery`` is the gallery's file name, or a sentence saying why there is none.
+    ``gallery`` and ``map_note`` are the figure's file name, or a sentence saying why there
+    is none.
     """
     header, cells, footnotes = table_rows(comparison)
     out = [
@@ -353,11 +373,8 @@ def format_markdown(
     scores = per_class_scores(_winner_confusion(comparison), comparison.class_names)
     out += _markdown_table(PER_CLASS_HEADER, _per_class_cells(scores), {1, 2, 3, 4})
     out += ["", "## Caches", ""]
-    out += _markdown_table(
-        ["role", "file", "rows", "features", "base", "fingerprint"],
-        _cache_cells(comparison),
-        {2, 3},
-    )
+    caches = [[r, f"`{p}`", n, d, b, f"`{f}`"] for r, p, n, d, b, f in cache_cells(comparison)]
+    out += _markdown_table(CACHE_HEADER, caches, {2, 3})
     if figures:
         out += [
             "",
@@ -369,12 +386,18 @@ def format_markdown(
             "",
             "![reliability diagrams](reliability.png)",
             "",
+            f"![accuracy per class of {comparison.winner}](per_class.png)",
+            "",
             "Misclassified rows of the winner: [misclassified.csv](misclassified.csv)",
         ]
         if gallery == GALLERY:
             out += ["", f"![misclassified images of {comparison.winner}]({GALLERY})"]
         elif gallery:
             out += ["", f"No gallery of misclassified images: {gallery}"]
+        if map_note == MAP:
+            out += ["", f"![map of the scored rows]({MAP})"]
+        elif map_note:
+            out += ["", f"No map of the scored rows: {map_note}"]
     return "\n".join(out) + "\n"
 
 
@@ -479,6 +502,41 @@ def confusion_figure(comparison: Comparison) -> Figure:
                 )
     bar = figure.colorbar(image, ax=axes, shrink=0.8, format=lambda x, _: f"{x:.0%}")
     bar.set_label("share of the true class")
+    return figure
+
+
+def per_class_figure(comparison: Comparison) -> Figure:
+    """The winner's accuracy on each true class (its recall) with a 95 % Clopper–Pearson
+    interval, on a 0-1 axis, beside the winner's overall accuracy."""
+    matrix = _winner_confusion(comparison)
+    hits, rows = np.diag(matrix), matrix.sum(axis=1)
+    shown = np.flatnonzero(rows > 0)
+    names = [comparison.class_names[k] for k in shown]
+    share = hits[shown] / rows[shown]
+    bounds = np.asarray([clopper_pearson(int(hits[k]), int(rows[k])) for k in shown])
+    figure = Figure(figsize=(7.5, 1.6 + 0.3 * len(shown)), layout="constrained")
+    axes = figure.add_subplot()
+    positions = np.arange(len(shown))[::-1]
+    axes.barh(
+        positions,
+        share,
+        xerr=np.abs(bounds.T - share),
+        color="tab:orange",
+        capsize=3,
+        error_kw={"ecolor": "0.2", "elinewidth": 1},
+    )
+    for y, value in zip(positions, share, strict=True):
+        axes.text(0.01, y, f"{value:.2f}", va="center", fontsize=8)
+    overall = comparison.best.metrics["accuracy"]
+    axes.axvline(overall, color="0.3", linestyle="--", linewidth=1)
+    axes.set_yticks(positions, names)
+    axes.set_xlim(0.0, 1.05)
+    axes.set_xlabel(
+        f"accuracy on the class's rows (recall); whiskers: 95% Clopper–Pearson; "
+        f"dashed: overall {overall:.3f}"
+    )
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.set_title(f"{comparison.winner}: accuracy per class")
     return figure
 
 
@@ -625,13 +683,184 @@ def write_misclassified(comparison: Comparison, path: Path) -> Path:
     return path
 
 
-def write_report(comparison: Comparison, directory: str | Path) -> dict[str, Path]:
-    """Write the report folder; returns the path of each file by name."""
+def _figure_list(comparison: Comparison) -> list[tuple[str, str, str]]:
+    """Each figure of the page: file, alternative text, caption."""
+    kind = (
+        "95% Clopper–Pearson interval"
+        if comparison.mode == "holdout"
+        else f"95% corrected t-interval over {comparison.n_folds} folds"
+    )
+    return [
+        ("accuracy.png", "accuracy per head", f"Accuracy of every row ({kind})."),
+        (
+            "reliability.png",
+            "reliability diagrams",
+            f"Top-class confidence against accuracy in {N_BINS} equal-width bins, one line per "
+            "head with probabilities; the dashed diagonal is perfect calibration.",
+        ),
+        (
+            "confusion.png",
+            f"confusion matrix of {comparison.winner}",
+            "Rows: true class; columns: predicted class; colour and percentage: share of the "
+            "true class's rows.",
+        ),
+        (
+            "per_class.png",
+            f"accuracy per class of {comparison.winner}",
+            "The winner's accuracy on each true class (its recall) with a 95% Clopper–Pearson "
+            "interval.",
+        ),
+        (
+            "learning_curve.png",
+            "learning curve",
+            "Accuracy against labelled images per class; shaded: 95% intervals.",
+        ),
+        (MAP, "map of the scored rows", ""),
+        (GALLERY, f"misclassified images of {comparison.winner}", ""),
+    ]
+
+
+def _settings(comparison: Comparison) -> list[tuple[str, str]]:
+    heads = [row.spec for row in comparison.rows if not row.is_baseline]
+    baselines = sorted({row.features for row in comparison.rows if row.is_baseline})
+    return [
+        ("evaluation", _scope(comparison)),
+        ("heads", ", ".join(heads)),
+        ("baselines", ", ".join(baselines) or "none"),
+        ("deciding metric", comparison.metric),
+        ("tuned", "yes" if comparison.tuned else "no"),
+        ("seed (folds, heads, bootstrap, map sample)", str(comparison.random_state)),
+        ("bootstrap resamples", str(comparison.n_bootstrap)),
+        ("map", f"at most {cache_map.MAP_ROWS:,} scored rows, seeded sample"),
+        ("compare seconds", f"{comparison.seconds:.1f}"),
+    ]
+
+
+def _report_software() -> list[tuple[str, str]]:
+    """What made the report (the cache's own provenance names what made the features)."""
+    import platform
+
+    import matplotlib
+    import sklearn
+    from bottleneck_transfer import __version__
+
+    made = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return [
+        ("report written at", made),
+        ("bottleneck", __version__),
+        ("python", platform.python_version()),
+        ("numpy", np.__version__),
+        ("scikit-learn", sklearn.__version__),
+        ("matplotlib", matplotlib.__version__),
+    ]
+
+
+def _provenance(comparison: Comparison) -> str:
+    """The caches, how the scored cache was made (its recorded provenance), and the report's
+    own software."""
+    h = htmlpage
+    parts = [h.table(CACHE_HEADER, cache_cells(comparison), {2, 3})]
+    roles: dict[str, str] = {}  # a --val-split scores a part of the training cache
+    for role in ("train", "test"):
+        roles.setdefault(comparison.caches.get(role, {}).get("path", ""), role)
+    for path, role in roles.items():
+        if path and Path(path).is_file():
+            try:
+                with FeatureCache.open(path) as cache:
+                    recorded = json.dumps(cache.provenance, indent=2, sort_keys=True)
+            except BottleneckError as exc:
+                parts.append(h.paragraph(f"{role} cache {path}: no provenance ({exc})", "note"))
+                continue
+            parts.append(
+                f"<details><summary>{h.text(f'{role} cache {path}: recorded provenance')}"
+                f"</summary><pre>{h.text(recorded)}</pre></details>"
+            )
+    parts.append(h.table(["report", "value"], _report_software(), set()))
+    return "".join(parts)
+
+
+def format_html(
+    comparison: Comparison,
+    figures: dict[str, Path],
+    captions: dict[str, str],
+    curve: LearningCurve | None = None,
+) -> str:
+    """The comparison as one self-contained HTML page (:mod:`.htmlpage`): verdict, table
+    with intervals, the figures of ``figures`` inlined, per-class scores, choices, the
+    learning curve, settings and provenance. ``captions``: a figure's caption, or for a
+    figure not in ``figures``, why it is missing."""
+    h = htmlpage
+    header, cells, footnotes = table_rows(comparison)
+    numeric = {0, header.index("fit s"), header.index("predict ms/1k")}
+    verdict = [h.paragraph(comparison.verdict, "verdict")]
+    if comparison.transfer is not None:
+        verdict.append(h.paragraph(comparison.transfer["sentence"], "verdict"))
+    if curve is not None:
+        verdict.append(h.paragraph(curve.sentence, "verdict"))
+    verdict.append(h.bullets(f"Warning: {message}" for message in comparison.warnings))
+    shown = []
+    for name, alt, caption in _figure_list(comparison):
+        if name in figures:
+            shown.append(h.figure(figures[name], alt, captions.get(name) or caption))
+        elif captions.get(name):
+            shown.append(h.paragraph(f"No {alt}: {captions[name]}", "note"))
+    scores = per_class_scores(_winner_confusion(comparison), comparison.class_names)
+    body = [
+        h.paragraph(_scope(comparison) + "."),
+        h.section("Verdict", "".join(verdict), "verdict"),
+        h.section(
+            "Heads",
+            h.table(header, cells, numeric)
+            + "".join(h.paragraph(note, "note") for note in footnotes)
+            + h.paragraph(_legend(comparison), "note"),
+            "heads",
+        ),
+        h.section("Figures", "".join(shown), "figures"),
+        h.section(
+            f"Per class: {comparison.winner}",
+            h.table(PER_CLASS_HEADER, _per_class_cells(scores), {1, 2, 3, 4}),
+            "per-class",
+        ),
+        h.section(
+            "Choices (validation splits of the training rows only)",
+            h.bullets(choice_lines(comparison)),
+            "choices",
+        ),
+    ]
+    if curve is not None:
+        curve_header, curve_cells = curve_rows(curve)
+        body.append(
+            h.section(
+                "Learning curve",
+                h.table(curve_header, curve_cells, set())
+                + h.bullets(curve.notes)
+                + h.paragraph(curve.sentence),
+                "learning-curve",
+            )
+        )
+    body += [
+        h.section(
+            "Settings", h.table(["setting", "value"], _settings(comparison), set()), "settings"
+        ),
+        h.section("Provenance", _provenance(comparison), "provenance"),
+    ]
+    return h.page(f"Head comparison: {comparison.winner}", body)
+
+
+def write_report(
+    comparison: Comparison, directory: str | Path, curve: LearningCurve | None = None
+) -> dict[str, Path]:
+    """Write the report folder; returns the path of each file by name.
+
+    With ``curve`` (a learning curve of the same data) its files are written too and its
+    figure and sentence join ``report.html``.
+    """
     directory = make_folder(directory)
     paths = {name: directory / name for name in REPORT_FILES}
     plot_accuracy(comparison, paths["accuracy.png"])
     plot_confusion(comparison, paths["confusion.png"])
     plot_reliability(comparison, paths["reliability.png"])
+    _save_figure(per_class_figure(comparison), paths["per_class.png"])
     write_misclassified(comparison, paths["misclassified.csv"])
     try:
         gallery = plot_misclassified(comparison, directory / GALLERY) and GALLERY
@@ -639,9 +868,26 @@ def write_report(comparison: Comparison, directory: str | Path) -> dict[str, Pat
         gallery = f"the images cannot be reopened ({exc})."
     if gallery == GALLERY:
         paths[GALLERY] = directory / GALLERY
-    atomic_write_text(paths["report.md"], format_markdown(comparison, gallery=gallery))
+    try:
+        drawn = cache_map.comparison_map(comparison)
+    except BottleneckError as exc:
+        drawn, map_note = None, f"{exc}."
+    else:
+        map_note = MAP
+        paths[MAP] = directory / MAP
+        figure = cache_map.map_figure(drawn, comparison.class_names, comparison.winner)
+        _save_figure(figure, paths[MAP])
+    if curve is not None:
+        paths.update(write_curve_report(curve, directory))
+    markdown = format_markdown(comparison, gallery=gallery, map_note=map_note)
+    atomic_write_text(paths["report.md"], markdown)
     payload = {**comparison.to_dict(), "files": {k: str(v) for k, v in paths.items()}}
     atomic_write_text(paths["report.json"], json.dumps(payload, indent=2))
+    captions = {
+        GALLERY: gallery if gallery != GALLERY else "",
+        MAP: drawn.caption if drawn is not None else map_note,
+    }
+    atomic_write_text(paths["report.html"], format_html(comparison, paths, captions, curve))
     return paths
 
 

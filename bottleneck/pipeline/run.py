@@ -51,7 +51,6 @@ from bottleneck_transfer.heads.learning_curve import (
     LearningCurve,
     format_curve,
     learning_curve,
-    write_curve_report,
 )
 from bottleneck_transfer.heads.memo import FitMemo
 from bottleneck_transfer.heads.registry import head_kind
@@ -186,7 +185,6 @@ def run_pipeline(
     t0 = time.perf_counter()
     comparison = _compare(spec, caches, memo)
     timings["compare"] = round(time.perf_counter() - t0, 3)
-    write_report(comparison, run_dir / "report")
     echo(format_table(comparison))
     record["compare"] = {
         "winner": comparison.winner,
@@ -199,13 +197,14 @@ def run_pipeline(
             for r in comparison.rows
         ],
     }
+    curve = None
     if spec["heads"]["learning_curve"]:
         t0 = time.perf_counter()
         curve = _learning_curve(spec, caches, comparison, memo)
         timings["learning_curve"] = round(time.perf_counter() - t0, 3)
-        write_curve_report(curve, run_dir / "report")
         echo("\n" + format_curve(curve))
         record["learning_curve"] = curve.to_dict()
+    write_report(comparison, run_dir / "report", curve=curve)
     t0 = time.perf_counter()
     data, fit = _chosen_fit(spec, caches[("main", "train")], comparison, memo)
     record["export"] = _export(spec, data, fit, comparison, run_dir, store, memo)

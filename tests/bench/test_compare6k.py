@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from bottleneck_transfer.bench.compare6k import SHAPE, synthetic_features, write_synthetic_cache
+from bottleneck_transfer.bench.compare6k import (
+    SHAPE,
+    sum_of_fits,
+    synthetic_features,
+    write_synthetic_cache,
+)
 from bottleneck_transfer.bench.suite import targets
 from bottleneck_transfer.features.cache import FeatureCache
 
@@ -34,13 +39,32 @@ def test_target_row_is_seconds_at_most_sixty_naming_the_bounded_heads():
             "cv": 5,
             "target_seconds": 60.0,
             "runs": {
-                "structured": {"seconds": 48.2, "cpu_seconds": 51.0, "not_converged": []},
-                "collinear": {"seconds": 75.0, "cpu_seconds": 80.0, "not_converged": ["logreg"]},
+                "structured": {
+                    "seconds": 48.2,
+                    "cpu_seconds": 51.0,
+                    "sum_of_fits": 80.3,
+                    "ratio_to_fits": 0.6,
+                    "not_converged": [],
+                },
+                "collinear": {
+                    "seconds": 75.0,
+                    "cpu_seconds": 80.0,
+                    "sum_of_fits": 70.0,
+                    "ratio_to_fits": 1.071,
+                    "not_converged": ["logreg"],
+                },
             },
         }
     }
     rows = {row["target"]: row for row in targets(report)}
     structured = rows["compare --cv 5, four heads, 6,000 x 1,280 structured (s)"]
     assert structured["met"] and structured["at_most"] and structured["goal"] == 60.0
+    assert "0.60 x the sum of its single fits (80 s)" in structured["note"]
     collinear = rows["compare --cv 5, four heads, 6,000 x 1,280 collinear (s)"]
     assert not collinear["met"] and "logreg" in collinear["note"]
+
+
+def test_sum_of_fits_is_every_rows_mean_fit_times_its_folds():
+    result = {"n_folds": 5, "rows": [{"fit_seconds": 1.5}, {"fit_seconds": 0.25}]}
+    assert sum_of_fits(result) == 8.75
+    assert sum_of_fits({**result, "n_folds": None}) == 1.75  # a holdout fits each head once

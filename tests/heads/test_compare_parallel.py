@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import bottleneck_transfer.heads.compare as compare_module
+import bottleneck_transfer.heads.parallel as parallel_module
 import numpy as np
 from bottleneck_transfer.heads.compare import compare_heads
 from bottleneck_transfer.heads.training import LabeledData
+from heads_fixtures import blobs, write_cache
 
 HEADS = ["logreg", "linear-svm", "knn"]
 
@@ -29,16 +30,16 @@ def _same(a, b) -> None:
 def test_parallel_folds_equal_serial_folds(monkeypatch):
     train = _data(0)
     calls = []
-    real = compare_module.Parallel
+    real = parallel_module.Parallel
 
     def counting_parallel(*args, **kwargs):
         calls.append(kwargs["n_jobs"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(compare_module, "Parallel", counting_parallel)
+    monkeypatch.setattr(parallel_module, "Parallel", counting_parallel)
     serial = compare_heads(train, heads=HEADS, cv=3, n_jobs=1, progress=False)
     assert calls == []  # one core: no worker processes
-    monkeypatch.setattr(compare_module, "PARALLEL_MIN_VALUES", 0)
+    monkeypatch.setattr(parallel_module, "PARALLEL_MIN_VALUES", 0)
     parallel = compare_heads(train, heads=HEADS, cv=3, n_jobs=2, progress=False)
     assert calls == [2]
     _same(serial, parallel)
@@ -51,8 +52,23 @@ def test_parallel_folds_equal_serial_folds(monkeypatch):
     assert calls == [2, 2, 2]  # n_jobs=2: the heads, then the winner on the baseline
 
 
+def test_the_default_heads_on_a_cache_score_the_same_in_workers(monkeypatch, tmp_path):
+    """logreg, linear-svm, rbf-svm and dense, five folds of a cache: the worker processes
+    give the sequential run's scores exactly."""
+    X, y = blobs(n=300, dim=24, centers=4, std=4.0)
+    cache = write_cache(tmp_path / "train.h5", X, y)
+    heads = ["logreg", "linear-svm", "rbf-svm", "dense:epochs=5"]
+    serial = compare_heads(cache, heads=heads, n_jobs=1, n_bootstrap=100, progress=False)
+    monkeypatch.setattr(parallel_module, "PARALLEL_MIN_VALUES", 0)
+    parallel = compare_heads(cache, heads=heads, n_jobs=2, n_bootstrap=100, progress=False)
+    assert serial.n_folds == 5 and len(serial.rows) == 4
+    _same(serial, parallel)
+    for a, b in zip(serial.rows, parallel.rows, strict=True):
+        assert a.intervals == b.intervals and a.calibration == b.calibration
+
+
 def test_small_data_stays_in_process(monkeypatch):
-    monkeypatch.setattr(compare_module, "Parallel", None)  # would fail if used
+    monkeypatch.setattr(parallel_module, "Parallel", None)  # would fail if used
     comparison = compare_heads(_data(0), heads=HEADS, cv=3, n_jobs=2, progress=False)
     assert len(comparison.rows) == 3
 
@@ -60,11 +76,13 @@ def test_small_data_stays_in_process(monkeypatch):
 _QUIET_WORKERS = """
 import numpy as np
 import bottleneck_transfer.heads.compare as compare
+import bottleneck_transfer.heads.parallel as parallel
 from bottleneck_transfer.backend import quiet_backend_start
 from bottleneck_transfer.heads.training import LabeledData
+from heads_fixtures import blobs, write_cache
 
 quiet_backend_start()  # as the CLI does in its own process
-compare.PARALLEL_MIN_VALUES = 0
+parallel.PARALLEL_MIN_VALUES = 0
 X = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
 data = LabeledData.from_arrays(X, np.arange(60) % 2)
 compare.compare_heads(data, heads=["dense:epochs=2"], cv=2, n_jobs=2, progress=False)

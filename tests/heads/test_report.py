@@ -46,7 +46,10 @@ def test_report_files_exist_and_parse(holdout, caches, tmp_path):
             "accuracy.png",
             "confusion.png",
             "reliability.png",
+            "per_class.png",
             "misclassified.csv",
+            "report.html",
+            "map.png",
         ]
     )
     report = json.loads(paths["report.json"].read_text())

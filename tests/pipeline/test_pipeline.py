@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 from pathlib import Path
@@ -308,6 +309,8 @@ def test_spec_learning_curve_runs_after_the_comparison(tmp_path, photos):
     report = Path(record["run_dir"]) / "report"
     assert (report / "learning_curve.png").stat().st_size > 0
     assert json.loads((report / "learning_curve.json").read_text())["sentence"]
+    page = (report / "report.html").read_text()
+    assert 'alt="learning curve"' in page and html.escape(curve["sentence"]) in page
     assert curve["sentence"] in "\n".join(lines)
     bad = _write_spec(tmp_path, body.replace('[3, "all"]', "[0]"))
     with pytest.raises(SpecError, match=r":\d+: heads.learning_curve: learning-curve sizes"):
