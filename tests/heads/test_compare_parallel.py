@@ -60,10 +60,10 @@ def test_small_data_stays_in_process(monkeypatch):
 _QUIET_WORKERS = """
 import numpy as np
 import bottleneck_transfer.heads.compare as compare
-from bottleneck_transfer.backend import quiet_backend_start
 from bottleneck_transfer.heads.training import LabeledData
+from bottleneck_transfer.quiet import muted_backend_start
 
-quiet_backend_start()  # as the CLI does in its own process
+muted_backend_start()  # as the CLI does in its own process
 compare.PARALLEL_MIN_VALUES = 0
 X = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
 data = LabeledData.from_arrays(X, np.arange(60) % 2)
