@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib.util
 import os
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
@@ -34,6 +35,9 @@ LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
 _QUIET_LEVEL = "2"
 
 _working_on: contextvars.ContextVar[str | None] = contextvars.ContextVar("working_on", default=None)
+#: Set while :func:`summarised_warnings` records, for worker processes started meanwhile too.
+SUMMARISING_VARIABLE = "BOTTLENECK_SUMMARISED_WARNINGS"
+T = TypeVar("T")
 
 
 def hide_backend_logs() -> None:
@@ -143,6 +147,40 @@ def working_on(place: str) -> Iterator[None]:
         _working_on.reset(token)
 
 
+def named_by_first_argument(function: Callable[..., T]) -> Callable[..., T]:
+    """Run ``function`` :func:`working_on` its first argument (a head spec)."""
+
+    @functools.wraps(function)
+    def named(place: Any, *args: Any, **kwargs: Any) -> T:
+        with working_on(str(place)):
+            return function(place, *args, **kwargs)
+
+    return named
+
+
+def summarising() -> bool:
+    """Whether :func:`summarised_warnings` is recording (the CLI without ``--debug``), in
+    this process or in the one that started this worker."""
+    return os.environ.get(SUMMARISING_VARIABLE) == "1"
+
+
+@contextlib.contextmanager
+def trials_quiet() -> Iterator[None]:
+    """Silence the ``ConvergenceWarning`` of throw-away trial fits (a hyper-parameter search)
+    while warnings are summarised; raw with ``--debug``. scikit-learn hands these filters to
+    its worker processes, whose warnings could not be counted here.
+
+    A trial that stops at its iteration bound is scored as it is; the refit of the chosen
+    point reports its own convergence.
+    """
+    with warnings.catch_warnings():
+        if summarising():
+            from sklearn.exceptions import ConvergenceWarning
+
+            warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
 #: What to do about a kind of warning, by its category's name (the first line otherwise).
 ADVICE = {
     "ConvergenceWarning": "raise the head's max_iter (e.g. logreg:max_iter=5000) or scale the "
@@ -200,6 +238,8 @@ def summarised_warnings() -> Iterator[None]:
         text = str(message).strip().splitlines()
         caught.append(Caught(category.__name__, text[0] if text else "", _working_on.get()))
 
+    before = os.environ.get(SUMMARISING_VARIABLE)
+    os.environ[SUMMARISING_VARIABLE] = "1"
     with warnings.catch_warnings():
         warnings.simplefilter("always", UserWarning)
         warnings.simplefilter("always", RuntimeWarning)
@@ -207,5 +247,9 @@ def summarised_warnings() -> Iterator[None]:
         try:
             yield
         finally:
+            if before is None:
+                del os.environ[SUMMARISING_VARIABLE]
+            else:
+                os.environ[SUMMARISING_VARIABLE] = before
             for line in summary_lines(caught):
                 print(line, file=sys.stderr)

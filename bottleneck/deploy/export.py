@@ -62,7 +62,7 @@ from bottleneck_transfer.heads.training import (
     load_head,
     train_head,
 )
-from bottleneck_transfer.heads.trust import kind_of
+from bottleneck_transfer.heads.trust import kind_of, skops_io
 from bottleneck_transfer.versions import software_versions
 
 if TYPE_CHECKING:
@@ -400,8 +400,7 @@ def export(
 
 
 def _write_folder(target: Path, model: keras.Model, estimator: Any, metadata: dict) -> None:
-    import skops.io as sio
-
+    sio = skops_io()
     target.mkdir(parents=True)
     model.save(target / "base.keras")
     try:
