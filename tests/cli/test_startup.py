@@ -76,12 +76,15 @@ COMMANDS = {
     "info": (["info", "{s}/train.h5"], "120"),
     "info --json": (["info", "{s}/train.h5", "--json"], '"rows": 120'),
     "verify": (["verify", "{s}/train.h5", "--no-source"], "ok    features finite"),
-    "cache ls": (["cache", "ls", "--cache-dir", "{s}"], "train.h5"),
+    "cache ls": (["cache", "ls", "--cache-dir", "{s}"], "nothing stored in"),
     "cache prune": (
         ["cache", "prune", "--cache-dir", "{s}", "--partial", "--dry-run"],
         "",
     ),
-    "cache export": (["cache", "export", "{s}/train.h5", "-o", "{s}/train.csv"], "train.csv"),
+    "cache export": (
+        ["cache", "export", "{s}/train.h5", "-o", "{s}/train.parquet"],
+        "train.parquet",
+    ),
     "cache dupes": (["cache", "dupes", "{s}/train.h5"], ""),
 }
 
