@@ -30,7 +30,9 @@ if __name__ == "bottleneck":  # pragma: no cover - exercised in subprocesses by 
     sys.modules["bottleneck"] = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(sys.modules["bottleneck"])
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from bottleneck_transfer.quiet import hide_backend_logs
+
+hide_backend_logs()
 
 __version__ = "0.1.0"
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
+from bottleneck_transfer import quiet
 from bottleneck_transfer.errors import BottleneckError, Interrupted
 
 #: Exit status after Ctrl-C or SIGTERM (128 + SIGINT), as shells report it.
@@ -24,9 +26,20 @@ class _Group(click.Group):
 
     An ``OSError`` naming a file that no library error explained (the library maps failed
     writes to :class:`~bottleneck_transfer.errors.WriteError` itself) is one line too.
+    Unless ``--debug``, the command runs quietly (:mod:`bottleneck_transfer.quiet`): the
+    backend's start-up lines muted, warnings summarised at the end.
     """
 
     def invoke(self, ctx: click.Context):
+        with contextlib.ExitStack() as stack:
+            if ctx.params.get("debug"):
+                quiet.show_backend_logs()
+            else:
+                quiet.muted_backend_start()
+                stack.enter_context(quiet.summarised_warnings())
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except (BottleneckError, Interrupted, OSError) as exc:
@@ -40,7 +53,11 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show full tracebacks on errors, every raw warning and the backend's log lines.",
+)
 @click.version_option(package_name="bottleneck-transfer")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:

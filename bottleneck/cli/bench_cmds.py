@@ -8,11 +8,10 @@ from pathlib import Path
 import click
 from bottleneck_transfer.atomic import atomic_write_text
 from bottleneck_transfer.cli import options
-from bottleneck_transfer.cli.backend import ModelCommand
 from bottleneck_transfer.errors import BottleneckError
 
 
-@click.command(cls=ModelCommand)
+@click.command()
 @click.option(
     "--base",
     default="mobilenet_v2",

@@ -6,7 +6,6 @@ import sys
 
 import click
 from bottleneck_transfer.cli import options
-from bottleneck_transfer.cli.backend import ModelCommand
 
 _SHOW_FAILED = 10
 
@@ -18,7 +17,7 @@ def _show_failed(failed: list[tuple[str, str]]) -> None:
         click.echo(f"  … and {len(failed) - _SHOW_FAILED} more", err=True)
 
 
-@click.command(cls=ModelCommand)
+@click.command()
 @click.argument("cache", type=click.Path(dir_okay=False))
 @options.out(
     "model.keras (one Keras model), model.tflite, model.onnx, or a folder (any head; rbf-svm "
@@ -165,7 +164,7 @@ def export(
     )
 
 
-@click.command(cls=ModelCommand)
+@click.command()
 @click.argument("model", type=click.Path())
 @click.argument("images", nargs=-1, required=True)
 @options.out("the predictions, a .csv or .json file (default: print them).")
@@ -255,7 +254,7 @@ def predict(
     _show_failed(result.failed)
 
 
-@click.command(cls=ModelCommand)
+@click.command()
 @click.argument("model", type=click.Path())
 @click.argument("train")
 @click.option("--val", help="Labelled validation images (early stopping), or use --val-split.")

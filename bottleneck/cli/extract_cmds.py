@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import click
 from bottleneck_transfer.cli import options
-from bottleneck_transfer.cli.backend import ModelCommand
 from bottleneck_transfer.errors import BottleneckError
 
 if TYPE_CHECKING:
@@ -16,7 +15,7 @@ if TYPE_CHECKING:
 _SHOW_FAILED = 10
 
 
-@click.command(cls=ModelCommand)
+@click.command()
 @click.argument("source")
 @options.base()
 @options.trust_graph("a SavedModel base")

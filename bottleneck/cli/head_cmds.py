@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 from bottleneck_transfer.cli import options
-from bottleneck_transfer.cli.backend import ModelCommand
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
 
 
@@ -32,7 +31,7 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
     return name.strip(), train.strip(), test.strip() or None
 
 
-@click.command(cls=ModelCommand)
+@click.command()
 @click.argument("train_cache", type=click.Path(dir_okay=False))
 @click.option("--test", "test_cache", type=click.Path(dir_okay=False), help="Held-out cache.")
 @click.option(
@@ -338,7 +337,7 @@ def _layer_sweep(
     )
 
 
-@click.command(cls=ModelCommand)
+@click.command()
 @click.argument("cache", type=click.Path(dir_okay=False))
 @click.option("--head", "spec", help="Head spec. [default: the registry's DEFAULT_HEAD, logreg]")
 @options.out("the head, a .skops file.", required=True)
@@ -418,7 +417,7 @@ def train(
         click.echo(f"Warning: {message}", err=True)
 
 
-@click.command(cls=ModelCommand)
+@click.command()
 @click.argument("head_file", type=click.Path(dir_okay=False))
 @click.argument("cache", type=click.Path(dir_okay=False))
 @options.bootstrap()

@@ -6,10 +6,9 @@ import warnings
 
 import click
 from bottleneck_transfer.cli import options
-from bottleneck_transfer.cli.backend import ModelCommand
 
 
-@click.command(cls=ModelCommand)
+@click.command()
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Say what would be extracted or reused; run nothing.")
 @options.cache_dir("Cache store (default: $BOTTLENECK_CACHE_DIR, else caches/ beside the spec).")

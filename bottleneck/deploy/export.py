@@ -31,9 +31,8 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path, atomic_write_text
 from bottleneck_transfer.deploy.exported import (
@@ -64,8 +63,11 @@ from bottleneck_transfer.heads.training import (
     load_head,
     train_head,
 )
-from bottleneck_transfer.heads.trust import kind_of
+from bottleneck_transfer.heads.trust import kind_of, skops_io
 from bottleneck_transfer.versions import software_versions
+
+if TYPE_CHECKING:
+    import keras
 
 #: Every export form and the suffix its output must have (``""``: a folder).
 SUFFIXES = {
@@ -418,8 +420,7 @@ def export(
 
 
 def _write_folder(target: Path, model: keras.Model, estimator: Any, metadata: dict) -> None:
-    import skops.io as sio
-
+    sio = skops_io()
     target.mkdir(parents=True)
     model.save(target / "base.keras")
     try:
@@ -435,6 +436,8 @@ def _write_folder(target: Path, model: keras.Model, estimator: Any, metadata: di
 
 def _front_end(base: Base, resize: keras.layers.Layer | None = None) -> tuple[Any, Any]:
     """uint8 images of any size -> resize -> float32 -> base features."""
+    import keras
+
     height, width = base.image_size
     inputs = keras.Input(shape=(None, None, base.channels), dtype="uint8", name="image")
     if resize is None:
@@ -454,7 +457,9 @@ def build_keras_model(
     resize: keras.layers.Layer | None = None,
 ) -> keras.Model:
     """The single-file export model (:mod:`deploy.exported`); ``resize`` replaces Keras'
-    ``Resizing`` (a converter's :class:`deploy.formats.TriangleResize`)."""
+    ``Resizing`` (a converter's :class:`deploy.resize.TriangleResize`)."""
+    import keras
+
     inputs, x = _front_end(base, resize)
     for layer in layers:
         x = layer(x)
@@ -465,5 +470,7 @@ def build_keras_model(
 
 def build_base_model(base: Base) -> keras.Model:
     """The folder export's ``base.keras``: uint8 images -> features."""
+    import keras
+
     inputs, features = _front_end(base)
     return keras.Model(inputs, features, name="bottleneck_base")

@@ -48,9 +48,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 from bottleneck_transfer.deploy.formats import METADATA_NAME, Converter, Runner, converter_for
 from bottleneck_transfer.deploy.keras_head import head_scores
@@ -58,6 +57,9 @@ from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import ExportError, HeadError
 from bottleneck_transfer.features.batches import BatchRunner
 from bottleneck_transfer.heads.trust import load_trusted
+
+if TYPE_CHECKING:
+    import keras
 
 FORMAT = "bottleneck-export"
 FORMAT_VERSION = 1
@@ -119,6 +121,8 @@ class Exported(Display):
         There the resize is the identity (bit-exact), so both give the same outputs; this
         one skips the resize op (about a third of the time of a 28 x 28 base).
         """
+        import keras
+
         try:
             resize = self.model.get_layer("resize")
         except ValueError:
@@ -144,6 +148,8 @@ class Exported(Display):
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """Scores ``(N, K)`` of a uint8 batch (one compiled call per batch size)."""
+        import keras
+
         check_pixels(pixels, self)
         if self.runner is not None:
             return self.runner.predict(pixels)
@@ -174,6 +180,8 @@ def check_pixels(pixels: np.ndarray, exported: Exported) -> None:
 
 def metadata_layer(metadata: dict, n_classes: int) -> keras.layers.Layer:
     """The identity Dense layer whose unused ``bias_initializer`` holds ``metadata`` as JSON."""
+    import keras
+
     layer = keras.layers.Dense(
         n_classes,
         use_bias=False,
@@ -279,6 +287,8 @@ def check_consistent(exported: Exported) -> Exported:
 
 def load_keras(path: Path) -> keras.Model:
     """Load a ``.keras`` file in safe mode, uncompiled, or :class:`ExportError`."""
+    import keras
+
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:

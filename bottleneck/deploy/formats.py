@@ -22,10 +22,10 @@ The resize inside: Keras' ``Resizing(antialias=True)`` is TensorFlow's ``ScaleAn
 which neither TFLite nor tf2onnx converts, and TFLite's own ``RESIZE_BILINEAR`` does not
 antialias (measured on 90-299 px texture crops into the 28 px Fashion-MNIST base: 66 % of its
 predictions agree with the cache pipeline's, against 99 % for the antialiased resize; README,
-"Export"). The TFLite and ONNX models therefore resize with :class:`TriangleResize`: the same
-antialiased bilinear filter written as two matrix products (ops both converters support),
-equal to Keras' layer up to a rare rounding tie (at most 1 grey level). At the base size
-every resize is the identity.
+"Export"). The TFLite and ONNX models therefore resize with
+:class:`deploy.resize.TriangleResize`: the same antialiased bilinear filter written as two
+matrix products (ops both converters support), equal to Keras' layer up to a rare rounding
+tie (at most 1 grey level). At the base size every resize is the identity.
 
 All three need TensorFlow as the Keras backend; ONNX also needs ``tf2onnx``, ``onnx`` and
 ``onnxruntime`` (``pip install 'bottleneck-transfer[onnx]'``).
@@ -38,55 +38,20 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import keras
 import numpy as np
 from bottleneck_transfer.errors import ExportError
 from bottleneck_transfer.features.tables import require
 from bottleneck_transfer.graphs import check_onnx, check_saved_model, check_tflite
 
+if TYPE_CHECKING:
+    import keras
+
 #: Name of the metadata entry (TFLite, ONNX) or file (SavedModel, ``.json``) of an export.
 METADATA_NAME = "bottleneck"
 #: How the ``.keras``, folder and SavedModel forms resize images of other sizes.
 KERAS_RESIZE = "bilinear, antialiased (Keras Resizing)"
-
-
-class TriangleResize(keras.layers.Layer):
-    """Antialiased bilinear resize of uint8 images to ``(height, width)``, as matrix products.
-
-    The weights are TensorFlow's ``scale_and_translate`` triangle kernel (the one
-    ``keras.layers.Resizing(antialias=True)`` uses): output pixel ``i`` of ``n_out`` averages
-    input pixels ``j`` of ``n_in`` with weight ``max(0, 1 - |j + 0.5 - (i + 0.5) s| / max(s,
-    1))``, ``s = n_in / n_out``, each row normalised; then rounded to uint8 values as Keras
-    does. Built from ``keras.ops`` that TFLite and ONNX convert, for any input size.
-    """
-
-    def __init__(self, height: int, width: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.height, self.width = int(height), int(width)
-
-    @staticmethod
-    def _weights(n_in: Any, n_out: int) -> Any:
-        scale = keras.ops.cast(n_in, "float32") / n_out
-        centres = (keras.ops.arange(n_out, dtype="float32") + 0.5) * scale
-        positions = keras.ops.cast(keras.ops.arange(n_in), "float32") + 0.5
-        distance = keras.ops.abs(positions[None, :] - centres[:, None])
-        weights = keras.ops.relu(1.0 - distance / keras.ops.maximum(scale, 1.0))
-        return weights / keras.ops.sum(weights, axis=1, keepdims=True)
-
-    def call(self, images: Any) -> Any:
-        shape = keras.ops.shape(images)
-        x = keras.ops.cast(images, "float32")
-        x = keras.ops.einsum("hH,nHWc->nhWc", self._weights(shape[1], self.height), x)
-        x = keras.ops.einsum("wW,nhWc->nhwc", self._weights(shape[2], self.width), x)
-        return keras.ops.clip(keras.ops.round(x), 0.0, 255.0)
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return (input_shape[0], self.height, self.width, input_shape[3])
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "height": self.height, "width": self.width}
 
 
 @dataclass(frozen=True)
@@ -98,7 +63,8 @@ class Converter:
     suffix: str
     #: ``keras.Model.export`` format.
     keras_format: str
-    #: Whether its converter needs :class:`TriangleResize` instead of Keras' ``Resizing``.
+    #: Whether its converter needs :class:`deploy.resize.TriangleResize` instead of Keras'
+    #: ``Resizing``.
     triangle_resize: bool
     #: Stores the metadata in the converted file (and any fix-up after the conversion).
     finish: Callable[[Path, str], None]
@@ -119,6 +85,8 @@ class Converter:
 
     def check_available(self) -> None:
         """Raise one line when this process cannot write the form."""
+        import keras
+
         backend = keras.backend.backend()
         if backend != "tensorflow":
             raise ExportError(
@@ -137,6 +105,8 @@ class Converter:
 
     def resize_layer(self, image_size: tuple[int, int]) -> keras.layers.Layer | None:
         """The ``resize`` layer the converted model needs (``None``: Keras' own)."""
+        from bottleneck_transfer.deploy.resize import TriangleResize
+
         return TriangleResize(*image_size, name="resize") if self.triangle_resize else None
 
     def write(self, model: keras.Model, target: Path, metadata: dict) -> None:

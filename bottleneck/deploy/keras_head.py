@@ -32,11 +32,13 @@ In every case the StandardScaler is folded into the first Dense layer:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 from bottleneck_transfer.errors import HeadError
+
+if TYPE_CHECKING:
+    import keras
 
 
 def head_scores(head: Any, features: np.ndarray) -> np.ndarray:
@@ -82,6 +84,8 @@ def _fold_scaler(transformers: list[Any], dim: int) -> tuple[np.ndarray, np.ndar
 
 
 def _dense_layer(weight: np.ndarray, bias: np.ndarray | None, name: str, activation=None):
+    import keras
+
     layer = keras.layers.Dense(
         weight.shape[1], activation=activation, use_bias=bias is not None, name=name
     )

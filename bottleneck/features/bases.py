@@ -17,15 +17,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import BaseModelError, did_you_mean
 from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.preprocessing import describe_preprocess, preprocess_affine
 from bottleneck_transfer.fingerprint import sha256_arrays, sha256_file
+
+if TYPE_CHECKING:
+    import keras
 
 POOLINGS = ("avg", "max")
 #: Input sizes the applications were trained at (others: 224).
@@ -98,6 +100,8 @@ def _is_pixels(base: str | Path) -> bool:
 
 def application_names() -> list[str]:
     """Names of every ``keras.applications`` model (``ResNet50``, ``MobileNetV2``, ...)."""
+    import keras
+
     return sorted(n for n in dir(keras.applications) if n[:1].isupper())
 
 
@@ -129,6 +133,8 @@ def resolve_application(name: str) -> str:
 
 def _measure_affine(preprocess) -> tuple[np.ndarray, np.ndarray]:
     """Recover ``preprocess(x) == x @ W + b`` per pixel from probes, and check it holds."""
+    import keras
+
     probes = np.zeros((4, 1, 1, 3), np.float32)
     for c in range(3):
         probes[c + 1, 0, 0, c] = 100.0
@@ -143,6 +149,8 @@ def _measure_affine(preprocess) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _affine_layer(weight: np.ndarray, bias: np.ndarray) -> keras.layers.Layer | None:
+    import keras
+
     channels = weight.shape[0]
     if np.allclose(weight, np.eye(channels)) and np.allclose(bias, 0):
         return None
@@ -156,6 +164,8 @@ def weights_sha256(model: keras.Model) -> str:
     """sha256 over the values of the model's weights, in the model's order (with each one's
     dtype and shape): independent of file format, of variable and layer names (Keras numbers
     layers per process: ``normalization_2``), and changed by any one weight's value."""
+    import keras
+
     return sha256_arrays(keras.ops.convert_to_numpy(weight) for weight in model.weights)
 
 
@@ -174,6 +184,8 @@ def random_weights(model: keras.Model, seed: int) -> keras.Model:
     Python's global ``random``, which a Dask worker's other threads use too: a one-worker
     Dask run built other weights than the local run of the same ``--seed``.)
     """
+    import keras
+
     count = itertools.count()
 
     def seeded(node: Any) -> Any:
@@ -192,6 +204,8 @@ def random_weights(model: keras.Model, seed: int) -> keras.Model:
 
 
 def _pool(tensor, pooling: str, suffix: str = ""):
+    import keras
+
     if len(tensor.shape) == 4:
         pool = (
             keras.layers.GlobalAveragePooling2D
@@ -242,6 +256,8 @@ def _pooled_top(bone: _Backbone, layers: Sequence[str | None], pooling: str) -> 
 
     The classifier is built (without weights) only when a name is missing from the backbone.
     """
+    import keras
+
     names = {lyr.name for lyr in bone.model.layers}
     if "application" not in bone.origin or all(n is None or n in names for n in layers):
         return list(layers)
@@ -259,6 +275,8 @@ def _assemble(
     name: str,
 ) -> keras.Model:
     """raw pixels -> affine preprocessing -> backbone cut at ``layer`` -> pooled features."""
+    import keras
+
     trunk = keras.Model(backbone.inputs, _cut(backbone, layer), name=f"{backbone.name}_cut")
     trunk.trainable = False
     inputs = keras.Input(shape=backbone.input_shape[1:], name="pixels")
@@ -299,6 +317,8 @@ def _weights_arg(weights: str | None) -> str | None:
 def _build_application(
     name: str, weights: str | None, size: tuple[int, int], seed: int
 ) -> keras.Model:
+    import keras
+
     builder = getattr(keras.applications, name)
     try:
         model = builder(include_top=False, weights=weights, input_shape=(*size, 3))
@@ -322,6 +342,8 @@ def _looks_like_download_failure(exc: Exception) -> bool:
 
 
 def _load_model_file(path: Path, weights: str | None, seed: int) -> keras.Model:
+    import keras
+
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:
@@ -394,6 +416,8 @@ def load_base(
     >>> load_base("data/bases/fashion_mnist_0-4.keras", layer="bottleneck").dim
     128
     """
+    import keras
+
     kind = hub.hub_kind(base)
     if kind is None:
         _check_enum(pooling, POOLINGS, "pooling")
@@ -461,6 +485,8 @@ def load_layers(
         For a hub or ``pixels`` base, or names that are not layers of the base (close names
         are suggested).
     """
+    import keras
+
     if hub.hub_kind(base) is not None or _is_pixels(base):
         raise BaseModelError(
             f"--layers applies to keras.applications bases and .keras/.h5 model files; "
@@ -516,6 +542,8 @@ def _backbone(
 ) -> _Backbone:
     """The uncut model of an application name or a model file (a path as
     :func:`features.hub.spelled_path` reads it), and what describes it."""
+    import keras
+
     path = hub.spelled_path(base)
     if path is not None:
         if not path.exists():

@@ -24,12 +24,15 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 from bottleneck_transfer.errors import ImageError
 from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
 from bottleneck_transfer.features.sources import Item, Source
+
+if TYPE_CHECKING:
+    import keras
 
 #: Batches decoded ahead while the model runs (each batch is split over all workers).
 PREFETCH = 2
@@ -63,6 +66,8 @@ class Batch:
 
 def accelerator_devices() -> list[str]:
     """The accelerators (``gpu:0``, ``tpu:0``, ...) the Keras backend sees; empty on a CPU."""
+    import keras
+
     try:
         devices = keras.distribution.list_devices()
     except Exception:  # a backend without device listing: assume a CPU
@@ -347,6 +352,8 @@ def _pixel_model(model: keras.Model) -> keras.Model | None:
     Saves a float32 copy of every batch on the host (and 4x the bytes sent to an
     accelerator). Cached per model so the compiled function is traced once per process.
     """
+    import keras
+
     if model in _PIXEL_MODELS:
         return _PIXEL_MODELS[model]
     wrapper = None
@@ -381,6 +388,8 @@ class BatchRunner:
     def __call__(self, pixels: np.ndarray) -> np.ndarray | list[np.ndarray]:
         """The model's float32 outputs for ``pixels``: an array, or a list for a model with
         several outputs (several layers in one pass)."""
+        import keras
+
         n = len(pixels)
         if n == 0:
             empty = [np.zeros((0, int(t.shape[-1])), np.float32) for t in self.model.outputs]

@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bottleneck_transfer.backend import quiet_backend_start
 from bottleneck_transfer.display import Display, cell
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
 from bottleneck_transfer.features.cache import FeatureCache, check_features
@@ -82,6 +81,7 @@ from bottleneck_transfer.heads.training import (
     warn_duplicates,
 )
 from bottleneck_transfer.heads.tuning import TuneResult
+from bottleneck_transfer.quiet import muted_backend_start
 from tqdm.auto import tqdm
 
 #: The registry's default heads (:func:`~bottleneck_transfer.heads.registry.default_heads`).
@@ -370,9 +370,9 @@ def _fit_predict(
 
 
 def _fit_predict_in_worker(*call: Any) -> _Fold:
-    """:func:`_fit_predict` in a worker process, whose Keras backend starts without its
-    C++ start-up chatter on the user's terminal."""
-    quiet_backend_start()
+    """:func:`_fit_predict` in a worker process, whose Keras backend (a dense head's) starts
+    without its C++ start-up chatter on the user's terminal."""
+    muted_backend_start()
     return _fit_predict(*call)
 
 

@@ -32,7 +32,7 @@ from bottleneck_transfer import __version__
 from bottleneck_transfer.entries import EntryManifest, manifest_path, reusable
 from bottleneck_transfer.features.store import FITS_FOLDER, CacheStore
 from bottleneck_transfer.fingerprint import fingerprint, sha256_arrays, sha256_file
-from bottleneck_transfer.heads.trust import load_trusted
+from bottleneck_transfer.heads.trust import load_trusted, skops_io
 
 _LIBRARIES = ("numpy", "scikit-learn", "keras", "skops")
 _PACKAGE = __name__.split(".")[0]
@@ -158,13 +158,11 @@ class FitMemo:
 
         Each appears atomically, the metadata last, so a key with metadata has its head.
         """
-        import skops.io  # on use: importing it imports all of scikit-learn (seconds)
-
         path = self._path(key, ".skops")
         text = json.dumps(metadata)
         manifest = EntryManifest(self._manifest(key, ""))
         with manifest.writing(path.name) as tmp:
-            skops.io.dump({"head": estimator, "meta": text}, tmp)
+            skops_io().dump({"head": estimator, "meta": text}, tmp)
         with manifest.writing(self._path(key, ".json").name) as tmp:
             tmp.write_text(text, encoding="utf-8")
         return path

@@ -61,8 +61,9 @@ from bottleneck_transfer.heads.registry import (
 )
 from bottleneck_transfer.heads.splits import groups_within
 from bottleneck_transfer.heads.stats import holdout_intervals
-from bottleneck_transfer.heads.trust import load_trusted
+from bottleneck_transfer.heads.trust import load_trusted, skops_io
 from bottleneck_transfer.heads.tuning import VAL_FRACTION, TuneResult, tune_head, validation_split
+from bottleneck_transfer.quiet import named_by_first_argument
 from bottleneck_transfer.versions import software_versions
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
@@ -510,6 +511,7 @@ class Fit:
         return self.fitted
 
 
+@named_by_first_argument
 def fit_head(
     spec: str,
     data: LabeledData,
@@ -743,11 +745,9 @@ def _json_params(estimator: BaseEstimator) -> dict[str, Any]:
 
 def save_head(head: TrainedHead, path: str | Path) -> Path:
     """Write a head and its metadata to one skops file (atomically; no pickle)."""
-    import skops.io  # on use: importing it imports all of scikit-learn (seconds)
-
     path = Path(path)
     with atomic_path(path) as tmp:
-        skops.io.dump({"head": head.estimator, "meta": json.dumps(head.metadata)}, tmp)
+        skops_io().dump({"head": head.estimator, "meta": json.dumps(head.metadata)}, tmp)
     return path
 
 

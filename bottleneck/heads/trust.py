@@ -18,12 +18,15 @@ parser is refused in one line.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import lzma
+import sys
 import zipfile
 import zlib
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from bottleneck_transfer import limits
@@ -35,6 +38,32 @@ from bottleneck_transfer.heads.registry import (
     trusted_type_names,
 )
 from bottleneck_transfer.limits import load_json, over, regular_file_size
+
+#: scikit-learn's vendored wrappers of other array libraries. Importing ``skops.io`` walks
+#: every scikit-learn package for its list of estimator classes; walking these imports
+#: PyTorch and Dask (seconds, more than the rest of the walk) for no estimator.
+ARRAY_LIBRARY_WRAPPERS = tuple(
+    f"sklearn.externals.array_api_compat.{name}" for name in ("torch", "dask", "cupy")
+)
+
+
+def skops_io() -> ModuleType:
+    """``skops.io``, imported without the array libraries scikit-learn wraps.
+
+    The wrappers stand in as empty modules for the walk only, so a later import gets the
+    real ones. Every use of skops in this package imports it through here.
+    """
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    stand_ins = {n: ModuleType(n) for n in ARRAY_LIBRARY_WRAPPERS if n not in sys.modules}
+    sys.modules.update(stand_ins)
+    try:
+        return importlib.import_module("skops.io")
+    finally:
+        for name, module in stand_ins.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+
 
 #: skops loaders that rebuild a callable rather than an object: never trusted.
 CALLABLE_LOADERS = frozenset({"FunctionNode", "MethodNode", "PartialNode", "OperatorFuncNode"})
@@ -178,10 +207,8 @@ def load_trusted(path: str | Path, kind: str | None = None) -> Any:
         )
     if declared is None:
         raise HeadError(f"{path} names no head kind; save heads with `bottleneck train`")
-    import skops.io  # on use: importing it imports all of scikit-learn (seconds)
-
     try:
-        return skops.io.load(path, trusted=sorted(types))
+        return skops_io().load(path, trusted=sorted(types))
     except Exception as exc:
         raise HeadError(f"cannot load the head {path}: {type(exc).__name__}: {exc}") from exc
 
@@ -192,9 +219,7 @@ def kind_of(estimator: Any) -> str | None:
     For heads built outside :func:`~bottleneck_transfer.heads.registry.make_head` (an
     estimator handed to ``export``): their folder export can only be loaded back as a kind.
     """
-    import skops.io
-
-    with zipfile.ZipFile(io.BytesIO(skops.io.dumps(estimator))) as archive:
+    with zipfile.ZipFile(io.BytesIO(skops_io().dumps(estimator))) as archive:
         types, callables = _types(json.loads(archive.read("schema.json")))
     if callables:
         return None

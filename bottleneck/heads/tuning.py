@@ -32,6 +32,7 @@ from bottleneck_transfer.heads.registry import (
     set_random_state,
 )
 from bottleneck_transfer.heads.splits import shuffle_split
+from bottleneck_transfer.quiet import trials_quiet
 from sklearn.exceptions import FitFailedWarning
 from sklearn.model_selection import GridSearchCV
 
@@ -204,7 +205,7 @@ def tune_head(
             refit=False,
             error_score=np.nan,
         )
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), trials_quiet():
             warnings.simplefilter("ignore", FitFailedWarning)
             try:
                 search.fit(X, y)

@@ -1,4 +1,5 @@
-"""Commands that run no model start no backend: ``info``, ``verify``, ``cache`` and ``--help``."""
+"""No TensorFlow where no model runs: every command that fits or reads a scikit-learn head,
+reads a cache, or prints help works with ``keras`` and ``tensorflow`` unimportable."""
 
 from __future__ import annotations
 
@@ -7,12 +8,21 @@ import subprocess
 import sys
 
 import pytest
-from bottleneck_transfer.features.extract import extract
+from heads_fixtures import blobs, write_cache
 
-# Runs one command line in a fresh interpreter, then prints the backends it imported.
+# Makes keras and tensorflow unimportable (unless "allow" is the first argument), runs one
+# command line in this fresh interpreter, then prints its exit code and the backends it holds.
 SCRIPT = """
 import json, sys
-BACKENDS = ("keras", "tensorflow", "jax", "torch")
+BACKENDS = ("keras", "tensorflow")
+
+class Unimportable:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("keras", "tensorflow"):
+            raise ImportError(f"{name} is made unimportable by this test")
+
+if sys.argv.pop(1) != "allow":
+    sys.meta_path.insert(0, Unimportable())
 from bottleneck_transfer.cli import cli
 try:
     code = cli.main(sys.argv[1:], prog_name="bottleneck", standalone_mode=False) or 0
@@ -21,44 +31,103 @@ except SystemExit as exc:
 print(json.dumps({"code": code, "backends": [m for m in BACKENDS if m in sys.modules]}))
 """
 
+LIBRARY = """
+import sys
+import bottleneck_transfer
+assert not {"keras", "tensorflow"} & set(sys.modules), "import bottleneck_transfer"
+from bottleneck_transfer import BottleneckFeatures, compare_heads, train_head, FeatureCache
+print(sorted({"keras", "tensorflow"} & set(sys.modules)))
+"""
 
-def _run(*args: str) -> dict:
+
+def _run(*args: str, allow: bool = False) -> tuple[dict, str]:
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", SCRIPT, "allow" if allow else "block", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    return json.loads(lines[-1]), "\n".join(lines[:-1])
 
 
 @pytest.fixture(scope="module")
-def store(photo_folder, tmp_path_factory):
-    """A cache store holding one small cache extracted from real files."""
+def store(tmp_path_factory):
+    """A store folder with a small train and test cache, and a head trained on the first."""
+    from bottleneck_transfer.heads.training import save_head, train_head
+
     folder = tmp_path_factory.mktemp("store")
-    extract(photo_folder, "pixels", folder / "photos.h5", image_size=8, progress=False)
+    X, y = blobs(n=160, dim=8, centers=3)
+    write_cache(folder / "train.h5", X[:120], y[:120], source="train")
+    write_cache(folder / "test.h5", X[120:], y[120:], source="test")
+    save_head(train_head(folder / "train.h5", "logreg"), folder / "head.skops")
     return folder
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["info", "{cache}"],
-        ["info", "{cache}", "--json"],
-        ["verify", "{cache}"],
-        ["cache", "ls", "--cache-dir", "{store}"],
-        ["--help"],
-        ["extract", "--help"],
-        ["compare", "--help"],
-        ["cache", "ls", "--help"],
-    ],
-    ids=lambda args: " ".join(args),
-)
-def test_command_imports_no_backend(store, args):
-    filled = [a.format(cache=store / "photos.h5", store=store) for a in args]
-    assert _run(*filled) == {"code": 0, "backends": []}
+COMMANDS = {
+    "train": (["train", "{s}/train.h5", "--head", "logreg", "-o", "{s}/new.skops"], "Trained"),
+    "evaluate": (["evaluate", "{s}/head.skops", "{s}/test.h5"], "accuracy"),
+    "compare": (["compare", "{s}/train.h5", "--cv", "2", "--heads", "logreg,knn"], "winner"),
+    "compare --test": (
+        ["compare", "{s}/train.h5", "--test", "{s}/test.h5", "--heads", "logreg,linear-svm"],
+        "winner",
+    ),
+    "info": (["info", "{s}/train.h5"], "120"),
+    "info --json": (["info", "{s}/train.h5", "--json"], '"rows": 120'),
+    "verify": (["verify", "{s}/train.h5", "--no-source"], "ok    features finite"),
+    "cache ls": (["cache", "ls", "--cache-dir", "{s}"], "nothing stored in"),
+    "cache prune": (
+        ["cache", "prune", "--cache-dir", "{s}", "--partial", "--dry-run"],
+        "",
+    ),
+    "cache export": (
+        ["cache", "export", "{s}/train.h5", "-o", "{s}/train.parquet"],
+        "train.parquet",
+    ),
+    "cache dupes": (["cache", "dupes", "{s}/train.h5"], ""),
+}
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_command_runs_without_tensorflow_or_keras(store, name):
+    args, expected = COMMANDS[name]
+    result, out = _run(*(a.format(s=store) for a in args))
+    assert result == {"code": 0, "backends": []}, out
+    assert expected in out
+
+
+HELP = [
+    [],
+    *[[name] for name in ("extract", "info", "verify", "compare", "train", "evaluate")],
+    *[[name] for name in ("export", "predict", "finetune", "run", "bench")],
+    *[["cache", name] for name in ("ls", "prune", "export", "dupes")],
+]
+
+
+@pytest.mark.parametrize("args", HELP, ids=lambda args: " ".join(args) or "bottleneck")
+def test_every_help_runs_without_tensorflow_or_keras(args):
+    result, out = _run(*args, "--help")
+    assert result == {"code": 0, "backends": []}
+    assert "Usage: bottleneck" in out and "Example" in out
+
+
+def test_the_library_and_its_lazy_exports_import_no_backend():
+    done = subprocess.run([sys.executable, "-c", LIBRARY], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]"
 
 
 def test_the_check_sees_a_backend_where_a_model_runs(store):
-    # A model command starts the backend before its work (here: a refused overwrite).
-    out = store / "photos.h5"
-    result = _run("train", str(out), "-o", str(out))
-    assert result["code"] == 1 and "keras" in result["backends"]
+    # The dense head is a Keras model: unimportable, train fails; allowed, Keras is loaded.
+    args = ["train", str(store / "train.h5"), "--head", "dense:epochs=1", "--force"]
+    blocked = subprocess.run(
+        [sys.executable, "-c", SCRIPT, "block", *args, "-o", str(store / "d0.skops")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert blocked.returncode != 0 and "made unimportable" in blocked.stderr
+    result, out = _run(*args, "-o", str(store / "d1.skops"), allow=True)
+    assert result["code"] == 0 and "keras" in result["backends"], out
+    assert out.startswith("Trained dense:epochs=1 on 120 rows")

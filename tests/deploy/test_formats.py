@@ -129,7 +129,7 @@ def _check_resizes_like_keras(run, fm) -> None:
 
 def test_triangle_resize_is_keras_antialiased_bilinear():
     import keras
-    from bottleneck_transfer.deploy.formats import TriangleResize
+    from bottleneck_transfer.deploy.resize import TriangleResize
 
     rng = np.random.default_rng(0)
     for shape, size in [

@@ -77,11 +77,11 @@ _QUIET_WORKERS = """
 import numpy as np
 import bottleneck_transfer.heads.compare as compare
 import bottleneck_transfer.heads.parallel as parallel
-from bottleneck_transfer.backend import quiet_backend_start
+from bottleneck_transfer.quiet import muted_backend_start
 from bottleneck_transfer.heads.training import LabeledData
 from heads_fixtures import blobs, write_cache
 
-quiet_backend_start()  # as the CLI does in its own process
+muted_backend_start()  # as the CLI does in its own process
 parallel.PARALLEL_MIN_VALUES = 0
 X = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
 data = LabeledData.from_arrays(X, np.arange(60) % 2)
