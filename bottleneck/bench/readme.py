@@ -65,12 +65,19 @@ def _float16(report: dict[str, Any]) -> list[str]:
     return format_float16(report["float16_heads"])
 
 
-def _demo_compare(record: dict[str, Any]) -> list[str]:
+def _run_compare(record: dict[str, Any]) -> list[str]:
     from bottleneck_transfer.heads.compare import Comparison
     from bottleneck_transfer.heads.report import format_table
 
     table = format_table(Comparison.from_dict(record["comparison"]))
-    return ["```", table, "", "...", *record["shown_summary"], "```"]
+    curve = ["", "... (the learning curve)", ""] if "learning_curve" in record else []
+    return ["```", table, *curve, *record["shown_summary"], "```"]
+
+
+def _statistics(report: dict[str, Any]) -> list[str]:
+    from bottleneck_transfer.bench.statistics import format_statistics
+
+    return format_statistics(report["statistics"])[1:]  # without its leading blank line
 
 
 def _demo_curve(record: dict[str, Any]) -> list[str]:
@@ -91,16 +98,24 @@ def _demo_curve(record: dict[str, Any]) -> list[str]:
 
 
 ACCURACY = ("bottleneck bench --parts views,float16-heads --out data/bench/accuracy.json",)
+STATISTICS = ("bottleneck bench --parts statistics --out data/bench/statistics.json",)
 DEMO_RUN = (
     "bottleneck run pipelines/fashion_mnist.toml",
     "python -m bottleneck_transfer.bench.readme record-run runs/DIR "
     "-o data/bench/fashion_mnist_run.json",
 )
+DIGITS_RUN = (
+    "bottleneck run pipelines/digits_fashion_base.toml",
+    "python -m bottleneck_transfer.bench.readme record-run runs/DIR "
+    "-o data/bench/digits_fashion_base_run.json",
+)
 BLOCKS: dict[str, Block] = {
     "views": Block("accuracy.json", ACCURACY, _views),
     "float16-heads": Block("accuracy.json", ACCURACY, _float16),
-    "demo-compare": Block("fashion_mnist_run.json", DEMO_RUN, _demo_compare),
+    "demo-compare": Block("fashion_mnist_run.json", DEMO_RUN, _run_compare),
     "demo-learning-curve": Block("fashion_mnist_run.json", DEMO_RUN, _demo_curve),
+    "digits-compare": Block("digits_fashion_base_run.json", DIGITS_RUN, _run_compare),
+    "statistics": Block("statistics.json", STATISTICS, _statistics),
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 #: The keys of a spec that decide what a benchmark of it measures.
 SETTINGS = {
-    "data": ("train", "test", "classes", "limit"),
+    "data": ("train", "test", "classes", "limit", "test_limit", "val_split"),
     "base": ("name", "weights", "image_size", "pooling", "layer", "preprocess"),
     "heads": ("use", "tune", "metric"),
 }
@@ -22,17 +22,19 @@ SETTINGS = {
 def settings_of(loaded: dict[str, Any], folder: str | Path) -> dict[str, dict[str, Any]]:
     """:data:`SETTINGS` of a loaded spec (``load_spec``, or a run's ``spec.resolved.json``).
 
-    A base file is written relative to ``folder`` (the spec's), as in the spec, so the
-    result does not depend on where the checkout is.
+    Paths (data files, a base file) are written relative to ``folder`` (the spec's), as in
+    the spec, so the result does not depend on where the checkout is.
     """
-    settings = {
-        section: {key: loaded[section][key] for key in keys} for section, keys in SETTINGS.items()
+    return {
+        section: {key: _relative(loaded[section][key], Path(folder)) for key in keys}
+        for section, keys in SETTINGS.items()
     }
-    name = settings["base"]["name"]
-    if Path(name).is_absolute():
-        relative = os.path.relpath(name, Path(folder).resolve())
-        settings["base"]["name"] = Path(relative).as_posix()
-    return settings
+
+
+def _relative(value: Any, folder: Path) -> Any:
+    if isinstance(value, str) and Path(value).is_absolute():
+        return Path(os.path.relpath(value, folder.resolve())).as_posix()
+    return value
 
 
 def spec_settings(spec: str | Path) -> dict[str, dict[str, Any]]:

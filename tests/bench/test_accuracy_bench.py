@@ -85,8 +85,13 @@ def test_spec_settings_are_the_specs_data_base_and_heads_with_paths_as_written()
         "test": "fashion-mnist:test",
         "classes": "5-9",
         "limit": 12000,
+        "test_limit": None,
+        "val_split": None,
     }
     assert settings["base"]["name"] == "../data/bases/fashion_mnist_0-4.keras"
+    digits = spec_settings(REPO / "pipelines/digits_fashion_base.toml")
+    assert digits["data"]["train"] == "../data/digits/digits.npz"
+    assert digits["data"]["val_split"] == 0.25
     assert settings["heads"] == {"use": list(default_heads()), "tune": False, "metric": None}
 
 

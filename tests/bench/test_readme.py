@@ -36,7 +36,7 @@ DEMO = "pipelines/fashion_mnist.toml"
 def _checkout(tmp_path: Path) -> Path:
     """A copy of the parts of the checkout the README blocks read."""
     tmp_path.mkdir(exist_ok=True)
-    for part in ("README.md", "pipelines", "data/bench", "data/bases"):
+    for part in ("README.md", "pipelines", "data/bench", "data/bases", "data/digits"):
         source, target = REPO / part, tmp_path / part
         if source.is_dir():
             shutil.copytree(source, target)
@@ -58,8 +58,8 @@ def test_committed_reports_match_the_shipped_specs_they_measure():
     claims = spec_claims(REPO)
     where = {w for w, _, _ in claims}
     assert {"accuracy.json.views", "accuracy.json.float16_heads"} <= where
-    assert "fashion_mnist_run.json" in where
-    assert {spec for _, spec, _ in claims} == {DEMO}
+    assert {"fashion_mnist_run.json", "digits_fashion_base_run.json"} <= where
+    assert {spec for _, spec, _ in claims} == {DEMO, "pipelines/digits_fashion_base.toml"}
     assert settings_mismatches(REPO) == []
     for _, spec, settings in claims:
         assert settings == spec_settings(REPO / spec)
