@@ -1,24 +1,28 @@
 """What two extraction options do to each head's accuracy on the Fashion-MNIST demo.
 
-The demo is ``pipelines/fashion_mnist.toml``: the shipped base trained on Fashion-MNIST
-classes 0-4, transferred to classes 5-9, scored on the 5,000 test images of those classes,
-with the registry's compared-by-default heads (untuned, as in the demo).
+The demo is ``pipelines/fashion_mnist.toml`` (:data:`DEMO_SPEC`): the shipped base trained on
+Fashion-MNIST classes 0-4, transferred to classes 5-9, with the spec's heads (untuned, as in
+the demo). Both parts draw from the spec's training images (its ``limit`` spread over the
+30,000 of those classes) and score on ``test_limit`` of its test images, spread evenly.
+
+With few labels most of the variance comes from *which* images are labelled, so each part
+fits every head on ``draws`` seeded, stratified draws of ``n`` labelled images per class
+(:func:`labelled_draw`, seeded by ``(seed, n, r)``), once per arm, against the same test rows
+(:func:`heads.compare.compare_heads`). Every mean has an interval over both sources of chance
+(:func:`~bottleneck_transfer.heads.stats.draw_interval`: which images are labelled, which
+test images); the difference of the two arms is paired on the same draws and test rows.
 
 ``views`` (:func:`bench_views`)
-    For each labelled-set size (images per class) and each of ``draws`` seeded, stratified
-    draws of that many training images: extract the draw plain and with ``views``
-    augmented views (``flip,crop,rotate,color``, seeded by the draw), fit every head on
-    each (:func:`heads.compare.compare_heads` against the same plain test cache) and keep
-    each head's test predictions. With few labels most of the variance comes from *which*
-    images are labelled, so every mean has an interval over both sources of chance
-    (:func:`~bottleneck_transfer.heads.stats.draw_interval`); the paired difference (views -
-    plain) uses the same draws.
+    Arms: the draw extracted plain, and with ``views`` augmented views
+    (``flip,crop,rotate,color``, seeded by the draw).
 ``float16-heads`` (:func:`bench_float16_heads`)
-    The demo's train (``limit`` images) and test caches stored as float32 and as float16
-    (``store_dtype``): file sizes, how far the float16 features are from float32, and each
-    head's accuracy on both with the holdout bootstrap interval and the paired change.
+    Arms: the draw and the test images stored as float32 and as float16 (``store_dtype``),
+    with file sizes, how far float16 features are from float32 and how many test
+    predictions changed.
 
-``bottleneck bench --parts views,float16-heads`` runs both. Nothing here asserts a time.
+``bottleneck bench --parts views,float16-heads`` runs both. Each report records the spec it
+measures and its :func:`~bottleneck_transfer.bench.specs.spec_settings`, so that a stale
+report is caught (:mod:`~bottleneck_transfer.bench.readme`). Nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -32,21 +36,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bottleneck_transfer.bench.suite import FASHION_BASE
+from bottleneck_transfer.bench.specs import spec_settings
 from bottleneck_transfer.heads.stats import draw_interval
 
-#: The demo of ``pipelines/fashion_mnist.toml`` (the base path is relative to the checkout).
-DEMO = {
-    "base": FASHION_BASE,
-    "train": "fashion-mnist:train",
-    "test": "fashion-mnist:test",
-    "classes": "5-9",
-    "limit": 12000,
-}
+#: The spec whose demo both parts measure (relative to the checkout).
+DEMO_SPEC = "pipelines/fashion_mnist.toml"
+#: Labelled images per class, seeded draws of each size, and test images scored.
+SIZES = (10, 50)
+DRAWS = 5
+TEST_LIMIT = 2000
 AUGMENT = "flip,crop,rotate,color"
 #: The range of a paired difference of 1/0 scores.
 DIFFERENCE = (-1.0, 1.0)
-
 Log = Callable[[str], None]
 
 
@@ -79,220 +80,208 @@ def labelled_draw(source: Any, per_class: int, seed: Sequence[int]) -> Any:
     )
 
 
-def _correct(comparison: Any, y: np.ndarray) -> dict[str, np.ndarray]:
-    """Each head's 1/0 correctness on the test rows, by head name."""
-    return {row.name: (row.predictions == y).astype(np.int8) for row in comparison.rows}
+@dataclasses.dataclass
+class Arm:
+    """One side of a paired measurement: extraction options of a draw and of the test rows.
+
+    ``train`` maps the draw's index to :func:`features.extract.extract` options (views are
+    seeded by the draw); ``test`` are the test cache's options.
+    """
+
+    train: Callable[[int], dict[str, Any]]
+    test: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _notes(comparison: Any) -> dict[str, list[str]]:
-    return {row.name: row.notes for row in comparison.rows}
+@dataclasses.dataclass
+class Fitted:
+    """One arm of one draw: its training and test data and each head's predictions."""
+
+    train: Any
+    test: Any
+    paths: dict[str, Path]
+    predictions: dict[str, np.ndarray]
+    notes: dict[str, list[str]]
 
 
-def bench_views(
-    per_class: Sequence[int] = (10, 50),
+Inspect = Callable[[dict[str, Fitted]], None]
+
+
+def paired_draws(
+    arms: dict[str, Arm],
     *,
-    draws: int = 20,
-    views: int = 8,
-    heads: Sequence[str] | None = None,
-    test_limit: int | None = None,
+    per_class: Sequence[int] = SIZES,
+    draws: int = DRAWS,
+    test_limit: int | None = TEST_LIMIT,
     n_bootstrap: int = 1000,
     seed: int = 0,
-    demo: dict[str, Any] = DEMO,
+    spec: str | Path = DEMO_SPEC,
     directory: str | Path | None = None,
+    inspect: Inspect | None = None,
     log: Log = _quiet,
+    name: str = "paired",
 ) -> dict[str, Any]:
-    """Each head's test accuracy with 0 and with ``views`` augmented views per labelled image.
+    """Every head of ``spec`` fitted on each arm of the same labelled draws (module text).
 
-    For every size in ``per_class`` and draw ``r`` in ``range(draws)``, the labelled images
-    are :func:`labelled_draw` seeded by ``(seed, size, r)``; views are seeded by ``r``.
-    Returns ``rows``: per size and head, ``plain``, ``views`` and ``difference`` (views -
-    plain, paired by draw) as :func:`draw_interval` dicts; ``plain_rows_max_abs_diff``: how
-    far the plain rows of the views caches are from the plain extractions (0.0: identical).
+    Returns the report: the spec, its :func:`spec_settings`, the design (sizes, draws, test
+    rows, seed) and ``rows``: per size and head, each arm's :func:`draw_interval` over the
+    draws and the test rows, their ``difference`` (second arm - first, paired), the number
+    of test predictions that differ between the arms (summed over the draws) and the fits'
+    notes. ``inspect`` sees each draw's :class:`Fitted` arms.
     """
     from bottleneck_transfer.errors import SmallDataWarning
     from bottleneck_transfer.features.bases import load_base
     from bottleneck_transfer.features.extract import extract
     from bottleneck_transfer.features.sources import open_source
     from bottleneck_transfer.heads.compare import compare_heads
-    from bottleneck_transfer.heads.registry import default_heads
     from bottleneck_transfer.heads.training import LabeledData
+    from bottleneck_transfer.pipeline.spec import load_spec
 
     started = time.perf_counter()
-    heads = list(heads or default_heads())
-    base = load_base(demo["base"])
-    train_source = open_source(demo["train"], classes=demo["classes"])
-    correct: dict[tuple[int, str, str], list[np.ndarray]] = {}
-    notes: dict[tuple[int, str, str], set[str]] = {}
-    plain_gap = 0.0
+    loaded = load_spec(spec)
+    data, heads = loaded["data"], list(loaded["heads"]["use"])
+    base = load_base(loaded["base"]["name"])
+    train_source = open_source(data["train"], classes=data["classes"], limit=data["limit"])
+    right: dict[tuple[int, str, str], list[np.ndarray]] = {}
+    changed: dict[tuple[int, str], int] = {}
+    notes: dict[tuple[int, str], set[str]] = {}
+    first, second = arms
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         root = Path(tmp)
-        test_path = root / "test.h5"
-        extract(
-            demo["test"],
-            base,
-            test_path,
-            classes=demo["classes"],
-            limit=test_limit,
-            progress=False,
-        )
-        test = LabeledData.from_cache(test_path)
+        tests: dict[str, Any] = {}
+        test_paths: dict[str, Path] = {}
+        for arm, options in arms.items():
+            test_paths[arm] = root / f"test-{arm}.h5"
+            extract(
+                data["test"],
+                base,
+                test_paths[arm],
+                classes=data["classes"],
+                limit=test_limit,
+                progress=False,
+                **options.test,
+            )
+            tests[arm] = LabeledData.from_cache(test_paths[arm])
         for size in per_class:
             for r in range(draws):
-                log(f"views: {size} per class, draw {r + 1}/{draws}")
+                log(f"{name}: {size} per class, draw {r + 1}/{draws}")
                 source = labelled_draw(train_source, size, (seed, size, r))
-                paths = {"plain": root / f"{size}-{r}-plain.h5", "views": root / f"{size}-{r}.h5"}
-                extract(source, base, paths["plain"], progress=False)
-                extract(
-                    source,
-                    base,
-                    paths["views"],
-                    augment=AUGMENT,
-                    views=views,
-                    seed=r,
-                    progress=False,
-                )
-                data = {kind: LabeledData.from_cache(path) for kind, path in paths.items()}
-                plain_rows = data["views"].X[data["views"].plain]
-                plain_gap = max(plain_gap, float(np.abs(plain_rows - data["plain"].X).max()))
-                for kind, train in data.items():
+                fitted: dict[str, Fitted] = {}
+                for arm, options in arms.items():
+                    path = root / f"{size}-{r}-{arm}.h5"
+                    extract(source, base, path, progress=False, **options.train(r))
+                    train = LabeledData.from_cache(path)
                     with warnings.catch_warnings():  # few labels per class: the point here
                         warnings.simplefilter("ignore", SmallDataWarning)
                         comparison = compare_heads(
-                            train, test, heads=heads, n_bootstrap=n_bootstrap, progress=False
+                            train,
+                            tests[arm],
+                            heads=heads,
+                            metric=loaded["heads"]["metric"],
+                            n_bootstrap=n_bootstrap,
+                            random_state=r,
+                            progress=False,
                         )
-                    for head, right in _correct(comparison, test.y).items():
-                        correct.setdefault((size, head, kind), []).append(right)
-                    for head, lines in _notes(comparison).items():
-                        notes.setdefault((size, head, kind), set()).update(lines)
+                    fitted[arm] = Fitted(
+                        train,
+                        tests[arm],
+                        {"train": path, "test": test_paths[arm]},
+                        {row.name: row.predictions for row in comparison.rows},
+                        {row.name: row.notes for row in comparison.rows},
+                    )
+                if inspect is not None:
+                    inspect(fitted)
+                y = tests[first].y
+                for head in heads:
+                    a, b = (fitted[arm].predictions[head] for arm in (first, second))
+                    for arm, predicted in ((first, a), (second, b)):
+                        right.setdefault((size, head, arm), []).append(
+                            (predicted == y).astype(np.int8)
+                        )
+                        notes.setdefault((size, head), set()).update(fitted[arm].notes[head])
+                    changed[(size, head)] = changed.get((size, head), 0) + int((a != b).sum())
+    stats = {"n_bootstrap": n_bootstrap, "seed": seed}
     rows = []
     for size in per_class:
         for head in heads:
-            plain, viewed = (np.stack(correct[(size, head, k)]) for k in ("plain", "views"))
-            stats = {"n_bootstrap": n_bootstrap, "seed": seed}
+            scores = {arm: np.stack(right[(size, head, arm)]) for arm in arms}
             rows.append(
                 {
                     "per_class": size,
                     "head": head,
-                    "plain": draw_interval(plain, **stats),
-                    "views": draw_interval(viewed, **stats),
+                    **{arm: draw_interval(s, **stats) for arm, s in scores.items()},
                     "difference": draw_interval(
-                        viewed.astype(np.int8) - plain, bounds=DIFFERENCE, **stats
+                        scores[second] - scores[first], bounds=DIFFERENCE, **stats
                     ),
-                    "notes": sorted(notes[(size, head, "plain")] | notes[(size, head, "views")]),
+                    "predictions_changed": changed[(size, head)],
+                    "notes": sorted(notes[(size, head)]),
                 }
             )
     return {
-        "demo": {key: value for key, value in demo.items() if key != "limit"},
-        "test_rows": len(test),
-        "augment": AUGMENT,
-        "views": views,
+        "spec": Path(spec).as_posix(),
+        "settings": spec_settings(spec),
+        "arms": list(arms),
+        "per_class": list(per_class),
         "draws": draws,
+        "test_rows": len(tests[first]),
         "heads": heads,
         "n_bootstrap": n_bootstrap,
         "seed": seed,
-        "plain_rows_max_abs_diff": plain_gap,
         "rows": rows,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
-def bench_float16_heads(
-    *,
-    heads: Sequence[str] | None = None,
-    test_limit: int | None = None,
-    n_bootstrap: int = 1000,
-    demo: dict[str, Any] = DEMO,
-    directory: str | Path | None = None,
-    log: Log = _quiet,
-) -> dict[str, Any]:
-    """Each head's test accuracy on the demo's caches stored as float32 and as float16.
+def bench_views(*, views: int = 8, log: Log = _quiet, **design: Any) -> dict[str, Any]:
+    """Each head's test accuracy with 0 and with ``views`` augmented views per labelled image.
 
-    Returns ``bytes`` (train and test cache files per dtype), ``feature_max_abs_error`` and
-    ``feature_max_abs`` (float16 features read back against float32), and ``rows``: per head
-    the accuracy and holdout interval of both, the paired ``change`` (float16 - float32, a
-    :func:`draw_interval` of one draw) and how many test predictions changed.
+    ``design`` goes to :func:`paired_draws` (sizes, draws, test rows, spec, seed). Adds
+    ``views``, ``augment`` and ``plain_rows_max_abs_diff``: how far the plain rows of the
+    views caches are from the plain extractions (0.0: identical).
     """
-    from bottleneck_transfer.features.bases import load_base
-    from bottleneck_transfer.features.extract import extract
-    from bottleneck_transfer.heads.compare import compare_heads
-    from bottleneck_transfer.heads.registry import default_heads
-    from bottleneck_transfer.heads.training import LabeledData
+    gap = [0.0]
 
-    started = time.perf_counter()
-    heads = list(heads or default_heads())
-    base = load_base(demo["base"])
-    dtypes = ("float32", "float16")
-    sizes: dict[str, dict[str, int]] = {}
-    data: dict[str, dict[str, Any]] = {}
-    comparisons = {}
-    with tempfile.TemporaryDirectory(dir=directory) as tmp:
-        for dtype in dtypes:
-            log(f"float16-heads: extracting and comparing the {dtype} caches")
-            parts = {"train": demo["limit"], "test": test_limit}
-            paths = {part: Path(tmp) / f"{part}-{dtype}.h5" for part in parts}
-            for part, limit in parts.items():
-                extract(
-                    demo[part],
-                    base,
-                    paths[part],
-                    classes=demo["classes"],
-                    limit=limit,
-                    store_dtype=dtype,
-                    progress=False,
-                )
-            sizes[dtype] = {part: path.stat().st_size for part, path in paths.items()}
-            data[dtype] = {part: LabeledData.from_cache(path) for part, path in paths.items()}
-            comparisons[dtype] = compare_heads(
-                data[dtype]["train"],
-                data[dtype]["test"],
-                heads=heads,
-                n_bootstrap=n_bootstrap,
-                progress=False,
-            )
-    y = data["float32"]["test"].y
-    error = max(
-        np.abs(data["float16"][p].X - data["float32"][p].X).max() for p in ("train", "test")
-    )
-    rows = []
-    for head in heads:
-        found = {dtype: comparisons[dtype].row(head) for dtype in dtypes}
-        right = {dtype: (row.predictions == y).astype(np.int8) for dtype, row in found.items()}
-        rows.append(
-            {
-                "head": head,
-                **{
-                    dtype: {
-                        "accuracy": round(row.metrics["accuracy"], 4),
-                        "interval": [round(v, 4) for v in row.intervals["accuracy"]],
-                    }
-                    for dtype, row in found.items()
-                },
-                "change": draw_interval(
-                    (right["float16"] - right["float32"])[None],
-                    n_bootstrap=n_bootstrap,
-                    bounds=DIFFERENCE,
-                ),
-                "predictions_changed": int(
-                    (found["float16"].predictions != found["float32"].predictions).sum()
-                ),
-                "notes": sorted(set(found["float32"].notes) | set(found["float16"].notes)),
-            }
-        )
+    def inspect(fitted: dict[str, Fitted]) -> None:
+        viewed = fitted["views"].train
+        difference = np.abs(viewed.X[viewed.plain] - fitted["plain"].train.X).max()
+        gap[0] = max(gap[0], float(difference))
+
+    arms = {
+        "plain": Arm(lambda r: {}),
+        "views": Arm(lambda r: {"augment": AUGMENT, "views": views, "seed": r}),
+    }
+    report = paired_draws(arms, inspect=inspect, log=log, name="views", **design)
+    return {**report, "views": views, "augment": AUGMENT, "plain_rows_max_abs_diff": gap[0]}
+
+
+def bench_float16_heads(*, log: Log = _quiet, **design: Any) -> dict[str, Any]:
+    """Each head's test accuracy on caches stored as float32 and as float16.
+
+    ``design`` goes to :func:`paired_draws`. Adds ``size_ratio`` (float16 over float32
+    file size of the test cache and of the last draw's training cache, with their rows) and
+    ``feature_max_abs_error`` / ``feature_max_abs`` (float16 features read back against
+    float32, over every cache).
+    """
+    seen = {"error": 0.0, "largest": 0.0, "ratio": {}}
+
+    def inspect(fitted: dict[str, Fitted]) -> None:
+        a, b = fitted["float32"], fitted["float16"]
+        for part in ("train", "test"):
+            x, y = getattr(a, part).X, getattr(b, part).X
+            seen["error"] = max(seen["error"], float(np.abs(y - x).max()))
+            seen["largest"] = max(seen["largest"], float(np.abs(x).max()))
+            sizes = (b.paths[part].stat().st_size, a.paths[part].stat().st_size)
+            seen["ratio"][part] = {"rows": len(x), "ratio": round(sizes[0] / sizes[1], 4)}
+
+    arms = {
+        dtype: Arm(lambda r, dtype=dtype: {"store_dtype": dtype}, {"store_dtype": dtype})
+        for dtype in ("float32", "float16")
+    }
+    report = paired_draws(arms, inspect=inspect, log=log, name="float16-heads", **design)
     return {
-        "demo": demo,
-        "train_rows": len(data["float32"]["train"]),
-        "test_rows": len(y),
-        "dim": int(data["float32"]["train"].X.shape[1]),
-        "bytes": sizes,
-        "size_ratio": {
-            part: round(sizes["float16"][part] / sizes["float32"][part], 4)
-            for part in ("train", "test")
-        },
-        "feature_max_abs_error": float(error),
-        "feature_max_abs": float(np.abs(data["float32"]["train"].X).max()),
-        "heads": heads,
-        "rows": rows,
-        "seconds": round(time.perf_counter() - started, 1),
+        **report,
+        "size_ratio": seen["ratio"],
+        "feature_max_abs_error": seen["error"],
+        "feature_max_abs": seen["largest"],
     }
 
 
@@ -301,49 +290,73 @@ def _cell(stats: dict[str, Any], signed: bool = False, digits: int = 3) -> str:
     return f"{stats['mean']:{form}} [{stats['low']:{form}}, {stats['high']:{form}}]"
 
 
+def _design(report: dict[str, Any]) -> str:
+    sizes = " and ".join(str(n) for n in report["per_class"])
+    return (
+        f"`{report['spec']}`: {report['draws']} seeded, stratified draws of {sizes} labelled "
+        f"images per class from its {report['settings']['data']['limit']:,} training images, "
+        f"scored on {report['test_rows']:,} of its test images; mean [95 % interval over "
+        "the draws and the test images], the difference paired on the same draws and test "
+        "images"
+    )
+
+
+def _paired_table(
+    report: dict[str, Any], titles: Sequence[str], difference_digits: int = 3
+) -> list[str]:
+    """A Markdown table of a :func:`paired_draws` report; ``titles`` name the arms and
+    their difference."""
+    scored = report["draws"] * report["test_rows"]
+    lines = [
+        f"| labels per class | head | {' | '.join(titles)} | predictions changed (of {scored:,}) |",
+        "|---|---|---|---|---|---|",
+    ]
+    first, second = report["arms"]
+    for row in report["rows"]:
+        difference = _cell(row["difference"], signed=True, digits=difference_digits)
+        lines.append(
+            f"| {row['per_class']} | {row['head']} | {_cell(row[first])} | "
+            f"{_cell(row[second])} | {difference} | {row['predictions_changed']:,} |"
+        )
+    notes = [
+        f"- {row['per_class']} per class, {row['head']}: {note}"
+        for row in report["rows"]
+        for note in row.get("notes", [])
+    ]
+    return lines + (["", *notes] if notes else [])
+
+
+def format_views(views: dict[str, Any]) -> list[str]:
+    """The Markdown caption and table of a :func:`bench_views` report."""
+    k = views["views"]
+    return [
+        f"Accuracy with 0 and {k} views (`--augment {views['augment']} --views {k}`) on "
+        f"{_design(views)}:",
+        "",
+        *_paired_table(views, ("0 views", f"{k} views", f"{k} views − 0")),
+    ]
+
+
+def format_float16(float16: dict[str, Any]) -> list[str]:
+    """The Markdown caption and table of a :func:`bench_float16_heads` report."""
+    ratio = float16["size_ratio"]
+    return [
+        f"Accuracy with caches stored as float32 and float16 (`--store-dtype float16`) on "
+        f"{_design(float16)}. float16 files are {ratio['test']['ratio']:.3f} × float32 "
+        f"({ratio['test']['rows']:,} test rows; {ratio['train']['ratio']:.3f} × for a "
+        f"{ratio['train']['rows']}-row draw: ids and labels do not shrink); features within "
+        f"{float16['feature_max_abs_error']:.2g} of float32 (largest "
+        f"{float16['feature_max_abs']:.3g}):",
+        "",
+        *_paired_table(float16, ("float32", "float16", "float16 − float32"), 4),
+    ]
+
+
 def format_accuracy(report: dict[str, Any]) -> list[str]:
     """Markdown tables of the ``views`` and ``float16_heads`` parts of a bench report."""
     lines: list[str] = []
-    views = report.get("views")
-    if views:
-        lines += [
-            "",
-            f"Accuracy with 0 and {views['views']} views ({views['draws']} labelled draws per "
-            f"size, {views['test_rows']} test images; mean [95 % interval over draws and test "
-            "images]):",
-            "",
-            f"| labels per class | head | 0 views | {views['views']} views | difference |",
-            "|---|---|---|---|---|",
-        ]
-        for row in views["rows"]:
-            lines.append(
-                f"| {row['per_class']} | {row['head']} | {_cell(row['plain'])} | "
-                f"{_cell(row['views'])} | {_cell(row['difference'], signed=True)} |"
-            )
-        notes = [
-            f"- {row['per_class']} per class, {row['head']}: {note}"
-            for row in views["rows"]
-            for note in row.get("notes", [])
-        ]
-        lines += ["", *notes] if notes else []
-    float16 = report.get("float16_heads")
-    if float16:
-        lines += [
-            "",
-            f"float16 storage ({float16['train_rows']} train, {float16['test_rows']} test "
-            f"images; train cache {float16['size_ratio']['train']:.3f} × float32; features "
-            f"within {float16['feature_max_abs_error']:.2g} of float32, largest "
-            f"{float16['feature_max_abs']:.3g}):",
-            "",
-            "| head | float32 | float16 | change | predictions changed |",
-            "|---|---|---|---|---|",
-        ]
-        for row in float16["rows"]:
-            a, b = row["float32"], row["float16"]
-            lines.append(
-                f"| {row['head']} | {a['accuracy']:.4f} [{a['interval'][0]:.4f}, "
-                f"{a['interval'][1]:.4f}] | {b['accuracy']:.4f} [{b['interval'][0]:.4f}, "
-                f"{b['interval'][1]:.4f}] | {_cell(row['change'], signed=True, digits=4)} | "
-                f"{row['predictions_changed']} |"
-            )
+    if report.get("views"):
+        lines += ["", *format_views(report["views"])]
+    if report.get("float16_heads"):
+        lines += ["", *format_float16(report["float16_heads"])]
     return lines

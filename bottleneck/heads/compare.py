@@ -171,6 +171,32 @@ class Row(Display):
             "calibration": self.calibration,
         }
 
+    @classmethod
+    def from_dict(cls, summary: dict[str, Any]) -> Row:
+        """Rebuild a row from :meth:`to_dict`, without its per-row predictions (empty) or its
+        tuning splits' row indices (empty)."""
+        empty = np.empty(0, dtype=np.int64)
+        return cls(
+            name=summary["name"],
+            spec=summary["spec"],
+            features=summary["features"],
+            metrics=summary["metrics"],
+            intervals={k: tuple(v) if v else None for k, v in summary["intervals_95"].items()},
+            spread=summary["spread_std"],
+            fold_metrics=summary["fold_metrics"],
+            fit_seconds=summary["fit_seconds"],
+            predict_ms_per_1k=summary["predict_ms_per_1k"],
+            tune_seconds=summary["tune_seconds"],
+            tuning=[TuneResult.from_dict(t, empty, empty) for t in summary["tuning"]],
+            notes=summary["notes"],
+            predictions=empty,
+            reused=summary["reused"],
+            test=summary["vs_winner"],
+            rank=summary["rank"],
+            validation=summary["validation_score"],
+            calibration=summary["calibration"],
+        )
+
 
 @dataclass(repr=False)
 class Comparison(Display):
@@ -291,6 +317,33 @@ class Comparison(Display):
             "n_bootstrap": self.n_bootstrap,
             "random_state": self.random_state,
         }
+
+    @classmethod
+    def from_dict(cls, summary: dict[str, Any]) -> Comparison:
+        """Rebuild what :func:`~bottleneck_transfer.heads.report.format_table` prints from
+        :meth:`to_dict` (a ``report.json``): the rows, verdict and settings, without per-row
+        predictions, splits or the choices and their held-out row (empty)."""
+        empty = np.empty(0, dtype=np.int64)
+        return cls(
+            mode=summary["mode"],
+            n_folds=summary["n_folds"],
+            class_names=summary["class_names"],
+            caches=summary["caches"],
+            splits=[],
+            eval_ids=[],
+            eval_labels=empty,
+            rows=[Row.from_dict(row) for row in summary["rows"]],
+            winner=summary["winner"],
+            verdict=summary["verdict"],
+            transfer=summary["transfer"],
+            warnings=summary["warnings"],
+            seconds=summary["seconds"],
+            n_bootstrap=summary["n_bootstrap"],
+            random_state=summary["random_state"],
+            tuned=summary["tuned"],
+            metric=summary["metric"],
+            majority_rate=summary["majority_rate"],
+        )
 
 
 @dataclass

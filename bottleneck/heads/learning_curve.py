@@ -137,6 +137,18 @@ class Point:
             "interval_95": list(self.interval),
         }
 
+    @classmethod
+    def from_dict(cls, summary: dict[str, Any]) -> Point:
+        """Rebuild a point from :meth:`to_dict`."""
+        return cls(
+            line=summary["line"],
+            size=summary["size"],
+            accuracies=summary["accuracies"],
+            mean=summary["mean"],
+            interval=tuple(summary["interval_95"]),
+            baseline=summary["baseline"],
+        )
+
 
 @dataclass
 class Gain:
@@ -167,6 +179,19 @@ class Gain:
             "verdict": self.verdict,
             "choices": self.choices,
         }
+
+    @classmethod
+    def from_dict(cls, summary: dict[str, Any]) -> Gain:
+        """Rebuild a gain from :meth:`to_dict`."""
+        return cls(
+            size=summary["size"],
+            points=summary["gain_points"],
+            mean=summary["mean"],
+            interval=tuple(summary["interval_95"]),
+            baseline=summary["best_baseline"],
+            verdict=summary["verdict"],
+            choices=summary["choices"],
+        )
 
 
 @dataclass(repr=False)
@@ -256,6 +281,28 @@ class LearningCurve(Display):
             "seconds_per_size": self.seconds_per_size,
             "notes": self.notes,
         }
+
+    @classmethod
+    def from_dict(cls, summary: dict[str, Any]) -> LearningCurve:
+        """Rebuild a curve from :meth:`to_dict` (a ``learning_curve.json``)."""
+        return cls(
+            sizes=summary["sizes"],
+            per_class=summary["labels_per_class"],
+            repeats=summary["repeats"],
+            lines=summary["lines"],
+            baseline_lines=summary["baseline_lines"],
+            points=[Point.from_dict(point) for point in summary["points"]],
+            gains=[Gain.from_dict(gain) for gain in summary["transfer_gain"]],
+            worth_from=summary["worth_from"],
+            sentence=summary["sentence"],
+            evaluation=summary["evaluation"],
+            n_eval_rows=summary["n_eval_rows"],
+            tuned=summary["tuned"],
+            seconds=summary["seconds"],
+            seconds_per_size=summary["seconds_per_size"],
+            notes=summary["notes"],
+            majority_rate=summary["majority_rate"],
+        )
 
 
 def _line(row: Row, baseline_heads: str) -> str:

@@ -229,10 +229,15 @@ def run_pipeline(
     record["timings"] = timings
     record["summary"] = _summary(comparison, record)
     write_record(record, run_dir)
-    # The table above already printed the verdict and the transfer sentence.
-    shown = [line for line in record["summary"] if line.split(":", 1)[0] in _SUMMARY_HEADS]
-    echo("\n".join(shown) + f"\nRun record: {run_dir / 'run.json'}")
+    echo("\n".join(shown_summary(record)))
     return record
+
+
+def shown_summary(record: dict[str, Any]) -> list[str]:
+    """The summary lines a run prints after its tables (the table above them already printed
+    the verdict and the transfer sentence)."""
+    shown = [line for line in record["summary"] if line.split(":", 1)[0] in _SUMMARY_HEADS]
+    return [*shown, f"Run record: {Path(record['run_dir']) / 'run.json'}"]
 
 
 def _engine_arguments(p: Extraction, options: dict) -> dict[str, Any]:

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from bottleneck_transfer.bench import accuracy
 from bottleneck_transfer.bench.accuracy import (
-    DEMO,
     bench_float16_heads,
     bench_views,
     format_accuracy,
     labelled_draw,
 )
+from bottleneck_transfer.bench.specs import spec_settings
 from bottleneck_transfer.bench.suite import format_table, run_bench
 from bottleneck_transfer.features.sources import open_source
 from bottleneck_transfer.heads.registry import default_heads
@@ -25,8 +25,21 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 needs_fashion_mnist = pytest.mark.skipif(
     not FASHION_MNIST.exists(), reason="needs dataset-fashion-mnist"
 )
-#: The demo with the base found from any working directory.
-TINY_DEMO = {**DEMO, "base": str(REPO / DEMO["base"]), "limit": 60}
+
+
+def tiny_spec(folder: Path, heads: list[str], limit: int = 60) -> Path:
+    """The demo spec on ``limit`` training images, its base found from any folder."""
+    spec = folder / "tiny.toml"
+    spec.write_text(
+        "[data]\n"
+        'train = "fashion-mnist:train"\n'
+        'test = "fashion-mnist:test"\n'
+        'classes = "5-9"\n'
+        f"limit = {limit}\n"
+        f"[base]\nname = {json.dumps(str(REPO / 'data/bases/fashion_mnist_0-4.keras'))}\n"
+        f"[heads]\nuse = {json.dumps(heads)}\n"
+    )
+    return spec
 
 
 def test_interval_over_draws_is_a_t_interval_when_test_rows_do_not_vary():
@@ -65,18 +78,39 @@ def test_labelled_draw_is_stratified_seeded_and_in_source_order():
     assert draw.options["draw"] == {"per_class": 7, "seed": [0, 7, 1]}
 
 
+def test_spec_settings_are_the_specs_data_base_and_heads_with_paths_as_written():
+    settings = spec_settings(REPO / "pipelines/fashion_mnist.toml")
+    assert settings["data"] == {
+        "train": "fashion-mnist:train",
+        "test": "fashion-mnist:test",
+        "classes": "5-9",
+        "limit": 12000,
+        "test_limit": None,
+        "val_split": None,
+    }
+    assert settings["base"]["name"] == "../data/bases/fashion_mnist_0-4.keras"
+    digits = spec_settings(REPO / "pipelines/digits_fashion_base.toml")
+    assert digits["data"]["train"] == "../data/digits/digits.npz"
+    assert digits["data"]["val_split"] == 0.25
+    assert settings["heads"] == {"use": list(default_heads()), "tune": False, "metric": None}
+
+
 @needs_fashion_mnist
 def test_views_part_pairs_plain_and_augmented_fits_of_the_same_draws(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    spec = tiny_spec(tmp_path, ["logreg"])
     report = bench_views(
-        (3,),
-        draws=2,
         views=2,
-        heads=["logreg"],
+        per_class=(3,),
+        draws=2,
         test_limit=100,
-        demo=TINY_DEMO,
-        directory=tmp_path,
+        spec=spec,
+        directory=work,
     )
     assert report["test_rows"] == 100 and report["draws"] == 2 and report["views"] == 2
+    assert report["settings"] == spec_settings(spec) and report["spec"] == spec.as_posix()
+    assert report["settings"]["data"]["limit"] == 60
     assert report["plain_rows_max_abs_diff"] == 0.0  # the views cache's plain rows
     assert [(row["per_class"], row["head"]) for row in report["rows"]] == [(3, "logreg")]
     for row in report["rows"]:
@@ -88,38 +122,44 @@ def test_views_part_pairs_plain_and_augmented_fits_of_the_same_draws(tmp_path):
         paired = np.subtract(views["per_draw"], plain["per_draw"])
         assert difference["per_draw"] == pytest.approx(paired, abs=1e-4)
         assert difference["mean"] == pytest.approx(views["mean"] - plain["mean"], abs=2e-4)
-    assert list(tmp_path.iterdir()) == []  # caches written to a temporary folder, removed
+        assert 0 <= row["predictions_changed"] <= 2 * 100
+    assert list(work.iterdir()) == []  # caches written to a temporary folder, removed
     json.dumps(report)
 
 
 @needs_fashion_mnist
 @pytest.mark.filterwarnings("ignore::bottleneck_transfer.errors.SmallDataWarning")
-def test_float16_part_compares_every_default_head_on_half_size_caches(tmp_path):
-    report = bench_float16_heads(test_limit=60, demo=TINY_DEMO, directory=tmp_path)
-    assert report["heads"] == list(default_heads())
-    assert report["train_rows"] == 60 and report["test_rows"] == 60
-    assert report["bytes"]["float16"]["train"] < report["bytes"]["float32"]["train"]
-    assert 0.4 < report["size_ratio"]["train"] < 0.75
+def test_float16_part_compares_every_head_of_the_spec_on_half_size_caches(tmp_path):
+    spec = tiny_spec(tmp_path, list(default_heads()))
+    report = bench_float16_heads(per_class=(4,), draws=2, test_limit=60, spec=spec)
+    assert report["heads"] == list(default_heads()) and report["arms"] == ["float32", "float16"]
+    assert report["test_rows"] == 60 and report["size_ratio"]["train"]["rows"] == 20
+    assert 0.4 < report["size_ratio"]["test"]["ratio"] < 0.8
     assert 0 < report["feature_max_abs_error"] < 1e-2 * report["feature_max_abs"]
     assert [row["head"] for row in report["rows"]] == report["heads"]
     for row in report["rows"]:
-        change = row["float16"]["accuracy"] - row["float32"]["accuracy"]
-        assert row["change"]["mean"] == pytest.approx(change, abs=2e-4)
-        assert 0 <= row["predictions_changed"] <= 60
+        change = row["float16"]["mean"] - row["float32"]["mean"]
+        assert row["difference"]["mean"] == pytest.approx(change, abs=2e-4)
+        assert 0 <= row["predictions_changed"] <= 2 * 60
         for dtype in ("float32", "float16"):
-            low, high = row[dtype]["interval"]
-            assert low <= row[dtype]["accuracy"] <= high
+            assert row[dtype]["low"] <= row[dtype]["mean"] <= row[dtype]["high"]
     lines = format_accuracy({"float16_heads": report})
-    assert sum(line.startswith(f"| {head} |") for head in report["heads"] for line in lines) == 4
+    tabled = [line for line in lines if line.startswith("| 4 | ")]
+    assert [line.split(" | ")[1] for line in tabled] == report["heads"]
 
 
 def test_bench_parts_run_the_accuracy_benchmarks_and_print_their_tables(monkeypatch):
     stats = {"mean": 0.9, "low": 0.85, "high": 0.95}
     difference = {"mean": -0.01, "low": -0.03, "high": 0.01}
     views = {
+        "spec": "pipelines/fashion_mnist.toml",
+        "settings": {"data": {"limit": 12000}},
+        "arms": ["plain", "views"],
+        "per_class": [10],
         "views": 8,
+        "augment": "flip",
         "draws": 5,
-        "test_rows": 5000,
+        "test_rows": 2000,
         "rows": [
             {
                 "per_class": 10,
@@ -127,6 +167,7 @@ def test_bench_parts_run_the_accuracy_benchmarks_and_print_their_tables(monkeypa
                 "plain": stats,
                 "views": stats,
                 "difference": difference,
+                "predictions_changed": 1234,
                 "notes": ["not converged: dense did not converge"],
             }
         ],
@@ -138,6 +179,11 @@ def test_bench_parts_run_the_accuracy_benchmarks_and_print_their_tables(monkeypa
     assert "| base |" not in text  # no base was benchmarked: no empty throughput table
     assert "- 10 per class, logreg: not converged: dense did not converge" in text
     assert (
-        "| 10 | logreg | 0.900 [0.850, 0.950] | 0.900 [0.850, 0.950] | -0.010 [-0.030, +0.010] |"
-        in text
+        "| 10 | logreg | 0.900 [0.850, 0.950] | 0.900 [0.850, 0.950] | -0.010 [-0.030, +0.010] "
+        "| 1,234 |" in text
     )
+    assert (
+        "| labels per class | head | 0 views | 8 views | 8 views − 0 | predictions changed "
+        "(of 10,000) |" in text
+    )
+    assert "5 seeded, stratified draws of 10 labelled images per class from its 12,000" in text
