@@ -227,6 +227,7 @@ def rank_bases(
         ),
         estimate_agreement=estimate_agreement(ranked),
         seconds=time.perf_counter() - started,
+        chosen=winner,
     )
     if out is not None:
         seed_cache(ranking.best.cache, full)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path, atomic_write_text, make_folder
 from bottleneck_transfer.heads.stats import ALPHA, CV_INTERVALS, CV_TEST, family_tests
+from bottleneck_transfer.rank.candidates import Candidate
 from bottleneck_transfer.rank.probe import Probe
 
 #: The family the best base's paired tests form (Holm-adjusted within it).
@@ -113,6 +114,8 @@ class Ranking:
     estimate_agreement: dict[str, Any]
     seconds: float
     report: dict[str, str] = field(default_factory=dict)
+    #: The best candidate itself (its base and settings), to build it again.
+    chosen: Candidate | None = None
 
     @property
     def best(self) -> BaseResult:

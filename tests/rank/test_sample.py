@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from bottleneck_transfer.errors import SourceError
-from bottleneck_transfer.features import extract as extract_module
 from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import extract
@@ -78,21 +77,6 @@ def test_sample_refuses_unlabelled_images(tmp_path):
     np.savez(tmp_path / "u.npz", images=np.zeros((4, 8, 8), np.uint8))
     with pytest.raises(SourceError, match=r"4 of .* are unlabelled"):
         sample_source(open_source(tmp_path / "u.npz"), SampleSize(1))
-
-
-@pytest.fixture
-def ran_images(monkeypatch) -> list[int]:
-    """Counts the images each extraction runs through the base (one entry per batch)."""
-    counted: list[int] = []
-    real = extract_module.iter_batches
-
-    def counting(*args, **kwargs):
-        for batch in real(*args, **kwargs):
-            counted.append(len(batch.items))
-            yield batch
-
-    monkeypatch.setattr(extract_module, "iter_batches", counting)
-    return counted
 
 
 def test_full_extraction_reuses_the_sample_rows(npz, tmp_path, ran_images):
