@@ -232,3 +232,20 @@ def spy_extracted_parts(monkeypatch):
         return parts
 
     return start
+
+
+@pytest.fixture
+def ran_images(monkeypatch) -> list[int]:
+    """Counts the images each extraction runs through the base (one entry per batch)."""
+    from bottleneck_transfer.features import extract as extract_module
+
+    counted: list[int] = []
+    real = extract_module.iter_batches
+
+    def counting(*args, **kwargs):
+        for batch in real(*args, **kwargs):
+            counted.append(len(batch.items))
+            yield batch
+
+    monkeypatch.setattr(extract_module, "iter_batches", counting)
+    return counted

@@ -83,9 +83,10 @@ def _register() -> None:
         extract_cmds,
         head_cmds,
         pipeline_cmds,
+        rank_cmds,
     )
 
-    for module in (extract_cmds, head_cmds, deploy_cmds, pipeline_cmds, bench_cmds):
+    for module in (extract_cmds, head_cmds, deploy_cmds, pipeline_cmds, rank_cmds, bench_cmds):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -356,7 +356,7 @@ def storage() -> Decorator:
 
 
 def base() -> Decorator:
-    """``--base`` and what shapes it: weights, input size, pooling, layer, preprocessing."""
+    """``--base`` and what shapes it (:func:`base_settings`)."""
     return compose(
         click.option(
             "--base",
@@ -367,6 +367,13 @@ def base() -> Decorator:
             "extension (./name, dir/name, name.keras); a bare word is always a registered "
             "name, never a file of that name in the working directory.",
         ),
+        base_settings(),
+    )
+
+
+def base_settings() -> Decorator:
+    """What shapes a base: weights, input size, pooling, layer, preprocessing."""
+    return compose(
         click.option(
             "--weights", default=None, help="imagenet (default for names), none, or a file."
         ),

@@ -1,7 +1,8 @@
 """Caches that grow: ``extract --update`` extracts only new or changed images.
 
 An image is unchanged when the old cache's manifest holds its id with the same size and
-mtime; its rows (plain and augmented views) or its failure are reused. New and changed images
+mtime (array sources: when the old cache indexes the same arrays, by their hashes); its
+rows (plain and augmented views) or its failure are reused. New and changed images
 are extracted into a temporary cache beside ``out`` (resumable like any extraction), rows of
 removed images are dropped, and the rows are merged in source order into a new complete cache,
 written by the normal crash-safe writer: it equals a fresh extraction (same ids, features,
@@ -35,8 +36,15 @@ def update_path(out: Path) -> Path:
     return out.with_name(out.name + ".update.h5")
 
 
-def _unchanged(cache: FeatureCache, manifest: dict) -> set[str]:
-    """Ids whose size and mtime are those recorded in the cache's manifest."""
+def _unchanged(cache: FeatureCache, source: Source, manifest: dict | None) -> set[str]:
+    """Ids whose size and mtime are those recorded in the cache's manifest; for an array
+    source (no manifest), every id of a cache made from the same arrays (equal hashes)."""
+    if manifest is None:
+        made_from = cache.identity.get("source", {})
+        same = all(made_from.get(k) == v for k, v in source.array_hashes.items())
+        return (
+            set(cache.ids) | {i for i, _ in cache.failed} if source.array_hashes and same else set()
+        )
     old = cache.manifest
     if old is None:
         return set()
@@ -67,11 +75,13 @@ def check_updatable(cache: FeatureCache, identity: dict, out: Path) -> None:
         )
 
 
-def _reusable(cache: FeatureCache | None, manifest: dict) -> dict[str, str | None]:
+def _reusable(
+    cache: FeatureCache | None, source: Source, manifest: dict | None
+) -> dict[str, str | None]:
     """The images whose rows (None) or failure (its reason) ``cache`` holds, unchanged."""
     if cache is None:
         return {}
-    unchanged = _unchanged(cache, manifest)
+    unchanged = _unchanged(cache, source, manifest)
     ids = np.asarray(cache.ids, dtype=object)
     rows = {i: None for i in ids[~is_view(ids)].tolist() if i in unchanged}
     return rows | {i: why for i, why in cache.failed if i in unchanged}
@@ -98,16 +108,10 @@ def update_caches(
     Raises
     ------
     StaleCacheError
-        A cache made with another base, settings or views (:func:`check_updatable`), or a
-        source without a file list.
+        A cache made with another base, settings or views (:func:`check_updatable`).
     """
     from bottleneck_transfer.features.extract import finished
 
-    if manifest is None:
-        raise StaleCacheError(
-            f"--update compares files by size and time, and {source.root} is not a folder or "
-            "CSV source (array sources have no file list): rerun without --update, with --force"
-        )
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         olds = [stack.enter_context(FeatureCache.open(o)) if o.exists() else None for o in outs]
@@ -115,7 +119,7 @@ def update_caches(
         for k in stale:
             if olds[k] is not None:
                 check_updatable(olds[k], identities[k], outs[k])
-        reusable = {k: _reusable(olds[k], manifest) for k in stale}
+        reusable = {k: _reusable(olds[k], source, manifest) for k in stale}
         kept = set.intersection(*(set(rows) for rows in reusable.values())) if stale else set()
         todo = [item for item in source.items if item.id not in kept]
         fresh_paths = [update_path(outs[k]) for k in stale]

@@ -57,6 +57,11 @@ from bottleneck_transfer.heads.registry import head_kind
 from bottleneck_transfer.heads.report import format_table, write_report
 from bottleneck_transfer.heads.training import Fit, LabeledData, fit_head, train_head
 from bottleneck_transfer.pipeline.spec import load_spec
+from bottleneck_transfer.rank.ranking import rank_bases
+from bottleneck_transfer.rank.sample import seed_cache
+from bottleneck_transfer.rank.verdict import Ranking
+from bottleneck_transfer.rank.verdict import format_text as format_ranking
+from bottleneck_transfer.rank.verdict import write_report as write_rank_report
 from bottleneck_transfer.versions import software_versions
 
 _SUMMARY_HEADS = ("Winner", "Exported", "Predictions")
@@ -72,6 +77,8 @@ class Extraction:
     base: Base
     cache: Path
     views: Views | None = None
+    #: Complete an existing cache (a ranking's sample) instead of extracting afresh.
+    update: bool = False
 
     @property
     def cached(self) -> bool:
@@ -85,8 +92,8 @@ def _bases(spec: dict) -> dict[str, Base]:
     return {"main": main, **baseline_bases(main, spec["baselines"]["use"] or [])}
 
 
-def plan(spec: dict, store: CacheStore) -> list[Extraction]:
-    """Every extraction the spec needs, each keyed into ``store`` by its fingerprint."""
+def _sources(spec: dict) -> dict[str, Source]:
+    """The spec's sources by split (train, and test or val when given)."""
     data = spec["data"]
     splits = {"train": data["limit"], "test": data["test_limit"], "val": data["test_limit"]}
     sources = {
@@ -98,6 +105,12 @@ def plan(spec: dict, store: CacheStore) -> list[Extraction]:
         whole = sources["train"]
         for split, part in (("train", "train"), ("test", "val")):
             sources[split] = split_source(whole, Split(data["val_split"], part))
+    return sources
+
+
+def plan(spec: dict, store: CacheStore) -> list[Extraction]:
+    """Every extraction the spec needs, each keyed into ``store`` by its fingerprint."""
+    sources = _sources(spec)
     options = spec["extract"]
     augmenting = Views.make(options["augment"], options["views"], options["seed"])
     planned = []
@@ -158,7 +171,16 @@ def run_pipeline(
     store = CacheStore(cache_dir or spec["outputs"]["cache_dir"] or default_cache_dir(spec_path))
     for line in outside_lines(spec, spec_path):
         echo(line)
+    if spec["rank"]["candidates"] and dry_run:
+        echo(
+            f"rank     {len(spec['rank']['candidates'])} candidates on a sample of train; "
+            "the winner's extractions follow"
+        )
+        return {"dry_run": True, "rank": spec["rank"]}
+    ranking = _rank(spec, store, progress, echo) if spec["rank"]["candidates"] else None
     planned = plan(spec, store)
+    if ranking is not None:
+        _start_from_sample(planned, ranking.best.cache, store)
     steps = describe_plan(planned)
     if dry_run:
         for step in steps:
@@ -181,6 +203,9 @@ def run_pipeline(
         "extractions": steps,
         "software": software_versions(),
     }
+    if ranking is not None:
+        write_rank_report(ranking, run_dir / "rank")
+        record["rank"] = ranking.to_dict()
     memo = FitMemo.of_store(store)
     t0 = time.perf_counter()
     comparison = _compare(spec, caches, memo)
@@ -240,6 +265,44 @@ def shown_summary(record: dict[str, Any]) -> list[str]:
     return [*shown, f"Run record: {Path(record['run_dir']) / 'run.json'}"]
 
 
+def _rank(
+    spec: dict, store: CacheStore, progress: bool | None, echo: Callable[[str], Any]
+) -> Ranking:
+    """Rank the spec's candidates on a sample of its train source; the winner becomes
+    ``spec["base"]`` (its name and settings over the shared ones)."""
+    shared = {k: v for k, v in spec["base"].items() if k != "name"}
+    ranking = rank_bases(
+        _sources(spec)["train"],
+        spec["rank"]["candidates"],
+        sample=spec["rank"]["sample"],
+        settings=shared,
+        baselines=spec["rank"]["baselines"],
+        cv=spec["rank"]["cv"],
+        seed=spec["extract"]["seed"],
+        cache_dir=store.root,
+        batch_size=spec["extract"]["batch_size"],
+        workers=spec["extract"]["workers"],
+        store_dtype=spec["extract"]["store_dtype"],
+        progress=progress,
+        echo=echo,
+    )
+    echo(format_ranking(ranking))
+    winner = ranking.chosen
+    spec["base"] = {**shared, **winner.settings, "name": winner.base}
+    return ranking
+
+
+def _start_from_sample(planned: list[Extraction], sample_cache: Path, store: CacheStore) -> None:
+    """Let the main train extraction start from the winner's sample cache (its rows are
+    reused by the update path) when it is not in the store yet and has no augmented views
+    (a sample cache has none)."""
+    for p in planned:
+        if p.role == "main" and p.split == "train" and p.views is None and not p.cache.exists():
+            seed_cache(sample_cache, p.cache)
+            store.seal(p.cache)
+            p.update = True
+
+
 def _engine_arguments(p: Extraction, options: dict) -> dict[str, Any]:
     """Where an extraction runs: the main base on the spec's Dask cluster, by name (each
     worker builds it), when ``[extract] engine = "dask"``; everything else here."""
@@ -282,6 +345,7 @@ def _run_extractions(
             # seed: random weights (a base by name, on Dask) and the views
             **{"seed": options["seed"], **({} if p.views is None else p.views.options())},
             progress=progress,
+            update=p.update,
             **_engine_arguments(p, options),
             wait=echo,  # a second run of the spec waits for the first one's extraction
         )

@@ -119,6 +119,29 @@ def _recipe(value: Any) -> str | None:
     return None
 
 
+def _candidates(value: Any) -> str | None:
+    from bottleneck_transfer.rank.candidates import parse_candidate
+
+    if not value:
+        return "must list at least one base"
+    try:
+        for candidate in value:
+            parse_candidate(candidate)
+    except (BottleneckError, AttributeError) as exc:
+        return f"each candidate is a string BASE [key=value ...] or a table: {exc}"
+    return None
+
+
+def _sample(value: Any) -> str | None:
+    from bottleneck_transfer.rank.sample import SampleSize
+
+    try:
+        SampleSize.parse(value)
+    except BottleneckError:
+        return 'must be "N/class" or a number of images N >= 1'
+    return None
+
+
 def _curve_sizes(value: Any) -> str | None:
     try:
         parse_sizes(value)
@@ -149,8 +172,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "base": {
         "name": Key(
             (str,),
-            required=True,
-            doc="A keras.applications name, a .keras/.h5 file, a KerasHub preset or a "
+            doc="Required unless [rank] lists candidates (then the other base keys are their "
+            "shared settings). A keras.applications name, a .keras/.h5 file, a KerasHub preset or a "
             "SavedModel folder.",
         ),
         "weights": Key((str,), doc="imagenet (the default for names), none, or a file."),
@@ -251,6 +274,34 @@ SCHEMA: dict[str, dict[str, Key]] = {
             doc="Baselines of the same images: random-base, raw-pixels.",
         ),
     },
+    # Rank candidate bases on a sample of train first; the winner is the run's base.
+    # candidates = ["a.keras", "mobilenet_v2 weights=none image_size=96",
+    #               {name = "b.keras", layer = "bottleneck"}]
+    "rank": {
+        "candidates": Key(
+            (list,),
+            check=_candidates,
+            doc="Candidate bases: names, files or tables with their own base keys.",
+        ),
+        "sample": Key(
+            (str, int),
+            check=_sample,
+            default="50/class",
+            doc='The stratified, seeded sample each candidate extracts: "N/class" or a total.',
+        ),
+        "cv": Key(
+            (int,),
+            check=lambda v: None if v >= 2 else "must be >= 2",
+            default=5,
+            doc="Folds of the sample's linear probe.",
+        ),
+        "baselines": Key(
+            (list,),
+            check=lambda v: _list_of_str(v) or _choice(*BASELINE_CHOICES)(v),
+            default=list(BASELINE_CHOICES),
+            doc="Baselines ranked beside the candidates: random-base, raw-pixels.",
+        ),
+    },
     "export": {
         "head": Key(
             (str,),
@@ -335,6 +386,17 @@ def _resolve(value: str, folder: Path) -> str:
         return value
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else (folder / path).resolve())
+
+
+def _base_path(name: str, folder: Path, fail: Callable[[str], SpecError]) -> str:
+    """A base given as a path resolved against the spec's folder (it must exist); a
+    registered name as it is."""
+    if spelled_path(name) is None:
+        return name
+    resolved = _resolve(name, folder)
+    if not Path(resolved).exists():
+        raise fail(f"model file not found: {resolved}")
+    return resolved
 
 
 def _read_text(path: Path) -> str:
@@ -427,10 +489,32 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
         if spec[section][key] is not None:
             spec[section][key] = _resolve(spec[section][key], folder)
     name = spec["base"]["name"]
-    if spelled_path(name) is not None:  # a path, relative to the spec; else a registered name
-        spec["base"]["name"] = _resolve(name, folder)
-        if not Path(spec["base"]["name"]).exists():
-            raise fail("base", "name", f"model file not found: {spec['base']['name']}")
+    if name is None and spec["rank"]["candidates"] is None:
+        raise fail(
+            "base",
+            None,
+            "missing required key 'name' (or list [rank] candidates: the winner is the base)",
+        )
+    if name is not None and spec["rank"]["candidates"] is not None:
+        raise fail(
+            "base",
+            "name",
+            "give the base's name or [rank] candidates (the winner is the "
+            "base), not both; [base] may still hold settings every candidate shares",
+        )
+    if name is not None:
+        spec["base"]["name"] = _base_path(name, folder, lambda m: fail("base", "name", m))
+    candidates = spec["rank"]["candidates"] or []
+
+    def at(message: str) -> SpecError:
+        return fail("rank", "candidates", message)
+
+    for k, candidate in enumerate(candidates):
+        if isinstance(candidate, str):
+            word, *rest = candidate.split()
+            candidates[k] = " ".join([_base_path(word, folder, at), *rest])
+        else:
+            candidates[k] = {**candidate, "name": _base_path(candidate["name"], folder, at)}
     for key in ("train", "test", "val"):
         value = spec["data"][key]
         if value is not None and _looks_like_path(value) and not Path(value).exists():

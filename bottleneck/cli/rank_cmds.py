@@ -1,0 +1,140 @@
+"""``bottleneck rank-bases``: which base? Rank candidates on a sample first."""
+
+from __future__ import annotations
+
+import warnings
+
+import click
+from bottleneck_transfer.cli import options
+from bottleneck_transfer.cli.backend import ModelCommand
+
+_BASELINES = ("random-base", "raw-pixels")
+
+
+@click.command("rank-bases", cls=ModelCommand)
+@click.argument("source")
+@click.option(
+    "--bases",
+    default=None,
+    metavar="A,B,C",
+    help="Candidate bases, as --base takes them (names, model files, hub handles, SavedModel "
+    "folders).",
+)
+@click.option(
+    "--bases-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Candidates, one per line: BASE [key=value ...] with keys weights, image_size, "
+    "pooling, layer, preprocess, trust_graph (# comments allowed).",
+)
+@click.option(
+    "--sample",
+    default="50/class",
+    show_default=True,
+    metavar="N/class|N",
+    help="Images each candidate extracts: N per class, or N in all; stratified, seeded and "
+    "grouped (copies and --groups stay whole).",
+)
+@options.base_settings()
+@options.trust_graph("SavedModel candidates")
+@click.option(
+    "--baseline",
+    "baselines",
+    multiple=True,
+    type=click.Choice(_BASELINES),
+    default=_BASELINES,
+    show_default=True,
+    help="Probed beside each candidate on the same images, so negative transfer shows.",
+)
+@click.option("--cv", type=click.IntRange(min=2), default=5, show_default=True, help="Probe folds.")
+@options.classes()
+@options.limit()
+@options.groups()
+@options.batch_size("Images per model call (default: by device and input size).")
+@options.workers()
+@options.cache_dir("Store for the sample caches (default: $BOTTLENECK_CACHE_DIR, else ./caches).")
+@options.out(
+    "Report folder: report.md/.html/.json, cost_accuracy.png, and the winner's sample cache "
+    "features.h5, which the printed extract command completes.",
+    dir_okay=True,
+    file_okay=False,
+)
+@options.seed("Seeds the sample, the folds, tuning and random weights.")
+@options.jobs()
+@options.quiet()
+@options.json_flag("Print the ranking as JSON.")
+def rank_bases(
+    source: str,
+    bases: str | None,
+    bases_file: str | None,
+    sample: str,
+    baselines: tuple[str, ...],
+    cv: int,
+    classes: str | None,
+    limit: int | None,
+    groups: str | None,
+    batch_size: int | None,
+    workers: int | None,
+    cache_dir: str | None,
+    out: str | None,
+    seed: int,
+    jobs: int,
+    quiet: bool,
+    as_json: bool,
+    **settings,
+) -> None:
+    """Rank candidate bases for SOURCE on a sample, before extracting everything.
+
+    Each candidate extracts only a stratified, grouped, seeded sample (into the store);
+    each is scored without training (LogME, H-score) and by a quick logistic-regression
+    probe (C tuned on training folds only, cross-validated intervals) beside its baselines
+    (random weights of the same architecture, raw pixels), so negative transfer shows.
+    The verdict says which gaps are real (paired test across folds, Holm), what the full
+    job costs per base, and the command that extracts the winner for the whole collection
+    (reusing its sample rows).
+
+    \b
+    Examples:
+      bottleneck rank-bases data/train --bases resnet50,efficientnetv2_b0,my_model.keras \\
+          --sample 50/class
+      bottleneck rank-bases data/train --bases-file candidates.txt --sample 2000 --json \\
+          -o ranking/
+      bottleneck rank-bases data/digits/digits.npz --sample 30/class -o ranking/ \\
+          --bases data/bases/fashion_mnist_0-4.keras,pixels
+    """
+    from bottleneck_transfer.errors import BottleneckWarning
+    from bottleneck_transfer.rank.candidates import read_candidates
+    from bottleneck_transfer.rank.ranking import rank_bases as run_ranking
+    from bottleneck_transfer.rank.verdict import format_text
+
+    candidates = read_candidates(bases, bases_file)
+    echo = (lambda _text: None) if (as_json or quiet) else click.echo
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BottleneckWarning)  # the verdict says them
+        ranking = run_ranking(
+            source,
+            candidates,
+            sample=sample,
+            settings=settings,
+            baselines=baselines,
+            cv=cv,
+            seed=seed,
+            cache_dir=cache_dir,
+            classes=classes,
+            limit=limit,
+            groups=groups,
+            batch_size=batch_size,
+            workers=workers,
+            out=out,
+            n_jobs=jobs,
+            progress=False if (quiet or as_json) else None,
+            echo=echo,
+        )
+    if as_json:
+        options.echo_json(ranking.to_dict())
+        return
+    click.echo(format_text(ranking))
+    if out:
+        click.echo(f"Report: {ranking.report['report.html']}")
+
+
+COMMANDS = [rank_bases]

@@ -1,0 +1,117 @@
+"""``bottleneck rank-bases`` and a spec's [rank]: rank, extract the winner, compare heads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bottleneck_transfer.cli import cli
+from bottleneck_transfer.pipeline.run import run_pipeline
+from bottleneck_transfer.pipeline.spec import SpecError, load_spec
+from click.testing import CliRunner
+from rank_fixtures import class_images
+
+SPEC = """
+[data]
+train = "imgs.npz"
+val_split = 0.25
+
+[rank]
+candidates = ["pixels image_size=8", {{ name = "pixels", image_size = 2 }}]
+sample = "{sample}"
+cv = 3
+
+[heads]
+use = ["logreg"]
+
+[export]
+predict = 0
+
+[outputs]
+dir = "runs"
+"""
+
+
+@pytest.fixture
+def npz(tmp_path):
+    return class_images(tmp_path / "imgs.npz", per_class=(16, 16, 16))
+
+
+def _spec(tmp_path: Path, sample: str = "6/class") -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(SPEC.format(sample=sample))
+    return path
+
+
+def test_spec_rank_round_trip(npz, tmp_path):
+    spec = load_spec(_spec(tmp_path))
+    assert spec["base"]["name"] is None
+    assert spec["rank"] == {
+        "candidates": ["pixels image_size=8", {"name": "pixels", "image_size": 2}],
+        "sample": "6/class",
+        "cv": 3,
+        "baselines": ["random-base", "raw-pixels"],
+    }
+    again = tmp_path / "again.toml"
+    again.write_text(
+        _spec(tmp_path).read_text().replace('"6/class"', json.dumps(spec["rank"]["sample"]))
+    )
+    assert load_spec(again) == spec
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('sample = "6/class"', 'sample = "6/img"'), 'rank.sample: must be "N/class"'),
+        (("cv = 3", "cv = 1"), "rank.cv: must be >= 2"),
+        (("[rank]", '[base]\nname = "pixels"\n[rank]'), "base.name: give the base's name or"),
+        (('"pixels image_size=8", ', '"pixels colour=8", '), "'colour=8' is not a setting"),
+        (('"pixels image_size=8", ', '"m.keras", '), "rank.candidates: model file not found"),
+    ],
+)
+def test_spec_rank_errors_name_the_key(npz, tmp_path, change, message):
+    path = _spec(tmp_path)
+    path.write_text(path.read_text().replace(*change))
+    with pytest.raises(SpecError, match=message):
+        load_spec(path)
+
+
+def test_run_ranks_then_extracts_the_winner_from_its_sample(npz, tmp_path, ran_images):
+    record = run_pipeline(_spec(tmp_path), cache_dir=tmp_path / "store", echo=lambda _: None)
+    ranking = record["rank"]
+    assert ranking["winner"] == "pixels image_size=8"  # 2x2 pixels lose the pattern
+    assert [r["base"] for r in ranking["ranking"]] == ["pixels image_size=8", "pixels image_size=2"]
+    sample_rows = ranking["sample"]["images"]
+    train = next(e for e in record["extractions"] if e["role"] == "main" and e["split"] == "train")
+    # each candidate ran the sample once (raw pixels of 8x8 = the first candidate: reused);
+    # the winner's train cache ran only the images outside its sample
+    assert ran_images[:2] == [sample_rows, sample_rows] or sum(ran_images[:2]) == 2 * sample_rows
+    assert sum(ran_images) == 2 * sample_rows + (train["rows"] - sample_rows) + 12
+    assert record["compare"]["winner"] == "logreg"
+    assert (Path(record["run_dir"]) / "rank" / "report.html").is_file()
+
+
+def test_cli_rank_bases_json_and_report(npz, tmp_path):
+    out = tmp_path / "ranking"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "rank-bases", str(npz), "--bases", "pixels,pixels image_size=2", "--image-size",
+            "8", "--sample", "18", "--cv", "3", "--baseline", "raw-pixels", "--cache-dir",
+            str(tmp_path / "store"), "-o", str(out), "--json", "--jobs", "1",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)
+    assert got["sample"] == {"size": "18", "seed": 0, "images": 18, "collection_images": 48}
+    assert got["winner"] == "pixels"
+    assert got["command"].endswith(f"--image-size 8 -o {out / 'features.h5'} --update")
+    assert {"logme", "hscore", "probe", "cost", "vs_best"} <= set(got["ranking"][1])
+    assert (out / "features.h5").is_file() and (out / "cost_accuracy.png").is_file()
+
+
+def test_cli_rank_bases_needs_candidates(npz):
+    result = CliRunner().invoke(cli, ["rank-bases", str(npz)])
+    assert result.exit_code == 1
+    assert "Error: no candidate base: give --bases" in result.output
