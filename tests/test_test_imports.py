@@ -1,9 +1,10 @@
-"""No test file imports Keras or TensorFlow when it is collected: they load in the tests that
-use them (collecting the suite must not cost a framework import per worker).
+"""No test file imports Keras, TensorFlow or another heavy framework when it is collected,
+neither itself nor through the library modules it imports: they load in the tests that use
+them (each xdist worker collects every file, so an import at collection costs every worker).
 
 Run as a script with test files as arguments, this module imports each of them in turn and
-prints, as JSON, every ``import keras``/``import tensorflow`` statement that ran, by the file
-and line that ran it (``file:line``, a test file, a test helper or the library).
+prints, as JSON, every import of a framework that ran, by the file and line that ran it
+(``file:line``, a test file, a test helper or the library).
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SELF = str(Path(__file__).resolve())
 TESTS = Path(SELF).parent
-#: The frameworks no test file may import at import time (their submodules included).
-FRAMEWORKS = ("keras", "tensorflow")
+#: The imports no test file may make at import time (their submodules included): the
+#: frameworks, and ``skops.io``, which imports every scikit-learn module (and so PyTorch).
+FRAMEWORKS = ("keras", "tensorflow", "torch", "jax", "skops.io")
 
 
 def _test_files() -> list[Path]:
@@ -44,22 +48,39 @@ def _importer(frame, roots: tuple[str, ...]) -> str | None:
     return None
 
 
+def _matches(name: str, fromlist, frameworks: tuple[str, ...]) -> str | None:
+    """The framework that ``import name`` / ``from name import fromlist`` loads, if any."""
+    for full in [name, *(f"{name}.{item}" for item in fromlist or ())]:
+        for framework in frameworks:
+            if full == framework or full.startswith(framework + "."):
+                return framework
+    return None
+
+
 def record_framework_imports(
-    files: list[Path], frameworks: tuple[str, ...] = FRAMEWORKS
+    files: list[Path],
+    frameworks: tuple[str, ...] = FRAMEWORKS,
+    library: str | None = None,
 ) -> list[dict[str, str]]:
     """Import ``files`` (by path, as pytest's importlib mode does) and return each import of
-    one of ``frameworks`` that ran: ``{"file": test file, "module": name, "by": "file:line"}``.
+    one of ``frameworks`` that a test file, a helper or ``library`` (a folder; by default
+    this package's) ran: ``{"file": test file, "module": framework, "by": "file:line"}``.
+
+    A library module runs once: its imports are charged to the first file that imports it.
     """
-    library = importlib.util.find_spec("bottleneck_transfer").submodule_search_locations[0]
+    if library is None:
+        library = importlib.util.find_spec("bottleneck_transfer").submodule_search_locations[0]
     roots = (str(TESTS) + "/", _resolved(library) + "/")
     found: set[tuple[str, str, str]] = set()
     current = [""]
     real_import = builtins.__import__
 
     def watching(name, globals=None, locals=None, fromlist=(), level=0):
-        if level == 0 and name.split(".")[0] in frameworks:
+        framework = _matches(name, fromlist, frameworks) if level == 0 else None
+        if framework is not None:
             by = _importer(sys._getframe(1), roots)
-            found.add((current[0], name, str(by)))
+            if by is not None:  # not the frameworks' imports of each other
+                found.add((current[0], framework, by))
         return real_import(name, globals, locals, fromlist, level)
 
     sys.path.insert(0, str(TESTS))
@@ -77,7 +98,9 @@ def record_framework_imports(
     return [{"file": file, "module": name, "by": by} for file, name, by in sorted(found)]
 
 
-def test_no_test_file_imports_keras_or_tensorflow_at_import_time():
+@pytest.fixture(scope="module")
+def collected() -> list[dict[str, str]]:
+    """The framework imports of collecting every test file, in a fresh interpreter."""
     result = subprocess.run(
         [sys.executable, __file__, *map(str, _test_files())],
         capture_output=True,
@@ -85,27 +108,65 @@ def test_no_test_file_imports_keras_or_tensorflow_at_import_time():
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    imports = json.loads(result.stdout.splitlines()[-1])
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def _relative(path: str) -> str:
+    return str(Path(path).relative_to(TESTS.parent)) if path.startswith("/") else path
+
+
+def test_no_test_file_imports_a_framework_at_import_time(collected):
     in_tests = sorted(
-        {f"{i['by']} imports {i['module']}" for i in imports if i["by"].startswith(str(TESTS))}
+        {
+            f"{_relative(i['by'])} imports {i['module']}"
+            for i in collected
+            if i["by"].startswith(str(TESTS))
+        }
     )
     assert not in_tests, "import these inside the tests or fixtures that use them:\n" + "\n".join(
         in_tests
     )
 
 
-def test_the_check_finds_imports_in_test_files_and_in_helpers_they_import(tmp_path):
-    """Stand-ins for the frameworks (two small stdlib modules) keep this test fast."""
+@pytest.mark.xfail(
+    strict=True,
+    reason="library modules import Keras at import time (features.bases, batches, views; "
+    "deploy.*) until they import it lazily (issue 25 part 1): then drop this mark",
+)
+def test_no_test_file_imports_a_framework_through_the_library(collected):
+    through = sorted(
+        {
+            f"{_relative(i['file'])} imports {i['module']} through {_relative(i['by'])}"
+            for i in collected
+            if not i["by"].startswith(str(TESTS))
+        }
+    )
+    assert not through, "import these lazily in the library, or inside the tests:\n" + "\n".join(
+        through
+    )
+
+
+def test_the_check_finds_imports_in_test_files_helpers_and_the_library(tmp_path):
+    """Stand-ins for the frameworks and the library (small stdlib modules, a folder) keep
+    this test fast."""
+    library = tmp_path / "lib"
+    library.mkdir()
+    (library / "lib_module.py").write_text("from xml import dom\n")
     (tmp_path / "helper_fixtures.py").write_text("import math\nimport colorsys\n")
     (tmp_path / "test_x.py").write_text(
         "import helper_fixtures\n\ndef test_y():\n    import wave\n"
     )
-    (tmp_path / "test_z.py").write_text("import pytest\n\nw = pytest.importorskip('wave')\n")
+    (tmp_path / "test_z.py").write_text(
+        "import sys, pytest\n\nw = pytest.importorskip('wave')\n"
+        f"sys.path.insert(0, {str(library)!r})\nimport lib_module\n"
+    )
     script = (
         "import json, pathlib, sys, test_test_imports as t\n"
         f"t.TESTS = pathlib.Path({str(tmp_path)!r})\n"
         "files = [t.TESTS / 'test_x.py', t.TESTS / 'test_z.py']\n"
-        "print(json.dumps(t.record_framework_imports(files, ('colorsys', 'wave'))))\n"
+        "stand_ins = ('colorsys', 'wave', 'xml.dom')\n"
+        f"found = t.record_framework_imports(files, stand_ins, {str(library)!r})\n"
+        "print(json.dumps(found))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=TESTS, timeout=600
@@ -116,6 +177,7 @@ def test_the_check_finds_imports_in_test_files_and_in_helpers_they_import(tmp_pa
     assert by == {
         ("test_x.py", "colorsys", "helper_fixtures.py:2"),
         ("test_z.py", "wave", "test_z.py:3"),
+        ("test_z.py", "xml.dom", "lib_module.py:1"),
     }
 
 

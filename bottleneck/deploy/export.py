@@ -365,7 +365,7 @@ def export(
             "base": {k: described[k] for k in _BASE_KEYS if k in described},
             "base_layer": rebuilt.model.name,
             "cache": opened.path.name,
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "host": platform.node(),
             "versions": software_versions(),
         }

@@ -657,7 +657,7 @@ def _open_writer(
         "storage": storage,
         **({"views": identity["views"]} if "views" in identity else {}),
         "software": software_versions(),
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
     }
     return CacheWriter.create(
@@ -762,7 +762,7 @@ def _run(
         "resumed_from": resumed_from,
         "n_failed": writer.n_failed,
         "stage_seconds": {k: round(v, 4) for k, v in stage.items()},
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     try:
         with _TermAsInterrupt():

@@ -140,7 +140,7 @@ def update_caches(
             extraction = {
                 "update": counts[k],
                 "seconds": round(time.perf_counter() - started, 3),
-                "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
             if olds[k] is not None:
                 olds[k].close()  # before the new cache replaces it

@@ -727,7 +727,7 @@ def train_head(
         "fit_seconds": seconds,
         "warnings": messages,
         "versions": software_versions(),
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     return TrainedHead(estimator, meta)
 

@@ -199,7 +199,7 @@ def run_pipeline(
     record: dict[str, Any] = {
         "spec": str(Path(spec_path).resolve()),
         "run_dir": str(run_dir),
-        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "extractions": steps,
         "software": software_versions(),
     }

@@ -8,13 +8,13 @@ nested at most ``MAX_SPEC_DEPTH`` deep.
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 from bottleneck_transfer import limits
 from bottleneck_transfer.errors import BottleneckError, HeadError, did_you_mean
 from bottleneck_transfer.features.cache import COMPRESSIONS, STORE_DTYPES

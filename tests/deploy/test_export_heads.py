@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import skops.io
 from bottleneck_transfer.cli import cli
 from bottleneck_transfer.deploy.export import export
 from bottleneck_transfer.deploy.exported import load_exported
@@ -99,6 +98,8 @@ def test_export_head_file_refuses_a_crafted_file_and_never_runs_it(cache, tmp_pa
 
 @pytest.mark.filterwarnings("ignore::bottleneck_transfer.errors.SmallDataWarning")
 def test_predict_refuses_an_export_folder_with_a_crafted_head(cache, photos, tmp_path):
+    import skops.io
+
     marker = tmp_path / "ran.txt"
     out = tmp_path / "rbf"
     export(cache, out, head="rbf-svm", sample=0)

@@ -69,6 +69,16 @@ def _commit_every_batch(monkeypatch):
     monkeypatch.setenv("BOTTLENECK_COMMIT_SECONDS", "0")
 
 
+@pytest.fixture
+def ctrl_c():
+    """SIGINT raises KeyboardInterrupt, as Ctrl-C at a terminal does, even where this run
+    inherited SIGINT ignored (a background job of a non-interactive shell, as in CI, and the
+    xdist workers it starts): Python then keeps it ignored and the signal would do nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _extract(world, out, **options):
     return extract(world["source"], world["base"], out, batch_size=BATCH, progress=False, **options)
 
@@ -187,7 +197,7 @@ def test_sigkill_then_same_call_gives_the_same_cache(world, tmp_path, monkeypatc
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize(("where", "nth"), STOPS, ids=[f"{w}-{n}" for w, n in STOPS])
 def test_signal_says_what_was_kept_and_same_call_resumes(
-    world, tmp_path, monkeypatch, where, nth, sig
+    world, tmp_path, monkeypatch, where, nth, sig, ctrl_c
 ):
     out = tmp_path / "c.h5"
     handler = signal.getsignal(signal.SIGTERM)
@@ -375,6 +385,8 @@ def test_a_changed_source_names_the_file_and_keeps_the_partial(world, tmp_path, 
 _CHILD = textwrap.dedent(
     """
     import os, signal, sys
+    # Ctrl-C as at a terminal, even where the test run inherited SIGINT ignored (see ctrl_c).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from bottleneck_transfer.features.cache import CacheWriter
     from bottleneck_transfer.cli.app import main
 

@@ -6,7 +6,6 @@ import pickle
 
 import numpy as np
 import pytest
-import skops.io
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.heads.estimators import RBFSVC, DenseHead
 from bottleneck_transfer.heads.linear_svm import LinearSVM
@@ -252,6 +251,8 @@ def test_dense_fits_identically_twice_without_touching_global_generators(digits)
 
 
 def test_dense_survives_skops_and_pickle(digits, tmp_path):
+    import skops.io
+
     X_train, X_test, y_train, _ = digits
     head = make_head("dense:hidden=16,epochs=5", random_state=0).fit(X_train, y_train)
     path = tmp_path / "dense.skops"

@@ -7,7 +7,6 @@ import json
 import click
 import numpy as np
 import pytest
-import skops.io
 from bottleneck_transfer.cli.head_cmds import COMMANDS
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.features.cache import FeatureCache
@@ -175,6 +174,8 @@ class Untrusted:
 
 
 def test_load_refuses_types_outside_the_allow_list(tmp_path):
+    import skops.io
+
     path = tmp_path / "evil.skops"
     skops.io.dump({"head": Untrusted(), "meta": "{}"}, path)
     with pytest.raises(HeadError, match=r"outside the allow-list.*Untrusted"):

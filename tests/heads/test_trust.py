@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import skops.io
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.heads.registry import head_kind, head_names, trusted_type_names
@@ -31,6 +30,8 @@ def caches(tmp_path_factory):
 
 def test_the_crafted_file_is_a_real_payload(tmp_path):
     """Loaded as a prefix allow-list did (everything skops names trusted), it runs code."""
+    import skops.io
+
     marker = tmp_path / "ran.txt"
     path = tmp_path / "evil.skops"
     skops.io.dump(evil_pipeline(marker), path)
@@ -58,6 +59,8 @@ def test_evaluate_refuses_a_crafted_head_file_naming_its_types(caches, tmp_path)
 
 def test_a_file_claiming_another_kind_is_refused(caches, tmp_path):
     """Exact per kind: an SVC is an rbf-svm class, not a knn one."""
+    import skops.io
+
     data = LabeledData.from_cache(caches[0])
     trained = train_head(data, "rbf-svm")
     path = save_head(trained, tmp_path / "rbf.skops")
@@ -112,6 +115,8 @@ def test_no_kind_is_trusted_by_prefix_or_with_a_function():
 
 
 def test_an_explicit_kind_overrides_nothing_it_does_not_declare(tmp_path):
+    import skops.io
+
     marker = tmp_path / "ran.txt"
     path = tmp_path / "bare.skops"
     skops.io.dump(evil_pipeline(marker), path)
