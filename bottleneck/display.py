@@ -50,6 +50,10 @@ def cell(value: Any, width: int | None = None) -> str:
     return text
 
 
+def _more(n: int) -> str:
+    return f"{n} more row{'s' if n != 1 else ''} (to_pandas() has them all)"
+
+
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(dict.fromkeys(key for row in rows for key in row))
 
@@ -77,7 +81,7 @@ def text_repr(title: str, summary: Mapping[str, Any], rows: Sequence[Mapping[str
         for shown, values in enumerate(cells):
             text = line(values).rstrip()
             if len(text) + 1 > budget:
-                lines.append(f"  … {len(cells) - shown} more rows (to_pandas() has them all)")
+                lines.append(f"  … {_more(len(cells) - shown)}")
                 break
             budget -= len(text) + 1
             lines.append(text)
@@ -108,7 +112,7 @@ def html_repr(title: str, summary: Mapping[str, Any], rows: Sequence[Mapping[str
             )
         parts.append("</tbody></table>")
         if len(rows) > HTML_ROWS:
-            parts.append(f"<p>… {len(rows) - HTML_ROWS} more rows (to_pandas() has them all)</p>")
+            parts.append(f"<p>… {escape(_more(len(rows) - HTML_ROWS))}</p>")
     parts.append("</div>")
     return "\n".join(parts)
 

@@ -139,7 +139,8 @@ def paired_draws(
     started = time.perf_counter()
     loaded = load_spec(spec)
     data, heads = loaded["data"], list(loaded["heads"]["use"])
-    base = load_base(loaded["base"]["name"])
+    named = {k: v for k, v in loaded["base"].items() if k != "name" and v is not None}
+    base = load_base(loaded["base"]["name"], seed=loaded["extract"]["seed"], **named)
     train_source = open_source(data["train"], classes=data["classes"], limit=data["limit"])
     right: dict[tuple[int, str, str], list[np.ndarray]] = {}
     changed: dict[tuple[int, str], int] = {}

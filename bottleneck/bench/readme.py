@@ -37,8 +37,6 @@ from bottleneck_transfer.errors import BottleneckError
 #: Where the JSON lives, relative to the checkout.
 DATA = Path("data/bench")
 README = Path("README.md")
-#: The learning curve figure of the demo run (relative to the checkout).
-CURVE_FIGURE = Path("docs/learning_curve.png")
 #: Where a recorded run's paths point: its cache store and run folder, relabelled.
 STORE_LABEL = "caches"
 
@@ -191,14 +189,33 @@ def splice(text: str, blocks: dict[str, str]) -> str:
     return text
 
 
-def write_figures(root: str | Path = ".") -> list[Path]:
-    """The README's figures from the JSON: the demo run's learning curve."""
+def _curve_figure(record: dict[str, Any], path: Path) -> None:
     from bottleneck_transfer.heads.learning_curve import LearningCurve, plot_curve
 
+    plot_curve(LearningCurve.from_dict(record["learning_curve"]), path)
+
+
+def _accuracy_figure(record: dict[str, Any], path: Path) -> None:
+    from bottleneck_transfer.heads.compare import Comparison
+    from bottleneck_transfer.heads.report import plot_accuracy
+
+    plot_accuracy(Comparison.from_dict(record["comparison"]), path)
+
+
+#: The README's figures (relative to the checkout): the JSON file each is drawn from, and how.
+FIGURES: dict[Path, tuple[str, Callable[[dict[str, Any], Path], None]]] = {
+    Path("docs/learning_curve.png"): ("fashion_mnist_run.json", _curve_figure),
+    Path("docs/report-accuracy.png"): ("fashion_mnist_run.json", _accuracy_figure),
+}
+
+
+def write_figures(root: str | Path = ".") -> list[Path]:
+    """Draw :data:`FIGURES` from the JSON under ``root``; returns their paths."""
     root = Path(root)
-    record = _load(root, BLOCKS["demo-learning-curve"].file)
-    (root / CURVE_FIGURE).parent.mkdir(parents=True, exist_ok=True)
-    return [plot_curve(LearningCurve.from_dict(record["learning_curve"]), root / CURVE_FIGURE)]
+    for figure, (file, draw) in FIGURES.items():
+        (root / figure).parent.mkdir(parents=True, exist_ok=True)
+        draw(_load(root, file), root / figure)
+    return [root / figure for figure in FIGURES]
 
 
 def write_readme(root: str | Path = ".") -> list[str]:
@@ -325,7 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.action == "write":
             changed = write_readme(args.root)
-            print(f"rewrote {', '.join(changed) or 'nothing (up to date)'}; {CURVE_FIGURE}")
+            figures = ", ".join(str(figure) for figure in FIGURES)
+            print(f"rewrote {', '.join(changed) or 'no block (up to date)'}; drew {figures}")
             return 0
         problems = [
             f"README block {name!r} differs from its JSON; run "

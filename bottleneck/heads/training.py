@@ -610,6 +610,9 @@ def fit_head(
     notes = sorted(
         {_not_converged(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)}
     )
+    for other in caught:  # the rest go on to the caller's filters (the CLI's summary)
+        if not issubclass(other.category, ConvergenceWarning):
+            warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
     approximation = getattr(classifier(head), "approximation_", None)
     if approximation:
         notes.append(approximation)

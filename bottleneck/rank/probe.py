@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.features.duplicates import merge_labels
-from bottleneck_transfer.heads.compare import NegativeTransferWarning, compare_heads
+from bottleneck_transfer.heads.compare import Comparison, NegativeTransferWarning, compare_heads
 from bottleneck_transfer.heads.memo import FitMemo
 from bottleneck_transfer.heads.training import LabeledData
 
@@ -72,6 +73,29 @@ def shared_groups(
     return merge_labels(declared, *(data.linked for data in datas))
 
 
+def _compare(
+    main: LabeledData,
+    others: dict[str, tuple[LabeledData, None]],
+    cv: int,
+    seed: int,
+    memo: FitMemo | None,
+    n_jobs: int | None,
+) -> Comparison:
+    """The tuned probe on ``main`` and on each baseline, on the same folds."""
+    return compare_heads(
+        main,
+        heads=[PROBE_HEAD],
+        cv=cv,
+        tune=True,
+        baselines=others,
+        random_state=seed,
+        memo=memo,
+        n_jobs=n_jobs,
+        progress=False,
+        metric="accuracy",
+    )
+
+
 def probe(
     data: LabeledData,
     baselines: Mapping[str, LabeledData],
@@ -88,18 +112,13 @@ def probe(
     others = {name: (dataclasses.replace(d, linked=linked), None) for name, d in baselines.items()}
     with warnings.catch_warnings():  # the verdict reports negative transfer itself
         warnings.simplefilter("ignore", NegativeTransferWarning)
-        comparison = compare_heads(
-            main,
-            heads=[PROBE_HEAD],
-            cv=cv,
-            tune=True,
-            baselines=others,
-            random_state=seed,
-            memo=memo,
-            n_jobs=n_jobs,
-            progress=False,
-            metric="accuracy",
-        )
+        try:
+            comparison = _compare(main, others, cv, seed, memo, n_jobs)
+        except HeadError as exc:
+            raise HeadError(
+                f"the sample is too small for a {cv}-fold probe tuned on its training folds "
+                f"({len(main)} images): raise --sample (e.g. 50/class) or lower --cv ({exc})"
+            ) from exc
     row = comparison.row(PROBE_HEAD)
     labels = comparison.eval_labels
     rows = {name: comparison.row(f"{PROBE_HEAD}@{name}") for name in baselines}

@@ -51,7 +51,8 @@ def test_every_readme_block_is_what_its_committed_json_renders():
     assert stale_blocks(REPO) == []
     for name, content in render_blocks(REPO).items():
         assert f"<!-- bench:{name} -->\n{content}\n<!-- /bench:{name} -->" in text
-    assert (REPO / readme.CURVE_FIGURE).exists()
+    for figure in readme.FIGURES:
+        assert f"]({figure.as_posix()})" in text and (REPO / figure).exists()
 
 
 def test_committed_reports_match_the_shipped_specs_they_measure():
