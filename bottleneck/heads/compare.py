@@ -50,13 +50,13 @@ from bottleneck_transfer.backend import quiet_backend_start
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
 from bottleneck_transfer.features.cache import FeatureCache, check_features
 from bottleneck_transfer.features.sources import id_origin
+from bottleneck_transfer.heads.budget import MemoryPlan
 from bottleneck_transfer.heads.calibration import calibration_report
 from bottleneck_transfer.heads.declared import Metric
 from bottleneck_transfer.heads.memo import FitMemo, prediction_key
 from bottleneck_transfer.heads.metrics import METRICS, row_losses, score
 from bottleneck_transfer.heads.registry import (
     default_heads,
-    has_proba,
     make_head,
     single_threaded,
 )
@@ -69,12 +69,16 @@ from bottleneck_transfer.heads.stats import (
     family_tests,
     holdout_intervals,
 )
+from bottleneck_transfer.heads.streaming import check_streams
 from bottleneck_transfer.heads.training import (
     LabeledData,
     check_compatible,
     check_data,
     check_scorable,
     fit_head,
+    load_data,
+    memory_plan,
+    predict_rows,
     warn_duplicates,
 )
 from bottleneck_transfer.heads.tuning import TuneResult
@@ -184,6 +188,7 @@ class Comparison:
     selected: Row | None = None
     selected_baseline: Row | None = None
     majority_rate: float | None = None
+    memory: dict | None = None
 
     def row(self, name: str) -> Row:
         """The row named ``name`` (e.g. ``"logreg"`` or ``"logreg@raw-pixels"``)."""
@@ -227,6 +232,7 @@ class Comparison:
             "seconds": self.seconds,
             "n_bootstrap": self.n_bootstrap,
             "random_state": self.random_state,
+            "memory": self.memory,
         }
 
 
@@ -287,12 +293,10 @@ def _fit_predict(
     stored = None if memo is None else memo.load_predictions(key)
     if stored is None:
         head = fit.estimator
-        X_eval = eval_data.X[eval_rows]
         with single_threaded():
             start = time.perf_counter()
-            predictions = head.predict(X_eval)
+            predictions, proba = predict_rows(head, eval_data, eval_rows)
             seconds = time.perf_counter() - start
-            proba = head.predict_proba(X_eval) if has_proba(head) else None
         arrays = {"predictions": predictions, "classes": head.classes_}
         if proba is not None:
             arrays["proba"] = proba
@@ -349,6 +353,7 @@ def _fit_tasks(
     parallel = (
         len(calls) > 1
         and effective_n_jobs(fitting.n_jobs) > 1
+        and tasks[0][2].chunk_rows is None
         and tasks[0][2].X.size >= PARALLEL_MIN_VALUES
     )
     if parallel:
@@ -456,7 +461,9 @@ def _all_columns(fold: _Fold, n_classes: int) -> np.ndarray:
     return proba
 
 
-def _as_data(value: DataInput) -> LabeledData:
+def _as_data(value: DataInput, plan: MemoryPlan | None = None) -> LabeledData:
+    if plan is not None:
+        return load_data(value, plan)
     return value if isinstance(value, LabeledData) else LabeledData.from_cache(value)
 
 
@@ -601,6 +608,8 @@ def compare_heads(
     val_split: float | None = None,
     progress: bool | None = None,
     metric: str | None = None,
+    memory_budget: str | int | None = None,
+    out_of_core: bool = False,
 ) -> Comparison:
     """Fit every head on the same splits and compare them honestly.
 
@@ -644,6 +653,12 @@ def compare_heads(
         The metric that decides tuning, the choice of head and baseline, and the verdict
         (:data:`~bottleneck_transfer.heads.metrics.METRIC_NAMES`); default accuracy, or
         balanced accuracy when the training classes are unequal (said in the warnings).
+    memory_budget : str or int, optional
+        Above it (:func:`~bottleneck_transfer.heads.training.memory_plan`) every head streams
+        the caches in chunks, splits kept as row indices; ``Comparison.memory`` says which
+        path ran.
+    out_of_core : bool, default=False
+        Stream whatever the size.
 
     Returns
     -------
@@ -667,8 +682,12 @@ def compare_heads(
     start = time.perf_counter()
     specs = list(heads)
     cv = _check_setup(specs, test, cv, baseline_heads, val_split)
-    train_data = _as_data(train)
-    test_data = _as_data(test) if test is not None else None
+    plan = memory_plan(train, memory_budget, force=out_of_core)
+    if plan.streaming:
+        for spec in specs:
+            check_streams(spec, "the features exceed the memory budget")
+    train_data = _as_data(train, plan)
+    test_data = _as_data(test, plan) if test is not None else None
     fit_rows = np.arange(len(train_data))
     split = None
     if val_split is not None:
@@ -813,6 +832,7 @@ def compare_heads(
         selected=selected,
         selected_baseline=selected_baseline,
         majority_rate=majority,
+        memory=plan.measure().to_dict(),
     )
 
 
