@@ -44,24 +44,26 @@ def synthetic_cache(
     classes: int = 10,
     store_dtype: str = "float16",
     seed: int = 0,
+    part: int = 0,
 ) -> Path:
     """Write a cache of ``rows`` Gaussian-class feature rows through :class:`CacheWriter`.
 
     Row ``i`` has class ``i % classes`` (the classes interleave, as a shuffled source
     would); its features are the class mean plus unit noise, the means ``SEPARATION``
-    apart. Memory is one batch of :data:`WRITE_ROWS` rows.
+    apart. ``seed`` draws the means, ``(seed, part)`` the noise: parts 0 and 1 are a train
+    and a test cache of the same classes. Memory is one batch of :data:`WRITE_ROWS` rows.
     """
     from bottleneck_transfer.features.cache import CacheWriter, partial_path
     from bottleneck_transfer.fingerprint import fingerprint
 
     path = Path(path)
-    rng = np.random.default_rng(seed)
-    means = rng.standard_normal((classes, dim), dtype=np.float32)
+    means = np.random.default_rng(seed).standard_normal((classes, dim), dtype=np.float32)
     means *= SEPARATION / np.sqrt(2 * dim)
     identity = {
         "base": {"name": "synthetic", "dim": dim},
-        "source": {"kind": "synthetic", "rows": rows, "classes": classes, "seed": seed},
+        "source": {"kind": "synthetic", "rows": rows, "classes": classes, "seed": [seed, part]},
     }
+    rng = np.random.default_rng((seed, part))
     writer = CacheWriter.create(
         partial_path(path),
         dim=dim,
@@ -76,7 +78,7 @@ def synthetic_cache(
         labels = np.arange(start, stop, dtype=np.int32) % classes
         features = rng.standard_normal((stop - start, dim), dtype=np.float32)
         features += means[labels]
-        ids = [f"synthetic/{i:08d}" for i in range(start, stop)]
+        ids = [f"synthetic/{part}-{i:08d}" for i in range(start, stop)]
         writer.write_batch(features, labels, ids, [], items_done=stop)
         writer.commit()
     return writer.finalize(path, extraction={"seconds": 0.0})
