@@ -79,7 +79,7 @@ def digits():
 
 
 def test_head_names_and_defaults():
-    assert head_names() == ("logreg", "linear-svm", "rbf-svm", "dense", "knn")
+    assert head_names() == ("logreg", "linear-svm", "rbf-svm", "dense", "nystroem", "knn")
     head = make_head()
     assert [name for name, _ in head.steps] == ["scale", "clf"]
     assert type(head[-1]).__name__ == "LogisticRegression"
