@@ -106,15 +106,17 @@ def run_measured(args: list[str]) -> dict:
     return {"seconds": seconds, "peak_bytes": usage.ru_maxrss * 1024, "json": result}
 
 
-def commands(cache: Path, folder: Path) -> dict[str, list[str]]:
+def commands(
+    cache: Path, folder: Path, *, logreg: str = "logreg", dense: str = "dense"
+) -> dict[str, list[str]]:
     """The measured command lines, by name (``evaluate`` scores the logreg head)."""
     head = str(folder / "logreg.skops")
-    dense = str(folder / "dense.skops")
+    dense_head = str(folder / "dense.skops")
     return {
-        "train logreg": ["train", str(cache), "--head", "logreg", "-o", head, "--force"],
-        "train dense": ["train", str(cache), "--head", "dense", "-o", dense, "--force"],
+        "train logreg": ["train", str(cache), "--head", logreg, "-o", head, "--force"],
+        "train dense": ["train", str(cache), "--head", dense, "-o", dense_head, "--force"],
         "compare holdout": [
-            *("compare", str(cache), "--val-split", "0.2", "--heads", "logreg,linear-svm"),
+            *("compare", str(cache), "--val-split", "0.2", "--heads", f"{logreg},linear-svm"),
             *("--bootstrap", "200", "--quiet"),
         ],
         "evaluate": ["evaluate", head, str(cache), "--bootstrap", "200"],
@@ -122,8 +124,10 @@ def commands(cache: Path, folder: Path) -> dict[str, list[str]]:
     }
 
 
-def bench(rows: list[int], *, dim: int, budget: str | None, folder: Path) -> dict:
-    """Write one cache per size, run every command on it; figures by size and command."""
+def bench(rows: list[int], *, dim: int, budget: str | None, folder: Path, **specs: str) -> dict:
+    """Write one cache per size, run every command on it; figures by size and command.
+
+    ``specs``: ``logreg`` and ``dense`` head specs (:func:`commands`)."""
     results: dict = {}
     for n in rows:
         cache = folder / f"synthetic-{n}.h5"
@@ -132,7 +136,7 @@ def bench(rows: list[int], *, dim: int, budget: str | None, folder: Path) -> dic
         written = time.perf_counter() - start
         limit = ["--memory-budget", budget] if budget else []
         by_command = {}
-        for name, args in commands(cache, folder).items():
+        for name, args in commands(cache, folder, **specs).items():
             takes_budget = args[0] in ("train", "compare", "evaluate")
             measured = run_measured([*args, *(limit if takes_budget else []), "--json"])
             reported = measured.pop("json") or {}
@@ -158,10 +162,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dim", type=int, default=1280)
     parser.add_argument("--memory-budget", help="Passed to train, compare and evaluate.")
     parser.add_argument("--folder", type=Path, help="Where the caches go (default: a temp dir).")
+    parser.add_argument("--logreg", default="logreg", help="The logreg spec (e.g. logreg:C=1).")
+    parser.add_argument("--dense", default="dense", help="The dense spec (e.g. dense:epochs=2).")
     args = parser.parse_args(argv)
     rows = args.rows or [200_000, 2_000_000]
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
-        print(json.dumps(bench(rows, dim=args.dim, budget=args.memory_budget, folder=Path(folder))))
+        figures = bench(
+            rows,
+            dim=args.dim,
+            budget=args.memory_budget,
+            folder=Path(folder),
+            logreg=args.logreg,
+            dense=args.dense,
+        )
+    print(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

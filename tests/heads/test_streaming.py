@@ -147,3 +147,12 @@ def test_cli_reports_the_path(caches, tmp_path):
     result = CliRunner().invoke(train_cmd, [*args, "--force"])
     line = "Memory: streaming (2 x the features' 1.02 MB exceeds the memory budget 1.02 kB"
     assert f"{line}, chunks of 256 rows); peak memory" in result.output
+
+
+def test_the_benchmark_writes_classes_through_the_library_writer(caches):
+    train, _ = caches
+    with FeatureCache.open(train) as cache:
+        assert len(cache) == 4000 and cache.dim == 64
+        assert cache._h5["features"].dtype == np.float16
+        assert np.array_equal(np.bincount(cache.labels), [800] * 5)
+        assert cache.features.dtype == np.float32
