@@ -119,6 +119,7 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
     "results as one after another), else tuning trials; -1 uses every core."
 )
 @options.fit_engine()
+@options.memory_budget()
 @options.assert_min_accuracy(
     "Exit non-zero when the chosen head's accuracy on rows no choice saw is below this."
 )
@@ -146,6 +147,8 @@ def compare(
     bootstrap: int,
     seed: int,
     jobs: int,
+    memory_budget: str | None,
+    out_of_core: bool,
     assert_min_accuracy: float | None,
     as_json: bool,
     quiet: bool,
@@ -177,7 +180,10 @@ def compare(
           --learning-curve 5,10,50,200,all --baseline random-base --baseline raw-pixels -o lc
       bottleneck compare caches/pool.h5 --test caches/pool-test.h5 \\
           --layer-sweep caches/conv.h5,caches/conv-test.h5
+      bottleneck compare caches/huge.h5 --val-split 0.2 --heads logreg,dense \\
+          --memory-budget 8G
     """
+    from bottleneck_transfer.heads.budget import describe
     from bottleneck_transfer.heads.compare import compare_heads
     from bottleneck_transfer.heads.registry import default_heads, split_specs
     from bottleneck_transfer.heads.report import format_table, write_report
@@ -282,8 +288,11 @@ def compare(
             n_jobs=jobs,
             progress=False if quiet else None,
             metric=metric,
+            memory_budget=memory_budget,
+            out_of_core=out_of_core,
         )
-    _show(comparison, format_table(comparison), write_report, out, as_json)
+    text = f"{format_table(comparison)}\n{describe(comparison.memory)}"
+    _show(comparison, text, write_report, out, as_json)
     check_min_accuracy(
         comparison.selected.metrics["accuracy"],
         assert_min_accuracy,
@@ -345,12 +354,7 @@ def _layer_sweep(
 @options.tune("Tune on a validation split of CACHE first.")
 @options.metric("--tune")
 @options.calibrate()
-@click.option(
-    "--out-of-core",
-    is_flag=True,
-    help="Stream row blocks from the file (kinds with a streaming form: logreg, linear-svm) "
-    "for caches larger than memory.",
-)
+@options.memory_budget()
 @options.seed()
 @options.jobs()
 @options.json_flag("the head's metadata.")
@@ -362,6 +366,7 @@ def train(
     tune: bool,
     metric: str | None,
     calibrate: bool,
+    memory_budget: str | None,
     out_of_core: bool,
     seed: int,
     jobs: int,
@@ -369,14 +374,19 @@ def train(
 ) -> None:
     """Fit one head on all of CACHE and save it (skops, with its provenance).
 
+    A CACHE whose features exceed --memory-budget is streamed in chunks (every head kind
+    but rbf-svm; knn is refused too, as its saved head would hold every row).
+
     \b
     Examples:
       bottleneck train caches/train.h5 --head logreg -o heads/logreg.skops
       bottleneck train caches/train.h5 --head dense:hidden=256,dropout=0.2 --tune -o heads/d.skops
       bottleneck train caches/huge.h5 --head linear-svm --out-of-core -o heads/svm.skops
+      bottleneck train caches/huge.h5 --head dense --memory-budget 4G -o heads/dense.skops
       bottleneck train caches/train.h5 --head linear-svm --no-calibrate -o heads/svm.skops
     """
     from bottleneck_transfer.features.cache import FeatureCache
+    from bottleneck_transfer.heads.budget import describe
     from bottleneck_transfer.heads.registry import DEFAULT_HEAD
     from bottleneck_transfer.heads.selection import resolve_metric
     from bottleneck_transfer.heads.training import save_head, train_head
@@ -391,6 +401,7 @@ def train(
             options.calibrated_specs([spec or DEFAULT_HEAD], calibrate)[0],
             tune=tune,
             out_of_core=out_of_core,
+            memory_budget=memory_budget,
             random_state=seed,
             n_jobs=jobs,
             metric=deciding.name,
@@ -402,8 +413,9 @@ def train(
         return
     click.echo(
         f"Trained {meta['head']} on {meta['cache']['rows']} rows of {cache} in "
-        f"{meta['fit_seconds']:.2f} s{' (out of core)' if out_of_core else ''} -> {path}"
+        f"{meta['fit_seconds']:.2f} s -> {path}"
     )
+    click.echo(describe(meta["memory"]))
     if meta["tuning"]:
         tuning = meta["tuning"]
         chosen = ", ".join(f"{k}={v:g}" for k, v in tuning["best_params"].items())
@@ -422,6 +434,7 @@ def train(
 @click.argument("cache", type=click.Path(dir_okay=False))
 @options.bootstrap()
 @options.seed()
+@options.memory_budget()
 @options.assert_min_accuracy("Exit non-zero when the accuracy is below this.")
 @options.json_flag("the scores.")
 def evaluate(
@@ -429,6 +442,8 @@ def evaluate(
     cache: str,
     bootstrap: int,
     seed: int,
+    memory_budget: str | None,
+    out_of_core: bool,
     assert_min_accuracy: float | None,
     as_json: bool,
 ) -> None:
@@ -441,15 +456,24 @@ def evaluate(
     Example:
       bottleneck evaluate heads/logreg.skops caches/test.h5
     """
+    from bottleneck_transfer.heads.budget import describe
     from bottleneck_transfer.heads.report import format_evaluation, per_class_scores
     from bottleneck_transfer.heads.training import check_min_accuracy, evaluate_head
 
-    evaluation = evaluate_head(head_file, cache, n_bootstrap=bootstrap, random_state=seed)
+    evaluation = evaluate_head(
+        head_file,
+        cache,
+        n_bootstrap=bootstrap,
+        random_state=seed,
+        memory_budget=memory_budget,
+        out_of_core=out_of_core,
+    )
     if as_json:
         per_class = per_class_scores(evaluation.confusion, evaluation.class_names)
         options.echo_json({**evaluation.to_dict(), "per_class": per_class})
     else:
         click.echo(format_evaluation(evaluation))
+        click.echo(describe(evaluation.memory))
     check_min_accuracy(
         evaluation.metrics["accuracy"], assert_min_accuracy, what=f"the head {head_file}"
     )

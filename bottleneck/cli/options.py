@@ -196,6 +196,27 @@ def metric(what: str) -> Decorator:
     )
 
 
+def memory_budget() -> Decorator:
+    """``--memory-budget`` and ``--out-of-core``: above the budget heads stream the cache."""
+    from bottleneck_transfer.heads.budget import DEFAULT_SHARE, IN_MEMORY_FACTOR
+
+    return compose(
+        click.option(
+            "--memory-budget",
+            metavar="SIZE",
+            help=f"Memory the heads may use: 8G, 512M or 40%. When {IN_MEMORY_FACTOR:g} x "
+            "the features (float32) exceed it, every head streams the cache in seeded "
+            "chunks instead of reading it whole (rbf-svm cannot: use nystroem). "
+            f"[default: {DEFAULT_SHARE:.0%} of the machine's memory]",
+        ),
+        click.option(
+            "--out-of-core",
+            is_flag=True,
+            help="Stream the cache whatever its size (as above the memory budget).",
+        ),
+    )
+
+
 def val_split() -> Decorator:
     """``--val-split``: hold out a stratified, seeded share of a single labelled source."""
     return click.option(

@@ -89,10 +89,13 @@ def merge_labels(*labelings: Sequence | np.ndarray | None) -> np.ndarray | None:
     return _components(n, np.asarray(first, np.int64), np.asarray(second, np.int64))
 
 
-def _unit_rows(features: np.ndarray) -> np.ndarray:
-    X = np.asarray(features, dtype=np.float32)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.where(norms > 0, norms, 1)
+def _inverse_norms(X: np.ndarray, block_rows: int) -> np.ndarray:
+    """float32 (n,): 1 / each row's L2 norm (1 for a zero row), a block at a time."""
+    norms = np.concatenate(
+        [np.linalg.norm(X[s : s + block_rows], axis=1) for s in range(0, len(X), block_rows)]
+        or [np.zeros(0, np.float32)]
+    ).astype(np.float32)
+    return 1 / np.where(norms > 0, norms, 1)
 
 
 def near_pairs(
@@ -104,7 +107,8 @@ def near_pairs(
     """Row pairs ``i < j`` of ``features`` whose cosine similarity is at least ``threshold``,
     or with ``other``, pairs ``(i, j)`` of a row of ``features`` and a row of ``other``.
 
-    Blocked: one ``block_rows x N`` product at a time, never the ``N x N`` matrix.
+    Tiled: one ``block_rows x block_rows`` product at a time, never the ``N x N`` matrix
+    nor a normalised copy of the features.
 
     Returns
     -------
@@ -113,16 +117,22 @@ def near_pairs(
     """
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must lie in (0, 1]. Received: threshold={threshold}")
-    X = _unit_rows(features)
-    Y = X if other is None else _unit_rows(other)
+    X = features
+    Y = X if other is None else other
+    x_scale = _inverse_norms(X, block_rows)
+    y_scale = x_scale if other is None else _inverse_norms(Y, block_rows)
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for start in range(0, len(X), block_rows):
         stop = min(start + block_rows, len(X))
-        offset = start if other is None else 0  # within one set: each pair once
-        similarity = X[start:stop] @ Y[offset:].T
-        i, j = np.nonzero(similarity >= threshold - 1e-6)
-        keep = j + offset > i + start if other is None else np.ones(len(i), dtype=bool)
-        found.append((i[keep] + start, j[keep] + offset, similarity[i[keep], j[keep]]))
+        rows = np.asarray(X[start:stop], np.float32) * x_scale[start:stop, None]
+        first = start if other is None else 0  # within one set: each pair once
+        for offset in range(first, len(Y), block_rows):
+            end = min(offset + block_rows, len(Y))
+            columns = np.asarray(Y[offset:end], np.float32) * y_scale[offset:end, None]
+            similarity = rows @ columns.T
+            i, j = np.nonzero(similarity >= threshold - 1e-6)
+            keep = j + offset > i + start if other is None else np.ones(len(i), dtype=bool)
+            found.append((i[keep] + start, j[keep] + offset, similarity[i[keep], j[keep]]))
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     first, second, similarity = (np.concatenate(parts) for parts in zip(*found, strict=True))
@@ -225,7 +235,8 @@ def cache_duplicates(
     features = cache.features if features is None else features
     source_rows = cache.source_rows
     plain = np.flatnonzero(source_rows == np.arange(len(source_rows)))
-    found = find_duplicates(features[plain], threshold=threshold)
+    searched = features if len(plain) == len(features) else features[plain]  # no copy: all
+    found = find_duplicates(searched, threshold=threshold)
     found = Duplicates(found.labels, found.exact, threshold, plain)
     declared = cache.groups
     declared = None if declared is None else [g or None for g in declared[plain].tolist()]

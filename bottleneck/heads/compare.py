@@ -57,7 +57,6 @@ from bottleneck_transfer.heads.metrics import METRICS, row_losses, score
 from bottleneck_transfer.heads.parallel import run_calls, use_workers
 from bottleneck_transfer.heads.registry import (
     default_heads,
-    has_proba,
     make_head,
     single_threaded,
 )
@@ -70,6 +69,7 @@ from bottleneck_transfer.heads.stats import (
     family_tests,
     holdout_intervals,
 )
+from bottleneck_transfer.heads.streaming import check_streams
 from bottleneck_transfer.heads.training import (
     DataInput,
     LabeledData,
@@ -78,6 +78,8 @@ from bottleneck_transfer.heads.training import (
     check_data,
     check_scorable,
     fit_head,
+    memory_plan,
+    predict_rows,
     warn_duplicates,
 )
 from bottleneck_transfer.heads.tuning import TuneResult
@@ -236,6 +238,7 @@ class Comparison(Display):
     selected: Row | None = None
     selected_baseline: Row | None = None
     majority_rate: float | None = None
+    memory: dict | None = None
 
     def row(self, name: str) -> Row:
         """The row named ``name`` (e.g. ``"logreg"`` or ``"logreg@raw-pixels"``)."""
@@ -316,6 +319,7 @@ class Comparison(Display):
             "seconds": self.seconds,
             "n_bootstrap": self.n_bootstrap,
             "random_state": self.random_state,
+            "memory": self.memory,
         }
 
     @classmethod
@@ -397,12 +401,10 @@ def _fit_predict(
     stored = None if memo is None else memo.load_predictions(key)
     if stored is None:
         head = fit.estimator
-        X_eval = eval_data.X[eval_rows]
         with single_threaded():
             start = time.perf_counter()
-            predictions = head.predict(X_eval)
+            predictions, proba = predict_rows(head, eval_data, eval_rows)
             seconds = time.perf_counter() - start
-            proba = head.predict_proba(X_eval) if has_proba(head) else None
         arrays = {"predictions": predictions, "classes": head.classes_}
         if proba is not None:
             arrays["proba"] = proba
@@ -456,7 +458,8 @@ def _fit_tasks(
         for spec, _, train, test in tasks
         for fit_rows, eval_rows in splits
     ]
-    workers = use_workers(len(calls), fitting.n_jobs, tasks[0][2].X.size)
+    streaming = tasks[0][2].chunk_rows is not None  # one reader of the file at a time
+    workers = not streaming and use_workers(len(calls), fitting.n_jobs, tasks[0][2].X.size)
     inner = dataclasses.replace(fitting, n_jobs=1) if workers else fitting  # cores to the fits
     folds = run_calls(
         _fit_predict_in_worker if workers else _fit_predict,
@@ -703,6 +706,8 @@ def compare_heads(
     val_split: float | None = None,
     progress: bool | None = None,
     metric: str | None = None,
+    memory_budget: str | int | None = None,
+    out_of_core: bool = False,
 ) -> Comparison:
     """Fit every head on the same splits and compare them honestly.
 
@@ -747,6 +752,12 @@ def compare_heads(
         The metric that decides tuning, the choice of head and baseline, and the verdict
         (:data:`~bottleneck_transfer.heads.metrics.METRIC_NAMES`); default accuracy, or
         balanced accuracy when the training classes are unequal (said in the warnings).
+    memory_budget : str or int, optional
+        Above it (:func:`~bottleneck_transfer.heads.training.memory_plan`) every head streams
+        the caches in chunks, splits kept as row indices; ``Comparison.memory`` says which
+        path ran.
+    out_of_core : bool, default=False
+        Stream whatever the size.
 
     Returns
     -------
@@ -770,8 +781,12 @@ def compare_heads(
     start = time.perf_counter()
     specs = list(heads)
     cv = _check_setup(specs, test, cv, baseline_heads, val_split)
-    train_data = as_data(train, what="train")
-    test_data = as_data(test, what="test") if test is not None else None
+    plan = memory_plan(train, memory_budget, force=out_of_core)
+    if plan.streaming:
+        for spec in specs:
+            check_streams(spec, "the features exceed the memory budget")
+    train_data = as_data(train, what="train", plan=plan)
+    test_data = as_data(test, what="test", plan=plan) if test is not None else None
     fit_rows = np.arange(len(train_data))
     split = None
     if val_split is not None:
@@ -916,6 +931,7 @@ def compare_heads(
         selected=selected,
         selected_baseline=selected_baseline,
         majority_rate=majority,
+        memory=plan.measure().to_dict(),
     )
 
 

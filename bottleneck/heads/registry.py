@@ -24,6 +24,11 @@ The built-in kinds:
 ``dense``
     StandardScaler + :class:`~bottleneck_transfer.heads.estimators.DenseHead`, a Keras softmax
     layer (optional hidden layer and dropout) with early stopping. Has ``predict_proba``.
+``nystroem``
+    StandardScaler + :class:`~bottleneck_transfer.heads.estimators.NystroemHead`: a Nyström
+    map of the RBF kernel (``n_components`` rows) + logistic regression; the kernel head
+    that streams (SGD on the mapped rows), offered where ``rbf-svm`` is refused above the
+    memory budget; exports as a folder; not compared by default.
 ``knn``
     L2 normalisation + :class:`~sklearn.neighbors.KNeighborsClassifier`: cosine neighbours, the
     usual few-shot baseline; exports as a folder; not compared by default. Its
@@ -78,7 +83,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bottleneck_transfer.errors import HeadError, did_you_mean
-from bottleneck_transfer.heads.estimators import RBFSVC, DenseHead
+from bottleneck_transfer.heads.estimators import RBFSVC, DenseHead, NystroemHead
 from bottleneck_transfer.heads.linear_svm import LinearSVM
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
@@ -95,6 +100,8 @@ DEFAULT_HEAD = "logreg"
 #: thread); a fit that needs more is marked as not converged instead of running on.
 LOGREG_MAX_ITER = 500
 EXPORT_FORMS = ("keras", "folder")
+#: How a kind streams above the memory budget (:mod:`~bottleneck_transfer.heads.streaming`).
+STREAMING_FORMS = ("sgd", "dense", "knn")
 #: The methods of :class:`~sklearn.calibration.CalibratedClassifierCV`.
 CALIBRATION_METHODS = ("temperature", "sigmoid", "isotonic")
 #: The method of ``calibrate=true`` for a kind that declares none.
@@ -194,8 +201,12 @@ class HeadKind:
         ``"keras"``: converted exactly into Dense layers (one ``.keras`` file); ``"folder"``:
         exported as ``base.keras`` + ``head.skops``.
     streaming_loss : str or None
-        The :class:`~sklearn.linear_model.SGDClassifier` loss of its out-of-core form
-        (``train --out-of-core``), or None when it has none.
+        The :class:`~sklearn.linear_model.SGDClassifier` loss of its ``"sgd"`` streaming
+        form, or None.
+    streaming : {"sgd", "dense", "knn"} or None
+        How it trains when the features exceed the memory budget (or with
+        ``--out-of-core``; :mod:`~bottleneck_transfer.heads.streaming`); None: it cannot
+        stream and is refused above the budget.
     trusted_types : frozenset of str
         Exact fully qualified names of the classes a fitted head of this kind holds besides
         the factory's own class, the scaler, :data:`SKOPS_CONTAINER_TYPES` and
@@ -228,6 +239,7 @@ class HeadKind:
     search_space: SearchSpace
     export_form: str
     streaming_loss: str | None = None
+    streaming: str | None = None
     trusted_types: frozenset[str] = frozenset()
     compared_by_default: bool = True
     calibration: str | None = None
@@ -264,6 +276,11 @@ def register_head(kind: HeadKind) -> HeadKind:
         raise HeadError(
             f"export_form must be one of {', '.join(EXPORT_FORMS)}. "
             f"Received: export_form={kind.export_form!r}"
+        )
+    if kind.streaming not in (None, *STREAMING_FORMS):
+        raise HeadError(
+            f"streaming must be one of {', '.join(STREAMING_FORMS)} or None. "
+            f"Received: streaming={kind.streaming!r}"
         )
     if kind.calibration is not None and kind.calibration not in CALIBRATION_METHODS:
         raise HeadError(
@@ -549,6 +566,7 @@ register_head(
         search_space=SearchSpace((Axis("C", (1e-4, 1e-2, 1.0, 1e2, 1e4), finest_step=1 / 8),)),
         export_form="keras",
         streaming_loss="log_loss",
+        streaming="sgd",
         trusted_types=_STREAMING | {"sklearn._loss._loss.CyHalfBinomialLoss"},
     )
 )
@@ -560,6 +578,7 @@ register_head(
         search_space=SearchSpace((Axis("C", (1e-4, 1e-2, 1.0, 1e2), finest_step=1 / 8),)),
         export_form="keras",
         streaming_loss="hinge",
+        streaming="sgd",
         trusted_types=_STREAMING | {"sklearn.linear_model._sgd_fast.Hinge"},
         calibration="temperature",
     )
@@ -590,6 +609,26 @@ register_head(
             parallel=False,
         ),
         export_form="keras",
+        streaming="dense",
+    )
+)
+register_head(
+    HeadKind(
+        name="nystroem",
+        factory=NystroemHead,
+        scaler=StandardScaler,
+        search_space=SearchSpace(
+            (
+                Axis("C", (0.01, 1.0, 100.0), finest_step=1 / 4),
+                Axis("gamma", (0.25, 1.0, 4.0), finest_step=1 / 4, per_feature=True),
+            )
+        ),
+        export_form="folder",
+        streaming_loss="log_loss",
+        streaming="sgd",
+        trusted_types=_names(Nystroem, LogisticRegression, SGDClassifier)
+        | {"sklearn._loss._loss.CyHalfMultinomialLoss", "sklearn._loss._loss.CyHalfBinomialLoss"},
+        compared_by_default=False,
     )
 )
 register_head(
@@ -599,6 +638,7 @@ register_head(
         scaler=Normalizer,
         search_space=SearchSpace((Axis("n_neighbors", (1, 3, 5, 10, 20)),)),
         export_form="folder",
+        streaming="knn",
         trusted_types=_names(KDTree, BallTree)
         | {"sklearn.metrics._dist_metrics.EuclideanDistance64"},
         compared_by_default=False,

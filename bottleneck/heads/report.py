@@ -744,7 +744,7 @@ def _report_software() -> list[tuple[str, str]]:
     import sklearn
     from bottleneck_transfer import __version__
 
-    made = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    made = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return [
         ("report written at", made),
         ("bottleneck", __version__),

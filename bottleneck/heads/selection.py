@@ -28,7 +28,7 @@ from bottleneck_transfer.heads.memo import FitMemo, prediction_key
 from bottleneck_transfer.heads.metrics import score
 from bottleneck_transfer.heads.registry import has_proba, make_head
 from bottleneck_transfer.heads.splits import groups_within, holdout_split
-from bottleneck_transfer.heads.training import Fit, LabeledData, fit_head
+from bottleneck_transfer.heads.training import Fit, LabeledData, fit_head, predict_rows
 from bottleneck_transfer.heads.tuning import VAL_FRACTION
 
 #: Classes are "unequal" when the largest has this many times the rows of the smallest: then,
@@ -115,10 +115,10 @@ def _predict(
     stored = None if memo is None else memo.load_predictions(key)
     if stored is None:
         head = fit.estimator
-        X = data.X[rows]
-        stored = {"predictions": head.predict(X), "classes": head.classes_}
-        if has_proba(head):
-            stored["proba"] = head.predict_proba(X)
+        predictions, proba = predict_rows(head, data, rows)
+        stored = {"predictions": predictions, "classes": head.classes_}
+        if proba is not None:
+            stored["proba"] = proba
         if memo is not None:
             memo.save_predictions(key, {}, **stored)
     return stored["predictions"], stored.get("proba"), stored["classes"]

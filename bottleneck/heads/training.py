@@ -10,8 +10,11 @@
 * :func:`fit_head` fits one head (tuned or not) on rows of a data set. compare, train,
   export and the pipeline all fit through it; with a
   :class:`~bottleneck_transfer.heads.memo.FitMemo` a fit done before is loaded, not redone.
-* :func:`train_head`, :func:`save_head`, :func:`load_head`, :func:`evaluate_head`, and
-  :func:`fit_streaming` for caches larger than memory.
+* :func:`train_head`, :func:`save_head`, :func:`load_head`, :func:`evaluate_head`.
+
+Memory: a cache whose features exceed the memory budget (:mod:`heads.budget`) is not read
+whole: :class:`LabeledData` keeps the HDF5 dataset (``chunk_rows`` set), subsets keep row
+indices, and every fit and prediction streams chunks (:mod:`heads.streaming`).
 
 A saved head is one skops file holding ``{"head": estimator, "meta": "<JSON>"}``. It loads
 through :func:`~bottleneck_transfer.heads.trust.load_trusted`: only the exact classes its
@@ -24,7 +27,6 @@ import datetime as dt
 import json
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +40,11 @@ from bottleneck_transfer.features.duplicates import (
     Duplicates,
     cache_duplicates,
     duplicates_message,
+    merge_labels,
     shared_message,
 )
 from bottleneck_transfer.fingerprint import diff_keys, fingerprint, sha256_arrays
+from bottleneck_transfer.heads.budget import MemoryPlan
 from bottleneck_transfer.heads.calibration import calibration_folds
 from bottleneck_transfer.heads.memo import FitMemo, code_versions, fit_key
 from bottleneck_transfer.heads.metrics import row_losses, score
@@ -51,26 +55,30 @@ from bottleneck_transfer.heads.registry import (
     calibration_method,
     classifier,
     fitted_calibration,
-    has_proba,
     head_kind,
-    head_names,
     make_head,
-    parse_spec,
     set_random_state,
     single_threaded,
 )
 from bottleneck_transfer.heads.splits import groups_within
 from bottleneck_transfer.heads.stats import holdout_intervals
+from bottleneck_transfer.heads.streaming import (
+    RowSubset,
+    check_streams,
+    fit_streaming_head,
+    predict_source,
+)
 from bottleneck_transfer.heads.trust import load_trusted, skops_io
 from bottleneck_transfer.heads.tuning import VAL_FRACTION, TuneResult, tune_head, validation_split
 from bottleneck_transfer.quiet import named_by_first_argument
 from bottleneck_transfer.versions import software_versions
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import SGDClassifier
 from sklearn.metrics import confusion_matrix
 from sklearn.pipeline import Pipeline
 
+#: Rows per prediction block of data in memory.
+PREDICT_ROWS = 16_384
 HEAD_FORMAT = "bottleneck-head"
 HEAD_FORMAT_VERSION = 1
 SMALL_CLASS_ROWS = 20
@@ -117,6 +125,9 @@ class LabeledData:
     each row's group label, shared by images every split keeps together (copies of one
     picture, groups a manifest declares; see :mod:`heads.splits`); None when there are none.
     ``duplicates``: the copies found in the cache (:func:`features.duplicates.cache_duplicates`).
+    ``chunk_rows``: None when ``X`` is in memory; else ``X`` is the cache's HDF5 dataset (or
+    a :class:`~heads.streaming.RowSubset` of it) and every head streams chunks of this many
+    rows.
     """
 
     X: np.ndarray
@@ -127,15 +138,26 @@ class LabeledData:
     source_rows: np.ndarray | None = None
     linked: np.ndarray | None = None
     duplicates: Duplicates | None = field(default=None, repr=False)
+    chunk_rows: int | None = None
 
     @classmethod
-    def from_cache(cls, cache: FeatureCache | str | Path) -> LabeledData:
-        """Read a cache's features, labels and ids once."""
+    def from_cache(
+        cls, cache: FeatureCache | str | Path, plan: MemoryPlan | None = None
+    ) -> LabeledData:
+        """Read a cache's features, labels and ids once; with a streaming ``plan`` keep the
+        features in the file (no near-copy search then: it compares every pair of rows;
+        declared groups still bind the splits)."""
         if not isinstance(cache, FeatureCache):
             with FeatureCache.open(cache) as opened:
-                return cls.from_cache(opened)
-        X = cache.features
-        duplicates, linked = cache_duplicates(cache, X)
+                return cls.from_cache(opened, plan)
+        streaming = plan is not None and plan.streaming
+        if streaming:
+            X, duplicates = cache.features_dataset, None
+            declared = cache.groups
+            linked = None if declared is None else merge_labels([g or None for g in declared])
+        else:
+            X = cache.features
+            duplicates, linked = cache_duplicates(cache, X)
         return cls(
             X=X,
             y=cache.labels.astype(np.int64),
@@ -145,6 +167,7 @@ class LabeledData:
             source_rows=cache.source_rows if cache.has_views else None,
             linked=linked,
             duplicates=duplicates,
+            chunk_rows=plan.chunk_rows if streaming else None,
         )
 
     @classmethod
@@ -212,13 +235,14 @@ class LabeledData:
         if source_rows is not None and np.array_equal(source_rows, np.arange(len(rows))):
             source_rows = None
         return LabeledData(
-            X=self.X[rows],
+            X=self.X[rows] if self.chunk_rows is None else RowSubset(self.X, rows),
             y=self.y[rows],
             ids=[self.ids[i] for i in rows],
             space=self.space,
             fingerprint=fingerprint({"rows of": self.key, "rows": sha256_arrays([rows])}),
             source_rows=source_rows,
             linked=None if self.linked is None else self.linked[rows],
+            chunk_rows=self.chunk_rows,
         )
 
 
@@ -227,7 +251,7 @@ class LabeledData:
 DataInput = FeatureCache | LabeledData | str | Path | tuple
 
 
-def as_data(value: DataInput, *, what: str = "data") -> LabeledData:
+def as_data(value: DataInput, *, what: str = "data", plan: MemoryPlan | None = None) -> LabeledData:
     """The one coercion of a head function's data argument to :class:`LabeledData`.
 
     Parameters
@@ -237,6 +261,9 @@ def as_data(value: DataInput, *, what: str = "data") -> LabeledData:
         ``(X, y)`` or ``(X, y, class_names)`` (class names default to ``"0".."K-1"``).
     what : str, default="data"
         The argument's name, for the error.
+    plan : MemoryPlan, optional
+        A cache's path under the memory budget (:func:`memory_plan`): read whole, or left
+        in the file (which stays open while the returned data refers to its features).
 
     Raises
     ------
@@ -251,7 +278,9 @@ def as_data(value: DataInput, *, what: str = "data") -> LabeledData:
     if isinstance(value, LabeledData):
         return value
     if isinstance(value, (FeatureCache, str, Path)):
-        return LabeledData.from_cache(value)
+        if plan is not None and plan.streaming and not isinstance(value, FeatureCache):
+            return LabeledData.from_cache(FeatureCache.open(value), plan)
+        return LabeledData.from_cache(value, plan)
     if isinstance(value, tuple) and len(value) in (2, 3):
         X, y, *names = value
         return LabeledData.from_arrays(X, y, class_names=names[0] if names else None)
@@ -259,6 +288,35 @@ def as_data(value: DataInput, *, what: str = "data") -> LabeledData:
         f"{what} must be a FeatureCache, a cache path, LabeledData, or arrays (X, y) or "
         f"(X, y, class_names). Received: {what}={cell(value, 60)} ({type(value).__name__})"
     )
+
+
+def memory_plan(
+    data: DataInput, budget: str | int | None = None, *, force: bool = False
+) -> MemoryPlan:
+    """The path a cache takes under ``budget`` (:class:`~heads.budget.MemoryPlan`): data
+    already in memory stays there; ``force`` streams a cache whatever its size."""
+    if isinstance(data, tuple):
+        data = as_data(data)
+    if isinstance(data, LabeledData):
+        if force:
+            raise HeadError("streaming reads a cache file; pass a FeatureCache or a path")
+        plan = MemoryPlan.choose(len(data), data.space.dim, budget)
+        plan.path = "in-memory"
+        return plan
+    if not isinstance(data, FeatureCache):
+        with FeatureCache.open(data) as opened:
+            return memory_plan(opened, budget, force=force)
+    return MemoryPlan.choose(len(data), data.dim, budget, force=force)
+
+
+def predict_rows(
+    head: BaseEstimator, data: LabeledData, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(predictions, probabilities or None)`` of a fitted head on ``rows`` of ``data``
+    (default: all), a block of rows at a time: neither the rows nor their scaled copy are
+    ever held whole (:func:`~bottleneck_transfer.heads.streaming.predict_source`)."""
+    source = data.X if rows is None else RowSubset(data.X, rows)
+    return predict_source(head, source, data.chunk_rows or PREDICT_ROWS)
 
 
 def check_labels(
@@ -522,6 +580,7 @@ def fit_head(
     n_jobs: int | None = -1,
     memo: FitMemo | None = None,
     metric: str = "accuracy",
+    scale_in_place: bool = False,
 ) -> Fit:
     """Fit one head on ``rows`` of ``data``: the fit of compare, train, export and the pipeline.
 
@@ -547,6 +606,14 @@ def fit_head(
         a fit stored before is loaded instead of fitted.
     metric : str, default="accuracy"
         The declared metric tuning decides by.
+    scale_in_place : bool, default=False
+        Let the scaling step overwrite ``data.X`` when fitting on every row (the caller
+        no longer needs the raw features: no second copy of them). A subset of rows is a
+        fresh copy and is always scaled in place.
+
+    Streaming data (``data.chunk_rows`` set) is fitted by
+    :func:`~bottleneck_transfer.heads.streaming.fit_streaming_head` on the rows as an index
+    set (never tuned, calibrated or memoized).
 
     A calibrated head (:func:`~bottleneck_transfer.heads.registry.calibration_method`) has
     its calibrator fitted on folds of these rows only
@@ -557,6 +624,8 @@ def fit_head(
     Fit
     """
     rows = np.arange(len(data)) if rows is None else np.asarray(rows)
+    if data.chunk_rows is not None:
+        return _fit_streaming(spec, data, rows, tune=tune, random_state=random_state)
     head = set_random_state(make_head(spec), random_state)
     kind = head_kind(spec).name
     tune_settings = {"val_fraction": VAL_FRACTION, "metric": metric} if tune else None
@@ -602,10 +671,19 @@ def fit_head(
             f"give more rows or fewer neighbours (e.g. knn:n_neighbors={len(rows)}). Received: "
             f"rows={len(rows)}"
         )
+    scaler = head.steps[0][1]
+    # X is not the caller's (a subset is a copy), so the scaling step may overwrite it
+    in_place = (scale_in_place or not every_row) and "copy" in scaler.get_params()
     with single_threaded(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         start = time.perf_counter()
-        head.fit(X, y)
+        if in_place:
+            scaler.set_params(copy=False)
+        try:
+            head.fit(X, y)
+        finally:
+            if in_place:
+                scaler.set_params(copy=True)  # predictions never overwrite their input
         seconds = time.perf_counter() - start
     notes = sorted(
         {_not_converged(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)}
@@ -637,6 +715,35 @@ def fit_head(
     return fit
 
 
+def _fit_streaming(
+    spec: str, data: LabeledData, rows: np.ndarray, *, tune: bool, random_state: int
+) -> Fit:
+    """:func:`fit_head` on streaming data: the rows stay indices into the file."""
+    if tune:
+        raise HeadError(
+            "--tune searches in memory and these features exceed the memory budget: drop "
+            "--tune (or pass the parameters in the spec, e.g. logreg:C=0.1), or raise "
+            "--memory-budget"
+        )
+    every_row = len(rows) == len(data) and np.array_equal(rows, np.arange(len(data)))
+    source = data.X if every_row else RowSubset(data.X, rows)
+    notes = []
+    if calibration_method(spec) is not None:
+        notes.append(f"{spec}: streamed, so not calibrated (its outputs are scores)")
+    with single_threaded():
+        start = time.perf_counter()
+        head = fit_streaming_head(
+            spec,
+            source,
+            data.y[rows],
+            chunk_rows=data.chunk_rows,
+            random_state=random_state,
+        )
+        seconds = time.perf_counter() - start
+    key = fingerprint({"streamed": spec, "data": data.key, "rows": sha256_arrays([rows])})
+    return Fit(spec, _json_params(head), None, seconds, notes, key, fitted=head)
+
+
 def _not_converged(message: Warning | str) -> str:
     """One line for a :class:`ConvergenceWarning`: its first line after :data:`NOT_CONVERGED`."""
     first = str(message).strip().splitlines()[0].rstrip(":")
@@ -649,6 +756,7 @@ def train_head(
     *,
     tune: bool = False,
     out_of_core: bool = False,
+    memory_budget: str | int | None = None,
     random_state: int = 0,
     n_jobs: int | None = -1,
     memo: FitMemo | None = None,
@@ -659,15 +767,16 @@ def train_head(
     Parameters
     ----------
     cache : FeatureCache, path, LabeledData or arrays (X, y)
-        Training features (:func:`as_data`); ``out_of_core`` needs an open
-        :class:`FeatureCache`.
+        Training features (:func:`as_data`); streaming needs a cache or a path.
     spec : str, default=DEFAULT_HEAD ("logreg")
-        Head spec, e.g. ``"logreg:C=0.1"``.
+        Head spec, e.g. ``"logreg:C=0.5"``.
     tune : bool, default=False
-        Search hyper-parameters first (:func:`heads.tuning.tune_head`).
+        Search hyper-parameters first (:func:`heads.tuning.tune_head`; in memory only).
     out_of_core : bool, default=False
-        Stream row blocks from the HDF5 file (:func:`fit_streaming`); kinds with a
-        ``streaming_loss`` only.
+        Stream the cache whatever its size (:mod:`heads.streaming`).
+    memory_budget : str or int, optional
+        Above it the cache streams (:func:`heads.budget.parse_budget`: ``"8G"``, ``"40%"``;
+        default :data:`~heads.budget.DEFAULT_SHARE` of the machine's memory).
     random_state : int, default=0
         Seeds the head and the tuning split.
     n_jobs : int or None, default=-1
@@ -680,7 +789,8 @@ def train_head(
     Returns
     -------
     TrainedHead
-        The fitted estimator and its metadata (``reused`` says whether the memo had it).
+        The fitted estimator and its metadata (``reused`` says whether the memo had it;
+        ``memory``: the path taken, :meth:`~heads.budget.MemoryPlan.to_dict`).
 
     Examples
     --------
@@ -689,50 +799,55 @@ def train_head(
     """
     make_head(spec)
     start = time.perf_counter()
-    tuning = None
-    reused = False
-    if out_of_core:
-        if not isinstance(cache, FeatureCache):
-            raise HeadError("out-of-core training streams from a cache file; pass a FeatureCache")
-        if tune:
-            raise HeadError("--tune needs the features in memory; drop --out-of-core or --tune")
-        estimator = fit_streaming(cache, spec, random_state=random_state)
-        space, fingerprint, rows = FeatureSpace.of_cache(cache), cache.fingerprint, len(cache)
-        messages = small_data_messages(cache.labels, space.class_names, source=space.source)
-        seconds = time.perf_counter() - start
-    else:
-        data = as_data(cache, what="cache")
-        space, fingerprint, rows = data.space, data.fingerprint, len(data)
-        messages = check_data(data, min_per_class=2 if tune else 1)
-        fit = fit_head(
-            spec,
-            data,
-            tune=tune,
-            random_state=random_state,
-            n_jobs=n_jobs,
-            memo=memo,
-            metric=metric,
-        )
-        estimator, tuning, reused = fit.estimator, fit.tuning, fit.reused
-        seconds = fit.seconds + (tuning.seconds if tuning is not None else 0.0)
+    plan = memory_plan(cache, memory_budget, force=out_of_core)
+    if plan.streaming:
+        check_streams(spec, _over_budget(plan))
+        if head_kind(spec).streaming == "knn":
+            raise HeadError(
+                f"a saved knn head holds every training row, and these exceed the memory "
+                f"budget ({_over_budget(plan)}): train logreg, linear-svm, dense or "
+                "nystroem, or raise --memory-budget"
+            )
+    data = as_data(cache, what="cache", plan=plan)
+    messages = check_data(data, min_per_class=2 if tune else 1)
+    fit = fit_head(
+        spec,
+        data,
+        tune=tune,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        memo=memo,
+        metric=metric,
+        scale_in_place=isinstance(cache, (FeatureCache, str, Path)),  # never the caller's arrays
+    )
+    estimator, tuning = fit.estimator, fit.tuning
+    seconds = time.perf_counter() - start if plan.streaming else fit.seconds
+    seconds += tuning.seconds if tuning is not None else 0.0
+    space = data.space
     meta = {
         "format": HEAD_FORMAT,
         "format_version": HEAD_FORMAT_VERSION,
         "head": spec,
         "params": _json_params(estimator),
         "tuning": None if tuning is None else tuning.to_dict(),
-        "out_of_core": out_of_core,
-        "reused": reused,
-        "cache": {"path": space.source, "fingerprint": fingerprint, "rows": rows},
+        "out_of_core": plan.streaming,
+        "memory": plan.measure().to_dict(),
+        "reused": fit.reused,
+        "cache": {"path": space.source, "fingerprint": data.fingerprint, "rows": len(data)},
         "base": space.base,
         "class_names": space.class_names,
         "dim": space.dim,
         "fit_seconds": seconds,
-        "warnings": messages,
+        "warnings": messages + (fit.notes if plan.streaming else []),
         "versions": software_versions(),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     return TrainedHead(estimator, meta)
+
+
+def _over_budget(plan: MemoryPlan) -> str:
+    """Why a plan streams, for refusals."""
+    return "--out-of-core was given" if plan.forced else "the features exceed the memory budget"
 
 
 def _json_params(estimator: BaseEstimator) -> dict[str, Any]:
@@ -789,6 +904,7 @@ class Evaluation(Display):
     predictions: np.ndarray
     predict_ms_per_1k: float
     class_names: list[str]
+    memory: dict | None = None
 
     def _display_summary(self) -> dict[str, Any]:
         intervals = {k: v for k, v in self.intervals.items() if v is not None}
@@ -828,6 +944,7 @@ class Evaluation(Display):
             "class_names": self.class_names,
             "confusion": self.confusion.tolist(),
             "predict_ms_per_1k": self.predict_ms_per_1k,
+            "memory": self.memory,
         }
 
 
@@ -837,10 +954,15 @@ def evaluate_head(
     *,
     n_bootstrap: int = 1000,
     random_state: int = 0,
+    memory_budget: str | int | None = None,
+    out_of_core: bool = False,
 ) -> Evaluation:
     """Score a trained head on a labeled cache from the same base, size and classes.
 
     ``cache`` is anything :func:`as_data` takes: an open cache, a path, or arrays (X, y).
+    The head predicts a chunk of rows at a time; a cache over ``memory_budget``
+    (:class:`~heads.budget.MemoryPlan`) is read a chunk at a time too (``Evaluation.memory``
+    says which path ran).
 
     Raises
     ------
@@ -855,15 +977,15 @@ def evaluate_head(
     0.92
     """
     head = head if isinstance(head, TrainedHead) else load_head(head)
-    data = as_data(cache, what="cache")
+    plan = memory_plan(cache, memory_budget, force=out_of_core)
+    data = as_data(cache, what="cache", plan=plan)
     check_compatible(head.space, data.space, what="cache")
     check_scorable(data)
     check_data(data, min_classes=1)
     with single_threaded():
         start = time.perf_counter()
-        predictions = head.estimator.predict(data.X)
+        predictions, proba = predict_rows(head.estimator, data)
         seconds = time.perf_counter() - start
-        proba = head.estimator.predict_proba(data.X) if has_proba(head.estimator) else None
     classes = head.estimator.classes_
     metrics = score(data.y, predictions, proba, classes)
     losses = None if proba is None else row_losses(data.y, proba, classes)
@@ -886,97 +1008,5 @@ def evaluate_head(
         predictions=predictions,
         predict_ms_per_1k=seconds / len(data) * 1e6,
         class_names=data.class_names,
+        memory=plan.measure().to_dict(),
     )
-
-
-def _shuffled_blocks(
-    cache: FeatureCache, block_rows: int, blocks_per_batch: int, rng: np.random.Generator
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Row blocks read in random order, ``blocks_per_batch`` at a time, rows shuffled.
-
-    Caches are often sorted by class (class-folder sources); mixing blocks from random
-    places keeps each SGD step from seeing one class only.
-    """
-    labels = cache.labels
-    dataset = cache.features_dataset
-    starts = rng.permutation(np.arange(0, len(cache), block_rows))
-    for group in range(0, len(starts), blocks_per_batch):
-        chosen = np.sort(starts[group : group + blocks_per_batch])
-        X = np.concatenate([dataset[s : s + block_rows] for s in chosen])
-        y = np.concatenate([labels[s : s + block_rows] for s in chosen]).astype(np.int64)
-        order = rng.permutation(len(y))
-        yield X[order], y[order]
-
-
-def fit_streaming(
-    cache: FeatureCache,
-    head: str = DEFAULT_HEAD,
-    *,
-    epochs: int = 5,
-    block_rows: int = 2048,
-    blocks_per_batch: int = 8,
-    random_state: int = 0,
-) -> Pipeline:
-    """Train a head kind with a ``streaming_loss`` (``logreg``, ``linear-svm``) out of core.
-
-    One pass over :meth:`FeatureCache.iter_rows` fits the kind's scaler (which must have
-    ``partial_fit``) and checks every block for finite values; then ``epochs`` passes of
-    averaged SGD (:class:`~sklearn.linear_model.SGDClassifier` with the kind's loss,
-    ``alpha = 1 / (C * n_rows)`` to match the in-memory heads' ``C``) read row blocks in
-    random order. Memory is ``block_rows * blocks_per_batch`` rows. It is never calibrated
-    (calibration needs out-of-fold decision values of the rows in memory): a hinge-loss head
-    outputs scores, and says so (``params["calibrate"]`` is False).
-
-    Parameters
-    ----------
-    cache : FeatureCache
-        An open cache; only its labels are read whole.
-    head : str, default=DEFAULT_HEAD ("logreg")
-        ``"logreg"`` or ``"linear-svm"``, optionally with ``C``, e.g. ``"logreg:C=0.5"``.
-    epochs : int, default=5
-        Passes over the data.
-    block_rows : int, default=2048
-        Rows per contiguous read.
-    blocks_per_batch : int, default=8
-        Blocks mixed into one SGD step.
-    random_state : int, default=0
-        Seeds the block order and SGD.
-
-    Returns
-    -------
-    Pipeline
-        Fitted ``Pipeline([("scale", scaler), ("clf", SGDClassifier)])``.
-    """
-    kind = head_kind(head)
-    params = parse_spec(head)[1]
-    if kind.streaming_loss is None:
-        streaming = [name for name in head_names() if head_kind(name).streaming_loss]
-        raise HeadError(
-            f"out-of-core training supports {', '.join(streaming)}. Received: head={kind.name!r}"
-        )
-    extra = sorted(set(params) - {"C", CALIBRATE_KEY})
-    if extra:
-        raise HeadError(f"out-of-core {kind.name} takes only C; got {', '.join(extra)}")
-    space = FeatureSpace.of_cache(cache)
-    labels = cache.labels
-    check_labels(labels, space.class_names, source=space.source)
-    warn_small_data(labels, space.class_names, source=space.source)
-    ids = cache.ids
-    scaler = kind.scaler()
-    offset = 0
-    for X, _ in cache.iter_rows(block_rows * blocks_per_batch):
-        check_features(X, ids[offset : offset + len(X)], space.source)
-        scaler.partial_fit(X)
-        offset += len(X)
-    clf = SGDClassifier(
-        loss=kind.streaming_loss,
-        alpha=1.0 / (float(params.get("C", 1.0)) * len(labels)),
-        average=True,
-        random_state=random_state,
-    )
-    classes = np.arange(len(space.class_names))
-    rng = np.random.default_rng(random_state)
-    for _ in range(epochs):
-        for X, y in _shuffled_blocks(cache, block_rows, blocks_per_batch, rng):
-            clf.partial_fit(scaler.transform(X), y, classes=classes)
-    return Pipeline([("scale", scaler), ("clf", clf)])

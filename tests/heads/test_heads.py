@@ -78,7 +78,7 @@ def digits():
 
 
 def test_head_names_and_defaults():
-    assert head_names() == ("logreg", "linear-svm", "rbf-svm", "dense", "knn")
+    assert head_names() == ("logreg", "linear-svm", "rbf-svm", "dense", "nystroem", "knn")
     head = make_head()
     assert [name for name, _ in head.steps] == ["scale", "clf"]
     assert type(head[-1]).__name__ == "LogisticRegression"
@@ -146,7 +146,7 @@ def test_every_head_is_a_full_classifier(name, digits):
     assert head.n_features_in_ == 64
     fitted = [k for k in vars(head[-1]) if k.endswith("_") and not k.startswith("_")]
     assert fitted, "fitted attributes end with '_'"
-    assert has_proba(head) == (name in ("logreg", "dense", "knn"))
+    assert has_proba(head) == (name in ("logreg", "dense", "nystroem", "knn"))
     if has_proba(head):
         proba = head.predict_proba(X_test)
         np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)

@@ -14,7 +14,6 @@ from bottleneck_transfer.heads.training import (
     AccuracyBelowMinimumError,
     LabeledData,
     evaluate_head,
-    fit_streaming,
     load_head,
     save_head,
     train_head,
@@ -229,14 +228,14 @@ def test_streaming_training_never_loads_all_features(tmp_path, monkeypatch, cach
 
     monkeypatch.setattr(FeatureCache, "features", property(forbidden))
     with FeatureCache.open(path) as cache:
-        head = fit_streaming(cache, "logreg", block_rows=128, blocks_per_batch=4)
-        svm = fit_streaming(cache, "linear-svm:C=0.5", block_rows=128, blocks_per_batch=4)
+        head = train_head(cache, "logreg", out_of_core=True).estimator
+        svm = train_head(cache, "linear-svm:C=0.5", out_of_core=True).estimator
     test = LabeledData.from_arrays(*load_digits(return_X_y=True))
     assert head.score(test.X, test.y) > 0.93
     assert svm.score(test.X, test.y) > 0.93
     assert hasattr(head, "predict_proba") and not hasattr(svm, "predict_proba")
-    with FeatureCache.open(path) as cache, pytest.raises(HeadError, match="supports logreg"):
-        fit_streaming(cache, "rbf-svm")
+    with FeatureCache.open(path) as cache, pytest.raises(HeadError, match="rbf-svm cannot"):
+        train_head(cache, "rbf-svm", out_of_core=True)
 
 
 def test_train_out_of_core_from_the_cli(cli, tmp_path):
@@ -248,5 +247,5 @@ def test_train_out_of_core_from_the_cli(cli, tmp_path):
     assert meta["out_of_core"] is True and meta["cache"]["rows"] == 1797
     evaluation = evaluate_head(out, path)
     assert evaluation.metrics["accuracy"] > 0.93
-    result = run(cli, "train", path, "--head", "dense", "--out-of-core", "-o", out, "--force")
-    assert isinstance(result.exception, HeadError)
+    result = run(cli, "train", path, "--head", "rbf-svm", "--out-of-core", "-o", out, "--force")
+    assert isinstance(result.exception, HeadError) and "nystroem" in str(result.exception)

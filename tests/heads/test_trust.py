@@ -96,14 +96,24 @@ def test_every_kind_loads_back_with_its_exact_list(spec, tmp_path):
     np.testing.assert_array_equal(restored.predict(X), trained.estimator.predict(X))
 
 
-@pytest.mark.parametrize("spec", ["logreg", "linear-svm"])
-def test_out_of_core_heads_load_back(spec, tmp_path):
+@pytest.mark.parametrize(
+    ("spec", "estimator"),
+    [
+        ("logreg", "SGDClassifier"),
+        ("linear-svm", "SGDClassifier"),
+        ("nystroem:n_components=50", "NystroemHead"),
+        ("dense:epochs=3", "DenseHead"),
+    ],
+)
+def test_out_of_core_heads_load_back(spec, estimator, tmp_path):
     X, y = blobs(n=300, dim=6, centers=3)
     path = write_cache(tmp_path / "c.h5", X, y)
     with FeatureCache.open(path) as cache:
         trained = train_head(cache, spec, out_of_core=True)
     restored = load_head(save_head(trained, tmp_path / "h.skops")).estimator
-    assert type(restored[-1]).__name__ == "SGDClassifier"
+    assert type(restored[-1]).__name__ == estimator
+    X32 = np.asarray(X, np.float32)
+    np.testing.assert_array_equal(restored.predict(X32), trained.estimator.predict(X32))
 
 
 def test_no_kind_is_trusted_by_prefix_or_with_a_function():

@@ -1,0 +1,182 @@
+"""Benchmark of issue 26: stage 2 at the scale of extraction (memory flat in N, time linear).
+
+``python -m bottleneck_transfer.bench.scale --rows 200000 --rows 2000000`` writes one
+synthetic cache per size (``--dim`` features, float16, class structure: Gaussian classes
+around random means) through the library's own :class:`~features.cache.CacheWriter`, then
+runs each command below on it in a fresh process and prints JSON: the peak resident memory
+of that process (``ru_maxrss`` from ``os.wait4``), its seconds, rows/s and the path it took
+(in memory or streaming, from its ``--json``):
+
+* ``train --head logreg`` and ``train --head dense``;
+* ``compare --val-split 0.2 --heads logreg,linear-svm`` (holdout, two heads);
+* ``evaluate`` of the logreg head on the same cache;
+* ``cache export`` to Parquet.
+
+``--memory-budget`` is passed to every command (default: the commands' own default), so one
+run can measure the in-memory path and another the streaming path. Nothing asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: Distance between two class means, in units of the noise's standard deviation: the
+#: classes overlap a little, so heads differ (a linear head reaches about 95 %).
+SEPARATION = 3.0
+#: Rows per batch handed to the writer (one commit each).
+WRITE_ROWS = 16_384
+
+
+def synthetic_cache(
+    path: str | Path,
+    rows: int,
+    *,
+    dim: int = 1280,
+    classes: int = 10,
+    store_dtype: str = "float16",
+    seed: int = 0,
+    part: int = 0,
+) -> Path:
+    """Write a cache of ``rows`` Gaussian-class feature rows through :class:`CacheWriter`.
+
+    Row ``i`` has class ``i % classes`` (the classes interleave, as a shuffled source
+    would); its features are the class mean plus unit noise, the means ``SEPARATION``
+    apart. ``seed`` draws the means, ``(seed, part)`` the noise: parts 0 and 1 are a train
+    and a test cache of the same classes. Memory is one batch of :data:`WRITE_ROWS` rows.
+    """
+    from bottleneck_transfer.features.cache import CacheWriter, partial_path
+    from bottleneck_transfer.fingerprint import fingerprint
+
+    path = Path(path)
+    means = np.random.default_rng(seed).standard_normal((classes, dim), dtype=np.float32)
+    means *= SEPARATION / np.sqrt(2 * dim)
+    identity = {
+        "base": {"name": "synthetic", "dim": dim},
+        "source": {"kind": "synthetic", "rows": rows, "classes": classes, "seed": [seed, part]},
+    }
+    rng = np.random.default_rng((seed, part))
+    writer = CacheWriter.create(
+        partial_path(path),
+        dim=dim,
+        fingerprint=fingerprint(identity),
+        identity=identity,
+        provenance=dict(identity),
+        class_names=[f"class{k}" for k in range(classes)],
+        store_dtype=store_dtype,
+    )
+    for start in range(0, rows, WRITE_ROWS):
+        stop = min(start + WRITE_ROWS, rows)
+        labels = np.arange(start, stop, dtype=np.int32) % classes
+        features = rng.standard_normal((stop - start, dim), dtype=np.float32)
+        features += means[labels]
+        ids = [f"synthetic/{part}-{i:08d}" for i in range(start, stop)]
+        writer.write_batch(features, labels, ids, [], items_done=stop)
+        writer.commit()
+    return writer.finalize(path, extraction={"seconds": 0.0})
+
+
+def run_measured(args: list[str]) -> dict:
+    """Run ``bottleneck ARGS`` in a fresh process: its peak RSS (bytes), seconds and JSON."""
+    command = [sys.executable, "-m", "bottleneck_transfer", *args]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, unlike wait()
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if process.returncode:
+        raise RuntimeError(f"bottleneck {' '.join(args)} failed: {stderr.strip()[-2000:]}")
+    try:
+        result = json.loads(stdout)
+    except json.JSONDecodeError:
+        result = None
+    # Linux reports kilobytes
+    return {"seconds": seconds, "peak_bytes": usage.ru_maxrss * 1024, "json": result}
+
+
+def commands(
+    cache: Path, folder: Path, *, logreg: str = "logreg", dense: str = "dense"
+) -> dict[str, list[str]]:
+    """The measured command lines, by name (``evaluate`` scores the logreg head)."""
+    head = str(folder / "logreg.skops")
+    dense_head = str(folder / "dense.skops")
+    return {
+        "train logreg": ["train", str(cache), "--head", logreg, "-o", head, "--force"],
+        "train dense": ["train", str(cache), "--head", dense, "-o", dense_head, "--force"],
+        "compare holdout": [
+            *("compare", str(cache), "--val-split", "0.2", "--heads", f"{logreg},linear-svm"),
+            *("--bootstrap", "200", "--quiet"),
+        ],
+        "evaluate": ["evaluate", head, str(cache), "--bootstrap", "200"],
+        "cache export": ["cache", "export", str(cache), "-o", str(folder / "export.parquet")],
+    }
+
+
+def bench(rows: list[int], *, dim: int, budget: str | None, folder: Path, **specs: str) -> dict:
+    """Write one cache per size, run every command on it; figures by size and command.
+
+    ``specs``: ``logreg`` and ``dense`` head specs (:func:`commands`)."""
+    results: dict = {}
+    for n in rows:
+        cache = folder / f"synthetic-{n}.h5"
+        start = time.perf_counter()
+        synthetic_cache(cache, n, dim=dim)
+        written = time.perf_counter() - start
+        limit = ["--memory-budget", budget] if budget else []
+        by_command = {}
+        for name, args in commands(cache, folder, **specs).items():
+            takes_budget = args[0] in ("train", "compare", "evaluate")
+            measured = run_measured([*args, *(limit if takes_budget else []), "--json"])
+            reported = measured.pop("json") or {}
+            by_command[name] = {
+                **measured,
+                "rows_per_second": n / measured["seconds"],
+                "path": (reported.get("memory") or {}).get("path"),
+            }
+        results[str(n)] = {
+            "feature_bytes_float32": n * dim * 4,
+            "file_bytes": cache.stat().st_size,
+            "write_seconds": written,
+            "commands": by_command,
+        }
+        cache.unlink()
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the benchmark's JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, action="append", help="Cache sizes (repeatable).")
+    parser.add_argument("--dim", type=int, default=1280)
+    parser.add_argument("--memory-budget", help="Passed to train, compare and evaluate.")
+    parser.add_argument("--folder", type=Path, help="Where the caches go (default: a temp dir).")
+    parser.add_argument("--logreg", default="logreg", help="The logreg spec (e.g. logreg:C=1).")
+    parser.add_argument("--dense", default="dense", help="The dense spec (e.g. dense:epochs=2).")
+    args = parser.parse_args(argv)
+    rows = args.rows or [200_000, 2_000_000]
+    with tempfile.TemporaryDirectory(dir=args.folder) as folder:
+        figures = bench(
+            rows,
+            dim=args.dim,
+            budget=args.memory_budget,
+            folder=Path(folder),
+            logreg=args.logreg,
+            dense=args.dense,
+        )
+    print(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,360 @@
+"""Heads that stream a cache in chunks: fit, scale and predict on index sets, never copies.
+
+Used when the features exceed the memory budget (:mod:`heads.budget`), or with
+``--out-of-core``. A *source* is anything sliced like the cache's ``/features``: an array, the
+HDF5 dataset (:attr:`FeatureCache.features_dataset`), or a :class:`RowSubset` of either (a
+split's rows, kept as indices). Rows are read a chunk at a time (:func:`read_rows`), chunks
+in an order shuffled by a seeded generator, so a fit is reproducible.
+
+How each kind streams (declared by :attr:`HeadKind.streaming` in the registry):
+
+``"sgd"`` (logreg, linear-svm, nystroem)
+    Standardisation statistics in one pass (``partial_fit``), then averaged SGD
+    (:class:`~sklearn.linear_model.SGDClassifier`, the kind's ``streaming_loss``) over
+    :data:`EPOCHS` passes. Its regularisation is the in-memory head's: both minimise
+    ``C * sum(loss) + |w|^2 / 2``, and SGD's objective ``mean(loss) + alpha * |w|^2 / 2`` is
+    that divided by ``C * n``, so ``alpha = 1 / (C * n_rows)``. The streaming linear SVM
+    uses the hinge loss (the in-memory one, the squared hinge) and is not calibrated
+    (calibration needs out-of-fold decision values of rows in memory): it outputs scores.
+    ``nystroem`` fits its kernel map on a seeded sample of ``n_components`` rows first.
+``"dense"``
+    :class:`~heads.estimators.DenseHead` trained on a Keras ``PyDataset`` reading HDF5
+    slices (:func:`chunk_batches`), early stopping on a validation split of the rows.
+``"knn"``
+    :class:`ChunkedKNN`: the training rows stay in the file; each query chunk is searched
+    against the training chunks, keeping the ``k`` nearest.
+
+``rbf-svm`` has no streaming form: above the budget it is refused, naming the alternatives.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from bottleneck_transfer.errors import HeadError
+from bottleneck_transfer.heads.registry import (
+    CALIBRATE_KEY,
+    head_kind,
+    head_names,
+    make_head,
+    parse_spec,
+)
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import SGDClassifier
+from sklearn.pipeline import Pipeline
+
+#: SGD passes over the rows.
+EPOCHS = 5
+#: Blocks (from random places of the rows) mixed into one SGD step: class-sorted caches
+#: (class folders) would otherwise give steps of one class.
+BLOCKS_PER_STEP = 8
+#: A chunk's rows are read as one span when the span holds at most this many times their
+#: number of rows (dense index sets), else by HDF5's point selection.
+SPAN_FACTOR = 4
+
+
+class RowSubset:
+    """The rows ``rows`` (sorted) of a source, without reading them: a split kept as indices.
+
+    Sliced like an array (``subset[a:b]``, ``subset[sorted_index]``), it reads only those rows
+    of ``source``.
+    """
+
+    def __init__(self, source: Any, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        if isinstance(source, RowSubset):
+            source, rows = source.source, source.rows[rows]
+        self.source, self.rows = source, rows
+        self.shape = (len(rows), *source.shape[1:])
+        self.ndim, self.dtype = len(self.shape), np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return read_rows(self.source, self.rows[key])
+
+
+def read_rows(source: Any, rows: np.ndarray) -> np.ndarray:
+    """float32 features of the sorted ``rows`` of ``source``: one contiguous read of their span
+    when they are dense in it (:data:`SPAN_FACTOR`), else a point selection."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if isinstance(source, (np.ndarray, RowSubset)):
+        return np.asarray(source[rows], dtype=np.float32)
+    if not len(rows):
+        return np.zeros((0, *source.shape[1:]), np.float32)
+    first, stop = int(rows[0]), int(rows[-1]) + 1
+    if stop - first == len(rows):
+        return np.asarray(source[first:stop], dtype=np.float32)
+    if stop - first <= SPAN_FACTOR * len(rows):
+        return np.asarray(source[first:stop], dtype=np.float32)[rows - first]
+    return np.asarray(source[rows], dtype=np.float32)
+
+
+def n_rows(source: Any) -> int:
+    """Rows of a source."""
+    return int(source.shape[0])
+
+
+def chunk_starts(n: int, chunk_rows: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Starts of the ``chunk_rows`` pieces of ``n`` positions, shuffled by ``rng`` when given."""
+    starts = np.arange(0, n, max(1, chunk_rows))
+    return starts if rng is None else rng.permutation(starts)
+
+
+def iter_chunks(source: Any, chunk_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, features)`` of each chunk of ``source``, in order."""
+    for start in chunk_starts(n_rows(source), chunk_rows):
+        yield int(start), source[start : start + chunk_rows]
+
+
+def shuffled_steps(
+    source: Any, y: np.ndarray, chunk_rows: int, rng: np.random.Generator
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One epoch of ``(X, y)`` steps of about ``chunk_rows`` rows: :data:`BLOCKS_PER_STEP`
+    blocks from random places (seeded), their rows shuffled."""
+    block = max(1, chunk_rows // BLOCKS_PER_STEP)
+    starts = chunk_starts(n_rows(source), block, rng)
+    for group in range(0, len(starts), BLOCKS_PER_STEP):
+        chosen = np.sort(starts[group : group + BLOCKS_PER_STEP])
+        X = np.concatenate([source[s : s + block] for s in chosen])
+        labels = np.concatenate([y[s : s + block] for s in chosen])
+        order = rng.permutation(len(labels))
+        yield X[order], labels[order]
+
+
+class Scaled:
+    """A source whose slices go through a fitted transformer (the head's scaling step)."""
+
+    def __init__(self, source: Any, transformer: Any) -> None:
+        self.source, self.transformer = source, transformer
+        self.shape, self.ndim, self.dtype = source.shape, 2, np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return n_rows(self.source)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        X = self.source[key]
+        return np.asarray(self.transformer.transform(X), dtype=np.float32)
+
+
+def fit_scaler(scaler: Any, source: Any, chunk_rows: int) -> Any:
+    """Fit the scaling step in one pass (``partial_fit`` where it has one; a stateless one,
+    e.g. :class:`~sklearn.preprocessing.Normalizer`, on the first chunk)."""
+    for _, X in iter_chunks(source, chunk_rows):
+        if not hasattr(scaler, "partial_fit"):
+            return scaler.fit(X)
+        scaler.partial_fit(X)
+    return scaler
+
+
+def streaming_kinds() -> list[str]:
+    """The registered kinds that stream."""
+    return [name for name in head_names() if head_kind(name).streaming]
+
+
+def check_streams(spec: str, why: str) -> None:
+    """Refuse a head kind without a streaming form, in one line naming the alternatives."""
+    kind = head_kind(spec)
+    if kind.streaming is None:
+        raise HeadError(
+            f"{kind.name} cannot stream and {why}: use a head that streams "
+            f"({', '.join(streaming_kinds())}; nystroem is a kernel approximation + linear "
+            f"head, the streaming stand-in for {kind.name}), or raise --memory-budget"
+        )
+
+
+def fit_streaming_head(
+    spec: str,
+    source: Any,
+    y: np.ndarray,
+    *,
+    chunk_rows: int,
+    random_state: int = 0,
+    classes: np.ndarray | None = None,
+    epochs: int = EPOCHS,
+) -> Pipeline:
+    """Fit ``spec`` on every row of ``source`` (labels ``y``) by streaming chunks.
+
+    Returns the fitted ``Pipeline([("scale", scaler), ("clf", estimator)])`` (for ``sgd``
+    kinds the estimator is an :class:`SGDClassifier`, never calibrated).
+
+    Raises
+    ------
+    HeadError
+        For a kind without a streaming form (:func:`check_streams`).
+    """
+    kind = head_kind(spec)
+    check_streams(spec, "the features exceed the memory budget (or --out-of-core was given)")
+    params = {k: v for k, v in parse_spec(spec)[1].items() if k != CALIBRATE_KEY}
+    y = np.asarray(y, dtype=np.int64)
+    classes = np.unique(y) if classes is None else classes
+    rng = np.random.default_rng(random_state)
+    scaler = fit_scaler(kind.scaler(), source, chunk_rows)
+    scaled = Scaled(source, scaler)
+    if kind.streaming == "sgd":
+        clf = _fit_sgd(kind, params, scaled, y, classes, chunk_rows, rng, random_state, epochs)
+    elif kind.streaming == "dense":
+        clf = make_head(spec, calibrate=False, random_state=random_state)[-1]
+        clf.fit_source(scaled, y, chunk_rows=chunk_rows)
+    elif kind.streaming == "knn":
+        clf = ChunkedKNN(n_neighbors=params.get("n_neighbors", 5), chunk_rows=chunk_rows).fit(
+            scaled, y
+        )
+    else:
+        raise HeadError(f"unknown streaming form {kind.streaming!r} of head {kind.name!r}")
+    return Pipeline([("scale", scaler), ("clf", clf)])
+
+
+def _fit_sgd(
+    kind: Any,
+    params: dict,
+    scaled: Scaled,
+    y: np.ndarray,
+    classes: np.ndarray,
+    chunk_rows: int,
+    rng: np.random.Generator,
+    seed: int,
+    epochs: int,
+) -> BaseEstimator:
+    """Averaged SGD with ``alpha = 1 / (C * n)``; through the kind's own estimator when it
+    takes a streamed linear model (``fit_streaming``, e.g. nystroem)."""
+    estimator = kind.factory().set_params(**params)
+    sgd = SGDClassifier(
+        loss=kind.streaming_loss,
+        alpha=1.0 / (float(getattr(estimator, "C", 1.0)) * len(y)),
+        average=True,
+        random_state=seed,
+    )
+    if hasattr(estimator, "fit_streaming"):
+        estimator.set_params(random_state=seed)
+        return estimator.fit_streaming(
+            lambda: shuffled_steps(scaled, y, chunk_rows, rng), sgd, classes, epochs
+        )
+    for _ in range(epochs):
+        for X, labels in shuffled_steps(scaled, y, chunk_rows, rng):
+            sgd.partial_fit(X, labels, classes=classes)
+    return sgd
+
+
+def predict_source(
+    head: Any, source: Any, chunk_rows: int, *, proba: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(predictions, probabilities or None)`` of ``head`` on every row of ``source``, a
+    chunk at a time (the scaling step never copies the whole features)."""
+    predictions, probabilities = [], []
+    with_proba = proba and hasattr(head, "predict_proba")
+    for _, X in iter_chunks(source, chunk_rows):
+        predictions.append(head.predict(X))
+        if with_proba:
+            probabilities.append(head.predict_proba(X))
+    if not predictions:
+        raise HeadError("no rows to predict")
+    return np.concatenate(predictions), np.concatenate(probabilities) if with_proba else None
+
+
+class ChunkedKNN(ClassifierMixin, BaseEstimator):
+    """k nearest neighbours (Euclidean) searched chunk by chunk over a source of training
+    rows that stays where it is (the cache file): the streaming form of ``knn``.
+
+    Predictions match :class:`~sklearn.neighbors.KNeighborsClassifier` (uniform weights,
+    ties to the smallest class index) up to ties in distance.
+    """
+
+    def __init__(self, n_neighbors: int = 5, chunk_rows: int = 8192) -> None:
+        self.n_neighbors = n_neighbors
+        self.chunk_rows = chunk_rows
+
+    def fit(self, X: Any, y: np.ndarray) -> ChunkedKNN:
+        """Keep the source and its labels (nothing is read)."""
+        self.source_, self.classes_ = X, np.unique(y)
+        self.y_index_ = np.searchsorted(self.classes_, y)
+        self.n_features_in_ = int(X.shape[1])
+        return self
+
+    def _neighbours(self, Q: np.ndarray) -> np.ndarray:
+        """Indices of each query row's ``k`` nearest training rows."""
+        k = self.n_neighbors
+        Q = np.asarray(Q, dtype=np.float32)
+        best_d = np.full((len(Q), 0), np.inf, np.float32)
+        best_i = np.zeros((len(Q), 0), np.int64)
+        q_norms = (Q * Q).sum(1)[:, None]
+        for start, T in iter_chunks(self.source_, self.chunk_rows):
+            d = q_norms - 2 * Q @ T.T + (T * T).sum(1)[None, :]
+            d = np.concatenate([best_d, d], axis=1)
+            rows = np.broadcast_to(start + np.arange(len(T)), (len(Q), len(T)))
+            i = np.concatenate([best_i, rows], axis=1)
+            keep = np.argsort(d, axis=1, kind="stable")[:, :k]
+            best_d, best_i = np.take_along_axis(d, keep, 1), np.take_along_axis(i, keep, 1)
+        return best_i
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """The share of the ``k`` neighbours in each class."""
+        labels = self.y_index_[self._neighbours(X)]
+        counts = np.stack([(labels == c).sum(1) for c in range(len(self.classes_))], 1)
+        return counts / counts.sum(1, keepdims=True)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The most common class among the ``k`` neighbours."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+@functools.cache
+def _batches_class() -> type:
+    """The Keras ``PyDataset`` of :func:`chunk_batches` (Keras imported on first use)."""
+    import keras
+
+    class ChunkBatches(keras.utils.PyDataset):
+        """Batches of ``batch_size`` rows: chunks in a seeded shuffled order, each read once
+        (one HDF5 slice), its rows shuffled and cut into batches, the last topped up from the
+        same chunk (one batch shape: one compiled step)."""
+
+        def __init__(self, source, y, batch_size, chunk_rows, seed) -> None:
+            super().__init__()
+            self.source, self.y = source, y
+            self.batch_size = min(batch_size, len(y))
+            self.chunk_rows = max(self.batch_size, chunk_rows // self.batch_size * self.batch_size)
+            self.rng = np.random.default_rng(seed)
+            self._cached: tuple | None = None
+            self.epoch = -1
+            self.on_epoch_end()
+
+        def on_epoch_end(self) -> None:
+            n, self.epoch = len(self.y), self.epoch + 1
+            self.starts = chunk_starts(n, self.chunk_rows, self.rng)
+            per = [math.ceil(min(self.chunk_rows, n - s) / self.batch_size) for s in self.starts]
+            self.index = [(c, b) for c, count in enumerate(per) for b in range(count)]
+
+        @property
+        def num_batches(self) -> int:
+            return len(self.index)
+
+        def __len__(self) -> int:
+            return len(self.index)
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+            chunk, batch = self.index[i]
+            if self._cached is None or self._cached[0] != (self.epoch, chunk):
+                start = int(self.starts[chunk])
+                X = self.source[start : start + self.chunk_rows]
+                y = self.y[start : start + self.chunk_rows]
+                order = self.rng.permutation(len(y))
+                total = math.ceil(len(y) / self.batch_size) * self.batch_size
+                order = np.concatenate([order, order[: total - len(y)]])
+                self._cached = ((self.epoch, chunk), X, y, order)
+            _, X, y, order = self._cached
+            rows = order[batch * self.batch_size : (batch + 1) * self.batch_size]
+            return X[rows], y[rows]
+
+    return ChunkBatches
+
+
+def chunk_batches(
+    source: Any, y: np.ndarray, *, batch_size: int, chunk_rows: int, seed: int
+) -> Any:
+    """A Keras ``PyDataset`` of ``(X, y)`` batches streaming ``source`` in seeded chunks."""
+    return _batches_class()(source, y, batch_size, chunk_rows, seed)
