@@ -6,12 +6,11 @@ import warnings
 
 import click
 from bottleneck_transfer.cli import options
-from bottleneck_transfer.cli.backend import ModelCommand
 
 _BASELINES = ("random-base", "raw-pixels")
 
 
-@click.command("rank-bases", cls=ModelCommand)
+@click.command("rank-bases")
 @click.argument("source")
 @click.option(
     "--bases",
