@@ -818,7 +818,8 @@ def train_head(
         n_jobs=n_jobs,
         memo=memo,
         metric=metric,
-        scale_in_place=isinstance(cache, (FeatureCache, str, Path)),  # never the caller's arrays
+        # Only data read here is scaled in place: never the arrays of an open cache or the caller.
+        scale_in_place=isinstance(cache, (str, Path)),
     )
     estimator, tuning = fit.estimator, fit.tuning
     seconds = time.perf_counter() - start if plan.streaming else fit.seconds
