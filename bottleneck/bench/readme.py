@@ -37,7 +37,7 @@ from bottleneck_transfer.errors import BottleneckError
 #: Where the JSON lives, relative to the checkout.
 DATA = Path("data/bench")
 README = Path("README.md")
-#: Where a recorded run's paths point: its cache store and run folder, relabelled.
+#: What a recorded run calls its cache store folder (the default store, caches/ beside the spec).
 STORE_LABEL = "caches"
 
 
