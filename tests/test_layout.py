@@ -12,6 +12,8 @@ NAME = "bottleneck_transfer"
 # Each part may import only the parts listed before it (and itself).
 ORDER = ("kernel", "features", "heads", "deploy", "pipeline", "cli")
 OUTSIDE = ("bench",)  # the benchmarks: imported by the CLI only, never by the library
+#: The benchmarks measure shipped pipeline specs, so they may import every part but the CLI.
+OUTSIDE_MAY_IMPORT = ORDER[:5]
 
 
 def _part(module: str) -> str:
@@ -41,7 +43,7 @@ def _module_part(path: Path) -> str:
 
 @pytest.mark.parametrize("part", [*ORDER, *OUTSIDE])
 def test_imports_point_only_to_earlier_stages(part):
-    allowed = set(ORDER[: ORDER.index(part) + 1]) if part in ORDER else {*ORDER[:4], part}
+    allowed = set(ORDER[: ORDER.index(part) + 1]) if part in ORDER else {*OUTSIDE_MAY_IMPORT, part}
     if part == "cli":
         allowed.add("bench")
     bad = []

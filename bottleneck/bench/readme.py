@@ -37,7 +37,7 @@ from bottleneck_transfer.errors import BottleneckError
 #: Where the JSON lives, relative to the checkout.
 DATA = Path("data/bench")
 README = Path("README.md")
-#: Where a recorded run's paths point: its cache store and run folder, relabelled.
+#: What a recorded run calls its cache store folder (the default store, caches/ beside the spec).
 STORE_LABEL = "caches"
 
 
@@ -78,6 +78,12 @@ def _statistics(report: dict[str, Any]) -> list[str]:
     return format_statistics(report["statistics"])[1:]  # without its leading blank line
 
 
+def _selection(result: dict[str, Any]) -> list[str]:
+    from bottleneck_transfer.bench.selection import format_null_draws
+
+    return format_null_draws(result)
+
+
 def _demo_curve(record: dict[str, Any]) -> list[str]:
     from bottleneck_transfer.heads.learning_curve import LearningCurve, curve_rows
 
@@ -97,6 +103,10 @@ def _demo_curve(record: dict[str, Any]) -> list[str]:
 
 ACCURACY = ("bottleneck bench --parts views,float16-heads --out data/bench/accuracy.json",)
 STATISTICS = ("bottleneck bench --parts statistics --out data/bench/statistics.json",)
+SELECTION = (
+    "python -m bottleneck_transfer.bench.selection --draws 200 --heads 4 "
+    "> data/bench/selection.json",
+)
 DEMO_RUN = (
     "bottleneck run pipelines/fashion_mnist.toml",
     "python -m bottleneck_transfer.bench.readme record-run runs/DIR "
@@ -114,6 +124,7 @@ BLOCKS: dict[str, Block] = {
     "demo-learning-curve": Block("fashion_mnist_run.json", DEMO_RUN, _demo_curve),
     "digits-compare": Block("digits_fashion_base_run.json", DIGITS_RUN, _run_compare),
     "statistics": Block("statistics.json", STATISTICS, _statistics),
+    "selection": Block("selection.json", SELECTION, _selection),
 }
 
 

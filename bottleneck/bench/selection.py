@@ -110,6 +110,19 @@ def null_draws(
     }
 
 
+def format_null_draws(result: dict[str, Any]) -> list[str]:
+    """A Markdown table of a :func:`null_draws` result."""
+    settings = result["settings"]
+    return [
+        "| noise-label draws | heads | rows (train, test) | winner's reported accuracy, mean "
+        '| chance | "Transfer gain" declared | "Negative transfer" declared |',
+        "|---|---|---|---|---|---|---|",
+        f"| {settings['n_draws']} | {', '.join(settings['heads'])} | {settings['n_train']}, "
+        f"{settings['n_test']} | {result['mean_reported_accuracy']:.3f} | "
+        f"{result['chance']:.3f} | {result['gain_rate']:.1%} | {result['negative_rate']:.1%} |",
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m bottleneck_transfer.bench.selection``: print :func:`null_draws` as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
