@@ -68,9 +68,19 @@ PARTS = (
     "views",
     "float16-heads",
     "statistics",
+    "rank",
 )
 #: Parts measured once per run, not per base.
-GLOBAL_PARTS = ("read", "memory", "dask", "compare6k", "views", "float16-heads", "statistics")
+GLOBAL_PARTS = (
+    "read",
+    "memory",
+    "dask",
+    "compare6k",
+    "views",
+    "float16-heads",
+    "statistics",
+    "rank",
+)
 DEFAULT_PARTS = (
     "model",
     "decode",
@@ -1192,6 +1202,11 @@ def run_bench(
 
         log("statistics on known truth: null rejections and coverage, before and after ...")
         report["statistics"] = bench_statistics()
+    if "rank" in chosen:
+        from bottleneck_transfer.bench.rank import bench_rank
+
+        log("rank-bases on a 50-per-class sample vs the full linear probe (digits) ...")
+        report["rank"] = bench_rank()
     report["targets"] = targets(report)
     report["machine"]["load_average_end"] = _load()
     report["seconds"] = round(time.perf_counter() - started, 1)
