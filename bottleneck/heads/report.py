@@ -6,10 +6,14 @@ interval, values on the bars, on a full 0-1 axis), ``confusion.png`` (the winner
 matrix: colour and percentage are the share of the true class, with counts),
 ``reliability.png`` (each head's reliability diagram: accuracy against top-class confidence in
 the equal-width bins of :mod:`~bottleneck_transfer.heads.calibration`),
-``misclassified.csv`` (``id,true,predicted`` of the winner's errors, with the cache ids) and
-``misclassified.png`` (thumbnails of those images, reopened from the cache's source, when it
-can be reopened). Figures use Matplotlib's object-oriented API with the Agg canvas, so no
-display is needed.
+``per_class.png`` (the winner's accuracy on each class, with intervals), ``map.png`` (a 2-D
+map of the scored rows, :mod:`~bottleneck_transfer.heads.cache_map`, when the scored cache
+reopens), ``misclassified.csv`` (``id,true,predicted`` of the winner's errors, with the cache
+ids), ``misclassified.png`` (thumbnails of those images, reopened from the cache's source,
+when it can be reopened) and ``report.html``: all of it on one self-contained page
+(:mod:`~bottleneck_transfer.heads.htmlpage`) with the settings and provenance, and the
+learning curve when one is given. Figures use Matplotlib's object-oriented API with the Agg
+canvas, so no display is needed.
 """
 
 from __future__ import annotations

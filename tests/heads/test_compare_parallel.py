@@ -79,7 +79,6 @@ import bottleneck_transfer.heads.compare as compare
 import bottleneck_transfer.heads.parallel as parallel
 from bottleneck_transfer.quiet import muted_backend_start
 from bottleneck_transfer.heads.training import LabeledData
-from heads_fixtures import blobs, write_cache
 
 muted_backend_start()  # as the CLI does in its own process
 parallel.PARALLEL_MIN_VALUES = 0
