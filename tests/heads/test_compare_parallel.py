@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bottleneck_transfer.heads.parallel as parallel_module
 import numpy as np
+import pytest
 from bottleneck_transfer.heads.compare import compare_heads
 from bottleneck_transfer.heads.training import LabeledData
 from heads_fixtures import blobs, write_cache
@@ -27,6 +28,7 @@ def _same(a, b) -> None:
     assert a.verdict.split("(")[0] == b.verdict.split("(")[0]
 
 
+@pytest.mark.slow  # worker processes start, for 4 comparisons
 def test_parallel_folds_equal_serial_folds(monkeypatch):
     train = _data(0)
     calls = []
@@ -88,6 +90,7 @@ compare.compare_heads(data, heads=["dense:epochs=2"], cv=2, n_jobs=2, progress=F
 """
 
 
+@pytest.mark.slow  # a fresh interpreter whose workers start Keras
 def test_worker_processes_start_the_backend_without_its_chatter():
     import subprocess
     import sys

@@ -110,6 +110,7 @@ def test_a_head_that_cannot_fit_the_validation_split_is_no_candidate():
     assert "not a candidate (knn: 'knn' looks for 5 neighbours" in choice.reason
 
 
+@pytest.mark.slow  # 24 null draws of 4 heads
 def test_noise_labels_winner_is_reported_without_bias():
     """Issue 23.2 under a true null (noise labels, 5 classes, 4 heads, a noise baseline).
 
