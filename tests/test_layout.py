@@ -1,4 +1,5 @@
-"""The package's shape: imports run one way, features -> heads -> deploy -> pipeline -> cli."""
+"""The package's shape: imports run one way, features -> heads -> deploy -> rank -> pipeline
+-> cli."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "bottleneck"
 NAME = "bottleneck_transfer"
 # Each part may import only the parts listed before it (and itself).
-ORDER = ("kernel", "features", "heads", "deploy", "pipeline", "cli")
+ORDER = ("kernel", "features", "heads", "deploy", "rank", "pipeline", "cli")
 OUTSIDE = ("bench",)  # the benchmarks: imported by the CLI only, never by the library
 #: The benchmarks measure shipped pipeline specs, so they may import every part but the CLI.
-OUTSIDE_MAY_IMPORT = ORDER[:5]
+OUTSIDE_MAY_IMPORT = ORDER[:-1]
 
 
 def _part(module: str) -> str:

@@ -36,17 +36,16 @@ from bottleneck_transfer.rank.verdict import (
 FULL_CACHE = "features.h5"
 
 
-def _cost(cache: Path, result: ExtractResult, base: Any, n_images: int) -> Cost:
+def _cost(cache: Path, result: ExtractResult, base: Any, n_images: int, store_dtype: str) -> Cost:
     """The base's cost from the sample extraction (recorded in the cache, also when reused)."""
     with FeatureCache.open(cache) as opened:
         rate = (opened.provenance.get("extraction") or {}).get("images_per_second")
-        itemsize = opened.features.dtype.itemsize if len(opened) else 4
         dim = opened.dim
     rate = rate or result.images_per_second
     return Cost(
         seconds_per_image=1.0 / rate if rate else float("nan"),
         weights_bytes=int(sum(np.asarray(w).nbytes for w in base.model.weights)),
-        feature_bytes_per_image=int(dim * itemsize),
+        feature_bytes_per_image=int(dim * np.dtype(store_dtype).itemsize),
         collection_images=n_images,
     )
 
@@ -202,7 +201,7 @@ def rank_bases(
                     memo=memo,
                     n_jobs=n_jobs,
                 ),
-                cost=_cost(result.path, result, base, len(collection)),
+                cost=_cost(result.path, result, base, len(collection), store_dtype),
                 notes=notes,
             )
         )
