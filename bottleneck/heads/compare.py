@@ -36,7 +36,6 @@ significantly better it says negative transfer.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 import warnings
 from collections import Counter
@@ -60,7 +59,13 @@ from bottleneck_transfer.heads.registry import (
     make_head,
     single_threaded,
 )
-from bottleneck_transfer.heads.selection import Choice, choose, majority_rate, resolve_metric
+from bottleneck_transfer.heads.selection import (
+    Candidate,
+    Choice,
+    choose,
+    majority_rate,
+    resolve_metric,
+)
 from bottleneck_transfer.heads.splits import holdout_split, plain_rows, stratified_folds
 from bottleneck_transfer.heads.stats import (
     ALPHA,
@@ -429,6 +434,37 @@ def _fit_predict_in_worker(*call: Any) -> _Fold:
     without its C++ start-up chatter on the user's terminal."""
     muted_backend_start()
     return _fit_predict(*call)
+
+
+def _choose(candidates: list[Candidate], rows: np.ndarray, settings: dict[str, Any]) -> Choice:
+    return choose(candidates, rows, **settings)
+
+
+def _choose_in_worker(*call: Any) -> Choice:
+    """:func:`_choose` in a worker process (the backend started quietly, as for fits)."""
+    quiet_backend_start()
+    return _choose(*call)
+
+
+def _choices(
+    calls: list[tuple[list[Candidate], np.ndarray]],
+    settings: dict[str, Any],
+    n_jobs: int | None,
+    n_values: int,
+) -> list[Choice]:
+    """Each split's choice (:func:`.selection.choose` of its candidates on its fitting
+    rows): over worker processes like the fits when the data is large, each choice's fits
+    seeded, so the same choices."""
+    workers = use_workers(len(calls), n_jobs, n_values)
+    inner = {**settings, "n_jobs": 1 if workers else n_jobs}
+    return list(
+        run_calls(
+            _choose_in_worker if workers else _choose,
+            [(candidates, rows, inner) for candidates, rows in calls],
+            n_jobs=n_jobs,
+            workers=workers,
+        )
+    )
 
 
 def _mean_metrics(folds: list[dict[str, float | None]]) -> tuple[dict, dict]:
@@ -830,9 +866,10 @@ def compare_heads(
         dynamic_ncols=True,
     )
     fitting = _Fitting(tune, random_state, n_jobs, memo, deciding.name)
-    choose_on = functools.partial(
-        choose, metric=deciding, tune=tune, random_state=random_state, n_jobs=n_jobs, memo=memo
-    )
+    choosing = {"metric": deciding, "tune": tune, "random_state": random_state, "memo": memo}
+
+    def choose_on(calls: list[tuple[list[Candidate], np.ndarray]]) -> list[Choice]:
+        return _choices(calls, choosing, n_jobs, train_data.X.size)
 
     def evaluate(tasks: list[Task]) -> list[tuple[Row, dict[str, np.ndarray]]]:
         folds = _fit_tasks(tasks, splits, fitting, bar)
@@ -851,7 +888,7 @@ def compare_heads(
 
     with bar:
         results = evaluate([(spec, "main", train_data, test_data) for spec in specs])
-        choices = [choose_on([(s, s, train_data) for s in specs], fit) for fit, _ in splits]
+        choices = choose_on([([(s, s, train_data) for s in specs], fit) for fit, _ in splits])
         winner_name = _most_chosen(choices)
         chosen_specs = list(dict.fromkeys(c.chosen for c in choices))
         baseline_specs = specs if baseline_heads == "all" else chosen_specs
@@ -862,18 +899,20 @@ def compare_heads(
         ]
         if tasks:
             results += evaluate(tasks)
-        baseline_choices = [
-            choose_on(
-                [
-                    (f"{spec}@{name}", spec, data)
-                    for name, data, _ in baseline_sets
-                    for spec in (specs if baseline_heads == "all" else [choice.chosen])
-                ],
-                fit,
-            )
-            for choice, (fit, _) in zip(choices, splits, strict=True)
-            if baseline_sets
-        ]
+        baseline_choices = choose_on(
+            [
+                (
+                    [
+                        (f"{spec}@{name}", spec, data)
+                        for name, data, _ in baseline_sets
+                        for spec in (specs if baseline_heads == "all" else [choice.chosen])
+                    ],
+                    fit,
+                )
+                for choice, (fit, _) in zip(choices, splits, strict=True)
+                if baseline_sets
+            ]
+        )
     by_name = {row.name: row for row, _ in results}
     _set_validation(by_name, [*choices, *baseline_choices])
     winner = by_name[winner_name]

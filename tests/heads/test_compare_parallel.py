@@ -43,15 +43,21 @@ def test_parallel_folds_equal_serial_folds(monkeypatch):
     assert calls == []  # one core: no worker processes
     monkeypatch.setattr(parallel_module, "PARALLEL_MIN_VALUES", 0)
     parallel = compare_heads(train, heads=HEADS, cv=3, n_jobs=2, progress=False)
-    assert calls == [2]
+    assert calls == [2, 2]  # the folds of every head, then each fold's choice
     _same(serial, parallel)
+    assert [c.chosen for c in serial.choices] == [c.chosen for c in parallel.choices]
+    assert [c.scores for c in serial.choices] == [c.scores for c in parallel.choices]
     baselines = {"noise": (np.random.default_rng(1).normal(size=train.X.shape), None)}
     tuned = [
         compare_heads(train, heads=HEADS[:2], cv=2, tune=True, n_jobs=n, baselines=baselines)
         for n in (1, 2)
     ]
     _same(*tuned)
-    assert calls == [2, 2, 2]  # n_jobs=2: the heads, then the winner on the baseline
+    # n_jobs=2: the heads and their choices, then the winner on the baseline and its choices
+    assert calls == [2] * 6
+    assert [c.scores for c in tuned[0].baseline_choices] == [
+        c.scores for c in tuned[1].baseline_choices
+    ]
 
 
 def test_the_default_heads_on_a_cache_score_the_same_in_workers(monkeypatch, tmp_path):
