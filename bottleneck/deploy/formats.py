@@ -43,7 +43,7 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 from bottleneck_transfer.errors import ExportError
-from bottleneck_transfer.features.tables import require
+from bottleneck_transfer.features.cache.tables import require
 from bottleneck_transfer.graphs import check_onnx, check_saved_model, check_tflite
 
 #: Name of the metadata entry (TFLite, ONNX) or file (SavedModel, ``.json``) of an export.

@@ -15,7 +15,7 @@ from bottleneck_transfer.features.bases import (
     random_weights,
     weights_sha256,
 )
-from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.cache.reader import FeatureCache
 from bottleneck_transfer.features.extract import cache_identity, extract
 from bottleneck_transfer.features.sources import reopen_source
 from bottleneck_transfer.features.store import CacheStore

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.errors import BaseModelError, BottleneckError, CacheError, SourceError
-from bottleneck_transfer.features.cache import FeatureCache, discard_partial, partial_path
+from bottleneck_transfer.features.cache.partial import discard_partial, partial_path
+from bottleneck_transfer.features.cache.reader import FeatureCache
 from bottleneck_transfer.features.choices import DASK_TIMEOUT, ENGINES
 from bottleneck_transfer.features.sources import Source, reopen_source
 from bottleneck_transfer.fingerprint import diff_keys, fingerprint

@@ -32,17 +32,15 @@ import numpy as np
 from bottleneck_transfer.errors import CacheError, Interrupted, SourceError
 from bottleneck_transfer.features.bases import Base
 from bottleneck_transfer.features.batches import BatchRunner, default_batch_size, iter_batches
-from bottleneck_transfer.features.cache import (
-    FORMAT_VERSION,
-    CacheWriter,
-    FeatureCache,
-    check_existing,
-    check_storage,
+from bottleneck_transfer.features.cache.format import FORMAT_VERSION, check_storage
+from bottleneck_transfer.features.cache.partial import (
     discard_partial,
     partial_path,
     writer_lock,
     writing,
 )
+from bottleneck_transfer.features.cache.reader import FeatureCache, check_existing
+from bottleneck_transfer.features.cache.writer import CacheWriter
 from bottleneck_transfer.features.choices import ENGINES
 from bottleneck_transfer.features.images import DECODING, DEFAULT_MAX_PIXELS
 from bottleneck_transfer.features.passes import FanOut, Pass, load_pass, with_compute_dtype

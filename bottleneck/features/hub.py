@@ -256,8 +256,8 @@ def _load_preset(
     seed: int,
 ) -> HubModel:
     import keras
+    from bottleneck_transfer.features.cache.tables import require
     from bottleneck_transfer.features.preprocessing import preprocess_affine
-    from bottleneck_transfer.features.tables import require
 
     keras_hub = require("keras_hub", "hub")
     weights_id = "preset" if weights is None else str(weights).lower().replace("random", "none")

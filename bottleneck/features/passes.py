@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.features import hub
 from bottleneck_transfer.features.bases import Base, load_base, load_layers
-from bottleneck_transfer.features.cache import CacheWriter
+from bottleneck_transfer.features.cache.writer import CacheWriter
 from bottleneck_transfer.features.choices import COMPUTE_DTYPES
 
 

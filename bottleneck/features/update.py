@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.errors import StaleCacheError
-from bottleneck_transfer.features.cache import FeatureCache, image_row_ids, is_view, view_count
+from bottleneck_transfer.features.cache.format import image_row_ids, is_view, view_count
+from bottleneck_transfer.features.cache.reader import FeatureCache
 from bottleneck_transfer.features.sources import Source
 from bottleneck_transfer.fingerprint import diff_keys
 

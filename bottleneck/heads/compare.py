@@ -48,7 +48,8 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.backend import quiet_backend_start
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
-from bottleneck_transfer.features.cache import FeatureCache, check_features
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.cache.format import check_features
 from bottleneck_transfer.features.sources import id_origin
 from bottleneck_transfer.heads.calibration import calibration_report
 from bottleneck_transfer.heads.declared import Metric

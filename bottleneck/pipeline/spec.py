@@ -17,7 +17,7 @@ import numpy as np
 import tomllib
 from bottleneck_transfer import limits
 from bottleneck_transfer.errors import BottleneckError, HeadError, did_you_mean
-from bottleneck_transfer.features.cache import COMPRESSIONS, STORE_DTYPES
+from bottleneck_transfer.features.choices import COMPRESSIONS, STORE_DTYPES
 from bottleneck_transfer.features.hub import spelled_path
 from bottleneck_transfer.features.preprocessing import SYNTAX, check_preprocess
 from bottleneck_transfer.heads.declared import METRIC_NAMES

@@ -11,7 +11,7 @@ only when a table is made.
 
 Example
 -------
->>> from bottleneck_transfer.features.tables import export_cache
+>>> from bottleneck_transfer.features.cache.tables import export_cache
 >>> export_cache("caches/train.h5", "train.parquet")  # doctest: +SKIP
 """
 
@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.errors import CacheError, MissingDependencyError
-from bottleneck_transfer.features.cache import FORMAT, FORMAT_VERSION, FeatureCache
+from bottleneck_transfer.features.cache.format import FORMAT, FORMAT_VERSION
+from bottleneck_transfer.features.cache.reader import FeatureCache
 
 if TYPE_CHECKING:
     import pyarrow
