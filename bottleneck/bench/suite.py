@@ -696,8 +696,7 @@ def _fashion_base() -> Path | None:
 
 
 def _load_bench_base(name: str, image_size: int | None, weights: str, compute_dtype: str | None):
-    from bottleneck_transfer.features import hub
-    from bottleneck_transfer.features.bases import load_base
+    from bottleneck_transfer.features.bases import hub, load_base
     from bottleneck_transfer.features.extract import with_compute_dtype
 
     if name == "fashion-mnist":

@@ -31,7 +31,7 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 def _preprocess(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """Check a ``--preprocess`` value early (named mode or ``mean=...,std=...``)."""
-    from bottleneck_transfer.features.preprocessing import check_preprocess
+    from bottleneck_transfer.features.bases.preprocessing import check_preprocess
 
     if value is not None:
         try:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.errors import CacheError, Interrupted, SourceError
-from bottleneck_transfer.features.bases import Base
+from bottleneck_transfer.features.bases.common import Base
 from bottleneck_transfer.features.batches import BatchRunner, default_batch_size, iter_batches
 from bottleneck_transfer.features.cache.format import FORMAT_VERSION, check_storage
 from bottleneck_transfer.features.cache.partial import (

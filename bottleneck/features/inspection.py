@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from bottleneck_transfer.errors import BottleneckError, CacheError
-from bottleneck_transfer.features import hub
+from bottleneck_transfer.features.bases import hub
 from bottleneck_transfer.features.cache.format import (
     assembled_rows,
     describe_unusable,

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bottleneck_transfer.features import hub
-from bottleneck_transfer.features.bases import Base, load_base, load_layers
+from bottleneck_transfer.features.bases import hub
+from bottleneck_transfer.features.bases.common import Base
+from bottleneck_transfer.features.bases.load import load_base, load_layers
 from bottleneck_transfer.features.cache.writer import CacheWriter
 from bottleneck_transfer.features.choices import COMPUTE_DTYPES
 

@@ -17,9 +17,9 @@ import numpy as np
 import tomllib
 from bottleneck_transfer import limits
 from bottleneck_transfer.errors import BottleneckError, HeadError, did_you_mean
+from bottleneck_transfer.features.bases.hub import spelled_path
+from bottleneck_transfer.features.bases.preprocessing import SYNTAX, check_preprocess
 from bottleneck_transfer.features.choices import COMPRESSIONS, STORE_DTYPES
-from bottleneck_transfer.features.hub import spelled_path
-from bottleneck_transfer.features.preprocessing import SYNTAX, check_preprocess
 from bottleneck_transfer.heads.declared import METRIC_NAMES
 from bottleneck_transfer.heads.learning_curve import parse_sizes
 from bottleneck_transfer.heads.registry import default_heads, head_names, make_head
