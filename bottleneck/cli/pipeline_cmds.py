@@ -148,7 +148,7 @@ def cache_export(cache_path: str, out: str, wide: bool, as_json: bool) -> None:
       bottleneck cache export caches/train.h5 -o train.feather --wide
       duckdb -c "select class_name, count(*) from 'train.parquet' group by 1"
     """
-    from bottleneck_transfer.features.cache.tables import export_cache
+    from bottleneck_transfer.features.cache.export import export_cache
 
     path = export_cache(cache_path, out, wide=wide)
     if as_json:

@@ -55,7 +55,7 @@ import numpy as np
 from bottleneck_transfer.deploy.formats import METADATA_NAME, Converter, Runner, converter_for
 from bottleneck_transfer.deploy.keras_head import head_scores
 from bottleneck_transfer.errors import ExportError, HeadError
-from bottleneck_transfer.features.batches import BatchRunner
+from bottleneck_transfer.features.runtimes import BatchRunner
 from bottleneck_transfer.heads.trust import load_trusted
 
 FORMAT = "bottleneck-export"

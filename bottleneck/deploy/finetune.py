@@ -48,7 +48,7 @@ from bottleneck_transfer.deploy.exported import METADATA_LAYER, Exported, load_e
 from bottleneck_transfer.deploy.formats import converter_for
 from bottleneck_transfer.errors import ExportError, ImageError, SourceError
 from bottleneck_transfer.features.batches import decode_batch
-from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
+from bottleneck_transfer.features.decode import DEFAULT_MAX_PIXELS
 from bottleneck_transfer.features.sources import (
     Source,
     Split,

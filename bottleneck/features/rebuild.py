@@ -9,7 +9,7 @@ from bottleneck_transfer.features.bases import hub
 from bottleneck_transfer.features.bases.common import POOLINGS, Base
 from bottleneck_transfer.features.bases.load import load_base
 from bottleneck_transfer.features.bases.preprocessing import candidate_specs
-from bottleneck_transfer.features.extract import with_compute_dtype
+from bottleneck_transfer.features.runtimes import with_compute_dtype
 from bottleneck_transfer.fingerprint import sha256_file
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from bottleneck_transfer.errors import StaleCacheError
 from bottleneck_transfer.features.cache.format import image_row_ids, is_view, view_count
 from bottleneck_transfer.features.cache.reader import FeatureCache
+from bottleneck_transfer.features.loop import finished
 from bottleneck_transfer.features.sources import Source
 from bottleneck_transfer.fingerprint import diff_keys
 
@@ -102,8 +103,6 @@ def update_caches(
         A cache made with another base, settings or views (:func:`check_updatable`), or a
         source without a file list.
     """
-    from bottleneck_transfer.features.extract import finished
-
     if manifest is None:
         raise StaleCacheError(
             f"--update compares files by size and time, and {source.root} is not a folder or "

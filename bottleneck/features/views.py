@@ -15,7 +15,6 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import keras
 import numpy as np
 from bottleneck_transfer.errors import BottleneckError
 from bottleneck_transfer.features.cache.format import view_id
@@ -128,6 +127,8 @@ class Views:
 
     def _geometry(self, x: np.ndarray, draws: dict[str, np.ndarray]) -> np.ndarray:
         """Flip, zoom and rotation about the centre, as one affine resampling per image."""
+        import keras
+
         n, height, width = x.shape[:3]
         flip = np.where(draws["flip"] < 0.5, -1.0, 1.0) if "flip" in self.recipe else np.ones(n)
         zoom = 1.0 - 0.25 * draws["zoom"] if "crop" in self.recipe else np.ones(n)

@@ -146,7 +146,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "trust_graph": Key((bool,), default=False),
     },
     "extract": {
-        # "auto": by device and input size (features.batches.default_batch_size).
+        # "auto": by device and input size (features.runtimes.default_batch_size).
         "batch_size": Key((int, str), check=_batch_size, default="auto"),
         "strict": Key((bool,), default=False),
         # Decoding threads; with engine = "dask" and no scheduler, local worker processes.

@@ -15,7 +15,8 @@ from bottleneck_transfer.features.bases.preprocessing import (
     preprocess_affine,
 )
 from bottleneck_transfer.features.cache import FeatureCache
-from bottleneck_transfer.features.extract import cache_identity, extract
+from bottleneck_transfer.features.extract import extract
+from bottleneck_transfer.features.loop import cache_identity
 from bottleneck_transfer.features.rebuild import rebuild_base
 from bottleneck_transfer.features.sources import open_source
 from bottleneck_transfer.fingerprint import fingerprint

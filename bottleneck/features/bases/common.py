@@ -11,12 +11,10 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from bottleneck_transfer.errors import BaseModelError, did_you_mean
-from bottleneck_transfer.features.bases import hub
 from bottleneck_transfer.fingerprint import sha256_arrays
 
 if TYPE_CHECKING:
@@ -54,11 +52,6 @@ class Base:
 
 def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
-def _is_pixels(base: str | Path) -> bool:
-    """Whether ``base`` names the raw-pixels baseline (a name, not a path)."""
-    return hub.spelled_path(base) is None and _key(str(base)) == PIXELS
 
 
 def _affine_layer(weight: np.ndarray, bias: np.ndarray) -> keras.layers.Layer | None:

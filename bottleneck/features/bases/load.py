@@ -27,7 +27,6 @@ from bottleneck_transfer.features.bases.common import (
     _assemble,
     _check_enum,
     _cut,
-    _is_pixels,
     _key,
     _pool,
     check_layers,
@@ -195,6 +194,11 @@ def _load_model_file(path: Path, weights: str | None, seed: int) -> keras.Model:
     return model
 
 
+def _is_pixels(base: str | Path) -> bool:
+    """Whether ``base`` names the raw-pixels baseline (a name, not a path)."""
+    return hub.spelled_path(base) is None and _key(str(base)) == PIXELS
+
+
 def load_base(
     base: str | Path,
     *,
@@ -248,50 +252,70 @@ def load_base(
     >>> load_base("data/bases/fashion_mnist_0-4.keras", layer="bottleneck").dim
     128
     """
-    import keras
 
     kind = hub.hub_kind(base)
     if kind is None:
         _check_enum(pooling, POOLINGS, "pooling")
     size = (image_size, image_size) if isinstance(image_size, int) else image_size
     if kind is not None:
+        shaping = {"weights": weights, "image_size": size, "pooling": pooling, "layer": layer}
         loaded = hub.load_hub(
-            kind,
-            base,
-            weights=weights,
-            image_size=size,
-            pooling=pooling,
-            layer=layer,
-            preprocess=preprocess,
-            seed=seed,
-            trust_graph=trust_graph,
+            kind, base, preprocess=preprocess, seed=seed, trust_graph=trust_graph, **shaping
         )
-        model, name, origin, weights_id = loaded.model, loaded.name, loaded.origin, loaded.weights
-        size, channels, affine, pooling = loaded.size, 3, loaded.affine, loaded.pooling
+        built = _Built(
+            loaded.model, loaded.name, loaded.origin, loaded.weights, loaded.size, 3,
+            loaded.affine, layer, loaded.pooling,
+        )  # fmt: skip
     elif _is_pixels(base):
-        size = size or (32, 32)
-        affine = preprocess_affine(preprocess or "unit", channels)
-        inputs = keras.Input(shape=(*size, channels), name="pixels")
-        layer_ = _affine_layer(*affine)
-        x = layer_(inputs) if layer_ is not None else inputs
-        model = keras.Model(inputs, keras.layers.Flatten(name="flatten")(x), name="pixels")
-        name, origin, weights_id, layer, pooling = (
-            PIXELS,
-            {"application": PIXELS},
-            "none",
-            None,
-            "none",
-        )
+        built = _pixels(size or (32, 32), channels, preprocess)
     else:
         bone = _backbone(base, weights, size, preprocess, seed)
         layer = _pooled_top(bone, [layer], pooling)[0]
         model = _assemble(bone.model, layer, pooling, bone.affine, bone.stem)
-        name, origin, weights_id = bone.name, bone.origin, bone.weights_id
-        size, channels, affine = bone.size, bone.channels, bone.affine
-    model.trainable = False
-    description = _describe(model, origin, weights_id, layer, pooling, size, channels, seed)
-    description["preprocess"] = describe_preprocess(affine, preprocess)
-    return Base(model, name, (int(size[0]), int(size[1])), int(channels), description)
+        built = _Built(
+            model, bone.name, bone.origin, bone.weights_id, bone.size, bone.channels,
+            bone.affine, layer, pooling,
+        )  # fmt: skip
+    return built.base(seed, preprocess)
+
+
+@dataclass
+class _Built:
+    """A model of any kind, before it is frozen and described."""
+
+    model: keras.Model
+    name: str
+    origin: dict
+    weights_id: str
+    size: tuple[int, int]
+    channels: int
+    affine: tuple[np.ndarray, np.ndarray]
+    layer: str | None
+    pooling: str
+
+    def base(self, seed: int, preprocess: str | None) -> Base:
+        """The frozen :class:`Base`, its description made."""
+        model, size, channels = self.model, self.size, self.channels
+        model.trainable = False
+        description = _describe(
+            model, self.origin, self.weights_id, self.layer, self.pooling, size, channels, seed
+        )
+        description["preprocess"] = describe_preprocess(self.affine, preprocess)
+        return Base(model, self.name, (int(size[0]), int(size[1])), int(channels), description)
+
+
+def _pixels(size: tuple[int, int], channels: int, preprocess: str | None) -> _Built:
+    """The raw-pixels baseline: the (preprocessed) pixels, flattened."""
+    import keras
+
+    affine = preprocess_affine(preprocess or "unit", channels)
+    inputs = keras.Input(shape=(*size, channels), name="pixels")
+    layer_ = _affine_layer(*affine)
+    x = layer_(inputs) if layer_ is not None else inputs
+    model = keras.Model(inputs, keras.layers.Flatten(name="flatten")(x), name="pixels")
+    return _Built(
+        model, PIXELS, {"application": PIXELS}, "none", size, channels, affine, None, "none"
+    )
 
 
 def load_layers(

@@ -1,0 +1,10 @@
+"""The local engine: the loop in this process (:func:`features.loop.run_local`)."""
+
+from __future__ import annotations
+
+from bottleneck_transfer.features.loop import ExtractResult, Plan, run_local
+
+
+def run(plan: Plan) -> ExtractResult:
+    """Write every cache of ``plan`` in one pass in this process; the first cache's result."""
+    return run_local(plan)
