@@ -148,6 +148,8 @@ class Item:
     error: str | None = None
     #: The group a manifest declares for it (``--groups``: patient, session), if any.
     group: str | None = None
+    #: ``(offset, size)`` of its bytes inside the file at ``path`` (a tar shard's member).
+    member: tuple[int, int] | None = None
 
 
 @dataclass
@@ -182,6 +184,8 @@ class Source:
         """Decode one item to uint8 ``(height, width, channels)``; raises ImageError."""
         if item.error is not None:
             raise ImageError(item.error)
+        if item.member is not None:
+            return decode_file(read_member(item), size, channels, max_pixels=max_pixels)
         if item.path is not None:
             return decode_file(item.path, size, channels, max_pixels=max_pixels)
         assert self.arrays is not None and item.index is not None
@@ -339,3 +343,24 @@ def is_regular_file(spec: str, suffixes: tuple[str, ...] = ()) -> bool:
     if not path.exists() or path.is_dir() or file_kind(path, follow=True) is not None:
         return False
     return not suffixes or path.suffix.lower() in suffixes
+
+
+def read_member(item: Item) -> bytes:
+    """The bytes of ``item``'s member of the file at its path.
+
+    Raises
+    ------
+    ImageError
+        The file cannot be read, or ends before the member does.
+    """
+    assert item.path is not None and item.member is not None
+    offset, size = item.member
+    try:
+        with open(item.path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read(size)
+    except OSError as exc:
+        raise ImageError(f"cannot read {item.path}: {exc.strerror or exc}") from exc
+    if len(data) != size:
+        raise ImageError(f"truncated: {len(data)} of {size} bytes in {item.path}")
+    return data

@@ -14,7 +14,14 @@ from types import ModuleType
 
 from bottleneck_transfer.errors import SourceError
 from bottleneck_transfer.features.decode import IMAGE_EXTENSIONS
-from bottleneck_transfer.features.sources import fashion_mnist, folder, idx, manifest, npz
+from bottleneck_transfer.features.sources import (
+    fashion_mnist,
+    folder,
+    idx,
+    manifest,
+    npz,
+    webdataset,
+)
 from bottleneck_transfer.features.sources.items import Source, Split, select, split_source
 from bottleneck_transfer.regular import file_kind
 
@@ -25,6 +32,7 @@ SOURCE_KINDS: dict[str, ModuleType] = {
     "csv": manifest,
     "npz": npz,
     "idx": idx,
+    "webdataset": webdataset,
 }
 
 
@@ -53,7 +61,7 @@ def source_kind(spec: str, kind: str | None = None) -> ModuleType:
         raise SourceError(f"source {path.absolute()} is {what}, not a file: it is never opened")
     raise SourceError(
         f"cannot tell what {path.absolute()} is: give a folder, a .csv manifest, an IDX or .npz "
-        "file, or fashion-mnist:train|test"
+        "file, .tar shards, or fashion-mnist:train|test"
     )
 
 
