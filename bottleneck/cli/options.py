@@ -286,7 +286,7 @@ def fit_engine() -> Decorator:
             timeout: float | None,
             **kw: Any,
         ):
-            from bottleneck_transfer.features.engines.dask import joblib_engine
+            from bottleneck_transfer.features.engines import joblib_engine
 
             with joblib_engine(engine, scheduler, workers, timeout):
                 return command(*args, **kw)

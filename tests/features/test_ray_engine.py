@@ -60,6 +60,7 @@ def ray_local():
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_agent_register_timeout_ms", "300000")
         env.setenv("RAY_worker_register_timeout_seconds", "300")
+        env.setenv("RAY_enable_metrics_collection", "0")
         ray.init(
             num_cpus=WORKERS,
             include_dashboard=False,

@@ -7,7 +7,8 @@ process; ``dask`` and ``ray`` cut the source into shards (:mod:`.shards`), run t
 ones as tasks with the base built once per worker, retry lost ones, report progress, and
 join the shard caches into one cache equal to a local run's.
 
-Adding an engine is one module with a ``run(plan)`` function and one entry in the registry,
+Adding an engine is one module with ``run(plan)`` and ``joblib_backend(...)`` (where head
+searches run) and one entry in the registry,
 :data:`features.choices.ENGINES` (a light module: the CLI and the options read the names
 without importing any engine); each engine's module is imported only when it runs.
 """
@@ -15,6 +16,7 @@ without importing any engine); each engine's module is imported only when it run
 from __future__ import annotations
 
 import importlib
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
 from bottleneck_transfer.features.choices import ENGINES
@@ -22,7 +24,7 @@ from bottleneck_transfer.features.choices import ENGINES
 if TYPE_CHECKING:
     from bottleneck_transfer.features.loop import ExtractResult, Plan
 
-__all__ = ["ENGINES", "Engine", "get_engine"]
+__all__ = ["ENGINES", "Engine", "get_engine", "joblib_engine"]
 
 
 class Engine(Protocol):
@@ -31,6 +33,20 @@ class Engine(Protocol):
     def run(self, plan: Plan) -> ExtractResult:
         """Write every cache of ``plan`` (resuming what earlier runs kept); the first
         cache's result."""
+
+    def joblib_backend(
+        self, scheduler: str | None, n_workers: int | None, timeout: float | None = None
+    ) -> AbstractContextManager[None]:
+        """A context under which joblib's parallel work (head tuning fits) runs on it."""
+
+
+def joblib_engine(
+    engine: str, scheduler: str | None, n_workers: int | None, timeout: float | None = None
+) -> AbstractContextManager[None]:
+    """Send joblib's parallel work (head searches) to the engine ``engine``: scikit-learn and
+    the head tuner fit through joblib, so their trials run there; results equal a local
+    run's."""
+    return get_engine(engine).joblib_backend(scheduler, n_workers, timeout)
 
 
 def get_engine(name: str) -> Engine:

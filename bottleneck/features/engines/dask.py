@@ -4,7 +4,7 @@
 One task per missing shard, each building the base once per worker process; a task lost with
 its worker is run again elsewhere (and resumes that shard's partial files); the run stops
 with one line when no worker runs a shard for ``--timeout`` seconds or the scheduler is lost,
-keeping the finished shards. Also :func:`joblib_engine`: head searches through joblib's Dask
+keeping the finished shards. Also :func:`joblib_backend`: head searches through joblib's Dask
 backend.
 """
 
@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from bottleneck_transfer.errors import BottleneckError
-from bottleneck_transfer.features.engines import ENGINES
 from bottleneck_transfer.features.engines.shards import (
     ShardJob,
     check_timeout,
@@ -121,19 +120,12 @@ def dask_client(
 
 
 @contextmanager
-def joblib_engine(
-    engine: str, scheduler: str | None, n_workers: int | None, timeout: float | None = None
+def joblib_backend(
+    scheduler: str | None, n_workers: int | None, timeout: float | None = None
 ) -> Iterator[None]:
-    """Send joblib's parallel work (head tuning fits) to a Dask cluster when ``engine="dask"``.
-
-    scikit-learn and the head tuner fit through joblib, so under this context their trials
-    run as tasks on the cluster through joblib's Dask backend; results equal a local run's.
-    """
-    if engine == "local":
-        yield
-        return
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}. Received: engine={engine!r}")
+    """Send joblib's parallel work (head tuning fits) to a Dask cluster: under this context
+    scikit-learn's and the head tuner's trials run as tasks through joblib's Dask backend;
+    results equal a local run's."""
     import joblib
 
     with dask_client(scheduler, n_workers, timeout), joblib.parallel_config(backend="dask"):

@@ -87,6 +87,22 @@ def ray_runtime(address: str | None, n_workers: int) -> Iterator[Any]:
         ray.shutdown()
 
 
+@contextlib.contextmanager
+def joblib_backend(
+    scheduler: str | None, n_workers: int | None, timeout: float | None = None
+) -> Iterator[None]:
+    """Send joblib's parallel work (head tuning fits) to Ray: its joblib backend, on the
+    cluster at ``scheduler`` or a local runtime of ``n_workers`` CPUs."""
+    import joblib
+
+    with ray_runtime(scheduler, n_workers or max(1, min(4, os.cpu_count() or 1))):
+        from ray.util.joblib import register_ray
+
+        register_ray()
+        with joblib.parallel_config(backend="ray"):
+            yield
+
+
 def _run_on_ray(job: ShardJob) -> dict[str, Any]:
     """Run the job's missing shards on Ray actors; what the provenance records."""
     options = job.plan.options
