@@ -83,3 +83,22 @@ def test_shards_by_brace_pattern_and_a_truncated_shard_is_one_failed_item(photo_
     assert source.items[-1].id == "s-001.tar" and "cannot list" in source.items[-1].error
     result = extract(source, "pixels", tmp_path / "c.h5", **PIXELS)
     assert result.rows == 9 and [i for i, _ in result.failed] == ["s-001.tar"]
+
+
+def test_arrays_in_memory_give_the_npz_files_features(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (12, 20, 20, 3), dtype=np.uint8)
+    labels = np.arange(12) % 3
+    np.savez(tmp_path / "a.npz", images=images, labels=labels)
+    from bottleneck_transfer.features.sources import open_arrays
+
+    memory = open_arrays(images, labels, class_names=["a", "b", "c"])
+    assert memory.kind == "arrays" and memory.class_names == ["a", "b", "c"]
+    got = extract(memory, "pixels", tmp_path / "m.h5", **PIXELS)
+    want = extract(tmp_path / "a.npz", "pixels", tmp_path / "f.h5", **PIXELS)
+    with FeatureCache.open(got.path) as a, FeatureCache.open(want.path) as b:
+        assert a.ids == b.ids == [f"array:{i}" for i in range(12)]
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert_features_close(a.features, b.features)
+    same = open_arrays(images, labels, class_names=["a", "b", "c"])
+    assert extract(same, "pixels", got.path, **PIXELS).up_to_date

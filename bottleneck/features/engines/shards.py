@@ -296,6 +296,11 @@ def run_sharded(
             f"--engine {engine} builds the base on every worker: give the base by name or "
             "model path, not as a Base object"
         )
+    if plan.source.options.get("spec") is None:
+        raise BottleneckError(
+            f"--engine {engine} reopens the source on every worker, and arrays in memory "
+            "cannot be sent there: save them with numpy.savez and extract the .npz file"
+        )
     assert options.batch_size is not None
     shards = plan_shards(
         len(plan.source), options.shard_images or DEFAULT_SHARD_IMAGES, options.batch_size
