@@ -9,7 +9,9 @@ elsewhere. Run them as root with::
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -51,25 +53,28 @@ def test_the_isolation_check_refuses_a_machine_with_a_network(monkeypatch):
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """A local Ray runtime of two CPUs on 127.0.0.1, started only inside an isolated
-    namespace (its agents given time to start on a loaded machine)."""
+    """A Ray runtime of two CPUs on 127.0.0.1 (`ray start --head`), started only inside an
+    isolated namespace; its agent's port fixed so a loaded machine does not time it out."""
     reason = why_not_isolated()
     if reason is not None:
         pytest.skip(reason)
     ray = pytest.importorskip("ray")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RAY_agent_register_timeout_ms", "300000")
-        env.setenv("RAY_worker_register_timeout_seconds", "300")
-        env.setenv("RAY_enable_metrics_collection", "0")
-        ray.init(
-            num_cpus=WORKERS,
-            include_dashboard=False,
-            log_to_driver=False,
-            _node_ip_address="127.0.0.1",
-        )
-    assert ray.util.get_node_ip_address() == "127.0.0.1"
-    yield ray
-    ray.shutdown()
+    head = [
+        "ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--num-cpus", str(WORKERS),
+        "--include-dashboard", "false", "--dashboard-agent-grpc-port", "52366",
+        "--disable-usage-stats",
+    ]  # fmt: skip
+    env = {**os.environ, "RAY_enable_metrics_collection": "0"}
+    started = subprocess.run(head, env=env, capture_output=True, text=True)
+    if started.returncode != 0:
+        pytest.fail(f"ray start failed: {started.stderr[-2000:]}")
+    try:
+        ray.init(address="auto", log_to_driver=False)
+        assert ray.util.get_node_ip_address() == "127.0.0.1"
+        yield ray
+        ray.shutdown()
+    finally:
+        subprocess.run(["ray", "stop", "--force"], capture_output=True)
 
 
 @pytest.fixture(scope="module")
