@@ -46,6 +46,7 @@ _EXPORTS = {
     "verify_cache": "bottleneck_transfer.features.inspection",
     "Source": "bottleneck_transfer.features.sources",
     "open_source": "bottleneck_transfer.features.sources",
+    "open_arrays": "bottleneck_transfer.features.sources",
     "BottleneckError": "bottleneck_transfer.errors",
     "CacheError": "bottleneck_transfer.errors",
     "ImageError": "bottleneck_transfer.errors",

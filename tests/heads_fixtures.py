@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from bottleneck_transfer.features.cache import CacheWriter, FeatureCache, partial_path
+from bottleneck_transfer.features.cache import CacheWriter, FeatureCache
+from bottleneck_transfer.features.cache.partial import partial_path
 from bottleneck_transfer.fingerprint import fingerprint
 from sklearn.datasets import load_digits, make_blobs
 

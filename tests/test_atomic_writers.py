@@ -15,7 +15,7 @@ from bottleneck_transfer import atomic
 from bottleneck_transfer.deploy.export import export
 from bottleneck_transfer.deploy.finetune import finetune
 from bottleneck_transfer.deploy.predict import PredictResult, write_predictions
-from bottleneck_transfer.features.cache import partial_path
+from bottleneck_transfer.features.cache.partial import partial_path
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.heads.compare import compare_heads
 from bottleneck_transfer.heads.report import write_report

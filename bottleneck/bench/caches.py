@@ -34,8 +34,7 @@ def _timed(function) -> float:
 
 def bench_layers(n_images: int = 512, size: int = 96, repeats: int = 3) -> dict:
     """Seconds of three layers in one pass against one layer (MobileNetV2, random weights)."""
-    from bottleneck_transfer.features.extract import extract
-    from bottleneck_transfer.features.layers import extract_layers
+    from bottleneck_transfer.features.extract import extract, extract_layers
 
     options = {"weights": "none", "image_size": size}
     rounds = []
@@ -83,8 +82,7 @@ def bench_layers_update(
 ) -> dict:
     """Seconds of ``--update`` with three layers in one pass against one layer, on a folder of
     PNGs: unchanged (no image runs through the base), and with ``new_images`` added."""
-    from bottleneck_transfer.features.extract import extract
-    from bottleneck_transfer.features.layers import extract_layers
+    from bottleneck_transfer.features.extract import extract, extract_layers
     from PIL import Image
 
     options = {"weights": "none", "image_size": size, "progress": False}

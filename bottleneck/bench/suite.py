@@ -136,7 +136,7 @@ def limit_rate(r_model: float, r_decode: float, accelerator: bool) -> float:
 
 def _machine(workers: int) -> dict[str, Any]:
     import keras
-    from bottleneck_transfer.features.batches import accelerator_devices
+    from bottleneck_transfer.features.runtimes import accelerator_devices
     from bottleneck_transfer.versions import software_versions
 
     return {
@@ -706,9 +706,8 @@ def _fashion_base() -> Path | None:
 
 
 def _load_bench_base(name: str, image_size: int | None, weights: str, compute_dtype: str | None):
-    from bottleneck_transfer.features import hub
-    from bottleneck_transfer.features.bases import load_base
-    from bottleneck_transfer.features.extract import with_compute_dtype
+    from bottleneck_transfer.features.bases import hub, load_base
+    from bottleneck_transfer.features.runtimes import with_compute_dtype
 
     if name == "fashion-mnist":
         path = _fashion_base()
@@ -746,9 +745,13 @@ def bench_base(
 
     Heads and the dense-head comparison use ``head_rows`` rows spread evenly over the cache.
     """
-    from bottleneck_transfer.features.batches import accelerator_devices, default_batch_size
     from bottleneck_transfer.features.cache import FeatureCache
-    from bottleneck_transfer.features.extract import extract, with_compute_dtype
+    from bottleneck_transfer.features.extract import extract
+    from bottleneck_transfer.features.runtimes import (
+        accelerator_devices,
+        default_batch_size,
+        with_compute_dtype,
+    )
     from bottleneck_transfer.features.sources import open_source
 
     unknown = set(parts) - set(PARTS)

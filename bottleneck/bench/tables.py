@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.features.cache import FeatureCache
-from bottleneck_transfer.features.tables import export_cache
+from bottleneck_transfer.features.cache.export import export_cache
 
 
 def _matrix(column: Any, dim: int) -> np.ndarray:

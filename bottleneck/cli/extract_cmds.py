@@ -126,7 +126,7 @@ def extract(
             source, base, out, val_out, val_split=val_split, seed=seed, layers=names, **settings
         )
     elif names is not None:
-        from bottleneck_transfer.features.layers import extract_layers
+        from bottleneck_transfer.features.extract import extract_layers
 
         parts = (extract_layers(source, base, out, names, seed=seed, **settings),)
     else:

@@ -49,7 +49,7 @@ def _help(option: str, detail: str | None) -> str:
 
 def _preprocess(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """Check a ``--preprocess`` value early (named mode or ``mean=...,std=...``)."""
-    from bottleneck_transfer.features.preprocessing import check_preprocess
+    from bottleneck_transfer.features.bases.preprocessing import check_preprocess
 
     if value is not None:
         try:
@@ -270,22 +270,25 @@ def _engine_options() -> list[Decorator]:
     return [
         click.option(
             "--engine",
-            type=click.Choice(ENGINES),
+            type=click.Choice(tuple(ENGINES)),
             default="local",
             show_default=True,
-            help="dask: run the work as tasks on a Dask cluster (pip install "
-            "'bottleneck-transfer[dask]').",
+            help="dask, ray: run the work as tasks on a Dask or Ray cluster (pip install "
+            "'bottleneck-transfer[dask]' or '[ray]').",
         ),
         click.option(
             "--scheduler",
+            "--address",
+            "scheduler",
             metavar="ADDRESS",
-            help="A running Dask scheduler (tcp://host:8786); default: a local cluster.",
+            help="A running cluster to join: a Dask scheduler (tcp://host:8786) or a Ray "
+            "cluster (host:6379, auto); default: a local cluster.",
         ),
         click.option(
             "--timeout",
             type=click.FloatRange(min=0, min_open=True),
             metavar="SECONDS",
-            help="With --engine dask: stop with one line after waiting this long to reach "
+            help="With --engine dask or ray: stop with one line after waiting this long to reach "
             "the scheduler, for a worker, or while no worker runs a shard (finished shards "
             f"are kept for a rerun)  [default: {DASK_TIMEOUT:g}]",
         ),

@@ -230,7 +230,7 @@ def cache_export(cache_path: str, out: str, force: bool, wide: bool, as_json: bo
       bottleneck cache export caches/train.h5 -o train.feather --wide
       duckdb -c "select class_name, count(*) from 'train.parquet' group by 1"
     """
-    from bottleneck_transfer.features.tables import export_cache
+    from bottleneck_transfer.features.cache.export import export_cache
 
     options.refuse_overwrite(out, force)
     path = export_cache(cache_path, out, wide=wide)

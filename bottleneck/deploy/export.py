@@ -51,8 +51,7 @@ from bottleneck_transfer.deploy.parity import DEFAULT_ATOL, DEFAULT_SAMPLE, Pari
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.entries import remove_entry
 from bottleneck_transfer.errors import BaseModelError, ExportError, HeadError, did_you_mean
-from bottleneck_transfer.features import hub
-from bottleneck_transfer.features.bases import Base
+from bottleneck_transfer.features.bases import Base, hub
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.rebuild import rebuild_base
 from bottleneck_transfer.heads.registry import DEFAULT_HEAD, fitted_calibration, head_kind

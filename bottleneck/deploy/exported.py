@@ -55,7 +55,7 @@ from bottleneck_transfer.deploy.formats import METADATA_NAME, Converter, Runner,
 from bottleneck_transfer.deploy.keras_head import head_scores
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import ExportError, HeadError
-from bottleneck_transfer.features.batches import BatchRunner
+from bottleneck_transfer.features.runtimes import BatchRunner
 from bottleneck_transfer.heads.trust import load_trusted
 
 if TYPE_CHECKING:

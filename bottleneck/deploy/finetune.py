@@ -50,7 +50,7 @@ from bottleneck_transfer.deploy.formats import converter_for
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import ExportError, ImageError, SourceError
 from bottleneck_transfer.features.batches import decode_batch
-from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
+from bottleneck_transfer.features.decode import DEFAULT_MAX_PIXELS
 from bottleneck_transfer.features.sources import (
     Source,
     Split,

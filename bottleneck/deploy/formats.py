@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from bottleneck_transfer.errors import ExportError
-from bottleneck_transfer.features.tables import require
+from bottleneck_transfer.features.cache.tables import require
 from bottleneck_transfer.graphs import check_onnx, check_saved_model, check_tflite
 
 if TYPE_CHECKING:

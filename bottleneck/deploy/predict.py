@@ -37,8 +37,9 @@ from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.exported import Exported, load_exported
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import ExportError, ImageError, SourceError
-from bottleneck_transfer.features.batches import default_batch_size, iter_batches
-from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from bottleneck_transfer.features.batches import iter_batches
+from bottleneck_transfer.features.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from bottleneck_transfer.features.runtimes import default_batch_size
 from bottleneck_transfer.features.sources import Item, Source, open_source
 from tqdm.auto import tqdm
 

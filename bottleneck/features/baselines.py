@@ -7,16 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bottleneck_transfer.errors import BaseModelError, BottleneckError
-from bottleneck_transfer.features import hub
-from bottleneck_transfer.features.bases import (
-    PIXELS,
-    Base,
-    load_base,
-    random_weights,
-    weights_sha256,
-)
-from bottleneck_transfer.features.cache import FeatureCache
-from bottleneck_transfer.features.extract import cache_identity, extract
+from bottleneck_transfer.features.bases import hub
+from bottleneck_transfer.features.bases.common import PIXELS, Base, random_weights, weights_sha256
+from bottleneck_transfer.features.bases.load import load_base
+from bottleneck_transfer.features.cache.reader import FeatureCache
+from bottleneck_transfer.features.extract import extract
+from bottleneck_transfer.features.loop import cache_identity
 from bottleneck_transfer.features.sources import reopen_source
 from bottleneck_transfer.features.store import CacheStore
 from bottleneck_transfer.fingerprint import fingerprint

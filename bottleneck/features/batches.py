@@ -5,41 +5,31 @@ export's parity check and the benchmarks.
 
 * :func:`decode_batch` decodes items into one uint8 ``(n, H, W, C)`` array at a model's input
   size. Array sources already at that size are gathered in one copy; everything else is
-  decoded item by item by :mod:`features.images` (Pillow releases the GIL, so a thread pool
+  decoded item by item by :mod:`features.decode` (Pillow releases the GIL, so a thread pool
   splits a batch over the cores). Bad images are left out and reported, or raise (``strict``).
 * :func:`iter_batches` yields the batches of items ``[start, stop)`` in order, ``prefetch``
   batches decoding ahead while the caller runs the model: at most ``prefetch + 1`` batches of
   pixels are in memory, plus the images the workers are decoding (bounded by
-  :data:`features.images.DECODE_BUDGET`).
-* :class:`BatchRunner` runs a model on fixed-size batches (the last one padded, so one
-  compiled call serves all), casting uint8 to the model's float input inside the graph.
-* :func:`default_batch_size` sizes batches for the device and the input size.
+  :data:`features.decode.DECODE_BUDGET`).
+
+The model's side (fixed-size calls, batch sizes) is :mod:`features.runtimes`'s.
 """
 
 from __future__ import annotations
 
 import collections
 import os
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from bottleneck_transfer.errors import ImageError
-from bottleneck_transfer.features.images import DEFAULT_MAX_PIXELS
+from bottleneck_transfer.features.decode import DEFAULT_MAX_PIXELS
 from bottleneck_transfer.features.sources import Item, Source
-
-if TYPE_CHECKING:
-    import keras
 
 #: Batches decoded ahead while the model runs (each batch is split over all workers).
 PREFETCH = 2
-#: Images per model call on a CPU at 224 x 224 (other sizes scale by pixel count).
-CPU_BATCH = 64
-#: Images per model call on an accelerator at 224 x 224 (other sizes scale by pixel count).
-ACCELERATOR_BATCH = 256
 
 
 @dataclass
@@ -64,49 +54,10 @@ class Batch:
     end: int | None = None
 
 
-def accelerator_devices() -> list[str]:
-    """The accelerators (``gpu:0``, ``tpu:0``, ...) the Keras backend sees; empty on a CPU."""
-    import keras
-
-    try:
-        devices = keras.distribution.list_devices()
-    except Exception:  # a backend without device listing: assume a CPU
-        return []
-    return [d for d in devices if not str(d).lower().startswith("cpu")]
-
-
-def default_batch_size(
-    image_size: tuple[int, int], n_items: int | None = None, accelerator: bool | None = None
-) -> int:
-    """Images per model call: 64 on a CPU, 256 on an accelerator, for 224 x 224 inputs.
-
-    Other input sizes scale by pixel count (a power of two between 16 and 1024), so small
-    inputs get bigger batches (less per-call overhead) and big ones smaller (memory); a
-    source of fewer than that many images runs as one batch of exactly its size, since the
-    last batch is padded to the batch size and padding is wasted compute (27 images in a
-    64-batch ran at 0.44 x the limit).
-
-    Examples
-    --------
-    >>> default_batch_size((224, 224), accelerator=False)
-    64
-    >>> default_batch_size((28, 28), n_items=100, accelerator=False)
-    100
-    """
-    if accelerator is None:
-        accelerator = bool(accelerator_devices())
-    at_224 = ACCELERATOR_BATCH if accelerator else CPU_BATCH
-    scale = (224 * 224) / (image_size[0] * image_size[1])
-    size = int(min(1024, max(16, 2 ** round(np.log2(max(1.0, at_224 * scale))))))
-    if n_items:
-        size = min(size, n_items)
-    return size
-
-
 def _gatherable(source: Source, image_size: tuple[int, int], channels: int) -> bool:
     """Whether ``source``'s images are arrays already at ``image_size`` (nothing to decode).
 
-    Only the cases where :func:`features.images.decode_array` is the identity (or a
+    Only the cases where :func:`features.decode.decode_array` is the identity (or a
     grey-to-RGB copy) qualify, so gathered pixels equal the per-image decoder's.
     """
     arrays = source.arrays
@@ -135,7 +86,7 @@ def _decode_rows(
     """Decode ``items`` into the rows of ``out``: which rows are good, and the failures.
 
     Every item decoded one by one passes here; the source pixels held meanwhile, across all
-    threads, are bounded by :data:`features.images.DECODE_BUDGET`.
+    threads, are bounded by :data:`features.decode.DECODE_BUDGET`.
     """
     good = np.ones(len(items), bool)
     failures: list[tuple[str, str]] = []
@@ -341,67 +292,3 @@ def iter_batches(
         finally:
             for waiting in pending:
                 waiting.cancel()
-
-
-_PIXEL_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _pixel_model(model: keras.Model) -> keras.Model | None:
-    """``model`` taking uint8 pixels and casting them inside its compiled graph.
-
-    Saves a float32 copy of every batch on the host (and 4x the bytes sent to an
-    accelerator). Cached per model so the compiled function is traced once per process.
-    """
-    import keras
-
-    if model in _PIXEL_MODELS:
-        return _PIXEL_MODELS[model]
-    wrapper = None
-    try:
-        if len(model.inputs) == 1 and "float" in str(model.inputs[0].dtype):
-            inputs = keras.Input(model.input_shape[1:], dtype="uint8", name="pixels_uint8")
-            outputs = model(keras.ops.cast(inputs, model.inputs[0].dtype), training=False)
-            wrapper = keras.Model(inputs, outputs, name=f"{model.name}_uint8")
-    except Exception:  # an unusual model: feed it float32 from the host instead
-        wrapper = None
-    _PIXEL_MODELS[model] = wrapper
-    return wrapper
-
-
-class BatchRunner:
-    """Runs a model on fixed-size batches: pads the last one so the compiled call is reused.
-
-    Takes uint8 pixels (cast to the model's float input inside the graph) or floats.
-
-    Examples
-    --------
-    >>> run = BatchRunner(base.model, batch_size=64)  # doctest: +SKIP
-    >>> run(batch.pixels).shape  # doctest: +SKIP
-    (64, 1280)
-    """
-
-    def __init__(self, model: keras.Model, batch_size: int) -> None:
-        self.model = model
-        self.batch_size = batch_size
-        self._pixel_model = _pixel_model(model)
-
-    def __call__(self, pixels: np.ndarray) -> np.ndarray | list[np.ndarray]:
-        """The model's float32 outputs for ``pixels``: an array, or a list for a model with
-        several outputs (several layers in one pass)."""
-        import keras
-
-        n = len(pixels)
-        if n == 0:
-            empty = [np.zeros((0, int(t.shape[-1])), np.float32) for t in self.model.outputs]
-            return empty if len(empty) > 1 else empty[0]
-        if n < self.batch_size:
-            batch = np.zeros((self.batch_size, *pixels.shape[1:]), pixels.dtype)
-            batch[:n] = pixels
-            pixels = batch
-        if self._pixel_model is not None and pixels.dtype == np.uint8:
-            out = self._pixel_model.predict_on_batch(pixels)
-        else:
-            out = self.model.predict_on_batch(pixels.astype(np.float32))
-        if isinstance(out, (list, tuple)):
-            return [np.asarray(keras.ops.convert_to_numpy(o), np.float32)[:n] for o in out]
-        return np.asarray(keras.ops.convert_to_numpy(out), np.float32)[:n]

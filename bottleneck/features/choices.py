@@ -10,8 +10,11 @@ COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 STORE_DTYPES = ("float32", "float16")
 #: Lossless HDF5 filters for the features (``--compression``).
 COMPRESSIONS = ("lzf", "gzip")
-#: Where an extraction or a head search runs (``--engine``).
-ENGINES = ("local", "dask")
-#: Seconds a Dask run may wait before it stops with one line (``--timeout``): to reach the
-#: scheduler, for a first worker, and while no worker runs its shards (all workers died).
+#: Where an extraction runs (``--engine``): the engine registry, name -> its module under
+#: :mod:`features.engines` (imported only when it runs; adding an engine is its module and
+#: one entry here).
+ENGINES: dict[str, str] = {"local": "local", "dask": "dask", "ray": "ray"}
+#: Seconds a cluster run (``--engine dask|ray``) may wait before it stops with one line
+#: (``--timeout``): to reach the scheduler, for a first worker, and while no worker runs its
+#: shards (all workers died).
 DASK_TIMEOUT = 60.0

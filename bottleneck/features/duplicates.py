@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.cache.reader import FeatureCache
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 

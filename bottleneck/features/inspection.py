@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import BottleneckError, CacheError
-from bottleneck_transfer.features import hub
-from bottleneck_transfer.features.cache import (
-    FeatureCache,
+from bottleneck_transfer.features.bases import hub
+from bottleneck_transfer.features.cache.format import (
     assembled_rows,
     describe_unusable,
     is_view,
@@ -20,6 +19,7 @@ from bottleneck_transfer.features.cache import (
     view_count,
     view_source_rows,
 )
+from bottleneck_transfer.features.cache.reader import FeatureCache
 from bottleneck_transfer.features.sources import reopen_source
 
 

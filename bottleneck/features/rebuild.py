@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from bottleneck_transfer.errors import BaseModelError
-from bottleneck_transfer.features import hub
-from bottleneck_transfer.features.bases import POOLINGS, Base, load_base
-from bottleneck_transfer.features.extract import with_compute_dtype
-from bottleneck_transfer.features.preprocessing import candidate_specs
+from bottleneck_transfer.features.bases import hub
+from bottleneck_transfer.features.bases.common import POOLINGS, Base
+from bottleneck_transfer.features.bases.load import load_base
+from bottleneck_transfer.features.bases.preprocessing import candidate_specs
+from bottleneck_transfer.features.runtimes import with_compute_dtype
 from bottleneck_transfer.fingerprint import sha256_file
 
 

@@ -39,12 +39,12 @@ from bottleneck_transfer.entries import (
     reusable,
 )
 from bottleneck_transfer.errors import BottleneckError, CacheError
-from bottleneck_transfer.features.cache import (
+from bottleneck_transfer.features.cache.partial import (
     CacheBusyError,
-    FeatureCache,
     check_partial_folder,
     writer_lock,
 )
+from bottleneck_transfer.features.cache.reader import FeatureCache
 from bottleneck_transfer.regular import is_regular
 
 #: Environment variable naming the default store folder.

@@ -28,9 +28,11 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.errors import CacheError, SourceError
-from bottleneck_transfer.features.bases import Base, load_base
-from bottleneck_transfer.features.cache import FeatureCache
-from bottleneck_transfer.features.extract import cache_identity, extract
+from bottleneck_transfer.features.bases.common import Base
+from bottleneck_transfer.features.bases.load import load_base
+from bottleneck_transfer.features.cache.reader import FeatureCache
+from bottleneck_transfer.features.extract import extract
+from bottleneck_transfer.features.loop import cache_identity
 from bottleneck_transfer.features.sources import Item, Source, open_source
 from bottleneck_transfer.features.store import CacheStore, default_cache_dir
 from bottleneck_transfer.fingerprint import fingerprint

@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.errors import StaleCacheError
-from bottleneck_transfer.features.cache import FeatureCache, image_row_ids, is_view, view_count
+from bottleneck_transfer.features.cache.format import image_row_ids, is_view, view_count
+from bottleneck_transfer.features.cache.reader import FeatureCache
+from bottleneck_transfer.features.loop import finished
 from bottleneck_transfer.features.sources import Source
 from bottleneck_transfer.fingerprint import diff_keys
 
@@ -110,8 +112,6 @@ def update_caches(
     StaleCacheError
         A cache made with another base, settings or views (:func:`check_updatable`).
     """
-    from bottleneck_transfer.features.extract import finished
-
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         olds = [stack.enter_context(FeatureCache.open(o)) if o.exists() else None for o in outs]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from bottleneck_transfer.errors import BottleneckError
-from bottleneck_transfer.features.cache import view_id
+from bottleneck_transfer.features.cache.format import view_id
 
 #: The augmentations, in the order they compose (a recipe's order does not matter).
 AUGMENTATIONS: dict[str, str] = {

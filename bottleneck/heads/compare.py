@@ -47,7 +47,8 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.display import Display, cell
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
-from bottleneck_transfer.features.cache import FeatureCache, check_features
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.cache.format import check_features
 from bottleneck_transfer.features.sources import id_origin
 from bottleneck_transfer.heads.calibration import calibration_report
 from bottleneck_transfer.heads.declared import Metric, metric_named
@@ -442,7 +443,7 @@ def _choose(candidates: list[Candidate], rows: np.ndarray, settings: dict[str, A
 
 def _choose_in_worker(*call: Any) -> Choice:
     """:func:`_choose` in a worker process (the backend started quietly, as for fits)."""
-    quiet_backend_start()
+    muted_backend_start()
     return _choose(*call)
 
 

@@ -35,7 +35,8 @@ import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.display import Display, cell
 from bottleneck_transfer.errors import DuplicateImagesWarning, HeadError, SmallDataWarning
-from bottleneck_transfer.features.cache import FeatureCache, check_features
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.cache.format import check_features
 from bottleneck_transfer.features.duplicates import (
     Duplicates,
     cache_duplicates,

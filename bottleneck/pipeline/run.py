@@ -33,9 +33,10 @@ from bottleneck_transfer.entries import MANIFEST_NAME, reusable
 from bottleneck_transfer.errors import SmallDataWarning
 from bottleneck_transfer.features.baselines import baseline_bases
 from bottleneck_transfer.features.bases import Base, load_base
-from bottleneck_transfer.features.cache import writer_lock
-from bottleneck_transfer.features.extract import cache_identity, extract
-from bottleneck_transfer.features.hub import spelled_path
+from bottleneck_transfer.features.bases.hub import spelled_path
+from bottleneck_transfer.features.cache.partial import writer_lock
+from bottleneck_transfer.features.extract import extract
+from bottleneck_transfer.features.loop import cache_identity
 from bottleneck_transfer.features.sources import Source, Split, open_source, split_source
 from bottleneck_transfer.features.store import (
     EXPORT_MODELS,

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer import limits
 from bottleneck_transfer.errors import BottleneckError, HeadError, did_you_mean
-from bottleneck_transfer.features.cache import COMPRESSIONS, STORE_DTYPES
-from bottleneck_transfer.features.hub import spelled_path
-from bottleneck_transfer.features.preprocessing import SYNTAX, check_preprocess
+from bottleneck_transfer.features.bases.hub import spelled_path
+from bottleneck_transfer.features.bases.preprocessing import SYNTAX, check_preprocess
+from bottleneck_transfer.features.choices import COMPRESSIONS, STORE_DTYPES
 from bottleneck_transfer.heads.declared import METRIC_NAMES
 from bottleneck_transfer.heads.learning_curve import parse_sizes
 from bottleneck_transfer.heads.registry import default_heads, head_names, make_head
@@ -173,8 +173,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "name": Key(
             (str,),
             doc="Required unless [rank] lists candidates (then the other base keys are their "
-            "shared settings). A keras.applications name, a .keras/.h5 file, a KerasHub preset or a "
-            "SavedModel folder.",
+            "shared settings). A keras.applications name, a .keras/.h5 file, a KerasHub preset "
+            "or a SavedModel folder.",
         ),
         "weights": Key((str,), doc="imagenet (the default for names), none, or a file."),
         "image_size": Key((int,), check=_positive, doc="Input size (default: the base's)."),

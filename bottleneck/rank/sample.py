@@ -20,7 +20,8 @@ import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.errors import SourceError
 from bottleneck_transfer.features.bases import Base
-from bottleneck_transfer.features.extract import ExtractResult, cache_identity, extract
+from bottleneck_transfer.features.extract import extract
+from bottleneck_transfer.features.loop import ExtractResult, cache_identity
 from bottleneck_transfer.features.sources import Source, item_groups
 from bottleneck_transfer.features.store import CacheStore
 from bottleneck_transfer.fingerprint import fingerprint

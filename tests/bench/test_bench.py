@@ -17,6 +17,7 @@ from bottleneck_transfer.cli.bench_cmds import COMMANDS
 from bottleneck_transfer.features import extract as extract_module
 from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.runtimes import with_compute_dtype
 from bottleneck_transfer.features.sources import open_source
 from bottleneck_transfer.heads.registry import default_heads
 from click.testing import CliRunner
@@ -211,12 +212,12 @@ def test_dense_head_from_cache_is_much_faster_than_frozen_base_fit(bench_dir):
 
 
 def test_compute_dtype_changes_features_slightly_and_the_fingerprint(tiny_base, tmp_path):
-    half = extract_module.with_compute_dtype(tiny_base, "bfloat16")
+    half = with_compute_dtype(tiny_base, "bfloat16")
     assert half.description["compute_dtype"] == "bfloat16"
-    assert extract_module.with_compute_dtype(tiny_base, "float32") is tiny_base
-    assert extract_module.with_compute_dtype(half, "bfloat16") is half
+    assert with_compute_dtype(tiny_base, "float32") is tiny_base
+    assert with_compute_dtype(half, "bfloat16") is half
     with pytest.raises(ValueError, match="compute_dtype='int8'"):
-        extract_module.with_compute_dtype(tiny_base, "int8")
+        with_compute_dtype(tiny_base, "int8")
     images = np.random.default_rng(2).integers(0, 256, (6, 40, 40), dtype=np.uint8)
     np.savez(tmp_path / "g.npz", images=images, labels=np.arange(6) % 2)
     full = extract_module.extract(tmp_path / "g.npz", tiny_base, tmp_path / "f.h5", progress=False)

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from bottleneck_transfer.cli import cli
 from bottleneck_transfer.errors import CacheError
-from bottleneck_transfer.features import cache as cache_module
 from bottleneck_transfer.features.bases import load_base
-from bottleneck_transfer.features.cache import FeatureCache, writer_lock
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.cache import writer as cache_module
+from bottleneck_transfer.features.cache.partial import writer_lock
 from bottleneck_transfer.features.extract import extract
 from click.testing import CliRunner
 from fault_fixtures import tiny_base_file, tiny_images

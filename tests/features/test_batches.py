@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 from bottleneck_transfer.errors import ImageError
 from bottleneck_transfer.features.bases import load_base
-from bottleneck_transfer.features.batches import (
+from bottleneck_transfer.features.batches import decode_batch, iter_batches
+from bottleneck_transfer.features.runtimes import (
     BatchRunner,
     accelerator_devices,
-    decode_batch,
     default_batch_size,
-    iter_batches,
 )
 from bottleneck_transfer.features.sources import open_source
 from feature_checks import assert_features_close

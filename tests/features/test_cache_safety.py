@@ -12,17 +12,16 @@ import numpy as np
 import pytest
 from bottleneck_transfer.entries import EntryManifest
 from bottleneck_transfer.errors import CacheError, ResumeWarning, StaleCacheError
-from bottleneck_transfer.features import cache as cache_module
-from bottleneck_transfer.features.cache import (
+from bottleneck_transfer.features.cache import CacheWriter, FeatureCache
+from bottleneck_transfer.features.cache import writer as cache_module
+from bottleneck_transfer.features.cache.format import check_features
+from bottleneck_transfer.features.cache.partial import (
     PARTIAL_MARKER,
-    CacheWriter,
-    FeatureCache,
-    check_existing,
-    check_features,
     discard_partial,
     partial_path,
     partial_progress,
 )
+from bottleneck_transfer.features.cache.reader import check_existing
 
 DIM = 3
 IDS = [f"img{k:02d}.png" for k in range(12)]

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bottleneck_transfer.errors import BottleneckError
-from bottleneck_transfer.features import engines
 from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.engines import shards as engines
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.sources import open_source
 from bottleneck_transfer.fingerprint import fingerprint
@@ -155,7 +155,7 @@ def test_a_resumed_job_runs_only_the_missing_shards(cluster, source_spec, local_
     out = tmp_path / "resumed.h5"
     source = open_source(source_spec, limit=N_IMAGES)
     from bottleneck_transfer.features.bases import load_base
-    from bottleneck_transfer.features.extract import cache_identity
+    from bottleneck_transfer.features.loop import cache_identity
 
     base = load_base(BASE)
     print_fp = fingerprint(cache_identity(base, source, source.manifest()))
@@ -185,7 +185,7 @@ def test_views_on_the_cluster_equal_a_local_run(cluster, source_spec, tmp_path):
 
 def test_layers_on_the_cluster_equal_a_local_multi_layer_run(cluster, source_spec, tmp_path):
     from bottleneck_transfer.cli import cli
-    from bottleneck_transfer.features.layers import extract_layers, layer_paths
+    from bottleneck_transfer.features.extract import extract_layers, layer_paths
     from click.testing import CliRunner
 
     layers = ["bottleneck", "pool2"]
@@ -344,7 +344,7 @@ def test_random_weights_on_the_cluster_equal_a_local_run(cluster, source_spec, t
 
 def test_a_worker_that_builds_other_weights_is_refused():
     from bottleneck_transfer.errors import BaseModelError
-    from bottleneck_transfer.features.passes import load_pass
+    from bottleneck_transfer.features.runtimes import load_pass
 
     job = load_pass(BASE)
     client = {**job.bases[0].description, "weights_sha256": "sha256:other"}

@@ -8,9 +8,10 @@ import h5py
 import numpy as np
 import pytest
 from bottleneck_transfer.errors import CacheError, ImageError, SourceError, StaleCacheError
-from bottleneck_transfer.features import extract as extract_module
+from bottleneck_transfer.features import loop as extract_module
 from bottleneck_transfer.features.bases import load_base
-from bottleneck_transfer.features.cache import FeatureCache, partial_path, partial_progress
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.cache.partial import partial_path, partial_progress
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.sources import open_source
 from feature_checks import assert_features_close

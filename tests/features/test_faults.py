@@ -31,9 +31,11 @@ import numpy as np
 import pytest
 from bottleneck_transfer import atomic
 from bottleneck_transfer.errors import CacheError, Interrupted, StaleCacheError
-from bottleneck_transfer.features import cache as cache_module
 from bottleneck_transfer.features.bases import load_base
-from bottleneck_transfer.features.cache import PARTIAL_MARKER, FeatureCache, partial_path
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.cache import partial as partial_module
+from bottleneck_transfer.features.cache import writer as cache_module
+from bottleneck_transfer.features.cache.partial import PARTIAL_MARKER, partial_path
 from bottleneck_transfer.features.extract import extract
 from fault_fixtures import tiny_base_file, tiny_images
 from feature_checks import assert_features_close
@@ -355,7 +357,7 @@ def test_read_only_output_folder_is_one_line(world, tmp_path, monkeypatch):
     def read_only(self, *args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), self.lock_file)
 
-    monkeypatch.setattr(cache_module.FileLock, "acquire", read_only)
+    monkeypatch.setattr(partial_module.FileLock, "acquire", read_only)
     words = r"cannot write .*c\.h5\.lock: Read-only file system; write the cache to a folder"
     with pytest.raises(CacheError, match=words) as caught:
         _extract(world, tmp_path / "c.h5")

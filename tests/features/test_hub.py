@@ -17,9 +17,10 @@ from bottleneck_transfer.errors import BaseModelError, StaleCacheError
 from bottleneck_transfer.features.baselines import randomized
 from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.cache import FeatureCache
-from bottleneck_transfer.features.extract import extract, with_compute_dtype
+from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.inspection import cache_info
 from bottleneck_transfer.features.rebuild import rebuild_base
+from bottleneck_transfer.features.runtimes import with_compute_dtype
 from bottleneck_transfer.features.sources import open_source
 from click.testing import CliRunner
 from feature_checks import assert_features_close

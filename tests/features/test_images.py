@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bottleneck_transfer.errors import BottleneckError, ImageError
-from bottleneck_transfer.features import images
-from bottleneck_transfer.features.images import (
+from bottleneck_transfer.features import decode as images
+from bottleneck_transfer.features.decode import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     decode_array,

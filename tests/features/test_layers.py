@@ -7,8 +7,7 @@ import pytest
 from bottleneck_transfer.errors import BaseModelError
 from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.cache import FeatureCache
-from bottleneck_transfer.features.extract import extract
-from bottleneck_transfer.features.layers import extract_layers, layer_paths
+from bottleneck_transfer.features.extract import extract, extract_layers, layer_paths
 from feature_checks import assert_features_close
 
 SIZE = 32

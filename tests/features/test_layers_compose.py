@@ -12,8 +12,7 @@ from bottleneck_transfer.cli import cli
 from bottleneck_transfer.errors import StaleCacheError
 from bottleneck_transfer.features import update as update_module
 from bottleneck_transfer.features.cache import FeatureCache
-from bottleneck_transfer.features.extract import extract
-from bottleneck_transfer.features.layers import extract_layers, layer_paths
+from bottleneck_transfer.features.extract import extract, extract_layers, layer_paths
 from bottleneck_transfer.features.sources import Split
 from click.testing import CliRunner
 from fault_fixtures import tiny_base_file, tiny_images

@@ -7,15 +7,16 @@ import pytest
 from bottleneck_transfer.cli import cli
 from bottleneck_transfer.errors import BaseModelError
 from bottleneck_transfer.features.bases import load_base
-from bottleneck_transfer.features.cache import FeatureCache
-from bottleneck_transfer.features.extract import cache_identity, extract
-from bottleneck_transfer.features.preprocessing import (
+from bottleneck_transfer.features.bases.preprocessing import (
     candidate_specs,
     check_preprocess,
     describe_preprocess,
     mean_std,
     preprocess_affine,
 )
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.extract import extract
+from bottleneck_transfer.features.loop import cache_identity
 from bottleneck_transfer.features.rebuild import rebuild_base
 from bottleneck_transfer.features.sources import open_source
 from bottleneck_transfer.fingerprint import fingerprint

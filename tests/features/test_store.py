@@ -10,7 +10,8 @@ import h5py
 import numpy as np
 import pytest
 from bottleneck_transfer.cli import cli
-from bottleneck_transfer.features.cache import CacheWriter, partial_path, writer_lock
+from bottleneck_transfer.features.cache import CacheWriter
+from bottleneck_transfer.features.cache.partial import partial_path, writer_lock
 from bottleneck_transfer.features.store import CacheStore
 from click.testing import CliRunner
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from bottleneck_transfer.cli import cli
 from bottleneck_transfer.errors import CacheError, MissingDependencyError
-from bottleneck_transfer.features import tables
-from bottleneck_transfer.features.cache import FeatureCache
-from bottleneck_transfer.features.tables import export_cache, read_metadata
+from bottleneck_transfer.features.cache import FeatureCache, tables
+from bottleneck_transfer.features.cache.export import export_cache
+from bottleneck_transfer.features.cache.tables import read_metadata
 from click.testing import CliRunner
 from heads_fixtures import write_cache
 

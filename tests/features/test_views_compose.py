@@ -15,10 +15,10 @@ from bottleneck_transfer.cli import cli
 from bottleneck_transfer.errors import StaleCacheError
 from bottleneck_transfer.features import views as views_module
 from bottleneck_transfer.features.bases import load_base
-from bottleneck_transfer.features.cache import FeatureCache, view_id
-from bottleneck_transfer.features.extract import extract
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.cache.format import view_id
+from bottleneck_transfer.features.extract import extract, extract_layers, layer_paths
 from bottleneck_transfer.features.inspection import verify_cache
-from bottleneck_transfer.features.layers import extract_layers, layer_paths
 from bottleneck_transfer.features.sources import Split
 from click.testing import CliRunner
 from fault_fixtures import tiny_base_file, tiny_images

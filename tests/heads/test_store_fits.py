@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.cli import cli
-from bottleneck_transfer.features.cache import writer_lock
+from bottleneck_transfer.features.cache.partial import writer_lock
 from bottleneck_transfer.features.store import (
     EXPORT_MODELS,
     EXPORT_SUMMARY,

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from bottleneck_transfer.cli import cli
 from bottleneck_transfer.features.bases import load_base
+from bottleneck_transfer.features.bases.hub import spelled_path
 from bottleneck_transfer.features.cache import FeatureCache
-from bottleneck_transfer.features.hub import spelled_path
 from click.testing import CliRunner
 from graph_fixtures import save_hostile_saved_model
 from hub_fixtures import save_images, save_saved_model

@@ -19,7 +19,8 @@ import pytest
 from bottleneck_transfer.atomic import TEMP_SUFFIX, atomic_path
 from bottleneck_transfer.cli import cli
 from bottleneck_transfer.errors import BottleneckError, CacheError
-from bottleneck_transfer.features.cache import PARTIAL_MARKER, CacheWriter, partial_path
+from bottleneck_transfer.features.cache import CacheWriter
+from bottleneck_transfer.features.cache.partial import PARTIAL_MARKER, partial_path
 from bottleneck_transfer.features.store import (
     EXPORT_MODELS,
     EXPORT_SUMMARY,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from bottleneck_transfer.cli import cli
 from bottleneck_transfer.entries import EntryManifest
-from bottleneck_transfer.features.cache import PARTIAL_MARKER
+from bottleneck_transfer.features.cache.partial import PARTIAL_MARKER
 from bottleneck_transfer.features.store import CacheStore, parse_age
 from bottleneck_transfer.heads.compare import NO_HELP
 from bottleneck_transfer.pipeline.run import run_pipeline

@@ -1,4 +1,4 @@
-"""Caches as Arrow tables, for pandas, polars, DuckDB and Parquet (``bottleneck cache export``).
+"""Caches as Arrow tables, for pandas, polars, DuckDB and Parquet (written by :mod:`.export`).
 
 One row per cache row: ``id`` (string), ``label`` (int32, -1 unlabeled), ``class_name``
 (string, null when unlabeled) and the features, either one ``features`` column of
@@ -11,7 +11,7 @@ only when a table is made.
 
 Example
 -------
->>> from bottleneck_transfer.features.tables import export_cache
+>>> from bottleneck_transfer.features.cache.export import export_cache
 >>> export_cache("caches/train.h5", "train.parquet")  # doctest: +SKIP
 """
 
@@ -20,20 +20,16 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from bottleneck_transfer.atomic import atomic_path
-from bottleneck_transfer.errors import CacheError, MissingDependencyError
-from bottleneck_transfer.features.cache import FORMAT, FORMAT_VERSION, FeatureCache
+from bottleneck_transfer.errors import MissingDependencyError
+from bottleneck_transfer.features.cache.format import FORMAT, FORMAT_VERSION
 
 if TYPE_CHECKING:
     import pyarrow
+    from bottleneck_transfer.features.cache.reader import FeatureCache
 
-#: File suffix -> how it is written. ``.arrow`` is the uncompressed Arrow IPC file format
-#: (memory-mappable); ``.feather`` is the same format with LZ4 buffers (Feather version 2).
-EXPORT_FORMATS = {".parquet": "parquet", ".arrow": "arrow", ".feather": "feather"}
 METADATA_KEY = b"bottleneck"
 #: Dictionary-encode only the repetitive columns: on 60k x 128 Fashion-MNIST features, float
 #: dictionaries made the file larger (22.2 vs 18.3 MB with zstd) and reading 1.6x slower.
@@ -109,83 +105,12 @@ def record_batches(
         start = stop
 
 
-def cache_table(cache: FeatureCache | str | Path, *, wide: bool = False) -> pyarrow.Table:
-    """A whole cache as one Arrow table (see the module docstring for the columns)."""
-    if not isinstance(cache, FeatureCache):
-        with FeatureCache.open(cache) as opened:
-            return cache_table(opened, wide=wide)
+def cache_table(cache: FeatureCache, *, wide: bool = False) -> pyarrow.Table:
+    """A whole open cache as one Arrow table (see the module docstring for the columns)."""
     pa = require("pyarrow")
     return pa.Table.from_batches(
         list(record_batches(cache, wide=wide)), table_schema(cache, wide=wide)
     )
-
-
-def export_format(path: str | Path) -> str:
-    """``parquet``, ``arrow`` or ``feather`` from the file's suffix.
-
-    Raises
-    ------
-    CacheError
-        For any other suffix.
-    """
-    suffix = Path(path).suffix.lower()
-    if suffix not in EXPORT_FORMATS:
-        raise CacheError(
-            f"cannot tell the export format of {path}: -o must end in "
-            f"{', '.join(EXPORT_FORMATS)}. Received: out={str(path)!r}"
-        )
-    return EXPORT_FORMATS[suffix]
-
-
-def export_cache(
-    cache: FeatureCache | str | Path,
-    out: str | Path,
-    *,
-    wide: bool = False,
-    batch_rows: int = BATCH_ROWS,
-) -> Path:
-    """Write a cache as a Parquet, Arrow or Feather file, streaming ``batch_rows`` at a time.
-
-    Parameters
-    ----------
-    cache : FeatureCache or path
-        The cache to export.
-    out : str or Path
-        ``.parquet``, ``.arrow`` or ``.feather``; it appears only when complete.
-    wide : bool, default=False
-        One float32 column per feature instead of one fixed-size list column.
-    batch_rows : int, default=65536
-        Rows read and written at a time (a Parquet row group); memory is flat in the rows.
-
-    Returns
-    -------
-    Path
-        ``out``.
-
-    Examples
-    --------
-    >>> export_cache("caches/train.h5", "train.parquet")  # doctest: +SKIP
-    >>> import duckdb  # doctest: +SKIP
-    >>> duckdb.sql("select class_name, count(*) from 'train.parquet' group by 1")  # doctest: +SKIP
-    """
-    if not isinstance(cache, FeatureCache):
-        with FeatureCache.open(cache) as opened:
-            return export_cache(opened, out, wide=wide, batch_rows=batch_rows)
-    kind = export_format(out)
-    pa = require("pyarrow")
-    schema = table_schema(cache, wide=wide)
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        if kind == "parquet":
-            parquet = require("pyarrow.parquet")
-            writer = parquet.ParquetWriter(tmp, schema, **PARQUET_OPTIONS)
-        else:
-            options = pa.ipc.IpcWriteOptions(compression="lz4" if kind == "feather" else None)
-            writer = pa.ipc.new_file(tmp, schema, options=options)
-        with writer:
-            for batch in record_batches(cache, wide=wide, batch_rows=batch_rows):
-                writer.write_batch(batch)
-    return out
 
 
 def read_metadata(schema: pyarrow.Schema) -> dict:

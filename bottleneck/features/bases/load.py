@@ -1,4 +1,4 @@
-"""Base models: keras.applications by name, user model files, the layer cut, preprocessing.
+"""Base models: keras.applications by name, user model files, hub bases, the layer cut.
 
 :func:`load_base` returns a :class:`Base` whose ``model`` maps raw pixels (float32 values
 0..255, shape ``(H, W, C)``) to bottleneck features ``(D,)``. The application's own
@@ -10,26 +10,36 @@ determines the features, including a sha256 of the weights.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import itertools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import BaseModelError, did_you_mean
-from bottleneck_transfer.features import hub
-from bottleneck_transfer.features.preprocessing import describe_preprocess, preprocess_affine
-from bottleneck_transfer.fingerprint import sha256_arrays, sha256_file
+from bottleneck_transfer.features.bases import hub
+from bottleneck_transfer.features.bases.common import (
+    PIXELS,
+    POOLINGS,
+    Base,
+    _affine_layer,
+    _assemble,
+    _check_enum,
+    _cut,
+    _key,
+    _pool,
+    check_layers,
+    random_weights,
+    weights_sha256,
+)
+from bottleneck_transfer.features.bases.preprocessing import describe_preprocess, preprocess_affine
+from bottleneck_transfer.fingerprint import sha256_file
 
 if TYPE_CHECKING:
     import keras
 
-POOLINGS = ("avg", "max")
+
 #: Input sizes the applications were trained at (others: 224).
 _DEFAULT_SIZES = {
     "inceptionv3": 299,
@@ -50,52 +60,6 @@ _DEFAULT_SIZES = {
     "efficientnetv2m": 480,
     "efficientnetv2l": 480,
 }
-PIXELS = "pixels"
-
-
-@dataclass(repr=False)
-class Base(Display):
-    """A frozen feature extractor: raw pixels in, bottleneck features out.
-
-    Examples
-    --------
-    >>> base = load_base("data/bases/fashion_mnist_0-4.keras")
-    >>> base.image_size, base.channels, base.dim
-    ((28, 28), 1, 128)
-    """
-
-    model: keras.Model
-    name: str
-    image_size: tuple[int, int]
-    channels: int
-    description: dict
-
-    @property
-    def dim(self) -> int:
-        """Feature size D."""
-        return int(self.model.output_shape[-1])
-
-    def _display_summary(self) -> dict[str, Any]:
-        height, width = self.image_size
-        return {
-            "name": self.name,
-            "input": f"{height}x{width}x{self.channels}",
-            "features": self.dim,
-            "layers": len(self.model.layers),
-        }
-
-    def _display_rows(self) -> list[dict[str, Any]]:
-        """One row per entry of the description (what the fingerprint is made of)."""
-        return [{"key": key, "value": value} for key, value in self.description.items()]
-
-
-def _key(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
-def _is_pixels(base: str | Path) -> bool:
-    """Whether ``base`` names the raw-pixels baseline (a name, not a path)."""
-    return hub.spelled_path(base) is None and _key(str(base)) == PIXELS
 
 
 def application_names() -> list[str]:
@@ -148,106 +112,6 @@ def _measure_affine(preprocess) -> tuple[np.ndarray, np.ndarray]:
     return weight, bias
 
 
-def _affine_layer(weight: np.ndarray, bias: np.ndarray) -> keras.layers.Layer | None:
-    import keras
-
-    channels = weight.shape[0]
-    if np.allclose(weight, np.eye(channels)) and np.allclose(bias, 0):
-        return None
-    layer = keras.layers.Dense(channels, name="preprocess", trainable=False)
-    layer.build((None, channels))
-    layer.set_weights([weight.astype(np.float32), bias.astype(np.float32)])
-    return layer
-
-
-def weights_sha256(model: keras.Model) -> str:
-    """sha256 over the values of the model's weights, in the model's order (with each one's
-    dtype and shape): independent of file format, of variable and layer names (Keras numbers
-    layers per process: ``normalization_2``), and changed by any one weight's value."""
-    import keras
-
-    return sha256_arrays(keras.ops.convert_to_numpy(weight) for weight in model.weights)
-
-
-def _derived_seed(seed: int, index: int) -> int:
-    """The seed of the ``index``-th initializer of a model built with ``seed`` (31 bits)."""
-    digest = hashlib.sha256(f"{seed}:{index}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") >> 1
-
-
-def random_weights(model: keras.Model, seed: int) -> keras.Model:
-    """``model``'s architecture with fresh random weights that depend only on ``seed``.
-
-    The model is rebuilt from its config with every initializer given its own seed, derived
-    from ``seed`` and the initializer's place in the config, so the weights are equal in
-    every process, thread and engine. (Keras' unseeded initializers draw their seeds from
-    Python's global ``random``, which a Dask worker's other threads use too: a one-worker
-    Dask run built other weights than the local run of the same ``--seed``.)
-    """
-    import keras
-
-    count = itertools.count()
-
-    def seeded(node: Any) -> Any:
-        if isinstance(node, list):
-            return [seeded(value) for value in node]
-        if not isinstance(node, dict):
-            return node
-        node = {key: seeded(value) for key, value in node.items()}
-        config = node.get("config")
-        if node.get("module") == "keras.initializers" and "seed" in (config or {}):
-            node["config"] = {**config, "seed": _derived_seed(seed, next(count))}
-        return node
-
-    keras.utils.set_random_seed(seed)  # for initializers that take no seed
-    return type(model).from_config(seeded(model.get_config()))
-
-
-def _pool(tensor, pooling: str, suffix: str = ""):
-    import keras
-
-    if len(tensor.shape) == 4:
-        pool = (
-            keras.layers.GlobalAveragePooling2D
-            if pooling == "avg"
-            else keras.layers.GlobalMaxPooling2D
-        )
-        return pool(name=f"bottleneck_pool{suffix}")(tensor)
-    if len(tensor.shape) != 2:
-        return keras.layers.Flatten(name=f"bottleneck_flatten{suffix}")(tensor)
-    return tensor
-
-
-def check_layers(model: keras.Model, layers: Sequence[str]) -> None:
-    """Refuse layer names ``model`` does not have, in one line naming close ones.
-
-    Raises
-    ------
-    BaseModelError
-        Naming every missing layer, the closest names (difflib) and the last layers.
-    """
-    names = [lyr.name for lyr in model.layers]
-    missing = [layer for layer in layers if layer not in names]
-    if not missing:
-        return
-    hints = "".join(did_you_mean(layer, names) for layer in missing)
-    word = "layer" if len(missing) == 1 else "layers"
-    raise BaseModelError(
-        f"{word} {', '.join(map(repr, missing))} not found in {model.name}.{hints} "
-        f"Received: layer={', '.join(layers)}; its last layers are: {', '.join(names[-12:])} "
-        f"({len(names)} layers in all)"
-    )
-
-
-def _cut(model: keras.Model, layer: str | None):
-    """The tensor at the cut: ``layer``'s output; by default the input of a classifier's last
-    layer, or a headless model's output."""
-    if layer is None:
-        return model.layers[-1].input if _has_head(model) else model.output
-    check_layers(model, [layer])
-    return model.get_layer(layer).output
-
-
 def _pooled_top(bone: _Backbone, layers: Sequence[str | None], pooling: str) -> list[str | None]:
     """``layers`` with the name of an application classifier's global pooling layer
     (``avg_pool`` in ResNet50, EfficientNet, DenseNet, InceptionV3) read as the default cut:
@@ -265,39 +129,6 @@ def _pooled_top(bone: _Backbone, layers: Sequence[str | None], pooling: str) -> 
     pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
     top = [lyr.name for lyr in builder(weights=None).layers if type(lyr) is pool[pooling]]
     return [None if top and layer == top[-1] else layer for layer in layers]
-
-
-def _assemble(
-    backbone: keras.Model,
-    layer: str | None,
-    pooling: str,
-    affine: tuple[np.ndarray, np.ndarray],
-    name: str,
-) -> keras.Model:
-    """raw pixels -> affine preprocessing -> backbone cut at ``layer`` -> pooled features."""
-    import keras
-
-    trunk = keras.Model(backbone.inputs, _cut(backbone, layer), name=f"{backbone.name}_cut")
-    trunk.trainable = False
-    inputs = keras.Input(shape=backbone.input_shape[1:], name="pixels")
-    x = inputs
-    preprocess = _affine_layer(*affine)
-    if preprocess is not None:
-        x = preprocess(x)
-    features = _pool(trunk(x), pooling)
-    return keras.Model(inputs, features, name=f"{_key(name)}_features")
-
-
-def _has_head(model: keras.Model) -> bool:
-    """Whether a model ends in a classifier layer to remove (rank-2 output)."""
-    return len(model.output.shape) == 2
-
-
-def _check_enum(value: str, valid: tuple[str, ...], option: str) -> None:
-    if value not in valid:
-        raise BaseModelError(
-            f"invalid --{option}. Received: {option}={value!r}; valid: {', '.join(valid)}"
-        )
 
 
 def _weights_arg(weights: str | None) -> str | None:
@@ -363,6 +194,11 @@ def _load_model_file(path: Path, weights: str | None, seed: int) -> keras.Model:
     return model
 
 
+def _is_pixels(base: str | Path) -> bool:
+    """Whether ``base`` names the raw-pixels baseline (a name, not a path)."""
+    return hub.spelled_path(base) is None and _key(str(base)) == PIXELS
+
+
 def load_base(
     base: str | Path,
     *,
@@ -416,50 +252,70 @@ def load_base(
     >>> load_base("data/bases/fashion_mnist_0-4.keras", layer="bottleneck").dim
     128
     """
-    import keras
 
     kind = hub.hub_kind(base)
     if kind is None:
         _check_enum(pooling, POOLINGS, "pooling")
     size = (image_size, image_size) if isinstance(image_size, int) else image_size
     if kind is not None:
+        shaping = {"weights": weights, "image_size": size, "pooling": pooling, "layer": layer}
         loaded = hub.load_hub(
-            kind,
-            base,
-            weights=weights,
-            image_size=size,
-            pooling=pooling,
-            layer=layer,
-            preprocess=preprocess,
-            seed=seed,
-            trust_graph=trust_graph,
+            kind, base, preprocess=preprocess, seed=seed, trust_graph=trust_graph, **shaping
         )
-        model, name, origin, weights_id = loaded.model, loaded.name, loaded.origin, loaded.weights
-        size, channels, affine, pooling = loaded.size, 3, loaded.affine, loaded.pooling
+        built = _Built(
+            loaded.model, loaded.name, loaded.origin, loaded.weights, loaded.size, 3,
+            loaded.affine, layer, loaded.pooling,
+        )  # fmt: skip
     elif _is_pixels(base):
-        size = size or (32, 32)
-        affine = preprocess_affine(preprocess or "unit", channels)
-        inputs = keras.Input(shape=(*size, channels), name="pixels")
-        layer_ = _affine_layer(*affine)
-        x = layer_(inputs) if layer_ is not None else inputs
-        model = keras.Model(inputs, keras.layers.Flatten(name="flatten")(x), name="pixels")
-        name, origin, weights_id, layer, pooling = (
-            PIXELS,
-            {"application": PIXELS},
-            "none",
-            None,
-            "none",
-        )
+        built = _pixels(size or (32, 32), channels, preprocess)
     else:
         bone = _backbone(base, weights, size, preprocess, seed)
         layer = _pooled_top(bone, [layer], pooling)[0]
         model = _assemble(bone.model, layer, pooling, bone.affine, bone.stem)
-        name, origin, weights_id = bone.name, bone.origin, bone.weights_id
-        size, channels, affine = bone.size, bone.channels, bone.affine
-    model.trainable = False
-    description = _describe(model, origin, weights_id, layer, pooling, size, channels, seed)
-    description["preprocess"] = describe_preprocess(affine, preprocess)
-    return Base(model, name, (int(size[0]), int(size[1])), int(channels), description)
+        built = _Built(
+            model, bone.name, bone.origin, bone.weights_id, bone.size, bone.channels,
+            bone.affine, layer, pooling,
+        )  # fmt: skip
+    return built.base(seed, preprocess)
+
+
+@dataclass
+class _Built:
+    """A model of any kind, before it is frozen and described."""
+
+    model: keras.Model
+    name: str
+    origin: dict
+    weights_id: str
+    size: tuple[int, int]
+    channels: int
+    affine: tuple[np.ndarray, np.ndarray]
+    layer: str | None
+    pooling: str
+
+    def base(self, seed: int, preprocess: str | None) -> Base:
+        """The frozen :class:`Base`, its description made."""
+        model, size, channels = self.model, self.size, self.channels
+        model.trainable = False
+        description = _describe(
+            model, self.origin, self.weights_id, self.layer, self.pooling, size, channels, seed
+        )
+        description["preprocess"] = describe_preprocess(self.affine, preprocess)
+        return Base(model, self.name, (int(size[0]), int(size[1])), int(channels), description)
+
+
+def _pixels(size: tuple[int, int], channels: int, preprocess: str | None) -> _Built:
+    """The raw-pixels baseline: the (preprocessed) pixels, flattened."""
+    import keras
+
+    affine = preprocess_affine(preprocess or "unit", channels)
+    inputs = keras.Input(shape=(*size, channels), name="pixels")
+    layer_ = _affine_layer(*affine)
+    x = layer_(inputs) if layer_ is not None else inputs
+    model = keras.Model(inputs, keras.layers.Flatten(name="flatten")(x), name="pixels")
+    return _Built(
+        model, PIXELS, {"application": PIXELS}, "none", size, channels, affine, None, "none"
+    )
 
 
 def load_layers(

@@ -13,6 +13,7 @@ resized, so a few small files declaring huge sizes cannot together exhaust memor
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections.abc import Iterator
@@ -108,7 +109,7 @@ def decode_array(array: np.ndarray, size: tuple[int, int], channels: int = 3) ->
 
 
 def decode_file(
-    path: str | Path,
+    path: str | Path | bytes,
     size: tuple[int, int],
     channels: int = 3,
     *,
@@ -118,8 +119,9 @@ def decode_file(
 
     Parameters
     ----------
-    path : str or Path
-        Image file (JPEG, PNG, BMP, GIF, WebP, TIFF).
+    path : str, Path or bytes
+        Image file (JPEG, PNG, BMP, GIF, WebP, TIFF), or its bytes (a tar member, a table
+        cell): the same code path.
     size : (int, int)
         Target ``(height, width)``; the image is resized without keeping its aspect ratio
         (bilinear, the ``keras.utils.load_img`` convention).
@@ -134,9 +136,9 @@ def decode_file(
         With the reason: missing, empty, not an image, truncated, too large, unreadable.
     """
     try:
-        if os.path.getsize(path) == 0:
+        if (len(path) if isinstance(path, bytes) else os.path.getsize(path)) == 0:
             raise ImageError("empty file (0 bytes)")
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(path) if isinstance(path, bytes) else path) as image:
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageError(

@@ -167,7 +167,7 @@ def load_hub(
     """Load a hub base of ``kind`` (see :func:`hub_kind`); raises :class:`BaseModelError`
     (:class:`GraphError` for a SavedModel holding an op off the allow-list, unless
     ``trust_graph``)."""
-    from bottleneck_transfer.features.bases import POOLINGS, _check_enum
+    from bottleneck_transfer.features.bases.common import POOLINGS, _check_enum
 
     _check_enum(pooling, (*POOLINGS, TOKEN), "pooling")
     if kind == "preset":
@@ -256,8 +256,8 @@ def _load_preset(
     seed: int,
 ) -> HubModel:
     import keras
-    from bottleneck_transfer.features.preprocessing import preprocess_affine
-    from bottleneck_transfer.features.tables import require
+    from bottleneck_transfer.features.bases.preprocessing import preprocess_affine
+    from bottleneck_transfer.features.cache.tables import require
 
     keras_hub = require("keras_hub", "hub")
     weights_id = "preset" if weights is None else str(weights).lower().replace("random", "none")
@@ -358,7 +358,7 @@ def _load_saved_model(
     trust_graph: bool,
 ) -> HubModel:
     import keras
-    from bottleneck_transfer.features.preprocessing import preprocess_affine
+    from bottleneck_transfer.features.bases.preprocessing import preprocess_affine
 
     path = Path(base).expanduser()
     backend = keras.backend.backend()
@@ -444,7 +444,7 @@ def _assemble(
     Returns the model and the pooling it applies (``none`` when the output is a vector).
     """
     import keras
-    from bottleneck_transfer.features.bases import _affine_layer, _cut, _key, _pool
+    from bottleneck_transfer.features.bases.common import _affine_layer, _cut, _key, _pool
 
     trunk = encoder
     if layer is not None:

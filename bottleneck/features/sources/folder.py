@@ -1,0 +1,70 @@
+"""Folder sources: one subfolder per class (nested files allowed), or a flat unlabeled folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bottleneck_transfer.errors import SourceError
+from bottleneck_transfer.features.decode import (
+    IMAGE_EXTENSIONS,
+)
+from bottleneck_transfer.features.sources.items import Item, Listing, file_item, local_path
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def _walk_images(folder: Path, root: Path, label: int) -> list[Item]:
+    """Every image under ``folder``, sorted; a folder that cannot be listed is a failed item."""
+    found = []
+
+    def unreadable(exc: OSError) -> None:
+        path = Path(exc.filename or folder)
+        rel = path.relative_to(root).as_posix() + "/"
+        reason = f"cannot list this folder ({exc.strerror or exc}); its images are not read"
+        found.append(Item(rel, label, path, error=reason))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if _is_image(name):
+                path = Path(dirpath) / name
+                found.append(file_item(path.relative_to(root).as_posix(), label, path))
+    return sorted(found, key=lambda item: item.id)
+
+
+def _folder_source(root: Path) -> tuple[str, list[Item], list[str]]:
+    """A flat folder (unlabeled) or one subfolder per class; a mix of both is refused."""
+    try:
+        entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    except OSError as exc:
+        raise SourceError(f"cannot list the source folder {root}: {exc.strerror or exc}") from exc
+    subdirs = [p for p in entries if p.is_dir()]
+    top = [p.name for p in entries if not p.is_dir() and _is_image(p.name)]
+    classes = [(d, _walk_images(d, root, label)) for label, d in enumerate(subdirs)]
+    if top and any(item.error is None for _, found in classes for item in found):
+        shown = ", ".join(top[:3]) + (f" (+{len(top) - 3})" if len(top) > 3 else "")
+        folders = ", ".join(d.name for d, found in classes if found)
+        raise SourceError(
+            f"{root} holds images at its top level ({shown}) and image subfolders ({folders}): "
+            "move the top-level images into a class folder (or the subfolders out), or list "
+            "the images in a CSV manifest (path,label)"
+        )
+    if top:  # subfolders without images (e.g. the one `-o` writes caches to) are no classes
+        return "folder", _walk_images(root, root, -1), []
+    items = [item for _, found in classes for item in found]
+    return "class-folders", items, [d.name for d in subdirs]
+
+
+def detect(spec: str) -> bool:
+    """A folder."""
+    return Path(spec).expanduser().is_dir()
+
+
+def open_listing(spec: str, groups: str | None = None) -> Listing:
+    """The images of the folder ``spec`` (kind ``class-folders`` or ``folder``)."""
+    path, root = local_path(spec)
+    kind, items, names = _folder_source(path)
+    return Listing(kind, root, root, items, names)

@@ -1,0 +1,88 @@
+"""CSV manifest sources: a ``path`` column (relative to the CSV), an optional ``label`` and
+a ``--groups`` column.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from bottleneck_transfer.errors import SourceError
+from bottleneck_transfer.features.sources.items import (
+    Item,
+    Listing,
+    file_item,
+    is_regular_file,
+    local_path,
+)
+
+
+def _csv_source(path: Path, groups: str | None = None) -> tuple[list[Item], list[str]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            numbered = [(reader.line_num, row) for row in reader]  # line of each row's end
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SourceError(f"cannot read manifest {path}: {exc}") from exc
+    if columns and "path" not in columns:
+        raise SourceError(
+            f"manifest {path} has no 'path' column (columns: {', '.join(columns)}); "
+            "the header must be 'path,label' (label optional)"
+        )
+    if groups is not None and groups not in columns:
+        raise SourceError(
+            f"manifest {path} has no {groups!r} column for --groups (columns: "
+            f"{', '.join(columns)}); name the column that holds each image's group"
+        )
+    rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for _, row in numbered]
+    # An empty label and -1 (the cache's own mark) both mean unlabeled.
+    values = sorted({r["label"] for r in rows if r.get("label") not in (None, "", "-1")})
+    if values and all(v.lstrip("-").isdigit() for v in values):
+        values = sorted(values, key=int)
+    index = {name: i for i, name in enumerate(values)}
+    listed = [(line, r) for (line, _), r in zip(numbered, rows, strict=True) if r["path"]]
+    _refuse_duplicates(
+        path, [(line, os.path.normpath(path.parent / r["path"])) for line, r in listed]
+    )
+    items = [
+        file_item(
+            r["path"],
+            index.get(r.get("label", ""), -1),
+            path.parent / r["path"],
+            group=(r.get(groups) or None) if groups else None,
+        )
+        for _, r in listed
+    ]
+    return items, values
+
+
+def _refuse_duplicates(manifest: Path, paths: list[tuple[int, str]]) -> None:
+    """Refuse a manifest listing one file twice (it would be two rows of one image)."""
+    lines: dict[str, list[int]] = {}
+    for line, where in paths:
+        lines.setdefault(where, []).append(line)
+    twice = {where: found for where, found in lines.items() if len(found) > 1}
+    if twice:
+        shown = "; ".join(
+            f"{Path(where).name} on lines {', '.join(map(str, found))}"
+            for where, found in list(twice.items())[:3]
+        )
+        more = f" (+{len(twice) - 3} more)" if len(twice) > 3 else ""
+        raise SourceError(
+            f"manifest {manifest} lists {len(twice)} file(s) more than once: {shown}{more}; "
+            "keep one line per image"
+        )
+
+
+def detect(spec: str) -> bool:
+    """A ``.csv`` file."""
+    return is_regular_file(spec, (".csv",))
+
+
+def open_listing(spec: str, groups: str | None = None) -> Listing:
+    """The images the manifest ``spec`` lists (kind ``csv``)."""
+    path, root = local_path(spec)
+    items, names = _csv_source(path, groups)
+    return Listing("csv", root, root, items, names)
