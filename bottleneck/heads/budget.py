@@ -11,6 +11,7 @@ output and ``--json``.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -32,10 +33,11 @@ PATHS = ("in-memory", "streaming")
 
 
 def machine_memory() -> int:
-    """The machine's physical memory in bytes."""
-    import psutil
-
-    return int(psutil.virtual_memory().total)
+    """The machine's physical memory in bytes (POSIX ``sysconf``; 16 GiB where unknown)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # Windows
+        return 16 * 2**30
 
 
 def parse_budget(text: str | int | None) -> int:
