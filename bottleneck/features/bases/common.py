@@ -45,7 +45,6 @@ class Base(Display):
     channels: int
     description: dict
 
-    @property
     def _display_summary(self) -> dict[str, Any]:
         height, width = self.image_size
         return {
@@ -59,6 +58,7 @@ class Base(Display):
         """One row per entry of the description (what the fingerprint is made of)."""
         return [{"key": key, "value": value} for key, value in self.description.items()]
 
+    @property
     def dim(self) -> int:
         """Feature size D."""
         return int(self.model.output_shape[-1])
