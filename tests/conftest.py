@@ -181,6 +181,16 @@ def broken_images(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def hub_root(tmp_path_factory) -> Path:
+    """Tiny hub bases side by side, built once per session (worker): the ResNet and ViT
+    KerasHub presets, a SavedModel and 12 images (``hub_fixtures.save_hub_root``). Read-only
+    but for caches a test extracts beside them under a name of its own."""
+    from hub_fixtures import save_hub_root
+
+    return save_hub_root(tmp_path_factory.mktemp("hub"))
+
+
+@pytest.fixture(scope="session")
 def fashion_mnist_available() -> Path:
     """The Fashion-MNIST folder (``BOTTLENECK_FASHION_MNIST_DIR`` or the apt location);
     skips the test when its four IDX files are not installed."""

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from bottleneck_transfer.bench import suite as bench_module
-from hub_fixtures import SIZE, needs_keras_hub, save_hub_root
+from hub_fixtures import SIZE, needs_keras_hub
 
 pytestmark = needs_keras_hub
-
-
-@pytest.fixture(scope="module")
-def hub_root(tmp_path_factory) -> Path:
-    return save_hub_root(tmp_path_factory.mktemp("hub"))
 
 
 @pytest.mark.parametrize(("base", "dim"), [("vit_tiny", 16), ("tiny_saved_model", 5)])

@@ -16,14 +16,9 @@ from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.sources import open_source
 from bottleneck_transfer.heads.registry import make_head
-from hub_fixtures import SIZE, needs_keras_hub, save_hub_root
+from hub_fixtures import SIZE, needs_keras_hub
 
 pytestmark = needs_keras_hub
-
-
-@pytest.fixture(scope="module")
-def hub_root(tmp_path_factory) -> Path:
-    return save_hub_root(tmp_path_factory.mktemp("hub"))
 
 
 def _cache(root: Path, base: str, name: str, **options) -> tuple[Path, np.ndarray, np.ndarray]:

@@ -28,8 +28,6 @@ from hub_fixtures import (
     SIZE,
     needs_keras_hub,
     save_images,
-    save_presets,
-    save_saved_model,
     tiny_vit,
 )
 
@@ -37,14 +35,14 @@ pytestmark = needs_keras_hub
 
 
 @pytest.fixture(scope="module")
-def presets(tmp_path_factory) -> dict[str, Path]:
+def presets(hub_root) -> dict[str, Path]:
     """A convolutional (ResNet, 64 features) and a transformer (ViT, 17 tokens of 16) preset."""
-    return save_presets(tmp_path_factory.mktemp("presets"))
+    return {kind: hub_root / f"{kind}_tiny" for kind in ("resnet", "vit")}
 
 
 @pytest.fixture(scope="module")
-def saved_model(tmp_path_factory) -> Path:
-    return save_saved_model(tmp_path_factory.mktemp("sm") / "tiny_saved_model")
+def saved_model(hub_root) -> Path:
+    return hub_root / "tiny_saved_model"
 
 
 @pytest.fixture(scope="module")
