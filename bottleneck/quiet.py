@@ -227,7 +227,8 @@ or scale the features", 'Warning: few rows (UserWarning)']
 
 @contextlib.contextmanager
 def summarised_warnings() -> Iterator[None]:
-    """Record the warnings raised inside; print :func:`summary_lines` to stderr at exit.
+    """Record the warnings raised inside; print :func:`summary_lines` to stderr at a
+    successful exit (a failed command ends with its one-line error alone).
 
     Every occurrence of a ``UserWarning`` (``ConvergenceWarning`` is one) or
     ``RuntimeWarning`` is counted; filters set inside (``ignore``) still apply.
@@ -244,12 +245,18 @@ def summarised_warnings() -> Iterator[None]:
         warnings.simplefilter("always", UserWarning)
         warnings.simplefilter("always", RuntimeWarning)
         warnings.showwarning = record
+        succeeded = False
         try:
             yield
+            succeeded = True
+        except BaseException as exc:  # an exit with status 0 (click's Exit, SystemExit) is fine
+            succeeded = getattr(exc, "exit_code", getattr(exc, "code", 1)) in (0, None)
+            raise
         finally:
             if before is None:
                 del os.environ[SUMMARISING_VARIABLE]
             else:
                 os.environ[SUMMARISING_VARIABLE] = before
-            for line in summary_lines(caught):
-                print(line, file=sys.stderr)
+            if succeeded:  # a failed command's one-line error stands alone
+                for line in summary_lines(caught):
+                    print(line, file=sys.stderr)

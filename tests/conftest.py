@@ -235,7 +235,8 @@ def spy_extracted_parts(monkeypatch):
         real = update_module.dataclasses.replace
 
         def spy(source, **changes):
-            parts.append([item.id for item in changes.get("items", [])])
+            if "items" in changes:  # a part of the source (replace has other callers)
+                parts.append([item.id for item in changes["items"]])
             return real(source, **changes)
 
         monkeypatch.setattr(update_module.dataclasses, "replace", spy)
@@ -247,15 +248,15 @@ def spy_extracted_parts(monkeypatch):
 @pytest.fixture
 def ran_images(monkeypatch) -> list[int]:
     """Counts the images each extraction runs through the base (one entry per batch)."""
-    from bottleneck_transfer.features import extract as extract_module
+    from bottleneck_transfer.features import loop as loop_module
 
     counted: list[int] = []
-    real = extract_module.iter_batches
+    real = loop_module.iter_batches
 
     def counting(*args, **kwargs):
         for batch in real(*args, **kwargs):
             counted.append(len(batch.items))
             yield batch
 
-    monkeypatch.setattr(extract_module, "iter_batches", counting)
+    monkeypatch.setattr(loop_module, "iter_batches", counting)
     return counted

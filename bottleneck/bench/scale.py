@@ -53,7 +53,8 @@ def synthetic_cache(
     apart. ``seed`` draws the means, ``(seed, part)`` the noise: parts 0 and 1 are a train
     and a test cache of the same classes. Memory is one batch of :data:`WRITE_ROWS` rows.
     """
-    from bottleneck_transfer.features.cache import CacheWriter, partial_path
+    from bottleneck_transfer.features.cache import CacheWriter
+    from bottleneck_transfer.features.cache.partial import partial_path
     from bottleneck_transfer.fingerprint import fingerprint
 
     path = Path(path)

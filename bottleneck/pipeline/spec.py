@@ -349,6 +349,8 @@ def _toml(value: Any) -> str:
     """``value`` as TOML writes it (strings quoted, booleans lower case)."""
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
     return f'"{value}"' if isinstance(value, str) else str(value)
 
 

@@ -76,7 +76,7 @@ COMMANDS = {
     "info": (["info", "{s}/train.h5"], "120"),
     "info --json": (["info", "{s}/train.h5", "--json"], '"rows": 120'),
     "verify": (["verify", "{s}/train.h5", "--no-source"], "ok    features finite"),
-    "cache ls": (["cache", "ls", "--cache-dir", "{s}"], "nothing stored in"),
+    "cache ls": (["cache", "ls", "--cache-dir", "{s}"], "# 0 entries, 0 bytes"),
     "cache prune": (
         ["cache", "prune", "--cache-dir", "{s}", "--partial", "--dry-run"],
         "",

@@ -198,7 +198,7 @@ def test_a_fifo_given_as_the_source_is_one_line(tmp_path):
 def test_a_fifo_at_the_output_cache_is_refused_never_opened(tmp_path):
     """``extract -o`` checks what is at its output first: a FIFO there is refused."""
     os.mkfifo(tmp_path / "c.h5")
-    code = "import sys; from bottleneck_transfer.features.cache import check_existing as c; "
+    code = "import sys; from bottleneck_transfer.features.cache.reader import check_existing as c; "
     code += "c(sys.argv[1], 'sha256:x', {})"
     done = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "c.h5")],
