@@ -870,7 +870,9 @@ def compare_heads(
     choosing = {"metric": deciding, "tune": tune, "random_state": random_state, "memo": memo}
 
     def choose_on(calls: list[tuple[list[Candidate], np.ndarray]]) -> list[Choice]:
-        return _choices(calls, choosing, n_jobs, train_data.X.size)
+        # Streamed features stay in one process: one reader of the file at a time.
+        in_memory = train_data.chunk_rows is None
+        return _choices(calls, choosing, n_jobs, train_data.X.size if in_memory else 0)
 
     def evaluate(tasks: list[Task]) -> list[tuple[Row, dict[str, np.ndarray]]]:
         folds = _fit_tasks(tasks, splits, fitting, bar)

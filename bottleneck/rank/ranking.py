@@ -12,7 +12,9 @@ import numpy as np
 from bottleneck_transfer.errors import BottleneckError
 from bottleneck_transfer.features.baselines import BASELINES, baseline_bases
 from bottleneck_transfer.features.cache import FeatureCache
-from bottleneck_transfer.features.extract import ExtractResult, as_source
+from bottleneck_transfer.features.extract import as_source
+from bottleneck_transfer.features.loop import ExtractResult
+from bottleneck_transfer.features.options import ExtractOptions
 from bottleneck_transfer.features.sources import Source, item_groups
 from bottleneck_transfer.features.store import CacheStore, default_cache_dir
 from bottleneck_transfer.heads.memo import FitMemo
@@ -138,7 +140,7 @@ def rank_bases(
         c if isinstance(c, Candidate) else parse_candidate(c) for c in candidates
     )
     size = SampleSize.parse(sample)
-    collection = as_source(source, classes=classes, limit=limit, groups=groups)
+    collection = as_source(source, ExtractOptions(classes=classes, limit=limit, groups=groups))
     drawn = sample_source(collection, size, seed)
     store = CacheStore(cache_dir or default_cache_dir())
     extracting = {
