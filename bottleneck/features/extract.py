@@ -102,17 +102,7 @@ def extract(
         one = with_compute_dtype(base, options.compute_dtype)
         job = Pass(one, (one,))
     else:
-        job = load_pass(
-            base,
-            layer=options.layer,
-            pooling=options.pooling or "avg",
-            compute_dtype=options.compute_dtype,
-            trust_graph=options.trust_graph,
-            seed=options.seed,
-            weights=options.weights,
-            image_size=options.image_size,
-            preprocess=options.preprocess,
-        )
+        job = _load_job(base, options, layer=options.layer)
     (result,) = extract_pass(source, job, [Path(out)], options)
     return result
 
@@ -159,17 +149,7 @@ def extract_layers(
         raise ValueError(f"layers must be distinct layer names. Received: layers={list(layers)}")
     options = ExtractOptions.build(options, **settings)
     source = as_source(source, options)
-    job = load_pass(
-        base,
-        layers=layers,
-        pooling=options.pooling or "avg",
-        compute_dtype=options.compute_dtype,
-        trust_graph=options.trust_graph,
-        seed=options.seed,
-        weights=options.weights,
-        image_size=options.image_size,
-        preprocess=options.preprocess,
-    )
+    job = _load_job(base, options, layers=layers)
     return extract_pass(source, job, layer_paths(out, layers), options)
 
 
@@ -291,3 +271,19 @@ def _refuse_options(
             f"extract(): {keys} apply to a {name} given by name; {maker}, {args}) builds a "
             f"{kind.__name__} object with them. Received: {received}"
         )
+
+
+def _load_job(base: str | Path, options: ExtractOptions, **cut: Any) -> Pass:
+    """The pass of ``base`` built with the options' base settings, cut at ``cut`` (``layer``
+    or ``layers``): the one mapping of options to :func:`load_pass`."""
+    return load_pass(
+        base,
+        **cut,
+        pooling=options.pooling or "avg",
+        compute_dtype=options.compute_dtype,
+        trust_graph=options.trust_graph,
+        seed=options.seed,
+        weights=options.weights,
+        image_size=options.image_size,
+        preprocess=options.preprocess,
+    )
