@@ -23,6 +23,7 @@ _SHOW_FAILED = 10
 @options.classes()
 @options.limit()
 @options.groups()
+@options.source_kind()
 @options.batch_size(
     "Images per model call (default: 64 on a CPU, 256 on an accelerator, at 224x224; "
     "scaled by pixel count for other sizes)."
@@ -90,7 +91,9 @@ def extract(
     """Extract bottleneck features of SOURCE into an HDF5 cache.
 
     SOURCE is a class-folder tree, a flat folder, a CSV manifest (path,label), an IDX or
-    NPZ file, or fashion-mnist:train|test. Interrupted runs resume; an identical cache is
+    NPZ file, WebDataset .tar shards, a Parquet/Arrow table of image bytes (the Hugging Face
+    datasets layout), or fashion-mnist:train|test; folders, manifests, shards and tables may
+    be fsspec URLs (s3://, gs://, http://). Interrupted runs resume; an identical cache is
     left alone; a cache from other inputs is refused unless --force.
 
     \b
@@ -101,6 +104,9 @@ def extract(
       bottleneck extract manifest.csv --base mobilenet_v2 --weights none --image-size 96 -o c.h5
       bottleneck extract scans.csv --groups patient --base resnet50 --val-split 0.2 -o s.h5
       bottleneck extract data/photos --base resnet50 --val-split 0.2 -o caches/photos.h5
+      bottleneck extract 'shards/train-{000..015}.tar' --base resnet50 -o train.h5
+      bottleneck extract s3://bucket/beans/train.parquet --base resnet50 -o beans.h5
+      bottleneck extract photos.arrow --image-column img --label-column species -o p.h5
       bottleneck extract data/photos --base ./tfhub_model --preprocess unit -o hub.h5
       bottleneck extract data/photos --base ./custom_sm --preprocess unit --trust-graph -o c.h5
       bottleneck extract data/photos --base resnet50 -o photos.h5 --store-dtype float16

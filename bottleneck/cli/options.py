@@ -245,6 +245,33 @@ def groups(
     return click.option("--groups", default=None, metavar="COLUMN", help=help)
 
 
+def source_kind() -> Decorator:
+    """``--source``, ``--image-column``, ``--label-column``: how to read SOURCE."""
+    return compose(
+        click.option(
+            "--source",
+            "source_kind",
+            default=None,
+            metavar="KIND",
+            help="The source's kind instead of detecting it from the path: folder, csv, "
+            "webdataset, table, npz, idx or fashion-mnist.",
+        ),
+        click.option(
+            "--image-column",
+            default=None,
+            metavar="COLUMN",
+            help="A Parquet/Arrow table's column of image bytes (default: image).",
+        ),
+        click.option(
+            "--label-column",
+            default=None,
+            metavar="COLUMN",
+            help="A Parquet/Arrow table's column of labels: class indices (a ClassLabel) or "
+            "names (default: label).",
+        ),
+    )
+
+
 def batch_size(help: str, default: int | None = None) -> Decorator:
     """``--batch-size``: images per model call."""
     return click.option(

@@ -36,8 +36,9 @@ NEAR_THRESHOLD = 0.9995
 BLOCK_ROWS = 1024
 
 
-def content_hash(content: str | Path | np.ndarray) -> str:
-    """``sha256:<hex>`` of a file's bytes, or of an image array's pixels (shape included).
+def content_hash(content: str | Path | bytes | np.ndarray) -> str:
+    """``sha256:<hex>`` of a file's bytes (or the bytes themselves: a tar member, a table
+    cell), or of an image array's pixels (shape included).
 
     File bytes, not decoded pixels: hashing needs no decode (decoding is the extraction's
     cost), and copies whose bytes differ but pixels agree have identical features, which
@@ -47,6 +48,8 @@ def content_hash(content: str | Path | np.ndarray) -> str:
     if isinstance(content, np.ndarray):
         digest.update(repr((content.shape, content.dtype.str)).encode())
         digest.update(np.ascontiguousarray(content).tobytes())
+    elif isinstance(content, bytes):
+        digest.update(content)
     else:
         with open(content, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):

@@ -191,7 +191,7 @@ def extract_split(
 
 
 def as_source(source: str | Source, options: ExtractOptions) -> Source:
-    """``source`` opened (with the options' ``classes``/``limit``/``groups``), restricted to
+    """``source`` opened (with the options' :data:`SOURCE_OPTIONS`), restricted to
     the options' ``split`` part."""
     _refuse_options(source, Source, "source", "open_source(spec", options, SOURCE_OPTIONS)
     if not isinstance(source, Source):
@@ -201,6 +201,9 @@ def as_source(source: str | Source, options: ExtractOptions) -> Source:
             limit=options.limit,
             split=options.split,
             groups=options.groups,
+            source_kind=options.source_kind,
+            image_column=options.image_column,
+            label_column=options.label_column,
         )
     return source if options.split is None else split_source(source, options.split)
 

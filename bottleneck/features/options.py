@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from bottleneck_transfer.features.views import Views
 
 #: The options that shape a source given by name (:func:`features.sources.open_source`).
-SOURCE_OPTIONS = ("classes", "limit", "groups")
+SOURCE_OPTIONS = ("classes", "limit", "groups", "source_kind", "image_column", "label_column")
 #: The options that shape a base given by name (:func:`features.bases.load_base`).
 BASE_OPTIONS = ("weights", "image_size", "pooling", "layer", "preprocess", "trust_graph")
 
@@ -46,6 +46,11 @@ class ExtractOptions:
     groups : str, optional
         A CSV manifest's column of each image's group (patient, session), stored as the
         cache's ``/groups``: every split keeps a group on one side.
+    source_kind : str, optional
+        The source's kind (:data:`features.sources.registry.SOURCE_KINDS`) instead of
+        detecting it from the path.
+    image_column, label_column : str, optional
+        A Parquet/Arrow table's image and label columns (default ``image`` and ``label``).
     batch_size : int, optional
         Images per model call. Default (:func:`features.runtimes.default_batch_size`): 64
         on a CPU and 256 on an accelerator for 224 x 224 inputs, scaled by pixel count.
@@ -121,6 +126,9 @@ class ExtractOptions:
     limit: int | None = None
     split: Split | None = None
     groups: str | None = None
+    source_kind: str | None = None
+    image_column: str | None = None
+    label_column: str | None = None
     batch_size: int | None = None
     workers: int | None = None
     strict: bool = False

@@ -64,7 +64,12 @@ def ray_local():
         "--include-dashboard", "false", "--dashboard-agent-grpc-port", "52366",
         "--disable-usage-stats",
     ]  # fmt: skip
-    env = {**os.environ, "RAY_enable_metrics_collection": "0"}
+    # A loaded machine starts the dashboard agent slowly: give it time to write its ports.
+    env = {
+        **os.environ,
+        "RAY_enable_metrics_collection": "0",
+        "RAY_agent_register_timeout_ms": "180000",
+    }
     started = subprocess.run(head, env=env, capture_output=True, text=True)
     if started.returncode != 0:
         pytest.fail(f"ray start failed: {started.stderr[-2000:]}")

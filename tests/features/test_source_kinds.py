@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import io
+import json
+import shutil
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from bottleneck_transfer.errors import ImageError
+from bottleneck_transfer.errors import ImageError, SourceError
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.sources import open_source
 from feature_checks import assert_features_close
+from loader_fixtures import run_cli
 
 PIXELS = {"weights": None, "image_size": 16, "batch_size": 4, "progress": False}
 
@@ -102,3 +105,135 @@ def test_arrays_in_memory_give_the_npz_files_features(tmp_path):
         assert_features_close(a.features, b.features)
     same = open_arrays(images, labels, class_names=["a", "b", "c"])
     assert extract(same, "pixels", got.path, **PIXELS).up_to_date
+
+
+def _hf_table(folder: Path, **extra_rows: bytes | None):
+    """The class folder's images as a Hugging Face ``datasets`` table: an ``image`` struct of
+    bytes and path, a ``label`` ClassLabel whose names are in the schema metadata."""
+    pa = pytest.importorskip("pyarrow")
+    source = open_source(folder)
+    images = [{"bytes": item.path.read_bytes(), "path": item.id} for item in source.items]
+    labels = [item.label for item in source.items]
+    for name, data in extra_rows.items():
+        images.append({"bytes": data, "path": name})
+        labels.append(0)
+    features = {
+        "image": {"_type": "Image"},
+        "label": {"names": source.class_names, "_type": "ClassLabel"},
+    }
+    meta = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
+    table = pa.table({"image": images, "label": pa.array(labels, pa.int64())})
+    return table.replace_schema_metadata(meta)
+
+
+def _same_features(got: Path, want: Path, key=lambda i: i) -> None:
+    """``got`` holds ``want``'s rows (matched by id) with its class names and features."""
+    mine, theirs = _by_id(got), _by_id(want, key)
+    assert sorted(mine) == sorted(theirs)
+    for item_id, (row, name) in theirs.items():
+        assert mine[item_id][1] == name
+        assert_features_close(mine[item_id][0], row)
+
+
+def test_a_hugging_face_parquet_table_gives_the_class_folders_features(photo_folder, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    pq.write_table(_hf_table(photo_folder), tmp_path / "train.parquet", row_group_size=4)
+    source = open_source(tmp_path / "train.parquet")
+    assert source.kind == "table" and source.class_names == ["animals", "objects", "people"]
+    assert {item.member[0] for item in source.items} == {0, 1, 2}  # read by row group
+    table = extract(source, "pixels", tmp_path / "table.h5", **PIXELS)
+    folder = extract(photo_folder, "pixels", tmp_path / "folder.h5", **PIXELS)
+    assert table.rows == 9
+    _same_features(table.path, folder.path)  # ids: the rows' paths
+    again = extract(tmp_path / "train.parquet", "pixels", table.path, **PIXELS)
+    assert again.up_to_date
+
+
+def test_an_arrow_table_with_other_columns_and_string_labels(photo_folder, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    source = open_source(photo_folder)
+    table = pa.table(
+        {
+            "img": [item.path.read_bytes() for item in source.items],
+            "species": [source.class_names[item.label] for item in source.items],
+        }
+    )
+    with pa.ipc.new_file(tmp_path / "photos.arrow", table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=5):
+            writer.write_batch(batch)
+    with pytest.raises(SourceError, match=r"no .image. image column .*img, species.*--image-col"):
+        open_source(tmp_path / "photos.arrow")
+    arrow = open_source(tmp_path / "photos.arrow", image_column="img", label_column="species")
+    assert [item.id for item in arrow.items] == [f"photos.arrow#{k}" for k in range(9)]
+    assert arrow.class_names == source.class_names
+    got = extract(arrow, "pixels", tmp_path / "arrow.h5", **PIXELS)
+    folder = extract(photo_folder, "pixels", tmp_path / "folder.h5", **PIXELS)
+    order = {item.id: f"photos.arrow#{k}" for k, item in enumerate(source.items)}
+    _same_features(got.path, folder.path, order.get)
+    with pytest.raises(SourceError, match="--image-column names a column of a Parquet/Arrow"):
+        open_source(photo_folder, image_column="img")
+
+
+def test_undecodable_table_rows_are_failed_by_id_and_skipped(photo_folder, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = _hf_table(photo_folder, **{"bad/junk.png": b"not a png", "bad/empty.png": None})
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=3)
+    result = extract(tmp_path / "t.parquet", "pixels", tmp_path / "t.h5", **PIXELS)
+    assert result.rows == 9
+    failed = dict(result.failed)
+    assert sorted(failed) == ["bad/empty.png", "bad/junk.png"]
+    assert "no image bytes" in failed["bad/empty.png"]
+    with pytest.raises(ImageError, match=r"bad/junk\.png"):
+        extract(tmp_path / "t.parquet", "pixels", tmp_path / "s.h5", strict=True, **PIXELS)
+
+
+def _to_memory(folder: Path, root: str) -> None:
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fs.pipe(f"{root}/{path.relative_to(folder).as_posix()}", path.read_bytes())
+
+
+@pytest.mark.parametrize("name", ["", "m.csv", "p.tar", "p.parquet"])
+def test_fsspec_urls_give_the_local_sources_features(photo_folder, tmp_path, name):
+    pq = pytest.importorskip("pyarrow.parquet")
+    folder = Path(shutil.copytree(photo_folder, tmp_path / "photos"))
+    source = open_source(folder)
+    rows = [f"{i.id},{source.class_names[i.label]}\n" for i in source.items]
+    (folder / "m.csv").write_text("path,label\n" + "".join(rows))
+    write_shard(photo_folder, folder / "p.tar")
+    pq.write_table(_hf_table(photo_folder), folder / "p.parquet")
+    root = f"/photos-{name or 'folder'}"
+    _to_memory(folder, root)
+    url = f"memory://{root}/{name}".rstrip("/")
+    remote = open_source(url)
+    assert remote.root.startswith("memory://") and remote.kind == open_source(folder / name).kind
+    got = extract(remote, "pixels", tmp_path / "url.h5", **PIXELS)
+    want = extract(folder / name, "pixels", tmp_path / "local.h5", **PIXELS)
+    with FeatureCache.open(got.path) as a, FeatureCache.open(want.path) as b:
+        assert a.ids == b.ids and a.class_names == b.class_names
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert_features_close(a.features, b.features)
+        assert a.provenance["source"]["options"]["spec"] == url
+
+
+def test_a_file_url_is_the_local_path(photo_folder, tmp_path):
+    source = open_source(f"file://{photo_folder}")
+    assert source.root == str(photo_folder.resolve()) and source.reader is None
+    assert [i.id for i in source.items] == [i.id for i in open_source(photo_folder).items]
+
+
+def test_the_source_kind_is_forced_by_name_and_an_unknown_one_lists_the_kinds(
+    photo_folder, tmp_path
+):
+    shard = write_shard(photo_folder, tmp_path / "photos.bin")
+    with pytest.raises(SourceError, match="cannot tell what"):
+        open_source(shard)
+    forced = open_source(shard, source_kind="webdataset")
+    assert forced.kind == "webdataset" and len(forced) == 9
+    result = run_cli("extract", shard, "--base", "pixels", "--source", "nope", "-o", "x.h5")
+    assert result.exit_code != 0
+    line = result.output.strip().splitlines()[-1]
+    assert "unknown source kind; valid: fashion-mnist, table, folder, csv" in line
+    assert "source='nope'" in line

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bottleneck_transfer.errors import SourceError
 from bottleneck_transfer.features.sources.arrays import array_items, read_idx
-from bottleneck_transfer.features.sources.items import Listing
+from bottleneck_transfer.features.sources.items import Columns, Listing
 from bottleneck_transfer.fingerprint import sha256_file
 
 PREFIX = "fashion-mnist:"
@@ -38,7 +38,7 @@ def detect(spec: str) -> bool:
     return spec.startswith(PREFIX)
 
 
-def open_listing(spec: str, groups: str | None = None) -> Listing:
+def open_listing(spec: str, columns: Columns) -> Listing:
     """The Fashion-MNIST part ``spec`` names (kind ``fashion-mnist``)."""
     fashion_part = spec.split(":", 1)[1]
     if fashion_part not in _FASHION_FILES:

@@ -1,15 +1,19 @@
-"""Folder sources: one subfolder per class (nested files allowed), or a flat unlabeled folder."""
+"""Folder sources: one subfolder per class (nested files allowed), or a flat unlabeled folder;
+local, or behind an fsspec URL (listed once, files read through it)."""
 
 from __future__ import annotations
 
 import os
+import posixpath
 from pathlib import Path
+from typing import Any
 
 from bottleneck_transfer.errors import SourceError
 from bottleneck_transfer.features.decode import (
     IMAGE_EXTENSIONS,
 )
-from bottleneck_transfer.features.sources.items import Item, Listing, file_item, local_path
+from bottleneck_transfer.features.sources.items import Columns, Item, Listing, file_item, local_path
+from bottleneck_transfer.features.sources.reading import FileBytes, url_filesystem, url_of
 
 
 def _is_image(name: str) -> bool:
@@ -58,13 +62,48 @@ def _folder_source(root: Path) -> tuple[str, list[Item], list[str]]:
     return "class-folders", items, [d.name for d in subdirs]
 
 
+def _remote_folder(fs: Any, root: str) -> tuple[str, list[Item], list[str]]:
+    """:func:`_folder_source` for a folder on an fsspec file system: one listing of it."""
+    root = root.rstrip("/")
+    files = sorted(str(p) for p in fs.find(root))
+    relative = [posixpath.relpath(p, root) for p in files]
+    relative = [r for r in relative if not any(part.startswith(".") for part in r.split("/"))]
+    images = [r for r in relative if _is_image(posixpath.basename(r))]
+    entries = fs.ls(root, detail=True)
+    subdirs = sorted(
+        posixpath.basename(str(e["name"]).rstrip("/"))
+        for e in entries
+        if e["type"] == "directory" and not posixpath.basename(str(e["name"])).startswith(".")
+    )
+    top = [r for r in images if "/" not in r]
+    if top:
+        if len(top) < len(images):
+            raise SourceError(
+                f"{url_of(fs, root)} holds images at its top level and in subfolders: move "
+                "the top-level images into a class folder (or the subfolders out)"
+            )
+        return "folder", [Item(r, -1, Path(root, r)) for r in top], []
+    label = {name: k for k, name in enumerate(subdirs)}
+    items = [Item(r, label[r.split("/", 1)[0]], Path(root, r)) for r in images]
+    return "class-folders", sorted(items, key=lambda i: (i.label, i.id)), subdirs
+
+
 def detect(spec: str) -> bool:
-    """A folder."""
+    """A folder (local, or behind an fsspec URL)."""
+    remote = url_filesystem(spec)
+    if remote is not None:
+        fs, path = remote
+        return bool(fs.isdir(path))
     return Path(spec).expanduser().is_dir()
 
 
-def open_listing(spec: str, groups: str | None = None) -> Listing:
+def open_listing(spec: str, columns: Columns) -> Listing:
     """The images of the folder ``spec`` (kind ``class-folders`` or ``folder``)."""
+    remote = url_filesystem(spec)
+    if remote is not None:
+        fs, path = remote
+        kind, items, names = _remote_folder(fs, path)
+        return Listing(kind, spec, spec, items, names, reader=FileBytes(fs))
     path, root = local_path(spec)
     kind, items, names = _folder_source(path)
     return Listing(kind, root, root, items, names)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bottleneck_transfer.features.sources.arrays import array_items, read_idx
-from bottleneck_transfer.features.sources.items import Listing, is_regular_file, local_path
+from bottleneck_transfer.features.sources.items import Columns, Listing, is_regular_file, local_path
 from bottleneck_transfer.fingerprint import sha256_file
 
 
@@ -17,7 +17,7 @@ def detect(spec: str) -> bool:
     return named and is_regular_file(spec)
 
 
-def open_listing(spec: str, groups: str | None = None) -> Listing:
+def open_listing(spec: str, columns: Columns) -> Listing:
     """The images of the IDX file ``spec`` (kind ``idx``)."""
     path, root = local_path(spec)
     labels_path = _idx_labels_path(path)

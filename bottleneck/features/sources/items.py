@@ -5,9 +5,9 @@ subsets and samples (:func:`select`), stratified splits that keep groups and cop
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from bottleneck_transfer.features.decode import (
     decode_file,
 )
 from bottleneck_transfer.features.duplicates import content_hash, merge_labels
+from bottleneck_transfer.features.sources.reading import Reader, file_stat
 from bottleneck_transfer.fingerprint import canonical_json, sha256_arrays, sha256_text
 from bottleneck_transfer.regular import file_kind
 
@@ -108,9 +109,8 @@ def item_hashes(source: Source) -> list[str | None]:
     hashes: list[str | None] = []
     for item in source.items:
         try:
-            content = source.arrays[item.index] if item.path is None else item.path
-            hashes.append(None if item.error else content_hash(content))
-        except OSError:
+            hashes.append(None if item.error else content_hash(source.content(item)))
+        except (OSError, ImageError):
             hashes.append(None)
     return hashes
 
@@ -149,7 +149,8 @@ class Item:
     error: str | None = None
     #: The group a manifest declares for it (``--groups``: patient, session), if any.
     group: str | None = None
-    #: ``(offset, size)`` of its bytes inside the file at ``path`` (a tar shard's member).
+    #: Where its bytes are inside the file at ``path``: a tar member's ``(offset, size)``,
+    #: a table row's ``(row group or record batch, row in it)``.
     member: tuple[int, int] | None = None
 
 
@@ -171,6 +172,8 @@ class Source(Display):
     options: dict = field(default_factory=dict)
     arrays: np.ndarray | None = None
     array_hashes: dict[str, str] = field(default_factory=dict)
+    #: Reads items that are not local image files (tar members, table rows, URLs).
+    reader: Reader | None = None
 
     _display_bar = ("class", "images")
 
@@ -192,29 +195,34 @@ class Source(Display):
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> np.ndarray:
         """Decode one item to uint8 ``(height, width, channels)``; raises ImageError."""
+        content = self.content(item)
+        if isinstance(content, np.ndarray):
+            return decode_array(content, size, channels)
+        return decode_file(content, size, channels, max_pixels=max_pixels)
+
+    def content(self, item: Item) -> bytes | Path | np.ndarray:
+        """The item's image: its bytes (through :attr:`reader`), its local file, or its
+        array; raises ImageError."""
         if item.error is not None:
             raise ImageError(item.error)
-        if item.member is not None:
-            return decode_file(read_member(item), size, channels, max_pixels=max_pixels)
+        if self.reader is not None:
+            return self.reader.read(item)
         if item.path is not None:
-            return decode_file(item.path, size, channels, max_pixels=max_pixels)
+            return item.path
         assert self.arrays is not None and item.index is not None
-        return decode_array(self.arrays[item.index], size, channels)
+        return self.arrays[item.index]
 
     def manifest(self) -> dict[str, list] | None:
         """Per-item id, size and mtime (file sources), and ``group`` when a manifest declares
         groups; ``None`` for array sources."""
         if self.arrays is not None:
             return None
+        stat = self.reader.stat if self.reader is not None else partial(file_stat, None)
         sizes, mtimes = [], []
         for item in self.items:
-            try:
-                stat = os.stat(item.path)  # type: ignore[arg-type]
-                sizes.append(stat.st_size)
-                mtimes.append(stat.st_mtime_ns)
-            except OSError:
-                sizes.append(-1)
-                mtimes.append(-1)
+            size, mtime = stat(item.path)  # type: ignore[arg-type]
+            sizes.append(size)
+            mtimes.append(mtime)
         manifest = {"ids": [item.id for item in self.items], "size": sizes, "mtime_ns": mtimes}
         if self.options.get("groups"):
             manifest["group"] = [item.group or "" for item in self.items]
@@ -322,6 +330,25 @@ def id_origin(described: dict) -> str:
     return f"{described.get('kind')}:{where}" if where else ""
 
 
+@dataclass(frozen=True)
+class Columns:
+    """Which column of a manifest or table holds what (None: the kind's default).
+
+    ``groups``: a CSV manifest's column of each image's group (``--groups``); ``image`` and
+    ``label``: a table's image and label columns (``--image-column``, ``--label-column``;
+    default ``image`` and ``label``). A kind reads only the columns its module lists in
+    ``COLUMNS``.
+    """
+
+    groups: str | None = None
+    image: str | None = None
+    label: str | None = None
+
+    def given(self) -> dict[str, str]:
+        """The columns named, by option name (``groups``, ``image``, ``label``)."""
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
 @dataclass
 class Listing:
     """What a source kind finds at a spec, before class subsets and samples.
@@ -337,6 +364,7 @@ class Listing:
     names: list[str]
     arrays: np.ndarray | None = None
     hashes: dict[str, str] = field(default_factory=dict)
+    reader: Reader | None = None
 
 
 def local_path(spec: str) -> tuple[Path, str]:
@@ -353,24 +381,3 @@ def is_regular_file(spec: str, suffixes: tuple[str, ...] = ()) -> bool:
     if not path.exists() or path.is_dir() or file_kind(path, follow=True) is not None:
         return False
     return not suffixes or path.suffix.lower() in suffixes
-
-
-def read_member(item: Item) -> bytes:
-    """The bytes of ``item``'s member of the file at its path.
-
-    Raises
-    ------
-    ImageError
-        The file cannot be read, or ends before the member does.
-    """
-    assert item.path is not None and item.member is not None
-    offset, size = item.member
-    try:
-        with open(item.path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read(size)
-    except OSError as exc:
-        raise ImageError(f"cannot read {item.path}: {exc.strerror or exc}") from exc
-    if len(data) != size:
-        raise ImageError(f"truncated: {len(data)} of {size} bytes in {item.path}")
-    return data

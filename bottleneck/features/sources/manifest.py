@@ -1,26 +1,43 @@
 """CSV manifest sources: a ``path`` column (relative to the CSV), an optional ``label`` and
-a ``--groups`` column.
+a ``--groups`` column; local, or behind an fsspec URL (its paths then on the same file system).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
+from typing import Any
 
 from bottleneck_transfer.errors import SourceError
 from bottleneck_transfer.features.sources.items import (
+    Columns,
     Item,
     Listing,
     file_item,
     is_regular_file,
     local_path,
 )
+from bottleneck_transfer.features.sources.reading import (
+    FileBytes,
+    open_binary,
+    url_filesystem,
+    url_of,
+)
+
+#: The columns a manifest source reads (option names of :class:`Columns`).
+COLUMNS = ("groups",)
 
 
-def _csv_source(path: Path, groups: str | None = None) -> tuple[list[Item], list[str]]:
+def _csv_source(
+    path: Path, groups: str | None = None, fs: Any | None = None
+) -> tuple[list[Item], list[str]]:
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
+        with (
+            open_binary(fs, path) as raw,
+            io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle,
+        ):
             reader = csv.DictReader(handle)
             numbered = [(reader.line_num, row) for row in reader]  # line of each row's end
             columns = [c.strip() for c in (reader.fieldnames or [])]
@@ -47,7 +64,7 @@ def _csv_source(path: Path, groups: str | None = None) -> tuple[list[Item], list
         path, [(line, os.path.normpath(path.parent / r["path"])) for line, r in listed]
     )
     items = [
-        file_item(
+        (file_item if fs is None else _remote_item)(
             r["path"],
             index.get(r.get("label", ""), -1),
             path.parent / r["path"],
@@ -76,13 +93,25 @@ def _refuse_duplicates(manifest: Path, paths: list[tuple[int, str]]) -> None:
         )
 
 
+def _remote_item(item_id: str, label: int, path: Path, *, group: str | None = None) -> Item:
+    """A file on an fsspec file system (read through it: nothing local is opened)."""
+    return Item(item_id, label, path, group=group)
+
+
 def detect(spec: str) -> bool:
-    """A ``.csv`` file."""
+    """A ``.csv`` file (local or a URL)."""
+    if url_filesystem(spec) is not None:
+        return spec.lower().endswith(".csv")
     return is_regular_file(spec, (".csv",))
 
 
-def open_listing(spec: str, groups: str | None = None) -> Listing:
+def open_listing(spec: str, columns: Columns) -> Listing:
     """The images the manifest ``spec`` lists (kind ``csv``)."""
+    remote = url_filesystem(spec)
+    if remote is not None:
+        fs, where = remote
+        items, names = _csv_source(Path(where), columns.groups, fs)
+        return Listing("csv", url_of(fs, where), spec, items, names, reader=FileBytes(fs))
     path, root = local_path(spec)
-    items, names = _csv_source(path, groups)
+    items, names = _csv_source(path, columns.groups)
     return Listing("csv", root, root, items, names)

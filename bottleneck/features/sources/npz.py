@@ -10,6 +10,7 @@ import numpy as np
 from bottleneck_transfer.errors import SourceError
 from bottleneck_transfer.features.sources.arrays import array_items
 from bottleneck_transfer.features.sources.items import (
+    Columns,
     Item,
     Listing,
     is_regular_file,
@@ -23,7 +24,7 @@ def detect(spec: str) -> bool:
     return is_regular_file(spec, (".npz",))
 
 
-def open_listing(spec: str, groups: str | None = None) -> Listing:
+def open_listing(spec: str, columns: Columns) -> Listing:
     """The images of the ``.npz`` file ``spec`` (kind ``npz``)."""
     path, root = local_path(spec)
     items, names, arrays, hashes = _npz_source(path)

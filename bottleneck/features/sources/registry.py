@@ -1,9 +1,12 @@
 """Sources by registry: each kind one module, detected from the spec (or named).
 
-A kind module provides ``detect(spec) -> bool`` and ``open_listing(spec, groups) ->``
-:class:`features.sources.items.Listing`; :func:`open_source` asks each kind in
-:data:`SOURCE_KINDS` order, then applies what every source takes (class subset, sample,
-split). Adding a source kind is its module and one entry in :data:`SOURCE_KINDS`.
+A kind module provides ``detect(spec) -> bool`` and ``open_listing(spec, columns) ->``
+:class:`features.sources.items.Listing`, and lists in ``COLUMNS`` the
+:class:`~features.sources.items.Columns` it reads (none when it has no ``COLUMNS``);
+:func:`open_source` asks each kind in :data:`SOURCE_KINDS` order, then applies what every
+source takes (class subset, sample, split). Adding a source kind is its module and one entry
+in :data:`SOURCE_KINDS`. Specs may be fsspec URLs (``s3://``, ``memory://``: the kinds that
+read files take them); ``file://`` URLs are local paths.
 """
 
 from __future__ import annotations
@@ -20,14 +23,23 @@ from bottleneck_transfer.features.sources import (
     idx,
     manifest,
     npz,
+    table,
     webdataset,
 )
-from bottleneck_transfer.features.sources.items import Source, Split, select, split_source
+from bottleneck_transfer.features.sources.items import (
+    Columns,
+    Source,
+    Split,
+    select,
+    split_source,
+)
+from bottleneck_transfer.features.sources.reading import local_spec, url_filesystem
 from bottleneck_transfer.regular import file_kind
 
 #: Kind name -> its module, in detection order (a folder before a file suffix).
 SOURCE_KINDS: dict[str, ModuleType] = {
     "fashion-mnist": fashion_mnist,
+    "table": table,
     "folder": folder,
     "csv": manifest,
     "npz": npz,
@@ -36,7 +48,7 @@ SOURCE_KINDS: dict[str, ModuleType] = {
 }
 
 
-def source_kind(spec: str, kind: str | None = None) -> ModuleType:
+def kind_module(spec: str, kind: str | None = None) -> ModuleType:
     """The module of the source kind ``kind``, or of the first kind that detects ``spec``.
 
     Raises
@@ -48,12 +60,17 @@ def source_kind(spec: str, kind: str | None = None) -> ModuleType:
     if kind is not None:
         if kind not in SOURCE_KINDS:
             raise SourceError(
-                f"unknown source kind; valid: {', '.join(SOURCE_KINDS)}. Received: kind={kind!r}"
+                f"unknown source kind; valid: {', '.join(SOURCE_KINDS)}. Received: source={kind!r}"
             )
         return SOURCE_KINDS[kind]
     for module in SOURCE_KINDS.values():
         if module.detect(spec):
             return module
+    if url_filesystem(spec) is not None:
+        raise SourceError(
+            f"nothing at {spec} is a source: give a folder, a .csv manifest, .tar shards or a "
+            f".parquet/.arrow table (or name the kind with --source: {', '.join(SOURCE_KINDS)})"
+        )
     path = Path(spec).expanduser()
     if not path.exists():
         raise SourceError(f"source not found: {path}")
@@ -61,7 +78,8 @@ def source_kind(spec: str, kind: str | None = None) -> ModuleType:
         raise SourceError(f"source {path.absolute()} is {what}, not a file: it is never opened")
     raise SourceError(
         f"cannot tell what {path.absolute()} is: give a folder, a .csv manifest, an IDX or .npz "
-        "file, .tar shards, or fashion-mnist:train|test"
+        "file, .tar shards, a .parquet/.arrow table, or fashion-mnist:train|test (or name the "
+        f"kind with --source: {', '.join(SOURCE_KINDS)})"
     )
 
 
@@ -72,14 +90,19 @@ def open_source(
     limit: int | None = None,
     split: Split | None = None,
     groups: str | None = None,
-    kind: str | None = None,
+    source_kind: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
 ) -> Source:
     """Open an image collection.
 
     Parameters
     ----------
     spec : str or Path
-        A folder, a ``.csv`` manifest, an IDX/``.npz`` file, or ``fashion-mnist:train|test``.
+        A folder, a ``.csv`` manifest, an IDX/``.npz`` file, ``.tar`` shards, a Parquet or
+        Arrow table (or a folder of them), or ``fashion-mnist:train|test``; folders,
+        manifests, shards and tables may be fsspec URLs (``s3://``, ``gs://``, ``http://``,
+        ``memory://``; ``file://`` is a local path).
     classes : str or sequence, optional
         Keep only these classes (names, indices or ranges such as ``"5-9"``); labels are
         renumbered from 0 in class order.
@@ -92,8 +115,10 @@ def open_source(
     groups : str, optional
         A CSV manifest's column naming each image's group (patient, session): a group is
         never on both sides of any split. An empty cell: the image is its own group.
-    kind : str, optional
+    source_kind : str, optional
         The source kind (:data:`SOURCE_KINDS`) instead of detecting it from ``spec``.
+    image_column, label_column : str, optional
+        A table's image and label columns (default ``image`` and ``label``).
 
     Raises
     ------
@@ -107,16 +132,18 @@ def open_source(
     >>> len(open_source("fashion-mnist:train", classes="5-9", limit=1000))
     1000
     """
-    text = str(spec)
-    listing = source_kind(text, kind).open_listing(text, groups)
-    if groups is not None and listing.kind != "csv":
-        raise SourceError(
-            f"--groups names a column of a CSV manifest; {text} is a {listing.kind} source. "
-            f"Received: groups={groups!r}"
-        )
+    text = local_spec(str(spec))
+    columns = Columns(groups, image_column, label_column)
+    module = kind_module(text, source_kind)
+    _check_columns(text, module, columns)
+    listing = module.open_listing(text, columns)
     options = {"spec": listing.spec, "classes": classes, "limit": limit}
     if groups is not None:
         options["groups"] = groups
+    if source_kind is not None:
+        options["kind"] = source_kind
+    if image_column is not None or label_column is not None:
+        options["columns"] = {"image": image_column, "label": label_column}
     items, names = select(listing.items, listing.names, classes, limit)
     if not items:
         raise SourceError(
@@ -128,7 +155,14 @@ def open_source(
             )
         )
     source = Source(
-        listing.kind, listing.root, names, items, options, listing.arrays, listing.hashes
+        listing.kind,
+        listing.root,
+        names,
+        items,
+        options,
+        listing.arrays,
+        listing.hashes,
+        listing.reader,
     )
     return source if split is None else split_source(source, split)
 
@@ -146,4 +180,24 @@ def reopen_source(described: dict) -> Source:
         limit=options.get("limit"),
         split=split,
         groups=options.get("groups"),
+        source_kind=options.get("kind"),
+        image_column=(options.get("columns") or {}).get("image"),
+        label_column=(options.get("columns") or {}).get("label"),
     )
+
+
+#: Each column option's flag, for errors.
+_COLUMN_FLAGS = {"groups": "--groups", "image": "--image-column", "label": "--label-column"}
+
+
+def _check_columns(spec: str, module: ModuleType, columns: Columns) -> None:
+    """Refuse a column option the source's kind does not read."""
+    reads = getattr(module, "COLUMNS", ())
+    for name, value in columns.given().items():
+        if name not in reads:
+            what = "a CSV manifest" if name == "groups" else "a Parquet/Arrow table"
+            kind = next(k for k, m in SOURCE_KINDS.items() if m is module)
+            raise SourceError(
+                f"{_COLUMN_FLAGS[name]} names a column of {what}; {spec} is a {kind} "
+                f"source. Received: {_COLUMN_FLAGS[name].lstrip('-').replace('-', '_')}={value!r}"
+            )
