@@ -138,12 +138,7 @@ def open_source(
     _check_columns(text, module, columns)
     listing = module.open_listing(text, columns)
     options = {"spec": listing.spec, "classes": classes, "limit": limit}
-    if groups is not None:
-        options["groups"] = groups
-    if source_kind is not None:
-        options["kind"] = source_kind
-    if image_column is not None or label_column is not None:
-        options["columns"] = {"image": image_column, "label": label_column}
+    options |= _reopening(columns, source_kind)
     items, names = select(listing.items, listing.names, classes, limit)
     if not items:
         raise SourceError(
@@ -184,6 +179,18 @@ def reopen_source(described: dict) -> Source:
         image_column=(options.get("columns") or {}).get("image"),
         label_column=(options.get("columns") or {}).get("label"),
     )
+
+
+def _reopening(columns: Columns, kind: str | None) -> dict:
+    """What else :func:`reopen_source` needs: the columns and the kind, when given."""
+    options: dict = {}
+    if columns.groups is not None:
+        options["groups"] = columns.groups
+    if kind is not None:
+        options["kind"] = kind
+    if columns.image is not None or columns.label is not None:
+        options["columns"] = {"image": columns.image, "label": columns.label}
+    return options
 
 
 #: Each column option's flag, for errors.
