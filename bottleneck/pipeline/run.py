@@ -98,7 +98,14 @@ def _sources(spec: dict) -> dict[str, Source]:
     data = spec["data"]
     splits = {"train": data["limit"], "test": data["test_limit"], "val": data["test_limit"]}
     sources = {
-        split: open_source(data[split], classes=data["classes"], limit=limit)
+        split: open_source(
+            data[split],
+            classes=data["classes"],
+            limit=limit,
+            source_kind=data["source"],
+            image_column=data["image_column"],
+            label_column=data["label_column"],
+        )
         for split, limit in splits.items()
         if data[split] is not None
     }

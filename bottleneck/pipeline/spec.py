@@ -142,6 +142,12 @@ def _sample(value: Any) -> str | None:
     return None
 
 
+def _source_kind(value: Any) -> str | None:
+    from bottleneck_transfer.features.sources.registry import SOURCE_KINDS
+
+    return None if value in SOURCE_KINDS else f"valid: {', '.join(SOURCE_KINDS)}"
+
+
 def _curve_sizes(value: Any) -> str | None:
     try:
         parse_sizes(value)
@@ -155,11 +161,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "train": Key(
             (str,),
             required=True,
-            doc="Training images: class folders, a CSV manifest, IDX/NPZ or "
-            "fashion-mnist:train (relative to the spec).",
+            doc="Training images: class folders, a CSV manifest, IDX/NPZ, .tar shards, a "
+            "Parquet/Arrow table or fashion-mnist:train (relative to the spec), or an fsspec "
+            "URL (s3://, gs://, http://).",
         ),
         "test": Key((str,), doc="Held-out images the heads are scored on."),
         "val": Key((str,), doc="Validation images, extracted through the base."),
+        "source": Key(
+            (str,),
+            check=_source_kind,
+            doc="The sources' kind (folder, csv, webdataset, table, npz, idx, fashion-mnist) "
+            "instead of detecting it from each path.",
+        ),
+        "image_column": Key((str,), doc="A table's column of image bytes (default: image)."),
+        "label_column": Key(
+            (str,), doc="A table's column of labels, indices or names (default: label)."
+        ),
         "classes": Key((str, list), doc='Class subset: names, indices or ranges ("5-9").'),
         "limit": Key((int,), check=_positive, doc="Use N training images spread over train."),
         "test_limit": Key((int,), check=_positive, doc="Use N test (and val) images."),

@@ -237,3 +237,21 @@ def test_the_source_kind_is_forced_by_name_and_an_unknown_one_lists_the_kinds(
     line = result.output.strip().splitlines()[-1]
     assert "unknown source kind; valid: fashion-mnist, table, folder, csv" in line
     assert "source='nope'" in line
+
+
+def test_a_spec_names_the_source_kind(photo_folder, tmp_path):
+    from bottleneck_transfer.pipeline.run import _sources
+    from bottleneck_transfer.pipeline.spec import SpecError, load_spec
+
+    write_shard(photo_folder, tmp_path / "photos.bin")
+    body = (
+        '[data]\ntrain = "photos.bin"\nsource = "{}"\n'
+        '[base]\nname = "mobilenet_v2"\n[heads]\ncv = 3\n'
+    )
+    (tmp_path / "bad.toml").write_text(body.format("shards"))
+    with pytest.raises(SpecError, match="valid: fashion-mnist, table, folder"):
+        load_spec(tmp_path / "bad.toml")
+    (tmp_path / "spec.toml").write_text(body.format("webdataset"))
+    train = _sources(load_spec(tmp_path / "spec.toml"))["train"]
+    assert train.kind == "webdataset" and len(train) == 9
+    assert train.options["kind"] == "webdataset"
