@@ -102,7 +102,7 @@ class _Table:
         self._next = 0  # an IPC stream's next batch
 
     def part(self, k: int, columns: list[str]) -> Any:
-        """Row group (or record batch) ``k``'s ``columns`` as a pyarrow Table or batch."""
+        """Row group ``k``'s ``columns`` as a pyarrow Table, or record batch ``k``."""
         if self.parquet:
             return self._file.read_row_group(k, columns=columns)
         if self.n_parts is not None:
@@ -113,7 +113,7 @@ class _Table:
             while self._next <= k:
                 batch = self._file.read_next_batch()
                 self._next += 1
-        return batch.select([c.split(".", 1)[0] for c in columns])
+        return batch  # memory-mapped locally: columns not asked for are never read
 
     def parts(self, columns: list[str]) -> Iterator[Any]:
         """Every row group (or record batch) in order, ``columns`` only."""
