@@ -255,3 +255,31 @@ def test_a_spec_names_the_source_kind(photo_folder, tmp_path):
     train = _sources(load_spec(tmp_path / "spec.toml"))["train"]
     assert train.kind == "webdataset" and len(train) == 9
     assert train.options["kind"] == "webdataset"
+
+
+def test_a_table_extraction_resumes_where_it_stopped(photo_folder, tmp_path, monkeypatch):
+    from bottleneck_transfer.features import loop
+    from bottleneck_transfer.features.cache.partial import partial_path, partial_progress
+
+    pq = pytest.importorskip("pyarrow.parquet")
+    pq.write_table(_hf_table(photo_folder), tmp_path / "t.parquet", row_group_size=4)
+    options = {**PIXELS, "batch_size": 2}
+    reference = extract(tmp_path / "t.parquet", "pixels", tmp_path / "ref.h5", **options)
+    real, calls = loop.BatchRunner.__call__, []
+
+    def crash_on_the_third(self, pixels):
+        calls.append(1)
+        if len(calls) > 2:
+            raise RuntimeError("simulated crash")
+        return real(self, pixels)
+
+    monkeypatch.setattr(loop, "COMMIT_SECONDS", 0.0)
+    monkeypatch.setattr(loop.BatchRunner, "__call__", crash_on_the_third)
+    out = tmp_path / "t.h5"
+    with pytest.raises(RuntimeError, match="simulated"):
+        extract(tmp_path / "t.parquet", "pixels", out, **options)
+    assert partial_progress(partial_path(out))["items_done"] == 4
+    monkeypatch.undo()
+    result = extract(tmp_path / "t.parquet", "pixels", out, **options)
+    assert result.resumed_from == 4
+    _same_features(out, reference.path)
