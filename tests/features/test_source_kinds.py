@@ -163,6 +163,8 @@ def test_an_arrow_table_with_other_columns_and_string_labels(photo_folder, tmp_p
             writer.write_batch(batch)
     with pytest.raises(SourceError, match=r"no .image. image column .*img, species.*--image-col"):
         open_source(tmp_path / "photos.arrow")
+    with pytest.raises(SourceError, match="'species' is string, not image bytes"):
+        open_source(tmp_path / "photos.arrow", image_column="species")
     arrow = open_source(tmp_path / "photos.arrow", image_column="img", label_column="species")
     assert [item.id for item in arrow.items] == [f"photos.arrow#{k}" for k in range(9)]
     assert arrow.class_names == source.class_names

@@ -188,8 +188,15 @@ def _columns_of(schema: Any, columns: Columns, path: str) -> tuple[str, str | No
             )
         label = None
     kind = schema.field(image).type
-    with_path = hasattr(kind, "get_field_index") and kind.get_field_index("path") >= 0
-    return image, label, with_path
+    is_struct = hasattr(kind, "get_field_index")
+    if (is_struct and kind.get_field_index("bytes") < 0) or (
+        not is_struct and "binary" not in str(kind)
+    ):
+        raise SourceError(
+            f"table {path}'s column {image!r} is {kind}, not image bytes (binary, or a struct "
+            "of bytes and path); name the image column with --image-column"
+        )
+    return image, label, is_struct and kind.get_field_index("path") >= 0
 
 
 def _list_file(fs: Any | None, path: str, columns: Columns, rows: _Rows) -> None:
@@ -300,8 +307,7 @@ class TableRows:
         """The image bytes of ``item``'s row; ImageError when it has none."""
         assert item.path is not None and item.member is not None
         part, row = item.member
-        cell = self._part(str(item.path), part)[row].as_py()
-        data = cell.get("bytes") if isinstance(cell, dict) else cell
+        data = self._part(str(item.path), part)[row].as_py()
         if not data:
             raise ImageError(f"no image bytes in column {self.column!r} of this row")
         return bytes(data)
@@ -311,7 +317,7 @@ class TableRows:
         return file_stat(self.fs, path)
 
     def _part(self, path: str, k: int) -> Any:
-        """The image column of row group ``k`` of ``path`` (kept among the last few read)."""
+        """The image bytes of row group ``k`` of ``path`` (kept among the last few read)."""
         with self._lock:
             key = (path, k)
             if key in self._parts:
@@ -336,4 +342,6 @@ class TableRows:
             table.close()
             table = self._tables[path] = _Table(self.fs, path)
             part = table.part(k, [self.column])
-        return _array(part, self.column)
+        column = _array(part, self.column)
+        is_struct = hasattr(column.type, "get_field_index")
+        return column.field("bytes") if is_struct else column
