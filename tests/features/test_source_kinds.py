@@ -285,3 +285,26 @@ def test_a_table_extraction_resumes_where_it_stopped(photo_folder, tmp_path, mon
     result = extract(tmp_path / "t.parquet", "pixels", out, **options)
     assert result.resumed_from == 4
     _same_features(out, reference.path)
+
+
+def test_a_folder_of_tables_is_one_source_and_an_image_folder_stays_a_folder(
+    photo_folder, tmp_path
+):
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = _hf_table(photo_folder)
+    (tmp_path / "tables").mkdir()
+    pq.write_table(table.slice(0, 5), tmp_path / "tables" / "a.parquet")
+    pq.write_table(
+        table.slice(5)
+        .drop_columns(["image"])
+        .append_column("image", table.slice(5).column("image").combine_chunks().field("bytes")),
+        tmp_path / "tables" / "b.parquet",
+    )
+    both = open_source(tmp_path / "tables")
+    assert both.kind == "table" and len(both) == 9
+    assert [i.id for i in both.items] == [f"a.parquet#{k}" for k in range(5)] + [
+        f"b.parquet#{k}" for k in range(4)
+    ]  # b's rows have no path: every id is FILE#ROW
+    folder = Path(shutil.copytree(photo_folder, tmp_path / "photos"))
+    pq.write_table(table, folder / "features.parquet")
+    assert open_source(folder).kind == "class-folders"

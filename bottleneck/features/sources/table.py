@@ -52,22 +52,24 @@ def _pyarrow() -> Any:
 
 
 def _table_files(fs: Any | None, path: str) -> list[str]:
-    """The table files of ``path``: itself, or a folder's table files (sorted); [] if none."""
+    """The table files of ``path``: itself, or a folder's table files (sorted); [] if none,
+    or if the folder also holds images or subfolders (then it is an image folder)."""
     is_dir = Path(path).is_dir() if fs is None else fs.isdir(path)
     if not is_dir:
         return [path] if path.lower().endswith(TABLE_SUFFIXES) else []
-    names = [str(p) for p in Path(path).iterdir()] if fs is None else fs.ls(path, detail=False)
-    tables = sorted(
-        str(n)
-        for n in names
-        if str(n).lower().endswith(TABLE_SUFFIXES) and not Path(str(n)).name.startswith(".")
-    )
-    images = [n for n in names if str(n).lower().endswith(IMAGE_EXTENSIONS)]
-    return [] if images else tables
+    if fs is None:
+        entries = [(str(p), p.is_dir()) for p in Path(path).iterdir()]
+    else:
+        entries = [(e["name"], e["type"] == "directory") for e in fs.ls(path, detail=True)]
+    entries = [(name, folder) for name, folder in entries if Path(name).name[:1] != "."]
+    if any(folder or name.lower().endswith(IMAGE_EXTENSIONS) for name, folder in entries):
+        return []
+    return sorted(name for name, _ in entries if name.lower().endswith(TABLE_SUFFIXES))
 
 
 def detect(spec: str) -> bool:
-    """A table file, or a folder holding table files and no images (local or a URL)."""
+    """A table file, or a folder of table files without images or subfolders (local or a
+    URL)."""
     remote = url_filesystem(spec)
     if remote is not None:
         return spec.lower().endswith(TABLE_SUFFIXES) or bool(_table_files(*remote))
