@@ -131,7 +131,8 @@ def engines(n: int, batch_size: int, engine: str, workers: int) -> dict[str, Any
         local = extract(spec, BASE, Path(tmp) / "local.h5", **options)
 
         started = time.perf_counter()
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        _ray_start(workers)
+        ray.init(address="auto", log_to_driver=False)
         start_up = time.perf_counter() - started
         try:
             shard = max(batch_size, n // (4 * workers))
@@ -146,6 +147,7 @@ def engines(n: int, batch_size: int, engine: str, workers: int) -> dict[str, Any
             )
         finally:
             ray.shutdown()
+            subprocess.run(["ray", "stop", "--force"], capture_output=True)
     return {
         "images": n,
         "workers": workers,
@@ -155,6 +157,21 @@ def engines(n: int, batch_size: int, engine: str, workers: int) -> dict[str, Any
         "ray_start_seconds": round(start_up, 1),
         "note": "the ray figure includes starting the actors and building the base in each",
     }
+
+
+def _ray_start(workers: int) -> None:
+    """``ray start --head`` on 127.0.0.1 with the agent's ports fixed (a loaded machine misses
+    the raylet's fixed wait for ports chosen at random). Only inside ``unshare -n``."""
+    head = [
+        "ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--num-cpus", str(workers),
+        "--include-dashboard", "false", "--dashboard-agent-grpc-port", "52366",
+        "--metrics-export-port", "52367", "--dashboard-agent-listen-port", "52368",
+        "--runtime-env-agent-port", "52369", "--disable-usage-stats",
+    ]  # fmt: skip
+    env = {**os.environ, "RAY_enable_metrics_collection": "0"}
+    done = subprocess.run(head, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-2000:])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -54,7 +54,8 @@ def test_the_isolation_check_refuses_a_machine_with_a_network(monkeypatch):
 @pytest.fixture(scope="module")
 def ray_local():
     """A Ray runtime of two CPUs on 127.0.0.1 (`ray start --head`), started only inside an
-    isolated namespace; its agent's port fixed so a loaded machine does not time it out."""
+    isolated namespace; its agent's ports fixed: with port 0 the raylet waits a fixed time for
+    the agent to write each chosen port to a file, which a loaded machine misses."""
     reason = why_not_isolated()
     if reason is not None:
         pytest.skip(reason)
@@ -62,14 +63,10 @@ def ray_local():
     head = [
         "ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--num-cpus", str(WORKERS),
         "--include-dashboard", "false", "--dashboard-agent-grpc-port", "52366",
-        "--disable-usage-stats",
+        "--metrics-export-port", "52367", "--dashboard-agent-listen-port", "52368",
+        "--runtime-env-agent-port", "52369", "--disable-usage-stats",
     ]  # fmt: skip
-    # A loaded machine starts the dashboard agent slowly: give it time to write its ports.
-    env = {
-        **os.environ,
-        "RAY_enable_metrics_collection": "0",
-        "RAY_agent_register_timeout_ms": "180000",
-    }
+    env = {**os.environ, "RAY_enable_metrics_collection": "0"}
     started = subprocess.run(head, env=env, capture_output=True, text=True)
     if started.returncode != 0:
         pytest.fail(f"ray start failed: {started.stderr[-2000:]}")
