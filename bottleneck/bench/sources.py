@@ -14,6 +14,7 @@ import argparse
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import tarfile
@@ -162,6 +163,12 @@ def engines(n: int, batch_size: int, engine: str, workers: int) -> dict[str, Any
 def _ray_start(workers: int) -> None:
     """``ray start --head`` on 127.0.0.1 with the agent's ports fixed (a loaded machine misses
     the raylet's fixed wait for ports chosen at random). Only inside ``unshare -n``."""
+    others = [name for _, name in socket.if_nameindex() if name != "lo"]
+    if others:
+        raise SystemExit(
+            f"Ray would serve on {', '.join(others)}: run this inside a network namespace of "
+            "its own: unshare -n bash -c 'ip link set lo up && python -m ...'"
+        )
     head = [
         "ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--num-cpus", str(workers),
         "--include-dashboard", "false", "--dashboard-agent-grpc-port", "52366",
