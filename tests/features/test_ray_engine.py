@@ -136,3 +136,17 @@ def test_ray_resumes_by_running_only_the_missing_shards(ray_local, local_cache, 
     extract(shards.shard_source(source, first), base, kept, batch_size=BATCH, progress=False)
     extraction = _assert_same_cache(_run(out).path, local_cache)
     assert extraction["shards_run"] == N_IMAGES // SHARD - 1
+
+
+def test_ray_on_tar_shards_equals_local(ray_local, fashion_mnist_available, tmp_path):
+    from bottleneck_transfer.bench.sources import write_sources
+
+    spec = write_sources(tmp_path, 3 * BATCH, ("tar",))["tar"]  # PNGs in a WebDataset tar
+    options = {"batch_size": BATCH, "progress": False}
+    local = extract(spec, BASE, tmp_path / "local.h5", **options)
+    got = extract(
+        spec, BASE, tmp_path / "ray.h5", engine="ray", workers=WORKERS, shard_images=BATCH,
+        **options,
+    )  # fmt: skip
+    extraction = _assert_same_cache(got.path, local.path)
+    assert extraction["engine"] == "ray" and extraction["shards"] == 3

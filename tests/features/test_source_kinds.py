@@ -15,6 +15,7 @@ from bottleneck_transfer.errors import ImageError, SourceError
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.sources import open_source
+from bottleneck_transfer.features.sources.table import TableRows
 from feature_checks import assert_features_close
 from loader_fixtures import run_cli
 
@@ -308,3 +309,18 @@ def test_a_folder_of_tables_is_one_source_and_an_image_folder_stays_a_folder(
     folder = Path(shutil.copytree(photo_folder, tmp_path / "photos"))
     pq.write_table(table, folder / "features.parquet")
     assert open_source(folder).kind == "class-folders"
+
+
+def test_an_arrow_stream_is_read_forward_and_reopened_to_go_back(photo_folder, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    table = _hf_table(photo_folder)  # `datasets.save_to_disk` writes the IPC stream format
+    with pa.ipc.new_stream(tmp_path / "data.arrow", table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=3):
+            writer.write_batch(batch)
+    source = open_source(tmp_path / "data.arrow")
+    assert source.class_names == ["animals", "objects", "people"]
+    want = {item.id: item.path.read_bytes() for item in open_source(photo_folder).items}
+    order = [*source.items, source.items[0], source.items[-1]]  # then back to the start
+    assert [source.content(item) for item in order] == [want[item.id] for item in order]
+    one_batch = TableRows("image", keep=1)  # nothing kept to go back to: the stream reopens
+    assert [one_batch.read(item) for item in order] == [want[item.id] for item in order]
