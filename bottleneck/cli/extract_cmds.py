@@ -106,7 +106,8 @@ def extract(
       bottleneck extract data/photos --base resnet50 --val-split 0.2 -o caches/photos.h5
       bottleneck extract 'shards/train-{000..015}.tar' --base resnet50 -o train.h5
       bottleneck extract s3://bucket/beans/train.parquet --base resnet50 -o beans.h5
-      bottleneck extract photos.arrow --image-column img --label-column species -o p.h5
+      bottleneck extract photos.arrow --base resnet50 --image-column img \\
+          --label-column species -o p.h5
       bottleneck extract data/photos --base ./tfhub_model --preprocess unit -o hub.h5
       bottleneck extract data/photos --base ./custom_sm --preprocess unit --trust-graph -o c.h5
       bottleneck extract data/photos --base resnet50 -o photos.h5 --store-dtype float16
