@@ -132,7 +132,7 @@ def engines(n: int, batch_size: int, engine: str, workers: int) -> dict[str, Any
         local = extract(spec, BASE, Path(tmp) / "local.h5", **options)
 
         started = time.perf_counter()
-        _ray_start(workers)
+        start_ray_head(workers)
         ray.init(address="auto", log_to_driver=False)
         start_up = time.perf_counter() - started
         try:
@@ -160,14 +160,23 @@ def engines(n: int, batch_size: int, engine: str, workers: int) -> dict[str, Any
     }
 
 
-def _ray_start(workers: int) -> None:
-    """``ray start --head`` on 127.0.0.1 with the agent's ports fixed (a loaded machine misses
-    the raylet's fixed wait for ports chosen at random). Only inside ``unshare -n``."""
+def start_ray_head(workers: int, attempts: int = 3) -> None:
+    """``ray start --head`` on 127.0.0.1 with ``workers`` CPUs, only inside a network namespace
+    of its own (``unshare -n``: Ray serves on the machine's address whatever it is told).
+
+    The agent's ports are fixed, and the start is retried (after ``ray stop --force``): on a
+    loaded machine the raylet can give up waiting for its agent's port files.
+
+    Raises
+    ------
+    RuntimeError
+        Outside such a namespace, or when every attempt failed (the last one's error).
+    """
     others = [name for _, name in socket.if_nameindex() if name != "lo"]
     if others:
-        raise SystemExit(
-            f"Ray would serve on {', '.join(others)}: run this inside a network namespace of "
-            "its own: unshare -n bash -c 'ip link set lo up && python -m ...'"
+        raise RuntimeError(
+            f"Ray would serve on {', '.join(others)}: run inside a network namespace of its "
+            "own: unshare -n bash -c 'ip link set lo up && ...'"
         )
     head = [
         "ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--num-cpus", str(workers),
@@ -176,9 +185,12 @@ def _ray_start(workers: int) -> None:
         "--runtime-env-agent-port", "52369", "--disable-usage-stats",
     ]  # fmt: skip
     env = {**os.environ, "RAY_enable_metrics_collection": "0"}
-    done = subprocess.run(head, env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(done.stderr[-2000:])
+    for _ in range(attempts):
+        done = subprocess.run(head, env=env, capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        subprocess.run(["ray", "stop", "--force"], capture_output=True)
+    raise RuntimeError(f"ray start failed {attempts} times: {done.stderr[-2000:]}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,12 +4,15 @@ Ray serves on the machine's network address whatever it is told, so these tests 
 inside a network namespace of its own, where loopback is the only interface, and skip
 elsewhere. Run them as root with::
 
-    unshare -n bash -c 'ip link set lo up && python -m pytest tests/features/test_ray_engine.py'
+    unshare -n -p -f --mount-proc bash -c 'ip link set lo up && python -m pytest \
+        tests/features/test_ray_engine.py'
+
+(``-p -f --mount-proc``: a process namespace too, so the fixture's ``ray stop --force`` sees
+only this run's Ray processes, and they all end with the shell.)
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from pathlib import Path
@@ -29,7 +32,10 @@ N_IMAGES = 256
 BATCH = 32
 SHARD = 64  # 4 shards on 2 actors
 WORKERS = 2
-HOW = "unshare -n bash -c 'ip link set lo up && python -m pytest tests/features/test_ray_engine.py'"
+HOW = (
+    "unshare -n -p -f --mount-proc bash -c "
+    "'ip link set lo up && python -m pytest tests/features/test_ray_engine.py'"
+)
 
 
 def why_not_isolated() -> str | None:
@@ -54,23 +60,15 @@ def test_the_isolation_check_refuses_a_machine_with_a_network(monkeypatch):
 @pytest.fixture(scope="module")
 def ray_local():
     """A Ray runtime of two CPUs on 127.0.0.1 (`ray start --head`), started only inside an
-    isolated namespace; its agent's ports fixed: with port 0 the raylet waits a fixed time for
-    the agent to write each chosen port to a file, which a loaded machine misses."""
+    isolated namespace (:func:`bench.sources.start_ray_head`), stopped whatever happens."""
     reason = why_not_isolated()
     if reason is not None:
         pytest.skip(reason)
     ray = pytest.importorskip("ray")
-    head = [
-        "ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--num-cpus", str(WORKERS),
-        "--include-dashboard", "false", "--dashboard-agent-grpc-port", "52366",
-        "--metrics-export-port", "52367", "--dashboard-agent-listen-port", "52368",
-        "--runtime-env-agent-port", "52369", "--disable-usage-stats",
-    ]  # fmt: skip
-    env = {**os.environ, "RAY_enable_metrics_collection": "0"}
-    started = subprocess.run(head, env=env, capture_output=True, text=True)
-    if started.returncode != 0:
-        pytest.fail(f"ray start failed: {started.stderr[-2000:]}")
+    from bottleneck_transfer.bench.sources import start_ray_head
+
     try:
+        start_ray_head(WORKERS)
         ray.init(address="auto", log_to_driver=False)
         assert ray.util.get_node_ip_address() == "127.0.0.1"
         yield ray
