@@ -14,7 +14,7 @@ import pytest
 from bottleneck_transfer.errors import ImageError, SourceError
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import extract
-from bottleneck_transfer.features.sources import open_source
+from bottleneck_transfer.features.sources import open_source, reopen_source
 from bottleneck_transfer.features.sources.table import TableRows
 from feature_checks import assert_features_close
 from loader_fixtures import run_cli
@@ -169,6 +169,8 @@ def test_an_arrow_table_with_other_columns_and_string_labels(photo_folder, tmp_p
     arrow = open_source(tmp_path / "photos.arrow", image_column="img", label_column="species")
     assert [item.id for item in arrow.items] == [f"photos.arrow#{k}" for k in range(9)]
     assert arrow.class_names == source.class_names
+    again = reopen_source(arrow.describe())  # what every cluster worker does
+    assert again.items == arrow.items and again.class_names == arrow.class_names
     got = extract(arrow, "pixels", tmp_path / "arrow.h5", **PIXELS)
     folder = extract(photo_folder, "pixels", tmp_path / "folder.h5", **PIXELS)
     order = {item.id: f"photos.arrow#{k}" for k, item in enumerate(source.items)}
@@ -235,6 +237,7 @@ def test_the_source_kind_is_forced_by_name_and_an_unknown_one_lists_the_kinds(
         open_source(shard)
     forced = open_source(shard, source_kind="webdataset")
     assert forced.kind == "webdataset" and len(forced) == 9
+    assert reopen_source(forced.describe()).items == forced.items
     result = run_cli("extract", shard, "--base", "pixels", "--source", "nope", "-o", "x.h5")
     assert result.exit_code != 0
     line = result.output.strip().splitlines()[-1]
