@@ -22,7 +22,6 @@ import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
 from bottleneck_transfer.features.choices import RUNTIME_CHOICES, RUNTIMES
@@ -68,7 +67,7 @@ class Runtime(Protocol):
     def open(self, job: Pass, batch_size: int, context: RunContext) -> Runner: ...
 
 
-def get_runtime(name: str) -> ModuleType:
+def get_runtime(name: str) -> Runtime:
     """The runtime module registered as ``name`` (not ``auto``: see :func:`open_runner`).
 
     Raises
@@ -80,7 +79,7 @@ def get_runtime(name: str) -> ModuleType:
         raise ValueError(
             f"runtime must be one of {', '.join(RUNTIME_CHOICES)}. Received: runtime={name!r}"
         )
-    return importlib.import_module(f"{__name__}.{RUNTIMES[name]}")
+    return importlib.import_module(f"{__name__}.{RUNTIMES[name]}")  # type: ignore[return-value]
 
 
 def make_context(*, trusted: bool = False, threads: int | None = None) -> RunContext:
@@ -103,7 +102,8 @@ def model_threads() -> int:
     Decoding runs in threads a few batches ahead and sleeps once its queue is full, so the
     cores it leaves idle are the model's; ONNX Runtime's threads do not spin while waiting
     (:func:`.onnx.session_options`), so they yield the cores decoding needs.
-    ``bottleneck bench runtimes`` measures the alternative (one core fewer) end to end.
+    ``python -m bottleneck_transfer.bench.runtimes`` measures the alternative (one core
+    fewer).
     """
     try:
         return max(1, len(os.sched_getaffinity(0)))
