@@ -1,7 +1,8 @@
 """Benchmark of issue 28's runtimes: Keras against ONNX Runtime, and what ``auto`` picks.
 
-``python -m bottleneck_transfer.bench.runtimes [--bases mobilenet_v2,resnet50]`` prints JSON
-(and a table on stderr). For each base at 224 x 224 (random weights), in one run:
+``python -m bottleneck_transfer.bench.runtimes [--bases mobilenet_v2,resnet50]`` prints one
+JSON line per base as it finishes (the machine first; a table on stderr), so a run stopped
+early keeps the bases done. For each base at 224 x 224 (random weights), in one run:
 
 * ``model``: R_model of each runtime, its runner on preloaded uint8 pixels (what the loop
   calls), as a marginal rate: ``(n_large - n_small) / (t_large - t_small)``, so start-up
@@ -171,13 +172,12 @@ def main(argv: list[str] | None = None) -> None:
 
     if not os.environ.get("BOTTLENECK_CACHE_DIR"):
         os.environ["BOTTLENECK_CACHE_DIR"] = tempfile.mkdtemp(prefix="bottleneck-runtimes-")
-    report: dict[str, Any] = {"machine": _machine(os.cpu_count() or 1), "bases": []}
+    print(json.dumps({"machine": _machine(os.cpu_count() or 1)}), flush=True)
     for base in args.bases.split(","):
         entry = bench_runtimes(base, image_size=args.image_size, batch_size=args.batch_size)
-        report["bases"].append(entry)
+        entry["load_average_end"] = round(os.getloadavg()[0], 2)
+        print(json.dumps(entry), flush=True)
         print(_table([entry]), file=sys.stderr, flush=True)
-    report["load_average_end"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

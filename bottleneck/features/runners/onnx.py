@@ -32,6 +32,7 @@ provider (CUDA, ROCm) when the Keras backend sees an accelerator and ONNX Runtim
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,7 +129,9 @@ def relative_difference(got: list[np.ndarray], want: list[np.ndarray]) -> float:
 
 def _export(model: keras.Model, path: Path) -> None:
     """Write ``model`` as ONNX to ``path`` (Keras' exporter at :data:`OPSET`)."""
-    model.export(str(path), format="onnx", verbose=False, opset_version=OPSET)
+    with warnings.catch_warnings():  # Keras' NumPy 2 patch of tf2onnx probes np.object
+        warnings.filterwarnings("ignore", message=".*np.object.*", category=FutureWarning)
+        model.export(str(path), format="onnx", verbose=False, opset_version=OPSET)
 
 
 def _as_list(out: Any) -> list[np.ndarray]:
