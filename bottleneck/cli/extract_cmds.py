@@ -33,6 +33,7 @@ _SHOW_FAILED = 10
     "of the cache fingerprint. bfloat16 also pays on CPUs with AVX512-BF16/AMX (ResNet50: "
     "1.15-1.5x, features within 0.5 %); measure yours with `bottleneck bench`."
 )
+@options.runtime()
 @click.option(
     "--layers",
     default=None,
@@ -111,6 +112,7 @@ def extract(
       bottleneck extract data/photos --base ./tfhub_model --preprocess unit -o hub.h5
       bottleneck extract data/photos --base ./custom_sm --preprocess unit --trust-graph -o c.h5
       bottleneck extract data/photos --base resnet50 -o photos.h5 --store-dtype float16
+      bottleneck extract data/photos --base mobilenet_v2 -o photos.h5 --runtime auto
       bottleneck extract data/photos --base resnet50 -o photos.h5 --update
       bottleneck extract data/photos --base resnet50 -o photos.h5 --update \\
           --layers avg_pool,conv5_block2_out,conv4_block6_out

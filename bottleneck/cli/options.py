@@ -23,6 +23,7 @@ from bottleneck_transfer.features.choices import (
     COMPUTE_DTYPES,
     DASK_TIMEOUT,
     ENGINES,
+    RUNTIME_CHOICES,
     STORE_DTYPES,
 )
 
@@ -384,6 +385,20 @@ def image_reading() -> Decorator:
 def compute_dtype(help: str) -> Decorator:
     """``--compute-dtype``: the precision the base runs in."""
     return click.option("--compute-dtype", type=click.Choice(COMPUTE_DTYPES), help=help)
+
+
+def runtime() -> Decorator:
+    """``--runtime``: how the base's forward pass runs (:mod:`features.runners`)."""
+    return click.option(
+        "--runtime",
+        type=click.Choice(RUNTIME_CHOICES),
+        default="keras",
+        show_default=True,
+        help="keras; onnx: the base converted once to ONNX (kept in the store, refused unless "
+        "its features equal Keras' to 1e-4) and run by ONNX Runtime; auto: the faster of the "
+        "two for this base on this machine (probed once, kept in the store). The cache "
+        "fingerprint is the same; the runtime is in the provenance.",
+    )
 
 
 def storage() -> Decorator:

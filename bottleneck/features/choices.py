@@ -14,6 +14,12 @@ COMPRESSIONS = ("lzf", "gzip")
 #: :mod:`features.engines` (imported only when it runs; adding an engine is its module and
 #: one entry here).
 ENGINES: dict[str, str] = {"local": "local", "dask": "dask", "ray": "ray"}
+#: How a base's forward pass runs (``--runtime``): the runtime registry, name -> its module
+#: under :mod:`features.runners` (imported only when it runs); ``auto`` picks one of them per
+#: base and machine (:mod:`features.runners.probe`).
+RUNTIMES: dict[str, str] = {"keras": "keras", "onnx": "onnx"}
+#: What ``--runtime`` accepts.
+RUNTIME_CHOICES = ("auto", *RUNTIMES)
 #: Seconds a cluster run (``--engine dask|ray``) may wait before it stops with one line
 #: (``--timeout``): to reach the scheduler, for a first worker, and while no worker runs its
 #: shards (all workers died).

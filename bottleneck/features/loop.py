@@ -45,7 +45,8 @@ from bottleneck_transfer.features.cache.reader import FeatureCache, check_existi
 from bottleneck_transfer.features.cache.writer import CacheWriter
 from bottleneck_transfer.features.decode import DECODING
 from bottleneck_transfer.features.options import ExtractOptions
-from bottleneck_transfer.features.runtimes import BatchRunner, Pass, default_batch_size
+from bottleneck_transfer.features.runners import make_context, open_runner
+from bottleneck_transfer.features.runtimes import Pass, default_batch_size
 from bottleneck_transfer.features.sources import Source
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.versions import software_versions
@@ -329,7 +330,7 @@ def run_local(plan: Plan) -> ExtractResult:
         writers = [plan.open_writer(i, True) for i in range(len(plan.paths))]
     fan = FanOut(writers, plan.job, plan.paths)
     try:
-        return _run(fan, plan.paths[0], plan, plan.job.runner)
+        return _run(fan, plan.paths[0], plan)
     except SourceError:  # nothing could be read: no cache keeps a partial file
         for writer in writers:
             with contextlib.suppress(Exception):
@@ -377,7 +378,7 @@ def _open_writer(
     )
 
 
-def _run(writer: CacheWriter, out: Path, plan: Plan, base: Base) -> ExtractResult:
+def _run(writer: CacheWriter, out: Path, plan: Plan) -> ExtractResult:
     """Run the loop from where ``writer`` stands to the end of the plan's source, then
     finalize ``out``."""
     source, options = plan.source, plan.options
@@ -394,7 +395,7 @@ def _run(writer: CacheWriter, out: Path, plan: Plan, base: Base) -> ExtractResul
         dynamic_ncols=True,
     )
     try:
-        _drive(writer, plan, base, workers, stage, bar)
+        runtime = _drive(writer, plan, workers, stage, bar)
     except BaseException as exc:
         with contextlib.suppress(CacheError):  # a full disk: keep what is committed
             writer.commit()
@@ -421,6 +422,7 @@ def _run(writer: CacheWriter, out: Path, plan: Plan, base: Base) -> ExtractResul
         "resumed_from": resumed_from,
         "n_failed": writer.n_failed,
         "stage_seconds": {k: round(v, 4) for k, v in stage.items()},
+        "runtime": runtime,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     _finalize(writer, out, extraction, len(source))
@@ -433,14 +435,16 @@ def _run(writer: CacheWriter, out: Path, plan: Plan, base: Base) -> ExtractResul
 
 
 def _drive(
-    writer: CacheWriter, plan: Plan, base: Base, workers: int, stage: dict[str, float], bar: Any
-) -> None:
-    """The batches of the plan's source from ``writer.items_done`` through ``base`` into
-    ``writer``, committing every ``plan.every`` seconds or :data:`COMMIT_BYTES`; ``stage``
-    adds up the seconds spent waiting for decoding, in the model and writing."""
-    options, views, every = plan.options, plan.views, plan.every
+    writer: CacheWriter, plan: Plan, workers: int, stage: dict[str, float], bar: Any
+) -> dict:
+    """The batches of the plan's source from ``writer.items_done`` through the pass's model
+    (on the options' runtime, :mod:`features.runners`) into ``writer``, committing every
+    ``plan.every`` seconds or :data:`COMMIT_BYTES`; ``stage`` adds up the seconds spent
+    waiting for decoding, in the model and writing. Returns the runtime's provenance."""
+    options, views, every, base = plan.options, plan.views, plan.every, plan.job.runner
     assert options.batch_size is not None
-    run_model = BatchRunner(base.model, options.batch_size)
+    context = make_context(trusted=options.trust_graph)
+    run_model = open_runner(plan.job, options.batch_size, options.runtime, context)
     batches = iter_batches(
         plan.source,
         base.image_size,
@@ -474,6 +478,7 @@ def _drive(
             bar.update(len(batch.items) + len(batch.failures))
             if batch.failures:
                 bar.set_postfix(failed=writer.n_failed)
+    return run_model.provenance
 
 
 def _finalize(writer: CacheWriter, out: Path, extraction: dict, n_items: int) -> None:

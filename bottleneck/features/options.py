@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bottleneck_transfer.features.cache.format import check_storage
-from bottleneck_transfer.features.choices import ENGINES
+from bottleneck_transfer.features.choices import ENGINES, RUNTIME_CHOICES
 from bottleneck_transfer.features.decode import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
@@ -86,6 +86,12 @@ class ExtractOptions:
         For the cluster engines: seconds to wait to reach the cluster, for a worker, or
         while no worker runs a shard, before the run stops with one line, keeping the
         finished shards for a rerun (default: :data:`features.choices.DASK_TIMEOUT`, 60).
+    runtime : {"keras", "onnx", "auto"}
+        How the base's forward pass runs (:mod:`features.runners`): ``"keras"`` (default);
+        ``"onnx"``: converted once to ONNX (stored, parity checked to 1e-4) and run by ONNX
+        Runtime; ``"auto"``: the faster of the two for this base on this machine (probed
+        once, stored). Not part of the fingerprint: ONNX runs only where its features equal
+        Keras'; the runtime and its probe are in the provenance.
     store_dtype : {"float32", "float16"}
         How ``/features`` is stored: float16 halves the cache (part of the fingerprint;
         readers still give float32).
@@ -141,6 +147,7 @@ class ExtractOptions:
     scheduler: str | None = None
     shard_images: int | None = None
     timeout: float | None = None
+    runtime: str = "keras"
     store_dtype: str = "float32"
     compression: str | None = None
     update: bool = False
@@ -152,6 +159,11 @@ class ExtractOptions:
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1. Received: batch_size={self.batch_size}")
         check_storage(self.store_dtype, self.compression)
+        if self.runtime not in RUNTIME_CHOICES:
+            raise ValueError(
+                f"runtime must be one of {', '.join(RUNTIME_CHOICES)}. "
+                f"Received: runtime={self.runtime!r}"
+            )
         if self.engine not in ENGINES:
             raise ValueError(
                 f"engine must be one of {', '.join(ENGINES)}. Received: engine={self.engine!r}"

@@ -204,7 +204,7 @@ def default_batch_size(
 _PIXEL_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _pixel_model(model: keras.Model) -> keras.Model | None:
+def pixel_model(model: keras.Model) -> keras.Model | None:
     """``model`` taking uint8 pixels and casting them inside its compiled graph.
 
     Saves a float32 copy of every batch on the host (and 4x the bytes sent to an
@@ -241,7 +241,7 @@ class BatchRunner:
     def __init__(self, model: keras.Model, batch_size: int) -> None:
         self.model = model
         self.batch_size = batch_size
-        self._pixel_model = _pixel_model(model)
+        self._pixel_model = pixel_model(model)
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray | list[np.ndarray]:
         """The model's float32 outputs for ``pixels``: an array, or a list for a model with

@@ -354,6 +354,8 @@ def _run_extractions(
             **{"seed": options["seed"], **({} if p.views is None else p.views.options())},
             progress=progress,
             update=p.update,
+            # the spec's runtime runs the main base; baselines stay on Keras (no conversion)
+            runtime=options["runtime"] if p.role == "main" else "keras",
             **_engine_arguments(p, options),
             wait=echo,  # a second run of the spec waits for the first one's extraction
         )

@@ -19,7 +19,7 @@ from bottleneck_transfer import limits
 from bottleneck_transfer.errors import BottleneckError, HeadError, did_you_mean
 from bottleneck_transfer.features.bases.hub import spelled_path
 from bottleneck_transfer.features.bases.preprocessing import SYNTAX, check_preprocess
-from bottleneck_transfer.features.choices import COMPRESSIONS, STORE_DTYPES
+from bottleneck_transfer.features.choices import COMPRESSIONS, RUNTIME_CHOICES, STORE_DTYPES
 from bottleneck_transfer.heads.declared import METRIC_NAMES
 from bottleneck_transfer.heads.learning_curve import parse_sizes
 from bottleneck_transfer.heads.registry import default_heads, head_names, make_head
@@ -234,6 +234,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
             doc="dask: shards as tasks on a Dask cluster.",
         ),
         "scheduler": Key((str,), doc="A running Dask scheduler (tcp://host:8786)."),
+        "runtime": Key(
+            (str,),
+            check=_choice(*RUNTIME_CHOICES),
+            default="keras",
+            doc="How the base runs: keras; onnx (ONNX Runtime, parity checked); auto (the "
+            "faster here, probed once). Baselines run on keras.",
+        ),
         "shard_images": Key((int,), check=_positive, doc="Images per shard with engine dask."),
         "store_dtype": Key(
             (str,),

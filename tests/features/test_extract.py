@@ -13,6 +13,7 @@ from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.cache.partial import partial_path, partial_progress
 from bottleneck_transfer.features.extract import extract
+from bottleneck_transfer.features.runtimes import BatchRunner
 from bottleneck_transfer.features.sources import open_source
 from feature_checks import assert_features_close
 from filelock import FileLock
@@ -119,7 +120,7 @@ class _Crash(Exception):
 
 
 def _crash_after(monkeypatch, n_calls):
-    real = extract_module.BatchRunner.__call__
+    real = BatchRunner.__call__
     calls = {"n": 0}
 
     def flaky(self, pixels):
@@ -128,7 +129,7 @@ def _crash_after(monkeypatch, n_calls):
             raise _Crash("simulated crash")
         return real(self, pixels)
 
-    monkeypatch.setattr(extract_module.BatchRunner, "__call__", flaky)
+    monkeypatch.setattr(BatchRunner, "__call__", flaky)
 
 
 @pytest.mark.parametrize("exc", [_Crash, KeyboardInterrupt])
@@ -141,7 +142,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(
     monkeypatch.setattr(extract_module, "COMMIT_SECONDS", 0.0)
     _crash_after(monkeypatch, 7)
     if exc is KeyboardInterrupt:
-        real = extract_module.BatchRunner.__call__
+        real = BatchRunner.__call__
 
         def interrupt(self, pixels):
             try:
@@ -149,7 +150,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(
             except _Crash:
                 raise KeyboardInterrupt from None
 
-        monkeypatch.setattr(extract_module.BatchRunner, "__call__", interrupt)
+        monkeypatch.setattr(BatchRunner, "__call__", interrupt)
     with pytest.raises(exc):
         extract(folder, tiny_base, out, batch_size=2, progress=False)
     assert not out.exists()
