@@ -221,8 +221,10 @@ def cache_prune(
 def cache_export(cache_path: str, out: str, force: bool, wide: bool, as_json: bool) -> None:
     """Write CACHE as a table for pandas, polars or DuckDB: id, label, class_name, features.
 
-    Features are one fixed-size list column of float32 (or one column each with --wide);
-    the cache's provenance is in the file's metadata. Needs pyarrow
+    Features are one fixed_size_list<float32>[D] column (or one column each with --wide):
+    Polars reads it as Array(Float32, D), DuckDB as FLOAT[D] from .arrow/.feather and as
+    FLOAT[] from Parquet (which has no fixed-size list); the cache's provenance is in the
+    file's metadata. `bottleneck cache import` reads it back. Needs pyarrow
     (pip install 'bottleneck-transfer[arrow]').
 
     \b

@@ -214,3 +214,23 @@ def test_cli_import_writes_the_cache_and_errors_are_one_line(original, tmp_path)
     )
     assert bad.exit_code == 1
     assert bad.output.count("\n") == 1 and "has no column 'x*'" in bad.output
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".arrow"])
+def test_exported_features_are_fixed_size_arrays_for_polars_and_duckdb(original, tmp_path, suffix):
+    pl = pytest.importorskip("polars")
+    duckdb = pytest.importorskip("duckdb")
+    out = export_cache(original, tmp_path / f"t{suffix}")
+    frame = pl.read_parquet(out) if suffix == ".parquet" else pl.read_ipc(out)
+    assert frame.schema["features"] == pl.Array(pl.Float32, DIM)  # no cast
+    assert frame["features"].to_numpy().shape == (N, DIM)
+    connection = duckdb.connect()
+    if suffix == ".parquet":
+        # Parquet has no fixed-size list type: DuckDB reads FLOAT[] and its list functions work
+        query = f"select list_cosine_similarity(features, features) from '{out}'"
+    else:
+        connection.register("t", pa.ipc.open_file(out).read_all())
+        assert connection.sql("select features from t").types == [f"FLOAT[{DIM}]"]
+        query = "select array_cosine_similarity(features, features) from t"
+    similarity = np.asarray(connection.sql(query).fetchall(), float)
+    np.testing.assert_allclose(similarity, 1.0, rtol=1e-6)
