@@ -81,14 +81,12 @@ def to_tf_dataset(
         float32 ``(batch, D)`` features and int32 ``(batch,)`` labels (-1: unlabeled).
     """
     tf = require("tensorflow", extra=None)
-    from bottleneck_transfer.features.cache.reader import FeatureCache
-
-    path, n, dim = Path(cache.path), len(cache), cache.dim
+    path, n, dim, reopen = Path(cache.path), len(cache), cache.dim, type(cache).open
     check_batch_size(batch_size)
     rng = np.random.default_rng(seed) if shuffle else None
 
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        with FeatureCache.open(path) as opened:
+        with reopen(path) as opened:
             dataset, labels = opened.features_dataset, opened.labels
             for rows in batch_order(n, batch_size, rng):
                 yield read_rows(dataset, labels, rows)
@@ -104,7 +102,6 @@ def to_tf_dataset(
 def _torch_dataset_class() -> type:
     """:class:`torch.utils.data.Dataset` over a cache's rows (made once torch is imported)."""
     torch = require("torch", extra=None)
-    from bottleneck_transfer.features.cache.reader import FeatureCache
 
     class CacheDataset(torch.utils.data.Dataset):
         """Rows of a cache as ``(features float32 (D,), label int64)`` tensors.
@@ -112,8 +109,8 @@ def _torch_dataset_class() -> type:
         The file is opened in each process that reads it (DataLoader workers included).
         """
 
-        def __init__(self, path: Path, n: int) -> None:
-            self.path, self._n = path, n
+        def __init__(self, cache: FeatureCache) -> None:
+            self.path, self._n, self._reopen = Path(cache.path), len(cache), type(cache).open
             self._open: tuple[int, FeatureCache, np.ndarray] | None = None
 
         def __len__(self) -> int:
@@ -121,7 +118,7 @@ def _torch_dataset_class() -> type:
 
         def _read(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             if self._open is None or self._open[0] != os.getpid():
-                cache = FeatureCache.open(self.path)
+                cache = self._reopen(self.path)
                 self._open = (os.getpid(), cache, cache.labels)
             _, cache, labels = self._open
             bad = rows[(rows < -self._n) | (rows >= self._n)]
@@ -149,7 +146,7 @@ def to_torch(cache: FeatureCache) -> Any:
     Features are float32 ``(D,)`` tensors, labels int64 scalars (-1: unlabeled); rows are
     read from the file when asked for. Needs torch (``pip install torch``).
     """
-    return _torch_dataset_class()(Path(cache.path), len(cache))
+    return _torch_dataset_class()(cache)
 
 
 def to_hf_dataset(cache: FeatureCache) -> Any:
