@@ -3,16 +3,16 @@
 ``with atomic_path(final) as tmp:`` hands out a path in a fresh hidden folder beside
 ``final`` (same file system, same name, so writers that go by the suffix still work). Write a
 file *or* a folder there. When the block ends without an exception, a folder gets its
-manifest (:func:`~bottleneck_transfer.entries.seal_folder`: the files written, with sizes
+manifest (:func:`~bottleneck_transfer.manifests.seal_folder`: the files written, with sizes
 and hashes), everything under ``tmp`` is fsync'ed, ``os.replace`` moves it to ``final`` and
 the folder holding ``final`` is fsync'ed, so after a crash ``final`` is either the old
 content or the whole new one. When the block raises, nothing reaches ``final`` and the
 temporary folder is removed.
 
 A folder cannot be renamed over a folder, so an existing folder at ``final`` is first
-removed by its own manifest (:func:`~bottleneck_transfer.entries.remove_entry`: only what
+removed by its own manifest (:func:`~bottleneck_transfer.manifests.remove_entry`: only what
 the package wrote there, and only when that is all it holds; otherwise nothing is replaced
-and :class:`~bottleneck_transfer.entries.EntryError` says why): in between, ``final`` is
+and :class:`~bottleneck_transfer.manifests.EntryError` says why): in between, ``final`` is
 briefly absent, never partly written. A file never replaces a folder, nor a folder a file
 (``OSError``, as ``os.replace``).
 
@@ -32,9 +32,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bottleneck_transfer.errors import BottleneckError, WriteError
+from bottleneck_transfer.manifests import (
+    MANIFEST_NAME,
+    TEMP_SUFFIX,
+    EntryError,
+    remove_entry,
+    seal_folder,
+)
 
-#: Suffix of the hidden temporary folders (``.<name>.<random>.tmp``) beside a final path.
-TEMP_SUFFIX = ".tmp"
+__all__ = [
+    "TEMP_SUFFIX",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "make_folder",
+    "write_error",
+]
 
 
 #: Failures that are about writing whatever file they name: the disk, its limits, its mode.
@@ -134,11 +147,8 @@ def _atomic_path(final: Path) -> Iterator[Path]:
 def _seal(tmp: Path) -> None:
     """Give a folder written here its manifest (the files it was written with), unless it
     has one: what the package writes it can later check, and replace or remove exactly."""
-    if tmp.is_dir() and not tmp.is_symlink():
-        from bottleneck_transfer.entries import MANIFEST_NAME, seal_folder  # it writes here
-
-        if not (tmp / MANIFEST_NAME).exists():
-            seal_folder(tmp)
+    if tmp.is_dir() and not tmp.is_symlink() and not (tmp / MANIFEST_NAME).exists():
+        seal_folder(tmp)
 
 
 def _clear_folder(final: Path, holder: Path) -> None:
@@ -151,8 +161,6 @@ def _clear_folder(final: Path, holder: Path) -> None:
     if not any(final.iterdir()):
         final.rmdir()
         return
-    from bottleneck_transfer.entries import EntryError, remove_entry  # it writes here
-
     left = remove_entry(final).left  # all or nothing
     if left:
         path, reason = left[0]

@@ -1,4 +1,4 @@
-"""``bottleneck run`` and ``bottleneck cache ls|prune|export``."""
+"""``bottleneck run`` and ``bottleneck cache where|ls|prune|export|import|dupes``."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def cache() -> None:
       bottleneck cache prune --older-than 30d
       bottleneck cache ls | grep partial | bottleneck cache prune -
       bottleneck cache export caches/train.h5 -o train.parquet
+      bottleneck cache import embeddings.parquet -o caches/emb.h5
       bottleneck cache dupes caches/train.h5
     """
 
@@ -220,8 +221,10 @@ def cache_prune(
 def cache_export(cache_path: str, out: str, force: bool, wide: bool, as_json: bool) -> None:
     """Write CACHE as a table for pandas, polars or DuckDB: id, label, class_name, features.
 
-    Features are one fixed-size list column of float32 (or one column each with --wide);
-    the cache's provenance is in the file's metadata. Needs pyarrow
+    Features are one fixed_size_list<float32>[D] column (or one column each with --wide):
+    Polars reads it as Array(Float32, D), DuckDB as FLOAT[D] from .arrow/.feather and as
+    FLOAT[] from Parquet (which has no fixed-size list); the cache's provenance is in the
+    file's metadata. `bottleneck cache import` reads it back. Needs pyarrow
     (pip install 'bottleneck-transfer[arrow]').
 
     \b
@@ -238,6 +241,69 @@ def cache_export(cache_path: str, out: str, force: bool, wide: bool, as_json: bo
         options.echo_json({"path": str(path), "size_bytes": path.stat().st_size})
     else:
         click.echo(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@cache.command("import")
+@click.argument("table", type=click.Path(dir_okay=False))
+@options.out("the cache (.h5).", required=True)
+@options.force()
+@click.option(
+    "--features",
+    metavar="NAME|GLOB",
+    help="The feature column (a list of numbers) or a glob of numeric columns ('emb_*'). "
+    "Default: features, else f0, f1, ... (what `cache export` writes).",
+)
+@click.option("--id-column", default="id", show_default=True, help="The column of row ids.")
+@click.option("--no-ids", is_flag=True, help="The table has no ids: number the rows row:<i>.")
+@click.option(
+    "--label-column",
+    default="label",
+    show_default=True,
+    help="Integer labels (named by the table's metadata or a class_name column) or class names.",
+)
+@click.option("--no-labels", is_flag=True, help="The table has no labels: every row unlabeled.")
+@options.json_flag()
+def cache_import(
+    table: str,
+    out: str,
+    force: bool,
+    features: str | None,
+    id_column: str,
+    no_ids: bool,
+    label_column: str,
+    no_labels: bool,
+    as_json: bool,
+) -> None:
+    """Write TABLE (Parquet, Arrow or Feather) of ids, labels and feature vectors as a cache.
+
+    TABLE is what `cache export` writes, or another tool's embeddings: one list<float> or
+    fixed_size_list<float> column, or many numeric columns. Rows stream a row group at a
+    time; every vector is checked (same length, finite); the cache appears complete or not
+    at all. Its provenance names TABLE, its sha256 and what wrote it; the base is "imported".
+
+    \b
+    Examples:
+      bottleneck cache import train.parquet -o caches/train.h5
+      bottleneck cache import emb.feather -o caches/emb.h5 --features 'emb_*' --no-ids
+      bottleneck cache import hf.parquet -o caches/hf.h5 --label-column category
+    """
+    from bottleneck_transfer.features.cache import FeatureCache
+    from bottleneck_transfer.features.cache.table_import import import_table
+
+    options.refuse_overwrite(out, force)
+    path = import_table(
+        table,
+        out,
+        features=features,
+        id_column=None if no_ids else id_column,
+        label_column=None if no_labels else label_column,
+    )
+    with FeatureCache.open(path) as imported:
+        rows, dim, classes = len(imported), imported.dim, len(imported.class_names)
+    if as_json:
+        options.echo_json({"path": str(path), "rows": rows, "dim": dim, "classes": classes})
+    else:
+        click.echo(f"Wrote {path} ({rows} rows x {dim} features, {classes} classes)")
 
 
 @cache.command("dupes")

@@ -190,9 +190,9 @@ class DenseHead(ClassifierMixin, BaseEstimator):
     def fit_source(self, source: Any, y: np.ndarray, *, chunk_rows: int) -> DenseHead:
         """Fit on every row of ``source`` (array-like sliced by rows: the cache's HDF5
         features, a scaled view) streaming it in chunks of ``chunk_rows`` rows, in an order
-        shuffled per epoch (:func:`~bottleneck_transfer.heads.streaming.chunk_batches`); the
+        shuffled per epoch (:func:`~bottleneck_transfer.heads.rows.chunk_batches`); the
         validation rows are predicted a chunk at a time."""
-        from bottleneck_transfer.heads.streaming import RowSubset, chunk_batches
+        from bottleneck_transfer.heads.rows import RowSubset, chunk_batches
 
         self._validate_params()
         check_classification_targets(y)
@@ -302,7 +302,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
     @staticmethod
     def _model_proba(model, source: Any, rows: np.ndarray) -> np.ndarray:
         """The model's outputs on ``rows`` of ``source``, a block of rows at a time."""
-        from bottleneck_transfer.heads.streaming import read_rows
+        from bottleneck_transfer.heads.rows import read_rows
 
         return np.concatenate(
             [

@@ -1,5 +1,6 @@
 """Scores of heads: :func:`score` gives accuracy, balanced accuracy, macro-F1 and log-loss
-(scikit-learn's own metric functions); :func:`row_losses` gives the per-row cross-entropy.
+(scikit-learn's own metric functions); :func:`row_losses` gives the per-row cross-entropy;
+:func:`per_class_scores`, each class's precision, recall and F1 from a confusion matrix.
 
 * :data:`~bottleneck_transfer.heads.declared.DECLARED` (the one list of metrics a user may
   declare to decide, with their directions) is re-exported here with :data:`METRICS`;
@@ -68,3 +69,24 @@ def row_losses(y_true: np.ndarray, proba: np.ndarray, labels: np.ndarray) -> np.
     column = np.searchsorted(labels, y_true)
     eps = np.finfo(proba.dtype).eps
     return -np.log(np.clip(proba[np.arange(len(y_true)), column], eps, 1 - eps))
+
+
+def per_class_scores(confusion: np.ndarray, class_names: list[str]) -> list[dict]:
+    """Precision, recall, F1 and row count of each class, from a confusion matrix."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    hits = np.diag(confusion)
+    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    recall = np.divide(hits, actual, out=np.zeros_like(hits), where=actual > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(hits), where=both > 0)
+    return [
+        {
+            "class": name,
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "rows": int(actual[i]),
+        }
+        for i, name in enumerate(class_names)
+    ]

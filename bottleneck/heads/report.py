@@ -33,6 +33,7 @@ from bottleneck_transfer.heads import cache_map, htmlpage
 from bottleneck_transfer.heads.calibration import N_BINS
 from bottleneck_transfer.heads.compare import Comparison, Row
 from bottleneck_transfer.heads.learning_curve import LearningCurve, curve_rows, write_curve_report
+from bottleneck_transfer.heads.metrics import per_class_scores
 from bottleneck_transfer.heads.stats import (
     CV_INTERVALS,
     CV_TEST,
@@ -253,27 +254,6 @@ def choice_lines(comparison: Comparison) -> list[str]:
                 f"{choice.metric}: {scores}"
             )
     return lines
-
-
-def per_class_scores(confusion: np.ndarray, class_names: list[str]) -> list[dict]:
-    """Precision, recall, F1 and row count of each class, from a confusion matrix."""
-    confusion = np.asarray(confusion, dtype=np.float64)
-    hits = np.diag(confusion)
-    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
-    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
-    recall = np.divide(hits, actual, out=np.zeros_like(hits), where=actual > 0)
-    both = precision + recall
-    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(hits), where=both > 0)
-    return [
-        {
-            "class": name,
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "rows": int(actual[i]),
-        }
-        for i, name in enumerate(class_names)
-    ]
 
 
 def _per_class_cells(scores: list[dict]) -> list[list[str]]:

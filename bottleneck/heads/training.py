@@ -48,7 +48,7 @@ from bottleneck_transfer.fingerprint import diff_keys, fingerprint, sha256_array
 from bottleneck_transfer.heads.budget import MemoryPlan
 from bottleneck_transfer.heads.calibration import calibration_folds
 from bottleneck_transfer.heads.memo import FitMemo, code_versions, fit_key
-from bottleneck_transfer.heads.metrics import row_losses, score
+from bottleneck_transfer.heads.metrics import per_class_scores, row_losses, score
 from bottleneck_transfer.heads.registry import (
     CALIBRATE_KEY,
     CALIBRATION_FOLDS,
@@ -61,10 +61,10 @@ from bottleneck_transfer.heads.registry import (
     set_random_state,
     single_threaded,
 )
+from bottleneck_transfer.heads.rows import RowSubset
 from bottleneck_transfer.heads.splits import groups_within
 from bottleneck_transfer.heads.stats import holdout_intervals
 from bottleneck_transfer.heads.streaming import (
-    RowSubset,
     check_streams,
     fit_streaming_head,
     predict_source,
@@ -127,7 +127,7 @@ class LabeledData:
     picture, groups a manifest declares; see :mod:`heads.splits`); None when there are none.
     ``duplicates``: the copies found in the cache (:func:`features.duplicates.cache_duplicates`).
     ``chunk_rows``: None when ``X`` is in memory; else ``X`` is the cache's HDF5 dataset (or
-    a :class:`~heads.streaming.RowSubset` of it) and every head streams chunks of this many
+    a :class:`~heads.rows.RowSubset` of it) and every head streams chunks of this many
     rows.
     """
 
@@ -922,8 +922,6 @@ class Evaluation(Display):
 
     def _display_rows(self) -> list[dict[str, Any]]:
         """Precision, recall, F1 and support of each class."""
-        from bottleneck_transfer.heads.report import per_class_scores  # on use: plots
-
         return per_class_scores(self.confusion, self.class_names)
 
     def _display_plot(self, ax: Any) -> None:

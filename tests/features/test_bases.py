@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from bottleneck_transfer.errors import BaseModelError
 from bottleneck_transfer.features.bases import load_base
+from bottleneck_transfer.features.bases.application import application_names, resolve_application
 from bottleneck_transfer.features.bases.common import weights_sha256
-from bottleneck_transfer.features.bases.load import application_names, resolve_application
 from feature_checks import assert_features_close, assert_features_differ
 
 

@@ -109,22 +109,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-#: Circles outside stage 1, left to their parts (the shared kernel's atomic write and its entry
-#: manifests; the benchmarks): listed so that any other circle fails. Drop each when it goes.
-KNOWN_CIRCLES = [
-    [f"{NAME}.atomic", f"{NAME}.entries"],
-    [f"{NAME}.bench.accuracy", f"{NAME}.bench.suite"],
-    # Stage 2's circles, left by the streaming heads and the HTML report (to untangle next).
-    [f"{NAME}.heads.{m}" for m in ("estimators", "registry", "streaming")],
-    [
-        f"{NAME}.heads.{m}"
-        for m in ("cache_map", "compare", "learning_curve", "report", "selection", "training")
-    ],
-]
-
-
 def test_the_package_has_no_import_circle():
-    found = [c for c in cycles(import_graph(_modules())) if c not in KNOWN_CIRCLES]
+    found = cycles(import_graph(_modules()))
     assert not found, "import circles:\n" + "\n".join(" <-> ".join(c) for c in found)
 
 

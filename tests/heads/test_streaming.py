@@ -11,12 +11,8 @@ from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.heads.budget import MemoryPlan, parse_budget
 from bottleneck_transfer.heads.compare import compare_heads
-from bottleneck_transfer.heads.streaming import (
-    SPAN_FACTOR,
-    RowSubset,
-    chunk_batches,
-    shuffled_steps,
-)
+from bottleneck_transfer.heads.rows import SPAN_FACTOR, RowSubset, chunk_batches
+from bottleneck_transfer.heads.streaming import shuffled_steps
 from bottleneck_transfer.heads.training import LabeledData, evaluate_head, fit_head, train_head
 
 HEADS = ["logreg", "linear-svm:calibrate=false", "dense", "knn"]

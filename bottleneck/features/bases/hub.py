@@ -46,12 +46,14 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from bottleneck_transfer.errors import BaseModelError
+from bottleneck_transfer.features.bases.built import Built
 from bottleneck_transfer.fingerprint import fingerprint, sha256_file
 from bottleneck_transfer.graphs import check_saved_model
 
 if TYPE_CHECKING:
     import keras
     import numpy as np
+    from bottleneck_transfer.features.bases.built import BaseRequest
 
 KERAS_HUB_PREFIX = "keras-hub:"
 HANDLE_SCHEMES = ("hf://", "kaggle://")
@@ -175,6 +177,29 @@ def load_hub(
     return _load_saved_model(
         str(base), weights, image_size, pooling, layer, preprocess, trust_graph
     )
+
+
+def build(kind: str, base: str | Path, request: BaseRequest) -> Built:
+    """A hub base of ``kind`` (``preset`` or ``saved_model``) as a kind module's ``build``
+    returns it (:mod:`.preset`, :mod:`.saved_model`)."""
+    shaping = {
+        "weights": request.weights,
+        "image_size": request.size,
+        "pooling": request.pooling,
+        "layer": request.layer,
+    }
+    loaded = load_hub(
+        kind,
+        base,
+        preprocess=request.preprocess,
+        seed=request.seed,
+        trust_graph=request.trust_graph,
+        **shaping,
+    )
+    return Built(
+        loaded.model, loaded.name, loaded.origin, loaded.weights, loaded.size, 3,
+        loaded.affine, request.layer, loaded.pooling,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- presets

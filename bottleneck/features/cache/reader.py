@@ -456,6 +456,35 @@ class FeatureCache(Display):
         require("pandas", extra=None)
         return self.to_arrow(wide=wide).to_pandas()
 
+    def to_tf_dataset(
+        self, *, batch_size: int = 32, shuffle: bool = False, seed: int | None = None
+    ) -> Any:
+        """A ``tf.data.Dataset`` of float32 ``(features, labels)`` batches read from the file
+        (:func:`~bottleneck_transfer.features.cache.loaders.to_tf_dataset`; needs TensorFlow).
+
+        Example: ``model.fit(cache.to_tf_dataset(batch_size=64, shuffle=True, seed=0))``.
+        """
+        from bottleneck_transfer.features.cache.loaders import to_tf_dataset
+
+        return to_tf_dataset(self, batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+    def to_torch(self) -> Any:
+        """A ``torch.utils.data.Dataset`` of ``(features, label)`` rows read from the file
+        (:func:`~bottleneck_transfer.features.cache.loaders.to_torch`; needs torch).
+
+        Example: ``DataLoader(cache.to_torch(), batch_size=64, shuffle=True)``.
+        """
+        from bottleneck_transfer.features.cache.loaders import to_torch
+
+        return to_torch(self)
+
+    def to_hf_dataset(self) -> Any:
+        """A Hugging Face ``datasets.Dataset`` (id, ClassLabel label, features), in memory
+        (:func:`~bottleneck_transfer.features.cache.loaders.to_hf_dataset`; needs datasets)."""
+        from bottleneck_transfer.features.cache.loaders import to_hf_dataset
+
+        return to_hf_dataset(self)
+
 
 class Float32View:
     """A float16 ``/features`` dataset whose slices are float32 (converted by NumPy: HDF5's
