@@ -666,36 +666,33 @@ class NystroemHead(ClassifierMixin, BaseEstimator):
             ]
         )
 
+    def sample_rows(self, n_rows: int) -> np.ndarray:
+        """The sorted rows (of ``n_rows``) the map is fitted on: ``n_components`` drawn by
+        ``random_state``, the same in memory and streaming."""
+        rng = check_random_state(self.random_state)
+        return np.sort(rng.choice(n_rows, min(self.n_components, n_rows), replace=False))
+
     def fit(self, X: np.ndarray, y: np.ndarray) -> NystroemHead:
-        """Fit the map on ``n_components`` random rows, then logistic regression on all."""
+        """Fit the map on :meth:`sample_rows`, then logistic regression on all rows."""
         from sklearn.linear_model import LogisticRegression
 
         self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
-        rng = check_random_state(self.random_state)
-        sample = rng.choice(len(X), min(self.n_components, len(X)), replace=False)
-        self._fit_map(X[np.sort(sample)])
+        self._fit_map(X[self.sample_rows(len(X))])
         self.linear_ = LogisticRegression(C=self.C, max_iter=500).fit(self._mapped(X), y)
         self.classes_ = self.linear_.classes_
         return self
 
     def fit_streaming(
-        self,
-        epoch: Callable[[], Any],
-        linear: BaseEstimator,
-        classes: np.ndarray,
-        epochs: int,
+        self, sample: np.ndarray, fit_linear: Callable[[Callable], BaseEstimator]
     ) -> NystroemHead:
-        """Fit from streamed steps: ``epoch()`` yields one pass of ``(X, y)`` steps; the map
-        is fitted on the first step's rows, ``linear`` (``partial_fit``) on the mapped rows."""
+        """Fit from streamed rows: the map on ``sample`` (the rows of :meth:`sample_rows`),
+        then ``fit_linear(transform)``, the streamed linear classifier of the mapped rows."""
         self._validate_params()
-        first = next(iter(epoch()))[0]
-        self._fit_map(first[: self.n_components])
-        for _ in range(epochs):
-            for X, y in epoch():
-                linear.partial_fit(self.map_.transform(X), y, classes=classes)
-        self.linear_, self.classes_ = linear, linear.classes_
+        self._fit_map(sample)
+        self.linear_ = fit_linear(self.map_.transform)
+        self.classes_ = self.linear_.classes_
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:

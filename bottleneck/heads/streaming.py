@@ -13,10 +13,12 @@ How each kind streams (declared by :attr:`HeadKind.streaming` in the registry):
     (:class:`~sklearn.linear_model.SGDClassifier`, the kind's ``streaming_loss``) over
     :data:`EPOCHS` passes. Its regularisation is the in-memory head's: both minimise
     ``C * sum(loss) + |w|^2 / 2``, and SGD's objective ``mean(loss) + alpha * |w|^2 / 2`` is
-    that divided by ``C * n``, so ``alpha = 1 / (C * n_rows)``. The streaming linear SVM
+    that divided by ``C * n``, so ``alpha = 1 / (C * n_rows)``. SGD runs on rows centred
+    and scaled to unit norm, the model folded back (:func:`sgd_linear`). The streaming linear SVM
     uses the hinge loss (the in-memory one, the squared hinge) and is not calibrated
     (calibration needs out-of-fold decision values of rows in memory): it outputs scores.
-    ``nystroem`` fits its kernel map on a seeded sample of ``n_components`` rows first.
+    ``nystroem`` fits its kernel map on the ``n_components`` rows its in-memory fit draws
+    (the same seeded sample, read by index), then SGD on the mapped rows.
 ``"dense"``
     :class:`~heads.estimators.DenseHead` trained on a Keras ``PyDataset`` reading HDF5
     slices (:func:`heads.rows.chunk_batches`), early stopping on a validation split of the rows.
@@ -29,7 +31,7 @@ How each kind streams (declared by :attr:`HeadKind.streaming` in the registry):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -41,13 +43,21 @@ from bottleneck_transfer.heads.registry import (
     make_head,
     parse_spec,
 )
-from bottleneck_transfer.heads.rows import chunk_starts
+from bottleneck_transfer.heads.rows import chunk_starts, read_rows
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import Pipeline
 
 #: SGD passes over the rows.
 EPOCHS = 5
+#: SGD's step ``eta0 / t ** SGD_POWER`` at step ``t`` on rows of unit root-mean-square
+#: norm (:func:`sgd_linear`), averaged (Polyak-Ruppert): slowly decaying steps starting at
+#: ``eta0 = 1 / L``, ``L = 1 / SGD_STEP + alpha`` (the log loss's curvature is at most
+#: ``|x|^2 / 4``, the penalty's ``alpha``: larger steps diverge), which averaging makes
+#: converge whatever ``alpha`` (scikit-learn's default steps, ``1 / (alpha * t)``, are huge
+#: where ``alpha = 1 / (C * n)`` is small). On the 5-class test fixture, 5 passes end within
+#: 0.7 % of the optimum of the objective (logreg, 3 %), and 0.3 points of its accuracy.
+SGD_STEP, SGD_POWER = 4.0, 0.25
 #: Blocks (from random places of the rows) mixed into one SGD step: class-sorted caches
 #: (class folders) would otherwise give steps of one class.
 BLOCKS_PER_STEP = 8
@@ -129,8 +139,10 @@ def fit_streaming_head(
     random_state: int = 0,
     classes: np.ndarray | None = None,
     epochs: int = EPOCHS,
+    **params: Any,
 ) -> Pipeline:
-    """Fit ``spec`` on every row of ``source`` (labels ``y``) by streaming chunks.
+    """Fit ``spec`` on every row of ``source`` (labels ``y``) by streaming chunks; ``params``
+    (of the ``clf`` step) override those of the spec, as in :func:`make_head`.
 
     Returns the fitted ``Pipeline([("scale", scaler), ("clf", estimator)])`` (for ``sgd``
     kinds the estimator is an :class:`SGDClassifier`, never calibrated).
@@ -142,7 +154,8 @@ def fit_streaming_head(
     """
     kind = head_kind(spec)
     check_streams(spec, "the features exceed the memory budget (or --out-of-core was given)")
-    params = {k: v for k, v in parse_spec(spec)[1].items() if k != CALIBRATE_KEY}
+    params = {**parse_spec(spec)[1], **params}
+    params.pop(CALIBRATE_KEY, None)
     y = np.asarray(y, dtype=np.int64)
     classes = np.unique(y) if classes is None else classes
     rng = np.random.default_rng(random_state)
@@ -151,7 +164,7 @@ def fit_streaming_head(
     if kind.streaming == "sgd":
         clf = _fit_sgd(kind, params, scaled, y, classes, chunk_rows, rng, random_state, epochs)
     elif kind.streaming == "dense":
-        clf = make_head(spec, calibrate=False, random_state=random_state)[-1]
+        clf = make_head(spec, calibrate=False, **{**params, "random_state": random_state})[-1]
         clf.fit_source(scaled, y, chunk_rows=chunk_rows)
     elif kind.streaming == "knn":
         clf = ChunkedKNN(n_neighbors=params.get("n_neighbors", 5), chunk_rows=chunk_rows).fit(
@@ -173,23 +186,68 @@ def _fit_sgd(
     seed: int,
     epochs: int,
 ) -> BaseEstimator:
-    """Averaged SGD with ``alpha = 1 / (C * n)``; through the kind's own estimator when it
-    takes a streamed linear model (``fit_streaming``, e.g. nystroem)."""
+    """:func:`sgd_linear` with ``alpha = 1 / (C * n)``; through the kind's own estimator
+    when it maps rows before its linear model (``fit_streaming``, e.g. nystroem: its map is
+    fitted on the rows its in-memory fit would draw, :meth:`sample_rows`)."""
     estimator = kind.factory().set_params(**params)
-    sgd = SGDClassifier(
-        loss=kind.streaming_loss,
-        alpha=1.0 / (float(getattr(estimator, "C", 1.0)) * len(y)),
-        average=True,
-        random_state=seed,
-    )
-    if hasattr(estimator, "fit_streaming"):
-        estimator.set_params(random_state=seed)
-        return estimator.fit_streaming(
-            lambda: shuffled_steps(scaled, y, chunk_rows, rng), sgd, classes, epochs
+    alpha = 1.0 / (float(getattr(estimator, "C", 1.0)) * len(y))
+
+    def fit_linear(transform: Any = None) -> SGDClassifier:
+        def epoch() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for X, labels in shuffled_steps(scaled, y, chunk_rows, rng):
+                yield (X if transform is None else transform(X)), labels
+
+        return sgd_linear(
+            epoch, loss=kind.streaming_loss, alpha=alpha, classes=classes, epochs=epochs, seed=seed
         )
+
+    if not hasattr(estimator, "fit_streaming"):
+        return fit_linear()
+    estimator.set_params(random_state=seed)
+    return estimator.fit_streaming(read_rows(scaled, estimator.sample_rows(len(y))), fit_linear)
+
+
+def sgd_linear(
+    epoch: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
+    *,
+    loss: str,
+    alpha: float,
+    classes: np.ndarray,
+    epochs: int,
+    seed: int,
+) -> SGDClassifier:
+    """Averaged SGD minimising ``mean(loss) + alpha * |w|^2 / 2`` over ``epochs`` passes of
+    ``epoch()`` (``(X, y)`` steps), returned as a classifier of the rows as given.
+
+    The rows are centred and scaled to unit root-mean-square norm (the mean and norm of the
+    first step), with ``alpha`` scaled to match (``alpha * scale**2``), and the model folded
+    back at the end: the same objective, its minimum unchanged (the intercept is not
+    penalised), but steps of :data:`SGD_STEP` suit every input. Unnormalised, the steps
+    suit only rows of norm about 1: on Nyström-mapped rows (norm about 0.1, off centre)
+    5 passes fell 4 points short of the in-memory head.
+    """
+    sgd, center, scale = None, 0.0, 1.0
     for _ in range(epochs):
-        for X, labels in shuffled_steps(scaled, y, chunk_rows, rng):
-            sgd.partial_fit(X, labels, classes=classes)
+        for X, labels in epoch():
+            if sgd is None:
+                center = X.mean(axis=0)
+                norm = float(np.sqrt(np.mean(np.sum((X - center) ** 2, axis=1))))
+                scale = 1.0 / norm if norm > 0 else 1.0
+                scaled_alpha = alpha * scale**2
+                sgd = SGDClassifier(
+                    loss=loss,
+                    alpha=scaled_alpha,
+                    average=True,
+                    learning_rate="invscaling",
+                    eta0=1.0 / (1.0 / SGD_STEP + scaled_alpha),  # 1 / L, L: loss + penalty
+                    power_t=SGD_POWER,
+                    random_state=seed,
+                )
+            sgd.partial_fit((X - center) * scale, labels, classes=classes)
+    if sgd is None:
+        raise HeadError("no rows to fit")
+    sgd.coef_ = sgd.coef_ * scale
+    sgd.intercept_ = sgd.intercept_ - sgd.coef_ @ center
     return sgd
 
 

@@ -614,7 +614,7 @@ def fit_head(
 
     Streaming data (``data.chunk_rows`` set) is fitted by
     :func:`~bottleneck_transfer.heads.streaming.fit_streaming_head` on the rows as an index
-    set (never tuned, calibrated or memoized).
+    set (tuned by streaming too; never calibrated or memoized).
 
     A calibrated head (:func:`~bottleneck_transfer.heads.registry.calibration_method`) has
     its calibrator fitted on folds of these rows only
@@ -626,7 +626,7 @@ def fit_head(
     """
     rows = np.arange(len(data)) if rows is None else np.asarray(rows)
     if data.chunk_rows is not None:
-        return _fit_streaming(spec, data, rows, tune=tune, random_state=random_state)
+        return _fit_streaming(spec, data, rows, tune=tune, random_state=random_state, metric=metric)
     head = set_random_state(make_head(spec), random_state)
     kind = head_kind(spec).name
     tune_settings = {"val_fraction": VAL_FRACTION, "metric": metric} if tune else None
@@ -717,32 +717,45 @@ def fit_head(
 
 
 def _fit_streaming(
-    spec: str, data: LabeledData, rows: np.ndarray, *, tune: bool, random_state: int
+    spec: str, data: LabeledData, rows: np.ndarray, *, tune: bool, random_state: int, metric: str
 ) -> Fit:
-    """:func:`fit_head` on streaming data: the rows stay indices into the file."""
-    if tune:
-        raise HeadError(
-            "--tune searches in memory and these features exceed the memory budget: drop "
-            "--tune (or pass the parameters in the spec, e.g. logreg:C=0.1), or raise "
-            "--memory-budget"
-        )
+    """:func:`fit_head` on streaming data: the rows stay indices into the file; tuning
+    streams too (:func:`~heads.tuning.tune_head` with ``chunk_rows``)."""
     every_row = len(rows) == len(data) and np.array_equal(rows, np.arange(len(data)))
     source = data.X if every_row else RowSubset(data.X, rows)
+    y = data.y[rows]
     notes = []
     if calibration_method(spec) is not None:
         notes.append(f"{spec}: streamed, so not calibrated (its outputs are scores)")
+    tuning = None
+    if tune:
+        grouping = {"groups": groups_within(data.groups, rows)} if data.has_views else {}
+        if data.linked is not None:
+            grouping["linked"] = data.linked[rows]
+        tuning = tune_head(
+            spec,
+            source,
+            y,
+            random_state=random_state,
+            metric=metric,
+            chunk_rows=data.chunk_rows,
+            **grouping,
+        )
+        tuning.train_indices, tuning.val_indices = (
+            rows[tuning.train_indices],
+            rows[tuning.val_indices],
+        )
+    best = {} if tuning is None else tuning.best_params
     with single_threaded():
         start = time.perf_counter()
         head = fit_streaming_head(
-            spec,
-            source,
-            data.y[rows],
-            chunk_rows=data.chunk_rows,
-            random_state=random_state,
+            spec, source, y, chunk_rows=data.chunk_rows, random_state=random_state, **best
         )
         seconds = time.perf_counter() - start
-    key = fingerprint({"streamed": spec, "data": data.key, "rows": sha256_arrays([rows])})
-    return Fit(spec, _json_params(head), None, seconds, notes, key, fitted=head)
+    key = fingerprint(
+        {"streamed": spec, "data": data.key, "rows": sha256_arrays([rows]), "tuned": best}
+    )
+    return Fit(spec, _json_params(head), tuning, seconds, notes, key, fitted=head)
 
 
 def _not_converged(message: Warning | str) -> str:
@@ -772,7 +785,7 @@ def train_head(
     spec : str, default=DEFAULT_HEAD ("logreg")
         Head spec, e.g. ``"logreg:C=0.5"``.
     tune : bool, default=False
-        Search hyper-parameters first (:func:`heads.tuning.tune_head`; in memory only).
+        Search hyper-parameters first (:func:`heads.tuning.tune_head`; streaming too).
     out_of_core : bool, default=False
         Stream the cache whatever its size (:mod:`heads.streaming`).
     memory_budget : str or int, optional
@@ -824,7 +837,7 @@ def train_head(
     )
     estimator, tuning = fit.estimator, fit.tuning
     seconds = time.perf_counter() - start if plan.streaming else fit.seconds
-    seconds += tuning.seconds if tuning is not None else 0.0
+    seconds += tuning.seconds if tuning is not None and not plan.streaming else 0.0
     space = data.space
     meta = {
         "format": HEAD_FORMAT,

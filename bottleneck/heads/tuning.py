@@ -11,6 +11,10 @@ carved from the training rows only, fitted in parallel with joblib (``n_jobs=-1`
 whose search space is not ``parallel`` (the Keras ``dense`` head, Keras already uses every
 core) runs its few trials one after another. Parameters fixed in the spec
 (``"logreg:C=0.1"``) are not searched.
+
+Above the memory budget (:mod:`heads.budget`) the same search streams
+(:func:`streamed_trials`): the split is two index sets of the training rows, and each trial
+is a streamed fit on one and a chunked prediction on the other; no other row is read.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from bottleneck_transfer.errors import HeadError
-from bottleneck_transfer.heads.declared import metric_named
+from bottleneck_transfer.heads.declared import Metric, metric_named
 from bottleneck_transfer.heads.registry import (
     Axis,
     head_kind,
@@ -135,6 +140,7 @@ def tune_head(
     groups: np.ndarray | None = None,
     linked: np.ndarray | None = None,
     metric: str = "accuracy",
+    chunk_rows: int | None = None,
 ) -> TuneResult:
     """Search a head's hyper-parameters on a validation split of ``X`` (training rows only).
 
@@ -142,8 +148,10 @@ def tune_head(
     ----------
     spec : str
         Head spec; parameters it sets are kept fixed.
-    X : ndarray of shape (n_samples, n_features)
-        Training features. Never pass test rows: everything here is for selection.
+    X : ndarray of shape (n_samples, n_features), or a streaming source
+        Training features. Never pass test rows: everything here is for selection. With
+        ``chunk_rows``, a source sliced like an array (the cache's HDF5 dataset, a
+        :class:`~heads.streaming.RowSubset` of it) that is never read whole.
     y : ndarray of shape (n_samples,)
         Training labels.
     val_fraction : float, default=0.2
@@ -159,6 +167,11 @@ def tune_head(
     metric : str, default="accuracy"
         The declared metric that scores each trial
         (:data:`~bottleneck_transfer.heads.metrics.DECLARED`).
+    chunk_rows : int, optional
+        Stream: each trial is fitted by
+        :func:`~bottleneck_transfer.heads.streaming.fit_streaming_head` on the split's
+        training rows and scored on its validation rows, both kept as index sets
+        (:func:`streamed_trials`), one trial after another.
 
     Returns
     -------
@@ -181,10 +194,11 @@ def tune_head(
     if not axes:
         return TuneResult(spec, {}, math.nan, [], train_idx, val_idx, 0.0, metric=scoring.name)
     scale = {a.param: (1.0 / X.shape[1] if a.per_feature else 1.0) for a in axes}
-    # the estimator's parameters, judged by accuracy, which the calibration fitted after
-    # tuning leaves alone (temperature scaling keeps the arg-max) or barely moves
-    base = set_random_state(make_head(spec, calibrate=False), random_state)
-    search_jobs = n_jobs if space.parallel else 1
+    split = (train_idx, val_idx)
+    if chunk_rows is None:
+        trials = _searched_trials(spec, X, y, split, scoring, random_state, n_jobs, space.parallel)
+    else:
+        trials = streamed_trials(spec, X, y, split, scoring, random_state, chunk_rows)
     scores: dict[tuple, float] = {}  # greater is better
     values: dict[tuple, float] = {}  # in the metric's own units
 
@@ -192,26 +206,9 @@ def tune_head(
         points = [p for p in dict.fromkeys(points) if p not in scores]
         if not points:
             return
-        grid = [
-            {f"clf__{name}": [value] for name, value in _params(axes, scale, p).items()}
-            for p in points
-        ]
-        search = GridSearchCV(
-            base,
-            grid,
-            scoring=scoring.scorer(),
-            cv=[(train_idx, val_idx)],
-            n_jobs=search_jobs,
-            refit=False,
-            error_score=np.nan,
-        )
-        with warnings.catch_warnings(), trials_quiet():
-            warnings.simplefilter("ignore", FitFailedWarning)
-            try:
-                search.fit(X, y)
-            except ValueError as exc:  # raised when every trial failed
-                raise HeadError(f"tuning {spec!r}: no trial could be fitted ({exc})") from exc
-        for point, score in zip(points, search.cv_results_["mean_test_score"], strict=True):
+        for point, score in zip(
+            points, trials([_params(axes, scale, p) for p in points]), strict=True
+        ):
             # scikit-learn negates losses (greater is better); report them as themselves
             value = score if scoring.higher_is_better else -score
             scores[point] = -math.inf if np.isnan(score) else float(score)
@@ -234,21 +231,101 @@ def tune_head(
                     candidates.append(tuple(moved))
         evaluate(candidates)
     best = max(scores, key=scores.__getitem__)
-    trials = [
-        {"params": _params(axes, scale, point), "validation_score": values[point]}
-        for point in scores
-    ]
     return TuneResult(
         spec=spec,
         best_params=_params(axes, scale, best),
         best_score=values[best],
-        trials=trials,
+        trials=[
+            {"params": _params(axes, scale, point), "validation_score": values[point]}
+            for point in scores
+        ],
         train_indices=train_idx,
         val_indices=val_idx,
         seconds=time.perf_counter() - start,
         searched=[a.param for a in axes],
         metric=scoring.name,
     )
+
+
+#: Scores of trials (parameter dicts), greater is better, NaN for a trial that failed.
+Trials = Callable[[list[dict[str, Any]]], list[float]]
+
+
+def _searched_trials(
+    spec: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    split: tuple[np.ndarray, np.ndarray],
+    scoring: Metric,
+    random_state: int,
+    n_jobs: int | None,
+    parallel: bool,
+) -> Trials:
+    """Trials in memory: one :class:`~sklearn.model_selection.GridSearchCV` per round, in
+    parallel (joblib) when the kind's search space is ``parallel``."""
+    # the estimator's parameters, judged by accuracy, which the calibration fitted after
+    # tuning leaves alone (temperature scaling keeps the arg-max) or barely moves
+    base = set_random_state(make_head(spec, calibrate=False), random_state)
+
+    def trials(points: list[dict[str, Any]]) -> list[float]:
+        grid = [{f"clf__{name}": [value] for name, value in p.items()} for p in points]
+        search = GridSearchCV(
+            base,
+            grid,
+            scoring=scoring.scorer(),
+            cv=[split],
+            n_jobs=n_jobs if parallel else 1,
+            refit=False,
+            error_score=np.nan,
+        )
+        with warnings.catch_warnings(), trials_quiet():
+            warnings.simplefilter("ignore", FitFailedWarning)
+            try:
+                search.fit(X, y)
+            except ValueError as exc:  # raised when every trial failed
+                raise HeadError(f"tuning {spec!r}: no trial could be fitted ({exc})") from exc
+        return list(search.cv_results_["mean_test_score"])
+
+    return trials
+
+
+def streamed_trials(
+    spec: str,
+    source: Any,
+    y: np.ndarray,
+    split: tuple[np.ndarray, np.ndarray],
+    scoring: Metric,
+    random_state: int,
+    chunk_rows: int,
+) -> Trials:
+    """Trials that stream: each fitted on the split's training rows and scored on its
+    validation rows, both :class:`~heads.streaming.RowSubset` index sets of ``source``
+    (no other row is read), one after another (one reader of the file)."""
+    from bottleneck_transfer.heads.metrics import score
+    from bottleneck_transfer.heads.streaming import RowSubset, fit_streaming_head, predict_source
+
+    train_idx, val_idx = split
+    fit_rows, val_rows = RowSubset(source, train_idx), RowSubset(source, val_idx)
+    classes = np.unique(y)
+
+    def trial(params: dict[str, Any]) -> float:
+        head = fit_streaming_head(
+            spec,
+            fit_rows,
+            y[train_idx],
+            chunk_rows=chunk_rows,
+            random_state=random_state,
+            classes=classes,
+            **params,
+        )
+        predicted, proba = predict_source(head, val_rows, chunk_rows, proba=scoring.needs_proba)
+        value = score(y[val_idx], predicted, proba, head.classes_, only=[scoring.key])
+        value = value[scoring.key]
+        if value is None:
+            return math.nan
+        return value if scoring.higher_is_better else -value
+
+    return lambda points: [trial(p) for p in points]
 
 
 def _params(axes: list[Axis], scale: dict[str, float], point: tuple) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from bottleneck_transfer.heads.rows import SPAN_FACTOR, RowSubset, chunk_batches
 from bottleneck_transfer.heads.streaming import shuffled_steps
 from bottleneck_transfer.heads.training import LabeledData, evaluate_head, fit_head, train_head
 
-HEADS = ["logreg", "linear-svm:calibrate=false", "dense", "knn"]
+HEADS = ["logreg", "linear-svm:calibrate=false", "dense", "knn", "nystroem"]
 
 
 @pytest.fixture(scope="module")
