@@ -85,3 +85,10 @@ def test_heads_metric_is_one_of_the_declared_metrics(tmp_path):
     path.write_text(path.read_text().replace('"macro-f1"', '"f1"'))
     with pytest.raises(SpecError, match=r"heads.metric: unknown value\(s\) \['f1'\]; valid: acc"):
         load_spec(path)
+
+
+def test_runtime_defaults_to_keras_and_takes_onnx_or_auto(tmp_path):
+    assert load_spec(_spec(tmp_path))["extract"]["runtime"] == "keras"
+    assert load_spec(_spec(tmp_path, extract='runtime = "onnx"'))["extract"]["runtime"] == "onnx"
+    with pytest.raises(SpecError, match=r"extract.runtime: .*auto.*keras.*onnx"):
+        load_spec(_spec(tmp_path, extract='runtime = "tflite"'))
