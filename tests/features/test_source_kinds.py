@@ -264,14 +264,14 @@ def test_a_spec_names_the_source_kind(photo_folder, tmp_path):
 
 
 def test_a_table_extraction_resumes_where_it_stopped(photo_folder, tmp_path, monkeypatch):
-    from bottleneck_transfer.features import loop
+    from bottleneck_transfer.features import loop, runtimes
     from bottleneck_transfer.features.cache.partial import partial_path, partial_progress
 
     pq = pytest.importorskip("pyarrow.parquet")
     pq.write_table(_hf_table(photo_folder), tmp_path / "t.parquet", row_group_size=4)
     options = {**PIXELS, "batch_size": 2}
     reference = extract(tmp_path / "t.parquet", "pixels", tmp_path / "ref.h5", **options)
-    real, calls = loop.BatchRunner.__call__, []
+    real, calls = runtimes.BatchRunner.__call__, []
 
     def crash_on_the_third(self, pixels):
         calls.append(1)
@@ -280,7 +280,7 @@ def test_a_table_extraction_resumes_where_it_stopped(photo_folder, tmp_path, mon
         return real(self, pixels)
 
     monkeypatch.setattr(loop, "COMMIT_SECONDS", 0.0)
-    monkeypatch.setattr(loop.BatchRunner, "__call__", crash_on_the_third)
+    monkeypatch.setattr(runtimes.BatchRunner, "__call__", crash_on_the_third)
     out = tmp_path / "t.h5"
     with pytest.raises(RuntimeError, match="simulated"):
         extract(tmp_path / "t.parquet", "pixels", out, **options)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from bottleneck_transfer.features.runtimes import BatchRunner
 
 if TYPE_CHECKING:
-    from bottleneck_transfer.features.runners import RunContext
+    from bottleneck_transfer.features.runners.base import RunContext
     from bottleneck_transfer.features.runtimes import Pass
 
 

@@ -48,7 +48,7 @@ from bottleneck_transfer.graphs import check_onnx
 if TYPE_CHECKING:
     import keras
     import onnxruntime
-    from bottleneck_transfer.features.runners import RunContext
+    from bottleneck_transfer.features.runners.base import RunContext
     from bottleneck_transfer.features.runtimes import Pass
 
 #: The ONNX opset graphs are converted at.

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from bottleneck_transfer.atomic import atomic_write_text
 from bottleneck_transfer.errors import BottleneckError
 from bottleneck_transfer.features.choices import RUNTIMES
-from bottleneck_transfer.features.runners import RunContext, Runner, get_runtime
+from bottleneck_transfer.features.runners.base import RunContext, Runner, get_runtime
 from bottleneck_transfer.fingerprint import fingerprint
 
 if TYPE_CHECKING:
