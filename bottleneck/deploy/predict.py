@@ -47,6 +47,7 @@ from bottleneck_transfer.features.batches import iter_batches
 from bottleneck_transfer.features.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from bottleneck_transfer.features.runtimes import default_batch_size
 from bottleneck_transfer.features.sources import Item, Source, open_source
+from bottleneck_transfer.fingerprint import fingerprint
 from tqdm.auto import tqdm
 
 FORMATS = ("csv", "json", "parquet")
@@ -268,8 +269,14 @@ def predict(
     writer = None
     if out is not None and streamed_format(out) == fmt:
         value = "probability" if _outputs(exported) == "probabilities" else "score"
-        key = {"model": str(Path(exported.path).resolve()), "images": source.root, "top_k": k}
-        key |= {"items": len(source), "first": source.items[0].id if source.items else None}
+        key = {  # what a resumed run must share with the killed one
+            "model": str(Path(exported.path).resolve()),
+            "export": fingerprint(exported.metadata),
+            "images": source.root,
+            "items": len(source),
+            "first": source.items[0].id if source.items else None,
+            "top_k": k,
+        }
         writer = PredictionWriter(out, prediction_header(value, k), key)
     result = _run(exported, source, k, batch_size, workers, strict, max_pixels, progress, writer)
     if writer is not None:
