@@ -167,12 +167,15 @@ def export(
 @click.command()
 @click.argument("model", type=click.Path())
 @click.argument("images", nargs=-1, required=True)
-@options.out("the predictions, a .csv or .json file (default: print them).")
+@options.out(
+    "the predictions, a .csv, .parquet or .json file (default: print them); .csv and "
+    ".parquet are written as the images go, and a rerun after a killed run resumes."
+)
 @options.force()
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["csv", "json"]),
+    type=click.Choice(["csv", "json", "parquet"]),
     help="Predictions format (default: from --out's extension, else csv).",
 )
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
@@ -213,6 +216,7 @@ def predict(
       bottleneck predict model.onnx new_images/ -o predictions.csv
       bottleneck predict someone_elses.onnx new_images/ --trust-graph -o predictions.csv
       bottleneck predict model.keras new_images/ -o predictions.json
+      bottleneck predict model.keras million_images.tar -o predictions.parquet
       bottleneck predict model.keras fashion-mnist:test --classes 5-9 -o fm.csv
     """
     from bottleneck_transfer.deploy.predict import dump_predictions

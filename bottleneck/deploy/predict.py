@@ -9,7 +9,8 @@ minus its resize layer, which is the identity at the base size (:attr:`Exported.
 a SavedModel, TFLite or ONNX export runs with its own runtime (:meth:`Exported.scorer`).
 Bad images are reported and skipped (``strict=True`` stops at the first one).
 
-Output (CSV, or JSON with ``fmt="json"``), one row per decoded image in source order::
+Output (CSV, Parquet, or JSON with ``fmt="json"``), one row per decoded image in source
+order::
 
     id,label,class_1,probability_1,...,class_k,probability_k
 
@@ -19,6 +20,10 @@ best first. The values are probabilities only where the export's head has them (
 probabilistic or calibrated head: metadata ``outputs="probabilities"``); an uncalibrated
 margin head (``linear-svm:calibrate=false``) outputs a softmax of its decision values, which
 are named scores: ``class_1,score_1,...`` (JSON: ``"score"``), never ``probability``.
+
+A ``.csv`` or ``.parquet`` output is written as the images go (:mod:`.prediction_files`):
+memory holds a chunk of rows, never all results, and a rerun after a killed run goes on
+where it stopped. The :class:`PredictResult` then holds the counts only.
 """
 
 from __future__ import annotations
@@ -35,15 +40,17 @@ from typing import Any, TextIO
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.exported import Exported, load_exported
+from bottleneck_transfer.deploy.prediction_files import PredictionWriter, streamed_format
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import ExportError, ImageError, SourceError
 from bottleneck_transfer.features.batches import iter_batches
 from bottleneck_transfer.features.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from bottleneck_transfer.features.runtimes import default_batch_size
 from bottleneck_transfer.features.sources import Item, Source, open_source
+from bottleneck_transfer.fingerprint import fingerprint
 from tqdm.auto import tqdm
 
-FORMATS = ("csv", "json")
+FORMATS = ("csv", "json", "parquet")
 
 
 @dataclass(repr=False)
@@ -60,9 +67,10 @@ class PredictResult(Display):
     out: Path | None = None
     seconds: float = 0.0
     images_per_second: float = 0.0
+    tally: dict[str, int] | None = None
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.ids) if self.tally is None else self.tally["images"]
 
     def _display_summary(self) -> dict[str, Any]:
         return {
@@ -107,7 +115,10 @@ class PredictResult(Display):
     @property
     def accuracy(self) -> float | None:
         """Top-1 accuracy on the labelled images, else None (a class the model does not
-        know counts as an error)."""
+        know counts as an error). Written as it went (``tally``): of this run's images."""
+        if self.tally is not None:
+            labelled = self.tally["labelled"]
+            return self.tally["correct"] / labelled if labelled else None
         pairs = [(p, t) for p, t in zip(self.predicted, self.labels, strict=True) if t]
         if not pairs:
             return None
@@ -199,8 +210,10 @@ def predict(
     images : str, Path, list or Source
         A folder, CSV manifest, IDX/NPZ file or ``fashion-mnist:test``; or image files.
     out : str or Path, optional
-        Write the predictions here (CSV, or JSON when ``fmt="json"`` or ``out`` ends in
-        ``.json``). The file appears complete or not at all.
+        Write the predictions here: CSV, Parquet (``out`` ends in ``.parquet``) or JSON
+        (``fmt="json"`` or ``out`` ends in ``.json``). The file appears complete or not at
+        all. A ``.csv`` or ``.parquet`` file is written as the images go, and a rerun after
+        a killed run resumes it (:mod:`.prediction_files`); the result then holds only counts.
     top_k : int
         Classes per image (capped at the number of classes).
     batch_size, workers
@@ -241,20 +254,47 @@ def predict(
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
     out = Path(out) if out is not None else None
-    fmt = fmt or ("json" if out is not None and out.suffix.lower() == ".json" else "csv")
+    suffix = "" if out is None else out.suffix.lower()
+    fmt = fmt or {".json": "json", ".parquet": "parquet"}.get(suffix, "csv")
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}. Received: fmt={fmt!r}")
+    if fmt == "parquet" and suffix != ".parquet":
+        raise ValueError(f"Parquet predictions go to a .parquet file. Received: out={out}")
     source = open_images(images, classes=classes, limit=limit)  # a bad path fails before loading
     exported = (
         model if isinstance(model, Exported) else load_exported(model, trust_graph=trust_graph)
     )
     k = min(top_k, len(exported.class_names))
     batch_size = batch_size or default_batch_size(exported.image_size, len(source))
-    result = _run(exported, source, k, batch_size, workers, strict, max_pixels, progress)
-    if out is not None:
+    writer = None
+    if out is not None and streamed_format(out) == fmt:
+        value = "probability" if _outputs(exported) == "probabilities" else "score"
+        key = {  # what a resumed run must share with the killed one
+            "model": str(Path(exported.path).resolve()),
+            "export": fingerprint(exported.metadata),
+            "images": source.root,
+            "items": len(source),
+            "first": source.items[0].id if source.items else None,
+            "top_k": k,
+        }
+        writer = PredictionWriter(out, prediction_header(value, k), key)
+    result = _run(exported, source, k, batch_size, workers, strict, max_pixels, progress, writer)
+    if writer is not None:
+        writer.finish(len(source))
+    elif out is not None:
         write_predictions(result, out, fmt)
-        result.out = out
+    result.out = out
     return result
+
+
+def _outputs(exported: Exported) -> str:
+    """``"probabilities"`` or ``"scores"``: what the export's values are."""
+    return exported.metadata.get("outputs", "probabilities")
+
+
+def prediction_header(value_name: str, k: int) -> list[str]:
+    """The columns: ``id, label, class_1, <value_name>_1, ..., class_k, <value_name>_k``."""
+    return ["id", "label", *(f"{c}_{r}" for r in range(1, k + 1) for c in ("class", value_name))]
 
 
 def _run(
@@ -266,8 +306,13 @@ def _run(
     strict: bool,
     max_pixels: int,
     progress: bool | None,
+    writer: PredictionWriter | None = None,
 ) -> PredictResult:
+    """Score every image; rows go to ``writer`` as they come (only counts are kept, and
+    the images it already holds are skipped) or are kept in the result."""
     score = exported.scorer(batch_size)
+    start = 0 if writer is None else writer.items_done
+    tally = {"images": 0, "labelled": 0, "correct": 0}
     ids: list[str] = []
     labels: list[str | None] = []
     tops: list[np.ndarray] = []
@@ -276,6 +321,7 @@ def _run(
     started = time.perf_counter()
     bar = tqdm(
         total=len(source),
+        initial=start,
         unit="img",
         desc=f"predict {exported.path.name}",
         disable=(None if progress is None else not progress),
@@ -288,6 +334,7 @@ def _run(
             exported.image_size,
             exported.channels,
             batch_size,
+            start=start,
             workers=workers,
             strict=strict,
             max_pixels=max_pixels,
@@ -296,13 +343,20 @@ def _run(
             for batch in batches:
                 if len(batch.items):
                     top, top_p = _top_k(np.asarray(score(batch.pixels), np.float64), k)
-                    tops.append(top)
-                    probs.append(top_p)
-                    ids += [item.id for item in batch.items]
-                    labels += [
+                    names = [
                         source.class_names[item.label] if item.label >= 0 else None
                         for item in batch.items
                     ]
+                    if writer is None:
+                        tops.append(top)
+                        probs.append(top_p)
+                        ids += [item.id for item in batch.items]
+                        labels += names
+                    else:
+                        _tally(tally, names, top[:, 0], exported.class_names)
+                        writer.add(
+                            _rows(batch.items, names, top, top_p, exported, writer.fmt), batch.end
+                        )
                 failed += batch.failures
                 bar.update(len(batch.items) + len(batch.failures))
                 if batch.failures:
@@ -323,10 +377,39 @@ def _run(
         top_probabilities=np.concatenate(probs) if probs else np.zeros((0, k)),
         labels=labels,
         failed=failed,
-        outputs=exported.metadata.get("outputs", "probabilities"),
+        outputs=_outputs(exported),
         seconds=seconds,
-        images_per_second=(len(ids) + len(failed)) / seconds if seconds > 0 else 0.0,
+        images_per_second=(len(source) - start) / seconds if seconds > 0 else 0.0,
+        tally=None if writer is None else tally,
     )
+
+
+def _tally(tally: dict[str, int], labels: list, top1: np.ndarray, classes: list[str]) -> None:
+    """Count a batch's images, labelled images and right top-1 classes into ``tally``."""
+    tally["images"] += len(labels)
+    for label, predicted in zip(labels, top1, strict=True):
+        if label:
+            tally["labelled"] += 1
+            tally["correct"] += label == classes[int(predicted)]
+
+
+def _rows(
+    items: list[Item],
+    labels: list,
+    top: np.ndarray,
+    top_p: np.ndarray,
+    exported: Exported,
+    fmt: str,
+) -> list[list]:
+    """A batch's output rows: CSV cells as :func:`dump_predictions` writes them, Parquet
+    values as they are (a missing label is null)."""
+    rows = []
+    for row, item in enumerate(items):
+        line = [item.id, labels[row] or ("" if fmt == "csv" else None)]
+        for c, p in zip(top[row], top_p[row], strict=True):
+            line += [exported.class_names[int(c)], f"{float(p):.6f}" if fmt == "csv" else float(p)]
+        rows.append(line)
+    return rows
 
 
 def dump_predictions(result: PredictResult, handle: TextIO, fmt: str = "csv") -> None:
@@ -345,10 +428,7 @@ def dump_predictions(result: PredictResult, handle: TextIO, fmt: str = "csv") ->
         handle.write("\n")
         return
     writer = csv.writer(handle, lineterminator="\n")
-    header = ["id", "label"]
-    for rank in range(1, result.top_indices.shape[1] + 1):
-        header += [f"class_{rank}", f"{result.value_name}_{rank}"]
-    writer.writerow(header)
+    writer.writerow(prediction_header(result.value_name, result.top_indices.shape[1]))
     for row, item_id in enumerate(result.ids):
         line = [item_id, result.labels[row] or ""]
         for c, p in zip(result.top_indices[row], result.top_probabilities[row], strict=True):

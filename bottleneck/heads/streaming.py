@@ -222,9 +222,9 @@ def sgd_linear(
     The rows are centred and scaled to unit root-mean-square norm (the mean and norm of the
     first step), with ``alpha`` scaled to match (``alpha * scale**2``), and the model folded
     back at the end: the same objective, its minimum unchanged (the intercept is not
-    penalised), but steps of :data:`SGD_STEP` suit every input. Unnormalised, the steps
-    suit only rows of norm about 1: on Nyström-mapped rows (norm about 0.1, off centre)
-    5 passes fell 4 points short of the in-memory head.
+    penalised), but one step size (:data:`SGD_STEP`) suits every input. scikit-learn's
+    default steps on the rows as they are fell 4 points short of the in-memory head on
+    Nyström-mapped rows (norm about 0.7, off centre) after 5 passes.
     """
     sgd, center, scale = None, 0.0, 1.0
     for _ in range(epochs):
