@@ -302,7 +302,8 @@ def streamed_trials(
     validation rows, both :class:`~heads.streaming.RowSubset` index sets of ``source``
     (no other row is read), one after another (one reader of the file)."""
     from bottleneck_transfer.heads.metrics import score
-    from bottleneck_transfer.heads.streaming import RowSubset, fit_streaming_head, predict_source
+    from bottleneck_transfer.heads.rows import RowSubset
+    from bottleneck_transfer.heads.streaming import fit_streaming_head, predict_source
 
     train_idx, val_idx = split
     fit_rows, val_rows = RowSubset(source, train_idx), RowSubset(source, val_idx)

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from bottleneck_transfer.heads import rows as heads_rows
 from bottleneck_transfer.heads import streaming, training
 from bottleneck_transfer.heads.streaming import fit_streaming_head
 from bottleneck_transfer.heads.training import LabeledData, fit_head
@@ -29,7 +30,7 @@ def test_streamed_tuning_reads_only_training_rows_and_chooses_the_in_memory_c(no
     poisoned[test_rows] = np.nan  # a test row read into a fit or a score would fail it
     data = dataclasses.replace(LabeledData.from_arrays(poisoned, y), chunk_rows=256)
     read: list[np.ndarray] = []
-    original = streaming.read_rows
+    original = heads_rows.read_rows
 
     def recording(source, wanted):
         if source is data.X:
@@ -42,6 +43,7 @@ def test_streamed_tuning_reads_only_training_rows_and_chooses_the_in_memory_c(no
         final.append(kwargs)
         return fit_streaming_head(*args, **kwargs)
 
+    monkeypatch.setattr(heads_rows, "read_rows", recording)  # RowSubset reads through it
     monkeypatch.setattr(streaming, "read_rows", recording)
     monkeypatch.setattr(training, "fit_streaming_head", final_fit)
     streamed = fit_head("logreg", data, rows, tune=True)
