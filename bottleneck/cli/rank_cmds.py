@@ -6,45 +6,20 @@ import warnings
 
 import click
 from bottleneck_transfer.cli import options
-
-_BASELINES = ("random-base", "raw-pixels")
+from bottleneck_transfer.features.choices import BASELINES
 
 
 @click.command("rank-bases")
 @click.argument("source")
-@click.option(
-    "--bases",
-    default=None,
-    metavar="A,B,C",
-    help="Candidate bases, as --base takes them (names, model files, hub handles, SavedModel "
-    "folders).",
-)
-@click.option(
-    "--bases-file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Candidates, one per line: BASE [key=value ...] with keys weights, image_size, "
-    "pooling, layer, preprocess, trust_graph (# comments allowed).",
-)
-@click.option(
-    "--sample",
-    default="50/class",
-    show_default=True,
-    metavar="N/class|N",
-    help="Images each candidate extracts: N per class, or N in all; stratified, seeded and "
-    "grouped (copies and --groups stay whole).",
-)
+@options.candidates()
+@options.sample()
 @options.base_settings()
 @options.trust_graph("SavedModel candidates")
-@click.option(
-    "--baseline",
-    "baselines",
-    multiple=True,
-    type=click.Choice(_BASELINES),
-    default=_BASELINES,
-    show_default=True,
-    help="Probed beside each candidate on the same images, so negative transfer shows.",
+@options.baselines(
+    "Probed beside each candidate on the same images, so negative transfer shows.",
+    default=BASELINES,
 )
-@click.option("--cv", type=click.IntRange(min=2), default=5, show_default=True, help="Probe folds.")
+@options.cv("Folds of the sample's probe.", default=5)
 @options.classes()
 @options.limit()
 @options.groups()
@@ -58,7 +33,6 @@ _BASELINES = ("random-base", "raw-pixels")
     file_okay=False,
 )
 @options.seed("Seeds the sample, the folds, tuning and random weights.")
-@options.jobs()
 @options.quiet()
 @options.json_flag("Print the ranking as JSON.")
 def rank_bases(
@@ -76,7 +50,6 @@ def rank_bases(
     cache_dir: str | None,
     out: str | None,
     seed: int,
-    jobs: int,
     quiet: bool,
     as_json: bool,
     **settings,
@@ -124,7 +97,6 @@ def rank_bases(
             batch_size=batch_size,
             workers=workers,
             out=out,
-            n_jobs=jobs,
             progress=False if (quiet or as_json) else None,
             echo=echo,
         )

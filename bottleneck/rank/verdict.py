@@ -27,6 +27,13 @@ from bottleneck_transfer.rank.probe import Probe
 
 #: The family the best base's paired tests form (Holm-adjusted within it).
 FAMILY = "bases vs best"
+#: The score that orders the bases: ``probe`` (the probe's accuracy, then LogME) or ``logme``
+#: (LogME, then the probe's accuracy).
+RANK_BY = "probe"
+_RANK_KEYS = {
+    "probe": lambda r: (-r.probe.accuracy, -r.logme),
+    "logme": lambda r: (-r.logme, -r.probe.accuracy),
+}
 REPORT_FILES = ("report.json", "report.md", "report.html", "cost_accuracy.png")
 FIGURE = "cost_accuracy.png"
 
@@ -138,9 +145,9 @@ class Ranking:
 
 
 def rank_results(results: list[BaseResult]) -> list[BaseResult]:
-    """``results`` best first (probe accuracy, then LogME), numbered, each tested against the
-    best (its ``test``: gap in accuracy points, interval, Holm-adjusted p)."""
-    ranked = sorted(results, key=lambda r: (-r.probe.accuracy, -r.logme))
+    """``results`` best first (by :data:`RANK_BY`), numbered, each tested against the best
+    (its ``test``: gap in probe accuracy points, interval, Holm-adjusted p)."""
+    ranked = sorted(results, key=_RANK_KEYS[RANK_BY])
     for rank, result in enumerate(ranked, 1):
         result.rank = rank
     best, others = ranked[0], ranked[1:]

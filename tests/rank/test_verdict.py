@@ -72,7 +72,7 @@ def test_negative_transfer_is_flagged_when_a_base_loses_to_its_baseline():
     noise = rng.normal(size=(90, 6))  # the candidate's features do not
     base = LabeledData.from_arrays(noise, y)
     baseline = LabeledData.from_arrays(pixels, y)
-    got = probe(base, {"raw-pixels": baseline}, linked=None, cv=3, n_jobs=1)
+    got = probe(base, {"raw-pixels": baseline}, linked=None, cv=3)
     assert got.negative
     assert got.transfer["verdict"] == "negative"
     assert got.baselines["raw-pixels"]["accuracy"] > 0.8 > got.accuracy
@@ -80,7 +80,7 @@ def test_negative_transfer_is_flagged_when_a_base_loses_to_its_baseline():
     result = BaseResult("noise", Path("n.h5"), 6, 0.0, 0.0, got, Cost(0.01, 0, 24, 90))
     assert "Negative transfer: noise" in verdict_text([result])
     assert "no candidate transfers" in verdict_text([result])
-    fine = probe(baseline, {"raw-pixels": base}, linked=None, cv=3, n_jobs=1)
+    fine = probe(baseline, {"raw-pixels": base}, linked=None, cv=3)
     assert not fine.negative
 
 
