@@ -85,7 +85,7 @@ def build_bases(folder: Path, seed: int = 0) -> dict[str, float]:
 
     seconds = {}
     t0 = time.perf_counter()
-    train = open_source("fashion-mnist:train", classes=CLASSES, limit=10_000)
+    train = open_source("fashion-mnist:train", classes=CLASSES, limit=6_000)
     x = train.arrays[[item.index for item in train.items]]
     y = np.asarray([i.label for i in train.items])
     _train(x, y, folder / "fashion_5-9.keras", epochs=2, seed=seed)
@@ -99,11 +99,16 @@ def build_bases(folder: Path, seed: int = 0) -> dict[str, float]:
     import keras
 
     keras.utils.set_random_seed(seed)
-    backbone = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[32], input_conv_kernel_sizes=[3], stackwise_num_filters=[32, 64],
-        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
-        use_pre_activation=False, image_shape=(None, None, 3),
-    )  # fmt: skip
+    backbone = keras_hub.models.ResNetBackbone(  # one basic block of 64 channels
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64],
+        stackwise_num_blocks=[1],
+        stackwise_num_strides=[1],
+        block_type="basic_block",
+        use_pre_activation=False,
+        image_shape=(None, None, 3),
+    )
     backbone.save_to_preset(str(folder / "resnet_tiny"))
     keras_hub.layers.ResNetImageConverter(
         image_size=(32, 32), scale=1 / 255.0, offset=0.0
@@ -167,7 +172,7 @@ def bench_rank(
     seed: int = 0,
     draws: int = DRAWS,
     limit: int | None = None,
-    echo: Callable[[str], Any] = print,
+    echo: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
     """Build the bases, rank them on a sample, extract and probe each on everything; compare
     (``limit``: fewer target images, for a quick check)."""
@@ -180,6 +185,7 @@ def bench_rank(
     from bottleneck_transfer.rank.sample import SampleSize, sample_source, store_extract
     from bottleneck_transfer.rank.verdict import RANK_BY
 
+    echo = echo or (lambda _line: None)
     load_start = os.getloadavg()[0]
     started = _clock()
     with tempfile.TemporaryDirectory() as folder:
@@ -221,14 +227,15 @@ def bench_rank(
         echo(f"{draws} more samples from the full caches ...")
         size = SampleSize.parse(sample)
         row_of = {i: r for r, i in enumerate(datas[names[0]].ids)}
+        by_name = {shown[r.label]: r for r in ranking.results}
         table = np.empty((draws + 1, len(names), len(SCORES)))
-        for draw in range(draws + 1):
+        table[0] = [[by_name[n].probe.accuracy, by_name[n].logme, by_name[n].hscore] for n in names]
+        for draw in range(1, draws + 1):
             ids = [item.id for item in sample_source(collection, size, seed + draw).items]
             rows = np.asarray([row_of[i] for i in ids])
             for b, name in enumerate(names):
                 scores = _sample_scores(datas[name], rows, cv, seed + draw)
                 table[draw, b] = [scores[s] for s in SCORES]
-    by_name = {shown[r.label]: r for r in ranking.results}
     correct = [full[n]["correct"] for n in names]
     agreement = {
         score: kendall_over_draws(table[:, :, k], correct, seed) for k, score in enumerate(SCORES)
@@ -272,6 +279,48 @@ def bench_rank(
     }
 
 
+def _interval(values: Sequence[float]) -> str:
+    return f"[{values[0]:.3f}, {values[1]:.3f}]"
+
+
+def format_rank_bench(report: dict[str, Any]) -> list[str]:
+    """The benchmark as README lines: the bases' table, the agreement, the cost."""
+    sample = report["sample"]
+    lines = [
+        f"| base | rank | sample probe ({sample['images']} images) | LogME | H-score | "
+        f"full probe ({report['collection_images']:,} images) | full extraction s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for b in sorted(report["bases"], key=lambda b: b["sample_rank"]):
+        flag = " (negative transfer)" if b["negative_transfer"] else ""
+        lines.append(
+            f"| {b['base']}{flag} | {b['sample_rank']} | {b['sample_probe']:.3f} "
+            f"{_interval(b['sample_probe_interval_95'])} | {b['logme']:.3f} | "
+            f"{b['hscore']:.2f} | {b['full_accuracy']:.3f} {_interval(b['full_interval_95'])} | "
+            f"{b['full_extract']['wall_s']:.0f} |"
+        )
+    names = {"probe": "sample ridge probe", "logme": "LogME", "hscore": "H-score"}
+    lines.append("")
+    for score, tau in report["kendall_tau_vs_full_probe"].items():
+        used = " (the score `rank-bases` ranks by)" if score == report["rank_by"] else ""
+        low, high = tau["interval_95"]
+        lines.append(
+            f"- {names[score]}{used} vs the full probe: Kendall's tau {tau['tau']:.2f}, "
+            f"95% interval [{low:.2f}, {high:.2f}] over {tau['draws']} other samples"
+        )
+    rank, extract = report["rank"], report["full_extract"]
+    lines += [
+        "",
+        f"Ranking the {len(report['bases'])} bases on the sample took {rank['wall_s']:.0f} s "
+        f"({rank['cpu_s']:.0f} s CPU); extracting all {report['collection_images']:,} images "
+        f"with each took {extract['wall_s']:.0f} s ({extract['cpu_s']:.0f} s CPU), and the "
+        f"full probes {report['full_probe']['wall_s']:.0f} s more. Load average "
+        f"{report['load_average'][0]:.1f} → {report['load_average'][1]:.1f} on "
+        f"{report['cores']} cores.",
+    ]
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m bottleneck_transfer.bench.rank -o data/bench/rank.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -280,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--draws", type=int, default=DRAWS)
     parser.add_argument("--limit", type=int, default=None, help="fewer target images")
     args = parser.parse_args(argv)
-    report = bench_rank(sample=args.sample, draws=args.draws, limit=args.limit)
+    report = bench_rank(sample=args.sample, draws=args.draws, limit=args.limit, echo=print)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
