@@ -272,7 +272,7 @@ def bench_rank(
             key: sum(f["probe"][key] for f in full.values()) for key in ("wall_s", "cpu_s")
         },
         "built_seconds": built,
-        "verdict": ranking.verdict,
+        "verdict": ranking.verdict.replace(folder, "BUILT"),
         "load_average": [load_start, os.getloadavg()[0]],
         "cores": os.cpu_count(),
         "seconds": _since(started)["wall_s"],

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 #: The fixed point stops when alpha/beta changes by less than this (relative), or after
 #: :data:`MAX_ITER` steps.
@@ -42,6 +43,12 @@ TOLERANCE = 1e-8
 MAX_ITER = 1000
 #: Added to m^T m and ||F m - t||^2 in the alpha and beta updates (the authors' 1e-5).
 GUARD = 1e-5
+
+
+def one_blas_thread() -> threadpool_limits:
+    """One BLAS thread for the sample's small matrices (a few hundred rows): more threads
+    only contend, and on a busy machine made the probe's fits ten times slower."""
+    return threadpool_limits(1, user_api="blas")
 
 
 def _class_evidence(
@@ -102,7 +109,8 @@ def logme(features: np.ndarray, labels: np.ndarray) -> float:
             f"labels={y.shape}"
         )
     n, d = F.shape
-    s2, project = _spectrum(F)
+    with one_blas_thread():
+        s2, project = _spectrum(F)
     scores = []
     for label in np.unique(y):
         t = (y == label).astype(np.float64)
@@ -150,16 +158,23 @@ def hscore(features: np.ndarray, labels: np.ndarray) -> float:
     in D dimensions, or through the n x n Gram matrix (Woodbury) when n < D: a
     50-per-class sample of 2,000-D features costs a 500 x 500 solve, not a 2,000 x 2,000 one.
     """
-    from scipy.linalg import cho_factor, cho_solve
-
     F = np.asarray(features, dtype=np.float64)
     F = F - F.mean(axis=0)
-    n, d = F.shape
+    d = F.shape[1]
     _, index = np.unique(np.asarray(labels), return_inverse=True)
     counts = np.bincount(index)
     means = np.zeros((len(counts), d))
     np.add.at(means, index, F)
     means /= counts[:, None]
+    with one_blas_thread():
+        return _hscore(F, means, counts)
+
+
+def _hscore(F: np.ndarray, means: np.ndarray, counts: np.ndarray) -> float:
+    """The H-score of centred features ``F`` with centred class ``means`` of ``counts`` rows."""
+    from scipy.linalg import cho_factor, cho_solve
+
+    n, d = F.shape
     small = n < d
     gram = F @ F.T if small else F.T @ F
     row_squares = np.einsum("ij,ij->i", F, F)

@@ -25,6 +25,7 @@ from bottleneck_transfer.features.duplicates import merge_labels
 from bottleneck_transfer.heads.splits import Split, plain_rows, stratified_folds
 from bottleneck_transfer.heads.stats import ALPHA, clopper_pearson, cv_interval, family_tests
 from bottleneck_transfer.heads.training import LabeledData
+from bottleneck_transfer.rank.logme import one_blas_thread
 
 #: The ridge penalties the probe chooses from on each fold's training rows (standardised
 #: features; ``alpha = 1/C`` in logistic-regression terms).
@@ -95,7 +96,8 @@ def ridge_predictions(X: np.ndarray, y: np.ndarray, splits: list[Split]) -> np.n
         train = np.asarray(X[fit], dtype=np.float64)
         mean, scale = train.mean(axis=0), train.std(axis=0)
         scale[scale == 0] = 1.0
-        model = RidgeClassifierCV(alphas=ALPHAS).fit((train - mean) / scale, y[fit])
+        with one_blas_thread():
+            model = RidgeClassifierCV(alphas=ALPHAS).fit((train - mean) / scale, y[fit])
         predictions[held] = model.predict((np.asarray(X[held], dtype=np.float64) - mean) / scale)
     return predictions
 
