@@ -101,7 +101,13 @@ def test_report_folder_and_command(tmp_path):
         assert Path(paths[name]).stat().st_size > 0
     saved = json.loads(Path(paths["report.json"]).read_text())
     assert saved["winner"] == "a.keras"
+    assert saved["ranked_by"] == "the probe's cross-validated accuracy (LogME breaks ties)"
     assert [r["base"] for r in saved["ranking"]] == ["a.keras", "b"]
     assert saved["ranking"][1]["vs_best"]["p_holm"] < 0.05
     assert saved["ranking"][0]["cost"]["full_job_seconds"] == pytest.approx(100.0)
-    assert command in Path(paths["report.md"]).read_text()
+    markdown = Path(paths["report.md"]).read_text()
+    assert command in markdown
+    assert (
+        "Ranked by the probe's cross-validated accuracy (LogME breaks ties), the ridge probe"
+        in markdown
+    )
