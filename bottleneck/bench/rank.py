@@ -1,169 +1,336 @@
 """Does the sample ranking predict? ``rank-bases`` on a 50-per-class sample against the
-linear probe on the whole collection, with Kendall's tau and its bootstrap interval.
+linear probe on the whole collection, with Kendall's tau and its interval; and what ranking
+costs against extracting everything with each base.
 
-Offline: scikit-learn's digits (``data/digits/digits.npz``, 1,797 images) and bases built
-here: the shipped Fashion-MNIST base (classes 0-4), the same architecture with random
-weights, a Keras application with ``weights=None`` (MobileNetV3Small at 32x32) and raw
-pixels. Run it with ``python -m bottleneck_transfer.bench.rank -o rank.json``.
+Offline, on bases that really differ: the target is Fashion-MNIST's test images of classes
+5-9 (5,000 images); the candidates are a base trained here on the *training* images of the
+same classes (a similar task), the shipped base trained on classes 0-4 (other classes), a
+base trained here on scikit-learn's digits (another domain), the shipped architecture with
+random weights, a tiny KerasHub ResNet preset written with ``save_to_preset`` (random
+weights), MobileNetV3Small with ``weights=None`` and raw pixels. Run it with
+``python -m bottleneck_transfer.bench.rank -o data/bench/rank.json``.
 
-The full ranking's probe is the untuned logistic regression (C = 1) by 5-fold CV on every
-image (tuning it per base on the whole collection would cost more than the extraction it
-ranks); the sample's is ``rank-bases``' own (C tuned on training folds only). The interval
-resamples the scored images of both (the percentile bootstrap of tau).
+The full ranking is the project's linear probe (``compare_heads(heads=["logreg"])``, 5-fold
+CV on every image). Each sample score (the ridge probe's accuracy, LogME, H-score) gives a
+sample ranking; its agreement with the full ranking is Kendall's tau, with an interval over
+both chances: :data:`DRAWS` other seeded 50-per-class samples (from the full caches: the same
+features), each against a bootstrap resample of the full probe's scored images.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+TARGET = "fashion-mnist:test"
+CLASSES = "5-9"
+SHIPPED = "data/bases/fashion_mnist_0-4.keras"
 DIGITS = "data/digits/digits.npz"
+#: Other seeded samples the agreement's interval draws.
+DRAWS = 20
+#: The sample scores whose ranking is compared with the full probe's.
+SCORES = ("probe", "logme", "hscore")
+#: Shown names of the candidates: ``(name, candidate line)``; ``{dir}`` is where the bases
+#: built here are saved.
 CANDIDATES = (
-    "data/bases/fashion_mnist_0-4.keras",
-    "data/bases/fashion_mnist_0-4.keras weights=none",
-    "mobilenet_v3_small weights=none image_size=32",
-    "pixels image_size=8",
+    ("Fashion-MNIST CNN, classes 5-9 (trained here)", "{dir}/fashion_5-9.keras"),
+    ("Fashion-MNIST CNN, classes 0-4 (shipped)", SHIPPED),
+    ("digits CNN (trained here)", "{dir}/digits.keras"),
+    ("Fashion-MNIST CNN, random weights", f"{SHIPPED} weights=none"),
+    ("KerasHub ResNet preset (tiny, random)", "{dir}/resnet_tiny"),
+    ("MobileNetV3Small, weights=None, 32x32", "mobilenet_v3_small weights=none image_size=32"),
+    ("raw pixels 28x28", "pixels image_size=28"),
 )
 
 
-def kendall_interval(
-    sample_correct: Sequence[np.ndarray],
-    full_correct: Sequence[np.ndarray],
-    n_boot: int = 1000,
-    seed: int = 0,
+def _cnn(n_classes: int, seed: int):
+    """The shipped base's architecture (``data/bases/train_fashion_mnist_base.py``)."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(28, 28, 1), dtype="float32", name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="rescaling")(inputs)
+    x = layers.Conv2D(32, 3, activation="relu", name="conv1")(x)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(64, 3, activation="relu", name="conv2")(x)
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(128, activation="relu", name="bottleneck")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _train(x: np.ndarray, y: np.ndarray, path: Path, epochs: int, seed: int) -> Path:
+    """Train the CNN on ``x`` (n, 28, 28) pixels 0..255 and save it to ``path``."""
+    model = _cnn(int(y.max()) + 1, seed)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x[..., None].astype("float32"), y, epochs=epochs, batch_size=128, verbose=0)
+    model.save(path)
+    return path
+
+
+def build_bases(folder: Path, seed: int = 0) -> dict[str, float]:
+    """Save the bases built here in ``folder``; returns each one's build seconds."""
+    import keras_hub
+    from bottleneck_transfer.features.sources import open_source
+
+    seconds = {}
+    t0 = time.perf_counter()
+    train = open_source("fashion-mnist:train", classes=CLASSES, limit=6_000)
+    x = train.arrays[[item.index for item in train.items]]
+    y = np.asarray([i.label for i in train.items])
+    _train(x, y, folder / "fashion_5-9.keras", epochs=2, seed=seed)
+    seconds["fashion_5-9"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    digits = np.load(DIGITS)
+    grown = np.kron(digits["images"].astype(np.float32) * 15.9, np.ones((3, 3)))  # 0..16 -> 24 px
+    padded = np.pad(grown, ((0, 0), (2, 2), (2, 2)))
+    _train(padded, digits["labels"], folder / "digits.keras", epochs=8, seed=seed)
+    seconds["digits"] = time.perf_counter() - t0
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.ResNetBackbone(  # one basic block of 64 channels
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64],
+        stackwise_num_blocks=[1],
+        stackwise_num_strides=[1],
+        block_type="basic_block",
+        use_pre_activation=False,
+        image_shape=(None, None, 3),
+    )
+    backbone.save_to_preset(str(folder / "resnet_tiny"))
+    keras_hub.layers.ResNetImageConverter(
+        image_size=(32, 32), scale=1 / 255.0, offset=0.0
+    ).save_to_preset(str(folder / "resnet_tiny"))
+    return seconds
+
+
+def kendall_over_draws(
+    sample_scores: np.ndarray, full_correct: Sequence[np.ndarray], seed: int = 0
 ) -> dict[str, Any]:
-    """Kendall's tau between the bases' sample and full accuracies, and its 95% percentile
-    bootstrap interval (the scored images of each resampled, the same rows for every base)."""
+    """Kendall's tau between the bases' order by a sample score and by full-probe accuracy.
+
+    ``sample_scores`` is (draws, bases), row 0 the sample ``rank-bases`` drew; ``full_correct``
+    each base's per-image results of the full probe (the same images for every base). The
+    value is row 0 against the full accuracies; the 95% interval the percentiles of each
+    other draw against a bootstrap resample of the full probe's images (both chances).
+    """
     from scipy.stats import kendalltau
 
-    def tau(sample_rows: np.ndarray | slice, full_rows: np.ndarray | slice) -> float:
-        a = [c[sample_rows].mean() for c in sample_correct]
-        b = [c[full_rows].mean() for c in full_correct]
-        value = kendalltau(a, b).statistic
+    def tau(scores: np.ndarray, rows: np.ndarray | slice) -> float:
+        value = kendalltau(scores, [c[rows].mean() for c in full_correct]).statistic
         return 0.0 if np.isnan(value) else float(value)
 
     rng = np.random.default_rng(seed)
-    n_sample, n_full = len(sample_correct[0]), len(full_correct[0])
-    draws = [
-        tau(rng.integers(0, n_sample, n_sample), rng.integers(0, n_full, n_full))
-        for _ in range(n_boot)
-    ]
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return {"tau": tau(slice(None), slice(None)), "interval_95": [float(low), float(high)]}
+    n = len(full_correct[0])
+    draws = [tau(row, rng.integers(0, n, n)) for row in sample_scores[1:]]
+    low, high = np.percentile(draws, [2.5, 97.5]) if draws else (np.nan, np.nan)
+    return {
+        "tau": tau(sample_scores[0], slice(None)),
+        "interval_95": [float(low), float(high)],
+        "draws": len(draws),
+        "mean_over_draws": float(np.mean(draws)) if draws else None,
+    }
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: tuple[float, float]) -> dict[str, float]:
+    wall, cpu = _clock()
+    return {"wall_s": wall - start[0], "cpu_s": cpu - start[1]}
+
+
+def _sample_scores(data, rows: np.ndarray, cv: int, seed: int) -> dict[str, float]:
+    """The ranking scores of one base on the sample ``rows`` of its full cache."""
+    from bottleneck_transfer.rank.logme import hscore, logme
+    from bottleneck_transfer.rank.probe import probe
+
+    part = data.take(rows)
+    return {
+        "probe": probe(part, {}, linked=None, cv=cv, seed=seed).accuracy,
+        "logme": logme(part.X, part.y),
+        "hscore": hscore(part.X, part.y),
+    }
 
 
 def bench_rank(
-    source: str = DIGITS,
-    candidates: Sequence[str] = CANDIDATES,
     sample: str = "50/class",
     cv: int = 5,
     seed: int = 0,
-    n_jobs: int | None = 1,
+    draws: int = DRAWS,
+    limit: int | None = None,
+    echo: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
-    """Rank ``candidates`` on a sample of ``source`` and probe each on all of it; compare."""
+    """Build the bases, rank them on a sample, extract and probe each on everything; compare
+    (``limit``: fewer target images, for a quick check)."""
     from bottleneck_transfer.features.sources import open_source
     from bottleneck_transfer.features.store import CacheStore
     from bottleneck_transfer.heads.compare import compare_heads
     from bottleneck_transfer.heads.training import LabeledData
     from bottleneck_transfer.rank.candidates import parse_candidate
     from bottleneck_transfer.rank.ranking import rank_bases
-    from bottleneck_transfer.rank.sample import store_extract
+    from bottleneck_transfer.rank.sample import SampleSize, sample_source, store_extract
+    from bottleneck_transfer.rank.verdict import RANK_BY
 
+    echo = echo or (lambda _line: None)
+    load_start = os.getloadavg()[0]
+    started = _clock()
     with tempfile.TemporaryDirectory() as folder:
-        store = CacheStore(folder)
-        t0 = time.perf_counter()
+        echo("building the bases ...")
+        built = build_bases(Path(folder), seed)
+        names = [name for name, _ in CANDIDATES]
+        lines = [line.format(dir=folder) for _, line in CANDIDATES]
+        shown = {parse_candidate(line).label: name for name, line in zip(names, lines, strict=True)}
+        store = CacheStore(Path(folder) / "store")
+        echo(f"rank-bases on a {sample} sample ...")
+        t0 = _clock()
         ranking = rank_bases(
-            source,
-            candidates,
-            sample=sample,
-            baselines=(),
-            cv=cv,
-            seed=seed,
-            cache_dir=folder,
-            progress=False,
-            n_jobs=n_jobs,
-        )
-        rank_seconds = time.perf_counter() - t0
-        collection = open_source(source)
+            TARGET, lines, sample=sample, cv=cv, seed=seed, classes=CLASSES,
+            limit=limit, cache_dir=store.root, progress=False,
+        )  # fmt: skip
+        rank_cost = _since(t0)
+        collection = open_source(TARGET, classes=CLASSES, limit=limit)
         full: dict[str, dict[str, Any]] = {}
-        for text in candidates:
-            candidate = parse_candidate(text)
-            base = candidate.build({}, seed)
-            t0 = time.perf_counter()
+        datas = {}
+        for name, line in zip(names, lines, strict=True):
+            echo(f"full collection: {name} ...")
+            base = parse_candidate(line).build({}, seed)
+            t0 = _clock()
             result = store_extract(store, collection, base, progress=False)
-            extract_seconds = time.perf_counter() - t0
-            t0 = time.perf_counter()
+            extract_cost = _since(t0)
+            datas[name] = LabeledData.from_cache(result.path)
+            t0 = _clock()
             comparison = compare_heads(
-                LabeledData.from_cache(result.path),
-                heads=["logreg"],
-                cv=cv,
-                random_state=seed,
-                n_jobs=n_jobs,
-                progress=False,
+                datas[name], heads=["logreg"], cv=cv, random_state=seed, n_jobs=1, progress=False
             )
             row = comparison.best
-            full[candidate.label] = {
+            full[name] = {
                 "accuracy": float(row.metrics["accuracy"]),
                 "interval_95": list(row.intervals["accuracy"]),
                 "correct": row.predictions == comparison.eval_labels,
-                "extract_seconds": extract_seconds,
-                "probe_seconds": time.perf_counter() - t0,
+                "extract": extract_cost,
+                "probe": _since(t0),
             }
-    by_label = {r.label: r for r in ranking.results}
-    labels = [parse_candidate(text).label for text in candidates]
-    agreement = kendall_interval(
-        [by_label[label].probe.correct for label in labels],
-        [full[label]["correct"] for label in labels],
-        seed=seed,
-    )
-    logme_tau = kendall_interval(  # the training-free estimate against the full probe
-        [np.full(1, by_label[label].logme) for label in labels],
-        [full[label]["correct"] for label in labels],
-        seed=seed,
-    )
+        echo(f"{draws} more samples from the full caches ...")
+        size = SampleSize.parse(sample)
+        row_of = {i: r for r, i in enumerate(datas[names[0]].ids)}
+        by_name = {shown[r.label]: r for r in ranking.results}
+        table = np.empty((draws + 1, len(names), len(SCORES)))
+        table[0] = [[by_name[n].probe.accuracy, by_name[n].logme, by_name[n].hscore] for n in names]
+        for draw in range(1, draws + 1):
+            ids = [item.id for item in sample_source(collection, size, seed + draw).items]
+            rows = np.asarray([row_of[i] for i in ids])
+            for b, name in enumerate(names):
+                scores = _sample_scores(datas[name], rows, cv, seed + draw)
+                table[draw, b] = [scores[s] for s in SCORES]
+    correct = [full[n]["correct"] for n in names]
+    agreement = {
+        score: kendall_over_draws(table[:, :, k], correct, seed) for k, score in enumerate(SCORES)
+    }
+    extract_total = {
+        key: sum(f["extract"][key] for f in full.values()) for key in ("wall_s", "cpu_s")
+    }
     return {
-        "source": source,
+        "target": f"{TARGET} --classes {CLASSES}",
         "collection_images": len(collection),
         "sample": ranking.sample,
+        "rank_by": RANK_BY,
         "bases": [
             {
-                "base": label,
-                "sample_rank": by_label[label].rank,
-                "sample_accuracy": by_label[label].probe.accuracy,
-                "sample_interval_95": list(by_label[label].probe.interval),
-                "logme": by_label[label].logme,
-                "hscore": by_label[label].hscore,
-                "full_accuracy": full[label]["accuracy"],
-                "full_interval_95": full[label]["interval_95"],
-                "full_extract_seconds": full[label]["extract_seconds"],
-                "full_probe_seconds": full[label]["probe_seconds"],
+                "base": name,
+                "candidate": parse_candidate(line).label.replace(folder, "BUILT"),
+                "sample_rank": by_name[name].rank,
+                "sample_probe": by_name[name].probe.accuracy,
+                "sample_probe_interval_95": list(by_name[name].probe.interval),
+                "logme": by_name[name].logme,
+                "hscore": by_name[name].hscore,
+                "negative_transfer": by_name[name].probe.negative,
+                "full_accuracy": full[name]["accuracy"],
+                "full_interval_95": full[name]["interval_95"],
+                "full_extract": full[name]["extract"],
+                "full_probe": full[name]["probe"],
             }
-            for label in labels
+            for name, line in zip(names, lines, strict=True)
         ],
-        "kendall_tau_sample_vs_full": agreement,
-        "kendall_tau_logme_vs_full": logme_tau,
-        "rank_seconds": rank_seconds,
-        "full_extract_seconds": sum(f["extract_seconds"] for f in full.values()),
-        "full_probe_seconds": sum(f["probe_seconds"] for f in full.values()),
-        "verdict": ranking.verdict,
+        "kendall_tau_vs_full_probe": agreement,
+        "rank": rank_cost,
+        "full_extract": extract_total,
+        "full_probe": {
+            key: sum(f["probe"][key] for f in full.values()) for key in ("wall_s", "cpu_s")
+        },
+        "built_seconds": built,
+        "verdict": ranking.verdict.replace(folder, "BUILT"),
+        "load_average": [load_start, os.getloadavg()[0]],
+        "cores": os.cpu_count(),
+        "seconds": _since(started)["wall_s"],
     }
 
 
+def _interval(values: Sequence[float]) -> str:
+    return f"[{values[0]:.3f}, {values[1]:.3f}]"
+
+
+def format_rank_bench(report: dict[str, Any]) -> list[str]:
+    """The benchmark as README lines: the bases' table, the agreement, the cost."""
+    sample = report["sample"]
+    lines = [
+        f"| base | rank | sample probe ({sample['images']} images) | LogME | H-score | "
+        f"full probe ({report['collection_images']:,} images) | full extraction s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for b in sorted(report["bases"], key=lambda b: b["sample_rank"]):
+        flag = " (negative transfer)" if b["negative_transfer"] else ""
+        lines.append(
+            f"| {b['base']}{flag} | {b['sample_rank']} | {b['sample_probe']:.3f} "
+            f"{_interval(b['sample_probe_interval_95'])} | {b['logme']:.3f} | "
+            f"{b['hscore']:.2f} | {b['full_accuracy']:.3f} {_interval(b['full_interval_95'])} | "
+            f"{b['full_extract']['wall_s']:.0f} |"
+        )
+    names = {"probe": "sample ridge probe", "logme": "LogME", "hscore": "H-score"}
+    lines.append("")
+    for score, tau in report["kendall_tau_vs_full_probe"].items():
+        used = " (the score `rank-bases` ranks by)" if score == report["rank_by"] else ""
+        low, high = tau["interval_95"]
+        lines.append(
+            f"- {names[score]}{used} vs the full probe: Kendall's tau {tau['tau']:.2f}, "
+            f"95% interval [{low:.2f}, {high:.2f}] over {tau['draws']} other samples"
+        )
+    rank, extract = report["rank"], report["full_extract"]
+    lines += [
+        "",
+        f"Ranking the {len(report['bases'])} bases on the sample took {rank['wall_s']:.0f} s "
+        f"({rank['cpu_s']:.0f} s CPU); extracting all {report['collection_images']:,} images "
+        f"with each took {extract['wall_s']:.0f} s ({extract['cpu_s']:.0f} s CPU), and the "
+        f"full probes {report['full_probe']['wall_s']:.0f} s more. Load average "
+        f"{report['load_average'][0]:.1f} → {report['load_average'][1]:.1f} on "
+        f"{report['cores']} cores.",
+    ]
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m bottleneck_transfer.bench.rank -o rank.json``."""
+    """``python -m bottleneck_transfer.bench.rank -o data/bench/rank.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--out", default="rank-bench.json")
     parser.add_argument("--sample", default="50/class")
+    parser.add_argument("--draws", type=int, default=DRAWS)
+    parser.add_argument("--limit", type=int, default=None, help="fewer target images")
     args = parser.parse_args(argv)
-    report = bench_rank(sample=args.sample)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    report = bench_rank(sample=args.sample, draws=args.draws, limit=args.limit, echo=print)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

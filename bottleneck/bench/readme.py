@@ -101,6 +101,12 @@ def _demo_curve(record: dict[str, Any]) -> list[str]:
     ]
 
 
+def _rank(report: dict[str, Any]) -> list[str]:
+    from bottleneck_transfer.bench.rank import format_rank_bench
+
+    return format_rank_bench(report)
+
+
 ACCURACY = ("bottleneck bench --parts views,float16-heads --out data/bench/accuracy.json",)
 STATISTICS = ("bottleneck bench --parts statistics --out data/bench/statistics.json",)
 SELECTION = (
@@ -117,6 +123,7 @@ DIGITS_RUN = (
     "python -m bottleneck_transfer.bench.readme record-run runs/DIR "
     "-o data/bench/digits_fashion_base_run.json",
 )
+RANK = ("python -m bottleneck_transfer.bench.rank -o data/bench/rank.json",)
 BLOCKS: dict[str, Block] = {
     "views": Block("accuracy.json", ACCURACY, _views),
     "float16-heads": Block("accuracy.json", ACCURACY, _float16),
@@ -125,6 +132,7 @@ BLOCKS: dict[str, Block] = {
     "digits-compare": Block("digits_fashion_base_run.json", DIGITS_RUN, _run_compare),
     "statistics": Block("statistics.json", STATISTICS, _statistics),
     "selection": Block("selection.json", SELECTION, _selection),
+    "rank": Block("rank.json", RANK, _rank),
 }
 
 

@@ -1208,7 +1208,7 @@ def run_bench(
     if "rank" in chosen:
         from bottleneck_transfer.bench.rank import bench_rank
 
-        log("rank-bases on a 50-per-class sample vs the full linear probe (digits) ...")
+        log("rank-bases on a 50-per-class sample vs the full linear probe (Fashion-MNIST 5-9) ...")
         report["rank"] = bench_rank()
     report["targets"] = targets(report)
     report["machine"]["load_average_end"] = _load()

@@ -19,6 +19,7 @@ from typing import Any
 import click
 from bottleneck_transfer.errors import BottleneckError
 from bottleneck_transfer.features.choices import (
+    BASELINES,
     COMPRESSIONS,
     COMPUTE_DTYPES,
     DASK_TIMEOUT,
@@ -464,4 +465,52 @@ def base_settings() -> Decorator:
             "caffe, or any normalisation (x-mean)/std with one number or one per channel: "
             "mean=127.5,std=127.5 or 'mean=123.7,116.3,103.5;std=58.4,57.1,57.4'.",
         ),
+    )
+
+
+def cv(help: str, default: int | None = None) -> Decorator:
+    """``--cv``: folds of stratified (grouped) cross-validation, 2 or more."""
+    return click.option(
+        "--cv", type=click.IntRange(min=2), default=default, show_default=default is not None,
+        help=help,
+    )  # fmt: skip
+
+
+def baselines(help: str, default: tuple[str, ...] = ()) -> Decorator:
+    """``--baseline`` (repeatable): a baseline set beside the base on the same images
+    (:data:`~bottleneck_transfer.features.choices.BASELINES`)."""
+    return click.option(
+        "--baseline", "baselines", multiple=True, type=click.Choice(BASELINES),
+        default=default, show_default=bool(default), help=help,
+    )  # fmt: skip
+
+
+def candidates() -> Decorator:
+    """``--bases A,B,C`` and ``--bases-file FILE``: candidate bases to rank."""
+    return compose(
+        click.option(
+            "--bases",
+            default=None,
+            metavar="A,B,C",
+            help="Candidate bases, as --base takes them (names, model files, hub handles, "
+            "SavedModel folders).",
+        ),
+        click.option(
+            "--bases-file",
+            type=click.Path(exists=True, dir_okay=False),
+            help="Candidates, one per line: BASE [key=value ...] with keys weights, "
+            "image_size, pooling, layer, preprocess, trust_graph (# comments allowed).",
+        ),
+    )
+
+
+def sample() -> Decorator:
+    """``--sample N/class|N``: the stratified, seeded, grouped sample each candidate extracts."""
+    return click.option(
+        "--sample",
+        default="50/class",
+        show_default=True,
+        metavar="N/class|N",
+        help="Images each candidate extracts: N per class, or N in all; stratified, seeded and "
+        "grouped (copies and --groups stay whole).",
     )

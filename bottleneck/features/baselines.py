@@ -11,13 +11,13 @@ from bottleneck_transfer.features.bases import hub
 from bottleneck_transfer.features.bases.common import PIXELS, Base, random_weights, weights_sha256
 from bottleneck_transfer.features.bases.load import load_base
 from bottleneck_transfer.features.cache.reader import FeatureCache
+from bottleneck_transfer.features.choices import BASELINES
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.loop import cache_identity
 from bottleneck_transfer.features.sources import reopen_source
 from bottleneck_transfer.features.store import CacheStore
 from bottleneck_transfer.fingerprint import fingerprint
 
-BASELINES = ("random-base", "raw-pixels")
 #: Raw-pixel features are taken at most this many pixels a side (224x224x3 would be 150k).
 PIXELS_MAX_SIZE = 32
 #: The ``weights`` a base's description gives randomly initialised weights (``--weights none``).

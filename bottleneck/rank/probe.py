@@ -1,18 +1,20 @@
 """The quick linear probe of one candidate's sample, beside its baselines.
 
-A logistic regression whose C is tuned on a validation split of each fold's training rows
-only (``compare_heads(..., heads=["logreg"], tune=True)``), scored by stratified, grouped
-cross-validation on the sample, with the Nadeau–Bengio intervals of :mod:`heads.stats`; the
-same probe on the baselines' features of the same images (random weights of the same
-architecture, raw pixels) and the transfer test against the better of them, so negative
-transfer shows. Every candidate is scored on the same folds: the data carry one shared
-grouping (:func:`shared_groups`).
+A closed-form linear probe: ridge regression on one-vs-rest targets (scikit-learn's
+``RidgeClassifierCV``) on features standardised by each fold's training rows, its penalty
+chosen from :data:`ALPHAS` by exact leave-one-out on that fold's training rows only (one
+eigendecomposition per fold serves every penalty and every class: no iterative fit, no inner
+split). It is scored by stratified, grouped cross-validation on the sample
+(:func:`~bottleneck_transfer.heads.splits.stratified_folds`), with the Nadeau–Bengio
+intervals of :mod:`heads.stats`. The same probe runs on the baselines' features of the same
+images (random weights of the same architecture, raw pixels), on the same folds, and the
+candidate is tested against each (Holm within the family :data:`TRANSFER_FAMILY`), so
+negative transfer shows. Every candidate is scored on the same folds: the data carry one
+shared grouping (:func:`shared_groups`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +22,18 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.features.duplicates import merge_labels
-from bottleneck_transfer.heads.compare import Comparison, NegativeTransferWarning, compare_heads
-from bottleneck_transfer.heads.memo import FitMemo
+from bottleneck_transfer.heads.splits import Split, plain_rows, stratified_folds
+from bottleneck_transfer.heads.stats import ALPHA, clopper_pearson, cv_interval, family_tests
 from bottleneck_transfer.heads.training import LabeledData
+from bottleneck_transfer.rank.logme import one_blas_thread
 
-#: The probe: logistic regression, tuned on training rows only.
-PROBE_HEAD = "logreg"
+#: The ridge penalties the probe chooses from on each fold's training rows (standardised
+#: features; ``alpha = 1/C`` in logistic-regression terms).
+ALPHAS = tuple(np.logspace(-2, 4, 7))
+#: The probe, as reports name it.
+PROBE = "ridge probe (penalty chosen by leave-one-out on training folds)"
+#: The family of the candidate's tests against its baselines (Holm-adjusted within it).
+TRANSFER_FAMILY = "candidate vs its baselines"
 
 
 @dataclass
@@ -55,6 +63,7 @@ class Probe:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (without per-row results)."""
         return {
+            "probe": PROBE,
             "accuracy": self.accuracy,
             "interval_95": list(self.interval),
             "fold_accuracy": self.fold_accuracy,
@@ -73,27 +82,85 @@ def shared_groups(
     return merge_labels(declared, *(data.linked for data in datas))
 
 
-def _compare(
-    main: LabeledData,
-    others: dict[str, tuple[LabeledData, None]],
-    cv: int,
-    seed: int,
-    memo: FitMemo | None,
-    n_jobs: int | None,
-) -> Comparison:
-    """The tuned probe on ``main`` and on each baseline, on the same folds."""
-    return compare_heads(
-        main,
-        heads=[PROBE_HEAD],
-        cv=cv,
-        tune=True,
-        baselines=others,
-        random_state=seed,
-        memo=memo,
-        n_jobs=n_jobs,
-        progress=False,
-        metric="accuracy",
+def ridge_predictions(X: np.ndarray, y: np.ndarray, splits: list[Split]) -> np.ndarray:
+    """Each scored row's prediction by the ridge probe fitted on its fold's training rows.
+
+    Features are standardised by the training rows' mean and spread (constant columns kept
+    as they are); the penalty is chosen among :data:`ALPHAS` by leave-one-out on the training
+    rows. Rows no fold scores keep -1.
+    """
+    from sklearn.linear_model import RidgeClassifierCV
+
+    predictions = np.full(len(y), -1, dtype=np.int64)
+    for fit, held in splits:
+        train = np.asarray(X[fit], dtype=np.float64)
+        mean, scale = train.mean(axis=0), train.std(axis=0)
+        scale[scale == 0] = 1.0
+        with one_blas_thread():
+            model = RidgeClassifierCV(alphas=ALPHAS).fit((train - mean) / scale, y[fit])
+        predictions[held] = model.predict((np.asarray(X[held], dtype=np.float64) - mean) / scale)
+    return predictions
+
+
+def _check_size(y: np.ndarray, cv: int) -> None:
+    counts = np.bincount(y[y >= 0])
+    small = [int(k) for k in np.flatnonzero(counts < cv)]
+    if small:
+        raise HeadError(
+            f"the sample is too small for a {cv}-fold probe: class {small[0]} has "
+            f"{int(counts[small[0]])} images; raise --sample (e.g. 50/class) or lower --cv"
+        )
+
+
+def _accuracy(correct: np.ndarray, eval_folds: list[np.ndarray], test_fraction: float):
+    """Accuracy, its interval (corrected t over folds, joined with the pooled rows' exact
+    interval) and the per-fold accuracies."""
+    folds = [float(correct[e].mean()) for e in eval_folds]
+    pooled = clopper_pearson(int(correct.sum()), len(correct))
+    interval = cv_interval(folds, test_fraction, pooled=pooled)
+    return float(correct.mean()), (float(interval[0]), float(interval[1])), folds
+
+
+def transfer_test(
+    correct: np.ndarray,
+    baselines: Mapping[str, np.ndarray],
+    eval_folds: list[np.ndarray],
+    test_fraction: float,
+) -> dict[str, Any] | None:
+    """The candidate's paired test against each baseline (Holm within
+    :data:`TRANSFER_FAMILY`), summarised against the strongest baseline: ``verdict`` is
+    ``negative`` when a baseline is significantly better, ``gain`` when the candidate beats
+    every baseline significantly, else ``inconclusive``; ``sentence`` says it."""
+    if not baselines:
+        return None
+    names = list(baselines)
+    tests = family_tests(
+        [(correct, baselines[n]) for n in names], TRANSFER_FAMILY, eval_folds, test_fraction
     )
+    by_name = dict(zip(names, tests, strict=True))
+    strongest = max(names, key=lambda n: float(baselines[n].mean()))
+    test = by_name[strongest]
+    lost = [n for n, t in by_name.items() if t["gap_points"] < 0 and t["p_holm"] < ALPHA]
+    won = all(t["gap_points"] > 0 and t["p_holm"] < ALPHA for t in tests)
+    low, high = test["interval_points"]
+    gap = f"{test['gap_points']:+.1f} accuracy points vs {strongest} ({low:+.1f} to {high:+.1f}"
+    gap += f", Holm-adjusted p = {test['p_holm']:.2g})"
+    if lost:
+        verdict = "negative"
+        sentence = f"{', '.join(lost)} beat{'s' if len(lost) == 1 else ''} it: {gap}."
+    elif won:
+        verdict, sentence = "gain", f"it beats every baseline: {gap}."
+    else:
+        verdict, sentence = "inconclusive", f"no significant gain over the baselines: {gap}."
+    return {
+        "baseline": strongest,
+        "gain_points": test["gap_points"],
+        "interval_points": [low, high],
+        "p_holm": test["p_holm"],
+        "tests": by_name,
+        "verdict": verdict,
+        "sentence": sentence,
+    }
 
 
 def probe(
@@ -103,39 +170,40 @@ def probe(
     linked: np.ndarray | None,
     cv: int = 5,
     seed: int = 0,
-    memo: FitMemo | None = None,
-    n_jobs: int | None = -1,
 ) -> Probe:
     """Probe ``data`` (and ``baselines``, the same images) by ``cv``-fold cross-validation
-    grouped by ``linked``."""
-    main = dataclasses.replace(data, linked=linked)
-    others = {name: (dataclasses.replace(d, linked=linked), None) for name, d in baselines.items()}
-    with warnings.catch_warnings():  # the verdict reports negative transfer itself
-        warnings.simplefilter("ignore", NegativeTransferWarning)
-        try:
-            comparison = _compare(main, others, cv, seed, memo, n_jobs)
-        except HeadError as exc:
-            raise HeadError(
-                f"the sample is too small for a {cv}-fold probe tuned on its training folds "
-                f"({len(main)} images): raise --sample (e.g. 50/class) or lower --cv ({exc})"
-            ) from exc
-    row = comparison.row(PROBE_HEAD)
-    labels = comparison.eval_labels
-    rows = {name: comparison.row(f"{PROBE_HEAD}@{name}") for name in baselines}
+    grouped by ``linked``.
+
+    Raises
+    ------
+    HeadError
+        When a class has fewer than ``cv`` images.
+    """
+    _check_size(data.y[data.plain], cv)
+    splits = stratified_folds(data.y, data.groups, cv, seed, linked=linked)
+    scored = plain_rows(data.groups)
+    eval_folds = [np.searchsorted(scored, held) for _, held in splits]
+    test_fraction = float(np.mean([len(e) / (len(scored) - len(e)) for e in eval_folds]))
+    labels = data.y[scored]
+
+    def correct_of(features: LabeledData) -> np.ndarray:
+        return ridge_predictions(features.X, features.y, splits)[scored] == labels
+
+    correct = correct_of(data)
+    accuracy, interval, folds = _accuracy(correct, eval_folds, test_fraction)
+    baseline_correct = {name: correct_of(d) for name, d in baselines.items()}
+    summaries = {}
+    for name, right in baseline_correct.items():
+        value, (low, high), _ = _accuracy(right, eval_folds, test_fraction)
+        summaries[name] = {"accuracy": value, "interval_95": [low, high]}
     return Probe(
-        accuracy=float(row.metrics["accuracy"]),
-        interval=tuple(row.intervals["accuracy"]),
-        fold_accuracy=[float(f["accuracy"]) for f in row.fold_metrics],
-        correct=row.predictions == labels,
-        eval_ids=list(comparison.eval_ids),
-        eval_folds=list(comparison.eval_folds or []),
-        test_fraction=float(comparison.test_fraction or 0.0),
-        baselines={
-            name: {
-                "accuracy": float(r.metrics["accuracy"]),
-                "interval_95": list(r.intervals["accuracy"]),
-            }
-            for name, r in rows.items()
-        },
-        transfer=comparison.transfer,
+        accuracy=accuracy,
+        interval=interval,
+        fold_accuracy=folds,
+        correct=correct,
+        eval_ids=[data.ids[i] for i in scored],
+        eval_folds=eval_folds,
+        test_fraction=test_fraction,
+        baselines=summaries,
+        transfer=transfer_test(correct, baseline_correct, eval_folds, test_fraction),
     )

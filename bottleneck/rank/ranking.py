@@ -17,7 +17,6 @@ from bottleneck_transfer.features.loop import ExtractResult
 from bottleneck_transfer.features.options import ExtractOptions
 from bottleneck_transfer.features.sources import Source, item_groups
 from bottleneck_transfer.features.store import CacheStore, default_cache_dir
-from bottleneck_transfer.heads.memo import FitMemo
 from bottleneck_transfer.heads.training import LabeledData
 from bottleneck_transfer.rank.candidates import Candidate, parse_candidate, unique_candidates
 from bottleneck_transfer.rank.logme import hscore, logme
@@ -78,7 +77,6 @@ def rank_bases(
     workers: int | None = None,
     store_dtype: str = "float32",
     out: str | Path | None = None,
-    n_jobs: int | None = -1,
     progress: bool | None = None,
     echo: Callable[[str], Any] | None = None,
 ) -> Ranking:
@@ -113,8 +111,6 @@ def rank_bases(
     out : str or Path, optional
         A report folder: :func:`rank.verdict.write_report`'s files, plus the winner's sample
         cache as ``features.h5``, which the printed command completes with ``--update``.
-    n_jobs : int or None
-        Cores for the probe's tuning.
     progress : bool, optional
         Extraction progress bars.
     echo : callable, optional
@@ -182,7 +178,6 @@ def rank_bases(
                 "another; fix or remove the images that `bottleneck info` lists as failed"
             )
     linked = shared_groups([*datas.values(), *extras.values()], _declared(drawn, ids))
-    memo = FitMemo.of_store(store)
     results = []
     for candidate, base, result, extra, notes in entries:
         data = datas[candidate.label]
@@ -200,8 +195,6 @@ def rank_bases(
                     linked=linked,
                     cv=cv,
                     seed=seed,
-                    memo=memo,
-                    n_jobs=n_jobs,
                 ),
                 cost=_cost(result.path, result, base, len(collection), store_dtype),
                 notes=notes,

@@ -1,9 +1,10 @@
-"""The rank benchmark's agreement statistic: Kendall's tau with a bootstrap interval."""
+"""The rank benchmark's agreement statistic: Kendall's tau, its interval over sample draws and
+full-probe resamples."""
 
 from __future__ import annotations
 
 import numpy as np
-from bottleneck_transfer.bench.rank import kendall_interval
+from bottleneck_transfer.bench.rank import kendall_over_draws
 
 
 def _correct(rate: float, n: int) -> np.ndarray:
@@ -12,21 +13,19 @@ def _correct(rate: float, n: int) -> np.ndarray:
 
 def test_tau_is_one_when_the_orders_agree_and_minus_one_when_reversed():
     rates = [0.95, 0.8, 0.6, 0.3]
-    sample = [_correct(r, 500) for r in rates]
     full = [_correct(r, 1800) for r in rates]
-    agree = kendall_interval(sample, full, n_boot=200)
+    scores = np.tile(rates, (11, 1))  # every draw orders them the same way
+    agree = kendall_over_draws(scores, full)
     assert agree["tau"] == 1.0
     assert agree["interval_95"] == [1.0, 1.0]  # gaps far larger than the resampling noise
-    reverse = kendall_interval(sample, full[::-1], n_boot=200)
-    assert reverse["tau"] == -1.0
+    assert agree["draws"] == 10
+    assert kendall_over_draws(-scores, full)["tau"] == -1.0
 
 
-def test_interval_widens_when_bases_are_close():
-    rng = np.random.default_rng(0)
-    rates = [0.80, 0.79, 0.78, 0.30]  # errors on different images: orders swap on resampling
-    sample = [rng.random(100) < r for r in rates]
-    full = [rng.random(400) < r for r in rates]
-    got = kendall_interval(sample, full, n_boot=300, seed=1)
-    low, high = got["interval_95"]
-    assert low < got["tau"] <= high <= 1.0
-    assert low < 0.5
+def test_interval_spans_the_draws_that_disagree():
+    full = [_correct(r, 1800) for r in (0.9, 0.7, 0.5)]
+    scores = np.array([[3.0, 2.0, 1.0]] * 6 + [[1.0, 2.0, 3.0]] * 5)  # 5 draws of 10 reversed
+    got = kendall_over_draws(scores, full)
+    assert got["tau"] == 1.0
+    assert got["interval_95"][0] == -1.0 and got["interval_95"][1] == 1.0
+    assert got["mean_over_draws"] == 0.0

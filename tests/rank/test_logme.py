@@ -82,3 +82,19 @@ def test_hscore_of_a_single_informative_direction():
 def test_logme_refuses_mismatched_shapes():
     with pytest.raises(ValueError, match="Received: features="):
         logme(np.zeros((5, 2)), np.zeros(4))
+
+
+@pytest.mark.parametrize(("n", "d"), [(120, 10), (40, 150)])
+def test_hscore_matches_the_ledoit_wolf_covariance_solved_directly(n, d):
+    from scipy.linalg import cho_factor, cho_solve
+    from sklearn.covariance import LedoitWolf
+
+    rng = np.random.default_rng(n)
+    y = rng.integers(0, 4, n)
+    F = rng.normal(size=(n, d)) * rng.uniform(0.2, 3, d) + np.eye(4)[y] @ rng.normal(size=(4, d))
+    centred = F - F.mean(axis=0)
+    means = np.stack([centred[y == k].mean(axis=0) for k in range(4)])
+    covariance = LedoitWolf(assume_centered=True).fit(centred).covariance_
+    solved = cho_solve(cho_factor(covariance), means.T)
+    direct = sum(np.mean(y == k) * means[k] @ solved[:, k] for k in range(4))
+    assert hscore(F, y) == pytest.approx(direct, rel=1e-9)

@@ -100,7 +100,7 @@ def test_cli_rank_bases_json_and_report(npz, tmp_path):
         [
             "rank-bases", str(npz), "--bases", "pixels,pixels image_size=2", "--image-size",
             "8", "--sample", "30", "--cv", "3", "--baseline", "raw-pixels", "--cache-dir",
-            str(tmp_path / "store"), "-o", str(out), "--json", "--jobs", "1",
+            str(tmp_path / "store"), "-o", str(out), "--json",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -72,7 +72,7 @@ def test_negative_transfer_is_flagged_when_a_base_loses_to_its_baseline():
     noise = rng.normal(size=(90, 6))  # the candidate's features do not
     base = LabeledData.from_arrays(noise, y)
     baseline = LabeledData.from_arrays(pixels, y)
-    got = probe(base, {"raw-pixels": baseline}, linked=None, cv=3, n_jobs=1)
+    got = probe(base, {"raw-pixels": baseline}, linked=None, cv=3)
     assert got.negative
     assert got.transfer["verdict"] == "negative"
     assert got.baselines["raw-pixels"]["accuracy"] > 0.8 > got.accuracy
@@ -80,7 +80,7 @@ def test_negative_transfer_is_flagged_when_a_base_loses_to_its_baseline():
     result = BaseResult("noise", Path("n.h5"), 6, 0.0, 0.0, got, Cost(0.01, 0, 24, 90))
     assert "Negative transfer: noise" in verdict_text([result])
     assert "no candidate transfers" in verdict_text([result])
-    fine = probe(baseline, {"raw-pixels": base}, linked=None, cv=3, n_jobs=1)
+    fine = probe(baseline, {"raw-pixels": base}, linked=None, cv=3)
     assert not fine.negative
 
 
@@ -101,7 +101,13 @@ def test_report_folder_and_command(tmp_path):
         assert Path(paths[name]).stat().st_size > 0
     saved = json.loads(Path(paths["report.json"]).read_text())
     assert saved["winner"] == "a.keras"
+    assert saved["ranked_by"] == "the probe's cross-validated accuracy (LogME breaks ties)"
     assert [r["base"] for r in saved["ranking"]] == ["a.keras", "b"]
     assert saved["ranking"][1]["vs_best"]["p_holm"] < 0.05
     assert saved["ranking"][0]["cost"]["full_job_seconds"] == pytest.approx(100.0)
-    assert command in Path(paths["report.md"]).read_text()
+    markdown = Path(paths["report.md"]).read_text()
+    assert command in markdown
+    assert (
+        "Ranked by the probe's cross-validated accuracy (LogME breaks ties), the ridge probe"
+        in markdown
+    )
