@@ -21,6 +21,7 @@ from bottleneck_transfer.features.cache.format import (
 )
 from bottleneck_transfer.features.cache.reader import FeatureCache
 from bottleneck_transfer.features.sources import reopen_source
+from bottleneck_transfer.fingerprint import sha256_file
 
 
 def cache_info(path: str | Path) -> dict:
@@ -53,7 +54,8 @@ def cache_info(path: str | Path) -> dict:
             "classes": classes,
             "unlabeled": counts.get(-1, 0),
             "base": next(
-                (base[k] for k in ("application", "file", *hub.NAME_KEYS) if k in base), None
+                (base[k] for k in ("application", "file", "table", *hub.NAME_KEYS) if k in base),
+                None,
             ),
             "hub": _hub_provenance(base),
             "weights": base.get("weights"),
@@ -132,6 +134,8 @@ class VerifyReport(Display):
 def _source_changes(cache: FeatureCache) -> list[str]:
     """Which source files were added, removed or modified since extraction."""
     described = cache.provenance.get("source", {})
+    if described.get("kind") == "table":
+        return _table_changes(described)
     try:
         source = reopen_source(described)
     except BottleneckError as exc:
@@ -145,6 +149,16 @@ def _source_changes(cache: FeatureCache) -> list[str]:
     return [
         f"source changed since extraction: {line}" for line in manifest_changes(stored, current)
     ]
+
+
+def _table_changes(described: dict) -> list[str]:
+    """An imported cache's table (``cache import``): still there, with the same sha256."""
+    path = Path(described.get("root") or "")
+    if not path.is_file():
+        return [f"the table it was imported from is not at {path}"]
+    if sha256_file(path) != described.get("sha256"):
+        return [f"{path} changed since it was imported (sha256 differs)"]
+    return []
 
 
 def _accounting(cache: FeatureCache) -> list[str]:

@@ -9,64 +9,8 @@ from bottleneck_transfer.features.bases import hub
 from bottleneck_transfer.features.bases.common import POOLINGS, Base
 from bottleneck_transfer.features.bases.load import load_base
 from bottleneck_transfer.features.bases.preprocessing import candidate_specs
+from bottleneck_transfer.features.bases.registry import BASE_KINDS
 from bottleneck_transfer.features.runtimes import with_compute_dtype
-from bottleneck_transfer.fingerprint import sha256_file
-
-
-def _repo_bases_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "data" / "bases"
-
-
-def _resolve_base_file(described: dict, base_path: str | Path | None, cache_path: Path) -> Path:
-    """Find the base model file named in the provenance and verify its sha256."""
-    name = described["file"]
-    expected = described.get("file_sha256")
-    if base_path is not None:
-        path = Path(base_path).expanduser()
-        if not path.is_file():
-            raise BaseModelError(f"base model file not found: {path} (--base)")
-        actual = sha256_file(path)
-        if expected and actual != expected:
-            raise BaseModelError(
-                f"{path} is not the base the cache {cache_path} was made with: its sha256 is "
-                f"{actual}, the cache's base {name} has {expected}"
-            )
-        return path
-    candidates = _candidates(name, cache_path)
-    for path in candidates:
-        if path.is_file() and (not expected or sha256_file(path) == expected):
-            return path
-    raise BaseModelError(
-        f"the cache {cache_path} was made with the base model file {name} ({expected}), "
-        f"which is not in {', '.join(str(c.parent) for c in candidates)}; "
-        "point at it with --base PATH"
-    )
-
-
-def _candidates(name: str, cache_path: Path) -> list[Path]:
-    """Where a base named only by its file or folder name is looked for."""
-    folders = [Path.cwd(), cache_path.parent, cache_path.parent.parent, _repo_bases_dir()]
-    return [folder / name for folder in folders]
-
-
-def _hub_spec(
-    described: dict, base_path: str | Path | None, weights: str | Path | None, cache_path: Path
-) -> tuple[str | Path, list[str | None]]:
-    """A hub base: its handle, or its folder (``--base``, else found by name; the weights'
-    sha256 check in :func:`rebuild_base` decides whether it is the same)."""
-    weight_args = [str(weights) if weights is not None else described.get("weights")]
-    if base_path is not None:
-        return Path(base_path).expanduser(), weight_args
-    if "preset" in described:
-        return described["preset"], weight_args
-    name = described.get("preset_folder") or described["saved_model"]
-    for path in _candidates(name, cache_path):
-        if path.is_dir():
-            return path, weight_args
-    raise BaseModelError(
-        f"the cache {cache_path} was made with the hub base folder {name}, which is not beside "
-        "it or in the working directory; point at it with --base PATH"
-    )
 
 
 def _preprocess_modes(described: dict) -> list[str | None]:
@@ -162,34 +106,10 @@ def _base_spec(
     weights: str | Path | None,
     cache_path: Path,
 ) -> tuple[str | Path, list[str | None]]:
-    """What to pass to ``load_base``: the base and the ``weights`` arguments to try in turn.
-
-    A model file's own weights are tried as ``"file"`` and as ``None`` (the default of
-    ``bottleneck extract``; both must give the same weights, and the sha256 check below
-    decides).
-    """
-    weights_id = described.get("weights")
-    if any(key in described for key in hub.NAME_KEYS):
-        return _hub_spec(described, base_path, weights, cache_path)
-    if "file" in described:
-        spec: str | Path = _resolve_base_file(described, base_path, cache_path)
-        if weights is not None:
-            return spec, [str(weights)]
-        if weights_id == "file":
-            return spec, ["file", None]
-        if weights_id in ("none", "random"):
-            return spec, [weights_id]
-        raise BaseModelError(
-            f"the cache {cache_path} was made with the weights file {weights_id!r} for "
-            f"{described['file']}; pass it with --weights PATH"
-        )
-    if "application" not in described:
-        raise BaseModelError(f"{cache_path}: the provenance names no base (application or file)")
-    if weights is not None:
-        return described["application"], [str(weights)]
-    if weights_id == "file":
-        raise BaseModelError(
-            f"the cache {cache_path} was made with a weights file for "
-            f"{described['application']}; pass it with --weights PATH"
-        )
-    return described["application"], [weights_id]
+    """What to pass to ``load_base``: the base and the ``weights`` arguments to try in turn,
+    from the first base kind (:data:`~.bases.registry.BASE_KINDS`) that made ``described``."""
+    for kind in BASE_KINDS.values():
+        found = kind.rebuild_spec(described, base_path, weights, cache_path)
+        if found is not None:
+            return found
+    raise BaseModelError(f"{cache_path}: the provenance names no base (application or file)")

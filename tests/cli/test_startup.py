@@ -101,7 +101,7 @@ HELP = [
     [],
     *[[name] for name in ("extract", "info", "verify", "compare", "train", "evaluate")],
     *[[name] for name in ("export", "predict", "finetune", "run", "bench")],
-    *[["cache", name] for name in ("ls", "prune", "export", "dupes")],
+    *[["cache", name] for name in ("ls", "prune", "export", "import", "dupes")],
 ]
 
 

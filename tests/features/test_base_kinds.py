@@ -44,12 +44,29 @@ def test_every_kind_declares_what_the_registry_needs():
     for name, module in registry.BASE_KINDS.items():
         assert name == module.KIND
         assert callable(module.detect) and callable(module.build)
+        assert callable(module.rebuild_spec)
     assert [k for k, m in registry.BASE_KINDS.items() if registry.cuts_layers(m)] == [
         "model_file",
         "application",
     ]
     assert "token" in registry.poolings(registry.BASE_KINDS["preset"])
     assert "token" not in registry.poolings(registry.BASE_KINDS["application"])
+
+
+@pytest.mark.parametrize(
+    ("described", "spec", "weights"),
+    [
+        ({"application": "pixels", "weights": "none"}, "pixels", ["none"]),
+        ({"application": "MobileNetV2", "weights": "imagenet"}, "MobileNetV2", ["imagenet"]),
+        ({"preset": "keras-hub:vit", "weights": "preset"}, "keras-hub:vit", ["preset"]),
+    ],
+)
+def test_a_cache_base_is_rebuilt_by_the_kind_that_made_it(described, spec, weights, tmp_path):
+    from bottleneck_transfer.features.rebuild import _base_spec
+
+    assert _base_spec(described, None, None, tmp_path / "c.h5") == (spec, weights)
+    with pytest.raises(BaseModelError, match="the provenance names no base"):
+        _base_spec({"kind": "imported"}, None, None, tmp_path / "c.h5")
 
 
 def test_a_new_kind_is_one_module_and_one_entry(monkeypatch):

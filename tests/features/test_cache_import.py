@@ -52,7 +52,7 @@ def test_an_exported_cache_imports_back_equal(original, tmp_path, suffix, wide):
         provenance, fingerprint = cache.provenance, first.fingerprint
         assert cache.identity["base"]["kind"] == "imported"
     imported = provenance["imported"]
-    assert imported["table"] == str(table.resolve())
+    assert provenance["source"]["root"] == str(table.resolve())
     assert provenance["source"]["sha256"] == sha256_file(table)
     assert imported["from"]["fingerprint"] == fingerprint  # the cache it was exported from
     if suffix == ".parquet":
@@ -207,6 +207,9 @@ def test_cli_import_writes_the_cache_and_errors_are_one_line(original, tmp_path)
     assert result.exit_code == 0, result.output
     assert f"Wrote {out} ({N} rows x {DIM} features, 3 classes)" in result.output
     _same_rows(original, out)
+    assert CliRunner().invoke(cli, ["verify", str(out)]).exit_code == 0
+    info = CliRunner().invoke(cli, ["info", str(out)])
+    assert "base         t.parquet" in info.output and f"source       table  {table}" in info.output
     again = CliRunner().invoke(cli, ["cache", "import", str(table), "-o", str(out)])
     assert again.exit_code == 1 and "exists; pass --force" in again.output
     bad = CliRunner().invoke(
@@ -214,6 +217,11 @@ def test_cli_import_writes_the_cache_and_errors_are_one_line(original, tmp_path)
     )
     assert bad.exit_code == 1
     assert bad.output.count("\n") == 1 and "has no column 'x*'" in bad.output
+    with open(table, "ab") as handle:
+        handle.write(b"edited")
+    changed = CliRunner().invoke(cli, ["verify", str(out)])
+    assert changed.exit_code == 1
+    assert f"{table} changed since it was imported (sha256 differs)" in changed.output
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".arrow"])

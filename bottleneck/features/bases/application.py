@@ -149,3 +149,20 @@ def _build_application(
 def _looks_like_download_failure(exc: Exception) -> bool:
     text = f"{type(exc).__name__} {exc}".lower()
     return any(word in text for word in ("url", "fetch", "download", "connection", "resolve"))
+
+
+def rebuild_spec(
+    described: dict, base_path: str | Path | None, weights: str | Path | None, cache_path: Path
+) -> tuple[str | Path, list[str | None]] | None:
+    """The application a cache's provenance names and the ``weights`` to try; None when
+    ``described`` is not an application's."""
+    if "application" not in described:
+        return None
+    if weights is not None:
+        return described["application"], [str(weights)]
+    if described.get("weights") == "file":
+        raise BaseModelError(
+            f"the cache {cache_path} was made with a weights file for "
+            f"{described['application']}; pass it with --weights PATH"
+        )
+    return described["application"], [described.get("weights")]

@@ -144,3 +144,13 @@ def describe(
         "decoder": "pillow-bilinear-v1",
         "feature_dim": int(model.output_shape[-1]),
     }
+
+
+def _repo_bases_dir() -> Path:
+    return Path(__file__).resolve().parents[3] / "data" / "bases"
+
+
+def candidates(name: str, cache_path: Path) -> list[Path]:
+    """Where a base named only by its file or folder name is looked for."""
+    folders = [Path.cwd(), cache_path.parent, cache_path.parent.parent, _repo_bases_dir()]
+    return [folder / name for folder in folders]

@@ -46,7 +46,7 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from bottleneck_transfer.errors import BaseModelError
-from bottleneck_transfer.features.bases.built import Built
+from bottleneck_transfer.features.bases.built import Built, candidates
 from bottleneck_transfer.fingerprint import fingerprint, sha256_file
 from bottleneck_transfer.graphs import check_saved_model
 
@@ -200,6 +200,26 @@ def build(kind: str, base: str | Path, request: BaseRequest) -> Built:
         loaded.model, loaded.name, loaded.origin, loaded.weights, loaded.size, 3,
         loaded.affine, request.layer, loaded.pooling,
     )  # fmt: skip
+
+
+def rebuild_spec(
+    described: dict, base_path: str | Path | None, weights: str | Path | None, cache_path: Path
+) -> tuple[str | Path, list[str | None]]:
+    """A hub base: its handle, or its folder (``--base``, else found by name; the weights'
+    sha256 check in :func:`rebuild_base` decides whether it is the same)."""
+    weight_args = [str(weights) if weights is not None else described.get("weights")]
+    if base_path is not None:
+        return Path(base_path).expanduser(), weight_args
+    if "preset" in described:
+        return described["preset"], weight_args
+    name = described.get("preset_folder") or described["saved_model"]
+    for path in candidates(name, cache_path):
+        if path.is_dir():
+            return path, weight_args
+    raise BaseModelError(
+        f"the cache {cache_path} was made with the hub base folder {name}, which is not beside "
+        "it or in the working directory; point at it with --base PATH"
+    )
 
 
 # ----------------------------------------------------------------------------- presets

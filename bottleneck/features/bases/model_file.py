@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 
 from bottleneck_transfer.errors import BaseModelError
 from bottleneck_transfer.features.bases import hub
-from bottleneck_transfer.features.bases.built import Backbone, BaseRequest, Built, cut, weights_arg
+from bottleneck_transfer.features.bases.built import (
+    Backbone,
+    BaseRequest,
+    Built,
+    candidates,
+    cut,
+    weights_arg,
+)
 from bottleneck_transfer.features.bases.common import random_weights
 from bottleneck_transfer.features.bases.preprocessing import preprocess_affine
 from bottleneck_transfer.fingerprint import sha256_file
@@ -71,3 +78,51 @@ def _load_model_file(path: Path, weights: str | None, seed: int) -> keras.Model:
     elif weights not in (None, "file"):
         model.load_weights(weights_arg(weights))
     return model
+
+
+def rebuild_spec(
+    described: dict, base_path: str | Path | None, weights: str | Path | None, cache_path: Path
+) -> tuple[str | Path, list[str | None]] | None:
+    """The model file a cache's provenance names (found, its sha256 checked) and the
+    ``weights`` to try: its own as ``"file"`` and as None (``bottleneck extract``'s default;
+    the weights' sha256 decides); None when ``described`` is not a model file's."""
+    if "file" not in described:
+        return None
+    weights_id = described.get("weights")
+    spec = _resolve_base_file(described, base_path, cache_path)
+    if weights is not None:
+        return spec, [str(weights)]
+    if weights_id == "file":
+        return spec, ["file", None]
+    if weights_id in ("none", "random"):
+        return spec, [weights_id]
+    raise BaseModelError(
+        f"the cache {cache_path} was made with the weights file {weights_id!r} for "
+        f"{described['file']}; pass it with --weights PATH"
+    )
+
+
+def _resolve_base_file(described: dict, base_path: str | Path | None, cache_path: Path) -> Path:
+    """Find the base model file named in the provenance and verify its sha256."""
+    name = described["file"]
+    expected = described.get("file_sha256")
+    if base_path is not None:
+        path = Path(base_path).expanduser()
+        if not path.is_file():
+            raise BaseModelError(f"base model file not found: {path} (--base)")
+        actual = sha256_file(path)
+        if expected and actual != expected:
+            raise BaseModelError(
+                f"{path} is not the base the cache {cache_path} was made with: its sha256 is "
+                f"{actual}, the cache's base {name} has {expected}"
+            )
+        return path
+    places = candidates(name, cache_path)
+    for path in places:
+        if path.is_file() and (not expected or sha256_file(path) == expected):
+            return path
+    raise BaseModelError(
+        f"the cache {cache_path} was made with the base model file {name} ({expected}), "
+        f"which is not in {', '.join(str(c.parent) for c in places)}; "
+        "point at it with --base PATH"
+    )

@@ -19,6 +19,15 @@ def detect(base: str | Path) -> bool:
     return hub.spelled_path(base) is None and _key(str(base)) == PIXELS
 
 
+def rebuild_spec(
+    described: dict, base_path: str | Path | None, weights: str | Path | None, cache_path: Path
+) -> tuple[str | Path, list[str | None]] | None:
+    """``pixels`` (no weights) when a cache's provenance names it, else None."""
+    if described.get("application") != PIXELS:
+        return None
+    return PIXELS, [described.get("weights")]
+
+
 def build(base: str | Path, request: BaseRequest) -> Built:
     """The (preprocessed) pixels, flattened, at ``request.size`` (default 32x32)."""
     return _pixels(request.size or (32, 32), request.channels, request.preprocess)

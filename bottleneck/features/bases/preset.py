@@ -20,6 +20,15 @@ def detect(base: str | Path) -> bool:
     return hub.hub_kind(base) == KIND
 
 
+def rebuild_spec(
+    described: dict, base_path: str | Path | None, weights: str | Path | None, cache_path: Path
+) -> tuple[str | Path, list[str | None]] | None:
+    """The preset a cache's provenance names (:func:`.hub.rebuild_spec`), else None."""
+    if "preset" not in described and "preset_folder" not in described:
+        return None
+    return hub.rebuild_spec(described, base_path, weights, cache_path)
+
+
 def build(base: str | Path, request: BaseRequest) -> Built:
     """The preset's backbone, cut and pooled (:func:`.hub.load_hub`)."""
     return hub.build(KIND, base, request)

@@ -13,6 +13,10 @@ A kind module provides
     The model cut at ``request.layer`` and pooled (:class:`~.built.Built`;
     ``request`` is the whole :class:`~.built.BaseRequest`), ready for :func:`~.load.load_base`
     to freeze and describe.
+``rebuild_spec(described, base_path, weights, cache_path) -> (spec, weights) | None``
+    For a cache's provenance ``base`` entry this kind made: what to pass ``load_base`` again
+    (the spec, and the ``weights`` to try in turn); None for another kind's
+    (:func:`~bottleneck_transfer.features.rebuild.rebuild_base`: export, finetune, baselines).
 ``backbone(base, request) -> Backbone``
     Optional: the uncut model, for kinds that cut several layers in one pass (``--layers``).
 

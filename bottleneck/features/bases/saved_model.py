@@ -21,6 +21,15 @@ def detect(base: str | Path) -> bool:
     return hub.hub_kind(base) == KIND
 
 
+def rebuild_spec(
+    described: dict, base_path: str | Path | None, weights: str | Path | None, cache_path: Path
+) -> tuple[str | Path, list[str | None]] | None:
+    """The SavedModel a cache's provenance names (:func:`.hub.rebuild_spec`), else None."""
+    if "saved_model" not in described:
+        return None
+    return hub.rebuild_spec(described, base_path, weights, cache_path)
+
+
 def build(base: str | Path, request: BaseRequest) -> Built:
     """The SavedModel's serving output, pooled (:func:`.hub.load_hub`)."""
     return hub.build(KIND, base, request)

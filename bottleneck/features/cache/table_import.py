@@ -351,7 +351,7 @@ def import_table(
     columns = dataclasses.replace(columns, features=names)
     digest = sha256_file(path)
     identity = {
-        "base": {"kind": "imported", "table_sha256": digest},
+        "base": {"kind": "imported", "table": path.name, "table_sha256": digest},
         "source": {
             "kind": "table",
             "sha256": digest,
@@ -362,9 +362,9 @@ def import_table(
     }
     exported = tables.read_metadata(schema)
     provenance = {
-        **identity,
+        "base": identity["base"],
+        "source": {**identity["source"], "root": str(path.resolve())},
         "imported": {
-            "table": str(path.resolve()),
             "format": kind,
             "written_by": writer_name,
             "from": {
