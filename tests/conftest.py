@@ -36,6 +36,31 @@ def _save(array: np.ndarray, path: Path, size: tuple[int, int] | None = None, **
     return path
 
 
+#: The variables that size BLAS and OpenMP thread pools, in this process and in the
+#: interpreters its tests start (CLI runs, Dask workers).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist, each worker's share of the cores for BLAS and OpenMP (one thread
+    each when the workers fill the cores), unless the variables are set already.
+
+    The workers already run in parallel; a BLAS pool per worker on top oversubscribes the
+    cores, and OpenBLAS threads spin while they wait: on this 2-core machine under load a
+    Nyström head on digits took 64 s with 2 threads, 7 s with one (the library limits its
+    own fits likewise: ``heads.registry.single_threaded``).
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if not workers:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, str(threads))
+    threadpool_limits(limits=int(os.environ["OPENBLAS_NUM_THREADS"]))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_store(tmp_path_factory) -> Path:
     """The cache store of this test session (of each xdist worker): ``$BOTTLENECK_CACHE_DIR``

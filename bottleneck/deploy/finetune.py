@@ -32,6 +32,7 @@ base frozen again, with ``finetuned`` added to its metadata.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -40,9 +41,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.exported import METADATA_LAYER, Exported, load_exported
@@ -60,12 +60,18 @@ from bottleneck_transfer.features.sources import (
 )
 from bottleneck_transfer.fingerprint import sha256_text
 
+if TYPE_CHECKING:
+    import keras
+
+
 DEFAULT_LEARNING_RATE = 1e-5
 DEFAULT_UNFREEZE = 20
 
 
 def augmenter(seed: int) -> keras.Sequential:
     """The Keras preprocessing layers ``augment=True`` applies to training batches."""
+    import keras
+
     return keras.Sequential(
         [
             keras.layers.RandomFlip("horizontal", seed=seed),
@@ -82,6 +88,8 @@ def augment_batch(pixels: np.ndarray, key: tuple[int, ...]) -> np.ndarray:
 
     Returns the same dtype (uint8 stays uint8).
     """
+    import keras
+
     seed = int(np.random.SeedSequence(list(key)).generate_state(1)[0] % 2**30)
     moved = keras.ops.convert_to_numpy(augmenter(seed)(pixels.astype("float32"), training=True))
     if pixels.dtype == np.uint8:
@@ -138,8 +146,10 @@ class FinetuneResult(Display):
         ax.legend(fontsize="small")
 
 
-class ImageBatches(keras.utils.PyDataset):
-    """Batches ``(uint8 pixels, class index)`` decoded from a source on demand.
+class _ImageBatches:
+    """Batches ``(uint8 pixels, class index)`` decoded from a source on demand: the body of
+    :class:`ImageBatches`, a :class:`keras.utils.PyDataset` made on first use
+    (:func:`image_batches_type`), so importing this module does not import Keras.
 
     Parameters
     ----------
@@ -219,6 +229,22 @@ class ImageBatches(keras.utils.PyDataset):
             self._rng.shuffle(self._order)
 
 
+@functools.cache
+def image_batches_type() -> type:
+    """``ImageBatches``: :class:`_ImageBatches` as a :class:`keras.utils.PyDataset`."""
+    import keras
+
+    body = {"__module__": __name__, "__doc__": _ImageBatches.__doc__}
+    return type("ImageBatches", (_ImageBatches, keras.utils.PyDataset), body)
+
+
+def __getattr__(name: str) -> Any:
+    """``ImageBatches`` (PEP 562): the Keras class, made when it is first asked for."""
+    if name == "ImageBatches":
+        return image_batches_type()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def label_map(model_classes: list[str], source: Source, spec: str) -> np.ndarray:
     """Model class index of each source class index, matched by name.
 
@@ -242,6 +268,8 @@ def label_map(model_classes: list[str], source: Source, spec: str) -> np.ndarray
 
 
 def _leaves(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    import keras
+
     if isinstance(layer, keras.Model):
         out: list[keras.layers.Layer] = []
         for child in layer.layers:
@@ -254,6 +282,8 @@ def _leaves(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
 
 def base_of(model: keras.Model, metadata: dict) -> keras.Model:
     """The nested base model of an export."""
+    import keras
+
     name = metadata.get("base_layer")
     try:
         base = model.get_layer(name)
@@ -269,6 +299,8 @@ def unfreeze_top(model: keras.Model, metadata: dict, n: int) -> list[keras.layer
 
     Returns the layers made trainable. Head layers are trainable; the metadata layer is not.
     """
+    import keras
+
     base = base_of(model, metadata)
     model.trainable = True
     leaves = _leaves(base)
@@ -355,7 +387,7 @@ def _validation_record(
     return {"source": where, "disjoint_from_train": "content sha256", **record}
 
 
-def _evaluate(model: keras.Model, data: ImageBatches, verbose: int) -> tuple[float, float]:
+def _evaluate(model: keras.Model, data: _ImageBatches, verbose: int) -> tuple[float, float]:
     scores = model.evaluate(data, verbose=verbose, return_dict=True)
     return float(scores["loss"]), float(scores["accuracy"])
 
@@ -455,6 +487,8 @@ def finetune(
             "give a validation set (--val) or a share of the training images to hold out "
             f"(--val-split), one of the two. Received: val={val}, val_split={val_split}"
         )
+    import keras
+
     keras.utils.set_random_seed(seed)
     workers = workers or os.cpu_count() or 1
     names = exported.class_names
@@ -470,7 +504,7 @@ def finetune(
     )
     for role, source in sources.items():
         spec = train if role == "train" or val is None else val
-        data[role] = ImageBatches(
+        data[role] = image_batches_type()(
             source,
             label_map(names, source, str(spec if not isinstance(spec, Source) else spec.root)),
             exported.image_size,
@@ -544,6 +578,8 @@ def finetune(
 
 def _save(net: keras.Model, exported: Exported, metadata: dict, out: Path) -> None:
     """Save an uncompiled copy (no optimizer state) with the base frozen and new metadata."""
+    import keras
+
     carrier = net.get_layer(METADATA_LAYER)
     carrier.bias_initializer = keras.initializers.Constant(json.dumps(metadata, sort_keys=True))
     base_of(net, metadata).trainable = False

@@ -12,7 +12,7 @@ from bottleneck_transfer.cli.options import MEANING
 from bottleneck_transfer.errors import did_you_mean
 from bottleneck_transfer.heads.declared import METRIC_NAMES
 from click.testing import CliRunner
-from heads_fixtures import digits_caches
+from heads_fixtures import blobs, write_cache
 
 
 def _leaves(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -59,7 +59,14 @@ def invoke(*args: object) -> click.testing.Result:
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
-    return digits_caches(tmp_path_factory.mktemp("digits"))
+    """A small train and test cache (3 classes): these tests check options, not results, so
+    the reports and fits they run need no more rows."""
+    folder = tmp_path_factory.mktemp("caches")
+    X, y = blobs(n=240, dim=16, centers=3)
+    return (
+        write_cache(folder / "train.h5", X[:180], y[:180], source="train"),
+        write_cache(folder / "test.h5", X[180:], y[180:], source="test"),
+    )
 
 
 def test_the_command_list_is_complete():

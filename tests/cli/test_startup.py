@@ -10,10 +10,13 @@ import sys
 import pytest
 from heads_fixtures import blobs, write_cache
 
-# Makes keras and tensorflow unimportable (unless "allow" is the first argument), runs one
-# command line in this fresh interpreter, then prints its exit code and the backends it holds.
+# Makes keras and tensorflow unimportable (unless "allow" is the first argument), then runs
+# each command line (a JSON list of lists) in this fresh interpreter, one after the other, and
+# prints a JSON list: each one's exit code, stdout, error and the backends held after it. One
+# interpreter for many commands: a command that imports a backend fails (and names it) all the
+# same, and the suite starts one Python instead of one per command.
 SCRIPT = """
-import json, sys
+import contextlib, io, json, sys, traceback
 BACKENDS = ("keras", "tensorflow")
 
 class Unimportable:
@@ -21,14 +24,22 @@ class Unimportable:
         if name.partition(".")[0] in ("keras", "tensorflow"):
             raise ImportError(f"{name} is made unimportable by this test")
 
-if sys.argv.pop(1) != "allow":
+if sys.argv[1] != "allow":
     sys.meta_path.insert(0, Unimportable())
 from bottleneck_transfer.cli import cli
-try:
-    code = cli.main(sys.argv[1:], prog_name="bottleneck", standalone_mode=False) or 0
-except SystemExit as exc:
-    code = exc.code or 0
-print(json.dumps({"code": code, "backends": [m for m in BACKENDS if m in sys.modules]}))
+results = []
+for args in json.loads(sys.argv[2]):
+    out, error = io.StringIO(), ""
+    with contextlib.redirect_stdout(out):
+        try:
+            code = cli.main(args, prog_name="bottleneck", standalone_mode=False) or 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        except BaseException:
+            code, error = 1, traceback.format_exc()
+    backends = [m for m in BACKENDS if m in sys.modules]
+    results.append({"code": code, "backends": backends, "out": out.getvalue(), "error": error})
+print(json.dumps(results))
 """
 
 LIBRARY = """
@@ -40,16 +51,20 @@ print(sorted({"keras", "tensorflow"} & set(sys.modules)))
 """
 
 
-def _run(*args: str, allow: bool = False) -> tuple[dict, str]:
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, "allow" if allow else "block", *args],
+def _launch(commands: list[list[str]], allow: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT, "allow" if allow else "block", json.dumps(commands)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
+
+
+def _run(commands: list[list[str]], allow: bool = False) -> list[dict]:
+    """Each command line's ``{"code", "backends", "out", "error"}``, run by ``SCRIPT``."""
+    done = _launch(commands, allow)
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    return json.loads(lines[-1]), "\n".join(lines[:-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +104,18 @@ COMMANDS = {
 }
 
 
+@pytest.fixture(scope="module")
+def command_runs(store) -> dict[str, dict]:
+    """Every command of ``COMMANDS`` run in one blocked interpreter, in order, by name."""
+    lines = [[a.format(s=store) for a in args] for args, _ in COMMANDS.values()]
+    return dict(zip(COMMANDS, _run(lines), strict=True))
+
+
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_command_runs_without_tensorflow_or_keras(store, name):
-    args, expected = COMMANDS[name]
-    result, out = _run(*(a.format(s=store) for a in args))
-    assert result == {"code": 0, "backends": []}, out
-    assert expected in out
+def test_command_runs_without_tensorflow_or_keras(command_runs, name):
+    run = command_runs[name]
+    assert (run["code"], run["backends"]) == (0, []), run["out"] + run["error"]
+    assert COMMANDS[name][1] in run["out"]
 
 
 HELP = [
@@ -105,11 +126,19 @@ HELP = [
 ]
 
 
-@pytest.mark.parametrize("args", HELP, ids=lambda args: " ".join(args) or "bottleneck")
-def test_every_help_runs_without_tensorflow_or_keras(args):
-    result, out = _run(*args, "--help")
-    assert result == {"code": 0, "backends": []}
-    assert "Usage: bottleneck" in out and "Example" in out
+@pytest.fixture(scope="module")
+def help_runs() -> list[dict]:
+    """Every ``--help`` of ``HELP`` run in one blocked interpreter, in order."""
+    return _run([[*args, "--help"] for args in HELP])
+
+
+@pytest.mark.parametrize(
+    "k", range(len(HELP)), ids=[" ".join(args) or "bottleneck" for args in HELP]
+)
+def test_every_help_runs_without_tensorflow_or_keras(help_runs, k):
+    run = help_runs[k]
+    assert (run["code"], run["backends"]) == (0, []), run["out"] + run["error"]
+    assert "Usage: bottleneck" in run["out"] and "Example" in run["out"]
 
 
 def test_the_library_and_its_lazy_exports_import_no_backend():
@@ -122,19 +151,14 @@ def test_the_check_sees_a_backend_where_a_model_runs(store):
     # The dense head is a Keras model: unimportable, train fails; allowed, Keras is loaded,
     # its C++ start-up lines (absl, CUDA probes) muted.
     args = ["train", str(store / "train.h5"), "--head", "dense:epochs=1", "--force"]
-    runs = [
-        subprocess.run(
-            [sys.executable, "-c", SCRIPT, mode, *args, "-o", str(store / f"{mode}.skops")],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    blocked, allowed = (
+        _launch([[*args, "-o", str(store / f"{mode}.skops")]], allow=mode == "allow")
         for mode in ("block", "allow")
-    ]
-    blocked, allowed = runs
-    assert blocked.returncode != 0 and "made unimportable" in blocked.stderr
+    )
+    (result,) = json.loads(blocked.stdout.strip().splitlines()[-1])
+    assert result["code"] != 0 and "made unimportable" in result["error"] + blocked.stderr
     assert allowed.returncode == 0, allowed.stderr[-3000:]
-    *out, last = allowed.stdout.strip().splitlines()
-    assert json.loads(last) == {"code": 0, "backends": ["keras", "tensorflow"]}
-    assert out[0].startswith("Trained dense:epochs=1 on 120 rows")
+    (result,) = json.loads(allowed.stdout.strip().splitlines()[-1])
+    assert (result["code"], result["backends"]) == (0, ["keras", "tensorflow"]), result["error"]
+    assert result["out"].startswith("Trained dense:epochs=1 on 120 rows")
     assert allowed.stderr.strip() == ""

@@ -13,7 +13,7 @@ from bottleneck_transfer.cli import cli
 from bottleneck_transfer.cli.deploy_cmds import COMMANDS
 from bottleneck_transfer.deploy.export import export
 from bottleneck_transfer.deploy.exported import METADATA_LAYER, read_metadata
-from bottleneck_transfer.deploy.finetune import ImageBatches, finetune, label_map
+from bottleneck_transfer.deploy.finetune import finetune, label_map
 from bottleneck_transfer.errors import ExportError, SourceError
 from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.extract import extract
@@ -198,6 +198,8 @@ def test_batchnorm_layers_stay_frozen(photos, tmp_path):
 
 
 def test_labels_are_matched_by_class_name(photos, tmp_path):
+    from bottleneck_transfer.deploy.finetune import ImageBatches
+
     subset = tmp_path / "subset"
     for name in ("eel", "dog"):
         shutil.copytree(photos / name, subset / name)
@@ -220,6 +222,8 @@ def test_labels_are_matched_by_class_name(photos, tmp_path):
 
 
 def test_bad_images_are_skipped_in_batches(photos, tmp_path):
+    from bottleneck_transfer.deploy.finetune import ImageBatches
+
     root = tmp_path / "imgs"
     shutil.copytree(photos, root)
     (root / "cat" / "00.png").write_bytes(b"broken")

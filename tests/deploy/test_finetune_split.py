@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from bottleneck_transfer.deploy.export import export
 from bottleneck_transfer.deploy.exported import load_exported
-from bottleneck_transfer.deploy.finetune import ImageBatches, augment_batch, finetune
+from bottleneck_transfer.deploy.finetune import augment_batch, finetune
 from bottleneck_transfer.errors import SourceError
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.sources import Split, open_source
@@ -35,6 +35,8 @@ def test_augment_batch_is_seeded_keeps_dtype_and_moves_pixels():
 
 
 def test_only_training_batches_are_augmented(fashion_mnist_available):
+    from bottleneck_transfer.deploy.finetune import ImageBatches
+
     source = open_source("fashion-mnist:test", classes="5-9", limit=16)
     common = ((28, 28), 1, 8)
     plain = ImageBatches(source, np.arange(5), *common)

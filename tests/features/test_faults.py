@@ -9,7 +9,8 @@ the advised command gives the equal cache).
   each of the 9 writes), SIGINT and SIGTERM (real signals, delivered in this process);
 * every piece of a partial extraction deleted, truncated, corrupted or emptied;
 * a full disk (``OSError(ENOSPC)``) at every write, and a read-only output folder;
-* the three signals for real, in a child process running the CLI.
+* the CLI's exit status and line after a signal, in this process; the three signals for
+  real, in a child process running the CLI (``slow``: one interpreter each).
 
 The source is 16 tiny PNGs and one broken file, the base a 4-feature convolution: 5 batches
 of 4, one commit after each (``BOTTLENECK_COMMIT_SECONDS=0``).
@@ -409,6 +410,36 @@ _CHILD = textwrap.dedent(
 )
 
 
+def _interrupted_line(stderr: str, out: Path) -> int:
+    """The images kept, from the CLI's one ``Interrupted:`` line on ``stderr``."""
+    lines = [line for line in stderr.splitlines() if line.startswith("Interrupted: ")]
+    assert len(lines) == 1, stderr
+    match = re.fullmatch(
+        rf"Interrupted: (\d+) rows \((\d+) of 17 images\) are kept in "
+        rf"{re.escape(str(partial_path(out)))}; run the same command again to resume",
+        lines[0],
+    )
+    assert match, lines[0]
+    return int(match.group(2))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_cli_exits_130_with_one_line(world, tmp_path, monkeypatch, sig, ctrl_c):
+    """The CLI after a signal, in this process: status 130, one line naming what was kept."""
+    from bottleneck_transfer.cli import cli
+    from click.testing import CliRunner
+
+    out = tmp_path / "c.h5"
+    _at(monkeypatch, "commit", 2, lambda: signal.raise_signal(sig))
+    args = [str(world["source"]), "--base", str(world["base_file"]), "-o", str(out)]
+    done = CliRunner().invoke(cli, ["extract", *args, "--batch-size", "4", "--quiet"])
+    assert done.exit_code == 130, done.output
+    assert "Traceback" not in done.stderr
+    assert _interrupted_line(done.stderr, out) == 8  # two commits of 4 images
+    assert not out.exists()
+
+
+@pytest.mark.slow  # three interpreters start Keras
 def test_real_signals_to_the_cli(world, tmp_path):
     """SIGKILL, SIGTERM and SIGINT to ``bottleneck extract`` after its second commit."""
     env = {**os.environ, "BOTTLENECK_COMMIT_SECONDS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -435,15 +466,7 @@ def test_real_signals_to_the_cli(world, tmp_path):
         else:
             assert child.returncode == 130, stderr
             assert "Traceback" not in stderr
-            lines = [line for line in stderr.splitlines() if line.startswith("Interrupted: ")]
-            assert len(lines) == 1, stderr
-            match = re.fullmatch(
-                rf"Interrupted: (\d+) rows \((\d+) of 17 images\) are kept in "
-                rf"{re.escape(str(partial_path(out)))}; run the same command again to resume",
-                lines[0],
-            )
-            assert match, lines[0]
-            kept = int(match.group(2))
+            kept = _interrupted_line(stderr, out)
         result = _extract(world, out)
         assert result.resumed_from == kept
         _assert_equal_to_reference(world, out)
