@@ -3,6 +3,7 @@ check is refused, ``auto`` records its choice and probes once per base and machi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -18,8 +19,11 @@ from bottleneck_transfer.features.store import CACHE_DIR_ENV
 from fault_fixtures import tiny_base_file, tiny_images
 from feature_checks import assert_features_close, relative_difference
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("tf2onnx")
+# find_spec, not importorskip: importing tf2onnx imports TensorFlow at collection.
+pytestmark = pytest.mark.skipif(
+    not all(importlib.util.find_spec(name) for name in ("onnxruntime", "tf2onnx")),
+    reason="needs onnxruntime and tf2onnx",
+)
 
 
 @pytest.fixture
