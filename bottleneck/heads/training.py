@@ -45,7 +45,7 @@ from bottleneck_transfer.features.duplicates import (
     shared_message,
 )
 from bottleneck_transfer.fingerprint import diff_keys, fingerprint, sha256_arrays
-from bottleneck_transfer.heads.budget import MemoryPlan
+from bottleneck_transfer.heads.budget import MemoryPlan, block_rows
 from bottleneck_transfer.heads.calibration import calibration_folds
 from bottleneck_transfer.heads.memo import FitMemo, code_versions, fit_key
 from bottleneck_transfer.heads.metrics import row_losses, score
@@ -66,6 +66,7 @@ from bottleneck_transfer.heads.stats import holdout_intervals
 from bottleneck_transfer.heads.streaming import (
     RowSubset,
     check_streams,
+    fit_scaler,
     fit_streaming_head,
     predict_source,
 )
@@ -610,7 +611,7 @@ def fit_head(
     scale_in_place : bool, default=False
         Let the scaling step overwrite ``data.X`` when fitting on every row (the caller
         no longer needs the raw features: no second copy of them). A subset of rows is a
-        fresh copy and is always scaled in place.
+        fresh copy and is always scaled in place (:func:`scale_rows`).
 
     Streaming data (``data.chunk_rows`` set) is fitted by
     :func:`~bottleneck_transfer.heads.streaming.fit_streaming_head` on the rows as an index
@@ -672,19 +673,13 @@ def fit_head(
             f"give more rows or fewer neighbours (e.g. knn:n_neighbors={len(rows)}). Received: "
             f"rows={len(rows)}"
         )
-    scaler = head.steps[0][1]
-    # X is not the caller's (a subset is a copy), so the scaling step may overwrite it
-    in_place = (scale_in_place or not every_row) and "copy" in scaler.get_params()
     with single_threaded(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         start = time.perf_counter()
-        if in_place:
-            scaler.set_params(copy=False)
-        try:
-            head.fit(X, y)
-        finally:
-            if in_place:
-                scaler.set_params(copy=True)  # predictions never overwrite their input
+        # X is not the caller's when it is a subset (a copy): the scaling may overwrite it
+        scaled = scale_rows(head.steps[0][1], X, in_place=scale_in_place or not every_row)
+        head[1:].fit(scaled, y)  # the pipeline's own steps, fitted in place
+        del scaled
         seconds = time.perf_counter() - start
     notes = sorted(
         {_not_converged(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)}
@@ -714,6 +709,23 @@ def fit_head(
             },
         )
     return fit
+
+
+def scale_rows(scaler: Any, X: np.ndarray, *, in_place: bool) -> np.ndarray:
+    """Fit a head's scaling step on ``X`` and return ``X`` scaled, a block of rows at a time.
+
+    The statistics come from one pass of ``partial_fit`` over blocks
+    (:func:`~bottleneck_transfer.heads.streaming.fit_scaler`; scikit-learn's ``fit`` of a
+    :class:`~sklearn.preprocessing.StandardScaler` makes a float64 temporary of the whole
+    array, twice the float32 features), then each block is scaled into ``X`` itself
+    (``in_place``) or into one new array: no full-size temporary either way.
+    """
+    rows = block_rows(X.shape[1])
+    fit_scaler(scaler, X, rows)
+    out = X if in_place else np.empty(X.shape, np.result_type(X.dtype, np.float32))
+    for start in range(0, len(X), rows):
+        out[start : start + rows] = scaler.transform(X[start : start + rows])
+    return out
 
 
 def _fit_streaming(
