@@ -228,16 +228,20 @@ class LabeledData:
         """bool (N,): rows that are not augmented views (the only rows ever scored)."""
         return self.groups == np.arange(len(self))
 
-    def take(self, rows: np.ndarray) -> LabeledData:
+    def take(self, rows: np.ndarray, *, copy: bool = True) -> LabeledData:
         """The rows ``rows``, with a fingerprint naming them (memo keys); views keep their
         image, so ``rows`` must hold the plain row of every view it holds (as every split of
-        :mod:`heads.splits` does)."""
+        :mod:`heads.splits` does).
+
+        ``copy=False`` keeps the features as row indices into these
+        (:class:`~heads.streaming.RowSubset`, as streaming data always does): for rows that
+        are only predicted on, a block at a time (:func:`predict_rows`), never fitted."""
         rows = np.asarray(rows, dtype=np.int64)
         source_rows = groups_within(self.groups, rows) if self.has_views else None
         if source_rows is not None and np.array_equal(source_rows, np.arange(len(rows))):
             source_rows = None
         return LabeledData(
-            X=self.X[rows] if self.chunk_rows is None else RowSubset(self.X, rows),
+            X=self.X[rows] if copy and self.chunk_rows is None else RowSubset(self.X, rows),
             y=self.y[rows],
             ids=[self.ids[i] for i in rows],
             space=self.space,

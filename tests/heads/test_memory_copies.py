@@ -11,7 +11,8 @@ import pytest
 from bottleneck_transfer.heads import budget
 from bottleneck_transfer.heads.linear_svm import LinearSVM
 from bottleneck_transfer.heads.registry import make_head
-from bottleneck_transfer.heads.training import LabeledData, fit_head, scale_rows
+from bottleneck_transfer.heads.streaming import RowSubset
+from bottleneck_transfer.heads.training import LabeledData, fit_head, predict_rows, scale_rows
 from sklearn.preprocessing import StandardScaler
 
 
@@ -74,3 +75,15 @@ def test_fit_head_equals_the_pipelines_own_fit(small_blocks, spec):
         assert np.allclose(scale.mean_, plain.steps[0][1].mean_, rtol=1e-9)
         assert np.allclose(scale.scale_, plain.steps[0][1].scale_, rtol=1e-9)
     np.testing.assert_array_equal(fitted.predict(X), plain.predict(X))
+
+
+def test_take_without_copy_keeps_indices_and_predicts_the_same():
+    X, y = _features(rows=300, dim=8)
+    data = LabeledData.from_arrays(X, y)
+    held = np.arange(1, 300, 5)
+    view, copied = data.take(held, copy=False), data.take(held)
+    assert isinstance(view.X, RowSubset) and isinstance(copied.X, np.ndarray)
+    assert view.key == copied.key
+    head = fit_head("logreg", data, np.arange(0, 300, 5), n_jobs=1).estimator
+    for got, expected in zip(predict_rows(head, view), predict_rows(head, copied), strict=True):
+        np.testing.assert_array_equal(got, expected)
