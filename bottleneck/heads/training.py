@@ -79,8 +79,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import confusion_matrix
 from sklearn.pipeline import Pipeline
 
-#: Rows per prediction block of data in memory.
-PREDICT_ROWS = 16_384
 HEAD_FORMAT = "bottleneck-head"
 HEAD_FORMAT_VERSION = 1
 SMALL_CLASS_ROWS = 20
@@ -319,10 +317,11 @@ def predict_rows(
     head: BaseEstimator, data: LabeledData, rows: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``(predictions, probabilities or None)`` of a fitted head on ``rows`` of ``data``
-    (default: all), a block of rows at a time: neither the rows nor their scaled copy are
-    ever held whole (:func:`~bottleneck_transfer.heads.streaming.predict_source`)."""
+    (default: all), a block of rows at a time (:func:`~heads.budget.block_rows` in memory):
+    neither the rows nor their scaled copy are ever held whole
+    (:func:`~bottleneck_transfer.heads.streaming.predict_source`)."""
     source = data.X if rows is None else RowSubset(data.X, rows)
-    return predict_source(head, source, data.chunk_rows or PREDICT_ROWS)
+    return predict_source(head, source, data.chunk_rows or block_rows(data.space.dim))
 
 
 def check_labels(
