@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bottleneck_transfer.atomic import atomic_write_text
 
 #: Distance between two class means, in units of the noise's standard deviation: the
 #: classes overlap a little, so heads differ (a linear head reaches about 95 %).
@@ -125,10 +126,19 @@ def commands(
     }
 
 
-def bench(rows: list[int], *, dim: int, budget: str | None, folder: Path, **specs: str) -> dict:
+def bench(
+    rows: list[int],
+    *,
+    dim: int,
+    budget: str | None,
+    folder: Path,
+    out: Path | None = None,
+    **specs: str,
+) -> dict:
     """Write one cache per size, run every command on it; figures by size and command.
 
-    ``specs``: ``logreg`` and ``dense`` head specs (:func:`commands`)."""
+    ``specs``: ``logreg`` and ``dense`` head specs (:func:`commands`). ``out``: a JSON file
+    rewritten after every command (a run cut short keeps what it measured)."""
     results: dict = {}
     for n in rows:
         cache = folder / f"synthetic-{n}.h5"
@@ -136,7 +146,13 @@ def bench(rows: list[int], *, dim: int, budget: str | None, folder: Path, **spec
         synthetic_cache(cache, n, dim=dim)
         written = time.perf_counter() - start
         limit = ["--memory-budget", budget] if budget else []
-        by_command = {}
+        by_command: dict = {}
+        results[str(n)] = {
+            "feature_bytes_float32": n * dim * 4,
+            "file_bytes": cache.stat().st_size,
+            "write_seconds": written,
+            "commands": by_command,
+        }
         for name, args in commands(cache, folder, **specs).items():
             takes_budget = args[0] in ("train", "compare", "evaluate")
             measured = run_measured([*args, *(limit if takes_budget else []), "--json"])
@@ -146,12 +162,8 @@ def bench(rows: list[int], *, dim: int, budget: str | None, folder: Path, **spec
                 "rows_per_second": n / measured["seconds"],
                 "path": (reported.get("memory") or {}).get("path"),
             }
-        results[str(n)] = {
-            "feature_bytes_float32": n * dim * 4,
-            "file_bytes": cache.stat().st_size,
-            "write_seconds": written,
-            "commands": by_command,
-        }
+            if out is not None:
+                atomic_write_text(out, json.dumps(results, indent=1) + "\n")
         cache.unlink()
     return results
 
@@ -165,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folder", type=Path, help="Where the caches go (default: a temp dir).")
     parser.add_argument("--logreg", default="logreg", help="The logreg spec (e.g. logreg:C=1).")
     parser.add_argument("--dense", default="dense", help="The dense spec (e.g. dense:epochs=2).")
+    parser.add_argument("-o", "--out", type=Path, help="Also write the JSON here, as it goes.")
     args = parser.parse_args(argv)
     rows = args.rows or [200_000, 2_000_000]
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
@@ -173,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
             dim=args.dim,
             budget=args.memory_budget,
             folder=Path(folder),
+            out=args.out,
             logreg=args.logreg,
             dense=args.dense,
         )

@@ -162,8 +162,8 @@ def _resolve_head(
     """
     if head_file is not None:
         head = load_head(head_file)
-    elif isinstance(head, str):
-        head = train_head(cache, head)
+    elif isinstance(head, str):  # by path: read for the fit and scaled in place, one copy
+        head = train_head(cache.path, head)
     if isinstance(head, TrainedHead):
         _check_head_metadata(head.metadata, cache, str(head_file or "given"))
         return head.estimator, head.metadata["head"], head.metadata

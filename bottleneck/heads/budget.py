@@ -28,6 +28,9 @@ IN_MEMORY_FACTOR = 2.0
 CHUNK_SHARE = 1 / 16
 #: Bounds of the rows per chunk.
 MIN_CHUNK_ROWS, MAX_CHUNK_ROWS = 256, 65_536
+#: Values per working block of features in memory (scaling, the linear SVM's float64
+#: products): 32 MB as float64, so a block's temporaries stay small beside the features.
+BLOCK_VALUES = 2**22
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 PATHS = ("in-memory", "streaming")
 
@@ -71,6 +74,12 @@ def chunk_rows(budget: int, dim: int) -> int:
     """Rows per streaming chunk: :data:`CHUNK_SHARE` of the budget in float32 rows, bounded."""
     rows = int(budget * CHUNK_SHARE // (4 * max(dim, 1)))
     return max(MIN_CHUNK_ROWS, min(MAX_CHUNK_ROWS, rows))
+
+
+def block_rows(dim: int) -> int:
+    """Rows per working block of in-memory features of ``dim`` columns
+    (:data:`BLOCK_VALUES`, at least one row)."""
+    return max(1, BLOCK_VALUES // max(dim, 1))
 
 
 def peak_memory() -> int | None:

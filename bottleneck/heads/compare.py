@@ -846,8 +846,9 @@ def compare_heads(
     messages += warn_duplicates(train_data, test_data)
     baseline_sets = _baseline_sets(baselines or {}, train_data, test_data)
     if split is not None:
-        test_data = train_data.take(held)
-        baseline_sets = [(n, d, d.take(held)) for n, d, _ in baseline_sets]
+        # only predicted on, a block at a time: the held-out rows are not copied
+        test_data = train_data.take(held, copy=False)
+        baseline_sets = [(n, d, d.take(held, copy=False)) for n, d, _ in baseline_sets]
     if test_data is None:
         splits = stratified_folds(
             train_data.y, train_data.groups, cv, random_state, linked=train_data.linked

@@ -27,10 +27,12 @@ random-weight MobileNetV2 features of Fashion-MNIST (liblinear: 11 s).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
+from bottleneck_transfer.heads.budget import block_rows
 from scipy.linalg import cho_factor, cho_solve
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -157,7 +159,7 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
             The fitted classifier.
         """
         self._validate_params()
-        X, y = validate_data(self, X, y, dtype=np.float64)
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])  # float32 stays
         check_classification_targets(y)
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
@@ -199,6 +201,7 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
 
         An unfinished SMO still leaves Newton a good start (see ``max_gram_samples``).
         """
+        X = np.asarray(X, dtype=np.float64)  # at most max_gram_samples rows
         gram = X @ X.T
         gram[np.diag_indices_from(gram)] += 1.0 / (2.0 * self.C)
         budget = smo_budget(*X.shape)
@@ -218,55 +221,93 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
 class _Newton:
     """The primal finite Newton method for one-vs-rest problems on the same rows.
 
-    ``X`` gets a constant column for the intercept, whose weight is not regularised. The
-    Hessian of the full row set, ``R + 2C X^T X``, is built once when a problem needs it
+    The rows are ``[X, 1]``: a constant column for the intercept, whose weight is not
+    regularised, kept implicit. ``X`` is used as given (float32 features are not copied):
+    every product runs in float64 a block of rows at a time (:func:`~heads.budget.block_rows`).
+    The Hessian of the full row set, ``R + 2C X^T X``, is built once when a problem needs it
     (most rows violating the margin); otherwise Hessians are built from the violators and
     updated by the rows that change.
     """
 
     def __init__(self, X: np.ndarray, *, C: float, tol: float, max_iter: int) -> None:
-        self.X = np.hstack([X, np.ones((len(X), 1))])
+        self.X = X
+        self.block = block_rows(X.shape[1])
         self.two_c = 2.0 * C
         self.tol = tol
         self.max_iter = max_iter
-        self.ridge = np.ones(self.X.shape[1])
+        self.ridge = np.ones(X.shape[1] + 1)
         self.ridge[-1] = 0.0
         self._full: np.ndarray | None = None
+
+    def _blocks(self, rows: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, float64 block)`` of ``X``'s rows, only those marked in ``rows`` if given."""
+        for start in range(0, len(self.X), self.block):
+            block = self.X[start : start + self.block]
+            if rows is not None:
+                marked = rows[start : start + self.block]
+                if not marked.any():
+                    continue
+                block = block[marked]
+            yield start, np.asarray(block, dtype=np.float64)
+
+    def _times(self, w: np.ndarray) -> np.ndarray:
+        """``[X, 1] @ w``."""
+        out = np.empty(len(self.X))
+        for start, block in self._blocks():
+            out[start : start + len(block)] = block @ w[:-1]
+        return out + w[-1]
+
+    def _transposed_times(self, V: np.ndarray) -> np.ndarray:
+        """``[X, 1]^T @ V`` for ``V`` of shape (n_samples, k)."""
+        out = np.zeros((self.X.shape[1] + 1, V.shape[1]))
+        for start, block in self._blocks():
+            out[:-1] += block.T @ V[start : start + len(block)]
+        out[-1] = V.sum(axis=0)
+        return out
+
+    def _gram(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """``[X_A, 1]^T [X_A, 1]`` for the rows ``A`` marked in ``rows`` (default: all)."""
+        d = self.X.shape[1]
+        out = np.zeros((d + 1, d + 1))
+        for _, block in self._blocks(rows):
+            out[:-1, :-1] += block.T @ block
+            out[:-1, -1] += block.sum(axis=0)
+        out[-1, :-1] = out[:-1, -1]
+        out[-1, -1] = len(self.X) if rows is None else np.count_nonzero(rows)
+        return out
 
     def _hessian(self, rows: np.ndarray) -> np.ndarray:
         """``R + 2C X_A^T X_A`` for the rows ``A`` marked in ``rows``, the cheaper way."""
         if 2 * np.count_nonzero(rows) <= len(rows):
-            picked = self.X[rows]
-            hessian = self.two_c * (picked.T @ picked)
+            hessian = self.two_c * self._gram(rows)
             hessian[np.diag_indices_from(hessian)] += self.ridge
             return hessian
         if self._full is None:
             self._full = self._hessian_of_all()
-        left_out = self.X[~rows]
-        return self._full - self.two_c * (left_out.T @ left_out)
+        return self._full - self.two_c * self._gram(~rows)
 
     def _hessian_of_all(self) -> np.ndarray:
-        hessian = self.two_c * (self.X.T @ self.X)
+        hessian = self.two_c * self._gram()
         hessian[np.diag_indices_from(hessian)] += self.ridge
         return hessian
 
     def solve(self, t: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, int, bool]:
         """Minimise from ``w`` for targets ``t`` in {-1, 1}: weights, Newton steps, converged."""
-        X, two_c = self.X, self.two_c
+        two_c = self.two_c
         n = len(t)
         positives = np.count_nonzero(t > 0)
         # liblinear's primal stopping rule, relative to the gradient at zero
-        threshold = (
-            self.tol * max(min(positives, n - positives), 1) / n * np.linalg.norm(two_c * (X.T @ t))
-        )
-        z = X @ w
+        at_zero = two_c * self._transposed_times(t[:, None])[:, 0]
+        threshold = self.tol * max(min(positives, n - positives), 1) / n * np.linalg.norm(at_zero)
+        z = self._times(w)
         violators = None
         hessian = None
         for step in range(self.max_iter + 1):
             margin = 1.0 - t * z
             now = margin > 0
             # one pass over X for the gradient and the Newton system's right-hand side
-            loss, rhs = (X.T @ np.where(now[:, None], np.c_[t * margin, t], 0.0)).T
+            signed = np.where(now[:, None], np.c_[t * margin, t], 0.0)
+            loss, rhs = self._transposed_times(signed).T
             gradient = self.ridge * w - two_c * loss
             if np.linalg.norm(gradient) <= threshold:
                 return w, step, True
@@ -281,7 +322,7 @@ class _Newton:
                 target = cho_solve(factor, two_c * rhs, check_finite=False)
             violators = now
             direction = target - w
-            change = t * (X @ direction)
+            change = t * self._times(direction)
             alpha = _line_search(
                 self.ridge * w, direction, self.ridge * direction, margin, change, two_c
             )
@@ -299,8 +340,7 @@ class _Newton:
         moved = np.count_nonzero(joined) + np.count_nonzero(left)
         if moved >= min(np.count_nonzero(now), np.count_nonzero(~now)):
             return self._hessian(now)
-        rows_in, rows_out = self.X[joined], self.X[left]
-        return hessian + self.two_c * (rows_in.T @ rows_in - rows_out.T @ rows_out)
+        return hessian + self.two_c * (self._gram(joined) - self._gram(left))
 
 
 def _line_search(

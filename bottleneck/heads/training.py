@@ -45,7 +45,7 @@ from bottleneck_transfer.features.duplicates import (
     shared_message,
 )
 from bottleneck_transfer.fingerprint import diff_keys, fingerprint, sha256_arrays
-from bottleneck_transfer.heads.budget import MemoryPlan
+from bottleneck_transfer.heads.budget import MemoryPlan, block_rows
 from bottleneck_transfer.heads.calibration import calibration_folds
 from bottleneck_transfer.heads.memo import FitMemo, code_versions, fit_key
 from bottleneck_transfer.heads.metrics import per_class_scores, row_losses, score
@@ -66,6 +66,7 @@ from bottleneck_transfer.heads.splits import groups_within
 from bottleneck_transfer.heads.stats import holdout_intervals
 from bottleneck_transfer.heads.streaming import (
     check_streams,
+    fit_scaler,
     fit_streaming_head,
     predict_source,
 )
@@ -78,8 +79,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import confusion_matrix
 from sklearn.pipeline import Pipeline
 
-#: Rows per prediction block of data in memory.
-PREDICT_ROWS = 16_384
 HEAD_FORMAT = "bottleneck-head"
 HEAD_FORMAT_VERSION = 1
 SMALL_CLASS_ROWS = 20
@@ -227,16 +226,20 @@ class LabeledData:
         """bool (N,): rows that are not augmented views (the only rows ever scored)."""
         return self.groups == np.arange(len(self))
 
-    def take(self, rows: np.ndarray) -> LabeledData:
+    def take(self, rows: np.ndarray, *, copy: bool = True) -> LabeledData:
         """The rows ``rows``, with a fingerprint naming them (memo keys); views keep their
         image, so ``rows`` must hold the plain row of every view it holds (as every split of
-        :mod:`heads.splits` does)."""
+        :mod:`heads.splits` does).
+
+        ``copy=False`` keeps the features as row indices into these
+        (:class:`~heads.streaming.RowSubset`, as streaming data always does): for rows that
+        are only predicted on, a block at a time (:func:`predict_rows`), never fitted."""
         rows = np.asarray(rows, dtype=np.int64)
         source_rows = groups_within(self.groups, rows) if self.has_views else None
         if source_rows is not None and np.array_equal(source_rows, np.arange(len(rows))):
             source_rows = None
         return LabeledData(
-            X=self.X[rows] if self.chunk_rows is None else RowSubset(self.X, rows),
+            X=self.X[rows] if copy and self.chunk_rows is None else RowSubset(self.X, rows),
             y=self.y[rows],
             ids=[self.ids[i] for i in rows],
             space=self.space,
@@ -314,10 +317,11 @@ def predict_rows(
     head: BaseEstimator, data: LabeledData, rows: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``(predictions, probabilities or None)`` of a fitted head on ``rows`` of ``data``
-    (default: all), a block of rows at a time: neither the rows nor their scaled copy are
-    ever held whole (:func:`~bottleneck_transfer.heads.streaming.predict_source`)."""
+    (default: all), a block of rows at a time (:func:`~heads.budget.block_rows` in memory):
+    neither the rows nor their scaled copy are ever held whole
+    (:func:`~bottleneck_transfer.heads.streaming.predict_source`)."""
     source = data.X if rows is None else RowSubset(data.X, rows)
-    return predict_source(head, source, data.chunk_rows or PREDICT_ROWS)
+    return predict_source(head, source, data.chunk_rows or block_rows(data.space.dim))
 
 
 def check_labels(
@@ -610,7 +614,7 @@ def fit_head(
     scale_in_place : bool, default=False
         Let the scaling step overwrite ``data.X`` when fitting on every row (the caller
         no longer needs the raw features: no second copy of them). A subset of rows is a
-        fresh copy and is always scaled in place.
+        fresh copy and is always scaled in place (:func:`scale_rows`).
 
     Streaming data (``data.chunk_rows`` set) is fitted by
     :func:`~bottleneck_transfer.heads.streaming.fit_streaming_head` on the rows as an index
@@ -672,19 +676,13 @@ def fit_head(
             f"give more rows or fewer neighbours (e.g. knn:n_neighbors={len(rows)}). Received: "
             f"rows={len(rows)}"
         )
-    scaler = head.steps[0][1]
-    # X is not the caller's (a subset is a copy), so the scaling step may overwrite it
-    in_place = (scale_in_place or not every_row) and "copy" in scaler.get_params()
     with single_threaded(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         start = time.perf_counter()
-        if in_place:
-            scaler.set_params(copy=False)
-        try:
-            head.fit(X, y)
-        finally:
-            if in_place:
-                scaler.set_params(copy=True)  # predictions never overwrite their input
+        # X is not the caller's when it is a subset (a copy): the scaling may overwrite it
+        scaled = scale_rows(head.steps[0][1], X, in_place=scale_in_place or not every_row)
+        head[1:].fit(scaled, y)  # the pipeline's own steps, fitted in place
+        del scaled
         seconds = time.perf_counter() - start
     notes = sorted(
         {_not_converged(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)}
@@ -714,6 +712,23 @@ def fit_head(
             },
         )
     return fit
+
+
+def scale_rows(scaler: Any, X: np.ndarray, *, in_place: bool) -> np.ndarray:
+    """Fit a head's scaling step on ``X`` and return ``X`` scaled, a block of rows at a time.
+
+    The statistics come from one pass of ``partial_fit`` over blocks
+    (:func:`~bottleneck_transfer.heads.streaming.fit_scaler`; scikit-learn's ``fit`` of a
+    :class:`~sklearn.preprocessing.StandardScaler` makes a float64 temporary of the whole
+    array, twice the float32 features), then each block is scaled into ``X`` itself
+    (``in_place``) or into one new array: no full-size temporary either way.
+    """
+    rows = block_rows(X.shape[1])
+    fit_scaler(scaler, X, rows)
+    out = X if in_place else np.empty(X.shape, np.result_type(X.dtype, np.float32))
+    for start in range(0, len(X), rows):
+        out[start : start + rows] = scaler.transform(X[start : start + rows])
+    return out
 
 
 def _fit_streaming(
