@@ -164,8 +164,10 @@ def start_ray_head(workers: int, attempts: int = 3) -> None:
     """``ray start --head`` on 127.0.0.1 with ``workers`` CPUs, only inside a network namespace
     of its own (``unshare -n``: Ray serves on the machine's address whatever it is told).
 
-    The agent's ports are fixed, and the start is retried (after ``ray stop --force``): on a
-    loaded machine the raylet can give up waiting for its agent's port files.
+    The raylet waits a fixed 30 s for its dashboard agent to write its port files, which an
+    oversubscribed machine misses: the agent's ports are fixed, Ray starts at a raised
+    priority (as root; otherwise ``nice`` only warns), and the start is retried (after
+    ``ray stop --force``).
 
     Raises
     ------
@@ -179,6 +181,7 @@ def start_ray_head(workers: int, attempts: int = 3) -> None:
             "own: unshare -n bash -c 'ip link set lo up && ...'"
         )
     head = [
+        "nice", "-n", "-10",
         "ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--num-cpus", str(workers),
         "--include-dashboard", "false", "--dashboard-agent-grpc-port", "52366",
         "--metrics-export-port", "52367", "--dashboard-agent-listen-port", "52368",
