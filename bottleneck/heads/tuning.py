@@ -151,7 +151,7 @@ def tune_head(
     X : ndarray of shape (n_samples, n_features), or a streaming source
         Training features. Never pass test rows: everything here is for selection. With
         ``chunk_rows``, a source sliced like an array (the cache's HDF5 dataset, a
-        :class:`~heads.streaming.RowSubset` of it) that is never read whole.
+        :class:`~heads.rows.RowSubset` of it) that is never read whole.
     y : ndarray of shape (n_samples,)
         Training labels.
     val_fraction : float, default=0.2
@@ -299,7 +299,7 @@ def streamed_trials(
     chunk_rows: int,
 ) -> Trials:
     """Trials that stream: each fitted on the split's training rows and scored on its
-    validation rows, both :class:`~heads.streaming.RowSubset` index sets of ``source``
+    validation rows, both :class:`~heads.rows.RowSubset` index sets of ``source``
     (no other row is read), one after another (one reader of the file)."""
     from bottleneck_transfer.heads.metrics import score
     from bottleneck_transfer.heads.rows import RowSubset

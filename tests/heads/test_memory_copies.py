@@ -11,7 +11,7 @@ import pytest
 from bottleneck_transfer.heads import budget
 from bottleneck_transfer.heads.linear_svm import LinearSVM
 from bottleneck_transfer.heads.registry import make_head
-from bottleneck_transfer.heads.streaming import RowSubset
+from bottleneck_transfer.heads.rows import RowSubset
 from bottleneck_transfer.heads.training import LabeledData, fit_head, predict_rows, scale_rows
 from sklearn.preprocessing import StandardScaler
 
