@@ -7,6 +7,7 @@ import pytest
 from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import extract
+from bottleneck_transfer.features.options import SOURCE_OPTIONS
 from bottleneck_transfer.features.sources import open_source
 
 
@@ -23,10 +24,9 @@ def test_classes_and_limit_with_a_source_object_are_refused(arrays, tmp_path, op
     with pytest.raises(ValueError) as info:
         extract(source, "pixels", tmp_path / "c.h5", image_size=8, **options)
     message = str(info.value)
-    assert message.startswith(
-        "extract(): classes=, limit=, groups= apply to a source given by name; "
-    )
-    assert "open_source(spec, classes=..., limit=..., groups=...)" in message
+    listed = ", ".join(f"{name}=" for name in SOURCE_OPTIONS)
+    assert message.startswith(f"extract(): {listed} apply to a source given by name; ")
+    assert f"open_source(spec, {', '.join(f'{n}=...' for n in SOURCE_OPTIONS)})" in message
     key, value = next(iter(options.items()))
     assert message.endswith(f"Received: {key}={value!r}") and "\n" not in message
     assert not (tmp_path / "c.h5").exists()
