@@ -5,11 +5,12 @@ validation split with a coarse log grid and then repeatedly halve the step aroun
 value. :func:`tune_head` does the same for every head: it evaluates the coarse grid of each
 searched parameter (the kind's ``search_space`` in the registry), then refines every
 parameter that has a ``finest_step`` by halving its step in decades around the current best
-until the step reaches ``finest_step``. Each round is one
+until the step reaches ``finest_step``. Each round's trials are scored by
 :class:`~sklearn.model_selection.GridSearchCV` on a single stratified train/validation split
-carved from the training rows only, fitted in parallel with joblib (``n_jobs=-1``); a kind
-whose search space is not ``parallel`` (the Keras ``dense`` head, Keras already uses every
-core) runs its few trials one after another. Parameters fixed in the spec
+carved from the training rows only, over worker processes (``n_jobs=-1``,
+:mod:`~bottleneck_transfer.heads.parallel`: their warnings come back to be counted) when the
+data is large; a kind whose search space is not ``parallel`` (the Keras ``dense`` head, Keras
+already uses every core) runs its few trials one after another. Parameters fixed in the spec
 (``"logreg:C=0.1"``) are not searched.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.heads.declared import metric_named
+from bottleneck_transfer.heads.parallel import run_calls, use_workers
 from bottleneck_transfer.heads.registry import (
     Axis,
     head_kind,
@@ -32,7 +34,6 @@ from bottleneck_transfer.heads.registry import (
     set_random_state,
 )
 from bottleneck_transfer.heads.splits import shuffle_split
-from bottleneck_transfer.quiet import trials_quiet
 from sklearn.exceptions import FitFailedWarning
 from sklearn.model_selection import GridSearchCV
 
@@ -196,22 +197,19 @@ def tune_head(
             {f"clf__{name}": [value] for name, value in _params(axes, scale, p).items()}
             for p in points
         ]
-        search = GridSearchCV(
-            base,
-            grid,
-            scoring=scoring.scorer(),
-            cv=[(train_idx, val_idx)],
+        cv = [(train_idx, val_idx)]
+        workers = use_workers(len(grid), search_jobs, X.size)
+        chunks = [[g] for g in grid] if workers else [grid]  # one trial per worker call
+        found = run_calls(
+            _scores,
+            [(base, chunk, X, y, cv, scoring.scorer()) for chunk in chunks],
             n_jobs=search_jobs,
-            refit=False,
-            error_score=np.nan,
+            workers=workers,
         )
-        with warnings.catch_warnings(), trials_quiet():
-            warnings.simplefilter("ignore", FitFailedWarning)
-            try:
-                search.fit(X, y)
-            except ValueError as exc:  # raised when every trial failed
-                raise HeadError(f"tuning {spec!r}: no trial could be fitted ({exc})") from exc
-        for point, score in zip(points, search.cv_results_["mean_test_score"], strict=True):
+        trial_scores = np.concatenate(list(found))
+        if np.isnan(trial_scores).all():
+            raise HeadError(f"tuning {spec!r}: no trial could be fitted")
+        for point, score in zip(points, trial_scores, strict=True):
             # scikit-learn negates losses (greater is better); report them as themselves
             value = score if scoring.higher_is_better else -score
             scores[point] = -math.inf if np.isnan(score) else float(score)
@@ -249,6 +247,20 @@ def tune_head(
         searched=[a.param for a in axes],
         metric=scoring.name,
     )
+
+
+def _scores(
+    base: Any, grid: list[dict], X: np.ndarray, y: np.ndarray, cv: list, scorer: Any
+) -> np.ndarray:
+    """The validation score of each point of ``grid``: NaN where its fit failed."""
+    search = GridSearchCV(base, grid, scoring=scorer, cv=cv, refit=False, error_score=np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitFailedWarning)
+        try:
+            search.fit(X, y)
+        except ValueError:  # raised when every trial failed
+            return np.full(len(grid), np.nan)
+    return search.cv_results_["mean_test_score"]
 
 
 def _params(axes: list[Axis], scale: dict[str, float], point: tuple) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from heads_fixtures import blobs, write_cache
+from heads_fixtures import BASE, blobs, write_cache
 
 # Makes keras and tensorflow unimportable (unless "allow" is the first argument), runs one
 # command line in this fresh interpreter, then prints its exit code, the backends it holds and
@@ -31,8 +31,8 @@ try:
     code = cli.main(sys.argv[1:], prog_name="bottleneck", standalone_mode=False) or 0
 except SystemExit as exc:
     code = exc.code or 0
-held = [m for m in BACKENDS if m in sys.modules]
-print(json.dumps({"code": code, "backends": held, "unneeded": [m for m in UNNEEDED if m in sys.modules]}))
+held, unneeded = ([m for m in names if m in sys.modules] for names in (BACKENDS, UNNEEDED))
+print(json.dumps({"code": code, "backends": held, "unneeded": unneeded}))
 """
 
 LIBRARY = """
@@ -63,8 +63,9 @@ def store(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("store")
     X, y = blobs(n=160, dim=8, centers=3)
-    write_cache(folder / "train.h5", X[:120], y[:120], source="train")
-    write_cache(folder / "test.h5", X[120:], y[120:], source="test")
+    base = {**BASE, "application": "MobileNetV2", "input_shape": [32, 32, 3]}  # exportable
+    write_cache(folder / "train.h5", X[:120], y[:120], source="train", base=base)
+    write_cache(folder / "test.h5", X[120:], y[120:], source="test", base=base)
     save_head(train_head(folder / "train.h5", "logreg"), folder / "head.skops")
     return folder
 
@@ -90,6 +91,16 @@ COMMANDS = {
         "train.parquet",
     ),
     "cache dupes": (["cache", "dupes", "{s}/train.h5"], ""),
+    "export --dry-run": (
+        ["export", "{s}/train.h5", "-o", "{s}/model.keras", "--dry-run"],
+        "Would write {s}/model.keras (keras): head logreg (~108 bytes), base known once built; "
+        "input 32x32x3 images, 3 classes (class0, class1, class2) named in "
+        "{s}/model.labels.txt. Nothing written.",
+    ),
+    "export --dry-run --head-file": (
+        ["export", "{s}/train.h5", "--head-file", "{s}/head.skops", "-o", "{s}/rbf", "--dry-run"],
+        "Would write {s}/rbf (folder): head logreg",
+    ),
 }
 
 
@@ -98,7 +109,8 @@ def test_command_runs_without_tensorflow_or_keras(store, name):
     args, expected = COMMANDS[name]
     result, out = _run(*(a.format(s=store) for a in args))
     assert result == {"code": 0, "backends": [], "unneeded": []}, out
-    assert expected in out
+    assert expected.format(s=store) in out
+    assert not {"model.keras", "model.labels.txt", "rbf"} & {p.name for p in store.iterdir()}
 
 
 HELP = [
