@@ -173,7 +173,9 @@ class Raised(NamedTuple):
     place: str | None
 
 
-def run_recording(place: str | None, function: Callable[..., T], *args: Any) -> tuple[T, list]:
+def run_recording(
+    place: str | None, function: Callable[..., T], *args: Any
+) -> tuple[T, list[Raised]]:
     """``function(*args)`` in a worker process, :func:`working_on` ``place`` (the calling
     process's), and every warning it raised, for :func:`replay` in the calling process.
 

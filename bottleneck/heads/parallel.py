@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from bottleneck_transfer.quiet import replay, run_recording, working_place
+from bottleneck_transfer.quiet import Raised, replay, run_recording, working_place
 from joblib import Parallel, delayed, effective_n_jobs
 
 #: Fits go to worker processes (one fit per core) only when the training features hold at
@@ -52,7 +52,7 @@ def run_calls(
     return _replayed(results)
 
 
-def _replayed(results: Iterable[tuple[Any, list]]) -> Iterator[Any]:
+def _replayed(results: Iterable[tuple[Any, list[Raised]]]) -> Iterator[Any]:
     for result, raised in results:
         replay(raised)
         yield result
