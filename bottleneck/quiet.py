@@ -8,7 +8,9 @@
 * Python warnings raised while a command runs (scikit-learn's ``ConvergenceWarning``,
   NumPy's overflow notes, this package's own) are recorded by :func:`summarised_warnings`
   and printed once at the end, one line per kind and place, never as raw repeated lines.
-  :func:`working_on` names the place (a head spec) for the warnings raised inside it.
+  :func:`working_on` names the place (a head spec) for the warnings raised inside it;
+  worker processes hand theirs back (:func:`run_recording`, :func:`replay`), so tuning
+  trials and folds fitted in parallel are counted too.
 
 The CLI uses all three unless ``--debug``, which leaves both streams raw.
 """
@@ -35,8 +37,6 @@ LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
 _QUIET_LEVEL = "2"
 
 _working_on: contextvars.ContextVar[str | None] = contextvars.ContextVar("working_on", default=None)
-#: Set while :func:`summarised_warnings` records, for worker processes started meanwhile too.
-SUMMARISING_VARIABLE = "BOTTLENECK_SUMMARISED_WARNINGS"
 T = TypeVar("T")
 
 
@@ -138,13 +138,18 @@ def muted_backend_start() -> None:
 
 
 @contextlib.contextmanager
-def working_on(place: str) -> Iterator[None]:
+def working_on(place: str | None) -> Iterator[None]:
     """Name the work (e.g. a head spec) that the warnings raised inside it are counted under."""
     token = _working_on.set(place)
     try:
         yield
     finally:
         _working_on.reset(token)
+
+
+def working_place() -> str | None:
+    """The place :func:`working_on` names here, if any."""
+    return _working_on.get()
 
 
 def named_by_first_argument(function: Callable[..., T]) -> Callable[..., T]:
@@ -158,27 +163,50 @@ def named_by_first_argument(function: Callable[..., T]) -> Callable[..., T]:
     return named
 
 
-def summarising() -> bool:
-    """Whether :func:`summarised_warnings` is recording (the CLI without ``--debug``), in
-    this process or in the one that started this worker."""
-    return os.environ.get(SUMMARISING_VARIABLE) == "1"
+class Raised(NamedTuple):
+    """One warning raised in a worker process, as :func:`replay` raises it again."""
+
+    category: type[Warning]
+    text: str
+    filename: str
+    lineno: int
+    place: str | None
 
 
-@contextlib.contextmanager
-def trials_quiet() -> Iterator[None]:
-    """Silence the ``ConvergenceWarning`` of throw-away trial fits (a hyper-parameter search)
-    while warnings are summarised; raw with ``--debug``. scikit-learn hands these filters to
-    its worker processes, whose warnings could not be counted here.
+def run_recording(
+    place: str | None, function: Callable[..., T], *args: Any
+) -> tuple[T, list[Raised]]:
+    """``function(*args)`` in a worker process, :func:`working_on` ``place`` (the calling
+    process's), and every warning it raised, for :func:`replay` in the calling process.
 
-    A trial that stops at its iteration bound is scored as it is; the refit of the chosen
-    point reports its own convergence.
+    A worker's own stderr is no place for warnings: there they are neither counted by
+    :func:`summarised_warnings` nor seen by the caller's filters.
     """
-    with warnings.catch_warnings():
-        if summarising():
-            from sklearn.exceptions import ConvergenceWarning
+    raised: list[Raised] = []
 
-            warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+    def record(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        raised.append(Raised(category, str(message), filename, lineno, _working_on.get()))
+
+    with warnings.catch_warnings(), working_on(place):
+        warnings.simplefilter("always")
+        warnings.showwarning = record
+        result = function(*args)
+    return result, raised
+
+
+def replay(raised: list[Raised]) -> None:
+    """Raise a worker's warnings (:func:`run_recording`) again here, each under its place:
+    counted by :func:`summarised_warnings`, else shown as this process's filters say."""
+    for warning in raised:
+        with working_on(warning.place):
+            warnings.warn_explicit(warning.text, warning.category, warning.filename, warning.lineno)
 
 
 #: What to do about a kind of warning, by its category's name (the first line otherwise).
@@ -239,8 +267,6 @@ def summarised_warnings() -> Iterator[None]:
         text = str(message).strip().splitlines()
         caught.append(Caught(category.__name__, text[0] if text else "", _working_on.get()))
 
-    before = os.environ.get(SUMMARISING_VARIABLE)
-    os.environ[SUMMARISING_VARIABLE] = "1"
     with warnings.catch_warnings():
         warnings.simplefilter("always", UserWarning)
         warnings.simplefilter("always", RuntimeWarning)
@@ -253,10 +279,6 @@ def summarised_warnings() -> Iterator[None]:
             succeeded = getattr(exc, "exit_code", getattr(exc, "code", 1)) in (0, None)
             raise
         finally:
-            if before is None:
-                del os.environ[SUMMARISING_VARIABLE]
-            else:
-                os.environ[SUMMARISING_VARIABLE] = before
             if succeeded:  # a failed command's one-line error stands alone
                 for line in summary_lines(caught):
                     print(line, file=sys.stderr)

@@ -70,6 +70,9 @@ def _show_failed(failed: list[tuple[str, str]]) -> None:
     "folder). saved-model, tflite and onnx need TensorFlow; onnx the [onnx] extra.",
 )
 @options.calibrate()
+@options.dry_run(
+    "written (form, path, size, input shape, class names); fit, build, load and write nothing"
+)
 @options.json_flag()
 def export(
     cache: str,
@@ -86,6 +89,7 @@ def export(
     metric: str | None,
     from_report: str | None,
     seed: int,
+    dry_run: bool,
     as_json: bool,
 ) -> None:
     """Export a head on CACHE's base as one deployable model.
@@ -101,6 +105,7 @@ def export(
     \b
     Examples:
       bottleneck export caches/train.h5 --head logreg -o model.keras
+      bottleneck export caches/train.h5 --head logreg -o model.keras --dry-run
       bottleneck export caches/train.h5 --head best --metric balanced-accuracy -o model.keras
       bottleneck export caches/train.h5 --head best --from-report reports/run1 -o model.keras
       bottleneck export caches/train.h5 --head-file heads/logreg.skops -o model.keras
@@ -116,11 +121,16 @@ def export(
     options.refuse_overwrite(out, force)
     if (from_report is not None or metric is not None) and head != "best":
         raise click.UsageError("--metric and --from-report go with --head best")
+    if head == "best" and dry_run and from_report is None:
+        raise click.UsageError("--dry-run --head best reads the choice from --from-report DIR")
     if head == "best":
         from bottleneck_transfer.heads.best import best_head
 
         head, origin = best_head(cache, metric=metric, report=from_report, random_state=seed)
         click.echo(f"--head best: {head}, {origin}", err=True)
+    if dry_run:
+        _show_plan(cache, out, head or DEFAULT_HEAD, head_file, base_path, weights, fmt, as_json)
+        return
     result = run_export(
         cache,
         out,
@@ -161,6 +171,46 @@ def export(
     click.echo(
         f"Wrote {result.path} ({result.kind}): head {result.head}, {len(result.classes)} "
         f"classes (names in {result.labels}), outputs {result.outputs}; {checked}."
+    )
+
+
+def _show_plan(
+    cache: str,
+    out: str,
+    head: str,
+    head_file: str | None,
+    base: str | None,
+    weights: str | None,
+    fmt: str | None,
+    as_json: bool,
+) -> None:
+    """Print what ``export`` would write (:func:`.deploy.export.plan_export`)."""
+    from bottleneck_transfer.deploy.export import plan_export
+
+    plan = plan_export(
+        cache, out, head=head, head_file=head_file, base=base, weights=weights, format=fmt
+    )
+    if as_json:
+        options.echo_json(
+            {
+                "dry_run": True,
+                "path": str(plan.path),
+                "kind": plan.kind,
+                "labels": str(plan.labels),
+                "head": plan.head,
+                "classes": plan.classes,
+                "input_shape": plan.input_shape,
+                "head_bytes": plan.head_bytes,
+                "base_bytes": plan.base_bytes,
+            }
+        )
+        return
+    base_size = "known once built" if plan.base_bytes is None else f"{plan.base_bytes:,} bytes"
+    click.echo(
+        f"Would write {plan.path} ({plan.kind}): head {plan.head} (~{plan.head_bytes:,} bytes), "
+        f"base {base_size}; input {'x'.join(map(str, plan.input_shape))} images, "
+        f"{len(plan.classes)} classes ({', '.join(plan.classes)}) named in {plan.labels}. "
+        "Nothing written."
     )
 
 

@@ -105,6 +105,11 @@ def force(detail: str | None = None) -> Decorator:
     return click.option("--force", is_flag=True, help=_help("--force", detail))
 
 
+def dry_run(detail: str) -> Decorator:
+    """``--dry-run``: say what the command would do; do none of it."""
+    return click.option("--dry-run", is_flag=True, help=f"Say what would be {detail}.")
+
+
 def refuse_overwrite(path: str | Path, force: bool) -> None:
     """Refuse to replace an existing ``--out`` unless ``--force`` (checked before any work)."""
     if not force and Path(path).exists():

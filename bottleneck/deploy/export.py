@@ -26,6 +26,7 @@ calibrated head) or ``"decision-softmax"`` (an uncalibrated margin head's scores
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import platform
 import time
@@ -38,6 +39,7 @@ from bottleneck_transfer.atomic import atomic_path, atomic_write_text
 from bottleneck_transfer.deploy.exported import (
     FORMAT,
     FORMAT_VERSION,
+    LABELS_FILE,
     OUTPUT_LAYER,
     Exported,
     labels_path,
@@ -54,7 +56,12 @@ from bottleneck_transfer.errors import BaseModelError, ExportError, HeadError, d
 from bottleneck_transfer.features.bases import Base, hub
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.rebuild import rebuild_base
-from bottleneck_transfer.heads.registry import DEFAULT_HEAD, fitted_calibration, head_kind
+from bottleneck_transfer.heads.registry import (
+    DEFAULT_HEAD,
+    fitted_calibration,
+    head_kind,
+    parse_spec,
+)
 from bottleneck_transfer.heads.training import (
     LabeledData,
     TrainedHead,
@@ -249,6 +256,118 @@ def _check_out(out: Path, form: str) -> None:
             )
 
 
+def _check_form(spec: str | None, form: str, out: Path, format: str | None) -> None:
+    """Refuse a single-file form for a head kind that exports only as a folder."""
+    if form != "folder" and spec is not None and head_kind(spec).export_form == "folder":
+        raise HeadError(
+            f"{head_kind(spec).name} has no exact Keras form, so it exports as a folder "
+            f"(base.keras + head.skops + model.json): use -o {out.with_suffix('')} "
+            f"instead of {out}" + (f" --format {format}" if format else "")
+        )
+
+
+@dataclass(repr=False)
+class ExportPlan(Display):
+    """What :func:`export` would write (:func:`plan_export`): nothing fitted, built or written.
+
+    ``head_bytes`` estimates the head's float32 parameters (a head file: its size);
+    ``base_bytes`` is the size of the base's model and weights files where the cache names
+    files that exist, else None (a Keras application: known once built).
+    """
+
+    path: Path
+    kind: str
+    labels: Path
+    head: str
+    classes: list[str]
+    input_shape: list[int]
+    head_bytes: int
+    base_bytes: int | None
+
+    def _display_summary(self) -> dict[str, Any]:
+        base = "known once built" if self.base_bytes is None else f"{self.base_bytes:,} bytes"
+        return {
+            "would write": f"{self.path} ({self.kind})",
+            "head": self.head,
+            "input shape": "x".join(str(n) for n in self.input_shape),
+            "classes": f"{len(self.classes)} (names in {self.labels})",
+            "size": f"head ~{self.head_bytes:,} bytes, base {base}",
+        }
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        return [{"output": i, "class": name} for i, name in enumerate(self.classes)]
+
+
+def _head_bytes(spec: str, rows: int, dim: int, n_classes: int) -> int:
+    """float32 bytes of a ``spec`` head fitted on ``rows`` x ``dim`` features: its layers
+    for the kinds Keras expresses, at most the training rows for the others (k-NN keeps
+    them, an SVM at most all of them as support vectors)."""
+    if head_kind(spec).export_form == "folder":
+        return 4 * rows * (dim + 1)
+    hidden = parse_spec(spec)[1].get("hidden", 0)
+    widths = [dim, *([hidden] if hidden else []), n_classes]
+    return 4 * sum((a + 1) * b for a, b in itertools.pairwise(widths))
+
+
+def _file_bytes(*paths: str | Path | None) -> int | None:
+    sizes = [Path(p).stat().st_size for p in paths if p is not None and Path(p).is_file()]
+    return sum(sizes) if sizes else None
+
+
+def plan_export(
+    cache: str | Path,
+    out: str | Path,
+    *,
+    head: str = DEFAULT_HEAD,
+    head_file: str | Path | None = None,
+    base: str | Path | None = None,
+    weights: str | Path | None = None,
+    format: str | None = None,
+) -> ExportPlan:
+    """What :func:`export` would write, checked as it checks (form, output path, the head's
+    kind and classes, the base's kind), without fitting, building, loading a backend or
+    writing anything (``bottleneck export --dry-run``).
+
+    Examples
+    --------
+    >>> plan_export("caches/fm-train.h5", "model.keras").kind  # doctest: +SKIP
+    'keras'
+    """
+    out = Path(out)
+    form = resolve_format(out, format)
+    spec = head if head_file is None else None
+    _check_form(spec, form, out, format)
+    _check_out(out, form)
+    with FeatureCache.open(cache) as opened:
+        _check_exportable_base(opened)
+        classes = list(opened.class_names)
+        if head_file is not None:
+            trained = load_head(head_file)
+            _check_head_metadata(trained.metadata, opened, str(head_file))
+            spec = trained.metadata["head"]
+            classes = [classes[int(c)] for c in np.asarray(trained.estimator.classes_)]
+            _check_form(spec, form, out, format)
+            head_bytes = Path(head_file).stat().st_size
+        else:
+            head_bytes = _head_bytes(spec, len(opened), opened.dim, len(classes))
+        described = opened.provenance.get("base", {})
+        if "input_shape" not in described:
+            raise ExportError(
+                f"the cache {opened.path} records no base input shape, so no base can be "
+                "rebuilt to export: export from a cache `bottleneck extract` made"
+            )
+    return ExportPlan(
+        path=out,
+        kind=form,
+        labels=labels_path(out) if SUFFIXES[form] else out / LABELS_FILE,
+        head=head_kind(spec).name,
+        classes=classes,
+        input_shape=list(described["input_shape"]),
+        head_bytes=head_bytes,
+        base_bytes=_file_bytes(base or described.get("file"), weights or described.get("weights")),
+    )
+
+
 def export(
     cache: str | Path,
     out: str | Path,
@@ -321,12 +440,7 @@ def export(
     spec = head if isinstance(head, str) and head_file is None else None
     if isinstance(head, TrainedHead):
         spec = head.metadata["head"]
-    if exact and spec is not None and head_kind(spec).export_form == "folder":
-        raise HeadError(
-            f"{head_kind(spec).name} has no exact Keras form, so it exports as a folder "
-            f"(base.keras + head.skops + model.json): use -o {out.with_suffix('')} "
-            f"instead of {out}" + (f" --format {form}" if format else "")
-        )
+    _check_form(spec, form, out, format)
     _check_out(out, form)
     with FeatureCache.open(cache) as opened:
         _check_exportable_base(opened)

@@ -18,14 +18,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from bottleneck_transfer.errors import BottleneckError
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.duplicates import cache_duplicates
 from bottleneck_transfer.heads.compare import Comparison
+from bottleneck_transfer.heads.figures import new_figure
 from bottleneck_transfer.heads.registry import single_threaded
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: At most this many scored rows are drawn on the map (a seeded sample beyond it).
 MAP_ROWS = 1000
@@ -163,7 +167,7 @@ def _colour(k: int, n_classes: int) -> tuple[float, float, float, float]:
 
 def map_figure(cache_map: CacheMap, class_names: list[str], winner: str) -> Figure:
     """The map: points coloured by class, misclassified rows crossed, copies ringed."""
-    figure = Figure(figsize=(7.5, 6.0), layout="constrained")
+    figure = new_figure(7.5, 6.0)
     axes = figure.add_subplot()
     x, y = cache_map.points.T
     n_classes = len(class_names)

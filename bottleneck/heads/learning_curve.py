@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path, atomic_write_text
@@ -47,12 +47,15 @@ from bottleneck_transfer.heads.compare import (
     Row,
     compare_heads,
 )
+from bottleneck_transfer.heads.figures import new_figure
 from bottleneck_transfer.heads.memo import FitMemo
 from bottleneck_transfer.heads.selection import majority_rate
 from bottleneck_transfer.heads.splits import shuffle_split, stratified_subset, subset_counts
 from bottleneck_transfer.heads.stats import draw_interval
 from bottleneck_transfer.heads.training import DataInput, LabeledData, as_data, check_labels
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 ALL = "all"
 #: Share of the training rows held out (stratified, seeded) when there is no test cache.
@@ -744,7 +747,7 @@ def plot_curve(curve: LearningCurve, path: str | Path) -> Path:
 
 def curve_figure(curve: LearningCurve) -> Figure:
     """Accuracy against labels per class (log x), one line per head and baseline, shaded CIs."""
-    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+    figure = new_figure(7.5, 4.8)
     axes = figure.add_subplot()
     x = np.asarray([curve.per_class[str(s)] for s in curve.sizes])
     for k, line in enumerate(curve.lines):

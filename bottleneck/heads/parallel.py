@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from bottleneck_transfer.quiet import Raised, replay, run_recording, working_place
 from joblib import Parallel, delayed, effective_n_jobs
 
 #: Fits go to worker processes (one fit per core) only when the training features hold at
@@ -37,9 +38,21 @@ def run_calls(
     workers: bool,
 ) -> Iterator[Any]:
     """``function(*call)`` for each call, in order: over ``n_jobs`` worker processes when
-    ``workers``, else here; results are yielded as they arrive in call order."""
-    if workers:
-        return Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(function)(*call) for call in calls
-        )
-    return (function(*call) for call in calls)
+    ``workers``, else here; results are yielded as they arrive in call order.
+
+    A worker's warnings come back with its result and are raised again here, under the
+    place they were raised in (:func:`~bottleneck_transfer.quiet.replay`).
+    """
+    if not workers:
+        return (function(*call) for call in calls)
+    place = working_place()
+    results = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(run_recording)(place, function, *call) for call in calls
+    )
+    return _replayed(results)
+
+
+def _replayed(results: Iterable[tuple[Any, list[Raised]]]) -> Iterator[Any]:
+    for result, raised in results:
+        replay(raised)
+        yield result

@@ -22,6 +22,7 @@ import csv
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path, atomic_write_text, make_folder
@@ -32,6 +33,7 @@ from bottleneck_transfer.features.sources import reopen_source
 from bottleneck_transfer.heads import cache_map, htmlpage
 from bottleneck_transfer.heads.calibration import N_BINS
 from bottleneck_transfer.heads.compare import Comparison, Row
+from bottleneck_transfer.heads.figures import new_figure
 from bottleneck_transfer.heads.learning_curve import LearningCurve, curve_rows, write_curve_report
 from bottleneck_transfer.heads.metrics import per_class_scores
 from bottleneck_transfer.heads.stats import (
@@ -42,9 +44,10 @@ from bottleneck_transfer.heads.stats import (
     clopper_pearson,
 )
 from bottleneck_transfer.heads.training import NOT_CONVERGED, Evaluation
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from sklearn.metrics import confusion_matrix
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 METRIC_TITLES = {
     "accuracy": "accuracy",
@@ -409,7 +412,7 @@ def plot_accuracy(comparison: Comparison, path: Path) -> Path:
 def accuracy_figure(comparison: Comparison) -> Figure:
     """Horizontal bars of accuracy per row on a 0-1 axis, with intervals and values."""
     rows = comparison.rows
-    figure = Figure(figsize=(7.5, 1.9 + 0.45 * len(rows)), layout="constrained")
+    figure = new_figure(7.5, 1.9 + 0.45 * len(rows))
     axes = figure.add_subplot()
     positions = np.arange(len(rows))[::-1]
     roles = [_bar_role(comparison, r) for r in rows]
@@ -436,6 +439,8 @@ def accuracy_figure(comparison: Comparison) -> Figure:
     axes.set_xticks(np.linspace(0, 1, 6))
     axes.spines[["top", "right"]].set_visible(False)
     axes.set_title("Heads compared on the same rows")
+    from matplotlib.patches import Patch
+
     handles = [
         Patch(color=colour, label=label)
         for role, (colour, label) in BAR_COLOURS.items()
@@ -459,7 +464,7 @@ def confusion_figure(comparison: Comparison) -> Figure:
     totals = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
     size = min(13.0, 3.0 + 0.7 * len(names))
-    figure = Figure(figsize=(size + 1.2, size), layout="constrained")
+    figure = new_figure(size + 1.2, size)
     axes = figure.add_subplot()
     image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
     axes.set_xticks(labels, names, rotation=45, ha="right")
@@ -498,7 +503,7 @@ def per_class_figure(comparison: Comparison) -> Figure:
     names = [comparison.class_names[k] for k in shown]
     share = hits[shown] / rows[shown]
     bounds = np.asarray([clopper_pearson(int(hits[k]), int(rows[k])) for k in shown])
-    figure = Figure(figsize=(7.5, 1.6 + 0.3 * len(shown)), layout="constrained")
+    figure = new_figure(7.5, 1.6 + 0.3 * len(shown))
     axes = figure.add_subplot()
     positions = np.arange(len(shown))[::-1]
     axes.barh(
@@ -534,7 +539,7 @@ def reliability_figure(comparison: Comparison) -> Figure:
     """Accuracy against top-class confidence per bin, one line per head (on the main
     features) with probabilities (marker area: the bin's rows), beside the diagonal of
     perfect calibration."""
-    figure = Figure(figsize=(6.0, 5.2), layout="constrained")
+    figure = new_figure(6.0, 5.2)
     axes = figure.add_subplot()
     axes.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="calibrated")
     heads = [row for row in comparison.rows if not row.is_baseline]
@@ -628,7 +633,7 @@ def misclassified_figure(comparison: Comparison, limit: int = GALLERY_SIZE) -> F
     names = comparison.class_names
     columns = min(6, len(shown))
     lines = (len(shown) + columns - 1) // columns
-    figure = Figure(figsize=(2.0 * columns, 2.35 * lines + 0.5), layout="constrained")
+    figure = new_figure(2.0 * columns, 2.35 * lines + 0.5)
     figure.suptitle(
         f"{comparison.winner}: {len(shown)} of {len(wrong)} misclassified images (true → predicted)"
     )

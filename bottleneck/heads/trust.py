@@ -39,30 +39,27 @@ from bottleneck_transfer.heads.registry import (
 )
 from bottleneck_transfer.limits import load_json, over, regular_file_size
 
-#: scikit-learn's vendored wrappers of other array libraries. Importing ``skops.io`` walks
-#: every scikit-learn package for its list of estimator classes; walking these imports
-#: PyTorch and Dask (seconds, more than the rest of the walk) for no estimator.
-ARRAY_LIBRARY_WRAPPERS = tuple(
-    f"sklearn.externals.array_api_compat.{name}" for name in ("torch", "dask", "cupy")
-)
-
 
 def skops_io() -> ModuleType:
-    """``skops.io``, imported without the array libraries scikit-learn wraps.
+    """``skops.io``, imported without its list of every scikit-learn estimator.
 
-    The wrappers stand in as empty modules for the walk only, so a later import gets the
-    real ones. Every use of skops in this package imports it through here.
+    Importing ``skops.io`` lists every scikit-learn estimator class as the types its loaders
+    trust by default, which imports every scikit-learn package (and PyTorch, Dask and pytest
+    through them: seconds, more than a head's fit). This package never loads on that default
+    (:func:`load_trusted` names each type it trusts), so here the list is left empty: in this
+    process skops trusts only the types a load names. Every use of skops in this package
+    imports it through here.
     """
     if "skops.io" in sys.modules:
         return sys.modules["skops.io"]
-    stand_ins = {n: ModuleType(n) for n in ARRAY_LIBRARY_WRAPPERS if n not in sys.modules}
-    sys.modules.update(stand_ins)
+    import sklearn.utils
+
+    walk = sklearn.utils.all_estimators
+    sklearn.utils.all_estimators = lambda *args, **kwargs: []
     try:
         return importlib.import_module("skops.io")
     finally:
-        for name, module in stand_ins.items():
-            if sys.modules.get(name) is module:
-                del sys.modules[name]
+        sklearn.utils.all_estimators = walk
 
 
 #: skops loaders that rebuild a callable rather than an object: never trusted.

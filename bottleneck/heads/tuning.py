@@ -5,11 +5,12 @@ validation split with a coarse log grid and then repeatedly halve the step aroun
 value. :func:`tune_head` does the same for every head: it evaluates the coarse grid of each
 searched parameter (the kind's ``search_space`` in the registry), then refines every
 parameter that has a ``finest_step`` by halving its step in decades around the current best
-until the step reaches ``finest_step``. Each round is one
+until the step reaches ``finest_step``. Each round's trials are scored by
 :class:`~sklearn.model_selection.GridSearchCV` on a single stratified train/validation split
-carved from the training rows only, fitted in parallel with joblib (``n_jobs=-1``); a kind
-whose search space is not ``parallel`` (the Keras ``dense`` head, Keras already uses every
-core) runs its few trials one after another. Parameters fixed in the spec
+carved from the training rows only, over worker processes (``n_jobs=-1``,
+:mod:`~bottleneck_transfer.heads.parallel`: their warnings come back to be counted) when the
+data is large; a kind whose search space is not ``parallel`` (the Keras ``dense`` head, Keras
+already uses every core) runs its few trials one after another. Parameters fixed in the spec
 (``"logreg:C=0.1"``) are not searched.
 
 Above the memory budget (:mod:`heads.budget`) the same search streams
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.heads.declared import Metric, metric_named
+from bottleneck_transfer.heads.parallel import run_calls, use_workers
 from bottleneck_transfer.heads.registry import (
     Axis,
     head_kind,
@@ -37,7 +39,6 @@ from bottleneck_transfer.heads.registry import (
     set_random_state,
 )
 from bottleneck_transfer.heads.splits import shuffle_split
-from bottleneck_transfer.quiet import trials_quiet
 from sklearn.exceptions import FitFailedWarning
 from sklearn.model_selection import GridSearchCV
 
@@ -206,9 +207,10 @@ def tune_head(
         points = [p for p in dict.fromkeys(points) if p not in scores]
         if not points:
             return
-        for point, score in zip(
-            points, trials([_params(axes, scale, p) for p in points]), strict=True
-        ):
+        found = np.asarray(trials([_params(axes, scale, p) for p in points]), dtype=float)
+        if np.isnan(found).all():
+            raise HeadError(f"tuning {spec!r}: no trial could be fitted")
+        for point, score in zip(points, found, strict=True):
             # scikit-learn negates losses (greater is better); report them as themselves
             value = score if scoring.higher_is_better else -score
             scores[point] = -math.inf if np.isnan(score) else float(score)
@@ -261,30 +263,26 @@ def _searched_trials(
     n_jobs: int | None,
     parallel: bool,
 ) -> Trials:
-    """Trials in memory: one :class:`~sklearn.model_selection.GridSearchCV` per round, in
-    parallel (joblib) when the kind's search space is ``parallel``."""
+    """Trials in memory: each round's grid scored by
+    :class:`~sklearn.model_selection.GridSearchCV`, one trial per worker call when the data
+    is large and the kind's search space is ``parallel`` (:mod:`heads.parallel`: the
+    workers' warnings come back to be counted)."""
     # the estimator's parameters, judged by accuracy, which the calibration fitted after
     # tuning leaves alone (temperature scaling keeps the arg-max) or barely moves
     base = set_random_state(make_head(spec, calibrate=False), random_state)
+    search_jobs = n_jobs if parallel else 1
 
     def trials(points: list[dict[str, Any]]) -> list[float]:
         grid = [{f"clf__{name}": [value] for name, value in p.items()} for p in points]
-        search = GridSearchCV(
-            base,
-            grid,
-            scoring=scoring.scorer(),
-            cv=[split],
-            n_jobs=n_jobs if parallel else 1,
-            refit=False,
-            error_score=np.nan,
+        workers = use_workers(len(grid), search_jobs, X.size)
+        chunks = [[g] for g in grid] if workers else [grid]
+        found = run_calls(
+            _scores,
+            [(base, chunk, X, y, [split], scoring.scorer()) for chunk in chunks],
+            n_jobs=search_jobs,
+            workers=workers,
         )
-        with warnings.catch_warnings(), trials_quiet():
-            warnings.simplefilter("ignore", FitFailedWarning)
-            try:
-                search.fit(X, y)
-            except ValueError as exc:  # raised when every trial failed
-                raise HeadError(f"tuning {spec!r}: no trial could be fitted ({exc})") from exc
-        return list(search.cv_results_["mean_test_score"])
+        return list(np.concatenate(list(found)))
 
     return trials
 
@@ -327,6 +325,20 @@ def streamed_trials(
         return value if scoring.higher_is_better else -value
 
     return lambda points: [trial(p) for p in points]
+
+
+def _scores(
+    base: Any, grid: list[dict], X: np.ndarray, y: np.ndarray, cv: list, scorer: Any
+) -> np.ndarray:
+    """The validation score of each point of ``grid``: NaN where its fit failed."""
+    search = GridSearchCV(base, grid, scoring=scorer, cv=cv, refit=False, error_score=np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitFailedWarning)
+        try:
+            search.fit(X, y)
+        except ValueError:  # raised when every trial failed
+            return np.full(len(grid), np.nan)
+    return search.cv_results_["mean_test_score"]
 
 
 def _params(axes: list[Axis], scale: dict[str, float], point: tuple) -> dict[str, Any]:

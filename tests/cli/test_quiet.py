@@ -3,7 +3,6 @@ end of a command, raw with --debug; tuning trials' convergence warnings never fl
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import warnings
@@ -11,6 +10,7 @@ from typing import ClassVar
 
 import pytest
 from bottleneck_transfer.cli import cli
+from bottleneck_transfer.heads import parallel
 from bottleneck_transfer.heads.registry import (
     Axis,
     HeadKind,
@@ -18,7 +18,6 @@ from bottleneck_transfer.heads.registry import (
     register_head,
     unregister_head,
 )
-from bottleneck_transfer.quiet import SUMMARISING_VARIABLE
 from click.testing import CliRunner
 from heads_fixtures import blobs, digits_caches, write_cache
 from sklearn.linear_model import LogisticRegression
@@ -75,7 +74,6 @@ def test_warnings_are_summarised_once_per_kind_and_head(warner, train_cache):
     assert n >= 3
     assert notes == f"{n} UserWarning warnings in warner: the warner's note"
     assert numerical.startswith(f"{n} numerical warnings in warner: the features hold extreme")
-    assert SUMMARISING_VARIABLE not in os.environ
 
 
 def test_debug_leaves_the_warnings_raw(warner, train_cache):
@@ -92,10 +90,12 @@ def digits_train(tmp_path_factory):
     return digits_caches(tmp_path_factory.mktemp("digits"))[0]
 
 
+TUNED = "logreg:max_iter=5,linear-svm:max_iter=2"  # both stop at their iteration bound
+
+
 def _tuned_compare(path, *before: str) -> subprocess.CompletedProcess:
     """compare --tune of two heads that stop at their iteration bound, trials on two cores."""
-    heads = "logreg:max_iter=5,linear-svm:max_iter=2"
-    command = [*before, "compare", str(path), "--cv", "2", "--tune", "--heads", heads]
+    command = [*before, "compare", str(path), "--cv", "2", "--tune", "--heads", TUNED]
     return subprocess.run(
         [sys.executable, "-m", "bottleneck_transfer", *command, "--quiet", "--jobs", "2"],
         capture_output=True,
@@ -104,11 +104,37 @@ def _tuned_compare(path, *before: str) -> subprocess.CompletedProcess:
     )
 
 
+def _convergence_counts(digits_train, monkeypatch, min_values: int) -> dict[str, int]:
+    """compare --tune's counted convergence warnings per head, every fit over worker
+    processes (``min_values`` 0) or every fit here."""
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_VALUES", min_values)
+    args = ["compare", str(digits_train), "--cv", "2", "--tune", "--heads", TUNED, "--quiet"]
+    result = CliRunner().invoke(cli, [*args, "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "ConvergenceWarning" not in result.stderr
+    counts = {}
+    for line in result.stderr.splitlines():
+        n, _, rest = line.partition(" convergence warnings in ")
+        head, _, advice = rest.rpartition(": ")
+        assert advice.startswith("raise the head's max_iter"), line
+        counts[head] = int(n)
+    return counts
+
+
+def test_tuning_trials_warnings_are_counted_wherever_they_run(digits_train, monkeypatch):
+    here = _convergence_counts(digits_train, monkeypatch, 2**40)
+    workers = _convergence_counts(digits_train, monkeypatch, 0)
+    assert list(here) == ["logreg:max_iter=5", "linear-svm:max_iter=2"]
+    assert workers == here
+    # more than the folds' fits and the choices' refits: the trials are counted
+    assert all(n > 2 * 2 for n in here.values()), here
+
+
 def test_tuning_trials_print_no_raw_convergence_lines(digits_train):
     quiet = _tuned_compare(digits_train)
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     assert "ConvergenceWarning" not in quiet.stderr
-    assert quiet.stderr.splitlines() == []
+    assert len(quiet.stderr.splitlines()) == 2, quiet.stderr
     assert "not converged" in quiet.stdout  # the refits' own notes, in the table
     loud = _tuned_compare(digits_train, "--debug")
     assert loud.returncode == 0, loud.stderr[-3000:]

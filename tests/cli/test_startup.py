@@ -8,16 +8,19 @@ import subprocess
 import sys
 
 import pytest
-from heads_fixtures import blobs, write_cache
+from heads_fixtures import BASE, blobs, write_cache
 
 # Makes keras and tensorflow unimportable (unless "allow" is the first argument), then runs
 # each command line (a JSON list of lists) in this fresh interpreter, one after the other, and
-# prints a JSON list: each one's exit code, stdout, error and the backends held after it. One
-# interpreter for many commands: a command that imports a backend fails (and names it) all the
+# prints a JSON list: each one's exit code, stdout, error, the backends held after it and the
+# modules no command of these needs that are held after it (array libraries, plotting, test
+# tools, scikit-learn packages of no head: what skops's list of every estimator imports). One
+# interpreter for many commands: a command that imports one fails (and names it) all the
 # same, and the suite starts one Python instead of one per command.
 SCRIPT = """
 import contextlib, io, json, sys, traceback
 BACKENDS = ("keras", "tensorflow")
+UNNEEDED = ("torch", "dask", "jax", "matplotlib", "pytest", "sklearn.gaussian_process")
 
 class Unimportable:
     def find_spec(self, name, path=None, target=None):
@@ -37,8 +40,9 @@ for args in json.loads(sys.argv[2]):
             code = exc.code or 0
         except BaseException:
             code, error = 1, traceback.format_exc()
-    backends = [m for m in BACKENDS if m in sys.modules]
-    results.append({"code": code, "backends": backends, "out": out.getvalue(), "error": error})
+    held, unneeded = ([m for m in names if m in sys.modules] for names in (BACKENDS, UNNEEDED))
+    results.append({"code": code, "backends": held, "unneeded": unneeded})
+    results[-1].update(out=out.getvalue(), error=error)
 print(json.dumps(results))
 """
 
@@ -74,8 +78,9 @@ def store(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("store")
     X, y = blobs(n=160, dim=8, centers=3)
-    write_cache(folder / "train.h5", X[:120], y[:120], source="train")
-    write_cache(folder / "test.h5", X[120:], y[120:], source="test")
+    base = {**BASE, "application": "MobileNetV2", "input_shape": [32, 32, 3]}  # exportable
+    write_cache(folder / "train.h5", X[:120], y[:120], source="train", base=base)
+    write_cache(folder / "test.h5", X[120:], y[120:], source="test", base=base)
     save_head(train_head(folder / "train.h5", "logreg"), folder / "head.skops")
     return folder
 
@@ -101,6 +106,16 @@ COMMANDS = {
         "train.parquet",
     ),
     "cache dupes": (["cache", "dupes", "{s}/train.h5"], ""),
+    "export --dry-run": (
+        ["export", "{s}/train.h5", "-o", "{s}/model.keras", "--dry-run"],
+        "Would write {s}/model.keras (keras): head logreg (~108 bytes), base known once built; "
+        "input 32x32x3 images, 3 classes (class0, class1, class2) named in "
+        "{s}/model.labels.txt. Nothing written.",
+    ),
+    "export --dry-run --head-file": (
+        ["export", "{s}/train.h5", "--head-file", "{s}/head.skops", "-o", "{s}/rbf", "--dry-run"],
+        "Would write {s}/rbf (folder): head logreg",
+    ),
 }
 
 
@@ -112,10 +127,11 @@ def command_runs(store) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_command_runs_without_tensorflow_or_keras(command_runs, name):
+def test_command_runs_without_tensorflow_or_keras(command_runs, store, name):
     run = command_runs[name]
-    assert (run["code"], run["backends"]) == (0, []), run["out"] + run["error"]
-    assert COMMANDS[name][1] in run["out"]
+    assert (run["code"], run["backends"], run["unneeded"]) == (0, [], []), run["out"] + run["error"]
+    assert COMMANDS[name][1].format(s=store) in run["out"]
+    assert not {"model.keras", "model.labels.txt", "rbf"} & {p.name for p in store.iterdir()}
 
 
 HELP = [
@@ -137,7 +153,7 @@ def help_runs() -> list[dict]:
 )
 def test_every_help_runs_without_tensorflow_or_keras(help_runs, k):
     run = help_runs[k]
-    assert (run["code"], run["backends"]) == (0, []), run["out"] + run["error"]
+    assert (run["code"], run["backends"], run["unneeded"]) == (0, [], []), run["out"] + run["error"]
     assert "Usage: bottleneck" in run["out"] and "Example" in run["out"]
 
 
