@@ -61,6 +61,22 @@ def pytest_configure(config) -> None:
     threadpool_limits(limits=int(os.environ["OPENBLAS_NUM_THREADS"]))
 
 
+#: Tests that take seconds each (measured: .ci/slow_tests.py writes the list): marked ``slow``.
+SLOW_TESTS = Path(__file__).with_name("slow_tests.txt")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark the tests of :data:`SLOW_TESTS` ``slow`` (before ``-m`` selects): the README's
+    command leaves them out; CI runs them in its second step (``pytest -m slow``)."""
+    listed = {
+        line for line in SLOW_TESTS.read_text().splitlines() if line and not line.startswith("#")
+    }
+    for item in items:
+        if item.nodeid in listed:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_store(tmp_path_factory) -> Path:
     """The cache store of this test session (of each xdist worker): ``$BOTTLENECK_CACHE_DIR``
