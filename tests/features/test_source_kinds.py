@@ -200,13 +200,45 @@ def _to_memory(folder: Path, root: str) -> None:
             fs.pipe(f"{root}/{path.relative_to(folder).as_posix()}", path.read_bytes())
 
 
-@pytest.mark.parametrize("name", ["", "m.csv", "p.tar", "p.parquet"])
+def _write_jsonl(folder: Path, out: Path) -> Path:
+    """The class folder's images as a JSON-lines manifest (labels by name)."""
+    source = open_source(folder)
+    rows = [{"path": i.id, "label": source.class_names[i.label]} for i in source.items]
+    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return out
+
+
+def test_a_json_lines_manifest_gives_the_class_folders_features(photo_folder, tmp_path):
+    folder = Path(shutil.copytree(photo_folder, tmp_path / "photos"))
+    manifest = _write_jsonl(folder, folder / "m.jsonl")
+    source = open_source(manifest)
+    assert source.kind == "jsonl" and source.class_names == ["animals", "objects", "people"]
+    got = extract(manifest, "pixels", tmp_path / "jsonl.h5", **PIXELS)
+    want = extract(folder, "pixels", tmp_path / "folder.h5", **PIXELS)
+    assert got.rows == 9
+    _same_features(got.path, want.path)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [("[1, 2]", "line 2: not a JSON object"), ('{"path": ', "line 2: not valid JSON")],
+)
+def test_a_bad_json_line_is_one_error_naming_its_line(photo_folder, tmp_path, line, message):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"path": "a.jpg"}\n' + line + "\n")
+    with pytest.raises(SourceError, match=message) as info:
+        open_source(manifest)
+    assert str(manifest) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["", "m.csv", "m.jsonl", "p.tar", "p.parquet"])
 def test_fsspec_urls_give_the_local_sources_features(photo_folder, tmp_path, name):
     pq = pytest.importorskip("pyarrow.parquet")
     folder = Path(shutil.copytree(photo_folder, tmp_path / "photos"))
     source = open_source(folder)
     rows = [f"{i.id},{source.class_names[i.label]}\n" for i in source.items]
     (folder / "m.csv").write_text("path,label\n" + "".join(rows))
+    _write_jsonl(photo_folder, folder / "m.jsonl")
     write_shard(photo_folder, folder / "p.tar")
     pq.write_table(_hf_table(photo_folder), folder / "p.parquet")
     root = f"/photos-{name or 'folder'}"

@@ -36,7 +36,9 @@ def test_the_crafted_file_is_a_real_payload(tmp_path):
     path = tmp_path / "evil.skops"
     skops.io.dump(evil_pipeline(marker), path)
     untrusted = skops.io.get_untrusted_types(file=path)
-    assert sorted(untrusted) == sorted(PAYLOAD_TYPES)
+    # skops' default-trusted list is empty once the library imported skops (trust.skops_io):
+    # then the pipeline's own scikit-learn types are listed too
+    assert set(PAYLOAD_TYPES) <= set(untrusted)
     assert all(name.startswith(("sklearn", "numpy", "scipy")) for name in untrusted)
     skops.io.load(path, trusted=untrusted).transform(np.zeros((1, 2)))
     assert marker.read_text() == "ran"

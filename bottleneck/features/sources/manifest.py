@@ -1,5 +1,8 @@
 """CSV manifest sources: a ``path`` column (relative to the CSV), an optional ``label`` and
 a ``--groups`` column; local, or behind an fsspec URL (its paths then on the same file system).
+
+:func:`manifest_listing` turns the numbered rows of any manifest format into a listing (the
+JSON-lines kind, :mod:`.jsonl`, reads its rows and hands them here).
 """
 
 from __future__ import annotations
@@ -7,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +34,12 @@ from bottleneck_transfer.features.sources.reading import (
 COLUMNS = ("groups",)
 
 
-def _csv_source(
-    path: Path, groups: str | None = None, fs: Any | None = None
-) -> tuple[list[Item], list[str]]:
+#: A manifest's rows: each row's line number and its fields (name -> text).
+Rows = list[tuple[int, dict[str, str]]]
+
+
+def _read_csv(path: Path, fs: Any | None) -> tuple[Rows, list[str]]:
+    """The CSV's numbered rows and its header's column names."""
     try:
         with (
             open_binary(fs, path) as raw,
@@ -43,23 +50,35 @@ def _csv_source(
             columns = [c.strip() for c in (reader.fieldnames or [])]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SourceError(f"cannot read manifest {path}: {exc}") from exc
+    return [(line, _stripped(row)) for line, row in numbered], columns
+
+
+def _stripped(row: dict[str | None, str | None]) -> dict[str, str]:
+    """A CSV row's fields, names and values stripped (a short row's missing values empty)."""
+    return {k.strip(): (v or "").strip() for k, v in row.items() if k}
+
+
+def manifest_items(
+    path: Path, numbered: Rows, columns: list[str], groups: str | None, fs: Any | None
+) -> tuple[list[Item], list[str]]:
+    """The items and class names of a manifest's rows (``path``, ``label``, ``groups``)."""
     if columns and "path" not in columns:
         raise SourceError(
             f"manifest {path} has no 'path' column (columns: {', '.join(columns)}); "
-            "the header must be 'path,label' (label optional)"
+            "give each row a 'path' and optionally a 'label'"
         )
     if groups is not None and groups not in columns:
         raise SourceError(
             f"manifest {path} has no {groups!r} column for --groups (columns: "
             f"{', '.join(columns)}); name the column that holds each image's group"
         )
-    rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for _, row in numbered]
+    rows = [r for _, r in numbered]
     # An empty label and -1 (the cache's own mark) both mean unlabeled.
     values = sorted({r["label"] for r in rows if r.get("label") not in (None, "", "-1")})
     if values and all(v.lstrip("-").isdigit() for v in values):
         values = sorted(values, key=int)
     index = {name: i for i, name in enumerate(values)}
-    listed = [(line, r) for (line, _), r in zip(numbered, rows, strict=True) if r["path"]]
+    listed = [(line, r) for line, r in numbered if r.get("path")]
     _refuse_duplicates(
         path, [(line, os.path.normpath(path.parent / r["path"])) for line, r in listed]
     )
@@ -73,6 +92,27 @@ def _csv_source(
         for _, r in listed
     ]
     return items, values
+
+
+def manifest_listing(
+    kind: str, spec: str, columns: Columns, read: Callable[[Path, Any], tuple[Rows, list[str]]]
+) -> Listing:
+    """The listing of the manifest ``spec`` (local or a URL), its rows read by ``read``."""
+    remote = url_filesystem(spec)
+    if remote is not None:
+        fs, where = remote
+        items, names = manifest_items(Path(where), *read(Path(where), fs), columns.groups, fs)
+        return Listing(kind, url_of(fs, where), spec, items, names, reader=FileBytes(fs))
+    path, root = local_path(spec)
+    items, names = manifest_items(path, *read(path, None), columns.groups, None)
+    return Listing(kind, root, root, items, names)
+
+
+def is_manifest(spec: str, suffixes: tuple[str, ...]) -> bool:
+    """A file (local or a URL) whose name ends with one of ``suffixes``."""
+    if url_filesystem(spec) is not None:
+        return spec.lower().endswith(suffixes)
+    return is_regular_file(spec, suffixes)
 
 
 def _refuse_duplicates(manifest: Path, paths: list[tuple[int, str]]) -> None:
@@ -100,18 +140,9 @@ def _remote_item(item_id: str, label: int, path: Path, *, group: str | None = No
 
 def detect(spec: str) -> bool:
     """A ``.csv`` file (local or a URL)."""
-    if url_filesystem(spec) is not None:
-        return spec.lower().endswith(".csv")
-    return is_regular_file(spec, (".csv",))
+    return is_manifest(spec, (".csv",))
 
 
 def open_listing(spec: str, columns: Columns) -> Listing:
     """The images the manifest ``spec`` lists (kind ``csv``)."""
-    remote = url_filesystem(spec)
-    if remote is not None:
-        fs, where = remote
-        items, names = _csv_source(Path(where), columns.groups, fs)
-        return Listing("csv", url_of(fs, where), spec, items, names, reader=FileBytes(fs))
-    path, root = local_path(spec)
-    items, names = _csv_source(path, columns.groups)
-    return Listing("csv", root, root, items, names)
+    return manifest_listing("csv", spec, columns, _read_csv)

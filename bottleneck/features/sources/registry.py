@@ -21,6 +21,7 @@ from bottleneck_transfer.features.sources import (
     fashion_mnist,
     folder,
     idx,
+    jsonl,
     manifest,
     npz,
     table,
@@ -42,6 +43,7 @@ SOURCE_KINDS: dict[str, ModuleType] = {
     "table": table,
     "folder": folder,
     "csv": manifest,
+    "jsonl": jsonl,
     "npz": npz,
     "idx": idx,
     "webdataset": webdataset,
@@ -68,8 +70,9 @@ def kind_module(spec: str, kind: str | None = None) -> ModuleType:
             return module
     if url_filesystem(spec) is not None:
         raise SourceError(
-            f"nothing at {spec} is a source: give a folder, a .csv manifest, .tar shards or a "
-            f".parquet/.arrow table (or name the kind with --source: {', '.join(SOURCE_KINDS)})"
+            f"nothing at {spec} is a source: give a folder, a .csv or .jsonl manifest, .tar "
+            "shards or a .parquet/.arrow table (or name the kind with --source: "
+            f"{', '.join(SOURCE_KINDS)})"
         )
     path = Path(spec).expanduser()
     if not path.exists():
@@ -77,9 +80,9 @@ def kind_module(spec: str, kind: str | None = None) -> ModuleType:
     if (what := file_kind(path, follow=True)) is not None:
         raise SourceError(f"source {path.absolute()} is {what}, not a file: it is never opened")
     raise SourceError(
-        f"cannot tell what {path.absolute()} is: give a folder, a .csv manifest, an IDX or .npz "
-        "file, .tar shards, a .parquet/.arrow table, or fashion-mnist:train|test (or name the "
-        f"kind with --source: {', '.join(SOURCE_KINDS)})"
+        f"cannot tell what {path.absolute()} is: give a folder, a .csv or .jsonl manifest, an "
+        "IDX or .npz file, .tar shards, a .parquet/.arrow table, or fashion-mnist:train|test "
+        f"(or name the kind with --source: {', '.join(SOURCE_KINDS)})"
     )
 
 
