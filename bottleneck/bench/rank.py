@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bottleneck_transfer.bench.fashion_cnn import fashion_cnn
 
 TARGET = "fashion-mnist:test"
 CLASSES = "5-9"
@@ -51,27 +52,9 @@ CANDIDATES = (
 )
 
 
-def _cnn(n_classes: int, seed: int):
-    """The shipped base's architecture (``data/bases/train_fashion_mnist_base.py``)."""
-    import keras
-    from keras import layers
-
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input(shape=(28, 28, 1), dtype="float32", name="image")
-    x = layers.Rescaling(1.0 / 255.0, name="rescaling")(inputs)
-    x = layers.Conv2D(32, 3, activation="relu", name="conv1")(x)
-    x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = layers.Conv2D(64, 3, activation="relu", name="conv2")(x)
-    x = layers.MaxPooling2D(2, name="pool2")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(128, activation="relu", name="bottleneck")(x)
-    outputs = layers.Dense(n_classes, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs)
-
-
 def _train(x: np.ndarray, y: np.ndarray, path: Path, epochs: int, seed: int) -> Path:
     """Train the CNN on ``x`` (n, 28, 28) pixels 0..255 and save it to ``path``."""
-    model = _cnn(int(y.max()) + 1, seed)
+    model = fashion_cnn(int(y.max()) + 1, seed=seed)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(x[..., None].astype("float32"), y, epochs=epochs, batch_size=128, verbose=0)
     model.save(path)

@@ -43,7 +43,6 @@ Keras records a save timestamp in the archive; the sha256 in the JSON pins the s
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import sys
@@ -51,6 +50,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bottleneck_transfer.bench.fashion_cnn import fashion_cnn
+from bottleneck_transfer.features.sources.arrays import read_idx
+from bottleneck_transfer.features.sources.fashion_mnist import FASHION_MNIST_CLASSES
 
 DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 OUT_DIR = Path(__file__).resolve().parent
@@ -64,38 +66,7 @@ BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
 MAX_MODEL_BYTES = 2 * 1024 * 1024
 
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
 CLASS_INDICES = (0, 1, 2, 3, 4)
-
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read a gzip-compressed IDX file (the MNIST file format) into a numpy array."""
-    with gzip.open(path, "rb") as fh:
-        raw = fh.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (bad magic number)")
-    dtype_code, ndim = raw[2], raw[3]
-    if dtype_code not in _IDX_DTYPES:
-        raise ValueError(f"{path}: unknown IDX data type 0x{dtype_code:02x}")
-    header_end = 4 + 4 * ndim
-    shape = tuple(int(d) for d in np.frombuffer(raw[4:header_end], dtype=">u4"))
-    data = np.frombuffer(raw[header_end:], dtype=_IDX_DTYPES[dtype_code])
-    if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: payload has {data.size} items, header says {shape}")
-    return data.reshape(shape)
 
 
 def load_split(data_dir: Path, split: str, classes=CLASS_INDICES) -> tuple[np.ndarray, np.ndarray]:
@@ -129,19 +100,7 @@ def enable_determinism(seed: int) -> None:
 
 def build_model(num_classes: int = len(CLASS_INDICES)):
     """The small CNN described in the module docstring (uncompiled)."""
-    import keras
-    from keras import layers
-
-    inputs = keras.Input(shape=(28, 28, 1), dtype="float32", name="image")
-    x = layers.Rescaling(1.0 / 255.0, name="rescaling")(inputs)
-    x = layers.Conv2D(32, 3, activation="relu", name="conv1")(x)
-    x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = layers.Conv2D(64, 3, activation="relu", name="conv2")(x)
-    x = layers.MaxPooling2D(2, name="pool2")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(128, activation="relu", name="bottleneck")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=MODEL_NAME)
+    return fashion_cnn(num_classes, name=MODEL_NAME)
 
 
 def sha256_file(path: Path) -> str:
