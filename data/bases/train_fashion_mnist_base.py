@@ -9,7 +9,7 @@ other half of the classes.
 What it does
 ------------
 1. Reads Fashion-MNIST from the local IDX files in ``/usr/share/datasets/fashion-mnist``
-   (gzip + numpy only; no network, no ``keras.datasets``).
+   (the package's IDX reader; no network, no ``keras.datasets``).
 2. Keeps only the images of classes 0-4 (train and test splits).
 3. Trains a small CNN with Keras 3 for a few epochs, deterministically (seed 0).
 4. Saves the model *without optimizer state* to ``data/bases/fashion_mnist_0-4.keras`` and
