@@ -14,6 +14,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -110,7 +111,8 @@ def load_page(path: Path, expression: str) -> tuple[Any, list[str]]:
         os.dup2(high[0], 3)
         os.dup2(high[1], 4)
 
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still write the profile as it is removed: tolerated
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = subprocess.Popen(
             [
                 CHROMIUM,
@@ -126,6 +128,7 @@ def load_page(path: Path, expression: str) -> tuple[Any, list[str]]:
             ],
             preexec_fn=child_fds,
             pass_fds=(3, 4),
+            start_new_session=True,  # its helper processes in its group, killed with it
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -153,7 +156,7 @@ def load_page(path: Path, expression: str) -> tuple[Any, list[str]]:
             value = result["result"].get("value")
             return value, _problems(pipe.events)
         finally:
-            browser.kill()
+            os.killpg(browser.pid, signal.SIGKILL)
             browser.wait()
             os.close(commands_write)
             os.close(answers_read)
