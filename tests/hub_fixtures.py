@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bottleneck_transfer.bench.small_bases import tiny_resnet
 from PIL import Image
 
 #: Mark for the tests of KerasHub bases (a module-level ``pytestmark``): skipped without
@@ -21,24 +22,6 @@ SIZE = 32
 #: ImageNet mean/std as a ResNet converter holds them: x * scale + offset.
 TORCH_SCALE = [1 / (255 * s) for s in (0.229, 0.224, 0.225)]
 TORCH_OFFSET = [-m / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), strict=True)]
-
-
-def tiny_resnet(seed: int):
-    """A one-block ResNet (64 channels; an 8x8 map at 32 px)."""
-    import keras
-    import keras_hub
-
-    keras.utils.set_random_seed(seed)
-    return keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64],
-        input_conv_kernel_sizes=[3],
-        stackwise_num_filters=[64],
-        stackwise_num_blocks=[1],
-        stackwise_num_strides=[1],
-        block_type="basic_block",
-        use_pre_activation=False,
-        image_shape=(None, None, 3),
-    )
 
 
 def tiny_vit(seed: int):

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bottleneck_transfer.bench.fashion_cnn import fashion_cnn
+from bottleneck_transfer.bench.small_bases import fashion_cnn, tiny_resnet
 
 TARGET = "fashion-mnist:test"
 CLASSES = "5-9"
@@ -79,20 +79,7 @@ def build_bases(folder: Path, seed: int = 0) -> dict[str, float]:
     padded = np.pad(grown, ((0, 0), (2, 2), (2, 2)))
     _train(padded, digits["labels"], folder / "digits.keras", epochs=8, seed=seed)
     seconds["digits"] = time.perf_counter() - t0
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    backbone = keras_hub.models.ResNetBackbone(  # one basic block of 64 channels
-        input_conv_filters=[64],
-        input_conv_kernel_sizes=[3],
-        stackwise_num_filters=[64],
-        stackwise_num_blocks=[1],
-        stackwise_num_strides=[1],
-        block_type="basic_block",
-        use_pre_activation=False,
-        image_shape=(None, None, 3),
-    )
-    backbone.save_to_preset(str(folder / "resnet_tiny"))
+    tiny_resnet(seed).save_to_preset(str(folder / "resnet_tiny"))
     keras_hub.layers.ResNetImageConverter(
         image_size=(32, 32), scale=1 / 255.0, offset=0.0
     ).save_to_preset(str(folder / "resnet_tiny"))

@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bottleneck_transfer.bench.fashion_cnn import fashion_cnn
+from bottleneck_transfer.bench.small_bases import fashion_cnn
 from bottleneck_transfer.features.sources.arrays import read_idx
 from bottleneck_transfer.features.sources.fashion_mnist import FASHION_MNIST_CLASSES
 

@@ -1,5 +1,7 @@
-"""The shipped Fashion-MNIST base's architecture: ``data/bases/train_fashion_mnist_base.py``
-trains it on classes 0-4 and the ranking benchmark (:mod:`bench.rank`) on other data."""
+"""Small bases built here: the shipped Fashion-MNIST base's architecture
+(``data/bases/train_fashion_mnist_base.py`` trains it on classes 0-4, the ranking benchmark
+:mod:`bench.rank` on other data) and a one-block KerasHub ResNet (the benchmark's and the
+tests' tiny preset)."""
 
 from __future__ import annotations
 
@@ -24,3 +26,21 @@ def fashion_cnn(n_classes: int, *, seed: int | None = None, name: str | None = N
     x = layers.Dense(128, activation="relu", name="bottleneck")(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def tiny_resnet(seed: int) -> Any:
+    """A one-block KerasHub ResNet backbone (64 channels; an 8x8 map at 32 px), seeded."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    return keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64],
+        stackwise_num_blocks=[1],
+        stackwise_num_strides=[1],
+        block_type="basic_block",
+        use_pre_activation=False,
+        image_shape=(None, None, 3),
+    )
