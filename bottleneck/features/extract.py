@@ -195,16 +195,8 @@ def as_source(source: str | Source, options: ExtractOptions) -> Source:
     the options' ``split`` part."""
     _refuse_options(source, Source, "source", "open_source(spec", options, SOURCE_OPTIONS)
     if not isinstance(source, Source):
-        return open_source(
-            source,
-            classes=options.classes,
-            limit=options.limit,
-            split=options.split,
-            groups=options.groups,
-            source_kind=options.source_kind,
-            image_column=options.image_column,
-            label_column=options.label_column,
-        )
+        chosen = {name: getattr(options, name) for name in SOURCE_OPTIONS}
+        return open_source(source, split=options.split, **chosen)
     return source if options.split is None else split_source(source, options.split)
 
 
