@@ -24,20 +24,16 @@ import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from bottleneck_transfer.errors import CacheError, SourceError
-from bottleneck_transfer.features.bases.common import Base
-from bottleneck_transfer.features.bases.load import load_base
-from bottleneck_transfer.features.cache.reader import FeatureCache
-from bottleneck_transfer.features.extract import extract
-from bottleneck_transfer.features.loop import cache_identity
-from bottleneck_transfer.features.sources import Item, Source, open_source
-from bottleneck_transfer.features.store import CacheStore, default_cache_dir
-from bottleneck_transfer.fingerprint import fingerprint
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from bottleneck_transfer.estimator import LightEstimator
+
+if TYPE_CHECKING:
+    from bottleneck_transfer.features.bases.common import Base
+    from bottleneck_transfer.features.sources import Source
+    from bottleneck_transfer.features.store import CacheStore
 
 #: Source kind of the caches the transformer writes for lists of image files.
 FILES_KIND = "files"
@@ -48,6 +44,8 @@ _Location = tuple[Path, int]
 @functools.lru_cache(maxsize=4)
 def _cached_base(base: str, options: tuple, stamp: tuple) -> Base:
     """Build a base once per process (``stamp`` changes when a model file changes)."""
+    from bottleneck_transfer.features.bases.load import load_base
+
     return load_base(base, **dict(options))
 
 
@@ -87,7 +85,7 @@ def _as_paths(X: Any) -> list[str]:
     return [os.path.realpath(os.fspath(v)) for v in values]
 
 
-class BottleneckFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class BottleneckFeatures(LightEstimator):
     """Images → a frozen base's bottleneck features, cached in the store.
 
     Parameters
@@ -153,6 +151,8 @@ class BottleneckFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         return _cached_base(str(self.base), options, _base_stamp(str(self.base)))
 
     def _store(self) -> CacheStore:
+        from bottleneck_transfer.features.store import CacheStore, default_cache_dir
+
         return CacheStore(self.cache_dir or default_cache_dir())
 
     def fit(self, X: Any = None, y: Any = None) -> BottleneckFeatures:
@@ -160,10 +160,9 @@ class BottleneckFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         base = self._base()
         self.base_description_ = base.description
         self.n_features_out_ = int(base.description["feature_dim"])
-        self._n_features_out = self.n_features_out_
         return self
 
-    def transform(self, X: Any) -> np.ndarray:
+    def transform(self, X: Any) -> Any:
         """Features of each image, float32 ``(n_images, D)``, in the order given.
 
         ``X`` is a sequence of image paths (or a one-column array of them), or one source:
@@ -176,25 +175,32 @@ class BottleneckFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ImageError
             If an image cannot be decoded (the transformer returns one row per image).
         """
-        check_is_fitted(self, "base_description_")
+        from bottleneck_transfer.features.sources import Source, open_source
+
+        self.check_fitted()
         if isinstance(X, (str, os.PathLike)):
             X = open_source(X)
         if isinstance(X, Source) and X.arrays is not None:
-            return self._whole_source(X)
+            return self.wrap_output(self._whole_source(X), X)
         if isinstance(X, Source):
             paths = [os.path.realpath(item.path) for item in X.items]
         else:
             paths = _as_paths(X)
         if not paths:
-            return np.empty((0, self.n_features_out_), np.float32)
+            return self.wrap_output(np.empty((0, self.n_features_out_), np.float32), X)
         stats = {path: _stat(path) for path in dict.fromkeys(paths)}
         found = self._lookup(stats)
         missing = [path for path in stats if path not in found]
         if missing:
             found.update(self._extract(missing))
-        return self._gather([found[path] for path in paths])
+        return self.wrap_output(self._gather([found[path] for path in paths]), X)
 
     def _whole_source(self, source: Source) -> np.ndarray:
+        from bottleneck_transfer.features.cache.reader import FeatureCache
+        from bottleneck_transfer.features.extract import extract
+        from bottleneck_transfer.features.loop import cache_identity
+        from bottleneck_transfer.fingerprint import fingerprint
+
         base = self._base()
         store = self._store()
         out = store.path_for(fingerprint(cache_identity(base, source, source.manifest())))
@@ -205,6 +211,8 @@ class BottleneckFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     def _lookup(self, stats: dict[str, tuple[int, int] | None]) -> dict[str, _Location]:
         """Where each wanted image already is, in a store cache of this base and file."""
+        from bottleneck_transfer.features.cache.reader import FeatureCache
+
         found: dict[str, _Location] = {}
         root = self._store().root
         for path in sorted(root.glob("*.h5")) if root.is_dir() else []:
@@ -229,6 +237,11 @@ class BottleneckFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     def _extract(self, paths: Sequence[str]) -> dict[str, _Location]:
         """Extract the images found in no cache into one new store cache; where each went."""
+        from bottleneck_transfer.features.extract import extract
+        from bottleneck_transfer.features.loop import cache_identity
+        from bottleneck_transfer.features.sources import Item, Source
+        from bottleneck_transfer.fingerprint import fingerprint
+
         folder = os.path.commonpath([os.path.dirname(p) for p in paths])
         items = [Item(os.path.relpath(p, folder), -1, Path(p)) for p in paths]
         source = Source(FILES_KIND, folder, [], items, {"spec": None, "files": len(items)})
@@ -242,6 +255,8 @@ class BottleneckFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     @staticmethod
     def _gather(locations: list[_Location]) -> np.ndarray:
         """Read each ``(cache, row)`` once, grouped by cache, in increasing row order."""
+        from bottleneck_transfer.features.cache.reader import FeatureCache
+
         by_cache: dict[Path, list[int]] = {}
         for k, (path, _) in enumerate(locations):
             by_cache.setdefault(path, []).append(k)
@@ -256,10 +271,3 @@ class BottleneckFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             out[positions] = block[inverse]
         assert out is not None
         return out
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.requires_fit = True
-        return tags

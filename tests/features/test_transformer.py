@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from bottleneck_transfer.errors import ImageError, SourceError
-from bottleneck_transfer.features import transformer as transformer_module
+from bottleneck_transfer.features import extract as extract_module
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.sources import open_source
@@ -57,7 +59,7 @@ def runs(monkeypatch):
             calls.append(len(source))
         return result
 
-    monkeypatch.setattr(transformer_module, "extract", counting)
+    monkeypatch.setattr(extract_module, "extract", counting)
     return calls
 
 
@@ -156,3 +158,35 @@ def test_bad_inputs_say_what_to_give(images, tmp_path):
     broken.write_text("not an image")
     with pytest.raises(ImageError, match=r"broken\.png"):
         features.transform([images[1][0], str(broken)])
+
+
+def test_import_holds_no_scikit_learn_backend_or_hdf5():
+    code = (
+        "import sys; from bottleneck_transfer import BottleneckFeatures; "
+        "print(sorted({'sklearn', 'keras', 'tensorflow', 'h5py', 'pandas'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_params_repr_and_output_containers(images, tmp_path):
+    features = BottleneckFeatures(base=BASE, pooling="max", cache_dir=tmp_path)
+    assert (
+        repr(features)
+        == f"BottleneckFeatures(base={BASE!r}, cache_dir={tmp_path!r}, pooling='max')"
+    )
+    assert features.set_params(batch_size=4) is features and features.batch_size == 4
+    with pytest.raises(ValueError, match=r"Invalid parameter 'size'.*'batch_size'"):
+        features.set_params(size=3)
+    with pytest.raises(ValueError, match="Received: transform='arrow'"):
+        features.set_output(transform="arrow")
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        features.transform(images[1][:2])
+    paths = images[1][:3]
+    plain = features.fit(paths).transform(paths)
+    frame = features.set_output(transform="pandas").transform(paths)
+    assert list(frame.columns) == list(features.get_feature_names_out())
+    np.testing.assert_array_equal(frame.to_numpy(), plain)
