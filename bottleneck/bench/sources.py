@@ -5,7 +5,8 @@ folders, as WebDataset tar shards and as a Hugging Face ``datasets`` Parquet tab
 each kind with one base (one run each); ``memory --images 10000 60000`` gives the peak memory
 of extracting tar sources of each size, each in a fresh process; ``engines --engine dask``
 (or ``ray``: run it only inside a network namespace of its own, ``unshare -n``) times a
-two-worker cluster against the local engine. Each prints one JSON line.
+two-worker cluster against the local engine, with the shipped 28-px base or any other
+(``--base mobilenet_v2 --image-size 160 --weights none``). Each prints one JSON line.
 """
 
 from __future__ import annotations
@@ -118,18 +119,28 @@ def peak_memory(sizes: list[int], batch_size: int) -> dict[str, Any]:
     return {"peak_mib": peaks, "ratio": round(last / first, 3)}
 
 
-def engines(n: int, batch_size: int, engine: str, workers: int) -> dict[str, Any]:
-    """Images/s of the local engine and of a ``workers``-process cluster on the same PNGs."""
+def engines(
+    n: int, batch_size: int, engine: str, workers: int, base: str = BASE, **base_options: Any
+) -> dict[str, Any]:
+    """Images/s of the local engine and of a ``workers``-process cluster on the same PNGs,
+    with ``base`` (default the shipped 28-px base; ``base_options`` as for ``load_base``)."""
     with tempfile.TemporaryDirectory() as tmp:
         spec = write_sources(Path(tmp), n, ("folder",))["folder"]
         if engine == "dask":
             from bottleneck_transfer.bench.cluster import bench_dask
 
-            return bench_dask(BASE, spec, n_images=n, workers=workers, batch_size=batch_size)
+            return bench_dask(
+                base,
+                spec,
+                n_images=n,
+                workers=workers,
+                batch_size=batch_size,
+                base_options=base_options,
+            )
         import ray
 
-        options = {"batch_size": batch_size, "progress": False}
-        local = extract(spec, BASE, Path(tmp) / "local.h5", **options)
+        options = {"batch_size": batch_size, "progress": False, **base_options}
+        local = extract(spec, base, Path(tmp) / "local.h5", **options)
 
         started = time.perf_counter()
         start_ray_head(workers)
@@ -139,7 +150,7 @@ def engines(n: int, batch_size: int, engine: str, workers: int) -> dict[str, Any
             shard = max(batch_size, n // (4 * workers))
             got = extract(
                 spec,
-                BASE,
+                base,
                 Path(tmp) / "ray.h5",
                 engine="ray",
                 workers=workers,
@@ -150,6 +161,8 @@ def engines(n: int, batch_size: int, engine: str, workers: int) -> dict[str, Any
             ray.shutdown()
             subprocess.run(["ray", "stop", "--force"], capture_output=True)
     return {
+        "base": base,
+        **base_options,
         "images": n,
         "workers": workers,
         "local_images_per_second": round(local.images_per_second, 1),
@@ -203,13 +216,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--engine", choices=("dask", "ray"), default="dask")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--base", default=BASE, help="engines: the base (default: shipped)")
+    parser.add_argument("--image-size", type=int, help="engines: the base's input size")
+    parser.add_argument("--weights", help="engines: the base's weights (none: random)")
     args = parser.parse_args(argv)
     if args.part == "throughput":
         report = throughput(args.images[0], args.batch_size)
     elif args.part == "memory":
         report = peak_memory(args.images, args.batch_size)
     else:
-        report = engines(args.images[0], args.batch_size, args.engine, args.workers)
+        given = {"image_size": args.image_size, "weights": args.weights}
+        options = {key: value for key, value in given.items() if value is not None}
+        report = engines(
+            args.images[0], args.batch_size, args.engine, args.workers, args.base, **options
+        )
     report["load_average"] = [round(x, 1) for x in os.getloadavg()]
     print(json.dumps(report))
 
