@@ -138,8 +138,12 @@ def bench(
     """Write one cache per size, run every command on it; figures by size and command.
 
     ``specs``: ``logreg`` and ``dense`` head specs (:func:`commands`). ``out``: a JSON file
-    rewritten after every command (a run cut short keeps what it measured)."""
-    results: dict = {}
+    rewritten after every command (a run cut short keeps what it measured). Returns
+    ``{"settings": ..., "sizes": {rows: ...}}``; each command's ``load`` is the machine's
+    1-minute load average as it started (the figures of a busy machine say so)."""
+    settings = {"dim": dim, "memory_budget": budget, "cpus": os.cpu_count(), **specs}
+    sizes: dict = {}
+    results = {"settings": settings, "sizes": sizes}
     for n in rows:
         cache = folder / f"synthetic-{n}.h5"
         start = time.perf_counter()
@@ -147,7 +151,7 @@ def bench(
         written = time.perf_counter() - start
         limit = ["--memory-budget", budget] if budget else []
         by_command: dict = {}
-        results[str(n)] = {
+        sizes[str(n)] = {
             "feature_bytes_float32": n * dim * 4,
             "file_bytes": cache.stat().st_size,
             "write_seconds": written,
@@ -155,12 +159,14 @@ def bench(
         }
         for name, args in commands(cache, folder, **specs).items():
             takes_budget = args[0] in ("train", "compare", "evaluate")
+            load = os.getloadavg()[0]
             measured = run_measured([*args, *(limit if takes_budget else []), "--json"])
             reported = measured.pop("json") or {}
             by_command[name] = {
                 **measured,
                 "rows_per_second": n / measured["seconds"],
                 "path": (reported.get("memory") or {}).get("path"),
+                "load": load,
             }
             if out is not None:
                 atomic_write_text(out, json.dumps(results, indent=1) + "\n")

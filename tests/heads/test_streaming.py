@@ -141,7 +141,7 @@ def test_cli_reports_the_path(caches, tmp_path):
     assert memory["path"] == "streaming" and memory["chunk_rows"] == 256
     assert memory["peak_bytes"] > 0
     result = CliRunner().invoke(train_cmd, [*args, "--force"])
-    line = "Memory: streaming (2 x the features' 1.02 MB exceeds the memory budget 1.02 kB"
+    line = "Memory: streaming (2.6 x the features' 1.02 MB exceeds the memory budget 1.02 kB"
     assert f"{line}, chunks of 256 rows); peak memory" in result.output
 
 
