@@ -139,11 +139,20 @@ def bench(
 
     ``specs``: ``logreg`` and ``dense`` head specs (:func:`commands`). ``out``: a JSON file
     rewritten after every command (a run cut short keeps what it measured). Returns
-    ``{"settings": ..., "sizes": {rows: ...}}``; each command's ``load`` is the machine's
-    1-minute load average as it started (the figures of a busy machine say so)."""
-    settings = {"dim": dim, "memory_budget": budget, "cpus": os.cpu_count(), **specs}
+    ``{"settings", "machine", "sizes": {rows: ...}, "seconds"}``; each command's ``load`` is
+    the machine's 1-minute load average as it started (a busy machine's figures say so)."""
+    from bottleneck_transfer.bench.suite import _cpu_name, _load, _memory_gib
+
+    started = time.perf_counter()
+    settings = {"dim": dim, "memory_budget": budget, **specs}
+    machine = {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "load_average_start": _load(),
+    }
     sizes: dict = {}
-    results = {"settings": settings, "sizes": sizes}
+    results = {"settings": settings, "machine": machine, "sizes": sizes}
     for n in rows:
         cache = folder / f"synthetic-{n}.h5"
         start = time.perf_counter()
@@ -168,6 +177,8 @@ def bench(
                 "path": (reported.get("memory") or {}).get("path"),
                 "load": load,
             }
+            machine["load_average_end"] = _load()
+            results["seconds"] = round(time.perf_counter() - started, 1)
             if out is not None:
                 atomic_write_text(out, json.dumps(results, indent=1) + "\n")
         cache.unlink()
