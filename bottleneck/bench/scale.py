@@ -185,6 +185,48 @@ def bench(
     return results
 
 
+def format_scale(figures: dict) -> list[str]:
+    """The README table of :func:`bench`'s JSON: per command, each size's path, peak memory
+    and rows/s, then the largest size against the smallest (peak ratio, time per row ratio;
+    issue 26's targets: within 1.1 and 1.5)."""
+    sizes = sorted(figures["sizes"], key=int)
+    small, large = figures["sizes"][sizes[0]], figures["sizes"][sizes[-1]]
+    header = ["command"]
+    for n in sizes:
+        header += [f"{int(n):,} rows: path", "peak", "rows/s"]
+    if len(sizes) > 1:
+        header += ["peak ratio", "time/row ratio"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in small["commands"]:
+        cells = [name]
+        for n in sizes:
+            measured = figures["sizes"][n]["commands"].get(name)
+            if measured is None:
+                cells += ["not run", "", ""]
+                continue
+            gb = measured["peak_bytes"] / 1e9
+            cells += [
+                measured["path"] or "streams",
+                f"{gb:.2f} GB",
+                f"{measured['rows_per_second']:,.0f}",
+            ]
+        if len(sizes) > 1:
+            a, b = small["commands"][name], large["commands"].get(name)
+            ratio = b is not None and b["peak_bytes"] / a["peak_bytes"]
+            per_row = b is not None and a["rows_per_second"] / b["rows_per_second"]
+            cells += [f"{ratio:.2f}", f"{per_row:.2f}"] if b else ["", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    settings = figures["settings"]
+    lines += [
+        "",
+        f"Synthetic float16 caches of {settings['dim']:,} features; memory budget "
+        f"{settings['memory_budget'] or 'the default'}; heads `{settings['logreg']}`, "
+        f"`{settings['dense']}`; peak: the command's process (`ru_maxrss`); `cache export` "
+        "takes no budget (it always streams row groups).",
+    ]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the benchmark's JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
