@@ -35,11 +35,12 @@ NEAR_THRESHOLD = 0.9995
 #: Rows per block of the similarity search (a block x N float32 product at a time).
 BLOCK_ROWS = 1024
 #: The near-copy search compares every pair of rows, so its time grows with the square of
-#: the rows (200,000 x 1,280 features: about half an hour on a busy 2-core machine, more than
-#: fitting every head). Where heads load a cache of more plain rows than this
-#: (:func:`cache_duplicates` with ``near=False``), only exact copies are found: identical
-#: feature rows, by hashing each row (linear time).
-NEAR_SEARCH_MAX_ROWS = 50_000
+#: the rows: 200,000 x 1,280 features (2.6e13 multiply-adds) ran past 20 minutes on a busy
+#: 2-core machine before any head was fitted, and 2M rows would take 100 times that. Where
+#: heads load a cache of more plain rows than this (:func:`cache_duplicates` with
+#: ``near=False``), only exact copies are found: identical feature rows, by hashing each row
+#: (linear time). ``bottleneck cache dupes`` still searches near copies at any size.
+NEAR_SEARCH_MAX_ROWS = 100_000
 
 
 def content_hash(content: str | Path | bytes | np.ndarray) -> str:
