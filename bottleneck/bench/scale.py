@@ -138,8 +138,21 @@ def bench(
     """Write one cache per size, run every command on it; figures by size and command.
 
     ``specs``: ``logreg`` and ``dense`` head specs (:func:`commands`). ``out``: a JSON file
-    rewritten after every command (a run cut short keeps what it measured)."""
-    results: dict = {}
+    rewritten after every command (a run cut short keeps what it measured). Returns
+    ``{"settings", "machine", "sizes": {rows: ...}, "seconds"}``; each command's ``load`` is
+    the machine's 1-minute load average as it started (a busy machine's figures say so)."""
+    from bottleneck_transfer.bench.suite import _cpu_name, _load, _memory_gib
+
+    started = time.perf_counter()
+    settings = {"dim": dim, "memory_budget": budget, **specs}
+    machine = {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "load_average_start": _load(),
+    }
+    sizes: dict = {}
+    results = {"settings": settings, "machine": machine, "sizes": sizes}
     for n in rows:
         cache = folder / f"synthetic-{n}.h5"
         start = time.perf_counter()
@@ -147,7 +160,7 @@ def bench(
         written = time.perf_counter() - start
         limit = ["--memory-budget", budget] if budget else []
         by_command: dict = {}
-        results[str(n)] = {
+        sizes[str(n)] = {
             "feature_bytes_float32": n * dim * 4,
             "file_bytes": cache.stat().st_size,
             "write_seconds": written,
@@ -155,17 +168,63 @@ def bench(
         }
         for name, args in commands(cache, folder, **specs).items():
             takes_budget = args[0] in ("train", "compare", "evaluate")
+            load = os.getloadavg()[0]
             measured = run_measured([*args, *(limit if takes_budget else []), "--json"])
             reported = measured.pop("json") or {}
             by_command[name] = {
                 **measured,
                 "rows_per_second": n / measured["seconds"],
                 "path": (reported.get("memory") or {}).get("path"),
+                "load": load,
             }
+            machine["load_average_end"] = _load()
+            results["seconds"] = round(time.perf_counter() - started, 1)
             if out is not None:
                 atomic_write_text(out, json.dumps(results, indent=1) + "\n")
         cache.unlink()
     return results
+
+
+def format_scale(figures: dict) -> list[str]:
+    """The README table of :func:`bench`'s JSON: per command, each size's path, peak memory
+    and rows/s, then the largest size against the smallest (peak ratio, time per row ratio;
+    issue 26's targets: within 1.1 and 1.5)."""
+    sizes = sorted(figures["sizes"], key=int)
+    small, large = figures["sizes"][sizes[0]], figures["sizes"][sizes[-1]]
+    header = ["command"]
+    for n in sizes:
+        header += [f"{int(n):,} rows: path", "peak", "rows/s"]
+    if len(sizes) > 1:
+        header += ["peak ratio", "time/row ratio"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in small["commands"]:
+        cells = [name]
+        for n in sizes:
+            measured = figures["sizes"][n]["commands"].get(name)
+            if measured is None:
+                cells += ["not run", "", ""]
+                continue
+            gb = measured["peak_bytes"] / 1e9
+            cells += [
+                measured["path"] or "streams",
+                f"{gb:.2f} GB",
+                f"{measured['rows_per_second']:,.0f}",
+            ]
+        if len(sizes) > 1:
+            a, b = small["commands"][name], large["commands"].get(name)
+            ratio = b is not None and b["peak_bytes"] / a["peak_bytes"]
+            per_row = b is not None and a["rows_per_second"] / b["rows_per_second"]
+            cells += [f"{ratio:.2f}", f"{per_row:.2f}"] if b else ["", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    settings = figures["settings"]
+    lines += [
+        "",
+        f"Synthetic float16 caches of {settings['dim']:,} features; memory budget "
+        f"{settings['memory_budget'] or 'the default'}; heads `{settings['logreg']}`, "
+        f"`{settings['dense']}`; peak: the command's process (`ru_maxrss`); `cache export` "
+        "takes no budget (it always streams row groups).",
+    ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -397,7 +397,7 @@ def train(
             metric, opened.labels, len(opened.class_names), [spec or DEFAULT_HEAD]
         )
         trained = train_head(
-            opened,
+            cache,  # a path: train_head reads the features and may scale them in place
             options.calibrated_specs([spec or DEFAULT_HEAD], calibrate)[0],
             tune=tune,
             out_of_core=out_of_core,

@@ -34,6 +34,13 @@ from scipy.sparse.csgraph import connected_components
 NEAR_THRESHOLD = 0.9995
 #: Rows per block of the similarity search (a block x N float32 product at a time).
 BLOCK_ROWS = 1024
+#: The near-copy search compares every pair of rows, so its time grows with the square of
+#: the rows: 200,000 x 1,280 features (2.6e13 multiply-adds) ran past 20 minutes on a busy
+#: 2-core machine before any head was fitted, and 2M rows would take 100 times that. Where
+#: heads load a cache of more plain rows than this (:func:`cache_duplicates` with
+#: ``near=False``), only exact copies are found: identical feature rows, by hashing each row
+#: (linear time). ``bottleneck cache dupes`` still searches near copies at any size.
+NEAR_SEARCH_MAX_ROWS = 100_000
 
 
 def content_hash(content: str | Path | bytes | np.ndarray) -> str:
@@ -188,10 +195,21 @@ def _same_rows(features: np.ndarray, rows: np.ndarray) -> bool:
     return bool((np.asarray(features[rows]) == np.asarray(features[rows[0]])).all())
 
 
+def row_hashes(features: np.ndarray, block_rows: int = BLOCK_ROWS) -> list[str]:
+    """A digest of each feature row's bytes (equal rows, equal digests), a block at a time."""
+    digests = []
+    for start in range(0, len(features), block_rows):
+        block = np.ascontiguousarray(features[start : start + block_rows])
+        digests += [hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest() for row in block]
+    return digests
+
+
 def find_duplicates(
     features: np.ndarray,
     hashes: Sequence[str | None] | None = None,
     threshold: float = NEAR_THRESHOLD,
+    *,
+    near: bool = True,
 ) -> Duplicates:
     """Exact (equal ``hashes``, or identical features) and near copies among ``features`` rows.
 
@@ -202,10 +220,18 @@ def find_duplicates(
         Each row's :func:`content_hash`, when known.
     threshold : float, default=NEAR_THRESHOLD
         Cosine similarity from which two rows are copies.
+    near : bool, default=True
+        Search near copies (every pair of rows); False: identical feature rows only
+        (:func:`row_hashes`, linear time; the result's ``threshold`` is then 1).
     """
     n = len(features)
-    first, second, _ = near_pairs(features, threshold)
-    labels = _components(n, first, second)
+    if near:
+        first, second, _ = near_pairs(features, threshold)
+        labels = _components(n, first, second)
+    else:
+        threshold = 1.0
+        labels = merge_labels(row_hashes(features))
+        labels = np.arange(n, dtype=np.int64) if labels is None else labels
     if hashes is not None:
         labels = merge_labels(labels, hashes)
         labels = np.arange(n, dtype=np.int64) if labels is None else labels
@@ -219,13 +245,18 @@ def find_duplicates(
 
 
 def cache_duplicates(
-    cache: FeatureCache, features: np.ndarray | None = None, threshold: float = NEAR_THRESHOLD
+    cache: FeatureCache,
+    features: np.ndarray | None = None,
+    threshold: float = NEAR_THRESHOLD,
+    *,
+    near: bool = True,
 ) -> tuple[Duplicates, np.ndarray | None]:
     """The copies among a cache's images, and each row's group label for the splits.
 
     Only plain rows are searched (augmented views are copies of their image by design); the
     group labels join copies and the cache's declared groups (``/groups``), a view taking its
-    image's. ``features``: the cache's features when already read.
+    image's. ``features``: the cache's features when already read; ``near``: as
+    :func:`find_duplicates` (the result's ``threshold`` is 1 without the near search).
 
     Returns
     -------
@@ -239,8 +270,8 @@ def cache_duplicates(
     source_rows = cache.source_rows
     plain = np.flatnonzero(source_rows == np.arange(len(source_rows)))
     searched = features if len(plain) == len(features) else features[plain]  # no copy: all
-    found = find_duplicates(searched, threshold=threshold)
-    found = Duplicates(found.labels, found.exact, threshold, plain)
+    found = find_duplicates(searched, threshold=threshold, near=near)
+    found = Duplicates(found.labels, found.exact, found.threshold, plain)
     declared = cache.groups
     declared = None if declared is None else [g or None for g in declared[plain].tolist()]
     merged = merge_labels(found.labels, declared)

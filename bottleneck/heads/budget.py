@@ -20,9 +20,13 @@ from bottleneck_transfer.errors import HeadError
 
 #: The default budget: this share of the machine's physical memory.
 DEFAULT_SHARE = 0.5
-#: The in-memory path's peak over the features' float32 bytes (the features once, the
-#: training rows of a split, scaling in place, working arrays of the solvers).
-IN_MEMORY_FACTOR = 2.0
+#: The in-memory path's peak over the features' float32 bytes, as measured (memray, the
+#: features then scaled in place by ``train``): the features once (1); the scaled copy of a
+#: split's fitting rows (0.8 for a holdout or 5 folds: scikit-learn's estimators take a
+#: matrix, not row indices); a calibrated head's fold copies, made inside scikit-learn's
+#: ``CalibratedClassifierCV`` (``cross_val_predict`` fancy-indexes each fold's fitting and
+#: held rows: 0.64 + 0.16 of the features). Solvers' working arrays are blocks (MBs).
+IN_MEMORY_FACTOR = 2.6
 #: A streaming chunk takes at most this share of the budget (several are alive at once:
 #: the chunk read, its scaled copy, the solver's working arrays).
 CHUNK_SHARE = 1 / 16
@@ -128,6 +132,18 @@ class MemoryPlan:
     def streaming(self) -> bool:
         """Whether the heads stream the cache."""
         return self.path == "streaming"
+
+    def jobs(self, n_jobs: int | None) -> int | None:
+        """The worker processes in-memory fits may use: ``n_jobs``, fewer where the budget
+        cannot hold each worker's copy of the features (a worker holds up to
+        :data:`IN_MEMORY_FACTOR` x the features: their memory map, the rows of its split, its
+        copies) beside this process's; streaming fits stay in one process anyway."""
+        from joblib import effective_n_jobs
+
+        if self.streaming or not self.feature_bytes:
+            return n_jobs
+        fits = int(self.budget // (IN_MEMORY_FACTOR * self.feature_bytes)) - 1
+        return n_jobs if effective_n_jobs(n_jobs) <= fits else max(fits, 1)
 
     def measure(self) -> MemoryPlan:
         """Record the peak memory so far; returns self."""

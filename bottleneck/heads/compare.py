@@ -819,6 +819,7 @@ def compare_heads(
     specs = list(heads)
     cv = _check_setup(specs, test, cv, baseline_heads, val_split)
     plan = memory_plan(train, memory_budget, force=out_of_core)
+    n_jobs = plan.jobs(n_jobs)  # each worker process holds its own copies: as the budget allows
     if plan.streaming:
         for spec in specs:
             check_streams(spec, "the features exceed the memory budget")

@@ -38,6 +38,7 @@ from bottleneck_transfer.errors import DuplicateImagesWarning, HeadError, SmallD
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.cache.format import check_features
 from bottleneck_transfer.features.duplicates import (
+    NEAR_SEARCH_MAX_ROWS,
     Duplicates,
     cache_duplicates,
     duplicates_message,
@@ -145,8 +146,9 @@ class LabeledData:
         cls, cache: FeatureCache | str | Path, plan: MemoryPlan | None = None
     ) -> LabeledData:
         """Read a cache's features, labels and ids once; with a streaming ``plan`` keep the
-        features in the file (no near-copy search then: it compares every pair of rows;
-        declared groups still bind the splits)."""
+        features in the file (no copy search then; declared groups still bind the splits).
+        Above :data:`~features.duplicates.NEAR_SEARCH_MAX_ROWS` rows only exact copies are
+        searched (the near-copy search compares every pair of rows: quadratic time)."""
         if not isinstance(cache, FeatureCache):
             with FeatureCache.open(cache) as opened:
                 return cls.from_cache(opened, plan)
@@ -157,7 +159,8 @@ class LabeledData:
             linked = None if declared is None else merge_labels([g or None for g in declared])
         else:
             X = cache.features
-            duplicates, linked = cache_duplicates(cache, X)
+            near = len(X) <= NEAR_SEARCH_MAX_ROWS
+            duplicates, linked = cache_duplicates(cache, X, near=near)
         return cls(
             X=X,
             y=cache.labels.astype(np.int64),

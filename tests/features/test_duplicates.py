@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from bottleneck_transfer.features import duplicates
 from bottleneck_transfer.features.duplicates import (
     content_hash,
     find_duplicates,
@@ -46,6 +47,21 @@ def test_find_duplicates_tells_exact_from_near():
     hashed = find_duplicates(X, hashes=[None, "a", "b", None, "b", "a"], threshold=0.999)
     assert [g.tolist() for g in hashed.groups] == [[0, 3], [1, 5], [2, 4]]
     assert hashed.exact == (True, True, True)
+
+
+def test_without_the_near_search_only_identical_rows_are_copies(monkeypatch):
+    """Large caches skip the quadratic pair search: identical rows are found by hashing."""
+    X = np.eye(6, dtype=np.float32) + 0.001
+    X[3] = X[0]
+    X[5] = X[1] * 1.0001 + 0.0001  # a near copy: not found without the pair search
+
+    def quadratic(*args, **kwargs):
+        raise AssertionError("near_pairs must not run")
+
+    monkeypatch.setattr(duplicates, "near_pairs", quadratic)
+    found = find_duplicates(X, threshold=0.999, near=False)
+    assert [g.tolist() for g in found.groups] == [[0, 3]]
+    assert found.exact == (True,) and found.threshold == 1.0
 
 
 def test_merge_labels_joins_every_labeling():

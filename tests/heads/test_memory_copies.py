@@ -87,3 +87,21 @@ def test_take_without_copy_keeps_indices_and_predicts_the_same():
     head = fit_head("logreg", data, np.arange(0, 300, 5), n_jobs=1).estimator
     for got, expected in zip(predict_rows(head, view), predict_rows(head, copied), strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_large_caches_load_without_the_quadratic_near_search(tmp_path, monkeypatch):
+    """Above NEAR_SEARCH_MAX_ROWS the heads' loading hashes rows instead of comparing pairs."""
+    from bottleneck_transfer.bench.scale import synthetic_cache
+    from bottleneck_transfer.features import duplicates
+    from bottleneck_transfer.heads import training
+
+    cache = synthetic_cache(tmp_path / "c.h5", 300, dim=8, classes=3)
+    searched = []
+    monkeypatch.setattr(
+        duplicates, "near_pairs", lambda *a, **k: searched.append(1) or (np.zeros(0, int),) * 3
+    )
+    assert LabeledData.from_cache(cache).duplicates.threshold == duplicates.NEAR_THRESHOLD
+    assert searched == [1]
+    monkeypatch.setattr(training, "NEAR_SEARCH_MAX_ROWS", 299)
+    data = LabeledData.from_cache(cache)
+    assert searched == [1] and data.duplicates.threshold == 1.0 and data.linked is None

@@ -141,7 +141,7 @@ def test_cli_reports_the_path(caches, tmp_path):
     assert memory["path"] == "streaming" and memory["chunk_rows"] == 256
     assert memory["peak_bytes"] > 0
     result = CliRunner().invoke(train_cmd, [*args, "--force"])
-    line = "Memory: streaming (2 x the features' 1.02 MB exceeds the memory budget 1.02 kB"
+    line = "Memory: streaming (2.6 x the features' 1.02 MB exceeds the memory budget 1.02 kB"
     assert f"{line}, chunks of 256 rows); peak memory" in result.output
 
 
@@ -152,3 +152,31 @@ def test_the_benchmark_writes_classes_through_the_library_writer(caches):
         assert cache._h5["features"].dtype == np.float16
         assert np.array_equal(np.bincount(cache.labels), [800] * 5)
         assert cache.features.dtype == np.float32
+
+
+def test_compare_cli_says_which_path_ran_in_its_output_and_json(caches):
+    from bottleneck_transfer.cli.head_cmds import COMMANDS
+    from click.testing import CliRunner
+
+    train, _ = caches
+    compare_cmd = {c.name: c for c in COMMANDS}["compare"]
+    args = [str(train), "--val-split", "0.2", "--heads", "logreg", "--bootstrap", "100"]
+    result = CliRunner().invoke(compare_cmd, [*args, "--quiet", "--json"])
+    assert result.exit_code == 0, result.output
+    memory = json.loads(result.stdout)["memory"]
+    assert memory["path"] == "in-memory" and memory["chunk_rows"] is None
+    assert memory["feature_bytes"] == 4000 * 64 * 4 and memory["peak_bytes"] > 0
+    result = CliRunner().invoke(compare_cmd, [*args, "--memory-budget", "1K"])
+    assert result.exit_code == 0, result.output
+    assert "Memory: streaming (2.6 x the features' 1.02 MB exceeds the memory budget" in (
+        result.output
+    )
+
+
+def test_worker_processes_are_limited_by_the_budget():
+    """Each worker holds up to IN_MEMORY_FACTOR x the features beside the calling process."""
+    plan = MemoryPlan.choose(1000, 1000, "100M")  # 4 MB features, 10.4 MB a process
+    assert plan.jobs(2) == 2 and plan.jobs(None) is None
+    assert MemoryPlan.choose(1000, 1000, "20M").jobs(4) == 1  # three processes do not fit
+    assert MemoryPlan.choose(1000, 1000, "42M").jobs(4) == 3
+    assert MemoryPlan.choose(1000, 1000, "1K").jobs(4) == 4  # streaming: one process anyway
