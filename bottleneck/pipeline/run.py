@@ -291,6 +291,7 @@ def _rank(
         batch_size=spec["extract"]["batch_size"],
         workers=spec["extract"]["workers"],
         store_dtype=spec["extract"]["store_dtype"],
+        runtime=spec["extract"]["runtime"],
         progress=progress,
         echo=echo,
     )
