@@ -193,6 +193,7 @@ def rank_bases(
         estimate_agreement=estimate_agreement(ranked),
         seconds=time.perf_counter() - started,
         chosen=winner,
+        chosen_base=next(e.base for e in entries if e.candidate is winner),
     )
     if out is not None:
         seed_cache(ranking.best.cache, full)

@@ -82,8 +82,14 @@ def test_spec_rank_errors_name_the_key(npz, tmp_path, change, message):
 
 
 @pytest.mark.slow
-def test_run_ranks_then_extracts_the_winner_from_its_sample(npz, tmp_path, ran_images):
+def test_run_ranks_then_extracts_the_winner_from_its_sample(npz, tmp_path, ran_images, monkeypatch):
+    from bottleneck_transfer.pipeline import run as run_module
+
+    built = []
+    real = run_module.load_base
+    monkeypatch.setattr(run_module, "load_base", lambda *a, **k: built.append(a) or real(*a, **k))
     record = run_pipeline(_spec(tmp_path), cache_dir=tmp_path / "store", echo=lambda _: None)
+    assert built == []  # the ranking's winner is extracted with the base it built
     ranking = record["rank"]
     assert ranking["winner"] == "pixels image_size=8"  # 2x2 pixels lose the pattern
     assert [r["base"] for r in ranking["ranking"]] == ["pixels image_size=8", "pixels image_size=2"]
