@@ -15,6 +15,7 @@ from bottleneck_transfer.features.choices import BASELINES
 @options.sample()
 @options.base_settings()
 @options.trust_graph("SavedModel candidates")
+@options.runtime()
 @options.baselines(
     "Probed beside each candidate on the same images, so negative transfer shows.",
     default=BASELINES,
@@ -47,6 +48,7 @@ def rank_bases(
     groups: str | None,
     batch_size: int | None,
     workers: int | None,
+    runtime: str,
     cache_dir: str | None,
     out: str | None,
     seed: int,
@@ -101,6 +103,7 @@ def rank_bases(
             groups=groups,
             batch_size=batch_size,
             workers=workers,
+            runtime=runtime,
             out=out,
             progress=False if (quiet or as_json) else None,
             echo=echo,

@@ -3,7 +3,9 @@ raw pixels. Each is extracted through the normal path and cached like any other 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from bottleneck_transfer.errors import BaseModelError, BottleneckError
@@ -39,6 +41,21 @@ def randomized(base: Base, seed: int = 0) -> Base:
         "weights_sha256": weights_sha256(model),
     }
     return Base(model, base.name, base.image_size, base.channels, description)
+
+
+@contextmanager
+def randomized_in_place(base: Base, seed: int = 0) -> Iterator[Base]:
+    """:func:`randomized` of ``base`` running on ``base``'s own model: inside the block the
+    model holds the random weights (same values, same description, so the same cache
+    fingerprint), after it its own again. The model's compiled predict function serves both,
+    where a model of its own is traced again (seconds per base, more than a sample's run)."""
+    random = randomized(base, seed)
+    own = base.model.get_weights()
+    base.model.set_weights(random.model.get_weights())
+    try:
+        yield dataclasses.replace(random, model=base.model)
+    finally:
+        base.model.set_weights(own)
 
 
 def raw_pixels(base: Base) -> Base:

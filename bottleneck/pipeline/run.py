@@ -86,10 +86,12 @@ class Extraction:
         return self.cache.exists()
 
 
-def _bases(spec: dict) -> dict[str, Base]:
-    """The base, plus the baselines' bases (same architecture random; raw pixels)."""
-    options = {k: v for k, v in spec["base"].items() if k != "name" and v is not None}
-    main = load_base(spec["base"]["name"], seed=spec["extract"]["seed"], **options)
+def _bases(spec: dict, main: Base | None = None) -> dict[str, Base]:
+    """The base (``main`` when it is built already: a ranking's winner), plus the baselines'
+    bases (same architecture random; raw pixels)."""
+    if main is None:
+        options = {k: v for k, v in spec["base"].items() if k != "name" and v is not None}
+        main = load_base(spec["base"]["name"], seed=spec["extract"]["seed"], **options)
     return {"main": main, **baseline_bases(main, spec["baselines"]["use"] or [])}
 
 
@@ -116,13 +118,14 @@ def _sources(spec: dict) -> dict[str, Source]:
     return sources
 
 
-def plan(spec: dict, store: CacheStore) -> list[Extraction]:
-    """Every extraction the spec needs, each keyed into ``store`` by its fingerprint."""
+def plan(spec: dict, store: CacheStore, main: Base | None = None) -> list[Extraction]:
+    """Every extraction the spec needs, each keyed into ``store`` by its fingerprint
+    (``main``: the spec's base, when it is built already)."""
     sources = _sources(spec)
     options = spec["extract"]
     augmenting = Views.make(options["augment"], options["views"], options["seed"])
     planned = []
-    for role, base in _bases(spec).items():
+    for role, base in _bases(spec, main).items():
         for split, source in sources.items():
             if role != "main" and split == "val":
                 continue
@@ -186,7 +189,7 @@ def run_pipeline(
         )
         return {"dry_run": True, "rank": spec["rank"]}
     ranking = _rank(spec, store, progress, echo) if spec["rank"]["candidates"] else None
-    planned = plan(spec, store)
+    planned = plan(spec, store, ranking.chosen_base if ranking is not None else None)
     if ranking is not None:
         _start_from_sample(planned, ranking.best.cache, store)
     steps = describe_plan(planned)
@@ -291,6 +294,7 @@ def _rank(
         batch_size=spec["extract"]["batch_size"],
         workers=spec["extract"]["workers"],
         store_dtype=spec["extract"]["store_dtype"],
+        runtime=spec["extract"]["runtime"],
         progress=progress,
         echo=echo,
     )

@@ -170,9 +170,15 @@ def probe(
     linked: np.ndarray | None,
     cv: int = 5,
     seed: int = 0,
+    probed: dict[str, np.ndarray] | None = None,
 ) -> Probe:
     """Probe ``data`` (and ``baselines``, the same images) by ``cv``-fold cross-validation
     grouped by ``linked``.
+
+    ``probed`` keeps each cache's per-row results by its fingerprint, so features several
+    candidates share (raw pixels of one size, a candidate that is another's baseline) are
+    fitted once; share one dict only between probes of one sample with the same ``linked``,
+    ``cv`` and ``seed`` (the same folds).
 
     Raises
     ------
@@ -186,8 +192,16 @@ def probe(
     test_fraction = float(np.mean([len(e) / (len(scored) - len(e)) for e in eval_folds]))
     labels = data.y[scored]
 
+    known = {} if probed is None else probed
+
     def correct_of(features: LabeledData) -> np.ndarray:
-        return ridge_predictions(features.X, features.y, splits)[scored] == labels
+        key = features.fingerprint
+        if key and key in known:
+            return known[key]
+        right = ridge_predictions(features.X, features.y, splits)[scored] == labels
+        if key:
+            known[key] = right
+        return right
 
     correct = correct_of(data)
     accuracy, interval, folds = _accuracy(correct, eval_folds, test_fraction)

@@ -3,14 +3,20 @@ extraction, reusing its sample rows."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from bottleneck_transfer.errors import BottleneckError
-from bottleneck_transfer.features.baselines import BASELINES, baseline_bases
+from bottleneck_transfer.features.baselines import (
+    BASELINES,
+    baseline_bases,
+    randomized_in_place,
+)
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import as_source
 from bottleneck_transfer.features.loop import ExtractResult
@@ -45,7 +51,9 @@ def _cost(cache: Path, result: ExtractResult, base: Any, n_images: int, store_dt
     rate = rate or result.images_per_second
     return Cost(
         seconds_per_image=1.0 / rate if rate else float("nan"),
-        weights_bytes=int(sum(np.asarray(w).nbytes for w in base.model.weights)),
+        weights_bytes=sum(
+            math.prod(w.shape) * np.dtype(w.dtype).itemsize for w in base.model.weights
+        ),
         feature_bytes_per_image=int(dim * np.dtype(store_dtype).itemsize),
         collection_images=n_images,
     )
@@ -76,6 +84,7 @@ def rank_bases(
     batch_size: int | None = None,
     workers: int | None = None,
     store_dtype: str = "float32",
+    runtime: str = "keras",
     out: str | Path | None = None,
     progress: bool | None = None,
     echo: Callable[[str], Any] | None = None,
@@ -108,6 +117,9 @@ def rank_bases(
         As :func:`features.sources.open_source`'s (for a source given by name).
     batch_size, workers, store_dtype
         As :func:`features.extract.extract`'s.
+    runtime : {"keras", "onnx", "auto"}
+        How the candidates run (:mod:`features.runners`; the baselines run on Keras): the
+        cost they report is the runtime's, and the printed command uses it.
     out : str or Path, optional
         A report folder: :func:`rank.verdict.write_report`'s files, plus the winner's sample
         cache as ``features.h5``, which the printed command completes with ``--update``.
@@ -138,7 +150,6 @@ def rank_bases(
     size = SampleSize.parse(sample)
     collection = as_source(source, ExtractOptions(classes=classes, limit=limit, groups=groups))
     drawn = sample_source(collection, size, seed)
-    store = CacheStore(cache_dir or default_cache_dir())
     extracting = {
         "batch_size": batch_size,
         "workers": workers,
@@ -146,84 +157,145 @@ def rank_bases(
         "progress": progress,
     }
     shared = dict(settings or {})
-    entries = []
-    for candidate in listed:
-        base = candidate.build(shared, seed)
-        result = store_extract(store, drawn, base, **extracting)
-        say(
-            f"{'reused   ' if result.up_to_date else 'extracted'} {candidate.label}: "
-            f"{result.rows} sample rows  {result.path.name}"
+    store = CacheStore(cache_dir or default_cache_dir())
+    entries = [
+        _extract_sample(
+            candidate.build(shared, seed),
+            candidate,
+            drawn,
+            store,
+            baselines,
+            {**extracting, "runtime": runtime},
+            seed,
+            say,
         )
-        notes = []
-        wanted = list(baselines)
-        if "random-base" in wanted and base.description.get("weights") == "none":
-            wanted.remove("random-base")
-            notes.append("its weights are random already: no random-base baseline")
-        extra = {}
-        for name, baseline in baseline_bases(base, wanted).items():
-            extra[name] = store_extract(store, drawn, baseline, **extracting).path
-        entries.append((candidate, base, result, extra, notes))
-    datas = {c.label: LabeledData.from_cache(r.path) for c, _, r, _, _ in entries}
-    extras = {
-        (c.label, name): LabeledData.from_cache(path)
-        for c, _, _, extra, _ in entries
-        for name, path in extra.items()
-    }
-    ids = next(iter(datas.values())).ids
-    for label, data in [*datas.items(), *((f"{k[1]} of {k[0]}", d) for k, d in extras.items())]:
-        if data.ids != ids:
-            raise BottleneckError(
-                f"the sample caches hold different images ({label}: {len(data.ids)} rows, "
-                f"the first candidate: {len(ids)}): an image read by one base failed for "
-                "another; fix or remove the images that `bottleneck info` lists as failed"
-            )
-    linked = shared_groups([*datas.values(), *extras.values()], _declared(drawn, ids))
-    results = []
-    for candidate, base, result, extra, notes in entries:
-        data = datas[candidate.label]
-        say(f"probing   {candidate.label}")
-        results.append(
-            BaseResult(
-                label=candidate.label,
-                cache=result.path,
-                dim=data.space.dim,
-                logme=logme(data.X, data.y),
-                hscore=hscore(data.X, data.y),
-                probe=probe(
-                    data,
-                    {name: extras[(candidate.label, name)] for name in extra},
-                    linked=linked,
-                    cv=cv,
-                    seed=seed,
-                ),
-                cost=_cost(result.path, result, base, len(collection), store_dtype),
-                notes=notes,
-            )
-        )
+        for candidate in listed
+    ]
+    results = _score(entries, drawn, len(collection), store_dtype, cv, seed, say)
     ranked = rank_results(results)
     winner = next(c for c in listed if c.label == ranked[0].label)
     full = str(Path(out) / FULL_CACHE) if out is not None else FULL_CACHE
+    spec = collection.options.get("spec") or collection.root
+    chosen = {"base": winner.base, **shared, **winner.settings}
+    if runtime != "keras":
+        chosen["runtime"] = runtime
     ranking = Ranking(
-        source=collection.options.get("spec") or collection.root,
+        source=spec,
         sample={
             "size": str(size),
             "seed": seed,
-            "images": len(ids),
+            "images": entries[0].result.rows,
             "collection_images": len(collection),
         },
         results=ranked,
         verdict=verdict_text(ranked),
-        command=extract_command(
-            collection.options.get("spec") or collection.root,
-            collection.options,
-            {"base": winner.base, **{k: v for k, v in {**shared, **winner.settings}.items()}},
-            full,
-        ),
+        command=extract_command(spec, collection.options, chosen, full),
         estimate_agreement=estimate_agreement(ranked),
         seconds=time.perf_counter() - started,
         chosen=winner,
+        chosen_base=next(e.base for e in entries if e.candidate is winner),
     )
     if out is not None:
         seed_cache(ranking.best.cache, full)
         write_report(ranking, out)
     return ranking
+
+
+@dataclass
+class _Extracted:
+    """One candidate's sample extraction: its base, its cache, its baselines' caches."""
+
+    candidate: Candidate
+    base: Any
+    result: ExtractResult
+    baselines: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _extract_sample(
+    base: Any,
+    candidate: Candidate,
+    drawn: Source,
+    store: CacheStore,
+    baselines: Sequence[str],
+    extracting: dict[str, Any],
+    seed: int,
+    say: Callable[[str], Any],
+) -> _Extracted:
+    """Extract the sample with ``base`` and its baselines into ``store`` (baselines on Keras:
+    the random-weights version on the base's own model, its weights swapped, so its
+    compiled call is reused; raw pixels of one size once for every candidate)."""
+    entry = _Extracted(candidate, base, store_extract(store, drawn, base, **extracting))
+    say(
+        f"{'reused   ' if entry.result.up_to_date else 'extracted'} {candidate.label}: "
+        f"{entry.result.rows} sample rows  {entry.result.path.name}"
+    )
+    wanted = list(baselines)
+    on_keras = {**extracting, "runtime": "keras"}
+    if "random-base" in wanted:
+        wanted.remove("random-base")
+        if base.description.get("weights") == "none":
+            entry.notes.append("its weights are random already: no random-base baseline")
+        else:
+            with randomized_in_place(base, seed) as random:
+                entry.baselines["random-base"] = store_extract(
+                    store, drawn, random, **on_keras
+                ).path
+    for name, baseline in baseline_bases(base, wanted).items():
+        entry.baselines[name] = store_extract(store, drawn, baseline, **on_keras).path
+    return entry
+
+
+def _score(
+    entries: list[_Extracted],
+    drawn: Source,
+    collection_images: int,
+    store_dtype: str,
+    cv: int,
+    seed: int,
+    say: Callable[[str], Any],
+) -> list[BaseResult]:
+    """Each candidate's scores on its sample cache, beside its baselines on the same folds
+    (each cache read once, each baseline cache probed once)."""
+    loaded: dict[Path, LabeledData] = {}
+    for path in [e.result.path for e in entries] + [
+        p for e in entries for p in e.baselines.values()
+    ]:
+        if path not in loaded:
+            loaded[path] = LabeledData.from_cache(path)
+    ids = loaded[entries[0].result.path].ids
+    for path, data in loaded.items():
+        if data.ids != ids:
+            raise BottleneckError(
+                f"the sample caches hold different images ({path.name}: {len(data.ids)} "
+                f"rows, the first candidate's: {len(ids)}): an image read by one base failed "
+                "for another; fix or remove the images that `bottleneck info` lists as failed"
+            )
+    linked = shared_groups(list(loaded.values()), _declared(drawn, ids))
+    probed: dict[str, np.ndarray] = {}
+    results = []
+    for entry in entries:
+        data = loaded[entry.result.path]
+        say(f"probing   {entry.candidate.label}")
+        results.append(
+            BaseResult(
+                label=entry.candidate.label,
+                cache=entry.result.path,
+                dim=data.space.dim,
+                logme=logme(data.X, data.y),
+                hscore=hscore(data.X, data.y),
+                probe=probe(
+                    data,
+                    {name: loaded[path] for name, path in entry.baselines.items()},
+                    linked=linked,
+                    cv=cv,
+                    seed=seed,
+                    probed=probed,
+                ),
+                cost=_cost(
+                    entry.result.path, entry.result, entry.base, collection_images, store_dtype
+                ),
+                notes=entry.notes,
+            )
+        )
+    return results

@@ -122,6 +122,9 @@ class Ranking:
     report: dict[str, str] = field(default_factory=dict)
     #: The best candidate itself (its base and settings), to build it again.
     chosen: Candidate | None = None
+    #: The best candidate's built base (not saved), so its full extraction in this process
+    #: does not build it again.
+    chosen_base: Any = field(default=None, repr=False)
 
     @property
     def best(self) -> BaseResult:

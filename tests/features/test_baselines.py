@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 from bottleneck_transfer.cli import cli
 from bottleneck_transfer.errors import BaseModelError, BottleneckError
-from bottleneck_transfer.features.baselines import baseline_bases, randomized
+from bottleneck_transfer.features.baselines import (
+    baseline_bases,
+    randomized,
+    randomized_in_place,
+)
 from bottleneck_transfer.features.bases import load_base
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.extract import extract
@@ -32,6 +36,22 @@ def test_randomized_keeps_architecture_and_preprocessing():
         == (random.description["weights_sha256"])
     )
     assert random.dim == base.dim
+
+
+def test_randomized_in_place_is_randomized_on_the_base_own_model():
+    base = load_base(BASE)
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1)).astype("float32")
+    own = np.asarray(base.model.predict_on_batch(pixels))
+    want = randomized(base, seed=2)
+    expected = np.asarray(want.model.predict_on_batch(pixels))
+    with randomized_in_place(base, seed=2) as random:
+        assert random.model is base.model  # its compiled predict function serves both
+        assert random.description == want.description  # so the same cache fingerprint
+        got = np.asarray(random.model.predict_on_batch(pixels))
+    assert np.max(np.abs(got - expected)) / np.max(np.abs(expected)) < 1e-6
+    assert np.max(np.abs(got - own)) / np.max(np.abs(own)) > 0.1
+    after = np.asarray(base.model.predict_on_batch(pixels))
+    assert np.array_equal(after, own)  # its own weights are back
 
 
 def test_raw_pixels_are_capped_and_keep_channels():
