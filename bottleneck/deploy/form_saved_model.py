@@ -71,12 +71,13 @@ def write_saved_model(
     import keras
     import tensorflow as tf
 
-    _, _, channels = metadata["input_shape"]
+    height, width, channels = metadata["input_shape"]
     classes = tf.constant(metadata["classes"])
     resize = model.get_layer("resize")
+    # The layers after the resize, which in a graph gives float32 pixels (not rounded).
+    after_resize = keras.Model(resize.output, model.output)
 
-    def outputs(images: Any) -> dict:
-        probabilities = model(images, training=False)
+    def named(probabilities: Any) -> dict:
         index = tf.argmax(probabilities, axis=-1)
         return {
             "probabilities": probabilities,
@@ -86,12 +87,15 @@ def write_saved_model(
 
     def decode(data: Any) -> Any:
         image = tf.io.decode_image(data, channels=channels, expand_animations=False)
-        return tf.cast(resize(image[None])[0], tf.uint8)
+        return tf.cast(resize(image[None])[0], tf.float32)
 
     def serve_bytes(encoded: Any) -> dict:
-        size = resize.compute_output_shape((None, None, None, channels))[1:]
-        spec = tf.TensorSpec(size, tf.uint8)
-        return outputs(tf.map_fn(decode, encoded, fn_output_signature=spec))
+        spec = tf.TensorSpec((height, width, channels), tf.float32)
+        pixels = tf.map_fn(decode, encoded, fn_output_signature=spec)
+        return named(after_resize(pixels, training=False))
+
+    def outputs(images: Any) -> dict:
+        return named(model(images, training=False))
 
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -51,7 +51,8 @@ def check_settings(settings: ExportSettings, form: str, takes: tuple[str, ...] =
         raise ExportError(f"--batch must be 1 or more, not {settings.batch}")
     refused = [name for name in settings.given() if name[2:] not in takes]
     if refused:
+        verb, them = ("apply", "them") if len(refused) > 1 else ("applies", "it")
         raise ExportError(
-            f"{' and '.join(refused)} apply to --format tflite only, not {form}: leave them "
+            f"{' and '.join(refused)} {verb} to --format tflite only, not {form}: leave {them} "
             "out or export a .tflite file"
         )
