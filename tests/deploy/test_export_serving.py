@@ -51,6 +51,7 @@ pytestmark = [
         reason="needs TensorFlow, tf2onnx and onnxruntime: pip install -e '.[onnx]'",
     ),
     pytest.mark.filterwarnings("ignore:.*fewer than 20 rows:UserWarning"),
+    pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning"),
 ]
 
 
