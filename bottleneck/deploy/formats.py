@@ -4,13 +4,13 @@
 the ``.keras`` export (uint8 images of any size -> class scores) with Keras' own
 ``Model.export``, then runs the converted file with its runtime in the export's parity check.
 
-============ ============== ============================== ==================================
+============ =============== ============================== ========================================
 form         ``-o``          metadata                       runs with
-============ ============== ============================== ==================================
-saved-model  a folder        ``bottleneck.json`` inside     ``tf.saved_model.load(DIR).serve``
+============ =============== ============================== ========================================
+saved-model  ``DIR`` (DIR/N) ``bottleneck.json`` inside     ``tf.saved_model.load(DIR/N).serve``
 tflite       ``*.tflite``    TFLite metadata ``bottleneck`` ``tf.lite.Interpreter`` / LiteRT
 onnx         ``*.onnx``      ``metadata_props`` bottleneck  ``onnxruntime.InferenceSession``
-============ ============== ============================== ==================================
+============ =============== ============================== ========================================
 
 :func:`deploy.exported.load_exported` loads each form back (``bottleneck predict model.onnx``):
 :func:`converter_for` recognises it from the path, ``Converter.read_metadata`` (the inverse
