@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from bottleneck_transfer.cli import options
+
+if TYPE_CHECKING:
+    from bottleneck_transfer.deploy.export import ExportPlan
 
 _SHOW_FAILED = 10
 
@@ -133,6 +137,7 @@ def export(
       python -c "import keras; m = keras.saving.load_model('model.keras')"
     """
     from bottleneck_transfer.deploy.export import export as run_export
+    from bottleneck_transfer.deploy.export import plan_export
     from bottleneck_transfer.heads.registry import DEFAULT_HEAD
 
     if not _adds_a_version(out, fmt):
@@ -147,7 +152,18 @@ def export(
         head, origin = best_head(cache, metric=metric, report=from_report, random_state=seed)
         click.echo(f"--head best: {head}, {origin}", err=True)
     if dry_run:
-        _show_plan(cache, out, head or DEFAULT_HEAD, head_file, base_path, weights, fmt, as_json)
+        plan = plan_export(
+            cache,
+            out,
+            head=head or DEFAULT_HEAD,
+            head_file=head_file,
+            base=base_path,
+            weights=weights,
+            format=fmt,
+            batch=batch,
+            quantize=quantize,
+        )
+        _show_plan(plan, as_json)
         return
     result = run_export(
         cache,
@@ -206,22 +222,8 @@ def _adds_a_version(out: str, fmt: str | None) -> bool:
     return fmt == "saved-model" and any(p.name.isdigit() for p in Path(out).glob("[0-9]*"))
 
 
-def _show_plan(
-    cache: str,
-    out: str,
-    head: str,
-    head_file: str | None,
-    base: str | None,
-    weights: str | None,
-    fmt: str | None,
-    as_json: bool,
-) -> None:
+def _show_plan(plan: ExportPlan, as_json: bool) -> None:
     """Print what ``export`` would write (:func:`.deploy.export.plan_export`)."""
-    from bottleneck_transfer.deploy.export import plan_export
-
-    plan = plan_export(
-        cache, out, head=head, head_file=head_file, base=base, weights=weights, format=fmt
-    )
     if as_json:
         options.echo_json(
             {

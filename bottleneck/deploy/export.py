@@ -9,8 +9,10 @@ was made with, and writes one of these forms (``format``, else from ``out``'s su
   format in :mod:`deploy.exported`);
 * ``folder`` (any ``out`` without one of the suffixes; required for ``rbf-svm`` and ``knn``):
   ``base.keras`` + ``head.skops`` + ``model.json``;
-* ``saved-model`` (a folder), ``tflite`` (``*.tflite``), ``onnx`` (``*.onnx``): the ``.keras``
-  model converted for those runtimes (:mod:`deploy.formats`).
+* ``saved-model`` (a version folder ``out/N``), ``tflite`` (``*.tflite``, a fixed input shape,
+  optionally quantized), ``onnx`` (``*.onnx``, named input and outputs): the ``.keras`` model
+  converted for those runtimes and the serving and mobile stacks that run them
+  (:mod:`deploy.formats`).
 
 Before the export appears (one atomic rename), it is reloaded with its own runtime (converted
 forms through :func:`deploy.exported.load_exported`, as ``predict`` loads them) and checked
@@ -349,6 +351,8 @@ def plan_export(
     base: str | Path | None = None,
     weights: str | Path | None = None,
     format: str | None = None,
+    batch: int = 1,
+    quantize: str | None = None,
 ) -> ExportPlan:
     """What :func:`export` would write, checked as it checks (form, output path, the head's
     kind and classes, the base's kind), without fitting, building, loading a backend or
@@ -361,6 +365,8 @@ def plan_export(
     """
     out = Path(out)
     form = resolve_format(out, format)
+    converter = CONVERTERS.get(form)
+    check_settings(ExportSettings(batch, quantize), form, converter.settings if converter else ())
     spec = head if head_file is None else None
     _check_form(spec, form, out, format)
     out = _place(out, form)
