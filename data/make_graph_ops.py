@@ -169,6 +169,13 @@ ORDINARY = [
     "VarIsInitializedOp",
     "While",
     "ZerosLike",
+    # The SavedModel export's serving_default: encoded images decoded in memory, in a map_fn.
+    "DecodeImage",
+    "TensorListFromTensor",
+    "TensorListGetItem",
+    "TensorListReserve",
+    "TensorListSetItem",
+    "TensorListStack",
 ]
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from bottleneck_transfer.cli import options
+
+if TYPE_CHECKING:
+    from bottleneck_transfer.deploy.export import ExportPlan
 
 _SHOW_FAILED = 10
 
@@ -67,7 +71,21 @@ def _show_failed(failed: list[tuple[str, str]]) -> None:
     "fmt",
     metavar="FORMAT",
     help="keras, folder, saved-model, tflite or onnx (default: from --out's suffix, else "
-    "folder). saved-model, tflite and onnx need TensorFlow; onnx the [onnx] extra.",
+    "folder). saved-model, tflite and onnx need TensorFlow; onnx the [onnx] extra. A "
+    "SavedModel goes into OUT/1/ (OUT/N+1/ when OUT holds versions: no --force needed).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="TFLite: the fixed batch size of its [batch, H, W, C] input.",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(["dynamic", "float16", "int8"]),
+    help="TFLite: post-training quantization (int8: calibrated on the cache's training "
+    "images); export reports the accuracy change on other cached images.",
 )
 @options.calibrate()
 @options.dry_run(
@@ -85,6 +103,8 @@ def export(
     sample: int,
     atol: float,
     fmt: str | None,
+    batch: int,
+    quantize: str | None,
     calibrate: bool,
     metric: str | None,
     from_report: str | None,
@@ -112,13 +132,16 @@ def export(
       bottleneck export caches/train.h5 --head rbf-svm -o exported/rbf
       bottleneck export caches/train.h5 --head linear-svm --no-calibrate -o svm.keras
       bottleneck export caches/train.h5 --head logreg -o model.tflite
+      bottleneck export caches/train.h5 --head logreg -o model.tflite --quantize int8
       bottleneck export caches/train.h5 --head logreg -o exported/sm --format saved-model
       python -c "import keras; m = keras.saving.load_model('model.keras')"
     """
     from bottleneck_transfer.deploy.export import export as run_export
+    from bottleneck_transfer.deploy.export import plan_export
     from bottleneck_transfer.heads.registry import DEFAULT_HEAD
 
-    options.refuse_overwrite(out, force)
+    if not _adds_a_version(out, fmt):
+        options.refuse_overwrite(out, force)
     if (from_report is not None or metric is not None) and head != "best":
         raise click.UsageError("--metric and --from-report go with --head best")
     if head == "best" and dry_run and from_report is None:
@@ -129,7 +152,18 @@ def export(
         head, origin = best_head(cache, metric=metric, report=from_report, random_state=seed)
         click.echo(f"--head best: {head}, {origin}", err=True)
     if dry_run:
-        _show_plan(cache, out, head or DEFAULT_HEAD, head_file, base_path, weights, fmt, as_json)
+        plan = plan_export(
+            cache,
+            out,
+            head=head or DEFAULT_HEAD,
+            head_file=head_file,
+            base=base_path,
+            weights=weights,
+            format=fmt,
+            batch=batch,
+            quantize=quantize,
+        )
+        _show_plan(plan, as_json)
         return
     result = run_export(
         cache,
@@ -141,6 +175,8 @@ def export(
         sample=sample,
         atol=atol,
         format=fmt,
+        batch=batch,
+        quantize=quantize,
     )
     parity = result.parity
     if as_json:
@@ -159,6 +195,7 @@ def export(
                     "max_abs_diff": parity.max_abs_diff,
                     "argmax_agreement": parity.argmax_agreement,
                 },
+                "quantized": result.quantized.to_dict() if result.quantized else None,
                 "seconds": round(result.seconds, 3),
             }
         )
@@ -168,28 +205,25 @@ def export(
         if parity
         else "not checked (--sample 0)"
     )
+    if result.quantized is not None:
+        from bottleneck_transfer.deploy.export import describe_quantized
+
+        checked = f"quantized {describe_quantized(result.quantized)}"
     click.echo(
         f"Wrote {result.path} ({result.kind}): head {result.head}, {len(result.classes)} "
         f"classes (names in {result.labels}), outputs {result.outputs}; {checked}."
     )
 
 
-def _show_plan(
-    cache: str,
-    out: str,
-    head: str,
-    head_file: str | None,
-    base: str | None,
-    weights: str | None,
-    fmt: str | None,
-    as_json: bool,
-) -> None:
-    """Print what ``export`` would write (:func:`.deploy.export.plan_export`)."""
-    from bottleneck_transfer.deploy.export import plan_export
+def _adds_a_version(out: str, fmt: str | None) -> bool:
+    """Whether a SavedModel export to ``out`` adds a version folder (nothing is replaced)."""
+    from pathlib import Path
 
-    plan = plan_export(
-        cache, out, head=head, head_file=head_file, base=base, weights=weights, format=fmt
-    )
+    return fmt == "saved-model" and any(p.name.isdigit() for p in Path(out).glob("[0-9]*"))
+
+
+def _show_plan(plan: ExportPlan, as_json: bool) -> None:
+    """Print what ``export`` would write (:func:`.deploy.export.plan_export`)."""
     if as_json:
         options.echo_json(
             {

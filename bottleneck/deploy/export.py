@@ -9,8 +9,10 @@ was made with, and writes one of these forms (``format``, else from ``out``'s su
   format in :mod:`deploy.exported`);
 * ``folder`` (any ``out`` without one of the suffixes; required for ``rbf-svm`` and ``knn``):
   ``base.keras`` + ``head.skops`` + ``model.json``;
-* ``saved-model`` (a folder), ``tflite`` (``*.tflite``), ``onnx`` (``*.onnx``): the ``.keras``
-  model converted for those runtimes (:mod:`deploy.formats`).
+* ``saved-model`` (a version folder ``out/N``), ``tflite`` (``*.tflite``, a fixed input shape,
+  optionally quantized), ``onnx`` (``*.onnx``, named input and outputs): the ``.keras`` model
+  converted for those runtimes and the serving and mobile stacks that run them
+  (:mod:`deploy.formats`).
 
 Before the export appears (one atomic rename), it is reloaded with its own runtime (converted
 forms through :func:`deploy.exported.load_exported`, as ``predict`` loads them) and checked
@@ -30,12 +32,12 @@ import itertools
 import json
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from bottleneck_transfer.atomic import atomic_path, atomic_write_text
+from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.exported import (
     FORMAT,
     FORMAT_VERSION,
@@ -46,10 +48,22 @@ from bottleneck_transfer.deploy.exported import (
     load_exported,
     load_keras,
     metadata_layer,
+    write_labels,
 )
-from bottleneck_transfer.deploy.formats import CONVERTERS, KERAS_RESIZE
+from bottleneck_transfer.deploy.form_tflite import CALIBRATION
+from bottleneck_transfer.deploy.formats import CONVERTERS, KERAS_RESIZE, Converter
 from bottleneck_transfer.deploy.keras_head import final_estimator, head_layers
-from bottleneck_transfer.deploy.parity import DEFAULT_ATOL, DEFAULT_SAMPLE, Parity, check_parity
+from bottleneck_transfer.deploy.parity import (
+    DEFAULT_ATOL,
+    DEFAULT_SAMPLE,
+    QUANTIZED_SAMPLE,
+    Parity,
+    Quantized,
+    calibration_pixels,
+    check_parity,
+    check_quantized,
+)
+from bottleneck_transfer.deploy.settings import ExportSettings, check_settings
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.entries import remove_entry
 from bottleneck_transfer.errors import BaseModelError, ExportError, HeadError, did_you_mean
@@ -110,9 +124,12 @@ class ExportResult(Display):
     parity: Parity | None
     seconds: float
     metadata: dict
+    #: A quantized TFLite export's accuracy change (its parity is not checked at ``atol``).
+    quantized: Quantized | None = None
 
     def _display_summary(self) -> dict[str, Any]:
         parity = self.parity
+        quantized = {"quantized": describe_quantized(self.quantized)} if self.quantized else {}
         return {
             "path": str(self.path),
             "kind": self.kind,
@@ -123,12 +140,23 @@ class ExportResult(Display):
             if parity is None
             else f"{parity.n} source images, max difference {parity.max_abs_diff:.1e}, "
             f"top-1 agreement {parity.argmax_agreement:.4g}",
+            **quantized,
             "seconds": self.seconds,
         }
 
     def _display_rows(self) -> list[dict[str, Any]]:
         """One row per output column: its index and class name."""
         return [{"output": i, "class": name} for i, name in enumerate(self.classes)]
+
+
+def describe_quantized(quantized: Quantized) -> str:
+    """One line: what quantization changed on held-out cached images."""
+    return (
+        f"{quantized.quantize}: top-1 accuracy {quantized.float_accuracy:.4f} -> "
+        f"{quantized.accuracy:.4f} ({100 * quantized.change:+.2f} points) on {quantized.n} "
+        f"cached images not used for calibration, agreement with float32 "
+        f"{100 * quantized.agreement:.1f} %, max |dp| {quantized.max_abs_diff:.3f}"
+    )
 
 
 def _head_kind(head: Any, spec: str | None, form: str) -> str:
@@ -323,6 +351,8 @@ def plan_export(
     base: str | Path | None = None,
     weights: str | Path | None = None,
     format: str | None = None,
+    batch: int = 1,
+    quantize: str | None = None,
 ) -> ExportPlan:
     """What :func:`export` would write, checked as it checks (form, output path, the head's
     kind and classes, the base's kind), without fitting, building, loading a backend or
@@ -335,9 +365,11 @@ def plan_export(
     """
     out = Path(out)
     form = resolve_format(out, format)
+    converter = CONVERTERS.get(form)
+    check_settings(ExportSettings(batch, quantize), form, converter.settings if converter else ())
     spec = head if head_file is None else None
     _check_form(spec, form, out, format)
-    _check_out(out, form)
+    out = _place(out, form)
     with FeatureCache.open(cache) as opened:
         _check_exportable_base(opened)
         classes = list(opened.class_names)
@@ -379,6 +411,8 @@ def export(
     sample: int = DEFAULT_SAMPLE,
     atol: float = DEFAULT_ATOL,
     format: str | None = None,
+    batch: int = 1,
+    quantize: str | None = None,
 ) -> ExportResult:
     """Export ``head`` on the cache's base as one model (``.keras`` or converted) or a folder.
 
@@ -409,7 +443,13 @@ def export(
     format : {"keras", "folder", "saved-model", "tflite", "onnx"}, optional
         The export form; by default the one ``out``'s suffix names, else ``"folder"``.
         ``saved-model``, ``tflite`` and ``onnx`` need the TensorFlow backend (``onnx`` also
-        the ``[onnx]`` extra).
+        the ``[onnx]`` extra). A SavedModel goes into ``out/N`` (the next version number).
+    batch : int
+        TFLite: the fixed batch size of its ``[batch, H, W, C]`` input.
+    quantize : {"dynamic", "float16", "int8"}, optional
+        TFLite: post-training quantization (:mod:`deploy.form_tflite`); ``int8`` calibrates
+        on training images from the cache's source. Instead of the parity check, the
+        accuracy change is measured on at least ``QUANTIZED_SAMPLE`` other cached images.
 
     Raises
     ------
@@ -434,6 +474,8 @@ def export(
     out = Path(out)
     form = resolve_format(out, format)
     converter = CONVERTERS.get(form)
+    settings = ExportSettings(batch=batch, quantize=quantize)
+    check_settings(settings, form, converter.settings if converter else ())
     if converter is not None:
         converter.check_available()
     exact = form != "folder"
@@ -441,7 +483,7 @@ def export(
     if isinstance(head, TrainedHead):
         spec = head.metadata["head"]
     _check_form(spec, form, out, format)
-    _check_out(out, form)
+    out = _place(out, form)
     with FeatureCache.open(cache) as opened:
         _check_exportable_base(opened)
         estimator, spec, trained = _resolve_head(head, head_file, opened)
@@ -484,6 +526,12 @@ def export(
         }
         metadata["outputs"] = outputs
         metadata["resize"] = KERAS_RESIZE if converter is None else converter.resize
+        if converter is not None:
+            metadata.update(_form_metadata(converter, described["input_shape"], settings))
+        calibrate = min(CALIBRATION, len(opened) // 2) if settings.quantize == "int8" else 0
+        if calibrate:
+            pixels = calibration_pixels(opened, rebuilt, calibrate)
+            settings = replace(settings, calibration=pixels)
         if hub.requirements(described):  # e.g. keras-hub: Keras imports it to load the model
             metadata["requires"] = hub.requirements(described)
         if exact:
@@ -492,9 +540,10 @@ def export(
         else:
             model = build_base_model(rebuilt)
         parity: Parity | None = None
+        quantized: Quantized | None = None
 
         def write(target: Path) -> None:
-            nonlocal parity
+            nonlocal parity, quantized
             if form == "keras":
                 model.save(target)
                 loaded = Exported(target, "keras", metadata, load_keras(target))
@@ -502,9 +551,19 @@ def export(
                 _write_folder(target, model, estimator, metadata)
                 loaded = load_exported(target)
             else:
-                converter.write(model, target, metadata)
+                converter.write(model, target, metadata, settings)
                 loaded = load_exported(target)  # its metadata read back, run by its runtime
-            if sample > 0:
+            if sample > 0 and settings.quantize:
+                quantized = check_quantized(
+                    loaded,
+                    estimator,
+                    opened,
+                    rebuilt,
+                    quantize=settings.quantize,
+                    calibration=calibrate,
+                    sample=max(sample, QUANTIZED_SAMPLE),
+                )
+            elif sample > 0:
                 parity = check_parity(loaded, estimator, opened, rebuilt, sample=sample, atol=atol)
             if form == "folder" and parity is not None:
                 metadata["parity"] = parity.to_dict()
@@ -512,13 +571,11 @@ def export(
                     json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8"
                 )
             if target.is_dir():
-                labels_path(target).write_text("\n".join(classes) + "\n", encoding="utf-8")
+                write_labels(target, classes)
 
         with atomic_path(out) as target:
             write(target)
-        labels = labels_path(out)
-        if not out.is_dir():
-            atomic_write_text(labels, "\n".join(classes) + "\n")
+        labels = labels_path(out) if out.is_dir() else write_labels(out, classes)
     return ExportResult(
         path=out,
         kind=form,
@@ -529,7 +586,26 @@ def export(
         parity=parity,
         seconds=time.perf_counter() - started,
         metadata=metadata,
+        quantized=quantized,
     )
+
+
+def _place(out: Path, form: str) -> Path:
+    """Where the export to ``-o out`` goes (a SavedModel: ``out/N``), checked by
+    :func:`_check_out`."""
+    converter = CONVERTERS.get(form)
+    placed = out if converter is None else converter.place(out)
+    _check_out(placed, form)
+    return placed
+
+
+def _form_metadata(converter: Converter, input_shape: list[int], settings: ExportSettings) -> dict:
+    """What a converted form's metadata adds: its input tensor, outputs and quantization."""
+    return {
+        "input": converter.input_metadata(list(input_shape), settings),
+        "output_names": converter.output_names,
+        "quantize": settings.quantize,
+    }
 
 
 def _write_folder(target: Path, model: keras.Model, estimator: Any, metadata: dict) -> None:

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from bottleneck_transfer.atomic import atomic_write_text
 from bottleneck_transfer.deploy.formats import METADATA_NAME, Converter, Runner, converter_for
 from bottleneck_transfer.deploy.keras_head import head_scores
 from bottleneck_transfer.display import Display
@@ -166,6 +167,11 @@ def labels_path(export_path: str | Path) -> Path:
     """
     path = Path(export_path)
     return path / LABELS_FILE if path.is_dir() else path.with_suffix(".labels.txt")
+
+
+def write_labels(export_path: str | Path, classes: list[str]) -> Path:
+    """Write the class names file of an export (:func:`labels_path`), atomically; its path."""
+    return atomic_write_text(labels_path(export_path), "\n".join(classes) + "\n")
 
 
 def check_pixels(pixels: np.ndarray, exported: Exported) -> None:
@@ -391,7 +397,7 @@ def load_exported(path: str | Path, *, trust_graph: bool = False) -> Exported:
         raise ExportError(f"model not found: {path}")
     converter = converter_for(path)
     if converter is not None:
-        return load_converted(path, converter, trust_graph=trust_graph)
+        return load_converted(converter.resolve(path), converter, trust_graph=trust_graph)
     if path.is_dir():
         missing = [name for name in FOLDER_FILES if not (path / name).is_file()]
         if missing:

@@ -4,13 +4,13 @@
 the ``.keras`` export (uint8 images of any size -> class scores) with Keras' own
 ``Model.export``, then runs the converted file with its runtime in the export's parity check.
 
-============ ============== ============================== ==================================
+============ =============== ============================== ========================================
 form         ``-o``          metadata                       runs with
-============ ============== ============================== ==================================
-saved-model  a folder        ``bottleneck.json`` inside     ``tf.saved_model.load(DIR).serve``
+============ =============== ============================== ========================================
+saved-model  ``DIR`` (DIR/N) ``bottleneck.json`` inside     ``tf.saved_model.load(DIR/N).serve``
 tflite       ``*.tflite``    TFLite metadata ``bottleneck`` ``tf.lite.Interpreter`` / LiteRT
 onnx         ``*.onnx``      ``metadata_props`` bottleneck  ``onnxruntime.InferenceSession``
-============ ============== ============================== ==================================
+============ =============== ============================== ========================================
 
 :func:`deploy.exported.load_exported` loads each form back (``bottleneck predict model.onnx``):
 :func:`converter_for` recognises it from the path, ``Converter.read_metadata`` (the inverse
@@ -27,6 +27,16 @@ predictions agree with the cache pipeline's, against 99 % for the antialiased re
 matrix products (ops both converters support), equal to Keras' layer up to a rare rounding
 tie (at most 1 grey level). At the base size every resize is the identity.
 
+What serving and mobile stacks expect of each form (:class:`ExportSettings` carries the
+options): the SavedModel goes into a numeric version folder (``OUT/1/``, then ``OUT/2/``...)
+with a ``serving_default`` signature that takes encoded image bytes
+(:mod:`deploy.form_saved_model`); the TFLite model takes a fixed ``[batch, H, W, C]`` uint8
+input (``--batch``, default 1) and may be quantized (``--quantize``,
+:mod:`deploy.form_tflite`); the ONNX graph has a named input ``image`` and outputs
+``probabilities``, ``label`` and ``label_index``, batch axis ``batch``
+(:mod:`deploy.form_onnx`). Each states its input tensor in the metadata (``input``:
+:meth:`Converter.input_metadata`).
+
 All three need TensorFlow as the Keras backend; ONNX also needs ``tf2onnx``, ``onnx`` and
 ``onnxruntime`` (``pip install 'bottleneck-transfer[onnx]'``).
 """
@@ -41,6 +51,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+from bottleneck_transfer.deploy import form_onnx, form_saved_model, form_tflite
+from bottleneck_transfer.deploy.settings import OUTPUT_NAMES, PIXELS, ExportSettings
 from bottleneck_transfer.errors import ExportError
 from bottleneck_transfer.features.cache.tables import require
 from bottleneck_transfer.graphs import check_onnx, check_saved_model, check_tflite
@@ -63,9 +75,10 @@ class Converter:
     suffix: str
     #: ``keras.Model.export`` format.
     keras_format: str
-    #: Whether its converter needs :class:`deploy.resize.TriangleResize` instead of Keras'
-    #: ``Resizing``.
-    triangle_resize: bool
+    #: How the converted model resizes: ``"keras"`` (Keras' ``Resizing``), ``"triangle"``
+    #: (:class:`deploy.resize.TriangleResize`, for converters without Keras' op) or
+    #: ``"fixed"`` (none: the input is fixed at the base size).
+    resizing: str
     #: Stores the metadata in the converted file (and any fix-up after the conversion).
     finish: Callable[[Path, str], None]
     #: The inverse of ``finish``: the metadata JSON it stored, ``None`` when there is none.
@@ -82,6 +95,17 @@ class Converter:
     runtime: tuple[str, ...] = ("tensorflow",)
     #: A file inside a folder form that shows the folder is one (``""``: a file form).
     marker: str = ""
+    #: Writes the converted file (``(model, target, metadata, settings)``); ``None``: Keras'
+    #: ``Model.export`` in ``keras_format``.
+    convert: Callable[..., None] | None = None
+    #: The :class:`ExportSettings` fields it takes beyond their defaults.
+    settings: tuple[str, ...] = ()
+    #: Its outputs, by name (TFLite: one tensor, the scores).
+    output_names: tuple[str, ...] = OUTPUT_NAMES
+    #: The path an export to ``-o OUT`` goes to (the SavedModel: a version folder inside).
+    place: Callable[[Path], Path] = Path
+    #: The export inside a given path (the SavedModel: its newest version folder), or None.
+    locate: Callable[[Path], Path | None] | None = None
 
     def check_available(self) -> None:
         """Raise one line when this process cannot write the form."""
@@ -99,28 +123,51 @@ class Converter:
     @property
     def resize(self) -> str:
         """How the exported model resizes images of other sizes (recorded in its metadata)."""
-        if self.triangle_resize:
+        if self.resizing == "triangle":
             return "bilinear, antialiased (TriangleResize: as Keras Resizing, in matrix products)"
+        if self.resizing == "fixed":
+            return "none: the input is fixed at the base size; resize images before (antialiased)"
         return KERAS_RESIZE
 
     def resize_layer(self, image_size: tuple[int, int]) -> keras.layers.Layer | None:
         """The ``resize`` layer the converted model needs (``None``: Keras' own)."""
+        import keras
         from bottleneck_transfer.deploy.resize import TriangleResize
 
-        return TriangleResize(*image_size, name="resize") if self.triangle_resize else None
+        if self.resizing == "fixed":
+            return keras.layers.Identity(name="resize")
+        return TriangleResize(*image_size, name="resize") if self.resizing == "triangle" else None
 
-    def write(self, model: keras.Model, target: Path, metadata: dict) -> None:
+    def input_metadata(self, input_shape: list[int], settings: ExportSettings) -> dict:
+        """The input tensor as the metadata states it: name, shape (axis names where
+        dynamic), dtype and scaling."""
+        height, width, channels = input_shape
+        if self.resizing == "fixed":
+            shape: list = [settings.batch, height, width, channels]
+        else:
+            shape = ["batch", "height", "width", channels]
+        return {"name": "image", "shape": shape, **PIXELS}
+
+    def write(
+        self, model: keras.Model, target: Path, metadata: dict, settings: ExportSettings
+    ) -> None:
         """Convert ``model`` to ``target`` and store ``metadata`` in it."""
-        model(np.zeros((1, 1, 1, model.input_shape[-1]), np.uint8))  # Keras exports called models
+        model(np.zeros((1, *metadata["input_shape"]), np.uint8))  # Keras exports called models
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.export(str(target), format=self.keras_format, verbose=False)
+            if self.convert is not None:
+                self.convert(model, target, metadata, settings)
+            else:
+                model.export(str(target), format=self.keras_format, verbose=False)
         self.finish(target, json.dumps(metadata, sort_keys=True))
 
     def recognises(self, path: Path) -> bool:
-        """Whether ``path`` is of this form: a file with its suffix, a folder with its marker."""
+        """Whether ``path`` is of this form: a file with its suffix, a folder with its marker
+        (or, for a folder of versions, its newest version has it)."""
         if self.marker:
-            return (path / self.marker).is_file()
+            return (path / self.marker).is_file() or (
+                self.locate is not None and self.locate(path) is not None
+            )
         return path.suffix == self.suffix and not path.is_dir()
 
     def check_runtime(self) -> None:
@@ -131,6 +178,12 @@ class Converter:
     def load(self, path: Path) -> Runner:
         """The converted file, loaded with its own runtime."""
         return self.runner(path)
+
+    def resolve(self, path: Path) -> Path:
+        """The export a given path means (the newest version inside a versions folder)."""
+        if self.marker and not (path / self.marker).is_file() and self.locate is not None:
+            return self.locate(path) or path
+        return path
 
 
 def converter_for(path: Path) -> Converter | None:
@@ -164,7 +217,8 @@ def _finish_onnx(target: Path, metadata: str) -> None:
     import onnx
 
     model = onnx.load(str(target))
-    onnx.helper.set_model_props(model, {METADATA_NAME: metadata})
+    props = {p.key: p.value for p in model.metadata_props}  # keeps form_onnx's "classes"
+    onnx.helper.set_model_props(model, {**props, METADATA_NAME: metadata})
     onnx.save(model, str(target))
 
 
@@ -210,11 +264,16 @@ class SavedModelRunner:
         self._loaded = tf.saved_model.load(str(path))  # its functions need it alive
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
-        return np.asarray(self._loaded.serve(np.asarray(pixels, np.uint8)), np.float32)
+        out = self._loaded.serve(np.asarray(pixels, np.uint8))
+        return np.asarray(out["probabilities"] if isinstance(out, dict) else out, np.float32)
 
 
 class TFLiteRunner:
-    """LiteRT's interpreter when ``ai-edge-litert`` is installed, else TensorFlow's."""
+    """LiteRT's interpreter when ``ai-edge-litert`` is installed, else TensorFlow's.
+
+    A fixed input shape (``[batch, H, W, C]``) runs in chunks of ``batch`` images, the last
+    padded; a dynamic one (an export before fixed shapes) is resized to each batch.
+    """
 
     def __init__(self, path: Path) -> None:
         try:
@@ -226,13 +285,35 @@ class TFLiteRunner:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TensorFlow's interpreter warns it is deprecated
             self._interpreter = Interpreter(model_path=str(path))
-        self._input = self._interpreter.get_input_details()[0]["index"]
+        details = self._interpreter.get_input_details()[0]
+        self._input = details["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
+        signature = tuple(int(n) for n in details["shape_signature"])
+        self._fixed = None if -1 in signature else signature
         self._shape: tuple[int, ...] | None = None
+        if self._fixed is not None:
+            self._interpreter.allocate_tensors()
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         pixels = np.ascontiguousarray(pixels, np.uint8)
-        if pixels.shape != self._shape:
+        if self._fixed is None:
+            return self._run(pixels, resize=True)
+        batch = self._fixed[0]
+        if pixels.shape[1:] != self._fixed[1:]:
+            raise ExportError(
+                f"this TFLite export takes images of shape {list(self._fixed[1:])}, got "
+                f"{list(pixels.shape[1:])}: resize them to the base size first"
+            )
+        out = []
+        for start in range(0, len(pixels), batch):
+            chunk = pixels[start : start + batch]
+            pad = np.zeros((batch - len(chunk), *chunk.shape[1:]), np.uint8)
+            padded = np.concatenate([chunk, pad])
+            out.append(self._run(padded)[: len(chunk)])
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def _run(self, pixels: np.ndarray, resize: bool = False) -> np.ndarray:
+        if resize and pixels.shape != self._shape:
             self._interpreter.resize_tensor_input(self._input, pixels.shape)
             self._interpreter.allocate_tensors()
             self._shape = pixels.shape
@@ -247,10 +328,11 @@ class ONNXRunner:
 
         self._session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
+        self._output = self._session.get_outputs()[0].name  # the scores (``probabilities``)
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         feed = {self._input: np.asarray(pixels, np.uint8)}
-        return np.asarray(self._session.run(None, feed)[0], np.float32)
+        return np.asarray(self._session.run([self._output], feed)[0], np.float32)
 
 
 CONVERTERS = {
@@ -260,34 +342,41 @@ CONVERTERS = {
             "saved-model",
             suffix="",
             keras_format="tf_saved_model",
-            triangle_resize=False,
+            resizing="keras",
             finish=_finish_saved_model,
             read_metadata=_read_saved_model,
             runner=SavedModelRunner,
             check_graph=check_saved_model,
             marker="saved_model.pb",
+            convert=form_saved_model.write_saved_model,
+            place=form_saved_model.next_version,
+            locate=form_saved_model.newest_version,
         ),
         Converter(
             "tflite",
             suffix=".tflite",
             keras_format="litert",
-            triangle_resize=True,
+            resizing="fixed",
             finish=_finish_tflite,
             read_metadata=_read_tflite,
             runner=TFLiteRunner,
             check_graph=check_tflite,
+            convert=form_tflite.write_tflite,
+            settings=("batch", "quantize"),
+            output_names=("probabilities",),
         ),
         Converter(
             "onnx",
             suffix=".onnx",
             keras_format="onnx",
-            triangle_resize=True,
+            resizing="triangle",
             finish=_finish_onnx,
             read_metadata=_read_onnx,
             runner=ONNXRunner,
             check_graph=check_onnx,
             packages=("tf2onnx", "onnx", "onnxruntime"),
             runtime=("onnx", "onnxruntime"),
+            convert=form_onnx.write_onnx,
         ),
     )
 }

@@ -137,3 +137,84 @@ def check_parity(
         argmax_agreement=float(np.mean(got.argmax(1) == expected.argmax(1))) if len(rows) else 1.0,
         ids=[ids[r] for r in rows],
     )
+
+
+#: Cached images (not used for calibration) a quantized export is measured on, at least.
+QUANTIZED_SAMPLE = 1000
+
+
+@dataclass
+class Quantized:
+    """What quantization changed: top-1 accuracy on cached images the calibration did not
+    use (the head fitted on the whole cache, so both accuracies are on its training rows)."""
+
+    quantize: str
+    calibration: int
+    n: int
+    accuracy: float
+    float_accuracy: float
+    agreement: float
+    max_abs_diff: float
+
+    @property
+    def change(self) -> float:
+        """Accuracy of the quantized export minus the head's (float32)."""
+        return self.accuracy - self.float_accuracy
+
+    def to_dict(self) -> dict:
+        """The figures as JSON-ready values."""
+        return {
+            "quantize": self.quantize,
+            "calibration_images": self.calibration,
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "float_accuracy": self.float_accuracy,
+            "accuracy_change": self.change,
+            "top1_agreement": self.agreement,
+            "max_abs_diff": self.max_abs_diff,
+        }
+
+
+def calibration_pixels(cache: FeatureCache, base: Base, count: int) -> np.ndarray:
+    """uint8 source images of ``count`` cache rows spread over the cache, decoded as
+    extraction did: what int8 quantization calibrates on."""
+    return _source_pixels(cache, _sample_rows(len(cache), count), base)[1]
+
+
+def check_quantized(
+    exported: Exported,
+    head: Any,
+    cache: FeatureCache,
+    base: Base,
+    *,
+    quantize: str,
+    calibration: int,
+    sample: int = QUANTIZED_SAMPLE,
+    batch_size: int = 32,
+) -> Quantized:
+    """Accuracy of the quantized export and of the head on labelled cache rows outside the
+    ``calibration`` rows of :func:`calibration_pixels` (up to ``sample`` of them)."""
+    used = set(_sample_rows(len(cache), calibration).tolist()) if calibration else set()
+    labels = cache.labels
+    rest = np.array([r for r in range(len(cache)) if r not in used and labels[r] >= 0], int)
+    if not rest.size:
+        raise ExportError(
+            f"{cache.path} has no labelled rows besides the calibration images to measure the "
+            "quantized export on; skip the check with --sample 0"
+        )
+    rows, pixels = _source_pixels(cache, rest[_sample_rows(len(rest), sample)], base)
+    expected = head_scores(head, cache.features[rows])
+    got = np.concatenate(
+        [exported.predict(pixels[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
+    )
+    classes = np.asarray(head.classes_)
+    truth = labels[rows]
+    return Quantized(
+        quantize=quantize,
+        calibration=calibration,
+        n=len(rows),
+        accuracy=float(np.mean(classes[got.argmax(1)] == truth)),
+        float_accuracy=float(np.mean(classes[expected.argmax(1)] == truth)),
+        agreement=float(np.mean(got.argmax(1) == expected.argmax(1))),
+        max_abs_diff=float(np.abs(got - expected).max()),
+    )

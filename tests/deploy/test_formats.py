@@ -79,10 +79,12 @@ def test_saved_model_runs_with_tf_saved_model(fm, tmp_path):
 
     out = tmp_path / "sm"
     result = export(fm["cache"], out, head=fm["head"], sample=N, format="saved-model")
-    assert result.kind == "saved-model" and result.labels == out / "labels.txt"
-    loaded = tf.saved_model.load(str(out))
-    _check(result, fm, lambda x: loaded.serve(x).numpy())
-    meta = json.loads((out / "bottleneck.json").read_text(encoding="utf-8"))
+    version = out / "1"  # TF Serving's version folder
+    assert result.kind == "saved-model" and result.path == version
+    assert result.labels == version / "labels.txt"
+    loaded = tf.saved_model.load(str(version))
+    _check(result, fm, lambda x: loaded.serve(x)["probabilities"].numpy())
+    meta = json.loads((version / "bottleneck.json").read_text(encoding="utf-8"))
     assert meta["classes"] == fm["classes"] and meta["resize"].startswith("bilinear, antialiased")
 
 
@@ -93,14 +95,16 @@ def _tflite(path: Path):
         warnings.simplefilter("ignore")
         interpreter = tf.lite.Interpreter(model_path=str(path))
     (inp,), (outp,) = interpreter.get_input_details(), interpreter.get_output_details()
-    assert list(inp["shape_signature"]) == [-1, -1, -1, 1] and inp["dtype"] == np.uint8
+    assert list(inp["shape_signature"]) == [1, 28, 28, 1] and inp["dtype"] == np.uint8
+    interpreter.allocate_tensors()
 
-    def run(pixels):
-        interpreter.resize_tensor_input(inp["index"], pixels.shape)
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(inp["index"], pixels)
-        interpreter.invoke()
-        return interpreter.get_tensor(outp["index"]).copy()
+    def run(pixels):  # one image at a time: the input shape is fixed
+        out = []
+        for image in pixels:
+            interpreter.set_tensor(inp["index"], image[None])
+            interpreter.invoke()
+            out.append(interpreter.get_tensor(outp["index"])[0].copy())
+        return np.stack(out)
 
     return run
 
@@ -116,8 +120,10 @@ def test_tflite_converts_and_runs_with_the_interpreter(fm, tmp_path):
     flat = flatbuffer_utils.read_model(str(out))
     (entry,) = [m for m in flat.metadata if m.name == b"bottleneck"]
     meta = json.loads(bytes(flat.buffers[entry.buffer].data))
-    assert meta["classes"] == fm["classes"] and "antialiased" in meta["resize"]
-    _check_resizes_like_keras(run, fm)
+    assert meta["classes"] == fm["classes"]
+    assert meta["resize"].startswith("none: the input is fixed")
+    assert meta["input"]["shape"] == [1, 28, 28, 1] and meta["input"]["dtype"] == "uint8"
+    assert meta["input"]["normalization"] == {"mean": 0.0, "std": 1.0}
 
 
 def _check_resizes_like_keras(run, fm) -> None:
