@@ -18,7 +18,8 @@ _SHOW_FAILED = 10
 @click.command()
 @click.argument("source")
 @options.base()
-@options.trust_graph("a SavedModel base")
+@options.layout()
+@options.trust_graph("a SavedModel or ONNX base")
 @options.out("the cache file.", required=True)
 @options.classes()
 @options.limit()
@@ -113,6 +114,8 @@ def extract(
       bottleneck extract data/photos --base ./custom_sm --preprocess unit --trust-graph -o c.h5
       bottleneck extract data/photos --base resnet50 -o photos.h5 --store-dtype float16
       bottleneck extract data/photos --base mobilenet_v2 -o photos.h5 --runtime auto
+      bottleneck extract data/photos --base resnet18_torch.onnx --preprocess torch \\
+          --output features -o photos.h5
       bottleneck extract data/photos --base resnet50 -o photos.h5 --update
       bottleneck extract data/photos --base resnet50 -o photos.h5 --update \\
           --layers avg_pool,conv5_block2_out,conv4_block6_out

@@ -32,6 +32,7 @@ from types import ModuleType
 from bottleneck_transfer.features.bases import (
     application,
     model_file,
+    onnx_file,
     pixels,
     preset,
     saved_model,
@@ -43,6 +44,7 @@ BASE_KINDS: dict[str, ModuleType] = {
     "pixels": pixels,
     "preset": preset,
     "saved_model": saved_model,
+    "onnx_file": onnx_file,
     "model_file": model_file,
     "application": application,
 }
