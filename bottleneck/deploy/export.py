@@ -91,6 +91,8 @@ _BASE_KEYS = (
     "application",
     "file",
     "file_sha256",
+    "format",
+    "layout",
     "weights",
     "weights_sha256",
     "layer",
