@@ -193,3 +193,29 @@ def test_what_rebuilds_a_keras_graph_is_refused(tmp_path):
         randomized(base)
     with pytest.raises(BaseModelError, match="--weights"):
         load_base(tmp_path / "i.onnx", weights="imagenet")
+
+
+def test_cache_ls_lists_the_runtimes_folder_and_prune_removes_its_entries(tmp_path, store):
+    from bottleneck_transfer.entries import EntryManifest, manifest_path
+    from bottleneck_transfer.features.store import CacheStore
+
+    source = images(tmp_path / "imgs", (8, 8), n=2)
+    extract(source, str(identity_model(tmp_path / "i.onnx", ["N", 3, 8, 8])), tmp_path / "x.h5")
+    runtimes = store / "runtimes"
+    probe = runtimes / f"probe-{'0' * 24}.json"
+    with EntryManifest(manifest_path(probe)).writing(probe.name) as tmp:
+        tmp.write_text('{"choice": "onnx"}', encoding="utf-8")
+    stray = runtimes / f"probe-{'1' * 24}.json"
+    stray.write_text("{}", encoding="utf-8")
+    result = _cli("cache", "ls", "--cache-dir", store, "--long")
+    assert result.exit_code == 0, result.output
+    rows = [line.split("\t") for line in result.output.splitlines() if not line.startswith("#")]
+    kinds = {row[0]: (row[1], row[4]) for row in rows}
+    (graph,) = [p for p in runtimes.iterdir() if p.is_dir()]
+    assert kinds[str(graph)] == ("runtime", "complete")
+    assert kinds[str(probe)] == ("probe", "complete")
+    assert kinds[str(stray)] == ("probe", "not ours")
+    pruned = CacheStore(store).prune(only=[graph, probe, stray])
+    assert sorted(pruned.removed) == sorted([graph, probe])
+    assert [path for path, _ in pruned.kept] == [stray]
+    assert not graph.exists() and not probe.exists() and stray.exists()

@@ -46,6 +46,7 @@ from bottleneck_transfer.errors import BaseModelError, MissingDependencyError
 from bottleneck_transfer.features.bases.common import weights_sha256
 from bottleneck_transfer.features.bases.onnx_graph import OnnxGraph
 from bottleneck_transfer.features.runtimes import pixel_model
+from bottleneck_transfer.features.store import CacheStore
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.graphs import check_onnx
 
@@ -209,6 +210,7 @@ def converted(job: Pass, context: RunContext) -> tuple[Path, dict]:
         )
     folder = context.store / fingerprint(graph_identity(job)).split(":", 1)[-1][:32]
     if reusable(folder, "ONNX graph"):
+        CacheStore.touch(folder)  # its last use, for `cache prune --older-than`
         record = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))
     else:
         record = convert(job, folder, context)
