@@ -5,6 +5,7 @@ operators are checked; ``info-base`` shows it; it runs on ONNX Runtime only."""
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -174,12 +175,18 @@ def test_info_base_shows_inputs_outputs_and_op_domains(tmp_path):
     assert any(line.split()[:4] == ["ai.onnx", "opset", "17", "standard:"] for line in lines)
     result = _cli("info-base", custom_op_model(tmp_path / "evil.onnx"), "--json")
     assert result.exit_code == 0, result.output
-    import json
-
     info = json.loads(result.output)
     custom = next(d for d in info["domains"] if d["domain"] == "com.example")
     assert custom == {"domain": "com.example", "version": 1, "standard": False, "ops": ["Exec"]}
     assert info["inputs"] == [{"name": "x", "shape": ["?", 3, 8, 8], "dtype": "float32"}]
+
+
+def test_info_base_of_another_kind_shows_the_base_its_settings_build():
+    result = _cli("info-base", "pixels", "--image-size", "8", "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert (info["kind"], info["input"], info["features"]) == ("pixels", [8, 8, 3], 192)
+    assert info["description"]["application"] == "pixels"
 
 
 def test_what_rebuilds_a_keras_graph_is_refused(tmp_path):
