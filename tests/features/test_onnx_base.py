@@ -200,6 +200,10 @@ def test_what_rebuilds_a_keras_graph_is_refused(tmp_path):
         randomized(base)
     with pytest.raises(BaseModelError, match="--weights"):
         load_base(tmp_path / "i.onnx", weights="imagenet")
+    with pytest.raises(BaseModelError, match=r"--layout applies to \.onnx bases"):
+        load_base("pixels", layout="nchw")
+    auto = open_runner(Pass(base, (base,)), 2, "auto", make_context())
+    assert auto.provenance["name"] == "onnx"
 
 
 def test_cache_ls_lists_the_runtimes_folder_and_prune_removes_its_entries(tmp_path, store):

@@ -28,7 +28,12 @@ from bottleneck_transfer.features.bases.common import (
     check_layers,
 )
 from bottleneck_transfer.features.bases.preprocessing import describe_preprocess
-from bottleneck_transfer.features.bases.registry import base_kind, cuts_layers, poolings
+from bottleneck_transfer.features.bases.registry import (
+    base_kind,
+    cuts_layers,
+    layouts,
+    poolings,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -94,6 +99,11 @@ def load_base(
 
     kind = base_kind(base)
     _check_enum(pooling, poolings(kind), "pooling")
+    if layout is not None and not layouts(kind):
+        raise BaseModelError(
+            f"--layout applies to .onnx bases; a {kind.KIND} base takes NHWC pixels. "
+            f"Received: layout={layout!r}, base={str(base)!r}; leave --layout out"
+        )
     size = (image_size, image_size) if isinstance(image_size, int) else image_size
     request = BaseRequest(
         weights, size, pooling, layer, preprocess, channels, seed, trust_graph, layout

@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bottleneck_transfer.errors import BaseModelError
+from bottleneck_transfer.features import choices
 from bottleneck_transfer.features.bases import hub
 from bottleneck_transfer.features.bases import onnx_graph as og
 from bottleneck_transfer.features.bases.built import BaseRequest, Built, resolve_base_file
@@ -29,6 +30,8 @@ from bottleneck_transfer.fingerprint import sha256_file
 from bottleneck_transfer.graphs import check_onnx
 
 KIND = "onnx_file"
+#: The input layouts it takes (``--layout``).
+LAYOUTS = choices.LAYOUTS
 #: The ``format`` of an ONNX base's description.
 FORMAT = "onnx"
 #: Input size of a model whose input's height and width are not fixed.

@@ -6,6 +6,8 @@ A kind module provides
     Its name (the key in :data:`BASE_KINDS`).
 ``POOLINGS``
     The ``pooling`` values it takes (optional; default ``avg``, ``max``).
+``LAYOUTS``
+    The input layouts ``--layout`` may give (optional; default none: NHWC pixels only).
 ``detect(base) -> bool``
     Whether ``base`` (a name, a path or a handle, as given to ``--base``) is of this kind.
     Kinds are asked in :data:`BASE_KINDS` order; the last, ``application``, takes any name.
@@ -64,6 +66,11 @@ def base_kind(base: str | Path) -> ModuleType:
 def poolings(kind: ModuleType) -> tuple[str, ...]:
     """The ``pooling`` values ``kind`` takes."""
     return getattr(kind, "POOLINGS", POOLINGS)
+
+
+def layouts(kind: ModuleType) -> tuple[str, ...]:
+    """The ``layout`` values ``kind`` takes (none: it takes NHWC pixels only)."""
+    return getattr(kind, "LAYOUTS", ())
 
 
 def cuts_layers(kind: ModuleType) -> bool:
