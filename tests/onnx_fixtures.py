@@ -16,9 +16,10 @@ def helper_model(
     *,
     metadata: dict[str, str] | None = None,
     domains: dict[str, int] | None = None,
+    opset: int = 17,
 ) -> Path:
     """Save a float32 graph of ``nodes`` from input ``x`` (``input_shape``; str: a named dim)
-    to ``outputs`` (name -> shape) at opset 17, with ``metadata`` props and extra ``domains``."""
+    to ``outputs`` (name -> shape) at ``opset``, with ``metadata`` props and extra ``domains``."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -28,7 +29,7 @@ def helper_model(
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape)],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs.items()],
     )
-    opsets = [helper.make_opsetid("", 17)]
+    opsets = [helper.make_opsetid("", opset)]
     opsets += [helper.make_opsetid(d, v) for d, v in (domains or {}).items()]
     model = helper.make_model(graph, opset_imports=opsets, ir_version=8)
     if metadata:
@@ -45,7 +46,7 @@ def identity_model(path: Path, input_shape: list, **kwargs) -> Path:
     return helper_model(path, [node], input_shape, {"y": input_shape}, **kwargs)
 
 
-def two_output_model(path: Path) -> Path:
+def two_output_model(path: Path, opset: int = 17) -> Path:
     """NCHW 3x8x8 in; outputs ``map`` (Relu, 4-D) and ``flat`` (its flattening, 2-D)."""
     from onnx import helper
 
@@ -54,7 +55,7 @@ def two_output_model(path: Path) -> Path:
         helper.make_node("Flatten", ["map"], ["flat"], axis=1),
     ]
     shapes = {"map": ["N", 3, 8, 8], "flat": ["N", 192]}
-    return helper_model(path, nodes, ["N", 3, 8, 8], shapes)
+    return helper_model(path, nodes, ["N", 3, 8, 8], shapes, opset=opset)
 
 
 def custom_op_model(path: Path) -> Path:

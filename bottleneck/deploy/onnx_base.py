@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 #: The export's input and output names.
 IMAGE, PROBABILITIES = "image", "probabilities"
+#: The highest opset Keras' ONNX exporter (tf2onnx) writes; a head for a base of a later
+#: opset is converted up to it (``onnx.version_converter``).
+HEAD_MAX_OPSET = 18
 #: What the metadata says of resizing: there is none inside.
 RESIZE = "none: images at input_shape (decode and resize them first, as predict does)"
 
@@ -53,7 +56,8 @@ def _opset(model: onnx.ModelProto) -> int:
 
 
 def _head_graph(layers: list[keras.layers.Layer], dim: int, opset: int) -> onnx.ModelProto:
-    """The head's layers and softmax, features ``(N, dim)`` -> probabilities, in ONNX."""
+    """The head's layers and softmax, features ``(N, dim)`` -> probabilities, in ONNX at
+    ``opset`` (written at :data:`HEAD_MAX_OPSET` and converted, beyond it)."""
     import keras
     import numpy as np
     import onnx
@@ -68,8 +72,12 @@ def _head_graph(layers: list[keras.layers.Layer], dim: int, opset: int) -> onnx.
     with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = Path(folder) / "head.onnx"
-        head.export(str(path), format="onnx", verbose=False, opset_version=opset)
-        return onnx.load(str(path))
+        written = min(opset, HEAD_MAX_OPSET)
+        head.export(str(path), format="onnx", verbose=False, opset_version=written)
+        graph = onnx.load(str(path))
+    if written == opset:
+        return graph
+    return onnx.version_converter.convert_version(graph, opset)
 
 
 def merged(base: Base, layers: list[keras.layers.Layer]) -> onnx.ModelProto:
@@ -101,7 +109,11 @@ def merged(base: Base, layers: list[keras.layers.Layer]) -> onnx.ModelProto:
         nodes, "bottleneck_export", [image, *rest], [probabilities],
         initializer=graph.initializer, value_info=graph.value_info,
     )  # fmt: skip
-    model = helper.make_model(built, opset_imports=joined.opset_import, ir_version=ir)
+    versions = {
+        entry.domain: entry.version for entry in joined.opset_import
+    }  # one per domain: merge_models lists both models'
+    opsets = [helper.make_opsetid(domain, version) for domain, version in versions.items()]
+    model = helper.make_model(built, opset_imports=opsets, ir_version=ir)
     model.functions.extend(joined.functions)
     onnx.checker.check_model(model)
     return model

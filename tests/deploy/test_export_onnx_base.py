@@ -24,12 +24,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def onnx_cache(tmp_path, monkeypatch):
-    """A cache of 12 8x8 images (no resize at decoding) made with an NCHW ONNX base."""
+@pytest.fixture(params=[17, 21], ids=["opset17", "opset21"])
+def onnx_cache(tmp_path, monkeypatch, request):
+    """A cache of 12 8x8 images (no resize at decoding) made with an NCHW ONNX base, at opset
+    17 and at 21 (beyond what Keras' ONNX exporter writes)."""
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "store"))
     source = images(tmp_path / "imgs", (8, 8))
-    base = two_output_model(tmp_path / "base.onnx")
+    base = two_output_model(tmp_path / "base.onnx", opset=request.param)
     extract(source, str(base), tmp_path / "c.h5", progress=False)
     return tmp_path / "c.h5", source
 
@@ -48,6 +49,8 @@ def test_export_is_one_onnx_graph_that_agrees_with_the_head(onnx_cache, tmp_path
     onnx.checker.check_model(model)
     metadata = json.loads(next(p.value for p in model.metadata_props if p.key == "bottleneck"))
     assert metadata["classes"] == ["a", "b"] and metadata["base"]["format"] == "onnx"
+    base_opset = onnx.load(str(tmp_path / "base.onnx")).opset_import[0].version
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [base_opset]
     session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))
     (image,) = session.get_inputs()
     assert (image.name, image.type, image.shape) == ("image", "tensor(uint8)", ["batch", 8, 8, 3])
