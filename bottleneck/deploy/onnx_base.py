@@ -109,9 +109,8 @@ def merged(base: Base, layers: list[keras.layers.Layer]) -> onnx.ModelProto:
         nodes, "bottleneck_export", [image, *rest], [probabilities],
         initializer=graph.initializer, value_info=graph.value_info,
     )  # fmt: skip
-    versions = {
-        entry.domain: entry.version for entry in joined.opset_import
-    }  # one per domain: merge_models lists both models'
+    # one entry per domain (merge_models lists both models' imports)
+    versions = {entry.domain: entry.version for entry in joined.opset_import}
     opsets = [helper.make_opsetid(domain, version) for domain, version in versions.items()]
     model = helper.make_model(built, opset_imports=opsets, ir_version=ir)
     model.functions.extend(joined.functions)
