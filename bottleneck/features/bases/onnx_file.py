@@ -79,7 +79,7 @@ def build(base: str | Path, request: BaseRequest) -> Built:
         )
     check_onnx(path, trusted=request.trust_graph)
     model = og.read_model(path)
-    meta = og.metadata(model)
+    meta = {k: v for k, v in og.metadata(model).items() if k in og.METADATA_KEYS}
     (first, *_) = og.inputs(model) or [None]
     if first is None or first.shape is None:
         raise BaseModelError(f"{path.name} declares no input shape; give an image model")
