@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 #: ``metadata_props`` keys read as defaults of ``--layout``, ``--image-size``, ``--preprocess``.
 METADATA_KEYS = ("layout", "image_size", "preprocess")
-#: The feature graph's input and output names.
-PIXELS, FEATURES = "pixels", "features"
+#: The feature graph's input and output names (prefixed: a file's own names stay free).
+PIXELS, FEATURES = "bottleneck_pixels", "bottleneck_features"
 #: Runtime an ONNX base runs on (``--runtime``): its graph is not a Keras model.
 RUNTIME = "onnx"
 
