@@ -17,8 +17,9 @@ def helper_model(
     metadata: dict[str, str] | None = None,
     domains: dict[str, int] | None = None,
     opset: int = 17,
+    input_name: str = "x",
 ) -> Path:
-    """Save a float32 graph of ``nodes`` from input ``x`` (``input_shape``; str: a named dim)
+    """Save a float32 graph of ``nodes`` from ``input_name`` (``input_shape``; str: a named dim)
     to ``outputs`` (name -> shape) at ``opset``, with ``metadata`` props and extra ``domains``."""
     import onnx
     from onnx import TensorProto, helper
@@ -26,7 +27,7 @@ def helper_model(
     graph = helper.make_graph(
         nodes,
         "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, input_shape)],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs.items()],
     )
     opsets = [helper.make_opsetid("", opset)]

@@ -139,6 +139,19 @@ def test_size_and_preprocessing_from_metadata_or_options(tmp_path):
         load_base(fixed, image_size=16)
 
 
+def test_a_file_using_the_feature_graphs_own_names_composes(tmp_path):
+    from onnx import helper
+    from onnx_fixtures import helper_model
+
+    node = helper.make_node("Relu", ["pixels"], ["features"])
+    shape = ["N", 8, 8, 3]
+    path = helper_model(
+        tmp_path / "p.onnx", [node], shape, {"features": shape}, input_name="pixels"
+    )
+    pixels = _pixels((2, 8, 8, 3))
+    assert_features_close(_run(load_base(path), pixels), pixels.mean(axis=(1, 2)), rtol=1e-6)
+
+
 def test_the_output_is_chosen_by_name_and_pooled_if_4d(tmp_path):
     path = two_output_model(tmp_path / "two.onnx")
     pixels = _pixels((3, 8, 8, 3))
