@@ -18,7 +18,8 @@ _SHOW_FAILED = 10
 @click.command()
 @click.argument("source")
 @options.base()
-@options.trust_graph("a SavedModel base")
+@options.layout()
+@options.trust_graph("a SavedModel or ONNX base")
 @options.out("the cache file.", required=True)
 @options.classes()
 @options.limit()
@@ -113,6 +114,8 @@ def extract(
       bottleneck extract data/photos --base ./custom_sm --preprocess unit --trust-graph -o c.h5
       bottleneck extract data/photos --base resnet50 -o photos.h5 --store-dtype float16
       bottleneck extract data/photos --base mobilenet_v2 -o photos.h5 --runtime auto
+      bottleneck extract data/photos --base resnet18_torch.onnx --preprocess torch \\
+          --output features -o photos.h5
       bottleneck extract data/photos --base resnet50 -o photos.h5 --update
       bottleneck extract data/photos --base resnet50 -o photos.h5 --update \\
           --layers avg_pool,conv5_block2_out,conv4_block6_out
@@ -287,4 +290,29 @@ def verify(cache: str, no_source: bool, as_json: bool) -> None:
         raise BottleneckError(f"{cache}: {len(report.problems)} problem(s) found")
 
 
-COMMANDS = [extract, info, verify]
+@click.command("info-base")
+@click.argument("base")
+@options.base_settings()
+@options.layout()
+@options.json_flag()
+def info_base(base: str, as_json: bool, **settings) -> None:
+    """Show what a base is, without extracting: an .onnx file's inputs, outputs (names,
+    shapes, dtypes), operator domains and metadata (read, not run); any other base's input,
+    feature size and description as --base with these settings builds it.
+
+    \b
+    Examples:
+      bottleneck info-base resnet18.onnx
+      bottleneck info-base mobilenet_v2 --weights none --image-size 96 --json
+    """
+    from bottleneck_transfer.features.base_info import base_info, info_lines
+
+    given = {key: value for key, value in settings.items() if value is not None}
+    data = base_info(base, **given)
+    if as_json:
+        options.echo_json(data)
+    else:
+        click.echo("\n".join(info_lines(data)))
+
+
+COMMANDS = [extract, info, info_base, verify]

@@ -24,6 +24,7 @@ from bottleneck_transfer.features.choices import (
     COMPUTE_DTYPES,
     DASK_TIMEOUT,
     ENGINES,
+    LAYOUTS,
     RUNTIME_CHOICES,
     STORE_DTYPES,
 )
@@ -398,10 +399,10 @@ def runtime() -> Decorator:
     return click.option(
         "--runtime",
         type=click.Choice(RUNTIME_CHOICES),
-        default="keras",
-        show_default=True,
-        help="keras; onnx: the base converted once to ONNX (kept in the store, refused unless "
-        "its features equal Keras' to 1e-4) and run by ONNX Runtime; auto: the faster of the "
+        default=None,
+        help="keras (the default; onnx for an .onnx base, which runs on nothing else); "
+        "onnx: the base converted once to ONNX (kept in the store, refused unless its "
+        "features equal Keras' to 1e-4) and run by ONNX Runtime; auto: the faster of the "
         "two for this base on this machine (probed once, kept in the store). The cache "
         "fingerprint is the same; the runtime is in the provenance.",
     )
@@ -460,7 +461,14 @@ def base_settings() -> Decorator:
             help="avg/max over a feature map's positions or a transformer's tokens (avg: the "
             "mean token); token: a transformer's class token (KerasHub bases).",
         ),
-        click.option("--layer", default=None, help="Cut at this layer (default: penultimate)."),
+        click.option(
+            "--layer",
+            "--output",
+            "layer",
+            default=None,
+            help="Cut at this layer (default: penultimate); an .onnx base: take this output "
+            "(default: its first).",
+        ),
         click.option(
             "--preprocess",
             default=None,
@@ -470,6 +478,17 @@ def base_settings() -> Decorator:
             "caffe, or any normalisation (x-mean)/std with one number or one per channel: "
             "mean=127.5,std=127.5 or 'mean=123.7,116.3,103.5;std=58.4,57.1,57.4'.",
         ),
+    )
+
+
+def layout() -> Decorator:
+    """``--layout``: an ONNX file base's input layout (:mod:`features.bases.onnx_file`)."""
+    return click.option(
+        "--layout",
+        type=click.Choice(LAYOUTS),
+        default=None,
+        help="An .onnx base's input layout (default: its metadata's, else read from its input "
+        "shape: the axis of 1 or 3 channels).",
     )
 
 

@@ -14,6 +14,9 @@ was made with, and writes one of these forms (``format``, else from ``out``'s su
   converted for those runtimes and the serving and mobile stacks that run them
   (:mod:`deploy.formats`).
 
+A cache made with an ONNX file base exports as ``onnx`` only: its graph and the head's in one
+ONNX graph (:mod:`deploy.onnx_base`); the other forms are refused in one line.
+
 Before the export appears (one atomic rename), it is reloaded with its own runtime (converted
 forms through :func:`deploy.exported.load_exported`, as ``predict`` loads them) and checked
 against the head on the cache's own source images (:mod:`deploy.parity`). The class names,
@@ -38,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
+from bottleneck_transfer.deploy import onnx_base
 from bottleneck_transfer.deploy.exported import (
     FORMAT,
     FORMAT_VERSION,
@@ -68,6 +72,7 @@ from bottleneck_transfer.display import Display
 from bottleneck_transfer.entries import remove_entry
 from bottleneck_transfer.errors import BaseModelError, ExportError, HeadError, did_you_mean
 from bottleneck_transfer.features.bases import Base, hub
+from bottleneck_transfer.features.bases.onnx_file import is_onnx_base
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.rebuild import rebuild_base
 from bottleneck_transfer.heads.registry import (
@@ -100,6 +105,8 @@ _BASE_KEYS = (
     "application",
     "file",
     "file_sha256",
+    "format",
+    "layout",
     "weights",
     "weights_sha256",
     "layer",
@@ -223,8 +230,10 @@ def _is_fitted(head: Any) -> bool:
         return False
 
 
-def _check_exportable_base(cache: FeatureCache) -> None:
-    """Refuse a SavedModel base: Keras loads its ``TFSMLayer`` from a file only unsafely."""
+def _check_exportable_base(cache: FeatureCache, form: str) -> None:
+    """Refuse a SavedModel base (Keras loads its ``TFSMLayer`` from a file only unsafely), and
+    an ONNX file base in any form but ``onnx`` (:func:`deploy.onnx_base.check_form`)."""
+    onnx_base.check_form(cache.provenance.get("base", {}), form, cache.path)
     name = cache.provenance.get("base", {}).get("saved_model")
     if name is not None:
         raise ExportError(
@@ -371,7 +380,7 @@ def plan_export(
     _check_form(spec, form, out, format)
     out = _place(out, form)
     with FeatureCache.open(cache) as opened:
-        _check_exportable_base(opened)
+        _check_exportable_base(opened, form)
         classes = list(opened.class_names)
         if head_file is not None:
             trained = load_head(head_file)
@@ -485,7 +494,7 @@ def export(
     _check_form(spec, form, out, format)
     out = _place(out, form)
     with FeatureCache.open(cache) as opened:
-        _check_exportable_base(opened)
+        _check_exportable_base(opened, form)
         estimator, spec, trained = _resolve_head(head, head_file, opened)
         kind_name = _head_kind(estimator, spec, form)
         classes_ = np.asarray(estimator.classes_)
@@ -534,7 +543,10 @@ def export(
             settings = replace(settings, calibration=pixels)
         if hub.requirements(described):  # e.g. keras-hub: Keras imports it to load the model
             metadata["requires"] = hub.requirements(described)
-        if exact:
+        if is_onnx_base(described):  # one ONNX graph, base and head (deploy.onnx_base)
+            metadata["resize"] = onnx_base.RESIZE
+            converter, model = onnx_base.OnnxBaseWriter(), onnx_base.merged(rebuilt, layers)
+        elif exact:
             resize = None if converter is None else converter.resize_layer(rebuilt.image_size)
             model = build_keras_model(rebuilt, layers, metadata, resize)
         else:

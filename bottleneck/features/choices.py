@@ -18,6 +18,8 @@ ENGINES: dict[str, str] = {"local": "local", "dask": "dask", "ray": "ray"}
 #: under :mod:`features.runners` (imported only when it runs); ``auto`` picks one of them per
 #: base and machine (:mod:`features.runners.probe`).
 RUNTIMES: dict[str, str] = {"keras": "keras", "onnx": "onnx"}
+#: Input layouts of an ONNX file base (``--layout``, :mod:`features.bases.onnx_file`).
+LAYOUTS = ("nchw", "nhwc")
 #: What ``--runtime`` accepts.
 RUNTIME_CHOICES = ("auto", *RUNTIMES)
 #: Seconds a cluster run (``--engine dask|ray``) may wait before it stops with one line

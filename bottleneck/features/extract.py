@@ -281,4 +281,5 @@ def _load_job(base: str | Path, options: ExtractOptions, **cut: Any) -> Pass:
         weights=options.weights,
         image_size=options.image_size,
         preprocess=options.preprocess,
+        layout=options.layout,
     )

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 #: The options that shape a source given by name (:func:`features.sources.open_source`).
 SOURCE_OPTIONS = ("classes", "limit", "groups", "source_kind", "image_column", "label_column")
 #: The options that shape a base given by name (:func:`features.bases.load_base`).
-BASE_OPTIONS = ("weights", "image_size", "pooling", "layer", "preprocess", "trust_graph")
+BASE_OPTIONS = (
+    "weights", "image_size", "pooling", "layer", "preprocess", "trust_graph", "layout"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class ExtractOptions:
 
     Parameters
     ----------
-    weights, image_size, pooling, layer, preprocess, trust_graph
+    weights, image_size, pooling, layer, preprocess, trust_graph, layout
         :func:`features.bases.load_base`'s options, for a base given by name (a
         :class:`Base` object has them already: passing any is an error).
     classes, limit
@@ -86,8 +88,9 @@ class ExtractOptions:
         For the cluster engines: seconds to wait to reach the cluster, for a worker, or
         while no worker runs a shard, before the run stops with one line, keeping the
         finished shards for a rerun (default: :data:`features.choices.DASK_TIMEOUT`, 60).
-    runtime : {"keras", "onnx", "auto"}
-        How the base's forward pass runs (:mod:`features.runners`): ``"keras"`` (default);
+    runtime : {"keras", "onnx", "auto"}, optional
+        How the base's forward pass runs (:mod:`features.runners`): ``"keras"`` (None, the
+        default: ``"keras"``, or ``"onnx"`` for an ONNX file base, which runs on nothing else);
         ``"onnx"``: converted once to ONNX (stored, parity checked to 1e-4) and run by ONNX
         Runtime; ``"auto"``: the faster of the two for this base on this machine (probed
         once, stored). Not part of the fingerprint: ONNX runs only where its features equal
@@ -128,6 +131,7 @@ class ExtractOptions:
     layer: str | None = None
     preprocess: str | None = None
     trust_graph: bool = False
+    layout: str | None = None
     classes: str | list | None = None
     limit: int | None = None
     split: Split | None = None
@@ -147,7 +151,7 @@ class ExtractOptions:
     scheduler: str | None = None
     shard_images: int | None = None
     timeout: float | None = None
-    runtime: str = "keras"
+    runtime: str | None = None
     store_dtype: str = "float32"
     compression: str | None = None
     update: bool = False
@@ -159,7 +163,7 @@ class ExtractOptions:
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1. Received: batch_size={self.batch_size}")
         check_storage(self.store_dtype, self.compression)
-        if self.runtime not in RUNTIME_CHOICES:
+        if self.runtime is not None and self.runtime not in RUNTIME_CHOICES:
             raise ValueError(
                 f"runtime must be one of {', '.join(RUNTIME_CHOICES)}. "
                 f"Received: runtime={self.runtime!r}"

@@ -74,6 +74,7 @@ def rebuild_base(
                 preprocess=mode,
                 channels=channels,
                 seed=int(described.get("weights_seed", 0)),
+                layout=described.get("layout"),
             )
             if base.description.get("preprocess") != described.get("preprocess"):
                 continue

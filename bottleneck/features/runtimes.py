@@ -111,6 +111,7 @@ def load_pass(
     compute_dtype: str | None = None,
     trust_graph: bool = False,
     seed: int = 0,
+    layout: str | None = None,
 ) -> Pass:
     """The pass of ``base`` cut at ``layer`` (one cache), or at every one of ``layers``
     (one cache per layer, one model computing them all: :func:`features.bases.load_layers`).
@@ -130,6 +131,7 @@ def load_pass(
         "compute_dtype": compute_dtype,
         "trust_graph": trust_graph,
         "seed": seed,
+        "layout": layout,
     }
     size = tuple(image_size) if isinstance(image_size, list) else image_size
     shaping = {
@@ -140,7 +142,7 @@ def load_pass(
         "seed": seed,
     }
     if layers is None:
-        loaded = load_base(base, layer=layer, trust_graph=trust_graph, **shaping)
+        loaded = load_base(base, layer=layer, trust_graph=trust_graph, layout=layout, **shaping)
         one = with_compute_dtype(loaded, compute_dtype)
         return Pass(one, (one,), recipe=recipe)
     bases, joint = load_layers(base, layers, **shaping)

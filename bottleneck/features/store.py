@@ -7,6 +7,8 @@ The store owns its folder's layout; nothing else in it is the store's::
     fits/<32 hex>.json       a fit's metadata    fits/<32 hex>.skops    the fitted head
     fits/<32 hex>.npz        stored predictions  (heads/memo.py writes fits/)
     exports/<32 hex>/        export.json, and model.keras or model/ (pipeline/run.py writes it)
+    runtimes/<32 hex>/       a converted graph: model.onnx, conversion.json (features/runners)
+    runtimes/probe-<24 hex>.json   what ``--runtime auto`` chose for a base on this machine
 
 Each entry has its manifest (:mod:`bottleneck_transfer.entries`): beside a file entry
 (``<24 hex>.h5.manifest.json``, ``fits/<32 hex>.manifest.json`` for a fit's two files,
@@ -56,14 +58,18 @@ FITS_FOLDER = "fits"
 EXPORTS_FOLDER = "exports"
 EXPORT_SUMMARY = "export.json"
 EXPORT_MODELS = {"keras": "model.keras", "folder": "model"}
+#: The store's folder of converted graphs and runtime probes (:mod:`features.runners`).
+RUNTIMES_FOLDER = "runtimes"
 #: What ``cache ls`` lists, in its order: each kind of thing the store writes.
-KINDS = ("cache", "partial", "fit", "predictions", "export")
+KINDS = ("cache", "partial", "fit", "predictions", "export", "runtime", "probe")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 #: How the store names what it writes (and their manifests); nothing else is the store's.
 _MANIFEST = re.escape(MANIFEST_SUFFIX)
 _STORE_NAME = re.compile(rf"[0-9a-f]{{24}}\.h5(\.partial|{_MANIFEST})?")
 _FIT_NAME = re.compile(rf"[0-9a-f]{{32}}(\.json|\.skops|\.npz|{_MANIFEST}|\.npz{_MANIFEST})")
 _EXPORT_NAME = re.compile(r"[0-9a-f]{32}")
+_RUNTIME_NAME = _EXPORT_NAME
+_PROBE_NAME = re.compile(rf"probe-[0-9a-f]{{24}}\.json({_MANIFEST})?")
 _LINK = "a symbolic link: not followed"
 
 
@@ -132,9 +138,10 @@ class CacheStore:
     def entries(self) -> list[dict]:
         """Everything named as the store names it, by kind (:data:`KINDS`), newest first.
 
-        ``kind`` is ``cache``, ``partial`` (an unfinished extraction), ``fit``, ``predictions``
-        or ``export``. ``status`` is ``complete``; ``damaged`` (a file its manifest lists is
-        missing, not a regular file or of another size, or a cache does not open);
+        ``kind`` is ``cache``, ``partial`` (an unfinished extraction), ``fit``, ``predictions``,
+        ``export``, ``runtime`` (a converted graph) or ``probe`` (a runtime probe).
+        ``status`` is ``complete``; ``damaged`` (a file its manifest lists is missing, not a
+        regular file or of another size, or a cache does not open);
         ``partial`` (an unfinished extraction's folder); or ``not ours`` (no manifest, a
         symbolic link, or it holds what its manifest does not list); ``note`` says why.
         ``head`` is a fit's head spec, or an export's head and form. Only manifests are
@@ -144,6 +151,8 @@ class CacheStore:
             *self._caches(),
             *self._fits(),
             *(("export", p) for p in self._named(EXPORTS_FOLDER, _EXPORT_NAME)),
+            *(("runtime", p) for p in self._named(RUNTIMES_FOLDER, _RUNTIME_NAME)),
+            *self._probes(),
         ]
         out = []
         for kind, path in found:
@@ -238,6 +247,15 @@ class CacheStore:
         return (
             sorted(p for p in where.iterdir() if name.fullmatch(p.name)) if where.is_dir() else []
         )
+
+    def _probes(self) -> list[tuple[str, Path]]:
+        """``("probe", path)`` per runtime probe (also when only its manifest is left); none
+        in a linked ``runtimes/`` folder (listed once, as a runtime entry)."""
+        if (self.root / RUNTIMES_FOLDER).is_symlink():
+            return []
+        paths = self._named(RUNTIMES_FOLDER, _PROBE_NAME)
+        probes = {p.with_name(p.name.removesuffix(MANIFEST_SUFFIX)) for p in paths}
+        return [("probe", p) for p in sorted(probes)]
 
     def _caches(self) -> list[tuple[str, Path]]:
         """``("cache" | "partial", path)`` per cache name (a manifest whose cache is gone
@@ -372,6 +390,13 @@ def _recognise_export(folder: Path) -> tuple[str, str, dict]:
     return "complete", "", {"head": f"{head} ({kind})"}
 
 
+def _recognise_runtime(path: Path) -> tuple[str, str, dict]:
+    """The status of a converted graph's folder or a runtime probe, and why."""
+    if path.name.startswith("probe-") or path.is_dir() or path.is_symlink():
+        return (*_judge(path), {})
+    return "not ours", "not a converted graph's folder", {}
+
+
 def _judge(entry: Path, manifest: Path | None = None) -> tuple[str, str]:
     """``(status, note)`` of an entry by its manifest, opening nothing but the manifest:
     ``not ours`` (a link; no manifest; or it holds what its manifest does not list),
@@ -426,6 +451,8 @@ _RECOGNISE: dict[str, Callable[[Path], tuple[str, str, dict]]] = {
     "fit": _recognise_fit,
     "predictions": _recognise_predictions,
     "export": _recognise_export,
+    "runtime": _recognise_runtime,
+    "probe": _recognise_runtime,
 }
 _IN_USE = {
     "cache": "in use: a running extraction holds its lock",

@@ -19,7 +19,12 @@ from bottleneck_transfer import limits
 from bottleneck_transfer.errors import BottleneckError, HeadError, did_you_mean
 from bottleneck_transfer.features.bases.hub import spelled_path
 from bottleneck_transfer.features.bases.preprocessing import SYNTAX, check_preprocess
-from bottleneck_transfer.features.choices import COMPRESSIONS, RUNTIME_CHOICES, STORE_DTYPES
+from bottleneck_transfer.features.choices import (
+    COMPRESSIONS,
+    LAYOUTS,
+    RUNTIME_CHOICES,
+    STORE_DTYPES,
+)
 from bottleneck_transfer.heads.declared import METRIC_NAMES
 from bottleneck_transfer.heads.learning_curve import parse_sizes
 from bottleneck_transfer.heads.registry import default_heads, head_names, make_head
@@ -210,7 +215,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "trust_graph": Key(
             (bool,),
             default=False,
-            doc="Run a SavedModel base whose graph holds ops off the allow-list.",
+            doc="Run a SavedModel or ONNX base whose graph holds ops off the allow-list.",
+        ),
+        "layout": Key(
+            (str,),
+            check=_choice(*LAYOUTS),
+            doc="An .onnx base's input layout, nchw or nhwc (default: its metadata's, else "
+            "read from its input shape).",
         ),
     },
     "extract": {
@@ -237,9 +248,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "runtime": Key(
             (str,),
             check=_choice(*RUNTIME_CHOICES),
-            default="keras",
-            doc="How the base runs: keras; onnx (ONNX Runtime, parity checked); auto (the "
-            "faster here, probed once). Baselines run on keras.",
+            doc="How the base runs: keras (unset: keras; onnx for an .onnx base); onnx (ONNX "
+            "Runtime, parity checked); auto (the faster here, probed once). Baselines run on "
+            "keras.",
         ),
         "shard_images": Key((int,), check=_positive, doc="Images per shard with engine dask."),
         "store_dtype": Key(

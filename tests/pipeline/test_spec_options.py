@@ -87,8 +87,16 @@ def test_heads_metric_is_one_of_the_declared_metrics(tmp_path):
         load_spec(path)
 
 
-def test_runtime_defaults_to_keras_and_takes_onnx_or_auto(tmp_path):
-    assert load_spec(_spec(tmp_path))["extract"]["runtime"] == "keras"
+def test_runtime_defaults_to_the_bases_own_and_takes_onnx_or_auto(tmp_path):
+    # unset: keras, or onnx for an ONNX file base (features.runners.open_runner)
+    assert load_spec(_spec(tmp_path))["extract"]["runtime"] is None
     assert load_spec(_spec(tmp_path, extract='runtime = "onnx"'))["extract"]["runtime"] == "onnx"
     with pytest.raises(SpecError, match=r"extract.runtime: .*auto.*keras.*onnx"):
         load_spec(_spec(tmp_path, extract='runtime = "tflite"'))
+
+
+def test_base_layout_takes_nchw_or_nhwc(tmp_path):
+    assert load_spec(_spec(tmp_path))["base"]["layout"] is None
+    assert load_spec(_spec(tmp_path, base='layout = "nchw"'))["base"]["layout"] == "nchw"
+    with pytest.raises(SpecError, match=r"base.layout: .*nchw, nhwc"):
+        load_spec(_spec(tmp_path, base='layout = "chw"'))

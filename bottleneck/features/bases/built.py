@@ -14,6 +14,7 @@ import numpy as np
 from bottleneck_transfer.errors import BaseModelError
 from bottleneck_transfer.features.bases.common import PIXELS, Base, _assemble, weights_sha256
 from bottleneck_transfer.features.bases.preprocessing import describe_preprocess
+from bottleneck_transfer.fingerprint import sha256_file
 
 if TYPE_CHECKING:
     import keras
@@ -31,6 +32,8 @@ class BaseRequest:
     channels: int
     seed: int
     trust_graph: bool
+    #: An ONNX base's input layout (``nchw``/``nhwc``; None: from its shape or metadata).
+    layout: str | None = None
 
 
 @dataclass
@@ -154,3 +157,29 @@ def candidates(name: str, cache_path: Path) -> list[Path]:
     """Where a base named only by its file or folder name is looked for."""
     folders = [Path.cwd(), cache_path.parent, cache_path.parent.parent, _repo_bases_dir()]
     return [folder / name for folder in folders]
+
+
+def resolve_base_file(described: dict, base_path: str | Path | None, cache_path: Path) -> Path:
+    """Find the base model file named in the provenance (``file``) and verify its sha256."""
+    name = described["file"]
+    expected = described.get("file_sha256")
+    if base_path is not None:
+        path = Path(base_path).expanduser()
+        if not path.is_file():
+            raise BaseModelError(f"base model file not found: {path} (--base)")
+        actual = sha256_file(path)
+        if expected and actual != expected:
+            raise BaseModelError(
+                f"{path} is not the base the cache {cache_path} was made with: its sha256 is "
+                f"{actual}, the cache's base {name} has {expected}"
+            )
+        return path
+    places = candidates(name, cache_path)
+    for path in places:
+        if path.is_file() and (not expected or sha256_file(path) == expected):
+            return path
+    raise BaseModelError(
+        f"the cache {cache_path} was made with the base model file {name} ({expected}), "
+        f"which is not in {', '.join(str(c.parent) for c in places)}; "
+        "point at it with --base PATH"
+    )

@@ -139,7 +139,14 @@ def hub_kind(base: Any) -> str | None:
 
 
 def refuse_saved_model(described: dict, what: str) -> None:
-    """Raise when ``what`` needs to rebuild the base's graph: a SavedModel's is fixed."""
+    """Raise when ``what`` needs to rebuild the base's graph: a SavedModel's is fixed, and so
+    is an ONNX file's (which Keras cannot run at all)."""
+    if described.get("format") == "onnx":
+        raise BaseModelError(
+            f"{what} does not apply to the ONNX file {described.get('file')}: its graph and "
+            "weights are fixed inside it and it runs on ONNX Runtime, not Keras; use a Keras "
+            "model file as the base for it"
+        )
     name = described.get("saved_model")
     if name is not None:
         raise BaseModelError(

@@ -28,7 +28,12 @@ from bottleneck_transfer.features.bases.common import (
     check_layers,
 )
 from bottleneck_transfer.features.bases.preprocessing import describe_preprocess
-from bottleneck_transfer.features.bases.registry import base_kind, cuts_layers, poolings
+from bottleneck_transfer.features.bases.registry import (
+    base_kind,
+    cuts_layers,
+    layouts,
+    poolings,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -45,6 +50,7 @@ def load_base(
     channels: int = 3,
     seed: int = 0,
     trust_graph: bool = False,
+    layout: str | None = None,
 ) -> Base:
     """Build a frozen feature extractor.
 
@@ -54,7 +60,8 @@ def load_base(
         A ``keras.applications`` name in any spelling (``resnet50``, ``MobileNetV2``), a
         ``.keras``/``.h5`` model file, ``"pixels"`` (raw pixels, the no-transfer baseline), or
         a hub base (:mod:`features.hub`): ``keras-hub:NAME``, an ``hf://`` or ``kaggle://``
-        handle, a KerasHub preset folder, or a SavedModel folder.
+        handle, a KerasHub preset folder, or a SavedModel folder; or an ``.onnx`` file
+        (:mod:`.onnx_file`; ``layer`` names its output).
     weights : str, optional
         ``"imagenet"`` (the default for applications), ``"none"`` (random, seeded by
         ``seed``) or a weights file. Model files use their own weights by default.
@@ -78,6 +85,8 @@ def load_base(
     trust_graph : bool
         Run a SavedModel base whose graph holds ops off the allow-list of
         :mod:`bottleneck_transfer.graphs` (``--trust-graph``; recorded in the description).
+    layout : {"nchw", "nhwc"}, optional
+        An ONNX file base's input layout (default: from its input shape or metadata).
 
     Examples
     --------
@@ -90,8 +99,15 @@ def load_base(
 
     kind = base_kind(base)
     _check_enum(pooling, poolings(kind), "pooling")
+    if layout is not None and not layouts(kind):
+        raise BaseModelError(
+            f"--layout applies to .onnx bases; a {kind.KIND} base takes NHWC pixels. "
+            f"Received: layout={layout!r}, base={str(base)!r}; leave --layout out"
+        )
     size = (image_size, image_size) if isinstance(image_size, int) else image_size
-    request = BaseRequest(weights, size, pooling, layer, preprocess, channels, seed, trust_graph)
+    request = BaseRequest(
+        weights, size, pooling, layer, preprocess, channels, seed, trust_graph, layout
+    )
     return kind.build(base, request).base(seed, preprocess)
 
 

@@ -13,8 +13,8 @@ from bottleneck_transfer.features.bases.built import (
     Backbone,
     BaseRequest,
     Built,
-    candidates,
     cut,
+    resolve_base_file,
     weights_arg,
 )
 from bottleneck_transfer.features.bases.common import random_weights
@@ -89,7 +89,7 @@ def rebuild_spec(
     if "file" not in described:
         return None
     weights_id = described.get("weights")
-    spec = _resolve_base_file(described, base_path, cache_path)
+    spec = resolve_base_file(described, base_path, cache_path)
     if weights is not None:
         return spec, [str(weights)]
     if weights_id == "file":
@@ -99,30 +99,4 @@ def rebuild_spec(
     raise BaseModelError(
         f"the cache {cache_path} was made with the weights file {weights_id!r} for "
         f"{described['file']}; pass it with --weights PATH"
-    )
-
-
-def _resolve_base_file(described: dict, base_path: str | Path | None, cache_path: Path) -> Path:
-    """Find the base model file named in the provenance and verify its sha256."""
-    name = described["file"]
-    expected = described.get("file_sha256")
-    if base_path is not None:
-        path = Path(base_path).expanduser()
-        if not path.is_file():
-            raise BaseModelError(f"base model file not found: {path} (--base)")
-        actual = sha256_file(path)
-        if expected and actual != expected:
-            raise BaseModelError(
-                f"{path} is not the base the cache {cache_path} was made with: its sha256 is "
-                f"{actual}, the cache's base {name} has {expected}"
-            )
-        return path
-    places = candidates(name, cache_path)
-    for path in places:
-        if path.is_file() and (not expected or sha256_file(path) == expected):
-            return path
-    raise BaseModelError(
-        f"the cache {cache_path} was made with the base model file {name} ({expected}), "
-        f"which is not in {', '.join(str(c.parent) for c in places)}; "
-        "point at it with --base PATH"
     )

@@ -6,6 +6,8 @@ A kind module provides
     Its name (the key in :data:`BASE_KINDS`).
 ``POOLINGS``
     The ``pooling`` values it takes (optional; default ``avg``, ``max``).
+``LAYOUTS``
+    The input layouts ``--layout`` may give (optional; default none: NHWC pixels only).
 ``detect(base) -> bool``
     Whether ``base`` (a name, a path or a handle, as given to ``--base``) is of this kind.
     Kinds are asked in :data:`BASE_KINDS` order; the last, ``application``, takes any name.
@@ -32,6 +34,7 @@ from types import ModuleType
 from bottleneck_transfer.features.bases import (
     application,
     model_file,
+    onnx_file,
     pixels,
     preset,
     saved_model,
@@ -43,6 +46,7 @@ BASE_KINDS: dict[str, ModuleType] = {
     "pixels": pixels,
     "preset": preset,
     "saved_model": saved_model,
+    "onnx_file": onnx_file,
     "model_file": model_file,
     "application": application,
 }
@@ -62,6 +66,11 @@ def base_kind(base: str | Path) -> ModuleType:
 def poolings(kind: ModuleType) -> tuple[str, ...]:
     """The ``pooling`` values ``kind`` takes."""
     return getattr(kind, "POOLINGS", POOLINGS)
+
+
+def layouts(kind: ModuleType) -> tuple[str, ...]:
+    """The ``layout`` values ``kind`` takes (none: it takes NHWC pixels only)."""
+    return getattr(kind, "LAYOUTS", ())
 
 
 def cuts_layers(kind: ModuleType) -> bool:

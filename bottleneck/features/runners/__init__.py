@@ -8,7 +8,9 @@ Each runtime is a module of this package, registered by name in
 - ``onnx`` (:mod:`.onnx`): the model converted once to ONNX (cached in the store, parity
   checked), run by ONNX Runtime.
 
-``auto`` (:mod:`.probe`) picks one of them per base and machine. :func:`open_runner` is the
+``auto`` (:mod:`.probe`) picks one of them per base and machine; a base that runs on one
+runtime only (an ONNX file, :mod:`features.bases.onnx_file`, whose model says ``runtime =
+"onnx"``) runs on it, any other asked for is refused. :func:`open_runner` is the
 one entry the extraction loop uses. A runner takes a batch of pixels and returns the model's
 float32 outputs (an array, or one per output for several layers), like
 :class:`features.runtimes.BatchRunner`; its ``provenance`` says what ran (recorded in the
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bottleneck_transfer.errors import BaseModelError
 from bottleneck_transfer.features.runners.base import (
     RUNTIMES_FOLDER,
     RunContext,
@@ -45,8 +48,24 @@ __all__ = [
 ]
 
 
-def open_runner(job: Pass, batch_size: int, runtime: str, context: RunContext) -> Runner:
-    """The runner of ``job``'s model on ``runtime`` (``auto``: :func:`.probe.choose`)."""
+def open_runner(job: Pass, batch_size: int, runtime: str | None, context: RunContext) -> Runner:
+    """The runner of ``job``'s model on ``runtime`` (``auto``: :func:`.probe.choose`; None:
+    ``keras``, or the one runtime a base runs on: ``onnx`` for an ONNX file).
+
+    Raises
+    ------
+    BaseModelError
+        A runtime the base cannot run on (``keras`` for an ONNX file), in one line.
+    """
+    only = getattr(job.runner.model, "runtime", None)  # a graph that runs on one runtime
+    if only is not None:
+        if runtime not in (None, "auto", only):
+            raise BaseModelError(
+                f"--runtime {runtime}: the base {job.runner.name} is an ONNX graph, not a Keras "
+                f"model, and runs on ONNX Runtime only; use --runtime {only} (or leave it out)"
+            )
+        runtime = only
+    runtime = runtime or "keras"
     if runtime == "auto":
         from bottleneck_transfer.features.runners.probe import choose
 

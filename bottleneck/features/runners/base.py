@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from bottleneck_transfer.features.choices import RUNTIME_CHOICES, RUNTIMES
+from bottleneck_transfer.features.store import RUNTIMES_FOLDER
 
 if TYPE_CHECKING:
     import numpy as np
     from bottleneck_transfer.features.runtimes import Pass
-
-#: The folder of the store holding converted graphs and runtime probes.
-RUNTIMES_FOLDER = "runtimes"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ be at most :data:`TOLERANCE`, else :class:`~bottleneck_transfer.errors.BaseModel
 the figure. So the runtime never enters a cache's fingerprint: its features are Keras' to
 that tolerance.
 
+An ONNX file base (:mod:`features.bases.onnx_file`) is not converted: its feature graph is
+stored as it is (no parity to check) and run the same way.
+
 **Trust**: every graph passes :func:`graphs.check_onnx` (standard operator domains only)
 before a session opens, unless ``--trust-graph``.
 
@@ -41,7 +44,9 @@ from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.entries import reusable
 from bottleneck_transfer.errors import BaseModelError, MissingDependencyError
 from bottleneck_transfer.features.bases.common import weights_sha256
+from bottleneck_transfer.features.bases.onnx_graph import OnnxGraph
 from bottleneck_transfer.features.runtimes import pixel_model
+from bottleneck_transfer.features.store import CacheStore
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.graphs import check_onnx
 
@@ -151,6 +156,8 @@ def convert(job: Pass, folder: Path, context: RunContext) -> dict:
         :data:`TOLERANCE` (the figure in the message): nothing is stored.
     """
     name = job.runner.name
+    if isinstance(job.runner.model, OnnxGraph):  # an ONNX base: its own graph, no conversion
+        return _store_graph(job.runner.model, folder)
     model = pixel_model(job.runner.model) or job.runner.model
     probe = probe_pixels(job, PROBE_IMAGES)
     if model is job.runner.model:
@@ -185,6 +192,16 @@ def convert(job: Pass, folder: Path, context: RunContext) -> dict:
     return record
 
 
+def _store_graph(graph: OnnxGraph, folder: Path) -> dict:
+    """Write an ONNX base's feature graph into ``folder`` (one atomic write); its record."""
+    record = {"source": "onnx file", "input": "float32"}
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        (tmp / GRAPH_FILE).write_bytes(graph.proto)
+        (tmp / RECORD_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record
+
+
 def converted(job: Pass, context: RunContext) -> tuple[Path, dict]:
     """The stored graph of ``job``'s model (converted first when not stored) and its record."""
     if job.runner.description.get("compute_dtype", "float32") != "float32":
@@ -193,6 +210,7 @@ def converted(job: Pass, context: RunContext) -> tuple[Path, dict]:
         )
     folder = context.store / fingerprint(graph_identity(job)).split(":", 1)[-1][:32]
     if reusable(folder, "ONNX graph"):
+        CacheStore.touch(folder)  # its last use, for `cache prune --older-than`
         record = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))
     else:
         record = convert(job, folder, context)

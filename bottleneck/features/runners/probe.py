@@ -10,9 +10,10 @@ both are probed there).
 
 The result is stored in ``<store>/runtimes/probe-<24 hex>.json``, keyed by the converted
 graph's identity (base, weights, outputs, converter), the batch size and the machine (CPU
-model, cores, accelerator): a second run reads it and probes nothing. The chosen runner's
-provenance records the choice, the probe's rates (images/s), whether they were read back,
-and the versions.
+model, cores, accelerator), with its manifest beside it: a second run reads it and probes
+nothing; ``bottleneck cache ls`` lists it and ``cache prune`` removes it like other entries.
+The chosen runner's provenance records the choice, the probe's rates (images/s), whether
+they were read back, and the versions.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bottleneck_transfer.atomic import atomic_write_text
+from bottleneck_transfer.entries import EntryManifest, manifest_path, reusable
 from bottleneck_transfer.errors import BottleneckError
 from bottleneck_transfer.features.choices import RUNTIMES
 from bottleneck_transfer.features.runners.base import RunContext, Runner, get_runtime
+from bottleneck_transfer.features.store import CacheStore
 from bottleneck_transfer.fingerprint import fingerprint
 
 if TYPE_CHECKING:
@@ -107,6 +109,10 @@ def probe_path(job: Pass, batch_size: int, context: RunContext) -> Path:
 
 
 def _read(path: Path) -> dict | None:
+    """The stored probe at ``path`` (as its manifest lists it; its use recorded), else None."""
+    if not reusable(path, "runtime probe"):
+        return None
+    CacheStore.touch(path)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -136,5 +142,6 @@ def choose(job: Pass, batch_size: int, context: RunContext) -> Chosen:
         return Chosen(runner, {**record, "read_back": str(path)})
     record, runners = _probe(job, batch_size, context)
     record["machine"] = machine(context)
-    atomic_write_text(path, json.dumps(record, indent=1))
+    with EntryManifest(manifest_path(path)).writing(path.name) as tmp:
+        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
     return Chosen(runners[record["choice"]], record)
