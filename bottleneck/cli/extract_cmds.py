@@ -23,6 +23,7 @@ _SHOW_FAILED = 10
 @options.classes()
 @options.limit()
 @options.groups()
+@options.target()
 @options.source_kind()
 @options.batch_size(
     "Images per model call (default: 64 on a CPU, 256 on an accelerator, at 224x224; "
@@ -104,6 +105,8 @@ def extract(
           --classes 5-9 -o caches/fm-train.h5
       bottleneck extract manifest.csv --base mobilenet_v2 --weights none --image-size 96 -o c.h5
       bottleneck extract scans.csv --groups patient --base resnet50 --val-split 0.2 -o s.h5
+      bottleneck extract ages.csv --target regression:column=age,unit=years --base resnet50 \\
+          -o ages.h5
       bottleneck extract data/photos --base resnet50 --val-split 0.2 -o caches/photos.h5
       bottleneck extract 'shards/train-{000..015}.tar' --base resnet50 -o train.h5
       bottleneck extract s3://bucket/beans/train.parquet --base resnet50 -o beans.h5

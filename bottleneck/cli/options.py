@@ -252,6 +252,16 @@ def groups(
     return click.option("--groups", default=None, metavar="COLUMN", help=help)
 
 
+def target(
+    help: str = "What a CSV/JSON-lines manifest labels each image with: class, binary, "
+    "multilabel ('|'-separated tags) or regression (a number), optionally with "
+    "':column=NAME,positive=VALUE,unit=TEXT,empty=true'. Default: inferred from the "
+    "'label' column (tags or fractional numbers; else a class); `info` states it.",
+) -> Decorator:
+    """``--target``: a manifest's target kind and column (:mod:`features.targets`)."""
+    return click.option("--target", default=None, metavar="KIND[:KEY=VALUE,...]", help=help)
+
+
 def source_kind() -> Decorator:
     """``--source``, ``--image-column``, ``--label-column``: how to read SOURCE."""
     return compose(
