@@ -190,16 +190,17 @@ def assert_min_accuracy(help: str) -> Decorator:
 
 def metric(what: str) -> Decorator:
     """``--metric``: the one declared metric that decides ``what`` (tuning, choices, verdicts)."""
-    from bottleneck_transfer.heads.declared import METRIC_NAMES, TOP_K
+    from bottleneck_transfer.heads.declared import ALL_METRIC_NAMES, METRIC_NAMES, TOP_K
 
     return click.option(
         "--metric",
-        type=click.Choice(METRIC_NAMES),
+        type=click.Choice(ALL_METRIC_NAMES),
         default=None,
         help=f"{MEANING['--metric']} {what}: {', '.join(METRIC_NAMES)} (top-k: top-{TOP_K} "
         "accuracy; log-loss and top-k need heads with probabilities). Lower is better for "
         "log-loss, higher for the rest. [default: accuracy, or balanced-accuracy when "
-        "classes are unequal]",
+        "classes are unequal] Binary targets: roc-auc (default), pr-auc, f1, accuracy; "
+        "multi-label: map (default), micro-f1, macro-f1; regression: r2 (default), mae, rmse.",
     )
 
 
