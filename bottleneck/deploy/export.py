@@ -431,6 +431,12 @@ def export(
     >>> export("caches/fm-train.h5", "model_dir", head="knn")  # a folder form  # doctest: +SKIP
     """
     started = time.perf_counter()
+    with FeatureCache.open(cache) as opened:
+        target = opened.target.kind
+    if target != "class" and isinstance(head, str) and head_file is None:
+        from bottleneck_transfer.deploy.target_export import export_target
+
+        return export_target(cache, out, head=head, sample=sample, atol=atol)
     out = Path(out)
     form = resolve_format(out, format)
     converter = CONVERTERS.get(form)
@@ -577,7 +583,9 @@ def build_keras_model(
     for layer in layers:
         x = layer(x)
     x = metadata_layer(metadata, len(metadata["classes"]))(x)
-    outputs = keras.layers.Activation("softmax", name=OUTPUT_LAYER)(x)
+    # softmax over classes; a binary, multi-label or regression target's own (sigmoid, linear)
+    activation = metadata.get("activation", "softmax")
+    outputs = keras.layers.Activation(activation, name=OUTPUT_LAYER)(x)
     return keras.Model(inputs, outputs, name="bottleneck_export")
 
 

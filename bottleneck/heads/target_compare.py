@@ -99,6 +99,8 @@ class Fold:
     params: dict[str, Any]
     validation: float
     seconds: float
+    #: The head fitted on all of ``train`` (what an export of it holds).
+    head: Any = field(default=None, repr=False)
 
 
 @dataclass
@@ -321,6 +323,7 @@ def fit_fold(
         params,
         value,
         time.perf_counter() - started,
+        head,
     )
 
 
