@@ -230,13 +230,15 @@ def _read_classes(
     if values and all(v.lstrip("-").isdigit() for v in values):
         values = sorted(values, key=int)
     if kind == "binary":
+        seen: dict[str, None] = {}
         for (line, _), text in zip(rows, out, strict=True):
-            if text and text not in values[:2]:
+            seen |= {text: None} if text else {}
+            if len(seen) > 2:
                 raise _fail(
                     where,
                     line,
                     spec,
-                    f"holds a third value {text!r} ({', '.join(values[:2])} seen before)",
+                    f"holds a third value {text!r} ({', '.join(list(seen)[:2])} seen before)",
                     "a binary target has two values",
                 )
         if len(values) != 2 or (spec.positive is not None and spec.positive not in values):
