@@ -431,11 +431,9 @@ def export(
     >>> export("caches/fm-train.h5", "model_dir", head="knn")  # a folder form  # doctest: +SKIP
     """
     started = time.perf_counter()
-    with FeatureCache.open(cache) as opened:
-        target = opened.target.kind
-    if target != "class" and isinstance(head, str) and head_file is None:
-        from bottleneck_transfer.deploy.target_export import export_target
+    from bottleneck_transfer.deploy.target_export import export_target, target_kind_of
 
+    if isinstance(head, str) and head_file is None and target_kind_of(cache) != "class":
         return export_target(cache, out, head=head, sample=sample, atol=atol)
     out = Path(out)
     form = resolve_format(out, format)

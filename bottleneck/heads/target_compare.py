@@ -15,6 +15,8 @@ fitted on all the fold's training rows and scores its held-out rows, which no ch
 Metrics (:data:`~.declared.TARGET_DECLARED`) come with 95% bootstrap intervals over the
 scored rows (pooled over CV folds), and each head's difference from the baseline with a paired
 bootstrap interval: it *beats the baseline* when that interval lies on the good side of 0.
+Every split, outer and inner, keeps copies of one picture and declared groups
+(:func:`~bottleneck_transfer.features.duplicates.cache_duplicates`) on one side.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.duplicates import cache_duplicates
 from bottleneck_transfer.features.targets import Target
 from bottleneck_transfer.heads.declared import Metric, target_metric
 from bottleneck_transfer.heads.registry import (
@@ -67,6 +70,9 @@ class TargetData:
     y: np.ndarray
     target: Target
     ids: list[str]
+    #: Each row's group label (copies of one picture, declared groups), kept whole by every
+    #: split; None when no two rows are tied.
+    linked: np.ndarray | None = None
 
     @classmethod
     def read(cls, cache: FeatureCache | str | Path) -> TargetData:
@@ -83,7 +89,8 @@ class TargetData:
         if target.kind == "binary" and (y < 0).any():
             row = int(np.flatnonzero(y < 0)[0])
             raise HeadError(f"{cache.path}: row {row} ({cache.ids[row]}) has no binary label")
-        return cls(cache.features, y, target, cache.ids)
+        X = cache.features
+        return cls(X, y, target, cache.ids, cache_duplicates(cache, X)[1])
 
 
 @dataclass
@@ -203,14 +210,16 @@ def strata(y: np.ndarray, target: Target) -> np.ndarray:
     return np.searchsorted(edges, y, side="right")
 
 
-def folds(labels: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified folds of the rows (:func:`~.splits.stratified_folds`), strata too small
-    for ``n_folds`` merged into the most common one."""
+def folds(
+    labels: np.ndarray, n_folds: int, seed: int, linked: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds of the rows (:func:`~.splits.stratified_folds`: ``linked`` groups
+    kept whole), strata too small for ``n_folds`` merged into the most common one."""
     counts = np.bincount(labels)
     merged = np.where(counts[labels] < n_folds, int(np.argmax(counts)), labels)
     if np.bincount(merged).max() < n_folds:
         raise HeadError(f"{len(labels)} rows are too few for {n_folds} folds")
-    return stratified_folds(merged, np.arange(len(labels)), n_folds, seed)
+    return stratified_folds(merged, np.arange(len(labels)), n_folds, seed, linked=linked)
 
 
 def predict_scores(head: Any, X: np.ndarray, kind: str) -> np.ndarray:
@@ -298,7 +307,8 @@ def fit_fold(
     train, held = rows
     kind = data.target.kind
     X, y = data.X[train], data.y[train]
-    inner = folds(strata(y, data.target), INNER_FOLDS, seed + 1)
+    linked = None if data.linked is None else data.linked[train]
+    inner = folds(strata(y, data.target), INNER_FOLDS, seed + 1, linked)
     best: tuple[float, dict, np.ndarray] | None = None
     for params in candidates(spec, tune, X.shape[1]) if spec != "baseline" else [{}]:
         oof = np.zeros(y.shape, np.float64)
@@ -441,7 +451,8 @@ def compare_targets(
         splits, y, mode = [(np.arange(len(data.y)), np.arange(len(held.y)))], held.y, "holdout"
     else:
         cv = cv or 5
-        splits, y, mode = folds(strata(data.y, target), cv, seed), data.y, f"cv{cv}"
+        splits = folds(strata(data.y, target), cv, seed, data.linked)
+        y, mode = data.y, f"cv{cv}"
     rows, replicates = [], []
     for spec in ["baseline", *specs]:
         fits = [

@@ -192,3 +192,15 @@ def test_cli_compare_json_on_a_regression_cache(caches, tmp_path):
     )
     assert refused.exit_code == 1
     assert "--baseline apply to class targets only" in refused.output
+
+
+def test_copies_stay_on_one_side_of_every_split(tmp_path):
+    X, values = regression_rows(n=60)
+    X[30:40] = X[:10]  # rows 30-39 are copies of rows 0-9
+    path = write_target_cache(
+        tmp_path / "copies.h5", X, [str(float(v)) for v in values], "regression"
+    )
+    result = compare_targets(path, heads=["ridge"], cv=3, n_bootstrap=100)
+    for fold in result.row("ridge").folds:
+        held = set(fold.test.tolist())
+        assert all((k in held) == (k + 30 in held) for k in range(10))
