@@ -237,10 +237,22 @@ def info(cache: str, as_json: bool) -> None:
         f"extracted    {data['created_at']}  {extraction.get('images_per_second')} images/s",
         "software     " + "  ".join(f"{k} {v}" for k, v in data["software"].items()),
         f"fingerprint  {data['fingerprint']}",
-        f"classes      {len(data['classes'])}"
-        + (f"  (+{data['unlabeled']} unlabeled)" if data["unlabeled"] else ""),
+        f"target       {data['target']['described']}",
     ]
-    lines += [f"  {c['index']:>3}  {c['name']:<24} {c['count']:>8}" for c in data["classes"]]
+    if "rows" in data["target"]:  # multi-label tags, a regression value
+        lines += [
+            "  "
+            + "  ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+            )
+            for row in data["target"]["rows"]
+        ]
+    else:
+        lines.append(
+            f"classes      {len(data['classes'])}"
+            + (f"  (+{data['unlabeled']} unlabeled)" if data["unlabeled"] else "")
+        )
+        lines += [f"  {c['index']:>3}  {c['name']:<24} {c['count']:>8}" for c in data["classes"]]
     lines.append(f"failed       {len(data['failed'])}")
     lines += [f"  {f['id']}: {f['reason']}" for f in data["failed"][:_SHOW_FAILED]]
     click.echo("\n".join(lines))

@@ -154,3 +154,17 @@ def test_regression_and_multilabel_caches_hold_their_targets(tmp_path):
     with FeatureCache.open(tags) as cache:
         np.testing.assert_array_equal(cache.targets, [[1, 1, 0], [0, 1, 0], [0, 0, 1]])
         assert [r["rows"] for r in cache._display_rows()] == [1, 2, 1]
+
+
+def test_info_states_the_target(tmp_path):
+    from bottleneck_transfer.features.inspection import cache_info
+
+    X, values = regression_rows(n=5)
+    path = write_target_cache(
+        tmp_path / "r.h5", X, [str(float(v)) for v in values], "regression:column=age"
+    )
+    info = cache_info(path)
+    assert info["target"]["described"] == "regression: age"
+    assert info["target"]["rows"][0]["mean"] == pytest.approx(values.mean(), rel=1e-6)
+    old = write_cache(tmp_path / "old.h5", np.eye(2), [0, 1], class_names=["a", "b"])
+    assert cache_info(old)["target"]["described"] == "class: 2 classes"
