@@ -204,3 +204,10 @@ def test_copies_stay_on_one_side_of_every_split(tmp_path):
     for fold in result.row("ridge").folds:
         held = set(fold.test.tolist())
         assert all((k in held) == (k + 30 in held) for k in range(10))
+
+
+def test_head_best_compares_a_target_cache(caches):
+    from bottleneck_transfer.heads.best import best_head
+
+    spec, origin = best_head(caches["regression"], heads=["ridge", "knn"], metric="mae")
+    assert spec == "ridge" and "validation mae" in origin
