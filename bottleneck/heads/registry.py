@@ -56,6 +56,17 @@ it: ``"linear-svm:calibrate=false"`` gives the uncalibrated head, whose outputs 
 (``score_*`` columns, never ``prob_*``); ``calibrate=sigmoid|isotonic|temperature`` chooses
 a method (for any kind; ``true``: the kind's method, else temperature).
 
+**Targets.** A kind declares the target kinds it fits (:attr:`HeadKind.targets`; default
+class and binary) and, where that needs another estimator, its factory
+(:attr:`HeadKind.target_factories`): ``logreg`` fits multi-label targets as one-vs-rest
+logistic regressions, ``dense`` multi-label and regression targets with sigmoid or linear
+outputs (:class:`~bottleneck_transfer.heads.target_estimators.DenseOutputHead`), ``knn``
+regression as :class:`~sklearn.neighbors.KNeighborsRegressor`; ``ridge``, ``linear-svr`` and
+``kernel-ridge`` fit regression only, so :func:`head_names` and :func:`default_heads` (of
+class targets by default) leave them out. ``make_head(spec, target=...)`` builds the kind's
+estimator for a target (only class and binary heads are calibrated);
+:mod:`~bottleneck_transfer.heads.target_compare` compares them.
+
 Specs are ``"NAME"`` or ``"NAME:PARAM=VALUE,PARAM=VALUE"``; the parameters are those of the
 ``clf`` step, e.g. ``"logreg:C=0.1"`` or ``"dense:hidden=256,dropout=0.2"``.
 

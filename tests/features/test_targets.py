@@ -168,3 +168,9 @@ def test_info_states_the_target(tmp_path):
     assert info["target"]["rows"][0]["mean"] == pytest.approx(values.mean(), rel=1e-6)
     old = write_cache(tmp_path / "old.h5", np.eye(2), [0, 1], class_names=["a", "b"])
     assert cache_info(old)["target"]["described"] == "class: 2 classes"
+
+
+def test_target_of_a_folder_source_is_refused(tmp_path):
+    _manifest(tmp_path / "f" / "cat", "label", ["x"])
+    with pytest.raises(SourceError, match="--target names a column of a CSV manifest"):
+        open_source(str(tmp_path / "f"), target="binary")
