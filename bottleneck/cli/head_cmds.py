@@ -459,10 +459,11 @@ def train(
     from bottleneck_transfer.heads.budget import describe
     from bottleneck_transfer.heads.registry import DEFAULT_HEAD
     from bottleneck_transfer.heads.selection import resolve_metric
-    from bottleneck_transfer.heads.training import save_head, train_head
+    from bottleneck_transfer.heads.training import refuse_value_target, save_head, train_head
 
     options.refuse_overwrite(out, force)
     with FeatureCache.open(cache) as opened, _warnings_in_output():
+        refuse_value_target(opened)
         deciding, note = resolve_metric(
             metric, opened.labels, len(opened.class_names), [spec or DEFAULT_HEAD]
         )

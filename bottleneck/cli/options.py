@@ -188,13 +188,29 @@ def assert_min_accuracy(help: str) -> Decorator:
     return click.option("--assert-min-accuracy", type=click.FloatRange(0, 1), help=help)
 
 
+class _MetricChoice(click.Choice):
+    """Every declared metric of every target kind; the shell completes the class metrics
+    (and, for ``compare``, the others too)."""
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str):
+        from bottleneck_transfer.heads.declared import METRIC_NAMES
+
+        offered = self.choices if ctx.command.name == "compare" else METRIC_NAMES
+        return [
+            click.shell_completion.CompletionItem(name)
+            for name in offered
+            if str(name).startswith(incomplete)
+        ]
+
+
 def metric(what: str) -> Decorator:
-    """``--metric``: the one declared metric that decides ``what`` (tuning, choices, verdicts)."""
+    """``--metric``: the one declared metric that decides ``what`` (tuning, choices, verdicts);
+    class metrics, and those of binary, multi-label and regression targets."""
     from bottleneck_transfer.heads.declared import ALL_METRIC_NAMES, METRIC_NAMES, TOP_K
 
     return click.option(
         "--metric",
-        type=click.Choice(ALL_METRIC_NAMES),
+        type=_MetricChoice(ALL_METRIC_NAMES),
         default=None,
         help=f"{MEANING['--metric']} {what}: {', '.join(METRIC_NAMES)} (top-k: top-{TOP_K} "
         "accuracy; log-loss and top-k need heads with probabilities). Lower is better for "

@@ -211,3 +211,12 @@ def test_head_best_compares_a_target_cache(caches):
 
     spec, origin = best_head(caches["regression"], heads=["ridge", "knn"], metric="mae")
     assert spec == "ridge" and "validation mae" in origin
+
+
+def test_train_refuses_a_regression_cache_in_one_line(caches, tmp_path):
+    result = CliRunner().invoke(
+        cli, ["train", str(caches["regression"]), "--head", "ridge", "-o", str(tmp_path / "h")]
+    )
+    assert result.exit_code == 1
+    assert "has a regression target, not classes" in result.output
+    assert len(result.output.strip().splitlines()) == 1
