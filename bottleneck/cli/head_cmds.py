@@ -197,6 +197,7 @@ def compare(
     training rows (by F1, or --cost-ratio); --test, --cv, --heads, --tune, --metric,
     --bootstrap, --seed, -o and --json apply.
     """
+    from bottleneck_transfer.features.cache.reader import target_kind_of
     from bottleneck_transfer.heads.budget import describe
     from bottleneck_transfer.heads.compare import compare_heads
     from bottleneck_transfer.heads.registry import default_heads, split_specs
@@ -204,7 +205,7 @@ def compare(
     from bottleneck_transfer.heads.training import check_min_accuracy
 
     out = out or report
-    if _target_kind(train_cache) != "class":
+    if target_kind_of(train_cache) != "class":
         refused = {
             "--val-split": val_split,
             "--baseline-cache": baseline_caches,
@@ -340,14 +341,6 @@ def compare(
     )
 
 
-def _target_kind(path: str) -> str:
-    """The target kind of the cache at ``path`` (class for a cache that records none)."""
-    from bottleneck_transfer.features.cache import FeatureCache
-
-    with FeatureCache.open(path) as cache:
-        return cache.target.kind
-
-
 def _compare_targets(
     train: str,
     test: str | None,
@@ -358,13 +351,14 @@ def _compare_targets(
     **settings: Any,
 ) -> None:
     """``compare`` on a binary, multi-label or regression cache."""
+    from bottleneck_transfer.features.cache.reader import target_kind_of
     from bottleneck_transfer.heads.target_compare import compare_targets
     from bottleneck_transfer.heads.target_report import format_target_table, write_target_report
 
     if refused:
         raise HeadError(
             f"{', '.join(refused)} apply to class targets only; {train} has a "
-            f"{_target_kind(train)} target"
+            f"{target_kind_of(train)} target"
         )
     result = compare_targets(train, test, **settings)
     _show(result, format_target_table(result), write_target_report, out, as_json)

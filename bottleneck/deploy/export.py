@@ -55,6 +55,7 @@ from bottleneck_transfer.entries import remove_entry
 from bottleneck_transfer.errors import BaseModelError, ExportError, HeadError, did_you_mean
 from bottleneck_transfer.features.bases import Base, hub
 from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.cache.reader import target_kind_of
 from bottleneck_transfer.features.rebuild import rebuild_base
 from bottleneck_transfer.heads.registry import (
     DEFAULT_HEAD,
@@ -431,9 +432,9 @@ def export(
     >>> export("caches/fm-train.h5", "model_dir", head="knn")  # a folder form  # doctest: +SKIP
     """
     started = time.perf_counter()
-    from bottleneck_transfer.deploy.target_export import export_target, target_kind_of
-
     if isinstance(head, str) and head_file is None and target_kind_of(cache) != "class":
+        from bottleneck_transfer.deploy.target_export import export_target
+
         return export_target(cache, out, head=head, sample=sample, atol=atol)
     out = Path(out)
     form = resolve_format(out, format)

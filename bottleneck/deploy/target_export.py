@@ -39,7 +39,7 @@ from bottleneck_transfer.deploy.exported import (
 from bottleneck_transfer.deploy.keras_head import _dense_layer, _fold_scaler, final_estimator
 from bottleneck_transfer.deploy.keras_head import head_layers as class_head_layers
 from bottleneck_transfer.deploy.parity import DEFAULT_ATOL, DEFAULT_SAMPLE, check_parity
-from bottleneck_transfer.errors import BottleneckError, ExportError, HeadError
+from bottleneck_transfer.errors import ExportError, HeadError
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.rebuild import rebuild_base
 from bottleneck_transfer.heads.declared import target_metric
@@ -103,16 +103,6 @@ def target_layers(head: Any, dim: int, kind: str) -> list:
         )
     weight, folded_bias = _affine(coef.T, bias, transformers, dim)
     return [_dense_layer(weight, folded_bias, "head_outputs")]
-
-
-def target_kind_of(cache: str | Path) -> str:
-    """The target kind of the cache at ``cache``; ``"class"`` also when it cannot be opened
-    (the class export then names what is wrong with it)."""
-    try:
-        with FeatureCache.open(cache) as opened:
-            return opened.target.kind
-    except (BottleneckError, OSError):
-        return "class"
 
 
 class _Outputs:

@@ -559,3 +559,13 @@ def check_existing(
             describe_difference(path, cache.identity, identity, old_manifest, manifest)
             + "; rerun with --force to replace it, or write to another file with -o"
         )
+
+
+def target_kind_of(path: str | Path) -> str:
+    """The target kind of the cache at ``path``; ``"class"`` also when it cannot be opened
+    (the class path then names what is wrong with it)."""
+    try:
+        with FeatureCache.open(path) as cache:
+            return cache.target.kind
+    except (CacheError, OSError):
+        return "class"
