@@ -124,6 +124,15 @@ DIGITS_RUN = (
     "-o data/bench/digits_fashion_base_run.json",
 )
 RANK = ("python -m bottleneck_transfer.bench.rank -o data/bench/rank.json",)
+TARGETS = ("python -m bottleneck_transfer.bench.targets -o data/bench/targets.json",)
+
+
+def _targets(payload: dict[str, Any]) -> list[str]:
+    from bottleneck_transfer.bench.targets import format_targets
+
+    return format_targets(payload)
+
+
 BLOCKS: dict[str, Block] = {
     "views": Block("accuracy.json", ACCURACY, _views),
     "float16-heads": Block("accuracy.json", ACCURACY, _float16),
@@ -133,6 +142,7 @@ BLOCKS: dict[str, Block] = {
     "statistics": Block("statistics.json", STATISTICS, _statistics),
     "selection": Block("selection.json", SELECTION, _selection),
     "rank": Block("rank.json", RANK, _rank),
+    "targets": Block("targets.json", TARGETS, _targets),
 }
 
 

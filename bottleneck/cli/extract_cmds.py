@@ -24,6 +24,7 @@ _SHOW_FAILED = 10
 @options.classes()
 @options.limit()
 @options.groups()
+@options.target()
 @options.source_kind()
 @options.batch_size(
     "Images per model call (default: 64 on a CPU, 256 on an accelerator, at 224x224; "
@@ -105,6 +106,8 @@ def extract(
           --classes 5-9 -o caches/fm-train.h5
       bottleneck extract manifest.csv --base mobilenet_v2 --weights none --image-size 96 -o c.h5
       bottleneck extract scans.csv --groups patient --base resnet50 --val-split 0.2 -o s.h5
+      bottleneck extract ages.csv --target regression:column=age,unit=years --base resnet50 \\
+          -o ages.h5
       bottleneck extract data/photos --base resnet50 --val-split 0.2 -o caches/photos.h5
       bottleneck extract 'shards/train-{000..015}.tar' --base resnet50 -o train.h5
       bottleneck extract s3://bucket/beans/train.parquet --base resnet50 -o beans.h5
@@ -237,10 +240,22 @@ def info(cache: str, as_json: bool) -> None:
         f"extracted    {data['created_at']}  {extraction.get('images_per_second')} images/s",
         "software     " + "  ".join(f"{k} {v}" for k, v in data["software"].items()),
         f"fingerprint  {data['fingerprint']}",
-        f"classes      {len(data['classes'])}"
-        + (f"  (+{data['unlabeled']} unlabeled)" if data["unlabeled"] else ""),
+        f"target       {data['target']['described']}",
     ]
-    lines += [f"  {c['index']:>3}  {c['name']:<24} {c['count']:>8}" for c in data["classes"]]
+    if "rows" in data["target"]:  # multi-label tags, a regression value
+        lines += [
+            "  "
+            + "  ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+            )
+            for row in data["target"]["rows"]
+        ]
+    else:
+        lines.append(
+            f"classes      {len(data['classes'])}"
+            + (f"  (+{data['unlabeled']} unlabeled)" if data["unlabeled"] else "")
+        )
+        lines += [f"  {c['index']:>3}  {c['name']:<24} {c['count']:>8}" for c in data["classes"]]
     lines.append(f"failed       {len(data['failed'])}")
     lines += [f"  {f['id']}: {f['reason']}" for f in data["failed"][:_SHOW_FAILED]]
     click.echo("\n".join(lines))

@@ -48,6 +48,13 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
 )
 @options.tune("Tune each head on a validation split of TRAIN only.")
 @options.metric("tuning, the winner, the baseline and the verdict")
+@click.option(
+    "--cost-ratio",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Binary and multi-label targets: choose thresholds (on training rows) that minimise "
+    "false positives + RATIO x false negatives instead of maximising F1.",
+)
 @options.calibrate()
 @options.out(
     "the report folder: report.html (one page to read and share, opens offline), report.md,"
@@ -133,6 +140,7 @@ def compare(
     heads: str,
     tune: bool,
     metric: str | None,
+    cost_ratio: float | None,
     calibrate: bool,
     out: str | None,
     report: str | None,
@@ -182,7 +190,14 @@ def compare(
           --layer-sweep caches/conv.h5,caches/conv-test.h5
       bottleneck compare caches/huge.h5 --val-split 0.2 --heads logreg,dense \\
           --memory-budget 8G
+      bottleneck compare caches/ages.h5 --cv 5 --heads ridge,kernel-ridge --metric mae
+
+    A cache with a binary, multi-label or regression target (`extract --target`) compares
+    the heads that fit it against the mean (or prevalence) predictor, thresholds chosen on
+    training rows (by F1, or --cost-ratio); --test, --cv, --heads, --tune, --metric,
+    --bootstrap, --seed, -o and --json apply.
     """
+    from bottleneck_transfer.features.cache.reader import target_kind_of
     from bottleneck_transfer.heads.budget import describe
     from bottleneck_transfer.heads.compare import compare_heads
     from bottleneck_transfer.heads.registry import default_heads, split_specs
@@ -190,6 +205,32 @@ def compare(
     from bottleneck_transfer.heads.training import check_min_accuracy
 
     out = out or report
+    if target_kind_of(train_cache) != "class":
+        refused = {
+            "--val-split": val_split,
+            "--baseline-cache": baseline_caches,
+            "--baseline": baseline_names,
+            "--learning-curve": curve_sizes,
+            "--layer-sweep": layer_caches,
+            "--assert-min-accuracy": assert_min_accuracy,
+        }
+        _compare_targets(
+            train_cache,
+            test_cache,
+            [k for k, v in refused.items() if v],
+            heads=None if heads is None else split_specs(heads),
+            cv=cv,
+            tune=tune,
+            metric=metric,
+            cost_ratio=cost_ratio,
+            n_bootstrap=bootstrap,
+            random_state=seed,
+            out=out,
+            as_json=as_json,
+        )
+        return
+    if cost_ratio is not None:
+        raise HeadError("--cost-ratio chooses thresholds of binary and multi-label targets")
     specs = split_specs(heads) if heads is not None else list(default_heads())
     specs = options.calibrated_specs(specs, calibrate)
     if layer_caches:
@@ -300,6 +341,29 @@ def compare(
     )
 
 
+def _compare_targets(
+    train: str,
+    test: str | None,
+    refused: list[str],
+    *,
+    out: str | None,
+    as_json: bool,
+    **settings: Any,
+) -> None:
+    """``compare`` on a binary, multi-label or regression cache."""
+    from bottleneck_transfer.features.cache.reader import target_kind_of
+    from bottleneck_transfer.heads.target_compare import compare_targets
+    from bottleneck_transfer.heads.target_report import format_target_table, write_target_report
+
+    if refused:
+        raise HeadError(
+            f"{', '.join(refused)} apply to class targets only; {train} has a "
+            f"{target_kind_of(train)} target"
+        )
+    result = compare_targets(train, test, **settings)
+    _show(result, format_target_table(result), write_target_report, out, as_json)
+
+
 def _show(
     result: Any, text: str, write: Callable[[Any, str], dict], out: str | None, as_json: bool
 ) -> None:
@@ -389,10 +453,11 @@ def train(
     from bottleneck_transfer.heads.budget import describe
     from bottleneck_transfer.heads.registry import DEFAULT_HEAD
     from bottleneck_transfer.heads.selection import resolve_metric
-    from bottleneck_transfer.heads.training import save_head, train_head
+    from bottleneck_transfer.heads.training import refuse_value_target, save_head, train_head
 
     options.refuse_overwrite(out, force)
     with FeatureCache.open(cache) as opened, _warnings_in_output():
+        refuse_value_target(opened)
         deciding, note = resolve_metric(
             metric, opened.labels, len(opened.class_names), [spec or DEFAULT_HEAD]
         )

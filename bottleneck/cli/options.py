@@ -189,18 +189,35 @@ def assert_min_accuracy(help: str) -> Decorator:
     return click.option("--assert-min-accuracy", type=click.FloatRange(0, 1), help=help)
 
 
+class _MetricChoice(click.Choice):
+    """Every declared metric of every target kind; the shell completes the class metrics
+    (and, for ``compare``, the others too)."""
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str):
+        from bottleneck_transfer.heads.declared import METRIC_NAMES
+
+        offered = self.choices if ctx.command.name == "compare" else METRIC_NAMES
+        return [
+            click.shell_completion.CompletionItem(name)
+            for name in offered
+            if str(name).startswith(incomplete)
+        ]
+
+
 def metric(what: str) -> Decorator:
-    """``--metric``: the one declared metric that decides ``what`` (tuning, choices, verdicts)."""
-    from bottleneck_transfer.heads.declared import METRIC_NAMES, TOP_K
+    """``--metric``: the one declared metric that decides ``what`` (tuning, choices, verdicts);
+    class metrics, and those of binary, multi-label and regression targets."""
+    from bottleneck_transfer.heads.declared import ALL_METRIC_NAMES, METRIC_NAMES, TOP_K
 
     return click.option(
         "--metric",
-        type=click.Choice(METRIC_NAMES),
+        type=_MetricChoice(ALL_METRIC_NAMES),
         default=None,
         help=f"{MEANING['--metric']} {what}: {', '.join(METRIC_NAMES)} (top-k: top-{TOP_K} "
         "accuracy; log-loss and top-k need heads with probabilities). Lower is better for "
         "log-loss, higher for the rest. [default: accuracy, or balanced-accuracy when "
-        "classes are unequal]",
+        "classes are unequal] Binary targets: roc-auc (default), pr-auc, f1, accuracy; "
+        "multi-label: map (default), micro-f1, macro-f1; regression: r2 (default), mae, rmse.",
     )
 
 
@@ -251,6 +268,16 @@ def groups(
 ) -> Decorator:
     """``--groups``: a manifest column of user-declared groups, stored in the cache."""
     return click.option("--groups", default=None, metavar="COLUMN", help=help)
+
+
+def target(
+    help: str = "What a CSV/JSON-lines manifest labels each image with: class, binary, "
+    "multilabel ('|'-separated tags) or regression (a number), optionally with "
+    "':column=NAME,positive=VALUE,unit=TEXT,empty=true'. Default: inferred from the "
+    "'label' column (tags or fractional numbers; else a class); `info` states it.",
+) -> Decorator:
+    """``--target``: a manifest's target kind and column (:mod:`features.targets`)."""
+    return click.option("--target", default=None, metavar="KIND[:KEY=VALUE,...]", help=help)
 
 
 def source_kind() -> Decorator:

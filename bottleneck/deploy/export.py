@@ -74,6 +74,7 @@ from bottleneck_transfer.errors import BaseModelError, ExportError, HeadError, d
 from bottleneck_transfer.features.bases import Base, hub
 from bottleneck_transfer.features.bases.onnx_file import is_onnx_base
 from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.cache.reader import target_kind_of
 from bottleneck_transfer.features.rebuild import rebuild_base
 from bottleneck_transfer.heads.registry import (
     DEFAULT_HEAD,
@@ -480,6 +481,10 @@ def export(
     >>> export("caches/fm-train.h5", "model_dir", head="knn")  # a folder form  # doctest: +SKIP
     """
     started = time.perf_counter()
+    if isinstance(head, str) and head_file is None and target_kind_of(cache) != "class":
+        from bottleneck_transfer.deploy.target_export import export_target
+
+        return export_target(cache, out, head=head, sample=sample, atol=atol)
     out = Path(out)
     form = resolve_format(out, format)
     converter = CONVERTERS.get(form)
@@ -665,7 +670,9 @@ def build_keras_model(
     for layer in layers:
         x = layer(x)
     x = metadata_layer(metadata, len(metadata["classes"]))(x)
-    outputs = keras.layers.Activation("softmax", name=OUTPUT_LAYER)(x)
+    # softmax over classes; a binary, multi-label or regression target's own (sigmoid, linear)
+    activation = metadata.get("activation", "softmax")
+    outputs = keras.layers.Activation(activation, name=OUTPUT_LAYER)(x)
     return keras.Model(inputs, outputs, name="bottleneck_export")
 
 

@@ -266,6 +266,19 @@ def predict(
     )
     k = min(top_k, len(exported.class_names))
     batch_size = batch_size or default_batch_size(exported.image_size, len(source))
+    if exported.metadata.get("target"):  # a binary, multi-label or regression export
+        from bottleneck_transfer.deploy.target_predict import predict_targets
+
+        return predict_targets(  # type: ignore[return-value]
+            exported,
+            source,
+            out=out,
+            fmt=fmt,
+            batch_size=batch_size,
+            workers=workers,
+            strict=strict,
+            max_pixels=max_pixels,
+        )
     writer = None
     if out is not None and streamed_format(out) == fmt:
         value = "probability" if _outputs(exported) == "probabilities" else "score"
@@ -414,6 +427,11 @@ def _rows(
 
 def dump_predictions(result: PredictResult, handle: TextIO, fmt: str = "csv") -> None:
     """Write ``result`` to an open text handle as CSV or JSON."""
+    if not isinstance(result, PredictResult):  # a target export's predictions
+        from bottleneck_transfer.deploy.target_predict import dump_target_predictions
+
+        dump_target_predictions(result, handle, fmt)
+        return
     if fmt == "json":
         json.dump(
             {

@@ -21,6 +21,7 @@ from bottleneck_transfer.features.cache.format import (
 )
 from bottleneck_transfer.features.cache.reader import FeatureCache
 from bottleneck_transfer.features.sources import reopen_source
+from bottleneck_transfer.features.targets import VALUE_KINDS, target_rows
 from bottleneck_transfer.fingerprint import sha256_file
 
 
@@ -43,6 +44,10 @@ def cache_info(path: str | Path) -> dict:
             for i, name in enumerate(cache.class_names)
         ]
         base = provenance.get("base", {})
+        target = cache.target
+        described = {**target.to_dict(), "described": target.describe()}
+        if target.kind in VALUE_KINDS:
+            described["rows"] = target_rows(cache.targets, target)
         return {
             "path": str(path),
             "rows": len(cache),
@@ -53,6 +58,7 @@ def cache_info(path: str | Path) -> dict:
             "compression": cache.features_dataset.compression,
             "classes": classes,
             "unlabeled": counts.get(-1, 0),
+            "target": described,
             "base": next(
                 (base[k] for k in ("application", "file", "table", *hub.NAME_KEYS) if k in base),
                 None,

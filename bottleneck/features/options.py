@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     from bottleneck_transfer.features.views import Views
 
 #: The options that shape a source given by name (:func:`features.sources.open_source`).
-SOURCE_OPTIONS = ("classes", "limit", "groups", "source_kind", "image_column", "label_column")
+SOURCE_OPTIONS = (
+    "classes",
+    "limit",
+    "groups",
+    "source_kind",
+    "image_column",
+    "label_column",
+    "target",
+)
 #: The options that shape a base given by name (:func:`features.bases.load_base`).
 BASE_OPTIONS = (
     "weights", "image_size", "pooling", "layer", "preprocess", "trust_graph", "layout"
@@ -53,6 +61,9 @@ class ExtractOptions:
         detecting it from the path.
     image_column, label_column : str, optional
         A Parquet/Arrow table's image and label columns (default ``image`` and ``label``).
+    target : str, optional
+        A manifest's target kind and column (:mod:`features.targets`), e.g.
+        ``"regression:column=age,unit=years"``; default: inferred from its ``label`` column.
     batch_size : int, optional
         Images per model call. Default (:func:`features.runtimes.default_batch_size`): 64
         on a CPU and 256 on an accelerator for 224 x 224 inputs, scaled by pixel count.
@@ -139,6 +150,7 @@ class ExtractOptions:
     source_kind: str | None = None
     image_column: str | None = None
     label_column: str | None = None
+    target: str | None = None
     batch_size: int | None = None
     workers: int | None = None
     strict: bool = False

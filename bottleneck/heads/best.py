@@ -54,6 +54,10 @@ def best_head(
     """
     if report is not None:
         return _from_report(Path(report), cache, metric)
+    with FeatureCache.open(cache) as opened:
+        kind = opened.target.kind
+    if kind != "class":
+        return _best_for_target(cache, metric, heads, random_state)
     from bottleneck_transfer.heads.compare import compare_heads
     from bottleneck_transfer.heads.registry import default_heads
 
@@ -67,6 +71,22 @@ def best_head(
     return chosen.spec, (
         f"chosen by validation {comparison.metric} on training rows of a {comparison.n_folds}-fold "
         f"comparison of {', '.join(r.name for r in comparison.rows)}"
+    )
+
+
+def _best_for_target(
+    cache: str | Path, metric: str | None, heads: Sequence[str] | None, random_state: int
+) -> tuple[str, str]:
+    """The winner of a 5-fold comparison of a binary, multi-label or regression cache."""
+    from bottleneck_transfer.heads.target_compare import compare_targets
+
+    result = compare_targets(
+        cache, heads=heads, cv=5, metric=metric, n_bootstrap=100, random_state=random_state
+    )
+    names = ", ".join(row.name for row in result.rows)
+    return result.winner, (
+        f"chosen by validation {result.metric.name} on training rows of a 5-fold comparison "
+        f"of {names}"
     )
 
 

@@ -72,3 +72,50 @@ def metric_named(name: str) -> Metric:
         if name in (metric.name, metric.key):
             return metric
     raise ValueError(f"unknown metric {name!r}; valid: {', '.join(METRIC_NAMES)}")
+
+
+#: The metrics of binary, multi-label and regression targets (``--metric``), the default
+#: first (:mod:`~bottleneck_transfer.heads.target_metrics` computes them). F1 is at the
+#: threshold chosen on training rows.
+TARGET_DECLARED = {
+    "binary": (
+        Metric("roc-auc", "roc_auc", True, needs_proba=True),
+        Metric("pr-auc", "pr_auc", True, needs_proba=True),
+        Metric("f1", "f1", True),
+        Metric("accuracy", "accuracy", True),
+    ),
+    "multilabel": (
+        Metric("map", "map", True, needs_proba=True),
+        Metric("micro-f1", "micro_f1", True),
+        Metric("macro-f1", "macro_f1", True),
+    ),
+    "regression": (
+        Metric("r2", "r2", True),
+        Metric("mae", "mae", False),
+        Metric("rmse", "rmse", False),
+    ),
+}
+#: Every ``--metric`` name, of any target kind.
+ALL_METRIC_NAMES = tuple(
+    dict.fromkeys([*METRIC_NAMES, *(m.name for ms in TARGET_DECLARED.values() for m in ms)])
+)
+
+
+def target_metric(kind: str, name: str | None) -> Metric:
+    """The metric ``name`` of a target kind's (None: its default).
+
+    Raises
+    ------
+    ValueError
+        For a name that is not the kind's, listing its metrics.
+    """
+    metrics = TARGET_DECLARED[kind]
+    if name is None:
+        return metrics[0]
+    for metric in metrics:
+        if name in (metric.name, metric.key):
+            return metric
+    raise ValueError(
+        f"--metric {name!r} is not a metric of {kind} targets; valid: "
+        f"{', '.join(m.name for m in metrics)}"
+    )

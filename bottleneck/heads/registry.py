@@ -56,6 +56,17 @@ it: ``"linear-svm:calibrate=false"`` gives the uncalibrated head, whose outputs 
 (``score_*`` columns, never ``prob_*``); ``calibrate=sigmoid|isotonic|temperature`` chooses
 a method (for any kind; ``true``: the kind's method, else temperature).
 
+**Targets.** A kind declares the target kinds it fits (:attr:`HeadKind.targets`; default
+class and binary) and, where that needs another estimator, its factory
+(:attr:`HeadKind.target_factories`): ``logreg`` fits multi-label targets as one-vs-rest
+logistic regressions, ``dense`` multi-label and regression targets with sigmoid or linear
+outputs (:class:`~bottleneck_transfer.heads.target_estimators.DenseOutputHead`), ``knn``
+regression as :class:`~sklearn.neighbors.KNeighborsRegressor`; ``ridge``, ``linear-svr`` and
+``kernel-ridge`` fit regression only, so :func:`head_names` and :func:`default_heads` (of
+class targets by default) leave them out. ``make_head(spec, target=...)`` builds the kind's
+estimator for a target (only class and binary heads are calibrated);
+:mod:`~bottleneck_transfer.heads.target_compare` compares them.
+
 Specs are ``"NAME"`` or ``"NAME:PARAM=VALUE,PARAM=VALUE"``; the parameters are those of the
 ``clf`` step, e.g. ``"logreg:C=0.1"`` or ``"dense:hidden=256,dropout=0.2"``.
 
@@ -78,21 +89,25 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from bottleneck_transfer.errors import HeadError, did_you_mean
+from bottleneck_transfer.features.targets import TARGET_KINDS
 from bottleneck_transfer.heads.estimators import RBFSVC, DenseHead, NystroemHead
 from bottleneck_transfer.heads.linear_svm import LinearSVM
+from bottleneck_transfer.heads.target_estimators import DenseOutputHead
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.kernel_approximation import Nystroem
-from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
-from sklearn.neighbors import BallTree, KDTree, KNeighborsClassifier
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier, SGDClassifier
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.neighbors import BallTree, KDTree, KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelBinarizer, Normalizer, StandardScaler
-from sklearn.svm import SVC
+from sklearn.svm import SVC, LinearSVR
 from threadpoolctl import threadpool_limits
 
 DEFAULT_HEAD = "logreg"
@@ -217,6 +232,12 @@ class HeadKind:
     calibration : {"temperature", "sigmoid", "isotonic"} or None
         How its decision values become probabilities (a kind without a probabilistic
         model); None when its ``predict_proba`` is already a probability model.
+    targets : tuple of str
+        The target kinds it fits (:data:`~bottleneck_transfer.features.targets.TARGET_KINDS`);
+        default class and binary (a classifier).
+    target_factories : mapping
+        Target kind -> the estimator it fits for that kind when ``factory``'s is not it (e.g.
+        one-vs-rest logistic regression for ``multilabel``).
 
     Examples
     --------
@@ -243,6 +264,8 @@ class HeadKind:
     trusted_types: frozenset[str] = frozenset()
     compared_by_default: bool = True
     calibration: str | None = None
+    targets: tuple[str, ...] = ("class", "binary")
+    target_factories: Mapping[str, Callable[[], BaseEstimator]] = field(default_factory=dict)
 
 
 _KINDS: dict[str, HeadKind] = {}
@@ -287,6 +310,13 @@ def register_head(kind: HeadKind) -> HeadKind:
             f"calibration must be one of {', '.join(CALIBRATION_METHODS)} or None. "
             f"Received: calibration={kind.calibration!r}"
         )
+    unknown = sorted({*kind.targets, *kind.target_factories} - set(TARGET_KINDS))
+    if unknown or not set(kind.target_factories) <= set(kind.targets):
+        raise HeadError(
+            f"targets must be among {', '.join(TARGET_KINDS)}, target_factories among the "
+            f"kind's targets. Received: targets={kind.targets!r}, "
+            f"target_factories={sorted(kind.target_factories)!r}"
+        )
     _KINDS[kind.name] = kind
     return kind
 
@@ -296,14 +326,17 @@ def unregister_head(name: str) -> None:
     _KINDS.pop(name, None)
 
 
-def head_names() -> tuple[str, ...]:
-    """Names of the registered head kinds, in registration order."""
-    return tuple(_KINDS)
+def head_names(target: str | None = "class") -> tuple[str, ...]:
+    """Names of the registered head kinds that fit ``target`` (None: every kind), in
+    registration order."""
+    return tuple(name for name, kind in _KINDS.items() if target in (None, *kind.targets))
 
 
-def default_heads() -> tuple[str, ...]:
-    """The heads ``compare`` and ``run`` use when none are named."""
-    return tuple(name for name, kind in _KINDS.items() if kind.compared_by_default)
+def default_heads(target: str = "class") -> tuple[str, ...]:
+    """The heads ``compare`` and ``run`` use for ``target`` when none are named."""
+    return tuple(
+        name for name, kind in _KINDS.items() if kind.compared_by_default and target in kind.targets
+    )
 
 
 def head_kind(name_or_spec: str) -> HeadKind:
@@ -446,7 +479,9 @@ def classifier(head: BaseEstimator) -> BaseEstimator:
     return fitted[0].estimator if fitted else clf.estimator
 
 
-def make_head(spec: str | None = None, *, calibrate: bool = True, **params: Any) -> Pipeline:
+def make_head(
+    spec: str | None = None, *, calibrate: bool = True, target: str = "class", **params: Any
+) -> Pipeline:
     """Build an unfitted head from a spec such as ``"logreg:C=0.1"``.
 
     Parameters
@@ -457,6 +492,9 @@ def make_head(spec: str | None = None, *, calibrate: bool = True, **params: Any)
     calibrate : bool, default=True
         Wrap the estimator in its calibration (:func:`calibration_method`); False gives the
         bare estimator whatever the spec says (tuning searches the estimator's parameters).
+        Only class and binary targets are calibrated.
+    target : str, default="class"
+        The target kind it is for: the kind's estimator for it (``target_factories``).
     **params
         More parameters of the ``clf`` step; they override those in ``spec``.
 
@@ -482,8 +520,10 @@ def make_head(spec: str | None = None, *, calibrate: bool = True, **params: Any)
     method = calibration_method(spec)
     merged = {**parse_spec(spec)[1], **params}
     merged.pop(CALIBRATE_KEY, None)
-    estimator = kind.factory()
-    valid = sorted(estimator.get_params(deep=False))
+    estimator = target_estimator(kind, target)
+    if isinstance(estimator, OneVsRestClassifier):  # the spec names the inner estimator's
+        merged = {f"estimator__{key}": value for key, value in merged.items()}
+    valid = sorted(estimator.get_params(deep=isinstance(estimator, OneVsRestClassifier)))
     unknown = sorted(set(merged) - set(valid))
     if unknown:
         raise HeadError(
@@ -495,11 +535,28 @@ def make_head(spec: str | None = None, *, calibrate: bool = True, **params: Any)
         estimator._validate_params()
     except ValueError as exc:
         raise HeadError(f"head {kind.name!r}: {exc} Received: head={spec!r}") from exc
-    if calibrate and method is not None:
+    if calibrate and method is not None and target in ("class", "binary"):
         estimator = CalibratedClassifierCV(
             estimator, method=method, cv=CALIBRATION_FOLDS, ensemble=False
         )
     return Pipeline([("scale", kind.scaler()), ("clf", estimator)])
+
+
+def target_estimator(kind: HeadKind, target: str) -> BaseEstimator:
+    """A new estimator of ``kind`` for ``target``.
+
+    Raises
+    ------
+    HeadError
+        If the kind does not fit that target, naming the kinds that do.
+    """
+    if target not in kind.targets:
+        raise HeadError(
+            f"head {kind.name!r} does not fit {target} targets (it fits "
+            f"{', '.join(kind.targets)}); heads for {target} targets: "
+            f"{', '.join(head_names(target))}"
+        )
+    return kind.target_factories.get(target, kind.factory)()
 
 
 def split_specs(text: str) -> list[str]:
@@ -568,6 +625,10 @@ register_head(
         streaming_loss="log_loss",
         streaming="sgd",
         trusted_types=_STREAMING | {"sklearn._loss._loss.CyHalfBinomialLoss"},
+        targets=("class", "binary", "multilabel"),
+        target_factories={
+            "multilabel": lambda: OneVsRestClassifier(LogisticRegression(max_iter=LOGREG_MAX_ITER))
+        },
     )
 )
 register_head(
@@ -610,6 +671,11 @@ register_head(
         ),
         export_form="keras",
         streaming="dense",
+        targets=TARGET_KINDS,
+        target_factories={
+            "multilabel": lambda: DenseOutputHead(output="sigmoid"),
+            "regression": lambda: DenseOutputHead(output="linear"),
+        },
     )
 )
 register_head(
@@ -642,5 +708,43 @@ register_head(
         trusted_types=_names(KDTree, BallTree)
         | {"sklearn.metrics._dist_metrics.EuclideanDistance64"},
         compared_by_default=False,
+        targets=("class", "binary", "regression"),
+        target_factories={"regression": lambda: KNeighborsRegressor(n_neighbors=5)},
+    )
+)
+# Regression-only kinds (``head_names()``, the class-target kinds, leaves them out).
+register_head(
+    HeadKind(
+        name="ridge",
+        factory=Ridge,
+        scaler=StandardScaler,
+        search_space=SearchSpace((Axis("alpha", (1e-2, 1.0, 1e2, 1e4), finest_step=1 / 4),)),
+        export_form="keras",
+        targets=("regression",),
+    )
+)
+register_head(
+    HeadKind(
+        name="linear-svr",
+        factory=lambda: LinearSVR(loss="squared_epsilon_insensitive", dual=False),
+        scaler=StandardScaler,
+        search_space=SearchSpace((Axis("C", (1e-3, 1e-1, 10.0), finest_step=1 / 4),)),
+        export_form="keras",
+        targets=("regression",),
+    )
+)
+register_head(
+    HeadKind(
+        name="kernel-ridge",
+        factory=lambda: KernelRidge(kernel="rbf", gamma=None),
+        scaler=StandardScaler,
+        search_space=SearchSpace(
+            (
+                Axis("alpha", (0.01, 0.1, 1.0), finest_step=1 / 4),
+                Axis("gamma", (0.25, 1.0, 4.0), finest_step=1 / 4, per_feature=True),
+            )
+        ),
+        export_form="folder",
+        targets=("regression",),
     )
 )

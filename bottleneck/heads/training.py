@@ -45,6 +45,7 @@ from bottleneck_transfer.features.duplicates import (
     merge_labels,
     shared_message,
 )
+from bottleneck_transfer.features.targets import VALUE_KINDS
 from bottleneck_transfer.fingerprint import diff_keys, fingerprint, sha256_arrays
 from bottleneck_transfer.heads.budget import MemoryPlan, block_rows
 from bottleneck_transfer.heads.calibration import calibration_folds
@@ -152,6 +153,7 @@ class LabeledData:
         if not isinstance(cache, FeatureCache):
             with FeatureCache.open(cache) as opened:
                 return cls.from_cache(opened, plan)
+        refuse_value_target(cache)
         streaming = plan is not None and plan.streaming
         if streaming:
             X, duplicates = cache.features_dataset, None
@@ -256,6 +258,22 @@ class LabeledData:
 #: What every head function takes as data: an open cache, a cache path, LabeledData, or
 #: arrays ``(X, y)`` / ``(X, y, class_names)``.
 DataInput = FeatureCache | LabeledData | str | Path | tuple
+
+
+def refuse_value_target(cache: FeatureCache) -> None:
+    """Refuse a multi-label or regression cache where heads need classes.
+
+    Raises
+    ------
+    HeadError
+        Naming the cache and its target, and the commands that take it.
+    """
+    if cache.target.kind in VALUE_KINDS:
+        raise HeadError(
+            f"{cache.path} has a {cache.target.kind} target, not classes: `compare` and "
+            "`export` take it (heads.target_compare); train, evaluate and the class "
+            "comparison take class and binary targets"
+        )
 
 
 def as_data(value: DataInput, *, what: str = "data", plan: MemoryPlan | None = None) -> LabeledData:

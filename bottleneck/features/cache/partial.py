@@ -232,8 +232,9 @@ def _reserve(path: Path, size: int, fd: int | None = None) -> None:
 
 
 def _save_manifest(path: Path, manifest: dict[str, Sequence]) -> None:
-    """Write the items' stat and declared groups (``manifest.npz``) to ``path`` (a temporary)."""
-    declared = {"group": np.asarray(manifest["group"], dtype=str)} if "group" in manifest else {}
+    """Write the items' stat, declared groups and multi-label or regression targets
+    (``manifest.npz``) to ``path`` (a temporary)."""
+    declared = {k: np.asarray(manifest[k], dtype=str) for k in ("group", "target") if k in manifest}
     np.savez(
         path,
         ids=np.asarray(manifest["ids"], dtype=str),
@@ -248,6 +249,7 @@ def _read_manifest(folder: Path) -> dict[str, np.ndarray] | None:
     (or it is damaged)."""
     try:
         data = _read_npz(folder / "manifest.npz")
-        return {key: data[key] for key in ("ids", "size", "mtime_ns", "group") if key in data}
+        keys = ("ids", "size", "mtime_ns", "group", "target")
+        return {key: data[key] for key in keys if key in data}
     except _DAMAGED:
         return None

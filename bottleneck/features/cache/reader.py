@@ -23,6 +23,7 @@ from bottleneck_transfer.features.cache.format import (
 )
 from bottleneck_transfer.features.cache.partial import partial_path
 from bottleneck_transfer.features.choices import STORE_DTYPES
+from bottleneck_transfer.features.targets import VALUE_KINDS, Target, target_rows
 
 #: What h5py raises on a damaged or hostile file (bad headers, chunks, heaps, dtypes).
 _H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError)
@@ -233,12 +234,14 @@ class FeatureCache(Display):
                 f"{key} {base[key]}" for key in ("name", "weights", "layer") if key in base
             ),
             "fingerprint": self.fingerprint,
-        }
+        } | ({"target": self.target.describe()} if self._h5.attrs.get("target") else {})
 
     def _display_rows(self) -> list[dict[str, Any]]:
         """One row per class: its index, name and number of rows (then unlabeled rows)."""
         if not self._h5.id.valid:
             return []
+        if self.target.kind in VALUE_KINDS:
+            return target_rows(self.targets, self.target)
         return class_rows(self.labels, self.class_names, "rows")
 
     def close(self) -> None:
@@ -333,6 +336,35 @@ class FeatureCache(Display):
     def class_names(self) -> list[str]:
         """Class names; label ``i`` is ``class_names[i]``."""
         return _json_attr(self._h5, "class_names", [])
+
+    @property
+    @_reads
+    def target(self) -> Target:
+        """What the rows are labelled with (:mod:`~bottleneck_transfer.features.targets`); a
+        cache that records none (every cache before targets) has class targets."""
+        return Target.from_dict(_json_attr(self._h5, "target"), self.class_names)
+
+    @property
+    @_reads
+    def targets(self) -> np.ndarray:
+        """float32 ``/targets``: (N, K) tag indicators (multi-label) or (N,) values
+        (regression); for class and binary targets, :attr:`labels`."""
+        kind = self.target.kind
+        if kind not in VALUE_KINDS:
+            return self.labels
+        if not self._holds("targets"):
+            raise CacheError(
+                f"{self.path} records a {kind} target but holds no /targets: re-extract it "
+                "with --force"
+            )
+        values = self._h5["targets"][...].astype(np.float32)
+        expected = (len(self), 1 if kind == "regression" else len(self.target.names))
+        if values.shape != expected:
+            raise CacheError(
+                f"{self.path}: /targets has shape {values.shape}, expected {expected}: "
+                "re-extract it with --force"
+            )
+        return values[:, 0] if kind == "regression" else values
 
     @property
     @_reads
@@ -527,3 +559,13 @@ def check_existing(
             describe_difference(path, cache.identity, identity, old_manifest, manifest)
             + "; rerun with --force to replace it, or write to another file with -o"
         )
+
+
+def target_kind_of(path: str | Path) -> str:
+    """The target kind of the cache at ``path``; ``"class"`` also when it cannot be opened
+    (the class path then names what is wrong with it)."""
+    try:
+        with FeatureCache.open(path) as cache:
+            return cache.target.kind
+    except (CacheError, OSError):
+        return "class"

@@ -42,6 +42,7 @@ from bottleneck_transfer.features.cache.partial import (
     discard_partial,
     writing,
 )
+from bottleneck_transfer.features.targets import Target, target_values
 
 
 class CacheWriter:
@@ -282,6 +283,9 @@ class CacheWriter:
             "provenance": json.dumps(provenance, sort_keys=True),
             "class_names": json.dumps(self._meta["class_names"]),
         }
+        recorded = self._meta["identity"].get("source", {}).get("target")
+        if recorded is not None:
+            attrs["target"] = json.dumps(recorded, sort_keys=True)
         manifest = _read_manifest(self.path)
         size = self._assembled_size(manifest, sum(len(str(v)) for v in attrs.values()))
         _discard_stale_temps(final_path)
@@ -328,6 +332,10 @@ class CacheWriter:
                 if manifest is not None and "group" in manifest:
                     row_groups = _row_groups(ids.asstr()[...], manifest)
                     h5.create_dataset("groups", data=row_groups, dtype=_STR)
+                if manifest is not None and "target" in manifest:
+                    texts = _row_groups(ids.asstr()[...], manifest, "target")
+                    target = Target.from_dict(recorded)
+                    h5.create_dataset("targets", data=target_values(texts, target))
                 if manifest is not None:
                     group = h5.create_group("manifest")
                     group.create_dataset("ids", data=manifest["ids"].astype(object), dtype=_STR)
@@ -358,6 +366,9 @@ class CacheWriter:
         if manifest is not None and "group" in manifest:
             text += rows * manifest["group"].dtype.itemsize
             strings += rows
+        if manifest is not None and "target" in manifest:
+            names = len(self._meta["identity"]["source"]["target"]["names"] or [0])
+            text += rows * 4 * names
         item = np.dtype(self._meta.get("store_dtype", "float32")).itemsize
         data = rows * (item * self._meta["dim"] + 12) + text + 40 * strings + attr_bytes
         return int(1.1 * data) + 2**20
@@ -368,8 +379,11 @@ class CacheWriter:
         self._consistent = self._committed
 
 
-def _row_groups(ids: Sequence[str], manifest: dict[str, np.ndarray]) -> np.ndarray:
-    """Each row's declared group: its image's (a view's plain id) in the manifest's ``group``."""
-    declared = dict(zip(manifest["ids"].tolist(), manifest["group"].tolist(), strict=True))
+def _row_groups(
+    ids: Sequence[str], manifest: dict[str, np.ndarray], key: str = "group"
+) -> np.ndarray:
+    """Each row's declared group (or ``key``: its target text): its image's (a view's plain
+    id) in the manifest's ``key``."""
+    declared = dict(zip(manifest["ids"].tolist(), manifest[key].tolist(), strict=True))
     plain = [(match.group("plain") if (match := _VIEW_ID.match(i)) else i) for i in ids]
     return np.asarray([declared.get(i, "") for i in plain], dtype=object)

@@ -20,6 +20,7 @@ from bottleneck_transfer.features.decode import (
 )
 from bottleneck_transfer.features.duplicates import content_hash, merge_labels
 from bottleneck_transfer.features.sources.reading import Reader, file_stat
+from bottleneck_transfer.features.targets import VALUE_KINDS, Target
 from bottleneck_transfer.fingerprint import canonical_json, sha256_arrays, sha256_text
 from bottleneck_transfer.regular import file_kind
 
@@ -152,6 +153,8 @@ class Item:
     #: Where its bytes are inside the file at ``path``: a tar member's ``(offset, size)``,
     #: a table row's ``(row group or record batch, row in it)``.
     member: tuple[int, int] | None = None
+    #: Its multi-label tags (``a|b``) or regression value, as text (:mod:`..targets`).
+    target: str | None = None
 
 
 @dataclass(repr=False)
@@ -174,6 +177,8 @@ class Source(Display):
     array_hashes: dict[str, str] = field(default_factory=dict)
     #: Reads items that are not local image files (tar members, table rows, URLs).
     reader: Reader | None = None
+    #: A binary, multi-label or regression target (None: a class target).
+    target: Target | None = None
 
     _display_bar = ("class", "images")
 
@@ -226,6 +231,8 @@ class Source(Display):
         manifest = {"ids": [item.id for item in self.items], "size": sizes, "mtime_ns": mtimes}
         if self.options.get("groups"):
             manifest["group"] = [item.group or "" for item in self.items]
+        if self.target is not None and self.target.kind in VALUE_KINDS:
+            manifest["target"] = [item.target or "" for item in self.items]
         return manifest
 
     def identity(self, manifest: dict[str, list] | None = None) -> dict:
@@ -242,13 +249,17 @@ class Source(Display):
             columns = [manifest["ids"], manifest["size"], manifest["mtime_ns"], labels]
             if "group" in manifest:  # declared groups enter the fingerprint; none: as before
                 columns.append(manifest["group"])
+            if "target" in manifest:  # so do multi-label and regression targets
+                columns.append(manifest["target"])
             rows = zip(*columns, strict=True)
             content = {"manifest_sha256": sha256_text(canonical_json(list(rows)))}
+        target = {} if self.target is None else {"target": self.target.to_dict()}
         return {
             "kind": self.kind,
             "n_items": len(self.items),
             "class_names": self.class_names,
             **content,
+            **target,
         }
 
     def describe(self, manifest: dict[str, list] | None = None) -> dict:
@@ -305,11 +316,13 @@ def select(
     return items, names
 
 
-def file_item(item_id: str, label: int, path: Path, *, group: str | None = None) -> Item:
+def file_item(
+    item_id: str, label: int, path: Path, *, group: str | None = None, target: str | None = None
+) -> Item:
     """An image file to read; a FIFO, socket or device is a failed item, never opened."""
     what = file_kind(path, follow=True)
     error = None if what in (None, "missing") else f"{what}, not an image file: not opened"
-    return Item(item_id, label, path, error=error, group=group)
+    return Item(item_id, label, path, error=error, group=group, target=target)
 
 
 def id_origin(described: dict) -> str:
@@ -343,6 +356,7 @@ class Columns:
     groups: str | None = None
     image: str | None = None
     label: str | None = None
+    target: str | None = None
 
     def given(self) -> dict[str, str]:
         """The columns named, by option name (``groups``, ``image``, ``label``)."""
@@ -365,6 +379,7 @@ class Listing:
     arrays: np.ndarray | None = None
     hashes: dict[str, str] = field(default_factory=dict)
     reader: Reader | None = None
+    target: Target | None = None
 
 
 def local_path(spec: str) -> tuple[Path, str]:

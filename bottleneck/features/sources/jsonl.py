@@ -13,9 +13,10 @@ from bottleneck_transfer.errors import SourceError
 from bottleneck_transfer.features.sources.items import Columns, Listing
 from bottleneck_transfer.features.sources.manifest import Rows, is_manifest, manifest_listing
 from bottleneck_transfer.features.sources.reading import open_binary
+from bottleneck_transfer.features.targets import TAG_SEPARATOR
 
 #: The columns a JSON-lines source reads (option names of :class:`Columns`).
-COLUMNS = ("groups",)
+COLUMNS = ("groups", "target")
 SUFFIXES = (".jsonl", ".ndjson")
 
 
@@ -35,13 +36,20 @@ def _read_jsonl(path: Path, fs: Any | None) -> tuple[Rows, list[str]]:
                         'a line, e.g. {"path": "a.jpg", "label": "cat"}'
                     )
                 keys.update(dict.fromkeys(row))
-                text_row = {k: "" if v is None else str(v).strip() for k, v in row.items()}
+                text_row = {k: _text(v) for k, v in row.items()}
                 rows.append((line, text_row))
     except json.JSONDecodeError as exc:
         raise SourceError(f"manifest {path}, line {line}: not valid JSON ({exc.msg})") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise SourceError(f"cannot read manifest {path}: {exc}") from exc
     return rows, list(keys)
+
+
+def _text(value: Any) -> str:
+    """A value as manifest text: a list (multi-label tags) joined by ``|``."""
+    if isinstance(value, list):
+        return TAG_SEPARATOR.join(str(v).strip() for v in value)
+    return "" if value is None else str(value).strip()
 
 
 def detect(spec: str) -> bool:

@@ -29,9 +29,16 @@ from bottleneck_transfer.features.sources.reading import (
     url_filesystem,
     url_of,
 )
+from bottleneck_transfer.features.targets import (
+    TARGET_CLASS_NAME,
+    VALUE_KINDS,
+    Target,
+    parse_target_spec,
+    read_target,
+)
 
 #: The columns a manifest source reads (option names of :class:`Columns`).
-COLUMNS = ("groups",)
+COLUMNS = ("groups", "target")
 
 
 #: A manifest's rows: each row's line number and its fields (name -> text).
@@ -59,9 +66,15 @@ def _stripped(row: dict[str | None, str | None]) -> dict[str, str]:
 
 
 def manifest_items(
-    path: Path, numbered: Rows, columns: list[str], groups: str | None, fs: Any | None
-) -> tuple[list[Item], list[str]]:
-    """The items and class names of a manifest's rows (``path``, ``label``, ``groups``)."""
+    path: Path,
+    numbered: Rows,
+    columns: list[str],
+    groups: str | None,
+    fs: Any | None,
+    target: str | None = None,
+) -> tuple[list[Item], list[str], Target | None]:
+    """The items, class names and target (None: a class target, as before targets) of a
+    manifest's rows (``path``, the target column, ``groups``)."""
     if columns and "path" not in columns:
         raise SourceError(
             f"manifest {path} has no 'path' column (columns: {', '.join(columns)}); "
@@ -72,26 +85,34 @@ def manifest_items(
             f"manifest {path} has no {groups!r} column for --groups (columns: "
             f"{', '.join(columns)}); name the column that holds each image's group"
         )
-    rows = [r for _, r in numbered]
-    # An empty label and -1 (the cache's own mark) both mean unlabeled.
-    values = sorted({r["label"] for r in rows if r.get("label") not in (None, "", "-1")})
-    if values and all(v.lstrip("-").isdigit() for v in values):
-        values = sorted(values, key=int)
-    index = {name: i for i, name in enumerate(values)}
+    spec = parse_target_spec(target)
+    if target and spec.column not in columns:
+        raise SourceError(
+            f"manifest {path} has no {spec.column!r} column for --target (columns: "
+            f"{', '.join(columns)}); name it with --target KIND:column=NAME"
+        )
     listed = [(line, r) for line, r in numbered if r.get("path")]
     _refuse_duplicates(
         path, [(line, os.path.normpath(path.parent / r["path"])) for line, r in listed]
     )
+    kind, texts = read_target(
+        [(line, r.get(spec.column, "")) for line, r in listed], spec, str(path)
+    )
+    # Multi-label and regression rows are all labelled (label 0, one "class": the target).
+    labelled = kind.kind not in VALUE_KINDS
+    values = list(kind.names) if labelled else [TARGET_CLASS_NAME[kind.kind]]
+    index = {name: i for i, name in enumerate(values)}
     items = [
         (file_item if fs is None else _remote_item)(
             r["path"],
-            index.get(r.get("label", ""), -1),
+            index.get(text, -1) if labelled else 0,
             path.parent / r["path"],
             group=(r.get(groups) or None) if groups else None,
+            target=None if labelled else text,
         )
-        for _, r in listed
+        for (_, r), text in zip(listed, texts, strict=True)
     ]
-    return items, values
+    return items, values, None if kind.kind == "class" else kind
 
 
 def manifest_listing(
@@ -101,11 +122,17 @@ def manifest_listing(
     remote = url_filesystem(spec)
     if remote is not None:
         fs, where = remote
-        items, names = manifest_items(Path(where), *read(Path(where), fs), columns.groups, fs)
-        return Listing(kind, url_of(fs, where), spec, items, names, reader=FileBytes(fs))
+        items, names, target = manifest_items(
+            Path(where), *read(Path(where), fs), columns.groups, fs, columns.target
+        )
+        return Listing(
+            kind, url_of(fs, where), spec, items, names, reader=FileBytes(fs), target=target
+        )
     path, root = local_path(spec)
-    items, names = manifest_items(path, *read(path, None), columns.groups, None)
-    return Listing(kind, root, root, items, names)
+    items, names, target = manifest_items(
+        path, *read(path, None), columns.groups, None, columns.target
+    )
+    return Listing(kind, root, root, items, names, target=target)
 
 
 def is_manifest(spec: str, suffixes: tuple[str, ...]) -> bool:
@@ -133,9 +160,11 @@ def _refuse_duplicates(manifest: Path, paths: list[tuple[int, str]]) -> None:
         )
 
 
-def _remote_item(item_id: str, label: int, path: Path, *, group: str | None = None) -> Item:
+def _remote_item(
+    item_id: str, label: int, path: Path, *, group: str | None = None, target: str | None = None
+) -> Item:
     """A file on an fsspec file system (read through it: nothing local is opened)."""
-    return Item(item_id, label, path, group=group)
+    return Item(item_id, label, path, group=group, target=target)
 
 
 def detect(spec: str) -> bool:

@@ -96,6 +96,7 @@ def open_source(
     source_kind: str | None = None,
     image_column: str | None = None,
     label_column: str | None = None,
+    target: str | None = None,
 ) -> Source:
     """Open an image collection.
 
@@ -122,6 +123,10 @@ def open_source(
         The source kind (:data:`SOURCE_KINDS`) instead of detecting it from ``spec``.
     image_column, label_column : str, optional
         A table's image and label columns (default ``image`` and ``label``).
+    target : str, optional
+        A manifest's target: ``class``, ``binary``, ``multilabel`` or ``regression``, with
+        ``:column=NAME,positive=VALUE,unit=TEXT,empty=true`` (:mod:`..targets`); default:
+        inferred from the ``label`` column (a class target unless unambiguous).
 
     Raises
     ------
@@ -136,7 +141,7 @@ def open_source(
     1000
     """
     text = local_spec(str(spec))
-    columns = Columns(groups, image_column, label_column)
+    columns = Columns(groups, image_column, label_column, target)
     module = kind_module(text, source_kind)
     _check_columns(text, module, columns)
     listing = module.open_listing(text, columns)
@@ -161,6 +166,7 @@ def open_source(
         listing.arrays,
         listing.hashes,
         listing.reader,
+        listing.target,
     )
     return source if split is None else split_source(source, split)
 
@@ -181,6 +187,7 @@ def reopen_source(described: dict) -> Source:
         source_kind=options.get("kind"),
         image_column=(options.get("columns") or {}).get("image"),
         label_column=(options.get("columns") or {}).get("label"),
+        target=options.get("target"),
     )
 
 
@@ -189,6 +196,8 @@ def _reopening(columns: Columns, kind: str | None) -> dict:
     options: dict = {}
     if columns.groups is not None:
         options["groups"] = columns.groups
+    if columns.target is not None:
+        options["target"] = columns.target
     if kind is not None:
         options["kind"] = kind
     if columns.image is not None or columns.label is not None:
@@ -197,7 +206,12 @@ def _reopening(columns: Columns, kind: str | None) -> dict:
 
 
 #: Each column option's flag, for errors.
-_COLUMN_FLAGS = {"groups": "--groups", "image": "--image-column", "label": "--label-column"}
+_COLUMN_FLAGS = {
+    "groups": "--groups",
+    "image": "--image-column",
+    "label": "--label-column",
+    "target": "--target",
+}
 
 
 def _check_columns(spec: str, module: ModuleType, columns: Columns) -> None:
@@ -205,7 +219,7 @@ def _check_columns(spec: str, module: ModuleType, columns: Columns) -> None:
     reads = getattr(module, "COLUMNS", ())
     for name, value in columns.given().items():
         if name not in reads:
-            what = "a CSV manifest" if name == "groups" else "a Parquet/Arrow table"
+            what = "a CSV manifest" if name in ("groups", "target") else "a Parquet/Arrow table"
             kind = next(k for k, m in SOURCE_KINDS.items() if m is module)
             raise SourceError(
                 f"{_COLUMN_FLAGS[name]} names a column of {what}; {spec} is a {kind} "

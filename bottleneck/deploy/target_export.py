@@ -1,0 +1,214 @@
+"""Exporting a head of a binary, multi-label or regression cache as one ``.keras`` model.
+
+The head is fitted as :func:`~bottleneck_transfer.heads.target_compare.fit_fold` fits it in a
+comparison: its thresholds chosen on the out-of-fold scores of the cache's rows (by F1, or
+``cost_ratio``), then fitted on every row. The model ends in
+
+* ``sigmoid``, one output: a binary head's probability of the positive value (any head with
+  an exact Keras form and probabilities: the two-class softmax ``[a, b]`` is
+  ``sigmoid(b - a)``); the threshold in the metadata's ``thresholds``;
+* ``sigmoid``, one output per tag (one-vs-rest logistic regression, the dense head); a
+  threshold per tag;
+* ``linear``, one output: the regression value (ridge, linear SVR, the dense head); its name
+  and unit in the metadata's ``target``.
+
+Every other key of the metadata is a class export's (:func:`~.export.export`), with
+``classes`` naming the output columns. The export is checked on source images against the
+fitted head on the cached features (:func:`~.parity.check_parity`; regression's tolerance
+scaled by the largest value).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bottleneck_transfer.atomic import atomic_path, atomic_write_text
+from bottleneck_transfer.deploy.export import _BASE_KEYS, ExportResult, build_keras_model
+from bottleneck_transfer.deploy.exported import (
+    FORMAT,
+    FORMAT_VERSION,
+    Exported,
+    labels_path,
+    load_keras,
+)
+from bottleneck_transfer.deploy.keras_head import _dense_layer, _fold_scaler, final_estimator
+from bottleneck_transfer.deploy.keras_head import head_layers as class_head_layers
+from bottleneck_transfer.deploy.parity import DEFAULT_ATOL, DEFAULT_SAMPLE, check_parity
+from bottleneck_transfer.errors import ExportError, HeadError
+from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.rebuild import rebuild_base
+from bottleneck_transfer.heads.declared import target_metric
+from bottleneck_transfer.heads.registry import head_kind
+from bottleneck_transfer.heads.target_compare import TargetData, fit_fold, predict_scores
+from bottleneck_transfer.versions import software_versions
+
+#: The final activation of each target kind's export.
+ACTIVATIONS = {"binary": "sigmoid", "multilabel": "sigmoid", "regression": "linear"}
+
+
+def _affine(weight: np.ndarray, bias: np.ndarray, transformers: list, dim: int) -> tuple:
+    """``weight`` (D, K) and ``bias`` of a linear map on scaled features, on raw ones."""
+    mean, scale = _fold_scaler(transformers, dim)
+    folded = weight / scale[:, None]
+    return folded, bias - (mean / scale) @ weight
+
+
+def _dense_output_layers(clf: Any, transformers: list, dim: int) -> list:
+    """The dense head's layers up to its last pre-activation (logits or the value)."""
+    coefs = [np.asarray(c, np.float64) for c in clf.coefs_]
+    biases = [np.asarray(b, np.float64) for b in clf.intercepts_]
+    first_w, first_b = _affine(coefs[0], biases[0], transformers, dim)
+    if len(coefs) == 1:
+        return [_dense_layer(first_w, first_b, "head_outputs")]
+    return [
+        _dense_layer(first_w, first_b, "head_hidden", activation="relu"),
+        _dense_layer(coefs[1], biases[1], "head_outputs"),
+    ]
+
+
+def target_layers(head: Any, dim: int, kind: str) -> list:
+    """Keras layers giving a fitted head's pre-activation outputs (the export then applies
+    :data:`ACTIVATIONS`): the positive's logit, each tag's logit, or the value.
+
+    Raises
+    ------
+    HeadError
+        A head without an exact Keras form, naming the heads that have one.
+    """
+    from sklearn.multiclass import OneVsRestClassifier
+
+    transformers, clf = final_estimator(head)
+    if kind == "binary":
+        layers, outputs = class_head_layers(head, dim)
+        if outputs != "probabilities":
+            raise HeadError("a binary export needs a head with probabilities (calibrate it)")
+        return [*layers, _dense_layer(np.array([[-1.0], [1.0]]), np.zeros(1), "head_logit")]
+    if hasattr(clf, "coefs_"):
+        return _dense_output_layers(clf, transformers, dim)
+    if isinstance(clf, OneVsRestClassifier):
+        coef = np.concatenate([np.asarray(e.coef_, np.float64) for e in clf.estimators_])
+        bias = np.concatenate([np.asarray(e.intercept_, np.float64) for e in clf.estimators_])
+    elif kind == "regression" and hasattr(clf, "coef_"):
+        coef = np.asarray(clf.coef_, np.float64).reshape(1, -1)
+        bias = np.asarray(clf.intercept_, np.float64).reshape(1)
+    else:
+        raise HeadError(
+            f"{type(clf).__name__} has no exact Keras form for a {kind} target; export "
+            "logreg or dense (multi-label), ridge, linear-svr or dense (regression)"
+        )
+    weight, folded_bias = _affine(coef.T, bias, transformers, dim)
+    return [_dense_layer(weight, folded_bias, "head_outputs")]
+
+
+class _Outputs:
+    """The fitted head's outputs in the export's columns, for the parity check."""
+
+    def __init__(self, head: Any, kind: str) -> None:
+        self.head, self.kind = head, kind
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        scores = predict_scores(self.head, features, self.kind)
+        return scores.reshape(len(features), -1)
+
+
+def _metadata(cache: FeatureCache, spec: str, fold: Any, described: dict, base: Any) -> dict:
+    target = cache.target
+    thresholds = (
+        None
+        if fold.thresholds is None
+        else dict(zip(target.outputs, fold.thresholds.tolist(), strict=True))
+    )
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "classes": target.outputs,
+        "target": target.to_dict(),
+        "thresholds": thresholds,
+        "activation": ACTIVATIONS[target.kind],
+        "outputs": "values" if target.kind == "regression" else "probabilities",
+        "head": head_kind(spec).name,
+        "head_spec": spec,
+        "head_params": fold.params,
+        "input_shape": described["input_shape"],
+        "fingerprint": cache.fingerprint,
+        "base": {k: described[k] for k in _BASE_KEYS if k in described},
+        "base_layer": base.model.name,
+        "cache": cache.path.name,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "versions": software_versions(),
+        "resize": "keras",
+    }
+
+
+def export_target(
+    cache: str | Path,
+    out: str | Path,
+    *,
+    head: str = "logreg",
+    sample: int = DEFAULT_SAMPLE,
+    atol: float = DEFAULT_ATOL,
+    cost_ratio: float | None = None,
+    seed: int = 0,
+) -> ExportResult:
+    """Export ``head`` fitted on a binary, multi-label or regression cache to ``out``
+    (a ``.keras`` file; see the module).
+
+    Raises
+    ------
+    HeadError
+        A head that does not fit the target or has no exact Keras form.
+    ExportError
+        ``out`` is not a ``.keras`` file, or the parity check failed.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    if out.suffix != ".keras":
+        raise ExportError(
+            f"a binary, multi-label or regression head exports as one .keras file. "
+            f"Received: out={str(out)!r}"
+        )
+    with FeatureCache.open(cache) as opened:
+        data = TargetData.read(opened)
+        kind = data.target.kind
+        rows = np.arange(len(data.y))
+        metric = target_metric(kind, None)
+        fold = fit_fold(
+            head, data, (rows, rows), metric, tune=False, seed=seed, cost_ratio=cost_ratio
+        )
+        layers = target_layers(fold.head, opened.dim, kind)
+        described = opened.provenance.get("base", {})
+        rebuilt = rebuild_base(described, cache_path=opened.path)
+        metadata = _metadata(opened, head, fold, described, rebuilt)
+        model = build_keras_model(rebuilt, layers, metadata)
+        with atomic_path(out) as target:
+            model.save(target)
+            loaded = Exported(target, "keras", metadata, load_keras(target))
+            scale = max(1.0, float(np.abs(data.y).max())) if kind == "regression" else 1.0
+            parity = None
+            if sample > 0:
+                parity = check_parity(
+                    loaded,
+                    _Outputs(fold.head, kind),
+                    opened,
+                    rebuilt,
+                    sample=sample,
+                    atol=atol * scale,
+                )
+        atomic_write_text(labels_path(out), "\n".join(metadata["classes"]) + "\n")
+    return ExportResult(
+        path=out,
+        kind="keras",
+        labels=labels_path(out),
+        head=metadata["head"],
+        classes=metadata["classes"],
+        outputs=metadata["outputs"],
+        parity=parity,
+        seconds=time.perf_counter() - started,
+        metadata=metadata,
+    )
