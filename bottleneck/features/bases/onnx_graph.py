@@ -297,14 +297,12 @@ def feature_dim(model: onnx.ModelProto, size: tuple[int, int], channels: int, pa
         ONNX Runtime cannot open or run the graph (its first line).
     """
     import onnxruntime
-    from bottleneck_transfer.features.runners.base import model_threads
-    from bottleneck_transfer.features.runners.onnx import session_options
 
+    options = onnxruntime.SessionOptions()  # one image: no thread tuning (runners.onnx's)
+    options.log_severity_level = 3
     try:
         session = onnxruntime.InferenceSession(
-            model.SerializeToString(),
-            sess_options=session_options(model_threads()),
-            providers=["CPUExecutionProvider"],
+            model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
         )
         (out,) = session.run(None, {PIXELS: np.zeros((1, *size, channels), np.float32)})
     except Exception as exc:  # onnxruntime's Fail/InvalidGraph/RuntimeException

@@ -264,17 +264,10 @@ class CacheWriter:
         self._pending = []
         self._committed = self._consistent
 
-    def finalize(self, final_path: str | Path, extraction: dict) -> Path:
-        """Assemble the chunks into a complete HDF5 cache at ``final_path`` (atomically).
-
-        The file's disk space is reserved before anything is written (HDF5 cannot recover
-        from a full disk), so a full disk is a :class:`CacheError` and the chunks stay.
-        """
-        self.commit()
-        final_path = Path(final_path)
+    def _root_attrs(self, extraction: dict) -> dict[str, str]:
+        """The complete cache's root attributes: format, fingerprint, identity, provenance
+        (with ``extraction``), class names, and the target where the source declared one."""
         provenance = {**self._meta["provenance"], "extraction": extraction}
-        rows, n_failed, _ = self._committed
-        dim = self._meta["dim"]
         attrs = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -286,6 +279,19 @@ class CacheWriter:
         recorded = self._meta["identity"].get("source", {}).get("target")
         if recorded is not None:
             attrs["target"] = json.dumps(recorded, sort_keys=True)
+        return attrs
+
+    def finalize(self, final_path: str | Path, extraction: dict) -> Path:
+        """Assemble the chunks into a complete HDF5 cache at ``final_path`` (atomically).
+
+        The file's disk space is reserved before anything is written (HDF5 cannot recover
+        from a full disk), so a full disk is a :class:`CacheError` and the chunks stay.
+        """
+        self.commit()
+        final_path = Path(final_path)
+        rows, n_failed, _ = self._committed
+        dim = self._meta["dim"]
+        attrs = self._root_attrs(extraction)
         manifest = _read_manifest(self.path)
         size = self._assembled_size(manifest, sum(len(str(v)) for v in attrs.values()))
         _discard_stale_temps(final_path)
@@ -334,7 +340,7 @@ class CacheWriter:
                     h5.create_dataset("groups", data=row_groups, dtype=_STR)
                 if manifest is not None and "target" in manifest:
                     texts = _row_groups(ids.asstr()[...], manifest, "target")
-                    target = Target.from_dict(recorded)
+                    target = Target.from_dict(json.loads(attrs["target"]))
                     h5.create_dataset("targets", data=target_values(texts, target))
                 if manifest is not None:
                     group = h5.create_group("manifest")

@@ -149,14 +149,7 @@ def open_source(
     options |= _reopening(columns, source_kind)
     items, names = select(listing.items, listing.names, classes, limit)
     if not items:
-        raise SourceError(
-            f"no images found in {text}"
-            + (
-                f" (image extensions: {' '.join(IMAGE_EXTENSIONS)})"
-                if listing.arrays is None
-                else ""
-            )
-        )
+        raise _no_images(text, listing.arrays is None)
     source = Source(
         listing.kind,
         listing.root,
@@ -169,6 +162,12 @@ def open_source(
         listing.target,
     )
     return source if split is None else split_source(source, split)
+
+
+def _no_images(spec: str, files: bool) -> SourceError:
+    """The error of a source that holds no images (for files: the extensions looked for)."""
+    extensions = f" (image extensions: {' '.join(IMAGE_EXTENSIONS)})" if files else ""
+    return SourceError(f"no images found in {spec}{extensions}")
 
 
 def reopen_source(described: dict) -> Source:
