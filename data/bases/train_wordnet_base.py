@@ -35,7 +35,8 @@ Preset contract (other code depends on it)
 
 How to run
 ----------
-From the repository root (about 3 minutes on 2 busy CPU cores, TensorFlow backend)::
+From the repository root (about 10 minutes of CPU time on 2 cores, TensorFlow backend; the
+shipped run took 39 minutes on a machine shared with other jobs)::
 
     nice -n 10 python data/bases/train_wordnet_base.py
 
