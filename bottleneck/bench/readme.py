@@ -44,11 +44,13 @@ STORE_LABEL = "caches"
 @dataclass(frozen=True)
 class Block:
     """A README block: its JSON file (in :data:`DATA`), the commands that wrote the file,
-    and how it renders that file's contents as Markdown lines."""
+    and how it renders that file's contents as Markdown lines. A ``pending`` block's file
+    may be missing (a spec not yet measured): it then renders :func:`_pending`'s line."""
 
     file: str
     commands: tuple[str, ...]
     render: Callable[[dict[str, Any]], list[str]]
+    pending: bool = False
 
 
 def _views(report: dict[str, Any]) -> list[str]:
@@ -123,6 +125,11 @@ DIGITS_RUN = (
     "python -m bottleneck_transfer.bench.readme record-run runs/DIR "
     "-o data/bench/digits_fashion_base_run.json",
 )
+WORDNET_RUN = (
+    "bottleneck run pipelines/wordnet_glosses.toml",
+    "python -m bottleneck_transfer.bench.readme record-run runs/DIR "
+    "-o data/bench/wordnet_glosses_run.json",
+)
 RANK = ("python -m bottleneck_transfer.bench.rank -o data/bench/rank.json",)
 TARGETS = ("python -m bottleneck_transfer.bench.targets -o data/bench/targets.json",)
 
@@ -139,6 +146,8 @@ BLOCKS: dict[str, Block] = {
     "demo-compare": Block("fashion_mnist_run.json", DEMO_RUN, _run_compare),
     "demo-learning-curve": Block("fashion_mnist_run.json", DEMO_RUN, _demo_curve),
     "digits-compare": Block("digits_fashion_base_run.json", DIGITS_RUN, _run_compare),
+    "wordnet-compare": Block("wordnet_glosses_run.json", WORDNET_RUN, _run_compare, True),
+    "wordnet-learning-curve": Block("wordnet_glosses_run.json", WORDNET_RUN, _demo_curve, True),
     "statistics": Block("statistics.json", STATISTICS, _statistics),
     "selection": Block("selection.json", SELECTION, _selection),
     "rank": Block("rank.json", RANK, _rank),
@@ -158,8 +167,17 @@ def _source_line(block: Block, payload: dict[str, Any]) -> str:
         )
     elif "started_at" in payload:
         where = f"; run started {payload['started_at']}, {payload['timings']['total']:.0f} s"
-    commands = ", then ".join(f"`{command}`" for command in block.commands)
-    return f"<sub>From `{DATA / block.file}`, written by {commands}{where}.</sub>"
+    return f"<sub>From `{DATA / block.file}`, written by {_commands(block)}{where}.</sub>"
+
+
+def _commands(block: Block) -> str:
+    return ", then ".join(f"`{command}`" for command in block.commands)
+
+
+def _pending(block: Block) -> str:
+    """What a pending block says until its JSON is committed: how to measure it."""
+    write = "`python -m bottleneck_transfer.bench.readme write`"
+    return f"<sub>Not measured yet: {_commands(block)}, then {write}.</sub>"
 
 
 def _load(root: Path, file: str) -> dict[str, Any]:
@@ -175,6 +193,9 @@ def render_blocks(root: str | Path = ".") -> dict[str, str]:
     root = Path(root)
     rendered = {}
     for name, block in BLOCKS.items():
+        if block.pending and not (root / DATA / block.file).exists():
+            rendered[name] = _pending(block)
+            continue
         payload = _load(root, block.file)
         lines = [*block.render(payload), "", _source_line(block, payload)]
         rendered[name] = "\n".join(lines)

@@ -1,11 +1,20 @@
 """Small bases built here: the shipped Fashion-MNIST base's architecture
 (``data/bases/train_fashion_mnist_base.py`` trains it on classes 0-4, the ranking benchmark
-:mod:`bench.rank` on other data) and a one-block KerasHub ResNet (the benchmark's and the
-tests' tiny preset)."""
+:mod:`bench.rank` on other data), a one-block KerasHub ResNet (the benchmark's and the
+tests' tiny preset) and a two-layer KerasHub BERT with a WordPiece vocabulary of its corpus
+(``data/bases/train_wordnet_base.py`` trains the shipped text base on WordNet glosses)."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
+
+#: BERT's special tokens, first in every vocabulary :func:`wordpiece_vocabulary` builds.
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_WORD = re.compile(r"[^\W_]+|[^\w\s]|_")
 
 
 def fashion_cnn(n_classes: int, *, seed: int | None = None, name: str | None = None) -> Any:
@@ -44,3 +53,46 @@ def tiny_resnet(seed: int) -> Any:
         use_pre_activation=False,
         image_shape=(None, None, 3),
     )
+
+
+def words(text: str) -> list[str]:
+    """The words and punctuation marks a lower-casing ``BertTokenizer`` splits ``text`` into
+    (case folded, NFKC normalised; accents kept, as the tokenizer keeps them)."""
+    return _WORD.findall(unicodedata.normalize("NFKC", text.casefold()))
+
+
+def wordpiece_vocabulary(texts: Iterable[str], size: int) -> list[str]:
+    """A WordPiece vocabulary of at most ``size`` tokens: :data:`SPECIAL_TOKENS`, every
+    character of ``texts`` alone and as a ``##`` continuation (so no word is unknown), then
+    their most frequent words (ties by spelling). Deterministic."""
+    counts = Counter(word for text in texts for word in words(text))
+    chars = sorted({c for word in counts for c in word})
+    vocabulary = [*SPECIAL_TOKENS, *chars, *(f"##{c}" for c in chars)]
+    known = set(vocabulary)
+    ranked = sorted((w for w in counts if w not in known), key=lambda w: (-counts[w], w))
+    return vocabulary + ranked[: max(0, size - len(vocabulary))]
+
+
+def tiny_bert(
+    vocabulary: list[str], *, sequence_length: int = 64, hidden: int = 64, seed: int = 0
+) -> tuple[Any, Any]:
+    """A two-layer KerasHub ``BertBackbone`` (``hidden`` wide, two heads) and its
+    ``BertTextClassifierPreprocessor`` (a lower-casing ``BertTokenizer`` of ``vocabulary``,
+    ``sequence_length`` tokens); Keras seeded with ``seed`` first."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=True)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+        tokenizer, sequence_length=sequence_length
+    )
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(vocabulary),
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=hidden,
+        intermediate_dim=4 * hidden,
+        max_sequence_length=sequence_length,
+    )
+    return backbone, preprocessor

@@ -102,6 +102,20 @@ def test_a_missing_json_file_is_one_error_naming_it(tmp_path, capsys):
     assert "accuracy.json" in capsys.readouterr().err
 
 
+def test_a_pending_block_says_how_to_measure_it_until_its_run_is_recorded(tmp_path):
+    """The text demo's blocks (issue 29.6) wait for their run; then render its table."""
+    root = _checkout(tmp_path)
+    pending = render_blocks(root)["wordnet-compare"]
+    assert pending.startswith("<sub>Not measured yet: `bottleneck run pipelines/wordnet_glosses")
+    assert "`python -m bottleneck_transfer.bench.readme write`" in pending
+    assert "\n" not in pending and stale_blocks(root) == []
+    shutil.copy(root / DATA / "fashion_mnist_run.json", root / DATA / "wordnet_glosses_run.json")
+    blocks = render_blocks(root)
+    assert blocks["wordnet-compare"].startswith("```\nHoldout: fitted on 12000 rows")
+    assert "From `data/bench/wordnet_glosses_run.json`" in blocks["wordnet-learning-curve"]
+    assert stale_blocks(root) == ["wordnet-compare", "wordnet-learning-curve"]
+
+
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     train, test = digits_caches(tmp_path_factory.mktemp("digits"))
