@@ -133,18 +133,20 @@ def bench(
     budget: str | None,
     folder: Path,
     out: Path | None = None,
+    out_of_core: bool = False,
     **specs: str,
 ) -> dict:
     """Write one cache per size, run every command on it; figures by size and command.
 
-    ``specs``: ``logreg`` and ``dense`` head specs (:func:`commands`). ``out``: a JSON file
+    ``specs``: ``logreg`` and ``dense`` head specs (:func:`commands`); ``out_of_core``: pass
+    ``--out-of-core`` too (streaming at every size). ``out``: a JSON file
     rewritten after every command (a run cut short keeps what it measured). Returns
     ``{"settings", "machine", "sizes": {rows: ...}, "seconds"}``; each command's ``load`` is
     the machine's 1-minute load average as it started (a busy machine's figures say so)."""
     from bottleneck_transfer.bench.suite import _cpu_name, _load, _memory_gib
 
     started = time.perf_counter()
-    settings = {"dim": dim, "memory_budget": budget, **specs}
+    settings = {"dim": dim, "memory_budget": budget, "out_of_core": out_of_core, **specs}
     machine = {
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
@@ -159,6 +161,7 @@ def bench(
         synthetic_cache(cache, n, dim=dim)
         written = time.perf_counter() - start
         limit = ["--memory-budget", budget] if budget else []
+        limit += ["--out-of-core"] if out_of_core else []
         by_command: dict = {}
         sizes[str(n)] = {
             "feature_bytes_float32": n * dim * 4,
@@ -233,6 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, action="append", help="Cache sizes (repeatable).")
     parser.add_argument("--dim", type=int, default=1280)
     parser.add_argument("--memory-budget", help="Passed to train, compare and evaluate.")
+    parser.add_argument(
+        "--out-of-core", action="store_true", help="Stream whatever the size (as the budget)."
+    )
     parser.add_argument("--folder", type=Path, help="Where the caches go (default: a temp dir).")
     parser.add_argument("--logreg", default="logreg", help="The logreg spec (e.g. logreg:C=1).")
     parser.add_argument("--dense", default="dense", help="The dense spec (e.g. dense:epochs=2).")
@@ -246,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
             budget=args.memory_budget,
             folder=Path(folder),
             out=args.out,
+            out_of_core=args.out_of_core,
             logreg=args.logreg,
             dense=args.dense,
         )
