@@ -230,6 +230,26 @@ def format_scale(figures: dict) -> list[str]:
     return lines
 
 
+def merge_runs(runs: list[dict]) -> dict:
+    """Runs of the same settings as one JSON, their sizes side by side (each command keeps
+    the load it ran at; the machine's load goes from the first run's start to the last's end,
+    ``seconds`` is their sum).
+
+    Raises
+    ------
+    ValueError
+        If the runs' settings differ, naming both.
+    """
+    settings = runs[0]["settings"]
+    for run in runs[1:]:
+        if run["settings"] != settings:
+            raise ValueError(f"runs of other settings: {run['settings']} against {settings}")
+    machine = {**runs[0]["machine"], "load_average_end": runs[-1]["machine"]["load_average_end"]}
+    sizes = {n: figures for run in runs for n, figures in run["sizes"].items()}
+    seconds = round(sum(run["seconds"] for run in runs), 1)
+    return {"settings": settings, "machine": machine, "sizes": sizes, "seconds": seconds}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the benchmark's JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -243,7 +263,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--logreg", default="logreg", help="The logreg spec (e.g. logreg:C=1).")
     parser.add_argument("--dense", default="dense", help="The dense spec (e.g. dense:epochs=2).")
     parser.add_argument("-o", "--out", type=Path, help="Also write the JSON here, as it goes.")
+    parser.add_argument(
+        "--merge", type=Path, action="append", help="Measure nothing: join these runs' JSON."
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        runs = [json.loads(path.read_text(encoding="utf-8")) for path in args.merge]
+        merged = json.dumps(merge_runs(runs), indent=1) + "\n"
+        if args.out is not None:
+            atomic_write_text(args.out, merged)
+        print(merged, end="")
+        return
     rows = args.rows or [200_000, 2_000_000]
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
         figures = bench(
