@@ -107,6 +107,12 @@ def _rank(report: dict[str, Any]) -> list[str]:
     return format_rank_bench(report)
 
 
+def _scale(figures: dict[str, Any]) -> list[str]:
+    from bottleneck_transfer.bench.scale import format_scale
+
+    return format_scale(figures)
+
+
 ACCURACY = ("bottleneck bench --parts views,float16-heads --out data/bench/accuracy.json",)
 STATISTICS = ("bottleneck bench --parts statistics --out data/bench/statistics.json",)
 SELECTION = (
@@ -124,6 +130,14 @@ DIGITS_RUN = (
     "-o data/bench/digits_fashion_base_run.json",
 )
 RANK = ("python -m bottleneck_transfer.bench.rank -o data/bench/rank.json",)
+_SCALE_RUN = "--memory-budget 1G --dense dense:epochs=3"
+SCALE = (
+    f"python -m bottleneck_transfer.bench.scale --rows 20000 {_SCALE_RUN} --out-of-core "
+    "-o scale-20k.json",
+    f"python -m bottleneck_transfer.bench.scale --rows 200000 {_SCALE_RUN} -o scale-200k.json",
+    "python -m bottleneck_transfer.bench.scale --merge scale-20k.json --merge scale-200k.json "
+    "-o data/bench/scale.json",
+)
 BLOCKS: dict[str, Block] = {
     "views": Block("accuracy.json", ACCURACY, _views),
     "float16-heads": Block("accuracy.json", ACCURACY, _float16),
@@ -133,6 +147,7 @@ BLOCKS: dict[str, Block] = {
     "statistics": Block("statistics.json", STATISTICS, _statistics),
     "selection": Block("selection.json", SELECTION, _selection),
     "rank": Block("rank.json", RANK, _rank),
+    "scale": Block("scale.json", SCALE, _scale),
 }
 
 

@@ -232,20 +232,28 @@ def format_scale(figures: dict) -> list[str]:
 
 def merge_runs(runs: list[dict]) -> dict:
     """Runs of the same settings as one JSON, their sizes side by side (each command keeps
-    the load it ran at; the machine's load goes from the first run's start to the last's end,
-    ``seconds`` is their sum).
+    the load it ran at, each size whether it was run with ``--out-of-core``; the machine's
+    load goes from the first run's start to the last's end, ``seconds`` is their sum).
 
     Raises
     ------
     ValueError
         If the runs' settings differ, naming both.
     """
-    settings = runs[0]["settings"]
+
+    def shared(run: dict) -> dict:  # --out-of-core is kept per size: the paths say the same
+        return {k: v for k, v in run["settings"].items() if k != "out_of_core"}
+
+    settings = shared(runs[0])
     for run in runs[1:]:
-        if run["settings"] != settings:
-            raise ValueError(f"runs of other settings: {run['settings']} against {settings}")
+        if shared(run) != settings:
+            raise ValueError(f"runs of other settings: {shared(run)} against {settings}")
     machine = {**runs[0]["machine"], "load_average_end": runs[-1]["machine"]["load_average_end"]}
-    sizes = {n: figures for run in runs for n, figures in run["sizes"].items()}
+    sizes = {
+        n: {**figures, "out_of_core": run["settings"].get("out_of_core", False)}
+        for run in runs
+        for n, figures in run["sizes"].items()
+    }
     seconds = round(sum(run["seconds"] for run in runs), 1)
     return {"settings": settings, "machine": machine, "sizes": sizes, "seconds": seconds}
 

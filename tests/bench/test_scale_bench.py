@@ -38,8 +38,11 @@ def test_runs_of_the_same_settings_merge_and_others_are_refused():
         sizes = {str(n): {"commands": {}}}
         return {"settings": settings, "machine": machine, "sizes": sizes, "seconds": seconds}
 
-    merged = merge_runs([run(200, 1.0, 2.0, 10.0), run(2000, 3.0, 4.0, 20.0)])
+    forced = run(200, 1.0, 2.0, 10.0)
+    forced["settings"] = {**settings, "out_of_core": True}
+    merged = merge_runs([forced, run(2000, 3.0, 4.0, 20.0)])
     assert list(merged["sizes"]) == ["200", "2000"] and merged["seconds"] == 30.0
+    assert merged["sizes"]["200"]["out_of_core"] and not merged["sizes"]["2000"]["out_of_core"]
     assert merged["machine"]["load_average_start"] == 1.0
     assert merged["machine"]["load_average_end"] == 4.0
     other = {**run(20, 0.0, 0.0, 1.0), "settings": {"dim": 16, "memory_budget": "1G"}}
