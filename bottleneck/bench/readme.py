@@ -109,6 +109,12 @@ def _rank(report: dict[str, Any]) -> list[str]:
     return format_rank_bench(report)
 
 
+def _scale(figures: dict[str, Any]) -> list[str]:
+    from bottleneck_transfer.bench.scale import format_scale
+
+    return format_scale(figures)
+
+
 ACCURACY = ("bottleneck bench --parts views,float16-heads --out data/bench/accuracy.json",)
 STATISTICS = ("bottleneck bench --parts statistics --out data/bench/statistics.json",)
 SELECTION = (
@@ -140,6 +146,14 @@ def _targets(payload: dict[str, Any]) -> list[str]:
     return format_targets(payload)
 
 
+_SCALE_RUN = "--memory-budget 1G --dense dense:epochs=3"
+SCALE = (
+    f"python -m bottleneck_transfer.bench.scale --rows 20000 {_SCALE_RUN} --out-of-core "
+    "-o scale-20k.json",
+    f"python -m bottleneck_transfer.bench.scale --rows 200000 {_SCALE_RUN} -o scale-200k.json",
+    "python -m bottleneck_transfer.bench.scale --merge scale-20k.json --merge scale-200k.json "
+    "-o data/bench/scale.json",
+)
 BLOCKS: dict[str, Block] = {
     "views": Block("accuracy.json", ACCURACY, _views),
     "float16-heads": Block("accuracy.json", ACCURACY, _float16),
@@ -152,6 +166,7 @@ BLOCKS: dict[str, Block] = {
     "selection": Block("selection.json", SELECTION, _selection),
     "rank": Block("rank.json", RANK, _rank),
     "targets": Block("targets.json", TARGETS, _targets),
+    "scale": Block("scale.json", SCALE, _scale),
 }
 
 

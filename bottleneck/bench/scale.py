@@ -133,18 +133,20 @@ def bench(
     budget: str | None,
     folder: Path,
     out: Path | None = None,
+    out_of_core: bool = False,
     **specs: str,
 ) -> dict:
     """Write one cache per size, run every command on it; figures by size and command.
 
-    ``specs``: ``logreg`` and ``dense`` head specs (:func:`commands`). ``out``: a JSON file
+    ``specs``: ``logreg`` and ``dense`` head specs (:func:`commands`); ``out_of_core``: pass
+    ``--out-of-core`` too (streaming at every size). ``out``: a JSON file
     rewritten after every command (a run cut short keeps what it measured). Returns
     ``{"settings", "machine", "sizes": {rows: ...}, "seconds"}``; each command's ``load`` is
     the machine's 1-minute load average as it started (a busy machine's figures say so)."""
     from bottleneck_transfer.bench.suite import _cpu_name, _load, _memory_gib
 
     started = time.perf_counter()
-    settings = {"dim": dim, "memory_budget": budget, **specs}
+    settings = {"dim": dim, "memory_budget": budget, "out_of_core": out_of_core, **specs}
     machine = {
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
@@ -159,6 +161,7 @@ def bench(
         synthetic_cache(cache, n, dim=dim)
         written = time.perf_counter() - start
         limit = ["--memory-budget", budget] if budget else []
+        limit += ["--out-of-core"] if out_of_core else []
         by_command: dict = {}
         sizes[str(n)] = {
             "feature_bytes_float32": n * dim * 4,
@@ -227,17 +230,58 @@ def format_scale(figures: dict) -> list[str]:
     return lines
 
 
+def merge_runs(runs: list[dict]) -> dict:
+    """Runs of the same settings as one JSON, their sizes side by side (each command keeps
+    the load it ran at, each size whether it was run with ``--out-of-core``; the machine's
+    load goes from the first run's start to the last's end, ``seconds`` is their sum).
+
+    Raises
+    ------
+    ValueError
+        If the runs' settings differ, naming both.
+    """
+
+    def shared(run: dict) -> dict:  # --out-of-core is kept per size: the paths say the same
+        return {k: v for k, v in run["settings"].items() if k != "out_of_core"}
+
+    settings = shared(runs[0])
+    for run in runs[1:]:
+        if shared(run) != settings:
+            raise ValueError(f"runs of other settings: {shared(run)} against {settings}")
+    machine = {**runs[0]["machine"], "load_average_end": runs[-1]["machine"]["load_average_end"]}
+    sizes = {
+        n: {**figures, "out_of_core": run["settings"].get("out_of_core", False)}
+        for run in runs
+        for n, figures in run["sizes"].items()
+    }
+    seconds = round(sum(run["seconds"] for run in runs), 1)
+    return {"settings": settings, "machine": machine, "sizes": sizes, "seconds": seconds}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the benchmark's JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, action="append", help="Cache sizes (repeatable).")
     parser.add_argument("--dim", type=int, default=1280)
     parser.add_argument("--memory-budget", help="Passed to train, compare and evaluate.")
+    parser.add_argument(
+        "--out-of-core", action="store_true", help="Stream whatever the size (as the budget)."
+    )
     parser.add_argument("--folder", type=Path, help="Where the caches go (default: a temp dir).")
     parser.add_argument("--logreg", default="logreg", help="The logreg spec (e.g. logreg:C=1).")
     parser.add_argument("--dense", default="dense", help="The dense spec (e.g. dense:epochs=2).")
     parser.add_argument("-o", "--out", type=Path, help="Also write the JSON here, as it goes.")
+    parser.add_argument(
+        "--merge", type=Path, action="append", help="Measure nothing: join these runs' JSON."
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        runs = [json.loads(path.read_text(encoding="utf-8")) for path in args.merge]
+        merged = json.dumps(merge_runs(runs), indent=1) + "\n"
+        if args.out is not None:
+            atomic_write_text(args.out, merged)
+        print(merged, end="")
+        return
     rows = args.rows or [200_000, 2_000_000]
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
         figures = bench(
@@ -246,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
             budget=args.memory_budget,
             folder=Path(folder),
             out=args.out,
+            out_of_core=args.out_of_core,
             logreg=args.logreg,
             dense=args.dense,
         )
