@@ -107,6 +107,12 @@ def _rank(report: dict[str, Any]) -> list[str]:
     return format_rank_bench(report)
 
 
+def _rank_cost(report: dict[str, Any]) -> list[str]:
+    from bottleneck_transfer.bench.rank_cost import format_rank_cost
+
+    return format_rank_cost(report)
+
+
 ACCURACY = ("bottleneck bench --parts views,float16-heads --out data/bench/accuracy.json",)
 STATISTICS = ("bottleneck bench --parts statistics --out data/bench/statistics.json",)
 SELECTION = (
@@ -124,6 +130,7 @@ DIGITS_RUN = (
     "-o data/bench/digits_fashion_base_run.json",
 )
 RANK = ("python -m bottleneck_transfer.bench.rank -o data/bench/rank.json",)
+RANK_COST = ("python -m bottleneck_transfer.bench.rank_cost -o data/bench/rank_cost.json",)
 BLOCKS: dict[str, Block] = {
     "views": Block("accuracy.json", ACCURACY, _views),
     "float16-heads": Block("accuracy.json", ACCURACY, _float16),
@@ -133,6 +140,7 @@ BLOCKS: dict[str, Block] = {
     "statistics": Block("statistics.json", STATISTICS, _statistics),
     "selection": Block("selection.json", SELECTION, _selection),
     "rank": Block("rank.json", RANK, _rank),
+    "rank-cost": Block("rank_cost.json", RANK_COST, _rank_cost),
 }
 
 
