@@ -115,6 +115,12 @@ def _scale(figures: dict[str, Any]) -> list[str]:
     return format_scale(figures)
 
 
+def _rank_cost(report: dict[str, Any]) -> list[str]:
+    from bottleneck_transfer.bench.rank_cost import format_rank_cost
+
+    return format_rank_cost(report)
+
+
 ACCURACY = ("bottleneck bench --parts views,float16-heads --out data/bench/accuracy.json",)
 STATISTICS = ("bottleneck bench --parts statistics --out data/bench/statistics.json",)
 SELECTION = (
@@ -154,6 +160,7 @@ SCALE = (
     "python -m bottleneck_transfer.bench.scale --merge scale-20k.json --merge scale-200k.json "
     "-o data/bench/scale.json",
 )
+RANK_COST = ("python -m bottleneck_transfer.bench.rank_cost -o data/bench/rank_cost.json",)
 BLOCKS: dict[str, Block] = {
     "views": Block("accuracy.json", ACCURACY, _views),
     "float16-heads": Block("accuracy.json", ACCURACY, _float16),
@@ -167,6 +174,7 @@ BLOCKS: dict[str, Block] = {
     "rank": Block("rank.json", RANK, _rank),
     "targets": Block("targets.json", TARGETS, _targets),
     "scale": Block("scale.json", SCALE, _scale),
+    "rank-cost": Block("rank_cost.json", RANK_COST, _rank_cost),
 }
 
 

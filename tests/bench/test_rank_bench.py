@@ -38,8 +38,18 @@ def test_rank_cost_table_says_each_full_extraction_and_the_ratio():
         return {"wall_s": wall, "cpu_s": cpu}
 
     bases = [
-        {"base": "MobileNetV2", "sample_rank": 2, "full_extract": cost(100.0, 150.0)},
-        {"base": "EfficientNetB0", "sample_rank": 1, "full_extract": cost(300.0, 450.0)},
+        {
+            "base": "MobileNetV2",
+            "sample_rank": 2,
+            "full_extract": cost(100.0, 150.0),
+            "estimated_full_seconds": 120.4,
+        },
+        {
+            "base": "EfficientNetB0",
+            "sample_rank": 1,
+            "full_extract": cost(300.0, 450.0),
+            "estimated_full_seconds": 350.0,
+        },
     ]
     report = {
         "collection_images": 5000,
@@ -53,9 +63,10 @@ def test_rank_cost_table_says_each_full_extraction_and_the_ratio():
     }
     lines = format_rank_cost(report)
     assert lines[0].startswith("| base (128 px) | sample rank | full extraction of 5,000 images")
-    assert "| EfficientNetB0 | 1 | 300 | 450 |" in lines
-    assert "| **all 2: full extraction** | | **400** | **600** |" in lines
-    assert "| **`rank-bases`, 50/class (250 images)** | | **80** | **60** |" in lines
+    assert "| EfficientNetB0 | 1 | 300 | 450 | 350 |" in lines
+    assert "| MobileNetV2 | 2 | 100 | 150 | 120 |" in lines
+    assert "| **all 2: full extraction** | | **400** | **600** | |" in lines
+    assert "| **`rank-bases`, 50/class (250 images)** | | **80** | **60** | |" in lines
     assert lines[-1].startswith(
         "Ranking the 2 bases on the sample took 20% of the wall time (10% of the CPU time) of "
         "extracting all 5,000 images with each; it wrote 5 sample caches"
