@@ -22,9 +22,25 @@ if TYPE_CHECKING:
     from bottleneck_transfer.features.views import Views
 
 #: The options that shape a source given by name (:func:`features.sources.open_source`).
-SOURCE_OPTIONS = ("classes", "limit", "groups", "source_kind", "image_column", "label_column")
+SOURCE_OPTIONS = (
+    "classes",
+    "limit",
+    "groups",
+    "source_kind",
+    "image_column",
+    "label_column",
+    "text_column",
+)
 #: The options that shape a base given by name (:func:`features.bases.load_base`).
-BASE_OPTIONS = ("weights", "image_size", "pooling", "layer", "preprocess", "trust_graph")
+BASE_OPTIONS = (
+    "weights",
+    "image_size",
+    "pooling",
+    "layer",
+    "preprocess",
+    "trust_graph",
+    "max_length",
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +66,13 @@ class ExtractOptions:
         The source's kind (:data:`features.sources.registry.SOURCE_KINDS`) instead of
         detecting it from the path.
     image_column, label_column : str, optional
-        A Parquet/Arrow table's image and label columns (default ``image`` and ``label``).
+        A Parquet/Arrow table's image and label columns (default ``image`` and ``label``);
+        ``label_column`` is a text table's too.
+    text_column : str, optional
+        A text table's column of texts (default ``text``; :mod:`features.sources.text`).
+    max_length : int, optional
+        Text bases: tokens per text, longer ones truncated and counted (default: the
+        preset's longest sequence, at most :data:`features.bases.text.MAX_LENGTH`).
     batch_size : int, optional
         Images per model call. Default (:func:`features.runtimes.default_batch_size`): 64
         on a CPU and 256 on an accelerator for 224 x 224 inputs, scaled by pixel count.
@@ -135,6 +157,8 @@ class ExtractOptions:
     source_kind: str | None = None
     image_column: str | None = None
     label_column: str | None = None
+    text_column: str | None = None
+    max_length: int | None = None
     batch_size: int | None = None
     workers: int | None = None
     strict: bool = False
@@ -156,6 +180,8 @@ class ExtractOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"max_length must be >= 2. Received: max_length={self.max_length}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1. Received: batch_size={self.batch_size}")
         check_storage(self.store_dtype, self.compression)

@@ -31,6 +31,8 @@ class BaseRequest:
     channels: int
     seed: int
     trust_graph: bool
+    #: Text bases: tokens per text (None: the preset's longest, capped).
+    max_length: int | None = None
 
 
 @dataclass

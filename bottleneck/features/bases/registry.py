@@ -6,6 +6,8 @@ A kind module provides
     Its name (the key in :data:`BASE_KINDS`).
 ``POOLINGS``
     The ``pooling`` values it takes (optional; default ``avg``, ``max``).
+``DEFAULT_POOLING``
+    The pooling when none is asked (optional; default ``avg``; None: chosen per model).
 ``detect(base) -> bool``
     Whether ``base`` (a name, a path or a handle, as given to ``--base``) is of this kind.
     Kinds are asked in :data:`BASE_KINDS` order; the last, ``application``, takes any name.
@@ -35,12 +37,14 @@ from bottleneck_transfer.features.bases import (
     pixels,
     preset,
     saved_model,
+    text,
 )
 from bottleneck_transfer.features.bases.common import POOLINGS
 
 #: Kind name -> its module, in detection order (folders and names before the fallbacks).
 BASE_KINDS: dict[str, ModuleType] = {
     "pixels": pixels,
+    "text-preset": text,
     "preset": preset,
     "saved_model": saved_model,
     "model_file": model_file,
@@ -62,6 +66,12 @@ def base_kind(base: str | Path) -> ModuleType:
 def poolings(kind: ModuleType) -> tuple[str, ...]:
     """The ``pooling`` values ``kind`` takes."""
     return getattr(kind, "POOLINGS", POOLINGS)
+
+
+def default_pooling(kind: ModuleType) -> str | None:
+    """The ``pooling`` of ``kind`` when none is asked: its ``DEFAULT_POOLING`` (None: the
+    kind chooses per model, as a text base does), else ``avg``."""
+    return getattr(kind, "DEFAULT_POOLING", "avg")
 
 
 def cuts_layers(kind: ModuleType) -> bool:

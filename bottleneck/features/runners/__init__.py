@@ -46,7 +46,23 @@ __all__ = [
 
 
 def open_runner(job: Pass, batch_size: int, runtime: str, context: RunContext) -> Runner:
-    """The runner of ``job``'s model on ``runtime`` (``auto``: :func:`.probe.choose`)."""
+    """The runner of ``job``'s model on ``runtime`` (``auto``: :func:`.probe.choose`; a text
+    base: :class:`.text.TextRunner`, Keras only).
+
+    Raises
+    ------
+    ValueError
+        ``onnx`` for a text base.
+    """
+    if job.runner.modality == "text":
+        if runtime == "onnx":
+            raise ValueError(
+                "--runtime onnx does not apply to text bases (KerasHub text backbones run on "
+                "Keras). Received: runtime='onnx'; use keras or auto"
+            )
+        from bottleneck_transfer.features.runners.text import TextRunner
+
+        return TextRunner(job.runner.model)  # type: ignore[return-value]
     if runtime == "auto":
         from bottleneck_transfer.features.runners.probe import choose
 

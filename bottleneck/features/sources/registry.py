@@ -25,6 +25,7 @@ from bottleneck_transfer.features.sources import (
     manifest,
     npz,
     table,
+    text,
     webdataset,
 )
 from bottleneck_transfer.features.sources.items import (
@@ -40,6 +41,7 @@ from bottleneck_transfer.regular import file_kind
 #: Kind name -> its module, in detection order (a folder before a file suffix).
 SOURCE_KINDS: dict[str, ModuleType] = {
     "fashion-mnist": fashion_mnist,
+    "text": text,
     "table": table,
     "folder": folder,
     "csv": manifest,
@@ -96,8 +98,9 @@ def open_source(
     source_kind: str | None = None,
     image_column: str | None = None,
     label_column: str | None = None,
+    text_column: str | None = None,
 ) -> Source:
-    """Open an image collection.
+    """Open an image or text collection.
 
     Parameters
     ----------
@@ -122,6 +125,9 @@ def open_source(
         The source kind (:data:`SOURCE_KINDS`) instead of detecting it from ``spec``.
     image_column, label_column : str, optional
         A table's image and label columns (default ``image`` and ``label``).
+    text_column : str, optional
+        A text table's column of texts (default ``text``; naming it makes the source a
+        text source, :mod:`.text`).
 
     Raises
     ------
@@ -136,8 +142,8 @@ def open_source(
     1000
     """
     text = local_spec(str(spec))
-    columns = Columns(groups, image_column, label_column)
-    module = kind_module(text, source_kind)
+    columns = Columns(groups, image_column, label_column, text_column)
+    module = kind_module(text, source_kind or ("text" if text_column is not None else None))
     _check_columns(text, module, columns)
     listing = module.open_listing(text, columns)
     options = {"spec": listing.spec, "classes": classes, "limit": limit}
@@ -145,10 +151,10 @@ def open_source(
     items, names = select(listing.items, listing.names, classes, limit)
     if not items:
         raise SourceError(
-            f"no images found in {text}"
+            f"no {'texts' if listing.kind == 'text' else 'images'} found in {text}"
             + (
                 f" (image extensions: {' '.join(IMAGE_EXTENSIONS)})"
-                if listing.arrays is None
+                if listing.arrays is None and listing.kind != "text"
                 else ""
             )
         )
@@ -181,6 +187,7 @@ def reopen_source(described: dict) -> Source:
         source_kind=options.get("kind"),
         image_column=(options.get("columns") or {}).get("image"),
         label_column=(options.get("columns") or {}).get("label"),
+        text_column=(options.get("columns") or {}).get("text"),
     )
 
 
@@ -191,13 +198,20 @@ def _reopening(columns: Columns, kind: str | None) -> dict:
         options["groups"] = columns.groups
     if kind is not None:
         options["kind"] = kind
-    if columns.image is not None or columns.label is not None:
+    if columns.given().keys() - {"groups"}:
         options["columns"] = {"image": columns.image, "label": columns.label}
+        if columns.text is not None:
+            options["columns"]["text"] = columns.text
     return options
 
 
 #: Each column option's flag, for errors.
-_COLUMN_FLAGS = {"groups": "--groups", "image": "--image-column", "label": "--label-column"}
+_COLUMN_FLAGS = {
+    "groups": "--groups",
+    "image": "--image-column",
+    "label": "--label-column",
+    "text": "--text-column",
+}
 
 
 def _check_columns(spec: str, module: ModuleType, columns: Columns) -> None:
@@ -205,7 +219,9 @@ def _check_columns(spec: str, module: ModuleType, columns: Columns) -> None:
     reads = getattr(module, "COLUMNS", ())
     for name, value in columns.given().items():
         if name not in reads:
-            what = "a CSV manifest" if name == "groups" else "a Parquet/Arrow table"
+            what = {"groups": "a CSV manifest", "text": "a text table"}.get(
+                name, "a Parquet/Arrow table"
+            )
             kind = next(k for k, m in SOURCE_KINDS.items() if m is module)
             raise SourceError(
                 f"{_COLUMN_FLAGS[name]} names a column of {what}; {spec} is a {kind} "
