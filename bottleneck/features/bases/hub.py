@@ -73,6 +73,11 @@ DETAIL_KEYS = (
     "saved_model_sha256",
     "endpoint",
     "trust_graph",
+    "tokenizer",
+    "tokenizer_sha256",
+    "family",
+    "max_length",
+    "pooling_default",
 )
 #: Every description key a hub base adds (an export's metadata copies them).
 PROVENANCE_KEYS = (*NAME_KEYS, *DETAIL_KEYS)
