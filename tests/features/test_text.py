@@ -213,3 +213,29 @@ def test_a_preset_naming_a_class_outside_keras_hub_is_refused_before_building(pr
     (folder / "tokenizer.json").write_text(json.dumps(config))
     with pytest.raises(BaseModelError, match="names the class 'builtins>Evil', which is not"):
         load_base(folder)
+
+
+def test_text_baselines_are_tfidf_of_the_train_texts_and_the_random_backbone(presets, tmp_path):
+    from bottleneck_transfer.features.baselines import extract_baselines
+    from bottleneck_transfer.features.text_baseline import TFIDF_SETTINGS
+    from feature_checks import assert_features_differ
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts, labels = corpus(30, seed=3)
+    train = extract(
+        write_csv(tmp_path / "t.csv", texts, labels), presets["bert"], tmp_path / "c.h5"
+    )
+    out = extract_baselines(
+        train.path, None, ["tfidf", "random-base"], cache_dir=tmp_path / "s",
+        base_path=presets["bert"],
+    )  # fmt: skip
+    settings = {**TFIDF_SETTINGS, "ngram_range": (1, 2), "dtype": np.float32}
+    expected = TfidfVectorizer(**settings).fit_transform(texts).toarray()
+    with FeatureCache.open(out["tfidf"][0]) as tfidf, FeatureCache.open(train.path) as main:
+        assert list(tfidf.ids) == list(main.ids) and list(tfidf.labels) == list(main.labels)
+        assert_features_close(tfidf.features, expected)
+        with FeatureCache.open(out["random-base"][0]) as noise:
+            assert noise.provenance["base"]["weights"] == "none"
+            assert_features_differ(noise.features, main.features)
+    with pytest.raises(BaseModelError, match="raw-pixels baseline does not apply to a text base"):
+        extract_baselines(train.path, None, ["raw-pixels"], base_path=presets["bert"])
