@@ -4,9 +4,9 @@ The text side of :mod:`features.batches`: :func:`iter_text_batches` yields one
 :class:`~features.batches.Batch` per window of items (its ``end`` the source position after
 the window, as an image batch's), its ``pixels`` a :class:`TokenWindow`: the window's texts
 tokenized at the base's ``max_length`` and planned into model calls. With ``bucketing``
-(the default) the calls group texts of similar length under a token budget (``batch_size``
-rows of ``max_length`` tokens, the work of one fixed-length call), each padded only to its
-longest text rounded up to :data:`ROUND`; without it, every call is ``batch_size`` texts
+(the default) the calls group texts of one length bucket (:func:`padded_lengths`) under a
+token budget (``batch_size`` rows of ``max_length`` tokens, the work of one fixed-length
+call), each padded only to its bucket's length; without it, every call is ``batch_size`` texts
 padded to ``max_length``. The runner (:mod:`features.runners.text`) puts every row back in
 source order, so the cache is the same either way (up to float rounding).
 
@@ -81,26 +81,34 @@ def read_text(source: Source, item: Item) -> str:
     return text
 
 
+def padded_lengths(lengths: np.ndarray, max_length: int) -> np.ndarray:
+    """Each length rounded up to its bucket: a multiple of :data:`ROUND` up to 64 tokens,
+    then of an eighth of the next power of two (16 up to 128, 32 up to 256, ...), so padding
+    stays under a quarter of a long text; at most ``max_length``."""
+    lengths = np.maximum(np.asarray(lengths, np.int64), 1)
+    power = 2 ** np.ceil(np.log2(lengths)).astype(np.int64)
+    step = np.maximum(ROUND, power // 8)
+    return np.minimum(-(-lengths // step) * step, max_length)
+
+
 def plan_calls(
     lengths: np.ndarray, batch_size: int, max_length: int, bucketing: bool = True
 ) -> list[tuple[np.ndarray, int]]:
     """The model calls covering texts of ``lengths`` tokens: each one's rows and padded
-    length, under a budget of ``batch_size * max_length`` tokens a call (see the module)."""
+    length. Bucketing: texts of one bucket (:func:`padded_lengths`) together, as many a call
+    as a budget of ``batch_size * max_length`` tokens holds (at most :data:`MAX_ROWS`);
+    else ``batch_size`` texts a call in order, padded to ``max_length``."""
     n = len(lengths)
     if not bucketing:
         return [
             (np.arange(lo, min(lo + batch_size, n)), max_length) for lo in range(0, n, batch_size)
         ]
-    budget = batch_size * max_length
-    order = np.argsort(lengths, kind="stable")
-    padded = np.minimum(-(-np.maximum(lengths[order], 1) // ROUND) * ROUND, max_length)
-    calls, start = [], 0
-    while start < n:
-        stop = start + 1
-        while stop < n and stop - start < MAX_ROWS and (stop - start + 1) * padded[stop] <= budget:
-            stop += 1
-        calls.append((order[start:stop], int(padded[stop - 1])))
-        start = stop
+    padded = padded_lengths(lengths, max_length)
+    calls = []
+    for length in np.unique(padded):
+        rows = np.flatnonzero(padded == length)
+        step = int(min(MAX_ROWS, max(1, batch_size * max_length // length)))
+        calls += [(rows[lo : lo + step], int(length)) for lo in range(0, len(rows), step)]
     return calls
 
 

@@ -125,6 +125,7 @@ def test_planned_calls_cover_every_row_once_within_the_token_budget():
     assert sorted(rows.tolist()) == list(range(1000))
     for r, padded in calls:
         assert len(r) * padded <= 16 * 128 and lengths[r].max() <= padded and padded % 8 == 0
+        assert (padded - lengths[r]).max() < max(8, padded / 4)
 
 
 def test_empty_long_and_non_utf8_texts_are_one_line_each(presets, tmp_path):
