@@ -196,7 +196,13 @@ def _is_fitted(head: Any) -> bool:
 
 
 def _check_exportable_base(cache: FeatureCache) -> None:
-    """Refuse a SavedModel base: Keras loads its ``TFSMLayer`` from a file only unsafely."""
+    """Refuse a SavedModel base: Keras loads its ``TFSMLayer`` from a file only unsafely; and
+    a text base, whose export from raw strings is not written yet."""
+    if cache.provenance.get("base", {}).get("input") == "text":
+        raise ExportError(
+            f"the cache {cache.path} holds text features; exporting a model that takes raw "
+            "strings is not supported yet: use its features with train, compare and evaluate"
+        )
     name = cache.provenance.get("base", {}).get("saved_model")
     if name is not None:
         raise ExportError(

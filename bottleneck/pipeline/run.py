@@ -31,7 +31,7 @@ from bottleneck_transfer.deploy.export import export
 from bottleneck_transfer.deploy.predict import predict
 from bottleneck_transfer.entries import MANIFEST_NAME, reusable
 from bottleneck_transfer.errors import SmallDataWarning
-from bottleneck_transfer.features.baselines import baseline_bases
+from bottleneck_transfer.features.baselines import TFIDF, baseline_bases
 from bottleneck_transfer.features.bases import Base, load_base
 from bottleneck_transfer.features.bases.hub import spelled_path
 from bottleneck_transfer.features.cache.partial import writer_lock
@@ -45,6 +45,7 @@ from bottleneck_transfer.features.store import (
     CacheStore,
     default_cache_dir,
 )
+from bottleneck_transfer.features.text_baseline import tfidf_caches
 from bottleneck_transfer.features.views import Views
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.heads.compare import Comparison, compare_heads, held_out_text
@@ -105,6 +106,7 @@ def _sources(spec: dict) -> dict[str, Source]:
             source_kind=data["source"],
             image_column=data["image_column"],
             label_column=data["label_column"],
+            text_column=data["text_column"],
         )
         for split, limit in splits.items()
         if data[split] is not None
@@ -379,7 +381,10 @@ def _inputs(spec: dict, caches: dict[tuple[str, str], Path]) -> tuple[Path, Path
         for (role, split), path in caches.items()
         if role != "main" and split == "train"
     }
-    return caches[("main", "train")], caches[("main", "test")] if holdout else None, baselines
+    train, test = caches[("main", "train")], caches[("main", "test")] if holdout else None
+    if TFIDF in (spec["baselines"]["use"] or []):  # fitted on the train texts; beside train
+        baselines[TFIDF] = tfidf_caches(train, test, CacheStore(train.parent))
+    return train, test, baselines
 
 
 def _compare(spec: dict, caches: dict[tuple[str, str], Path], memo: FitMemo) -> Comparison:

@@ -273,7 +273,7 @@ def test_the_source_kind_is_forced_by_name_and_an_unknown_one_lists_the_kinds(
     result = run_cli("extract", shard, "--base", "pixels", "--source", "nope", "-o", "x.h5")
     assert result.exit_code != 0
     line = result.output.strip().splitlines()[-1]
-    assert "unknown source kind; valid: fashion-mnist, table, folder, csv" in line
+    assert "unknown source kind; valid: fashion-mnist, text, table, folder, csv" in line
     assert "source='nope'" in line
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.errors import SourceError
-from bottleneck_transfer.features.decode import IMAGE_EXTENSIONS
 from bottleneck_transfer.features.sources.folder import folder_items
 from bottleneck_transfer.features.sources.items import (
     Columns,
@@ -46,7 +45,7 @@ IMAGE_COLUMNS = ("path", "image")
 
 def detect(spec: str) -> bool:
     """A local table whose columns hold ``text`` (and no ``path``/``image``), or a folder of
-    ``.txt`` files (flat or one subfolder per class) without images."""
+    ``.txt`` files only (flat or one subfolder per class)."""
     path = Path(spec).expanduser()
     if path.is_dir():
         return _text_folder(path)
@@ -60,15 +59,15 @@ def detect(spec: str) -> bool:
 
 
 def _text_folder(path: Path) -> bool:
-    """Whether ``path`` holds ``.txt`` files (itself or one level down) and no images."""
+    """Whether every file in ``path`` and its subfolders (one level down) is a ``.txt`` file,
+    and there is one (anything else there: name the kind with ``--source text``)."""
     try:
-        files = [p for p in path.iterdir() if not p.name.startswith(".")]
-        files += [q for p in files if p.is_dir() for q in p.iterdir()]
+        entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+        entries += [q for p in entries if p.is_dir() for q in p.iterdir()]
     except OSError:
         return False
-    names = [p.name.lower() for p in files if not p.name.startswith(".")]
-    has_text = any(name.endswith(TEXT_SUFFIX) for name in names)
-    return has_text and not any(name.endswith(IMAGE_EXTENSIONS) for name in names)
+    files = [p.name.lower() for p in entries if not p.name.startswith(".") and not p.is_dir()]
+    return bool(files) and all(name.endswith(TEXT_SUFFIX) for name in files)
 
 
 def _column_names(path: Path) -> list[str]:
