@@ -17,7 +17,7 @@ from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.sources import open_source, open_texts
 from bottleneck_transfer.features.text_batches import iter_text_batches, plan_calls
 from click.testing import CliRunner
-from feature_checks import assert_features_close
+from feature_checks import assert_features_close, assert_features_differ
 from hub_fixtures import needs_keras_hub
 from text_fixtures import corpus, save_bert, save_gpt2, write_csv
 
@@ -219,7 +219,6 @@ def test_a_preset_naming_a_class_outside_keras_hub_is_refused_before_building(pr
 def test_text_baselines_are_tfidf_of_the_train_texts_and_the_random_backbone(presets, tmp_path):
     from bottleneck_transfer.features.baselines import extract_baselines
     from bottleneck_transfer.features.text_baseline import TFIDF_SETTINGS
-    from feature_checks import assert_features_differ
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     texts, labels = corpus(30, seed=3)
@@ -240,3 +239,15 @@ def test_text_baselines_are_tfidf_of_the_train_texts_and_the_random_backbone(pre
             assert_features_differ(noise.features, main.features)
     with pytest.raises(BaseModelError, match="raw-pixels baseline does not apply to a text base"):
         extract_baselines(train.path, None, ["raw-pixels"], base_path=presets["bert"])
+
+
+def test_a_layer_cut_pools_that_layers_tokens(presets):
+    base = load_base(presets["bert"], layer="transformer_layer_0", max_length=16)
+    last = load_base(presets["bert"], pooling="cls", max_length=16)
+    inputs, _, _ = base.encoder.encode(["a red owl", "the dog"])
+    cut, full = base.model.predict_on_batch(inputs), last.model.predict_on_batch(inputs)
+    assert (
+        base.description["pooling"] == "cls" and base.description["layer"] == "transformer_layer_0"
+    )
+    assert cut.shape == full.shape == (2, 16)
+    assert np.abs(cut - full).max() > 1e-3 * np.abs(full).max()

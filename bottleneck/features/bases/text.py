@@ -15,8 +15,9 @@ family's ``CausalLMPreprocessor.generate_preprocess``) at ``--max-length`` token
 Pooling (``--pooling``): ``cls`` (the first token), ``pooled`` (the backbone's own pooled
 output: BERT's), ``mean`` (over non-padding tokens) or ``last-token`` (the last non-padding
 token). The default is what KerasHub's own task for the family feeds its head: ``pooled``
-where the backbone has a pooled output, else ``cls`` for encoders, ``last-token`` for
-decoder-only models; ``info`` shows it (``pooling``, ``pooling_default``).
+where the backbone has a pooled output, else ``cls`` for encoders (also when cut at a
+``--layer``), ``last-token`` for decoder-only models; ``info`` shows it (``pooling``,
+``pooling_default``).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def build(base: str | Path, request: BaseRequest) -> _TextBuilt:
         raise hub.preset_error(str(base), exc) from exc
     length = _max_length(backbone, request.max_length, str(base))
     decoder, preprocess = _preprocessor(keras_hub, handle, length, str(base))
-    pooling = request.pooling or _default_pooling(backbone, decoder)
+    pooling = request.pooling or _default_pooling(backbone, decoder, request.layer)
     if decoder and pooling in FIRST_TOKEN:
         raise BaseModelError(
             f"--pooling {pooling} reads an encoder's first token; {base} is decoder-only "
@@ -229,12 +230,14 @@ def _preprocessor(keras_hub: Any, handle: str, length: int, base: str) -> tuple[
     return True, found.generate_preprocess
 
 
-def _default_pooling(backbone: Any, decoder: bool) -> str:
-    """What KerasHub's own task for the family feeds its head (see the module)."""
+def _default_pooling(backbone: Any, decoder: bool, layer: str | None) -> str:
+    """What KerasHub's own task for the family feeds its head (see the module); ``cls`` for
+    an encoder cut at a ``layer`` (no pooled output there)."""
     if decoder:
         return "last-token"
     outputs = backbone.output
-    return "pooled" if isinstance(outputs, dict) and "pooled_output" in outputs else "cls"
+    pooled = layer is None and isinstance(outputs, dict) and "pooled_output" in outputs
+    return "pooled" if pooled else "cls"
 
 
 def _tokenizer_sha256(tokenizer: Any) -> str:
