@@ -172,8 +172,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "source": Key(
             (str,),
             check=_source_kind,
-            doc="The sources' kind (folder, csv, webdataset, table, npz, idx, fashion-mnist) "
-            "instead of detecting it from each path.",
+            doc="The sources' kind (folder, csv, webdataset, table, npz, idx, fashion-mnist, "
+            "text) instead of detecting it from each path.",
         ),
         "image_column": Key((str,), doc="A table's column of image bytes (default: image)."),
         "label_column": Key(
