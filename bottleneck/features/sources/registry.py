@@ -141,8 +141,7 @@ def open_source(
     >>> len(open_source("fashion-mnist:train", classes="5-9", limit=1000))
     1000
     """
-    text = local_spec(str(spec))
-    columns = Columns(groups, image_column, label_column, text_column)
+    text, columns = local_spec(str(spec)), Columns(groups, image_column, label_column, text_column)
     module = kind_module(text, source_kind or ("text" if text_column is not None else None))
     _check_columns(text, module, columns)
     listing = module.open_listing(text, columns)
