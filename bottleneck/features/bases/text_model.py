@@ -60,6 +60,8 @@ def token_pooling() -> type:
 def text_model(backbone: keras.Model, pooling: str, layer: str | None, name: str) -> keras.Model:
     """token ids (and the backbone's other int inputs) -> the backbone (cut at ``layer``) ->
     pooled features ``(N, D)``."""
+    import keras
+
     inputs = {key: keras.Input(shape=(None,), dtype="int32", name=key) for key in backbone.input}
     trunk = backbone
     if layer is not None:
