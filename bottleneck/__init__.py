@@ -47,6 +47,7 @@ _EXPORTS = {
     "Source": "bottleneck_transfer.features.sources",
     "open_source": "bottleneck_transfer.features.sources",
     "open_arrays": "bottleneck_transfer.features.sources",
+    "open_texts": "bottleneck_transfer.features.sources",
     "BottleneckError": "bottleneck_transfer.errors",
     "CacheError": "bottleneck_transfer.errors",
     "ImageError": "bottleneck_transfer.errors",

@@ -74,6 +74,10 @@ class SkippedImageWarning(BottleneckWarning):
     """An image was skipped during extraction or prediction."""
 
 
+class TruncatedTextWarning(BottleneckWarning):
+    """Texts longer than a text base's ``max_length`` were truncated (and counted)."""
+
+
 class SmallDataWarning(BottleneckWarning):
     """Too few samples per class, or a strong imbalance, for a trustworthy comparison."""
 

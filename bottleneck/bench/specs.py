@@ -23,12 +23,16 @@ def settings_of(loaded: dict[str, Any], folder: str | Path) -> dict[str, dict[st
     """:data:`SETTINGS` of a loaded spec (``load_spec``, or a run's ``spec.resolved.json``).
 
     Paths (data files, a base file) are written relative to ``folder`` (the spec's), as in
-    the spec, so the result does not depend on where the checkout is.
+    the spec, so the result does not depend on where the checkout is. An unset pooling reads
+    ``avg`` (what an image base uses; a text base's family default is as stable a value).
     """
-    return {
+    settings = {
         section: {key: _relative(loaded[section][key], Path(folder)) for key in keys}
         for section, keys in SETTINGS.items()
     }
+    if settings["base"]["pooling"] is None:  # unset: an image base's avg (reports say so)
+        settings["base"]["pooling"] = "avg"
+    return settings
 
 
 def _relative(value: Any, folder: Path) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from bottleneck_transfer.cli import options
 from bottleneck_transfer.errors import BottleneckWarning, HeadError
+from bottleneck_transfer.features.choices import BASELINES
 
 
 @contextlib.contextmanager
@@ -80,15 +81,17 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
     "--baseline",
     "baseline_names",
     multiple=True,
-    type=click.Choice(["random-base", "raw-pixels"]),
+    type=click.Choice(BASELINES),
     help="Extract (or reuse) this baseline for the same images through the normal path: "
-    "the same architecture with random weights, or raw pixels. Repeatable.",
+    "the same architecture with random weights, or raw pixels (images), or TF-IDF of the "
+    "train texts (text caches). Repeatable.",
 )
 @click.option(
     "--base",
     "base_path",
-    type=click.Path(dir_okay=False),
-    help="The base model file, for --baseline on caches made from a model file.",
+    type=click.Path(),
+    help="The base model file (or preset folder), for --baseline random-base on caches made "
+    "from a file or folder not beside them.",
 )
 @options.cache_dir("Where --baseline caches go (default: beside TRAIN_CACHE).")
 @click.option(

@@ -281,7 +281,8 @@ def target(
 
 
 def source_kind() -> Decorator:
-    """``--source``, ``--image-column``, ``--label-column``: how to read SOURCE."""
+    """``--source``, ``--image-column``, ``--label-column``, ``--text-column``: how to read
+    SOURCE."""
     return compose(
         click.option(
             "--source",
@@ -289,7 +290,8 @@ def source_kind() -> Decorator:
             default=None,
             metavar="KIND",
             help="The source's kind instead of detecting it from the path: folder, csv, "
-            "webdataset, table, npz, idx or fashion-mnist.",
+            "webdataset, table, npz, idx, fashion-mnist or text (CSV/JSON-lines/Parquet with a "
+            "text column, or folders of .txt files by class).",
         ),
         click.option(
             "--image-column",
@@ -301,8 +303,15 @@ def source_kind() -> Decorator:
             "--label-column",
             default=None,
             metavar="COLUMN",
-            help="A Parquet/Arrow table's column of labels: class indices (a ClassLabel) or "
-            "names (default: label).",
+            help="A Parquet/Arrow table's or a text table's column of labels: class indices "
+            "(a ClassLabel) or names (default: label).",
+        ),
+        click.option(
+            "--text-column",
+            default=None,
+            metavar="COLUMN",
+            help="A text table's (CSV, JSON-lines, Parquet) column of texts (default: text; "
+            "naming it reads SOURCE as texts).",
         ),
     )
 
@@ -482,11 +491,20 @@ def base_settings() -> Decorator:
         ),
         click.option(
             "--pooling",
-            type=click.Choice(["avg", "max", "token"]),
-            default="avg",
-            show_default=True,
-            help="avg/max over a feature map's positions or a transformer's tokens (avg: the "
-            "mean token); token: a transformer's class token (KerasHub bases).",
+            type=click.Choice(["avg", "max", "token", "cls", "pooled", "mean", "last-token"]),
+            default=None,
+            help="Images (default avg): avg/max over a feature map's positions or a "
+            "transformer's tokens (avg: the mean token); token: a transformer's class token "
+            "(KerasHub bases). Text bases (default: the family's, shown by info): cls (first "
+            "token), pooled (the backbone's pooled output), mean (over non-padding tokens), "
+            "last-token (decoder-only models).",
+        ),
+        click.option(
+            "--max-length",
+            type=click.IntRange(min=2),
+            default=None,
+            help="Text bases: tokens per text; longer texts are truncated and counted "
+            "(default: the preset's longest sequence, at most 512).",
         ),
         click.option(
             "--layer",

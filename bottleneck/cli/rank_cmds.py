@@ -6,7 +6,7 @@ import warnings
 
 import click
 from bottleneck_transfer.cli import options
-from bottleneck_transfer.features.choices import BASELINES
+from bottleneck_transfer.features.choices import IMAGE_BASELINES
 
 
 @click.command("rank-bases")
@@ -18,7 +18,7 @@ from bottleneck_transfer.features.choices import BASELINES
 @options.runtime()
 @options.baselines(
     "Probed beside each candidate on the same images, so negative transfer shows.",
-    default=BASELINES,
+    default=IMAGE_BASELINES,
 )
 @options.cv("Folds of the sample's probe.", default=5)
 @options.classes()

@@ -232,8 +232,14 @@ def _is_fitted(head: Any) -> bool:
 
 
 def _check_exportable_base(cache: FeatureCache, form: str) -> None:
-    """Refuse a SavedModel base (Keras loads its ``TFSMLayer`` from a file only unsafely), and
-    an ONNX file base in any form but ``onnx`` (:func:`deploy.onnx_base.check_form`)."""
+    """Refuse a SavedModel base (Keras loads its ``TFSMLayer`` from a file only unsafely), an
+    ONNX file base in any form but ``onnx`` (:func:`deploy.onnx_base.check_form`), and a text
+    base, whose export from raw strings is not written yet."""
+    if cache.provenance.get("base", {}).get("input") == "text":
+        raise ExportError(
+            f"the cache {cache.path} holds text features; exporting a model that takes raw "
+            "strings is not supported yet: use its features with train, compare and evaluate"
+        )
     onnx_base.check_form(cache.provenance.get("base", {}), form, cache.path)
     name = cache.provenance.get("base", {}).get("saved_model")
     if name is not None:

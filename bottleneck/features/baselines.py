@@ -1,5 +1,6 @@
 """Baselines that measure the transfer gain: the same architecture with random weights, and
-raw pixels. Each is extracted through the normal path and cached like any other base."""
+raw pixels (images) or TF-IDF (texts: :mod:`.text_baseline`). Each is extracted through the
+normal path (TF-IDF: fitted on the train texts) and cached like any other base."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from bottleneck_transfer.fingerprint import fingerprint
 
 #: Raw-pixel features are taken at most this many pixels a side (224x224x3 would be 150k).
 PIXELS_MAX_SIZE = 32
+#: The text baseline (:mod:`.text_baseline`): no Base, a cache of TF-IDF features.
+TFIDF = "tfidf"
 #: The ``weights`` a base's description gives randomly initialised weights (``--weights none``).
 RANDOM_WEIGHTS = "none"
 
@@ -40,7 +43,7 @@ def randomized(base: Base, seed: int = 0) -> Base:
         "weights_seed": seed,
         "weights_sha256": weights_sha256(model),
     }
-    return Base(model, base.name, base.image_size, base.channels, description)
+    return dataclasses.replace(base, model=model, description=description)
 
 
 @contextmanager
@@ -84,8 +87,20 @@ def baseline_bases(base: Base, names: Sequence[str]) -> dict[str, Base]:
             f"random weights already (weights={RANDOM_WEIGHTS}), so it would compare noise "
             "with noise; drop --baseline random-base, or extract with trained weights"
         )
+    other = _OTHER_MODALITY[base.modality]
+    wrong = [n for n in names if n in other]
+    if wrong:
+        valid = ", ".join(n for n in BASELINES if n not in other)
+        raise BaseModelError(
+            f"the {wrong[0]} baseline does not apply to a {base.modality} base ({base.name}); "
+            f"its baselines are: {valid}"
+        )
     builders = {"random-base": randomized, "raw-pixels": raw_pixels}
-    return {name: builders[name](base) for name in names}
+    return {name: builders[name](base) for name in names if name in builders}
+
+
+#: The baselines that apply to the other modality only.
+_OTHER_MODALITY = {"image": ("tfidf",), "text": ("raw-pixels",)}
 
 
 def extract_baselines(
@@ -105,12 +120,19 @@ def extract_baselines(
     """
     from bottleneck_transfer.features.rebuild import rebuild_base
 
+    store = CacheStore(cache_dir or Path(train).parent)
+    out: dict[str, tuple[Path, Path | None]] = {}
+    if TFIDF in names:  # no base to rebuild: the texts' TF-IDF (refused for image caches)
+        from bottleneck_transfer.features.text_baseline import tfidf_caches
+
+        out[TFIDF] = tfidf_caches(train, test, store)
+    names = [name for name in names if name != TFIDF]
+    if not names:
+        return out
     with FeatureCache.open(train) as cache:
         described = cache.provenance
     base = rebuild_base(described["base"], base_path=base_path, cache_path=train)
-    store = CacheStore(cache_dir or Path(train).parent)
     splits = {"train": Path(train), **({"test": Path(test)} if test else {})}
-    out: dict[str, tuple[Path, Path | None]] = {}
     for name, baseline in baseline_bases(base, names).items():
         paths: dict[str, Path] = {}
         for split, cache_path in splits.items():

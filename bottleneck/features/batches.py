@@ -39,7 +39,8 @@ class Batch:
     Attributes
     ----------
     pixels : ndarray
-        uint8 ``(n, height, width, channels)``, one row per decoded item.
+        uint8 ``(n, height, width, channels)``, one row per decoded item (text: a
+        :class:`features.text_batches.TokenWindow` of the items' tokens).
     items : list of Item
         The ``n`` decoded items, in order.
     failures : list of (str, str)

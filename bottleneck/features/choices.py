@@ -26,6 +26,8 @@ RUNTIME_CHOICES = ("auto", *RUNTIMES)
 #: (``--timeout``): to reach the scheduler, for a first worker, and while no worker runs its
 #: shards (all workers died).
 DASK_TIMEOUT = 60.0
-#: The baselines a base is measured against on the same images: its architecture with random
-#: weights, and raw pixels (:mod:`features.baselines`).
-BASELINES = ("random-base", "raw-pixels")
+#: The baselines an image base is measured against on the same images: its architecture with
+#: random weights, and raw pixels (:mod:`features.baselines`).
+IMAGE_BASELINES = ("random-base", "raw-pixels")
+#: Every baseline: a text base's are random-base and TF-IDF (:mod:`features.text_baseline`).
+BASELINES = (*IMAGE_BASELINES, "tfidf")

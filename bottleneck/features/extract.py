@@ -274,7 +274,8 @@ def _load_job(base: str | Path, options: ExtractOptions, **cut: Any) -> Pass:
     return load_pass(
         base,
         **cut,
-        pooling=options.pooling or "avg",
+        pooling=options.pooling,
+        max_length=options.max_length,
         compute_dtype=options.compute_dtype,
         trust_graph=options.trust_graph,
         seed=options.seed,

@@ -67,7 +67,7 @@ def cache_info(path: str | Path) -> dict:
             "weights": base.get("weights"),
             "layer": base.get("layer"),
             "pooling": base.get("pooling"),
-            "input_shape": base.get("input_shape"),
+            "input_shape": base.get("input_shape") or _text_input(base),
             "source": {
                 **{k: provenance.get("source", {}).get(k) for k in ("kind", "root", "n_items")},
                 "split": (provenance.get("source", {}).get("options") or {}).get("split"),
@@ -79,6 +79,13 @@ def cache_info(path: str | Path) -> dict:
             "fingerprint": cache.fingerprint,
             "size_bytes": Path(path).stat().st_size,
         }
+
+
+def _text_input(base: dict) -> str | None:
+    """A text base's input, in words (None for others)."""
+    if base.get("input") != "text":
+        return None
+    return f"text, up to {base.get('max_length')} tokens"
 
 
 def _hub_provenance(base: dict) -> dict:

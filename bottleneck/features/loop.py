@@ -48,6 +48,12 @@ from bottleneck_transfer.features.options import ExtractOptions
 from bottleneck_transfer.features.runners import make_context, open_runner
 from bottleneck_transfer.features.runtimes import Pass, default_batch_size
 from bottleneck_transfer.features.sources import Source
+from bottleneck_transfer.features.text_batches import (
+    default_text_batch,
+    iter_text_batches,
+    tally,
+    text_provenance,
+)
 from bottleneck_transfer.fingerprint import fingerprint
 from bottleneck_transfer.versions import software_versions
 from tqdm.auto import tqdm
@@ -176,10 +182,13 @@ class Plan:
         cls, source: Source, job: Pass, paths: Sequence[str | Path], options: ExtractOptions
     ) -> Plan:
         """The plan of ``job`` over ``source`` into ``paths``."""
+        check_modality(source, job.runner)
         manifest = source.manifest()
-        batch_size = options.batch_size or default_batch_size(job.runner.image_size, len(source))
+        batch_size = options.batch_size or _default_batch(job.runner, len(source))
         options = options.replace(batch_size=batch_size)
         views = options.made_views()
+        if views and job.runner.modality == "text":
+            raise SourceError("--augment and --views make views of images; a text base takes none")
         made = views.identity() if views else None
         identities = [
             cache_identity(b, source, manifest, options.store_dtype, made) for b in job.bases
@@ -214,6 +223,26 @@ class Plan:
             replace,
             {"store_dtype": self.options.store_dtype, "compression": self.options.compression},
         )
+
+
+def check_modality(source: Source, base: Base) -> None:
+    """Refuse texts through an image base, or images through a text base (one line)."""
+    if source.modality != base.modality:
+        what = {"image": "images", "text": "texts"}
+        raise SourceError(
+            f"{source.root} holds {what[source.modality]} but the base {base.name} takes "
+            f"{what[base.modality]}: give a {base.modality} source, or a {source.modality} base"
+        )
+
+
+def _default_batch(base: Base, n_items: int) -> int:
+    """Items per model call: an image base's (by input size) or a text base's (texts at
+    ``max_length``: the token budget's rows)."""
+    if base.modality == "text":
+        from bottleneck_transfer.features.runtimes import accelerator_devices
+
+        return default_text_batch(bool(accelerator_devices()), n_items)
+    return default_batch_size(base.image_size, n_items)
 
 
 class _TermAsInterrupt:
@@ -385,6 +414,7 @@ def _run(writer: CacheWriter, out: Path, plan: Plan) -> ExtractResult:
     resumed_from = writer.items_done
     workers = options.workers or os.cpu_count() or 1
     stage = {"wait_decode": 0.0, "model": 0.0, "write": 0.0}
+    counts: dict[str, int] = {}
     started = time.perf_counter()
     bar = tqdm(
         total=len(source),
@@ -395,7 +425,7 @@ def _run(writer: CacheWriter, out: Path, plan: Plan) -> ExtractResult:
         dynamic_ncols=True,
     )
     try:
-        runtime = _drive(writer, plan, workers, stage, bar)
+        runtime = _drive(writer, plan, workers, stage, bar, counts)
     except BaseException as exc:
         with contextlib.suppress(CacheError):  # a full disk: keep what is committed
             writer.commit()
@@ -423,6 +453,7 @@ def _run(writer: CacheWriter, out: Path, plan: Plan) -> ExtractResult:
         "n_failed": writer.n_failed,
         "stage_seconds": {k: round(v, 4) for k, v in stage.items()},
         "runtime": runtime,
+        **(_text_provenance(plan, counts) if counts else {}),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     _finalize(writer, out, extraction, len(source))
@@ -435,26 +466,41 @@ def _run(writer: CacheWriter, out: Path, plan: Plan) -> ExtractResult:
 
 
 def _drive(
-    writer: CacheWriter, plan: Plan, workers: int, stage: dict[str, float], bar: Any
+    writer: CacheWriter,
+    plan: Plan,
+    workers: int,
+    stage: dict[str, float],
+    bar: Any,
+    counts: dict[str, int],
 ) -> dict:
     """The batches of the plan's source from ``writer.items_done`` through the pass's model
     (on the options' runtime, :mod:`features.runners`) into ``writer``, committing every
     ``plan.every`` seconds or :data:`COMMIT_BYTES`; ``stage`` adds up the seconds spent
-    waiting for decoding, in the model and writing. Returns the runtime's provenance."""
+    waiting for decoding, in the model and writing, ``counts`` a text base's texts and
+    tokens (:func:`features.text_batches.tally`). Returns the runtime's provenance."""
     options, views, every, base = plan.options, plan.views, plan.every, plan.job.runner
     assert options.batch_size is not None
     context = make_context(trusted=options.trust_graph)
     run_model = open_runner(plan.job, options.batch_size, options.runtime, context)
-    batches = iter_batches(
-        plan.source,
-        base.image_size,
-        base.channels,
-        options.batch_size,
-        start=writer.items_done,
-        workers=workers,
-        strict=options.strict,
-        max_pixels=options.max_pixels,
-    )
+    if base.modality == "text":
+        batches = iter_text_batches(
+            plan.source,
+            base.encoder,
+            options.batch_size,
+            start=writer.items_done,
+            strict=options.strict,
+        )
+    else:
+        batches = iter_batches(
+            plan.source,
+            base.image_size,
+            base.channels,
+            options.batch_size,
+            start=writer.items_done,
+            workers=workers,
+            strict=options.strict,
+            max_pixels=options.max_pixels,
+        )
     with _TermAsInterrupt(), contextlib.closing(batches):
         tick = last_commit = time.perf_counter()
         for batch in batches:
@@ -463,6 +509,8 @@ def _drive(
             features = run_model(batch.pixels)
             t1 = time.perf_counter()
             stage["model"] += t1 - t0
+            if base.modality == "text":
+                tally(counts, batch.pixels)
             labels = np.asarray([item.label for item in batch.items], np.int32)
             ids = [item.id for item in batch.items]
             if views is not None and ids:
@@ -479,6 +527,11 @@ def _drive(
             if batch.failures:
                 bar.set_postfix(failed=writer.n_failed)
     return run_model.provenance
+
+
+def _text_provenance(plan: Plan, counts: dict[str, int]) -> dict:
+    """The ``text`` entry of a text extraction's provenance (:func:`text_provenance`)."""
+    return {"text": text_provenance(counts, plan.job.runner.encoder.max_length)}
 
 
 def _finalize(writer: CacheWriter, out: Path, extraction: dict, n_items: int) -> None:

@@ -30,11 +30,19 @@ SOURCE_OPTIONS = (
     "image_column",
     "label_column",
     "target",
+    "text_column",
 )
 #: The options that shape a base given by name (:func:`features.bases.load_base`).
 BASE_OPTIONS = (
-    "weights", "image_size", "pooling", "layer", "preprocess", "trust_graph", "layout"
-)  # fmt: skip
+    "weights",
+    "image_size",
+    "pooling",
+    "layer",
+    "preprocess",
+    "trust_graph",
+    "layout",
+    "max_length",
+)
 
 
 @dataclass(frozen=True)
@@ -60,10 +68,16 @@ class ExtractOptions:
         The source's kind (:data:`features.sources.registry.SOURCE_KINDS`) instead of
         detecting it from the path.
     image_column, label_column : str, optional
-        A Parquet/Arrow table's image and label columns (default ``image`` and ``label``).
+        A Parquet/Arrow table's image and label columns (default ``image`` and ``label``);
+        ``label_column`` is a text table's too.
     target : str, optional
         A manifest's target kind and column (:mod:`features.targets`), e.g.
         ``"regression:column=age,unit=years"``; default: inferred from its ``label`` column.
+    text_column : str, optional
+        A text table's column of texts (default ``text``; :mod:`features.sources.text`).
+    max_length : int, optional
+        Text bases: tokens per text, longer ones truncated and counted (default: the
+        preset's longest sequence, at most :data:`features.bases.text.MAX_LENGTH`).
     batch_size : int, optional
         Images per model call. Default (:func:`features.runtimes.default_batch_size`): 64
         on a CPU and 256 on an accelerator for 224 x 224 inputs, scaled by pixel count.
@@ -151,6 +165,8 @@ class ExtractOptions:
     image_column: str | None = None
     label_column: str | None = None
     target: str | None = None
+    text_column: str | None = None
+    max_length: int | None = None
     batch_size: int | None = None
     workers: int | None = None
     strict: bool = False
@@ -172,6 +188,8 @@ class ExtractOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"max_length must be >= 2. Received: max_length={self.max_length}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1. Received: batch_size={self.batch_size}")
         check_storage(self.store_dtype, self.compression)

@@ -51,6 +51,8 @@ def rebuild_base(
         If the base cannot be found or built, or its weights differ from the cache's.
     """
     cache_path = Path(cache_path)
+    if described.get("input") == "text":
+        return _rebuild_text(described, base_path, weights, cache_path)
     shape = described.get("input_shape") or []
     if len(shape) != 3:
         raise BaseModelError(f"{cache_path}: the provenance has no base input shape")
@@ -92,6 +94,28 @@ def rebuild_base(
         f"made with (weights_sha256 {found[0]} != {expected}); point --base/--weights at the "
         "exact model and weights used for extraction"
     )
+
+
+def _rebuild_text(
+    described: dict, base_path: str | Path | None, weights: str | Path | None, cache_path: Path
+) -> Base:
+    """A text base (:mod:`.bases.text`) from its provenance, its weights checked."""
+    spec, weight_args = _base_spec(described, base_path, weights, cache_path)
+    layer = described.get("layer")
+    base = load_base(
+        spec,
+        weights=weight_args[0],
+        pooling=described.get("pooling"),
+        layer=None if layer in (None, "last") else layer,
+        max_length=described.get("max_length"),
+        seed=int(described.get("weights_seed", 0)),
+    )
+    if base.description.get("weights_sha256") != described.get("weights_sha256"):
+        raise BaseModelError(
+            f"the rebuilt text base {spec} has other weights than the ones the cache "
+            f"{cache_path} was made with; point --base at the exact preset used for extraction"
+        )
+    return _with_compute_dtype(base, described.get("compute_dtype"))
 
 
 def _with_compute_dtype(base: Base, compute_dtype: str | None) -> Base:

@@ -12,6 +12,7 @@ outputs among the caches' writers, so the extraction loop drives them as one wri
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ def with_compute_dtype(base: Base, compute_dtype: str | None) -> Base:
     model.set_weights(base.model.get_weights())
     model.trainable = False
     description = {**base.description, "compute_dtype": compute_dtype}
-    return Base(model, base.name, base.image_size, base.channels, description)
+    return dataclasses.replace(base, model=model, description=description)
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,13 @@ def load_pass(
     layers: Sequence[str] | None = None,
     weights: str | None = None,
     image_size: int | tuple[int, int] | list[int] | None = None,
-    pooling: str = "avg",
+    pooling: str | None = None,
     preprocess: str | None = None,
     compute_dtype: str | None = None,
     trust_graph: bool = False,
     seed: int = 0,
     layout: str | None = None,
+    max_length: int | None = None,
 ) -> Pass:
     """The pass of ``base`` cut at ``layer`` (one cache), or at every one of ``layers``
     (one cache per layer, one model computing them all: :func:`features.bases.load_layers`).
@@ -132,6 +134,7 @@ def load_pass(
         "trust_graph": trust_graph,
         "seed": seed,
         "layout": layout,
+        **({"max_length": max_length} if max_length is not None else {}),
     }
     size = tuple(image_size) if isinstance(image_size, list) else image_size
     shaping = {
@@ -142,7 +145,14 @@ def load_pass(
         "seed": seed,
     }
     if layers is None:
-        loaded = load_base(base, layer=layer, trust_graph=trust_graph, layout=layout, **shaping)
+        loaded = load_base(
+            base,
+            layer=layer,
+            trust_graph=trust_graph,
+            layout=layout,
+            max_length=max_length,
+            **shaping,
+        )
         one = with_compute_dtype(loaded, compute_dtype)
         return Pass(one, (one,), recipe=recipe)
     bases, joint = load_layers(base, layers, **shaping)

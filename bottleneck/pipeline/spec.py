@@ -30,6 +30,8 @@ from bottleneck_transfer.heads.learning_curve import parse_sizes
 from bottleneck_transfer.heads.registry import default_heads, head_names, make_head
 
 BASELINE_CHOICES = ("random-base", "raw-pixels")
+#: ``[baselines] use`` also takes the text baseline (TF-IDF of the train texts).
+USE_BASELINES = (*BASELINE_CHOICES, "tfidf")
 #: What a binary file given as a spec looks like, by its first bytes.
 _BINARY_KINDS = {
     b"\x89HDF\r\n\x1a\n": "an HDF5 file (a feature cache?)",
@@ -175,12 +177,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "source": Key(
             (str,),
             check=_source_kind,
-            doc="The sources' kind (folder, csv, webdataset, table, npz, idx, fashion-mnist) "
-            "instead of detecting it from each path.",
+            doc="The sources' kind (folder, csv, webdataset, table, npz, idx, fashion-mnist, "
+            "text) instead of detecting it from each path.",
         ),
         "image_column": Key((str,), doc="A table's column of image bytes (default: image)."),
         "label_column": Key(
             (str,), doc="A table's column of labels, indices or names (default: label)."
+        ),
+        "text_column": Key(
+            (str,), doc="A text table's column of texts (default: text; makes it a text source)."
         ),
         "classes": Key((str, list), doc='Class subset: names, indices or ranges ("5-9").'),
         "limit": Key((int,), check=_positive, doc="Use N training images spread over train."),
@@ -202,9 +207,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "image_size": Key((int,), check=_positive, doc="Input size (default: the base's)."),
         "pooling": Key(
             (str,),
-            check=_choice("avg", "max", "token"),
-            default="avg",
-            doc="avg or max over positions or tokens; token: a transformer's class token.",
+            check=_choice("avg", "max", "token", "cls", "pooled", "mean", "last-token"),
+            doc="Images (default avg): avg or max over positions or tokens; token: a "
+            "transformer's class token. Text bases (default: the family's): cls, pooled, mean, "
+            "last-token.",
+        ),
+        "max_length": Key(
+            (int,), check=_positive, doc="Text bases: tokens per text (longer: truncated)."
         ),
         "layer": Key((str,), doc="Cut at this layer (default: the penultimate one)."),
         "preprocess": Key(
@@ -305,8 +314,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "baselines": {
         "use": Key(
             (list,),
-            check=lambda v: _list_of_str(v) or _choice(*BASELINE_CHOICES)(v),
-            doc="Baselines of the same images: random-base, raw-pixels.",
+            check=lambda v: _list_of_str(v) or _choice(*USE_BASELINES)(v),
+            doc="Baselines of the same images: random-base, raw-pixels; of the same texts: "
+            "random-base, tfidf (TF-IDF of the train texts).",
         ),
     },
     # Rank candidate bases on a sample of train first; the winner is the run's base.

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.errors import BottleneckError
 from bottleneck_transfer.features.baselines import (
-    BASELINES,
     baseline_bases,
     randomized_in_place,
 )
 from bottleneck_transfer.features.cache import FeatureCache
+from bottleneck_transfer.features.choices import IMAGE_BASELINES
 from bottleneck_transfer.features.extract import as_source
 from bottleneck_transfer.features.loop import ExtractResult
 from bottleneck_transfer.features.options import ExtractOptions
@@ -74,7 +74,7 @@ def rank_bases(
     *,
     sample: str | int = "50/class",
     settings: Mapping[str, Any] | None = None,
-    baselines: Sequence[str] = BASELINES,
+    baselines: Sequence[str] = IMAGE_BASELINES,
     cv: int = 5,
     seed: int = 0,
     cache_dir: str | Path | None = None,

@@ -43,6 +43,7 @@ def test_classes_and_limit_with_a_source_object_are_refused(arrays, tmp_path, op
         {"preprocess": "tf"},
         {"trust_graph": True},
         {"layout": "nchw"},
+        {"max_length": 16},
     ],
 )
 def test_base_options_with_a_base_object_are_refused(arrays, tmp_path, options):
@@ -51,8 +52,8 @@ def test_base_options_with_a_base_object_are_refused(arrays, tmp_path, options):
         extract(arrays, base, tmp_path / "c.h5", **options)
     message = str(info.value)
     assert message.startswith(
-        "extract(): weights=, image_size=, pooling=, layer=, preprocess=, trust_graph=, layout= "
-        "apply to a base given by name; load_base(name, "
+        "extract(): weights=, image_size=, pooling=, layer=, preprocess=, trust_graph=, layout=, "
+        "max_length= apply to a base given by name; load_base(name, "
     )
     key, value = next(iter(options.items()))
     assert message.endswith(f"Received: {key}={value!r}") and "\n" not in message

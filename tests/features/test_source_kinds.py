@@ -273,7 +273,7 @@ def test_the_source_kind_is_forced_by_name_and_an_unknown_one_lists_the_kinds(
     result = run_cli("extract", shard, "--base", "pixels", "--source", "nope", "-o", "x.h5")
     assert result.exit_code != 0
     line = result.output.strip().splitlines()[-1]
-    assert "unknown source kind; valid: fashion-mnist, table, folder, csv" in line
+    assert "unknown source kind; valid: fashion-mnist, text, table, folder, csv" in line
     assert "source='nope'" in line
 
 
@@ -287,7 +287,7 @@ def test_a_spec_names_the_source_kind(photo_folder, tmp_path):
         '[base]\nname = "mobilenet_v2"\n[heads]\ncv = 3\n'
     )
     (tmp_path / "bad.toml").write_text(body.format("shards"))
-    with pytest.raises(SpecError, match="valid: fashion-mnist, table, folder"):
+    with pytest.raises(SpecError, match="valid: fashion-mnist, text, table, folder"):
         load_spec(tmp_path / "bad.toml")
     (tmp_path / "spec.toml").write_text(body.format("webdataset"))
     train = _sources(load_spec(tmp_path / "spec.toml"))["train"]

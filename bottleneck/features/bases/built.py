@@ -34,6 +34,8 @@ class BaseRequest:
     trust_graph: bool
     #: An ONNX base's input layout (``nchw``/``nhwc``; None: from its shape or metadata).
     layout: str | None = None
+    #: Text bases: tokens per text (None: the preset's longest, capped).
+    max_length: int | None = None
 
 
 @dataclass

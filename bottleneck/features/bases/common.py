@@ -44,12 +44,20 @@ class Base(Display):
     image_size: tuple[int, int]
     channels: int
     description: dict
+    #: A text base's tokenizer and packer (:class:`.text.TextEncoder`); None for images.
+    encoder: Any = None
+
+    @property
+    def modality(self) -> str:
+        """``image`` (pixels in) or ``text`` (strings in, through :attr:`encoder`)."""
+        return "image" if self.encoder is None else "text"
 
     def _display_summary(self) -> dict[str, Any]:
         height, width = self.image_size
+        shape = f"{height}x{width}x{self.channels}"
         return {
             "name": self.name,
-            "input": f"{height}x{width}x{self.channels}",
+            "input": shape if self.encoder is None else f"text, {height} tokens",
             "features": self.dim,
             "layers": len(self.model.layers),
         }

@@ -73,6 +73,11 @@ DETAIL_KEYS = (
     "saved_model_sha256",
     "endpoint",
     "trust_graph",
+    "tokenizer",
+    "tokenizer_sha256",
+    "family",
+    "max_length",
+    "pooling_default",
 )
 #: Every description key a hub base adds (an export's metadata copies them).
 PROVENANCE_KEYS = (*NAME_KEYS, *DETAIL_KEYS)
@@ -232,8 +237,50 @@ def rebuild_spec(
 # ----------------------------------------------------------------------------- presets
 
 
-def _preset_handle(base: str, keras_hub: Any) -> tuple[str, dict]:
-    """What ``from_preset`` takes, and the description entry naming the preset."""
+def preset_weights(weights: str | None) -> str:
+    """A preset base's ``weights``: ``preset`` (its own, when None) or ``none`` (random)."""
+    weights_id = "preset" if weights is None else str(weights).lower().replace("random", "none")
+    if weights_id not in PRESET_WEIGHTS:
+        raise BaseModelError(
+            f"--weights of a KerasHub preset: omit it for the preset's own weights, or none "
+            f"for random ones. Received: weights={weights!r}"
+        )
+    return weights_id
+
+
+#: The configs of a preset folder whose classes are checked before anything is built.
+PRESET_CONFIGS = (PRESET_CONFIG, "tokenizer.json", "preprocessor.json", "image_converter.json")
+
+
+def check_preset_classes(path: Path) -> None:
+    """Refuse a preset folder whose configs name a class that is not KerasHub's own.
+
+    KerasHub builds only classes registered with Keras; this also refuses one registered by
+    any other package imported in this process, before anything is built.
+    """
+    import json
+
+    for name in PRESET_CONFIGS:
+        if not (path / name).is_file():
+            continue
+        try:
+            config = json.loads((path / name).read_text(encoding="utf-8"))
+            module = str(config.get("module", ""))
+            registered = str(config.get("registered_name") or "")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise BaseModelError(f"cannot read {path / name}: {exc}") from exc
+        owner = registered.split(">", 1)[0] if ">" in registered else module.split(".", 1)[0]
+        if owner != "keras_hub":
+            raise BaseModelError(
+                f"{path / name} names the class {registered or module!r}, which is not "
+                "KerasHub's: a preset folder may only name KerasHub classes; re-save it with "
+                "save_to_preset from a KerasHub model"
+            )
+
+
+def preset_handle(base: str, keras_hub: Any) -> tuple[str, dict]:
+    """What ``from_preset`` takes, and the description entry naming the preset (a folder's
+    configs checked first: :func:`check_preset_classes`)."""
     if base.startswith(KERAS_HUB_PREFIX):
         name = base[len(KERAS_HUB_PREFIX) :]
         if name not in keras_hub.models.Backbone.presets:
@@ -246,18 +293,19 @@ def _preset_handle(base: str, keras_hub: Any) -> tuple[str, dict]:
     if base.startswith(HANDLE_SCHEMES):
         return base, {"preset": base}
     path = Path(base).expanduser()
+    check_preset_classes(path)
     return str(path), {"preset_folder": path.name}
 
 
-def _one_line(exc: Exception) -> str:
+def one_line(exc: Exception) -> str:
     """``Type: message`` on one line (Keras' "Arguments received" trace and colours cut)."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split("Arguments received")[0]
     text = text.replace("Exception encountered when calling", "in")
     return f"{type(exc).__name__}: {' '.join(text.split())[:300]}"
 
 
-def _preset_error(base: str, exc: Exception) -> BaseModelError:
-    detail = _one_line(exc)
+def preset_error(base: str, exc: Exception) -> BaseModelError:
+    detail = one_line(exc)
     if not base.startswith((KERAS_HUB_PREFIX, *HANDLE_SCHEMES)):
         return BaseModelError(
             f"cannot load the KerasHub preset folder {base} ({detail}); it must be a folder "
@@ -312,13 +360,8 @@ def _load_preset(
     from bottleneck_transfer.features.cache.tables import require
 
     keras_hub = require("keras_hub", "hub")
-    weights_id = "preset" if weights is None else str(weights).lower().replace("random", "none")
-    if weights_id not in PRESET_WEIGHTS:
-        raise BaseModelError(
-            f"--weights of a KerasHub preset: omit it for the preset's own weights, or none "
-            f"for random ones. Received: weights={weights!r}"
-        )
-    handle, origin = _preset_handle(base, keras_hub)
+    weights_id = preset_weights(weights)
+    handle, origin = preset_handle(base, keras_hub)
     keras.utils.set_random_seed(seed)
     try:
         backbone = keras_hub.models.Backbone.from_preset(
@@ -326,7 +369,7 @@ def _load_preset(
         )
         converter = _image_converter(keras_hub, handle)
     except Exception as exc:
-        raise _preset_error(base, exc) from exc
+        raise preset_error(base, exc) from exc
     encoder = getattr(backbone, "vision_encoder", backbone)
     if len(encoder.inputs) != 1 or len(encoder.inputs[0].shape) != 4:
         raise BaseModelError(
@@ -509,7 +552,7 @@ def _assemble(
         out = trunk(x)
     except Exception as exc:
         raise BaseModelError(
-            f"{name} cannot run on {size[0]}x{size[1]} images ({_one_line(exc)}); "
+            f"{name} cannot run on {size[0]}x{size[1]} images ({one_line(exc)}); "
             "leave --image-size out for the preset's own size"
         ) from exc
     if isinstance(out, dict):

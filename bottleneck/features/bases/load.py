@@ -31,6 +31,7 @@ from bottleneck_transfer.features.bases.preprocessing import describe_preprocess
 from bottleneck_transfer.features.bases.registry import (
     base_kind,
     cuts_layers,
+    default_pooling,
     layouts,
     poolings,
 )
@@ -44,13 +45,14 @@ def load_base(
     *,
     weights: str | None = None,
     image_size: int | tuple[int, int] | None = None,
-    pooling: str = "avg",
+    pooling: str | None = None,
     layer: str | None = None,
     preprocess: str | None = None,
     channels: int = 3,
     seed: int = 0,
     trust_graph: bool = False,
     layout: str | None = None,
+    max_length: int | None = None,
 ) -> Base:
     """Build a frozen feature extractor.
 
@@ -68,9 +70,11 @@ def load_base(
     image_size : int or (int, int), optional
         Input ``(height, width)``; defaults to the application's training size, or the model
         file's input size.
-    pooling : {"avg", "max"}
-        How a 4-D feature map at the cut is reduced to a vector (hub bases also take
-        ``"token"``, a transformer's class token; see :mod:`features.hub`).
+    pooling : {"avg", "max"}, optional
+        How a 4-D feature map at the cut is reduced to a vector (default ``avg``; hub bases
+        also take ``"token"``, a transformer's class token; see :mod:`features.hub`). Text
+        bases: ``cls``, ``pooled``, ``mean`` or ``last-token`` (default: the family's;
+        :mod:`.text`).
     layer : str, optional
         Cut at this layer's output instead of the penultimate layer.
     preprocess : str, optional
@@ -87,6 +91,8 @@ def load_base(
         :mod:`bottleneck_transfer.graphs` (``--trust-graph``; recorded in the description).
     layout : {"nchw", "nhwc"}, optional
         An ONNX file base's input layout (default: from its input shape or metadata).
+    max_length : int, optional
+        Text bases only: tokens per text (longer texts are truncated and counted).
 
     Examples
     --------
@@ -98,15 +104,22 @@ def load_base(
     """
 
     kind = base_kind(base)
-    _check_enum(pooling, poolings(kind), "pooling")
+    pooling = pooling or default_pooling(kind)
+    if pooling is not None:
+        _check_enum(pooling, poolings(kind), "pooling")
     if layout is not None and not layouts(kind):
         raise BaseModelError(
             f"--layout applies to .onnx bases; a {kind.KIND} base takes NHWC pixels. "
             f"Received: layout={layout!r}, base={str(base)!r}; leave --layout out"
         )
+    if max_length is not None and getattr(kind, "KIND", "") != "text-preset":
+        raise BaseModelError(
+            f"--max-length applies to text bases (KerasHub text presets); {base} takes images. "
+            f"Received: max_length={max_length}"
+        )
     size = (image_size, image_size) if isinstance(image_size, int) else image_size
     request = BaseRequest(
-        weights, size, pooling, layer, preprocess, channels, seed, trust_graph, layout
+        weights, size, pooling, layer, preprocess, channels, seed, trust_graph, layout, max_length
     )
     return kind.build(base, request).base(seed, preprocess)
 
@@ -117,7 +130,7 @@ def load_layers(
     *,
     weights: str | None = None,
     image_size: int | tuple[int, int] | None = None,
-    pooling: str = "avg",
+    pooling: str | None = None,
     preprocess: str | None = None,
     seed: int = 0,
 ) -> tuple[list[Base], keras.Model]:
@@ -142,6 +155,7 @@ def load_layers(
             f"--layers applies to keras.applications bases and .keras/.h5 model files; "
             f"extract one --layer at a time from this base. Received: base={str(base)!r}"
         )
+    pooling = pooling or "avg"
     _check_enum(pooling, poolings(kind), "pooling")
     size = (image_size, image_size) if isinstance(image_size, int) else image_size
     request = BaseRequest(weights, size, pooling, None, preprocess, 3, seed, False)

@@ -8,6 +8,8 @@ A kind module provides
     The ``pooling`` values it takes (optional; default ``avg``, ``max``).
 ``LAYOUTS``
     The input layouts ``--layout`` may give (optional; default none: NHWC pixels only).
+``DEFAULT_POOLING``
+    The pooling when none is asked (optional; default ``avg``; None: chosen per model).
 ``detect(base) -> bool``
     Whether ``base`` (a name, a path or a handle, as given to ``--base``) is of this kind.
     Kinds are asked in :data:`BASE_KINDS` order; the last, ``application``, takes any name.
@@ -38,12 +40,14 @@ from bottleneck_transfer.features.bases import (
     pixels,
     preset,
     saved_model,
+    text,
 )
 from bottleneck_transfer.features.bases.common import POOLINGS
 
 #: Kind name -> its module, in detection order (folders and names before the fallbacks).
 BASE_KINDS: dict[str, ModuleType] = {
     "pixels": pixels,
+    "text-preset": text,
     "preset": preset,
     "saved_model": saved_model,
     "onnx_file": onnx_file,
@@ -71,6 +75,12 @@ def poolings(kind: ModuleType) -> tuple[str, ...]:
 def layouts(kind: ModuleType) -> tuple[str, ...]:
     """The ``layout`` values ``kind`` takes (none: it takes NHWC pixels only)."""
     return getattr(kind, "LAYOUTS", ())
+
+
+def default_pooling(kind: ModuleType) -> str | None:
+    """The ``pooling`` of ``kind`` when none is asked: its ``DEFAULT_POOLING`` (None: the
+    kind chooses per model, as a text base does), else ``avg``."""
+    return getattr(kind, "DEFAULT_POOLING", "avg")
 
 
 def cuts_layers(kind: ModuleType) -> bool:

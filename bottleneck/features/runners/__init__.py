@@ -50,13 +50,25 @@ __all__ = [
 
 def open_runner(job: Pass, batch_size: int, runtime: str | None, context: RunContext) -> Runner:
     """The runner of ``job``'s model on ``runtime`` (``auto``: :func:`.probe.choose`; None:
-    ``keras``, or the one runtime a base runs on: ``onnx`` for an ONNX file).
+    ``keras``, or the one runtime a base runs on: ``onnx`` for an ONNX file; a text base:
+    :class:`.text.TextRunner`, Keras only).
 
     Raises
     ------
     BaseModelError
         A runtime the base cannot run on (``keras`` for an ONNX file), in one line.
+    ValueError
+        ``onnx`` for a text base.
     """
+    if job.runner.modality == "text":
+        if runtime == "onnx":
+            raise ValueError(
+                "--runtime onnx does not apply to text bases (KerasHub text backbones run on "
+                "Keras). Received: runtime='onnx'; use keras or auto"
+            )
+        from bottleneck_transfer.features.runners.text import TextRunner
+
+        return TextRunner(job.runner.model)  # type: ignore[return-value]
     only = getattr(job.runner.model, "runtime", None)  # a graph that runs on one runtime
     if only is not None:
         if runtime not in (None, "auto", only):

@@ -23,7 +23,7 @@ from bottleneck_transfer.features.sources.items import (
     item_hashes,
     split_source,
 )
-from bottleneck_transfer.features.sources.memory import open_arrays
+from bottleneck_transfer.features.sources.memory import open_arrays, open_texts
 from bottleneck_transfer.features.sources.registry import open_source, reopen_source
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "item_hashes",
     "open_arrays",
     "open_source",
+    "open_texts",
     "read_idx",
     "reopen_source",
     "split_source",

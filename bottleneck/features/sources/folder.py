@@ -16,12 +16,15 @@ from bottleneck_transfer.features.sources.items import Columns, Item, Listing, f
 from bottleneck_transfer.features.sources.reading import FileBytes, url_filesystem, url_of
 
 
-def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+def _is_image(name: str, suffixes: tuple[str, ...] = IMAGE_EXTENSIONS) -> bool:
+    return name.lower().endswith(suffixes) and not name.startswith(".")
 
 
-def _walk_images(folder: Path, root: Path, label: int) -> list[Item]:
-    """Every image under ``folder``, sorted; a folder that cannot be listed is a failed item."""
+def _walk_images(
+    folder: Path, root: Path, label: int, suffixes: tuple[str, ...] = IMAGE_EXTENSIONS
+) -> list[Item]:
+    """Every file under ``folder`` with one of ``suffixes`` (images), sorted; a folder that
+    cannot be listed is a failed item."""
     found = []
 
     def unreadable(exc: OSError) -> None:
@@ -33,21 +36,24 @@ def _walk_images(folder: Path, root: Path, label: int) -> list[Item]:
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
-            if _is_image(name):
+            if _is_image(name, suffixes):
                 path = Path(dirpath) / name
                 found.append(file_item(path.relative_to(root).as_posix(), label, path))
     return sorted(found, key=lambda item: item.id)
 
 
-def _folder_source(root: Path) -> tuple[str, list[Item], list[str]]:
-    """A flat folder (unlabeled) or one subfolder per class; a mix of both is refused."""
+def folder_items(
+    root: Path, suffixes: tuple[str, ...] = IMAGE_EXTENSIONS
+) -> tuple[str, list[Item], list[str]]:
+    """A flat folder (unlabeled) or one subfolder per class of files with one of
+    ``suffixes`` (images; the text kind's ``.txt``); a mix of both is refused."""
     try:
         entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
     except OSError as exc:
         raise SourceError(f"cannot list the source folder {root}: {exc.strerror or exc}") from exc
     subdirs = [p for p in entries if p.is_dir()]
-    top = [p.name for p in entries if not p.is_dir() and _is_image(p.name)]
-    classes = [(d, _walk_images(d, root, label)) for label, d in enumerate(subdirs)]
+    top = [p.name for p in entries if not p.is_dir() and _is_image(p.name, suffixes)]
+    classes = [(d, _walk_images(d, root, label, suffixes)) for label, d in enumerate(subdirs)]
     if top and any(item.error is None for _, found in classes for item in found):
         shown = ", ".join(top[:3]) + (f" (+{len(top) - 3})" if len(top) > 3 else "")
         folders = ", ".join(d.name for d, found in classes if found)
@@ -57,13 +63,13 @@ def _folder_source(root: Path) -> tuple[str, list[Item], list[str]]:
             "the images in a CSV manifest (path,label)"
         )
     if top:  # subfolders without images (e.g. the one `-o` writes caches to) are no classes
-        return "folder", _walk_images(root, root, -1), []
+        return "folder", _walk_images(root, root, -1, suffixes), []
     items = [item for _, found in classes for item in found]
     return "class-folders", items, [d.name for d in subdirs]
 
 
 def _remote_folder(fs: Any, root: str) -> tuple[str, list[Item], list[str]]:
-    """:func:`_folder_source` for a folder on an fsspec file system: one listing of it."""
+    """:func:`folder_items` for a folder on an fsspec file system: one listing of it."""
     root = root.rstrip("/")
     files = sorted(str(p) for p in fs.find(root))
     relative = [posixpath.relpath(p, root) for p in files]
@@ -105,5 +111,5 @@ def open_listing(spec: str, columns: Columns) -> Listing:
         kind, items, names = _remote_folder(fs, path)
         return Listing(kind, spec, spec, items, names, reader=FileBytes(fs))
     path, root = local_path(spec)
-    kind, items, names = _folder_source(path)
+    kind, items, names = folder_items(path)
     return Listing(kind, root, root, items, names)

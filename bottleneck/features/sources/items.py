@@ -155,6 +155,8 @@ class Item:
     member: tuple[int, int] | None = None
     #: Its multi-label tags (``a|b``) or regression value, as text (:mod:`..targets`).
     target: str | None = None
+    #: What the item holds: ``image`` or ``text`` (its UTF-8 bytes; :mod:`.text`).
+    modality: str = "image"
 
 
 @dataclass(repr=False)
@@ -184,6 +186,11 @@ class Source(Display):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @property
+    def modality(self) -> str:
+        """``image`` or ``text``: what every item of the source holds."""
+        return self.items[0].modality if self.items else "image"
 
     def _display_summary(self) -> dict[str, object]:
         return {"kind": self.kind, "root": self.root, "images": len(self)}
@@ -339,7 +346,7 @@ def id_origin(described: dict) -> str:
     >>> id_origin({"kind": "folder", "root": "/data/photos"})
     'folder:/data/photos'
     """
-    where = described.get("images_sha256") or described.get("root")
+    where = described.get("images_sha256") or described.get("texts_sha256") or described.get("root")
     return f"{described.get('kind')}:{where}" if where else ""
 
 
@@ -349,17 +356,19 @@ class Columns:
 
     ``groups``: a CSV manifest's column of each image's group (``--groups``); ``image`` and
     ``label``: a table's image and label columns (``--image-column``, ``--label-column``;
-    default ``image`` and ``label``). A kind reads only the columns its module lists in
-    ``COLUMNS``.
+    default ``image`` and ``label``); ``text``: a text table's column of texts
+    (``--text-column``, default ``text``). A kind reads only the columns its module lists
+    in ``COLUMNS``.
     """
 
     groups: str | None = None
     image: str | None = None
     label: str | None = None
     target: str | None = None
+    text: str | None = None
 
     def given(self) -> dict[str, str]:
-        """The columns named, by option name (``groups``, ``image``, ``label``)."""
+        """The columns named, by option name (``groups``, ``image``, ``label``, ``text``)."""
         return {k: v for k, v in vars(self).items() if v is not None}
 
 

@@ -1,4 +1,5 @@
-"""In-memory arrays as a source (the library only): ``open_arrays(images, labels)``.
+"""In-memory arrays as a source (the library only): ``open_arrays(images, labels)``, and
+lists of strings as a text source: ``open_texts(texts, labels)``.
 
 Items are indices into ``images`` (ids ``array:<index>``, as every array source's); the
 identity is the arrays' content hash, so the same arrays give the same fingerprint in any
@@ -8,11 +9,13 @@ process. A cluster engine cannot send them to its workers: save them as ``.npz``
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 from bottleneck_transfer.errors import SourceError
 from bottleneck_transfer.features.sources.arrays import array_items
 from bottleneck_transfer.features.sources.items import Source, Split, select, split_source
+from bottleneck_transfer.features.sources.text import texts_sha256
 from bottleneck_transfer.fingerprint import sha256_arrays
 
 KIND = "arrays"
@@ -62,4 +65,47 @@ def open_arrays(
         raise SourceError("no images in the arrays given (an empty array, or --limit/classes)")
     options = {"spec": None, "classes": classes, "limit": limit}
     source = Source(KIND, "memory", names, items, options, arrays, hashes)
+    return source if split is None else split_source(source, split)
+
+
+def open_texts(
+    texts: Sequence[str],
+    labels: np.ndarray | Sequence[int] | None = None,
+    *,
+    class_names: Sequence[str] | None = None,
+    classes: str | Sequence[str | int] | None = None,
+    limit: int | None = None,
+    split: Split | None = None,
+) -> Source:
+    """A text source of the strings in ``texts`` (ids ``array:<index>``, modality ``text``).
+
+    ``labels``, ``class_names``, ``classes``, ``limit`` and ``split`` as :func:`open_arrays`'.
+    The identity is the texts' hash (:func:`.text.texts_sha256`) and the labels'. A string
+    that cannot be UTF-8 (a lone surrogate) is a failed item at extraction, as is an empty one.
+
+    Examples
+    --------
+    >>> source = open_texts(["a cat", "a red car"], [0, 1], class_names=["animal", "thing"])
+    >>> source.modality, source.items[1].id
+    ('text', 'array:1')
+    """
+    if isinstance(texts, (str, bytes)):
+        raise SourceError("texts must be a list of strings, not one string")
+    data = [str(text).encode("utf-8", "surrogatepass") for text in texts]
+    label_array = None if labels is None else np.asarray(labels)
+    hashes = {"texts_sha256": texts_sha256(data)}
+    if label_array is not None:
+        hashes["labels_sha256"] = sha256_arrays([label_array])
+    shape = np.zeros((len(data), 1, 1), np.uint8)  # array_items checks labels against N rows
+    items, names, _ = array_items(
+        KIND, "memory", shape, label_array, list(class_names or []), hashes
+    )
+    items = [replace(item, modality="text") for item in items]
+    items, names = select(items, names, classes, limit)
+    if not items:
+        raise SourceError("no texts in the list given (an empty list, or --limit/classes)")
+    arrays = np.empty(len(data), dtype=object)
+    arrays[:] = data
+    options = {"spec": None, "classes": classes, "limit": limit}
+    source = Source("texts", "memory", names, items, options, arrays, hashes)
     return source if split is None else split_source(source, split)

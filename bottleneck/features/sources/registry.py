@@ -25,10 +25,12 @@ from bottleneck_transfer.features.sources import (
     manifest,
     npz,
     table,
+    text,
     webdataset,
 )
 from bottleneck_transfer.features.sources.items import (
     Columns,
+    Listing,
     Source,
     Split,
     select,
@@ -40,6 +42,7 @@ from bottleneck_transfer.regular import file_kind
 #: Kind name -> its module, in detection order (a folder before a file suffix).
 SOURCE_KINDS: dict[str, ModuleType] = {
     "fashion-mnist": fashion_mnist,
+    "text": text,
     "table": table,
     "folder": folder,
     "csv": manifest,
@@ -97,8 +100,9 @@ def open_source(
     image_column: str | None = None,
     label_column: str | None = None,
     target: str | None = None,
+    text_column: str | None = None,
 ) -> Source:
-    """Open an image collection.
+    """Open an image or text collection.
 
     Parameters
     ----------
@@ -127,6 +131,9 @@ def open_source(
         A manifest's target: ``class``, ``binary``, ``multilabel`` or ``regression``, with
         ``:column=NAME,positive=VALUE,unit=TEXT,empty=true`` (:mod:`..targets`); default:
         inferred from the ``label`` column (a class target unless unambiguous).
+    text_column : str, optional
+        A text table's column of texts (default ``text``; naming it makes the source a
+        text source, :mod:`.text`).
 
     Raises
     ------
@@ -141,15 +148,15 @@ def open_source(
     1000
     """
     text = local_spec(str(spec))
-    columns = Columns(groups, image_column, label_column, target)
-    module = kind_module(text, source_kind)
+    columns = Columns(groups, image_column, label_column, target=target, text=text_column)
+    module = kind_module(text, source_kind or ("text" if text_column is not None else None))
     _check_columns(text, module, columns)
     listing = module.open_listing(text, columns)
     options = {"spec": listing.spec, "classes": classes, "limit": limit}
     options |= _reopening(columns, source_kind)
     items, names = select(listing.items, listing.names, classes, limit)
     if not items:
-        raise _no_images(text, listing.arrays is None)
+        raise _no_images(text, listing)
     source = Source(
         listing.kind,
         listing.root,
@@ -164,10 +171,13 @@ def open_source(
     return source if split is None else split_source(source, split)
 
 
-def _no_images(spec: str, files: bool) -> SourceError:
-    """The error of a source that holds no images (for files: the extensions looked for)."""
+def _no_images(spec: str, listing: Listing) -> SourceError:
+    """The error of a source that holds no items (image files: the extensions looked for)."""
+    files = listing.arrays is None and listing.kind != "text"
     extensions = f" (image extensions: {' '.join(IMAGE_EXTENSIONS)})" if files else ""
-    return SourceError(f"no images found in {spec}{extensions}")
+    return SourceError(
+        f"no {'texts' if listing.kind == 'text' else 'images'} found in {spec}{extensions}"
+    )
 
 
 def reopen_source(described: dict) -> Source:
@@ -187,6 +197,7 @@ def reopen_source(described: dict) -> Source:
         image_column=(options.get("columns") or {}).get("image"),
         label_column=(options.get("columns") or {}).get("label"),
         target=options.get("target"),
+        text_column=(options.get("columns") or {}).get("text"),
     )
 
 
@@ -199,8 +210,10 @@ def _reopening(columns: Columns, kind: str | None) -> dict:
         options["target"] = columns.target
     if kind is not None:
         options["kind"] = kind
-    if columns.image is not None or columns.label is not None:
+    if columns.given().keys() - {"groups"}:
         options["columns"] = {"image": columns.image, "label": columns.label}
+        if columns.text is not None:
+            options["columns"]["text"] = columns.text
     return options
 
 
@@ -210,6 +223,7 @@ _COLUMN_FLAGS = {
     "image": "--image-column",
     "label": "--label-column",
     "target": "--target",
+    "text": "--text-column",
 }
 
 
@@ -218,7 +232,8 @@ def _check_columns(spec: str, module: ModuleType, columns: Columns) -> None:
     reads = getattr(module, "COLUMNS", ())
     for name, value in columns.given().items():
         if name not in reads:
-            what = "a CSV manifest" if name in ("groups", "target") else "a Parquet/Arrow table"
+            what = {"groups": "a CSV manifest", "target": "a CSV manifest", "text": "a text table"}
+            what = what.get(name, "a Parquet/Arrow table")
             kind = next(k for k, m in SOURCE_KINDS.items() if m is module)
             raise SourceError(
                 f"{_COLUMN_FLAGS[name]} names a column of {what}; {spec} is a {kind} "

@@ -1,0 +1,89 @@
+"""A text backbone's tokens pooled to one vector per text, as a Keras model.
+
+:func:`token_pooling`'s layer reduces ``(N, T, D)`` tokens with their padding mask ``(N, T)``:
+``cls`` the first token, ``mean`` the mean over non-padding tokens, ``last-token`` the last
+non-padding token (right padding: what a decoder-only model's last position has seen).
+It is a registered Keras layer (no Lambda), so a model holding it loads in safe mode.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from bottleneck_transfer.errors import BaseModelError
+from bottleneck_transfer.features.bases.common import _key, check_layers
+
+if TYPE_CHECKING:
+    import keras
+
+#: Poolings over tokens (``pooled`` is a backbone's own pooled output instead).
+TOKEN_POOLINGS = ("cls", "mean", "last-token")
+
+
+@functools.cache
+def token_pooling() -> type:
+    """The :class:`TokenPooling` layer class, defined (and registered with Keras) on first use,
+    so that importing this module imports no Keras."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="bottleneck_transfer")
+    class TokenPooling(keras.layers.Layer):
+        """``(N, T, D)`` tokens and their ``(N, T)`` padding mask -> ``(N, D)`` (see module)."""
+
+        def __init__(self, mode: str = "mean", **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            if mode not in TOKEN_POOLINGS:
+                raise ValueError(f"mode must be one of {TOKEN_POOLINGS}. Received: mode={mode!r}")
+            self.mode = mode
+
+        def call(self, tokens: Any, padding_mask: Any) -> Any:
+            ops = keras.ops
+            if self.mode == "cls":
+                return tokens[:, 0, :]
+            mask = ops.cast(padding_mask, tokens.dtype)
+            if self.mode == "mean":
+                total = ops.sum(tokens * mask[:, :, None], axis=1)
+                return total / ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1.0)
+            last = ops.maximum(ops.cast(ops.sum(mask, axis=1), "int32") - 1, 0)
+            return ops.take_along_axis(tokens, last[:, None, None], axis=1)[:, 0, :]
+
+        def compute_output_shape(self, tokens_shape: Any, padding_mask_shape: Any = None) -> tuple:
+            return (tokens_shape[0], tokens_shape[-1])
+
+        def get_config(self) -> dict:
+            return {**super().get_config(), "mode": self.mode}
+
+    return TokenPooling
+
+
+def text_model(backbone: keras.Model, pooling: str, layer: str | None, name: str) -> keras.Model:
+    """token ids (and the backbone's other int inputs) -> the backbone (cut at ``layer``) ->
+    pooled features ``(N, D)``."""
+    import keras
+
+    inputs = {key: keras.Input(shape=(None,), dtype="int32", name=key) for key in backbone.input}
+    trunk = backbone
+    if layer is not None:
+        check_layers(backbone, [layer])
+        trunk = keras.Model(backbone.input, backbone.get_layer(layer).output, name=f"{name}_cut")
+    trunk.trainable = False
+    out = trunk(inputs)
+    if pooling == "pooled":
+        if not isinstance(out, dict) or "pooled_output" not in out:
+            raise BaseModelError(
+                f"--pooling pooled takes the backbone's own pooled output; {name}"
+                f"{' cut at ' + layer if layer else ''} has none. Received: pooling='pooled'; "
+                f"use one of {', '.join(TOKEN_POOLINGS)}"
+            )
+        features = out["pooled_output"]
+    else:
+        tokens = out["sequence_output"] if isinstance(out, dict) else out
+        if len(tokens.shape) != 3:
+            raise BaseModelError(
+                f"{name}{' at ' + layer if layer else ''} gives {tuple(tokens.shape[1:])}, "
+                "not tokens (N, T, D): cut at a transformer layer"
+            )
+        pool = token_pooling()(pooling, name="bottleneck_pool")
+        features = pool(tokens, inputs["padding_mask"])
+    return keras.Model(inputs, features, name=f"{_key(name)}_features")
