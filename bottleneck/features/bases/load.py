@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from bottleneck_transfer.errors import BaseModelError
@@ -107,6 +108,19 @@ def load_base(
     pooling = pooling or default_pooling(kind)
     if pooling is not None:
         _check_enum(pooling, poolings(kind), "pooling")
+    _check_kind_options(kind, base, layout, max_length)
+    size = (image_size, image_size) if isinstance(image_size, int) else image_size
+    request = BaseRequest(
+        weights, size, pooling, layer, preprocess, channels, seed, trust_graph, layout, max_length
+    )
+    return kind.build(base, request).base(seed, preprocess)
+
+
+def _check_kind_options(
+    kind: ModuleType, base: str | Path, layout: str | None, max_length: int | None
+) -> None:
+    """Refuse ``layout`` for a kind that takes NHWC pixels only and ``max_length`` for a
+    kind that takes no text, in one line each."""
     if layout is not None and not layouts(kind):
         raise BaseModelError(
             f"--layout applies to .onnx bases; a {kind.KIND} base takes NHWC pixels. "
@@ -117,11 +131,6 @@ def load_base(
             f"--max-length applies to text bases (KerasHub text presets); {base} takes images. "
             f"Received: max_length={max_length}"
         )
-    size = (image_size, image_size) if isinstance(image_size, int) else image_size
-    request = BaseRequest(
-        weights, size, pooling, layer, preprocess, channels, seed, trust_graph, layout, max_length
-    )
-    return kind.build(base, request).base(seed, preprocess)
 
 
 def load_layers(
