@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bottleneck_transfer.atomic import atomic_path, atomic_write_text
+from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.export import _BASE_KEYS, ExportResult, build_keras_model
 from bottleneck_transfer.deploy.exported import (
     FORMAT,
     FORMAT_VERSION,
     Exported,
-    labels_path,
     load_keras,
+    write_labels,
 )
 from bottleneck_transfer.deploy.keras_head import _dense_layer, _fold_scaler, final_estimator
 from bottleneck_transfer.deploy.keras_head import head_layers as class_head_layers
@@ -200,11 +200,11 @@ def export_target(
                     sample=sample,
                     atol=atol * scale,
                 )
-        atomic_write_text(labels_path(out), "\n".join(metadata["classes"]) + "\n")
+        labels = write_labels(out, metadata["classes"])
     return ExportResult(
         path=out,
         kind="keras",
-        labels=labels_path(out),
+        labels=labels,
         head=metadata["head"],
         classes=metadata["classes"],
         outputs=metadata["outputs"],
