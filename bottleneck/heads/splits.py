@@ -22,6 +22,7 @@ learning curves), tuning splits and learning-curve subsets all come from here.
 from __future__ import annotations
 
 import numpy as np
+from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.features.sources import group_units, holdout_mask
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
@@ -79,8 +80,23 @@ def image_units(
 def stratified_folds(
     y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int, *, linked: np.ndarray | None = None
 ) -> list[Split]:
-    """``n_folds`` stratified, shuffled folds of the groups (:class:`StratifiedKFold`)."""
+    """``n_folds`` stratified, shuffled folds of the groups (:class:`StratifiedKFold`).
+
+    Raises
+    ------
+    HeadError
+        Fewer independent groups in every class than folds (copies and declared groups
+        stay together).
+    """
     images, unit, unit_y = image_units(y, groups, linked)
+    largest = int(np.unique(unit_y, return_counts=True)[1].max(initial=0))
+    if largest < n_folds:
+        raise HeadError(
+            f"{len(images)} images form {len(unit_y)} independent groups, at most {largest} in "
+            f"a class (copies of one picture and declared groups stay together): fewer than "
+            f"the {n_folds} folds; use fewer folds, or check the copies found (features of "
+            "very few dimensions make most rows near-copies of each other)"
+        )
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return [
         image_split(groups, images[np.isin(unit, held)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.features.sources import holdout_mask
 from bottleneck_transfer.heads.splits import (
     groups_within,
@@ -102,3 +103,12 @@ def test_take_keeps_views_tied_to_their_image():
         assert part.ids[row].split("#")[0] == part.ids[part.groups[row]]
     assert not data.take(held).has_views  # plain rows only: a plain data set
     assert data.take(held).fingerprint != data.take(fit).fingerprint
+
+
+def test_fewer_independent_groups_than_folds_is_one_line():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    groups = np.arange(8)
+    linked = np.array([0, 0, 1, 1, 2, 2, 3, 3])  # pairs of copies: two groups per class
+    with pytest.raises(HeadError, match=r"8 images form 4 independent groups, at most 2.*3 folds"):
+        stratified_folds(y, groups, 3, seed=0, linked=linked)
+    assert len(stratified_folds(y, groups, 2, seed=0, linked=linked)) == 2
