@@ -206,7 +206,7 @@ def export(
         else "not checked (--sample 0)"
     )
     if result.quantized is not None:
-        from bottleneck_transfer.deploy.export import describe_quantized
+        from bottleneck_transfer.deploy.export_model import describe_quantized
 
         checked = f"quantized {describe_quantized(result.quantized)}"
     click.echo(

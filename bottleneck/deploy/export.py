@@ -42,16 +42,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy import onnx_base
+from bottleneck_transfer.deploy.export_model import (
+    BASE_KEYS,
+    ExportResult,
+    build_base_model,
+    build_keras_model,
+)
 from bottleneck_transfer.deploy.exported import (
     FORMAT,
     FORMAT_VERSION,
     LABELS_FILE,
-    OUTPUT_LAYER,
     Exported,
     labels_path,
     load_exported,
     load_keras,
-    metadata_layer,
     write_labels,
 )
 from bottleneck_transfer.deploy.form_tflite import CALIBRATION
@@ -71,7 +75,7 @@ from bottleneck_transfer.deploy.settings import ExportSettings, check_settings
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.entries import remove_entry
 from bottleneck_transfer.errors import BaseModelError, ExportError, HeadError, did_you_mean
-from bottleneck_transfer.features.bases import Base, hub
+from bottleneck_transfer.features.bases import hub
 from bottleneck_transfer.features.bases.onnx_file import is_onnx_base
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.cache.reader import target_kind_of
@@ -101,70 +105,6 @@ SUFFIXES = {
     "folder": "",
     **{name: converter.suffix for name, converter in CONVERTERS.items()},
 }
-#: Provenance fields of the base copied into an export's metadata.
-_BASE_KEYS = (
-    "application",
-    "file",
-    "file_sha256",
-    "format",
-    "layout",
-    "weights",
-    "weights_sha256",
-    "layer",
-    "pooling",
-    "input_shape",
-    "feature_dim",
-    "compute_dtype",
-    *hub.PROVENANCE_KEYS,
-)
-
-
-@dataclass(repr=False)
-class ExportResult(Display):
-    """What :func:`export` wrote."""
-
-    path: Path
-    kind: str
-    labels: Path
-    head: str
-    classes: list[str]
-    outputs: str
-    parity: Parity | None
-    seconds: float
-    metadata: dict
-    #: A quantized TFLite export's accuracy change (its parity is not checked at ``atol``).
-    quantized: Quantized | None = None
-
-    def _display_summary(self) -> dict[str, Any]:
-        parity = self.parity
-        quantized = {"quantized": describe_quantized(self.quantized)} if self.quantized else {}
-        return {
-            "path": str(self.path),
-            "kind": self.kind,
-            "head": self.head,
-            "outputs": self.outputs,
-            "classes": f"{len(self.classes)} (names in {self.labels})",
-            "parity": "not checked"
-            if parity is None
-            else f"{parity.n} source images, max difference {parity.max_abs_diff:.1e}, "
-            f"top-1 agreement {parity.argmax_agreement:.4g}",
-            **quantized,
-            "seconds": self.seconds,
-        }
-
-    def _display_rows(self) -> list[dict[str, Any]]:
-        """One row per output column: its index and class name."""
-        return [{"output": i, "class": name} for i, name in enumerate(self.classes)]
-
-
-def describe_quantized(quantized: Quantized) -> str:
-    """One line: what quantization changed on held-out cached images."""
-    return (
-        f"{quantized.quantize}: top-1 accuracy {quantized.float_accuracy:.4f} -> "
-        f"{quantized.accuracy:.4f} ({100 * quantized.change:+.2f} points) on {quantized.n} "
-        f"cached images not used for calibration, agreement with float32 "
-        f"{100 * quantized.agreement:.1f} %, max |dp| {quantized.max_abs_diff:.3f}"
-    )
 
 
 def _head_kind(head: Any, spec: str | None, form: str) -> str:
@@ -537,7 +477,7 @@ def export(
             "calibration": fitted_calibration(estimator),
             "input_shape": described["input_shape"],
             "fingerprint": opened.fingerprint,
-            "base": {k: described[k] for k in _BASE_KEYS if k in described},
+            "base": {k: described[k] for k in BASE_KEYS if k in described},
             "base_layer": rebuilt.model.name,
             "cache": opened.path.name,
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -644,47 +584,3 @@ def _write_folder(target: Path, model: keras.Model, estimator: Any, metadata: di
     (target / "model.json").write_text(
         json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8"
     )
-
-
-def _front_end(base: Base, resize: keras.layers.Layer | None = None) -> tuple[Any, Any]:
-    """uint8 images of any size -> resize -> float32 -> base features."""
-    import keras
-
-    height, width = base.image_size
-    inputs = keras.Input(shape=(None, None, base.channels), dtype="uint8", name="image")
-    if resize is None:
-        resize = keras.layers.Resizing(
-            height, width, interpolation="bilinear", antialias=True, name="resize"
-        )
-    x = resize(inputs)
-    x = keras.layers.Rescaling(1.0, name="to_float")(x)
-    base.model.trainable = False
-    return inputs, base.model(x)
-
-
-def build_keras_model(
-    base: Base,
-    layers: list[keras.layers.Layer],
-    metadata: dict,
-    resize: keras.layers.Layer | None = None,
-) -> keras.Model:
-    """The single-file export model (:mod:`deploy.exported`); ``resize`` replaces Keras'
-    ``Resizing`` (a converter's :class:`deploy.resize.TriangleResize`)."""
-    import keras
-
-    inputs, x = _front_end(base, resize)
-    for layer in layers:
-        x = layer(x)
-    x = metadata_layer(metadata, len(metadata["classes"]))(x)
-    # softmax over classes; a binary, multi-label or regression target's own (sigmoid, linear)
-    activation = metadata.get("activation", "softmax")
-    outputs = keras.layers.Activation(activation, name=OUTPUT_LAYER)(x)
-    return keras.Model(inputs, outputs, name="bottleneck_export")
-
-
-def build_base_model(base: Base) -> keras.Model:
-    """The folder export's ``base.keras``: uint8 images -> features."""
-    import keras
-
-    inputs, features = _front_end(base)
-    return keras.Model(inputs, features, name="bottleneck_base")

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
-from bottleneck_transfer.deploy.export import _BASE_KEYS, ExportResult, build_keras_model
+from bottleneck_transfer.deploy.export_model import BASE_KEYS, ExportResult, build_keras_model
 from bottleneck_transfer.deploy.exported import (
     FORMAT,
     FORMAT_VERSION,
@@ -136,7 +136,7 @@ def _metadata(cache: FeatureCache, spec: str, fold: Any, described: dict, base: 
         "head_params": fold.params,
         "input_shape": described["input_shape"],
         "fingerprint": cache.fingerprint,
-        "base": {k: described[k] for k in _BASE_KEYS if k in described},
+        "base": {k: described[k] for k in BASE_KEYS if k in described},
         "base_layer": base.model.name,
         "cache": cache.path.name,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
