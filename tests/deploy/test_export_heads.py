@@ -122,10 +122,11 @@ def test_a_head_no_kind_declares_does_not_export_as_a_folder(cache, tmp_path):
 
 @pytest.fixture
 def ridge():
-    """A head kind registered for one test: a ridge classifier (exact Keras form)."""
+    """A head kind registered for one test: a ridge classifier (exact Keras form; ``ridge`` is
+    the registry's regression kind)."""
     kind = register_head(
         HeadKind(
-            name="ridge",
+            name="ridge-classifier",
             factory=RidgeClassifier,
             scaler=StandardScaler,
             search_space=SearchSpace((Axis("alpha", (0.1, 1.0, 10.0, 100.0)),)),
@@ -141,20 +142,23 @@ def ridge():
 @pytest.mark.filterwarnings("ignore::bottleneck_transfer.errors.SmallDataWarning")
 def test_a_registered_kind_goes_through_every_stage(ridge, cache, photos, tmp_path):
     data = LabeledData.from_cache(cache)
-    comparison = compare_heads(data, heads=["logreg", "ridge:alpha=10"], cv=3, tune=True)
-    assert {r.name for r in comparison.rows} == {"logreg", "ridge:alpha=10"}
-    tuned = tune_head("ridge", data.X, data.y, n_jobs=1)
+    comparison = compare_heads(data, heads=["logreg", "ridge-classifier:alpha=10"], cv=3, tune=True)
+    assert {r.name for r in comparison.rows} == {"logreg", "ridge-classifier:alpha=10"}
+    tuned = tune_head("ridge-classifier", data.X, data.y, n_jobs=1)
     assert tuned.best_params["alpha"] in (0.1, 1.0, 10.0, 100.0)
-    trained = train_head(data, "ridge", tune=True, n_jobs=1)
+    trained = train_head(data, "ridge-classifier", tune=True, n_jobs=1)
     path = save_head(trained, tmp_path / "ridge.skops")
     assert load_head(path).metadata["params"]["alpha"] == tuned.best_params["alpha"]
     assert evaluate_head(path, cache).metrics["accuracy"] > 0.3
     for out in (tmp_path / "ridge.keras", tmp_path / "ridge_folder"):
         result = export(cache, out, head_file=path, sample=6)
-        assert result.head == "ridge" and result.parity.argmax_agreement == 1.0
+        assert result.head == "ridge-classifier" and result.parity.argmax_agreement == 1.0
         scores = load_exported(out).predict(np.zeros((1, 32, 32, 3), np.uint8))
         assert scores.shape == (1, 3)
         predicted = predict(out, str(photos), progress=False)
         assert len(predicted) == 18
     meta = json.loads((tmp_path / "ridge_folder" / "model.json").read_text())
-    assert meta["head"] == "ridge" and meta["head_params"]["alpha"] == tuned.best_params["alpha"]
+    assert (
+        meta["head"] == "ridge-classifier"
+        and meta["head_params"]["alpha"] == tuned.best_params["alpha"]
+    )
