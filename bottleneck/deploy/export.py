@@ -30,10 +30,8 @@ calibrated head) or ``"decision-softmax"`` (an uncalibrated margin head's scores
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import json
-import platform
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,14 +41,12 @@ import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy import onnx_base
 from bottleneck_transfer.deploy.export_model import (
-    BASE_KEYS,
     ExportResult,
     build_base_model,
     build_keras_model,
+    provenance_metadata,
 )
 from bottleneck_transfer.deploy.exported import (
-    FORMAT,
-    FORMAT_VERSION,
     LABELS_FILE,
     Exported,
     labels_path,
@@ -94,7 +90,6 @@ from bottleneck_transfer.heads.training import (
     train_head,
 )
 from bottleneck_transfer.heads.trust import kind_of, skops_io
-from bottleneck_transfer.versions import software_versions
 
 if TYPE_CHECKING:
     import keras
@@ -468,21 +463,12 @@ def export(
                 f"the rebuilt base gives {rebuilt.dim} features, the cache {opened.dim}"
             )
         metadata = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            **provenance_metadata(opened, described, rebuilt),
             "classes": classes,
             "head": kind_name,
             "head_spec": spec,
             "head_params": trained.get("params"),
             "calibration": fitted_calibration(estimator),
-            "input_shape": described["input_shape"],
-            "fingerprint": opened.fingerprint,
-            "base": {k: described[k] for k in BASE_KEYS if k in described},
-            "base_layer": rebuilt.model.name,
-            "cache": opened.path.name,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "host": platform.node(),
-            "versions": software_versions(),
         }
         metadata["outputs"] = outputs
         metadata["resize"] = KERAS_RESIZE if converter is None else converter.resize

@@ -7,17 +7,26 @@ Shared by the class export (:mod:`.export`) and the target export (:mod:`.target
 
 from __future__ import annotations
 
+import datetime as dt
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bottleneck_transfer.deploy.exported import OUTPUT_LAYER, metadata_layer
+from bottleneck_transfer.deploy.exported import (
+    FORMAT,
+    FORMAT_VERSION,
+    OUTPUT_LAYER,
+    metadata_layer,
+)
 from bottleneck_transfer.deploy.parity import Parity, Quantized
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.features.bases import Base, hub
+from bottleneck_transfer.versions import software_versions
 
 if TYPE_CHECKING:
     import keras
+    from bottleneck_transfer.features.cache import FeatureCache
 
 #: Provenance fields of the base copied into an export's metadata.
 BASE_KEYS = (
@@ -35,6 +44,24 @@ BASE_KEYS = (
     "compute_dtype",
     *hub.PROVENANCE_KEYS,
 )
+
+
+def provenance_metadata(cache: FeatureCache, described: dict, base: Base) -> dict[str, Any]:
+    """The fields every export's metadata holds about where it came from: the format, the
+    cache (name, fingerprint), the base (its provenance ``described``, the rebuilt ``base``'s
+    layer), when, where and with which versions it was made."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "input_shape": described["input_shape"],
+        "fingerprint": cache.fingerprint,
+        "base": {k: described[k] for k in BASE_KEYS if k in described},
+        "base_layer": base.model.name,
+        "cache": cache.path.name,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "versions": software_versions(),
+    }
 
 
 @dataclass(repr=False)

@@ -20,18 +20,18 @@ scaled by the largest value).
 
 from __future__ import annotations
 
-import datetime as dt
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
-from bottleneck_transfer.deploy.export_model import BASE_KEYS, ExportResult, build_keras_model
+from bottleneck_transfer.deploy.export_model import (
+    ExportResult,
+    build_keras_model,
+    provenance_metadata,
+)
 from bottleneck_transfer.deploy.exported import (
-    FORMAT,
-    FORMAT_VERSION,
     Exported,
     load_keras,
     write_labels,
@@ -45,7 +45,6 @@ from bottleneck_transfer.features.rebuild import rebuild_base
 from bottleneck_transfer.heads.declared import target_metric
 from bottleneck_transfer.heads.registry import head_kind
 from bottleneck_transfer.heads.target_compare import TargetData, fit_fold, predict_scores
-from bottleneck_transfer.versions import software_versions
 
 #: The final activation of each target kind's export.
 ACTIVATIONS = {"binary": "sigmoid", "multilabel": "sigmoid", "regression": "linear"}
@@ -124,8 +123,7 @@ def _metadata(cache: FeatureCache, spec: str, fold: Any, described: dict, base: 
         else dict(zip(target.outputs, fold.thresholds.tolist(), strict=True))
     )
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        **provenance_metadata(cache, described, base),
         "classes": target.outputs,
         "target": target.to_dict(),
         "thresholds": thresholds,
@@ -134,14 +132,6 @@ def _metadata(cache: FeatureCache, spec: str, fold: Any, described: dict, base: 
         "head": head_kind(spec).name,
         "head_spec": spec,
         "head_params": fold.params,
-        "input_shape": described["input_shape"],
-        "fingerprint": cache.fingerprint,
-        "base": {k: described[k] for k in BASE_KEYS if k in described},
-        "base_layer": base.model.name,
-        "cache": cache.path.name,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "versions": software_versions(),
         "resize": "keras",
     }
 
