@@ -44,6 +44,7 @@ from bottleneck_transfer.deploy.export_model import (
     ExportResult,
     build_base_model,
     build_keras_model,
+    input_shape,
     provenance_metadata,
 )
 from bottleneck_transfer.deploy.exported import (
@@ -166,14 +167,25 @@ def _is_fitted(head: Any) -> bool:
         return False
 
 
+#: Why a text base's export (raw strings in) cannot take each converted form: its tokenizer
+#: is TensorFlow Text ops (WordPiece, byte-pair) inside the graph.
+TEXT_FORMS_REFUSED = {
+    "onnx": "ONNX has no ops for its tokenizer (TensorFlow Text ops tf2onnx does not convert)",
+    "tflite": "TFLite's built-in and select TensorFlow ops do not include its tokenizer's "
+    "TensorFlow Text ops",
+    "saved-model": "its graph would hold its tokenizer's TensorFlow Text ops, which are off "
+    "the op allow-list predict checks a SavedModel against and load only with tensorflow-text",
+}
+
+
 def _check_exportable_base(cache: FeatureCache, form: str) -> None:
     """Refuse a SavedModel base (Keras loads its ``TFSMLayer`` from a file only unsafely), an
     ONNX file base in any form but ``onnx`` (:func:`deploy.onnx_base.check_form`), and a text
-    base, whose export from raw strings is not written yet."""
-    if cache.provenance.get("base", {}).get("input") == "text":
+    base in a converted form (:data:`TEXT_FORMS_REFUSED`)."""
+    if cache.provenance.get("base", {}).get("input") == "text" and form in TEXT_FORMS_REFUSED:
         raise ExportError(
-            f"the cache {cache.path} holds text features; exporting a model that takes raw "
-            "strings is not supported yet: use its features with train, compare and evaluate"
+            f"--format {form} cannot hold the text base of {cache.path}: "
+            f"{TEXT_FORMS_REFUSED[form]}; export -o NAME.keras (raw strings in) or a folder"
         )
     onnx_base.check_form(cache.provenance.get("base", {}), form, cache.path)
     name = cache.provenance.get("base", {}).get("saved_model")
@@ -334,7 +346,8 @@ def plan_export(
         else:
             head_bytes = _head_bytes(spec, len(opened), opened.dim, len(classes))
         described = opened.provenance.get("base", {})
-        if "input_shape" not in described:
+        shape = input_shape(described)
+        if shape is None:
             raise ExportError(
                 f"the cache {opened.path} records no base input shape, so no base can be "
                 "rebuilt to export: export from a cache `bottleneck extract` made"
@@ -345,7 +358,7 @@ def plan_export(
         labels=labels_path(out) if SUFFIXES[form] else out / LABELS_FILE,
         head=head_kind(spec).name,
         classes=classes,
-        input_shape=list(described["input_shape"]),
+        input_shape=list(shape),
         head_bytes=head_bytes,
         base_bytes=_file_bytes(base or described.get("file"), weights or described.get("weights")),
     )
@@ -480,6 +493,8 @@ def export(
             settings = replace(settings, calibration=pixels)
         if hub.requirements(described):  # e.g. keras-hub: Keras imports it to load the model
             metadata["requires"] = hub.requirements(described)
+        if rebuilt.encoder is not None:
+            _text_metadata(metadata)
         if is_onnx_base(described):  # one ONNX graph, base and head (deploy.onnx_base)
             metadata["resize"] = onnx_base.RESIZE
             converter, model = onnx_base.OnnxBaseWriter(), onnx_base.merged(rebuilt, layers)
@@ -537,6 +552,20 @@ def export(
         metadata=metadata,
         quantized=quantized,
     )
+
+
+def _text_metadata(metadata: dict) -> None:
+    """A text export's metadata: no resize; its tokenizing and pooling layers are this
+    package's (registered Keras layers) and run on TensorFlow, which it checks first."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ExportError(
+            f"a text base's export takes raw strings, which only the TensorFlow backend runs "
+            f"(this process runs {keras.backend.backend()}): rerun with KERAS_BACKEND=tensorflow"
+        )
+    metadata["resize"] = None
+    metadata["requires"] = [*metadata.get("requires", []), "bottleneck-transfer"]
 
 
 def _place(out: Path, form: str) -> Path:

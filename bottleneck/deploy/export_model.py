@@ -1,5 +1,6 @@
 """What every export builds and returns: the single-file Keras model (uint8 images of any
-size -> resize -> base -> head layers -> output), the folder form's base model, the base's
+size -> resize -> base -> head layers -> output; a text base's: raw strings -> its preset's
+tokenizer -> base -> head layers -> output), the folder form's base model, the base's
 provenance fields an export's metadata copies, and :class:`ExportResult`.
 
 Shared by the class export (:mod:`.export`) and the target export (:mod:`.target_export`).
@@ -42,8 +43,21 @@ BASE_KEYS = (
     "input_shape",
     "feature_dim",
     "compute_dtype",
+    "input",
+    "max_length",
+    "family",
+    "tokenizer",
+    "tokenizer_sha256",
     *hub.PROVENANCE_KEYS,
 )
+
+
+def input_shape(described: dict) -> list[int] | None:
+    """The export's ``input_shape``: the base's ``[height, width, channels]``; a text base's
+    ``[max_length, 1, 1]`` (tokens per text); None when the provenance records neither."""
+    if described.get("input") == "text" and described.get("max_length"):
+        return [int(described["max_length"]), 1, 1]
+    return described.get("input_shape")
 
 
 def provenance_metadata(cache: FeatureCache, described: dict, base: Base) -> dict[str, Any]:
@@ -53,7 +67,7 @@ def provenance_metadata(cache: FeatureCache, described: dict, base: Base) -> dic
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "input_shape": described["input_shape"],
+        "input_shape": input_shape(described),
         "fingerprint": cache.fingerprint,
         "base": {k: described[k] for k in BASE_KEYS if k in described},
         "base_layer": base.model.name,
@@ -113,8 +127,16 @@ def describe_quantized(quantized: Quantized) -> str:
 
 
 def _front_end(base: Base, resize: keras.layers.Layer | None = None) -> tuple[Any, Any]:
-    """uint8 images of any size -> resize -> float32 -> base features."""
+    """uint8 images of any size -> resize -> float32 -> base features; a text base's raw
+    strings -> its tokenizer (:func:`features.bases.text_model.strings_in`) -> features."""
     import keras
+
+    base.model.trainable = False
+    if base.encoder is not None:
+        from bottleneck_transfer.features.bases.text_model import strings_in
+
+        inputs = keras.Input(shape=(), dtype="string", name="text")
+        return inputs, base.model(strings_in(base.encoder)(inputs))
 
     height, width = base.image_size
     inputs = keras.Input(shape=(None, None, base.channels), dtype="uint8", name="image")
@@ -124,7 +146,6 @@ def _front_end(base: Base, resize: keras.layers.Layer | None = None) -> tuple[An
         )
     x = resize(inputs)
     x = keras.layers.Rescaling(1.0, name="to_float")(x)
-    base.model.trainable = False
     return inputs, base.model(x)
 
 
@@ -149,7 +170,7 @@ def build_keras_model(
 
 
 def build_base_model(base: Base) -> keras.Model:
-    """The folder export's ``base.keras``: uint8 images -> features."""
+    """The folder export's ``base.keras``: uint8 images (or strings) -> features."""
     import keras
 
     inputs, features = _front_end(base)

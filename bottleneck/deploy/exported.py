@@ -30,6 +30,13 @@ bias (``use_bias=False``), so its ``bias_initializer`` (a ``Constant`` holding t
 string) is stored in the config and never evaluated; its kernel is the identity, which passes
 the scores through exactly (each output is one product by 1.0 plus zeros).
 
+**A text base's ``.keras`` file** takes raw strings instead: ``text`` Input ``()`` string ->
+``tokenize`` (the preset's preprocessor: tokenizer, vocabulary and packer, padding to its
+``max_length``) -> the base pooled as in extraction -> the same head, metadata and output
+layers. It loads with ``keras.saving.load_model`` once ``keras_hub`` and
+``bottleneck_transfer`` are imported (their registered layers), on the TensorFlow backend;
+``model.predict(np.array(texts, dtype=object))``. Its metadata's ``base.input`` is ``"text"``.
+
 **A folder** (heads without an exact Keras form): ``base.keras`` (the same front end and
 base, features out), ``head.skops`` (the fitted scikit-learn head, saved with skops, never
 pickle; loaded with the exact classes its head kind declares in the head registry, see
@@ -92,12 +99,18 @@ class Exported(Display):
         """The class of each output column, in order."""
         return list(self.metadata["classes"])
 
+    @property
+    def modality(self) -> str:
+        """``"image"`` (uint8 pixels in) or ``"text"`` (raw strings in)."""
+        return "text" if self.metadata.get("base", {}).get("input") == "text" else "image"
+
     def _display_summary(self) -> dict[str, Any]:
         height, width = self.image_size
+        shown = f"uint8 {height}x{width}x{self.channels}"
         return {
             "path": str(self.path),
             "kind": self.kind,
-            "input": f"uint8 {height}x{width}x{self.channels}",
+            "input": f"strings, up to {height} tokens" if self.modality == "text" else shown,
             "head": self.metadata.get("head"),
             "outputs": self.metadata.get("outputs"),
         }
@@ -142,16 +155,22 @@ class Exported(Display):
         """
         if self.runner is not None:
             return self.runner.predict
+        if self.modality == "text":
+            return self.predict
         run = BatchRunner(self.sized_model, batch_size)
         if self.kind == "folder":
             return lambda pixels: self.scores_from_features(run(pixels))
         return run
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
-        """Scores ``(N, K)`` of a uint8 batch (one compiled call per batch size)."""
+        """Scores ``(N, K)`` of a uint8 batch (one compiled call per batch size), or of a
+        text export's strings."""
         import keras
 
-        check_pixels(pixels, self)
+        if self.modality == "text":
+            pixels = check_texts(pixels, self)
+        else:
+            check_pixels(pixels, self)
         if self.runner is not None:
             return self.runner.predict(pixels)
         out = keras.ops.convert_to_numpy(self.model.predict_on_batch(pixels))
@@ -182,6 +201,15 @@ def check_pixels(pixels: np.ndarray, exported: Exported) -> None:
             f"{exported.path} takes images of shape (N, H, W, {exported.channels}); "
             f"got an array of shape {pixels.shape}"
         )
+
+
+def check_texts(texts: Any, exported: Exported) -> np.ndarray:
+    """``texts`` as a 1-d object array of strings, or :class:`ExportError`."""
+    array = np.empty(len(texts), dtype=object)
+    array[:] = list(texts)
+    if not all(isinstance(text, str) for text in array):
+        raise ExportError(f"{exported.path} takes raw strings (a text base); got {texts!r:.80}")
+    return array
 
 
 def metadata_layer(metadata: dict, n_classes: int) -> keras.layers.Layer:

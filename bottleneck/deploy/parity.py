@@ -16,6 +16,11 @@ levels, max 33. The parity check feeds Pillow-decoded images at the base size, w
 layer is the identity (bit-exact). :func:`deploy.predict.predict` also decodes with Pillow,
 so its predictions are the cache pipeline's; ``model.predict`` on images of other sizes sees
 the Keras resize.
+
+A text export is run on the sampled rows' raw strings (read from the source as extraction
+read them). Its tokenizer pads every text to ``max_length`` where extraction padded a length
+bucket, which changes the features by float rounding only, so its scores are compared
+relatively: ``max|export - head| / max|head|`` per text, within ``atol``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.deploy.exported import Exported
 from bottleneck_transfer.deploy.keras_head import head_scores
-from bottleneck_transfer.errors import ExportError, SourceError
+from bottleneck_transfer.errors import ExportError, ImageError, SourceError
 from bottleneck_transfer.features.bases import Base
 from bottleneck_transfer.features.batches import decode_batch
 from bottleneck_transfer.features.cache import FeatureCache
@@ -43,6 +48,8 @@ class Parity:
     max_abs_diff: float
     argmax_agreement: float
     ids: list[str] = field(default_factory=list)
+    #: ``max_abs_diff`` is relative to the head's largest score (a text export).
+    relative: bool = False
 
     def to_dict(self) -> dict:
         """The figures as JSON-ready values (without the sample ids)."""
@@ -50,6 +57,7 @@ class Parity:
             "n": self.n,
             "max_abs_diff": self.max_abs_diff,
             "argmax_agreement": self.argmax_agreement,
+            **({"relative": True} if self.relative else {}),
         }
 
 
@@ -59,8 +67,8 @@ def _sample_rows(n: int, sample: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, sample).round().astype(int))
 
 
-def _source_pixels(cache: FeatureCache, rows: np.ndarray, base: Base) -> tuple[list, np.ndarray]:
-    """Decode the source images of cache ``rows`` exactly as extraction did."""
+def _source_items(cache: FeatureCache, rows: np.ndarray) -> tuple[Any, list[int], list]:
+    """The reopened source of the cache, the ``rows`` whose ids it still holds, their items."""
     from bottleneck_transfer.features.sources import reopen_source
 
     try:
@@ -75,10 +83,32 @@ def _source_pixels(cache: FeatureCache, rows: np.ndarray, base: Base) -> tuple[l
     chosen = [int(r) for r in rows if ids[int(r)] in by_id]
     if not chosen:
         raise ExportError(
-            f"none of the sampled images of {cache.path} are in its source any more; "
+            f"none of the sampled items of {cache.path} are in its source any more; "
             "skip the check with --sample 0"
         )
-    items = [by_id[ids[row]] for row in chosen]
+    return source, chosen, [by_id[ids[row]] for row in chosen]
+
+
+def _source_texts(cache: FeatureCache, rows: np.ndarray) -> tuple[list, list[str]]:
+    """The source texts of cache ``rows``, read as extraction read them."""
+    from bottleneck_transfer.features.text_batches import read_text
+
+    source, chosen, items = _source_items(cache, rows)
+    try:
+        return chosen, [read_text(source, item) for item in items]
+    except ImageError as exc:
+        raise ExportError(
+            f"cannot check the export on a sampled text of {cache.path}: {exc} (the source "
+            "changed since extraction?); skip the check with --sample 0"
+        ) from exc
+
+
+def _source_pixels(cache: FeatureCache, rows: np.ndarray, base: Base) -> tuple[list, np.ndarray]:
+    """Decode the source images of cache ``rows`` exactly as extraction did (a text base:
+    read its texts, :func:`_source_texts`)."""
+    if base.encoder is not None:
+        return _source_texts(cache, rows)
+    source, chosen, items = _source_items(cache, rows)
     batch = decode_batch(source, items, base.image_size, base.channels)
     if batch.failures:
         item_id, reason = batch.failures[0]
@@ -99,7 +129,7 @@ def check_parity(
     atol: float = DEFAULT_ATOL,
     batch_size: int = 32,
 ) -> Parity:
-    """Run the export on source images and compare with ``head(cached features)``.
+    """Run the export on source images (texts) and compare with ``head(cached features)``.
 
     Raises
     ------
@@ -118,6 +148,9 @@ def check_parity(
             f"the export outputs {got.shape[1:]} scores, the head {expected.shape[1:]}"
         )
     diff = np.abs(got - expected).max(axis=1)
+    relative = base.encoder is not None  # a text export (see module)
+    if relative:
+        diff = diff / np.maximum(np.abs(expected).max(axis=1), np.finfo(np.float64).tiny)
     top = np.sort(expected, axis=1)
     gap = top[:, -1] - top[:, -2] if expected.shape[1] > 1 else np.ones(len(rows))
     argmax_bad = (got.argmax(1) != expected.argmax(1)) & (gap > atol)
@@ -128,7 +161,8 @@ def check_parity(
             f"parity check failed on sample {ids[rows[k]]} (cache row {rows[k]}): the export "
             f"gives class {got[k].argmax()} with scores {np.round(got[k], 6).tolist()}, the "
             f"head on the cached features gives class {expected[k].argmax()} with "
-            f"{np.round(expected[k], 6).tolist()} (max difference {diff[k]:.2e} > atol {atol}); "
+            f"{np.round(expected[k], 6).tolist()} (max {'relative ' * relative}difference "
+            f"{diff[k]:.2e} > atol {atol}); "
             f"{bad.size} of {len(rows)} samples differ"
         )
     return Parity(
@@ -136,6 +170,7 @@ def check_parity(
         max_abs_diff=float(diff.max()) if len(diff) else 0.0,
         argmax_agreement=float(np.mean(got.argmax(1) == expected.argmax(1))) if len(rows) else 1.0,
         ids=[ids[r] for r in rows],
+        relative=relative,
     )
 
 

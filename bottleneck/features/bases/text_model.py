@@ -4,6 +4,12 @@
 ``cls`` the first token, ``mean`` the mean over non-padding tokens, ``last-token`` the last
 non-padding token (right padding: what a decoder-only model's last position has seen).
 It is a registered Keras layer (no Lambda), so a model holding it loads in safe mode.
+
+:func:`strings_in`'s layer is the front of an export that takes raw strings: the preset's
+preprocessor (its tokenizer and packer, vocabulary saved with the model) -> the backbone's int
+inputs padded to ``max_length``. Its output spec is declared, so a saved model is rebuilt
+without tokenizing (the vocabulary is loaded after the graph is), and TensorFlow runs it (the
+tokenizers are TensorFlow Text ops).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from bottleneck_transfer.features.bases.common import _key, check_layers
 
 if TYPE_CHECKING:
     import keras
+    from bottleneck_transfer.features.bases.text import TextEncoder
 
 #: Poolings over tokens (``pooled`` is a backbone's own pooled output instead).
 TOKEN_POOLINGS = ("cls", "mean", "last-token")
@@ -55,6 +62,58 @@ def token_pooling() -> type:
             return {**super().get_config(), "mode": self.mode}
 
     return TokenPooling
+
+
+@functools.cache
+def strings_layer() -> type:
+    """The :class:`StringsIn` layer class, defined (and registered) on first use."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="bottleneck_transfer")
+    class StringsIn(keras.layers.Layer):
+        """``(N,)`` strings -> the backbone's int32 inputs ``(N, length)`` (see module);
+        ``generate``: a decoder-only family's ``CausalLMPreprocessor.generate_preprocess``."""
+
+        def __init__(
+            self, preprocessor: Any, inputs: list[str], generate: bool = False, **kwargs: Any
+        ) -> None:
+            super().__init__(**kwargs)
+            self.preprocessor = preprocessor
+            self.inputs = list(inputs)
+            self.generate = generate
+
+        def call(self, texts: Any) -> dict:
+            pre = self.preprocessor
+            out = pre.generate_preprocess(texts) if self.generate else pre(texts)
+            ids = keras.ops.cast(out["token_ids"], "int32")
+            return {
+                k: keras.ops.cast(out[k], "int32") if k in out else ids * 0 for k in self.inputs
+            }
+
+        def compute_output_spec(self, texts: Any) -> dict:
+            shape = (texts.shape[0], self.preprocessor.sequence_length)
+            return {key: keras.KerasTensor(shape, "int32") for key in self.inputs}
+
+        def get_config(self) -> dict:
+            preprocessor = keras.saving.serialize_keras_object(self.preprocessor)
+            return {**super().get_config(), "preprocessor": preprocessor,
+                    "inputs": self.inputs, "generate": self.generate}  # fmt: skip
+
+        @classmethod
+        def from_config(cls, config: dict) -> Any:
+            config = dict(config)
+            config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
+            return cls(**config)
+
+    return StringsIn
+
+
+def strings_in(encoder: TextEncoder) -> keras.layers.Layer:
+    """The layer that tokenizes raw strings as ``encoder`` does (its preset's preprocessor at
+    its ``max_length``), named ``tokenize``."""
+    preprocessor = getattr(encoder.preprocess, "__self__", encoder.preprocess)
+    generate = preprocessor is not encoder.preprocess  # a bound generate_preprocess
+    return strings_layer()(preprocessor, list(encoder.inputs), generate, name="tokenize")
 
 
 def text_model(backbone: keras.Model, pooling: str, layer: str | None, name: str) -> keras.Model:
