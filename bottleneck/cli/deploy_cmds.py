@@ -253,7 +253,7 @@ def _show_plan(plan: ExportPlan, as_json: bool) -> None:
 @click.argument("images", nargs=-1, required=True)
 @options.out(
     "the predictions, a .csv, .parquet or .json file (default: print them); .csv and "
-    ".parquet are written as the images go, and a rerun after a killed run resumes."
+    ".parquet are written as the images (texts) go, and a rerun after a killed run resumes."
 )
 @options.force()
 @click.option(
@@ -268,7 +268,13 @@ def _show_plan(plan: ExportPlan, as_json: bool) -> None:
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    help="Images per model call (default: as extract, by device and input size).",
+    help="Images (texts) per model call (default: as extract, by device and input size).",
+)
+@click.option(
+    "--text-column",
+    default=None,
+    metavar="COLUMN",
+    help="A text export's CSV, JSON-lines or Parquet input: its column of texts (default: text).",
 )
 @options.image_reading()
 @options.trust_graph("a SavedModel, TFLite or ONNX export")
@@ -285,13 +291,15 @@ def predict(
     as_json: bool,
     **settings,
 ) -> None:
-    """Predict the top-k classes of IMAGES with an exported MODEL.
+    """Predict the top-k classes of IMAGES (or texts) with an exported MODEL.
 
     MODEL is an export: a .keras, .tflite or .onnx file, an export folder or a SavedModel
     export folder. IMAGES is one folder (class folders or flat), CSV manifest, IDX/NPZ file
-    or fashion-mnist:test, or image files. Writes one row per image: id, label (if known),
-    class_1, probability_1, ... (score_1, ... for a head exported uncalibrated: its
-    values are not probabilities). Bad images are reported and skipped.
+    or fashion-mnist:test, or image files. A text base's export takes texts instead: a .txt
+    file (one text a line), a CSV/JSON-lines/Parquet table's --text-column, or a folder of
+    .txt files. Writes one row per image (text): id, label (if known), class_1,
+    probability_1, ... (score_1, ... for a head exported uncalibrated: its values are not
+    probabilities). Bad images (texts) are reported and skipped.
 
     \b
     Examples:
@@ -302,8 +310,10 @@ def predict(
       bottleneck predict model.keras new_images/ -o predictions.json
       bottleneck predict model.keras million_images.tar -o predictions.parquet
       bottleneck predict model.keras fashion-mnist:test --classes 5-9 -o fm.csv
+      bottleneck predict glosses.keras new_glosses.txt -o predictions.csv
+      bottleneck predict glosses.keras reviews.jsonl --text-column body -o predictions.csv
     """
-    from bottleneck_transfer.deploy.predict import dump_predictions
+    from bottleneck_transfer.deploy.predict import PredictResult, dump_predictions
     from bottleneck_transfer.deploy.predict import predict as run_predict
 
     if out is not None:
@@ -334,10 +344,11 @@ def predict(
             }
         )
         return
-    accuracy = f", accuracy {result.accuracy:.4f} on labelled images" if result.accuracy else ""
+    unit = result.unit if isinstance(result, PredictResult) else "images"
+    labelled = f", accuracy {result.accuracy:.4f} on labelled {unit}" if result.accuracy else ""
     click.echo(
-        f"Wrote {out}: {len(result)} images, {len(result.failed)} skipped, "
-        f"{result.seconds:.1f} s ({result.images_per_second:.1f} images/s){accuracy}."
+        f"Wrote {out}: {len(result)} {unit}, {len(result.failed)} skipped, "
+        f"{result.seconds:.1f} s ({result.images_per_second:.1f} {unit}/s){labelled}."
     )
     _show_failed(result.failed)
 

@@ -305,7 +305,8 @@ def check_consistent(exported: Exported) -> Exported:
             f"{path}: the metadata names {len(classes)} classes but the model gives {columns} "
             f"scores per image: {redo}"
         )
-    taken = exported.model.input_shape[1:] if exported.kind == "folder" else None
+    folder = exported.kind == "folder" and exported.modality == "image"
+    taken = exported.model.input_shape[1:] if folder else None  # a text base takes strings
     if taken is not None and None not in taken and list(taken) != shape:
         raise ExportError(
             f"{path}: the metadata's input_shape {shape} is not its base's {list(taken)}: {redo}"

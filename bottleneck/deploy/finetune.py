@@ -447,8 +447,9 @@ def finetune(
     Raises
     ------
     ExportError
-        ``model`` is missing, not an export, a folder export (no Keras head to train) or a
-        converted one (SavedModel, TFLite, ONNX: fine-tune its ``.keras`` export).
+        ``model`` is missing, not an export, a folder export (no Keras head to train), a
+        converted one (SavedModel, TFLite, ONNX: fine-tune its ``.keras`` export), or a text
+        base's export (not written yet: one line says what to do instead).
     SourceError
         A data set is unlabelled or has classes the model does not know.
 
@@ -476,6 +477,13 @@ def finetune(
             "export CACHE -o NAME.keras)"
         )
     exported = load_exported(model)
+    if exported.modality == "text":
+        raise ExportError(
+            f"{exported.path} takes raw strings (a text base), and finetune trains image "
+            "exports only (its data pipeline decodes images); fine-tuning a text backbone is not "
+            "written yet: compare heads on its cached features, or fine-tune the KerasHub preset "
+            "itself (keras_hub.models.TextClassifier.from_preset)"
+        )
     if exported.kind != "keras":
         raise ExportError(
             f"{exported.path} is a folder export (a {exported.metadata.get('head')} head saved "

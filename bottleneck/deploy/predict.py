@@ -1,5 +1,10 @@
 """Run an export (``.keras``, folder or converted) over an image collection: top-k classes.
 
+A text export (raw strings in) runs over texts instead: a ``.txt`` file (one text a line,
+ids ``NAME:LINE``), a CSV / JSON-lines / Parquet table's text column (``text_column``,
+default ``text``) or a folder of ``.txt`` files, read as extraction reads texts (a text that
+is not UTF-8 or is empty is reported and skipped), in batches of raw strings.
+
 Images are read like extraction reads them: any source :func:`features.sources.open_source`
 understands (class-folder tree, flat folder, CSV manifest, IDX/NPZ arrays,
 ``fashion-mnist:test``) or a list of image files; decoded and batched by extraction's own
@@ -33,6 +38,7 @@ import csv
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,10 +49,13 @@ from bottleneck_transfer.deploy.exported import Exported, load_exported
 from bottleneck_transfer.deploy.prediction_files import PredictionWriter, streamed_format
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import ExportError, ImageError, SourceError
-from bottleneck_transfer.features.batches import iter_batches
+from bottleneck_transfer.features.batches import Batch, iter_batches
 from bottleneck_transfer.features.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from bottleneck_transfer.features.runtimes import default_batch_size
 from bottleneck_transfer.features.sources import Item, Source, open_source
+from bottleneck_transfer.features.sources.memory import open_text_lines
+from bottleneck_transfer.features.sources.text import TEXT_SUFFIX
+from bottleneck_transfer.features.text_batches import default_text_batch, iter_string_batches
 from bottleneck_transfer.fingerprint import fingerprint
 from tqdm.auto import tqdm
 
@@ -68,18 +77,20 @@ class PredictResult(Display):
     seconds: float = 0.0
     images_per_second: float = 0.0
     tally: dict[str, int] | None = None
+    #: What the items are: ``"images"``, or ``"texts"`` (a text export's).
+    unit: str = "images"
 
     def __len__(self) -> int:
         return len(self.ids) if self.tally is None else self.tally["images"]
 
     def _display_summary(self) -> dict[str, Any]:
         return {
-            "images": len(self),
+            self.unit: len(self),
             "accuracy": self.accuracy,
             "failed": len(self.failed),
             "outputs": self.outputs,
             "out": None if self.out is None else str(self.out),
-            "images_per_second": self.images_per_second,
+            f"{self.unit}_per_second": self.images_per_second,
         }
 
     def _display_rows(self) -> list[dict[str, Any]]:
@@ -99,7 +110,7 @@ class PredictResult(Display):
         names = sorted(set(predicted), key=self.classes.index)
         ax.barh(names, [predicted.count(name) for name in names], color="#4878a8")
         ax.invert_yaxis()
-        ax.set_xlabel("images predicted")
+        ax.set_xlabel(f"{self.unit} predicted")
 
     @property
     def value_name(self) -> str:
@@ -162,21 +173,48 @@ def open_images(
     *,
     classes: str | None = None,
     limit: int | None = None,
+    text_column: str | None = None,
 ) -> Source:
-    """A source for ``images``: one folder / manifest / IDX / NPZ / spec, or image files."""
+    """A source for ``images``: one folder / manifest / IDX / NPZ / spec, or image files; or
+    texts: one ``.txt`` file (a text a line), text table or folder of ``.txt`` files."""
     if isinstance(images, Source):
         return images
     if isinstance(images, (str, Path)):
         images = [images]
     images = list(images)
+    if len(images) == 1 and _lines_file(images[0]):
+        if classes is not None:
+            raise SourceError(f"--classes applies to a labelled source, not to {images[0]}")
+        return open_text_lines(images[0], limit=limit)
     if len(images) == 1 and not str(images[0]).lower().endswith(IMAGE_EXTENSIONS):
-        return open_source(images[0], classes=classes, limit=limit)
+        return open_source(images[0], classes=classes, limit=limit, text_column=text_column)
     if classes is not None:
         raise SourceError("--classes applies to a labelled source, not to a list of files")
     source = files_source(images)
     if limit is not None and limit < len(source.items):
         source.items = source.items[:limit]
     return source
+
+
+def _lines_file(spec: str | Path) -> bool:
+    """Whether ``spec`` is one local ``.txt`` file: texts, one a line."""
+    path = Path(spec).expanduser()
+    return path.suffix.lower() == TEXT_SUFFIX and path.is_file()
+
+
+def _check_modality(exported: Exported, source: Source, given: Any) -> None:
+    """One line when the export takes texts and the source holds images, or the reverse."""
+    if not source.items or source.modality == exported.modality:
+        return
+    if exported.modality == "text":
+        raise SourceError(
+            f"{exported.path} takes raw strings (a text base), and {given} holds images: give "
+            "a .txt file (one text a line), a text table (--text-column) or a folder of .txt files"
+        )
+    raise SourceError(
+        f"{exported.path} takes images, and {given} holds texts: predict them with a text "
+        "base's export"
+    )
 
 
 def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -199,8 +237,9 @@ def predict(
     limit: int | None = None,
     progress: bool | None = None,
     trust_graph: bool = False,
+    text_column: str | None = None,
 ) -> PredictResult:
-    """Predict the top-k classes of every image with an exported model.
+    """Predict the top-k classes of every image (a text export: every text) with an export.
 
     Parameters
     ----------
@@ -208,7 +247,8 @@ def predict(
         An export (see :func:`deploy.export.export`): a ``.keras``, ``.tflite`` or ``.onnx``
         file, an export folder or a SavedModel export folder.
     images : str, Path, list or Source
-        A folder, CSV manifest, IDX/NPZ file or ``fashion-mnist:test``; or image files.
+        A folder, CSV manifest, IDX/NPZ file or ``fashion-mnist:test``; or image files. For a
+        text export: a ``.txt`` file (one text a line), a text table or a folder of ``.txt``.
     out : str or Path, optional
         Write the predictions here: CSV, Parquet (``out`` ends in ``.parquet``) or JSON
         (``fmt="json"`` or ``out`` ends in ``.json``). The file appears complete or not at
@@ -228,6 +268,8 @@ def predict(
     trust_graph : bool
         Run a converted export whose graph holds ops off the allow-list
         (:func:`deploy.exported.load_exported`).
+    text_column : str, optional
+        A text table's column of texts (default ``text``).
 
     Raises
     ------
@@ -260,11 +302,15 @@ def predict(
         raise ValueError(f"fmt must be one of {FORMATS}. Received: fmt={fmt!r}")
     if fmt == "parquet" and suffix != ".parquet":
         raise ValueError(f"Parquet predictions go to a .parquet file. Received: out={out}")
-    source = open_images(images, classes=classes, limit=limit)  # a bad path fails before loading
+    # a bad path fails before loading
+    source = open_images(images, classes=classes, limit=limit, text_column=text_column)
     exported = (
         model if isinstance(model, Exported) else load_exported(model, trust_graph=trust_graph)
     )
+    _check_modality(exported, source, images)
     k = min(top_k, len(exported.class_names))
+    if exported.modality == "text":
+        batch_size = batch_size or default_text_batch(False, len(source))
     batch_size = batch_size or default_batch_size(exported.image_size, len(source))
     if exported.metadata.get("target"):  # a binary, multi-label or regression export
         from bottleneck_transfer.deploy.target_predict import predict_targets
@@ -325,6 +371,7 @@ def _run(
     the images it already holds are skipped) or are kept in the result."""
     score = exported.scorer(batch_size)
     start = 0 if writer is None else writer.items_done
+    unit = f"{exported.modality}s"
     tally = {"images": 0, "labelled": 0, "correct": 0}
     ids: list[str] = []
     labels: list[str | None] = []
@@ -335,23 +382,14 @@ def _run(
     bar = tqdm(
         total=len(source),
         initial=start,
-        unit="img",
+        unit=unit[:-1],
         desc=f"predict {exported.path.name}",
         disable=(None if progress is None else not progress),
         dynamic_ncols=True,
     )
 
     try:
-        batches = iter_batches(
-            source,
-            exported.image_size,
-            exported.channels,
-            batch_size,
-            start=start,
-            workers=workers,
-            strict=strict,
-            max_pixels=max_pixels,
-        )
+        batches = _batches(exported, source, batch_size, start, workers, strict, max_pixels)
         with contextlib.closing(batches):
             for batch in batches:
                 if len(batch.items):
@@ -378,7 +416,7 @@ def _run(
         raise
     except (ValueError, TypeError) as exc:
         raise ExportError(
-            f"{exported.path} cannot take these images ({type(exc).__name__}: {exc})"
+            f"{exported.path} cannot take these {unit} ({type(exc).__name__}: {exc})"
         ) from exc
     finally:
         bar.close()
@@ -394,6 +432,32 @@ def _run(
         seconds=seconds,
         images_per_second=(len(source) - start) / seconds if seconds > 0 else 0.0,
         tally=None if writer is None else tally,
+        unit=unit,
+    )
+
+
+def _batches(
+    exported: Exported,
+    source: Source,
+    batch_size: int,
+    start: int,
+    workers: int | None,
+    strict: bool,
+    max_pixels: int,
+) -> Iterator[Batch]:
+    """The source's batches from ``start``: images decoded at the export's size, or raw
+    strings for a text export."""
+    if exported.modality == "text":
+        return iter_string_batches(source, batch_size, start=start, strict=strict)
+    return iter_batches(
+        source,
+        exported.image_size,
+        exported.channels,
+        batch_size,
+        start=start,
+        workers=workers,
+        strict=strict,
+        max_pixels=max_pixels,
     )
 
 

@@ -112,10 +112,11 @@ def plan_calls(
     return calls
 
 
-def _window(
-    source: Source, items: list[Item], encoder: Any, batch_size: int, bucketing: bool, strict: bool
-) -> tuple[TokenWindow, list[Item], list[tuple[str, str]]]:
-    """Read and tokenize ``items``; plan their calls."""
+def read_texts(
+    source: Source, items: list[Item], strict: bool
+) -> tuple[list[str], list[Item], list[tuple[str, str]]]:
+    """The texts of ``items`` that read (:func:`read_text`), their items, and ``(id, why)``
+    of the others (``strict``: ImageError at the first)."""
     texts, good, failures = [], [], []
     for item in items:
         try:
@@ -127,6 +128,28 @@ def _window(
                     f"{item.id}: {exc} (--strict stops at the first bad text)"
                 ) from exc
             failures.append((item.id, str(exc)))
+    return texts, good, failures
+
+
+def iter_string_batches(
+    source: Source, batch_size: int, *, start: int = 0, strict: bool = False
+) -> Iterator[Batch]:
+    """Batches of ``batch_size`` items from ``start`` as raw strings (what a text export
+    takes): each batch's ``pixels`` is an object array of its texts, failures as in
+    extraction (:func:`read_texts`)."""
+    for lo in range(start, len(source), batch_size):
+        items = source.items[lo : lo + batch_size]
+        texts, good, failures = read_texts(source, items, strict)
+        strings = np.empty(len(texts), dtype=object)
+        strings[:] = texts
+        yield Batch(strings, good, failures, lo + len(items))
+
+
+def _window(
+    source: Source, items: list[Item], encoder: Any, batch_size: int, bucketing: bool, strict: bool
+) -> tuple[TokenWindow, list[Item], list[tuple[str, str]]]:
+    """Read and tokenize ``items``; plan their calls."""
+    texts, good, failures = read_texts(source, items, strict)
     if not texts:
         return TokenWindow([], 0, 0, 0, 0), good, failures
     inputs, lengths, truncated = encoder.encode(texts)

@@ -34,7 +34,6 @@ from bottleneck_transfer.errors import SmallDataWarning
 from bottleneck_transfer.features.baselines import TFIDF, baseline_bases
 from bottleneck_transfer.features.bases import Base, load_base
 from bottleneck_transfer.features.bases.hub import spelled_path
-from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.cache.partial import writer_lock
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.loop import cache_identity
@@ -200,7 +199,7 @@ def run_pipeline(
         for step in steps:
             state = "cached" if step["cached"] else "extract"
             echo(
-                f"{state:<8} {step['role']:<12} {step['split']:<6} {step['items']:>7} images "
+                f"{state:<8} {step['role']:<12} {step['split']:<6} {step['items']:>7} items "
                 f"-> {step['cache']}"
             )
         return {"dry_run": True, "extractions": steps}
@@ -244,22 +243,13 @@ def run_pipeline(
         echo("\n" + format_curve(curve))
         record["learning_curve"] = curve.to_dict()
     write_report(comparison, run_dir / "report", curve=curve)
-    if _text_cache(caches[("main", "train")]):
-        record["export"] = {"skipped": "a text base: export from raw strings is not written yet"}
-    else:
-        _deliver(spec, caches, comparison, memo, run_dir, store, record, timings)
+    _deliver(spec, caches, comparison, memo, run_dir, store, record, timings)
     timings["total"] = round(time.perf_counter() - started, 3)
     record["timings"] = timings
     record["summary"] = _summary(comparison, record)
     write_record(record, run_dir)
     echo("\n".join(shown_summary(record)))
     return record
-
-
-def _text_cache(path: Path) -> bool:
-    """Whether the cache at ``path`` holds a text base's features."""
-    with FeatureCache.open(path) as cache:
-        return cache.provenance.get("base", {}).get("input") == "text"
 
 
 def _deliver(
@@ -272,7 +262,8 @@ def _deliver(
     record: dict,
     timings: dict[str, float],
 ) -> None:
-    """Export the chosen head and predict test images with the export (into ``record``)."""
+    """Export the chosen head and predict test images (texts) with the export (into
+    ``record``)."""
     t0 = time.perf_counter()
     data, fit = _chosen_fit(spec, caches[("main", "train")], comparison, memo)
     record["export"] = _export(spec, data, fit, comparison, run_dir, store, memo)
@@ -291,6 +282,7 @@ def _deliver(
         record["predict"] = {
             "path": str(run_dir / "predictions.csv"),
             "images": len(predicted),
+            "unit": predicted.unit,
             "accuracy": predicted.accuracy,
         }
 
@@ -557,12 +549,14 @@ def _summary(comparison: Comparison, record: dict) -> list[str]:
         lines.append(f"Exported: nothing ({exported['skipped']})")
         return lines
     parity = exported["parity"]
-    checked = f", parity checked on {parity['n']} images" if parity is not None else ""
+    unit = record.get("predict", {}).get("unit", "images")
+    relative = " (relative)" if parity and parity.get("relative") else ""
+    checked = f", parity checked on {parity['n']} {unit}{relative}" if parity is not None else ""
     lines.append(f"Exported: {exported['path']}{checked}")
     if "predict" in record:
         p = record["predict"]
         acc = "" if p["accuracy"] is None else f", accuracy {p['accuracy']:.3f}"
-        lines.append(f"Predictions: {p['path']} ({p['images']} images{acc})")
+        lines.append(f"Predictions: {p['path']} ({p['images']} {unit}{acc})")
     return lines
 
 

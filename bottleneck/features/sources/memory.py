@@ -1,5 +1,6 @@
 """In-memory arrays as a source (the library only): ``open_arrays(images, labels)``, and
-lists of strings as a text source: ``open_texts(texts, labels)``.
+lists of strings as a text source: ``open_texts(texts, labels)``; a text file's lines
+(``open_text_lines``: what ``predict`` reads from a ``.txt`` file).
 
 Items are indices into ``images`` (ids ``array:<index>``, as every array source's); the
 identity is the arrays' content hash, so the same arrays give the same fingerprint in any
@@ -10,11 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from bottleneck_transfer.errors import SourceError
 from bottleneck_transfer.features.sources.arrays import array_items
-from bottleneck_transfer.features.sources.items import Source, Split, select, split_source
+from bottleneck_transfer.features.sources.items import (
+    Item,
+    Source,
+    Split,
+    select,
+    split_source,
+)
 from bottleneck_transfer.features.sources.text import texts_sha256
 from bottleneck_transfer.fingerprint import sha256_arrays
 
@@ -109,3 +117,27 @@ def open_texts(
     options = {"spec": None, "classes": classes, "limit": limit}
     source = Source("texts", "memory", names, items, options, arrays, hashes)
     return source if split is None else split_source(source, split)
+
+
+def open_text_lines(path: str | Path, limit: int | None = None) -> Source:
+    """A text source of a file's lines, one text a line, unlabeled (ids ``NAME:LINE``, lines
+    counted from 1; blank lines are skipped). Each line keeps its bytes, so a line that is
+    not UTF-8 fails at reading as that line's failure, not the file's."""
+    path = Path(path).expanduser()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"cannot read the text file {path}: {exc.strerror or exc}") from exc
+    lines = [(k, line.rstrip(b"\r")) for k, line in enumerate(data.split(b"\n"), start=1)]
+    lines = [(k, line) for k, line in lines if line.strip()]
+    items = [
+        Item(f"{path.name}:{k}", -1, index=row, modality="text") for row, (k, _) in enumerate(lines)
+    ]
+    items, _ = select(items, [], None, limit)  # ``limit``: spread evenly, as open_source's
+    if not items:
+        raise SourceError(f"{path} holds no text (one text a line)")
+    texts = np.empty(len(lines), dtype=object)
+    texts[:] = [line for _, line in lines]
+    hashes = {"texts_sha256": texts_sha256(list(texts))}
+    options = {"spec": str(path), "limit": limit}
+    return Source("text", str(path.parent), [], items, options, texts, hashes)
