@@ -28,7 +28,8 @@ _SHOW_FAILED = 10
 @options.source_kind()
 @options.batch_size(
     "Images per model call (default: 64 on a CPU, 256 on an accelerator, at 224x224; "
-    "scaled by pixel count for other sizes)."
+    "scaled by pixel count for other sizes). A text base: texts per call at --max-length "
+    "tokens (default 32 on a CPU, 128 on an accelerator), the token budget of a call."
 )
 @options.compute_dtype(
     "Mixed precision for the base; features are stored float32 and the dtype is part "
@@ -197,14 +198,14 @@ def _echo_result(result: ExtractResult) -> None:
     if result.update is not None:
         counts = result.update
         click.echo(
-            f"Updated {out}: {result.rows} rows; {counts['extracted']} images extracted, "
+            f"Updated {out}: {result.rows} rows; {counts['extracted']} {result.unit} extracted, "
             f"{counts['reused']} reused, {counts['dropped']} dropped; {len(result.failed)} "
             f"skipped, {result.seconds:.1f} s."
         )
     else:
         click.echo(
             f"Wrote {out}: {result.rows} rows, {len(result.failed)} skipped, "
-            f"{result.seconds:.1f} s ({result.images_per_second:.1f} images/s{resumed})."
+            f"{result.seconds:.1f} s ({result.images_per_second:.1f} {result.unit}/s{resumed})."
         )
     for item_id, reason in result.failed[:_SHOW_FAILED]:
         click.echo(f"  skipped {item_id}: {reason}", err=True)
@@ -237,7 +238,8 @@ def info(cache: str, as_json: bool) -> None:
         f"pooling {data['pooling']}  input {data['input_shape']}",
         *(f"  {key:<22} {value}" for key, value in data["hub"].items()),
         f"source       {data['source']['kind']}  {data['source']['root']}" + _split(data),
-        f"extracted    {data['created_at']}  {extraction.get('images_per_second')} images/s",
+        f"extracted    {data['created_at']}  {extraction.get('images_per_second')} "
+        f"{data['unit']}/s",
         "software     " + "  ".join(f"{k} {v}" for k, v in data["software"].items()),
         f"fingerprint  {data['fingerprint']}",
         f"target       {data['target']['described']}",

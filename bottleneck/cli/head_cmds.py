@@ -74,7 +74,7 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
     "baseline_caches",
     multiple=True,
     metavar="NAME=TRAIN[,TEST]",
-    help="Baseline features of the same images (e.g. raw-pixels=px-train.h5,px-test.h5) "
+    help="Baseline features of the same images or texts (e.g. raw-pixels=px-train.h5,px-test.h5) "
     "to measure the transfer gain. Repeatable.",
 )
 @click.option(
@@ -491,7 +491,7 @@ def train(
             f"Tuned {', '.join(tuning['searched'])}: {chosen} (selection score: the best "
             f"validation {tuning['metric']} of {tuning['n_trials']} trials, "
             f"{tuning['best_validation_score']:.4f}, on the rows that chose it, so optimistic; "
-            "score the head on other images with `bottleneck evaluate`)"
+            "score the head on other images (texts) with `bottleneck evaluate`)"
         )
     for message in [*meta["warnings"], *([note] if note and tune else [])]:
         click.echo(f"Warning: {message}", err=True)

@@ -247,7 +247,7 @@ def val_split() -> Decorator:
     return click.option(
         "--val-split",
         type=click.FloatRange(0, 1, min_open=True, max_open=True),
-        help="Hold out this share of the labelled images, stratified by class and seeded "
+        help="Hold out this share of the labelled images (texts), stratified by class and seeded "
         "with --seed (for one labelled folder).",
     )
 
@@ -257,8 +257,8 @@ def classes(help: str = "Class subset: names, indices or ranges (5-9).") -> Deco
     return click.option("--classes", default=None, help=help)
 
 
-def limit(help: str = "Use N images spread over the source.") -> Decorator:
-    """``--limit``: use N images of the source."""
+def limit(help: str = "Use N images (texts) spread over the source.") -> Decorator:
+    """``--limit``: use N items of the source."""
     return click.option("--limit", type=click.IntRange(min=1), help=help)
 
 
@@ -317,7 +317,7 @@ def source_kind() -> Decorator:
 
 
 def batch_size(help: str, default: int | None = None) -> Decorator:
-    """``--batch-size``: images per model call."""
+    """``--batch-size``: images (texts) per model call."""
     return click.option(
         "--batch-size",
         type=click.IntRange(min=1),

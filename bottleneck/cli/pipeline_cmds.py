@@ -335,12 +335,14 @@ def cache_dupes(cache_path: str, threshold: float | None, show: int, as_json: bo
       bottleneck cache dupes caches/fm-train.h5
       bottleneck cache dupes caches/photos.h5 --threshold 0.999 --json
     """
+    from bottleneck_transfer.features.bases.common import items_word
     from bottleneck_transfer.features.cache import FeatureCache
     from bottleneck_transfer.features.duplicates import NEAR_THRESHOLD, cache_duplicates
 
     with FeatureCache.open(cache_path) as opened:
         found, _ = cache_duplicates(opened, threshold=threshold or NEAR_THRESHOLD)
         ids, n_images = opened.ids, int(found.labels.size)
+        unit = items_word(opened.provenance.get("base", {}))
     groups = [
         {"exact": exact, "ids": [ids[r] for r in rows]}
         for rows, exact in zip(found.groups, found.exact, strict=True)
@@ -358,9 +360,9 @@ def cache_dupes(cache_path: str, threshold: float | None, show: int, as_json: bo
         )
         return
     click.echo(
-        f"{cache_path}: {counts['groups']} groups of copies among {n_images} images "
+        f"{cache_path}: {counts['groups']} groups of copies among {n_images} {unit} "
         f"({counts['exact_groups']} exact, {counts['near_groups']} near at cosine >= "
-        f"{found.threshold}); {counts['rows']} images in them"
+        f"{found.threshold}); {counts['rows']} {unit} in them"
     )
     for number, group in enumerate(groups[:show], start=1):
         kind = "exact" if group["exact"] else "near"

@@ -282,14 +282,17 @@ def cache_duplicates(
     return found, merged[position[source_rows]]
 
 
-def duplicates_message(duplicates: Duplicates, ids: Sequence[str], source: str) -> str | None:
-    """One line counting the copies in ``source`` with examples (None when there are none)."""
+def duplicates_message(
+    duplicates: Duplicates, ids: Sequence[str], source: str, unit: str = "images"
+) -> str | None:
+    """One line counting the copies in ``source`` with examples (None when there are none);
+    ``unit``: what its rows are (``images``, ``texts``)."""
     counts = duplicates.summary()
     if not counts["groups"]:
         return None
     examples = "; ".join(" = ".join(ids[r] for r in g[:3]) for g in duplicates.groups[:2])
     return (
-        f"{source}: {counts['rows']} images are copies of another ({counts['groups']} groups: "
+        f"{source}: {counts['rows']} {unit} are copies of another ({counts['groups']} groups: "
         f"{counts['exact_groups']} exact, {counts['near_groups']} near at cosine >= "
         f"{duplicates.threshold}), e.g. {examples}; each group stays on one side of every "
         f"split; list them with `bottleneck cache dupes {source}`"
@@ -302,8 +305,10 @@ def shared_message(
     ids: tuple[Sequence[str], Sequence[str]],
     sources: tuple[str, str],
     threshold: float = NEAR_THRESHOLD,
+    unit: str = "images",
 ) -> str | None:
-    """One line counting the ``test`` rows with a copy among the ``train`` rows (None: none)."""
+    """One line counting the ``test`` rows with a copy among the ``train`` rows (None: none);
+    ``unit``: what the rows are (``images``, ``texts``)."""
     first, second, _ = near_pairs(test, threshold, other=train)
     if not len(first):
         return None
@@ -311,7 +316,7 @@ def shared_message(
         f"{ids[0][a]} = {ids[1][b]}" for a, b in zip(first[:2], second[:2], strict=True)
     )
     return (
-        f"{sources[0]}: {len(np.unique(first))} of {len(test)} test images have a copy in "
+        f"{sources[0]}: {len(np.unique(first))} of {len(test)} test {unit} have a copy in "
         f"{sources[1]} (cosine >= {threshold}), e.g. {shown}; their scores measure memory, not "
         "transfer: drop them from the test set, or split one cache (--cv, --val-split)"
     )

@@ -10,6 +10,7 @@ import numpy as np
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import BottleneckError, CacheError
 from bottleneck_transfer.features.bases import hub
+from bottleneck_transfer.features.bases.common import items_word
 from bottleneck_transfer.features.cache.format import (
     assembled_rows,
     describe_unusable,
@@ -68,6 +69,7 @@ def cache_info(path: str | Path) -> dict:
             "layer": base.get("layer"),
             "pooling": base.get("pooling"),
             "input_shape": base.get("input_shape") or _text_input(base),
+            "unit": items_word(base),
             "source": {
                 **{k: provenance.get("source", {}).get(k) for k in ("kind", "root", "n_items")},
                 "split": (provenance.get("source", {}).get("options") or {}).get("split"),

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import CacheError, Interrupted, SourceError
-from bottleneck_transfer.features.bases.common import Base
+from bottleneck_transfer.features.bases.common import Base, items_word
 from bottleneck_transfer.features.batches import iter_batches
 from bottleneck_transfer.features.cache.format import FORMAT_VERSION
 from bottleneck_transfer.features.cache.partial import (
@@ -93,6 +93,8 @@ class ExtractResult(Display):
     #: What ``update=True`` did: images ``reused``, ``extracted`` and ``dropped`` (None when
     #: the cache was extracted whole or was up to date).
     update: dict[str, int] | None = None
+    #: What the rows are in messages: ``"images"`` or ``"texts"``.
+    unit: str = "images"
 
     def _display_summary(self) -> dict[str, Any]:
         return {
@@ -101,7 +103,7 @@ class ExtractResult(Display):
             "up_to_date": self.up_to_date,
             "failed": len(self.failed),
             "seconds": self.seconds,
-            "images_per_second": self.images_per_second,
+            f"{self.unit}_per_second": self.images_per_second,
             "resumed_from": self.resumed_from or None,
             "update": self.update,
         }
@@ -310,8 +312,9 @@ def extract_here(
 def finished(path: Path, **fields: Any) -> ExtractResult:
     """The result of the complete cache at ``path`` (rows, failures, fingerprint read back)."""
     with FeatureCache.open(path) as cache:
+        unit = items_word(cache.provenance.get("base", {}))
         return ExtractResult(
-            path, len(cache), cache.failed, fingerprint=cache.fingerprint, **fields
+            path, len(cache), cache.failed, fingerprint=cache.fingerprint, unit=unit, **fields
         )
 
 
@@ -419,7 +422,7 @@ def _run(writer: CacheWriter, out: Path, plan: Plan) -> ExtractResult:
     bar = tqdm(
         total=len(source),
         initial=resumed_from,
-        unit="img",
+        unit="img" if source.modality == "image" else "text",
         desc=f"extract {out.name}",
         disable=(None if options.progress is None else not options.progress),
         dynamic_ncols=True,
@@ -439,8 +442,8 @@ def _run(writer: CacheWriter, out: Path, plan: Plan) -> ExtractResult:
         discard_partial(writer.path)
         failed = f" ({writer.n_failed} failed)" if writer.n_failed else ""
         raise SourceError(
-            f"no image of {source.root} could be read{failed}: nothing was written to {out}; "
-            "fix the images (or --classes/--limit) and rerun"
+            f"no {source.modality} of {source.root} could be read{failed}: nothing was written "
+            f"to {out}; fix the {source.modality}s (or --classes/--limit) and rerun"
         )
     seconds = time.perf_counter() - started
     done = len(source) - resumed_from
@@ -552,6 +555,6 @@ def _finalize(writer: CacheWriter, out: Path, extraction: dict, n_items: int) ->
 def _kept(writer: CacheWriter, out: Path, n_items: int) -> str:
     """What an interrupted extraction kept, and how to go on."""
     return (
-        f"{writer.rows} rows ({writer.items_done} of {n_items} images) are kept in "
+        f"{writer.rows} rows ({writer.items_done} of {n_items} items) are kept in "
         f"{partial_path(out)}; run the same command again to resume"
     )

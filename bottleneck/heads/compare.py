@@ -29,7 +29,7 @@ by another head), at the cost of a full comparison per baseline. The transfer ga
 chosen head's accuracy minus the chosen baseline row's (both chosen on training rows), in
 points, with its interval and p; the transfer test is a family of its own (Holm families:
 :data:`FAMILIES`), so adding a baseline never changes a head-vs-head p. When it is not
-significant the sentence says the base does not help on these images, when the baseline is
+significant the sentence says the base does not help on this data, when the baseline is
 significantly better it says negative transfer.
 """
 
@@ -1132,7 +1132,7 @@ def _verdict(
 
 #: The transfer verdict's words when the base does not beat the baseline by more than its
 #: interval, and when the baseline is significantly better.
-NO_HELP = "this base does not help on these images"
+NO_HELP = "this base does not help on this data"
 NEGATIVE = "negative transfer"
 
 
@@ -1166,7 +1166,7 @@ def _transfer(
         sentence = (
             f"{NEGATIVE.capitalize()}: the baseline {best_baseline.name} beats {winner.name} by "
             f"{-gap:.1f} accuracy points ({gap_text}; {method} p = {p:.2g}; {chosen}); "
-            "the transferred features hurt on these images."
+            "the transferred features hurt on this data."
         )
     else:
         verdict = "inconclusive"

@@ -410,7 +410,7 @@ def _sentence(gains: list[Gain], chosen: dict[Size, Point]) -> tuple[Size | None
         return None, (
             f"Transfer is never worth it on these data: at no size does the head chosen on "
             f"the transferred features beat the chosen baseline significantly, so this base "
-            f"does not help on these images (largest gain: {text(largest)}).{hurt}"
+            f"does not help on this data (largest gain: {text(largest)}).{hurt}"
         )
     start = next(g for g in gains if g.size == worth_from)
     if start is gains[0]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -586,8 +587,9 @@ def _evaluated_cache(comparison: Comparison) -> str:
     return comparison.caches["test" if comparison.mode == "holdout" else "train"]["path"]
 
 
-def _thumbnails(comparison: Comparison, rows: np.ndarray) -> list[np.ndarray | None]:
-    """The images of ``rows`` (indices into the evaluated rows), as the base saw them.
+def _thumbnails(comparison: Comparison, rows: np.ndarray) -> list[np.ndarray | str | None]:
+    """The images of ``rows`` (indices into the evaluated rows), as the base saw them; a
+    text cache's texts.
 
     Raises BottleneckError when the cache's source cannot be reopened; an image that can
     no longer be read is ``None``.
@@ -601,6 +603,12 @@ def _thumbnails(comparison: Comparison, rows: np.ndarray) -> list[np.ndarray | N
     items = {item.id: item for item in source.items}
     size, channels = (int(shape[0]), int(shape[1])), 1 if shape[-1] == 1 else 3
     wanted = [items[i] for i in dict.fromkeys(comparison.eval_ids[r] for r in rows) if i in items]
+    if source.modality == "text":
+        from bottleneck_transfer.features.text_batches import read_texts
+
+        texts, good, _ = read_texts(source, wanted, strict=False)
+        read = {item.id: text for item, text in zip(good, texts, strict=True)}
+        return [read.get(comparison.eval_ids[i]) for i in rows]
     batch = decode_batch(source, wanted, size, channels)
     decoded = {item.id: pixels for item, pixels in zip(batch.items, batch.pixels, strict=True)}
     return [decoded.get(comparison.eval_ids[i]) for i in rows]
@@ -634,8 +642,9 @@ def misclassified_figure(comparison: Comparison, limit: int = GALLERY_SIZE) -> F
     columns = min(6, len(shown))
     lines = (len(shown) + columns - 1) // columns
     figure = new_figure(2.0 * columns, 2.35 * lines + 0.5)
+    unit = "texts" if any(isinstance(image, str) for image in images) else "images"
     figure.suptitle(
-        f"{comparison.winner}: {len(shown)} of {len(wrong)} misclassified images (true → predicted)"
+        f"{comparison.winner}: {len(shown)} of {len(wrong)} misclassified {unit} (true → predicted)"
     )
     for k, (i, image) in enumerate(zip(shown, images, strict=True)):
         axes = figure.add_subplot(lines, columns, k + 1)
@@ -643,6 +652,9 @@ def misclassified_figure(comparison: Comparison, limit: int = GALLERY_SIZE) -> F
         axes.set_yticks([])
         if image is None:
             axes.text(0.5, 0.5, "unreadable", ha="center", va="center", color="0.5")
+        elif isinstance(image, str):
+            shown_text = textwrap.fill(textwrap.shorten(image, 200, placeholder=" …"), 30)
+            axes.text(0.04, 0.96, shown_text, ha="left", va="top", fontsize=6.5)
         else:
             axes.imshow(
                 image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255

@@ -35,6 +35,7 @@ import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.display import Display, cell
 from bottleneck_transfer.errors import DuplicateImagesWarning, HeadError, SmallDataWarning
+from bottleneck_transfer.features.bases.common import items_word
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.cache.format import check_features
 from bottleneck_transfer.features.duplicates import (
@@ -117,6 +118,12 @@ class FeatureSpace:
     def of_cache(cls, cache: FeatureCache) -> FeatureSpace:
         """The feature space of an open cache."""
         return cls(str(cache.path), cache.identity.get("base", {}), cache.class_names, cache.dim)
+
+    @property
+    def unit(self) -> str:
+        """What the rows are in messages: ``"texts"`` for a text base's features, else
+        ``"images"``."""
+        return items_word(self.base)
 
 
 @dataclass
@@ -466,10 +473,12 @@ def warn_duplicates(data: LabeledData, test: LabeledData | None = None) -> list[
     found = data.duplicates
     if found is None:
         return []
-    messages = [duplicates_message(found, data.ids, data.space.source)]
+    unit = data.space.unit
+    messages = [duplicates_message(found, data.ids, data.space.source, unit)]
     if test is not None:
         sources = (test.space.source, data.space.source)
-        messages.append(shared_message(test.X, data.X, (test.ids, data.ids), sources))
+        pairs = (test.ids, data.ids)
+        messages.append(shared_message(test.X, data.X, pairs, sources, unit=unit))
     messages = [m for m in messages if m is not None]
     for message in messages:
         warnings.warn(message, DuplicateImagesWarning, stacklevel=2)

@@ -28,6 +28,12 @@ POOLINGS = ("avg", "max")
 PIXELS = "pixels"
 
 
+def items_word(described: dict) -> str:
+    """What a base's items are called in messages, from its provenance ``described``:
+    ``"texts"`` for a text base, else ``"images"``."""
+    return "texts" if described.get("input") == "text" else "images"
+
+
 @dataclass(repr=False)
 class Base(Display):
     """A frozen feature extractor: raw pixels in, bottleneck features out.

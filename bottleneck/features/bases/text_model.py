@@ -82,6 +82,9 @@ def strings_layer() -> type:
             self.inputs = list(inputs)
             self.generate = generate
 
+        def build(self, input_shape: Any = None) -> None:
+            self.built = True  # the preprocessor holds no weights to build
+
         def call(self, texts: Any) -> dict:
             pre = self.preprocessor
             out = pre.generate_preprocess(texts) if self.generate else pre(texts)

@@ -241,11 +241,11 @@ class ShardJob:
         return f"bottleneck-shard-{self.plan.prints[0].split(':')[-1][:16]}-{shard.index:05d}"
 
     def progress_bar(self, todo: list[Shard]) -> Any:
-        """A progress bar over the images of ``todo``."""
+        """A progress bar over the images (texts) of ``todo``."""
         progress = self.plan.options.progress
         return tqdm(
             total=sum(s.stop - s.start for s in todo),
-            unit="img",
+            unit="img" if self.plan.source.modality == "image" else "text",
             desc=f"extract {self.plan.paths[0].name} ({len(todo)}/{len(self.shards)} shards)",
             disable=(None if progress is None else not progress),
             dynamic_ncols=True,
