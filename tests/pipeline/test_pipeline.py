@@ -240,7 +240,13 @@ def test_run_writes_a_complete_run_record(tmp_path, photos):
 
 
 @pytest.mark.parametrize(
-    "name", ["fashion_mnist.toml", "flowers_mobilenet.toml", "digits_fashion_base.toml"]
+    "name",
+    [
+        "fashion_mnist.toml",
+        "flowers_mobilenet.toml",
+        "digits_fashion_base.toml",
+        "wordnet_glosses.toml",
+    ],
 )
 def test_shipped_specs_are_valid(name):
     spec = load_spec(Path("pipelines") / name)

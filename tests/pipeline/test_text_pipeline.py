@@ -1,7 +1,10 @@
 """A pipeline spec on texts: a text CSV through a tiny KerasHub BERT, compared beside the
-TF-IDF and random-backbone baselines; the export step says it is not written yet."""
+TF-IDF and random-backbone baselines, then exported (raw strings in) and predicting the test
+texts."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from bottleneck_transfer.pipeline.run import run_pipeline
 from hub_fixtures import needs_keras_hub
@@ -24,6 +27,9 @@ use = ["logreg"]
 
 [baselines]
 use = ["tfidf", "random-base"]
+
+[export]
+predict = 30
 """
 
 
@@ -37,6 +43,11 @@ def test_a_text_spec_compares_the_base_with_tfidf_and_random_weights(tmp_path):
     record = run_pipeline(spec, cache_dir=tmp_path / "store", progress=False, echo=lines.append)
     names = {row["name"] for row in record["compare"]["rows"]}
     assert names == {"logreg", "logreg@tfidf", "logreg@random-base"}
-    assert "not written yet" in record["export"]["skipped"]
-    assert any(line.startswith("Exported: nothing") for line in record["summary"])
-    assert not list((tmp_path / "runs").glob("*/*.keras"))
+    model = Path(record["export"]["path"])
+    assert model.suffix == ".keras" and model.is_file()
+    assert record["export"]["parity"]["relative"] and record["export"]["parity"]["n"] == 60
+    assert record["predict"]["unit"] == "texts" and record["predict"]["images"] == 30
+    rows = (model.parent / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 1 + 30 and rows[1].startswith("test.csv#0,")
+    assert any("parity checked on 60 texts (relative)" in line for line in record["summary"])
+    assert any(line.startswith("Predictions:") and "30 texts" in line for line in record["summary"])
