@@ -94,9 +94,13 @@ def test_the_default_pooling_is_the_familys_and_info_says_so(presets, texts_csv,
         cli, ["extract", str(texts_csv), "--base", str(presets["gpt2"]), "-o", str(out), "--quiet"]
     )
     assert result.exit_code == 0, result.output
+    assert "texts/s" in result.output and "images" not in result.output
     shown = CliRunner().invoke(cli, ["info", str(out)]).output
     assert "pooling last-token" in shown and "pooling_default" in shown
     assert "input text, up to 64 tokens" in shown
+    assert "texts/s" in shown and "images" not in shown
+    dupes = CliRunner().invoke(cli, ["cache", "dupes", str(out)]).output
+    assert "texts" in dupes and "images" not in dupes
 
 
 def test_bucketing_keeps_source_order_and_the_features_of_fixed_length_batches(presets):
