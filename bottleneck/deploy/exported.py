@@ -33,9 +33,10 @@ the scores through exactly (each output is one product by 1.0 plus zeros).
 **A text base's ``.keras`` file** takes raw strings instead: ``text`` Input ``()`` string ->
 ``tokenize`` (the preset's preprocessor: tokenizer, vocabulary and packer, padding to its
 ``max_length``) -> the base pooled as in extraction -> the same head, metadata and output
-layers. It loads with ``keras.saving.load_model`` once ``keras_hub`` and
-``bottleneck_transfer`` are imported (their registered layers), on the TensorFlow backend;
-``model.predict(np.array(texts, dtype=object))``. Its metadata's ``base.input`` is ``"text"``.
+layers. It loads with ``keras.saving.load_model`` on the TensorFlow backend
+once this package's layers are registered (``features.bases.text_model.text_layers()``;
+Keras imports KerasHub itself); ``model.predict(np.array(texts, dtype=object))``. Its
+metadata's ``base.input`` is ``"text"``.
 
 **A folder** (heads without an exact Keras form): ``base.keras`` (the same front end and
 base, features out), ``head.skops`` (the fitted scikit-learn head, saved with skops, never
@@ -323,7 +324,9 @@ def check_consistent(exported: Exported) -> Exported:
 def load_keras(path: Path) -> keras.Model:
     """Load a ``.keras`` file in safe mode, uncompiled, or :class:`ExportError`."""
     import keras
+    from bottleneck_transfer.features.bases.text_model import text_layers
 
+    text_layers()  # a text base's layers (tokenize, pooling): registered before loading
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:

@@ -109,8 +109,11 @@ def test_predictions_from_a_text_file_a_table_and_a_folder_equal_the_head_on_the
 
 def test_the_reloaded_keras_file_runs_with_plain_keras(exported):
     import keras
+    from bottleneck_transfer.features.bases.text_model import text_layers
 
-    model = keras.saving.load_model(exported["result"].path, safe_mode=True, compile=False)
+    objects = text_layers()  # what a process that built no text base must register
+    path = exported["result"].path
+    model = keras.saving.load_model(path, safe_mode=True, compile=False, custom_objects=objects)
     got = model.predict(np.array(exported["texts"][:5], dtype=object), verbose=0)
     assert_features_close(got, _head_on_cache(exported)[1][:5], rtol=1e-4)
 
@@ -167,3 +170,22 @@ def test_a_folder_export_of_a_text_base_predicts_from_strings(exported, tmp_path
     assert_features_close(got, expected, rtol=1e-4)
     metadata = json.loads((result.path / "model.json").read_text())
     assert metadata["base"]["input"] == "text" and metadata["resize"] is None
+
+
+def test_a_fresh_process_predicts_with_a_text_export(exported, tmp_path):
+    """No text base is built there: loading must register the package's text layers itself."""
+    import subprocess
+    import sys
+
+    lines = tmp_path / "l.txt"
+    lines.write_text("the cat\nred and blue\n", encoding="utf-8")
+    model = str(exported["result"].path)
+    run = subprocess.run(
+        [sys.executable, "-m", "bottleneck_transfer", "predict", model, str(lines), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    predictions = json.loads(run.stdout)["predictions"]
+    assert [p["id"] for p in predictions] == ["l.txt:1", "l.txt:2"]

@@ -111,6 +111,16 @@ def strings_layer() -> type:
     return StringsIn
 
 
+def text_layers() -> dict[str, type]:
+    """Define and register this module's layers (a model holding them loads only after
+    this: ``keras.saving.load_model`` imports KerasHub by itself, not this package); their
+    registered names -> classes, usable as ``custom_objects``."""
+    return {
+        "bottleneck_transfer>TokenPooling": token_pooling(),
+        "bottleneck_transfer>StringsIn": strings_layer(),
+    }
+
+
 def strings_in(encoder: TextEncoder) -> keras.layers.Layer:
     """The layer that tokenizes raw strings as ``encoder`` does (its preset's preprocessor at
     its ``max_length``), named ``tokenize``."""
