@@ -188,20 +188,16 @@ def export(
                 "head": result.head,
                 "classes": result.classes,
                 "outputs": result.outputs,
-                "parity": None
-                if parity is None
-                else {
-                    "n": parity.n,
-                    "max_abs_diff": parity.max_abs_diff,
-                    "argmax_agreement": parity.argmax_agreement,
-                },
+                "parity": None if parity is None else parity.to_dict(),
                 "quantized": result.quantized.to_dict() if result.quantized else None,
                 "seconds": round(result.seconds, 3),
             }
         )
         return
+    relative = "relative " if parity and parity.relative else ""
+    unit = "texts" if relative else "images"
     checked = (
-        f"checked on {parity.n} source images (max difference {parity.max_abs_diff:.1e})"
+        f"checked on {parity.n} source {unit} (max {relative}difference {parity.max_abs_diff:.1e})"
         if parity
         else "not checked (--sample 0)"
     )
@@ -242,7 +238,7 @@ def _show_plan(plan: ExportPlan, as_json: bool) -> None:
     base_size = "known once built" if plan.base_bytes is None else f"{plan.base_bytes:,} bytes"
     click.echo(
         f"Would write {plan.path} ({plan.kind}): head {plan.head} (~{plan.head_bytes:,} bytes), "
-        f"base {base_size}; input {'x'.join(map(str, plan.input_shape))} images, "
+        f"base {base_size}; input {plan.input_text}, "
         f"{len(plan.classes)} classes ({', '.join(plan.classes)}) named in {plan.labels}. "
         "Nothing written."
     )

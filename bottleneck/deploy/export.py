@@ -73,6 +73,7 @@ from bottleneck_transfer.display import Display
 from bottleneck_transfer.entries import remove_entry
 from bottleneck_transfer.errors import BaseModelError, ExportError, HeadError, did_you_mean
 from bottleneck_transfer.features.bases import hub
+from bottleneck_transfer.features.bases.common import items_word
 from bottleneck_transfer.features.bases.onnx_file import is_onnx_base
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.cache.reader import target_kind_of
@@ -274,13 +275,22 @@ class ExportPlan(Display):
     input_shape: list[int]
     head_bytes: int
     base_bytes: int | None
+    #: What the export takes: ``"images"``, or ``"texts"`` (raw strings, a text base's).
+    unit: str = "images"
+
+    @property
+    def input_text(self) -> str:
+        """The input in words: ``28x28x1 images`` or ``texts of up to 128 tokens``."""
+        if self.unit == "texts":
+            return f"texts of up to {self.input_shape[0]} tokens"
+        return f"{'x'.join(str(n) for n in self.input_shape)} images"
 
     def _display_summary(self) -> dict[str, Any]:
         base = "known once built" if self.base_bytes is None else f"{self.base_bytes:,} bytes"
         return {
             "would write": f"{self.path} ({self.kind})",
             "head": self.head,
-            "input shape": "x".join(str(n) for n in self.input_shape),
+            "input": self.input_text,
             "classes": f"{len(self.classes)} (names in {self.labels})",
             "size": f"head ~{self.head_bytes:,} bytes, base {base}",
         }
@@ -361,6 +371,7 @@ def plan_export(
         input_shape=list(shape),
         head_bytes=head_bytes,
         base_bytes=_file_bytes(base or described.get("file"), weights or described.get("weights")),
+        unit=items_word(described),
     )
 
 

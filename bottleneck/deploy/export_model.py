@@ -105,7 +105,8 @@ class ExportResult(Display):
             "classes": f"{len(self.classes)} (names in {self.labels})",
             "parity": "not checked"
             if parity is None
-            else f"{parity.n} source images, max difference {parity.max_abs_diff:.1e}, "
+            else f"{parity.n} source {'texts' if parity.relative else 'images'}, max "
+            f"{'relative ' * parity.relative}difference {parity.max_abs_diff:.1e}, "
             f"top-1 agreement {parity.argmax_agreement:.4g}",
             **quantized,
             "seconds": self.seconds,

@@ -358,7 +358,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             (int,),
             check=lambda v: None if v >= 0 else "must be >= 0",
             default=8,
-            doc="Predict N test images with the export (0: none).",
+            doc="Predict N test images (texts) with the export (0: none).",
         ),
     },
     "outputs": {

@@ -189,3 +189,16 @@ def test_a_fresh_process_predicts_with_a_text_export(exported, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     predictions = json.loads(run.stdout)["predictions"]
     assert [p["id"] for p in predictions] == ["l.txt:1", "l.txt:2"]
+
+
+def test_cli_export_of_a_text_cache_says_texts(exported, tmp_path):
+    cache, out = str(exported["cache"]), str(tmp_path / "m.keras")
+    plan = CliRunner().invoke(cli, ["export", cache, "-o", out, "--dry-run"])
+    assert plan.exit_code == 0, plan.output
+    assert "input texts of up to 32 tokens" in plan.output and "images" not in plan.output
+    run = CliRunner().invoke(cli, ["export", cache, "-o", out, "--sample", "8", "--json"])
+    assert run.exit_code == 0, run.output
+    parity = json.loads(run.output)["parity"]
+    assert parity["n"] == 8 and parity["relative"] and parity["argmax_agreement"] == 1.0
+    refused = CliRunner().invoke(cli, ["export", cache, "-o", str(tmp_path / "m.onnx")])
+    assert refused.exit_code != 0 and "--format onnx cannot hold the text base" in refused.output
