@@ -182,6 +182,11 @@ def open_images(
     if isinstance(images, (str, Path)):
         images = [images]
     images = list(images)
+    if len(images) > 1 and any(str(p).lower().endswith(TEXT_SUFFIX) for p in images):
+        raise SourceError(
+            f"{len(images)} inputs given with a .txt file: give one .txt file (one text a "
+            "line), one text table or one folder of .txt files"
+        )
     if len(images) == 1 and _lines_file(images[0]):
         if classes is not None:
             raise SourceError(f"--classes applies to a labelled source, not to {images[0]}")

@@ -202,3 +202,11 @@ def test_cli_export_of_a_text_cache_says_texts(exported, tmp_path):
     assert parity["n"] == 8 and parity["relative"] and parity["argmax_agreement"] == 1.0
     refused = CliRunner().invoke(cli, ["export", cache, "-o", str(tmp_path / "m.onnx")])
     assert refused.exit_code != 0 and "--format onnx cannot hold the text base" in refused.output
+
+
+def test_several_text_files_are_one_line(tmp_path):
+    from bottleneck_transfer.deploy.predict import open_images
+
+    with pytest.raises(SourceError, match="give one .txt file") as caught:
+        open_images([tmp_path / "a.txt", tmp_path / "b.txt"])
+    assert "\n" not in str(caught.value)
