@@ -207,6 +207,6 @@ def test_cli_export_of_a_text_cache_says_texts(exported, tmp_path):
 def test_several_text_files_are_one_line(tmp_path):
     from bottleneck_transfer.deploy.predict import open_images
 
-    with pytest.raises(SourceError, match="give one .txt file") as caught:
+    with pytest.raises(SourceError, match=r"give one \.txt file") as caught:
         open_images([tmp_path / "a.txt", tmp_path / "b.txt"])
     assert "\n" not in str(caught.value)
