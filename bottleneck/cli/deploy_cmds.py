@@ -387,6 +387,10 @@ def finetune(
 ) -> None:
     """Fine-tune an exported .keras MODEL on TRAIN images: unfreeze the top of the base.
 
+    A text base's export trains on TRAIN texts instead (a labelled CSV/JSON-lines/Parquet
+    table with a text column, or a folder of .txt files by class): its top --unfreeze
+    layers are the backbone's transformer layers; --augment is refused for it.
+
     Trains the top --unfreeze base layers and the head at a low learning rate with early
     stopping on --val (or on a --val-split share of TRAIN), keeps the best epoch (or the
     original weights if nothing beats them), and reports validation accuracy before and

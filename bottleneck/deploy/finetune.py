@@ -12,6 +12,11 @@ learning rate (default 1e-5, Adam), early stopping on a validation set.
   the base size by extraction's own :func:`features.batches.decode_batch`, in Keras' worker
   threads); they are never all in memory.
   Bad images are skipped and reported.
+* A text base's export (raw strings in) trains on a labelled text source (a table's text
+  column, a folder of ``.txt`` files): batches of raw strings, read as extraction reads
+  texts (one that is not UTF-8 or is empty is skipped and reported). Its top layers are the
+  backbone's (transformer layers, pooling); the tokenizer has no weights. ``augment`` is
+  refused for it (its views are images').
 * Labels are matched by class **name** between the model and the data: a class in the data
   that the model does not know is an error naming it.
 * The validation set is a second labelled collection, refused when it holds a training
@@ -49,7 +54,7 @@ from bottleneck_transfer.deploy.exported import METADATA_LAYER, Exported, load_e
 from bottleneck_transfer.deploy.formats import converter_for
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import ExportError, ImageError, SourceError
-from bottleneck_transfer.features.batches import decode_batch
+from bottleneck_transfer.features.batches import Batch, decode_batch
 from bottleneck_transfer.features.decode import DEFAULT_MAX_PIXELS
 from bottleneck_transfer.features.sources import (
     Source,
@@ -58,6 +63,7 @@ from bottleneck_transfer.features.sources import (
     open_source,
     split_source,
 )
+from bottleneck_transfer.features.text_batches import read_texts
 from bottleneck_transfer.fingerprint import sha256_text
 
 if TYPE_CHECKING:
@@ -167,6 +173,8 @@ class _ImageBatches:
         Threads decoding batches ahead of the model.
     augment : bool
         Pass each batch through :func:`augment_batch` (seeded by ``seed``, batch and epoch).
+    text : bool
+        Batches of raw strings (a text export's input), read as extraction reads texts.
     """
 
     def __init__(
@@ -182,8 +190,10 @@ class _ImageBatches:
         workers: int = 1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         augment: bool = False,
+        text: bool = False,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4)
+        self.text = text
         self.source = source
         self.items = list(source.items)
         self.label_map = label_map
@@ -208,17 +218,29 @@ class _ImageBatches:
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         chosen = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         items = [self.items[int(position)] for position in chosen]
-        batch = decode_batch(
-            self.source, items, self.image_size, self.channels, max_pixels=self.max_pixels
-        )
+        if self.text:
+            batch = _text_batch(self.source, items)
+        else:
+            batch = decode_batch(
+                self.source, items, self.image_size, self.channels, max_pixels=self.max_pixels
+            )
         if batch.failures:
             with self._lock:
                 self.failed.update(batch.failures)
         if not batch.items:
             shown = ", ".join(item.id for item in items[:3])
-            raise ImageError(f"every image of a batch failed to decode ({shown}, ...)")
+            what = (
+                "text of a batch failed to read"
+                if self.text
+                else "image of a batch failed to decode"
+            )
+            raise ImageError(f"every {what} ({shown}, ...)")
         labels = np.asarray([self.label_map[item.label] for item in batch.items], np.int32)
         pixels = batch.pixels
+        if self.text:  # Keras' dataset adapters take no object arrays: a string tensor
+            import tensorflow as tf
+
+            return tf.constant(list(pixels)), labels
         if self.augment:
             pixels = augment_batch(pixels, (self.seed, self.epoch, index))
         return pixels, labels
@@ -227,6 +249,15 @@ class _ImageBatches:
         self.epoch += 1
         if self.shuffle:
             self._rng.shuffle(self._order)
+
+
+def _text_batch(source: Source, items: list) -> Batch:
+    """The texts of ``items`` as an object array of strings (a text export's input), the
+    ones that cannot be read left out as failures."""
+    texts, good, failures = read_texts(source, items, strict=False)
+    strings = np.empty(len(texts), dtype=object)
+    strings[:] = texts
+    return Batch(strings, good, failures)
 
 
 @functools.cache
@@ -447,9 +478,9 @@ def finetune(
     Raises
     ------
     ExportError
-        ``model`` is missing, not an export, a folder export (no Keras head to train), a
-        converted one (SavedModel, TFLite, ONNX: fine-tune its ``.keras`` export), or a text
-        base's export (not written yet: one line says what to do instead).
+        ``model`` is missing, not an export, a folder export (no Keras head to train) or a
+        converted one (SavedModel, TFLite, ONNX: fine-tune its ``.keras`` export); ``augment``
+        with a text base's export.
     SourceError
         A data set is unlabelled or has classes the model does not know.
 
@@ -477,12 +508,10 @@ def finetune(
             "export CACHE -o NAME.keras)"
         )
     exported = load_exported(model)
-    if exported.modality == "text":
+    if exported.modality == "text" and augment:
         raise ExportError(
-            f"{exported.path} takes raw strings (a text base), and finetune trains image "
-            "exports only (its data pipeline decodes images); fine-tuning a text backbone is not "
-            "written yet: compare heads on its cached features, or fine-tune the KerasHub preset "
-            "itself (keras_hub.models.TextClassifier.from_preset)"
+            f"--augment makes image views (flips, rotations, zooms); {exported.path} takes "
+            "raw strings (a text base): fine-tune it without --augment"
         )
     if exported.kind != "keras":
         raise ExportError(
@@ -523,6 +552,7 @@ def finetune(
             workers=workers,
             max_pixels=max_pixels,
             augment=augment and role == "train",
+            text=exported.modality == "text",
         )
     net = exported.model
     unfrozen = unfreeze_top(net, exported.metadata, unfreeze)

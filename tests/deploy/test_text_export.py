@@ -145,11 +145,22 @@ def test_converted_forms_of_a_text_export_are_refused_in_one_line(exported, tmp_
     assert not list(tmp_path.iterdir())
 
 
-def test_finetune_of_a_text_export_is_refused_in_one_line(exported, tmp_path):
+def test_finetune_trains_the_top_of_a_text_backbone_on_texts(exported, tmp_path):
+    model, table = exported["result"].path, exported["root"] / "texts.csv"
     with pytest.raises(ExportError) as caught:
-        finetune(exported["result"].path, exported["cache"], out=tmp_path / "t.keras")
+        finetune(model, table, out=tmp_path / "a.keras", val_split=0.25, augment=True)
     assert "\n" not in str(caught.value) and "raw strings" in str(caught.value)
-    assert not (tmp_path / "t.keras").exists()
+    out = tmp_path / "t.keras"
+    result = finetune(
+        model, table, out=out, val_split=0.25, unfreeze=3, learning_rate=1e-3, epochs=2,
+        batch_size=8, progress=False,
+    )  # fmt: skip
+    assert len(result.unfrozen) == 3 and result.epochs_run >= 1
+    assert result.val_loss_after <= result.val_loss_before
+    tuned = load_exported(out)
+    assert tuned.modality == "text" and tuned.metadata["finetuned"]["unfreeze"] == 3
+    predicted = predict(out, table, top_k=2, progress=False)
+    assert len(predicted) == len(exported["texts"]) and predicted.accuracy is not None
 
 
 def test_images_given_to_a_text_export_are_one_line(exported, photo_folder):
