@@ -94,12 +94,15 @@ from bottleneck_transfer.heads.trust import kind_of, skops_io
 if TYPE_CHECKING:
     import keras
 
-#: Every export form and the suffix its output must have (``""``: a folder).
-SUFFIXES = {
-    "keras": ".keras",
-    "folder": "",
-    **{name: converter.suffix for name, converter in CONVERTERS.items()},
-}
+#: The export forms written by Keras itself, and the suffix each output must have.
+KERAS_FORMS = {"keras": ".keras", "folder": ""}
+
+
+def form_suffixes() -> dict[str, str]:
+    """Every export form and the suffix its output must have (``""``: a folder): Keras' own
+    forms and each registered converter's (read at call time, so a form is one entry in
+    :data:`deploy.formats.CONVERTERS`)."""
+    return {**KERAS_FORMS, **{name: c.suffix for name, c in CONVERTERS.items()}}
 
 
 def _head_kind(head: Any, spec: str | None, form: str) -> str:
@@ -193,18 +196,19 @@ def resolve_format(out: Path, format: str | None) -> str:
     ExportError
         An unknown ``format``, or one whose output ``out`` cannot be.
     """
-    implied = next((name for name, suffix in SUFFIXES.items() if suffix == out.suffix), "folder")
+    suffixes = form_suffixes()
+    implied = next((name for name, suffix in suffixes.items() if suffix == out.suffix), "folder")
     if format is None:
         return implied
-    if format not in SUFFIXES:
+    if format not in suffixes:
         raise ExportError(
-            f"unknown export format {format!r}{did_you_mean(format, SUFFIXES)}; "
-            f"choose one of {', '.join(SUFFIXES)}"
+            f"unknown export format {format!r}{did_you_mean(format, suffixes)}; "
+            f"choose one of {', '.join(suffixes)}"
         )
-    suffix = SUFFIXES[format]
+    suffix = suffixes[format]
     if suffix and out.suffix != suffix:
         raise ExportError(f"--format {format} writes a {suffix} file: name it -o NAME{suffix}")
-    if not suffix and SUFFIXES[implied]:
+    if not suffix and suffixes[implied]:
         raise ExportError(
             f"--format {format} writes a folder, not a {out.suffix} file: give -o a folder path"
         )
@@ -218,9 +222,10 @@ def _check_out(out: Path, form: str) -> None:
     its manifest lists everything in it (see :func:`~bottleneck_transfer.entries.remove_entry`,
     which removes it then); a folder holding anything else is never touched.
     """
-    if SUFFIXES[form] and out.is_dir():
-        raise ExportError(f"{out} is a folder; give a {SUFFIXES[form]} file path or another -o")
-    if not SUFFIXES[form] and (out.exists() or out.is_symlink()):
+    suffix = form_suffixes()[form]
+    if suffix and out.is_dir():
+        raise ExportError(f"{out} is a folder; give a {suffix} file path or another -o")
+    if not suffix and (out.exists() or out.is_symlink()):
         if not out.is_dir() or out.is_symlink():
             raise ExportError(
                 f"{out} exists and is not a folder; a {form} export needs a folder path "
@@ -342,7 +347,7 @@ def plan_export(
     return ExportPlan(
         path=out,
         kind=form,
-        labels=labels_path(out) if SUFFIXES[form] else out / LABELS_FILE,
+        labels=labels_path(out) if form_suffixes()[form] else out / LABELS_FILE,
         head=head_kind(spec).name,
         classes=classes,
         input_shape=list(described["input_shape"]),
