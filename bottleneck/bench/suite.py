@@ -1208,7 +1208,10 @@ def _target(
 
 def _base_targets(entry: dict[str, Any]) -> list[dict[str, Any]]:
     """The targets of one base's entry: extraction against L, and for ResNet50 against the
-    peer (also in bfloat16) and compare against extraction; the dense head's speedup."""
+    peer (also in bfloat16) and compare against extraction; the dense head's speedup (none
+    for a skipped base)."""
+    if "skipped" in entry:
+        return []
     label = f"{entry['base']}@{entry['image_size'][0]}"
     rows = _target(f"extract / L ({label})", entry.get("extract_vs_limit", {}).get("median"), 0.95)
     if entry["base"] == "resnet50":
