@@ -187,11 +187,15 @@ def export_target(
     sample: int = DEFAULT_SAMPLE,
     atol: float = DEFAULT_ATOL,
     cost_ratio: float | None = None,
+    tune: bool = False,
+    metric: str | None = None,
     seed: int = 0,
 ) -> ExportResult:
     """Export ``head`` fitted on a binary, multi-label or regression cache to ``out``, in
     ``form`` (``keras`` or a converted form of :data:`~.formats.CONVERTERS`; ``out`` checked
-    and placed by :func:`~.export.export`); see the module.
+    and placed by :func:`~.export.export`); see the module. ``tune`` searches the head's
+    coarse grid by ``metric`` (the kind's default: None) on the rows' inner folds, as
+    :func:`~bottleneck_transfer.heads.target_compare.compare_targets` does.
 
     Raises
     ------
@@ -220,8 +224,8 @@ def export_target(
             head,
             data,
             (rows, rows),
-            target_metric(kind, None),
-            tune=False,
+            target_metric(kind, metric),
+            tune=tune,
             seed=seed,
             cost_ratio=cost_ratio,
         )
