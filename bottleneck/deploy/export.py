@@ -358,6 +358,10 @@ def export(
 ) -> ExportResult:
     """Export ``head`` on the cache's base as one model (``.keras`` or converted) or a folder.
 
+    A binary, multi-label or regression cache with a head spec exports through
+    :func:`~.target_export.export_target`: sigmoid or linear outputs, in every form but the
+    folder, without ``quantize``.
+
     Parameters
     ----------
     cache : str or Path

@@ -177,6 +177,17 @@ def exact_heads(kind: str) -> list[str]:
     return [name for name in head_names(kind) if head_kind(name).export_form == "keras"]
 
 
+def _check_base(cache: FeatureCache, form: str) -> None:
+    """Refuse a base ``form`` cannot hold (:func:`~.export_model.check_exportable_base`) and
+    an ONNX file base, whose one-graph export holds a class head only."""
+    check_exportable_base(cache, form)
+    if is_onnx_base(cache.provenance.get("base", {})):
+        raise ExportError(
+            f"the cache {cache.path} was made with an ONNX file base, whose export holds a "
+            f"class head only; a {cache.target.kind} head of it is not exported yet"
+        )
+
+
 def export_target(
     cache: str | Path,
     out: str | Path,
@@ -211,23 +222,13 @@ def export_target(
     with FeatureCache.open(cache) as opened:
         kind = opened.target.kind
         check_target_form(kind, head, form, settings)
-        check_exportable_base(opened, form)
+        _check_base(opened, form)
         described = opened.provenance.get("base", {})
-        if is_onnx_base(described):
-            raise ExportError(
-                f"the cache {opened.path} was made with an ONNX file base, whose export holds "
-                f"a class head only; a {kind} head of it is not exported yet"
-            )
         data = TargetData.read(opened)
-        rows = np.arange(len(data.y))
+        rows = np.arange(len(data.y))  # fitted on every row, thresholds on their inner folds
+        chosen = target_metric(kind, metric)
         fold = fit_fold(
-            head,
-            data,
-            (rows, rows),
-            target_metric(kind, metric),
-            tune=tune,
-            seed=seed,
-            cost_ratio=cost_ratio,
+            head, data, (rows, rows), chosen, tune=tune, seed=seed, cost_ratio=cost_ratio
         )
         layers = target_layers(fold.head, opened.dim, kind)
         rebuilt = rebuild_base(described, cache_path=opened.path)
