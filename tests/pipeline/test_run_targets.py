@@ -182,3 +182,12 @@ def test_a_named_export_head_without_a_keras_form_is_refused_in_the_spec(manifes
     path.write_text(path.read_text().replace("predict = 6", 'head = "kernel-ridge"'))
     with pytest.raises(SpecError, match=r"export.head: kernel-ridge has no exact Keras form"):
         load_spec(path)
+
+
+def test_val_split_holds_out_a_share_of_a_target_manifest(manifests, tmp_path):
+    path = _spec(manifests, "regression", heads=["ridge"])
+    path.write_text(path.read_text().replace('test = "test/targets.csv"', "val_split = 0.25"))
+    record = run_pipeline(path, cache_dir=tmp_path / "store", progress=False, echo=str)
+    rows = {step["split"]: step["rows"] for step in record["extractions"]}
+    assert rows == {"train": 45, "test": 15} and record["compare"]["mode"] == "holdout"
+    assert "predict" not in record  # no test source to predict
