@@ -168,3 +168,17 @@ def test_export_dry_run_of_a_target_names_its_outputs_and_writes_nothing(exports
     assert f"Would write {tmp_path / 'sm' / '1'} (saved-model)" in done.output
     assert "brightness" in done.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_target_head_of_an_onnx_file_base_is_refused_in_one_line(tmp_path, monkeypatch):
+    from bottleneck_transfer.features.store import CACHE_DIR_ENV
+    from onnx_fixtures import two_output_model
+
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "store"))
+    manifest = target_images(tmp_path / "imgs", n=20)  # 8x8 images: the base's input size
+    base = two_output_model(tmp_path / "base.onnx")
+    cache = tmp_path / "r.h5"
+    extract(str(manifest), str(base), cache, target=KINDS["regression"][0], progress=False)
+    with pytest.raises(ExportError, match=r"ONNX file base.*a regression head of it is not") as e:
+        export(cache, tmp_path / "r.onnx", head="ridge")
+    assert "\n" not in str(e.value) and not (tmp_path / "r.onnx").exists()
