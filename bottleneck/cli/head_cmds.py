@@ -364,7 +364,8 @@ def _compare_targets(
     if refused:
         raise HeadError(
             f"{', '.join(refused)} apply to class targets only; {train} has a "
-            f"{target_kind_of(train)} target"
+            f"{target_kind_of(train)} target, compared against its own baseline (the mean or "
+            "prevalence predictor) without learning curves, layer sweeps or accuracy floors"
         )
     check_in_memory(train, *memory)
     result = compare_targets(train, test, **settings)

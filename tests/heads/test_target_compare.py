@@ -229,6 +229,8 @@ def test_cli_compare_json_on_a_regression_cache(caches, tmp_path):
     )
     assert refused.exit_code == 1
     assert "--baseline apply to class targets only" in refused.output
+    curve = CliRunner().invoke(cli, ["compare", str(caches["regression"]), "--learning-curve", "5"])
+    assert curve.exit_code == 1 and "without learning curves" in curve.output
 
 
 def test_what_would_stream_is_refused_in_one_line(caches):
