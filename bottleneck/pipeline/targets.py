@@ -21,7 +21,11 @@ from typing import Any
 from bottleneck_transfer.deploy.predict import predict
 from bottleneck_transfer.deploy.target_export import exact_heads, export_target
 from bottleneck_transfer.heads.registry import head_kind
-from bottleneck_transfer.heads.target_compare import TargetComparison, compare_targets
+from bottleneck_transfer.heads.target_compare import (
+    TargetComparison,
+    check_in_memory,
+    compare_targets,
+)
 from bottleneck_transfer.heads.target_report import format_target_table, write_target_report
 
 #: The export's file name in the run folder.
@@ -41,6 +45,7 @@ def run_targets(
     heads = spec["heads"]
     train = caches[("main", "train")]
     test = caches.get(("main", "test")) if heads["cv"] is None else None
+    check_in_memory(train, None)  # what would stream is refused, as `compare` refuses it
     t0 = time.perf_counter()
     result = compare_targets(
         train, test, heads=heads["use"], cv=heads["cv"], tune=heads["tune"], metric=heads["metric"]

@@ -191,3 +191,15 @@ def test_val_split_holds_out_a_share_of_a_target_manifest(manifests, tmp_path):
     rows = {step["split"]: step["rows"] for step in record["extractions"]}
     assert rows == {"train": 45, "test": 15} and record["compare"]["mode"] == "holdout"
     assert "predict" not in record  # no test source to predict
+
+
+def test_a_target_run_whose_features_would_stream_stops_in_one_line(
+    manifests, tmp_path, monkeypatch
+):
+    from bottleneck_transfer.errors import HeadError
+    from bottleneck_transfer.heads import budget
+
+    monkeypatch.setattr(budget, "machine_memory", lambda: 2000)  # a 1000-byte default budget
+    path = _spec(manifests, "regression", heads=["ridge"])
+    with pytest.raises(HeadError, match=r"would be streamed \(they exceed the memory budget"):
+        run_pipeline(path, cache_dir=tmp_path / "store", progress=False, echo=str)
