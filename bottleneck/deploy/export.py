@@ -44,18 +44,19 @@ from bottleneck_transfer.deploy.export_model import (
     ExportResult,
     build_base_model,
     build_keras_model,
+    check_exportable_base,
+    form_metadata,
     provenance_metadata,
+    save_model,
 )
 from bottleneck_transfer.deploy.exported import (
     LABELS_FILE,
-    Exported,
     labels_path,
     load_exported,
-    load_keras,
     write_labels,
 )
 from bottleneck_transfer.deploy.form_tflite import CALIBRATION
-from bottleneck_transfer.deploy.formats import CONVERTERS, KERAS_RESIZE, Converter
+from bottleneck_transfer.deploy.formats import CONVERTERS, KERAS_RESIZE
 from bottleneck_transfer.deploy.keras_head import final_estimator, head_layers
 from bottleneck_transfer.deploy.parity import (
     DEFAULT_ATOL,
@@ -80,6 +81,7 @@ from bottleneck_transfer.heads.registry import (
     DEFAULT_HEAD,
     fitted_calibration,
     head_kind,
+    make_head,
     parse_spec,
 )
 from bottleneck_transfer.heads.training import (
@@ -167,25 +169,6 @@ def _is_fitted(head: Any) -> bool:
         return True
     except (NotFittedError, TypeError):
         return False
-
-
-def _check_exportable_base(cache: FeatureCache, form: str) -> None:
-    """Refuse a SavedModel base (Keras loads its ``TFSMLayer`` from a file only unsafely), an
-    ONNX file base in any form but ``onnx`` (:func:`deploy.onnx_base.check_form`), and a text
-    base, whose export from raw strings is not written yet."""
-    if cache.provenance.get("base", {}).get("input") == "text":
-        raise ExportError(
-            f"the cache {cache.path} holds text features; exporting a model that takes raw "
-            "strings is not supported yet: use its features with train, compare and evaluate"
-        )
-    onnx_base.check_form(cache.provenance.get("base", {}), form, cache.path)
-    name = cache.provenance.get("base", {}).get("saved_model")
-    if name is not None:
-        raise ExportError(
-            f"the cache {cache.path} was made with the SavedModel {name}, which a .keras file or "
-            "export folder cannot hold (Keras loads a TFSMLayer only outside safe mode); use its "
-            "features with train, compare and evaluate, and serve the head beside the SavedModel"
-        )
 
 
 def resolve_format(out: Path, format: str | None) -> str:
@@ -322,13 +305,21 @@ def plan_export(
     out = Path(out)
     form = resolve_format(out, format)
     converter = CONVERTERS.get(form)
-    check_settings(ExportSettings(batch, quantize), form, converter.settings if converter else ())
+    settings = ExportSettings(batch, quantize)
+    check_settings(settings, form, converter.settings if converter else ())
     spec = head if head_file is None else None
-    _check_form(spec, form, out, format)
+    target = target_kind_of(cache) if head_file is None else "class"
+    if target == "class":
+        _check_form(spec, form, out, format)
+    else:  # a binary, multi-label or regression head (deploy.target_export)
+        from bottleneck_transfer.deploy.target_export import check_target_form
+
+        make_head(head, target=target)  # a head that does not fit the target: refused
+        check_target_form(target, head, form, settings)
     out = _place(out, form)
     with FeatureCache.open(cache) as opened:
-        _check_exportable_base(opened, form)
-        classes = list(opened.class_names)
+        check_exportable_base(opened, form)
+        classes = list(opened.class_names if target == "class" else opened.target.outputs)
         if head_file is not None:
             trained = load_head(head_file)
             _check_head_metadata(trained.metadata, opened, str(head_file))
@@ -371,6 +362,10 @@ def export(
     quantize: str | None = None,
 ) -> ExportResult:
     """Export ``head`` on the cache's base as one model (``.keras`` or converted) or a folder.
+
+    A binary, multi-label or regression cache with a head spec exports through
+    :func:`~.target_export.export_target`: sigmoid or linear outputs, in every form but the
+    folder, without ``quantize``.
 
     Parameters
     ----------
@@ -427,10 +422,6 @@ def export(
     >>> export("caches/fm-train.h5", "model_dir", head="knn")  # a folder form  # doctest: +SKIP
     """
     started = time.perf_counter()
-    if isinstance(head, str) and head_file is None and target_kind_of(cache) != "class":
-        from bottleneck_transfer.deploy.target_export import export_target
-
-        return export_target(cache, out, head=head, sample=sample, atol=atol)
     out = Path(out)
     form = resolve_format(out, format)
     converter = CONVERTERS.get(form)
@@ -438,6 +429,14 @@ def export(
     check_settings(settings, form, converter.settings if converter else ())
     if converter is not None:
         converter.check_available()
+    if isinstance(head, str) and head_file is None and target_kind_of(cache) != "class":
+        from bottleneck_transfer.deploy.target_export import check_target_form, export_target
+
+        check_target_form(target_kind_of(cache), head, form, settings)
+        placed = _place(out, form)
+        return export_target(
+            cache, placed, head=head, form=form, settings=settings, sample=sample, atol=atol
+        )
     exact = form != "folder"
     spec = head if isinstance(head, str) and head_file is None else None
     if isinstance(head, TrainedHead):
@@ -445,7 +444,7 @@ def export(
     _check_form(spec, form, out, format)
     out = _place(out, form)
     with FeatureCache.open(cache) as opened:
-        _check_exportable_base(opened, form)
+        check_exportable_base(opened, form)
         estimator, spec, trained = _resolve_head(head, head_file, opened)
         kind_name = _head_kind(estimator, spec, form)
         classes_ = np.asarray(estimator.classes_)
@@ -478,7 +477,7 @@ def export(
         metadata["outputs"] = outputs
         metadata["resize"] = KERAS_RESIZE if converter is None else converter.resize
         if converter is not None:
-            metadata.update(_form_metadata(converter, described["input_shape"], settings))
+            metadata.update(form_metadata(converter, described["input_shape"], settings))
         calibrate = min(CALIBRATION, len(opened) // 2) if settings.quantize == "int8" else 0
         if calibrate:
             pixels = calibration_pixels(opened, rebuilt, calibrate)
@@ -498,15 +497,11 @@ def export(
 
         def write(target: Path) -> None:
             nonlocal parity, quantized
-            if form == "keras":
-                model.save(target)
-                loaded = Exported(target, "keras", metadata, load_keras(target))
-            elif form == "folder":
+            if form == "folder":
                 _write_folder(target, model, estimator, metadata)
                 loaded = load_exported(target)
             else:
-                converter.write(model, target, metadata, settings)
-                loaded = load_exported(target)  # its metadata read back, run by its runtime
+                loaded = save_model(model, target, converter, metadata, settings)
             if sample > 0 and settings.quantize:
                 quantized = check_quantized(
                     loaded,
@@ -551,15 +546,6 @@ def _place(out: Path, form: str) -> Path:
     placed = out if converter is None else converter.place(out)
     _check_out(placed, form)
     return placed
-
-
-def _form_metadata(converter: Converter, input_shape: list[int], settings: ExportSettings) -> dict:
-    """What a converted form's metadata adds: its input tensor, outputs and quantization."""
-    return {
-        "input": converter.input_metadata(list(input_shape), settings),
-        "output_names": converter.output_names,
-        "quantize": settings.quantize,
-    }
 
 
 def _write_folder(target: Path, model: keras.Model, estimator: Any, metadata: dict) -> None:
