@@ -128,108 +128,176 @@ def paired_draws(
     of test predictions that differ between the arms (summed over the draws) and the fits'
     notes. ``inspect`` sees each draw's :class:`Fitted` arms.
     """
-    from bottleneck_transfer.errors import SmallDataWarning
-    from bottleneck_transfer.features.bases import load_base
-    from bottleneck_transfer.features.extract import extract
-    from bottleneck_transfer.features.sources import open_source
-    from bottleneck_transfer.heads.compare import compare_heads
-    from bottleneck_transfer.heads.training import LabeledData
-    from bottleneck_transfer.pipeline.spec import load_spec
-
     started = time.perf_counter()
-    loaded = load_spec(spec)
-    data, heads = loaded["data"], list(loaded["heads"]["use"])
-    named = {k: v for k, v in loaded["base"].items() if k != "name" and v is not None}
-    base = load_base(loaded["base"]["name"], seed=loaded["extract"]["seed"], **named)
-    train_source = open_source(data["train"], classes=data["classes"], limit=data["limit"])
-    right: dict[tuple[int, str, str], list[np.ndarray]] = {}
-    changed: dict[tuple[int, str], int] = {}
-    notes: dict[tuple[int, str], set[str]] = {}
     first, second = arms
+    setup = _setup(spec, n_bootstrap)
+    tally = _Tally()
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         root = Path(tmp)
-        tests: dict[str, Any] = {}
-        test_paths: dict[str, Path] = {}
-        for arm, options in arms.items():
-            test_paths[arm] = root / f"test-{arm}.h5"
-            extract(
-                data["test"],
-                base,
-                test_paths[arm],
-                classes=data["classes"],
-                limit=test_limit,
-                progress=False,
-                **options.test,
-            )
-            tests[arm] = LabeledData.from_cache(test_paths[arm])
+        tests = {
+            arm: _test_set(setup, options, root / f"test-{arm}.h5", test_limit)
+            for arm, options in arms.items()
+        }
         for size in per_class:
             for r in range(draws):
                 log(f"{name}: {size} per class, draw {r + 1}/{draws}")
-                source = labelled_draw(train_source, size, (seed, size, r))
-                fitted: dict[str, Fitted] = {}
-                for arm, options in arms.items():
-                    path = root / f"{size}-{r}-{arm}.h5"
-                    extract(source, base, path, progress=False, **options.train(r))
-                    train = LabeledData.from_cache(path)
-                    with warnings.catch_warnings():  # few labels per class: the point here
-                        warnings.simplefilter("ignore", SmallDataWarning)
-                        comparison = compare_heads(
-                            train,
-                            tests[arm],
-                            heads=heads,
-                            metric=loaded["heads"]["metric"],
-                            n_bootstrap=n_bootstrap,
-                            random_state=r,
-                            progress=False,
-                        )
-                    fitted[arm] = Fitted(
-                        train,
-                        tests[arm],
-                        {"train": path, "test": test_paths[arm]},
-                        {row.name: row.predictions for row in comparison.rows},
-                        {row.name: row.notes for row in comparison.rows},
+                source = labelled_draw(setup.train_source, size, (seed, size, r))
+                fitted = {
+                    arm: _fit_arm(
+                        setup, source, r, options, root / f"{size}-{r}-{arm}.h5", tests[arm]
                     )
+                    for arm, options in arms.items()
+                }
                 if inspect is not None:
                     inspect(fitted)
-                y = tests[first].y
-                for head in heads:
-                    a, b = (fitted[arm].predictions[head] for arm in (first, second))
-                    for arm, predicted in ((first, a), (second, b)):
-                        right.setdefault((size, head, arm), []).append(
-                            (predicted == y).astype(np.int8)
-                        )
-                        notes.setdefault((size, head), set()).update(fitted[arm].notes[head])
-                    changed[(size, head)] = changed.get((size, head), 0) + int((a != b).sum())
+                tally.add(size, setup.heads, fitted[first], fitted[second], tests[first].data.y)
     stats = {"n_bootstrap": n_bootstrap, "seed": seed}
-    rows = []
-    for size in per_class:
-        for head in heads:
-            scores = {arm: np.stack(right[(size, head, arm)]) for arm in arms}
-            rows.append(
-                {
-                    "per_class": size,
-                    "head": head,
-                    **{arm: draw_interval(s, **stats) for arm, s in scores.items()},
-                    "difference": draw_interval(
-                        scores[second] - scores[first], bounds=DIFFERENCE, **stats
-                    ),
-                    "predictions_changed": changed[(size, head)],
-                    "notes": sorted(notes[(size, head)]),
-                }
-            )
     return {
         "spec": Path(spec).as_posix(),
         "settings": spec_settings(spec),
         "arms": list(arms),
         "per_class": list(per_class),
         "draws": draws,
-        "test_rows": len(tests[first]),
-        "heads": heads,
+        "test_rows": len(tests[first].data),
+        "heads": setup.heads,
         "n_bootstrap": n_bootstrap,
         "seed": seed,
-        "rows": rows,
+        "rows": tally.rows(per_class, setup.heads, (first, second), stats),
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+@dataclasses.dataclass
+class _Setup:
+    """What every fit of a paired measurement shares: the spec's data, heads and metric, its
+    base, its training source and the bootstrap resamples of each comparison."""
+
+    data: dict[str, Any]
+    heads: list[str]
+    metric: str | None
+    base: Any
+    train_source: Any
+    n_bootstrap: int
+
+
+def _setup(spec: str | Path, n_bootstrap: int) -> _Setup:
+    """The spec loaded: its base built and its training images opened."""
+    from bottleneck_transfer.features.bases import load_base
+    from bottleneck_transfer.features.sources import open_source
+    from bottleneck_transfer.pipeline.spec import load_spec
+
+    loaded = load_spec(spec)
+    data = loaded["data"]
+    named = {k: v for k, v in loaded["base"].items() if k != "name" and v is not None}
+    base = load_base(loaded["base"]["name"], seed=loaded["extract"]["seed"], **named)
+    train_source = open_source(data["train"], classes=data["classes"], limit=data["limit"])
+    heads = loaded["heads"]
+    return _Setup(data, list(heads["use"]), heads["metric"], base, train_source, n_bootstrap)
+
+
+@dataclasses.dataclass
+class _TestSet:
+    """One arm's test rows: their data and their cache."""
+
+    data: Any
+    path: Path
+
+
+def _test_set(setup: _Setup, arm: Arm, path: Path, limit: int | None) -> _TestSet:
+    """Extract ``limit`` of the spec's test images with ``arm``'s test options to ``path``."""
+    from bottleneck_transfer.features.extract import extract
+    from bottleneck_transfer.heads.training import LabeledData
+
+    data = setup.data
+    extract(
+        data["test"],
+        setup.base,
+        path,
+        classes=data["classes"],
+        limit=limit,
+        progress=False,
+        **arm.test,
+    )
+    return _TestSet(LabeledData.from_cache(path), path)
+
+
+def _fit_arm(setup: _Setup, source: Any, r: int, arm: Arm, path: Path, test: _TestSet) -> Fitted:
+    """Extract draw ``r`` with ``arm``'s options to ``path``, then fit and score every head of
+    the spec on it against ``test``."""
+    from bottleneck_transfer.errors import SmallDataWarning
+    from bottleneck_transfer.features.extract import extract
+    from bottleneck_transfer.heads.compare import compare_heads
+    from bottleneck_transfer.heads.training import LabeledData
+
+    extract(source, setup.base, path, progress=False, **arm.train(r))
+    train = LabeledData.from_cache(path)
+    with warnings.catch_warnings():  # few labels per class: the point here
+        warnings.simplefilter("ignore", SmallDataWarning)
+        comparison = compare_heads(
+            train,
+            test.data,
+            heads=setup.heads,
+            metric=setup.metric,
+            n_bootstrap=setup.n_bootstrap,
+            random_state=r,
+            progress=False,
+        )
+    return Fitted(
+        train,
+        test.data,
+        {"train": path, "test": test.path},
+        {row.name: row.predictions for row in comparison.rows},
+        {row.name: row.notes for row in comparison.rows},
+    )
+
+
+@dataclasses.dataclass
+class _Tally:
+    """Per labelled size and head: each arm's 1/0 test scores of every draw, the test
+    predictions that differ between the arms and the fits' notes."""
+
+    right: dict[tuple[int, str, str], list[np.ndarray]] = dataclasses.field(default_factory=dict)
+    changed: dict[tuple[int, str], int] = dataclasses.field(default_factory=dict)
+    notes: dict[tuple[int, str], set[str]] = dataclasses.field(default_factory=dict)
+
+    def add(
+        self, size: int, heads: list[str], first: Fitted, second: Fitted, y: np.ndarray
+    ) -> None:
+        """Count one draw of both arms, scored against the test labels ``y``."""
+        for head in heads:
+            a, b = first.predictions[head], second.predictions[head]
+            for arm, (fitted, predicted) in enumerate(((first, a), (second, b))):
+                self.right.setdefault((size, head, arm), []).append(
+                    (predicted == y).astype(np.int8)
+                )
+                self.notes.setdefault((size, head), set()).update(fitted.notes[head])
+            self.changed[(size, head)] = self.changed.get((size, head), 0) + int((a != b).sum())
+
+    def rows(
+        self,
+        per_class: Sequence[int],
+        heads: list[str],
+        arms: tuple[str, str],
+        stats: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        """Per size and head: each arm's :func:`draw_interval`, their paired difference
+        (second - first), the predictions changed and the notes."""
+        rows = []
+        for size in per_class:
+            for head in heads:
+                first, second = (np.stack(self.right[(size, head, k)]) for k in (0, 1))
+                rows.append(
+                    {
+                        "per_class": size,
+                        "head": head,
+                        arms[0]: draw_interval(first, **stats),
+                        arms[1]: draw_interval(second, **stats),
+                        "difference": draw_interval(second - first, bounds=DIFFERENCE, **stats),
+                        "predictions_changed": self.changed[(size, head)],
+                        "notes": sorted(self.notes[(size, head)]),
+                    }
+                )
+        return rows
 
 
 def bench_views(*, views: int = 8, log: Log = _quiet, **design: Any) -> dict[str, Any]:

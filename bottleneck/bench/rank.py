@@ -25,6 +25,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -148,11 +149,8 @@ def bench_rank(
     (``limit``: fewer target images, for a quick check)."""
     from bottleneck_transfer.features.sources import open_source
     from bottleneck_transfer.features.store import CacheStore
-    from bottleneck_transfer.heads.compare import compare_heads
-    from bottleneck_transfer.heads.training import LabeledData
-    from bottleneck_transfer.rank.candidates import parse_candidate
     from bottleneck_transfer.rank.ranking import rank_bases
-    from bottleneck_transfer.rank.sample import SampleSize, sample_source, store_extract
+    from bottleneck_transfer.rank.sample import SampleSize
     from bottleneck_transfer.rank.verdict import RANK_BY
 
     echo = echo or (lambda _line: None)
@@ -161,92 +159,148 @@ def bench_rank(
     with tempfile.TemporaryDirectory() as folder:
         echo("building the bases ...")
         built = build_bases(Path(folder), seed)
-        names = [name for name, _ in CANDIDATES]
-        lines = [line.format(dir=folder) for _, line in CANDIDATES]
-        shown = {parse_candidate(line).label: name for name, line in zip(names, lines, strict=True)}
+        bases = _Bases.built_in(folder)
         store = CacheStore(Path(folder) / "store")
         echo(f"rank-bases on a {sample} sample ...")
         t0 = _clock()
         ranking = rank_bases(
-            TARGET, lines, sample=sample, cv=cv, seed=seed, classes=CLASSES,
+            TARGET, bases.lines, sample=sample, cv=cv, seed=seed, classes=CLASSES,
             limit=limit, cache_dir=store.root, progress=False,
         )  # fmt: skip
         rank_cost = _since(t0)
-        collection = open_source(TARGET, classes=CLASSES, limit=limit)
-        full: dict[str, dict[str, Any]] = {}
-        datas = {}
-        for name, line in zip(names, lines, strict=True):
+        full = _Full(open_source(TARGET, classes=CLASSES, limit=limit))
+        for name, line in zip(bases.names, bases.lines, strict=True):
             echo(f"full collection: {name} ...")
-            base = parse_candidate(line).build({}, seed)
-            t0 = _clock()
-            result = store_extract(store, collection, base, progress=False)
-            extract_cost = _since(t0)
-            datas[name] = LabeledData.from_cache(result.path)
-            t0 = _clock()
-            comparison = compare_heads(
-                datas[name], heads=["logreg"], cv=cv, random_state=seed, n_jobs=1, progress=False
-            )
-            row = comparison.best
-            full[name] = {
-                "accuracy": float(row.metrics["accuracy"]),
-                "interval_95": list(row.intervals["accuracy"]),
-                "correct": row.predictions == comparison.eval_labels,
-                "extract": extract_cost,
-                "probe": _since(t0),
-            }
+            full.add(name, store, line, cv, seed)
         echo(f"{draws} more samples from the full caches ...")
-        size = SampleSize.parse(sample)
-        row_of = {i: r for r, i in enumerate(datas[names[0]].ids)}
-        by_name = {shown[r.label]: r for r in ranking.results}
-        table = np.empty((draws + 1, len(names), len(SCORES)))
-        table[0] = [[by_name[n].probe.accuracy, by_name[n].logme, by_name[n].hscore] for n in names]
-        for draw in range(1, draws + 1):
-            ids = [item.id for item in sample_source(collection, size, seed + draw).items]
-            rows = np.asarray([row_of[i] for i in ids])
-            for b, name in enumerate(names):
-                scores = _sample_scores(datas[name], rows, cv, seed + draw)
-                table[draw, b] = [scores[s] for s in SCORES]
-    correct = [full[n]["correct"] for n in names]
+        by_name = {bases.shown[r.label]: r for r in ranking.results}
+        table = _score_table(full, by_name, SampleSize.parse(sample), draws, cv, seed)
+    correct = [full.probes[n]["correct"] for n in bases.names]
     agreement = {
         score: kendall_over_draws(table[:, :, k], correct, seed) for k, score in enumerate(SCORES)
     }
-    extract_total = {
-        key: sum(f["extract"][key] for f in full.values()) for key in ("wall_s", "cpu_s")
-    }
     return {
         "target": f"{TARGET} --classes {CLASSES}",
-        "collection_images": len(collection),
+        "collection_images": len(full.collection),
         "sample": ranking.sample,
         "rank_by": RANK_BY,
-        "bases": [
-            {
-                "base": name,
-                "candidate": parse_candidate(line).label.replace(folder, "BUILT"),
-                "sample_rank": by_name[name].rank,
-                "sample_probe": by_name[name].probe.accuracy,
-                "sample_probe_interval_95": list(by_name[name].probe.interval),
-                "logme": by_name[name].logme,
-                "hscore": by_name[name].hscore,
-                "negative_transfer": by_name[name].probe.negative,
-                "full_accuracy": full[name]["accuracy"],
-                "full_interval_95": full[name]["interval_95"],
-                "full_extract": full[name]["extract"],
-                "full_probe": full[name]["probe"],
-            }
-            for name, line in zip(names, lines, strict=True)
-        ],
+        "bases": _base_rows(bases, by_name, full.probes),
         "kendall_tau_vs_full_probe": agreement,
         "rank": rank_cost,
-        "full_extract": extract_total,
-        "full_probe": {
-            key: sum(f["probe"][key] for f in full.values()) for key in ("wall_s", "cpu_s")
-        },
+        "full_extract": full.total("extract"),
+        "full_probe": full.total("probe"),
         "built_seconds": built,
         "verdict": ranking.verdict.replace(folder, "BUILT"),
         "load_average": [load_start, os.getloadavg()[0]],
         "cores": os.cpu_count(),
         "seconds": _since(started)["wall_s"],
     }
+
+
+@dataclass
+class _Bases:
+    """The candidates: shown names, candidate lines (the bases built here in ``folder``) and
+    the shown name of each candidate's label."""
+
+    folder: str
+    names: list[str]
+    lines: list[str]
+    shown: dict[str, str]
+
+    @classmethod
+    def built_in(cls, folder: str) -> _Bases:
+        """:data:`CANDIDATES` with the bases built here saved in ``folder``."""
+        from bottleneck_transfer.rank.candidates import parse_candidate
+
+        names = [name for name, _ in CANDIDATES]
+        lines = [line.format(dir=folder) for _, line in CANDIDATES]
+        shown = {parse_candidate(line).label: name for name, line in zip(names, lines, strict=True)}
+        return cls(folder, names, lines, shown)
+
+
+@dataclass
+class _Full:
+    """The whole collection through every base: each base's cache data and full probe."""
+
+    collection: Any
+    datas: dict[str, Any] = field(default_factory=dict)
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, name: str, store: Any, line: str, cv: int, seed: int) -> None:
+        """Extract the collection with the candidate ``line`` and probe it on every image
+        (``cv``-fold logistic regression), timing both."""
+        from bottleneck_transfer.heads.compare import compare_heads
+        from bottleneck_transfer.heads.training import LabeledData
+        from bottleneck_transfer.rank.candidates import parse_candidate
+        from bottleneck_transfer.rank.sample import store_extract
+
+        base = parse_candidate(line).build({}, seed)
+        t0 = _clock()
+        result = store_extract(store, self.collection, base, progress=False)
+        extract_cost = _since(t0)
+        self.datas[name] = LabeledData.from_cache(result.path)
+        t0 = _clock()
+        comparison = compare_heads(
+            self.datas[name], heads=["logreg"], cv=cv, random_state=seed, n_jobs=1, progress=False
+        )
+        row = comparison.best
+        self.probes[name] = {
+            "accuracy": float(row.metrics["accuracy"]),
+            "interval_95": list(row.intervals["accuracy"]),
+            "correct": row.predictions == comparison.eval_labels,
+            "extract": extract_cost,
+            "probe": _since(t0),
+        }
+
+    def total(self, cost: str) -> dict[str, float]:
+        """The wall and CPU seconds of ``cost`` ("extract" or "probe") over every base."""
+        return {key: sum(f[cost][key] for f in self.probes.values()) for key in ("wall_s", "cpu_s")}
+
+
+def _score_table(
+    full: _Full, by_name: dict[str, Any], size: Any, draws: int, cv: int, seed: int
+) -> np.ndarray:
+    """Every base's sample scores (:data:`SCORES`), (draws + 1, bases, scores): row 0 those of
+    the sample ``rank-bases`` drew (``by_name``), then of ``draws`` other seeded samples of
+    ``size`` from the full caches (the same features)."""
+    from bottleneck_transfer.rank.sample import sample_source
+
+    names = list(full.datas)
+    row_of = {i: r for r, i in enumerate(full.datas[names[0]].ids)}
+    table = np.empty((draws + 1, len(names), len(SCORES)))
+    table[0] = [[by_name[n].probe.accuracy, by_name[n].logme, by_name[n].hscore] for n in names]
+    for draw in range(1, draws + 1):
+        ids = [item.id for item in sample_source(full.collection, size, seed + draw).items]
+        rows = np.asarray([row_of[i] for i in ids])
+        for b, name in enumerate(names):
+            scores = _sample_scores(full.datas[name], rows, cv, seed + draw)
+            table[draw, b] = [scores[s] for s in SCORES]
+    return table
+
+
+def _base_rows(
+    bases: _Bases, by_name: dict[str, Any], probes: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per base: its candidate, sample rank and scores, and its full probe."""
+    from bottleneck_transfer.rank.candidates import parse_candidate
+
+    return [
+        {
+            "base": name,
+            "candidate": parse_candidate(line).label.replace(bases.folder, "BUILT"),
+            "sample_rank": by_name[name].rank,
+            "sample_probe": by_name[name].probe.accuracy,
+            "sample_probe_interval_95": list(by_name[name].probe.interval),
+            "logme": by_name[name].logme,
+            "hscore": by_name[name].hscore,
+            "negative_transfer": by_name[name].probe.negative,
+            "full_accuracy": probes[name]["accuracy"],
+            "full_interval_95": probes[name]["interval_95"],
+            "full_extract": probes[name]["extract"],
+            "full_probe": probes[name]["probe"],
+        }
+        for name, line in zip(bases.names, bases.lines, strict=True)
+    ]
 
 
 def _interval(values: Sequence[float]) -> str:

@@ -45,7 +45,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -367,35 +367,76 @@ def bench_dense(
     per epoch, so the speedup grows with N: it is also timed on a quarter of the rows, and
     ``images_for_100x`` is where the two linear cost models reach a 100x ratio.
     """
-    import keras
     from bottleneck_transfer.features.cache import FeatureCache
-    from bottleneck_transfer.heads.estimators import DenseHead
 
     labels = np.asarray(labels, np.int32)
     _warm_up_training()
-
-    def from_cache(rows: int | None) -> tuple[float, float]:
-        started = time.perf_counter()
-        with FeatureCache.open(cache_path) as cache:
-            picked = spread_rows(len(cache), rows)
-            features, cache_labels = cache.features[picked], cache.labels[picked]
-        head = DenseHead(
-            epochs=epochs,
-            batch_size=fit_batch_size,
-            learning_rate=1e-3,
-            weight_decay=0.0,
-            validation_fraction=0.0,
-            random_state=0,
-        ).fit(features, cache_labels)
-        accuracy = head.score(features, cache_labels)
-        return time.perf_counter() - started, accuracy
-
     with FeatureCache.open(cache_path) as cache:
         rows = len(cache) if max_rows is None else min(max_rows, len(cache))
         n_classes = max(len(cache.class_names), int(cache.labels.max()) + 1)
-    cache_seconds, accuracy = from_cache(rows)
+    fit = _DenseFit(epochs, max(1, min(frozen_epochs, epochs)), fit_batch_size)
+    cache_seconds, accuracy = _fit_from_cache(cache_path, rows, fit)
     quarter = max(fit_batch_size, rows // 4)
-    cache_quarter, _ = from_cache(quarter)
+    cache_quarter, _ = _fit_from_cache(cache_path, quarter, fit)
+    measured, epoch_seconds = _fit_frozen(base, pixels, labels, n_classes, rows, fit)
+    epoch = statistics.median(epoch_seconds[1:] or epoch_seconds)
+    frozen_total = measured + (epochs - fit.frozen_epochs) * epoch
+    n_100 = _images_for_100x(
+        (cache_seconds, cache_quarter), (rows, quarter), frozen_total, epochs * epoch / rows
+    )
+    return {
+        "epochs": epochs,
+        "rows": rows,
+        "fit_batch_size": fit_batch_size,
+        "from_cache_seconds": round(cache_seconds, 4),
+        "from_cache_seconds_quarter_rows": round(cache_quarter, 4),
+        "quarter_rows": quarter,
+        "frozen_base_seconds": round(frozen_total, 4),
+        "frozen_base_epochs_measured": fit.frozen_epochs,
+        "frozen_base_epoch_seconds": [round(s, 4) for s in epoch_seconds],
+        "speedup": round(frozen_total / cache_seconds, 2),
+        "images_for_100x": None if n_100 is None else max(0, round(n_100)),
+        "from_cache_final_accuracy": round(accuracy, 4),
+    }
+
+
+@dataclass
+class _DenseFit:
+    """How both sides fit the dense head: the epochs, those the frozen side runs, the batch."""
+
+    epochs: int
+    frozen_epochs: int
+    batch_size: int
+
+
+def _fit_from_cache(cache_path: Path, rows: int, fit: _DenseFit) -> tuple[float, float]:
+    """Seconds to open the cache, read ``rows`` spread rows and fit the ``dense`` head on them
+    (Adam's defaults, no early stopping), and its accuracy on them."""
+    from bottleneck_transfer.features.cache import FeatureCache
+    from bottleneck_transfer.heads.estimators import DenseHead
+
+    started = time.perf_counter()
+    with FeatureCache.open(cache_path) as cache:
+        picked = spread_rows(len(cache), rows)
+        features, cache_labels = cache.features[picked], cache.labels[picked]
+    head = DenseHead(
+        epochs=fit.epochs,
+        batch_size=fit.batch_size,
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        validation_fraction=0.0,
+        random_state=0,
+    ).fit(features, cache_labels)
+    accuracy = head.score(features, cache_labels)
+    return time.perf_counter() - started, accuracy
+
+
+def _fit_frozen(
+    base, pixels: np.ndarray, labels: np.ndarray, n_classes: int, rows: int, fit: _DenseFit
+) -> tuple[float, list[float]]:
+    """Seconds of ``fit.frozen_epochs`` epochs of the frozen base + the same softmax head in
+    ``model.fit`` on ``rows`` spread preloaded pixels, and each epoch's seconds."""
+    import keras
 
     inputs = keras.Input(pixels.shape[1:], name="pixels")
     keras.utils.set_random_seed(0)
@@ -406,40 +447,33 @@ def bench_dense(
     _compile(frozen)
     timer = _EpochTimer()
     started = time.perf_counter()
-    frozen_epochs = max(1, min(frozen_epochs, epochs))
     picked = spread_rows(len(labels), rows)
     frozen.fit(
         pixels[picked],
         labels[picked],
-        epochs=frozen_epochs,
-        batch_size=fit_batch_size,
+        epochs=fit.frozen_epochs,
+        batch_size=fit.batch_size,
         verbose=0,
         callbacks=[timer],
     )
-    measured = time.perf_counter() - started
-    epoch = statistics.median(timer.seconds[1:] or timer.seconds)
-    frozen_total = measured + (epochs - frozen_epochs) * epoch
-    # Both sides are linear in N: cache = a + b N (two sizes measured), frozen = f + 10 p N.
-    slope = max(0.0, (cache_seconds - cache_quarter) / max(1, rows - quarter))
-    fixed = max(0.0, cache_seconds - slope * rows)
-    per_image = epochs * epoch / rows
+    return time.perf_counter() - started, timer.seconds
+
+
+def _images_for_100x(
+    cache_seconds: tuple[float, float],
+    sizes: tuple[int, int],
+    frozen_total: float,
+    per_image: float,
+) -> float | None:
+    """Where the frozen side takes 100x the cache side, both linear in N: cache = a + b N
+    (``cache_seconds`` at the two ``sizes``), frozen = f + p N (``per_image`` p over the
+    epochs); None where it never does."""
+    (full, quarter), (rows, quarter_rows) = cache_seconds, sizes
+    slope = max(0.0, (full - quarter) / max(1, rows - quarter_rows))
+    fixed = max(0.0, full - slope * rows)
     frozen_fixed = max(0.0, frozen_total - per_image * rows)
     denominator = per_image - 100 * slope
-    n_100 = (100 * fixed - frozen_fixed) / denominator if denominator > 0 else None
-    return {
-        "epochs": epochs,
-        "rows": rows,
-        "fit_batch_size": fit_batch_size,
-        "from_cache_seconds": round(cache_seconds, 4),
-        "from_cache_seconds_quarter_rows": round(cache_quarter, 4),
-        "quarter_rows": quarter,
-        "frozen_base_seconds": round(frozen_total, 4),
-        "frozen_base_epochs_measured": frozen_epochs,
-        "frozen_base_epoch_seconds": [round(s, 4) for s in timer.seconds],
-        "speedup": round(frozen_total / cache_seconds, 2),
-        "images_for_100x": None if n_100 is None else max(0, round(n_100)),
-        "from_cache_final_accuracy": round(accuracy, 4),
-    }
+    return (100 * fixed - frozen_fixed) / denominator if denominator > 0 else None
 
 
 def spread_rows(total: int, rows: int | None) -> np.ndarray:
@@ -745,22 +779,63 @@ def bench_base(
 
     Heads and the dense-head comparison use ``head_rows`` rows spread evenly over the cache.
     """
-    from bottleneck_transfer.features.cache import FeatureCache
-    from bottleneck_transfer.features.extract import extract
     from bottleneck_transfer.features.runtimes import (
         accelerator_devices,
         default_batch_size,
         with_compute_dtype,
     )
-    from bottleneck_transfer.features.sources import open_source
 
-    unknown = set(parts) - set(PARTS)
-    if unknown:
-        raise ValueError(f"unknown bench parts {sorted(unknown)}; valid: {', '.join(PARTS)}")
+    _check_parts(parts)
     workers = workers or os.cpu_count() or 1
     accelerator = bool(accelerator_devices())
     log(f"loading base {base} ...")
     model_base = _load_bench_base(base, image_size, weights, compute_dtype)
+    source, src = _bench_source(base, source, n_images, log)
+    n = len(src)
+    batch_size = batch_size or default_batch_size(model_base.image_size, n)
+    log(f"decoding {n} images once to preload them ...")
+    pixels = decode_source(src, model_base, workers, batch_size).astype(np.float32)
+    timed_bf16 = "bfloat16" in parts and "extract" in parts and compute_dtype in (None, "float32")
+    bench = _Bench(
+        model_base,
+        src,
+        Path(str(source)) if Path(str(source)).is_dir() else None,
+        tuple(parts),
+        batch_size,
+        workers,
+        pixels,
+        Path(tempfile.mkdtemp(prefix="bottleneck-bench-", dir=work_dir)),
+        with_compute_dtype(model_base, "bfloat16") if timed_bf16 else None,
+    )
+    entry = bench.describe(base, source, repeats, accelerator)
+    if src.arrays is not None and "decode" in parts:
+        entry["decode_per_image_pillow"] = bench.pillow_rate()
+    log("warming up ...")
+    bench.warm_up()
+    for round_ in range(repeats):
+        log(f"round {round_ + 1}/{repeats} ...")
+        bench.run_round(round_)
+    entry.update(bench.summary(accelerator))
+    entry["bottleneck"] = explain(entry)
+    entry.update(bench.time_heads(frozen_epochs, head_rows, log))
+    shutil.rmtree(bench.work, ignore_errors=True)
+    return entry
+
+
+def _check_parts(parts: Sequence[str]) -> None:
+    """Refuse a part the bench does not know."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown bench parts {sorted(unknown)}; valid: {', '.join(PARTS)}")
+
+
+def _bench_source(
+    base: str, source: str | Path | None, n_images: int, log: Log
+) -> tuple[str | Path, Any]:
+    """The source as given (default: the base's own data or photo-like JPEGs) and its first
+    ``n_images`` images opened."""
+    from bottleneck_transfer.features.sources import open_source
+
     if source is None:
         if base == "fashion-mnist":
             source = "fashion-mnist:train"
@@ -768,185 +843,231 @@ def bench_base(
             log(f"preparing {n_images} photo-like JPEGs ...")
             source = photo_folder(n_images)
     if str(source).startswith("fashion-mnist:") or not Path(str(source)).is_dir():
+        return source, open_source(source, limit=n_images)
+    src = open_source(source)
+    if len(src) > n_images:
         src = open_source(source, limit=n_images)
-    else:
-        src = open_source(source)
-        if len(src) > n_images:
-            src = open_source(source, limit=n_images)
-    folder = Path(str(source)) if Path(str(source)).is_dir() else None
-    n = len(src)
-    batch_size = batch_size or default_batch_size(model_base.image_size, n)
-    entry: dict[str, Any] = {
-        "base": base,
-        "model": model_base.name,
-        "image_size": list(model_base.image_size),
-        "feature_dim": model_base.dim,
-        "weights": model_base.description.get("weights"),
-        "compute_dtype": model_base.description.get("compute_dtype", "float32"),
-        "source": str(source),
-        "source_kind": src.kind,
-        "n_images": n,
-        "batch_size": batch_size,
-        "workers": workers,
-        "repeats": repeats,
-        "accelerator": accelerator,
-    }
-    log(f"decoding {n} images once to preload them ...")
-    pixels = decode_source(src, model_base, workers, batch_size)
-    labels = np.asarray([item.label for item in src.items], np.int32)
-    model = model_base.model
-    float_pixels = pixels.astype(np.float32)
-    model_pixels = _full_batches(float_pixels, batch_size)
-    if src.arrays is not None and "decode" in parts:
+    return source, src
+
+
+#: The timed paths: each one's images per second and CPU milliseconds per image.
+_TIMED = ("model", "decode", "extract", "peer", "predict_numpy", "model_bf16", "extract_bf16")
+
+
+def _per_path() -> dict[str, list[float]]:
+    return {k: [] for k in _TIMED}
+
+
+@dataclass
+class _Bench:
+    """One base on one source: what the timed paths run on, and what each round measured.
+
+    ``pixels`` are the source's preloaded float32 pixels (``model_pixels`` them in whole
+    batches); ``folder`` the source's folder (None: the peer cannot run); ``work`` holds the
+    caches, the first round's as :attr:`cache_path`; ``bf16`` is the base computing in
+    bfloat16 (None: not timed).
+    """
+
+    base: Any
+    source: Any
+    folder: Path | None
+    parts: tuple[str, ...]
+    batch_size: int
+    workers: int
+    pixels: np.ndarray
+    work: Path
+    bf16: Any
+    rates: dict[str, list[float]] = field(default_factory=_per_path)
+    cpu_ms: dict[str, list[float]] = field(default_factory=_per_path)
+    stages: list[dict] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+    model: Any = field(init=False)
+    model_pixels: np.ndarray = field(init=False)
+    peer_ok: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model = self.base.model
+        self.model_pixels = _full_batches(self.pixels, self.batch_size)
+        self.peer_ok = "peer" in self.parts and self.folder is not None
+        if "peer" in self.parts and self.folder is None:
+            self.notes["peer"] = "needs a folder source (image_dataset_from_directory)"
+
+    @property
+    def cache_path(self) -> Path:
+        return self.work / "bench.h5"
+
+    def describe(self, base: str, source: Any, repeats: int, accelerator: bool) -> dict[str, Any]:
+        """The entry's head: what was measured, on what, how."""
+        model_base = self.base
+        return {
+            "base": base,
+            "model": model_base.name,
+            "image_size": list(model_base.image_size),
+            "feature_dim": model_base.dim,
+            "weights": model_base.description.get("weights"),
+            "compute_dtype": model_base.description.get("compute_dtype", "float32"),
+            "source": str(source),
+            "source_kind": self.source.kind,
+            "n_images": len(self.source),
+            "batch_size": self.batch_size,
+            "workers": self.workers,
+            "repeats": repeats,
+            "accelerator": accelerator,
+        }
+
+    def pillow_rate(self) -> float:
+        """Images per second of decoding array images one by one through Pillow."""
         started = time.perf_counter()
-        decode_source(src, model_base, workers, batch_size, per_image=True)
-        entry["decode_per_image_pillow"] = round(n / (time.perf_counter() - started), 1)
-    work = Path(tempfile.mkdtemp(prefix="bottleneck-bench-", dir=work_dir))
-    keys = ("model", "decode", "extract", "peer", "predict_numpy", "model_bf16", "extract_bf16")
-    rates: dict[str, list[float]] = {k: [] for k in keys}
-    cpu_ms: dict[str, list[float]] = {k: [] for k in keys}
-    stages: list[dict] = []
-    notes: dict[str, str] = {}
-    peer_ok = "peer" in parts and folder is not None
-    if "peer" in parts and folder is None:
-        notes["peer"] = "needs a folder source (image_dataset_from_directory)"
-    first_batch = replace(src, items=src.items[: min(n, batch_size)])
-    cache_path = work / "bench.h5"
+        decode_source(self.source, self.base, self.workers, self.batch_size, per_image=True)
+        return round(len(self.source) / (time.perf_counter() - started), 1)
 
-    def run_peer() -> None:
-        model.predict(_peer_dataset(folder, model_base, batch_size), verbose=0)
+    def extract(self, source: Any, base: Any, out: Path) -> None:
+        """Extraction as the bench times it: to ``out``, overwriting, without progress."""
+        from bottleneck_transfer.features.extract import extract
 
-    bf16 = None
-    if "bfloat16" in parts and "extract" in parts and compute_dtype in (None, "float32"):
-        bf16 = with_compute_dtype(model_base, "bfloat16")
-
-    # Warm-ups: trace every compiled call once, outside the timed rounds.
-    log("warming up ...")
-    model.predict_on_batch(model_pixels[:batch_size])
-    if "extract" in parts:
         extract(
-            first_batch,
-            model_base,
-            work / "warm.h5",
-            batch_size=batch_size,
-            workers=workers,
-            progress=False,
-            force=True,
-        )
-    if peer_ok:
-        try:
-            model.predict(_peer_dataset(folder, model_base, batch_size, take=1), verbose=0)
-        except Exception as exc:  # e.g. no TensorFlow for tf.data on this backend
-            peer_ok = False
-            notes["peer"] = f"{type(exc).__name__}: {exc}"
-    if "predict_numpy" in parts:
-        model.predict(float_pixels[:batch_size], batch_size=batch_size, verbose=0)
-    if bf16 is not None:
-        bf16.model.predict_on_batch(model_pixels[:batch_size])
-        extract(
-            first_batch,
-            bf16,
-            work / "warm-bf16.h5",
-            batch_size=batch_size,
-            workers=workers,
-            progress=False,
-            force=True,
-        )
-
-    def timed(key: str, fn: Callable[[], Any], images: int) -> Any:
-        cpu, started = _cpu_seconds(), time.perf_counter()
-        result = fn()
-        wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
-        rates[key].append(images / wall)
-        cpu_ms[key].append(1000 * cpu / images)
-        return result
-
-    def run_extract(out: Path, base=model_base) -> None:
-        extract(
-            src,
+            source,
             base,
             out,
-            batch_size=batch_size,
-            workers=workers,
+            batch_size=self.batch_size,
+            workers=self.workers,
             progress=False,
             force=True,
         )
 
-    for round_ in range(repeats):
-        log(f"round {round_ + 1}/{repeats} ...")
+    def peer(self, take: int | None = None) -> None:
+        """The usual Keras recipe: ``image_dataset_from_directory`` + ``model.predict``."""
+        dataset = _peer_dataset(self.folder, self.base, self.batch_size, take=take)
+        self.model.predict(dataset, verbose=0)
+
+    def warm_up(self) -> None:
+        """Trace every compiled call once, outside the timed rounds."""
+        batch = self.model_pixels[: self.batch_size]
+        items = self.source.items[: min(len(self.source), self.batch_size)]
+        first_batch = replace(self.source, items=items)
+        self.model.predict_on_batch(batch)
+        if "extract" in self.parts:
+            self.extract(first_batch, self.base, self.work / "warm.h5")
+        if self.peer_ok:
+            try:
+                self.peer(take=1)
+            except Exception as exc:  # e.g. no TensorFlow for tf.data on this backend
+                self.peer_ok = False
+                self.notes["peer"] = f"{type(exc).__name__}: {exc}"
+        if "predict_numpy" in self.parts:
+            self.model.predict(
+                self.pixels[: self.batch_size], batch_size=self.batch_size, verbose=0
+            )
+        if self.bf16 is not None:
+            self.bf16.model.predict_on_batch(batch)
+            self.extract(first_batch, self.bf16, self.work / "warm-bf16.h5")
+
+    def timed(self, key: str, fn: Callable[[], Any], images: int) -> None:
+        """Run ``fn`` and record its images per second and CPU milliseconds per image."""
+        cpu, started = _cpu_seconds(), time.perf_counter()
+        fn()
+        wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+        self.rates[key].append(images / wall)
+        self.cpu_ms[key].append(1000 * cpu / images)
+
+    def run_round(self, round_: int) -> None:
+        """One round of every timed path, in the same order each round."""
+        n, model, model_pixels = len(self.source), self.model, self.model_pixels
+        batch_size, parts = self.batch_size, self.parts
         if "model" in parts:
-            timed("model", lambda: _run_model(model, model_pixels, batch_size), len(model_pixels))
+            self.timed(
+                "model", lambda: _run_model(model, model_pixels, batch_size), len(model_pixels)
+            )
         if "decode" in parts:
-            timed("decode", lambda: decode_source(src, model_base, workers, batch_size), n)
+            self.timed(
+                "decode", lambda: decode_source(self.source, self.base, self.workers, batch_size), n
+            )
         if "extract" in parts:
-            out = work / f"extract-{round_}.h5"
-            timed("extract", lambda out=out: run_extract(out), n)
-            with FeatureCache.open(out) as cache:
-                stages.append(cache.provenance.get("extraction", {}))
-            if round_ == 0:
-                os.replace(out, cache_path)
-            else:
-                out.unlink()
-        if peer_ok:
-            timed("peer", run_peer, n)
+            self._extract_round(round_)
+        if self.peer_ok:
+            self.timed("peer", self.peer, n)
         if "predict_numpy" in parts:
-            timed(
+            self.timed(
                 "predict_numpy",
-                lambda: model.predict(float_pixels, batch_size=batch_size, verbose=0),
+                lambda: model.predict(self.pixels, batch_size=batch_size, verbose=0),
                 n,
             )
-        if bf16 is not None:
-            timed(
+        if self.bf16 is not None:
+            self.timed(
                 "model_bf16",
-                lambda: _run_model(bf16.model, model_pixels, batch_size),
+                lambda: _run_model(self.bf16.model, model_pixels, batch_size),
                 len(model_pixels),
             )
-            out = work / ("bf16.h5" if round_ == 0 else "bf16-again.h5")
-            timed("extract_bf16", lambda out=out: run_extract(out, bf16), n)
+            out = self.work / ("bf16.h5" if round_ == 0 else "bf16-again.h5")
+            self.timed("extract_bf16", lambda: self.extract(self.source, self.bf16, out), n)
 
-    entry["rates"] = {k: summary(v) for k, v in rates.items() if v}
-    entry["cpu_ms_per_image"] = {k: summary(v) for k, v in cpu_ms.items() if v}
-    entry["notes"] = notes
-    if rates["model"] and rates["decode"]:
-        limits = [
-            limit_rate(m, d, accelerator)
-            for m, d in zip(rates["model"], rates["decode"], strict=True)
-        ]
-        entry["limit"] = summary(limits)
-        if rates["extract"]:
-            entry["extract_vs_limit"] = _median_ratio(rates["extract"], limits)
-            # CPU work of model + decode over CPU work of extract: < 1 means overhead or
-            # contention waste; unlike wall time, load from other processes barely moves it.
-            cpu_work = [m + d for m, d in zip(cpu_ms["model"], cpu_ms["decode"], strict=True)]
-            entry["extract_cpu_efficiency"] = _median_ratio(cpu_work, cpu_ms["extract"])
-    if rates["extract"] and rates["peer"]:
-        entry["extract_vs_peer"] = _median_ratio(rates["extract"], rates["peer"])
-    if stages:
-        entry["extract_stages"] = _stage_summary(stages)
-    if rates["extract_bf16"] and cache_path.exists():
-        entry["bfloat16"] = _bfloat16_summary(rates, cache_path, work / "bf16.h5")
-    entry["bottleneck"] = explain(entry)
+    def _extract_round(self, round_: int) -> None:
+        """Time one extraction; keep its stages, and the first round's cache."""
+        from bottleneck_transfer.features.cache import FeatureCache
 
-    if "heads" in parts and cache_path.exists():
-        log("timing heads on the cache ...")
-        entry["heads"] = bench_heads(cache_path, max_rows=head_rows)
-    if "compare" in parts and cache_path.exists() and rates["extract"]:
-        log("four-head compare on the cache (holdout and 5-fold) ...")
-        entry["compare"] = bench_compare(
-            cache_path, n / statistics.median(rates["extract"]), max_rows=head_rows
-        )
-    if "dense" in parts and cache_path.exists():
-        log("dense head: from the cache vs frozen base in model.fit ...")
-        entry["dense"] = bench_dense(
-            cache_path,
-            model_base,
-            float_pixels,
-            labels,
-            frozen_epochs=frozen_epochs,
-            max_rows=head_rows,
-        )
-    shutil.rmtree(work, ignore_errors=True)
-    return entry
+        out = self.work / f"extract-{round_}.h5"
+        self.timed("extract", lambda: self.extract(self.source, self.base, out), len(self.source))
+        with FeatureCache.open(out) as cache:
+            self.stages.append(cache.provenance.get("extraction", {}))
+        if round_ == 0:
+            os.replace(out, self.cache_path)
+        else:
+            out.unlink()
+
+    def summary(self, accelerator: bool) -> dict[str, Any]:
+        """The rounds' rates and CPU costs, the limit L and the ratios against it and the
+        peer, the extraction stages and bfloat16 against float32."""
+        rates, cpu_ms = self.rates, self.cpu_ms
+        entry: dict[str, Any] = {
+            "rates": {k: summary(v) for k, v in rates.items() if v},
+            "cpu_ms_per_image": {k: summary(v) for k, v in cpu_ms.items() if v},
+            "notes": self.notes,
+        }
+        if rates["model"] and rates["decode"]:
+            limits = [
+                limit_rate(m, d, accelerator)
+                for m, d in zip(rates["model"], rates["decode"], strict=True)
+            ]
+            entry["limit"] = summary(limits)
+            if rates["extract"]:
+                entry["extract_vs_limit"] = _median_ratio(rates["extract"], limits)
+                # CPU work of model + decode over CPU work of extract: < 1 means overhead or
+                # contention waste; unlike wall time, load from other processes barely moves it.
+                cpu_work = [m + d for m, d in zip(cpu_ms["model"], cpu_ms["decode"], strict=True)]
+                entry["extract_cpu_efficiency"] = _median_ratio(cpu_work, cpu_ms["extract"])
+        if rates["extract"] and rates["peer"]:
+            entry["extract_vs_peer"] = _median_ratio(rates["extract"], rates["peer"])
+        if self.stages:
+            entry["extract_stages"] = _stage_summary(self.stages)
+        if rates["extract_bf16"] and self.cache_path.exists():
+            entry["bfloat16"] = _bfloat16_summary(rates, self.cache_path, self.work / "bf16.h5")
+        return entry
+
+    def time_heads(self, frozen_epochs: int, head_rows: int | None, log: Log) -> dict[str, Any]:
+        """The parts timed on the first round's cache: heads, the four-head compare and the
+        dense head against the frozen base."""
+        timed: dict[str, Any] = {}
+        cache_path, parts, n = self.cache_path, self.parts, len(self.source)
+        if "heads" in parts and cache_path.exists():
+            log("timing heads on the cache ...")
+            timed["heads"] = bench_heads(cache_path, max_rows=head_rows)
+        if "compare" in parts and cache_path.exists() and self.rates["extract"]:
+            log("four-head compare on the cache (holdout and 5-fold) ...")
+            timed["compare"] = bench_compare(
+                cache_path, n / statistics.median(self.rates["extract"]), max_rows=head_rows
+            )
+        if "dense" in parts and cache_path.exists():
+            log("dense head: from the cache vs frozen base in model.fit ...")
+            labels = np.asarray([item.label for item in self.source.items], np.int32)
+            timed["dense"] = bench_dense(
+                cache_path,
+                self.base,
+                self.pixels,
+                labels,
+                frozen_epochs=frozen_epochs,
+                max_rows=head_rows,
+            )
+        return timed
 
 
 def _bfloat16_summary(rates: dict[str, list[float]], f32_cache: Path, bf16_cache: Path) -> dict:
@@ -1039,68 +1160,15 @@ def explain(entry: dict[str, Any]) -> str:
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The design's performance targets, each with the measured ratio and whether it is met."""
-    rows = []
-
-    def add(
-        name: str, value: float | None, target: float, note: str = "", *, at_most: bool = False
-    ) -> None:
-        if value is not None:
-            rows.append(
-                {
-                    "target": name,
-                    "value": round(value, 3),
-                    "goal": target,
-                    "at_most": at_most,
-                    "met": bool(value <= target if at_most else value >= target),
-                    "note": note,
-                }
-            )
-
-    for entry in report.get("results", []):
-        label = f"{entry['base']}@{entry['image_size'][0]}"
-        add(
-            f"extract / L ({label})",
-            entry.get("extract_vs_limit", {}).get("median"),
-            0.95,
-        )
-        if entry["base"] == "resnet50":
-            add(f"extract / peer ({label})", entry.get("extract_vs_peer", {}).get("median"), 1.3)
-            bf16 = entry.get("bfloat16", {})
-            if "extract_vs_peer" in bf16:
-                error = bf16["feature_relative_error"]
-                add(
-                    f"extract --compute-dtype bfloat16 / peer ({label})",
-                    bf16["extract_vs_peer"]["median"],
-                    1.3,
-                    f"opt-in; features {100 * error['median']:.2f} % (median) from float32",
-                )
-            compare = entry.get("compare")
-            if compare:
-                add(
-                    f"four-head compare / extraction ({label}, {compare['rows']} images, holdout)",
-                    compare["holdout_vs_extract"],
-                    0.05,
-                    f"{compare['cv']}-fold CV fits each head {compare['cv']}×: "
-                    f"{compare['cv_vs_extract']:.3f}",
-                    at_most=True,
-                )
-        if "dense" in entry:
-            dense = entry["dense"]
-            reach = dense.get("images_for_100x")
-            add(
-                f"dense head: frozen fit / cache fit ({label}, {dense['rows']} images)",
-                dense["speedup"],
-                100,
-                f"grows with N; {_reach(dense)}" if reach is not None else "",
-            )
+    rows = [row for entry in report.get("results", []) for row in _base_targets(entry)]
     read = report.get("cache_read")
     if read and "cache_vs_npy" in read:
-        add("cache read / np.load", read["cache_vs_npy"], 0.95)
+        rows += _target("cache read / np.load", read["cache_vs_npy"], 0.95)
     compare6k = report.get("compare6k", {})
     for kind, run in compare6k.get("runs", {}).items():
         if "seconds" in run:
             bounded = ", ".join(run["not_converged"]) or "none"
-            add(
+            rows += _target(
                 f"compare --cv {compare6k['cv']}, four heads, 6,000 x 1,280 {kind} (s)",
                 run["seconds"],
                 compare6k["target_seconds"],
@@ -1111,11 +1179,72 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     memory = report.get("memory")
     if memory and "peak_ratio" in memory:
         sizes = list(memory["runs"])
-        add(
+        rows += _target(
             f"peak memory {sizes[0]} / {sizes[-1]} images",
             1 / memory["peak_ratio"],
             1 / 1.1,
             "within 10 % means >= 0.909",
+        )
+    return rows
+
+
+def _target(
+    name: str, value: float | None, goal: float, note: str = "", *, at_most: bool = False
+) -> list[dict[str, Any]]:
+    """A target's row, the measured ``value`` against its ``goal`` (none if not measured)."""
+    if value is None:
+        return []
+    return [
+        {
+            "target": name,
+            "value": round(value, 3),
+            "goal": goal,
+            "at_most": at_most,
+            "met": bool(value <= goal if at_most else value >= goal),
+            "note": note,
+        }
+    ]
+
+
+def _base_targets(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets of one base's entry: extraction against L, and for ResNet50 against the
+    peer (also in bfloat16) and compare against extraction; the dense head's speedup (none
+    for a skipped base)."""
+    if "skipped" in entry:
+        return []
+    label = f"{entry['base']}@{entry['image_size'][0]}"
+    rows = _target(f"extract / L ({label})", entry.get("extract_vs_limit", {}).get("median"), 0.95)
+    if entry["base"] == "resnet50":
+        rows += _target(
+            f"extract / peer ({label})", entry.get("extract_vs_peer", {}).get("median"), 1.3
+        )
+        bf16 = entry.get("bfloat16", {})
+        if "extract_vs_peer" in bf16:
+            error = bf16["feature_relative_error"]
+            rows += _target(
+                f"extract --compute-dtype bfloat16 / peer ({label})",
+                bf16["extract_vs_peer"]["median"],
+                1.3,
+                f"opt-in; features {100 * error['median']:.2f} % (median) from float32",
+            )
+        compare = entry.get("compare")
+        if compare:
+            rows += _target(
+                f"four-head compare / extraction ({label}, {compare['rows']} images, holdout)",
+                compare["holdout_vs_extract"],
+                0.05,
+                f"{compare['cv']}-fold CV fits each head {compare['cv']}×: "
+                f"{compare['cv_vs_extract']:.3f}",
+                at_most=True,
+            )
+    if "dense" in entry:
+        dense = entry["dense"]
+        reach = dense.get("images_for_100x")
+        rows += _target(
+            f"dense head: frozen fit / cache fit ({label}, {dense['rows']} images)",
+            dense["speedup"],
+            100,
+            f"grows with N; {_reach(dense)}" if reach is not None else "",
         )
     return rows
 
@@ -1143,9 +1272,7 @@ def run_bench(
     report: dict[str, Any] = {"machine": _machine(options.get("workers") or os.cpu_count() or 1)}
     report["results"] = []
     chosen = tuple(parts) if parts else (SUITE_PARTS if suite else DEFAULT_PARTS)
-    unknown = set(chosen) - set(PARTS)
-    if unknown:
-        raise ValueError(f"unknown bench parts {sorted(unknown)}; valid: {', '.join(PARTS)}")
+    _check_parts(chosen)
     per_base = tuple(p for p in chosen if p not in GLOBAL_PARTS)
     if suite:
         configs = [dict(c) for c in SUITE]
@@ -1168,6 +1295,17 @@ def run_bench(
         except FileNotFoundError as exc:
             entry = {"base": config.get("base"), "skipped": str(exc)}
         report["results"].append(entry)
+    _run_global_parts(report, chosen, n_images, log)
+    report["targets"] = targets(report)
+    report["machine"]["load_average_end"] = _load()
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _run_global_parts(
+    report: dict[str, Any], chosen: Sequence[str], n_images: int, log: Log
+) -> None:
+    """Run the chosen parts measured once per run (:data:`GLOBAL_PARTS`) into ``report``."""
     if "read" in chosen:
         log("cache read vs np.load ...")
         dims = [e["feature_dim"] for e in report["results"] if e.get("feature_dim")]
@@ -1210,10 +1348,6 @@ def run_bench(
 
         log("rank-bases on a 50-per-class sample vs the full linear probe (Fashion-MNIST 5-9) ...")
         report["rank"] = bench_rank()
-    report["targets"] = targets(report)
-    report["machine"]["load_average_end"] = _load()
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    return report
 
 
 # ----------------------------------------------------------------------------- text output
@@ -1228,13 +1362,7 @@ def _rate(entry: dict, key: str) -> str:
 
 def format_table(report: dict[str, Any]) -> str:
     """The README table (Markdown) for a report, plus targets and the machine."""
-    machine = report["machine"]
-    lines = [
-        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
-        f"accelerators: {', '.join(machine['accelerators']) or 'none'}; "
-        f"keras {machine['software'].get('keras')} ({machine['backend']}); "
-        f"load average {machine['load_average_start']} → {machine.get('load_average_end')}",
-    ]
+    lines = [_machine_line(report["machine"])]
     if report["results"]:
         lines += [
             "",
@@ -1242,65 +1370,102 @@ def format_table(report: dict[str, Any]) -> str:
             "| peer /s | extract/peer | predict(numpy) /s | dense cache vs frozen |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-    for entry in report["results"]:
-        if "skipped" in entry:
-            lines.append(f"| {entry['base']} | skipped: {entry['skipped']} |")
-            continue
-        limit = entry.get("limit", {}).get("median")
-        dense = entry.get("dense", {})
-        lines.append(
-            "| {base}@{size} | {n} | {bs} | {model} | {decode} | {limit} | {extract} | {vl} "
-            "| {peer} | {vp} | {numpy} | {dense} |".format(
-                base=entry["base"],
-                size=entry["image_size"][0],
-                n=entry["n_images"],
-                bs=entry["batch_size"],
-                model=_rate(entry, "model"),
-                decode=_rate(entry, "decode"),
-                limit=f"{limit:.1f}" if limit else "–",
-                extract=_rate(entry, "extract"),
-                vl=_ratio(entry.get("extract_vs_limit")),
-                peer=_rate(entry, "peer"),
-                vp=_ratio(entry.get("extract_vs_peer")),
-                numpy=_rate(entry, "predict_numpy"),
-                dense=_dense_cell(dense),
-            )
-        )
+    lines += [_result_row(entry) for entry in report["results"]]
     lines.append("")
     for entry in report["results"]:
-        if "bottleneck" in entry:
-            lines.append(f"- {entry['base']}: {entry['bottleneck']}")
-        heads = entry.get("heads")
-        if heads:
-            timed = ", ".join(
-                f"{k} {v['fit_seconds']:.2f} s"
-                for k, v in heads.items()
-                if isinstance(v, dict) and "fit_seconds" in v
-            )
-            lines.append(f"  heads fit on {entry['n_images']} rows: {timed}")
-        bf16 = entry.get("bfloat16")
-        if bf16:
-            error = bf16["feature_relative_error"]
-            peer = bf16.get("extract_vs_peer", {}).get("median")
-            model = bf16.get("model_vs_float32", {}).get("median")
+        lines += _result_notes(entry)
+    lines += _run_notes(report)
+    if report.get("targets"):
+        lines += ["", "| target | measured | goal | met | note |", "|---|---|---|---|---|"]
+        for row in report["targets"]:
             lines.append(
-                f"  bfloat16 compute: R_model {bf16['model']['median']:.1f}/s"
-                + (f" ({model:.2f} × float32)" if model else "")
-                + ", extract "
-                f"{bf16['extract']['median']:.1f}/s ({bf16['extract_vs_float32']['median']:.2f} "
-                "× float32" + (f", {peer:.2f} × peer" if peer else "") + "); features "
-                f"{100 * error['median']:.2f} % from float32 (median; max "
-                f"{100 * error['max']:.2f} %)"
+                f"| {row['target']} | {row['value']} | "
+                f"{'≤' if row.get('at_most') else '≥'} {row['goal']:.3g} | "
+                f"{'yes' if row['met'] else 'NO'} | {row['note']} |"
             )
-        compare = entry.get("compare")
-        if compare:
-            lines.append(
-                f"  four-head compare on {compare['rows']} rows: holdout "
-                f"{compare['holdout_seconds']:.2f} s, {compare['cv']}-fold "
-                f"{compare['cv_seconds']:.2f} s, vs {compare['extract_seconds']:.1f} s to "
-                f"extract them ({compare['holdout_vs_extract']:.3f} and "
-                f"{compare['cv_vs_extract']:.3f})"
-            )
+    lines.append("")
+    lines.append(f"Total {report['seconds']} s.")
+    return "\n".join(lines)
+
+
+def _machine_line(machine: dict[str, Any]) -> str:
+    return (
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
+        f"accelerators: {', '.join(machine['accelerators']) or 'none'}; "
+        f"keras {machine['software'].get('keras')} ({machine['backend']}); "
+        f"load average {machine['load_average_start']} → {machine.get('load_average_end')}"
+    )
+
+
+def _result_row(entry: dict[str, Any]) -> str:
+    """One base's row of the README table."""
+    if "skipped" in entry:
+        return f"| {entry['base']} | skipped: {entry['skipped']} |"
+    limit = entry.get("limit", {}).get("median")
+    dense = entry.get("dense", {})
+    return (
+        "| {base}@{size} | {n} | {bs} | {model} | {decode} | {limit} | {extract} | {vl} "
+        "| {peer} | {vp} | {numpy} | {dense} |".format(
+            base=entry["base"],
+            size=entry["image_size"][0],
+            n=entry["n_images"],
+            bs=entry["batch_size"],
+            model=_rate(entry, "model"),
+            decode=_rate(entry, "decode"),
+            limit=f"{limit:.1f}" if limit else "–",
+            extract=_rate(entry, "extract"),
+            vl=_ratio(entry.get("extract_vs_limit")),
+            peer=_rate(entry, "peer"),
+            vp=_ratio(entry.get("extract_vs_peer")),
+            numpy=_rate(entry, "predict_numpy"),
+            dense=_dense_cell(dense),
+        )
+    )
+
+
+def _result_notes(entry: dict[str, Any]) -> list[str]:
+    """What limits one base, and its heads, bfloat16 and compare timings, in words."""
+    lines = []
+    if "bottleneck" in entry:
+        lines.append(f"- {entry['base']}: {entry['bottleneck']}")
+    heads = entry.get("heads")
+    if heads:
+        timed = ", ".join(
+            f"{k} {v['fit_seconds']:.2f} s"
+            for k, v in heads.items()
+            if isinstance(v, dict) and "fit_seconds" in v
+        )
+        lines.append(f"  heads fit on {entry['n_images']} rows: {timed}")
+    bf16 = entry.get("bfloat16")
+    if bf16:
+        error = bf16["feature_relative_error"]
+        peer = bf16.get("extract_vs_peer", {}).get("median")
+        model = bf16.get("model_vs_float32", {}).get("median")
+        lines.append(
+            f"  bfloat16 compute: R_model {bf16['model']['median']:.1f}/s"
+            + (f" ({model:.2f} × float32)" if model else "")
+            + ", extract "
+            f"{bf16['extract']['median']:.1f}/s ({bf16['extract_vs_float32']['median']:.2f} "
+            "× float32" + (f", {peer:.2f} × peer" if peer else "") + "); features "
+            f"{100 * error['median']:.2f} % from float32 (median; max "
+            f"{100 * error['max']:.2f} %)"
+        )
+    compare = entry.get("compare")
+    if compare:
+        lines.append(
+            f"  four-head compare on {compare['rows']} rows: holdout "
+            f"{compare['holdout_seconds']:.2f} s, {compare['cv']}-fold "
+            f"{compare['cv_seconds']:.2f} s, vs {compare['extract_seconds']:.1f} s to "
+            f"extract them ({compare['holdout_vs_extract']:.3f} and "
+            f"{compare['cv_vs_extract']:.3f})"
+        )
+    return lines
+
+
+def _run_notes(report: dict[str, Any]) -> list[str]:
+    """The parts measured once per run, in words and tables: cache read, peak memory,
+    accuracy and statistics."""
+    lines = []
     read = report.get("cache_read")
     if read:
         lines.append(
@@ -1321,17 +1486,7 @@ def format_table(report: dict[str, Any]) -> str:
         from bottleneck_transfer.bench.statistics import format_statistics
 
         lines += format_statistics(report["statistics"])
-    if report.get("targets"):
-        lines += ["", "| target | measured | goal | met | note |", "|---|---|---|---|---|"]
-        for row in report["targets"]:
-            lines.append(
-                f"| {row['target']} | {row['value']} | "
-                f"{'≤' if row.get('at_most') else '≥'} {row['goal']:.3g} | "
-                f"{'yes' if row['met'] else 'NO'} | {row['note']} |"
-            )
-    lines.append("")
-    lines.append(f"Total {report['seconds']} s.")
-    return "\n".join(lines)
+    return lines
 
 
 def _dense_cell(dense: dict) -> str:

@@ -230,6 +230,7 @@ def compare(
             random_state=seed,
             out=out,
             as_json=as_json,
+            memory=(memory_budget, out_of_core),
         )
         return
     if cost_ratio is not None:
@@ -351,18 +352,22 @@ def _compare_targets(
     *,
     out: str | None,
     as_json: bool,
+    memory: tuple[str | None, bool],
     **settings: Any,
 ) -> None:
-    """``compare`` on a binary, multi-label or regression cache."""
+    """``compare`` on a binary, multi-label or regression cache (in memory: ``memory``'s
+    budget and ``--out-of-core`` refuse what would stream)."""
     from bottleneck_transfer.features.cache.reader import target_kind_of
-    from bottleneck_transfer.heads.target_compare import compare_targets
+    from bottleneck_transfer.heads.target_compare import check_in_memory, compare_targets
     from bottleneck_transfer.heads.target_report import format_target_table, write_target_report
 
     if refused:
         raise HeadError(
             f"{', '.join(refused)} apply to class targets only; {train} has a "
-            f"{target_kind_of(train)} target"
+            f"{target_kind_of(train)} target, compared against its own baseline (the mean or "
+            "prevalence predictor) without learning curves, layer sweeps or accuracy floors"
         )
+    check_in_memory(train, *memory)
     result = compare_targets(train, test, **settings)
     _show(result, format_target_table(result), write_target_report, out, as_json)
 

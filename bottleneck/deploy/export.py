@@ -44,19 +44,20 @@ from bottleneck_transfer.deploy.export_model import (
     ExportResult,
     build_base_model,
     build_keras_model,
+    check_exportable_base,
+    form_metadata,
     input_shape,
     provenance_metadata,
+    save_model,
 )
 from bottleneck_transfer.deploy.exported import (
     LABELS_FILE,
-    Exported,
     labels_path,
     load_exported,
-    load_keras,
     write_labels,
 )
 from bottleneck_transfer.deploy.form_tflite import CALIBRATION
-from bottleneck_transfer.deploy.formats import CONVERTERS, KERAS_RESIZE, Converter
+from bottleneck_transfer.deploy.formats import CONVERTERS, KERAS_RESIZE
 from bottleneck_transfer.deploy.keras_head import final_estimator, head_layers
 from bottleneck_transfer.deploy.parity import (
     DEFAULT_ATOL,
@@ -82,6 +83,7 @@ from bottleneck_transfer.heads.registry import (
     DEFAULT_HEAD,
     fitted_calibration,
     head_kind,
+    make_head,
     parse_spec,
 )
 from bottleneck_transfer.heads.training import (
@@ -96,12 +98,15 @@ from bottleneck_transfer.heads.trust import kind_of, skops_io
 if TYPE_CHECKING:
     import keras
 
-#: Every export form and the suffix its output must have (``""``: a folder).
-SUFFIXES = {
-    "keras": ".keras",
-    "folder": "",
-    **{name: converter.suffix for name, converter in CONVERTERS.items()},
-}
+#: The export forms written by Keras itself, and the suffix each output must have.
+KERAS_FORMS = {"keras": ".keras", "folder": ""}
+
+
+def form_suffixes() -> dict[str, str]:
+    """Every export form and the suffix its output must have (``""``: a folder): Keras' own
+    forms and each registered converter's (read at call time, so a form is one entry in
+    :data:`deploy.formats.CONVERTERS`)."""
+    return {**KERAS_FORMS, **{name: c.suffix for name, c in CONVERTERS.items()}}
 
 
 def _head_kind(head: Any, spec: str | None, form: str) -> str:
@@ -168,36 +173,6 @@ def _is_fitted(head: Any) -> bool:
         return False
 
 
-#: Why a text base's export (raw strings in) cannot take each converted form: its tokenizer
-#: is TensorFlow Text ops (WordPiece, byte-pair) inside the graph.
-TEXT_FORMS_REFUSED = {
-    "onnx": "ONNX has no ops for its tokenizer (TensorFlow Text ops tf2onnx does not convert)",
-    "tflite": "TFLite's built-in and select TensorFlow ops do not include its tokenizer's "
-    "TensorFlow Text ops",
-    "saved-model": "its graph would hold its tokenizer's TensorFlow Text ops, which are off "
-    "the op allow-list predict checks a SavedModel against and load only with tensorflow-text",
-}
-
-
-def _check_exportable_base(cache: FeatureCache, form: str) -> None:
-    """Refuse a SavedModel base (Keras loads its ``TFSMLayer`` from a file only unsafely), an
-    ONNX file base in any form but ``onnx`` (:func:`deploy.onnx_base.check_form`), and a text
-    base in a converted form (:data:`TEXT_FORMS_REFUSED`)."""
-    if cache.provenance.get("base", {}).get("input") == "text" and form in TEXT_FORMS_REFUSED:
-        raise ExportError(
-            f"--format {form} cannot hold the text base of {cache.path}: "
-            f"{TEXT_FORMS_REFUSED[form]}; export -o NAME.keras (raw strings in) or a folder"
-        )
-    onnx_base.check_form(cache.provenance.get("base", {}), form, cache.path)
-    name = cache.provenance.get("base", {}).get("saved_model")
-    if name is not None:
-        raise ExportError(
-            f"the cache {cache.path} was made with the SavedModel {name}, which a .keras file or "
-            "export folder cannot hold (Keras loads a TFSMLayer only outside safe mode); use its "
-            "features with train, compare and evaluate, and serve the head beside the SavedModel"
-        )
-
-
 def resolve_format(out: Path, format: str | None) -> str:
     """The export form: ``format``, else the one ``out``'s suffix names, else ``"folder"``.
 
@@ -206,18 +181,19 @@ def resolve_format(out: Path, format: str | None) -> str:
     ExportError
         An unknown ``format``, or one whose output ``out`` cannot be.
     """
-    implied = next((name for name, suffix in SUFFIXES.items() if suffix == out.suffix), "folder")
+    suffixes = form_suffixes()
+    implied = next((name for name, suffix in suffixes.items() if suffix == out.suffix), "folder")
     if format is None:
         return implied
-    if format not in SUFFIXES:
+    if format not in suffixes:
         raise ExportError(
-            f"unknown export format {format!r}{did_you_mean(format, SUFFIXES)}; "
-            f"choose one of {', '.join(SUFFIXES)}"
+            f"unknown export format {format!r}{did_you_mean(format, suffixes)}; "
+            f"choose one of {', '.join(suffixes)}"
         )
-    suffix = SUFFIXES[format]
+    suffix = suffixes[format]
     if suffix and out.suffix != suffix:
         raise ExportError(f"--format {format} writes a {suffix} file: name it -o NAME{suffix}")
-    if not suffix and SUFFIXES[implied]:
+    if not suffix and suffixes[implied]:
         raise ExportError(
             f"--format {format} writes a folder, not a {out.suffix} file: give -o a folder path"
         )
@@ -231,9 +207,10 @@ def _check_out(out: Path, form: str) -> None:
     its manifest lists everything in it (see :func:`~bottleneck_transfer.entries.remove_entry`,
     which removes it then); a folder holding anything else is never touched.
     """
-    if SUFFIXES[form] and out.is_dir():
-        raise ExportError(f"{out} is a folder; give a {SUFFIXES[form]} file path or another -o")
-    if not SUFFIXES[form] and (out.exists() or out.is_symlink()):
+    suffix = form_suffixes()[form]
+    if suffix and out.is_dir():
+        raise ExportError(f"{out} is a folder; give a {suffix} file path or another -o")
+    if not suffix and (out.exists() or out.is_symlink()):
         if not out.is_dir() or out.is_symlink():
             raise ExportError(
                 f"{out} exists and is not a folder; a {form} export needs a folder path "
@@ -339,13 +316,21 @@ def plan_export(
     out = Path(out)
     form = resolve_format(out, format)
     converter = CONVERTERS.get(form)
-    check_settings(ExportSettings(batch, quantize), form, converter.settings if converter else ())
+    settings = ExportSettings(batch, quantize)
+    check_settings(settings, form, converter.settings if converter else ())
     spec = head if head_file is None else None
-    _check_form(spec, form, out, format)
+    target = target_kind_of(cache) if head_file is None else "class"
+    if target == "class":
+        _check_form(spec, form, out, format)
+    else:  # a binary, multi-label or regression head (deploy.target_export)
+        from bottleneck_transfer.deploy.target_export import check_target_form
+
+        make_head(head, target=target)  # a head that does not fit the target: refused
+        check_target_form(target, head, form, settings)
     out = _place(out, form)
     with FeatureCache.open(cache) as opened:
-        _check_exportable_base(opened, form)
-        classes = list(opened.class_names)
+        check_exportable_base(opened, form)
+        classes = list(opened.class_names if target == "class" else opened.target.outputs)
         if head_file is not None:
             trained = load_head(head_file)
             _check_head_metadata(trained.metadata, opened, str(head_file))
@@ -365,7 +350,7 @@ def plan_export(
     return ExportPlan(
         path=out,
         kind=form,
-        labels=labels_path(out) if SUFFIXES[form] else out / LABELS_FILE,
+        labels=labels_path(out) if form_suffixes()[form] else out / LABELS_FILE,
         head=head_kind(spec).name,
         classes=classes,
         input_shape=list(shape),
@@ -390,6 +375,10 @@ def export(
     quantize: str | None = None,
 ) -> ExportResult:
     """Export ``head`` on the cache's base as one model (``.keras`` or converted) or a folder.
+
+    A binary, multi-label or regression cache with a head spec exports through
+    :func:`~.target_export.export_target`: sigmoid or linear outputs, in every form but the
+    folder, without ``quantize``.
 
     Parameters
     ----------
@@ -446,10 +435,6 @@ def export(
     >>> export("caches/fm-train.h5", "model_dir", head="knn")  # a folder form  # doctest: +SKIP
     """
     started = time.perf_counter()
-    if isinstance(head, str) and head_file is None and target_kind_of(cache) != "class":
-        from bottleneck_transfer.deploy.target_export import export_target
-
-        return export_target(cache, out, head=head, sample=sample, atol=atol)
     out = Path(out)
     form = resolve_format(out, format)
     converter = CONVERTERS.get(form)
@@ -457,6 +442,14 @@ def export(
     check_settings(settings, form, converter.settings if converter else ())
     if converter is not None:
         converter.check_available()
+    if isinstance(head, str) and head_file is None and target_kind_of(cache) != "class":
+        from bottleneck_transfer.deploy.target_export import check_target_form, export_target
+
+        check_target_form(target_kind_of(cache), head, form, settings)
+        placed = _place(out, form)
+        return export_target(
+            cache, placed, head=head, form=form, settings=settings, sample=sample, atol=atol
+        )
     exact = form != "folder"
     spec = head if isinstance(head, str) and head_file is None else None
     if isinstance(head, TrainedHead):
@@ -464,7 +457,7 @@ def export(
     _check_form(spec, form, out, format)
     out = _place(out, form)
     with FeatureCache.open(cache) as opened:
-        _check_exportable_base(opened, form)
+        check_exportable_base(opened, form)
         estimator, spec, trained = _resolve_head(head, head_file, opened)
         kind_name = _head_kind(estimator, spec, form)
         classes_ = np.asarray(estimator.classes_)
@@ -497,7 +490,7 @@ def export(
         metadata["outputs"] = outputs
         metadata["resize"] = KERAS_RESIZE if converter is None else converter.resize
         if converter is not None:
-            metadata.update(_form_metadata(converter, described["input_shape"], settings))
+            metadata.update(form_metadata(converter, described["input_shape"], settings))
         calibrate = min(CALIBRATION, len(opened) // 2) if settings.quantize == "int8" else 0
         if calibrate:
             pixels = calibration_pixels(opened, rebuilt, calibrate)
@@ -519,15 +512,11 @@ def export(
 
         def write(target: Path) -> None:
             nonlocal parity, quantized
-            if form == "keras":
-                model.save(target)
-                loaded = Exported(target, "keras", metadata, load_keras(target))
-            elif form == "folder":
+            if form == "folder":
                 _write_folder(target, model, estimator, metadata)
                 loaded = load_exported(target)
             else:
-                converter.write(model, target, metadata, settings)
-                loaded = load_exported(target)  # its metadata read back, run by its runtime
+                loaded = save_model(model, target, converter, metadata, settings)
             if sample > 0 and settings.quantize:
                 quantized = check_quantized(
                     loaded,
@@ -586,15 +575,6 @@ def _place(out: Path, form: str) -> Path:
     placed = out if converter is None else converter.place(out)
     _check_out(placed, form)
     return placed
-
-
-def _form_metadata(converter: Converter, input_shape: list[int], settings: ExportSettings) -> dict:
-    """What a converted form's metadata adds: its input tensor, outputs and quantization."""
-    return {
-        "input": converter.input_metadata(list(input_shape), settings),
-        "output_names": converter.output_names,
-        "quantize": settings.quantize,
-    }
 
 
 def _write_folder(target: Path, model: keras.Model, estimator: Any, metadata: dict) -> None:

@@ -14,14 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bottleneck_transfer.deploy import onnx_base
 from bottleneck_transfer.deploy.exported import (
     FORMAT,
     FORMAT_VERSION,
     OUTPUT_LAYER,
+    Exported,
+    load_exported,
+    load_keras,
     metadata_layer,
 )
+from bottleneck_transfer.deploy.formats import Converter
 from bottleneck_transfer.deploy.parity import Parity, Quantized
+from bottleneck_transfer.deploy.settings import ExportSettings
 from bottleneck_transfer.display import Display
+from bottleneck_transfer.errors import ExportError
 from bottleneck_transfer.features.bases import Base, hub
 from bottleneck_transfer.versions import software_versions
 
@@ -76,6 +83,68 @@ def provenance_metadata(cache: FeatureCache, described: dict, base: Base) -> dic
         "host": platform.node(),
         "versions": software_versions(),
     }
+
+
+def form_metadata(
+    converter: Converter,
+    input_shape: list[int],
+    settings: ExportSettings,
+    output_names: tuple[str, ...] | None = None,
+) -> dict:
+    """What a converted form's metadata adds: its input tensor, outputs (``output_names``,
+    else the converter's) and quantization."""
+    return {
+        "input": converter.input_metadata(list(input_shape), settings),
+        "output_names": list(output_names or converter.output_names),
+        "quantize": settings.quantize,
+    }
+
+
+def save_model(
+    model: keras.Model,
+    target: Path,
+    converter: Converter | None,
+    metadata: dict,
+    settings: ExportSettings,
+) -> Exported:
+    """Write the export ``model`` to ``target`` (a ``.keras`` file, or converted by
+    ``converter``) and load it back as ``predict`` loads it (a converted form: its metadata
+    read back, run by its own runtime)."""
+    if converter is None:
+        model.save(target)
+        return Exported(target, "keras", metadata, load_keras(target))
+    converter.write(model, target, metadata, settings)
+    return load_exported(target)
+
+
+#: Why a text base's export (raw strings in) cannot take each converted form: its tokenizer
+#: is TensorFlow Text ops (WordPiece, byte-pair) inside the graph.
+TEXT_FORMS_REFUSED = {
+    "onnx": "ONNX has no ops for its tokenizer (TensorFlow Text ops tf2onnx does not convert)",
+    "tflite": "TFLite's built-in and select TensorFlow ops do not include its tokenizer's "
+    "TensorFlow Text ops",
+    "saved-model": "its graph would hold its tokenizer's TensorFlow Text ops, which are off "
+    "the op allow-list predict checks a SavedModel against and load only with tensorflow-text",
+}
+
+
+def check_exportable_base(cache: FeatureCache, form: str) -> None:
+    """Refuse a SavedModel base (Keras loads its ``TFSMLayer`` from a file only unsafely), an
+    ONNX file base in any form but ``onnx`` (:func:`deploy.onnx_base.check_form`), and a text
+    base in a converted form (:data:`TEXT_FORMS_REFUSED`)."""
+    if cache.provenance.get("base", {}).get("input") == "text" and form in TEXT_FORMS_REFUSED:
+        raise ExportError(
+            f"--format {form} cannot hold the text base of {cache.path}: "
+            f"{TEXT_FORMS_REFUSED[form]}; export -o NAME.keras (raw strings in) or a folder"
+        )
+    onnx_base.check_form(cache.provenance.get("base", {}), form, cache.path)
+    name = cache.provenance.get("base", {}).get("saved_model")
+    if name is not None:
+        raise ExportError(
+            f"the cache {cache.path} was made with the SavedModel {name}, which a .keras file or "
+            "export folder cannot hold (Keras loads a TFSMLayer only outside safe mode); use its "
+            "features with train, compare and evaluate, and serve the head beside the SavedModel"
+        )
 
 
 @dataclass(repr=False)

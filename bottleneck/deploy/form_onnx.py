@@ -6,7 +6,9 @@ whose axes are ``unk__N``. :func:`name_graph` renames them: input ``image`` (uin
 ``batch``, ``height``, ``width``), outputs ``probabilities`` (float32 ``[batch, K]``),
 ``label`` (the top class's name, a string tensor ``[batch]``: a ``Gather`` from the class
 names stored in the graph) and ``label_index`` (its column, int64 ``[batch]``); the class
-names also go into ``metadata_props`` (``classes``, a JSON list).
+names also go into ``metadata_props`` (``classes``, a JSON list). A binary, multi-label or
+regression export has one output, named as its metadata's ``output_names`` say
+(:data:`~.settings.TARGET_OUTPUT_NAMES`: ``probabilities`` or ``values``), no label outputs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bottleneck_transfer.deploy.settings import ExportSettings
+from bottleneck_transfer.deploy.settings import OUTPUT_NAMES, ExportSettings
 
 if TYPE_CHECKING:
     import keras
@@ -30,13 +32,14 @@ def write_onnx(model: keras.Model, target: Path, metadata: dict, settings: Expor
 
     model.export(str(target), format="onnx", verbose=False)
     proto = onnx.load(str(target))
-    name_graph(proto, metadata["classes"])
+    name_graph(proto, metadata["classes"], tuple(metadata.get("output_names", OUTPUT_NAMES)))
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(target))
 
 
-def name_graph(proto: Any, classes: list[str]) -> None:
-    """Name the single-input, single-output graph's tensors and add the label outputs."""
+def name_graph(proto: Any, classes: list[str], outputs: tuple[str, ...] = OUTPUT_NAMES) -> None:
+    """Name the single-input, single-output graph's tensors (the scores ``outputs[0]``) and
+    add the label outputs when ``outputs`` names them."""
     from onnx import TensorProto, helper
 
     graph = proto.graph
@@ -46,8 +49,11 @@ def name_graph(proto: Any, classes: list[str]) -> None:
         if not dim.HasField("dim_value"):
             dim.dim_param = axis
     (output,) = graph.output
-    _rename(graph, output.name, "probabilities")
+    _rename(graph, output.name, outputs[0])
     output.type.tensor_type.shape.dim[0].dim_param = "batch"
+    helper.set_model_props(proto, {"classes": json.dumps(classes)})
+    if "label" not in outputs:
+        return
     names = helper.make_tensor("class_names", TensorProto.STRING, [len(classes)], classes)
     graph.node.extend(
         [
@@ -62,7 +68,6 @@ def name_graph(proto: Any, classes: list[str]) -> None:
             helper.make_tensor_value_info("label_index", TensorProto.INT64, ["batch"]),
         ]
     )
-    helper.set_model_props(proto, {"classes": json.dumps(classes)})
 
 
 def _rename(graph: Any, old: str, new: str) -> None:

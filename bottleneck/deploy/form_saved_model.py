@@ -11,7 +11,9 @@ version folders: TF Serving serves the highest), a SavedModel with two signature
     ``image``: a uint8 tensor ``[batch, height, width, C]`` (any size; one size per call).
 
 Both give ``probabilities`` (float32 ``[batch, K]``), ``label`` (the top class's name,
-string ``[batch]``) and ``label_index`` (its column, int64 ``[batch]``). A REST request::
+string ``[batch]``) and ``label_index`` (its column, int64 ``[batch]``); a binary, multi-label
+or regression export gives only its scores, named as its metadata's ``output_names`` say
+(``probabilities`` or ``values``). A REST request::
 
     POST /v1/models/NAME:predict
     {"instances": [{"image_bytes": {"b64": "<base64 of a JPEG>"}}]}
@@ -22,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bottleneck_transfer.deploy.settings import ExportSettings
+from bottleneck_transfer.deploy.settings import OUTPUT_NAMES, ExportSettings
 from bottleneck_transfer.errors import ExportError
 
 if TYPE_CHECKING:
@@ -77,7 +79,11 @@ def write_saved_model(
     # The layers after the resize, which in a graph gives float32 pixels (not rounded).
     after_resize = keras.Model(resize.output, model.output)
 
+    names = metadata.get("output_names", OUTPUT_NAMES)
+
     def named(probabilities: Any) -> dict:
+        if "label" not in names:  # a binary, multi-label or regression target's scores
+            return {names[0]: probabilities}
         index = tf.argmax(probabilities, axis=-1)
         return {
             "probabilities": probabilities,

@@ -265,7 +265,9 @@ class SavedModelRunner:
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         out = self._loaded.serve(np.asarray(pixels, np.uint8))
-        return np.asarray(out["probabilities"] if isinstance(out, dict) else out, np.float32)
+        if isinstance(out, dict):  # the scores: probabilities, or a regression's values
+            out = out["probabilities"] if "probabilities" in out else out["values"]
+        return np.asarray(out, np.float32)
 
 
 class TFLiteRunner:

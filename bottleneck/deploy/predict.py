@@ -33,12 +33,10 @@ where it stopped. The :class:`PredictResult` then holds the counts only.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -47,17 +45,16 @@ import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.exported import Exported, load_exported
 from bottleneck_transfer.deploy.prediction_files import PredictionWriter, streamed_format
+from bottleneck_transfer.deploy.scoring import scored_batches
 from bottleneck_transfer.display import Display
-from bottleneck_transfer.errors import ExportError, ImageError, SourceError
-from bottleneck_transfer.features.batches import Batch, iter_batches
+from bottleneck_transfer.errors import SourceError
 from bottleneck_transfer.features.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from bottleneck_transfer.features.runtimes import default_batch_size
 from bottleneck_transfer.features.sources import Item, Source, open_source
 from bottleneck_transfer.features.sources.memory import open_text_lines
 from bottleneck_transfer.features.sources.text import TEXT_SUFFIX
-from bottleneck_transfer.features.text_batches import default_text_batch, iter_string_batches
+from bottleneck_transfer.features.text_batches import default_text_batch
 from bottleneck_transfer.fingerprint import fingerprint
-from tqdm.auto import tqdm
 
 FORMATS = ("csv", "json", "parquet")
 
@@ -329,6 +326,7 @@ def predict(
             workers=workers,
             strict=strict,
             max_pixels=max_pixels,
+            progress=progress,
         )
     writer = None
     if out is not None and streamed_format(out) == fmt:
@@ -374,7 +372,6 @@ def _run(
 ) -> PredictResult:
     """Score every image; rows go to ``writer`` as they come (only counts are kept, and
     the images it already holds are skipped) or are kept in the result."""
-    score = exported.scorer(batch_size)
     start = 0 if writer is None else writer.items_done
     unit = f"{exported.modality}s"
     tally = {"images": 0, "labelled": 0, "correct": 0}
@@ -384,47 +381,31 @@ def _run(
     probs: list[np.ndarray] = []
     failed: list[tuple[str, str]] = []
     started = time.perf_counter()
-    bar = tqdm(
-        total=len(source),
-        initial=start,
-        unit=unit[:-1],
-        desc=f"predict {exported.path.name}",
-        disable=(None if progress is None else not progress),
-        dynamic_ncols=True,
+    scored = scored_batches(
+        exported,
+        source,
+        batch_size,
+        workers=workers,
+        strict=strict,
+        max_pixels=max_pixels,
+        progress=progress,
+        start=start,
     )
-
-    try:
-        batches = _batches(exported, source, batch_size, start, workers, strict, max_pixels)
-        with contextlib.closing(batches):
-            for batch in batches:
-                if len(batch.items):
-                    top, top_p = _top_k(np.asarray(score(batch.pixels), np.float64), k)
-                    names = [
-                        source.class_names[item.label] if item.label >= 0 else None
-                        for item in batch.items
-                    ]
-                    if writer is None:
-                        tops.append(top)
-                        probs.append(top_p)
-                        ids += [item.id for item in batch.items]
-                        labels += names
-                    else:
-                        _tally(tally, names, top[:, 0], exported.class_names)
-                        writer.add(
-                            _rows(batch.items, names, top, top_p, exported, writer.fmt), batch.end
-                        )
-                failed += batch.failures
-                bar.update(len(batch.items) + len(batch.failures))
-                if batch.failures:
-                    bar.set_postfix(failed=len(failed))
-    except ImageError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise ExportError(
-            f"{exported.path} cannot take these {unit} ({type(exc).__name__}: {exc})"
-        ) from exc
-    finally:
-        bar.close()
+    for batch, scores in scored:
+        if len(batch.items):
+            top, top_p = _top_k(scores, k)
+            names = [
+                source.class_names[item.label] if item.label >= 0 else None for item in batch.items
+            ]
+            if writer is None:
+                tops.append(top)
+                probs.append(top_p)
+                ids += [item.id for item in batch.items]
+                labels += names
+            else:
+                _tally(tally, names, top[:, 0], exported.class_names)
+                writer.add(_rows(batch.items, names, top, top_p, exported, writer.fmt), batch.end)
+        failed += batch.failures
     seconds = time.perf_counter() - started
     return PredictResult(
         ids=ids,
@@ -438,31 +419,6 @@ def _run(
         images_per_second=(len(source) - start) / seconds if seconds > 0 else 0.0,
         tally=None if writer is None else tally,
         unit=unit,
-    )
-
-
-def _batches(
-    exported: Exported,
-    source: Source,
-    batch_size: int,
-    start: int,
-    workers: int | None,
-    strict: bool,
-    max_pixels: int,
-) -> Iterator[Batch]:
-    """The source's batches from ``start``: images decoded at the export's size, or raw
-    strings for a text export."""
-    if exported.modality == "text":
-        return iter_string_batches(source, batch_size, start=start, strict=strict)
-    return iter_batches(
-        source,
-        exported.image_size,
-        exported.channels,
-        batch_size,
-        start=start,
-        workers=workers,
-        strict=strict,
-        max_pixels=max_pixels,
     )
 
 

@@ -9,6 +9,13 @@ from bottleneck_transfer.errors import ExportError
 
 #: The outputs of the SavedModel and ONNX forms, by name: scores, class name, column index.
 OUTPUT_NAMES = ("probabilities", "label", "label_index")
+#: Their one output for a binary or multi-label target (each tag's probability: the
+#: thresholds in the metadata decide) and a regression target (the value).
+TARGET_OUTPUT_NAMES = {
+    "binary": ("probabilities",),
+    "multilabel": ("probabilities",),
+    "regression": ("values",),
+}
 #: What the uint8 input holds: no scaling outside the model (its preprocessing is inside).
 PIXELS = {
     "dtype": "uint8",

@@ -1,4 +1,5 @@
-"""Exporting a head of a binary, multi-label or regression cache as one ``.keras`` model.
+"""Exporting a head of a binary, multi-label or regression cache as one model: a ``.keras``
+file or a converted form (ONNX, TFLite, SavedModel; :mod:`.formats`).
 
 The head is fitted as :func:`~bottleneck_transfer.heads.target_compare.fit_fold` fits it in a
 comparison: its thresholds chosen on the out-of-fold scores of the cache's rows (by F1, or
@@ -13,9 +14,14 @@ comparison: its thresholds chosen on the out-of-fold scores of the cache's rows 
   and unit in the metadata's ``target``.
 
 Every other key of the metadata is a class export's (:func:`~.export.export`), with
-``classes`` naming the output columns. The export is checked on source images against the
-fitted head on the cached features (:func:`~.parity.check_parity`; regression's tolerance
-scaled by the largest value).
+``classes`` naming the output columns (also in the labels file beside it). A converted form
+is the same model converted as a class export's, with one output named ``probabilities``
+or ``values`` (:data:`~.settings.TARGET_OUTPUT_NAMES`) and no label outputs: the
+thresholds in the metadata decide. No folder form (heads without an exact Keras form) and
+no quantized TFLite (its check measures top-1 accuracy): :func:`check_target_form`. The
+export, loaded back with its own runtime, is checked on source images against the fitted
+head on the cached features (:func:`~.parity.check_parity`; regression's tolerance scaled by
+the largest value).
 """
 
 from __future__ import annotations
@@ -29,21 +35,23 @@ from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.export_model import (
     ExportResult,
     build_keras_model,
+    check_exportable_base,
+    form_metadata,
     provenance_metadata,
+    save_model,
 )
-from bottleneck_transfer.deploy.exported import (
-    Exported,
-    load_keras,
-    write_labels,
-)
+from bottleneck_transfer.deploy.exported import labels_path, write_labels
+from bottleneck_transfer.deploy.formats import CONVERTERS, KERAS_RESIZE
 from bottleneck_transfer.deploy.keras_head import _dense_layer, _fold_scaler, final_estimator
 from bottleneck_transfer.deploy.keras_head import head_layers as class_head_layers
 from bottleneck_transfer.deploy.parity import DEFAULT_ATOL, DEFAULT_SAMPLE, check_parity
+from bottleneck_transfer.deploy.settings import TARGET_OUTPUT_NAMES, ExportSettings
 from bottleneck_transfer.errors import ExportError, HeadError
+from bottleneck_transfer.features.bases.onnx_file import is_onnx_base
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.rebuild import rebuild_base
 from bottleneck_transfer.heads.declared import target_metric
-from bottleneck_transfer.heads.registry import head_kind
+from bottleneck_transfer.heads.registry import head_kind, head_names
 from bottleneck_transfer.heads.target_compare import TargetData, fit_fold, predict_scores
 
 #: The final activation of each target kind's export.
@@ -132,8 +140,52 @@ def _metadata(cache: FeatureCache, spec: str, fold: Any, described: dict, base: 
         "head": head_kind(spec).name,
         "head_spec": spec,
         "head_params": fold.params,
-        "resize": "keras",
+        "resize": KERAS_RESIZE,
     }
+
+
+def check_target_form(kind: str, spec: str, form: str, settings: ExportSettings) -> None:
+    """Refuse, before any work, what a ``kind`` target's export cannot be: a folder, a
+    quantized TFLite model, a head kind without an exact Keras form.
+
+    Raises
+    ------
+    ExportError
+        The folder form or ``--quantize``, saying what to export instead.
+    HeadError
+        A head kind that exports only as a folder, naming the ones that export.
+    """
+    if form == "folder":
+        raise ExportError(
+            f"a {kind} head exports as one model (.keras, .onnx, .tflite or --format "
+            "saved-model), not as a folder: give -o a file name with one of those suffixes"
+        )
+    if settings.quantize is not None:
+        raise ExportError(
+            f"--quantize is measured as a change of top-1 accuracy, which a {kind} target "
+            "has not: export a float .tflite model (leave --quantize out)"
+        )
+    if head_kind(spec).export_form != "keras":
+        raise HeadError(
+            f"{head_kind(spec).name} has no exact Keras form for a {kind} target; export "
+            f"one of {', '.join(exact_heads(kind))}"
+        )
+
+
+def exact_heads(kind: str) -> list[str]:
+    """The head kinds of the registry whose ``kind`` target exports (an exact Keras form)."""
+    return [name for name in head_names(kind) if head_kind(name).export_form == "keras"]
+
+
+def _check_base(cache: FeatureCache, form: str) -> None:
+    """Refuse a base ``form`` cannot hold (:func:`~.export_model.check_exportable_base`) and
+    an ONNX file base, whose one-graph export holds a class head only."""
+    check_exportable_base(cache, form)
+    if is_onnx_base(cache.provenance.get("base", {})):
+        raise ExportError(
+            f"the cache {cache.path} was made with an ONNX file base, whose export holds a "
+            f"class head only; a {cache.target.kind} head of it is not exported yet"
+        )
 
 
 def export_target(
@@ -141,46 +193,57 @@ def export_target(
     out: str | Path,
     *,
     head: str = "logreg",
+    form: str = "keras",
+    settings: ExportSettings | None = None,
     sample: int = DEFAULT_SAMPLE,
     atol: float = DEFAULT_ATOL,
     cost_ratio: float | None = None,
+    tune: bool = False,
+    metric: str | None = None,
     seed: int = 0,
 ) -> ExportResult:
-    """Export ``head`` fitted on a binary, multi-label or regression cache to ``out``
-    (a ``.keras`` file; see the module).
+    """Export ``head`` fitted on a binary, multi-label or regression cache to ``out``, in
+    ``form`` (``keras`` or a converted form of :data:`~.formats.CONVERTERS`; ``out`` checked
+    and placed by :func:`~.export.export`); see the module. ``tune`` searches the head's
+    coarse grid by ``metric`` (the kind's default: None) on the rows' inner folds, as
+    :func:`~bottleneck_transfer.heads.target_compare.compare_targets` does.
 
     Raises
     ------
     HeadError
         A head that does not fit the target or has no exact Keras form.
     ExportError
-        ``out`` is not a ``.keras`` file, or the parity check failed.
+        A form or setting :func:`check_target_form` refuses, a base the form cannot hold,
+        or the parity check failed.
     """
     started = time.perf_counter()
-    out = Path(out)
-    if out.suffix != ".keras":
-        raise ExportError(
-            f"a binary, multi-label or regression head exports as one .keras file. "
-            f"Received: out={str(out)!r}"
-        )
+    out, settings = Path(out), settings or ExportSettings()
+    converter = CONVERTERS.get(form)
     with FeatureCache.open(cache) as opened:
+        kind = opened.target.kind
+        check_target_form(kind, head, form, settings)
+        _check_base(opened, form)
+        described = opened.provenance.get("base", {})
         data = TargetData.read(opened)
-        kind = data.target.kind
-        rows = np.arange(len(data.y))
-        metric = target_metric(kind, None)
+        rows = np.arange(len(data.y))  # fitted on every row, thresholds on their inner folds
+        chosen = target_metric(kind, metric)
         fold = fit_fold(
-            head, data, (rows, rows), metric, tune=False, seed=seed, cost_ratio=cost_ratio
+            head, data, (rows, rows), chosen, tune=tune, seed=seed, cost_ratio=cost_ratio
         )
         layers = target_layers(fold.head, opened.dim, kind)
-        described = opened.provenance.get("base", {})
         rebuilt = rebuild_base(described, cache_path=opened.path)
         metadata = _metadata(opened, head, fold, described, rebuilt)
-        model = build_keras_model(rebuilt, layers, metadata)
+        resize = None
+        if converter is not None:
+            metadata["resize"] = converter.resize
+            outputs = TARGET_OUTPUT_NAMES[kind]
+            metadata.update(form_metadata(converter, described["input_shape"], settings, outputs))
+            resize = converter.resize_layer(rebuilt.image_size)
+        model = build_keras_model(rebuilt, layers, metadata, resize)
+        scale = max(1.0, float(np.abs(data.y).max())) if kind == "regression" else 1.0
+        parity = None
         with atomic_path(out) as target:
-            model.save(target)
-            loaded = Exported(target, "keras", metadata, load_keras(target))
-            scale = max(1.0, float(np.abs(data.y).max())) if kind == "regression" else 1.0
-            parity = None
+            loaded = save_model(model, target, converter, metadata, settings)
             if sample > 0:
                 parity = check_parity(
                     loaded,
@@ -190,10 +253,12 @@ def export_target(
                     sample=sample,
                     atol=atol * scale,
                 )
-        labels = write_labels(out, metadata["classes"])
+            if target.is_dir():
+                write_labels(target, metadata["classes"])
+        labels = labels_path(out) if out.is_dir() else write_labels(out, metadata["classes"])
     return ExportResult(
         path=out,
-        kind="keras",
+        kind=form,
         labels=labels,
         head=metadata["head"],
         classes=metadata["classes"],

@@ -11,7 +11,6 @@ The columns, after ``id``:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import time
@@ -22,9 +21,9 @@ from typing import Any, TextIO
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
 from bottleneck_transfer.deploy.exported import Exported
+from bottleneck_transfer.deploy.scoring import scored_batches
 from bottleneck_transfer.display import Display
 from bottleneck_transfer.errors import ExportError
-from bottleneck_transfer.features.batches import iter_batches
 from bottleneck_transfer.features.sources import Source
 from bottleneck_transfer.features.targets import TAG_SEPARATOR, Target
 
@@ -108,31 +107,31 @@ def predict_targets(
     workers: int | None,
     strict: bool,
     max_pixels: int,
+    progress: bool | None = None,
 ) -> TargetPredictions:
-    """Run a target export on every image of ``source``; write CSV or JSON to ``out``."""
+    """Run a target export on every image of ``source`` (the class predictions' loop,
+    :func:`~.scoring.scored_batches`); write CSV or JSON to ``out``."""
     if fmt not in ("csv", "json"):
         raise ExportError(f"{exported.path} predicts CSV or JSON files. Received: fmt={fmt!r}")
     target = Target.from_dict(exported.metadata["target"])
     started = time.perf_counter()
-    score = exported.scorer(batch_size)
     ids: list[str] = []
     blocks: list[np.ndarray] = []
     failed: list[tuple[str, str]] = []
-    batches = iter_batches(
+    scored = scored_batches(
+        exported,
         source,
-        exported.image_size,
-        exported.channels,
         batch_size,
         workers=workers,
         strict=strict,
         max_pixels=max_pixels,
+        progress=progress,
     )
-    with contextlib.closing(batches):
-        for batch in batches:
-            if len(batch.items):
-                blocks.append(np.asarray(score(batch.pixels), np.float64))
-                ids += [item.id for item in batch.items]
-            failed += batch.failures
+    for batch, scores in scored:
+        if len(batch.items):
+            blocks.append(scores)
+            ids += [item.id for item in batch.items]
+        failed += batch.failures
     values = np.concatenate(blocks) if blocks else np.zeros((0, len(target.outputs)))
     result = TargetPredictions(
         ids,

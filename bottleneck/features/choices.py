@@ -20,8 +20,16 @@ ENGINES: dict[str, str] = {"local": "local", "dask": "dask", "ray": "ray"}
 RUNTIMES: dict[str, str] = {"keras": "keras", "onnx": "onnx"}
 #: Input layouts of an ONNX file base (``--layout``, :mod:`features.bases.onnx_file`).
 LAYOUTS = ("nchw", "nhwc")
-#: What ``--runtime`` accepts.
+#: What ``--runtime`` accepts (the CLI's choices; checks read :func:`runtime_choices`).
 RUNTIME_CHOICES = ("auto", *RUNTIMES)
+
+
+def runtime_choices() -> tuple[str, ...]:
+    """What ``runtime`` accepts now: ``auto`` and each registered runtime (read at call time,
+    so a runtime is one entry in :data:`RUNTIMES`)."""
+    return ("auto", *RUNTIMES)
+
+
 #: Seconds a cluster run (``--engine dask|ray``) may wait before it stops with one line
 #: (``--timeout``): to reach the scheduler, for a first worker, and while no worker runs its
 #: shards (all workers died).

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bottleneck_transfer.features.cache.format import check_storage
-from bottleneck_transfer.features.choices import ENGINES, RUNTIME_CHOICES
+from bottleneck_transfer.features.choices import ENGINES, runtime_choices
 from bottleneck_transfer.features.decode import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
@@ -193,9 +193,9 @@ class ExtractOptions:
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1. Received: batch_size={self.batch_size}")
         check_storage(self.store_dtype, self.compression)
-        if self.runtime is not None and self.runtime not in RUNTIME_CHOICES:
+        if self.runtime is not None and self.runtime not in runtime_choices():
             raise ValueError(
-                f"runtime must be one of {', '.join(RUNTIME_CHOICES)}. "
+                f"runtime must be one of {', '.join(runtime_choices())}. "
                 f"Received: runtime={self.runtime!r}"
             )
         if self.engine not in ENGINES:

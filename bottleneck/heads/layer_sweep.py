@@ -38,7 +38,7 @@ from bottleneck_transfer.heads.compare import (
     compare_heads,
     held_out_text,
 )
-from bottleneck_transfer.heads.declared import metric_named
+from bottleneck_transfer.heads.declared import Metric, metric_named
 from bottleneck_transfer.heads.selection import Choice, choose
 from bottleneck_transfer.heads.stats import CV_INTERVALS, HOLDOUT_INTERVALS, family_tests
 from bottleneck_transfer.heads.training import LabeledData
@@ -215,6 +215,50 @@ def layer_sweep(
     >>> print(sweep.verdict)  # doctest: +SKIP
     """
     start = time.perf_counter()
+    read = _read_layers(caches)
+    layers = [
+        Layer(
+            one.name,
+            str(one.path),
+            one.data.space.dim,
+            compare_heads(
+                one.data,
+                one.test,
+                heads=heads,
+                cv=cv,
+                tune=tune,
+                n_bootstrap=n_bootstrap,
+                random_state=random_state,
+                n_jobs=n_jobs,
+                metric=metric,
+            ),
+        )
+        for one in read
+    ]
+    deciding = metric_named(layers[0].comparison.metric)
+    datas = {one.name: one.data for one in read}
+    choices = _choose_per_split(layers, datas, deciding, tune, random_state, n_jobs)
+    best = Counter(c.chosen for c in choices).most_common(1)[0][0]
+    layers.sort(key=lambda layer: (layer.name != best, deciding.sort_key(layer.validation)))
+    _test_against_best(layers)
+    mode = layers[0].comparison.mode
+    seconds = round(time.perf_counter() - start, 3)
+    return LayerSweep(layers, _verdict(layers), mode, seconds, choices)
+
+
+@dataclass
+class _LayerCaches:
+    """One layer's caches, read: its name, training cache and data, test data (None: CV)."""
+
+    name: str
+    path: CachePath
+    data: LabeledData
+    test: LabeledData | None
+
+
+def _read_layers(caches: Sequence[tuple[CachePath, CachePath | None]]) -> list[_LayerCaches]:
+    """Every layer's caches, read and checked: at least two layers, a test for all or none,
+    the same images through one base."""
     if len(caches) < 2:
         raise HeadError(f"a layer sweep needs at least two layer caches. Received: {len(caches)}")
     holdout = caches[0][1] is not None
@@ -229,22 +273,22 @@ def layer_sweep(
     for other in tests[1:]:
         _check_same_images(tests[0], other)
     names = _layer_names([identity for _, identity, _ in read], [p for p, _ in caches])
-    layers = []
-    for index, (name, (path, _, data)) in enumerate(zip(names, read, strict=True)):
-        comparison = compare_heads(
-            data,
-            tests[index][2] if holdout else None,
-            heads=heads,
-            cv=cv,
-            tune=tune,
-            n_bootstrap=n_bootstrap,
-            random_state=random_state,
-            n_jobs=n_jobs,
-            metric=metric,
-        )
-        layers.append(Layer(name, str(path), data.space.dim, comparison))
-    deciding = metric_named(layers[0].comparison.metric)
-    datas = {name: data for name, (_, _, data) in zip(names, read, strict=True)}
+    return [
+        _LayerCaches(name, path, data, tests[index][2] if holdout else None)
+        for index, (name, (path, _, data)) in enumerate(zip(names, read, strict=True))
+    ]
+
+
+def _choose_per_split(
+    layers: list[Layer],
+    datas: dict[str, LabeledData],
+    deciding: Metric,
+    tune: bool,
+    random_state: int,
+    n_jobs: int | None,
+) -> list[Choice]:
+    """The best layer of each split, chosen among the layers' chosen heads on that split's
+    training rows only; sets each layer's mean validation score (None if one is missing)."""
     choices = [
         choose(
             [
@@ -262,8 +306,12 @@ def layer_sweep(
     for layer in layers:
         scores = [c.scores[layer.name] for c in choices]
         layer.validation = None if None in scores else float(np.mean(scores))
-    best = Counter(c.chosen for c in choices).most_common(1)[0][0]
-    layers.sort(key=lambda layer: (layer.name != best, deciding.sort_key(layer.validation)))
+    return choices
+
+
+def _test_against_best(layers: list[Layer]) -> None:
+    """Test the best layer (first) against each other on the same rows, Holm-adjusted
+    within the layers' family; each other layer's ``test`` holds its result."""
     labels = layers[0].comparison.eval_labels
     first = layers[0].comparison
     correct = layers[0].best.predictions == labels
@@ -271,9 +319,6 @@ def layer_sweep(
     results = family_tests(pairs, "layers vs best layer", first.eval_folds, first.test_fraction)
     for layer, result in zip(layers[1:], results, strict=True):
         layer.test = result
-    mode = layers[0].comparison.mode
-    seconds = round(time.perf_counter() - start, 3)
-    return LayerSweep(layers, _verdict(layers), mode, seconds, choices)
 
 
 def _accuracy(layer: Layer) -> str:

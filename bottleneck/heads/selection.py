@@ -195,22 +195,59 @@ def choose(
     empty = np.empty(0, dtype=np.int64)
     if len(candidates) == 1:
         return Choice(names[0], metric.name, {names[0]: None}, rows, empty, "the only candidate")
-    data = candidates[0][2]
     try:
-        inner_fit, inner_val = holdout_split(
-            data.y[rows],
-            groups_within(data.groups, rows),
-            VAL_FRACTION,
-            random_state,
-            linked=None if data.linked is None else data.linked[rows],
-        )
+        fit_rows, val_rows = _inner_split(candidates[0][2], rows, random_state)
     except (SourceError, ValueError) as exc:
         reason = (
             f"no validation split from {len(rows)} training rows ({exc}): took the first "
             "listed, not a choice"
         )
         return Choice(names[0], metric.name, dict.fromkeys(names), rows, empty, reason)
-    fit_rows, val_rows = rows[inner_fit], rows[inner_val]
+    fitting = _Fitting(tune, random_state, n_jobs, memo)
+    scores, unfit = _validation_scores(candidates, fit_rows, val_rows, metric, fitting)
+    chosen = _best(names, scores, metric)
+    reason = (
+        f"best validation {metric.name} {scores[chosen]:.3f} of {len(names)}, on "
+        f"{len(val_rows)} training rows held out from their fits"
+        if scores[chosen] is not None
+        else f"no candidate has a validation {metric.name}: took the first listed"
+    ) + "".join(f"; not a candidate ({why})" for why in unfit)
+    return Choice(chosen, metric.name, scores, fit_rows, val_rows, reason)
+
+
+def _inner_split(
+    data: LabeledData, rows: np.ndarray, random_state: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` split into fitting and validation rows (stratified, seeded, groups kept)."""
+    inner_fit, inner_val = holdout_split(
+        data.y[rows],
+        groups_within(data.groups, rows),
+        VAL_FRACTION,
+        random_state,
+        linked=None if data.linked is None else data.linked[rows],
+    )
+    return rows[inner_fit], rows[inner_val]
+
+
+@dataclass
+class _Fitting:
+    """How every candidate of a choice is fitted (:func:`~.training.fit_head`'s options)."""
+
+    tune: bool
+    random_state: int
+    n_jobs: int | None
+    memo: FitMemo | None
+
+
+def _validation_scores(
+    candidates: Sequence[Candidate],
+    fit_rows: np.ndarray,
+    val_rows: np.ndarray,
+    metric: Metric,
+    fitting: _Fitting,
+) -> tuple[dict[str, float | None], list[str]]:
+    """Each candidate's ``metric`` on ``val_rows`` after fitting on ``fit_rows`` (None where
+    it cannot be fitted), and why those could not."""
     scores: dict[str, float | None] = {}
     unfit: list[str] = []
     for name, spec, candidate in candidates:
@@ -219,28 +256,27 @@ def choose(
                 spec,
                 candidate,
                 fit_rows,
-                tune=tune,
-                random_state=random_state,
-                n_jobs=n_jobs,
-                memo=memo,
+                tune=fitting.tune,
+                random_state=fitting.random_state,
+                n_jobs=fitting.n_jobs,
+                memo=fitting.memo,
                 metric=metric.name,
             )
         except HeadError as exc:  # e.g. knn with more neighbours than the inner fit rows
             scores[name] = None
             unfit.append(f"{name}: {exc}")
             continue
-        predictions, proba, classes = _predict(fit, candidate, val_rows, memo)
+        predictions, proba, classes = _predict(fit, candidate, val_rows, fitting.memo)
         scored = score(candidate.y[val_rows], predictions, proba, classes, only=[metric.key])
         scores[name] = scored[metric.key]
+    return scores, unfit
+
+
+def _best(names: list[str], scores: dict[str, float | None], metric: Metric) -> str:
+    """The name with the best score by ``metric`` (the first listed on ties or no scores)."""
     chosen = names[0]
     for name in names[1:]:
         value, best = scores[name], scores[chosen]
         if value is not None and (best is None or metric.better(value, best)):
             chosen = name
-    reason = (
-        f"best validation {metric.name} {scores[chosen]:.3f} of {len(names)}, on "
-        f"{len(val_rows)} training rows held out from their fits"
-        if scores[chosen] is not None
-        else f"no candidate has a validation {metric.name}: took the first listed"
-    ) + "".join(f"; not a candidate ({why})" for why in unfit)
-    return Choice(chosen, metric.name, scores, fit_rows, val_rows, reason)
+    return chosen

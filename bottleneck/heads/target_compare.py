@@ -380,6 +380,30 @@ def _versus(metric: Metric, head: np.ndarray, baseline: np.ndarray, point: float
     }
 
 
+def check_in_memory(cache: str | Path, budget: str | int | None, force: bool = False) -> None:
+    """Refuse a comparison whose features the memory ``budget`` would stream
+    (:class:`~.budget.MemoryPlan`; ``force``: ``--out-of-core``): a target's comparison holds
+    its features in memory.
+
+    Raises
+    ------
+    HeadError
+        One line naming the cache, its features' size and the budget, and what to do.
+    """
+    from bottleneck_transfer.heads.budget import MemoryPlan
+
+    with FeatureCache.open(cache) as opened:
+        kind, rows, dim = opened.target.kind, len(opened), opened.dim
+    plan = MemoryPlan.choose(rows, dim, budget, force=force)
+    if plan.streaming:
+        why = "--out-of-core was given" if force else "they exceed the memory budget"
+        raise HeadError(
+            f"{cache}: its features ({plan.feature_bytes / 1e9:.2f} GB) would be streamed "
+            f"({why}, {plan.budget / 1e9:.2f} GB), and a {kind} target is compared in memory "
+            "only (streaming covers class targets): raise --memory-budget, or compare a sample"
+        )
+
+
 def _setup(
     train: Any, test: Any, heads: Sequence[str] | None, metric: str | None
 ) -> tuple[TargetData, TargetData | None, list[str], Metric]:

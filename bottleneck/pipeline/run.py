@@ -6,7 +6,9 @@ and data, extracts nothing. Stage 2 reads only caches; its fits and their predic
 memoized in the store's ``fits/`` folder (:class:`~bottleneck_transfer.heads.memo.FitMemo`),
 so a second run refits nothing and exports the very fit its comparison scored. Each run
 writes a record folder with the resolved spec, the comparison report, the exported model,
-predictions and ``run.json`` (which head, with which parameters, was exported).
+predictions and ``run.json`` (which head, with which parameters, was exported). A spec with
+a binary, multi-label or regression ``[data] target`` goes on from its caches in
+:mod:`.targets`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from bottleneck_transfer.features.baselines import TFIDF, baseline_bases
 from bottleneck_transfer.features.bases import Base, load_base
 from bottleneck_transfer.features.bases.hub import spelled_path
 from bottleneck_transfer.features.cache.partial import writer_lock
+from bottleneck_transfer.features.cache.reader import target_kind_of
 from bottleneck_transfer.features.extract import extract
 from bottleneck_transfer.features.loop import cache_identity
 from bottleneck_transfer.features.sources import Source, Split, open_source, split_source
@@ -59,6 +62,7 @@ from bottleneck_transfer.heads.registry import head_kind
 from bottleneck_transfer.heads.report import format_table, write_report
 from bottleneck_transfer.heads.training import Fit, LabeledData, fit_head, train_head
 from bottleneck_transfer.pipeline.spec import load_spec
+from bottleneck_transfer.pipeline.targets import run_targets
 from bottleneck_transfer.rank.ranking import rank_bases
 from bottleneck_transfer.rank.sample import seed_cache
 from bottleneck_transfer.rank.verdict import Ranking
@@ -109,6 +113,7 @@ def _sources(spec: dict) -> dict[str, Source]:
             image_column=data["image_column"],
             label_column=data["label_column"],
             text_column=data["text_column"],
+            target=data["target"],
         )
         for split, limit in splits.items()
         if data[split] is not None
@@ -220,6 +225,29 @@ def run_pipeline(
         write_rank_report(ranking, run_dir / "rank")
         record["rank"] = ranking.to_dict()
     memo = FitMemo.of_store(store)
+    if target_kind_of(caches[("main", "train")]) == "class":
+        record["summary"] = _run_classes(spec, caches, memo, run_dir, store, record, timings, echo)
+    else:  # a binary, multi-label or regression target ([data] target)
+        record["summary"] = run_targets(spec, caches, run_dir, record, timings, echo)
+    timings["total"] = round(time.perf_counter() - started, 3)
+    record["timings"] = timings
+    write_record(record, run_dir)
+    echo("\n".join(shown_summary(record)))
+    return record
+
+
+def _run_classes(
+    spec: dict,
+    caches: dict[tuple[str, str], Path],
+    memo: FitMemo,
+    run_dir: Path,
+    store: CacheStore,
+    record: dict,
+    timings: dict[str, float],
+    echo: Callable[[str], Any],
+) -> list[str]:
+    """Compare the heads on the class caches, (a learning curve), the report, export and
+    predict; the run's summary lines."""
     t0 = time.perf_counter()
     comparison = _compare(spec, caches, memo)
     timings["compare"] = round(time.perf_counter() - t0, 3)
@@ -244,12 +272,7 @@ def run_pipeline(
         record["learning_curve"] = curve.to_dict()
     write_report(comparison, run_dir / "report", curve=curve)
     _deliver(spec, caches, comparison, memo, run_dir, store, record, timings)
-    timings["total"] = round(time.perf_counter() - started, 3)
-    record["timings"] = timings
-    record["summary"] = _summary(comparison, record)
-    write_record(record, run_dir)
-    echo("\n".join(shown_summary(record)))
-    return record
+    return _summary(comparison, record)
 
 
 def _deliver(

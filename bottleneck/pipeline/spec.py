@@ -25,9 +25,10 @@ from bottleneck_transfer.features.choices import (
     RUNTIME_CHOICES,
     STORE_DTYPES,
 )
-from bottleneck_transfer.heads.declared import METRIC_NAMES
+from bottleneck_transfer.features.targets import parse_target_spec
+from bottleneck_transfer.heads.declared import ALL_METRIC_NAMES, METRIC_NAMES, target_metric
 from bottleneck_transfer.heads.learning_curve import parse_sizes
-from bottleneck_transfer.heads.registry import default_heads, head_names, make_head
+from bottleneck_transfer.heads.registry import default_heads, head_kind, head_names, make_head
 
 BASELINE_CHOICES = ("random-base", "raw-pixels")
 #: ``[baselines] use`` also takes the text baseline (TF-IDF of the train texts).
@@ -86,20 +87,29 @@ def _list_of_str(value: Any) -> str | None:
 
 
 def _export_head(value: Any) -> str | None:
-    if value == "best" or _head_name(value) in head_names():
+    if value == "best" or _head_name(value) in head_names(None):
         return None
-    return f"must be 'best' or a head of heads.use ({', '.join(head_names())})"
+    return f"must be 'best' or a head of heads.use ({', '.join(head_names(None))})"
 
 
 def _heads(value: Any) -> str | None:
-    """Head specs of registered kinds, with parameters their estimators accept."""
-    problem = _list_of_str(value) or _choice(*head_names())(value)
+    """Head specs of registered kinds, with parameters their estimators accept (whether
+    they fit the spec's target: :func:`_check_target`)."""
+    problem = _list_of_str(value) or _choice(*head_names(None))(value)
     for head in [] if problem else value:
         try:
-            make_head(head)
+            make_head(head, target=head_kind(head).targets[0])
         except HeadError as exc:
             return str(exc).split(". Received", 1)[0]
     return problem
+
+
+def _target(value: Any) -> str | None:
+    try:
+        parse_target_spec(value)
+    except BottleneckError as exc:
+        return str(exc).split(". Received", 1)[0].removeprefix("--target ")
+    return None
 
 
 def _preprocess(value: Any) -> str | None:
@@ -190,6 +200,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "classes": Key((str, list), doc='Class subset: names, indices or ranges ("5-9").'),
         "limit": Key((int,), check=_positive, doc="Use N training images spread over train."),
         "test_limit": Key((int,), check=_positive, doc="Use N test (and val) images."),
+        "target": Key(
+            (str,),
+            check=_target,
+            doc="A CSV or JSON-lines manifest's target, as `extract --target`: binary, "
+            "multilabel, regression (or class), with :column=NAME,positive=VALUE,unit=TEXT,"
+            "empty=true; unset: inferred from the label column.",
+        ),
         "val_split": Key(
             (float,),
             check=lambda v: None if 0 < v < 1 else "must be in (0, 1)",
@@ -301,9 +318,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "metric": Key(
             (str,),
-            check=_choice(*METRIC_NAMES),
+            check=_choice(*ALL_METRIC_NAMES),
             doc="The metric that decides tuning, the winner and the verdict (as --metric); "
-            "unset: accuracy, or balanced-accuracy when classes are unequal.",
+            "unset: accuracy, or balanced-accuracy when classes are unequal (binary: roc-auc, "
+            "multi-label: map, regression: r2).",
         ),
         "learning_curve": Key(
             (list,),
@@ -592,8 +610,7 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
             "needs extract.augment, the recipe that makes the views (e.g. "
             f'"flip,crop,rotate,color"). Received: views={spec["extract"]["views"]}',
         )
-    if spec["heads"]["use"] is None:
-        spec["heads"]["use"] = list(default_heads())
+    _check_target(spec, fail)
     use = spec["heads"]["use"]
     choice = spec["export"]["head"]
     if choice != "best" and not any(choice in (head, _head_name(head)) for head in use):
@@ -604,3 +621,56 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
             f"the run compares. Received: head={choice!r}",
         )
     return spec
+
+
+#: The keys a binary, multi-label or regression target does not take, and why.
+_CLASS_ONLY = {
+    ("heads", "learning_curve"): "a learning curve subsamples labels per class",
+    ("baselines", "use"): "the target's own baseline is the mean or prevalence predictor",
+    ("rank", "candidates"): "ranking probes bases with a class head",
+    ("extract", "augment"): "augmented views are compared by the class comparison only",
+}
+
+
+def _check_target(spec: dict, fail: Callable[..., SpecError]) -> None:
+    """Fill ``heads.use`` (the target kind's default heads) and check that every head and
+    ``heads.metric`` fit the target, and that no key of :data:`_CLASS_ONLY` is set for a
+    binary, multi-label or regression target."""
+    text = spec["data"]["target"]
+    kind = (parse_target_spec(text).kind if text else None) or "class"
+    if spec["heads"]["use"] is None:
+        spec["heads"]["use"] = list(default_heads(kind))
+    for head in spec["heads"]["use"]:
+        try:
+            make_head(head, target=kind)
+        except HeadError as exc:
+            raise fail("heads", "use", str(exc).split(". Received", 1)[0]) from exc
+    metric = spec["heads"]["metric"]
+    if kind == "class":
+        if metric is not None and metric not in METRIC_NAMES:
+            raise fail(
+                "heads",
+                "metric",
+                f"{metric!r} is not a metric of class targets; valid: {', '.join(METRIC_NAMES)}",
+            )
+        return
+    if metric is not None:
+        try:
+            target_metric(kind, metric)
+        except ValueError as exc:
+            raise fail("heads", "metric", str(exc).removeprefix("--metric ")) from exc
+    choice = spec["export"]["head"]
+    if choice != "best" and head_kind(choice).export_form != "keras":
+        raise fail(
+            "export",
+            "head",
+            f"{head_kind(choice).name} has no exact Keras form for a {kind} target, so it "
+            "does not export: name a head of heads.use that does (or 'best')",
+        )
+    for (section, key), why in _CLASS_ONLY.items():
+        if spec[section][key]:
+            raise fail(
+                section,
+                key,
+                f"applies to class targets only ({why}); data.target is {kind}: leave it out",
+            )

@@ -94,6 +94,8 @@ def test_summary_limit_and_targets():
     (compare,) = [r for r in bench_module.targets(report) if r["target"].startswith("four-head")]
     assert compare["at_most"] and compare["goal"] == 0.05 and not compare["met"]
     assert "5-fold CV fits each head 5×: 0.200" in compare["note"]
+    report["results"].append({"base": "efficientnetb0", "skipped": "no weights file"})
+    assert len(bench_module.targets(report)) == len(met)  # a skipped base has no targets
 
 
 def test_photo_folder_is_made_once(tmp_path):

@@ -151,16 +151,44 @@ def test_stage_one_imports_run_down_the_chain():
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.parametrize("folder", ["features"])
-def test_no_function_is_longer_than_the_limit(folder):
+#: What the length check covers: folders (every module under them) and single modules.
+LENGTH_CHECKED = ("features", "bench", "rank", "heads/layer_sweep.py", "heads/selection.py")
+#: Modules under those folders whose long functions are still to be split; remove each
+#: one when it is (:func:`test_pending_modules_still_have_a_long_function` says when).
+LENGTH_PENDING = ("bench/runtimes.py",)
+
+
+def _long_functions(path: Path) -> list[str]:
+    """``module:line name lines`` of each function of ``path`` over the limit."""
     long = []
-    for path in sorted((PACKAGE / folder).rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                lines = node.end_lineno - node.lineno + 1
-                if lines > MAX_FUNCTION_LINES:
-                    long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} {lines}")
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = node.end_lineno - node.lineno + 1
+            if lines > MAX_FUNCTION_LINES:
+                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} {lines}")
+    return long
+
+
+def _length_checked(target: str) -> list[Path]:
+    path = PACKAGE / target
+    paths = [path] if path.suffix == ".py" else sorted(path.rglob("*.py"))
+    return [p for p in paths if p.relative_to(PACKAGE).as_posix() not in LENGTH_PENDING]
+
+
+@pytest.mark.parametrize("target", LENGTH_CHECKED)
+def test_no_function_is_longer_than_the_limit(target):
+    paths = _length_checked(target)
+    assert paths, f"{target}: no module there"
+    long = [entry for path in paths for entry in _long_functions(path)]
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(long)
+
+
+@pytest.mark.parametrize("module", LENGTH_PENDING)
+def test_pending_modules_still_have_a_long_function(module):
+    assert _long_functions(PACKAGE / module), (
+        f"{module} has no function over {MAX_FUNCTION_LINES} lines now: remove it from "
+        "LENGTH_PENDING so that the length check covers it"
+    )
 
 
 def test_no_module_of_stage_one_imports_keras_or_tensorflow_at_import_time():

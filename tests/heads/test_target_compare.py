@@ -112,6 +112,43 @@ def test_thresholds_are_chosen_on_training_rows_only(caches, monkeypatch):
     np.testing.assert_array_equal(tested, np.arange(140))
 
 
+def test_the_rows_whose_scores_choose_thresholds_are_training_rows(caches, monkeypatch):
+    """On indices: every score a threshold is chosen from (the inner folds' out-of-fold
+    scores) is of a row of the fold's training rows, and together they are all of them; the
+    held-out rows are scored once, after, by the head fitted on the training rows."""
+    from bottleneck_transfer.features.cache import FeatureCache
+
+    with FeatureCache.open(caches["binary"]) as cache:
+        index = {row.tobytes(): i for i, row in enumerate(cache.features)}
+    scored: list[np.ndarray] = []
+    real = target_compare.predict_scores
+
+    def spy(head, X, kind):
+        scored.append(np.array([index[row.tobytes()] for row in np.asarray(X, np.float32)]))
+        return real(head, X, kind)
+
+    monkeypatch.setattr(target_compare, "predict_scores", spy)
+    result = compare_targets(caches["binary"], heads=["logreg"], cv=4, n_bootstrap=50)
+    folds = [*result.baseline.folds, *result.row("logreg").folds]
+    calls = target_compare.INNER_FOLDS + 1  # the inner folds' validation rows, then the test
+    assert len(scored) == calls * len(folds)
+    for k, fold in enumerate(folds):
+        *inner, held = scored[k * calls : (k + 1) * calls]
+        chose = np.concatenate(inner)
+        assert not np.isin(chose, fold.test).any()
+        np.testing.assert_array_equal(np.sort(chose), np.sort(fold.train))
+        np.testing.assert_array_equal(held, fold.test)
+
+
+def test_every_metric_has_its_interval(caches):
+    for kind, heads in (("binary", ["logreg"]), ("multilabel", ["logreg"])):
+        result = compare_targets(caches[kind], heads=heads, cv=3, n_bootstrap=200)
+        for row in (result.row("logreg"), result.baseline):
+            assert set(row.intervals) == set(row.scores), kind
+            for key, (low, high) in ((k, v) for k, v in row.intervals.items() if v):
+                assert low - 1e-12 <= row.scores[key] <= high + 1e-12, (kind, key)
+
+
 def test_test_rows_never_move_the_threshold(caches, tmp_path):
     """Holdout: flipping every test label changes the scores, never the thresholds."""
     from bottleneck_transfer.features.cache import FeatureCache
@@ -192,6 +229,21 @@ def test_cli_compare_json_on_a_regression_cache(caches, tmp_path):
     )
     assert refused.exit_code == 1
     assert "--baseline apply to class targets only" in refused.output
+    curve = CliRunner().invoke(cli, ["compare", str(caches["regression"]), "--learning-curve", "5"])
+    assert curve.exit_code == 1 and "without learning curves" in curve.output
+
+
+def test_what_would_stream_is_refused_in_one_line(caches):
+    """A target's comparison holds its features in memory: the streaming path (a cache over
+    the memory budget, or --out-of-core) is refused naming the cache, sizes and what to do."""
+    target_compare.check_in_memory(caches["regression"], None)  # 120 x 8 floats: in memory
+    with pytest.raises(HeadError, match=r"would be streamed \(they exceed the memory budget"):
+        target_compare.check_in_memory(caches["regression"], 1000)
+    refused = CliRunner().invoke(cli, ["compare", str(caches["regression"]), "--out-of-core"])
+    assert refused.exit_code == 1, refused.output
+    said = "would be streamed (--out-of-core was given"
+    assert said in refused.output and "regression target is compared in memory" in refused.output
+    assert "Traceback" not in refused.output
 
 
 def test_copies_stay_on_one_side_of_every_split(tmp_path):

@@ -239,19 +239,26 @@ def test_run_writes_a_complete_run_record(tmp_path, photos):
     assert "Winner:" in text and "Exported:" in text and "Run record:" in text
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "fashion_mnist.toml",
-        "flowers_mobilenet.toml",
-        "digits_fashion_base.toml",
-        "wordnet_glosses.toml",
-    ],
-)
+#: The shipped ``bottleneck run`` specs; ``fashion_mnist_targets.toml`` is the targets
+#: benchmark's spec (tests/bench/test_targets_bench.py checks it).
+SHIPPED_SPECS = [
+    "fashion_mnist.toml",
+    "flowers_mobilenet.toml",
+    "digits_fashion_base.toml",
+    "wordnet_glosses.toml",
+]
+
+
+@pytest.mark.parametrize("name", SHIPPED_SPECS)
 def test_shipped_specs_are_valid(name):
     spec = load_spec(Path("pipelines") / name)
     assert spec["export"]["head"] == "best"
     assert Path(spec["outputs"]["dir"]).name == "runs"
+
+
+def test_every_shipped_spec_is_checked():
+    shipped = {path.name for path in Path("pipelines").glob("*.toml")}
+    assert shipped == {*SHIPPED_SPECS, "fashion_mnist_targets.toml"}
 
 
 @pytest.mark.slow

@@ -83,7 +83,11 @@ def test_heads_metric_is_one_of_the_declared_metrics(tmp_path):
     path.write_text(path.read_text() + '\n[heads]\nmetric = "macro-f1"\n')
     assert load_spec(path)["heads"]["metric"] == "macro-f1"
     path.write_text(path.read_text().replace('"macro-f1"', '"f1"'))
-    with pytest.raises(SpecError, match=r"heads.metric: unknown value\(s\) \['f1'\]; valid: acc"):
+    # f1 is a binary target's metric (data.target), not a class target's
+    with pytest.raises(SpecError, match=r"heads.metric: 'f1' is not a metric of class targets; v"):
+        load_spec(path)
+    path.write_text(path.read_text().replace('"f1"', '"f2"'))
+    with pytest.raises(SpecError, match=r"heads.metric: unknown value\(s\) \['f2'\]; valid: acc"):
         load_spec(path)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from bottleneck_transfer.features.choices import RUNTIME_CHOICES, RUNTIMES
+from bottleneck_transfer.features.choices import RUNTIMES, runtime_choices
 from bottleneck_transfer.features.store import RUNTIMES_FOLDER
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def get_runtime(name: str) -> Runtime:
     """
     if name not in RUNTIMES:
         raise ValueError(
-            f"runtime must be one of {', '.join(RUNTIME_CHOICES)}. Received: runtime={name!r}"
+            f"runtime must be one of {', '.join(runtime_choices())}. Received: runtime={name!r}"
         )
     return importlib.import_module(f"{__package__}.{RUNTIMES[name]}")  # type: ignore[return-value]
 
