@@ -1,24 +1,34 @@
 """Benchmark of issue 28's runtimes: Keras against ONNX Runtime, and what ``auto`` picks.
 
-``python -m bottleneck_transfer.bench.runtimes [--bases mobilenet_v2,resnet50]`` prints one
-JSON line per base as it finishes (the machine first; a table on stderr), so a run stopped
-early keeps the bases done. For each base at 224 x 224 (random weights), in one run:
+``python -m bottleneck_transfer.bench.runtimes [--bases mobilenet_v2,resnet50] [--repeats 3]``
+prints one JSON line per base as it finishes (the machine first; a table on stderr), so a
+run stopped early keeps the bases done; ``--json FILE`` also writes them. For each base at
+224 x 224 (random weights), in one run and one process:
 
 * ``model``: R_model of each runtime, its runner on preloaded uint8 pixels (what the loop
-  calls), as a marginal rate: ``(n_large - n_small) / (t_large - t_small)``, so start-up
-  and the first call cancel; ONNX Runtime also with one intra-op thread fewer.
-* ``decode``: R_decode, the extractor's decoding and resizing on all cores (marginal too).
-* ``limit``: L = 1 / (1/R_model + 1/R_decode) per runtime (the design's performance section).
+  calls): ``batch / median seconds of one call`` over ``2 x repeats`` calls after a warm
+  one (a marginal rate: tracing, compiling and allocating are in the warm call), the
+  runtimes taking turns call by call (``keras, onnx, onnx_threads_N, keras, ...``), so a
+  burst of load from elsewhere hits each alike. ONNX Runtime also with one intra-op thread
+  fewer than the cores (the threads left after decoding).
+* ``decode``: R_decode, the extractor's decoding and resizing on all cores (marginal over
+  two sizes, the median of ``repeats``).
+* ``limit``: L = 1 / (1/R_model + 1/R_decode) per runtime (the design's performance section:
+  on a CPU the model and decoding share the cores).
 * ``extract``: :func:`features.extract.extract` end to end with ``runtime`` keras, onnx and
-  auto (marginal: two source sizes, so loading the base, the store look-ups and the session
-  cancel; the conversion and auto's probe are made beforehand, they are stored once).
-* ratios: onnx/keras model and end to end, end to end / L of the faster runtime, auto / the
-  faster runtime's end-to-end rate; the ONNX Runtime session settings used.
+  auto, a marginal rate ``(n_large - n_small) / (t_large - t_small)`` over two source
+  sizes (so opening the runner, the store look-ups and the finishing write cancel), the
+  median of ``repeats``; the runtimes' order rotates each repeat. The conversion and
+  auto's probe are made before (they are stored once); the base is built once and passed
+  to every run.
+* ``cpu_ms_per_image``: this process's CPU time per image of each model and extract run
+  (medians): on a machine shared with other jobs wall-clock rates wander, CPU work less.
+* ``ratios``: onnx/keras for the model, L and end to end; end to end / L of the faster
+  runtime; auto / the faster runtime's end-to-end rate. And the session's settings.
 
 The converted graphs and probes go to the store (``$BOTTLENECK_CACHE_DIR`` or a temporary
 folder); the conversion's seconds are reported (once per base, then read back). Nothing here
-asserts a time; on a shared machine the figures are indicative (``load_average`` is
-recorded).
+asserts a time; the load average at the start and end of each base is recorded.
 """
 
 from __future__ import annotations
@@ -26,9 +36,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,44 +49,103 @@ import numpy as np
 
 #: Images of the small and large runs whose difference gives a marginal rate.
 SIZES = (64, 192)
+#: Repeats of each measurement (the median counts).
+REPEATS = 3
 
 
-def _marginal(seconds: dict[int, float]) -> float:
-    (small, t_small), (large, t_large) = sorted(seconds.items())
+def marginal(seconds: dict[int, float]) -> float:
+    """Images/s between the smallest and largest run: ``dn / dt`` (fixed costs cancel)."""
+    (small, t_small), (large, t_large) = min(seconds.items()), max(seconds.items())
     return (large - small) / max(t_large - t_small, 1e-9)
 
 
-def _timed(function: Any) -> float:
-    started = time.perf_counter()
+def rotations(names: Sequence[str], repeats: int) -> list[list[str]]:
+    """``repeats`` orders of ``names``, each starting one further (they take turns first)."""
+    k = len(names)
+    return [[names[(r + i) % k] for i in range(k)] for r in range(repeats)]
+
+
+def _cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _timed(function: Callable[[], Any]) -> tuple[float, float]:
+    """Wall and CPU seconds of ``function()``."""
+    wall, cpu = time.perf_counter(), _cpu()
     function()
-    return time.perf_counter() - started
+    return time.perf_counter() - wall, _cpu() - cpu
 
 
-def _model_rate(runner: Any, pixels: np.ndarray, batch_size: int) -> float:
-    def run(n: int) -> None:
-        for begin in range(0, n, batch_size):
-            runner(pixels[begin : begin + batch_size])
+def model_rates(
+    runners: dict[str, Any], pixels: np.ndarray, calls: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each runner's images/s (batch / median call) and CPU ms per image over ``calls``
+    calls taking turns, after a warm call each."""
+    for runner in runners.values():
+        runner(pixels)
+    walls: dict[str, list[float]] = {name: [] for name in runners}
+    cpus: dict[str, list[float]] = {name: [] for name in runners}
+    for order in rotations(list(runners), calls):
+        for name in order:
+            wall, cpu = _timed(lambda name=name: runners[name](pixels))
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    n = len(pixels)
+    rates = {name: n / max(statistics.median(w), 1e-9) for name, w in walls.items()}
+    cpu_ms = {name: 1000 * statistics.median(c) / n for name, c in cpus.items()}
+    return rates, cpu_ms
 
-    runner(pixels[:batch_size])  # warm: trace, compile, allocate
-    return _marginal({n: _timed(lambda n=n: run(n)) for n in SIZES})
+
+def marginal_rates(
+    runs: dict[str, Callable[[int], Any]], sizes: Sequence[int], repeats: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The median over ``repeats`` of each run's marginal rate over ``sizes`` (``run(n)``
+    does ``n`` images; the runs' order rotates each repeat) and its marginal CPU ms per
+    image."""
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    cpus: dict[str, list[float]] = {name: [] for name in runs}
+    for order in rotations(list(runs), repeats):
+        for name in order:
+            run = runs[name]
+            timed = {n: _timed(lambda n=n, run=run: run(n)) for n in sizes}
+            rates[name].append(marginal({n: wall for n, (wall, _) in timed.items()}))
+            cpu = marginal({n: cpu for n, (_, cpu) in timed.items()})
+            cpus[name].append(1000 / cpu)
+    return (
+        {name: statistics.median(r) for name, r in rates.items()},
+        {name: statistics.median(c) for name, c in cpus.items()},
+    )
 
 
-def bench_runtimes(base: str, *, image_size: int = 224, batch_size: int = 64) -> dict[str, Any]:
+def bench_runtimes(
+    base: str,
+    *,
+    image_size: int = 224,
+    batch_size: int = 64,
+    repeats: int = REPEATS,
+    sizes: Sequence[int] = SIZES,
+) -> dict[str, Any]:
     """The figures of the module docstring for ``base`` (random weights)."""
     from bottleneck_transfer.bench.suite import decode_source, limit_rate, photo_folder
-    from bottleneck_transfer.features.extract import extract
-    from bottleneck_transfer.features.runners import make_context, model_threads
+    from bottleneck_transfer.features.runners import make_context
     from bottleneck_transfer.features.runners import onnx as onnx_runtime
     from bottleneck_transfer.features.runners.keras import KerasRunner
     from bottleneck_transfer.features.runtimes import load_pass
     from bottleneck_transfer.features.sources import open_source
 
-    settings = {"weights": "none", "image_size": image_size}
-    job = load_pass(base, **settings)
+    job = load_pass(base, weights="none", image_size=image_size)
     context = make_context()
-    source = open_source(photo_folder(max(SIZES)))
-    pixels = decode_source(source, job.runner, context.threads, batch_size)
-    entry: dict[str, Any] = {"base": base, "image_size": image_size, "batch_size": batch_size}
+    source = open_source(photo_folder(max(sizes)))
+    pixels = decode_source(source, job.runner, context.threads, batch_size)[:batch_size]
+    entry: dict[str, Any] = {
+        "base": base,
+        "image_size": image_size,
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "sizes": list(sizes),
+        "load_average_start": round(os.getloadavg()[0], 2),
+    }
     started = time.perf_counter()
     onnx_runner = onnx_runtime.open(job, batch_size, context)
     entry["onnx_open_seconds"] = round(time.perf_counter() - started, 1)  # conversion if new
@@ -85,64 +156,74 @@ def bench_runtimes(base: str, *, image_size: int = 224, batch_size: int = 64) ->
         "onnx": onnx_runner,
         f"onnx_threads_{fewer.threads}": onnx_runtime.open(job, batch_size, fewer),
     }
-    model = {name: _model_rate(r, pixels, batch_size) for name, r in runners.items()}
-    decode = _marginal(
+    model, model_cpu = model_rates(runners, pixels, 2 * repeats)
+    del runners
+    decode, _ = marginal_rates(
         {
-            n: _timed(
-                lambda n=n: decode_source(
-                    replace(source, items=source.items[:n]), job.runner, context.threads, batch_size
-                )
+            "decode": lambda n: decode_source(
+                replace(source, items=source.items[:n]), job.runner, context.threads, batch_size
             )
-            for n in SIZES
-        }
+        },
+        sizes,
+        repeats,
     )
-    limits = {name: limit_rate(model[name], decode, False) for name in ("keras", "onnx")}
-
-    def run_extract(runtime: str, n: int, out: Path) -> float:
-        part = replace(source, items=source.items[:n])
-        return _timed(
-            lambda: extract(
-                part,
-                base,
-                out,
-                runtime=runtime,
-                batch_size=batch_size,
-                progress=False,
-                force=True,
-                **settings,
-            )
-        )
-
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "c.h5"
-        end_to_end = {}
-        for runtime in ("keras", "onnx", "auto"):
-            run_extract(runtime, batch_size, out)  # warm: auto probes (stored) here
-            end_to_end[runtime] = _marginal({n: run_extract(runtime, n, out) for n in SIZES})
-        from bottleneck_transfer.features.cache import FeatureCache
-
-        with FeatureCache.open(out) as cache:
-            auto = cache.provenance["extraction"]["runtime"]
-    faster = max(("keras", "onnx"), key=lambda name: end_to_end[name])
+    limits = {name: limit_rate(model[name], decode["decode"], False) for name in ("keras", "onnx")}
+    extract_rates, extract_cpu, auto = end_to_end(job, source, batch_size, repeats, sizes)
     entry.update(
-        model={k: round(v, 1) for k, v in model.items()},
-        decode=round(decode, 1),
-        limit={k: round(v, 1) for k, v in limits.items()},
-        extract={k: round(v, 1) for k, v in end_to_end.items()},
+        model={k: round(v, 2) for k, v in model.items()},
+        decode=round(decode["decode"], 1),
+        limit={k: round(v, 2) for k, v in limits.items()},
+        extract={k: round(v, 2) for k, v in extract_rates.items()},
+        cpu_ms_per_image={
+            "model": {k: round(v, 1) for k, v in model_cpu.items()},
+            "extract": {k: round(v, 1) for k, v in extract_cpu.items()},
+        },
         auto_choice=auto["name"],
         auto_probe=auto.get("probe", {}).get("rates"),
-        ratios={
-            "model_onnx_over_keras": round(model["onnx"] / model["keras"], 3),
-            "extract_onnx_over_keras": round(end_to_end["onnx"] / end_to_end["keras"], 3),
-            "limit_onnx_over_keras": round(limits["onnx"] / limits["keras"], 3),
-            "extract_over_limit_of_faster": round(
-                max(end_to_end["keras"], end_to_end["onnx"]) / max(limits.values()), 3
-            ),
-            "auto_over_faster": round(end_to_end["auto"] / end_to_end[faster], 3),
-        },
+        ratios=_ratios(model, limits, extract_rates),
+        threads={"model_threads": context.threads, "decode_workers": context.threads},
+        load_average_end=round(os.getloadavg()[0], 2),
     )
-    entry["threads"] = {"model_threads": model_threads(), "decode_workers": context.threads}
     return entry
+
+
+def end_to_end(
+    job: Any, source: Any, batch_size: int, repeats: int, sizes: Sequence[int]
+) -> tuple[dict[str, float], dict[str, float], dict]:
+    """Marginal end-to-end rates and CPU ms per image of extract with each runtime; the
+    runtime provenance of the last ``auto`` run."""
+    from bottleneck_transfer.features.cache import FeatureCache
+    from bottleneck_transfer.features.extract import extract
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = {name: Path(folder) / f"{name}.h5" for name in ("keras", "onnx", "auto")}
+
+        def run(runtime: str) -> Callable[[int], Any]:
+            def go(n: int) -> Any:
+                part = replace(source, items=source.items[:n])
+                options = {"batch_size": batch_size, "progress": False, "force": True}
+                return extract(part, job.runner, out[runtime], runtime=runtime, **options)
+
+            return go
+
+        runs = {name: run(name) for name in out}
+        for go in runs.values():
+            go(batch_size)  # warm: auto probes (stored) here
+        rates, cpu = marginal_rates(runs, sizes, repeats)
+        with FeatureCache.open(out["auto"]) as cache:
+            auto = cache.provenance["extraction"]["runtime"]
+    return rates, cpu, auto
+
+
+def _ratios(model: dict, limits: dict, extract: dict) -> dict[str, float]:
+    faster = max(("keras", "onnx"), key=lambda name: extract[name])
+    return {
+        "model_onnx_over_keras": round(model["onnx"] / model["keras"], 3),
+        "limit_onnx_over_keras": round(limits["onnx"] / limits["keras"], 3),
+        "extract_onnx_over_keras": round(extract["onnx"] / extract["keras"], 3),
+        "extract_over_limit_of_faster": round(extract[faster] / max(limits.values()), 3),
+        "auto_over_faster": round(extract["auto"] / extract[faster], 3),
+    }
 
 
 def _table(entries: list[dict]) -> str:
@@ -157,7 +238,8 @@ def _table(entries: list[dict]) -> str:
     for e in entries:
         lines.append(
             f"{e['base']}: decode {e['decode']}/s; auto -> {e['auto_choice']} "
-            f"({e['extract']['auto']}/s); ratios {json.dumps(e['ratios'])}"
+            f"({e['extract']['auto']}/s); ratios {json.dumps(e['ratios'])}; load "
+            f"{e['load_average_start']}-{e['load_average_end']}"
         )
     return "\n".join(lines)
 
@@ -167,17 +249,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bases", default="mobilenet_v2,resnet50")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="small,large")
+    parser.add_argument("--json", type=Path, help="also write the JSON lines here")
     args = parser.parse_args(argv)
     from bottleneck_transfer.bench.suite import _machine
 
+    sizes = tuple(int(n) for n in args.sizes.split(","))
     if not os.environ.get("BOTTLENECK_CACHE_DIR"):
         os.environ["BOTTLENECK_CACHE_DIR"] = tempfile.mkdtemp(prefix="bottleneck-runtimes-")
-    print(json.dumps({"machine": _machine(os.cpu_count() or 1)}), flush=True)
+    lines = [{"machine": _machine(os.cpu_count() or 1)}]
+    print(json.dumps(lines[0]), flush=True)
     for base in args.bases.split(","):
-        entry = bench_runtimes(base, image_size=args.image_size, batch_size=args.batch_size)
-        entry["load_average_end"] = round(os.getloadavg()[0], 2)
+        entry = bench_runtimes(
+            base,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            repeats=args.repeats,
+            sizes=sizes,
+        )
+        lines.append(entry)
         print(json.dumps(entry), flush=True)
         print(_table([entry]), file=sys.stderr, flush=True)
+        if args.json:
+            args.json.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
 if __name__ == "__main__":
