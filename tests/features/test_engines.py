@@ -151,6 +151,21 @@ def test_cluster_cache_equals_a_local_run_and_builds_the_base_once_per_worker(
     assert sum(builds.values()) >= 1
 
 
+def test_a_job_uses_this_process_client_of_the_scheduler(
+    cluster, source_spec, local_cache, tmp_path, monkeypatch
+):
+    from bottleneck_transfer.features.engines import dask as dask_engine
+
+    def refuse(*args):
+        raise AssertionError("a second client was connected")
+
+    monkeypatch.setattr(dask_engine, "_connect", refuse)
+    with cluster["client"].as_current():
+        _run(cluster, source_spec, tmp_path / "reused.h5")
+    _assert_same_cache(tmp_path / "reused.h5", local_cache)
+    assert cluster["client"].status == "running"  # the caller's client stays open
+
+
 def test_a_resumed_job_runs_only_the_missing_shards(cluster, source_spec, local_cache, tmp_path):
     out = tmp_path / "resumed.h5"
     source = open_source(source_spec, limit=N_IMAGES)
