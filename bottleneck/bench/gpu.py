@@ -90,7 +90,7 @@ def bench_gpu(base: str, *, image_size: int = 224, batch_size: int = 256, repeat
     runners = {"keras": KerasRunner(job.runner.model, batch_size)}
     runners.update(_onnx_runners(job, batch_size, context))
     model, _ = model_rates(runners, pixels, 2 * repeats)
-    decode, _ = marginal_rates(
+    decode = marginal_rates(
         {
             "decode": lambda n: decode_source(
                 replace(source, items=source.items[:n]), job.runner, context.threads, batch_size
@@ -98,9 +98,10 @@ def bench_gpu(base: str, *, image_size: int = 224, batch_size: int = 256, repeat
         },
         sizes,
         repeats,
-    )
-    limits = {name: limit_rate(rate, decode["decode"], True) for name, rate in model.items()}
-    extract, _, auto = end_to_end(job, source, batch_size, repeats, sizes)
+    )["decode"]["rate"]
+    limits = {name: limit_rate(rate, decode, True) for name, rate in model.items()}
+    extracted, auto = end_to_end(job, source, batch_size, repeats, sizes)
+    extract = {name: figures["rate"] for name, figures in extracted.items()}
     onnx_provider = next((n for n in runners if n not in ("keras", "onnx_cpu")), "onnx_cpu")
     return {
         "base": base,
@@ -108,7 +109,7 @@ def bench_gpu(base: str, *, image_size: int = 224, batch_size: int = 256, repeat
         "batch_size": batch_size,
         "accelerator": context.accelerator,
         "model": {k: round(v, 1) for k, v in model.items()},
-        "decode": round(decode["decode"], 1),
+        "decode": round(decode, 1),
         "limit": {k: round(v, 1) for k, v in limits.items()},
         "extract": {k: round(v, 1) for k, v in extract.items()},
         "auto_choice": auto["name"],

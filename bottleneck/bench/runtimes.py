@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -54,9 +55,16 @@ REPEATS = 3
 
 
 def marginal(seconds: dict[int, float]) -> float:
-    """Images/s between the smallest and largest run: ``dn / dt`` (fixed costs cancel)."""
+    """Images/s between the smallest and largest run: ``dn / dt`` (fixed costs cancel); NaN
+    where the larger run was not the longer (a burst of load in the small one)."""
     (small, t_small), (large, t_large) = min(seconds.items()), max(seconds.items())
-    return (large - small) / max(t_large - t_small, 1e-9)
+    return (large - small) / (t_large - t_small) if t_large > t_small else math.nan
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of the values that are numbers (NaN: none is)."""
+    kept = [v for v in values if not math.isnan(v)]
+    return statistics.median(kept) if kept else math.nan
 
 
 def rotations(names: Sequence[str], repeats: int) -> list[list[str]]:
@@ -70,11 +78,11 @@ def _cpu() -> float:
     return times.user + times.system
 
 
-def _timed(function: Callable[[], Any]) -> tuple[float, float]:
-    """Wall and CPU seconds of ``function()``."""
+def _timed(function: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall and CPU seconds of ``function()``, and what it returned."""
     wall, cpu = time.perf_counter(), _cpu()
-    function()
-    return time.perf_counter() - wall, _cpu() - cpu
+    returned = function()
+    return time.perf_counter() - wall, _cpu() - cpu, returned
 
 
 def model_rates(
@@ -88,7 +96,7 @@ def model_rates(
     cpus: dict[str, list[float]] = {name: [] for name in runners}
     for order in rotations(list(runners), calls):
         for name in order:
-            wall, cpu = _timed(lambda name=name: runners[name](pixels))
+            wall, cpu, _ = _timed(lambda name=name: runners[name](pixels))
             walls[name].append(wall)
             cpus[name].append(cpu)
     n = len(pixels)
@@ -99,23 +107,31 @@ def model_rates(
 
 def marginal_rates(
     runs: dict[str, Callable[[int], Any]], sizes: Sequence[int], repeats: int
-) -> tuple[dict[str, float], dict[str, float]]:
-    """The median over ``repeats`` of each run's marginal rate over ``sizes`` (``run(n)``
-    does ``n`` images; the runs' order rotates each repeat) and its marginal CPU ms per
-    image."""
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    cpus: dict[str, list[float]] = {name: [] for name in runs}
+) -> dict[str, dict[str, float]]:
+    """Per run, over ``repeats`` (the runs' order rotating): the median marginal rate over
+    ``sizes`` (``run(n)`` does ``n`` images) as ``rate``, its marginal CPU ms per image as
+    ``cpu_ms``, and, where ``run`` returns the seconds of its own steady part (the
+    extraction loop), that part's marginal rate as ``inner``. Repeats where the larger run
+    was not the longer are left out; ``kept`` counts the others."""
+    seen: dict[str, dict[str, list[float]]] = {
+        name: {"rate": [], "cpu_ms": [], "inner": []} for name in runs
+    }
     for order in rotations(list(runs), repeats):
         for name in order:
             run = runs[name]
             timed = {n: _timed(lambda n=n, run=run: run(n)) for n in sizes}
-            rates[name].append(marginal({n: wall for n, (wall, _) in timed.items()}))
-            cpu = marginal({n: cpu for n, (_, cpu) in timed.items()})
-            cpus[name].append(1000 / cpu)
-    return (
-        {name: statistics.median(r) for name, r in rates.items()},
-        {name: statistics.median(c) for name, c in cpus.items()},
-    )
+            figures = seen[name]
+            figures["rate"].append(marginal({n: t[0] for n, t in timed.items()}))
+            figures["cpu_ms"].append(1000 / marginal({n: t[1] for n, t in timed.items()}))
+            if all(isinstance(t[2], float) for t in timed.values()):
+                figures["inner"].append(marginal({n: t[2] for n, t in timed.items()}))
+    return {
+        name: {
+            **{key: median(values) for key, values in figures.items() if values},
+            "kept": sum(not math.isnan(v) for v in figures["rate"]),
+        }
+        for name, figures in seen.items()
+    }
 
 
 def bench_runtimes(
@@ -158,7 +174,7 @@ def bench_runtimes(
     }
     model, model_cpu = model_rates(runners, pixels, 2 * repeats)
     del runners
-    decode, _ = marginal_rates(
+    decode = marginal_rates(
         {
             "decode": lambda n: decode_source(
                 replace(source, items=source.items[:n]), job.runner, context.threads, batch_size
@@ -166,21 +182,25 @@ def bench_runtimes(
         },
         sizes,
         repeats,
-    )
-    limits = {name: limit_rate(model[name], decode["decode"], False) for name in ("keras", "onnx")}
-    extract_rates, extract_cpu, auto = end_to_end(job, source, batch_size, repeats, sizes)
+    )["decode"]["rate"]
+    limits = {name: limit_rate(model[name], decode, False) for name in ("keras", "onnx")}
+    extracted, auto = end_to_end(job, source, batch_size, repeats, sizes)
+    rates = {name: figures["rate"] for name, figures in extracted.items()}
+    loop = {name: figures.get("inner", math.nan) for name, figures in extracted.items()}
     entry.update(
         model={k: round(v, 2) for k, v in model.items()},
-        decode=round(decode["decode"], 1),
+        decode=round(decode, 1),
         limit={k: round(v, 2) for k, v in limits.items()},
-        extract={k: round(v, 2) for k, v in extract_rates.items()},
+        extract={k: round(v, 2) for k, v in rates.items()},
+        extract_loop={k: round(v, 2) for k, v in loop.items()},
+        repeats_kept={k: f["kept"] for k, f in extracted.items()},
         cpu_ms_per_image={
             "model": {k: round(v, 1) for k, v in model_cpu.items()},
-            "extract": {k: round(v, 1) for k, v in extract_cpu.items()},
+            "extract": {k: round(f["cpu_ms"], 1) for k, f in extracted.items()},
         },
         auto_choice=auto["name"],
         auto_probe=auto.get("probe", {}).get("rates"),
-        ratios=_ratios(model, limits, extract_rates),
+        ratios=_ratios(model, limits, rates, loop),
         threads={"model_threads": context.threads, "decode_workers": context.threads},
         load_average_end=round(os.getloadavg()[0], 2),
     )
@@ -189,8 +209,9 @@ def bench_runtimes(
 
 def end_to_end(
     job: Any, source: Any, batch_size: int, repeats: int, sizes: Sequence[int]
-) -> tuple[dict[str, float], dict[str, float], dict]:
-    """Marginal end-to-end rates and CPU ms per image of extract with each runtime; the
+) -> tuple[dict[str, dict[str, float]], dict]:
+    """:func:`marginal_rates` of extract with each runtime (``inner``: of its loop, from the
+    cache's ``stage_seconds``, without opening the runner and finishing the file); the
     runtime provenance of the last ``auto`` run."""
     from bottleneck_transfer.features.cache import FeatureCache
     from bottleneck_transfer.features.extract import extract
@@ -198,30 +219,35 @@ def end_to_end(
     with tempfile.TemporaryDirectory() as folder:
         out = {name: Path(folder) / f"{name}.h5" for name in ("keras", "onnx", "auto")}
 
-        def run(runtime: str) -> Callable[[int], Any]:
-            def go(n: int) -> Any:
+        def run(runtime: str) -> Callable[[int], float]:
+            def go(n: int) -> float:
                 part = replace(source, items=source.items[:n])
                 options = {"batch_size": batch_size, "progress": False, "force": True}
-                return extract(part, job.runner, out[runtime], runtime=runtime, **options)
+                extract(part, job.runner, out[runtime], runtime=runtime, **options)
+                with FeatureCache.open(out[runtime]) as cache:
+                    stages = cache.provenance["extraction"]["stage_seconds"]
+                return float(sum(stages.values()))
 
             return go
 
         runs = {name: run(name) for name in out}
         for go in runs.values():
             go(batch_size)  # warm: auto probes (stored) here
-        rates, cpu = marginal_rates(runs, sizes, repeats)
+        figures = marginal_rates(runs, sizes, repeats)
         with FeatureCache.open(out["auto"]) as cache:
             auto = cache.provenance["extraction"]["runtime"]
-    return rates, cpu, auto
+    return figures, auto
 
 
-def _ratios(model: dict, limits: dict, extract: dict) -> dict[str, float]:
+def _ratios(model: dict, limits: dict, extract: dict, loop: dict) -> dict[str, float]:
     faster = max(("keras", "onnx"), key=lambda name: extract[name])
+    limit = max(limits.values())
     return {
         "model_onnx_over_keras": round(model["onnx"] / model["keras"], 3),
         "limit_onnx_over_keras": round(limits["onnx"] / limits["keras"], 3),
         "extract_onnx_over_keras": round(extract["onnx"] / extract["keras"], 3),
-        "extract_over_limit_of_faster": round(extract[faster] / max(limits.values()), 3),
+        "extract_over_limit_of_faster": round(extract[faster] / limit, 3),
+        "loop_over_limit_of_faster": round(loop.get(faster, math.nan) / limit, 3),
         "auto_over_faster": round(extract["auto"] / extract[faster], 3),
     }
 

@@ -3,6 +3,7 @@ runs take turns, medians resist a slow outlier, shards split evenly; no wall-clo
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -15,6 +16,12 @@ def test_a_marginal_rate_cancels_the_fixed_cost():
     fixed, per_image = 7.0, 0.1  # seconds
     seconds = {n: fixed + per_image * n for n in (192, 64)}
     assert runtimes.marginal(seconds) == pytest.approx(10.0)
+
+
+def test_a_marginal_rate_of_a_small_run_slower_than_the_large_is_no_number():
+    assert math.isnan(runtimes.marginal({64: 9.0, 192: 8.0}))
+    assert runtimes.median([math.nan, 3.0, 5.0]) == 4.0
+    assert math.isnan(runtimes.median([math.nan]))
 
 
 def test_rotations_put_each_name_first_once():
@@ -50,14 +57,17 @@ def test_marginal_rates_take_the_median_over_repeats():
     slow_once = iter([0.5, 0.0, 0.0])  # one repeat hit by a burst of load
 
     def run(name: str):
-        def go(n: int) -> None:
+        def go(n: int) -> float:
             calls.append((name, n))
             time.sleep(0.001 * n + (next(slow_once) if name == "a" and n == 64 else 0))
+            return 0.002 * n  # the steady part's own seconds
 
         return go
 
-    rates, _ = runtimes.marginal_rates({"a": run("a"), "b": run("b")}, (16, 64), 3)
-    assert rates["a"] == pytest.approx(rates["b"], rel=0.5)  # the outlier does not count
+    figures = runtimes.marginal_rates({"a": run("a"), "b": run("b")}, (16, 64), 3)
+    assert figures["a"]["rate"] == pytest.approx(figures["b"]["rate"], rel=0.5)  # no outlier
+    assert figures["a"]["inner"] == pytest.approx(500.0)
+    assert figures["b"]["kept"] == 3
     assert [name for name, n in calls if n == 16] == ["a", "b", "b", "a", "a", "b"]
 
 
