@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import platform
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,9 @@ class ShardJob:
     task: ShardTask
     shards: list[Shard]
     timeout: float
+    #: This run of the job: its task names differ from an earlier run's, whose results a
+    #: client kept between jobs may still hold (the scheduler would return them unrun).
+    run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     def targets(self, shard: Shard) -> list[str]:
         """The shard caches of ``shard``, one per cache of the pass."""
@@ -237,8 +241,9 @@ class ShardJob:
         return sum(self.done(shard) for shard in self.shards)
 
     def task_key(self, shard: Shard) -> str:
-        """A task name unique to this job and shard."""
-        return f"bottleneck-shard-{self.plan.prints[0].split(':')[-1][:16]}-{shard.index:05d}"
+        """A task name unique to this run of the job and shard."""
+        job = self.plan.prints[0].split(":")[-1][:16]
+        return f"bottleneck-shard-{job}-{self.run_id}-{shard.index:05d}"
 
     def progress_bar(self, todo: list[Shard]) -> Any:
         """A progress bar over the images of ``todo``."""
