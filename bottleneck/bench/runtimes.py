@@ -21,8 +21,10 @@ run stopped early keeps the bases done; ``--json FILE`` also writes them. For ea
   median of ``repeats``; the runtimes' order rotates each repeat. The conversion and
   auto's probe are made before (they are stored once); the base is built once and passed
   to every run.
-* ``cpu_ms_per_image``: this process's CPU time per image of each model and extract run
-  (medians): on a machine shared with other jobs wall-clock rates wander, CPU work less.
+* ``cpu_ms_per_image``: this process's CPU time per image of each model, decode and extract
+  run (medians): on a machine shared with other jobs wall-clock rates wander, CPU work less;
+  so the ratios also say how much CPU work extract adds to the model's and decoding's, and
+  whether ``auto`` costs what the runtime it chose costs.
 * ``ratios``: onnx/keras for the model, L and end to end; end to end / L of the faster
   runtime; auto / the faster runtime's end-to-end rate. And the session's settings.
 
@@ -174,7 +176,7 @@ def bench_runtimes(
     }
     model, model_cpu = model_rates(runners, pixels, 2 * repeats)
     del runners
-    decode = marginal_rates(
+    decoded = marginal_rates(
         {
             "decode": lambda n: decode_source(
                 replace(source, items=source.items[:n]), job.runner, context.threads, batch_size
@@ -182,7 +184,8 @@ def bench_runtimes(
         },
         sizes,
         repeats,
-    )["decode"]["rate"]
+    )["decode"]
+    decode = decoded["rate"]
     limits = {name: limit_rate(model[name], decode, False) for name in ("keras", "onnx")}
     extracted, auto = end_to_end(job, source, batch_size, repeats, sizes)
     rates = {name: figures["rate"] for name, figures in extracted.items()}
@@ -196,11 +199,15 @@ def bench_runtimes(
         repeats_kept={k: f["kept"] for k, f in extracted.items()},
         cpu_ms_per_image={
             "model": {k: round(v, 1) for k, v in model_cpu.items()},
+            "decode": round(decoded["cpu_ms"], 2),
             "extract": {k: round(f["cpu_ms"], 1) for k, f in extracted.items()},
         },
         auto_choice=auto["name"],
         auto_probe=auto.get("probe", {}).get("rates"),
-        ratios=_ratios(model, limits, rates, loop),
+        ratios={
+            **_ratios(model, limits, rates, loop),
+            **_cpu_ratios(model_cpu, decoded["cpu_ms"], extracted, auto["name"]),
+        },
         threads={"model_threads": context.threads, "decode_workers": context.threads},
         load_average_end=round(os.getloadavg()[0], 2),
     )
@@ -249,6 +256,20 @@ def _ratios(model: dict, limits: dict, extract: dict, loop: dict) -> dict[str, f
         "extract_over_limit_of_faster": round(extract[faster] / limit, 3),
         "loop_over_limit_of_faster": round(loop.get(faster, math.nan) / limit, 3),
         "auto_over_faster": round(extract["auto"] / extract[faster], 3),
+    }
+
+
+def _cpu_ratios(
+    model_cpu: dict[str, float], decode_cpu: float, extracted: dict, auto: str
+) -> dict[str, float]:
+    """Ratios of CPU work, which a busy machine moves far less than wall-clock rates: the
+    model's and decoding's CPU ms per image over extract's (1: extract adds no work), for
+    the runtime ``auto`` chose; and extract's CPU ms per image with that runtime over with
+    ``auto`` (1: auto's choice runs as that runtime does)."""
+    cpu = {name: figures["cpu_ms"] for name, figures in extracted.items()}
+    return {
+        "cpu_model_and_decode_over_extract": round((model_cpu[auto] + decode_cpu) / cpu[auto], 3),
+        "cpu_auto_choice_over_auto": round(cpu[auto] / cpu["auto"], 3),
     }
 
 
