@@ -181,11 +181,17 @@ class Plan:
 
     @classmethod
     def make(
-        cls, source: Source, job: Pass, paths: Sequence[str | Path], options: ExtractOptions
+        cls,
+        source: Source,
+        job: Pass,
+        paths: Sequence[str | Path],
+        options: ExtractOptions,
+        manifest: dict | None = None,
     ) -> Plan:
-        """The plan of ``job`` over ``source`` into ``paths``."""
+        """The plan of ``job`` over ``source`` into ``paths`` (``manifest``: the source's,
+        when the caller has just read it; else read here)."""
         check_modality(source, job.runner)
-        manifest = source.manifest()
+        manifest = source.manifest() if manifest is None else manifest
         batch_size = options.batch_size or _default_batch(job.runner, len(source))
         options = options.replace(batch_size=batch_size)
         views = options.made_views()
@@ -300,11 +306,16 @@ def run_missing(plan: Plan, run: Callable[[Plan], ExtractResult]) -> list[Extrac
 
 
 def extract_here(
-    source: Source, job: Pass, paths: Sequence[str | Path], options: ExtractOptions
+    source: Source,
+    job: Pass,
+    paths: Sequence[str | Path],
+    options: ExtractOptions,
+    manifest: dict | None = None,
 ) -> list[ExtractResult]:
     """Extract ``source`` in one pass of ``job`` into ``paths`` in this process: what a shard
-    task of the cluster engines runs (resuming the shard's partial files)."""
-    plan = Plan.make(source, job, paths, options)
+    task of the cluster engines runs (resuming the shard's partial files); ``manifest`` as
+    in :meth:`Plan.make`."""
+    plan = Plan.make(source, job, paths, options, manifest)
     with locked(plan.paths, options.wait):
         return run_missing(plan, run_local)
 
