@@ -445,7 +445,7 @@ def _run(writer: CacheWriter, out: Path, plan: Plan) -> ExtractResult:
             writer.commit()
         writer.close()
         if isinstance(exc, KeyboardInterrupt):
-            raise Interrupted(_kept(writer, out, len(source))) from exc
+            raise Interrupted(_kept(writer, out, source)) from exc
         raise
     finally:
         bar.close()
@@ -470,7 +470,7 @@ def _run(writer: CacheWriter, out: Path, plan: Plan) -> ExtractResult:
         **(_text_provenance(plan, counts) if counts else {}),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    _finalize(writer, out, extraction, len(source))
+    _finalize(writer, out, extraction, source)
     return finished(
         out,
         resumed_from=resumed_from,
@@ -548,7 +548,7 @@ def _text_provenance(plan: Plan, counts: dict[str, int]) -> dict:
     return {"text": text_provenance(counts, plan.job.runner.encoder.max_length)}
 
 
-def _finalize(writer: CacheWriter, out: Path, extraction: dict, n_items: int) -> None:
+def _finalize(writer: CacheWriter, out: Path, extraction: dict, source: Source) -> None:
     """Assemble ``out`` from the writer's chunks; a Ctrl-C or SIGTERM meanwhile is
     :class:`Interrupted`, saying what is kept."""
     try:
@@ -560,12 +560,13 @@ def _finalize(writer: CacheWriter, out: Path, extraction: dict, n_items: int) ->
             raise Interrupted(
                 f"after {out} was written: the next run removes what is left of {partial_path(out)}"
             ) from exc
-        raise Interrupted(f"while assembling {out}: " + _kept(writer, out, n_items)) from exc
+        raise Interrupted(f"while assembling {out}: " + _kept(writer, out, source)) from exc
 
 
-def _kept(writer: CacheWriter, out: Path, n_items: int) -> str:
-    """What an interrupted extraction kept, and how to go on."""
+def _kept(writer: CacheWriter, out: Path, source: Source) -> str:
+    """What an interrupted extraction kept (counted in images or texts), and how to go on."""
+    items = "images" if source.modality == "image" else "texts"
     return (
-        f"{writer.rows} rows ({writer.items_done} of {n_items} items) are kept in "
+        f"{writer.rows} rows ({writer.items_done} of {len(source)} {items}) are kept in "
         f"{partial_path(out)}; run the same command again to resume"
     )
