@@ -58,6 +58,8 @@ EPOCHS = 5
 #: where ``alpha = 1 / (C * n)`` is small). On the 5-class test fixture, 5 passes end within
 #: 0.7 % of the optimum of the objective (logreg, 3 %), and 0.3 points of its accuracy.
 SGD_STEP, SGD_POWER = 4.0, 0.25
+#: Rows per step of the minibatch solver (:func:`sgd_linear`).
+MINIBATCH = 256
 #: Blocks (from random places of the rows) mixed into one SGD step: class-sorted caches
 #: (class folders) would otherwise give steps of one class.
 BLOCKS_PER_STEP = 8
@@ -100,8 +102,10 @@ class Scaled:
         return n_rows(self.source)
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        X = self.source[key]
-        return np.asarray(self.transformer.transform(X), dtype=np.float32)
+        X = np.asarray(self.source[key], dtype=np.float32)
+        if X.base is not None or not X.flags.writeable:  # a view of features kept elsewhere
+            X = X.copy()
+        return np.asarray(self.transformer.transform(X, copy=False), dtype=np.float32)
 
 
 def fit_scaler(scaler: Any, source: Any, chunk_rows: int) -> Any:
@@ -216,39 +220,78 @@ def sgd_linear(
     epochs: int,
     seed: int,
 ) -> SGDClassifier:
-    """Averaged SGD minimising ``mean(loss) + alpha * |w|^2 / 2`` over ``epochs`` passes of
-    ``epoch()`` (``(X, y)`` steps), returned as a classifier of the rows as given.
+    """Averaged minibatch SGD minimising ``mean(loss) + alpha * |w|^2 / 2`` one-vs-rest
+    (``loss``: ``"log_loss"`` or ``"hinge"``, per class as :class:`SGDClassifier`) over
+    ``epochs`` passes of ``epoch()`` (``(X, y)`` steps, consumed in place), returned as an
+    :class:`SGDClassifier` of the rows as given.
 
-    The rows are centred and scaled to unit root-mean-square norm (the mean and norm of the
-    first step), with ``alpha`` scaled to match (``alpha * scale**2``), and the model folded
-    back at the end: the same objective, its minimum unchanged (the intercept is not
-    penalised), but one step size (:data:`SGD_STEP`) suits every input. scikit-learn's
-    default steps on the rows as they are fell 4 points short of the in-memory head on
-    Nyström-mapped rows (norm about 0.7, off centre) after 5 passes.
+    Each step of :data:`MINIBATCH` rows is two matrix products (BLAS) for every class at
+    once, where scikit-learn's ``partial_fit`` updates one class and one row at a time (on
+    200,000 x 1,280 rows, 10 classes, it ran at about 2,000 rows/s per pass on this
+    machine). The rows are centred and scaled to unit root-mean-square norm in place (the
+    mean and norm of the first step), with ``alpha`` scaled to match (``alpha * scale**2``),
+    and the model folded back at the end: the same objective, its minimum unchanged (the
+    intercept is not penalised), but one step size (:data:`SGD_STEP`) suits every input.
     """
-    sgd, center, scale = None, 0.0, 1.0
+    solver: _MinibatchSGD | None = None
     for _ in range(epochs):
         for X, labels in epoch():
-            if sgd is None:
-                center = X.mean(axis=0)
-                norm = float(np.sqrt(np.mean(np.sum((X - center) ** 2, axis=1))))
-                scale = 1.0 / norm if norm > 0 else 1.0
-                scaled_alpha = alpha * scale**2
-                sgd = SGDClassifier(
-                    loss=loss,
-                    alpha=scaled_alpha,
-                    average=True,
-                    learning_rate="invscaling",
-                    eta0=1.0 / (1.0 / SGD_STEP + scaled_alpha),  # 1 / L, L: loss + penalty
-                    power_t=SGD_POWER,
-                    random_state=seed,
-                )
-            sgd.partial_fit((X - center) * scale, labels, classes=classes)
-    if sgd is None:
+            if solver is None:
+                solver = _MinibatchSGD(X, classes, loss, alpha)
+            solver.step_through(X, labels)
+    if solver is None:
         raise HeadError("no rows to fit")
-    sgd.coef_ = sgd.coef_ * scale
-    sgd.intercept_ = sgd.intercept_ - sgd.coef_ @ center
-    return sgd
+    return solver.classifier(seed)
+
+
+class _MinibatchSGD:
+    """The state of :func:`sgd_linear`: weights, their running average and the step count."""
+
+    def __init__(self, X: np.ndarray, classes: np.ndarray, loss: str, alpha: float) -> None:
+        self.center = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+        norm = float(np.sqrt(np.mean(np.sum((X - self.center) ** 2, axis=1))))
+        self.scale = 1.0 / norm if norm > 0 else 1.0
+        self.classes, self.loss = classes, loss
+        self.alpha = alpha * self.scale**2
+        self.eta0 = 1.0 / (1.0 / SGD_STEP + self.alpha)  # 1 / L, L: loss + penalty
+        columns = 1 if len(classes) == 2 else len(classes)
+        self.W = np.zeros((columns, X.shape[1]), np.float32)
+        self.b = np.zeros(columns, np.float32)
+        self.W_mean, self.b_mean, self.t = self.W.copy(), self.b.copy(), 0
+
+    def step_through(self, X: np.ndarray, labels: np.ndarray) -> None:
+        """Minibatch steps over the rows of ``X`` in order (scaled in place first)."""
+        X = np.asarray(X, dtype=np.float32)
+        X -= self.center
+        X *= np.float32(self.scale)
+        index = np.searchsorted(self.classes, labels)
+        targets = (
+            (index == 1)[:, None] if len(self.W) == 1 else index[:, None] == np.arange(len(self.W))
+        ).astype(np.float32)
+        for start in range(0, len(X), MINIBATCH):
+            x, target = X[start : start + MINIBATCH], targets[start : start + MINIBATCH]
+            scores = x @ self.W.T + self.b
+            if self.loss == "hinge":
+                sign = 2 * target - 1
+                gradient = -sign * (sign * scores < 1)
+            else:
+                gradient = 1 / (1 + np.exp(-scores)) - target
+            gradient /= len(x)
+            self.t += 1
+            eta = np.float32(self.eta0 / self.t**SGD_POWER)
+            self.W *= 1 - eta * np.float32(self.alpha)
+            self.W -= eta * (gradient.T @ x)
+            self.b -= eta * gradient.sum(axis=0)
+            self.W_mean += (self.W - self.W_mean) / self.t
+            self.b_mean += (self.b - self.b_mean) / self.t
+
+    def classifier(self, seed: int) -> SGDClassifier:
+        """The averaged model as an :class:`SGDClassifier` of the unscaled rows."""
+        sgd = SGDClassifier(loss=self.loss, alpha=self.alpha, average=True, random_state=seed)
+        sgd.coef_ = self.W_mean.astype(np.float64) * self.scale
+        sgd.intercept_ = self.b_mean.astype(np.float64) - sgd.coef_ @ self.center
+        sgd.classes_, sgd.n_features_in_, sgd.t_ = self.classes, self.W.shape[1], float(self.t)
+        return sgd
 
 
 def predict_source(

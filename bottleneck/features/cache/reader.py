@@ -331,6 +331,11 @@ class FeatureCache(Display):
         """Row ids: paths relative to the source root, or ``array:<index>``."""
         return list(self._h5["ids"].asstr()[...])
 
+    @_reads
+    def read_ids(self, start: int, stop: int) -> list[str]:
+        """The ids of rows ``start:stop`` alone (streaming readers: never all ids at once)."""
+        return list(self._h5["ids"].asstr()[start:stop])
+
     @property
     @_reads
     def class_names(self) -> list[str]:
