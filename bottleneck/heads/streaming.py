@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 from bottleneck_transfer.errors import HeadError
+from bottleneck_transfer.heads.budget import block_rows
 from bottleneck_transfer.heads.registry import (
     CALIBRATE_KEY,
     head_kind,
@@ -85,10 +86,10 @@ def shuffled_steps(
     starts = chunk_starts(n_rows(source), block, rng)
     for group in range(0, len(starts), BLOCKS_PER_STEP):
         chosen = np.sort(starts[group : group + BLOCKS_PER_STEP])
-        X = np.concatenate([source[s : s + block] for s in chosen])
         labels = np.concatenate([y[s : s + block] for s in chosen])
         order = rng.permutation(len(labels))
-        yield X[order], labels[order]
+        # no local name keeps a step's rows alive while the next is read
+        yield np.concatenate([source[s : s + block] for s in chosen])[order], labels[order]
 
 
 class Scaled:
@@ -109,12 +110,15 @@ class Scaled:
 
 
 def fit_scaler(scaler: Any, source: Any, chunk_rows: int) -> Any:
-    """Fit the scaling step in one pass (``partial_fit`` where it has one; a stateless one,
-    e.g. :class:`~sklearn.preprocessing.Normalizer`, on the first chunk)."""
+    """Fit the scaling step in one pass (``partial_fit`` where it has one, a block of each
+    chunk at a time; a stateless one, e.g. :class:`~sklearn.preprocessing.Normalizer`, on
+    the first chunk)."""
     for _, X in iter_chunks(source, chunk_rows):
         if not hasattr(scaler, "partial_fit"):
             return scaler.fit(X)
-        scaler.partial_fit(X)
+        for start in range(0, len(X), block_rows(X.shape[1])):  # float64 working copies
+            scaler.partial_fit(X[start : start + block_rows(X.shape[1])])
+        del X  # freed before the next chunk is read
     return scaler
 
 
@@ -239,6 +243,7 @@ def sgd_linear(
             if solver is None:
                 solver = _MinibatchSGD(X, classes, loss, alpha)
             solver.step_through(X, labels)
+            del X  # freed before the next step is read
     if solver is None:
         raise HeadError("no rows to fit")
     return solver.classifier(seed)
@@ -249,7 +254,9 @@ class _MinibatchSGD:
 
     def __init__(self, X: np.ndarray, classes: np.ndarray, loss: str, alpha: float) -> None:
         self.center = X.mean(axis=0, dtype=np.float64).astype(np.float32)
-        norm = float(np.sqrt(np.mean(np.sum((X - self.center) ** 2, axis=1))))
+        # mean |x - c|^2 = mean |x|^2 - |c|^2: no centred copy of the rows
+        squares = float(np.einsum("ij,ij->", X, X, dtype=np.float64)) / len(X)
+        norm = float(np.sqrt(max(squares - float(self.center @ self.center), 0.0)))
         self.scale = 1.0 / norm if norm > 0 else 1.0
         self.classes, self.loss = classes, loss
         self.alpha = alpha * self.scale**2

@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from bottleneck_transfer.display import Display, cell
 from bottleneck_transfer.errors import DuplicateImagesWarning, HeadError, SmallDataWarning
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.cache.format import check_features
+from bottleneck_transfer.features.cache.reader import CacheIds
 from bottleneck_transfer.features.duplicates import (
     NEAR_SEARCH_MAX_ROWS,
     Duplicates,
@@ -134,7 +136,7 @@ class LabeledData:
 
     X: np.ndarray
     y: np.ndarray
-    ids: list[str]
+    ids: Sequence[str]  # a list, or CacheIds read from the file when streaming
     space: FeatureSpace
     fingerprint: str = ""
     source_rows: np.ndarray | None = None
@@ -166,7 +168,7 @@ class LabeledData:
         return cls(
             X=X,
             y=cache.labels.astype(np.int64),
-            ids=cache.ids,
+            ids=cache.lazy_ids if streaming else cache.ids,
             space=FeatureSpace.of_cache(cache),
             fingerprint=cache.fingerprint,
             source_rows=cache.source_rows if cache.has_views else None,
@@ -246,13 +248,18 @@ class LabeledData:
         return LabeledData(
             X=self.X[rows] if copy and self.chunk_rows is None else RowSubset(self.X, rows),
             y=self.y[rows],
-            ids=[self.ids[i] for i in rows],
+            ids=take_ids(self.ids, rows),
             space=self.space,
             fingerprint=fingerprint({"rows of": self.key, "rows": sha256_arrays([rows])}),
             source_rows=source_rows,
             linked=None if self.linked is None else self.linked[rows],
             chunk_rows=self.chunk_rows,
         )
+
+
+def take_ids(ids: Sequence[str], rows: np.ndarray) -> Sequence[str]:
+    """The ids of ``rows``: still unread for ids left in the file (:class:`CacheIds`)."""
+    return ids.take(rows) if isinstance(ids, CacheIds) else [ids[i] for i in rows]
 
 
 #: What every head function takes as data: an open cache, a cache path, LabeledData, or
