@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.heads.budget import block_rows
+from bottleneck_transfer.heads.metrics import proba_row_scores
 from bottleneck_transfer.heads.registry import (
     CALIBRATE_KEY,
     head_kind,
@@ -59,8 +60,10 @@ EPOCHS = 5
 #: where ``alpha = 1 / (C * n)`` is small). On the 5-class test fixture, 5 passes end within
 #: 0.7 % of the optimum of the objective (logreg, 3 %), and 0.3 points of its accuracy.
 SGD_STEP, SGD_POWER = 4.0, 0.25
-#: Rows per step of the minibatch solver (:func:`sgd_linear`).
-MINIBATCH = 256
+#: Rows per step of the minibatch solver (:func:`sgd_linear`), at most; fewer on fewer
+#: rows, so that an epoch has at least :data:`MIN_STEPS` steps (averaged SGD needs steps:
+#: 1,797 digits in steps of 256 ended 5 points short of the in-memory head).
+MINIBATCH, MIN_STEPS = 256, 512
 #: Blocks (from random places of the rows) mixed into one SGD step: class-sorted caches
 #: (class folders) would otherwise give steps of one class.
 BLOCKS_PER_STEP = 8
@@ -206,7 +209,13 @@ def _fit_sgd(
                 yield (X if transform is None else transform(X)), labels
 
         return sgd_linear(
-            epoch, loss=kind.streaming_loss, alpha=alpha, classes=classes, epochs=epochs, seed=seed
+            epoch,
+            loss=kind.streaming_loss,
+            alpha=alpha,
+            classes=classes,
+            epochs=epochs,
+            seed=seed,
+            n_rows=len(y),
         )
 
     if not hasattr(estimator, "fit_streaming"):
@@ -223,13 +232,15 @@ def sgd_linear(
     classes: np.ndarray,
     epochs: int,
     seed: int,
+    n_rows: int,
 ) -> SGDClassifier:
     """Averaged minibatch SGD minimising ``mean(loss) + alpha * |w|^2 / 2`` one-vs-rest
     (``loss``: ``"log_loss"`` or ``"hinge"``, per class as :class:`SGDClassifier`) over
     ``epochs`` passes of ``epoch()`` (``(X, y)`` steps, consumed in place), returned as an
     :class:`SGDClassifier` of the rows as given.
 
-    Each step of :data:`MINIBATCH` rows is two matrix products (BLAS) for every class at
+    ``n_rows``: the rows of an epoch (steps of :data:`MINIBATCH` rows, fewer on few rows).
+    Each step is two matrix products (BLAS) for every class at
     once, where scikit-learn's ``partial_fit`` updates one class and one row at a time (on
     200,000 x 1,280 rows, 10 classes, it ran at about 2,000 rows/s per pass on this
     machine). The rows are centred and scaled to unit root-mean-square norm in place (the
@@ -238,10 +249,11 @@ def sgd_linear(
     intercept is not penalised), but one step size (:data:`SGD_STEP`) suits every input.
     """
     solver: _MinibatchSGD | None = None
+    batch = max(1, min(MINIBATCH, n_rows // MIN_STEPS))
     for _ in range(epochs):
         for X, labels in epoch():
             if solver is None:
-                solver = _MinibatchSGD(X, classes, loss, alpha)
+                solver = _MinibatchSGD(X, classes, loss, alpha, batch)
             solver.step_through(X, labels)
             del X  # freed before the next step is read
     if solver is None:
@@ -252,7 +264,10 @@ def sgd_linear(
 class _MinibatchSGD:
     """The state of :func:`sgd_linear`: weights, their running average and the step count."""
 
-    def __init__(self, X: np.ndarray, classes: np.ndarray, loss: str, alpha: float) -> None:
+    def __init__(
+        self, X: np.ndarray, classes: np.ndarray, loss: str, alpha: float, batch: int
+    ) -> None:
+        self.batch = batch
         self.center = X.mean(axis=0, dtype=np.float64).astype(np.float32)
         # mean |x - c|^2 = mean |x|^2 - |c|^2: no centred copy of the rows
         squares = float(np.einsum("ij,ij->", X, X, dtype=np.float64)) / len(X)
@@ -275,8 +290,8 @@ class _MinibatchSGD:
         targets = (
             (index == 1)[:, None] if len(self.W) == 1 else index[:, None] == np.arange(len(self.W))
         ).astype(np.float32)
-        for start in range(0, len(X), MINIBATCH):
-            x, target = X[start : start + MINIBATCH], targets[start : start + MINIBATCH]
+        for start in range(0, len(X), self.batch):
+            x, target = X[start : start + self.batch], targets[start : start + self.batch]
             scores = x @ self.W.T + self.b
             if self.loss == "hinge":
                 sign = 2 * target - 1
@@ -315,6 +330,30 @@ def predict_source(
     if not predictions:
         raise HeadError("no rows to predict")
     return np.concatenate(predictions), np.concatenate(probabilities) if with_proba else None
+
+
+def score_source(
+    head: Any, source: Any, y: np.ndarray, chunk_rows: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(predictions, per-row losses, top-k hits)`` of ``head`` on every row of ``source``
+    (labels ``y``), a chunk at a time: unlike :func:`predict_source`, the probabilities are
+    never held whole (:func:`~heads.metrics.proba_row_scores`; None without them)."""
+    predictions, losses, hits = [], [], []
+    with_proba = hasattr(head, "predict_proba")
+    for start, X in iter_chunks(source, chunk_rows):
+        predictions.append(head.predict(X))
+        if with_proba:
+            loss, hit = proba_row_scores(
+                y[start : start + len(X)], head.predict_proba(X), head.classes_
+            )
+            losses.append(loss)
+            hits.append(hit)
+        del X  # freed before the next chunk is read
+    if not predictions:
+        raise HeadError("no rows to predict")
+    losses_all = np.concatenate(losses) if with_proba else None
+    hits_all = np.concatenate(hits) if with_proba and hits[0] is not None else None
+    return np.concatenate(predictions), losses_all, hits_all
 
 
 class ChunkedKNN(ClassifierMixin, BaseEstimator):

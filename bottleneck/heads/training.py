@@ -52,7 +52,11 @@ from bottleneck_transfer.fingerprint import diff_keys, fingerprint, sha256_array
 from bottleneck_transfer.heads.budget import MemoryPlan, block_rows
 from bottleneck_transfer.heads.calibration import calibration_folds
 from bottleneck_transfer.heads.memo import FitMemo, code_versions, fit_key
-from bottleneck_transfer.heads.metrics import per_class_scores, row_losses, score
+from bottleneck_transfer.heads.metrics import (
+    confusion_of,
+    per_class_scores,
+    scores_of_rows,
+)
 from bottleneck_transfer.heads.registry import (
     CALIBRATE_KEY,
     CALIBRATION_FOLDS,
@@ -73,6 +77,7 @@ from bottleneck_transfer.heads.streaming import (
     fit_scaler,
     fit_streaming_head,
     predict_source,
+    score_source,
 )
 from bottleneck_transfer.heads.trust import load_trusted, skops_io
 from bottleneck_transfer.heads.tuning import VAL_FRACTION, TuneResult, tune_head, validation_split
@@ -80,7 +85,6 @@ from bottleneck_transfer.quiet import named_by_first_argument
 from bottleneck_transfer.versions import software_versions
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import confusion_matrix
 from sklearn.pipeline import Pipeline
 
 HEAD_FORMAT = "bottleneck-head"
@@ -1040,11 +1044,12 @@ def evaluate_head(
     check_data(data, min_classes=1)
     with single_threaded():
         start = time.perf_counter()
-        predictions, proba = predict_rows(head.estimator, data)
+        predictions, losses, top_hits = score_source(
+            head.estimator, data.X, data.y, data.chunk_rows or block_rows(data.space.dim)
+        )
         seconds = time.perf_counter() - start
-    classes = head.estimator.classes_
-    metrics = score(data.y, predictions, proba, classes)
-    losses = None if proba is None else row_losses(data.y, proba, classes)
+    confusion = confusion_of(data.y, predictions, len(data.class_names))
+    metrics = scores_of_rows(confusion, losses, top_hits)
     intervals, _ = holdout_intervals(
         data.y,
         predictions,
@@ -1053,14 +1058,13 @@ def evaluate_head(
         n_boot=n_bootstrap,
         seed=random_state,
     )
-    labels = np.arange(len(data.class_names))
     return Evaluation(
         head=head.metadata["head"],
         source=data.space.source,
         n_rows=len(data),
         metrics=metrics,
         intervals=intervals,
-        confusion=confusion_matrix(data.y, predictions, labels=labels),
+        confusion=confusion,
         predictions=predictions,
         predict_ms_per_1k=seconds / len(data) * 1e6,
         class_names=data.class_names,
