@@ -9,9 +9,10 @@ a time, chunks in an order shuffled by a seeded generator, so a fit is reproduci
 How each kind streams (declared by :attr:`HeadKind.streaming` in the registry):
 
 ``"sgd"`` (logreg, linear-svm, nystroem)
-    Standardisation statistics in one pass (``partial_fit``), then averaged SGD
-    (:class:`~sklearn.linear_model.SGDClassifier`, the kind's ``streaming_loss``) over
-    :data:`EPOCHS` passes. Its regularisation is the in-memory head's: both minimise
+    Standardisation statistics in one pass (``partial_fit``), then averaged minibatch SGD
+    (:func:`sgd_linear`, one-vs-rest with the kind's ``streaming_loss``, returned as an
+    :class:`~sklearn.linear_model.SGDClassifier`) over :data:`EPOCHS` passes. Its
+    regularisation is the in-memory head's: both minimise
     ``C * sum(loss) + |w|^2 / 2``, and SGD's objective ``mean(loss) + alpha * |w|^2 / 2`` is
     that divided by ``C * n``, so ``alpha = 1 / (C * n_rows)``. SGD runs on rows centred
     and scaled to unit norm, the model folded back (:func:`sgd_linear`). The streaming linear SVM
