@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from bottleneck_transfer.errors import DuplicateImagesWarning, HeadError, SmallD
 from bottleneck_transfer.features.bases.common import items_word
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.cache.format import check_features
+from bottleneck_transfer.features.cache.reader import CacheIds
 from bottleneck_transfer.features.duplicates import (
     NEAR_SEARCH_MAX_ROWS,
     Duplicates,
@@ -51,7 +53,11 @@ from bottleneck_transfer.fingerprint import diff_keys, fingerprint, sha256_array
 from bottleneck_transfer.heads.budget import MemoryPlan, block_rows
 from bottleneck_transfer.heads.calibration import calibration_folds
 from bottleneck_transfer.heads.memo import FitMemo, code_versions, fit_key
-from bottleneck_transfer.heads.metrics import per_class_scores, row_losses, score
+from bottleneck_transfer.heads.metrics import (
+    confusion_of,
+    per_class_scores,
+    scores_of_rows,
+)
 from bottleneck_transfer.heads.registry import (
     CALIBRATE_KEY,
     CALIBRATION_FOLDS,
@@ -72,6 +78,7 @@ from bottleneck_transfer.heads.streaming import (
     fit_scaler,
     fit_streaming_head,
     predict_source,
+    score_source,
 )
 from bottleneck_transfer.heads.trust import load_trusted, skops_io
 from bottleneck_transfer.heads.tuning import VAL_FRACTION, TuneResult, tune_head, validation_split
@@ -79,7 +86,6 @@ from bottleneck_transfer.quiet import named_by_first_argument
 from bottleneck_transfer.versions import software_versions
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import confusion_matrix
 from sklearn.pipeline import Pipeline
 
 HEAD_FORMAT = "bottleneck-head"
@@ -141,7 +147,7 @@ class LabeledData:
 
     X: np.ndarray
     y: np.ndarray
-    ids: list[str]
+    ids: Sequence[str]  # a list, or CacheIds read from the file when streaming
     space: FeatureSpace
     fingerprint: str = ""
     source_rows: np.ndarray | None = None
@@ -173,7 +179,7 @@ class LabeledData:
         return cls(
             X=X,
             y=cache.labels.astype(np.int64),
-            ids=cache.ids,
+            ids=cache.lazy_ids if streaming else cache.ids,
             space=FeatureSpace.of_cache(cache),
             fingerprint=cache.fingerprint,
             source_rows=cache.source_rows if cache.has_views else None,
@@ -253,13 +259,18 @@ class LabeledData:
         return LabeledData(
             X=self.X[rows] if copy and self.chunk_rows is None else RowSubset(self.X, rows),
             y=self.y[rows],
-            ids=[self.ids[i] for i in rows],
+            ids=take_ids(self.ids, rows),
             space=self.space,
             fingerprint=fingerprint({"rows of": self.key, "rows": sha256_arrays([rows])}),
             source_rows=source_rows,
             linked=None if self.linked is None else self.linked[rows],
             chunk_rows=self.chunk_rows,
         )
+
+
+def take_ids(ids: Sequence[str], rows: np.ndarray) -> Sequence[str]:
+    """The ids of ``rows``: still unread for ids left in the file (:class:`CacheIds`)."""
+    return ids.take(rows) if isinstance(ids, CacheIds) else [ids[i] for i in rows]
 
 
 #: What every head function takes as data: an open cache, a cache path, LabeledData, or
@@ -1042,11 +1053,12 @@ def evaluate_head(
     check_data(data, min_classes=1)
     with single_threaded():
         start = time.perf_counter()
-        predictions, proba = predict_rows(head.estimator, data)
+        predictions, losses, top_hits = score_source(
+            head.estimator, data.X, data.y, data.chunk_rows or block_rows(data.space.dim)
+        )
         seconds = time.perf_counter() - start
-    classes = head.estimator.classes_
-    metrics = score(data.y, predictions, proba, classes)
-    losses = None if proba is None else row_losses(data.y, proba, classes)
+    confusion = confusion_of(data.y, predictions, len(data.class_names))
+    metrics = scores_of_rows(confusion, losses, top_hits)
     intervals, _ = holdout_intervals(
         data.y,
         predictions,
@@ -1055,14 +1067,13 @@ def evaluate_head(
         n_boot=n_bootstrap,
         seed=random_state,
     )
-    labels = np.arange(len(data.class_names))
     return Evaluation(
         head=head.metadata["head"],
         source=data.space.source,
         n_rows=len(data),
         metrics=metrics,
         intervals=intervals,
-        confusion=confusion_matrix(data.y, predictions, labels=labels),
+        confusion=confusion,
         predictions=predictions,
         predict_ms_per_1k=seconds / len(data) * 1e6,
         class_names=data.class_names,
