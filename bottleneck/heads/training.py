@@ -54,6 +54,7 @@ from bottleneck_transfer.heads.metrics import per_class_scores, row_losses, scor
 from bottleneck_transfer.heads.registry import (
     CALIBRATE_KEY,
     CALIBRATION_FOLDS,
+    CALIBRATION_HELD_ROWS,
     DEFAULT_HEAD,
     calibration_method,
     classifier,
@@ -682,7 +683,11 @@ def fit_head(
     if method is not None:
         try:
             folds = calibration_folds(
-                y, groups_within(data.groups, rows), CALIBRATION_FOLDS, random_state
+                y,
+                groups_within(data.groups, rows),
+                CALIBRATION_FOLDS,
+                random_state,
+                held_rows=CALIBRATION_HELD_ROWS,
             )
         except ValueError as exc:
             raise HeadError(

@@ -11,6 +11,7 @@ import pytest
 from bottleneck_transfer.cli.head_cmds import COMMANDS
 from bottleneck_transfer.deploy.keras_head import head_scores
 from bottleneck_transfer.errors import HeadError
+from bottleneck_transfer.heads.calibrated import HeldOutCalibration
 from bottleneck_transfer.heads.calibration import (
     N_BINS,
     brier_score,
@@ -119,13 +120,13 @@ def test_calibration_is_fitted_on_the_training_rows_of_each_fold_only(overlappin
     X, y = overlapping
     data = LabeledData.from_arrays(X[:300], y[:300])
     seen: list[tuple[np.ndarray, list]] = []
-    original = CalibratedClassifierCV.fit
+    original = HeldOutCalibration.fit
 
-    def spy(self, X_fit, y_fit, **params):
+    def spy(self, X_fit, y_fit):
         seen.append((X_fit, list(self.cv)))
-        return original(self, X_fit, y_fit, **params)
+        return original(self, X_fit, y_fit)
 
-    monkeypatch.setattr(CalibratedClassifierCV, "fit", spy)
+    monkeypatch.setattr(HeldOutCalibration, "fit", spy)
     comparison = compare_heads(data, heads=["linear-svm"], cv=3, n_jobs=1, progress=False)
     assert len(seen) == 3
     for (fit_rows, eval_rows), (X_fit, folds) in zip(comparison.splits, seen, strict=True):
