@@ -26,7 +26,12 @@ from bottleneck_transfer.errors import HeadError, SourceError
 from bottleneck_transfer.heads.declared import TOP_K, Metric, metric_named
 from bottleneck_transfer.heads.memo import FitMemo, prediction_key
 from bottleneck_transfer.heads.metrics import score
-from bottleneck_transfer.heads.registry import has_proba, make_head
+from bottleneck_transfer.heads.registry import (
+    calibration_method,
+    has_proba,
+    make_head,
+    without_calibration,
+)
 from bottleneck_transfer.heads.splits import groups_within, holdout_split
 from bottleneck_transfer.heads.training import Fit, LabeledData, fit_head, predict_rows
 from bottleneck_transfer.heads.tuning import VAL_FRACTION
@@ -156,6 +161,24 @@ class Choice:
         }
 
 
+def choice_spec(spec: str, metric: Metric) -> str:
+    """The spec a choice fits for ``spec``: without its calibration when that cannot change
+    the score (temperature scaling keeps every prediction, and ``metric`` reads predictions
+    only), so the choice costs no calibration fits; ``spec`` otherwise.
+
+    Examples
+    --------
+    >>> from bottleneck_transfer.heads.declared import metric_named
+    >>> choice_spec("linear-svm", metric_named("accuracy"))
+    'linear-svm:calibrate=false'
+    >>> choice_spec("linear-svm", metric_named("log-loss"))
+    'linear-svm'
+    """
+    if metric.needs_proba or calibration_method(spec) != "temperature":
+        return spec
+    return without_calibration(spec)
+
+
 def choose(
     candidates: Sequence[Candidate],
     rows: np.ndarray,
@@ -170,9 +193,9 @@ def choose(
 
     A stratified, seeded :data:`~bottleneck_transfer.heads.tuning.VAL_FRACTION` of the
     images of ``rows`` is held out; each candidate is fitted (and tuned, with ``tune``, on
-    the rest only) on the other rows and scored there with ``metric``. Where no validation
-    split can be carved (a class with one image), the first candidate is taken and the
-    reason says so.
+    the rest only) on the other rows (:func:`choice_spec`) and scored there with ``metric``.
+    Where no validation split can be carved (a class with one image), the first candidate
+    is taken and the reason says so.
 
     Parameters
     ----------
@@ -253,7 +276,7 @@ def _validation_scores(
     for name, spec, candidate in candidates:
         try:
             fit = fit_head(
-                spec,
+                choice_spec(spec, metric),
                 candidate,
                 fit_rows,
                 tune=fitting.tune,
