@@ -35,6 +35,7 @@ from bottleneck_transfer.heads.registry import (
 from bottleneck_transfer.heads.splits import groups_within, holdout_split
 from bottleneck_transfer.heads.training import Fit, LabeledData, fit_head, predict_rows
 from bottleneck_transfer.heads.tuning import VAL_FRACTION
+from bottleneck_transfer.quiet import working_on
 
 #: Classes are "unequal" when the largest has this many times the rows of the smallest: then,
 #: unless ``--metric`` says otherwise, balanced accuracy decides (accuracy would reward
@@ -275,16 +276,17 @@ def _validation_scores(
     unfit: list[str] = []
     for name, spec, candidate in candidates:
         try:
-            fit = fit_head(
-                choice_spec(spec, metric),
-                candidate,
-                fit_rows,
-                tune=fitting.tune,
-                random_state=fitting.random_state,
-                n_jobs=fitting.n_jobs,
-                memo=fitting.memo,
-                metric=metric.name,
-            )
+            with working_on(spec):  # its warnings counted under the spec given, not the fitted
+                fit = fit_head.__wrapped__(
+                    choice_spec(spec, metric),
+                    candidate,
+                    fit_rows,
+                    tune=fitting.tune,
+                    random_state=fitting.random_state,
+                    n_jobs=fitting.n_jobs,
+                    memo=fitting.memo,
+                    metric=metric.name,
+                )
         except HeadError as exc:  # e.g. knn with more neighbours than the inner fit rows
             scores[name] = None
             unfit.append(f"{name}: {exc}")
