@@ -68,8 +68,8 @@ rows    decision softmax  all folds      held-out folds     logreg
 ``"linear-svm:calibrate=false"`` gives the uncalibrated head, whose outputs are scores
 (``score_*`` columns, never ``prob_*``); ``calibrate=sigmoid|isotonic|temperature`` chooses
 a method (for any kind; ``true``: the kind's method, else temperature). A choice between
-heads (:func:`~bottleneck_transfer.heads.selection.choice_spec`) fits a temperature-calibrated
-head uncalibrated when its metric reads predictions only.
+heads (:func:`~bottleneck_transfer.heads.selection.choice_calibrates`) fits a
+temperature-calibrated head uncalibrated when its metric reads predictions only.
 
 **Targets.** A kind declares the target kinds it fits (:attr:`HeadKind.targets`; default
 class and binary) and, where that needs another estimator, its factory

@@ -26,16 +26,10 @@ from bottleneck_transfer.errors import HeadError, SourceError
 from bottleneck_transfer.heads.declared import TOP_K, Metric, metric_named
 from bottleneck_transfer.heads.memo import FitMemo, prediction_key
 from bottleneck_transfer.heads.metrics import score
-from bottleneck_transfer.heads.registry import (
-    calibration_method,
-    has_proba,
-    make_head,
-    without_calibration,
-)
+from bottleneck_transfer.heads.registry import calibration_method, has_proba, make_head
 from bottleneck_transfer.heads.splits import groups_within, holdout_split
 from bottleneck_transfer.heads.training import Fit, LabeledData, fit_head, predict_rows
 from bottleneck_transfer.heads.tuning import VAL_FRACTION
-from bottleneck_transfer.quiet import working_on
 
 #: Classes are "unequal" when the largest has this many times the rows of the smallest: then,
 #: unless ``--metric`` says otherwise, balanced accuracy decides (accuracy would reward
@@ -162,22 +156,20 @@ class Choice:
         }
 
 
-def choice_spec(spec: str, metric: Metric) -> str:
-    """The spec a choice fits for ``spec``: without its calibration when that cannot change
-    the score (temperature scaling keeps every prediction, and ``metric`` reads predictions
-    only), so the choice costs no calibration fits; ``spec`` otherwise.
+def choice_calibrates(spec: str, metric: Metric) -> bool:
+    """Whether a choice fits ``spec`` with its calibration: not when that cannot change the
+    score (temperature scaling keeps every prediction, and ``metric`` reads predictions
+    only), so the choice costs no calibration fits.
 
     Examples
     --------
     >>> from bottleneck_transfer.heads.declared import metric_named
-    >>> choice_spec("linear-svm", metric_named("accuracy"))
-    'linear-svm:calibrate=false'
-    >>> choice_spec("linear-svm", metric_named("log-loss"))
-    'linear-svm'
+    >>> choice_calibrates("linear-svm", metric_named("accuracy"))
+    False
+    >>> choice_calibrates("linear-svm", metric_named("log-loss"))
+    True
     """
-    if metric.needs_proba or calibration_method(spec) != "temperature":
-        return spec
-    return without_calibration(spec)
+    return metric.needs_proba or calibration_method(spec) != "temperature"
 
 
 def choose(
@@ -194,7 +186,7 @@ def choose(
 
     A stratified, seeded :data:`~bottleneck_transfer.heads.tuning.VAL_FRACTION` of the
     images of ``rows`` is held out; each candidate is fitted (and tuned, with ``tune``, on
-    the rest only) on the other rows (:func:`choice_spec`) and scored there with ``metric``.
+    the rest only) on the other rows (:func:`choice_calibrates`) and scored there with ``metric``.
     Where no validation split can be carved (a class with one image), the first candidate
     is taken and the reason says so.
 
@@ -276,17 +268,17 @@ def _validation_scores(
     unfit: list[str] = []
     for name, spec, candidate in candidates:
         try:
-            with working_on(spec):  # its warnings counted under the spec given, not the fitted
-                fit = fit_head.__wrapped__(
-                    choice_spec(spec, metric),
-                    candidate,
-                    fit_rows,
-                    tune=fitting.tune,
-                    random_state=fitting.random_state,
-                    n_jobs=fitting.n_jobs,
-                    memo=fitting.memo,
-                    metric=metric.name,
-                )
+            fit = fit_head(
+                spec,
+                candidate,
+                fit_rows,
+                tune=fitting.tune,
+                random_state=fitting.random_state,
+                n_jobs=fitting.n_jobs,
+                memo=fitting.memo,
+                metric=metric.name,
+                calibrate=choice_calibrates(spec, metric),
+            )
         except HeadError as exc:  # e.g. knn with more neighbours than the inner fit rows
             scores[name] = None
             unfit.append(f"{name}: {exc}")

@@ -32,7 +32,7 @@ from bottleneck_transfer.heads.registry import (
     without_calibration,
 )
 from bottleneck_transfer.heads.report import write_report
-from bottleneck_transfer.heads.selection import choice_spec
+from bottleneck_transfer.heads.selection import choice_calibrates
 from bottleneck_transfer.heads.training import (
     LabeledData,
     fit_head,
@@ -271,6 +271,4 @@ def test_choices_skip_a_calibration_that_cannot_change_their_score(
     # the 2 folds' fits are calibrated; the choices' fits only where log-loss reads proba
     assert len(calls) == calibrated_fits
     assert comparison.row("linear-svm").calibration["ece"] is not None
-    assert choice_spec("linear-svm", metric_named(metric)) == (
-        "linear-svm:calibrate=false" if metric == "accuracy" else "linear-svm"
-    )
+    assert choice_calibrates("linear-svm", metric_named(metric)) == (metric == "log-loss")
