@@ -61,6 +61,7 @@ from bottleneck_transfer.heads.metrics import (
 from bottleneck_transfer.heads.registry import (
     CALIBRATE_KEY,
     CALIBRATION_FOLDS,
+    CALIBRATION_HELD_ROWS,
     DEFAULT_HEAD,
     calibration_method,
     classifier,
@@ -627,6 +628,7 @@ def fit_head(
     memo: FitMemo | None = None,
     metric: str = "accuracy",
     scale_in_place: bool = False,
+    calibrate: bool = True,
 ) -> Fit:
     """Fit one head on ``rows`` of ``data``: the fit of compare, train, export and the pipeline.
 
@@ -656,6 +658,9 @@ def fit_head(
         Let the scaling step overwrite ``data.X`` when fitting on every row (the caller
         no longer needs the raw features: no second copy of them). A subset of rows is a
         fresh copy and is always scaled in place (:func:`scale_rows`).
+    calibrate : bool, default=True
+        False fits the estimator without its calibration (:func:`~.registry.make_head`);
+        a choice does where the calibration cannot change its score.
 
     Streaming data (``data.chunk_rows`` set) is fitted by
     :func:`~bottleneck_transfer.heads.streaming.fit_streaming_head` on the rows as an index
@@ -672,7 +677,7 @@ def fit_head(
     rows = np.arange(len(data)) if rows is None else np.asarray(rows)
     if data.chunk_rows is not None:
         return _fit_streaming(spec, data, rows, tune=tune, random_state=random_state, metric=metric)
-    head = set_random_state(make_head(spec), random_state)
+    head = set_random_state(make_head(spec, calibrate=calibrate), random_state)
     kind = head_kind(spec).name
     tune_settings = {"val_fraction": VAL_FRACTION, "metric": metric} if tune else None
     params = _json_params(head)
@@ -697,12 +702,18 @@ def fit_head(
         tuning = tune_head(
             spec, X, y, random_state=random_state, n_jobs=n_jobs, metric=metric, **grouping
         )
-        head = set_random_state(make_head(spec, **tuning.best_params), random_state)
-    method = calibration_method(spec)
+        head = set_random_state(
+            make_head(spec, calibrate=calibrate, **tuning.best_params), random_state
+        )
+    method = calibration_method(spec) if calibrate else None
     if method is not None:
         try:
             folds = calibration_folds(
-                y, groups_within(data.groups, rows), CALIBRATION_FOLDS, random_state
+                y,
+                groups_within(data.groups, rows),
+                CALIBRATION_FOLDS,
+                random_state,
+                held_rows=CALIBRATION_HELD_ROWS,
             )
         except ValueError as exc:
             raise HeadError(
