@@ -31,6 +31,27 @@ points, with its interval and p; the transfer test is a family of its own (Holm 
 :data:`FAMILIES`), so adding a baseline never changes a head-vs-head p. When it is not
 significant the sentence says the base does not help on this data, when the baseline is
 significantly better it says negative transfer.
+
+Settings of :func:`compare_heads` (baselines are caches, LabeledData or feature arrays; their
+test set is None in CV mode):
+
+- ``n_jobs`` (default -1, every core): cores for the fits. Folds and heads go to worker
+  processes when the features are large (:data:`.parallel.PARALLEL_MIN_VALUES`), else
+  tuning trials run in parallel. Results do not depend on it.
+- ``memo`` (:class:`~bottleneck_transfer.heads.memo.FitMemo`): where fits and their
+  predictions are stored by key; a row whose every fit was stored before is not refitted
+  (``Row.reused``).
+- ``val_split``: without a test cache, hold out this share of each class of ``train``
+  (stratified, seeded by ``random_state``), fit on the rest and score as a holdout. The
+  split is recorded in ``Comparison.caches``.
+- ``progress``: a progress bar over the fits (heads x folds, then baselines) with the time
+  left (default: only on a terminal).
+- ``metric``: the metric that decides tuning, the choice of head and baseline, and the
+  verdict (:data:`~bottleneck_transfer.heads.metrics.METRIC_NAMES`); default accuracy, or
+  balanced accuracy when the training classes are unequal (said in the warnings).
+- ``memory_budget``: above it (:func:`~bottleneck_transfer.heads.training.memory_plan`)
+  every head streams the caches in chunks, splits kept as row indices;
+  ``Comparison.memory`` says which path ran. ``out_of_core=True`` streams whatever the size.
 """
 
 from __future__ import annotations
@@ -50,6 +71,7 @@ from bottleneck_transfer.errors import BottleneckWarning, HeadError
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.cache.format import check_features
 from bottleneck_transfer.features.sources import id_origin
+from bottleneck_transfer.heads.budget import MemoryPlan
 from bottleneck_transfer.heads.calibration import calibration_report
 from bottleneck_transfer.heads.declared import Metric, metric_named
 from bottleneck_transfer.heads.memo import FitMemo, prediction_key
@@ -747,13 +769,12 @@ def compare_heads(
     memory_budget: str | int | None = None,
     out_of_core: bool = False,
 ) -> Comparison:
-    """Fit every head on the same splits and compare them honestly.
+    """Fit every head on the same splits and compare them honestly (module docstring).
 
     Parameters
     ----------
     train : FeatureCache, path, LabeledData or arrays (X, y)
-        Training cache (:func:`~bottleneck_transfer.heads.training.as_data`); its features
-        are read once.
+        Training cache (:func:`~bottleneck_transfer.heads.training.as_data`), read once.
     test : FeatureCache, path, LabeledData or arrays (X, y), optional
         Held-out cache from the same base and classes. Without it, ``cv`` folds are used.
     heads : sequence of str
@@ -763,39 +784,16 @@ def compare_heads(
     tune : bool, default=False
         Tune each head on a validation split of its training rows only (nested in CV).
     baselines : mapping, optional
-        ``name -> (train, test)`` feature sets of the same images in the same order (caches,
-        LabeledData, or feature arrays); ``test`` is None in CV mode.
+        ``name -> (train, test)`` feature sets of the same images in the same order.
     baseline_heads : {"winner", "all"}, default="winner"
-        Run the winning head on each baseline (the classic transfer gain: same head, other
-        features), or every head (the baseline's best head may differ; slower).
+        Run the winning head on each baseline, or every head (slower).
     n_bootstrap : int, default=1000
         Bootstrap resamples for the intervals of balanced accuracy, macro-F1 and log-loss.
     random_state : int, default=0
         Seeds folds, heads, tuning splits and the bootstrap.
-    n_jobs : int or None, default=-1
-        Cores for the fits: folds and heads go to worker processes when the features are
-        large (:data:`.parallel.PARALLEL_MIN_VALUES`), else tuning trials run in parallel; -1 uses
-        every core. Results do not depend on it.
-    memo : FitMemo, optional
-        Where fits and their predictions are stored by key: a row whose every fit was stored
-        before is not refitted (``Row.reused``).
-    val_split : float, optional
-        Without a test cache: hold out this share of each class of ``train`` (stratified,
-        seeded by ``random_state``), fit on the rest and score as a holdout. The split is
-        recorded in ``Comparison.caches``.
-    progress : bool, optional
-        A progress bar over the fits (heads x folds, then baselines) with the time left
-        (default: only on a terminal).
-    metric : str, optional
-        The metric that decides tuning, the choice of head and baseline, and the verdict
-        (:data:`~bottleneck_transfer.heads.metrics.METRIC_NAMES`); default accuracy, or
-        balanced accuracy when the training classes are unequal (said in the warnings).
-    memory_budget : str or int, optional
-        Above it (:func:`~bottleneck_transfer.heads.training.memory_plan`) every head streams
-        the caches in chunks, splits kept as row indices; ``Comparison.memory`` says which
-        path ran.
-    out_of_core : bool, default=False
-        Stream whatever the size.
+    n_jobs, memo, val_split, progress, metric, memory_budget, out_of_core
+        Cores, stored fits, a held-out share of ``train``, a progress bar, the deciding
+        metric and the memory budget: see the module docstring ("Settings").
 
     Returns
     -------
@@ -824,24 +822,93 @@ def compare_heads(
     if plan.streaming:
         for spec in specs:
             check_streams(spec, "the features exceed the memory budget")
+    request = _Request(
+        specs, cv, tune, baseline_heads, n_bootstrap, random_state, n_jobs, memo, val_split
+    )
+    data = _load(train, test, baselines, request, metric, plan)
+    fitted = _fit_and_choose(data, request, progress)
+    return _comparison(data, request, fitted, plan, start)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """The checked settings of one comparison, passed down whole."""
+
+    specs: list[str]
+    cv: int | None
+    tune: bool
+    baseline_heads: str
+    n_bootstrap: int
+    random_state: int
+    n_jobs: int | None
+    memo: FitMemo | None
+    val_split: float | None
+
+    def baseline_specs(self, chosen: Sequence[str]) -> list[str]:
+        """The heads run on a baseline: every head, or the ``chosen`` ones."""
+        return self.specs if self.baseline_heads == "all" else list(chosen)
+
+
+@dataclass
+class _Data:
+    """A comparison's checked data and its splits: what every fit and score reads.
+
+    ``test`` is the test cache, the held-out rows (``val_split``), or None (CV); ``scored``
+    are the training rows CV scores and ``eval_folds`` each fold's positions among them.
+    """
+
+    train: LabeledData
+    test: LabeledData | None
+    baselines: list[tuple[str, LabeledData, LabeledData | None]]
+    fit_rows: np.ndarray
+    split: dict[str, Any] | None
+    messages: list[str]
+    deciding: Metric
+    splits: list[tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=list)
+    scored: np.ndarray | None = None
+    eval_folds: list[np.ndarray] | None = None
+    test_fraction: float | None = None
+
+
+@dataclass
+class _Fitted:
+    """Every row with its bootstrap replicates, and each split's choices."""
+
+    results: list[tuple[Row, dict[str, np.ndarray]]]
+    choices: list[Choice]
+    baseline_choices: list[Choice]
+
+
+def _load(
+    train: DataInput,
+    test: DataInput | None,
+    baselines: Mapping[str, tuple[BaselineInput, BaselineInput | None]] | None,
+    request: _Request,
+    metric: str | None,
+    plan: MemoryPlan,
+) -> _Data:
+    """Read and check the caches and baselines, resolve the deciding metric, and split."""
     train_data = as_data(train, what="train", plan=plan)
     test_data = as_data(test, what="test", plan=plan) if test is not None else None
     fit_rows = np.arange(len(train_data))
-    split = None
-    if val_split is not None:
-        split = {"val_split": val_split, "seed": random_state}
+    split = held = None
+    if request.val_split is not None:
+        split = {"val_split": request.val_split, "seed": request.random_state}
         fit_rows, held = holdout_split(
-            train_data.y, train_data.groups, val_split, random_state, linked=train_data.linked
+            train_data.y,
+            train_data.groups,
+            request.val_split,
+            request.random_state,
+            linked=train_data.linked,
         )
-    messages = check_data(train_data, min_per_class=cv or 1)
+    messages = check_data(train_data, min_per_class=request.cv or 1)
     deciding, note = resolve_metric(
-        metric, train_data.y[train_data.plain], len(train_data.class_names), specs
+        metric, train_data.y[train_data.plain], len(train_data.class_names), request.specs
     )
     if note:
         messages.append(note)
     if test_data is not None:
         check_scorable(test_data)
-    if test_data is not None:
         check_compatible(train_data.space, test_data.space, what="test cache")
         _check_disjoint(train_data, test_data)
         check_data(test_data, min_classes=1)
@@ -851,126 +918,156 @@ def compare_heads(
         # only predicted on, a block at a time: the held-out rows are not copied
         test_data = train_data.take(held, copy=False)
         baseline_sets = [(n, d, d.take(held, copy=False)) for n, d, _ in baseline_sets]
-    if test_data is None:
-        splits = stratified_folds(
-            train_data.y, train_data.groups, cv, random_state, linked=train_data.linked
+    data = _Data(train_data, test_data, baseline_sets, fit_rows, split, messages, deciding)
+    _split(data, request)
+    return data
+
+
+def _split(data: _Data, request: _Request) -> None:
+    """Set ``data``'s splits: stratified folds of the training rows (CV), or one pair
+    ``(fitting rows, every test row)``."""
+    if data.test is None:
+        train = data.train
+        data.splits = stratified_folds(
+            train.y, train.groups, request.cv, request.random_state, linked=train.linked
         )
-        scored = plain_rows(train_data.groups)
-        eval_folds = [np.searchsorted(scored, e) for _, e in splits]
-        test_fraction = float(np.mean([len(e) / (len(scored) - len(e)) for e in eval_folds]))
+        data.scored = plain_rows(train.groups)
+        data.eval_folds = [np.searchsorted(data.scored, e) for _, e in data.splits]
+        data.test_fraction = float(
+            np.mean([len(e) / (len(data.scored) - len(e)) for e in data.eval_folds])
+        )
     else:
-        splits = [(fit_rows, np.arange(len(test_data)))]
-        scored = eval_folds = test_fraction = None
-    per_baseline = len(specs) if baseline_heads == "all" else 1
+        data.splits = [(data.fit_rows, np.arange(len(data.test)))]
+
+
+def _fit_and_choose(data: _Data, request: _Request, progress: bool | None) -> _Fitted:
+    """Fit and score every head on the main features, choose in each split, then do the
+    same for the baseline rows (the chosen heads, or every head), under one progress bar."""
+    specs, baselines = request.specs, data.baselines
+    per_baseline = len(specs) if request.baseline_heads == "all" else 1
     bar = tqdm(
-        total=len(splits) * (len(specs) + per_baseline * len(baseline_sets)),
+        total=len(data.splits) * (len(specs) + per_baseline * len(baselines)),
         unit="fit",
         desc="compare",
         disable=None if progress is None else not progress,
         dynamic_ncols=True,
     )
-    fitting = _Fitting(tune, random_state, n_jobs, memo, deciding.name)
-    choosing = {"metric": deciding, "tune": tune, "random_state": random_state, "memo": memo}
-
-    def choose_on(calls: list[tuple[list[Candidate], np.ndarray]]) -> list[Choice]:
-        # Streamed features stay in one process: one reader of the file at a time.
-        in_memory = train_data.chunk_rows is None
-        return _choices(calls, choosing, n_jobs, train_data.X.size if in_memory else 0)
-
-    def evaluate(tasks: list[Task]) -> list[tuple[Row, dict[str, np.ndarray]]]:
-        folds = _fit_tasks(tasks, splits, fitting, bar)
-        return [
-            _evaluate(
-                task,
-                task_folds,
-                splits,
-                scored=scored,
-                random_state=random_state,
-                n_bootstrap=n_bootstrap,
-                test_fraction=test_fraction,
-            )
-            for task, task_folds in zip(tasks, folds, strict=True)
-        ]
-
     with bar:
-        results = evaluate([(spec, "main", train_data, test_data) for spec in specs])
-        choices = choose_on([([(s, s, train_data) for s in specs], fit) for fit, _ in splits])
-        winner_name = _most_chosen(choices)
+        results = _evaluate_tasks(
+            [(s, "main", data.train, data.test) for s in specs], data, request, bar
+        )
+        calls = [([(s, s, data.train) for s in specs], fit) for fit, _ in data.splits]
+        choices = _choose_on(calls, data, request)
         chosen_specs = list(dict.fromkeys(c.chosen for c in choices))
-        baseline_specs = specs if baseline_heads == "all" else chosen_specs
         tasks = [
             (spec, name, fit_data, eval_data)
-            for name, fit_data, eval_data in baseline_sets
-            for spec in baseline_specs
+            for name, fit_data, eval_data in baselines
+            for spec in request.baseline_specs(chosen_specs)
         ]
         if tasks:
-            results += evaluate(tasks)
-        baseline_choices = choose_on(
-            [
-                (
-                    [
-                        (f"{spec}@{name}", spec, data)
-                        for name, data, _ in baseline_sets
-                        for spec in (specs if baseline_heads == "all" else [choice.chosen])
-                    ],
-                    fit,
-                )
-                for choice, (fit, _) in zip(choices, splits, strict=True)
-                if baseline_sets
-            ]
+            results += _evaluate_tasks(tasks, data, request, bar)
+        calls = [
+            (
+                [
+                    (f"{spec}@{name}", spec, fit_data)
+                    for name, fit_data, _ in baselines
+                    for spec in request.baseline_specs([choice.chosen])
+                ],
+                fit,
+            )
+            for choice, (fit, _) in zip(choices, data.splits, strict=True)
+            if baselines
+        ]
+        baseline_choices = _choose_on(calls, data, request)
+    return _Fitted(results, choices, baseline_choices)
+
+
+def _evaluate_tasks(
+    tasks: list[Task], data: _Data, request: _Request, bar: tqdm
+) -> list[tuple[Row, dict[str, np.ndarray]]]:
+    """Fit every task on every split and score it (:func:`_evaluate`)."""
+    fitting = _Fitting(
+        request.tune, request.random_state, request.n_jobs, request.memo, data.deciding.name
+    )
+    folds = _fit_tasks(tasks, data.splits, fitting, bar)
+    return [
+        _evaluate(
+            task,
+            task_folds,
+            data.splits,
+            scored=data.scored,
+            random_state=request.random_state,
+            n_bootstrap=request.n_bootstrap,
+            test_fraction=data.test_fraction,
         )
-    by_name = {row.name: row for row, _ in results}
+        for task, task_folds in zip(tasks, folds, strict=True)
+    ]
+
+
+def _choose_on(
+    calls: list[tuple[list[Candidate], np.ndarray]], data: _Data, request: _Request
+) -> list[Choice]:
+    """Each split's choice among its candidates (:func:`_choices`)."""
+    choosing = {
+        "metric": data.deciding,
+        "tune": request.tune,
+        "random_state": request.random_state,
+        "memo": request.memo,
+    }
+    # Streamed features stay in one process: one reader of the file at a time.
+    in_memory = data.train.chunk_rows is None
+    return _choices(calls, choosing, request.n_jobs, data.train.X.size if in_memory else 0)
+
+
+def _comparison(
+    data: _Data, request: _Request, fitted: _Fitted, plan: MemoryPlan, start: float
+) -> Comparison:
+    """Rank the rows, test the winner, judge the transfer and gather the result."""
+    by_name = {row.name: row for row, _ in fitted.results}
+    choices, baseline_choices = fitted.choices, fitted.baseline_choices
     _set_validation(by_name, [*choices, *baseline_choices])
+    winner_name = _most_chosen(choices)
     winner = by_name[winner_name]
     baseline_name = _most_chosen(baseline_choices) if baseline_choices else None
-    rows = _rank([row for row, _ in results], deciding, {winner_name, baseline_name})
-    cv_mode = test_data is None
-    if cv_mode:
-        eval_ids, eval_labels = take_ids(train_data.ids, scored), train_data.y[scored]
+    rows = _rank([row for row, _ in fitted.results], data.deciding, {winner_name, baseline_name})
+    if data.test is None:
+        eval_ids, eval_labels = take_ids(data.train.ids, data.scored), data.train.y[data.scored]
     else:
-        eval_ids, eval_labels = test_data.ids, test_data.y
-    _test_against(winner, rows, eval_labels, eval_folds, test_fraction)
+        eval_ids, eval_labels = data.test.ids, data.test.y
+    _test_against(winner, rows, eval_labels, data.eval_folds, data.test_fraction)
     main_rows = [r for r in rows if not r.is_baseline]
-    selected = _selected(by_name, choices, eval_folds)
+    selected = _selected(by_name, choices, data.eval_folds)
     majority = majority_rate(eval_labels)
-    verdict = _verdict(winner, selected, main_rows[1:], majority, deciding, choices)
+    verdict = _verdict(winner, selected, main_rows[1:], majority, data.deciding, choices)
     transfer = selected_baseline = None
     if baseline_choices:
-        selected_baseline = _selected(by_name, baseline_choices, eval_folds)
-        transfer = _transfer(selected, selected_baseline, eval_labels, eval_folds, test_fraction)
+        selected_baseline = _selected(by_name, baseline_choices, data.eval_folds)
+        transfer = _transfer(
+            selected, selected_baseline, eval_labels, data.eval_folds, data.test_fraction
+        )
         if transfer["verdict"] == "negative":
-            warnings.warn(transfer["sentence"], NegativeTransferWarning, stacklevel=2)
-    caches = {"train": _cache_summary(train_data)}
-    if test_data is not None:
-        caches["test"] = _cache_summary(test_data)
-    if split is not None:
-        caches["train"].update(rows=len(fit_rows), split={**split, "part": "train"})
-        caches["test"]["split"] = {**split, "part": "val"}
-    for name, fit_data, eval_data in baseline_sets:
-        caches[f"baseline:{name}"] = {
-            "train": _cache_summary(fit_data),
-            "test": None if eval_data is None else _cache_summary(eval_data),
-        }
+            # stacklevel 3: the caller of compare_heads
+            warnings.warn(transfer["sentence"], NegativeTransferWarning, stacklevel=3)
     return Comparison(
-        mode="cv" if cv_mode else "holdout",
-        n_folds=cv,
-        class_names=train_data.class_names,
-        caches=caches,
-        splits=splits,
+        mode="cv" if data.test is None else "holdout",
+        n_folds=request.cv,
+        class_names=data.train.class_names,
+        caches=_caches(data),
+        splits=data.splits,
         eval_ids=eval_ids,
         eval_labels=eval_labels,
         rows=rows,
         winner=winner.name,
         verdict=verdict,
         transfer=transfer,
-        warnings=messages,
+        warnings=data.messages,
         seconds=time.perf_counter() - start,
-        n_bootstrap=n_bootstrap,
-        random_state=random_state,
-        tuned=tune,
-        eval_folds=eval_folds,
-        test_fraction=test_fraction,
-        metric=deciding.name,
+        n_bootstrap=request.n_bootstrap,
+        random_state=request.random_state,
+        tuned=request.tune,
+        eval_folds=data.eval_folds,
+        test_fraction=data.test_fraction,
+        metric=data.deciding.name,
         choices=choices,
         baseline_choices=baseline_choices,
         selected=selected,
@@ -978,6 +1075,22 @@ def compare_heads(
         majority_rate=majority,
         memory=plan.measure().to_dict(),
     )
+
+
+def _caches(data: _Data) -> dict[str, Any]:
+    """What ``Comparison.caches`` records: each cache's summary, and the split if any."""
+    caches = {"train": _cache_summary(data.train)}
+    if data.test is not None:
+        caches["test"] = _cache_summary(data.test)
+    if data.split is not None:
+        caches["train"].update(rows=len(data.fit_rows), split={**data.split, "part": "train"})
+        caches["test"]["split"] = {**data.split, "part": "val"}
+    for name, fit_data, eval_data in data.baselines:
+        caches[f"baseline:{name}"] = {
+            "train": _cache_summary(fit_data),
+            "test": None if eval_data is None else _cache_summary(eval_data),
+        }
+    return caches
 
 
 def _most_chosen(choices: list[Choice]) -> str:
