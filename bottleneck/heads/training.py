@@ -10,6 +10,12 @@
 * :func:`fit_head` fits one head (tuned or not) on rows of a data set. compare, train,
   export and the pipeline all fit through it; with a
   :class:`~bottleneck_transfer.heads.memo.FitMemo` a fit done before is loaded, not redone.
+  Streaming data (``data.chunk_rows`` set) is fitted by
+  :func:`~bottleneck_transfer.heads.streaming.fit_streaming_head` on the rows as an index
+  set (tuned by streaming too; never calibrated or memoized). A calibrated head
+  (:func:`~bottleneck_transfer.heads.registry.calibration_method`) has its calibrator fitted
+  on folds of the fitting rows only
+  (:func:`~bottleneck_transfer.heads.calibration.calibration_folds`).
 * :func:`train_head`, :func:`save_head`, :func:`load_head`, :func:`evaluate_head`.
 
 Memory: a cache whose features exceed the memory budget (:mod:`heads.budget`) is not read
@@ -632,7 +638,8 @@ def fit_head(
 ) -> Fit:
     """Fit one head on ``rows`` of ``data``: the fit of compare, train, export and the pipeline.
 
-    The data is guarded once by its user (:func:`check_data`), not here per fit.
+    The data is guarded once by its user (:func:`check_data`), not here per fit. Streaming
+    data and calibration: see the module docstring.
 
     Parameters
     ----------
@@ -662,14 +669,6 @@ def fit_head(
         False fits the estimator without its calibration (:func:`~.registry.make_head`);
         a choice does where the calibration cannot change its score.
 
-    Streaming data (``data.chunk_rows`` set) is fitted by
-    :func:`~bottleneck_transfer.heads.streaming.fit_streaming_head` on the rows as an index
-    set (tuned by streaming too; never calibrated or memoized).
-
-    A calibrated head (:func:`~bottleneck_transfer.heads.registry.calibration_method`) has
-    its calibrator fitted on folds of these rows only
-    (:func:`~bottleneck_transfer.heads.calibration.calibration_folds`).
-
     Returns
     -------
     Fit
@@ -678,25 +677,13 @@ def fit_head(
     if data.chunk_rows is not None:
         return _fit_streaming(spec, data, rows, tune=tune, random_state=random_state, metric=metric)
     head = set_random_state(make_head(spec, calibrate=calibrate), random_state)
-    kind = head_kind(spec).name
-    tune_settings = {"val_fraction": VAL_FRACTION, "metric": metric} if tune else None
-    params = _json_params(head)
-    code = code_versions([*(step for _, step in head.steps), classifier(head)])
-    key = fit_key(data.key, rows, kind, params, tune_settings, random_state, code)
+    key = _memo_key(spec, head, data, rows, random_state, tuned_by=metric if tune else None)
     every_row = len(rows) == len(data) and np.array_equal(rows, np.arange(len(data)))
     X, y = (data.X, data.y) if every_row else (data.X[rows], data.y[rows])
-    grouping = {"groups": groups_within(data.groups, rows)} if data.has_views else {}
-    if data.linked is not None:
-        grouping["linked"] = data.linked[rows]
+    grouping = _grouping(data, rows)
     meta = None if memo is None else memo.load_meta(key)
     if meta is not None:
-        tuning = None
-        if meta["tuning"] is not None:
-            train_rows, val_rows = validation_split(y, VAL_FRACTION, random_state, **grouping)
-            tuning = TuneResult.from_dict(meta["tuning"], rows[train_rows], rows[val_rows])
-        return Fit(
-            spec, meta["params"], tuning, meta["seconds"], meta["notes"], key, True, memo=memo
-        )
+        return _stored_fit(spec, meta, key, memo, y, rows, random_state, grouping)
     tuning = None
     if tune:
         tuning = tune_head(
@@ -705,65 +692,145 @@ def fit_head(
         head = set_random_state(
             make_head(spec, calibrate=calibrate, **tuning.best_params), random_state
         )
-    method = calibration_method(spec) if calibrate else None
-    if method is not None:
-        try:
-            folds = calibration_folds(
-                y,
-                groups_within(data.groups, rows),
-                CALIBRATION_FOLDS,
-                random_state,
-                held_rows=CALIBRATION_HELD_ROWS,
-            )
-        except ValueError as exc:
-            raise HeadError(
-                f"{spec!r} cannot be calibrated on these rows: {exc}; give more rows or "
-                f"turn calibration off ({kind}:calibrate=false, --no-calibrate)"
-            ) from exc
-        head.set_params(clf__cv=folds)
-    neighbours = getattr(classifier(head), "n_neighbors", None)
-    if neighbours is not None and neighbours > len(rows):
-        raise HeadError(
-            f"{spec!r} looks for {neighbours} neighbours among {len(rows)} training rows; "
-            f"give more rows or fewer neighbours (e.g. knn:n_neighbors={len(rows)}). Received: "
-            f"rows={len(rows)}"
+    if calibrate and calibration_method(spec) is not None:
+        _calibrate_on_folds(head, spec, y, groups_within(data.groups, rows), random_state)
+    _check_neighbours(head, spec, len(rows))
+    # X is not the caller's when it is a subset (a copy): the scaling may overwrite it
+    seconds, notes = _fit_pipeline(head, X, y, in_place=scale_in_place or not every_row)
+    if tuning is not None:
+        _index_tuning(tuning, rows)
+    fit = Fit(spec, _json_params(head), tuning, seconds, notes, key, fitted=head)
+    if memo is not None:
+        _store_fit(memo, fit)
+    return fit
+
+
+def _memo_key(
+    spec: str,
+    head: Pipeline,
+    data: LabeledData,
+    rows: np.ndarray,
+    random_state: int,
+    *,
+    tuned_by: str | None,
+) -> str:
+    """The memo key of a fit (:func:`~.memo.fit_key`): data, rows, head kind and parameters,
+    tuning (by the metric ``tuned_by``, None untuned), seed and the code of the head's steps."""
+    tune_settings = (
+        {"val_fraction": VAL_FRACTION, "metric": tuned_by} if tuned_by is not None else None
+    )
+    code = code_versions([*(step for _, step in head.steps), classifier(head)])
+    params = _json_params(head)
+    return fit_key(data.key, rows, head_kind(spec).name, params, tune_settings, random_state, code)
+
+
+def _index_tuning(tuning: TuneResult, rows: np.ndarray) -> None:
+    """Make a tuning's split index the data set's rows instead of the fitting ``rows``."""
+    tuning.train_indices, tuning.val_indices = (
+        rows[tuning.train_indices],
+        rows[tuning.val_indices],
+    )
+
+
+def _grouping(data: LabeledData, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The view groups and linked rows of ``rows`` that a validation split keeps together."""
+    grouping = {"groups": groups_within(data.groups, rows)} if data.has_views else {}
+    if data.linked is not None:
+        grouping["linked"] = data.linked[rows]
+    return grouping
+
+
+def _stored_fit(
+    spec: str,
+    meta: dict[str, Any],
+    key: str,
+    memo: FitMemo,
+    y: np.ndarray,
+    rows: np.ndarray,
+    random_state: int,
+    grouping: dict[str, np.ndarray],
+) -> Fit:
+    """A fit found in the memo (its head loaded when first read), its tuning split redone."""
+    tuning = None
+    if meta["tuning"] is not None:
+        train_rows, val_rows = validation_split(y, VAL_FRACTION, random_state, **grouping)
+        tuning = TuneResult.from_dict(meta["tuning"], rows[train_rows], rows[val_rows])
+    return Fit(spec, meta["params"], tuning, meta["seconds"], meta["notes"], key, True, memo=memo)
+
+
+def _calibrate_on_folds(
+    head: Pipeline, spec: str, y: np.ndarray, groups: np.ndarray | None, random_state: int
+) -> None:
+    """Set a calibrated head's calibration folds, drawn from its fitting rows only.
+
+    Raises
+    ------
+    HeadError
+        When the rows cannot give the folds, naming how to turn calibration off.
+    """
+    try:
+        folds = calibration_folds(
+            y, groups, CALIBRATION_FOLDS, random_state, held_rows=CALIBRATION_HELD_ROWS
         )
+    except ValueError as exc:
+        raise HeadError(
+            f"{spec!r} cannot be calibrated on these rows: {exc}; give more rows or "
+            f"turn calibration off ({head_kind(spec).name}:calibrate=false, --no-calibrate)"
+        ) from exc
+    head.set_params(clf__cv=folds)
+
+
+def _check_neighbours(head: Pipeline, spec: str, n_rows: int) -> None:
+    """Refuse a neighbours head asking for more neighbours than there are fitting rows."""
+    neighbours = getattr(classifier(head), "n_neighbors", None)
+    if neighbours is not None and neighbours > n_rows:
+        raise HeadError(
+            f"{spec!r} looks for {neighbours} neighbours among {n_rows} training rows; "
+            f"give more rows or fewer neighbours (e.g. knn:n_neighbors={n_rows}). Received: "
+            f"rows={n_rows}"
+        )
+
+
+def _fit_pipeline(
+    head: Pipeline, X: np.ndarray, y: np.ndarray, *, in_place: bool
+) -> tuple[float, list[str]]:
+    """Fit ``head`` single-threaded: its seconds and notes (convergence, approximation).
+
+    Convergence warnings become notes; the other warnings go on to the caller's filters
+    (the CLI's summary).
+    """
     with single_threaded(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         start = time.perf_counter()
-        # X is not the caller's when it is a subset (a copy): the scaling may overwrite it
-        scaled = scale_rows(head.steps[0][1], X, in_place=scale_in_place or not every_row)
+        scaled = scale_rows(head.steps[0][1], X, in_place=in_place)
         head[1:].fit(scaled, y)  # the pipeline's own steps, fitted in place
         del scaled
         seconds = time.perf_counter() - start
     notes = sorted(
         {_not_converged(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)}
     )
-    for other in caught:  # the rest go on to the caller's filters (the CLI's summary)
+    for other in caught:
         if not issubclass(other.category, ConvergenceWarning):
             warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
     approximation = getattr(classifier(head), "approximation_", None)
     if approximation:
         notes.append(approximation)
-    if tuning is not None:
-        tuning.train_indices, tuning.val_indices = (
-            rows[tuning.train_indices],
-            rows[tuning.val_indices],
-        )
-    fit = Fit(spec, _json_params(head), tuning, seconds, notes, key, fitted=head)
-    if memo is not None:
-        memo.save_head(
-            key,
-            head,
-            {
-                "head": spec,
-                "params": fit.params,
-                "tuning": None if tuning is None else tuning.to_dict(),
-                "seconds": seconds,
-                "notes": notes,
-            },
-        )
-    return fit
+    return seconds, notes
+
+
+def _store_fit(memo: FitMemo, fit: Fit) -> None:
+    """Store a fresh fit in the memo under its key."""
+    memo.save_head(
+        fit.key,
+        fit.fitted,
+        {
+            "head": fit.spec,
+            "params": fit.params,
+            "tuning": None if fit.tuning is None else fit.tuning.to_dict(),
+            "seconds": fit.seconds,
+            "notes": fit.notes,
+        },
+    )
 
 
 def scale_rows(scaler: Any, X: np.ndarray, *, in_place: bool) -> np.ndarray:
@@ -796,9 +863,7 @@ def _fit_streaming(
         notes.append(f"{spec}: streamed, so not calibrated (its outputs are scores)")
     tuning = None
     if tune:
-        grouping = {"groups": groups_within(data.groups, rows)} if data.has_views else {}
-        if data.linked is not None:
-            grouping["linked"] = data.linked[rows]
+        grouping = _grouping(data, rows)
         tuning = tune_head(
             spec,
             source,
@@ -808,10 +873,7 @@ def _fit_streaming(
             chunk_rows=data.chunk_rows,
             **grouping,
         )
-        tuning.train_indices, tuning.val_indices = (
-            rows[tuning.train_indices],
-            rows[tuning.val_indices],
-        )
+        _index_tuning(tuning, rows)
     best = {} if tuning is None else tuning.best_params
     with single_threaded():
         start = time.perf_counter()
@@ -882,13 +944,7 @@ def train_head(
     start = time.perf_counter()
     plan = memory_plan(cache, memory_budget, force=out_of_core)
     if plan.streaming:
-        check_streams(spec, _over_budget(plan))
-        if head_kind(spec).streaming == "knn":
-            raise HeadError(
-                f"a saved knn head holds every training row, and these exceed the memory "
-                f"budget ({_over_budget(plan)}): train logreg, linear-svm, dense or "
-                "nystroem, or raise --memory-budget"
-            )
+        _check_streamable(spec, plan)
     data = as_data(cache, what="cache", plan=plan)
     messages = check_data(data, min_per_class=2 if tune else 1)
     fit = fit_head(
@@ -905,12 +961,30 @@ def train_head(
     estimator, tuning = fit.estimator, fit.tuning
     seconds = time.perf_counter() - start if plan.streaming else fit.seconds
     seconds += tuning.seconds if tuning is not None and not plan.streaming else 0.0
-    space = data.space
-    meta = {
+    return TrainedHead(estimator, _head_meta(fit, data, plan, seconds, messages))
+
+
+def _check_streamable(spec: str, plan: MemoryPlan) -> None:
+    """Refuse a head that cannot be trained on a cache streamed over the memory budget."""
+    check_streams(spec, _over_budget(plan))
+    if head_kind(spec).streaming == "knn":
+        raise HeadError(
+            f"a saved knn head holds every training row, and these exceed the memory "
+            f"budget ({_over_budget(plan)}): train logreg, linear-svm, dense or "
+            "nystroem, or raise --memory-budget"
+        )
+
+
+def _head_meta(
+    fit: Fit, data: LabeledData, plan: MemoryPlan, seconds: float, messages: list[str]
+) -> dict[str, Any]:
+    """A trained head's metadata: the fit, the cache it came from and the run."""
+    space, tuning = data.space, fit.tuning
+    return {
         "format": HEAD_FORMAT,
         "format_version": HEAD_FORMAT_VERSION,
-        "head": spec,
-        "params": _json_params(estimator),
+        "head": fit.spec,
+        "params": _json_params(fit.estimator),
         "tuning": None if tuning is None else tuning.to_dict(),
         "out_of_core": plan.streaming,
         "memory": plan.measure().to_dict(),
@@ -924,7 +998,6 @@ def train_head(
         "versions": software_versions(),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    return TrainedHead(estimator, meta)
 
 
 def _over_budget(plan: MemoryPlan) -> str:
