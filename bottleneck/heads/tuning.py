@@ -200,53 +200,83 @@ def tune_head(
         trials = _searched_trials(spec, X, y, split, scoring, random_state, n_jobs, space.parallel)
     else:
         trials = streamed_trials(spec, X, y, split, scoring, random_state, chunk_rows)
-    scores: dict[tuple, float] = {}  # greater is better
-    values: dict[tuple, float] = {}  # in the metric's own units
+    search = _Search(spec, axes, scale, trials, scoring)
+    search.evaluate(_product([a.grid for a in axes]))
+    search.refine()
+    return search.result(split, start)
 
-    def evaluate(points: list[tuple]) -> None:
-        points = [p for p in dict.fromkeys(points) if p not in scores]
+
+@dataclass
+class _Search:
+    """One search's trials by point (a value per searched axis): ``scores``, greater is
+    better, and ``values``, in the metric's own units."""
+
+    spec: str
+    axes: list[Axis]
+    scale: dict[str, float]
+    trials: Trials
+    scoring: Metric
+    scores: dict[tuple, float] = field(default_factory=dict)
+    values: dict[tuple, float] = field(default_factory=dict)
+
+    @property
+    def best(self) -> tuple:
+        """The point with the greatest score (the first tried among equals)."""
+        return max(self.scores, key=self.scores.__getitem__)
+
+    def result(self, split: tuple[np.ndarray, np.ndarray], start: float) -> TuneResult:
+        """The best point's parameters and every trial, the search having begun at ``start``
+        (:func:`time.perf_counter`)."""
+        best = self.best
+        return TuneResult(
+            spec=self.spec,
+            best_params=_params(self.axes, self.scale, best),
+            best_score=self.values[best],
+            trials=[
+                {"params": _params(self.axes, self.scale, p), "validation_score": self.values[p]}
+                for p in self.scores
+            ],
+            train_indices=split[0],
+            val_indices=split[1],
+            seconds=time.perf_counter() - start,
+            searched=[a.param for a in self.axes],
+            metric=self.scoring.name,
+        )
+
+    def evaluate(self, points: list[tuple]) -> None:
+        """Score the points not tried yet, in one round of trials."""
+        points = [p for p in dict.fromkeys(points) if p not in self.scores]
         if not points:
             return
-        found = np.asarray(trials([_params(axes, scale, p) for p in points]), dtype=float)
+        params = [_params(self.axes, self.scale, p) for p in points]
+        found = np.asarray(self.trials(params), dtype=float)
         if np.isnan(found).all():
-            raise HeadError(f"tuning {spec!r}: no trial could be fitted")
+            raise HeadError(f"tuning {self.spec!r}: no trial could be fitted")
         for point, score in zip(points, found, strict=True):
             # scikit-learn negates losses (greater is better); report them as themselves
-            value = score if scoring.higher_is_better else -score
-            scores[point] = -math.inf if np.isnan(score) else float(score)
-            values[point] = math.nan if np.isnan(score) else float(value)
+            value = score if self.scoring.higher_is_better else -score
+            self.scores[point] = -math.inf if np.isnan(score) else float(score)
+            self.values[point] = math.nan if np.isnan(score) else float(value)
 
-    evaluate(_product([a.grid for a in axes]))
-    steps = [
-        math.log10(a.grid[1] / a.grid[0]) if a.finest_step and len(a.grid) > 1 else 0.0
-        for a in axes
-    ]
-    while any(a.finest_step and step > a.finest_step for a, step in zip(axes, steps, strict=True)):
-        best = max(scores, key=scores.__getitem__)
-        candidates = []
-        for i, axis in enumerate(axes):
-            if axis.finest_step and steps[i] > axis.finest_step:
-                steps[i] /= 2
-                for sign in (-1, 1):
-                    moved = list(best)
-                    moved[i] = float(f"{best[i] * 10 ** (sign * steps[i]):.6g}")
-                    candidates.append(tuple(moved))
-        evaluate(candidates)
-    best = max(scores, key=scores.__getitem__)
-    return TuneResult(
-        spec=spec,
-        best_params=_params(axes, scale, best),
-        best_score=values[best],
-        trials=[
-            {"params": _params(axes, scale, point), "validation_score": values[point]}
-            for point in scores
-        ],
-        train_indices=train_idx,
-        val_indices=val_idx,
-        seconds=time.perf_counter() - start,
-        searched=[a.param for a in axes],
-        metric=scoring.name,
-    )
+    def refine(self) -> None:
+        """Halve each refined axis's step (in decades) around the best point, a round at a
+        time, until every step reaches the axis's ``finest_step``."""
+        axes = self.axes
+        steps = [
+            math.log10(a.grid[1] / a.grid[0]) if a.finest_step and len(a.grid) > 1 else 0.0
+            for a in axes
+        ]
+        while any(a.finest_step and s > a.finest_step for a, s in zip(axes, steps, strict=True)):
+            best = self.best
+            candidates = []
+            for i, axis in enumerate(axes):
+                if axis.finest_step and steps[i] > axis.finest_step:
+                    steps[i] /= 2
+                    for sign in (-1, 1):
+                        moved = list(best)
+                        moved[i] = float(f"{best[i] * 10 ** (sign * steps[i]):.6g}")
+                        candidates.append(tuple(moved))
+            self.evaluate(candidates)
 
 
 #: Scores of trials (parameter dicts), greater is better, NaN for a trial that failed.
