@@ -138,7 +138,7 @@ def export(
     """
     from bottleneck_transfer.deploy.export import export as run_export
     from bottleneck_transfer.deploy.export import plan_export
-    from bottleneck_transfer.heads.registry import DEFAULT_HEAD
+    from bottleneck_transfer.heads.registry import DEFAULT_HEAD, calibrated_specs
 
     if not _adds_a_version(out, fmt):
         options.refuse_overwrite(out, force)
@@ -168,7 +168,7 @@ def export(
     result = run_export(
         cache,
         out,
-        head=options.calibrated_specs([head or DEFAULT_HEAD], calibrate)[0],
+        head=calibrated_specs([head or DEFAULT_HEAD], calibrate)[0],
         head_file=head_file,
         base=base_path,
         weights=weights,

@@ -254,7 +254,7 @@ def train(
     """
     from bottleneck_transfer.features.cache import FeatureCache
     from bottleneck_transfer.heads.budget import describe
-    from bottleneck_transfer.heads.registry import DEFAULT_HEAD
+    from bottleneck_transfer.heads.registry import DEFAULT_HEAD, calibrated_specs
     from bottleneck_transfer.heads.selection import resolve_metric
     from bottleneck_transfer.heads.training import refuse_value_target, save_head, train_head
 
@@ -266,7 +266,7 @@ def train(
         )
         trained = train_head(
             cache,  # a path: train_head reads the features and may scale them in place
-            options.calibrated_specs([spec or DEFAULT_HEAD], calibrate)[0],
+            calibrated_specs([spec or DEFAULT_HEAD], calibrate)[0],
             tune=tune,
             out_of_core=out_of_core,
             memory_budget=memory_budget,

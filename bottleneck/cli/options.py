@@ -164,14 +164,6 @@ def calibrate() -> Decorator:
     )
 
 
-def calibrated_specs(specs: list[str], calibrate: bool) -> list[str]:
-    """``specs`` as given, or with ``calibrate=false`` on the calibrated ones
-    (:func:`~bottleneck_transfer.heads.registry.without_calibration`)."""
-    from bottleneck_transfer.heads.registry import without_calibration
-
-    return specs if calibrate else [without_calibration(spec) for spec in specs]
-
-
 def bootstrap() -> Decorator:
     """``--bootstrap``: resamples for the bootstrap 95% intervals."""
     return click.option(

@@ -18,7 +18,7 @@ from typing import Any
 from bottleneck_transfer import quiet
 from bottleneck_transfer.errors import HeadError
 from bottleneck_transfer.features.cache.reader import target_kind_of
-from bottleneck_transfer.heads.registry import default_heads, split_specs, without_calibration
+from bottleneck_transfer.heads.registry import calibrated_specs, default_heads, split_specs
 from bottleneck_transfer.heads.training import check_min_accuracy
 
 #: The options of ``compare`` that apply to class targets only, by request field.
@@ -96,8 +96,7 @@ def run_compare(request: CompareRequest) -> Compared:
     if request.cost_ratio is not None:
         raise HeadError("--cost-ratio chooses thresholds of binary and multi-label targets")
     specs = split_specs(request.heads) if request.heads is not None else list(default_heads())
-    if not request.calibrate:
-        specs = [without_calibration(spec) for spec in specs]
+    specs = calibrated_specs(specs, request.calibrate)
     if request.layer_caches:
         return _layer_sweep(request, specs)
     if request.curve_sizes and request.cv is not None:

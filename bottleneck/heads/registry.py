@@ -104,7 +104,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -478,6 +478,18 @@ def without_calibration(spec: str) -> str:
         f"{key}={str(value).lower() if isinstance(value, bool) else value}"
         for key, value in params.items()
     )
+
+
+def calibrated_specs(specs: Sequence[str], calibrate: bool) -> list[str]:
+    """``specs`` as given, or with ``calibrate=false`` on the calibrated ones
+    (:func:`without_calibration`): what ``--calibrate/--no-calibrate`` does to the heads.
+
+    Examples
+    --------
+    >>> calibrated_specs(["linear-svm", "logreg"], calibrate=False)
+    ['linear-svm:calibrate=false', 'logreg']
+    """
+    return list(specs) if calibrate else [without_calibration(spec) for spec in specs]
 
 
 def fitted_calibration(head: BaseEstimator) -> str | None:
