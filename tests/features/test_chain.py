@@ -157,10 +157,7 @@ LENGTH_CHECKED = (
     "bench",
     "rank",
     "cli/head_cmds.py",
-    "heads/compare_modes.py",
-    "heads/layer_sweep.py",
-    "heads/learning_curve.py",
-    "heads/selection.py",
+    "heads",
     "pipeline/spec.py",
 )
 
