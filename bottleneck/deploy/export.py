@@ -282,6 +282,34 @@ class ExportPlan(Display):
     def _display_rows(self) -> list[dict[str, Any]]:
         return [{"output": i, "class": name} for i, name in enumerate(self.classes)]
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``bottleneck export --dry-run --json`` prints."""
+        return {
+            "dry_run": True,
+            "path": str(self.path),
+            "kind": self.kind,
+            "labels": str(self.labels),
+            "head": self.head,
+            "classes": self.classes,
+            "input_shape": self.input_shape,
+            "head_bytes": self.head_bytes,
+            "base_bytes": self.base_bytes,
+        }
+
+    def line(self) -> str:
+        """One line for ``bottleneck export --dry-run``: what would be written."""
+        base = "known once built" if self.base_bytes is None else f"{self.base_bytes:,} bytes"
+        return (
+            f"Would write {self.path} ({self.kind}): head {self.head} (~{self.head_bytes:,} "
+            f"bytes), base {base}; input {self.input_text}, {len(self.classes)} classes "
+            f"({', '.join(self.classes)}) named in {self.labels}. Nothing written."
+        )
+
+
+def adds_a_version(out: str | Path, format: str | None) -> bool:
+    """Whether a SavedModel export to ``out`` adds a version folder (nothing is replaced)."""
+    return format == "saved-model" and any(p.name.isdigit() for p in Path(out).glob("[0-9]*"))
+
 
 def _head_bytes(spec: str, rows: int, dim: int, n_classes: int) -> int:
     """float32 bytes of a ``spec`` head fitted on ``rows`` x ``dim`` features: its layers
