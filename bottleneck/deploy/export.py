@@ -581,19 +581,9 @@ def _build(request: _Request, opened: FeatureCache) -> _Model:
     estimator, spec, trained = _resolve_head(request.head, request.head_file, opened)
     kind_name = _head_kind(estimator, spec, request.form)
     classes = _head_classes(estimator, opened)
-    layers: list = []
-    if request.form != "folder":
-        layers, outputs = head_layers(estimator, opened.dim)
-    else:
-        outputs = "probabilities" if hasattr(estimator, "predict_proba") else "decision-softmax"
+    layers, outputs = _head_outputs(estimator, opened.dim, request.form)
     described = opened.provenance.get("base", {})
-    rebuilt = rebuild_base(
-        described, base_path=request.base, weights=request.weights, cache_path=opened.path
-    )
-    if rebuilt.dim != opened.dim:
-        raise BaseModelError(
-            f"the rebuilt base gives {rebuilt.dim} features, the cache {opened.dim}"
-        )
+    rebuilt = _rebuilt_base(request, opened, described)
     metadata = {
         **provenance_metadata(opened, described, rebuilt),
         "classes": classes,
@@ -619,6 +609,27 @@ def _build(request: _Request, opened: FeatureCache) -> _Model:
     return _Model(
         estimator, classes, kind_name, rebuilt, model, converter, metadata, settings, calibrate
     )
+
+
+def _head_outputs(estimator: Any, dim: int, form: str) -> tuple[list, str]:
+    """The head's Keras layers (none for the folder form, which saves the estimator) and
+    what its outputs are (``"probabilities"`` or ``"decision-softmax"``)."""
+    if form != "folder":
+        return head_layers(estimator, dim)
+    outputs = "probabilities" if hasattr(estimator, "predict_proba") else "decision-softmax"
+    return [], outputs
+
+
+def _rebuilt_base(request: _Request, opened: FeatureCache, described: dict) -> Base:
+    """The cache's base rebuilt from its provenance ``described``, with the cache's width."""
+    rebuilt = rebuild_base(
+        described, base_path=request.base, weights=request.weights, cache_path=opened.path
+    )
+    if rebuilt.dim != opened.dim:
+        raise BaseModelError(
+            f"the rebuilt base gives {rebuilt.dim} features, the cache {opened.dim}"
+        )
+    return rebuilt
 
 
 def _model(
