@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from bottleneck_transfer.errors import BottleneckWarning
+
 if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
 
@@ -282,3 +284,12 @@ def summarised_warnings() -> Iterator[None]:
             if succeeded:  # a failed command's one-line error stands alone
                 for line in summary_lines(caught):
                     print(line, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def own_warnings_in_output() -> Iterator[None]:
+    """Ignore this package's warnings raised inside: the result they concern shows them in
+    its own output instead (a comparison's table, a trained head's metadata)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BottleneckWarning)
+        yield

@@ -7,12 +7,17 @@ process (imports included, as a user runs it); the wall and CPU seconds are reco
 the rows that stopped at their iteration bound, and the wall time as a ratio to the sum of
 the single fits it ran (each head's mean fit seconds times the folds, every fit
 single-threaded): below 1 when folds and heads ran in parallel, and what is left above the
-fits' share is imports, worker start-up and scoring.
+fits' share is imports, worker start-up, the choice of the winner (its own fits on the
+folds' training rows) and scoring. ``load`` is the 1-minute load average before and after
+(wall seconds mean little on a loaded machine; ``cpu_seconds`` less so). One kind, printed::
+
+    python -c "from bottleneck_transfer.bench.compare6k import main; main()" structured
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -108,6 +113,7 @@ def bench_compare_6k(
         for kind in kinds:
             path = write_synthetic_cache(Path(tmp) / f"{kind}.h5", kind)
             command = [sys.executable, "-c", _COMMAND, "compare", str(path), "--cv", str(cv)]
+            load = os.getloadavg()[0]
             cpu, started = _children_cpu(), time.perf_counter()
             done = subprocess.run(
                 [*command, "--quiet", "--json"], capture_output=True, text=True, check=False
@@ -125,6 +131,7 @@ def bench_compare_6k(
                 "cpu_seconds": round(cpu, 2),
                 "sum_of_fits": round(fits, 2),
                 "ratio_to_fits": round(seconds / fits, 3),
+                "load": [round(load, 2), round(os.getloadavg()[0], 2)],
                 "winner": result["winner"],
                 "fit_seconds": {r["name"]: round(r["fit_seconds"], 3) for r in result["rows"]},
                 "accuracy": {r["name"]: round(r["metrics"]["accuracy"], 4) for r in result["rows"]},
@@ -135,3 +142,9 @@ def bench_compare_6k(
                 ),
             }
     return {"shape": list(SHAPE), "cv": cv, "target_seconds": TARGET_SECONDS, "runs": runs}
+
+
+def main() -> None:
+    """Print :func:`bench_compare_6k` of the kinds named on the command line (default all)
+    as JSON."""
+    print(json.dumps(bench_compare_6k(tuple(sys.argv[1:]) or KINDS), indent=1))

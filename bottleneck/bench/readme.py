@@ -153,11 +153,15 @@ def _targets(payload: dict[str, Any]) -> list[str]:
 
 
 _SCALE_RUN = "--memory-budget 1G --dense dense:epochs=3"
+_SCALE_2M_ORDER = " ".join(
+    f'--command "{name}"'
+    for name in ("train logreg", "evaluate", "cache export", "compare holdout", "train dense")
+)
 SCALE = (
-    f"python -m bottleneck_transfer.bench.scale --rows 20000 {_SCALE_RUN} --out-of-core "
-    "-o scale-20k.json",
     f"python -m bottleneck_transfer.bench.scale --rows 200000 {_SCALE_RUN} -o scale-200k.json",
-    "python -m bottleneck_transfer.bench.scale --merge scale-20k.json --merge scale-200k.json "
+    f"python -m bottleneck_transfer.bench.scale --rows 2000000 {_SCALE_RUN} {_SCALE_2M_ORDER} "
+    "-o scale-2m.json",
+    "python -m bottleneck_transfer.bench.scale --merge scale-200k.json --merge scale-2m.json "
     "-o data/bench/scale.json",
 )
 RANK_COST = ("python -m bottleneck_transfer.bench.rank_cost -o data/bench/rank_cost.json",)

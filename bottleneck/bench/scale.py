@@ -116,13 +116,14 @@ def commands(
     dense_head = str(folder / "dense.skops")
     return {
         "train logreg": ["train", str(cache), "--head", logreg, "-o", head, "--force"],
-        "train dense": ["train", str(cache), "--head", dense, "-o", dense_head, "--force"],
         "compare holdout": [
             *("compare", str(cache), "--val-split", "0.2", "--heads", f"{logreg},linear-svm"),
             *("--bootstrap", "200", "--quiet"),
         ],
         "evaluate": ["evaluate", head, str(cache), "--bootstrap", "200"],
         "cache export": ["cache", "export", str(cache), "-o", str(folder / "export.parquet")],
+        # last: the slowest (a run cut short by a deadline keeps the others)
+        "train dense": ["train", str(cache), "--head", dense, "-o", dense_head, "--force"],
     }
 
 
@@ -134,11 +135,13 @@ def bench(
     folder: Path,
     out: Path | None = None,
     out_of_core: bool = False,
+    only: list[str] | None = None,
     **specs: str,
 ) -> dict:
     """Write one cache per size, run every command on it; figures by size and command.
 
-    ``specs``: ``logreg`` and ``dense`` head specs (:func:`commands`); ``out_of_core``: pass
+    ``specs``: ``logreg`` and ``dense`` head specs (:func:`commands`); ``only``: these
+    commands, in this order (``evaluate`` needs ``train logreg`` before it); ``out_of_core``: pass
     ``--out-of-core`` too (streaming at every size). ``out``: a JSON file
     rewritten after every command (a run cut short keeps what it measured). Returns
     ``{"settings", "machine", "sizes": {rows: ...}, "seconds"}``; each command's ``load`` is
@@ -169,7 +172,9 @@ def bench(
             "write_seconds": written,
             "commands": by_command,
         }
-        for name, args in commands(cache, folder, **specs).items():
+        measured_commands = commands(cache, folder, **specs)
+        for name in only or list(measured_commands):
+            args = measured_commands[name]
             takes_budget = args[0] in ("train", "compare", "evaluate")
             load = os.getloadavg()[0]
             measured = run_measured([*args, *(limit if takes_budget else []), "--json"])
@@ -270,6 +275,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folder", type=Path, help="Where the caches go (default: a temp dir).")
     parser.add_argument("--logreg", default="logreg", help="The logreg spec (e.g. logreg:C=1).")
     parser.add_argument("--dense", default="dense", help="The dense spec (e.g. dense:epochs=2).")
+    parser.add_argument(
+        "--command",
+        action="append",
+        help="Run only this command (repeatable, in this order; default: all).",
+    )
     parser.add_argument("-o", "--out", type=Path, help="Also write the JSON here, as it goes.")
     parser.add_argument(
         "--merge", type=Path, action="append", help="Measure nothing: join these runs' JSON."
@@ -291,6 +301,7 @@ def main(argv: list[str] | None = None) -> None:
             folder=Path(folder),
             out=args.out,
             out_of_core=args.out_of_core,
+            only=args.command,
             logreg=args.logreg,
             dense=args.dense,
         )

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -122,55 +121,23 @@ def peak_memory(sizes: list[int], batch_size: int) -> dict[str, Any]:
 def engines(
     n: int, batch_size: int, engine: str, workers: int, base: str = BASE, **base_options: Any
 ) -> dict[str, Any]:
-    """Images/s of the local engine and of a ``workers``-process cluster on the same PNGs,
-    with ``base`` (default the shipped 28-px base; ``base_options`` as for ``load_base``)."""
+    """The local engine against a ``workers``-process ``engine`` cluster on the same ``n``
+    PNGs (:func:`bench.cluster.bench_engines` at ``n / 3`` and ``n`` images), with ``base``
+    (default the shipped 28-px base; ``base_options`` as for ``load_base``)."""
+    from bottleneck_transfer.bench.cluster import bench_engines
+
     with tempfile.TemporaryDirectory() as tmp:
         spec = write_sources(Path(tmp), n, ("folder",))["folder"]
-        if engine == "dask":
-            from bottleneck_transfer.bench.cluster import bench_dask
-
-            return bench_dask(
-                base,
-                spec,
-                n_images=n,
-                workers=workers,
-                batch_size=batch_size,
-                base_options=base_options,
-            )
-        import ray
-
-        options = {"batch_size": batch_size, "progress": False, **base_options}
-        local = extract(spec, base, Path(tmp) / "local.h5", **options)
-
-        started = time.perf_counter()
-        start_ray_head(workers)
-        ray.init(address="auto", log_to_driver=False)
-        start_up = time.perf_counter() - started
-        try:
-            shard = max(batch_size, n // (4 * workers))
-            got = extract(
-                spec,
-                base,
-                Path(tmp) / "ray.h5",
-                engine="ray",
-                workers=workers,
-                shard_images=shard,
-                **options,
-            )
-        finally:
-            ray.shutdown()
-            subprocess.run(["ray", "stop", "--force"], capture_output=True)
-    return {
-        "base": base,
-        **base_options,
-        "images": n,
-        "workers": workers,
-        "local_images_per_second": round(local.images_per_second, 1),
-        "ray_images_per_second": round(got.images_per_second, 1),
-        "ray_vs_local": round(got.images_per_second / local.images_per_second, 3),
-        "ray_start_seconds": round(start_up, 1),
-        "note": "the ray figure includes starting the actors and building the base in each",
-    }
+        return bench_engines(
+            base,
+            spec,
+            engines=("local", engine),
+            sizes=(max(batch_size, n // 3), n),
+            repeats=1,
+            workers=workers,
+            batch_size=batch_size,
+            base_options=base_options,
+        )
 
 
 def start_ray_head(workers: int, attempts: int = 3) -> None:

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from bottleneck_transfer.cli import options
-from bottleneck_transfer.errors import BottleneckWarning, HeadError
 from bottleneck_transfer.features.choices import BASELINES
+from bottleneck_transfer.quiet import own_warnings_in_output
 
-
-@contextlib.contextmanager
-def _warnings_in_output() -> Iterator[None]:
-    """Silence this package's warnings: the commands print them in their output instead."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BottleneckWarning)
-        yield
+if TYPE_CHECKING:
+    from bottleneck_transfer.heads.compare_modes import Compared
 
 
 def _parse_baseline(value: str) -> tuple[str, str, str | None]:
+    """A ``--baseline-cache`` value: ``NAME=TRAIN.h5`` or ``NAME=TRAIN.h5,TEST.h5``."""
     name, sep, paths = value.partition("=")
     train, _, test = paths.partition(",")
     if not sep or not name.strip() or not train.strip():
@@ -136,33 +129,14 @@ def _parse_baseline(value: str) -> tuple[str, str, str | None]:
 @options.json_flag()
 @options.quiet("by default a bar on a terminal (heads x folds, time left).")
 def compare(
-    train_cache: str,
     test_cache: str | None,
-    cv: int | None,
-    val_split: float | None,
-    heads: str,
-    tune: bool,
-    metric: str | None,
-    cost_ratio: float | None,
-    calibrate: bool,
+    baseline_caches: tuple[str, ...],
+    layer_caches: tuple[str, ...],
     out: str | None,
     report: str | None,
-    baseline_caches: tuple[str, ...],
-    baseline_names: tuple[str, ...],
-    base_path: str | None,
-    cache_dir: str | None,
-    baseline_heads: str,
-    curve_sizes: str | None,
-    repeats: int | None,
-    layer_caches: tuple[str, ...],
-    bootstrap: int,
-    seed: int,
-    jobs: int,
-    memory_budget: str | None,
-    out_of_core: bool,
-    assert_min_accuracy: float | None,
     as_json: bool,
     quiet: bool,
+    **given: Any,
 ) -> None:
     """Compare heads on TRAIN_CACHE: same splits, intervals, significance, a winner.
 
@@ -200,222 +174,43 @@ def compare(
     training rows (by F1, or --cost-ratio); --test, --cv, --heads, --tune, --metric,
     --bootstrap, --seed, -o and --json apply.
     """
-    from bottleneck_transfer.features.cache.reader import target_kind_of
-    from bottleneck_transfer.heads.budget import describe
-    from bottleneck_transfer.heads.compare import compare_heads
-    from bottleneck_transfer.heads.registry import default_heads, split_specs
-    from bottleneck_transfer.heads.report import format_table, write_report
-    from bottleneck_transfer.heads.training import check_min_accuracy
+    from bottleneck_transfer.heads.compare_modes import CompareRequest, run_compare
 
-    out = out or report
-    if target_kind_of(train_cache) != "class":
-        refused = {
-            "--val-split": val_split,
-            "--baseline-cache": baseline_caches,
-            "--baseline": baseline_names,
-            "--learning-curve": curve_sizes,
-            "--layer-sweep": layer_caches,
-            "--assert-min-accuracy": assert_min_accuracy,
-        }
-        _compare_targets(
-            train_cache,
-            test_cache,
-            [k for k, v in refused.items() if v],
-            heads=None if heads is None else split_specs(heads),
-            cv=cv,
-            tune=tune,
-            metric=metric,
-            cost_ratio=cost_ratio,
-            n_bootstrap=bootstrap,
-            random_state=seed,
-            out=out,
-            as_json=as_json,
-            memory=(memory_budget, out_of_core),
-        )
-        return
-    if cost_ratio is not None:
-        raise HeadError("--cost-ratio chooses thresholds of binary and multi-label targets")
-    specs = split_specs(heads) if heads is not None else list(default_heads())
-    specs = options.calibrated_specs(specs, calibrate)
-    if layer_caches:
-        if curve_sizes or baseline_caches or baseline_names:
-            raise HeadError(
-                "--layer-sweep compares layers on their own: run --learning-curve or "
-                "baselines in a separate compare"
-            )
-        _layer_sweep(
-            (train_cache, test_cache),
-            layer_caches,
-            heads=specs,
-            cv=cv,
-            tune=tune,
-            n_bootstrap=bootstrap,
-            random_state=seed,
-            n_jobs=jobs,
-            metric=metric,
-            out=out,
-            as_json=as_json,
-            minimum=assert_min_accuracy,
-        )
-        return
-    if curve_sizes and cv is not None:
-        raise HeadError(
-            "--learning-curve scores on --test, or on a held-out quarter of TRAIN_CACHE "
-            "without it; drop --cv"
-        )
-    baselines = {}
-    for value in baseline_caches:
-        name, train, test = _parse_baseline(value)
-        if name in baselines:
-            raise HeadError(f"baseline {name!r} is given twice")
-        if test_cache is not None and test is None:
-            raise HeadError(
-                f"baseline {name!r} needs its test cache too with --test: "
-                f"--baseline-cache {name}=TRAIN.h5,TEST.h5"
-            )
-        baselines[name] = (train, test if test_cache is not None else None)
-    if baseline_names:
-        from bottleneck_transfer.features.baselines import extract_baselines
-
-        baselines.update(
-            extract_baselines(
-                train_cache,
-                test_cache,
-                [n for n in dict.fromkeys(baseline_names) if n not in baselines],
-                cache_dir=cache_dir,
-                base_path=base_path,
-                progress=False if quiet else None,
-            )
-        )
-    if curve_sizes:
-        from bottleneck_transfer.heads.learning_curve import (
-            CHOSEN,
-            format_curve,
-            learning_curve,
-            write_curve_report,
-        )
-
-        with _warnings_in_output():
-            curve = learning_curve(
-                train_cache,
-                test_cache,
-                sizes=curve_sizes,
-                heads=specs,
-                baselines=baselines or None,
-                baseline_heads=baseline_heads,
-                repeats=repeats,
-                tune=tune,
-                n_bootstrap=bootstrap,
-                random_state=seed,
-                n_jobs=jobs,
-                metric=metric,
-            )
-        _show(curve, format_curve(curve), write_curve_report, out, as_json)
-        last = curve.point(CHOSEN, curve.sizes[-1])
-        check_min_accuracy(
-            last.mean,
-            assert_min_accuracy,
-            what=f"the head chosen on training rows at {last.size} labels per class",
-        )
-        return
-    with _warnings_in_output():
-        comparison = compare_heads(
-            train_cache,
-            test_cache,
-            heads=specs,
-            cv=cv,
-            val_split=val_split,
-            tune=tune,
-            baselines=baselines,
-            baseline_heads=baseline_heads,
-            n_bootstrap=bootstrap,
-            random_state=seed,
-            n_jobs=jobs,
-            progress=False if quiet else None,
-            metric=metric,
-            memory_budget=memory_budget,
-            out_of_core=out_of_core,
-        )
-    text = f"{format_table(comparison)}\n{describe(comparison.memory)}"
-    _show(comparison, text, write_report, out, as_json)
-    check_min_accuracy(
-        comparison.selected.metrics["accuracy"],
-        assert_min_accuracy,
-        what=f"{comparison.selected.name}, chosen on training rows (scored on rows no choice saw)",
+    request = CompareRequest(
+        test_cache=test_cache,
+        baseline_caches=tuple(_parse_baseline(value) for value in baseline_caches),
+        layer_caches=tuple(_parse_layer(value, test_cache is not None) for value in layer_caches),
+        progress=False if quiet else None,
+        **given,
     )
+    compared = run_compare(request)
+    _show(compared, out or report, as_json)
+    compared.check(request.assert_min_accuracy)
 
 
-def _compare_targets(
-    train: str,
-    test: str | None,
-    refused: list[str],
-    *,
-    out: str | None,
-    as_json: bool,
-    memory: tuple[str | None, bool],
-    **settings: Any,
-) -> None:
-    """``compare`` on a binary, multi-label or regression cache (in memory: ``memory``'s
-    budget and ``--out-of-core`` refuse what would stream)."""
-    from bottleneck_transfer.features.cache.reader import target_kind_of
-    from bottleneck_transfer.heads.target_compare import check_in_memory, compare_targets
-    from bottleneck_transfer.heads.target_report import format_target_table, write_target_report
-
-    if refused:
-        raise HeadError(
-            f"{', '.join(refused)} apply to class targets only; {train} has a "
-            f"{target_kind_of(train)} target, compared against its own baseline (the mean or "
-            "prevalence predictor) without learning curves, layer sweeps or accuracy floors"
+def _parse_layer(value: str, holdout: bool) -> tuple[str, str | None]:
+    """A ``--layer-sweep`` value: ``TRAIN.h5,TEST.h5`` with ``--test`` (``holdout``), else
+    ``TRAIN.h5``."""
+    train, _, test = (part.strip() for part in value.partition(","))
+    if not train or holdout != bool(test):
+        raise click.BadParameter(
+            "give TRAIN.h5,TEST.h5 for each layer with --test, and TRAIN.h5 alone "
+            f"without it. Received: {value!r}",
+            param_hint="--layer-sweep",
         )
-    check_in_memory(train, *memory)
-    result = compare_targets(train, test, **settings)
-    _show(result, format_target_table(result), write_target_report, out, as_json)
+    return train, test or None
 
 
-def _show(
-    result: Any, text: str, write: Callable[[Any, str], dict], out: str | None, as_json: bool
-) -> None:
+def _show(compared: Compared, out: str | None, as_json: bool) -> None:
     """Write the report folder (with -o) and print the result as text or JSON."""
-    files = write(result, out) if out else {}
+    files = compared.write(compared.result, out) if out else {}
     if as_json:
-        options.echo_json({**result.to_dict(), "files": {k: str(v) for k, v in files.items()}})
+        result = compared.result.to_dict()
+        options.echo_json({**result, "files": {k: str(v) for k, v in files.items()}})
         return
-    click.echo(text)
+    click.echo(compared.text)
     if files:
         click.echo(f"\nReport written to {out}/ ({', '.join(files)})")
-
-
-def _layer_sweep(
-    first: tuple[str, str | None],
-    values: tuple[str, ...],
-    *,
-    out: str | None,
-    as_json: bool,
-    minimum: float | None,
-    **settings: Any,
-) -> None:
-    """``compare --layer-sweep``: TRAIN_CACHE (and --test) first, then each given layer."""
-    from bottleneck_transfer.heads.layer_sweep import format_sweep, layer_sweep, write_sweep_report
-    from bottleneck_transfer.heads.training import check_min_accuracy
-
-    holdout = first[1] is not None
-    caches = [first]
-    for value in values:
-        train, _, test = (part.strip() for part in value.partition(","))
-        if not train or holdout != bool(test):
-            raise click.BadParameter(
-                "give TRAIN.h5,TEST.h5 for each layer with --test, and TRAIN.h5 alone "
-                f"without it. Received: {value!r}",
-                param_hint="--layer-sweep",
-            )
-        caches.append((train, test or None))
-    with _warnings_in_output():
-        sweep = layer_sweep(caches, **settings)
-    _show(sweep, format_sweep(sweep), write_sweep_report, out, as_json)
-    best = sweep.best.best.metrics["accuracy"]
-    check_min_accuracy(
-        best, minimum, what=f"the best layer {sweep.best.name} (on rows no choice saw)"
-    )
 
 
 @click.command()
@@ -464,7 +259,7 @@ def train(
     from bottleneck_transfer.heads.training import refuse_value_target, save_head, train_head
 
     options.refuse_overwrite(out, force)
-    with FeatureCache.open(cache) as opened, _warnings_in_output():
+    with FeatureCache.open(cache) as opened, own_warnings_in_output():
         refuse_value_target(opened)
         deciding, note = resolve_metric(
             metric, opened.labels, len(opened.class_names), [spec or DEFAULT_HEAD]

@@ -181,11 +181,17 @@ class Plan:
 
     @classmethod
     def make(
-        cls, source: Source, job: Pass, paths: Sequence[str | Path], options: ExtractOptions
+        cls,
+        source: Source,
+        job: Pass,
+        paths: Sequence[str | Path],
+        options: ExtractOptions,
+        manifest: dict | None = None,
     ) -> Plan:
-        """The plan of ``job`` over ``source`` into ``paths``."""
+        """The plan of ``job`` over ``source`` into ``paths`` (``manifest``: the source's,
+        when the caller has just read it; else read here)."""
         check_modality(source, job.runner)
-        manifest = source.manifest()
+        manifest = source.manifest() if manifest is None else manifest
         batch_size = options.batch_size or _default_batch(job.runner, len(source))
         options = options.replace(batch_size=batch_size)
         views = options.made_views()
@@ -300,11 +306,16 @@ def run_missing(plan: Plan, run: Callable[[Plan], ExtractResult]) -> list[Extrac
 
 
 def extract_here(
-    source: Source, job: Pass, paths: Sequence[str | Path], options: ExtractOptions
+    source: Source,
+    job: Pass,
+    paths: Sequence[str | Path],
+    options: ExtractOptions,
+    manifest: dict | None = None,
 ) -> list[ExtractResult]:
     """Extract ``source`` in one pass of ``job`` into ``paths`` in this process: what a shard
-    task of the cluster engines runs (resuming the shard's partial files)."""
-    plan = Plan.make(source, job, paths, options)
+    task of the cluster engines runs (resuming the shard's partial files); ``manifest`` as
+    in :meth:`Plan.make`."""
+    plan = Plan.make(source, job, paths, options, manifest)
     with locked(plan.paths, options.wait):
         return run_missing(plan, run_local)
 
@@ -434,7 +445,7 @@ def _run(writer: CacheWriter, out: Path, plan: Plan) -> ExtractResult:
             writer.commit()
         writer.close()
         if isinstance(exc, KeyboardInterrupt):
-            raise Interrupted(_kept(writer, out, len(source))) from exc
+            raise Interrupted(_kept(writer, out, source)) from exc
         raise
     finally:
         bar.close()
@@ -459,7 +470,7 @@ def _run(writer: CacheWriter, out: Path, plan: Plan) -> ExtractResult:
         **(_text_provenance(plan, counts) if counts else {}),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    _finalize(writer, out, extraction, len(source))
+    _finalize(writer, out, extraction, source)
     return finished(
         out,
         resumed_from=resumed_from,
@@ -537,7 +548,7 @@ def _text_provenance(plan: Plan, counts: dict[str, int]) -> dict:
     return {"text": text_provenance(counts, plan.job.runner.encoder.max_length)}
 
 
-def _finalize(writer: CacheWriter, out: Path, extraction: dict, n_items: int) -> None:
+def _finalize(writer: CacheWriter, out: Path, extraction: dict, source: Source) -> None:
     """Assemble ``out`` from the writer's chunks; a Ctrl-C or SIGTERM meanwhile is
     :class:`Interrupted`, saying what is kept."""
     try:
@@ -549,12 +560,13 @@ def _finalize(writer: CacheWriter, out: Path, extraction: dict, n_items: int) ->
             raise Interrupted(
                 f"after {out} was written: the next run removes what is left of {partial_path(out)}"
             ) from exc
-        raise Interrupted(f"while assembling {out}: " + _kept(writer, out, n_items)) from exc
+        raise Interrupted(f"while assembling {out}: " + _kept(writer, out, source)) from exc
 
 
-def _kept(writer: CacheWriter, out: Path, n_items: int) -> str:
-    """What an interrupted extraction kept, and how to go on."""
+def _kept(writer: CacheWriter, out: Path, source: Source) -> str:
+    """What an interrupted extraction kept (counted in images or texts), and how to go on."""
+    items = "images" if source.modality == "image" else "texts"
     return (
-        f"{writer.rows} rows ({writer.items_done} of {n_items} items) are kept in "
+        f"{writer.rows} rows ({writer.items_done} of {len(source)} {items}) are kept in "
         f"{partial_path(out)}; run the same command again to resume"
     )

@@ -15,7 +15,7 @@ measures say how well those numbers match what happens:
   with published ones; 15 bins as Guo et al.
 
 :func:`calibration_folds` gives the folds a calibrated head's calibrator is fitted on: its
-training rows only, every view of an image on one side.
+training rows only, every view of an image on one side, as few folds as hold enough rows.
 """
 
 from __future__ import annotations
@@ -127,18 +127,31 @@ def calibration_report(
     }
 
 
-def calibration_folds(y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[Split]:
+def calibration_folds(
+    y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int, held_rows: int | None = None
+) -> list[Split]:
     """Folds of training rows for a calibrator: ``(fit rows, held rows)`` index pairs.
 
     Stratified, shuffled folds of the images (:func:`~heads.splits.stratified_folds`, at
     most ``n_folds``, fewer when the smallest class has fewer images); the held side holds
-    every row of its images, views too, so the folds partition the rows as
-    :func:`~sklearn.model_selection.cross_val_predict` needs and no image is on both sides.
+    every row of its images, views too, so no image is on both sides and the held rows of
+    different folds are disjoint. With ``held_rows``, only the first folds whose held rows
+    together reach it (every fold when the rows are fewer): each fold costs the calibrated
+    head one fit, and a one-parameter temperature needs a few hundred held-out rows, not
+    every row (:class:`~bottleneck_transfer.heads.calibrated.HeldOutCalibration`).
 
     Raises
     ------
     ValueError
         If a class has fewer than 2 images.
+
+    Examples
+    --------
+    >>> y = np.repeat([0, 1], 50)
+    >>> [len(held) for _, held in calibration_folds(y, np.arange(100), 5, seed=0)]
+    [20, 20, 20, 20, 20]
+    >>> [len(held) for _, held in calibration_folds(y, np.arange(100), 5, 0, held_rows=30)]
+    [20, 20]
     """
     y = np.asarray(y)
     images = groups == np.arange(len(groups))
@@ -147,5 +160,11 @@ def calibration_folds(y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int
         raise ValueError(
             f"calibration needs at least 2 images of every class; the smallest class has {smallest}"
         )
-    folds = stratified_folds(y, groups, min(n_folds, smallest), seed)
-    return [(fit, rows_of_images(groups, held)) for fit, held in folds]
+    folds = [
+        (fit, rows_of_images(groups, held))
+        for fit, held in stratified_folds(y, groups, min(n_folds, smallest), seed)
+    ]
+    if held_rows is None:
+        return folds
+    sizes = np.cumsum([len(held) for _, held in folds])
+    return folds[: int(np.searchsorted(sizes, held_rows)) + 1]

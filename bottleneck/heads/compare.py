@@ -86,6 +86,7 @@ from bottleneck_transfer.heads.training import (
     fit_head,
     memory_plan,
     predict_rows,
+    take_ids,
     warn_duplicates,
 )
 from bottleneck_transfer.heads.tuning import TuneResult
@@ -225,7 +226,7 @@ class Comparison(Display):
     class_names: list[str]
     caches: dict[str, Any]
     splits: list[tuple[np.ndarray, np.ndarray]]
-    eval_ids: list[str]
+    eval_ids: Sequence[str]
     eval_labels: np.ndarray
     rows: list[Row]
     winner: str
@@ -925,7 +926,7 @@ def compare_heads(
     rows = _rank([row for row, _ in results], deciding, {winner_name, baseline_name})
     cv_mode = test_data is None
     if cv_mode:
-        eval_ids, eval_labels = [train_data.ids[i] for i in scored], train_data.y[scored]
+        eval_ids, eval_labels = take_ids(train_data.ids, scored), train_data.y[scored]
     else:
         eval_ids, eval_labels = test_data.ids, test_data.y
     _test_against(winner, rows, eval_labels, eval_folds, test_fraction)

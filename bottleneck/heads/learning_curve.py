@@ -27,6 +27,7 @@ the curve's sentence says from which size on that holds, or that it never does.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -449,8 +450,7 @@ def learning_curve(
     train : FeatureCache, path, LabeledData or arrays (X, y)
         The training cache; subsets are drawn from its rows.
     test : FeatureCache, path, LabeledData or arrays (X, y), optional
-        The evaluation rows. Without it, a stratified quarter of ``train`` is held out once
-        (seeded) and subsets are drawn from the rest.
+        The evaluation rows (default: a seeded stratified quarter of ``train``, held out).
     sizes : str or sequence
         Labels per class, and ``"all"``; e.g. ``"5,20,100,all"``.
     heads : sequence of str
@@ -467,10 +467,9 @@ def learning_curve(
         Tune each head on a validation split of each subset only.
     full : Comparison, optional
         A holdout comparison of the same heads and baselines on all training rows and the
-        same test rows, reused as the ``all`` point (the pipeline has one already).
+        same test rows, reused as the ``all`` point.
     memo : FitMemo, optional
-        Store each subset's fits and predictions (subsets are seeded, so a second run of
-        the same curve refits nothing).
+        Stores each subset's fits and predictions: a rerun of the same curve refits nothing.
     n_bootstrap : int, default=1000
         Bootstrap resamples for the single-fit ``all`` point.
     random_state : int, default=0
@@ -494,12 +493,6 @@ def learning_curve(
     if repeats is not None and repeats < 1:
         raise HeadError(f"repeats must be >= 1. Received: repeats={repeats}")
     rows = _split(train, test, baselines or {}, random_state)
-    if full is not None and (
-        full.mode != "holdout" or len(full.eval_labels) != len(rows.evaluation)
-    ):
-        raise HeadError("full= must be a holdout comparison on the same test rows")
-    counts = np.bincount(rows.pool.y[rows.pool.plain], minlength=len(rows.pool.class_names))
-    plan, notes = _plan(wanted, counts)
     settings = {
         "heads": heads,
         "tune": tune,
@@ -509,38 +502,39 @@ def learning_curve(
         "memo": memo,
         "metric": metric,
     }
-    per_class: dict[str, float] = {}
-    repeat_counts: dict[str, int] = {}
-    seconds: dict[str, float] = {}
-    points: list[Point] = []
-    gains: list[Gain] = []
-    for size in plan:
-        t0 = time.perf_counter()
-        n_repeats = 1 if size == ALL else (repeats or default_repeats(size))
-        if size == ALL and full is not None:
-            comparisons = [full]
-        else:
-            n_boot = n_bootstrap if n_repeats == 1 else _REPEAT_BOOTSTRAP
-            comparisons = [
-                rows.compare(_subset(rows.pool, size, random_state, r), n_boot, settings)
-                for r in range(n_repeats)
-            ]
-        key = str(size)
-        per_class[key] = float((counts if size == ALL else subset_counts(counts, size)).mean())
-        repeat_counts[key] = n_repeats
-        points += _points(size, comparisons, baseline_heads)
-        gain = _gain(size, comparisons, baseline_heads)
-        if gain is not None:
-            gains.append(gain)
-        seconds[key] = round(time.perf_counter() - t0, 3)
+    draws = _Draws(rows, repeats, n_bootstrap, full, settings)
+    plan, notes = _plan(wanted, rows.counts)
+    return _curve([draws.at(size) for size in plan], rows, notes, tuned=tune, start=start)
+
+
+@dataclass(frozen=True)
+class _Sized:
+    """One size's draws: mean labels per class, repeats, each line's point, the transfer
+    gain (``None`` without baselines) and the seconds they took."""
+
+    size: Size
+    per_class: float
+    repeats: int
+    points: list[Point]
+    gain: Gain | None
+    seconds: float
+
+
+def _curve(
+    sized: list[_Sized], rows: _Rows, notes: list[str], *, tuned: bool, start: float
+) -> LearningCurve:
+    """The curve of every size's draws, its lines (heads first, then baselines) and the
+    sentence on transfer."""
+    points = [point for one in sized for point in one.points]
+    gains = [one.gain for one in sized if one.gain is not None]
     baseline_lines = list(dict.fromkeys(p.line for p in points if p.baseline))
     main_lines = list(dict.fromkeys(p.line for p in points if not p.baseline))
-    chosen = {size: next(p for p in points if p.size == size and p.line == CHOSEN) for size in plan}
+    chosen = {one.size: next(p for p in one.points if p.line == CHOSEN) for one in sized}
     worth_from, sentence = _sentence(gains, chosen)
     return LearningCurve(
-        sizes=plan,
-        per_class=per_class,
-        repeats=repeat_counts,
+        sizes=[one.size for one in sized],
+        per_class={str(one.size): one.per_class for one in sized},
+        repeats={str(one.size): one.repeats for one in sized},
         lines=[*main_lines, *baseline_lines],
         baseline_lines=baseline_lines,
         points=points,
@@ -549,9 +543,9 @@ def learning_curve(
         sentence=sentence,
         evaluation=rows.described,
         n_eval_rows=len(rows.evaluation),
-        tuned=tune,
+        tuned=tuned,
         seconds=round(time.perf_counter() - start, 3),
-        seconds_per_size=seconds,
+        seconds_per_size={str(one.size): one.seconds for one in sized},
         notes=notes,
         majority_rate=majority_rate(rows.evaluation.y),
     )
@@ -566,6 +560,11 @@ class _Rows:
     evaluation: LabeledData
     baselines: dict[str, tuple[LabeledData, LabeledData]]
     described: str
+
+    @functools.cached_property
+    def counts(self) -> np.ndarray:
+        """The pool's rows per class, views aside."""
+        return np.bincount(self.pool.y[self.pool.plain], minlength=len(self.pool.class_names))
 
     def compare(self, rows: np.ndarray, n_bootstrap: int, settings: dict) -> Comparison:
         """Every head and baseline fitted on ``rows`` of the pool, scored on the evaluation."""
@@ -582,6 +581,48 @@ class _Rows:
                 n_bootstrap=n_bootstrap,
                 **settings,
             )
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """How each size is drawn and compared: the rows, the repeats asked for, the bootstrap
+    resamples of a single fit, the comparison reused at ``all`` and compare's settings."""
+
+    rows: _Rows
+    repeats: int | None
+    n_bootstrap: int
+    full: Comparison | None
+    settings: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        full = self.full
+        if full is not None and (
+            full.mode != "holdout" or len(full.eval_labels) != len(self.rows.evaluation)
+        ):
+            raise HeadError("full= must be a holdout comparison on the same test rows")
+
+    def at(self, size: Size) -> _Sized:
+        """Every head and baseline compared on each subset of ``size``; the lines' points."""
+        t0 = time.perf_counter()
+        n_repeats = 1 if size == ALL else (self.repeats or default_repeats(size))
+        comparisons = self._comparisons(size, n_repeats)
+        counts = self.rows.counts
+        per_class = float((counts if size == ALL else subset_counts(counts, size)).mean())
+        baseline_heads = self.settings["baseline_heads"]
+        points = _points(size, comparisons, baseline_heads)
+        gain = _gain(size, comparisons, baseline_heads)
+        return _Sized(size, per_class, n_repeats, points, gain, round(time.perf_counter() - t0, 3))
+
+    def _comparisons(self, size: Size, n_repeats: int) -> list[Comparison]:
+        """One comparison per subset of ``size`` (``full`` at ``all`` where given)."""
+        if size == ALL and self.full is not None:
+            return [self.full]
+        n_boot = self.n_bootstrap if n_repeats == 1 else _REPEAT_BOOTSTRAP
+        seed = self.settings["random_state"]
+        return [
+            self.rows.compare(_subset(self.rows.pool, size, seed, r), n_boot, self.settings)
+            for r in range(n_repeats)
+        ]
 
 
 def _split(

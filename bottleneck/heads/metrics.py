@@ -71,6 +71,46 @@ def row_losses(y_true: np.ndarray, proba: np.ndarray, labels: np.ndarray) -> np.
     return -np.log(np.clip(proba[np.arange(len(y_true)), column], eps, 1 - eps))
 
 
+def proba_row_scores(
+    y_true: np.ndarray, proba: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each row's cross-entropy (:func:`row_losses`) and whether its class is among the
+    :data:`TOP_K` most probable (None with at most ``TOP_K`` columns), as
+    :func:`~sklearn.metrics.top_k_accuracy_score` ranks them: for scoring a chunk at a time."""
+    losses = row_losses(y_true, proba, labels)
+    if proba.shape[1] <= TOP_K:
+        return losses, None
+    column = np.searchsorted(labels, y_true)
+    top = np.argsort(proba, axis=1, kind="mergesort")[:, ::-1][:, :TOP_K]
+    return losses, (top == column[:, None]).any(axis=1)
+
+
+def confusion_of(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """The ``n_classes`` square confusion matrix of class indices (rows: true), one
+    ``bincount`` (no N-row temporaries beyond the cell of each row)."""
+    cells = np.asarray(y_true, np.int64) * n_classes + np.asarray(y_pred, np.int64)
+    return np.bincount(cells, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def scores_of_rows(
+    confusion: np.ndarray, losses: np.ndarray | None, top_hits: np.ndarray | None
+) -> dict[str, float | None]:
+    """:func:`score`'s metrics from a confusion matrix (scikit-learn's definitions: balanced
+    accuracy over the classes with rows, macro-F1 over the classes true or predicted),
+    per-row losses and top-k hits (:func:`proba_row_scores`; None where not given)."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    hits, actual, predicted = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
+    present = (actual + predicted) > 0
+    values = {
+        "accuracy": float(hits.sum() / confusion.sum()),
+        "balanced_accuracy": float(np.mean(hits[actual > 0] / actual[actual > 0])),
+        "macro_f1": float(np.mean(2 * hits[present] / (actual + predicted)[present])),
+        "log_loss": None if losses is None else float(np.mean(losses)),
+        "top_k": None if top_hits is None else float(np.mean(top_hits)),
+    }
+    return {key: values[key] for key in METRICS}
+
+
 def per_class_scores(confusion: np.ndarray, class_names: list[str]) -> list[dict]:
     """Precision, recall, F1 and row count of each class, from a confusion matrix."""
     confusion = np.asarray(confusion, dtype=np.float64)

@@ -26,7 +26,7 @@ from bottleneck_transfer.errors import HeadError, SourceError
 from bottleneck_transfer.heads.declared import TOP_K, Metric, metric_named
 from bottleneck_transfer.heads.memo import FitMemo, prediction_key
 from bottleneck_transfer.heads.metrics import score
-from bottleneck_transfer.heads.registry import has_proba, make_head
+from bottleneck_transfer.heads.registry import calibration_method, has_proba, make_head
 from bottleneck_transfer.heads.splits import groups_within, holdout_split
 from bottleneck_transfer.heads.training import Fit, LabeledData, fit_head, predict_rows
 from bottleneck_transfer.heads.tuning import VAL_FRACTION
@@ -156,6 +156,22 @@ class Choice:
         }
 
 
+def choice_calibrates(spec: str, metric: Metric) -> bool:
+    """Whether a choice fits ``spec`` with its calibration: not when that cannot change the
+    score (temperature scaling keeps every prediction, and ``metric`` reads predictions
+    only), so the choice costs no calibration fits.
+
+    Examples
+    --------
+    >>> from bottleneck_transfer.heads.declared import metric_named
+    >>> choice_calibrates("linear-svm", metric_named("accuracy"))
+    False
+    >>> choice_calibrates("linear-svm", metric_named("log-loss"))
+    True
+    """
+    return metric.needs_proba or calibration_method(spec) != "temperature"
+
+
 def choose(
     candidates: Sequence[Candidate],
     rows: np.ndarray,
@@ -170,9 +186,9 @@ def choose(
 
     A stratified, seeded :data:`~bottleneck_transfer.heads.tuning.VAL_FRACTION` of the
     images of ``rows`` is held out; each candidate is fitted (and tuned, with ``tune``, on
-    the rest only) on the other rows and scored there with ``metric``. Where no validation
-    split can be carved (a class with one image), the first candidate is taken and the
-    reason says so.
+    the rest only) on the other rows (:func:`choice_calibrates`) and scored there with ``metric``.
+    Where no validation split can be carved (a class with one image), the first candidate
+    is taken and the reason says so.
 
     Parameters
     ----------
@@ -261,6 +277,7 @@ def _validation_scores(
                 n_jobs=fitting.n_jobs,
                 memo=fitting.memo,
                 metric=metric.name,
+                calibrate=choice_calibrates(spec, metric),
             )
         except HeadError as exc:  # e.g. knn with more neighbours than the inner fit rows
             scores[name] = None

@@ -93,8 +93,15 @@ def clopper_pearson(successes: int, n: int, level: float = LEVEL) -> tuple[float
     return low, high
 
 
-def _resamples(n: int, n_boot: int, seed: int, chunk: int = 100) -> Iterator[np.ndarray]:
+#: Resampled row indices drawn at once: up to 100 resamples, fewer of many rows (memory
+#: stays flat in the rows: 2**22 int64 indices and their cells, 32 MB each).
+RESAMPLE_VALUES = 2**22
+
+
+def _resamples(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """``n_boot`` resamples of ``n`` rows, in blocks of at most :data:`RESAMPLE_VALUES`."""
     rng = np.random.default_rng(seed)
+    chunk = max(1, min(100, RESAMPLE_VALUES // max(n, 1)))
     for start in range(0, n_boot, chunk):
         yield rng.integers(0, n, size=(min(chunk, n_boot - start), n))
 

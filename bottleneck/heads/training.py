@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from bottleneck_transfer.errors import DuplicateImagesWarning, HeadError, SmallD
 from bottleneck_transfer.features.bases.common import items_word
 from bottleneck_transfer.features.cache import FeatureCache
 from bottleneck_transfer.features.cache.format import check_features
+from bottleneck_transfer.features.cache.reader import CacheIds
 from bottleneck_transfer.features.duplicates import (
     NEAR_SEARCH_MAX_ROWS,
     Duplicates,
@@ -51,10 +53,15 @@ from bottleneck_transfer.fingerprint import diff_keys, fingerprint, sha256_array
 from bottleneck_transfer.heads.budget import MemoryPlan, block_rows
 from bottleneck_transfer.heads.calibration import calibration_folds
 from bottleneck_transfer.heads.memo import FitMemo, code_versions, fit_key
-from bottleneck_transfer.heads.metrics import per_class_scores, row_losses, score
+from bottleneck_transfer.heads.metrics import (
+    confusion_of,
+    per_class_scores,
+    scores_of_rows,
+)
 from bottleneck_transfer.heads.registry import (
     CALIBRATE_KEY,
     CALIBRATION_FOLDS,
+    CALIBRATION_HELD_ROWS,
     DEFAULT_HEAD,
     calibration_method,
     classifier,
@@ -72,6 +79,7 @@ from bottleneck_transfer.heads.streaming import (
     fit_scaler,
     fit_streaming_head,
     predict_source,
+    score_source,
 )
 from bottleneck_transfer.heads.trust import load_trusted, skops_io
 from bottleneck_transfer.heads.tuning import VAL_FRACTION, TuneResult, tune_head, validation_split
@@ -79,7 +87,6 @@ from bottleneck_transfer.quiet import named_by_first_argument
 from bottleneck_transfer.versions import software_versions
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import confusion_matrix
 from sklearn.pipeline import Pipeline
 
 HEAD_FORMAT = "bottleneck-head"
@@ -141,7 +148,7 @@ class LabeledData:
 
     X: np.ndarray
     y: np.ndarray
-    ids: list[str]
+    ids: Sequence[str]  # a list, or CacheIds read from the file when streaming
     space: FeatureSpace
     fingerprint: str = ""
     source_rows: np.ndarray | None = None
@@ -173,7 +180,7 @@ class LabeledData:
         return cls(
             X=X,
             y=cache.labels.astype(np.int64),
-            ids=cache.ids,
+            ids=cache.lazy_ids if streaming else cache.ids,
             space=FeatureSpace.of_cache(cache),
             fingerprint=cache.fingerprint,
             source_rows=cache.source_rows if cache.has_views else None,
@@ -253,13 +260,18 @@ class LabeledData:
         return LabeledData(
             X=self.X[rows] if copy and self.chunk_rows is None else RowSubset(self.X, rows),
             y=self.y[rows],
-            ids=[self.ids[i] for i in rows],
+            ids=take_ids(self.ids, rows),
             space=self.space,
             fingerprint=fingerprint({"rows of": self.key, "rows": sha256_arrays([rows])}),
             source_rows=source_rows,
             linked=None if self.linked is None else self.linked[rows],
             chunk_rows=self.chunk_rows,
         )
+
+
+def take_ids(ids: Sequence[str], rows: np.ndarray) -> Sequence[str]:
+    """The ids of ``rows``: still unread for ids left in the file (:class:`CacheIds`)."""
+    return ids.take(rows) if isinstance(ids, CacheIds) else [ids[i] for i in rows]
 
 
 #: What every head function takes as data: an open cache, a cache path, LabeledData, or
@@ -616,6 +628,7 @@ def fit_head(
     memo: FitMemo | None = None,
     metric: str = "accuracy",
     scale_in_place: bool = False,
+    calibrate: bool = True,
 ) -> Fit:
     """Fit one head on ``rows`` of ``data``: the fit of compare, train, export and the pipeline.
 
@@ -645,6 +658,9 @@ def fit_head(
         Let the scaling step overwrite ``data.X`` when fitting on every row (the caller
         no longer needs the raw features: no second copy of them). A subset of rows is a
         fresh copy and is always scaled in place (:func:`scale_rows`).
+    calibrate : bool, default=True
+        False fits the estimator without its calibration (:func:`~.registry.make_head`);
+        a choice does where the calibration cannot change its score.
 
     Streaming data (``data.chunk_rows`` set) is fitted by
     :func:`~bottleneck_transfer.heads.streaming.fit_streaming_head` on the rows as an index
@@ -661,7 +677,7 @@ def fit_head(
     rows = np.arange(len(data)) if rows is None else np.asarray(rows)
     if data.chunk_rows is not None:
         return _fit_streaming(spec, data, rows, tune=tune, random_state=random_state, metric=metric)
-    head = set_random_state(make_head(spec), random_state)
+    head = set_random_state(make_head(spec, calibrate=calibrate), random_state)
     kind = head_kind(spec).name
     tune_settings = {"val_fraction": VAL_FRACTION, "metric": metric} if tune else None
     params = _json_params(head)
@@ -686,12 +702,18 @@ def fit_head(
         tuning = tune_head(
             spec, X, y, random_state=random_state, n_jobs=n_jobs, metric=metric, **grouping
         )
-        head = set_random_state(make_head(spec, **tuning.best_params), random_state)
-    method = calibration_method(spec)
+        head = set_random_state(
+            make_head(spec, calibrate=calibrate, **tuning.best_params), random_state
+        )
+    method = calibration_method(spec) if calibrate else None
     if method is not None:
         try:
             folds = calibration_folds(
-                y, groups_within(data.groups, rows), CALIBRATION_FOLDS, random_state
+                y,
+                groups_within(data.groups, rows),
+                CALIBRATION_FOLDS,
+                random_state,
+                held_rows=CALIBRATION_HELD_ROWS,
             )
         except ValueError as exc:
             raise HeadError(
@@ -1042,11 +1064,12 @@ def evaluate_head(
     check_data(data, min_classes=1)
     with single_threaded():
         start = time.perf_counter()
-        predictions, proba = predict_rows(head.estimator, data)
+        predictions, losses, top_hits = score_source(
+            head.estimator, data.X, data.y, data.chunk_rows or block_rows(data.space.dim)
+        )
         seconds = time.perf_counter() - start
-    classes = head.estimator.classes_
-    metrics = score(data.y, predictions, proba, classes)
-    losses = None if proba is None else row_losses(data.y, proba, classes)
+    confusion = confusion_of(data.y, predictions, len(data.class_names))
+    metrics = scores_of_rows(confusion, losses, top_hits)
     intervals, _ = holdout_intervals(
         data.y,
         predictions,
@@ -1055,14 +1078,13 @@ def evaluate_head(
         n_boot=n_bootstrap,
         seed=random_state,
     )
-    labels = np.arange(len(data.class_names))
     return Evaluation(
         head=head.metadata["head"],
         source=data.space.source,
         n_rows=len(data),
         metrics=metrics,
         intervals=intervals,
-        confusion=confusion_matrix(data.y, predictions, labels=labels),
+        confusion=confusion,
         predictions=predictions,
         predict_ms_per_1k=seconds / len(data) * 1e6,
         class_names=data.class_names,

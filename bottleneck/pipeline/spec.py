@@ -500,19 +500,61 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
         Naming ``file:line``, the key (``section.key``) and what is wrong.
     """
     path = Path(path)
-    text = _read_text(path)
+    where = _Where(path, _read_text(path))
     try:
-        raw = tomllib.loads(text)
+        raw = tomllib.loads(where.text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from exc
+    fail = where.fail
+    spec = _filled(raw, fail)
+    folder = path.resolve().parent
+    for section, key in _PATH_KEYS:
+        if spec[section][key] is not None:
+            spec[section][key] = _resolve(spec[section][key], folder)
+    _resolve_bases(spec, folder, fail)
+    for key in ("train", "test", "val"):
+        value = spec["data"][key]
+        if value is not None and _looks_like_path(value) and not Path(value).exists():
+            raise fail("data", key, f"source not found: {value}")
+    if spec["outputs"]["cache_dir"] is not None:
+        spec["outputs"]["cache_dir"] = _resolve(spec["outputs"]["cache_dir"], folder)
+    if spec["extract"]["batch_size"] == "auto":
+        spec["extract"]["batch_size"] = None  # extract() sizes batches for the device
+    _check_evaluation(spec, fail)
+    if spec["extract"]["views"] and spec["extract"]["augment"] is None:
+        raise fail(
+            "extract",
+            "views",
+            "needs extract.augment, the recipe that makes the views (e.g. "
+            f'"flip,crop,rotate,color"). Received: views={spec["extract"]["views"]}',
+        )
+    _check_target(spec, fail)
+    _check_export_head(spec, fail)
+    return spec
 
-    def fail(section: str, key: str | None, message: str) -> SpecError:
-        line = _line_of(text, section, key)
-        where = f"{path}:{line}" if line else str(path)
+
+@dataclass(frozen=True)
+class _Where:
+    """A spec's file and text: where its errors point."""
+
+    path: Path
+    text: str
+
+    def fail(self, section: str, key: str | None, message: str) -> SpecError:
+        """The error for ``section.key`` (or ``[section]``), naming ``file:line``."""
+        line = _line_of(self.text, section, key)
+        where = f"{self.path}:{line}" if line else str(self.path)
         name = f"{section}.{key}" if key else f"[{section}]"
         return SpecError(f"{where}: {name}: {message}")
 
-    spec: dict[str, dict[str, Any]] = {}
+
+#: How a spec's errors are made: ``fail(section, key, message)`` (:meth:`_Where.fail`).
+_Fail = Callable[[str, str | None, str], SpecError]
+
+
+def _filled(raw: dict[str, Any], fail: _Fail) -> dict[str, dict[str, Any]]:
+    """Every section of :data:`SCHEMA` with its keys checked and defaults filled in; an
+    unknown section or key, or one that is not a table, is refused."""
     for section, value in raw.items():
         if section not in SCHEMA:
             raise fail(
@@ -522,6 +564,7 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
             )
         if not isinstance(value, dict):
             raise fail(section, None, "must be a table ([section])")
+    spec: dict[str, dict[str, Any]] = {}
     for section, keys in SCHEMA.items():
         given = raw.get(section, {})
         for key in given:
@@ -531,28 +574,30 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
                     key,
                     f"unknown key.{did_you_mean(key, list(keys))} Valid keys: {', '.join(keys)}",
                 )
-        resolved: dict[str, Any] = {}
-        for key, rule in keys.items():
-            if key not in given:
-                if rule.required:
-                    raise fail(section, None, f"missing required key {key!r}")
-                resolved[key] = rule.default
-                continue
-            value = given[key]
-            if not isinstance(value, rule.types) or (
-                isinstance(value, bool) and bool not in rule.types
-            ):
-                wanted = " or ".join(t.__name__ for t in rule.types)
-                raise fail(section, key, f"must be {wanted}; got {value!r}")
-            problem = rule.check(value) if rule.check else None
-            if problem:
-                raise fail(section, key, f"{problem}. Received: {key}={value!r}")
-            resolved[key] = value
-        spec[section] = resolved
-    folder = path.resolve().parent
-    for section, key in _PATH_KEYS:
-        if spec[section][key] is not None:
-            spec[section][key] = _resolve(spec[section][key], folder)
+        spec[section] = {key: _value(section, key, rule, given, fail) for key, rule in keys.items()}
+    return spec
+
+
+def _value(section: str, key: str, rule: Key, given: dict[str, Any], fail: _Fail) -> Any:
+    """``key``'s value in ``given`` (a section of the spec) once ``rule`` checks it, or its
+    default."""
+    if key not in given:
+        if rule.required:
+            raise fail(section, None, f"missing required key {key!r}")
+        return rule.default
+    value = given[key]
+    if not isinstance(value, rule.types) or (isinstance(value, bool) and bool not in rule.types):
+        wanted = " or ".join(t.__name__ for t in rule.types)
+        raise fail(section, key, f"must be {wanted}; got {value!r}")
+    problem = rule.check(value) if rule.check else None
+    if problem:
+        raise fail(section, key, f"{problem}. Received: {key}={value!r}")
+    return value
+
+
+def _resolve_bases(spec: dict, folder: Path, fail: _Fail) -> None:
+    """Check that the spec names a base or ``[rank] candidates``, not both, and resolve
+    either's paths against the spec's ``folder``."""
     name = spec["base"]["name"]
     if name is None and spec["rank"]["candidates"] is None:
         raise fail(
@@ -580,14 +625,11 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
             candidates[k] = " ".join([_base_path(word, folder, at), *rest])
         else:
             candidates[k] = {**candidate, "name": _base_path(candidate["name"], folder, at)}
-    for key in ("train", "test", "val"):
-        value = spec["data"][key]
-        if value is not None and _looks_like_path(value) and not Path(value).exists():
-            raise fail("data", key, f"source not found: {value}")
-    if spec["outputs"]["cache_dir"] is not None:
-        spec["outputs"]["cache_dir"] = _resolve(spec["outputs"]["cache_dir"], folder)
-    if spec["extract"]["batch_size"] == "auto":
-        spec["extract"]["batch_size"] = None  # extract() sizes batches for the device
+
+
+def _check_evaluation(spec: dict, fail: _Fail) -> None:
+    """Check that the spec says what the heads are scored on: ``data.test``,
+    ``data.val_split`` (not both) or ``heads.cv``."""
     if spec["data"]["val_split"] is not None and spec["data"]["test"] is not None:
         raise fail(
             "data",
@@ -603,14 +645,10 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
             "give a 'test' source or set heads.cv for cross-validation (or hold out a share "
             "of train with val_split)",
         )
-    if spec["extract"]["views"] and spec["extract"]["augment"] is None:
-        raise fail(
-            "extract",
-            "views",
-            "needs extract.augment, the recipe that makes the views (e.g. "
-            f'"flip,crop,rotate,color"). Received: views={spec["extract"]["views"]}',
-        )
-    _check_target(spec, fail)
+
+
+def _check_export_head(spec: dict, fail: _Fail) -> None:
+    """Check that ``export.head`` is ``best`` or one of ``heads.use``."""
     use = spec["heads"]["use"]
     choice = spec["export"]["head"]
     if choice != "best" and not any(choice in (head, _head_name(head)) for head in use):
@@ -620,7 +658,6 @@ def load_spec(path: str | Path) -> dict[str, dict[str, Any]]:
             f"{choice!r} is not one of heads.use ({', '.join(use)}): export 'best' or a head "
             f"the run compares. Received: head={choice!r}",
         )
-    return spec
 
 
 #: The keys a binary, multi-label or regression target does not take, and why.
@@ -632,7 +669,7 @@ _CLASS_ONLY = {
 }
 
 
-def _check_target(spec: dict, fail: Callable[..., SpecError]) -> None:
+def _check_target(spec: dict, fail: _Fail) -> None:
     """Fill ``heads.use`` (the target kind's default heads) and check that every head and
     ``heads.metric`` fit the target, and that no key of :data:`_CLASS_ONLY` is set for a
     binary, multi-label or regression target."""

@@ -157,13 +157,14 @@ LENGTH_CHECKED = (
     "bench",
     "rank",
     "deploy",
-    "heads/layer_sweep.py",
-    "heads/selection.py",
     "cli/deploy_cmds.py",
+    "cli/head_cmds.py",
+    "heads/compare_modes.py",
+    "heads/layer_sweep.py",
+    "heads/learning_curve.py",
+    "heads/selection.py",
+    "pipeline/spec.py",
 )
-#: Modules under those folders whose long functions are still to be split; remove each
-#: one when it is (:func:`test_pending_modules_still_have_a_long_function` says when).
-LENGTH_PENDING = ("bench/runtimes.py",)
 
 
 def _long_functions(path: Path) -> list[str]:
@@ -179,8 +180,7 @@ def _long_functions(path: Path) -> list[str]:
 
 def _length_checked(target: str) -> list[Path]:
     path = PACKAGE / target
-    paths = [path] if path.suffix == ".py" else sorted(path.rglob("*.py"))
-    return [p for p in paths if p.relative_to(PACKAGE).as_posix() not in LENGTH_PENDING]
+    return [path] if path.suffix == ".py" else sorted(path.rglob("*.py"))
 
 
 @pytest.mark.parametrize("target", LENGTH_CHECKED)
@@ -189,14 +189,6 @@ def test_no_function_is_longer_than_the_limit(target):
     assert paths, f"{target}: no module there"
     long = [entry for path in paths for entry in _long_functions(path)]
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(long)
-
-
-@pytest.mark.parametrize("module", LENGTH_PENDING)
-def test_pending_modules_still_have_a_long_function(module):
-    assert _long_functions(PACKAGE / module), (
-        f"{module} has no function over {MAX_FUNCTION_LINES} lines now: remove it from "
-        "LENGTH_PENDING so that the length check covers it"
-    )
 
 
 def test_no_module_of_stage_one_imports_keras_or_tensorflow_at_import_time():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import signal
@@ -149,6 +150,51 @@ def test_cluster_cache_equals_a_local_run_and_builds_the_base_once_per_worker(
     assert all(count <= 1 for count in builds.values()), builds
     assert sum(builds.values()) - sum(before.values()) <= 2
     assert sum(builds.values()) >= 1
+
+
+def test_a_job_uses_this_process_client_of_the_scheduler(
+    cluster, source_spec, local_cache, tmp_path, monkeypatch
+):
+    from bottleneck_transfer.features.engines import dask as dask_engine
+
+    def refuse(*args):
+        raise AssertionError("a second client was connected")
+
+    monkeypatch.setattr(dask_engine, "_connect", refuse)
+    with cluster["client"].as_current():
+        _run(cluster, source_spec, tmp_path / "reused.h5")
+    _assert_same_cache(tmp_path / "reused.h5", local_cache)
+    assert cluster["client"].status == "running"  # the caller's client stays open
+
+
+def test_a_sharded_job_reads_each_file_s_size_and_time_twice(
+    fashion_mnist_available, tmp_path, monkeypatch
+):
+    """Once for the client's plan and once where the shards run (the check that the worker
+    sees the client's files), not again for the task or for each shard."""
+    from bottleneck_transfer.bench.sources import write_sources
+    from bottleneck_transfer.features.engines import dask as dask_engine
+    from bottleneck_transfer.features.sources import items
+
+    spec = write_sources(tmp_path, 4 * BATCH, ("folder",))["folder"]
+    real, seen = items.file_stat, collections.Counter()
+
+    def counting(fs, path):
+        seen[Path(path).name] += 1
+        return real(fs, path)
+
+    def in_process(job):  # each shard as a worker runs it, in this process
+        for shard in job.start():
+            engines.extract_shard(job.task, shard, job.targets(shard))
+        return {"engine": "dask"}
+
+    monkeypatch.setattr(items, "file_stat", counting)
+    monkeypatch.setattr(engines, "_SOURCES", {})
+    monkeypatch.setattr(dask_engine, "_run_on_dask", in_process)
+    options = {"engine": "dask", "shard_images": BATCH, "batch_size": BATCH, "progress": False}
+    result = extract(spec, BASE, tmp_path / "c.h5", **options)
+    assert result.rows == 4 * BATCH and len(seen) == 4 * BATCH
+    assert set(seen.values()) == {2}
 
 
 def test_a_resumed_job_runs_only_the_missing_shards(cluster, source_spec, local_cache, tmp_path):

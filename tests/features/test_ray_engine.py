@@ -148,3 +148,17 @@ def test_ray_on_tar_shards_equals_local(ray_local, fashion_mnist_available, tmp_
     )  # fmt: skip
     extraction = _assert_same_cache(got.path, local.path)
     assert extraction["engine"] == "ray" and extraction["shards"] == 3
+
+
+def test_a_second_job_of_the_driver_reuses_the_actors_and_their_bases(
+    ray_local, local_cache, tmp_path
+):
+    from bottleneck_transfer.features.engines import ray as ray_engine
+
+    _run(tmp_path / "first.h5")
+    actors = [a._actor_id for a in ray_engine.shard_workers(ray_local, WORKERS)]
+    extraction = _assert_same_cache(_run(tmp_path / "second.h5").path, local_cache)
+    assert [a._actor_id for a in ray_engine.shard_workers(ray_local, WORKERS)] == actors
+    assert extraction["base_builds"] == 0  # the same processes, their bases built
+    with ray_engine.joblib_backend(None, WORKERS):  # head searches get the CPUs back
+        assert not ray_engine._ACTORS

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 
+import numpy as np
 import pytest
 from bottleneck_transfer.errors import BaseModelError, GraphError
 from bottleneck_transfer.features.cache import FeatureCache
@@ -156,12 +158,12 @@ def test_auto_records_its_choice_and_probes_once(tiny, tmp_path, store, monkeypa
     images, base = tiny
     probed = []
 
-    def fake_rate(runner, pixels):  # the rates decide; the wall clock never does in a test
-        probed.append(runner.name)
+    def fake_rates(runners, pixels):  # the rates decide; the wall clock never does in a test
+        probed.extend(runner.name for runner in runners.values())
         assert len(pixels) == 13  # the run's batch size
-        return dict(zip(("keras", "onnx"), rates, strict=True))[runner.name]
+        return dict(zip(("keras", "onnx"), rates, strict=True))
 
-    monkeypatch.setattr(probe, "rate", fake_rate)
+    monkeypatch.setattr(probe, "rates", fake_rates)
     extract(images, str(base), tmp_path / "a.h5", runtime="auto", batch_size=13, progress=False)
     runtime = _features(tmp_path / "a.h5")[2]
     assert sorted(probed) == ["keras", "onnx"]
@@ -204,3 +206,20 @@ def test_mobilenet_v2_converts_within_the_tolerance(store):
     assert [g.shape for g in got] == [(6, 192), (6, 1280)]
     for a, b in zip(got, want, strict=True):
         assert relative_difference(a, b) <= 1e-4
+
+
+def test_the_probe_times_the_runtimes_in_turns_and_keeps_each_best_call():
+    calls = []
+
+    class Runner:
+        def __init__(self, name: str, seconds: list[float]) -> None:
+            self.name, self.seconds = name, iter(seconds)
+
+        def __call__(self, pixels):
+            calls.append(self.name)
+            time.sleep(next(self.seconds))
+
+    runners = {"keras": Runner("keras", [0, 0.02, 0.3]), "onnx": Runner("onnx", [0, 0.2, 0.05])}
+    got = probe.rates(runners, np.zeros((4, 2, 2, 3), np.uint8))  # a burst hits each once
+    assert calls == ["keras", "onnx"] * (1 + probe.PROBE_CALLS)
+    assert got["keras"] > got["onnx"]  # their best calls: 0.02 s against 0.05 s

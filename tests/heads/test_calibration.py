@@ -11,6 +11,7 @@ import pytest
 from bottleneck_transfer.cli.head_cmds import COMMANDS
 from bottleneck_transfer.deploy.keras_head import head_scores
 from bottleneck_transfer.errors import HeadError
+from bottleneck_transfer.heads.calibrated import HeldOutCalibration
 from bottleneck_transfer.heads.calibration import (
     N_BINS,
     brier_score,
@@ -19,7 +20,10 @@ from bottleneck_transfer.heads.calibration import (
     reliability_bins,
 )
 from bottleneck_transfer.heads.compare import compare_heads
+from bottleneck_transfer.heads.declared import metric_named
+from bottleneck_transfer.heads.linear_svm import LinearSVM
 from bottleneck_transfer.heads.registry import (
+    CALIBRATION_HELD_ROWS,
     calibration_method,
     classifier,
     has_proba,
@@ -28,6 +32,7 @@ from bottleneck_transfer.heads.registry import (
     without_calibration,
 )
 from bottleneck_transfer.heads.report import write_report
+from bottleneck_transfer.heads.selection import choice_calibrates
 from bottleneck_transfer.heads.training import (
     LabeledData,
     fit_head,
@@ -119,13 +124,13 @@ def test_calibration_is_fitted_on_the_training_rows_of_each_fold_only(overlappin
     X, y = overlapping
     data = LabeledData.from_arrays(X[:300], y[:300])
     seen: list[tuple[np.ndarray, list]] = []
-    original = CalibratedClassifierCV.fit
+    original = HeldOutCalibration.fit
 
-    def spy(self, X_fit, y_fit, **params):
+    def spy(self, X_fit, y_fit):
         seen.append((X_fit, list(self.cv)))
-        return original(self, X_fit, y_fit, **params)
+        return original(self, X_fit, y_fit)
 
-    monkeypatch.setattr(CalibratedClassifierCV, "fit", spy)
+    monkeypatch.setattr(HeldOutCalibration, "fit", spy)
     comparison = compare_heads(data, heads=["linear-svm"], cv=3, n_jobs=1, progress=False)
     assert len(seen) == 3
     for (fit_rows, eval_rows), (X_fit, folds) in zip(comparison.splits, seen, strict=True):
@@ -196,3 +201,74 @@ def test_no_calibrate_on_the_command_line_trains_and_compares_scores(tmp_path):
     assert set(rows) == {"linear-svm:calibrate=false", "logreg"}
     assert rows["linear-svm:calibrate=false"]["calibration"]["ece"] is None
     assert rows["logreg"]["calibration"]["ece"] is not None
+
+
+def test_a_calibrated_head_fits_once_per_held_fold_and_once_on_all_rows(overlapping, monkeypatch):
+    X, y = overlapping
+    data = LabeledData.from_arrays(X[:1000], y[:1000])
+    fitted: list[np.ndarray] = []
+    original = LinearSVM.fit
+
+    def spy(self, X_fit, y_fit):
+        fitted.append(np.asarray(X_fit).copy())
+        return original(self, X_fit, y_fit)
+
+    monkeypatch.setattr(LinearSVM, "fit", spy)
+    head = fit_head("linear-svm", data).estimator
+    calibration = head[-1]
+    folds = calibration.cv
+    # 200 held rows per fold of 1,000 rows: the first 3 folds hold CALIBRATION_HELD_ROWS
+    assert CALIBRATION_HELD_ROWS == 500 and len(folds) == 3
+    assert calibration.n_fits_ == len(fitted) == 4
+    assert [len(f) for f in fitted] == [800, 800, 800, 1000]
+    held = calibration.held_rows_
+    np.testing.assert_array_equal(held, np.concatenate([h for _, h in folds]))
+    assert len(np.unique(held)) == len(held) == 600
+    scaled = head[0].transform(data.X)
+    for X_fit, (fit_rows, held_rows) in zip(fitted, folds, strict=False):
+        assert not set(fit_rows) & set(held_rows)
+        # the fold's fit saw none of its held rows (compared by content)
+        seen = {row.tobytes() for row in X_fit}
+        assert not seen & {row.tobytes() for row in scaled[held_rows]}
+    proba = head.predict_proba(X[1000:])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    ece = expected_calibration_error(y[1000:], proba, np.arange(4))
+    assert ece < 0.05, ece
+
+
+def test_small_training_sets_hold_every_row_out_once(overlapping):
+    X, y = overlapping
+    head = fit_head("linear-svm", LabeledData.from_arrays(X[:300], y[:300])).estimator
+    assert head[-1].n_fits_ == 6
+    np.testing.assert_array_equal(np.sort(head[-1].held_rows_), np.arange(300))
+
+
+def test_held_out_calibration_refuses_a_row_held_twice(overlapping):
+    X, y = overlapping
+    folds = [(np.arange(100, 400), np.arange(100)), (np.arange(50, 400), np.arange(50))]
+    head = HeldOutCalibration(LinearSVM(), method="temperature", cv=folds)
+    with pytest.raises(ValueError, match="more than once"):
+        head.fit(X[:400], y[:400])
+
+
+@pytest.mark.parametrize(("metric", "calibrated_fits"), [("accuracy", 2), ("log-loss", 4)])
+def test_choices_skip_a_calibration_that_cannot_change_their_score(
+    overlapping, monkeypatch, metric, calibrated_fits
+):
+    X, y = overlapping
+    data = LabeledData.from_arrays(X[:300], y[:300])
+    calls: list[int] = []
+    original = HeldOutCalibration.fit
+
+    def spy(self, X_fit, y_fit):
+        calls.append(len(X_fit))
+        return original(self, X_fit, y_fit)
+
+    monkeypatch.setattr(HeldOutCalibration, "fit", spy)
+    comparison = compare_heads(
+        data, heads=["logreg", "linear-svm"], cv=2, metric=metric, n_jobs=1, progress=False
+    )
+    # the 2 folds' fits are calibrated; the choices' fits only where log-loss reads proba
+    assert len(calls) == calibrated_fits
+    assert comparison.row("linear-svm").calibration["ece"] is not None
+    assert choice_calibrates("linear-svm", metric_named(metric)) == (metric == "log-loss")

@@ -5,7 +5,7 @@ and finiteness before it hands out arrays.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -332,6 +332,16 @@ class FeatureCache(Display):
         return list(self._h5["ids"].asstr()[...])
 
     @property
+    def lazy_ids(self) -> CacheIds:
+        """Row ids read from the file when asked for (streaming data: flat memory in rows)."""
+        return CacheIds(self._h5["ids"])
+
+    @_reads
+    def read_ids(self, start: int, stop: int) -> list[str]:
+        """The ids of rows ``start:stop`` alone (streaming readers: never all ids at once)."""
+        return list(self._h5["ids"].asstr()[start:stop])
+
+    @property
     @_reads
     def class_names(self) -> list[str]:
         """Class names; label ``i`` is ``class_names[i]``."""
@@ -516,6 +526,57 @@ class FeatureCache(Display):
         from bottleneck_transfer.features.cache.loaders import to_hf_dataset
 
         return to_hf_dataset(self)
+
+
+class CacheIds(Sequence):
+    """The ids of ``rows`` (sorted; default all) of a cache's ``/ids`` dataset, read from the
+    file when indexed or iterated (a block at a time): a list of millions of ids costs
+    about 150 bytes a row, which streaming heads otherwise never hold."""
+
+    #: Ids read at a time when iterating or comparing.
+    BLOCK = 65_536
+
+    def __init__(self, dataset: h5py.Dataset, rows: np.ndarray | None = None) -> None:
+        self._dataset, self._rows = dataset, rows
+
+    def __len__(self) -> int:
+        return len(self._dataset) if self._rows is None else len(self._rows)
+
+    def _read(self, rows: np.ndarray) -> list[str]:
+        """The ids of positions ``rows`` of this sequence (one read of their span)."""
+        if self._rows is not None:
+            rows = self._rows[rows]
+        if not len(rows):
+            return []
+        first, stop = int(rows.min()), int(rows.max()) + 1
+        return list(self._dataset.asstr()[first:stop][rows - first])
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, (int, np.integer)):
+            index = int(key) + (len(self) if key < 0 else 0)
+            if not 0 <= index < len(self):
+                raise IndexError(f"id {key} of {len(self)}")
+            return self._read(np.array([index]))[0]
+        return self._read(np.arange(len(self))[key])
+
+    def __iter__(self) -> Iterator[str]:
+        for start in range(0, len(self), self.BLOCK):
+            yield from self._read(np.arange(start, min(start + self.BLOCK, len(self))))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or len(other) != len(self):
+            return False
+        blocks = range(0, len(self), self.BLOCK)
+        return all(
+            list(self[s : s + self.BLOCK]) == list(other[s : s + self.BLOCK]) for s in blocks
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def take(self, rows: np.ndarray) -> CacheIds:
+        """The ids of positions ``rows`` (sorted), still unread."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return CacheIds(self._dataset, rows if self._rows is None else self._rows[rows])
 
 
 class Float32View:

@@ -85,7 +85,6 @@ def record_batches(
     """The cache's rows as Arrow record batches, reading ``batch_rows`` feature rows at a time."""
     pa = require("pyarrow")
     schema = table_schema(cache, wide=wide)
-    ids = cache.ids
     names = np.asarray([*cache.class_names, None], dtype=object)  # label -1 -> None
     start = 0
     for X, labels in cache.iter_rows(batch_rows):
@@ -96,7 +95,7 @@ def record_batches(
         else:
             features = [pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), X.shape[1])]
         columns = [
-            pa.array(ids[start:stop], pa.string()),
+            pa.array(cache.read_ids(start, stop), pa.string()),
             pa.array(labels, pa.int32()),
             pa.array(names[labels], pa.string()),
             *features,

@@ -81,11 +81,26 @@ def _connect(scheduler: str, timeout: float) -> Any:
     return client
 
 
+def _connected(scheduler: str) -> Any:
+    """This process's current client (``Client.current``) if it is running and connected to
+    ``scheduler``, else None."""
+    from distributed import Client
+
+    try:
+        client = Client.current(allow_global=True)
+    except ValueError:  # no client in this process
+        return None
+    if client.status != "running" or client.scheduler.address != scheduler:
+        return None
+    return client
+
+
 @contextmanager
 def dask_client(
     scheduler: str | None, n_workers: int | None, timeout: float | None = None
 ) -> Iterator[Any]:
-    """A client of ``scheduler`` with at least one worker, or of a local cluster of
+    """A client of ``scheduler`` with at least one worker (this process's own client of it
+    where there is one, as in a notebook: kept open), or of a local cluster of
     ``n_workers`` processes; each wait (connecting, a first worker) at most ``timeout`` s.
 
     Raises
@@ -101,6 +116,10 @@ def dask_client(
     timeout = check_timeout(timeout)
     with _quiet_distributed():
         if scheduler:
+            existing = _connected(scheduler)
+            if existing is not None:  # this process's client of it: no new connection
+                yield existing
+                return
             with _connect(scheduler, timeout) as client:
                 yield client
             return

@@ -7,6 +7,11 @@ it running. An actor lost with its worker is restarted and its shard run again (
 shard's partial files), up to :data:`TASK_RETRIES` times; a job whose client died resumes by
 running only the missing shards.
 
+Where the Ray runtime outlives the job (the caller connected with ``ray.init``, as a notebook
+or the benchmark does), the actors stay for the driver's next job, like Dask's worker
+processes: each builds the base once for all of them (:func:`shard_workers`).
+:func:`joblib_backend` lets them go first, so head searches get every CPU.
+
 Ray serves on the machine's network address whatever it is told; run it where that is meant
 (the tests run it in a network namespace of its own, where loopback is the only address).
 """
@@ -30,6 +35,8 @@ from bottleneck_transfer.features.loop import ExtractResult, Plan
 
 #: Restarts of a lost actor, and retries of the shard it ran.
 TASK_RETRIES = 2
+#: The driver's shard actors kept between its jobs, by the Ray runtime's job id.
+_ACTORS: dict[str, list[Any]] = {}
 MISSING_RAY = (
     "--engine ray needs Ray, which is not installed; pip install 'bottleneck-transfer[ray]'"
 )
@@ -69,6 +76,7 @@ def ray_runtime(address: str | None, n_workers: int) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
+    _ACTORS.clear()  # a new runtime: actors of an earlier one are gone
     quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     try:
         if address:
@@ -84,6 +92,7 @@ def ray_runtime(address: str | None, n_workers: int) -> Iterator[Any]:
     try:
         yield ray
     finally:
+        _ACTORS.clear()
         ray.shutdown()
 
 
@@ -95,7 +104,8 @@ def joblib_backend(
     cluster at ``scheduler`` or a local runtime of ``n_workers`` CPUs."""
     import joblib
 
-    with ray_runtime(scheduler, n_workers or max(1, min(4, os.cpu_count() or 1))):
+    with ray_runtime(scheduler, n_workers or max(1, min(4, os.cpu_count() or 1))) as ray:
+        release_workers(ray)
         from ray.util.joblib import register_ray
 
         register_ray()
@@ -109,24 +119,41 @@ def _run_on_ray(job: ShardJob) -> dict[str, Any]:
     n = options.workers or max(1, min(4, os.cpu_count() or 1))
     with ray_runtime(options.scheduler, n) as ray:
         todo = job.start()
-        actor = ray.remote(num_cpus=1, max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES)
-        workers = [actor(ShardWorker).remote() for _ in range(max(1, min(n, len(todo))))]
+        workers = shard_workers(ray, max(1, min(n, len(todo))))
+        before = ray.get([worker.base_builds.remote() for worker in workers])
         started = time.perf_counter()
-        hosts = _run_actors(ray, job, workers, todo)
+        try:
+            hosts = _run_actors(ray, job, workers, todo)
+        except BaseException:
+            release_workers(ray)
+            raise
         builds = ray.get([worker.base_builds.remote() for worker in workers])
         address = ray.get_runtime_context().gcs_address
-        for worker in workers:
-            ray.kill(worker)
     return {
         "engine": "ray",
         "scheduler": address,
         "workers": len(workers),
-        "base_builds": sum(builds),
+        "base_builds": sum(max(a - b, 0) for a, b in zip(builds, before, strict=True)),
         "shards": len(job.shards),
         "shards_run": len(todo),
         "hosts": sorted(hosts),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def shard_workers(ray: Any, n: int) -> list[Any]:
+    """``n`` shard actors of this driver: those kept from its earlier jobs (their bases
+    built), and new ones up to ``n``."""
+    kept = _ACTORS.setdefault(ray.get_runtime_context().get_job_id(), [])
+    actor = ray.remote(num_cpus=1, max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES)
+    kept += [actor(ShardWorker).remote() for _ in range(n - len(kept))]
+    return kept[:n]
+
+
+def release_workers(ray: Any) -> None:
+    """End this driver's kept shard actors (their CPUs go back to Ray)."""
+    for worker in _ACTORS.pop(ray.get_runtime_context().get_job_id(), []):
+        ray.kill(worker)
 
 
 def _run_actors(ray: Any, job: ShardJob, workers: list[Any], todo: list[Any]) -> set[str]:

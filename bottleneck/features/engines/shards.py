@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import platform
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,10 @@ from tqdm.auto import tqdm
 DEFAULT_SHARD_IMAGES = 4096
 
 
-#: Per worker process: bases built (by recipe fingerprint) and sources reopened.
+#: Per worker process: bases built (by recipe fingerprint), and sources reopened with the
+#: manifest their check read (by the source's fingerprint).
 _BASES: dict[str, Any] = {}
-_SOURCES: dict[str, Source] = {}
+_SOURCES: dict[str, tuple[Source, dict | None]] = {}
 
 
 #: How many times this process built a base (the tests count it: once per worker).
@@ -87,6 +89,13 @@ def shard_source(source: Source, shard: Shard) -> Source:
     )
 
 
+def shard_manifest(manifest: dict | None, shard: Shard) -> dict | None:
+    """The shard's rows of a source's manifest (each of its per-item lists sliced)."""
+    if manifest is None:
+        return None
+    return {key: values[shard.start : shard.stop] for key, values in manifest.items()}
+
+
 def _worker_pass(recipe: dict) -> Any:
     """The pass of ``recipe`` (:func:`features.runtimes.load_pass`), built once in this process."""
     global BASE_BUILDS
@@ -111,18 +120,20 @@ def check_same_bases(job: Any, described: list[dict]) -> None:
             )
 
 
-def _worker_source(described: dict, expected: str) -> Source:
-    """The source reopened from its provenance, checked to be the client's."""
+def _worker_source(described: dict, expected: str) -> tuple[Source, dict | None]:
+    """The source reopened from its provenance, checked to be the client's; and its
+    manifest (sizes and times), read once for the check and sliced for each shard."""
     if expected not in _SOURCES:
         source = reopen_source(described)
-        seen = fingerprint(source.identity())
+        manifest = source.manifest()
+        seen = fingerprint(source.identity(manifest))
         if seen != expected:
             raise SourceError(
                 f"the worker on {platform.node()} sees other images under {described.get('root')} "
                 "than the client (a different file list, sizes or times); workers must read "
                 "the source from a path they all share"
             )
-        _SOURCES[expected] = source
+        _SOURCES[expected] = (source, manifest)
     return _SOURCES[expected]
 
 
@@ -150,8 +161,10 @@ def extract_shard(task: ShardTask, shard: Shard, paths: list[str]) -> dict[str, 
     earlier attempt died."""
     job = _worker_pass(task.recipe)
     check_same_bases(job, task.bases)
-    source = shard_source(_worker_source(task.described, task.source_fp), shard)
-    extract_here(source, job, paths, task.options)
+    whole, manifest = _worker_source(task.described, task.source_fp)
+    extract_here(
+        shard_source(whole, shard), job, paths, task.options, shard_manifest(manifest, shard)
+    )
     return {"shard": shard.index, "items": shard.stop - shard.start, "host": platform.node()}
 
 
@@ -214,6 +227,9 @@ class ShardJob:
     task: ShardTask
     shards: list[Shard]
     timeout: float
+    #: This run of the job: its task names differ from an earlier run's, whose results a
+    #: client kept between jobs may still hold (the scheduler would return them unrun).
+    run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     def targets(self, shard: Shard) -> list[str]:
         """The shard caches of ``shard``, one per cache of the pass."""
@@ -237,8 +253,9 @@ class ShardJob:
         return sum(self.done(shard) for shard in self.shards)
 
     def task_key(self, shard: Shard) -> str:
-        """A task name unique to this job and shard."""
-        return f"bottleneck-shard-{self.plan.prints[0].split(':')[-1][:16]}-{shard.index:05d}"
+        """A task name unique to this run of the job and shard."""
+        job = self.plan.prints[0].split(":")[-1][:16]
+        return f"bottleneck-shard-{job}-{self.run_id}-{shard.index:05d}"
 
     def progress_bar(self, todo: list[Shard]) -> Any:
         """A progress bar over the images (texts) of ``todo``."""
@@ -309,8 +326,8 @@ def run_sharded(
     task = ShardTask(
         plan.job.recipe,
         [base.description for base in plan.job.bases],
-        plan.source.describe(None),
-        fingerprint(plan.source.identity()),
+        plan.source.describe(plan.manifest),  # the plan's reading of the files: not again
+        fingerprint(plan.source.identity(plan.manifest)),
         shard_options(options, decode_threads),
     )
     started = time.perf_counter()

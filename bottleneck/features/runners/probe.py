@@ -1,10 +1,11 @@
 """``--runtime auto``: the faster runtime for this base on this machine, probed once.
 
-On a CPU, both runtimes run :data:`PROBE_CALLS` timed calls (after one untimed call that
-traces, compiles or warms each) on a seeded batch of the run's batch size (the model's cost
-does not depend on the pixels, so it stands for the first batch); the faster one runs the
-pass. ONNX Runtime is a candidate only where the conversion holds (parity checked,
-:mod:`.onnx`); where it does not, or onnx is not installed, Keras runs and the reason is kept.
+On a CPU, both runtimes run :data:`PROBE_CALLS` timed calls, taking turns (after one untimed
+call that traces, compiles or warms each) on a seeded batch of the run's batch size (the
+model's cost does not depend on the pixels, so it stands for the first batch); the faster
+one runs the pass. ONNX Runtime is a candidate only where the conversion holds (parity
+checked, :mod:`.onnx`); where it does not, or onnx is not installed, Keras runs and the
+reason is kept.
 On an accelerator, Keras runs unless ONNX Runtime has a matching execution provider (then
 both are probed there).
 
@@ -55,16 +56,19 @@ def machine(context: RunContext) -> dict[str, Any]:
     return {"cpu": cpu_model(), "cores": context.threads, "accelerator": context.accelerator}
 
 
-def rate(runner: Runner, pixels: np.ndarray) -> float:
-    """Images per second of ``runner`` on ``pixels``: the best of :data:`PROBE_CALLS` timed
-    calls after an untimed one."""
-    runner(pixels)
-    best = float("inf")
-    for _ in range(PROBE_CALLS):
-        started = time.perf_counter()
+def rates(runners: dict[str, Runner], pixels: np.ndarray) -> dict[str, float]:
+    """Images per second of each runner on ``pixels``: the best of :data:`PROBE_CALLS` timed
+    calls after an untimed one each, the runners taking turns call by call (a burst of load
+    from elsewhere then slows a call of each, not all calls of one)."""
+    for runner in runners.values():
         runner(pixels)
-        best = min(best, time.perf_counter() - started)
-    return len(pixels) / max(best, 1e-9)
+    best = dict.fromkeys(runners, float("inf"))
+    for _ in range(PROBE_CALLS):
+        for name, runner in runners.items():
+            started = time.perf_counter()
+            runner(pixels)
+            best[name] = min(best[name], time.perf_counter() - started)
+    return {name: len(pixels) / max(seconds, 1e-9) for name, seconds in best.items()}
 
 
 class Chosen:
@@ -94,7 +98,7 @@ def _probe(job: Pass, batch_size: int, context: RunContext) -> tuple[dict, dict[
         record["onnx_unavailable"] = str(exc)
     if len(runners) > 1:
         pixels = onnx_runtime.probe_pixels(job, batch_size)
-        record["rates"] = {name: round(rate(r, pixels), 2) for name, r in runners.items()}
+        record["rates"] = {name: round(r, 2) for name, r in rates(runners, pixels).items()}
     record["choice"] = max(runners, key=lambda name: record["rates"].get(name, 0.0))
     record["batch_size"] = batch_size
     return record, runners
