@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 import click
 from bottleneck_transfer.cli import options
-
-if TYPE_CHECKING:
-    from bottleneck_transfer.deploy.export import ExportPlan
 
 _SHOW_FAILED = 10
 
@@ -53,7 +49,6 @@ def _show_failed(failed: list[tuple[str, str]]) -> None:
 )
 @click.option(
     "--base",
-    "base_path",
     type=click.Path(dir_okay=False),
     help="The base model file the cache was made with (verified by sha256).",
 )
@@ -68,7 +63,6 @@ def _show_failed(failed: list[tuple[str, str]]) -> None:
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Parity tolerance.")
 @click.option(
     "--format",
-    "fmt",
     metavar="FORMAT",
     help="keras, folder, saved-model, tflite or onnx (default: from --out's suffix, else "
     "folder). saved-model, tflite and onnx need TensorFlow; onnx the [onnx] extra. A "
@@ -96,21 +90,16 @@ def export(
     cache: str,
     out: str,
     force: bool,
-    head: str,
-    head_file: str | None,
-    base_path: str | None,
-    weights: str | None,
-    sample: int,
-    atol: float,
-    fmt: str | None,
-    batch: int,
-    quantize: str | None,
-    calibrate: bool,
+    head: str | None,
     metric: str | None,
     from_report: str | None,
     seed: int,
+    calibrate: bool,
+    sample: int,
+    atol: float,
     dry_run: bool,
     as_json: bool,
+    **settings,
 ) -> None:
     """Export a head on CACHE's base as one deployable model.
 
@@ -136,11 +125,11 @@ def export(
       bottleneck export caches/train.h5 --head logreg -o exported/sm --format saved-model
       python -c "import keras; m = keras.saving.load_model('model.keras')"
     """
+    from bottleneck_transfer.deploy.export import adds_a_version, plan_export
     from bottleneck_transfer.deploy.export import export as run_export
-    from bottleneck_transfer.deploy.export import plan_export
     from bottleneck_transfer.heads.registry import DEFAULT_HEAD, calibrated_specs
 
-    if not _adds_a_version(out, fmt):
+    if not adds_a_version(out, settings["format"]):
         options.refuse_overwrite(out, force)
     if (from_report is not None or metric is not None) and head != "best":
         raise click.UsageError("--metric and --from-report go with --head best")
@@ -152,96 +141,14 @@ def export(
         head, origin = best_head(cache, metric=metric, report=from_report, random_state=seed)
         click.echo(f"--head best: {head}, {origin}", err=True)
     if dry_run:
-        plan = plan_export(
-            cache,
-            out,
-            head=head or DEFAULT_HEAD,
-            head_file=head_file,
-            base=base_path,
-            weights=weights,
-            format=fmt,
-            batch=batch,
-            quantize=quantize,
-        )
-        _show_plan(plan, as_json)
-        return
-    result = run_export(
-        cache,
-        out,
-        head=calibrated_specs([head or DEFAULT_HEAD], calibrate)[0],
-        head_file=head_file,
-        base=base_path,
-        weights=weights,
-        sample=sample,
-        atol=atol,
-        format=fmt,
-        batch=batch,
-        quantize=quantize,
-    )
-    parity = result.parity
+        done = plan_export(cache, out, head=head or DEFAULT_HEAD, **settings)
+    else:
+        spec = calibrated_specs([head or DEFAULT_HEAD], calibrate)[0]
+        done = run_export(cache, out, head=spec, sample=sample, atol=atol, **settings)
     if as_json:
-        options.echo_json(
-            {
-                "path": str(result.path),
-                "kind": result.kind,
-                "labels": str(result.labels),
-                "head": result.head,
-                "classes": result.classes,
-                "outputs": result.outputs,
-                "parity": None if parity is None else parity.to_dict(),
-                "quantized": result.quantized.to_dict() if result.quantized else None,
-                "seconds": round(result.seconds, 3),
-            }
-        )
-        return
-    relative = "relative " if parity and parity.relative else ""
-    unit = "texts" if relative else "images"
-    checked = (
-        f"checked on {parity.n} source {unit} (max {relative}difference {parity.max_abs_diff:.1e})"
-        if parity
-        else "not checked (--sample 0)"
-    )
-    if result.quantized is not None:
-        from bottleneck_transfer.deploy.export_model import describe_quantized
-
-        checked = f"quantized {describe_quantized(result.quantized)}"
-    click.echo(
-        f"Wrote {result.path} ({result.kind}): head {result.head}, {len(result.classes)} "
-        f"classes (names in {result.labels}), outputs {result.outputs}; {checked}."
-    )
-
-
-def _adds_a_version(out: str, fmt: str | None) -> bool:
-    """Whether a SavedModel export to ``out`` adds a version folder (nothing is replaced)."""
-    from pathlib import Path
-
-    return fmt == "saved-model" and any(p.name.isdigit() for p in Path(out).glob("[0-9]*"))
-
-
-def _show_plan(plan: ExportPlan, as_json: bool) -> None:
-    """Print what ``export`` would write (:func:`.deploy.export.plan_export`)."""
-    if as_json:
-        options.echo_json(
-            {
-                "dry_run": True,
-                "path": str(plan.path),
-                "kind": plan.kind,
-                "labels": str(plan.labels),
-                "head": plan.head,
-                "classes": plan.classes,
-                "input_shape": plan.input_shape,
-                "head_bytes": plan.head_bytes,
-                "base_bytes": plan.base_bytes,
-            }
-        )
-        return
-    base_size = "known once built" if plan.base_bytes is None else f"{plan.base_bytes:,} bytes"
-    click.echo(
-        f"Would write {plan.path} ({plan.kind}): head {plan.head} (~{plan.head_bytes:,} bytes), "
-        f"base {base_size}; input {plan.input_text}, "
-        f"{len(plan.classes)} classes ({', '.join(plan.classes)}) named in {plan.labels}. "
-        "Nothing written."
-    )
+        options.echo_json(done.to_dict())
+    else:
+        click.echo(done.line())
 
 
 @click.command()

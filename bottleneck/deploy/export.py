@@ -12,10 +12,16 @@ was made with, and writes one of these forms (``format``, else from ``out``'s su
 * ``saved-model`` (a version folder ``out/N``), ``tflite`` (``*.tflite``, a fixed input shape,
   optionally quantized), ``onnx`` (``*.onnx``, named input and outputs): the ``.keras`` model
   converted for those runtimes and the serving and mobile stacks that run them
-  (:mod:`deploy.formats`).
+  (:mod:`deploy.formats`); they need the TensorFlow backend (``onnx`` also the ``[onnx]``
+  extra). ``quantize`` is TFLite's post-training quantization (:mod:`deploy.form_tflite`):
+  ``int8`` calibrates on training images from the cache's source, and instead of the parity
+  check the accuracy change is measured on at least ``QUANTIZED_SAMPLE`` other cached images.
 
 A cache made with an ONNX file base exports as ``onnx`` only: its graph and the head's in one
-ONNX graph (:mod:`deploy.onnx_base`); the other forms are refused in one line.
+ONNX graph (:mod:`deploy.onnx_base`); the other forms are refused in one line. A binary,
+multi-label or regression cache with a head spec exports through
+:func:`~.target_export.export_target`: sigmoid or linear outputs, in every form but the
+folder, without ``quantize``.
 
 Before the export appears (one atomic rename), it is reloaded with its own runtime (converted
 forms through :func:`deploy.exported.load_exported`, as ``predict`` loads them) and checked
@@ -33,7 +39,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +63,7 @@ from bottleneck_transfer.deploy.exported import (
     write_labels,
 )
 from bottleneck_transfer.deploy.form_tflite import CALIBRATION
-from bottleneck_transfer.deploy.formats import CONVERTERS, KERAS_RESIZE
+from bottleneck_transfer.deploy.formats import CONVERTERS, KERAS_RESIZE, Converter
 from bottleneck_transfer.deploy.keras_head import final_estimator, head_layers
 from bottleneck_transfer.deploy.parity import (
     DEFAULT_ATOL,
@@ -97,6 +103,7 @@ from bottleneck_transfer.heads.trust import kind_of, skops_io
 
 if TYPE_CHECKING:
     import keras
+    from bottleneck_transfer.features.bases import Base
 
 #: The export forms written by Keras itself, and the suffix each output must have.
 KERAS_FORMS = {"keras": ".keras", "folder": ""}
@@ -275,6 +282,34 @@ class ExportPlan(Display):
     def _display_rows(self) -> list[dict[str, Any]]:
         return [{"output": i, "class": name} for i, name in enumerate(self.classes)]
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``bottleneck export --dry-run --json`` prints."""
+        return {
+            "dry_run": True,
+            "path": str(self.path),
+            "kind": self.kind,
+            "labels": str(self.labels),
+            "head": self.head,
+            "classes": self.classes,
+            "input_shape": self.input_shape,
+            "head_bytes": self.head_bytes,
+            "base_bytes": self.base_bytes,
+        }
+
+    def line(self) -> str:
+        """One line for ``bottleneck export --dry-run``: what would be written."""
+        base = "known once built" if self.base_bytes is None else f"{self.base_bytes:,} bytes"
+        return (
+            f"Would write {self.path} ({self.kind}): head {self.head} (~{self.head_bytes:,} "
+            f"bytes), base {base}; input {self.input_text}, {len(self.classes)} classes "
+            f"({', '.join(self.classes)}) named in {self.labels}. Nothing written."
+        )
+
+
+def adds_a_version(out: str | Path, format: str | None) -> bool:
+    """Whether a SavedModel export to ``out`` adds a version folder (nothing is replaced)."""
+    return format == "saved-model" and any(p.name.isdigit() for p in Path(out).glob("[0-9]*"))
+
 
 def _head_bytes(spec: str, rows: int, dim: int, n_classes: int) -> int:
     """float32 bytes of a ``spec`` head fitted on ``rows`` x ``dim`` features: its layers
@@ -376,10 +411,6 @@ def export(
 ) -> ExportResult:
     """Export ``head`` on the cache's base as one model (``.keras`` or converted) or a folder.
 
-    A binary, multi-label or regression cache with a head spec exports through
-    :func:`~.target_export.export_target`: sigmoid or linear outputs, in every form but the
-    folder, without ``quantize``.
-
     Parameters
     ----------
     cache : str or Path
@@ -388,32 +419,22 @@ def export(
         A ``.keras``, ``.tflite`` or ``.onnx`` file (heads Keras can express) or a folder
         (any head; a SavedModel with ``format="saved-model"``).
     head : str, TrainedHead or estimator
-        A head spec (``"logreg"``, ``"linear-svm:C=0.1"``, ``"dense:hidden=64"``,
-        ``"rbf-svm"``, ``"knn"``), fitted on the whole cache through
-        :func:`~bottleneck_transfer.heads.training.train_head`; a head that function returned
-        (the pipeline exports the very fit its comparison scored); or a scikit-learn
-        classifier (fitted or not).
+        A head spec (``"logreg"``, ``"linear-svm:C=0.1"``, ``"dense:hidden=64"``, ``"knn"``)
+        fitted on the whole cache; a head :func:`~.heads.training.train_head` returned; or a
+        scikit-learn classifier (fitted or not).
     head_file : str or Path, optional
-        A head saved by ``bottleneck train`` instead of fitting one; it must have been
-        trained on features of the cache's base, with the cache's classes.
-    base : str or Path, optional
-        The base model file, for caches made from a model file (verified by sha256).
-    weights : str or Path, optional
-        The weights file, for caches made with ``--weights FILE``.
-    sample : int
-        Source images to check the export on (0 skips the check).
-    atol : float
-        Largest allowed difference between the export's and the head's scores.
+        A head saved by ``bottleneck train``, trained on the cache's base and classes.
+    base, weights : str or Path, optional
+        The base model file (verified by sha256) and weights file the cache was made with.
+    sample, atol : int, float
+        Source images to check the export on (0 skips the check); the largest allowed
+        difference between the export's and the head's scores.
     format : {"keras", "folder", "saved-model", "tflite", "onnx"}, optional
-        The export form; by default the one ``out``'s suffix names, else ``"folder"``.
-        ``saved-model``, ``tflite`` and ``onnx`` need the TensorFlow backend (``onnx`` also
-        the ``[onnx]`` extra). A SavedModel goes into ``out/N`` (the next version number).
-    batch : int
-        TFLite: the fixed batch size of its ``[batch, H, W, C]`` input.
-    quantize : {"dynamic", "float16", "int8"}, optional
-        TFLite: post-training quantization (:mod:`deploy.form_tflite`); ``int8`` calibrates
-        on training images from the cache's source. Instead of the parity check, the
-        accuracy change is measured on at least ``QUANTIZED_SAMPLE`` other cached images.
+        The export form (see the module); by default the one ``out``'s suffix names, else
+        ``"folder"``.
+    batch, quantize
+        TFLite: the fixed batch size of its input; post-training quantization
+        (``"dynamic"``, ``"float16"``, ``"int8"``; see the module).
 
     Raises
     ------
@@ -435,123 +456,232 @@ def export(
     >>> export("caches/fm-train.h5", "model_dir", head="knn")  # a folder form  # doctest: +SKIP
     """
     started = time.perf_counter()
-    out = Path(out)
-    form = resolve_format(out, format)
-    converter = CONVERTERS.get(form)
-    settings = ExportSettings(batch=batch, quantize=quantize)
-    check_settings(settings, form, converter.settings if converter else ())
-    if converter is not None:
-        converter.check_available()
+    request = _Request(
+        cache=cache,
+        out=Path(out),
+        head=head,
+        head_file=head_file,
+        base=base,
+        weights=weights,
+        sample=sample,
+        atol=atol,
+        format=format,
+        settings=ExportSettings(batch=batch, quantize=quantize),
+    )
+    if request.converter is not None:
+        request.converter.check_available()
     if isinstance(head, str) and head_file is None and target_kind_of(cache) != "class":
-        from bottleneck_transfer.deploy.target_export import check_target_form, export_target
+        return _export_target(request)
+    return _export_classes(request, started)
 
-        check_target_form(target_kind_of(cache), head, form, settings)
-        placed = _place(out, form)
-        return export_target(
-            cache, placed, head=head, form=form, settings=settings, sample=sample, atol=atol
-        )
-    exact = form != "folder"
-    spec = head if isinstance(head, str) and head_file is None else None
+
+@dataclass
+class _Request:
+    """What :func:`export` is asked for, its form resolved from ``out`` and ``format`` and
+    its settings checked against that form."""
+
+    cache: str | Path
+    out: Path
+    head: Any
+    head_file: str | Path | None
+    base: str | Path | None
+    weights: str | Path | None
+    sample: int
+    atol: float
+    format: str | None
+    settings: ExportSettings
+    form: str = field(init=False)
+    converter: Converter | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.form = resolve_format(self.out, self.format)
+        self.converter = CONVERTERS.get(self.form)
+        takes = self.converter.settings if self.converter else ()
+        check_settings(self.settings, self.form, takes)
+
+
+@dataclass
+class _Model:
+    """What a class export writes: the fitted head, the rebuilt base, the model built on
+    them (with the converter that writes it) and its metadata."""
+
+    estimator: Any
+    classes: list[str]
+    #: The head's registered kind.
+    head_kind: str
+    rebuilt: Base
+    #: A ``keras.Model``, or an ONNX file base's merged ``onnx.ModelProto``.
+    model: Any
+    converter: Converter | onnx_base.OnnxBaseWriter | None
+    metadata: dict
+    settings: ExportSettings
+    #: Training images that calibrate ``int8`` quantization (0: none).
+    calibrate: int
+
+
+def _export_target(request: _Request) -> ExportResult:
+    """A binary, multi-label or regression cache's export (:mod:`.target_export`)."""
+    from bottleneck_transfer.deploy.target_export import check_target_form, export_target
+
+    check_target_form(target_kind_of(request.cache), request.head, request.form, request.settings)
+    return export_target(
+        request.cache,
+        _place(request.out, request.form),
+        head=request.head,
+        form=request.form,
+        settings=request.settings,
+        sample=request.sample,
+        atol=request.atol,
+    )
+
+
+def _export_classes(request: _Request, started: float) -> ExportResult:
+    """A class cache's export: checked, built, written, reloaded and checked again."""
+    head = request.head
+    spec = head if isinstance(head, str) and request.head_file is None else None
     if isinstance(head, TrainedHead):
         spec = head.metadata["head"]
-    _check_form(spec, form, out, format)
-    out = _place(out, form)
-    with FeatureCache.open(cache) as opened:
-        check_exportable_base(opened, form)
-        estimator, spec, trained = _resolve_head(head, head_file, opened)
-        kind_name = _head_kind(estimator, spec, form)
-        classes_ = np.asarray(estimator.classes_)
-        if classes_.dtype.kind not in "iu" or classes_.min() < 0:
-            raise HeadError(f"the head's classes {classes_.tolist()} are not the cache's labels")
-        if classes_.max() >= len(opened.class_names):
-            raise HeadError(
-                f"the head predicts class index {int(classes_.max())}, the cache {opened.path} "
-                f"has {len(opened.class_names)} classes"
-            )
-        classes = [opened.class_names[int(c)] for c in classes_]
-        if exact:
-            layers, outputs = head_layers(estimator, opened.dim)
-        else:
-            outputs = "probabilities" if hasattr(estimator, "predict_proba") else "decision-softmax"
-        described = opened.provenance.get("base", {})
-        rebuilt = rebuild_base(described, base_path=base, weights=weights, cache_path=opened.path)
-        if rebuilt.dim != opened.dim:
-            raise BaseModelError(
-                f"the rebuilt base gives {rebuilt.dim} features, the cache {opened.dim}"
-            )
-        metadata = {
-            **provenance_metadata(opened, described, rebuilt),
-            "classes": classes,
-            "head": kind_name,
-            "head_spec": spec,
-            "head_params": trained.get("params"),
-            "calibration": fitted_calibration(estimator),
-        }
-        metadata["outputs"] = outputs
-        metadata["resize"] = KERAS_RESIZE if converter is None else converter.resize
-        if converter is not None:
-            metadata.update(form_metadata(converter, described["input_shape"], settings))
-        calibrate = min(CALIBRATION, len(opened) // 2) if settings.quantize == "int8" else 0
-        if calibrate:
-            pixels = calibration_pixels(opened, rebuilt, calibrate)
-            settings = replace(settings, calibration=pixels)
-        if hub.requirements(described):  # e.g. keras-hub: Keras imports it to load the model
-            metadata["requires"] = hub.requirements(described)
-        if rebuilt.encoder is not None:
-            _text_metadata(metadata)
-        if is_onnx_base(described):  # one ONNX graph, base and head (deploy.onnx_base)
-            metadata["resize"] = onnx_base.RESIZE
-            converter, model = onnx_base.OnnxBaseWriter(), onnx_base.merged(rebuilt, layers)
-        elif exact:
-            resize = None if converter is None else converter.resize_layer(rebuilt.image_size)
-            model = build_keras_model(rebuilt, layers, metadata, resize)
-        else:
-            model = build_base_model(rebuilt)
-        parity: Parity | None = None
-        quantized: Quantized | None = None
-
-        def write(target: Path) -> None:
-            nonlocal parity, quantized
-            if form == "folder":
-                _write_folder(target, model, estimator, metadata)
-                loaded = load_exported(target)
-            else:
-                loaded = save_model(model, target, converter, metadata, settings)
-            if sample > 0 and settings.quantize:
-                quantized = check_quantized(
-                    loaded,
-                    estimator,
-                    opened,
-                    rebuilt,
-                    quantize=settings.quantize,
-                    calibration=calibrate,
-                    sample=max(sample, QUANTIZED_SAMPLE),
-                )
-            elif sample > 0:
-                parity = check_parity(loaded, estimator, opened, rebuilt, sample=sample, atol=atol)
-            if form == "folder" and parity is not None:
-                metadata["parity"] = parity.to_dict()
-                (target / "model.json").write_text(
-                    json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8"
-                )
-            if target.is_dir():
-                write_labels(target, classes)
-
+    _check_form(spec, request.form, request.out, request.format)
+    out = _place(request.out, request.form)
+    with FeatureCache.open(request.cache) as opened:
+        check_exportable_base(opened, request.form)
+        made = _build(request, opened)
         with atomic_path(out) as target:
-            write(target)
-        labels = labels_path(out) if out.is_dir() else write_labels(out, classes)
+            parity, quantized = _write(target, request, opened, made)
+        labels = labels_path(out) if out.is_dir() else write_labels(out, made.classes)
     return ExportResult(
         path=out,
-        kind=form,
+        kind=request.form,
         labels=labels,
-        head=kind_name,
-        classes=classes,
-        outputs=metadata["outputs"],
+        head=made.head_kind,
+        classes=made.classes,
+        outputs=made.metadata["outputs"],
         parity=parity,
         seconds=time.perf_counter() - started,
-        metadata=metadata,
+        metadata=made.metadata,
         quantized=quantized,
     )
+
+
+def _head_classes(estimator: Any, cache: FeatureCache) -> list[str]:
+    """The cache's class names of the head's output columns, checked to be the cache's."""
+    classes_ = np.asarray(estimator.classes_)
+    if classes_.dtype.kind not in "iu" or classes_.min() < 0:
+        raise HeadError(f"the head's classes {classes_.tolist()} are not the cache's labels")
+    if classes_.max() >= len(cache.class_names):
+        raise HeadError(
+            f"the head predicts class index {int(classes_.max())}, the cache {cache.path} "
+            f"has {len(cache.class_names)} classes"
+        )
+    return [cache.class_names[int(c)] for c in classes_]
+
+
+def _build(request: _Request, opened: FeatureCache) -> _Model:
+    """Fit (or load) the head, rebuild the base and build the model to write."""
+    estimator, spec, trained = _resolve_head(request.head, request.head_file, opened)
+    kind_name = _head_kind(estimator, spec, request.form)
+    classes = _head_classes(estimator, opened)
+    layers, outputs = _head_outputs(estimator, opened.dim, request.form)
+    described = opened.provenance.get("base", {})
+    rebuilt = _rebuilt_base(request, opened, described)
+    metadata = {
+        **provenance_metadata(opened, described, rebuilt),
+        "classes": classes,
+        "head": kind_name,
+        "head_spec": spec,
+        "head_params": trained.get("params"),
+        "calibration": fitted_calibration(estimator),
+    }
+    metadata["outputs"] = outputs
+    converter = request.converter
+    metadata["resize"] = KERAS_RESIZE if converter is None else converter.resize
+    if converter is not None:
+        metadata.update(form_metadata(converter, described["input_shape"], request.settings))
+    settings = request.settings
+    calibrate = min(CALIBRATION, len(opened) // 2) if settings.quantize == "int8" else 0
+    if calibrate:
+        settings = replace(settings, calibration=calibration_pixels(opened, rebuilt, calibrate))
+    if hub.requirements(described):  # e.g. keras-hub: Keras imports it to load the model
+        metadata["requires"] = hub.requirements(described)
+    if rebuilt.encoder is not None:
+        _text_metadata(metadata)
+    model, converter = _model(request, described, rebuilt, layers, metadata)
+    return _Model(
+        estimator, classes, kind_name, rebuilt, model, converter, metadata, settings, calibrate
+    )
+
+
+def _head_outputs(estimator: Any, dim: int, form: str) -> tuple[list, str]:
+    """The head's Keras layers (none for the folder form, which saves the estimator) and
+    what its outputs are (``"probabilities"`` or ``"decision-softmax"``)."""
+    if form != "folder":
+        return head_layers(estimator, dim)
+    outputs = "probabilities" if hasattr(estimator, "predict_proba") else "decision-softmax"
+    return [], outputs
+
+
+def _rebuilt_base(request: _Request, opened: FeatureCache, described: dict) -> Base:
+    """The cache's base rebuilt from its provenance ``described``, with the cache's width."""
+    rebuilt = rebuild_base(
+        described, base_path=request.base, weights=request.weights, cache_path=opened.path
+    )
+    if rebuilt.dim != opened.dim:
+        raise BaseModelError(
+            f"the rebuilt base gives {rebuilt.dim} features, the cache {opened.dim}"
+        )
+    return rebuilt
+
+
+def _model(
+    request: _Request, described: dict, rebuilt: Base, layers: list, metadata: dict
+) -> tuple[Any, Converter | onnx_base.OnnxBaseWriter | None]:
+    """The model to write and what writes it: an ONNX file base's one graph (base and head,
+    :mod:`deploy.onnx_base`), the single-file Keras model, or the folder's base model."""
+    if is_onnx_base(described):
+        metadata["resize"] = onnx_base.RESIZE
+        return onnx_base.merged(rebuilt, layers), onnx_base.OnnxBaseWriter()
+    converter = request.converter
+    if request.form == "folder":
+        return build_base_model(rebuilt), converter
+    resize = None if converter is None else converter.resize_layer(rebuilt.image_size)
+    return build_keras_model(rebuilt, layers, metadata, resize), converter
+
+
+def _write(
+    target: Path, request: _Request, opened: FeatureCache, made: _Model
+) -> tuple[Parity | None, Quantized | None]:
+    """Write the export to ``target``, load it back with its own runtime and check it
+    against the head on the cache's source images (a quantized one: its accuracy change)."""
+    metadata = made.metadata
+    if request.form == "folder":
+        _write_folder(target, made.model, made.estimator, metadata)
+        loaded = load_exported(target)
+    else:
+        loaded = save_model(made.model, target, made.converter, metadata, made.settings)
+    parity: Parity | None = None
+    quantized: Quantized | None = None
+    if request.sample > 0 and made.settings.quantize:
+        quantized = check_quantized(
+            loaded,
+            made.estimator,
+            opened,
+            made.rebuilt,
+            quantize=made.settings.quantize,
+            calibration=made.calibrate,
+            sample=max(request.sample, QUANTIZED_SAMPLE),
+        )
+    elif request.sample > 0:
+        parity = check_parity(
+            loaded, made.estimator, opened, made.rebuilt, sample=request.sample, atol=request.atol
+        )
+    if request.form == "folder" and parity is not None:
+        metadata["parity"] = parity.to_dict()
+        (target / "model.json").write_text(
+            json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8"
+        )
+    if target.is_dir():
+        write_labels(target, made.classes)
+    return parity, quantized
 
 
 def _text_metadata(metadata: dict) -> None:

@@ -185,6 +185,38 @@ class ExportResult(Display):
         """One row per output column: its index and class name."""
         return [{"output": i, "class": name} for i, name in enumerate(self.classes)]
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``bottleneck export --json`` prints."""
+        return {
+            "path": str(self.path),
+            "kind": self.kind,
+            "labels": str(self.labels),
+            "head": self.head,
+            "classes": self.classes,
+            "outputs": self.outputs,
+            "parity": None if self.parity is None else self.parity.to_dict(),
+            "quantized": self.quantized.to_dict() if self.quantized else None,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def line(self) -> str:
+        """One line for ``bottleneck export``: what was written and how it was checked."""
+        parity = self.parity
+        relative = "relative " if parity and parity.relative else ""
+        unit = "texts" if relative else "images"
+        checked = (
+            f"checked on {parity.n} source {unit} (max {relative}difference "
+            f"{parity.max_abs_diff:.1e})"
+            if parity
+            else "not checked (--sample 0)"
+        )
+        if self.quantized is not None:
+            checked = f"quantized {describe_quantized(self.quantized)}"
+        return (
+            f"Wrote {self.path} ({self.kind}): head {self.head}, {len(self.classes)} "
+            f"classes (names in {self.labels}), outputs {self.outputs}; {checked}."
+        )
+
 
 def describe_quantized(quantized: Quantized) -> str:
     """One line: what quantization changed on held-out cached images."""

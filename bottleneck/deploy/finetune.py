@@ -451,57 +451,166 @@ def finetune(
     model : str or Path
         A single-file export (``bottleneck export ... -o model.keras``).
     train, val : str, Path or Source
-        Labelled image collections (class folders, manifests, arrays); their class names
-        must be among the model's. Give ``val`` or ``val_split``.
+        Labelled image collections (class folders, manifests, arrays) whose class names
+        are among the model's.
     out : str or Path
         The tuned model (``.keras``).
     val_split : float, optional
-        Validate on this stratified share of ``train`` (seeded by ``seed``) instead of
-        ``val``; recorded in the model's metadata.
+        Validate on this stratified, seeded share of ``train`` instead of ``val`` (give one).
     augment : bool
-        Random flips, rotations, zooms and shifts of the training images (Keras
-        preprocessing layers, :func:`augmenter`); recorded in the model's metadata.
-    unfreeze : int
-        Base layers to unfreeze, from the top (0 trains the head only).
-    learning_rate : float
-        Adam learning rate.
+        Random flips, rotations, zooms and shifts of the training images (:func:`augmenter`).
+    unfreeze, learning_rate
+        Base layers to unfreeze, from the top (0 trains the head only); Adam's learning rate.
     epochs, patience
-        At most ``epochs`` passes; stop after ``patience`` epochs without a lower
-        validation loss (the best epoch's weights are kept).
+        At most ``epochs`` passes, stopping after ``patience`` without a lower validation loss.
     batch_size, workers
         Images per step; decoding threads (default: all cores).
-    classes, limit, val_limit
-        Class subset (both sets) and evenly spread samples (as in ``extract``).
-    seed : int
-        Seeds shuffling and Keras.
+    classes, limit, val_limit, seed
+        Class subset (both sets), evenly spread samples (as in ``extract``); seeds shuffling
+        and Keras.
 
     Raises
     ------
     ExportError
-        ``model`` is missing, not an export, a folder export (no Keras head to train) or a
-        converted one (SavedModel, TFLite, ONNX: fine-tune its ``.keras`` export); ``augment``
-        with a text base's export.
+        ``model`` is missing, not an export, a folder export or a converted one (SavedModel,
+        TFLite, ONNX: fine-tune its ``.keras`` export); ``augment`` with a text export.
     SourceError
         A data set is unlabelled or has classes the model does not know.
 
     Examples
     --------
-    >>> result = finetune(
-    ...     "model.keras", "photos/train", out="tuned.keras", val_split=0.2, unfreeze=20
-    ... )
+    >>> result = finetune("model.keras", "photos/train", out="tuned.keras", val_split=0.2)
     >>> result.val_accuracy_after >= result.val_accuracy_before  # else the original is kept
     True
     """
     started = time.perf_counter()
-    out = Path(out)
+    options = _Options(
+        val_split=val_split,
+        augment=augment,
+        unfreeze=unfreeze,
+        learning_rate=learning_rate,
+        epochs=epochs,
+        patience=patience,
+        batch_size=batch_size,
+        workers=workers or os.cpu_count() or 1,
+        classes=classes,
+        limit=limit,
+        val_limit=val_limit,
+        seed=seed,
+        max_pixels=max_pixels,
+        progress=progress,
+    )
+    return _finetune(model, train, val, Path(out), options, started)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """How :func:`finetune` picks its images and trains (its keyword arguments)."""
+
+    val_split: float | None
+    augment: bool
+    unfreeze: int
+    learning_rate: float
+    epochs: int
+    patience: int
+    batch_size: int
+    workers: int
+    classes: str | None
+    limit: int | None
+    val_limit: int | None
+    seed: int
+    max_pixels: int
+    progress: bool | None
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """What training did: validation loss and accuracy before and after, and its epochs."""
+
+    loss_before: float
+    accuracy_before: float
+    loss_after: float
+    accuracy_after: float
+    kept_original: bool
+    epochs_run: int
+    best_epoch: int
+    history: dict[str, list[float]]
+
+
+def _finetune(
+    model: str | Path,
+    train: str | Path | Source,
+    val: str | Path | Source | None,
+    out: Path,
+    options: _Options,
+    started: float,
+) -> FinetuneResult:
+    """:func:`finetune`: its options checked, the images read, the model trained and saved."""
+    _check_options(out, options)
+    exported = _tunable(model, options.augment)
+    if (val is None) == (options.val_split is None):
+        raise SourceError(
+            "give a validation set (--val) or a share of the training images to hold out "
+            f"(--val-split), one of the two. Received: val={val}, val_split={options.val_split}"
+        )
+    import keras
+
+    keras.utils.set_random_seed(options.seed)
+    sources = validation_sources(
+        train,
+        val,
+        val_split=options.val_split,
+        classes=options.classes,
+        limit=options.limit,
+        val_limit=options.val_limit,
+        seed=options.seed,
+    )
+    given = {"train": train, "val": train if val is None else val}  # named in errors
+    data = {
+        role: _batches(exported, source, given[role], role, options)
+        for role, source in sources.items()
+    }
+    net = exported.model
+    unfrozen = unfreeze_top(net, exported.metadata, options.unfreeze)
+    fit = _train(net, data, options)
+    validation = _validation_record(sources, val, options.val_split, options.seed)
+    metadata = _tuned_metadata(exported, unfrozen, fit, options, validation)
+    _save(net, exported, metadata, out)
+    failed = {**data["train"].failed, **data["val"].failed}
+    return FinetuneResult(
+        path=out,
+        val_loss_before=fit.loss_before,
+        val_accuracy_before=fit.accuracy_before,
+        val_loss_after=fit.loss_after,
+        val_accuracy_after=fit.accuracy_after,
+        epochs_run=fit.epochs_run,
+        best_epoch=fit.best_epoch,
+        kept_original=fit.kept_original,
+        unfrozen=[layer.name for layer in unfrozen],
+        trainable_weights=int(sum(np.prod(w.shape) for w in net.trainable_weights)),
+        failed=sorted(failed.items()),
+        seconds=time.perf_counter() - started,
+        history=fit.history,
+    )
+
+
+def _check_options(out: Path, options: _Options) -> None:
+    """Refuse an output that is not a ``.keras`` file, or unusable training settings."""
     if out.suffix != ".keras":
         raise ExportError(f"the tuned model must be a .keras file. Received: out={out}")
-    if unfreeze < 0:
-        raise ValueError(f"unfreeze must be >= 0. Received: unfreeze={unfreeze}")
-    if learning_rate <= 0:
-        raise ValueError(f"learning_rate must be > 0. Received: learning_rate={learning_rate}")
+    if options.unfreeze < 0:
+        raise ValueError(f"unfreeze must be >= 0. Received: unfreeze={options.unfreeze}")
+    if options.learning_rate <= 0:
+        raise ValueError(
+            f"learning_rate must be > 0. Received: learning_rate={options.learning_rate}"
+        )
+
+
+def _tunable(model: str | Path, augment: bool) -> Exported:
+    """The export to fine-tune: a single ``.keras`` file (a converted form refused before
+    its graph is read or run, a folder form once loaded), ``augment`` only for images."""
     converter = converter_for(Path(model).expanduser())
-    if converter is not None:  # refused before its graph is read or run
+    if converter is not None:
         raise ExportError(
             f"{model} is converted for another runtime (--format {converter.name}) and "
             "cannot be fine-tuned; fine-tune the .keras export of the same head (bottleneck "
@@ -519,58 +628,54 @@ def finetune(
             "with skops): its head cannot be trained by gradient descent, so it cannot be "
             "fine-tuned; export a logreg, linear-svm or dense head to a .keras file instead"
         )
-    if (val is None) == (val_split is None):
-        raise SourceError(
-            "give a validation set (--val) or a share of the training images to hold out "
-            f"(--val-split), one of the two. Received: val={val}, val_split={val_split}"
-        )
+    return exported
+
+
+def _batches(
+    exported: Exported,
+    source: Source,
+    spec: str | Path | Source,
+    role: str,
+    options: _Options,
+) -> _ImageBatches:
+    """The ``role`` (``"train"`` or ``"val"``) batches of ``source`` (given as ``spec``),
+    labelled by the model's class indices; only training batches shuffle and augment."""
+    where = str(spec if not isinstance(spec, Source) else spec.root)
+    return image_batches_type()(
+        source,
+        label_map(exported.class_names, source, where),
+        exported.image_size,
+        exported.channels,
+        options.batch_size,
+        shuffle=role == "train",
+        seed=options.seed,
+        workers=options.workers,
+        max_pixels=options.max_pixels,
+        augment=options.augment and role == "train",
+        text=exported.modality == "text",
+    )
+
+
+def _train(net: keras.Model, data: dict[str, _ImageBatches], options: _Options) -> _Fit:
+    """Train ``net`` with early stopping on the validation batches; keep the best epoch's
+    weights, or the starting ones when no epoch has a lower validation loss."""
     import keras
 
-    keras.utils.set_random_seed(seed)
-    workers = workers or os.cpu_count() or 1
-    names = exported.class_names
-    data = {}
-    sources = validation_sources(
-        train,
-        val,
-        val_split=val_split,
-        classes=classes,
-        limit=limit,
-        val_limit=val_limit,
-        seed=seed,
-    )
-    for role, source in sources.items():
-        spec = train if role == "train" or val is None else val
-        data[role] = image_batches_type()(
-            source,
-            label_map(names, source, str(spec if not isinstance(spec, Source) else spec.root)),
-            exported.image_size,
-            exported.channels,
-            batch_size,
-            shuffle=role == "train",
-            seed=seed,
-            workers=workers,
-            max_pixels=max_pixels,
-            augment=augment and role == "train",
-            text=exported.modality == "text",
-        )
-    net = exported.model
-    unfrozen = unfreeze_top(net, exported.metadata, unfreeze)
     net.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate=options.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
-    verbose = _verbose(progress)
+    verbose = _verbose(options.progress)
     loss_before, accuracy_before = _evaluate(net, data["val"], verbose)
     initial = net.get_weights()
     stopper = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=patience, restore_best_weights=True
+        monitor="val_loss", patience=options.patience, restore_best_weights=True
     )
     history = net.fit(
         data["train"],
         validation_data=data["val"],
-        epochs=epochs,
+        epochs=options.epochs,
         callbacks=[stopper],
         verbose=verbose,
     )
@@ -579,39 +684,47 @@ def finetune(
     if kept_original:
         net.set_weights(initial)
         loss_after, accuracy_after = loss_before, accuracy_before
+    return _Fit(
+        loss_before=loss_before,
+        accuracy_before=accuracy_before,
+        loss_after=loss_after,
+        accuracy_after=accuracy_after,
+        kept_original=kept_original,
+        epochs_run=len(history.history.get("loss", [])),
+        best_epoch=stopper.best_epoch + 1,
+        history={k: [float(v) for v in values] for k, values in history.history.items()},
+    )
+
+
+def _tuned_metadata(
+    exported: Exported,
+    unfrozen: list[keras.layers.Layer],
+    fit: _Fit,
+    options: _Options,
+    validation: dict,
+) -> dict:
+    """The export's metadata with ``finetuned`` added: how it was tuned and on what."""
     metadata = dict(exported.metadata)
     metadata["finetuned"] = {
         "from": exported.path.name,
-        "unfreeze": unfreeze,
+        "unfreeze": options.unfreeze,
         "unfrozen_layers": [layer.name for layer in unfrozen],
-        "learning_rate": learning_rate,
-        "epochs_run": len(history.history.get("loss", [])),
-        "best_epoch": stopper.best_epoch + 1,
-        "kept_original": kept_original,
-        "val_loss": [loss_before, loss_after],
-        "val_accuracy": [accuracy_before, accuracy_after],
-        "validation": _validation_record(sources, val, val_split, seed),
-        "augment": [type(layer).__name__ for layer in augmenter(seed).layers] if augment else [],
+        "learning_rate": options.learning_rate,
+        "epochs_run": fit.epochs_run,
+        "best_epoch": fit.best_epoch,
+        "kept_original": fit.kept_original,
+        "val_loss": [fit.loss_before, fit.loss_after],
+        "val_accuracy": [fit.accuracy_before, fit.accuracy_after],
+        "validation": validation,
+        "augment": (
+            [type(layer).__name__ for layer in augmenter(options.seed).layers]
+            if options.augment
+            else []
+        ),
     }
-    if metadata.get("outputs") == "decision-softmax" and not kept_original:
+    if metadata.get("outputs") == "decision-softmax" and not fit.kept_original:
         metadata["outputs"] = "probabilities"
-    _save(net, exported, metadata, out)
-    failed = {**data["train"].failed, **data["val"].failed}
-    return FinetuneResult(
-        path=out,
-        val_loss_before=loss_before,
-        val_accuracy_before=accuracy_before,
-        val_loss_after=loss_after,
-        val_accuracy_after=accuracy_after,
-        epochs_run=len(history.history.get("loss", [])),
-        best_epoch=stopper.best_epoch + 1,
-        kept_original=kept_original,
-        unfrozen=[layer.name for layer in unfrozen],
-        trainable_weights=int(sum(np.prod(w.shape) for w in net.trainable_weights)),
-        failed=sorted(failed.items()),
-        seconds=time.perf_counter() - started,
-        history={k: [float(v) for v in values] for k, values in history.history.items()},
-    )
+    return metadata
 
 
 def _save(net: keras.Model, exported: Exported, metadata: dict, out: Path) -> None:

@@ -39,7 +39,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 from bottleneck_transfer.atomic import atomic_path
@@ -55,6 +55,9 @@ from bottleneck_transfer.features.sources.memory import open_text_lines
 from bottleneck_transfer.features.sources.text import TEXT_SUFFIX
 from bottleneck_transfer.features.text_batches import default_text_batch
 from bottleneck_transfer.fingerprint import fingerprint
+
+if TYPE_CHECKING:
+    from bottleneck_transfer.deploy.target_predict import TargetPredictions
 
 FORMATS = ("csv", "json", "parquet")
 
@@ -246,16 +249,14 @@ def predict(
     Parameters
     ----------
     model : str, Path or Exported
-        An export (see :func:`deploy.export.export`): a ``.keras``, ``.tflite`` or ``.onnx``
+        An export (:func:`deploy.export.export`): a ``.keras``, ``.tflite`` or ``.onnx``
         file, an export folder or a SavedModel export folder.
     images : str, Path, list or Source
         A folder, CSV manifest, IDX/NPZ file or ``fashion-mnist:test``; or image files. For a
         text export: a ``.txt`` file (one text a line), a text table or a folder of ``.txt``.
     out : str or Path, optional
-        Write the predictions here: CSV, Parquet (``out`` ends in ``.parquet``) or JSON
-        (``fmt="json"`` or ``out`` ends in ``.json``). The file appears complete or not at
-        all. A ``.csv`` or ``.parquet`` file is written as the images go, and a rerun after
-        a killed run resumes it (:mod:`.prediction_files`); the result then holds only counts.
+        Write the predictions here: CSV, Parquet (``.parquet``) or JSON (``fmt="json"`` or
+        ``.json``), complete or not at all; CSV and Parquet as the images go (see the module).
     top_k : int
         Classes per image (capped at the number of classes).
     batch_size, workers
@@ -263,28 +264,21 @@ def predict(
         decoding threads (default: all cores).
     strict : bool
         Stop at the first bad image instead of skipping it.
-    classes, limit
-        Class subset and evenly spread sample of a labelled source (as in ``extract``).
-    progress : bool, optional
-        Show a progress bar (default: only on a terminal).
-    trust_graph : bool
-        Run a converted export whose graph holds ops off the allow-list
-        (:func:`deploy.exported.load_exported`).
-    text_column : str, optional
-        A text table's column of texts (default ``text``).
+    classes, limit, text_column
+        Class subset and evenly spread sample of a labelled source (as in ``extract``); a
+        text table's column of texts (default ``text``).
+    progress, trust_graph : bool
+        Show a progress bar (default: only on a terminal); run a converted export whose
+        graph holds ops off the allow-list (:func:`deploy.exported.load_exported`).
 
     Raises
     ------
-    GraphError
-        A converted export whose graph holds an op off the allow-list, without ``trust_graph``.
-    ExportError
-        The model is missing or not a bottleneck export (naming the file).
-    MissingDependencyError
-        A converted export whose runtime is not installed.
-    SourceError
-        The images cannot be read as a collection.
-    ImageError
-        With ``strict``, the first bad image.
+    GraphError, MissingDependencyError
+        A converted export with an op off the allow-list (without ``trust_graph``), or
+        whose runtime is not installed.
+    ExportError, SourceError, ImageError
+        The model is not a bottleneck export, the images cannot be read (naming them), or
+        (``strict``) the first bad image.
 
     Examples
     --------
@@ -293,10 +287,51 @@ def predict(
     [('a.jpg', 'Sandal')]
     >>> predict("model.keras", "new_images/", out="predictions.csv")  # doctest: +SKIP
     """
+    _check_counts(top_k, batch_size)
+    out, fmt = _output(out, fmt)
+    source = open_images(images, classes=classes, limit=limit, text_column=text_column)
+    exported = (  # after the source: a bad path fails before loading
+        model if isinstance(model, Exported) else load_exported(model, trust_graph=trust_graph)
+    )
+    _check_modality(exported, source, images)
+    scoring = _Scoring(
+        exported=exported,
+        source=source,
+        batch_size=_batch_size(batch_size, exported, source),
+        workers=workers,
+        strict=strict,
+        max_pixels=max_pixels,
+        progress=progress,
+    )
+    if exported.metadata.get("target"):  # a binary, multi-label or regression export
+        return _predict_targets(scoring, out, fmt)  # type: ignore[return-value]
+    return _predict_classes(scoring, min(top_k, len(exported.class_names)), out, fmt)
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """What one :func:`predict` run scores (an export on a source) and how it reads it."""
+
+    exported: Exported
+    source: Source
+    batch_size: int
+    workers: int | None
+    strict: bool
+    max_pixels: int
+    progress: bool | None
+
+
+def _check_counts(top_k: int, batch_size: int | None) -> None:
+    """Refuse a ``top_k`` or given ``batch_size`` under 1."""
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1. Received: top_k={top_k}")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+
+
+def _output(out: str | Path | None, fmt: str | None) -> tuple[Path | None, str]:
+    """Where the predictions go (None: printed) and their format: ``fmt``, else the one
+    ``out``'s suffix names, else CSV."""
     out = Path(out) if out is not None else None
     suffix = "" if out is None else out.suffix.lower()
     fmt = fmt or {".json": "json", ".parquet": "parquet"}.get(suffix, "csv")
@@ -304,49 +339,62 @@ def predict(
         raise ValueError(f"fmt must be one of {FORMATS}. Received: fmt={fmt!r}")
     if fmt == "parquet" and suffix != ".parquet":
         raise ValueError(f"Parquet predictions go to a .parquet file. Received: out={out}")
-    # a bad path fails before loading
-    source = open_images(images, classes=classes, limit=limit, text_column=text_column)
-    exported = (
-        model if isinstance(model, Exported) else load_exported(model, trust_graph=trust_graph)
-    )
-    _check_modality(exported, source, images)
-    k = min(top_k, len(exported.class_names))
-    if exported.modality == "text":
-        batch_size = batch_size or default_text_batch(False, len(source))
-    batch_size = batch_size or default_batch_size(exported.image_size, len(source))
-    if exported.metadata.get("target"):  # a binary, multi-label or regression export
-        from bottleneck_transfer.deploy.target_predict import predict_targets
+    return out, fmt
 
-        return predict_targets(  # type: ignore[return-value]
-            exported,
-            source,
-            out=out,
-            fmt=fmt,
-            batch_size=batch_size,
-            workers=workers,
-            strict=strict,
-            max_pixels=max_pixels,
-            progress=progress,
-        )
-    writer = None
-    if out is not None and streamed_format(out) == fmt:
-        value = "probability" if _outputs(exported) == "probabilities" else "score"
-        key = {  # what a resumed run must share with the killed one
-            "model": str(Path(exported.path).resolve()),
-            "export": fingerprint(exported.metadata),
-            "images": source.root,
-            "items": len(source),
-            "first": source.items[0].id if source.items else None,
-            "top_k": k,
-        }
-        writer = PredictionWriter(out, prediction_header(value, k), key)
-    result = _run(exported, source, k, batch_size, workers, strict, max_pixels, progress, writer)
+
+def _batch_size(given: int | None, exported: Exported, source: Source) -> int:
+    """Items per model call: ``given``, else as extraction sizes them (texts: by the token
+    budget; images: by device and input size)."""
+    if exported.modality == "text":
+        given = given or default_text_batch(False, len(source))
+    return given or default_batch_size(exported.image_size, len(source))
+
+
+def _predict_targets(scoring: _Scoring, out: Path | None, fmt: str) -> TargetPredictions:
+    """A binary, multi-label or regression export's predictions (:mod:`.target_predict`)."""
+    from bottleneck_transfer.deploy.target_predict import predict_targets
+
+    return predict_targets(
+        scoring.exported,
+        scoring.source,
+        out=out,
+        fmt=fmt,
+        batch_size=scoring.batch_size,
+        workers=scoring.workers,
+        strict=scoring.strict,
+        max_pixels=scoring.max_pixels,
+        progress=scoring.progress,
+    )
+
+
+def _predict_classes(scoring: _Scoring, k: int, out: Path | None, fmt: str) -> PredictResult:
+    """The top ``k`` classes of every item, written to ``out`` as they go (a CSV or Parquet
+    file: resumed after a killed run) or once all are scored."""
+    writer = _writer(scoring, k, out, fmt)
+    result = _run(scoring, k, writer)
     if writer is not None:
-        writer.finish(len(source))
+        writer.finish(len(scoring.source))
     elif out is not None:
         write_predictions(result, out, fmt)
     result.out = out
     return result
+
+
+def _writer(scoring: _Scoring, k: int, out: Path | None, fmt: str) -> PredictionWriter | None:
+    """The file the predictions stream into as they come, or None (printed, or JSON)."""
+    if out is None or streamed_format(out) != fmt:
+        return None
+    exported, source = scoring.exported, scoring.source
+    value = "probability" if _outputs(exported) == "probabilities" else "score"
+    key = {  # what a resumed run must share with the killed one
+        "model": str(Path(exported.path).resolve()),
+        "export": fingerprint(exported.metadata),
+        "images": source.root,
+        "items": len(source),
+        "first": source.items[0].id if source.items else None,
+        "top_k": k,
+    }
+    return PredictionWriter(out, prediction_header(value, k), key)
 
 
 def _outputs(exported: Exported) -> str:
@@ -359,19 +407,10 @@ def prediction_header(value_name: str, k: int) -> list[str]:
     return ["id", "label", *(f"{c}_{r}" for r in range(1, k + 1) for c in ("class", value_name))]
 
 
-def _run(
-    exported: Exported,
-    source: Source,
-    k: int,
-    batch_size: int,
-    workers: int | None,
-    strict: bool,
-    max_pixels: int,
-    progress: bool | None,
-    writer: PredictionWriter | None = None,
-) -> PredictResult:
+def _run(scoring: _Scoring, k: int, writer: PredictionWriter | None = None) -> PredictResult:
     """Score every image; rows go to ``writer`` as they come (only counts are kept, and
     the images it already holds are skipped) or are kept in the result."""
+    exported, source = scoring.exported, scoring.source
     start = 0 if writer is None else writer.items_done
     unit = f"{exported.modality}s"
     tally = {"images": 0, "labelled": 0, "correct": 0}
@@ -384,11 +423,11 @@ def _run(
     scored = scored_batches(
         exported,
         source,
-        batch_size,
-        workers=workers,
-        strict=strict,
-        max_pixels=max_pixels,
-        progress=progress,
+        scoring.batch_size,
+        workers=scoring.workers,
+        strict=scoring.strict,
+        max_pixels=scoring.max_pixels,
+        progress=scoring.progress,
         start=start,
     )
     for batch, scores in scored:

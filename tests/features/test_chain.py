@@ -156,6 +156,8 @@ LENGTH_CHECKED = (
     "features",
     "bench",
     "rank",
+    "deploy",
+    "cli/deploy_cmds.py",
     "cli/head_cmds.py",
     "heads",
     "pipeline/spec.py",
