@@ -164,23 +164,28 @@ class LabeledData:
 
     @classmethod
     def from_cache(
-        cls, cache: FeatureCache | str | Path, plan: MemoryPlan | None = None
+        cls,
+        cache: FeatureCache | str | Path,
+        plan: MemoryPlan | None = None,
+        *,
+        copies: bool = True,
     ) -> LabeledData:
         """Read a cache's features, labels and ids once; with a streaming ``plan`` keep the
         features in the file (no copy search then; declared groups still bind the splits).
         Above :data:`~features.duplicates.NEAR_SEARCH_MAX_ROWS` rows only exact copies are
-        searched (the near-copy search compares every pair of rows: quadratic time)."""
+        searched (the near-copy search compares every pair of rows: quadratic time).
+        ``copies=False``: no copy search either (for a fit that splits nothing and warns of
+        nothing: ``train`` without ``--tune``)."""
         if not isinstance(cache, FeatureCache):
             with FeatureCache.open(cache) as opened:
-                return cls.from_cache(opened, plan)
+                return cls.from_cache(opened, plan, copies=copies)
         refuse_value_target(cache)
         streaming = plan is not None and plan.streaming
-        if streaming:
-            X, duplicates = cache.features_dataset, None
-            declared = cache.groups
+        X = cache.features_dataset if streaming else cache.features
+        if streaming or not copies:
+            duplicates, declared = None, cache.groups
             linked = None if declared is None else merge_labels([g or None for g in declared])
         else:
-            X = cache.features
             near = len(X) <= NEAR_SEARCH_MAX_ROWS
             duplicates, linked = cache_duplicates(cache, X, near=near)
         return cls(
@@ -301,7 +306,9 @@ def refuse_value_target(cache: FeatureCache) -> None:
         )
 
 
-def as_data(value: DataInput, *, what: str = "data", plan: MemoryPlan | None = None) -> LabeledData:
+def as_data(
+    value: DataInput, *, what: str = "data", plan: MemoryPlan | None = None, copies: bool = True
+) -> LabeledData:
     """The one coercion of a head function's data argument to :class:`LabeledData`.
 
     Parameters
@@ -314,6 +321,8 @@ def as_data(value: DataInput, *, what: str = "data", plan: MemoryPlan | None = N
     plan : MemoryPlan, optional
         A cache's path under the memory budget (:func:`memory_plan`): read whole, or left
         in the file (which stays open while the returned data refers to its features).
+    copies : bool, default=True
+        Search a cache's copies (:meth:`LabeledData.from_cache`).
 
     Raises
     ------
@@ -329,8 +338,8 @@ def as_data(value: DataInput, *, what: str = "data", plan: MemoryPlan | None = N
         return value
     if isinstance(value, (FeatureCache, str, Path)):
         if plan is not None and plan.streaming and not isinstance(value, FeatureCache):
-            return LabeledData.from_cache(FeatureCache.open(value), plan)
-        return LabeledData.from_cache(value, plan)
+            return LabeledData.from_cache(FeatureCache.open(value), plan, copies=copies)
+        return LabeledData.from_cache(value, plan, copies=copies)
     if isinstance(value, tuple) and len(value) in (2, 3):
         X, y, *names = value
         return LabeledData.from_arrays(X, y, class_names=names[0] if names else None)
@@ -945,7 +954,9 @@ def train_head(
     plan = memory_plan(cache, memory_budget, force=out_of_core)
     if plan.streaming:
         _check_streamable(spec, plan)
-    data = as_data(cache, what="cache", plan=plan)
+    # Copies only matter to a split: without tuning, the fit splits nothing (calibration
+    # folds follow augmented views only) and train reports no copies.
+    data = as_data(cache, what="cache", plan=plan, copies=tune)
     messages = check_data(data, min_per_class=2 if tune else 1)
     fit = fit_head(
         spec,

@@ -211,3 +211,22 @@ def test_groups_refusals(tree):
     assert "\n" not in str(info.value)
     with pytest.raises(SourceError, match="names a column of a CSV manifest"):
         open_source(str(tree), groups="patient")
+
+
+def test_train_searches_copies_only_when_it_splits(tmp_path, monkeypatch):
+    """Without --tune a fit splits nothing and train reports no copies: no pair search."""
+    from bottleneck_transfer.heads import training
+
+    train, _ = digits_caches(tmp_path)
+    searched = []
+
+    def recorded(*args, **kwargs):
+        searched.append(1)
+        return cache_duplicates(*args, **kwargs)
+
+    monkeypatch.setattr(training, "cache_duplicates", recorded)
+    plain = training.train_head(train, "logreg", random_state=0)
+    assert searched == [] and plain.metadata["cache"]["rows"] > 1000
+    training.train_head(train, "logreg:C=1", tune=True, random_state=0)
+    assert searched == [1]  # the tuning split keeps copies on one side
+    assert LabeledData.from_cache(train, copies=False).duplicates is None
