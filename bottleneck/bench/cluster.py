@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bottleneck_transfer.bench.runtimes import marginal, rotations
+from bottleneck_transfer.bench.timing import marginal, rotations
 from bottleneck_transfer.features.extract import extract
 
 ENGINES = ("local", "dask", "ray")

@@ -49,30 +49,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bottleneck_transfer.bench.timing import marginal, median, rotations
 
 #: Images of the small and large runs whose difference gives a marginal rate.
 SIZES = (64, 192)
 #: Repeats of each measurement (the median counts).
 REPEATS = 3
-
-
-def marginal(seconds: dict[int, float]) -> float:
-    """Images/s between the smallest and largest run: ``dn / dt`` (fixed costs cancel); NaN
-    where the larger run was not the longer (a burst of load in the small one)."""
-    (small, t_small), (large, t_large) = min(seconds.items()), max(seconds.items())
-    return (large - small) / (t_large - t_small) if t_large > t_small else math.nan
-
-
-def median(values: Sequence[float]) -> float:
-    """The median of the values that are numbers (NaN: none is)."""
-    kept = [v for v in values if not math.isnan(v)]
-    return statistics.median(kept) if kept else math.nan
-
-
-def rotations(names: Sequence[str], repeats: int) -> list[list[str]]:
-    """``repeats`` orders of ``names``, each starting one further (they take turns first)."""
-    k = len(names)
-    return [[names[(r + i) % k] for i in range(k)] for r in range(repeats)]
 
 
 def _cpu() -> float:

@@ -1,12 +1,11 @@
-"""Source kinds and engines on the same images: Fashion-MNIST written as PNG files in class
-folders, as WebDataset tar shards and as a Hugging Face ``datasets`` Parquet table.
+"""Source kinds on the same images: Fashion-MNIST written as PNG files in class folders, as
+WebDataset tar shards and as a Hugging Face ``datasets`` Parquet table.
 
 ``python -m bottleneck_transfer.bench.sources throughput --images 2000`` times extraction of
 each kind with one base (one run each); ``memory --images 10000 60000`` gives the peak memory
-of extracting tar sources of each size, each in a fresh process; ``engines --engine dask``
-(or ``ray``: run it only inside a network namespace of its own, ``unshare -n``) times a
-two-worker cluster against the local engine, with the shipped 28-px base or any other
-(``--base mobilenet_v2 --image-size 160 --weights none``). Each prints one JSON line.
+of extracting tar sources of each size, each in a fresh process. Each prints one JSON line.
+The engines on these images: :mod:`bench.cluster` (it writes them with :func:`write_sources`
+and starts Ray with :func:`start_ray_head`).
 """
 
 from __future__ import annotations
@@ -118,28 +117,6 @@ def peak_memory(sizes: list[int], batch_size: int) -> dict[str, Any]:
     return {"peak_mib": peaks, "ratio": round(last / first, 3)}
 
 
-def engines(
-    n: int, batch_size: int, engine: str, workers: int, base: str = BASE, **base_options: Any
-) -> dict[str, Any]:
-    """The local engine against a ``workers``-process ``engine`` cluster on the same ``n``
-    PNGs (:func:`bench.cluster.bench_engines` at ``n / 3`` and ``n`` images), with ``base``
-    (default the shipped 28-px base; ``base_options`` as for ``load_base``)."""
-    from bottleneck_transfer.bench.cluster import bench_engines
-
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = write_sources(Path(tmp), n, ("folder",))["folder"]
-        return bench_engines(
-            base,
-            spec,
-            engines=("local", engine),
-            sizes=(max(batch_size, n // 3), n),
-            repeats=1,
-            workers=workers,
-            batch_size=batch_size,
-            base_options=base_options,
-        )
-
-
 def start_ray_head(workers: int, attempts: int = 3) -> None:
     """``ray start --head`` on 127.0.0.1 with ``workers`` CPUs, only inside a network namespace
     of its own (``unshare -n``: Ray serves on the machine's address whatever it is told).
@@ -178,25 +155,14 @@ def start_ray_head(workers: int, attempts: int = 3) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", choices=("throughput", "memory", "engines"))
+    parser.add_argument("part", choices=("throughput", "memory"))
     parser.add_argument("--images", type=int, nargs="+", default=[2000])
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--engine", choices=("dask", "ray"), default="dask")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--base", default=BASE, help="engines: the base (default: shipped)")
-    parser.add_argument("--image-size", type=int, help="engines: the base's input size")
-    parser.add_argument("--weights", help="engines: the base's weights (none: random)")
     args = parser.parse_args(argv)
     if args.part == "throughput":
         report = throughput(args.images[0], args.batch_size)
-    elif args.part == "memory":
-        report = peak_memory(args.images, args.batch_size)
     else:
-        given = {"image_size": args.image_size, "weights": args.weights}
-        options = {key: value for key, value in given.items() if value is not None}
-        report = engines(
-            args.images[0], args.batch_size, args.engine, args.workers, args.base, **options
-        )
+        report = peak_memory(args.images, args.batch_size)
     report["load_average"] = [round(x, 1) for x in os.getloadavg()]
     print(json.dumps(report))
 
