@@ -243,14 +243,15 @@ def _wait_shards(
             raise stop(f"lost the Dask scheduler at {address}") from exc
         for future in finished:
             try:
-                done(future.result())
-            except CancelledError as exc:
+                result = future.result()
+            except (CancelledError, OSError) as exc:  # OSError: the gather's connection closed
                 raise stop(f"lost the Dask scheduler at {address}") from exc
             except KilledWorker as exc:
                 raise stop(
                     f"a shard task killed {TASK_RETRIES + 1} workers of the Dask cluster at "
                     f"{address} (out of memory? see the workers' logs)"
                 ) from exc
+            done(result)
         try:
             if client.status != "running":
                 raise OSError(f"client {client.status}")
