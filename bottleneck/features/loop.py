@@ -433,7 +433,7 @@ def _run(writer: CacheWriter, out: Path, plan: Plan) -> ExtractResult:
     bar = tqdm(
         total=len(source),
         initial=resumed_from,
-        unit="img" if source.modality == "image" else "text",
+        unit=source.units[1],
         desc=f"extract {out.name}",
         disable=(None if options.progress is None else not options.progress),
         dynamic_ncols=True,
@@ -565,8 +565,7 @@ def _finalize(writer: CacheWriter, out: Path, extraction: dict, source: Source) 
 
 def _kept(writer: CacheWriter, out: Path, source: Source) -> str:
     """What an interrupted extraction kept (counted in images or texts), and how to go on."""
-    items = "images" if source.modality == "image" else "texts"
     return (
-        f"{writer.rows} rows ({writer.items_done} of {len(source)} {items}) are kept in "
+        f"{writer.rows} rows ({writer.items_done} of {len(source)} {source.units[0]}) are kept in "
         f"{partial_path(out)}; run the same command again to resume"
     )

@@ -262,7 +262,7 @@ class ShardJob:
         progress = self.plan.options.progress
         return tqdm(
             total=sum(s.stop - s.start for s in todo),
-            unit="img" if self.plan.source.modality == "image" else "text",
+            unit=self.plan.source.units[1],
             desc=f"extract {self.plan.paths[0].name} ({len(todo)}/{len(self.shards)} shards)",
             disable=(None if progress is None else not progress),
             dynamic_ncols=True,

@@ -192,6 +192,12 @@ class Source(Display):
         """``image`` or ``text``: what every item of the source holds."""
         return self.items[0].modality if self.items else "image"
 
+    @property
+    def units(self) -> tuple[str, str]:
+        """What its items are called: in messages (``images``/``texts``) and on a progress
+        bar (``img``/``text``)."""
+        return ("images", "img") if self.modality == "image" else ("texts", "text")
+
     def _display_summary(self) -> dict[str, object]:
         return {"kind": self.kind, "root": self.root, "images": len(self)}
 
